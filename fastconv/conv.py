@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _ext
 from ._validation import (as_array, check_data_format, check_int, check_ndim,
-                          common_float_dtype, prepare)
+                          common_float_dtype)
 from .shapes import conv_output_shape, normalize_pair, normalize_padding, resolve_padding
 
 __all__ = ["conv2d", "conv2d_backward", "conv2d_grad_input", "conv2d_grad_weight",
@@ -312,7 +312,7 @@ def conv2d_backward(grad_y, x, weight, stride=1, padding=0, dilation=1, groups=1
     g, dtype, a = _backward_inputs(grad_y, x, weight, stride, padding, dilation, groups,
                                    data_format)
     gx, gw = _backward(g, a["grad_y"], a["x"], a["weight"], dtype, True, True)
-    gb = _bias_grad(g, a["grad_y"]) if has_bias else None
+    gb = _bias_grad(a["grad_y"], g.channels_last) if has_bias else None
     return gx, gw, gb
 
 
@@ -332,16 +332,14 @@ def conv2d_grad_weight(grad_y, x, weight_shape, stride=1, padding=0, dilation=1,
     return _backward(g, a["grad_y"], a["x"], None, dtype, False, True)[1]
 
 
-def _bias_grad(g, grad_y):
-    if g.channels_last:
-        return grad_y.reshape(-1, g.c_out).sum(axis=0)
-    return grad_y.reshape(g.n, g.c_out, -1).sum(axis=(0, 2))
+def _bias_grad(grad_y, channels_last):
+    return grad_y.sum(axis=(0, 1, 2) if channels_last else (0, 2, 3))
 
 
 def conv2d_grad_bias(grad_y, data_format="channels_first"):
     """Gradient of conv2d with respect to the bias: grad_y summed over all but C_out."""
     check_data_format(data_format)
-    gy = prepare(grad_y, "grad_y", 4, common_float_dtype({"grad_y": as_array(grad_y,
-                                                                            "grad_y")}))
-    axes = (0, 1, 2) if data_format == "channels_last" else (0, 2, 3)
-    return gy.sum(axis=axes)
+    gy = as_array(grad_y, "grad_y")
+    check_ndim(gy, "grad_y", 4)
+    return _bias_grad(gy.astype(common_float_dtype({"grad_y": gy}), copy=False),
+                      data_format == "channels_last")

@@ -50,22 +50,20 @@ def normalize_padding(padding, name="padding"):
             raise ValueError(f"{name} must be 'same', 'valid', an int or pairs of ints, "
                              f"got {padding!r}")
         return p
-    if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(
-            isinstance(p, (tuple, list)) for p in padding):
-        (t, b), (l, r) = [normalize_pair(p, name, minimum=0) for p in padding]
-        pads = ((t, b), (l, r))
-    else:
-        if isinstance(padding, (tuple, list)) and any(isinstance(p, (tuple, list))
-                                                      for p in padding):
-            raise ValueError(f"{name} must be an int, (ph, pw) or ((top, bottom), "
-                             f"(left, right)), got {padding!r}")
-        try:
-            ph, pw = normalize_pair(padding, name, minimum=0)
-        except ValueError:
-            raise ValueError(f"{name} must be non-negative: an int, (ph, pw) or "
-                             f"((top, bottom), (left, right)), got {padding!r}") from None
-        pads = ((ph, ph), (pw, pw))
-    return pads
+    nested = isinstance(padding, (tuple, list)) and any(isinstance(p, (tuple, list))
+                                                         for p in padding)
+    if nested and not (len(padding) == 2 and all(isinstance(p, (tuple, list))
+                                                  for p in padding)):
+        raise ValueError(f"{name} must be an int, (ph, pw) or ((top, bottom), "
+                         f"(left, right)), got {padding!r}")
+    try:
+        if nested:
+            return tuple(normalize_pair(p, name, minimum=0) for p in padding)
+        ph, pw = normalize_pair(padding, name, minimum=0)
+    except ValueError:
+        raise ValueError(f"{name} must be non-negative: an int, (ph, pw) or "
+                         f"((top, bottom), (left, right)), got {padding!r}") from None
+    return ((ph, ph), (pw, pw))
 
 
 def _same_pads(n, k_eff, stride):
