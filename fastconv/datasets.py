@@ -1,0 +1,701 @@
+"""Data sets and the helpers that prepare them for training.
+
+Loaders return ``((x_train, y_train), (x_test, y_test))`` as uint8 arrays, like
+``keras.datasets``:
+
+* :func:`load_fashion_mnist` / :func:`load_mnist`: x (N, 28, 28), y (N,), from the four
+  standard IDX files (gzipped or not). ``load_fashion_mnist(subset="bundled")`` reads the
+  9,000 / 2,000 image subset shipped inside the package (no download, no path needed).
+* :func:`load_cifar10`: x (N, 32, 32, 3), y (N, 1) (Keras's shape), from the official
+  ``cifar-10-python.tar.gz`` or its extracted ``cifar-10-batches-py`` folder. The batches
+  are pickles; they are read with an unpickler that only admits what those files contain
+  (dicts, lists, bytes, ints and plain uint8 NumPy arrays), and the tarball is read in
+  memory after checking every member, so nothing is written to disk and a hostile file
+  can neither run code nor place files anywhere.
+
+Where the files are looked for when no path is given, in this order:
+
+1. ``$FASTCONV_DATA/<name>`` (``FASTCONV_DATA`` is a folder holding one entry per data
+   set: ``fashion-mnist/``, ``mnist/``, ``cifar-10-batches-py/`` or
+   ``cifar-10-python.tar.gz``);
+2. the per-user folders ``~/.fastconv/datasets/<name>`` and
+   ``${XDG_DATA_HOME:-~/.local/share}/fastconv/datasets/<name>``;
+3. where Debian's packages install them (``apt-get install dataset-fashion-mnist`` puts
+   Fashion-MNIST in ``/usr/share/datasets/fashion-mnist``).
+
+Helpers: :func:`to_categorical`, :func:`pad_images` (28x28 -> 32x32 for LeNet-5),
+:func:`scale_images` (uint8 -> float in [0, 1]), :func:`train_validation_split`, and
+augmentation for training: :func:`random_flip`, :func:`random_shift` (random crop of a
+zero-padded image) and :func:`mixup`.
+"""
+import gzip
+import io
+import os
+import pickle
+import posixpath
+import tarfile
+import zlib
+
+import numpy as np
+
+__all__ = ["load_fashion_mnist", "load_mnist", "load_cifar10", "read_idx",
+           "data_search_paths", "bundled_data_dir", "FASHION_MNIST_CLASSES",
+           "CIFAR10_CLASSES", "to_categorical", "pad_images", "scale_images",
+           "train_validation_split", "random_flip", "random_shift", "mixup"]
+
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                         "Shirt", "Sneaker", "Bag", "Ankle boot")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                   "horse", "ship", "truck")
+
+ENV_VAR = "FASTCONV_DATA"
+DEBIAN_DIRS = ("/usr/share/datasets",)
+_BUNDLED_PREFIX = "fashion-mnist-subset-"
+
+# ----------------------------------------------------------------------------------------
+# where to look
+# ----------------------------------------------------------------------------------------
+
+
+def bundled_data_dir():
+    """The folder inside the installed package that holds the bundled data."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+
+
+def data_search_paths(name):
+    """Folders searched, in order, for the data set ``name`` when no path is given.
+
+    ``name`` is the data set's folder name (``"fashion-mnist"``, ``"mnist"``,
+    ``"cifar-10-batches-py"``). The list follows the environment at call time.
+    """
+    roots = []
+    env = os.environ.get(ENV_VAR)
+    if env:
+        roots.append(os.path.expanduser(env))
+    home = os.path.expanduser("~")
+    roots.append(os.path.join(home, ".fastconv", "datasets"))
+    xdg = os.environ.get("XDG_DATA_HOME") or os.path.join(home, ".local", "share")
+    roots.append(os.path.join(xdg, "fastconv", "datasets"))
+    roots.extend(DEBIAN_DIRS)
+    return [os.path.join(r, name) for r in roots]
+
+
+# ----------------------------------------------------------------------------------------
+# IDX files (MNIST, Fashion-MNIST)
+# ----------------------------------------------------------------------------------------
+
+_IDX_TYPES = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
+              0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+
+_IDX_FILES = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
+              "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
+
+
+def _read_maybe_gzip(path):
+    """The bytes of ``path``, decompressed when it starts with the gzip magic number."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (EOFError, OSError, zlib.error) as exc:
+        raise ValueError(f"{path}: corrupted or truncated gzip data ({exc})") from None
+
+
+def read_idx(path):
+    """Read one IDX file (gzipped or not) into a NumPy array in native byte order.
+
+    The header is validated: two zero bytes, a known type code, the number of
+    dimensions, and a payload of exactly the size the dimensions announce. A truncated,
+    padded or foreign file raises ValueError naming the file.
+    """
+    path = os.fspath(path)
+    data = _read_maybe_gzip(path)
+    if len(data) < 4:
+        raise ValueError(f"{path}: not an IDX file (only {len(data)} bytes)")
+    zero, code, ndim = data[:2], data[2], data[3]
+    if zero != b"\x00\x00" or code not in _IDX_TYPES or ndim == 0:
+        raise ValueError(f"{path}: not an IDX file (magic number "
+                         f"0x{int.from_bytes(data[:4], 'big'):08X})")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise ValueError(f"{path}: truncated IDX header ({len(data)} bytes, "
+                         f"{ndim} dimensions need {header})")
+    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    dtype = _IDX_TYPES[code]
+    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(data) != expected:
+        what = "truncated" if len(data) < expected else "has trailing bytes"
+        raise ValueError(f"{path}: IDX file {what}: header announces shape {shape} "
+                         f"({expected} bytes in all), file holds {len(data)} bytes")
+    arr = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+    return arr.astype(dtype.newbyteorder("="), copy=True)
+
+
+def _find_idx_file(folder, stem):
+    """The file for ``stem`` in ``folder`` (``stem``, ``stem.gz``, or the dotted
+    variant ``train-images.idx3-ubyte`` some mirrors use), or None."""
+    dotted = stem.replace("-idx", ".idx")
+    for name in (stem + ".gz", stem, dotted + ".gz", dotted):
+        p = os.path.join(folder, name)
+        if os.path.isfile(p):
+            return p
+    return None
+
+
+def _idx_set_files(folder, prefix=""):
+    """{key: path} of the four IDX files in ``folder``; missing ones map to None."""
+    return {k: _find_idx_file(folder, prefix + stem) for k, stem in _IDX_FILES.items()}
+
+
+def _load_idx_set(files, num_classes=10):
+    arrays = {k: read_idx(p) for k, p in files.items()}
+    for k in ("x_train", "x_test"):
+        a = arrays[k]
+        if a.dtype != np.uint8 or a.ndim != 3:
+            raise ValueError(f"{files[k]}: expected uint8 images of shape (N, rows, cols), "
+                             f"got {a.dtype} {a.shape}")
+    for k in ("y_train", "y_test"):
+        a = arrays[k]
+        if a.dtype != np.uint8 or a.ndim != 1:
+            raise ValueError(f"{files[k]}: expected uint8 labels of shape (N,), "
+                             f"got {a.dtype} {a.shape}")
+        if a.size and int(a.max()) >= num_classes:
+            raise ValueError(f"{files[k]}: labels must lie in [0, {num_classes - 1}], "
+                             f"found {int(a.max())}")
+    for split in ("train", "test"):
+        x, y = arrays["x_" + split], arrays["y_" + split]
+        if len(x) != len(y):
+            raise ValueError(f"{split} images and labels differ in count: "
+                             f"{files['x_' + split]} holds {len(x)} images, "
+                             f"{files['y_' + split]} holds {len(y)} labels")
+    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+        raise ValueError(f"train images {arrays['x_train'].shape[1:]} and test images "
+                         f"{arrays['x_test'].shape[1:]} differ in size")
+    return ((arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"]))
+
+
+def _describe_missing(files):
+    missing = [_IDX_FILES[k] + "[.gz]" for k, p in files.items() if p is None]
+    return "missing " + ", ".join(missing)
+
+
+def _load_idx_dataset(name, path, title):
+    looked = []
+    if path is not None:
+        path = os.path.expanduser(os.fspath(path))
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{title}: path {path!r} does not exist")
+        if not os.path.isdir(path):
+            raise ValueError(f"{title}: path must be a folder holding the four IDX files, "
+                             f"got the file {path!r}")
+        candidates = [path, os.path.join(path, name)]
+    else:
+        candidates = data_search_paths(name)
+    for folder in candidates:
+        if not os.path.isdir(folder):
+            looked.append(f"{folder} (no such folder)")
+            continue
+        files = _idx_set_files(folder)
+        if all(files.values()):
+            return _load_idx_set(files)
+        looked.append(f"{folder} ({_describe_missing(files)})")
+    hint = ("" if path is not None else
+            f"; set {ENV_VAR} to a folder holding {name}/, or pass path=")
+    if name == "fashion-mnist" and path is None:
+        hint += (", or run 'apt-get install dataset-fashion-mnist', or use "
+                 "load_fashion_mnist(subset=\"bundled\")")
+    raise FileNotFoundError(f"{title} not found; looked in: " + "; ".join(looked) + hint)
+
+
+def load_fashion_mnist(path=None, subset=None):
+    """Fashion-MNIST (Zalando, MIT licence) as ``((x_train, y_train), (x_test, y_test))``.
+
+    x: uint8 (N, 28, 28), y: uint8 (N,) with classes :data:`FASHION_MNIST_CLASSES`.
+
+    Parameters
+    ----------
+    path : str or path-like, optional
+        A folder holding ``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``,
+        ``t10k-images-idx3-ubyte[.gz]`` and ``t10k-labels-idx1-ubyte[.gz]`` (or holding a
+        ``fashion-mnist/`` folder with them). Without it the folders of
+        :func:`data_search_paths` are searched and the error lists each of them.
+    subset : {None, "full", "bundled"}
+        ``"bundled"`` returns the subset shipped inside the package: 9,000 training and
+        2,000 test images, class-balanced, drawn with a fixed seed from the real files
+        (see tools/make_bundled_subset.py). It cannot be combined with ``path``.
+    """
+    if subset not in (None, "full", "bundled"):
+        raise ValueError(f"subset must be None, 'full' or 'bundled', got {subset!r}")
+    if subset == "bundled":
+        if path is not None:
+            raise ValueError(f"subset='bundled' reads the data inside the package; "
+                             f"do not pass path (got {path!r})")
+        folder = bundled_data_dir()
+        files = _idx_set_files(folder, _BUNDLED_PREFIX)
+        if not all(files.values()):
+            raise FileNotFoundError(f"bundled Fashion-MNIST subset incomplete in {folder} "
+                                    f"({_describe_missing(files)}); reinstall fastconv")
+        return _load_idx_set(files)
+    return _load_idx_dataset("fashion-mnist", path, "Fashion-MNIST")
+
+
+def load_mnist(path=None):
+    """MNIST digits as ``((x_train, y_train), (x_test, y_test))``; same files, format and
+    search order as :func:`load_fashion_mnist`, in folders named ``mnist``."""
+    return _load_idx_dataset("mnist", path, "MNIST")
+
+
+# ----------------------------------------------------------------------------------------
+# CIFAR-10
+# ----------------------------------------------------------------------------------------
+
+_CIFAR_DIR = "cifar-10-batches-py"
+_CIFAR_TARBALL = "cifar-10-python.tar.gz"
+_CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+_CIFAR_TEST = "test_batch"
+
+
+class _NDArrayToken:
+    """Stands in for ``numpy.ndarray`` inside a pickle: only ``_reconstruct`` accepts it."""
+
+    def __call__(self, *args, **kwargs):
+        raise pickle.UnpicklingError("calling numpy.ndarray is not allowed here")
+
+    def __repr__(self):
+        return "<numpy.ndarray token>"
+
+
+_NDARRAY = _NDArrayToken()
+
+
+class _UInt8Token:
+    """Stands in for ``numpy.dtype('u1')``; its pickled state may only describe uint8."""
+
+    def __setstate__(self, state):
+        # (version, byteorder, subarray, names, fields, elsize, alignment, flags)
+        if not isinstance(state, tuple) or len(state) < 5 or any(
+                v is not None for v in state[2:5]):
+            raise pickle.UnpicklingError(f"only plain uint8 dtypes are allowed, got "
+                                         f"state {state!r:.80}")
+
+
+class _ArrayBuilder:
+    """Receives the pickled state of an ndarray and builds a uint8 array from raw bytes
+    (numpy's own __setstate__ never sees untrusted state)."""
+
+    array = None
+
+    def __setstate__(self, state):
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise pickle.UnpicklingError("malformed ndarray state")
+        shape, dtype, fortran, raw = state[-4:]
+        if not isinstance(dtype, _UInt8Token):
+            raise pickle.UnpicklingError("only uint8 arrays are allowed")
+        if isinstance(raw, str):
+            raw = raw.encode("latin1")
+        self.array = _array_from_bytes(raw, shape, "F" if fortran else "C")
+
+
+def _array_from_bytes(raw, shape, order):
+    if not isinstance(raw, (bytes, bytearray, pickle.PickleBuffer)):
+        raise pickle.UnpicklingError(f"array data must be bytes, got {type(raw).__name__}")
+    if not (isinstance(shape, tuple) and all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)):
+        raise pickle.UnpicklingError(f"array shape must be a tuple of ints, got {shape!r:.80}")
+    raw = bytes(raw)
+    if len(raw) != int(np.prod(shape, dtype=np.int64)):
+        raise pickle.UnpicklingError(f"array data holds {len(raw)} bytes, shape {shape} "
+                                     f"needs {int(np.prod(shape, dtype=np.int64))}")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(shape, order=order).copy()
+
+
+def _safe_encode(obj, encoding="utf-8"):
+    # Protocol-2 pickles written by Python 3 store bytes as _codecs.encode(str, "latin1").
+    if not isinstance(obj, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(
+            f"_codecs.encode is only allowed as (str, 'latin1'), got "
+            f"({type(obj).__name__}, {encoding!r:.40})")
+    return obj.encode("latin1")
+
+
+def _safe_dtype(spec, align=False, copy=False):
+    if spec not in ("u1", b"u1", "|u1", b"|u1", "uint8", b"uint8"):
+        raise pickle.UnpicklingError(f"only uint8 arrays are allowed, got dtype {spec!r:.40}")
+    return _UInt8Token()
+
+
+def _safe_reconstruct(subtype, shape, typecode):
+    if subtype is not _NDARRAY:
+        raise pickle.UnpicklingError(f"only plain numpy arrays are allowed, got "
+                                     f"{subtype!r:.60}")
+    return _ArrayBuilder()
+
+
+def _safe_frombuffer(buf, dtype, shape, order):
+    # numpy's reduction for pickle protocol 5
+    if not isinstance(dtype, _UInt8Token):
+        raise pickle.UnpicklingError("only uint8 arrays are allowed")
+    return _array_from_bytes(buf, shape, "F" if order == "F" else "C")
+
+
+def _finish(obj):
+    return obj.array if isinstance(obj, _ArrayBuilder) else obj
+
+
+_ALLOWED_GLOBALS = {
+    ("_codecs", "encode"): _safe_encode,
+    ("numpy", "dtype"): _safe_dtype,
+    ("numpy", "ndarray"): _NDARRAY,
+    ("numpy.core.multiarray", "_reconstruct"): _safe_reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _safe_reconstruct,
+    ("numpy.core.numeric", "_frombuffer"): _safe_frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _safe_frombuffer,
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Admits dicts, lists, tuples, str/bytes, numbers and plain uint8 ndarrays only."""
+
+    def find_class(self, module, name):
+        try:
+            return _ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(
+                f"forbidden global {module}.{name} (CIFAR-10 batches hold only dicts, "
+                f"lists, bytes, ints and uint8 arrays)") from None
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("persistent ids are not allowed")
+
+
+def _unpickle_batch(blob, where):
+    try:
+        obj = _RestrictedUnpickler(io.BytesIO(blob), encoding="bytes").load()
+    except pickle.UnpicklingError as exc:
+        raise ValueError(f"{where}: refused to load pickle: {exc}") from None
+    except Exception as exc:  # truncated or garbage pickle streams raise many types
+        raise ValueError(f"{where}: not a valid CIFAR-10 batch pickle "
+                         f"({type(exc).__name__}: {exc})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{where}: expected a dict, the pickle holds a "
+                         f"{type(obj).__name__}")
+    batch = {(k.decode("latin1") if isinstance(k, bytes) else k): _finish(v)
+             for k, v in obj.items()}
+    for key in ("data", "labels"):
+        if key not in batch:
+            raise ValueError(f"{where}: missing key {key!r} "
+                             f"(keys: {sorted(map(str, batch))})")
+    labels, data = batch["labels"], batch["data"]
+    if not isinstance(labels, (list, tuple)) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 10 for v in labels):
+        raise ValueError(f"{where}: 'labels' must be a list of ints in [0, 9]")
+    n = len(labels)
+    if isinstance(data, (bytes, bytearray)):
+        if len(data) != n * 3072:
+            raise ValueError(f"{where}: 'data' holds {len(data)} bytes, {n} labels need "
+                             f"{n * 3072}")
+        data = np.frombuffer(bytes(data), dtype=np.uint8).reshape(n, 3072)
+    elif isinstance(data, np.ndarray):
+        if type(data) is not np.ndarray or data.dtype != np.uint8 or data.dtype.fields:
+            raise ValueError(f"{where}: 'data' must be a uint8 array, got {data.dtype}")
+        if data.shape != (n, 3072):
+            raise ValueError(f"{where}: 'data' has shape {data.shape}, expected "
+                             f"({n}, 3072) for {n} labels")
+    else:
+        raise ValueError(f"{where}: 'data' must be a uint8 array or bytes, got "
+                         f"{type(data).__name__}")
+    # rows hold the R, G, B planes of a 32x32 image: (N, 3, 32, 32) -> (N, 32, 32, 3)
+    x = np.ascontiguousarray(data.reshape(n, 3, 32, 32).transpose(0, 2, 3, 1))
+    return x, np.asarray(labels, dtype=np.uint8).reshape(n, 1)
+
+
+def _check_member(tar_path, m):
+    name = m.name
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":"):
+        raise ValueError(f"{tar_path}: unsafe member {name!r} (absolute path or '..'); "
+                         f"refusing to read this archive")
+    if not (m.isfile() or m.isdir()):
+        kind = "link" if (m.issym() or m.islnk()) else "special file"
+        raise ValueError(f"{tar_path}: unsafe member {name!r} ({kind}); "
+                         f"refusing to read this archive")
+
+
+def _read_cifar_tarball(path):
+    """{batch name: bytes} from the official tarball, read in memory after checking
+    every member (no absolute paths, no '..', no links or device files)."""
+    wanted = set(_CIFAR_TRAIN) | {_CIFAR_TEST}
+    blobs = {}
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            for m in tar:
+                _check_member(path, m)
+                norm = posixpath.normpath(m.name)
+                parent, base = posixpath.split(norm)
+                if m.isfile() and base in wanted and posixpath.basename(parent) == _CIFAR_DIR:
+                    blobs[base] = tar.extractfile(m).read()
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"{path}: not a readable CIFAR-10 tarball ({exc})") from None
+    missing = sorted(wanted - set(blobs))
+    if missing:
+        raise ValueError(f"{path}: the archive lacks {_CIFAR_DIR}/ "
+                         f"{', '.join(missing)}")
+    return blobs
+
+
+def _read_cifar_folder(folder):
+    blobs = {}
+    missing = []
+    for name in _CIFAR_TRAIN + (_CIFAR_TEST,):
+        p = os.path.join(folder, name)
+        if os.path.isfile(p):
+            with open(p, "rb") as f:
+                blobs[name] = f.read()
+        else:
+            missing.append(name)
+    if missing:
+        raise ValueError(f"{folder}: CIFAR-10 folder lacks {', '.join(missing)}")
+    return blobs
+
+
+def _locate_cifar10(path):
+    """('tar'|'dir', location) for a path or, with path None, the search folders."""
+    looked = []
+    if path is not None:
+        path = os.path.expanduser(os.fspath(path))
+        if os.path.isfile(path):
+            return "tar", path
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"CIFAR-10: path {path!r} does not exist")
+        cands = [path]
+    else:
+        cands = [os.path.dirname(p) for p in data_search_paths(_CIFAR_DIR)]
+    for root in cands:
+        for d in (root, os.path.join(root, _CIFAR_DIR)):
+            if os.path.isfile(os.path.join(d, _CIFAR_TRAIN[0])):
+                return "dir", d
+        tb = os.path.join(root, _CIFAR_TARBALL)
+        if os.path.isfile(tb):
+            return "tar", tb
+        looked.append(f"{root} (no {_CIFAR_DIR}/ nor {_CIFAR_TARBALL})")
+    hint = "" if path is not None else f"; set {ENV_VAR} or pass path="
+    raise FileNotFoundError("CIFAR-10 not found; looked in: " + "; ".join(looked) + hint)
+
+
+def load_cifar10(path=None):
+    """CIFAR-10 as ``((x_train, y_train), (x_test, y_test))``, like Keras.
+
+    x: uint8 (N, 32, 32, 3); y: uint8 (N, 1), classes :data:`CIFAR10_CLASSES`.
+
+    ``path`` is the official ``cifar-10-python.tar.gz``, its extracted
+    ``cifar-10-batches-py`` folder, or a folder holding either; without it the folders of
+    :func:`data_search_paths` are searched. Pickles are loaded with a restricted unpickler
+    (no code can run) and the tarball is read in memory after every member is checked.
+    Corrupted, truncated or foreign files raise ValueError naming the file.
+    """
+    kind, where = _locate_cifar10(path)
+    blobs = _read_cifar_tarball(where) if kind == "tar" else _read_cifar_folder(where)
+
+    def load(name):
+        label = f"{where}:{name}" if kind == "tar" else os.path.join(where, name)
+        return _unpickle_batch(blobs.pop(name), label)
+
+    train = [load(n) for n in _CIFAR_TRAIN]
+    x_test, y_test = load(_CIFAR_TEST)
+    x_train = np.concatenate([b[0] for b in train])
+    y_train = np.concatenate([b[1] for b in train])
+    return (x_train, y_train), (x_test, y_test)
+
+
+# ----------------------------------------------------------------------------------------
+# preparation helpers
+# ----------------------------------------------------------------------------------------
+
+
+def _labels_1d(y, name="y"):
+    y = np.asarray(y)
+    if y.ndim > 1 and y.shape[-1] == 1:
+        y = y.reshape(y.shape[:-1])
+    if y.ndim != 1:
+        raise ValueError(f"{name} must hold integer labels of shape (N,) or (N, 1), "
+                         f"got shape {y.shape}")
+    if y.size and not np.issubdtype(y.dtype, np.integer):
+        if not np.issubdtype(y.dtype, np.floating) or not np.all(y == np.round(y)):
+            raise TypeError(f"{name} must hold integer labels, got dtype {y.dtype}")
+    return y.astype(np.int64)
+
+
+def to_categorical(y, num_classes=None, dtype="float32"):
+    """One-hot encode integer labels like ``keras.utils.to_categorical``.
+
+    ``y`` of shape (N,) or (N, 1) -> (N, num_classes); ``num_classes`` defaults to
+    ``max(y) + 1``. Negative labels or labels >= num_classes raise ValueError.
+    """
+    labels = _labels_1d(y)
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"y must hold labels >= 0, got {int(labels.min())}")
+    top = int(labels.max()) + 1 if labels.size else 0
+    if num_classes is None:
+        num_classes = top
+    elif isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
+            or num_classes <= 0:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    if top > num_classes:
+        raise ValueError(f"y holds label {top - 1}, outside [0, {num_classes - 1}] "
+                         f"for num_classes={num_classes}")
+    out = np.zeros((labels.size, int(num_classes)), dtype=dtype)
+    out[np.arange(labels.size), labels] = 1
+    return out
+
+
+def pad_images(x, size=32, value=0):
+    """Pad images evenly with ``value`` up to ``size`` x ``size`` (LeNet-5 takes 28x28
+    Fashion-MNIST/MNIST digits padded to 32x32).
+
+    ``x``: (N, H, W) -> (N, size, size, 1) (a channel axis is added), or
+    (N, H, W, C) -> (N, size, size, C); channels_last, the Keras default. An odd
+    difference puts the extra row/column at the bottom/right.
+    """
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[..., np.newaxis]
+    if x.ndim != 4:
+        raise ValueError(f"x must have shape (N, H, W) or (N, H, W, C), got {x.shape}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise TypeError(f"size must be an int, got {size!r}")
+    h, w = x.shape[1:3]
+    if size < h or size < w:
+        raise ValueError(f"size must be >= the image size {h}x{w}, got {size}")
+    top, left = (size - h) // 2, (size - w) // 2
+    return np.pad(x, ((0, 0), (top, size - h - top), (left, size - w - left), (0, 0)),
+                  mode="constant", constant_values=value)
+
+
+def scale_images(x, dtype="float32"):
+    """uint8 pixels -> floats in [0, 1] (x / 255)."""
+    x = np.asarray(x)
+    if x.dtype != np.uint8:
+        raise TypeError(f"x must be uint8 pixel values, got dtype {x.dtype}")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    return x.astype(dtype) / dtype.type(255)
+
+
+def train_validation_split(x, y, validation_fraction=0.1, seed=None, stratify=True):
+    """Split ``(x, y)`` into ``(x_train, y_train), (x_val, y_val)``.
+
+    A random split drawn with ``seed`` (None draws fresh randomness); with ``stratify``
+    (and integer or one-hot labels) each class keeps its share in both parts.
+    The order inside each part is the original order.
+    """
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if len(x) != len(y):
+        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
+    if isinstance(validation_fraction, bool) or not isinstance(
+            validation_fraction, (float, int, np.floating)) or \
+            not 0.0 < float(validation_fraction) < 1.0:
+        raise ValueError(f"validation_fraction must be a number in (0, 1), got "
+                         f"{validation_fraction!r}")
+    n = len(x)
+    n_val = int(round(n * float(validation_fraction)))
+    if n_val == 0 or n_val == n:
+        raise ValueError(f"validation_fraction={validation_fraction} of {n} samples "
+                         f"leaves an empty part")
+    rng = np.random.default_rng(seed)
+    if stratify:
+        labels = y.argmax(axis=1) if (y.ndim == 2 and y.shape[1] > 1) else _labels_1d(y)
+        val = []
+        for c in np.unique(labels):
+            idx = np.flatnonzero(labels == c)
+            k = int(round(len(idx) * float(validation_fraction)))
+            val.append(rng.choice(idx, size=k, replace=False))
+        val_idx = np.concatenate(val)
+    else:
+        val_idx = rng.choice(n, size=n_val, replace=False)
+    mask = np.zeros(n, dtype=bool)
+    mask[val_idx] = True
+    return (x[~mask], y[~mask]), (x[mask], y[mask])
+
+
+def _rng(seed_or_rng):
+    if isinstance(seed_or_rng, np.random.Generator):
+        return seed_or_rng
+    return np.random.default_rng(seed_or_rng)
+
+
+def _spatial_axes(x, data_format):
+    if data_format not in ("channels_last", "channels_first"):
+        raise ValueError(f"data_format must be 'channels_last' or 'channels_first', "
+                         f"got {data_format!r}")
+    if x.ndim != 4:
+        raise ValueError(f"x must be a batch of images (N, H, W, C) or (N, C, H, W), "
+                         f"got shape {x.shape}")
+    return (1, 2) if data_format == "channels_last" else (2, 3)
+
+
+def random_flip(x, rng=None, p=0.5, data_format="channels_last"):
+    """Flip each image left-right with probability ``p``; returns a new array."""
+    x = np.asarray(x)
+    _, w_axis = _spatial_axes(x, data_format)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must lie in [0, 1], got {p!r}")
+    flip = _rng(rng).random(len(x)) < p
+    out = x.copy()
+    out[flip] = np.flip(x[flip], axis=w_axis)
+    return out
+
+
+def random_shift(x, max_shift=4, rng=None, data_format="channels_last"):
+    """Random crop of a zero-padded image: pad by ``max_shift`` on every side and cut a
+    window of the original size at a random offset, so each image moves by up to
+    ``max_shift`` pixels in each direction (the CIFAR "pad 4, crop 32" augmentation)."""
+    x = np.asarray(x)
+    h_axis, w_axis = _spatial_axes(x, data_format)
+    if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)) \
+            or max_shift < 0:
+        raise ValueError(f"max_shift must be an int >= 0, got {max_shift!r}")
+    if max_shift == 0:
+        return x.copy()
+    pad = [(0, 0)] * 4
+    pad[h_axis] = pad[w_axis] = (max_shift, max_shift)
+    padded = np.pad(x, pad)
+    h, w = x.shape[h_axis], x.shape[w_axis]
+    offs = _rng(rng).integers(0, 2 * max_shift + 1, size=(len(x), 2))
+    out = np.empty_like(x)
+    for i, (dy, dx) in enumerate(offs):
+        if data_format == "channels_last":
+            out[i] = padded[i, dy:dy + h, dx:dx + w, :]
+        else:
+            out[i] = padded[i, :, dy:dy + h, dx:dx + w]
+    return out
+
+
+def mixup(x, y, alpha=0.2, rng=None):
+    """Mixup (Zhang et al. 2018): blend each sample with a random partner,
+    ``lam * a + (1 - lam) * b`` for inputs and one-hot labels, lam ~ Beta(alpha, alpha)
+    drawn per sample. ``x`` is converted to float; ``y`` must be one-hot (N, K)."""
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if len(x) != len(y):
+        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
+    if y.ndim != 2:
+        raise ValueError(f"y must be one-hot labels of shape (N, K) (see to_categorical), "
+                         f"got shape {y.shape}")
+    if not alpha > 0:
+        raise ValueError(f"alpha must be > 0, got {alpha!r}")
+    g = _rng(rng)
+    dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float32)
+    lam = g.beta(alpha, alpha, size=len(x)).astype(dtype)
+    perm = g.permutation(len(x))
+    lx = lam.reshape((-1,) + (1,) * (x.ndim - 1))
+    xm = lx * x.astype(dtype) + (1 - lx) * x[perm].astype(dtype)
+    ydt = y.dtype if np.issubdtype(y.dtype, np.floating) else np.dtype(np.float32)
+    ly = lam.astype(ydt)[:, None]
+    ym = ly * y.astype(ydt) + (1 - ly) * y[perm].astype(ydt)
+    return xm, ym
