@@ -11,7 +11,9 @@ Every function takes explicit ``pads = ((top, bottom), (left, right))``; use
 import numpy as np
 
 __all__ = ["conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight",
-           "conv2d_grad_bias", "to_channels_first", "to_channels_last"]
+           "conv2d_grad_bias", "to_channels_first", "to_channels_last",
+           "max_pool2d_forward", "max_pool2d_grad_input", "avg_pool2d_forward",
+           "avg_pool2d_grad_input"]
 
 
 def to_channels_first(x):
@@ -106,3 +108,90 @@ def conv2d_grad_weight(grad_y, x, weight_shape, stride=(1, 1), pads=((0, 0), (0,
 def conv2d_grad_bias(grad_y):
     """dL/dbias for channels_first grad_y: a sum over batch and pixels."""
     return grad_y.sum(axis=(0, 2, 3))
+
+
+# --------------------------------------------------------------------------------------
+# Pooling (channels_first, explicit pads ((top, bottom), (left, right)))
+# --------------------------------------------------------------------------------------
+
+def _window_cells(h, w, kh, kw, stride, pads):
+    """Yield (oy, ox, cells): cells lists (position in window, iy, ix) of the real
+    (unpadded) input cells of each output pixel's window, in row-major window order."""
+    (t, _), (l, _) = pads
+    for oy, ox, rows, cols in _windows(h, w, kh, kw, stride, (1, 1), pads):
+        cells = []
+        for i, py in enumerate(range(rows.start, rows.stop)):
+            for j, px in enumerate(range(cols.start, cols.stop)):
+                iy, ix = py - t, px - l
+                if 0 <= iy < h and 0 <= ix < w:
+                    cells.append((i * kw + j, iy, ix))
+        yield oy, ox, cells
+
+
+def max_pool2d_forward(x, pool_size, stride, pads=((0, 0), (0, 0))):
+    """Max pooling of x (N, C, H, W) over the real cells of each window.
+
+    Returns ``(y, positions)``: positions (int64, shaped like y) is the row-major place
+    ``i * kw + j`` in the window of the first maximum (np.argmax's rule, under which the
+    first NaN counts as the maximum).
+    """
+    n, c, h, w = x.shape
+    kh, kw = pool_size
+    oh = _out_size(h, kh, stride[0], 1, *pads[0])
+    ow = _out_size(w, kw, stride[1], 1, *pads[1])
+    y = np.empty((n, c, oh, ow), dtype=x.dtype)
+    positions = np.empty((n, c, oh, ow), dtype=np.int64)
+    for oy, ox, cells in _window_cells(h, w, kh, kw, stride, pads):
+        vals = np.stack([x[:, :, iy, ix] for _, iy, ix in cells], axis=-1)  # (N, C, K)
+        best = np.argmax(vals, axis=-1)
+        y[:, :, oy, ox] = np.take_along_axis(vals, best[..., None], axis=-1)[..., 0]
+        positions[:, :, oy, ox] = np.array([p for p, _, _ in cells])[best]
+    return y, positions
+
+
+def max_pool2d_grad_input(grad_y, positions, x_shape, pool_size, stride,
+                          pads=((0, 0), (0, 0))):
+    """dL/dx of max pooling: each output's gradient added to its window's winner."""
+    n, c, h, w = x_shape
+    kh, kw = pool_size
+    (t, _), (l, _) = pads
+    gx = np.zeros(x_shape, dtype=grad_y.dtype)
+    nn, cc = np.meshgrid(np.arange(n), np.arange(c), indexing="ij")
+    for oy, ox, _ in _window_cells(h, w, kh, kw, stride, pads):
+        pos = positions[:, :, oy, ox]
+        iy = oy * stride[0] - t + pos // kw
+        ix = ox * stride[1] - l + pos % kw
+        np.add.at(gx, (nn, cc, iy, ix), grad_y[:, :, oy, ox])
+    return gx
+
+
+def _divisor(cells, kh, kw, count_include_pad):
+    return kh * kw if count_include_pad else len(cells)
+
+
+def avg_pool2d_forward(x, pool_size, stride, pads=((0, 0), (0, 0)),
+                       count_include_pad=True):
+    """Average pooling of x (N, C, H, W): the sum of each window's real cells divided by
+    kh * kw (count_include_pad) or by the number of real cells."""
+    n, c, h, w = x.shape
+    kh, kw = pool_size
+    oh = _out_size(h, kh, stride[0], 1, *pads[0])
+    ow = _out_size(w, kw, stride[1], 1, *pads[1])
+    y = np.empty((n, c, oh, ow), dtype=x.dtype)
+    for oy, ox, cells in _window_cells(h, w, kh, kw, stride, pads):
+        total = sum(x[:, :, iy, ix] for _, iy, ix in cells)
+        y[:, :, oy, ox] = total / _divisor(cells, kh, kw, count_include_pad)
+    return y
+
+
+def avg_pool2d_grad_input(grad_y, x_shape, pool_size, stride, pads=((0, 0), (0, 0)),
+                          count_include_pad=True):
+    """dL/dx of average pooling: each output's gradient / divisor added to its cells."""
+    n, c, h, w = x_shape
+    kh, kw = pool_size
+    gx = np.zeros(x_shape, dtype=grad_y.dtype)
+    for oy, ox, cells in _window_cells(h, w, kh, kw, stride, pads):
+        share = grad_y[:, :, oy, ox] / _divisor(cells, kh, kw, count_include_pad)
+        for _, iy, ix in cells:
+            gx[:, :, iy, ix] += share
+    return gx

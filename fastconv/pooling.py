@@ -1,0 +1,302 @@
+"""2-D max, average and global-average pooling and their gradients on ndarrays.
+
+Semantics follow torch.nn.functional (channels_first) and Keras (channels_last):
+
+- ``pool_size`` and ``stride`` are an int or a pair; ``stride=None`` means ``pool_size``.
+- ``padding`` is an int, ``(ph, pw)``, ``((top, bottom), (left, right))``, ``"valid"`` or
+  ``"same"`` (TensorFlow's rule: output = ceil(n / stride), the odd extra pad goes to the
+  bottom/right).  Explicit padding may be at most half the pool on each side
+  (PyTorch's rule), so every window holds at least one real cell.
+- Max: padded cells never win; NaN propagates; where several cells tie for the maximum,
+  the whole gradient goes to the first of them in row-major window order.
+- Average: with ``"same"`` padding, padded cells are not counted (TensorFlow/Keras); with
+  numeric padding they are, unless ``count_include_pad=False`` (PyTorch's
+  ``count_include_pad=True`` default); ``True``/``False`` force either rule.
+
+Max-pool indices (``return_indices=True``): an array shaped like the output holding, for
+each output element, the row-major position ``ki * kw + kj`` of the winning cell inside
+its window (the window's origin is its top-left corner, padding included).  The dtype is
+uint8 when the window has at most 256 cells, int32 otherwise: compact, so a layer can
+cache them cheaply and the backward pass does not read x again.
+
+The compiled kernels are in src/_pool2d.pyx; results come back in the layout and dtype
+the arguments came in (see fastconv/_validation.py for the dtype policy).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _ext
+from ._validation import as_array, check_data_format, check_ndim, common_float_dtype
+from .shapes import normalize_pair, normalize_padding, output_size, resolve_padding
+
+__all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
+           "global_avg_pool2d", "global_avg_pool2d_backward", "pool2d_output_shape"]
+
+_X_DESC = {"channels_first": "a 4-D array (N, C, H, W) for channels_first",
+           "channels_last": "a 4-D array (N, H, W, C) for channels_last"}
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """One pooling's sizes, checked once."""
+    n: int
+    c: int
+    h: int
+    w: int
+    kh: int
+    kw: int
+    sy: int
+    sx: int
+    pad_top: int
+    pad_bottom: int
+    pad_left: int
+    pad_right: int
+    oh: int
+    ow: int
+    same: bool
+    channels_last: bool
+
+    @property
+    def x_shape(self):
+        if self.channels_last:
+            return (self.n, self.h, self.w, self.c)
+        return (self.n, self.c, self.h, self.w)
+
+    @property
+    def y_shape(self):
+        if self.channels_last:
+            return (self.n, self.oh, self.ow, self.c)
+        return (self.n, self.c, self.oh, self.ow)
+
+    @property
+    def index_dtype(self):
+        return np.dtype(np.uint8) if self.kh * self.kw <= 256 else np.dtype(np.int32)
+
+    def kernel_args(self):
+        return (self.kh, self.kw, self.sy, self.sx, self.pad_top, self.pad_left)
+
+
+def _geometry(x_shape, pool_size, stride, padding, data_format):
+    check_data_format(data_format)
+    last = data_format == "channels_last"
+    kh, kw = normalize_pair(pool_size, "pool_size")
+    sy, sx = (kh, kw) if stride is None else normalize_pair(stride, "stride")
+    padding = normalize_padding(padding)
+    if last:
+        n, h, w, c = x_shape
+    else:
+        n, c, h, w = x_shape
+    if not isinstance(padding, str):
+        (pt, pb), (pl, pr) = padding
+        if max(pt, pb) > kh // 2 or max(pl, pr) > kw // 2:
+            raise ValueError(
+                f"padding must be at most half the pool size on each side (PyTorch's "
+                f"rule: at most {kh // 2} rows and {kw // 2} columns for pool_size "
+                f"{(kh, kw)}), got padding {padding}")
+    (pt, pb), (pl, pr) = resolve_padding(padding, (h, w), (kh, kw), (sy, sx))
+    for axis, k, size, before, after in (("height", kh, h, pt, pb),
+                                         ("width", kw, w, pl, pr)):
+        if k > size + before + after:
+            raise ValueError(
+                f"pool_size {axis} {k} is larger than the padded input {axis} "
+                f"{size + before + after} (size {size}, padding {before}+{after}) of x "
+                f"with shape {tuple(x_shape)} ({data_format})")
+    oh = output_size(h, kh, sy, pt, pb)
+    ow = output_size(w, kw, sx, pl, pr)
+    return _Geometry(n, c, h, w, kh, kw, sy, sx, pt, pb, pl, pr, oh, ow,
+                     padding == "same", last)
+
+
+def pool2d_output_shape(x_shape, pool_size, stride=None, padding=0,
+                        data_format="channels_first"):
+    """Shape of a 2-D pooling's output for an input of shape ``x_shape`` (no arrays)."""
+    x_shape = tuple(x_shape)
+    if len(x_shape) != 4:
+        raise ValueError(f"x_shape must have 4 entries, got {x_shape}")
+    return _geometry(x_shape, pool_size, stride, padding, data_format).y_shape
+
+
+def _x_input(x, data_format, name="x"):
+    check_data_format(data_format)
+    arr = as_array(x, name)
+    check_ndim(arr, name, 4, _X_DESC[data_format])
+    return arr
+
+
+def _grad_input(grad_y, x, data_format):
+    """grad_y and x checked together: shared floating dtype, both 4-D."""
+    gy = _x_input(grad_y, data_format, "grad_y")
+    xa = _x_input(x, data_format)
+    dtype = common_float_dtype({"grad_y": gy, "x": xa})
+    return dtype, gy, xa
+
+
+def _check_grad_shape(grad_y, g):
+    if grad_y.shape != g.y_shape:
+        raise ValueError(f"grad_y must have the output shape {g.y_shape} of this pooling, "
+                         f"got {grad_y.shape}")
+
+
+def _include_pad(count_include_pad, g):
+    if count_include_pad is None:
+        return not g.same
+    if not isinstance(count_include_pad, (bool, np.bool_)):
+        raise TypeError(f"count_include_pad must be None, True or False, got "
+                        f"{count_include_pad!r}")
+    return bool(count_include_pad)
+
+
+def _check_flag(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _max_forward(g, x, store):
+    y = np.empty(g.y_shape, x.dtype)
+    idx = np.empty(g.y_shape if store else (1, 1, 1, 1), g.index_dtype)
+    kernel = _ext.pool2d.max_pool_nhwc if g.channels_last else _ext.pool2d.max_pool_nchw
+    kernel(x, y, idx, store, *g.kernel_args())
+    return y, idx
+
+
+def max_pool2d(x, pool_size, stride=None, padding=0, data_format="channels_first",
+               return_indices=False):
+    """2-D max pooling, as ``torch.nn.functional.max_pool2d`` / Keras ``MaxPooling2D``.
+
+    Parameters
+    ----------
+    x : ndarray, (N, C, H, W) for channels_first or (N, H, W, C) for channels_last.
+    pool_size : int or (kh, kw).
+    stride : int, (sy, sx) or None (= pool_size).
+    padding : int, (ph, pw), ((top, bottom), (left, right)), "valid" or "same".
+        Padded cells never win the maximum.
+    data_format : "channels_first" or "channels_last".
+    return_indices : also return the winning positions (see the module docstring), which
+        :func:`max_pool2d_backward` accepts as ``indices``.
+
+    Returns
+    -------
+    y, or (y, indices) : y in the layout and dtype of x.
+    """
+    xa = _x_input(x, data_format)
+    store = _check_flag(return_indices, "return_indices")
+    dtype = common_float_dtype({"x": xa})
+    g = _geometry(xa.shape, pool_size, stride, padding, data_format)
+    y, idx = _max_forward(g, np.ascontiguousarray(xa, dtype=dtype), store)
+    return (y, idx) if store else y
+
+
+def max_pool2d_backward(grad_y, x, pool_size, stride=None, padding=0,
+                        data_format="channels_first", indices=None):
+    """Gradient of :func:`max_pool2d` with respect to x.
+
+    Each output's gradient goes, whole, to the cell that won its window (the first
+    maximum in row-major window order; the first NaN when there is one).  With the
+    ``indices`` returned by ``max_pool2d(..., return_indices=True)``, x is used only for
+    its shape and dtype; without them the winners are recomputed from x.
+    """
+    dtype, gy, xa = _grad_input(grad_y, x, data_format)
+    g = _geometry(xa.shape, pool_size, stride, padding, data_format)
+    _check_grad_shape(gy, g)
+    if indices is None:
+        _, idx = _max_forward(g, np.ascontiguousarray(xa, dtype=dtype), True)
+    else:
+        if not isinstance(indices, np.ndarray):
+            raise TypeError(f"indices must be the ndarray returned by max_pool2d(..., "
+                            f"return_indices=True), got {type(indices).__name__}")
+        if indices.dtype != g.index_dtype or indices.shape != g.y_shape:
+            raise ValueError(f"indices must be a {g.index_dtype} array of the output "
+                             f"shape {g.y_shape} (as max_pool2d(..., return_indices=True) "
+                             f"returns for this pool), got {indices.dtype} array of shape "
+                             f"{indices.shape}")
+        idx = np.ascontiguousarray(indices)
+    grad_x = np.empty(g.x_shape, dtype)
+    kernel = (_ext.pool2d.max_pool_backward_nhwc if g.channels_last
+              else _ext.pool2d.max_pool_backward_nchw)
+    kernel(np.ascontiguousarray(gy, dtype=dtype), idx, grad_x, *g.kernel_args())
+    return grad_x
+
+
+def avg_pool2d(x, pool_size, stride=None, padding=0, count_include_pad=None,
+               data_format="channels_first"):
+    """2-D average pooling, as ``torch.nn.functional.avg_pool2d`` / Keras
+    ``AveragePooling2D``.
+
+    ``count_include_pad=None`` counts padded cells in the divisor for numeric padding
+    (PyTorch's default) and not for ``"same"`` (TensorFlow/Keras); True/False force
+    either.  Other arguments as for :func:`max_pool2d`.
+    """
+    xa = _x_input(x, data_format)
+    dtype = common_float_dtype({"x": xa})
+    g = _geometry(xa.shape, pool_size, stride, padding, data_format)
+    include = _include_pad(count_include_pad, g)
+    return _avg_forward(g, np.ascontiguousarray(xa, dtype=dtype), include)
+
+
+def _avg_forward(g, x, include):
+    y = np.empty(g.y_shape, x.dtype)
+    kernel = _ext.pool2d.avg_pool_nhwc if g.channels_last else _ext.pool2d.avg_pool_nchw
+    kernel(x, y, *g.kernel_args(), include)
+    return y
+
+
+def _avg_backward(g, grad_y, include):
+    grad_x = np.empty(g.x_shape, grad_y.dtype)
+    kernel = (_ext.pool2d.avg_pool_backward_nhwc if g.channels_last
+              else _ext.pool2d.avg_pool_backward_nchw)
+    kernel(grad_y, grad_x, *g.kernel_args(), include)
+    return grad_x
+
+
+def avg_pool2d_backward(grad_y, x, pool_size, stride=None, padding=0,
+                        count_include_pad=None, data_format="channels_first"):
+    """Gradient of :func:`avg_pool2d` with respect to x (x gives the shape and dtype;
+    its values are not read): each output's gradient, divided by its window's divisor,
+    spread over the window's real cells."""
+    dtype, gy, xa = _grad_input(grad_y, x, data_format)
+    g = _geometry(xa.shape, pool_size, stride, padding, data_format)
+    _check_grad_shape(gy, g)
+    include = _include_pad(count_include_pad, g)
+    return _avg_backward(g, np.ascontiguousarray(gy, dtype=dtype), include)
+
+
+def _global_geometry(x_shape, data_format):
+    last = data_format == "channels_last"
+    h, w = (x_shape[1], x_shape[2]) if last else (x_shape[2], x_shape[3])
+    if h < 1 or w < 1:
+        raise ValueError(f"x must have at least one pixel to average, got shape "
+                         f"{tuple(x_shape)} ({data_format})")
+    return _geometry(x_shape, (h, w), None, 0, data_format)
+
+
+def global_avg_pool2d(x, data_format="channels_first"):
+    """Mean over the spatial axes: (N, C, H, W) or (N, H, W, C) -> (N, C), as Keras
+    ``GlobalAveragePooling2D`` (and ``adaptive_avg_pool2d(x, 1)`` flattened)."""
+    xa = _x_input(x, data_format)
+    dtype = common_float_dtype({"x": xa})
+    g = _global_geometry(xa.shape, data_format)
+    y = _avg_forward(g, np.ascontiguousarray(xa, dtype=dtype), True)
+    return y.reshape(g.n, g.c)
+
+
+def global_avg_pool2d_backward(grad_y, x_shape, data_format="channels_first"):
+    """Gradient of :func:`global_avg_pool2d`: grad_y (N, C) / (H * W) broadcast back to
+    ``x_shape``."""
+    check_data_format(data_format)
+    gy = as_array(grad_y, "grad_y")
+    check_ndim(gy, "grad_y", 2, "a 2-D array (N, C)")
+    try:
+        x_shape = tuple(int(s) for s in x_shape)
+    except TypeError:
+        raise TypeError(f"x_shape must be a tuple of 4 ints, got {x_shape!r}") from None
+    if len(x_shape) != 4 or min(x_shape) < 0:
+        raise ValueError(f"x_shape must be 4 non-negative ints, got {x_shape}")
+    g = _global_geometry(x_shape, data_format)
+    if gy.shape != (g.n, g.c):
+        raise ValueError(f"grad_y must have shape (N, C) = {(g.n, g.c)} for x_shape "
+                         f"{x_shape} ({data_format}), got {gy.shape}")
+    dtype = common_float_dtype({"grad_y": gy})
+    gy4 = np.ascontiguousarray(gy, dtype=dtype).reshape(g.y_shape)
+    return _avg_backward(g, gy4, True)

@@ -1,0 +1,699 @@
+# cython: language_level=3
+"""Compiled 2-D pooling kernels (max and average, forward and backward, both layouts).
+
+The public ops in fastconv/pooling.py check every argument, resolve the padding and
+allocate the outputs; these kernels trust what they get: C-contiguous arrays of one
+floating dtype, shapes and pads already consistent, every window holding at least one
+real (unpadded) cell.  They release the GIL and split the work over OpenMP threads.
+
+Pooling is memory-bound, so every kernel makes a single pass over its input and writes
+each output element once (backward passes zero a plane or an image in cache right
+before scattering into it):
+
+- channels_first: threads take whole (n, c) planes, which are small and contiguous;
+- channels_last: forward threads take output rows (n, oy) and the innermost loop runs
+  over the C contiguous channels with branch-free selects, so the compiler vectorises
+  it; backward threads take images (or output rows when windows cannot overlap).
+
+A 2x2 window with stride 2 and no padding (LeNet's and the CIFAR net's pools) has its
+own straight-line path in every kernel.
+
+Semantics (shared by all paths, tested against fastconv/reference.py):
+
+- max: padded cells never take part; a later cell replaces the running maximum only
+  when it is strictly greater, so ties go to the first cell in row-major window order;
+  the first NaN of a window wins and stays (NaN propagates).  The argmax is stored as
+  the row-major position ``ki * kw + kj`` inside the window (origin at the window's
+  top-left corner, padding included), in uint8 when kh * kw <= 256, else int32.
+- average: the window sum is accumulated in row-major order in the input's dtype and
+  divided by ``kh * kw`` (pads counted) or by the number of real cells (pads excluded).
+- Each output element is produced by exactly one thread in a fixed order, so results
+  do not depend on the number of threads.
+- Max backward reads stored window positions; a position that falls on padding or
+  outside the window is ignored (never an out-of-bounds write).
+"""
+from cython.parallel cimport prange
+from libc.stdint cimport int32_t, uint8_t
+from libc.string cimport memset
+
+cimport cython
+
+ctypedef fused floating:
+    float
+    double
+
+ctypedef fused index_t:
+    uint8_t
+    int32_t
+
+
+cdef inline Py_ssize_t _imax(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return a if a > b else b
+
+
+cdef inline Py_ssize_t _imin(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return a if a < b else b
+
+
+cdef inline bint _wins(floating v, floating best) noexcept nogil:
+    """True when v replaces the running maximum: strictly greater, or the first NaN."""
+    return (v > best) | ((v != v) & (best == best))
+
+
+# --------------------------------------------------------------------------------------
+# channels_first: one (n, c) plane at a time
+# --------------------------------------------------------------------------------------
+
+cdef void _max_plane_2x2(const floating *xp, floating *yp, index_t *ip, bint store,
+                         Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW) noexcept nogil:
+    cdef Py_ssize_t oy, ox
+    cdef const floating *r0
+    cdef const floating *r1
+    cdef floating best, v
+    cdef int k
+    for oy in range(OH):
+        r0 = xp + 2 * oy * W
+        r1 = r0 + W
+        for ox in range(OW):
+            best = r0[2 * ox]
+            k = 0
+            v = r0[2 * ox + 1]
+            if _wins(v, best):
+                best = v
+                k = 1
+            v = r1[2 * ox]
+            if _wins(v, best):
+                best = v
+                k = 2
+            v = r1[2 * ox + 1]
+            if _wins(v, best):
+                best = v
+                k = 3
+            yp[oy * OW + ox] = best
+            if store:
+                ip[oy * OW + ox] = <index_t>k
+
+
+cdef void _max_plane(const floating *xp, floating *yp, index_t *ip, bint store,
+                     Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW,
+                     Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sy, Py_ssize_t sx,
+                     Py_ssize_t pt, Py_ssize_t pl) noexcept nogil:
+    cdef Py_ssize_t oy, ox, iy, ix, y0, x0, ylo, yhi, xlo, xhi, k
+    cdef floating best, v
+    for oy in range(OH):
+        y0 = oy * sy - pt
+        ylo = _imax(y0, 0)
+        yhi = _imin(y0 + kh, H)
+        for ox in range(OW):
+            x0 = ox * sx - pl
+            xlo = _imax(x0, 0)
+            xhi = _imin(x0 + kw, W)
+            best = xp[ylo * W + xlo]
+            k = (ylo - y0) * kw + (xlo - x0)
+            for iy in range(ylo, yhi):
+                for ix in range(xlo, xhi):
+                    v = xp[iy * W + ix]
+                    if _wins(v, best):
+                        best = v
+                        k = (iy - y0) * kw + (ix - x0)
+            yp[oy * OW + ox] = best
+            if store:
+                ip[oy * OW + ox] = <index_t>k
+
+
+cdef void _avg_plane(const floating *xp, floating *yp,
+                     Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW,
+                     Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sy, Py_ssize_t sx,
+                     Py_ssize_t pt, Py_ssize_t pl, bint include_pad) noexcept nogil:
+    cdef Py_ssize_t oy, ox, iy, ix, y0, x0, ylo, yhi, xlo, xhi, count
+    cdef floating s
+    for oy in range(OH):
+        y0 = oy * sy - pt
+        ylo = _imax(y0, 0)
+        yhi = _imin(y0 + kh, H)
+        for ox in range(OW):
+            x0 = ox * sx - pl
+            xlo = _imax(x0, 0)
+            xhi = _imin(x0 + kw, W)
+            s = 0
+            for iy in range(ylo, yhi):
+                for ix in range(xlo, xhi):
+                    s = s + xp[iy * W + ix]
+            count = kh * kw if include_pad else (yhi - ylo) * (xhi - xlo)
+            yp[oy * OW + ox] = s / <floating>count
+
+
+cdef void _avg_plane_2x2(const floating *xp, floating *yp, Py_ssize_t W, Py_ssize_t OH,
+                         Py_ssize_t OW) noexcept nogil:
+    cdef Py_ssize_t oy, ox
+    cdef const floating *r0
+    cdef const floating *r1
+    for oy in range(OH):
+        r0 = xp + 2 * oy * W
+        r1 = r0 + W
+        for ox in range(OW):
+            yp[oy * OW + ox] = (r0[2 * ox] + r0[2 * ox + 1] + r1[2 * ox]
+                                + r1[2 * ox + 1]) / <floating>4
+
+
+cdef void _zero_tails_2x2(floating *gp, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH,
+                          Py_ssize_t OW) noexcept nogil:
+    """Zero the cells of a plane that no 2x2/2 window covers (odd last row/column)."""
+    cdef Py_ssize_t iy
+    if 2 * OW < W:
+        for iy in range(2 * OH):
+            memset(gp + iy * W + 2 * OW, 0, (W - 2 * OW) * sizeof(floating))
+    if 2 * OH < H:
+        memset(gp + 2 * OH * W, 0, (H - 2 * OH) * W * sizeof(floating))
+
+
+cdef void _max_back_plane_2x2(const floating *gyp, const index_t *ip, floating *gp,
+                              Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH,
+                              Py_ssize_t OW) noexcept nogil:
+    cdef Py_ssize_t oy, ox
+    cdef floating g, z = 0
+    cdef int k
+    cdef floating *r0
+    cdef floating *r1
+    for oy in range(OH):
+        r0 = gp + 2 * oy * W
+        r1 = r0 + W
+        for ox in range(OW):
+            g = gyp[oy * OW + ox]
+            k = <int>ip[oy * OW + ox]
+            r0[2 * ox] = g if k == 0 else z
+            r0[2 * ox + 1] = g if k == 1 else z
+            r1[2 * ox] = g if k == 2 else z
+            r1[2 * ox + 1] = g if k == 3 else z
+    _zero_tails_2x2(gp, H, W, OH, OW)
+
+
+cdef void _max_back_plane(const floating *gyp, const index_t *ip, floating *gp,
+                          Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW,
+                          Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sy, Py_ssize_t sx,
+                          Py_ssize_t pt, Py_ssize_t pl) noexcept nogil:
+    cdef Py_ssize_t oy, ox, iy, ix, k
+    memset(gp, 0, H * W * sizeof(floating))
+    for oy in range(OH):
+        for ox in range(OW):
+            k = <Py_ssize_t>ip[oy * OW + ox]
+            if k < 0 or k >= kh * kw:
+                continue
+            iy = oy * sy - pt + k // kw
+            ix = ox * sx - pl + k % kw
+            if iy >= 0 and iy < H and ix >= 0 and ix < W:
+                gp[iy * W + ix] = gp[iy * W + ix] + gyp[oy * OW + ox]
+
+
+cdef void _avg_back_plane_2x2(const floating *gyp, floating *gp, Py_ssize_t H,
+                              Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW) noexcept nogil:
+    cdef Py_ssize_t oy, ox
+    cdef floating d
+    cdef floating *r0
+    cdef floating *r1
+    for oy in range(OH):
+        r0 = gp + 2 * oy * W
+        r1 = r0 + W
+        for ox in range(OW):
+            d = gyp[oy * OW + ox] / <floating>4
+            r0[2 * ox] = d
+            r0[2 * ox + 1] = d
+            r1[2 * ox] = d
+            r1[2 * ox + 1] = d
+    _zero_tails_2x2(gp, H, W, OH, OW)
+
+
+cdef void _avg_back_plane(const floating *gyp, floating *gp,
+                          Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW,
+                          Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sy, Py_ssize_t sx,
+                          Py_ssize_t pt, Py_ssize_t pl, bint include_pad) noexcept nogil:
+    cdef Py_ssize_t oy, ox, iy, ix, y0, x0, ylo, yhi, xlo, xhi, count
+    cdef floating d
+    memset(gp, 0, H * W * sizeof(floating))
+    for oy in range(OH):
+        y0 = oy * sy - pt
+        ylo = _imax(y0, 0)
+        yhi = _imin(y0 + kh, H)
+        for ox in range(OW):
+            x0 = ox * sx - pl
+            xlo = _imax(x0, 0)
+            xhi = _imin(x0 + kw, W)
+            count = kh * kw if include_pad else (yhi - ylo) * (xhi - xlo)
+            d = gyp[oy * OW + ox] / <floating>count
+            for iy in range(ylo, yhi):
+                for ix in range(xlo, xhi):
+                    gp[iy * W + ix] = gp[iy * W + ix] + d
+
+
+# --------------------------------------------------------------------------------------
+# channels_last: the innermost loop runs over the C contiguous channels
+# --------------------------------------------------------------------------------------
+
+cdef void _max_row_nhwc_2x2(const floating *xn, floating *yr, index_t *ir, bint store,
+                            Py_ssize_t W, Py_ssize_t C, Py_ssize_t oy,
+                            Py_ssize_t OW) noexcept nogil:
+    cdef Py_ssize_t ox, c
+    cdef const floating *a
+    cdef const floating *b
+    cdef const floating *d
+    cdef const floating *e
+    cdef floating best, v
+    cdef int k
+    cdef bint w
+    for ox in range(OW):
+        a = xn + (2 * oy * W + 2 * ox) * C
+        b = a + C
+        d = a + W * C
+        e = d + C
+        if store:
+            for c in range(C):
+                best = a[c]
+                k = 0
+                v = b[c]
+                w = _wins(v, best)
+                best = v if w else best
+                k = 1 if w else k
+                v = d[c]
+                w = _wins(v, best)
+                best = v if w else best
+                k = 2 if w else k
+                v = e[c]
+                w = _wins(v, best)
+                best = v if w else best
+                k = 3 if w else k
+                yr[ox * C + c] = best
+                ir[ox * C + c] = <index_t>k
+        else:
+            for c in range(C):
+                best = a[c]
+                v = b[c]
+                best = v if _wins(v, best) else best
+                v = d[c]
+                best = v if _wins(v, best) else best
+                v = e[c]
+                best = v if _wins(v, best) else best
+                yr[ox * C + c] = best
+
+
+cdef void _max_row_nhwc(const floating *xn, floating *yr, index_t *ir, bint store,
+                        Py_ssize_t H, Py_ssize_t W, Py_ssize_t C, Py_ssize_t OW,
+                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sx, Py_ssize_t y0,
+                        Py_ssize_t pl) noexcept nogil:
+    cdef Py_ssize_t ox, c, iy, ix, x0, ylo, yhi, xlo, xhi, k
+    cdef const floating *src
+    cdef floating *yo
+    cdef index_t *io
+    cdef floating v, b
+    cdef bint w
+    ylo = _imax(y0, 0)
+    yhi = _imin(y0 + kh, H)
+    for ox in range(OW):
+        x0 = ox * sx - pl
+        xlo = _imax(x0, 0)
+        xhi = _imin(x0 + kw, W)
+        yo = yr + ox * C
+        io = ir + ox * C if store else ir
+        src = xn + (ylo * W + xlo) * C
+        k = (ylo - y0) * kw + (xlo - x0)
+        for c in range(C):
+            yo[c] = src[c]
+        if store:
+            for c in range(C):
+                io[c] = <index_t>k
+        for iy in range(ylo, yhi):
+            for ix in range(xlo, xhi):
+                if iy == ylo and ix == xlo:
+                    continue
+                src = xn + (iy * W + ix) * C
+                k = (iy - y0) * kw + (ix - x0)
+                if store:
+                    for c in range(C):
+                        v = src[c]
+                        b = yo[c]
+                        w = _wins(v, b)
+                        yo[c] = v if w else b
+                        io[c] = <index_t>k if w else io[c]
+                else:
+                    for c in range(C):
+                        v = src[c]
+                        b = yo[c]
+                        yo[c] = v if _wins(v, b) else b
+
+
+cdef void _avg_row_nhwc(const floating *xn, floating *yr,
+                        Py_ssize_t H, Py_ssize_t W, Py_ssize_t C, Py_ssize_t OW,
+                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sx, Py_ssize_t y0,
+                        Py_ssize_t pl, bint include_pad) noexcept nogil:
+    cdef Py_ssize_t ox, c, iy, ix, x0, ylo, yhi, xlo, xhi, count
+    cdef const floating *src
+    cdef floating *yo
+    cdef floating div
+    ylo = _imax(y0, 0)
+    yhi = _imin(y0 + kh, H)
+    for ox in range(OW):
+        x0 = ox * sx - pl
+        xlo = _imax(x0, 0)
+        xhi = _imin(x0 + kw, W)
+        yo = yr + ox * C
+        memset(yo, 0, C * sizeof(floating))
+        for iy in range(ylo, yhi):
+            for ix in range(xlo, xhi):
+                src = xn + (iy * W + ix) * C
+                for c in range(C):
+                    yo[c] = yo[c] + src[c]
+        count = kh * kw if include_pad else (yhi - ylo) * (xhi - xlo)
+        div = <floating>count
+        for c in range(C):
+            yo[c] = yo[c] / div
+
+
+cdef void _avg_row_nhwc_2x2(const floating *xn, floating *yr, Py_ssize_t W,
+                            Py_ssize_t C, Py_ssize_t oy, Py_ssize_t OW) noexcept nogil:
+    cdef Py_ssize_t ox, c
+    cdef const floating *a
+    cdef const floating *b
+    cdef const floating *d
+    cdef const floating *e
+    for ox in range(OW):
+        a = xn + (2 * oy * W + 2 * ox) * C
+        b = a + C
+        d = a + W * C
+        e = d + C
+        for c in range(C):
+            yr[ox * C + c] = (a[c] + b[c] + d[c] + e[c]) / <floating>4
+
+
+cdef void _back_row_nhwc_2x2(const floating *gyr, const index_t *ir, bint is_max,
+                             floating *gn, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
+                             Py_ssize_t oy, Py_ssize_t OH, Py_ssize_t OW) noexcept nogil:
+    """Input rows 2*oy and 2*oy+1 (and the odd tail rows/column) of one image."""
+    cdef Py_ssize_t ox, c
+    cdef floating *a
+    cdef floating *b
+    cdef floating *d
+    cdef floating *e
+    cdef floating g, z = 0
+    cdef int k
+    for ox in range(OW):
+        a = gn + (2 * oy * W + 2 * ox) * C
+        b = a + C
+        d = a + W * C
+        e = d + C
+        if is_max:
+            for c in range(C):
+                g = gyr[ox * C + c]
+                k = <int>ir[ox * C + c]
+                a[c] = g if k == 0 else z
+                b[c] = g if k == 1 else z
+                d[c] = g if k == 2 else z
+                e[c] = g if k == 3 else z
+        else:
+            for c in range(C):
+                g = gyr[ox * C + c] / <floating>4
+                a[c] = g
+                b[c] = g
+                d[c] = g
+                e[c] = g
+    if 2 * OW < W:
+        memset(gn + (2 * oy * W + 2 * OW) * C, 0, (W - 2 * OW) * C * sizeof(floating))
+        memset(gn + ((2 * oy + 1) * W + 2 * OW) * C, 0,
+               (W - 2 * OW) * C * sizeof(floating))
+    if oy == OH - 1 and 2 * OH < H:
+        memset(gn + 2 * OH * W * C, 0, (H - 2 * OH) * W * C * sizeof(floating))
+
+
+cdef void _max_back_image_nhwc(const floating *gyn, const index_t *idn, floating *gn,
+                               Py_ssize_t H, Py_ssize_t W, Py_ssize_t C, Py_ssize_t OH,
+                               Py_ssize_t OW, Py_ssize_t kh, Py_ssize_t kw,
+                               Py_ssize_t sy, Py_ssize_t sx, Py_ssize_t pt,
+                               Py_ssize_t pl) noexcept nogil:
+    cdef Py_ssize_t oy, ox, c, iy, ix, y0, x0, ylo, yhi, xlo, xhi, k
+    cdef const floating *g
+    cdef const index_t *ik
+    cdef floating *dst
+    cdef floating z = 0
+    memset(gn, 0, H * W * C * sizeof(floating))
+    for oy in range(OH):
+        y0 = oy * sy - pt
+        ylo = _imax(y0, 0)
+        yhi = _imin(y0 + kh, H)
+        for ox in range(OW):
+            x0 = ox * sx - pl
+            xlo = _imax(x0, 0)
+            xhi = _imin(x0 + kw, W)
+            g = gyn + (oy * OW + ox) * C
+            ik = idn + (oy * OW + ox) * C
+            for iy in range(ylo, yhi):
+                for ix in range(xlo, xhi):
+                    k = (iy - y0) * kw + (ix - x0)
+                    dst = gn + (iy * W + ix) * C
+                    for c in range(C):
+                        dst[c] = dst[c] + (g[c] if <Py_ssize_t>ik[c] == k else z)
+
+
+cdef void _avg_back_image_nhwc(const floating *gyn, floating *gn,
+                               Py_ssize_t H, Py_ssize_t W, Py_ssize_t C, Py_ssize_t OH,
+                               Py_ssize_t OW, Py_ssize_t kh, Py_ssize_t kw,
+                               Py_ssize_t sy, Py_ssize_t sx, Py_ssize_t pt,
+                               Py_ssize_t pl, bint include_pad) noexcept nogil:
+    cdef Py_ssize_t oy, ox, c, iy, ix, y0, x0, ylo, yhi, xlo, xhi, count
+    cdef const floating *g
+    cdef floating *dst
+    cdef floating div
+    memset(gn, 0, H * W * C * sizeof(floating))
+    for oy in range(OH):
+        y0 = oy * sy - pt
+        ylo = _imax(y0, 0)
+        yhi = _imin(y0 + kh, H)
+        for ox in range(OW):
+            x0 = ox * sx - pl
+            xlo = _imax(x0, 0)
+            xhi = _imin(x0 + kw, W)
+            g = gyn + (oy * OW + ox) * C
+            count = kh * kw if include_pad else (yhi - ylo) * (xhi - xlo)
+            div = <floating>count
+            for iy in range(ylo, yhi):
+                for ix in range(xlo, xhi):
+                    dst = gn + (iy * W + ix) * C
+                    for c in range(C):
+                        dst[c] = dst[c] + g[c] / div
+
+
+# --------------------------------------------------------------------------------------
+# Python entry points (arguments already checked by fastconv/pooling.py)
+# --------------------------------------------------------------------------------------
+
+cdef inline bint _is_2x2(Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sy, Py_ssize_t sx,
+                         Py_ssize_t pt, Py_ssize_t pl) noexcept nogil:
+    return kh == 2 and kw == 2 and sy == 2 and sx == 2 and pt == 0 and pl == 0
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def max_pool_nchw(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
+                  index_t[:, :, :, ::1] idx, bint store, Py_ssize_t kh, Py_ssize_t kw,
+                  Py_ssize_t sy, Py_ssize_t sx, Py_ssize_t pt, Py_ssize_t pl):
+    """y (and idx when store) = max pooling of x (N, C, H, W); idx is ignored otherwise."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t OH = y.shape[2], OW = y.shape[3], p, planes = N * C
+    cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl)
+    if planes == 0 or OH * OW == 0:
+        return
+    cdef const floating *xb = &x[0, 0, 0, 0]
+    cdef floating *yb = &y[0, 0, 0, 0]
+    cdef index_t *ib = &idx[0, 0, 0, 0]
+    for p in prange(planes, nogil=True, schedule="static"):
+        if fast:
+            _max_plane_2x2(xb + p * H * W, yb + p * OH * OW,
+                           ib + p * OH * OW if store else ib, store, W, OH, OW)
+        else:
+            _max_plane(xb + p * H * W, yb + p * OH * OW,
+                       ib + p * OH * OW if store else ib, store, H, W, OH, OW,
+                       kh, kw, sy, sx, pt, pl)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def max_pool_nhwc(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
+                  index_t[:, :, :, ::1] idx, bint store, Py_ssize_t kh, Py_ssize_t kw,
+                  Py_ssize_t sy, Py_ssize_t sx, Py_ssize_t pt, Py_ssize_t pl):
+    """y (and idx when store) = max pooling of x (N, H, W, C); idx is ignored otherwise."""
+    cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
+    cdef Py_ssize_t OH = y.shape[1], OW = y.shape[2], r, n, oy, rows = N * OH
+    cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl)
+    if rows == 0 or OW * C == 0:
+        return
+    cdef const floating *xb = &x[0, 0, 0, 0]
+    cdef floating *yb = &y[0, 0, 0, 0]
+    cdef index_t *ib = &idx[0, 0, 0, 0]
+    for r in prange(rows, nogil=True, schedule="static"):
+        n = r // OH
+        oy = r % OH
+        if fast:
+            _max_row_nhwc_2x2(xb + n * H * W * C, yb + r * OW * C,
+                              ib + r * OW * C if store else ib, store, W, C, oy, OW)
+        else:
+            _max_row_nhwc(xb + n * H * W * C, yb + r * OW * C,
+                          ib + r * OW * C if store else ib, store, H, W, C, OW,
+                          kh, kw, sx, oy * sy - pt, pl)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def avg_pool_nchw(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
+                  Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sy, Py_ssize_t sx,
+                  Py_ssize_t pt, Py_ssize_t pl, bint include_pad):
+    """y = average pooling of x (N, C, H, W)."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t OH = y.shape[2], OW = y.shape[3], p, planes = N * C
+    cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl)
+    if planes == 0 or OH * OW == 0:
+        return
+    cdef const floating *xb = &x[0, 0, 0, 0]
+    cdef floating *yb = &y[0, 0, 0, 0]
+    for p in prange(planes, nogil=True, schedule="static"):
+        if fast:
+            _avg_plane_2x2(xb + p * H * W, yb + p * OH * OW, W, OH, OW)
+        else:
+            _avg_plane(xb + p * H * W, yb + p * OH * OW, H, W, OH, OW, kh, kw, sy, sx,
+                       pt, pl, include_pad)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def avg_pool_nhwc(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
+                  Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sy, Py_ssize_t sx,
+                  Py_ssize_t pt, Py_ssize_t pl, bint include_pad):
+    """y = average pooling of x (N, H, W, C)."""
+    cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
+    cdef Py_ssize_t OH = y.shape[1], OW = y.shape[2], r, n, oy, rows = N * OH
+    cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl)
+    if rows == 0 or OW * C == 0:
+        return
+    cdef const floating *xb = &x[0, 0, 0, 0]
+    cdef floating *yb = &y[0, 0, 0, 0]
+    for r in prange(rows, nogil=True, schedule="static"):
+        n = r // OH
+        oy = r % OH
+        if fast:
+            _avg_row_nhwc_2x2(xb + n * H * W * C, yb + r * OW * C, W, C, oy, OW)
+        else:
+            _avg_row_nhwc(xb + n * H * W * C, yb + r * OW * C, H, W, C, OW, kh, kw, sx,
+                          oy * sy - pt, pl, include_pad)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def max_pool_backward_nchw(const floating[:, :, :, ::1] grad_y,
+                           const index_t[:, :, :, ::1] idx, floating[:, :, :, ::1] grad_x,
+                           Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sy, Py_ssize_t sx,
+                           Py_ssize_t pt, Py_ssize_t pl):
+    """grad_x (written in full) = grad_y routed to the stored window positions idx."""
+    cdef Py_ssize_t N = grad_x.shape[0], C = grad_x.shape[1]
+    cdef Py_ssize_t H = grad_x.shape[2], W = grad_x.shape[3]
+    cdef Py_ssize_t OH = grad_y.shape[2], OW = grad_y.shape[3], p, planes = N * C
+    cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl)
+    if planes == 0 or H * W == 0:
+        return
+    cdef floating *gb = &grad_x[0, 0, 0, 0]
+    if OH * OW == 0:
+        memset(gb, 0, planes * H * W * sizeof(floating))
+        return
+    cdef const floating *gyb = &grad_y[0, 0, 0, 0]
+    cdef const index_t *ib = &idx[0, 0, 0, 0]
+    for p in prange(planes, nogil=True, schedule="static"):
+        if fast:
+            _max_back_plane_2x2(gyb + p * OH * OW, ib + p * OH * OW, gb + p * H * W,
+                                H, W, OH, OW)
+        else:
+            _max_back_plane(gyb + p * OH * OW, ib + p * OH * OW, gb + p * H * W,
+                            H, W, OH, OW, kh, kw, sy, sx, pt, pl)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def max_pool_backward_nhwc(const floating[:, :, :, ::1] grad_y,
+                           const index_t[:, :, :, ::1] idx, floating[:, :, :, ::1] grad_x,
+                           Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sy, Py_ssize_t sx,
+                           Py_ssize_t pt, Py_ssize_t pl):
+    """grad_x (written in full) = grad_y routed to the stored window positions idx."""
+    cdef Py_ssize_t N = grad_x.shape[0], H = grad_x.shape[1], W = grad_x.shape[2]
+    cdef Py_ssize_t C = grad_x.shape[3], OH = grad_y.shape[1], OW = grad_y.shape[2]
+    cdef Py_ssize_t n, r, oy
+    cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl)
+    if N == 0 or H * W * C == 0:
+        return
+    cdef floating *gb = &grad_x[0, 0, 0, 0]
+    if OH * OW == 0:
+        memset(gb, 0, N * H * W * C * sizeof(floating))
+        return
+    cdef const floating *gyb = &grad_y[0, 0, 0, 0]
+    cdef const index_t *ib = &idx[0, 0, 0, 0]
+    if fast:
+        for r in prange(N * OH, nogil=True, schedule="static"):
+            n = r // OH
+            oy = r % OH
+            _back_row_nhwc_2x2(gyb + r * OW * C, ib + r * OW * C, True,
+                               gb + n * H * W * C, H, W, C, oy, OH, OW)
+    else:
+        for n in prange(N, nogil=True, schedule="static"):
+            _max_back_image_nhwc(gyb + n * OH * OW * C, ib + n * OH * OW * C,
+                                 gb + n * H * W * C, H, W, C, OH, OW, kh, kw, sy, sx,
+                                 pt, pl)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def avg_pool_backward_nchw(const floating[:, :, :, ::1] grad_y,
+                           floating[:, :, :, ::1] grad_x, Py_ssize_t kh, Py_ssize_t kw,
+                           Py_ssize_t sy, Py_ssize_t sx, Py_ssize_t pt, Py_ssize_t pl,
+                           bint include_pad):
+    """grad_x (written in full) = grad_y spread evenly over each window's cells."""
+    cdef Py_ssize_t N = grad_x.shape[0], C = grad_x.shape[1]
+    cdef Py_ssize_t H = grad_x.shape[2], W = grad_x.shape[3]
+    cdef Py_ssize_t OH = grad_y.shape[2], OW = grad_y.shape[3], p, planes = N * C
+    cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl)
+    if planes == 0 or H * W == 0:
+        return
+    cdef floating *gb = &grad_x[0, 0, 0, 0]
+    if OH * OW == 0:
+        memset(gb, 0, planes * H * W * sizeof(floating))
+        return
+    cdef const floating *gyb = &grad_y[0, 0, 0, 0]
+    for p in prange(planes, nogil=True, schedule="static"):
+        if fast:
+            _avg_back_plane_2x2(gyb + p * OH * OW, gb + p * H * W, H, W, OH, OW)
+        else:
+            _avg_back_plane(gyb + p * OH * OW, gb + p * H * W, H, W, OH, OW, kh, kw,
+                            sy, sx, pt, pl, include_pad)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def avg_pool_backward_nhwc(const floating[:, :, :, ::1] grad_y,
+                           floating[:, :, :, ::1] grad_x, Py_ssize_t kh, Py_ssize_t kw,
+                           Py_ssize_t sy, Py_ssize_t sx, Py_ssize_t pt, Py_ssize_t pl,
+                           bint include_pad):
+    """grad_x (written in full) = grad_y spread evenly over each window's cells."""
+    cdef Py_ssize_t N = grad_x.shape[0], H = grad_x.shape[1], W = grad_x.shape[2]
+    cdef Py_ssize_t C = grad_x.shape[3], OH = grad_y.shape[1], OW = grad_y.shape[2]
+    cdef Py_ssize_t n, r, oy
+    cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl)
+    cdef const uint8_t *no_idx = NULL
+    if N == 0 or H * W * C == 0:
+        return
+    cdef floating *gb = &grad_x[0, 0, 0, 0]
+    if OH * OW == 0:
+        memset(gb, 0, N * H * W * C * sizeof(floating))
+        return
+    cdef const floating *gyb = &grad_y[0, 0, 0, 0]
+    if fast:
+        for r in prange(N * OH, nogil=True, schedule="static"):
+            n = r // OH
+            oy = r % OH
+            _back_row_nhwc_2x2(gyb + r * OW * C, no_idx, False, gb + n * H * W * C,
+                               H, W, C, oy, OH, OW)
+    else:
+        for n in prange(N, nogil=True, schedule="static"):
+            _avg_back_image_nhwc(gyb + n * OH * OW * C, gb + n * H * W * C, H, W, C, OH,
+                                 OW, kh, kw, sy, sx, pt, pl, include_pad)
