@@ -257,11 +257,15 @@ _CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 _CIFAR_TEST = "test_batch"
 
 
+class _Refused(pickle.UnpicklingError):
+    """The pickle asked for something a CIFAR-10 batch never holds."""
+
+
 class _NDArrayToken:
     """Stands in for ``numpy.ndarray`` inside a pickle: only ``_reconstruct`` accepts it."""
 
     def __call__(self, *args, **kwargs):
-        raise pickle.UnpicklingError("calling numpy.ndarray is not allowed here")
+        raise _Refused("calling numpy.ndarray is not allowed here")
 
     def __repr__(self):
         return "<numpy.ndarray token>"
@@ -277,7 +281,7 @@ class _UInt8Token:
         # (version, byteorder, subarray, names, fields, elsize, alignment, flags)
         if not isinstance(state, tuple) or len(state) < 5 or any(
                 v is not None for v in state[2:5]):
-            raise pickle.UnpicklingError(f"only plain uint8 dtypes are allowed, got "
+            raise _Refused(f"only plain uint8 dtypes are allowed, got "
                                          f"state {state!r:.80}")
 
 
@@ -289,10 +293,10 @@ class _ArrayBuilder:
 
     def __setstate__(self, state):
         if not isinstance(state, tuple) or len(state) not in (4, 5):
-            raise pickle.UnpicklingError("malformed ndarray state")
+            raise _Refused("malformed ndarray state")
         shape, dtype, fortran, raw = state[-4:]
         if not isinstance(dtype, _UInt8Token):
-            raise pickle.UnpicklingError("only uint8 arrays are allowed")
+            raise _Refused("only uint8 arrays are allowed")
         if isinstance(raw, str):
             raw = raw.encode("latin1")
         self.array = _array_from_bytes(raw, shape, "F" if fortran else "C")
@@ -300,13 +304,13 @@ class _ArrayBuilder:
 
 def _array_from_bytes(raw, shape, order):
     if not isinstance(raw, (bytes, bytearray, pickle.PickleBuffer)):
-        raise pickle.UnpicklingError(f"array data must be bytes, got {type(raw).__name__}")
+        raise _Refused(f"array data must be bytes, got {type(raw).__name__}")
     if not (isinstance(shape, tuple) and all(
             isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)):
-        raise pickle.UnpicklingError(f"array shape must be a tuple of ints, got {shape!r:.80}")
+        raise _Refused(f"array shape must be a tuple of ints, got {shape!r:.80}")
     raw = bytes(raw)
     if len(raw) != int(np.prod(shape, dtype=np.int64)):
-        raise pickle.UnpicklingError(f"array data holds {len(raw)} bytes, shape {shape} "
+        raise _Refused(f"array data holds {len(raw)} bytes, shape {shape} "
                                      f"needs {int(np.prod(shape, dtype=np.int64))}")
     return np.frombuffer(raw, dtype=np.uint8).reshape(shape, order=order).copy()
 
@@ -314,7 +318,7 @@ def _array_from_bytes(raw, shape, order):
 def _safe_encode(obj, encoding="utf-8"):
     # Protocol-2 pickles written by Python 3 store bytes as _codecs.encode(str, "latin1").
     if not isinstance(obj, str) or encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError(
+        raise _Refused(
             f"_codecs.encode is only allowed as (str, 'latin1'), got "
             f"({type(obj).__name__}, {encoding!r:.40})")
     return obj.encode("latin1")
@@ -322,13 +326,13 @@ def _safe_encode(obj, encoding="utf-8"):
 
 def _safe_dtype(spec, align=False, copy=False):
     if spec not in ("u1", b"u1", "|u1", b"|u1", "uint8", b"uint8"):
-        raise pickle.UnpicklingError(f"only uint8 arrays are allowed, got dtype {spec!r:.40}")
+        raise _Refused(f"only uint8 arrays are allowed, got dtype {spec!r:.40}")
     return _UInt8Token()
 
 
 def _safe_reconstruct(subtype, shape, typecode):
     if subtype is not _NDARRAY:
-        raise pickle.UnpicklingError(f"only plain numpy arrays are allowed, got "
+        raise _Refused(f"only plain numpy arrays are allowed, got "
                                      f"{subtype!r:.60}")
     return _ArrayBuilder()
 
@@ -336,7 +340,7 @@ def _safe_reconstruct(subtype, shape, typecode):
 def _safe_frombuffer(buf, dtype, shape, order):
     # numpy's reduction for pickle protocol 5
     if not isinstance(dtype, _UInt8Token):
-        raise pickle.UnpicklingError("only uint8 arrays are allowed")
+        raise _Refused("only uint8 arrays are allowed")
     return _array_from_bytes(buf, shape, "F" if order == "F" else "C")
 
 
@@ -362,18 +366,18 @@ class _RestrictedUnpickler(pickle.Unpickler):
         try:
             return _ALLOWED_GLOBALS[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(
+            raise _Refused(
                 f"forbidden global {module}.{name} (CIFAR-10 batches hold only dicts, "
                 f"lists, bytes, ints and uint8 arrays)") from None
 
     def persistent_load(self, pid):
-        raise pickle.UnpicklingError("persistent ids are not allowed")
+        raise _Refused("persistent ids are not allowed")
 
 
 def _unpickle_batch(blob, where):
     try:
         obj = _RestrictedUnpickler(io.BytesIO(blob), encoding="bytes").load()
-    except pickle.UnpicklingError as exc:
+    except _Refused as exc:
         raise ValueError(f"{where}: refused to load pickle: {exc}") from None
     except Exception as exc:  # truncated or garbage pickle streams raise many types
         raise ValueError(f"{where}: not a valid CIFAR-10 batch pickle "
@@ -476,7 +480,8 @@ def _locate_cifar10(path):
         cands = [os.path.dirname(p) for p in data_search_paths(_CIFAR_DIR)]
     for root in cands:
         for d in (root, os.path.join(root, _CIFAR_DIR)):
-            if os.path.isfile(os.path.join(d, _CIFAR_TRAIN[0])):
+            if any(os.path.isfile(os.path.join(d, n))
+                   for n in _CIFAR_TRAIN + (_CIFAR_TEST, "batches.meta")):
                 return "dir", d
         tb = os.path.join(root, _CIFAR_TARBALL)
         if os.path.isfile(tb):
