@@ -5,6 +5,16 @@ semantics of torch.nn.functional (channels_first) or Keras (channels_last).
 """
 __version__ = "0.1.0"
 
+import os as _os
+
+# The kernels alternate short OpenMP regions (im2col, col2im, pooling) with matrix
+# products on the BLAS's own threads.  With OpenMP's default busy-waiting, idle OpenMP
+# threads spin on the cores the BLAS needs and on 2 cores the products run 2-4x slower
+# (measured; README "Threads").  Sleeping idle threads cost a few microseconds per region
+# instead.  Only a default: set OMP_WAIT_POLICY yourself to override.  It must be set
+# before the OpenMP runtime loads, i.e. before the compiled kernels are imported below.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from . import _ext  # noqa: F401  (fails early, with build instructions)
 from ._config import config, get_num_threads, set_num_threads, show_config
 from .conv import (conv2d, conv2d_backward, conv2d_grad_bias, conv2d_grad_input,
