@@ -24,9 +24,13 @@ from .pooling import (avg_pool2d, avg_pool2d_backward, global_avg_pool2d,
                       pool2d_output_shape)
 from . import activations  # noqa: F401  (fastconv.activations.relu, get, ...)
 from . import datasets  # noqa: F401  (fastconv.datasets.load_fashion_mnist, ...)
+from ._random import set_seed
+from . import (initializers, layers, losses, optimizers, metrics,  # noqa: F401
+               callbacks, models, applications)
 
 __all__ = ["__version__", "show_config", "config", "get_num_threads", "set_num_threads",
            "conv2d", "conv2d_backward", "conv2d_grad_input", "conv2d_grad_weight",
            "conv2d_grad_bias", "conv2d_output_shape",
            "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
-           "global_avg_pool2d", "global_avg_pool2d_backward", "pool2d_output_shape"]
+           "global_avg_pool2d", "global_avg_pool2d_backward", "pool2d_output_shape",
+           "set_seed"]

@@ -1,0 +1,34 @@
+"""Objects <-> JSON configs, resolved against fixed registries (nothing executable).
+
+A config is either a plain string naming a registered object ("glorot_uniform", "adam")
+or ``{"class_name": "Adam", "config": {...}}``.  Only names present in the registry passed
+in are ever instantiated, so a saved model cannot make fastconv import or call anything
+else.
+"""
+
+__all__ = ["serialize", "deserialize"]
+
+
+def serialize(obj):
+    """``{"class_name": ..., "config": ...}`` of an object with get_config."""
+    return {"class_name": type(obj).__name__, "config": obj.get_config()}
+
+
+def deserialize(config, registry, what):
+    """Instantiate ``config`` (see module docstring) from ``registry`` (name -> class).
+
+    ``what`` names the kind of object in error messages ("layer", "optimizer", ...).
+    """
+    if not isinstance(config, dict) or set(config) - {"class_name", "config"} \
+            or "class_name" not in config:
+        raise ValueError(f"a {what} config must be a dict with 'class_name' and "
+                         f"'config', got {config!r}")
+    name = config["class_name"]
+    cls = registry.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ValueError(f"unknown {what} class {name!r}; known: "
+                         f"{', '.join(sorted(registry))}")
+    kwargs = config.get("config", {})
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"the config of {what} {name!r} must be a dict, got {kwargs!r}")
+    return cls.from_config(kwargs)

@@ -1,0 +1,27 @@
+"""Keras-style layers on NumPy arrays (channels_last by default, as Keras).
+
+Each layer runs forward with ``layer(x, training=False)``, returns the input gradient
+from ``layer.backward(grad_y)`` and keeps its parameter gradients in
+``layer.gradients``; weights have Keras's shapes and order (``get_weights`` /
+``set_weights``), so weights trained in Keras load unchanged.
+"""
+from .base import FLOATX, Input, InputLayer, Layer, clear_session
+from .conv import Conv2D
+from .core import Activation, Dense, Dropout, Flatten
+from .pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
+
+# Keras's aliases.
+Convolution2D = Conv2D
+MaxPool2D = MaxPooling2D
+AvgPool2D = AveragePooling2D
+GlobalAvgPool2D = GlobalAveragePooling2D
+
+#: The only classes a saved model may name (see fastconv.models.load_model).
+LAYER_CLASSES = {cls.__name__: cls for cls in (
+    InputLayer, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten,
+    Dense, Dropout, Activation)}
+
+__all__ = ["Layer", "InputLayer", "Input", "Conv2D", "Convolution2D", "MaxPooling2D",
+           "MaxPool2D", "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D",
+           "GlobalAvgPool2D", "Flatten", "Dense", "Dropout", "Activation",
+           "LAYER_CLASSES", "FLOATX", "clear_session"]

@@ -1,0 +1,123 @@
+"""Pooling layers: MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D (Keras API)."""
+from .. import pooling as _pool
+from ..shapes import conv_output_shape, normalize_pair, resolve_padding
+from .base import Layer
+from .common import check_layer_data_format, check_layer_padding
+
+__all__ = ["MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D"]
+
+
+class _Pooling2D(Layer):
+    _ndim = 4
+    _cache_attrs = ("_x", "_indices")
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = normalize_pair(pool_size, "pool_size")
+        self.strides = (self.pool_size if strides is None
+                        else normalize_pair(strides, "strides"))
+        self.padding = check_layer_padding(padding)
+        self.data_format = check_layer_data_format(data_format)
+        self._last = self.data_format == "channels_last"
+
+    def _rank_desc(self):
+        return ("(batch, height, width, channels)" if self._last
+                else "(batch, channels, height, width)")
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        self._check_rank(shape, "input shape")
+        n, h, w, c = shape if self._last else (shape[0], shape[2], shape[3], shape[1])
+        hw = (1 if h is None else h, 1 if w is None else w)
+        pads = resolve_padding(self.padding, hw, self.pool_size, self.strides)
+        try:
+            oh, ow = conv_output_shape(hw, self.pool_size, self.strides, pads,
+                                       what="pool_size", name="the input")
+        except ValueError as exc:
+            raise ValueError(f"layer {self.name!r} cannot be applied to input shape "
+                             f"{shape}: {exc}") from None
+        oh, ow = (None if h is None else oh), (None if w is None else ow)
+        return (n, oh, ow, c) if self._last else (n, c, oh, ow)
+
+    def _op_args(self):
+        return dict(stride=self.strides, padding=self.padding,
+                    data_format=self.data_format)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(pool_size=list(self.pool_size), strides=list(self.strides),
+                      padding=self.padding, data_format=self.data_format)
+        return config
+
+
+class MaxPooling2D(_Pooling2D):
+    """Max over pool_size windows (padded cells never win; NaN propagates)."""
+
+    def _linear_forward(self, x, training):
+        self._x = x
+        y, self._indices = _pool.max_pool2d(x, self.pool_size, return_indices=True,
+                                            **self._op_args())
+        return y
+
+    def _linear_backward(self, grad, need_input_grad):
+        if not need_input_grad:
+            return None
+        return _pool.max_pool2d_backward(grad, self._x, self.pool_size,
+                                         indices=self._indices, **self._op_args())
+
+
+class AveragePooling2D(_Pooling2D):
+    """Mean over pool_size windows; with 'same' padding, padded cells are not counted
+    (Keras/TensorFlow)."""
+
+    def _linear_forward(self, x, training):
+        self._x = x
+        return _pool.avg_pool2d(x, self.pool_size, **self._op_args())
+
+    def _linear_backward(self, grad, need_input_grad):
+        if not need_input_grad:
+            return None
+        return _pool.avg_pool2d_backward(grad, self._x, self.pool_size, **self._op_args())
+
+
+class GlobalAveragePooling2D(Layer):
+    """Mean over height and width: (N, C), or (N, 1, 1, C) with keepdims=True."""
+    _ndim = 4
+
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = check_layer_data_format(data_format)
+        self.keepdims = bool(keepdims)
+        self._last = self.data_format == "channels_last"
+
+    def _rank_desc(self):
+        return ("(batch, height, width, channels)" if self._last
+                else "(batch, channels, height, width)")
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        self._check_rank(shape, "input shape")
+        n, c = shape[0], (shape[-1] if self._last else shape[1])
+        if not self.keepdims:
+            return (n, c)
+        return (n, 1, 1, c) if self._last else (n, c, 1, 1)
+
+    def _linear_forward(self, x, training):
+        self._x = x
+        y = _pool.global_avg_pool2d(x, data_format=self.data_format)
+        if self.keepdims:
+            y = y.reshape(self.compute_output_shape(x.shape))
+        return y
+
+    def _linear_backward(self, grad, need_input_grad):
+        if not need_input_grad:
+            return None
+        grad = grad.reshape(grad.shape[0], -1)
+        return _pool.global_avg_pool2d_backward(grad, self._x.shape,
+                                                data_format=self.data_format)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(data_format=self.data_format, keepdims=self.keepdims)
+        return config

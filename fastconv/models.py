@@ -1,0 +1,692 @@
+"""The Sequential model: Keras's API (compile, fit, evaluate, predict, summary, save) on
+NumPy arrays, trained with explicit backward passes.
+
+A training step runs every layer forward (training=True), the loss and its gradient,
+every layer backward in reverse order (the first trainable layer does not compute the
+gradient of its input, and layers before it do not run backward at all), then one
+optimizer update of all trainable weights.  A softmax output trained with a
+cross-entropy loss is fused: the loss is computed from the logits (stable) and the
+backward pass starts from (p - y) / N, as Keras 3 does.
+
+Saved models (``model.save(path)``, ``load_model(path)``) are single ``.npz`` files:
+a JSON document (architecture resolved against ``fastconv.layers.LAYER_CLASSES``,
+compile arguments, random generator states) and the weight and optimizer arrays; no
+pickle anywhere.  The file is written to a temporary name and renamed, so an
+interrupted save leaves any previous file intact.
+"""
+import json
+import math
+import numbers
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from . import _random
+from . import callbacks as _callbacks
+from . import losses as _losses
+from . import metrics as _metrics
+from . import optimizers as _optimizers
+from ._serialization import deserialize, serialize
+from ._validation import as_array
+from .layers import LAYER_CLASSES, InputLayer, Layer
+from .layers.base import check_shape, unique_name
+
+__all__ = ["Sequential", "load_model", "ModelFileError"]
+
+FILE_FORMAT = "fastconv.Sequential"
+FILE_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A file given to load_model is not a readable fastconv model."""
+
+
+def _check_verbose(verbose):
+    if verbose == "auto":
+        return 1
+    if verbose in (0, 1, 2) and not isinstance(verbose, bool):
+        return int(verbose)
+    raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
+
+
+def _check_batch_size(batch_size):
+    if batch_size is None:
+        return 32
+    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(
+            batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    return int(batch_size)
+
+
+def _readable_size(nbytes):
+    for unit in ("B", "KB", "MB", "GB"):
+        if nbytes < 1024 or unit == "GB":
+            return f"{nbytes:.2f} {unit}"
+        nbytes /= 1024.0
+
+
+class Sequential:
+    """A linear stack of layers (Keras's Sequential)."""
+
+    def __init__(self, layers=None, name=None):
+        if name is not None and (not isinstance(name, str) or not name):
+            raise TypeError(f"name must be a non-empty string, got {name!r}")
+        self.name = name or unique_name("sequential")
+        self._layers = []
+        self._input_shape = None
+        self.built = False
+        self.optimizer = None
+        self.loss = None
+        self.compiled = False
+        self._metric_names = []
+        self.history = None
+        self.stop_training = False
+        self._rng = _random.make_generator()
+        if layers is not None:
+            if isinstance(layers, (Layer, InputLayer)):
+                layers = [layers]
+            for layer in layers:
+                self.add(layer)
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    def add(self, layer):
+        """Append a layer (an InputLayer / Input(...) may only come first)."""
+        if isinstance(layer, InputLayer):
+            if self._layers or self._input_shape is not None:
+                raise ValueError("an InputLayer can only be the first entry of a "
+                                 "Sequential model")
+            self._input_shape = layer.shape
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add expects a fastconv layer, got {layer!r}")
+        if any(layer.name == other.name for other in self._layers):
+            raise ValueError(f"all layers of a Sequential model need unique names; "
+                             f"{layer.name!r} is already used")
+        if not self._layers and self._input_shape is None \
+                and layer._input_shape_arg is not None:
+            self._input_shape = layer._input_shape_arg
+        self._layers.append(layer)
+        if self.built:
+            prev = self._layers[-2].output_shape if len(self._layers) > 1 \
+                else (None,) + tuple(self._input_shape)
+            layer.build(prev)
+        elif self._input_shape is not None:
+            self.build((None,) + tuple(self._input_shape))
+
+    def pop(self):
+        """Remove and return the last layer."""
+        if not self._layers:
+            raise ValueError("pop() on a Sequential model without layers")
+        return self._layers.pop()
+
+    def build(self, input_shape=None):
+        """Build every layer for inputs of ``input_shape`` (batch axis included)."""
+        if input_shape is None:
+            if self._input_shape is None:
+                raise ValueError("build() needs input_shape=(None, ...) (or give the "
+                                 "first layer input_shape=..., or start with Input())")
+            input_shape = (None,) + tuple(self._input_shape)
+        shape = tuple(None if s is None else int(s) for s in input_shape)
+        if len(shape) < 2:
+            raise ValueError(f"input_shape must include the batch axis, e.g. (None, 32, "
+                             f"32, 3), got {input_shape!r}")
+        for layer in self._layers:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+        self._input_shape = tuple(input_shape[1:])
+        self.built = True
+
+    @property
+    def input_shape(self):
+        return None if self._input_shape is None else (None,) + tuple(self._input_shape)
+
+    @property
+    def output_shape(self):
+        if not self.built or not self._layers:
+            return None
+        return self._layers[-1].output_shape
+
+    @property
+    def dtype(self):
+        return self._layers[0].dtype if self._layers else np.dtype(np.float32)
+
+    def _check_shapes(self, x_shape):
+        """Check a whole input shape through every layer (clear errors, once per call)."""
+        if not self._layers:
+            raise ValueError(f"model {self.name!r} has no layers")
+        if not self.built:
+            self.build((None,) + tuple(x_shape[1:]))
+        shape = (None,) + tuple(x_shape[1:])
+        for layer in self._layers:
+            layer._check_input_shape(shape)
+            shape = layer.compute_output_shape(shape)
+        return shape
+
+    # ------------------------------------------------------------------ weights
+    @property
+    def weights(self):
+        return [w for layer in self._layers for w in layer.weights]
+
+    @property
+    def trainable_weights(self):
+        return [w for layer in self._layers for w in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        return [w for layer in self._layers for w in layer.non_trainable_weights]
+
+    def get_weights(self):
+        """Copies of all weights, in Keras's order (layer by layer, kernel then bias)."""
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        """Load a list like Keras's ``model.get_weights()``."""
+        if not self.built:
+            raise ValueError(f"model {self.name!r} is not built: call build(input_shape) "
+                             "or run it on data before set_weights")
+        weights = list(weights)
+        expected = sum(len(layer.weights) for layer in self._layers)
+        if len(weights) != expected:
+            raise ValueError(f"model {self.name!r} has {expected} weight arrays, got "
+                             f"{len(weights)}")
+        start = 0
+        for layer in self._layers:
+            k = len(layer.weights)
+            layer.set_weights(weights[start:start + k])
+            start += k
+
+    def count_params(self):
+        return int(sum(layer.count_params() for layer in self._layers))
+
+    # ------------------------------------------------------------------ summary
+    def summary(self, line_length=None, print_fn=None):
+        """Print a Keras-like table: layer (type), output shape, parameter count."""
+        if not self.built:
+            raise ValueError(f"model {self.name!r} is not built yet: call build("
+                             "input_shape), give the first layer input_shape=..., or "
+                             "fit/call it on data first")
+        rows = [("Layer (type)", "Output Shape", "Param #")]
+        for layer in self._layers:
+            rows.append((f"{layer.name} ({type(layer).__name__})",
+                         str(layer.output_shape), f"{layer.count_params():,}"))
+        widths = [max(32, max(len(r[0]) for r in rows) + 3),
+                  max(24, max(len(r[1]) for r in rows) + 2),
+                  max(12, max(len(r[2]) for r in rows) + 1)]
+        if line_length is not None:
+            widths[0] = max(line_length - widths[1] - widths[2], 20)
+        total = sum(widths)
+        lines = [f'Model: "{self.name}"', "_" * total]
+
+        def fmt(row):
+            name, shape, count = row
+            return f" {name:<{widths[0] - 1}}{shape:<{widths[1]}}{count:>{widths[2]}}"
+        lines.append(fmt(rows[0]))
+        lines.append("=" * total)
+        for i, row in enumerate(rows[1:]):
+            lines.append(fmt(row))
+            lines.append("_" * total if i < len(rows) - 2 else "=" * total)
+        if len(rows) == 1:
+            lines.append("=" * total)
+        trainable = sum(w.size for w in self.trainable_weights)
+        frozen = sum(w.size for w in self.non_trainable_weights)
+        tbytes = sum(w.nbytes for w in self.trainable_weights)
+        fbytes = sum(w.nbytes for w in self.non_trainable_weights)
+        lines.append(f"Total params: {trainable + frozen:,} "
+                     f"({_readable_size(tbytes + fbytes)})")
+        lines.append(f"Trainable params: {trainable:,} ({_readable_size(tbytes)})")
+        lines.append(f"Non-trainable params: {frozen:,} ({_readable_size(fbytes)})")
+        lines.append("_" * total)
+        out = print_fn or print
+        for line in lines:
+            out(line)
+
+    # ------------------------------------------------------------------ compile
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+        """Set the optimizer (name or object), loss (name or object) and metrics."""
+        self.optimizer = _optimizers.get(optimizer)
+        self.loss = None if loss is None else _losses.get(loss)
+        self._metric_names = _metrics.check_metrics(metrics)
+        self.compiled = True
+
+    def _assert_compiled(self, method):
+        if not self.compiled:
+            raise ValueError(f"you must call compile() before calling {method}()")
+        if self.loss is None:
+            raise ValueError(f"{method}() needs a loss: call compile(optimizer, loss=...)")
+
+    def _fused(self):
+        return (isinstance(self.loss, (_losses.CategoricalCrossentropy,
+                                       _losses.SparseCategoricalCrossentropy))
+                and not self.loss.from_logits and self._layers[-1].activation == "softmax")
+
+    # ------------------------------------------------------------------ data
+    def _prepare_x(self, x, name="x"):
+        arr = as_array(x, name)
+        if arr.ndim < 1:
+            raise ValueError(f"{name} must have a batch axis, got shape {arr.shape}")
+        return arr
+
+    def _prepare_xy(self, x, y, xname="x", yname="y"):
+        x = self._prepare_x(x, xname)
+        if y is None:
+            raise ValueError(f"{yname} is required (targets for {xname})")
+        y = as_array(y, yname)
+        if y.ndim < 1 or y.shape[0] != x.shape[0]:
+            raise ValueError(f"{xname} and {yname} must have the same number of samples, "
+                             f"got {xname} with {x.shape[0]} and {yname} with "
+                             f"{y.shape[0] if y.ndim else 'no batch axis'} "
+                             f"(shapes {x.shape} and {y.shape})")
+        return x, y
+
+    def _cast(self, x):
+        return np.ascontiguousarray(x, dtype=self.dtype)
+
+    # ------------------------------------------------------------------ passes
+    def _forward(self, x, training):
+        for layer in self._layers:
+            x = layer.forward(x, training)
+        return x
+
+    def __call__(self, x, training=False):
+        """Forward pass of a batch (checked)."""
+        x = self._prepare_x(x)
+        self._check_shapes(x.shape)
+        return self._forward(self._cast(x), bool(training))
+
+    def _first_trainable(self):
+        for i, layer in enumerate(self._layers):
+            if layer.trainable and layer.weights:
+                return i
+        return len(self._layers)
+
+    def _train_batch(self, x, y):
+        """One step on prepared arrays; returns (loss, y_pred)."""
+        layers = self._layers
+        last = len(layers) - 1
+        fused = self._fused()
+        out = x
+        for i, layer in enumerate(layers):
+            if fused and i == last:
+                out = layer._linear_forward(out, True)
+            else:
+                out = layer.forward(out, True)
+        if fused:
+            loss, y_pred, grad = self.loss.from_logits_value_and_gradient(y, out)
+        else:
+            loss, grad = self.loss.value_and_gradient(y, out)
+            y_pred = out
+        stop = self._first_trainable()
+        grad = np.ascontiguousarray(grad, dtype=self.dtype)
+        for i in range(last, stop - 1, -1):
+            layer = layers[i]
+            need = i > stop
+            if fused and i == last:
+                grad = layer._linear_backward(grad, need)
+            else:
+                grad = layer._backward(grad, need)
+        variables, grads = [], []
+        for layer in layers:
+            if layer.trainable:
+                variables.extend(layer.weights)
+                grads.extend(layer.gradients)
+        if variables:
+            self.optimizer.apply(grads, variables)
+        return loss, y_pred
+
+    def _metric_fns(self, y, y_pred_shape):
+        return [_metrics.resolve(m, y.shape, y_pred_shape) for m in self._metric_names]
+
+    def train_on_batch(self, x, y, return_dict=False):
+        """One training step; returns the loss (and metrics, as Keras: [loss, ...])."""
+        self._assert_compiled("train_on_batch")
+        x, y = self._prepare_xy(x, y)
+        out_shape = self._check_shapes(x.shape)
+        loss, y_pred = self._train_batch(self._cast(x), y)
+        logs = {"loss": loss}
+        for name, fn in self._metric_fns(y, out_shape):
+            logs[name] = float(np.mean(fn(y, y_pred)))
+        return self._logs_result(logs, return_dict)
+
+    def test_on_batch(self, x, y, return_dict=False):
+        """Loss (and metrics) of one batch, no update."""
+        self._assert_compiled("test_on_batch")
+        x, y = self._prepare_xy(x, y)
+        out_shape = self._check_shapes(x.shape)
+        logs = self._evaluate_arrays(x, y, x.shape[0], out_shape)
+        return self._logs_result(logs, return_dict)
+
+    def predict_on_batch(self, x):
+        return self.predict(x, batch_size=max(len(x), 1), verbose=0)
+
+    def _logs_result(self, logs, return_dict):
+        if return_dict:
+            return logs
+        if len(logs) == 1:
+            return logs["loss"]
+        return list(logs.values())
+
+    def _evaluate_arrays(self, x, y, batch_size, out_shape):
+        loss_mean = _metrics.Mean()
+        fns = self._metric_fns(y, out_shape)
+        sums = [0.0] * len(fns)
+        n = x.shape[0]
+        for start in range(0, n, batch_size):
+            xb = self._cast(x[start:start + batch_size])
+            yb = y[start:start + batch_size]
+            pred = self._forward(xb, False)
+            value = self.loss(yb, pred)
+            loss_mean.update(value, xb.shape[0])
+            for k, (_, fn) in enumerate(fns):
+                sums[k] += float(np.sum(fn(yb, pred)))
+        self._clear_caches()
+        logs = {"loss": loss_mean.result()}
+        for (name, _), s in zip(fns, sums):
+            logs[name] = s / n if n else 0.0
+        return logs
+
+    def _clear_caches(self):
+        for layer in self._layers:
+            layer._clear_cache()
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False):
+        """Loss (and metrics) over a data set: a float, or [loss, accuracy, ...]."""
+        self._assert_compiled("evaluate")
+        verbose = _check_verbose(verbose)
+        batch_size = _check_batch_size(batch_size)
+        x, y = self._prepare_xy(x, y)
+        out_shape = self._check_shapes(x.shape)
+        logs = self._evaluate_arrays(x, y, batch_size, out_shape)
+        if verbose:
+            steps = -(-x.shape[0] // batch_size)
+            print(f"{steps}/{steps}{_callbacks._format_logs(logs)}")
+        return self._logs_result(logs, return_dict)
+
+    def predict(self, x, batch_size=None, verbose="auto"):
+        """Model outputs for ``x``, computed ``batch_size`` samples at a time."""
+        verbose = _check_verbose(verbose)
+        batch_size = _check_batch_size(batch_size)
+        x = self._prepare_x(x)
+        out_shape = self._check_shapes(x.shape)
+        n = x.shape[0]
+        out = np.empty((n,) + tuple(out_shape[1:]), dtype=self.dtype)
+        for start in range(0, n, batch_size):
+            out[start:start + batch_size] = self._forward(
+                self._cast(x[start:start + batch_size]), False)
+        self._clear_caches()
+        if verbose:
+            steps = -(-n // batch_size)
+            print(f"{steps}/{steps}")
+        return out
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto",
+            callbacks=None, validation_split=0.0, validation_data=None, shuffle=True,
+            initial_epoch=0):
+        """Train for ``epochs`` passes over (x, y); returns a History.
+
+        Keras's semantics: ``validation_split`` takes the last fraction of the samples
+        (before shuffling); the training set is reshuffled every epoch when ``shuffle``;
+        logged "loss" is the mean of the batch losses weighted by batch size.
+        """
+        self._assert_compiled("fit")
+        verbose = _check_verbose(verbose)
+        batch_size = _check_batch_size(batch_size)
+        for value, label in ((epochs, "epochs"), (initial_epoch, "initial_epoch")):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(
+                    value, numbers.Integral) or value < 0:
+                raise ValueError(f"{label} must be a non-negative int, got {value!r}")
+        x, y = self._prepare_xy(x, y)
+        if isinstance(validation_split, (bool, np.bool_)) or not isinstance(
+                validation_split, numbers.Real) or not 0 <= validation_split < 1:
+            raise ValueError(f"validation_split must be a float in [0, 1), got "
+                             f"{validation_split!r}")
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a tuple (x_val, y_val)")
+            x_val, y_val = self._prepare_xy(*validation_data, xname="x_val", yname="y_val")
+        elif validation_split:
+            split = int(math.floor(x.shape[0] * (1.0 - validation_split)))
+            if split == 0 or split == x.shape[0]:
+                raise ValueError(f"validation_split={validation_split} leaves an empty "
+                                 f"training or validation set for {x.shape[0]} samples")
+            x, x_val = x[:split], x[split:]
+            y, y_val = y[:split], y[split:]
+        else:
+            x_val = y_val = None
+        if x.shape[0] == 0:
+            raise ValueError("fit() needs at least one training sample, got x of shape "
+                             f"{x.shape}")
+        out_shape = self._check_shapes(x.shape)
+        if x_val is not None:
+            self._check_shapes(x_val.shape)
+        fns = self._metric_fns(y, out_shape)
+        # Check the targets against the loss once, on a small slice (clear errors).
+        self.loss._targets(y[:1], np.zeros((1,) + tuple(out_shape[1:]), self.dtype))
+
+        n = x.shape[0]
+        steps = -(-n // batch_size)
+        history = _callbacks.History()
+        cbs = [history] + list(callbacks or [])
+        for cb in cbs:
+            if not isinstance(cb, _callbacks.Callback):
+                raise TypeError(f"callbacks must be fastconv.callbacks.Callback "
+                                f"instances, got {cb!r}")
+        if verbose:
+            cbs.append(_callbacks.ProgbarLogger(verbose))
+        params = {"epochs": epochs, "steps": steps, "batch_size": batch_size,
+                  "verbose": verbose, "samples": n}
+        for cb in cbs:
+            cb.set_model(self)
+            cb.set_params(params)
+        self.stop_training = False
+        for cb in cbs:
+            cb.on_train_begin()
+        logs = {}
+        for epoch in range(initial_epoch, epochs):
+            for cb in cbs:
+                cb.on_epoch_begin(epoch)
+            order = self._rng.permutation(n) if shuffle else None
+            loss_mean = _metrics.Mean()
+            sums = [0.0] * len(fns)
+            seen = 0
+            for step in range(steps):
+                for cb in cbs:
+                    cb.on_train_batch_begin(step)
+                lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
+                if order is None:
+                    xb, yb = x[lo:hi], y[lo:hi]
+                else:
+                    idx = order[lo:hi]
+                    xb, yb = x[idx], y[idx]
+                loss, y_pred = self._train_batch(self._cast(xb), yb)
+                nb = hi - lo
+                seen += nb
+                loss_mean.update(loss, nb)
+                for k, (_, fn) in enumerate(fns):
+                    sums[k] += float(np.sum(fn(yb, y_pred)))
+                logs = {"loss": loss_mean.result()}
+                for (name, _), s in zip(fns, sums):
+                    logs[name] = s / seen
+                batch_logs = dict(logs, size=nb)
+                for cb in cbs:
+                    cb.on_train_batch_end(step, batch_logs)
+            if x_val is not None:
+                val = self._evaluate_arrays(x_val, y_val, batch_size,
+                                            self._check_shapes(x_val.shape))
+                logs.update({f"val_{k}": v for k, v in val.items()})
+            for cb in cbs:
+                cb.on_epoch_end(epoch, dict(logs))
+            if self.stop_training:
+                break
+        self._clear_caches()
+        for cb in cbs:
+            cb.on_train_end(dict(logs))
+        self.history = history
+        return history
+
+    # ------------------------------------------------------------------ config / io
+    def get_config(self):
+        return {"name": self.name,
+                "input_shape": None if self._input_shape is None
+                else list(self._input_shape),
+                "layers": [serialize(layer) for layer in self._layers]}
+
+    @classmethod
+    def from_config(cls, config):
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise ValueError(f"a Sequential config needs a 'layers' list, got {config!r}")
+        model = cls(name=config.get("name"))
+        shape = config.get("input_shape")
+        layers = [deserialize(c, LAYER_CLASSES, "layer") for c in config["layers"]]
+        if shape is not None:
+            model._input_shape = check_shape(shape, "input_shape")
+        for layer in layers:
+            model.add(layer)
+        if shape is not None and not model.built and model._layers:
+            model.build((None,) + tuple(model._input_shape))
+        return model
+
+    def _compile_config(self):
+        if not self.compiled:
+            return None
+        return {"optimizer": serialize(self.optimizer),
+                "loss": None if self.loss is None else serialize(self.loss),
+                "metrics": list(self._metric_names)}
+
+    def save(self, filepath):
+        """Write architecture, weights, optimizer state and generator states to one file.
+
+        The data go to a temporary file in the same directory, then replace
+        ``filepath`` atomically (os.replace).
+        """
+        path = os.fspath(filepath)
+        if not self.built:
+            raise ValueError(f"model {self.name!r} is not built: build it or run it on "
+                             "data before save()")
+        arrays = {}
+        for i, w in enumerate(self.weights):
+            arrays[f"weight_{i:05d}"] = w
+        iterations, slots = (0, [])
+        if self.optimizer is not None:
+            iterations, slots = self.optimizer.get_state()
+        for i, s in enumerate(slots):
+            arrays[f"optimizer_{i:05d}"] = s
+        doc = {"format": FILE_FORMAT, "format_version": FILE_VERSION,
+               "model": {"class_name": "Sequential", "config": self.get_config()},
+               "compile": self._compile_config(),
+               "optimizer_iterations": iterations,
+               "n_weights": len(self.weights), "n_optimizer_arrays": len(slots),
+               "random_state": {
+                   "model": _random.generator_state(self._rng),
+                   "layers": {layer.name: _random.generator_state(layer.generator)
+                              for layer in self._layers if hasattr(layer, "generator")}}}
+        arrays["config"] = np.array(json.dumps(doc))
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
+                                   dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+
+    def __repr__(self):
+        return (f"<Sequential {self.name!r}: {len(self._layers)} layers, "
+                f"{self.count_params() if self.built else '?'} params>")
+
+
+def _read_file(path):
+    """(doc dict, arrays dict) of a saved model, or ModelFileError naming the file."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ModelFileError(f"cannot read model file {path!r}: {exc}") from None
+    if magic != b"PK\x03\x04":
+        raise ModelFileError(f"{path!r} is not a fastconv model file (not an .npz "
+                             f"archive; it starts with {magic!r})")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            names = list(data.files)
+            if "config" not in names:
+                raise ModelFileError(f"{path!r} is an .npz archive but not a fastconv "
+                                     f"model file (no 'config' entry; entries: "
+                                     f"{names[:5]})")
+            arrays = {name: data[name] for name in names}
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+        raise ModelFileError(f"model file {path!r} is truncated or corrupted "
+                             f"({type(exc).__name__}: {exc})") from None
+    try:
+        doc = json.loads(str(arrays.pop("config")[()]))
+    except (ValueError, TypeError) as exc:
+        raise ModelFileError(f"model file {path!r} has an unreadable config "
+                             f"({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FILE_FORMAT:
+        raise ModelFileError(f"{path!r} is not a fastconv model file (format "
+                             f"{doc.get('format') if isinstance(doc, dict) else None!r})")
+    if doc.get("format_version") != FILE_VERSION:
+        raise ModelFileError(f"model file {path!r} has format version "
+                             f"{doc.get('format_version')!r}; this fastconv reads "
+                             f"version {FILE_VERSION}")
+    return doc, arrays
+
+
+def load_model(filepath, compile=True):
+    """Rebuild a model written by ``Sequential.save``: architecture, weights and, with
+    ``compile=True``, optimizer (with its state), loss, metrics and generator states,
+    so that training resumes exactly where it stopped."""
+    path = os.fspath(filepath)
+    doc, arrays = _read_file(path)
+    try:
+        model_cfg = doc["model"]
+        if not isinstance(model_cfg, dict) or model_cfg.get("class_name") != "Sequential":
+            raise ValueError(f"unknown model class in {model_cfg!r}")
+        model = Sequential.from_config(model_cfg.get("config"))
+        n_w = int(doc["n_weights"])
+        weights = [arrays[f"weight_{i:05d}"] for i in range(n_w)]
+        if n_w and not model.built:
+            raise ValueError("the saved model has weights but no input shape")
+        if model.built:
+            model.set_weights(weights)
+        comp = doc.get("compile")
+        if compile and comp is not None:
+            model.compile(optimizer=deserialize(comp["optimizer"],
+                                                _optimizers._CLASSES, "optimizer"),
+                          loss=None if comp["loss"] is None else deserialize(
+                              comp["loss"], _losses._CLASSES, "loss"),
+                          metrics=comp["metrics"])
+            n_o = int(doc["n_optimizer_arrays"])
+            slots = [arrays[f"optimizer_{i:05d}"] for i in range(n_o)]
+            variables = [w for layer in model._layers if layer.trainable
+                         for w in layer.weights]
+            model.optimizer.set_state(doc["optimizer_iterations"], slots, variables)
+        rs = doc.get("random_state") or {}
+        if "model" in rs:
+            model._rng = _random.generator_from_state(rs["model"], "model generator")
+        for layer in model._layers:
+            state = rs.get("layers", {}).get(layer.name)
+            if state is not None and hasattr(layer, "generator"):
+                layer.generator = _random.generator_from_state(
+                    state, f"generator of layer {layer.name!r}")
+    except ModelFileError:
+        raise
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ModelFileError(f"model file {path!r} is inconsistent or corrupted "
+                             f"({type(exc).__name__}: {exc})") from None
+    return model
