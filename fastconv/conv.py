@@ -159,11 +159,34 @@ def _chunk(g, itemsize):
     return int(max(1, min(g.n, _CHUNK_BYTES // per_image)))
 
 
-def _col_buffer(g, nb, dtype):
-    k = g.k_group * g.groups
+def _col_view(g, buf, nb):
+    """A chunk's column matrix as a C-contiguous view of the flat buffer ``buf``.
+
+    channels_first: (K, nb * P); channels_last: (nb * P, K).  K = C_in * kh * kw.
+    """
+    k, m = g.k_group * g.groups, nb * g.oh * g.ow
+    col = buf[:k * m]
+    return col.reshape(m, k) if g.channels_last else col.reshape(k, m)
+
+
+def _group_stack(g, col):
+    """The column matrix as a stack of per-group matrices.
+
+    channels_first: (G, Kg, M), left-multiplied by the weights (G, C_out/G, Kg);
+    channels_last:  (G, M, Kg), right-multiplied by the weights (G, Kg, C_out/G).
+    """
     if g.channels_last:
-        return np.empty((nb * g.oh * g.ow, k), dtype)
-    return np.empty((nb, k, g.oh * g.ow), dtype)
+        return col.reshape(col.shape[0], g.groups, g.k_group).transpose(1, 0, 2)
+    return col.reshape(g.groups, g.k_group, col.shape[1])
+
+
+def _chunks(g, dtype):
+    """Yield (n0, nb, col) over the batch, reusing one column buffer."""
+    step = _chunk(g, np.dtype(dtype).itemsize)
+    buf = np.empty(step * g.k_group * g.groups * g.oh * g.ow, dtype)
+    for n0 in range(0, g.n, step):
+        nb = min(step, g.n - n0)
+        yield n0, nb, _col_view(g, buf, nb)
 
 
 def _im2col(g, x, col, n0):
@@ -180,73 +203,56 @@ def _col2im(g, col, gx, n0):
         _ext.conv2d.col2im_nchw(col, gx, n0, *g.kernel_args())
 
 
-def _grouped_views(g, col, y_chunk, nb):
-    """Views of a chunk's columns and outputs as stacks of per-group matrices.
-
-    channels_first: col (nb, G, Kg, P), y (nb, G, Cout/G, P): y = wg @ col.
-    channels_last:  col (G, M, Kg), y (G, M, Cout/G) with M = nb * P: y = col @ wg.
-    """
-    G, kg, cog, P = g.groups, g.k_group, g.c_out // g.groups, g.oh * g.ow
-    if g.channels_last:
-        m = nb * P
-        return (col.reshape(m, G, kg).transpose(1, 0, 2),
-                y_chunk.reshape(m, G, cog).transpose(1, 0, 2))
-    return col.reshape(nb, G, kg, P), y_chunk.reshape(nb, G, cog, P)
-
-
 def _forward(g, x, weight, bias, dtype):
     y = np.empty(g.y_shape, dtype)
-    if g.n:
-        wg = _weight_groups(g, weight)
-        step = _chunk(g, y.itemsize)
-        col = _col_buffer(g, step, dtype)
-        for n0 in range(0, g.n, step):
-            nb = min(step, g.n - n0)
-            c = col[:nb * g.oh * g.ow] if g.channels_last else col[:nb]
-            _im2col(g, x, c, n0)
-            cv, yv = _grouped_views(g, c, y[n0:n0 + nb], nb)
-            if g.channels_last:
-                np.matmul(cv, wg, out=yv)
-            else:
-                np.matmul(wg, cv, out=yv)
-    if bias is not None:
+    wg = _weight_groups(g, weight)
+    cog, P = g.c_out // g.groups, g.oh * g.ow
+    for n0, nb, col in _chunks(g, dtype):
+        _im2col(g, x, col, n0)
+        cs = _group_stack(g, col)
         if g.channels_last:
-            y += bias
+            # (G, M, Kg) @ (G, Kg, C_out/G), written straight into y's rows.
+            y_rows = y[n0:n0 + nb].reshape(nb * P, g.groups, cog).transpose(1, 0, 2)
+            np.matmul(cs, wg, out=y_rows)
         else:
-            y += bias.reshape(-1, 1, 1)
+            # (G, C_out/G, Kg) @ (G, Kg, nb * P) -> (C_out, nb, P) -> y[n0:n0 + nb].
+            yt = np.matmul(wg, cs).reshape(g.c_out, nb, P)
+            np.copyto(y[n0:n0 + nb].reshape(nb, g.c_out, P), yt.transpose(1, 0, 2))
+    if bias is not None:
+        y += bias if g.channels_last else bias.reshape(-1, 1, 1)
     return y
 
 
 def _backward(g, grad_y, x, weight, dtype, need_input, need_weight):
     """Input and/or weight gradients, sharing one im2col pass per chunk."""
+    cog, P = g.c_out // g.groups, g.oh * g.ow
     grad_x = np.zeros(g.x_shape, dtype) if need_input else None
     wg = _weight_groups(g, weight) if need_input else None
     gwg = None
     if need_weight:
-        cog = g.c_out // g.groups
-        shape = (g.groups, g.k_group, cog) if g.channels_last else (g.groups, cog, g.k_group)
-        gwg = np.zeros(shape, dtype)
-    if g.n == 0:
-        return grad_x, (None if gwg is None else _weight_from_groups(g, gwg))
-    step = _chunk(g, np.dtype(dtype).itemsize)
-    col = _col_buffer(g, step, dtype)
-    for n0 in range(0, g.n, step):
-        nb = min(step, g.n - n0)
-        c = col[:nb * g.oh * g.ow] if g.channels_last else col[:nb]
-        cv, gyv = _grouped_views(g, c, grad_y[n0:n0 + nb], nb)
+        gwg = np.zeros((g.groups, g.k_group, cog) if g.channels_last else
+                       (g.groups, cog, g.k_group), dtype)
+    for n0, nb, col in _chunks(g, dtype):
+        cs = _group_stack(g, col)
+        if g.channels_last:
+            gys = grad_y[n0:n0 + nb].reshape(nb * P, g.groups, cog).transpose(1, 0, 2)
+        else:
+            gys = np.ascontiguousarray(
+                grad_y[n0:n0 + nb].reshape(nb, g.c_out, P).transpose(1, 0, 2)
+            ).reshape(g.groups, cog, nb * P)
         if need_weight:
-            _im2col(g, x, c, n0)
+            _im2col(g, x, col, n0)
             if g.channels_last:
-                gwg += np.matmul(cv.transpose(0, 2, 1), gyv)
+                gwg += np.matmul(cs.transpose(0, 2, 1), gys)
             else:
-                gwg += np.matmul(gyv, cv.swapaxes(-1, -2)).sum(axis=0)
+                gwg += np.matmul(gys, cs.transpose(0, 2, 1))
         if need_input:
             # The column buffer is free again: it receives the column gradient.
             if g.channels_last:
-                np.matmul(gyv, wg.transpose(0, 2, 1), out=cv)
+                np.matmul(gys, wg.transpose(0, 2, 1), out=cs)
             else:
-                np.matmul(wg.swapaxes(-1, -2), gyv, out=cv)
-            _col2im(g, c, grad_x, n0)
+                np.matmul(wg.transpose(0, 2, 1), gys, out=cs)
+            _col2im(g, col, grad_x, n0)
     return grad_x, (None if gwg is None else _weight_from_groups(g, gwg))
 
 

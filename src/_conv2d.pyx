@@ -10,8 +10,8 @@ rows of the output, so results do not depend on the thread count.
 
 Column layouts (nb = images in the chunk, P = oh * ow, K = C * kh * kw):
 
-- channels_first: col[i, (c, ki, kj), (oy, ox)], shape (nb, K, P): one image's column
-  block is the right operand of weight (C_out, K) @ col_i (K, P) -> y_i (C_out, P).
+- channels_first: col[(c, ki, kj), (i, oy, ox)], shape (K, nb * P): the right operand of
+  weight (C_out, K) @ col (K, nb * P) -> (C_out, nb * P), one product for the chunk.
 - channels_last:  col[(i, oy, ox), (g, ki, kj, cg)], shape (nb * P, K): the left operand
   of col (nb * P, K) @ weight (K, C_out) -> y (nb * P, C_out), channels_last already.
 """
@@ -44,12 +44,13 @@ cdef inline Py_ssize_t _end_inside(Py_ssize_t offset, Py_ssize_t stride, Py_ssiz
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def im2col_nchw(const floating[:, :, :, ::1] x, floating[:, :, ::1] col, Py_ssize_t n0,
+def im2col_nchw(const floating[:, :, :, ::1] x, floating[:, ::1] col, Py_ssize_t n0,
                 Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sy, Py_ssize_t sx,
                 Py_ssize_t dy, Py_ssize_t dx, Py_ssize_t pad_top, Py_ssize_t pad_left,
                 Py_ssize_t oh, Py_ssize_t ow):
-    """col[i] = columns of image x[n0 + i], channels_first layout."""
-    cdef Py_ssize_t nb = col.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    """col[:, i * P:(i + 1) * P] = columns of image x[n0 + i], channels_first layout."""
+    cdef Py_ssize_t P = oh * ow, nb = col.shape[1] // P
+    cdef Py_ssize_t C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t i, c, ki, kj, oy, ox, iy, ix0, row, lo, hi
     cdef floating *dst
     cdef const floating *src
@@ -64,7 +65,7 @@ def im2col_nchw(const floating[:, :, :, ::1] x, floating[:, :, ::1] col, Py_ssiz
                     if hi < lo:
                         hi = lo
                     for oy in range(oh):
-                        dst = &col[i, row, oy * ow]
+                        dst = &col[row, i * P + oy * ow]
                         iy = oy * sy + ki * dy - pad_top
                         if iy < 0 or iy >= H or lo >= hi:
                             memset(dst, 0, ow * sizeof(floating))
@@ -83,12 +84,16 @@ def im2col_nchw(const floating[:, :, :, ::1] x, floating[:, :, ::1] col, Py_ssiz
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def col2im_nchw(const floating[:, :, ::1] col, floating[:, :, :, ::1] gx, Py_ssize_t n0,
+def col2im_nchw(const floating[:, ::1] col, floating[:, :, :, ::1] gx, Py_ssize_t n0,
                 Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sy, Py_ssize_t sx,
                 Py_ssize_t dy, Py_ssize_t dx, Py_ssize_t pad_top, Py_ssize_t pad_left,
                 Py_ssize_t oh, Py_ssize_t ow):
-    """gx[n0 + i] += scatter of col[i] (the adjoint of im2col_nchw); gx pre-zeroed."""
-    cdef Py_ssize_t nb = col.shape[0], C = gx.shape[1], H = gx.shape[2], W = gx.shape[3]
+    """gx[n0 + i] += scatter of image i's columns (the adjoint of im2col_nchw).
+
+    gx is pre-zeroed.  Parallel over images, so no two threads add into one element.
+    """
+    cdef Py_ssize_t P = oh * ow, nb = col.shape[1] // P
+    cdef Py_ssize_t C = gx.shape[1], H = gx.shape[2], W = gx.shape[3]
     cdef Py_ssize_t i, c, ki, kj, oy, ox, iy, ix0, row, lo, hi
     cdef const floating *src
     cdef floating *dst
@@ -104,7 +109,7 @@ def col2im_nchw(const floating[:, :, ::1] col, floating[:, :, :, ::1] gx, Py_ssi
                         iy = oy * sy + ki * dy - pad_top
                         if iy < 0 or iy >= H:
                             continue
-                        src = &col[i, row, oy * ow]
+                        src = &col[row, i * P + oy * ow]
                         dst = &gx[n0 + i, c, iy, 0]
                         for ox in range(lo, hi):
                             dst[ox * sx + ix0] += src[ox]
