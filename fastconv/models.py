@@ -299,6 +299,18 @@ class Sequential:
         self._check_shapes(x.shape)
         return self._forward(self._cast(x), bool(training))
 
+    def backward(self, grad_y):
+        """Backpropagate ``grad_y`` (d something / d output of the last call) through
+        every layer: returns the gradient with respect to the model input and leaves
+        each layer's parameter gradients in ``layer.gradients``."""
+        if not self._layers or self._layers[-1]._x is None:
+            raise ValueError(f"model {self.name!r}: backward needs a forward pass first "
+                             "(call the model on data)")
+        grad = self._layers[-1].backward(grad_y)
+        for layer in reversed(self._layers[:-1]):
+            grad = layer._backward(grad, True)
+        return grad
+
     def _first_trainable(self):
         for i, layer in enumerate(self._layers):
             if layer.trainable and layer.weights:

@@ -197,14 +197,14 @@ class Layer:
         ndim = len(shape)
         if self._ndim is not None and ndim != self._ndim:
             raise ValueError(f"{what} of layer {self.name!r} ({type(self).__name__}) must "
-                             f"have rank {self._ndim} ({self._rank_desc()}), got shape "
+                             f"have rank {self._ndim} {self._rank_desc()}, got shape "
                              f"{tuple(shape)}")
         if ndim < self._min_ndim:
             raise ValueError(f"{what} of layer {self.name!r} ({type(self).__name__}) must "
                              f"have rank >= {self._min_ndim}, got shape {tuple(shape)}")
 
     def _rank_desc(self):
-        return "batch first"
+        return "(batch axis first)"
 
     def _check_input_shape(self, shape, what="input"):
         self._check_rank(shape, what)

@@ -1,0 +1,307 @@
+"""Layers: forward against the functional ops, gradients against finite differences,
+weights, configs, and every error message."""
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import activations, layers as L
+
+
+def numeric_grad(f, x, eps=1e-6):
+    """Central differences of the scalar f() with respect to every entry of x."""
+    g = np.zeros_like(x)
+    it = np.nditer(x, flags=["multi_index"])
+    for _ in it:
+        i = it.multi_index
+        old = x[i]
+        x[i] = old + eps
+        fp = f()
+        x[i] = old - eps
+        fm = f()
+        x[i] = old
+        g[i] = (fp - fm) / (2 * eps)
+    return g
+
+
+def check_layer_gradients(layer, x, rng, training=False):
+    """Input and parameter gradients of sum(up * layer(x)) vs finite differences."""
+    y = layer(x, training=training)
+    up = rng.standard_normal(y.shape)
+    gx = layer.backward(up)
+    grads = layer.gradients
+
+    def f():
+        return float(np.sum(up * layer.forward(x, training)))
+    np.testing.assert_allclose(gx, numeric_grad(f, x), rtol=1e-5, atol=1e-7)
+    for w, g in zip(layer.weights, grads):
+        np.testing.assert_allclose(g, numeric_grad(f, w), rtol=1e-5, atol=1e-7)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1)
+
+
+# --------------------------------------------------------------------------- forward
+@pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid", None])
+def test_conv2d_forward_matches_functional_op(fmt, act, rng):
+    layer = L.Conv2D(5, (3, 2), strides=(2, 1), padding="same", data_format=fmt,
+                     activation=act, bias_initializer="random_normal")
+    x = rng.standard_normal((2, 7, 6, 3) if fmt == "channels_last" else (2, 3, 7, 6))
+    x = x.astype(np.float32)
+    y = layer(x)
+    assert layer.kernel.shape == (3, 2, 3, 5) and layer.bias.shape == (5,)
+    w = layer.kernel if fmt == "channels_last" else layer.kernel.transpose(3, 2, 0, 1)
+    z = fastconv.conv2d(x, w, layer.bias, stride=(2, 1), padding="same", data_format=fmt)
+    expected = activations.get(act)[0](z)
+    np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)
+    assert y.shape == layer.compute_output_shape(x.shape)
+    assert layer.output_shape == (None,) + y.shape[1:]
+
+
+def test_conv2d_groups_and_dilation_forward(rng):
+    layer = L.Conv2D(4, 3, dilation_rate=2, groups=2, use_bias=False)
+    x = rng.standard_normal((1, 9, 8, 6)).astype(np.float32)
+    y = layer(x)
+    assert layer.kernel.shape == (3, 3, 3, 4) and layer.weights == [layer.kernel]
+    expected = fastconv.conv2d(x, layer.kernel, None, dilation=2, groups=2,
+                               data_format="channels_last")
+    np.testing.assert_array_equal(y, expected)
+
+
+def test_dense_forward_and_nd_input(rng):
+    layer = L.Dense(3, activation="tanh", bias_initializer="ones")
+    x = rng.standard_normal((4, 5)).astype(np.float32)
+    np.testing.assert_allclose(layer(x), np.tanh(x @ layer.kernel + 1), rtol=1e-6)
+    assert layer.kernel.shape == (5, 3)
+    x3 = rng.standard_normal((2, 4, 5)).astype(np.float32)
+    y3 = layer(x3)
+    assert y3.shape == (2, 4, 3)
+    np.testing.assert_allclose(y3, np.tanh(x3 @ layer.kernel + 1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
+def test_pooling_layers_match_functional_ops(fmt, rng):
+    x = rng.standard_normal((2, 8, 7, 3)).astype(np.float32)
+    if fmt == "channels_first":
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    mp = L.MaxPooling2D((3, 2), strides=(2, 2), data_format=fmt)
+    np.testing.assert_array_equal(
+        mp(x), fastconv.max_pool2d(x, (3, 2), (2, 2), "valid", data_format=fmt))
+    ap = L.AveragePooling2D(2, padding="same", data_format=fmt)
+    np.testing.assert_array_equal(
+        ap(x), fastconv.avg_pool2d(x, 2, None, "same", data_format=fmt))
+    gap = L.GlobalAveragePooling2D(data_format=fmt)
+    np.testing.assert_array_equal(gap(x), fastconv.global_avg_pool2d(x, data_format=fmt))
+    np.testing.assert_allclose(gap(x), x.mean(axis=(1, 2) if fmt == "channels_last"
+                                              else (2, 3)), rtol=1e-5, atol=1e-7)
+    keep = L.GlobalAveragePooling2D(data_format=fmt, keepdims=True)(x)
+    assert keep.shape == ((2, 1, 1, 3) if fmt == "channels_last" else (2, 3, 1, 1))
+    for layer in (mp, ap, gap):
+        assert layer.compute_output_shape(x.shape) == layer(x).shape
+
+
+def test_flatten_orders_height_width_channels(rng):
+    x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    flat = L.Flatten()(x)
+    assert flat[0, 1] == x[0, 0, 0, 1] and flat[0, 5] == x[0, 0, 1, 0]
+    # channels_first input is moved to channels_last first (Keras), same order
+    xf = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(L.Flatten(data_format="channels_first")(xf), flat)
+
+
+def test_dropout_inference_identity_and_training_mask(rng):
+    layer = L.Dropout(0.25, seed=3)
+    x = rng.standard_normal((200, 50)).astype(np.float32) + 5
+    np.testing.assert_array_equal(layer(x), x)
+    y = layer(x, training=True)
+    dropped = y == 0
+    assert 0.2 < dropped.mean() < 0.3
+    np.testing.assert_allclose(y[~dropped], x[~dropped] / 0.75, rtol=1e-6)
+    g = layer.backward(np.ones_like(y))
+    np.testing.assert_array_equal(g == 0, dropped)
+    np.testing.assert_allclose(g[~dropped], 1 / 0.75, rtol=1e-6)
+    # seed: the same masks again
+    again = L.Dropout(0.25, seed=3)
+    np.testing.assert_array_equal(again(x, training=True), y)
+    # noise_shape shares the mask along axes of size 1
+    shared = L.Dropout(0.5, noise_shape=(None, 1), seed=0)(x, training=True)
+    assert np.all((shared == 0).all(axis=1) | (shared != 0).all(axis=1))
+
+
+def test_activation_layer(rng):
+    x = rng.standard_normal((3, 4))
+    for name in ("relu", "tanh", "sigmoid", "softmax", "linear"):
+        layer = L.Activation(name, dtype="float64")
+        np.testing.assert_allclose(layer(x), activations.get(name)[0](x))
+        assert layer.count_params() == 0
+
+
+def test_forward_cache_is_replaced(rng):
+    layer = L.Dense(2)
+    a, b = rng.standard_normal((3, 4)), rng.standard_normal((5, 4))
+    layer(a)
+    layer(b)
+    assert layer._x.shape == (5, 4)
+    assert layer.backward(np.ones((5, 2))).shape == (5, 4)
+
+
+# --------------------------------------------------------------------------- gradients
+@pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("act", ["tanh", "softmax"])
+def test_conv2d_gradients(fmt, act, rng):
+    layer = L.Conv2D(4, (3, 2), strides=(2, 1), padding="same", groups=2, activation=act,
+                     data_format=fmt, dtype="float64", bias_initializer="random_normal")
+    x = rng.standard_normal((2, 5, 4, 4) if fmt == "channels_last" else (2, 4, 5, 4))
+    check_layer_gradients(layer, x, rng)
+
+
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "linear"])
+def test_dense_gradients(act, rng):
+    x = rng.standard_normal((3, 2, 5)) + (0.5 if act == "relu" else 0)
+    check_layer_gradients(L.Dense(4, activation=act, dtype="float64"), x, rng)
+
+
+@pytest.mark.parametrize("layer_fn", [
+    lambda: L.MaxPooling2D(2, dtype="float64"),
+    lambda: L.MaxPooling2D((3, 2), strides=(2, 1), padding="same", dtype="float64"),
+    lambda: L.AveragePooling2D(2, dtype="float64"),
+    lambda: L.AveragePooling2D((3, 3), strides=2, padding="same", dtype="float64"),
+    lambda: L.GlobalAveragePooling2D(dtype="float64"),
+    lambda: L.GlobalAveragePooling2D(data_format="channels_first", dtype="float64"),
+    lambda: L.Flatten(data_format="channels_first", dtype="float64"),
+    lambda: L.Activation("softmax", dtype="float64"),
+], ids=["max", "max_same", "avg", "avg_same", "gap", "gap_cf", "flatten_cf", "softmax"])
+def test_weightless_layer_gradients(layer_fn, rng):
+    # distinct values: no ties in a max window
+    x = rng.permutation(2 * 6 * 6 * 3).reshape(2, 6, 6, 3) / 10.0
+    check_layer_gradients(layer_fn(), x, rng)
+
+
+def test_dropout_gradient_uses_the_forward_mask(rng):
+    layer = L.Dropout(0.5, seed=1, dtype="float64")
+    x = rng.standard_normal((4, 6))
+    y = layer(x, training=True)
+    up = rng.standard_normal(y.shape)
+    np.testing.assert_array_equal(layer.backward(up), up * layer._mask)
+
+
+# --------------------------------------------------------------------------- weights
+def test_weights_order_shapes_and_set_weights(rng):
+    layer = L.Conv2D(8, 3)
+    layer.build((None, 10, 10, 2))
+    kernel, bias = layer.get_weights()
+    assert kernel.shape == (3, 3, 2, 8) and bias.shape == (8,)
+    assert kernel.dtype == np.float32
+    new = [rng.standard_normal(kernel.shape), rng.standard_normal(8)]
+    layer.set_weights(new)
+    np.testing.assert_allclose(layer.kernel, new[0].astype(np.float32))
+    assert layer.kernel.dtype == np.float32
+    with pytest.raises(ValueError, match=r"must have shape \(3, 3, 2, 8\), got \(3, 3, 8, 2\)"):
+        layer.set_weights([np.zeros((3, 3, 8, 2)), np.zeros(8)])
+    with pytest.raises(ValueError, match="expects 2 weight arrays"):
+        layer.set_weights([kernel])
+    with pytest.raises(ValueError, match="not built yet"):
+        L.Dense(3).set_weights([])
+
+
+def test_glorot_uniform_default_uses_keras_fans():
+    fastconv.set_seed(0)
+    layer = L.Conv2D(64, (5, 3))
+    layer.build((None, 9, 9, 32))
+    limit = np.sqrt(6 / (5 * 3 * 32 + 5 * 3 * 64))
+    assert np.abs(layer.kernel).max() <= limit
+    assert np.abs(layer.kernel).max() > 0.99 * limit
+    # a uniform on [-l, l] has standard deviation l / sqrt(3)
+    assert layer.kernel.std() == pytest.approx(limit / np.sqrt(3), rel=0.02)
+    assert not layer.bias.any()
+
+
+def test_config_round_trip_and_repr():
+    layers = [L.Conv2D(6, 5, strides=2, padding="same", activation="relu",
+                       kernel_initializer="he_normal", input_shape=(28, 28, 1)),
+              L.MaxPooling2D((3, 3), strides=2), L.AveragePooling2D(), L.Flatten(),
+              L.Dense(10, activation="softmax", use_bias=False), L.Dropout(0.3, seed=2),
+              L.Activation("tanh"), L.GlobalAveragePooling2D(keepdims=True)]
+    for layer in layers:
+        config = layer.get_config()
+        clone = type(layer).from_config(config)
+        assert clone.get_config() == config
+        text = repr(layer)
+        assert type(layer).__name__ in text and layer.name in text
+    assert "filters=6" in repr(layers[0]) and "activation='relu'" in repr(layers[0])
+
+
+def test_float64_layers_keep_float64(rng):
+    layer = L.Dense(3, dtype="float64")
+    y = layer(rng.standard_normal((2, 4)).astype(np.float32))
+    assert y.dtype == np.float64 and layer.kernel.dtype == np.float64
+
+
+# --------------------------------------------------------------------------- errors
+def test_bad_configurations_raise_clear_errors():
+    with pytest.raises(ValueError, match="units must be a positive int, got 0"):
+        L.Dense(0)
+    with pytest.raises(ValueError, match="units must be a positive int, got -3"):
+        L.Dense(-3)
+    with pytest.raises(ValueError, match="unknown activation 'swish'"):
+        L.Dense(3, activation="swish")
+    with pytest.raises(ValueError, match="unknown activation 'gelu'"):
+        L.Activation("gelu")
+    with pytest.raises(ValueError, match="padding must be 'valid' or 'same', got 'full'"):
+        L.Conv2D(3, 3, padding="full")
+    with pytest.raises(ValueError, match="padding must be 'valid' or 'same', got 1"):
+        L.MaxPooling2D(2, padding=1)
+    with pytest.raises(ValueError, match="filters must be a positive int, got 0"):
+        L.Conv2D(0, 3)
+    with pytest.raises(ValueError, match="filters must be divisible by groups"):
+        L.Conv2D(6, 3, groups=4)
+    with pytest.raises(ValueError, match="kernel_size must be positive"):
+        L.Conv2D(6, 0)
+    with pytest.raises(ValueError, match="data_format must be"):
+        L.Conv2D(6, 3, data_format="NHWC")
+    with pytest.raises(ValueError, match=r"rate must be a float in \[0, 1\), got 1.5"):
+        L.Dropout(1.5)
+    with pytest.raises(TypeError, match="unexpected keyword argument.*kernel_sise"):
+        L.Conv2D(6, 3, kernel_sise=3)
+    with pytest.raises(TypeError, match="dtype must be 'float32' or 'float64'"):
+        L.Dense(3, dtype="float16")
+    with pytest.raises(ValueError, match="unknown kernel_initializer 'glorot'"):
+        L.Dense(3, kernel_initializer="glorot")
+
+
+def test_wrong_input_rank_and_channels_raise(rng):
+    conv = L.Conv2D(4, 3)
+    with pytest.raises(ValueError, match=r"must have rank 4 \(batch, height, width, "
+                                         r"channels\), got shape \(2, 8, 8\)"):
+        conv(np.zeros((2, 8, 8), np.float32))
+    conv(np.zeros((1, 8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match=r"must have size 3 on axis -1.*got shape "
+                                         r"\(1, 8, 8, 2\)"):
+        conv(np.zeros((1, 8, 8, 2), np.float32))
+    with pytest.raises(ValueError, match="rank >= 2"):
+        L.Dense(2)(np.zeros(3))
+    with pytest.raises(ValueError, match="cannot be applied to input shape"):
+        L.Conv2D(2, 5)(np.zeros((1, 3, 3, 1)))
+    with pytest.raises(ValueError, match="cannot be applied to input shape"):
+        L.MaxPooling2D(4)(np.zeros((1, 3, 3, 1)))
+    with pytest.raises(ValueError, match="input channels .* divisible by groups=2"):
+        L.Conv2D(4, 3, groups=2)(np.zeros((1, 5, 5, 3)))
+
+
+def test_backward_errors(rng):
+    layer = L.Dense(2)
+    with pytest.raises(ValueError, match="backward needs a forward pass first"):
+        layer.backward(np.zeros((1, 2)))
+    layer(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match=r"grad_y .* must have the shape \(3, 2\) of "
+                                         r"the last output, got \(3, 3\)"):
+        layer.backward(np.zeros((3, 3)))
+
+
+def test_automatic_names_are_unique():
+    a, b = L.Dense(1), L.Dense(1)
+    assert a.name != b.name and a.name.startswith("dense")
+    assert L.MaxPooling2D().name.startswith("max_pooling2d")
+    assert L.Dense(1, name="out").name == "out"

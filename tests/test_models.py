@@ -1,0 +1,339 @@
+"""Sequential: whole-model gradients, training, progress output, save/load/resume,
+reproducibility and configuration errors."""
+import os
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import layers as L
+from fastconv.models import ModelFileError, Sequential, load_model
+
+
+def small_net(dtype="float32", dropout=0.0, act_out="softmax", classes=3):
+    kw = {"dtype": dtype}
+    layers = [L.Conv2D(4, 3, padding="same", activation="tanh", input_shape=(8, 9, 2),
+                       **kw),
+              L.MaxPooling2D(2, **kw),
+              L.Conv2D(5, (2, 3), activation="relu", bias_initializer="random_normal",
+                       **kw),
+              L.AveragePooling2D((1, 2), **kw),
+              L.Flatten(**kw)]
+    if dropout:
+        layers.append(L.Dropout(dropout, **kw))
+    layers += [L.Dense(6, activation="sigmoid", **kw),
+               L.Dense(classes, activation=act_out, **kw)]
+    return Sequential(layers)
+
+
+def numeric_grad(f, x, eps=1e-6):
+    g = np.zeros_like(x)
+    it = np.nditer(x, flags=["multi_index"])
+    for _ in it:
+        i = it.multi_index
+        old = x[i]
+        x[i] = old + eps
+        fp = f()
+        x[i] = old - eps
+        fm = f()
+        x[i] = old
+        g[i] = (fp - fm) / (2 * eps)
+    return g
+
+
+def blob_data(n, seed=0):
+    """A learnable 4-class problem: which quadrant of a 12x12 image holds a bright blob."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 0.3, (n, 12, 12, 1)).astype(np.float32)
+    y = rng.integers(0, 4, n)
+    for i, q in enumerate(y):
+        a, b = (q // 2) * 6, (q % 2) * 6
+        x[i, a + 1:a + 5, b + 1:b + 5, 0] += 1.5
+    return x, y
+
+
+def blob_net():
+    return Sequential([L.Input((12, 12, 1)), L.Conv2D(4, 3, activation="relu"),
+                       L.MaxPooling2D(2), L.Flatten(), L.Dense(16, activation="tanh"),
+                       L.Dense(4, activation="softmax")])
+
+
+# --------------------------------------------------------------------------- gradients
+def test_whole_model_gradient_check_float64():
+    fastconv.set_seed(0)
+    model = small_net("float64")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 8, 9, 2))
+    y = model(x)
+    up = rng.standard_normal(y.shape)
+    gx = model.backward(up)
+    grads = [g.copy() for layer in model.layers for g in layer.gradients]
+
+    def f():
+        return float(np.sum(up * model(x)))
+    np.testing.assert_allclose(gx, numeric_grad(f, x), rtol=1e-5, atol=1e-8)
+    for w, g in zip(model.weights, grads):
+        np.testing.assert_allclose(g, numeric_grad(f, w), rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("loss,act", [("categorical_crossentropy", "softmax"),
+                                      ("sparse_categorical_crossentropy", "softmax"),
+                                      ("categorical_crossentropy", "sigmoid"),
+                                      ("mean_squared_error", "linear")])
+def test_training_step_uses_the_loss_gradient(loss, act):
+    """SGD(lr=1): the weight change of one train_on_batch is minus the gradient of the
+    loss, checked against finite differences of the loss (fused softmax path included)."""
+    fastconv.set_seed(1)
+    model = small_net("float64", act_out=act)
+    model.compile(fastconv.optimizers.SGD(learning_rate=1.0), loss)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 8, 9, 2))
+    labels = rng.integers(0, 3, 3)
+    y = labels if loss.startswith("sparse") else np.eye(3)[labels]
+    before = model.get_weights()
+    loss_fn = model.loss
+
+    def f():
+        return loss_fn(y, model(x))
+    expected = [numeric_grad(f, w) for w in model.weights]
+    value = model.train_on_batch(x, y)
+    for w0, w1, g in zip(before, model.get_weights(), expected):
+        np.testing.assert_allclose(w0 - w1, g, rtol=1e-5, atol=1e-8)
+    model.set_weights(before)
+    assert value == pytest.approx(f(), rel=1e-12)
+
+
+# --------------------------------------------------------------------------- training
+def test_learns_a_small_problem():
+    fastconv.set_seed(0)
+    x, y = blob_data(512)
+    model = blob_net()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(x, y, batch_size=16, epochs=8, verbose=0)  # 256 steps
+    assert history.history["accuracy"][-1] > 0.95
+    assert history.history["loss"][-1] < history.history["loss"][0] / 3
+    xt, yt = blob_data(200, seed=1)
+    loss, acc = model.evaluate(xt, yt, verbose=0)
+    assert acc > 0.95
+    assert model.predict(xt, verbose=0).argmax(axis=1).tolist() == \
+        model.predict(xt, batch_size=7, verbose=0).argmax(axis=1).tolist()
+
+
+def test_fit_history_validation_and_progress_output(capsys):
+    fastconv.set_seed(0)
+    x, y = blob_data(100)
+    model = blob_net()
+    model.compile("sgd", "categorical_crossentropy", metrics=["accuracy"])
+    onehot = np.eye(4, dtype=np.float32)[y]
+    history = model.fit(x, onehot, batch_size=32, epochs=2, validation_split=0.2,
+                        verbose=0)
+    assert capsys.readouterr().out == ""
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert history.epoch == [0, 1] and len(history.history["val_loss"]) == 2
+    # the logged validation loss is the loss of the last 20 samples (Keras's split)
+    val = model.evaluate(x[80:], onehot[80:], verbose=0)
+    assert history.history["val_loss"][-1] == pytest.approx(val[0], rel=1e-6)
+    model.fit(x, onehot, batch_size=32, epochs=2, verbose=2,
+              validation_data=(x[:10], onehot[:10]))
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Epoch 1/2" and out[2] == "Epoch 2/2"
+    for line in (out[1], out[3]):
+        assert line.startswith("4/4 - ") and "samples/s" in line
+        assert "loss: " in line and "accuracy: " in line and "val_accuracy: " in line
+
+
+def test_loss_is_batch_size_weighted_mean():
+    fastconv.set_seed(0)
+    x, y = blob_data(10)
+    model = blob_net()
+    model.compile(fastconv.optimizers.SGD(learning_rate=0.0), "sparse_categorical_crossentropy")
+    history = model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    per_batch = [model.test_on_batch(x[i:i + 4], y[i:i + 4]) for i in (0, 4, 8)]
+    expected = (4 * per_batch[0] + 4 * per_batch[1] + 2 * per_batch[2]) / 10
+    assert history.history["loss"][0] == pytest.approx(expected, rel=1e-6)
+
+
+def test_callbacks_can_stop_training():
+    class Stop(fastconv.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = True
+    fastconv.set_seed(0)
+    x, y = blob_data(20)
+    model = blob_net()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    history = model.fit(x, y, epochs=5, callbacks=[Stop()], verbose=0)
+    assert history.epoch == [0]
+
+
+def test_seed_makes_training_reproducible():
+    x, y = blob_data(64)
+
+    def run():
+        fastconv.set_seed(123)
+        model = small_net(dropout=0.3, classes=4)
+        model.compile("adam", "sparse_categorical_crossentropy")
+        model.fit(x[:, :8, :9].repeat(2, axis=3), y, batch_size=8, epochs=2, verbose=0)
+        return model.get_weights()
+    a, b = run(), run()
+    for wa, wb in zip(a, b):
+        np.testing.assert_array_equal(wa, wb)
+    fastconv.set_seed(124)
+    other = small_net(classes=4).get_weights()
+    assert not np.array_equal(other[0], a[0])
+
+
+# --------------------------------------------------------------------------- save / load
+def make_trained(tmp_path):
+    fastconv.set_seed(5)
+    x, y = blob_data(64)
+    model = Sequential([L.Input((12, 12, 1)), L.Conv2D(3, 3, activation="relu"),
+                        L.AveragePooling2D(2), L.Dropout(0.2), L.Flatten(),
+                        L.Dense(8, activation="relu"), L.Dropout(0.1),
+                        L.Dense(4, activation="softmax")])
+    model.compile(fastconv.optimizers.RMSprop(momentum=0.5), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    return model, x, y
+
+
+def test_save_load_identical_predictions_and_resumed_training(tmp_path):
+    model, x, y = make_trained(tmp_path)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    loaded = load_model(path)
+    assert [type(a) for a in loaded.layers] == [type(a) for a in model.layers]
+    assert loaded.get_config() == model.get_config()
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert loaded.optimizer.iterations == model.optimizer.iterations == 4
+    # resume: shuffling, dropout masks and optimizer state continue identically
+    h1 = model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    h2 = loaded.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    assert h1.history == h2.history
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    model, x, _ = make_trained(tmp_path)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    original = path.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(OSError, match="disk full"):
+        model.save(path)
+    assert path.read_bytes() == original
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
+
+
+def test_load_rejects_truncated_corrupted_and_foreign_files(tmp_path):
+    model, _, _ = make_trained(tmp_path)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    data = path.read_bytes()
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(data[:len(data) // 2])
+    with pytest.raises(ModelFileError, match="truncated.npz.*truncated or corrupted"):
+        load_model(truncated)
+    corrupted = tmp_path / "corrupted.npz"
+    mid = len(data) // 3
+    corrupted.write_bytes(data[:mid] + bytes(b ^ 0xFF for b in data[mid:mid + 64])
+                          + data[mid + 64:])
+    with pytest.raises(ModelFileError, match="corrupted.npz"):
+        load_model(corrupted)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    with pytest.raises(ModelFileError, match="notes.txt.* is not a fastconv model file"):
+        load_model(text)
+    other = tmp_path / "other.npz"
+    np.savez(other, a=np.zeros(3))
+    with pytest.raises(ModelFileError, match="other.npz.*no 'config' entry"):
+        load_model(other)
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "missing.npz")
+    assert issubclass(ModelFileError, ValueError)
+
+
+def test_load_refuses_unknown_layer_classes(tmp_path):
+    import json
+    model, _, _ = make_trained(tmp_path)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    doc = json.loads(str(arrays["config"]))
+    doc["model"]["config"]["layers"][0]["class_name"] = "os.system"
+    arrays["config"] = np.array(json.dumps(doc))
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **arrays)
+    with pytest.raises(ModelFileError, match="bad.npz.*unknown layer class 'os.system'"):
+        load_model(bad)
+
+
+# --------------------------------------------------------------------------- structure
+def test_summary_counts_and_shapes():
+    lines = []
+    fastconv.applications.lenet5().summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    assert "Total params: 61,706" in text and "(None, 28, 28, 6)" in text
+    assert "Trainable params: 61,706 (241.04 KB)" in text
+    lines.clear()
+    fastconv.applications.cifar10_cnn().summary(print_fn=lines.append)
+    assert "Total params: 1,250,858" in "\n".join(lines)
+
+
+def test_build_add_pop_and_weights():
+    model = Sequential()
+    model.add(L.Dense(4, activation="relu"))
+    model.add(L.Dense(2))
+    assert not model.built
+    model.build((None, 3))
+    assert model.output_shape == (None, 2) and model.count_params() == 16 + 10
+    assert [w.shape for w in model.get_weights()] == [(3, 4), (4,), (4, 2), (2,)]
+    model.add(L.Dense(5))
+    assert model.output_shape == (None, 5)
+    assert model.pop().units == 5 and model.output_shape == (None, 2)
+    with pytest.raises(ValueError, match="has 4 weight arrays, got 3"):
+        model.set_weights(model.get_weights()[:3])
+
+
+# --------------------------------------------------------------------------- errors
+def test_configuration_errors():
+    x, y = blob_data(8)
+    model = blob_net()
+    with pytest.raises(ValueError, match=r"compile\(\) before calling fit\(\)"):
+        model.fit(x, y, verbose=0)
+    with pytest.raises(ValueError, match=r"compile\(\) before calling evaluate"):
+        model.evaluate(x, y, verbose=0)
+    with pytest.raises(ValueError, match="unknown optimizer 'adamw'"):
+        model.compile("adamw", "mse")
+    with pytest.raises(ValueError, match="unknown loss 'hinge'"):
+        model.compile("adam", "hinge")
+    with pytest.raises(ValueError, match="unknown metric 'f1'"):
+        model.compile("adam", "mse", metrics=["f1"])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"x and y must have the same number of samples, "
+                                         r"got x with 8 and y with 7"):
+        model.fit(x, y[:7], verbose=0)
+    with pytest.raises(ValueError, match=r"must have rank 4 .*got shape \(None, 12, 12\)"):
+        model.fit(x[..., 0], y, verbose=0)
+    with pytest.raises(ValueError, match=r"must have size 1 on axis -1"):
+        model.predict(np.zeros((2, 12, 12, 3)), verbose=0)
+    with pytest.raises(ValueError, match="labels must be in"):
+        model.fit(x, y + 4, verbose=0)
+    model.compile("adam", "categorical_crossentropy")
+    with pytest.raises(ValueError, match="sparse_categorical_crossentropy, or one-hot"):
+        model.fit(x, y, verbose=0)
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+        model.predict(x, batch_size=0)
+    with pytest.raises(ValueError, match="validation_split must be a float"):
+        model.fit(x, np.eye(4)[y], validation_split=1.0)
+    with pytest.raises(ValueError, match="unique names"):
+        Sequential([L.Dense(2, name="d"), L.Dense(2, name="d")])
+    with pytest.raises(TypeError, match="expects a fastconv layer"):
+        Sequential().add("dense")
+    with pytest.raises(ValueError, match="not built yet"):
+        Sequential([L.Dense(2)]).summary()
