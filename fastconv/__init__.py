@@ -16,7 +16,7 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import _ext  # noqa: F401  (fails early, with build instructions)
-from ._config import config, get_num_threads, set_num_threads, show_config
+from ._config import config, get_num_threads, num_threads, set_num_threads, show_config
 from .conv import (conv2d, conv2d_backward, conv2d_grad_bias, conv2d_grad_input,
                    conv2d_grad_weight, conv2d_output_shape)
 from .pooling import (avg_pool2d, avg_pool2d_backward, global_avg_pool2d,
@@ -29,6 +29,7 @@ from . import (initializers, layers, losses, optimizers, metrics,  # noqa: F401
                callbacks, models, applications)
 
 __all__ = ["__version__", "show_config", "config", "get_num_threads", "set_num_threads",
+           "num_threads",
            "conv2d", "conv2d_backward", "conv2d_grad_input", "conv2d_grad_weight",
            "conv2d_grad_bias", "conv2d_output_shape",
            "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",

@@ -1,20 +1,65 @@
-"""Runtime configuration: version, OpenMP, threads, BLAS."""
+"""Runtime configuration: version, OpenMP, threads, BLAS, and fork safety."""
+import contextlib
+import os
+import warnings
+
 import numpy as np
 
 from . import _ext
+from ._validation import check_int
 
-__all__ = ["show_config", "config", "get_num_threads", "set_num_threads"]
+__all__ = ["show_config", "config", "get_num_threads", "set_num_threads", "num_threads"]
+
+# True in a child created by os.fork() (multiprocessing's "fork" start method).  GNU
+# libgomp's thread pool does not survive fork: a child whose parent had run a parallel
+# region hangs forever in its first one.  Such children run the kernels on one thread.
+_in_forked_child = False
+
+
+def _after_fork_in_child():
+    global _in_forked_child
+    _in_forked_child = True
+    _ext.openmp.set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork") and _ext.openmp.openmp_enabled():
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def get_num_threads():
-    """Threads the next kernel call will use (OMP_NUM_THREADS and threadpoolctl apply)."""
+    """Threads the next kernel call from this thread will use.
+
+    Read at call time: OMP_NUM_THREADS, :func:`set_num_threads`, :func:`num_threads` and
+    threadpoolctl's ``threadpool_limits`` all apply.
+    """
     return _ext.openmp.get_max_threads()
 
 
 def set_num_threads(n):
-    """Set the number of OpenMP threads for the kernels called from this thread."""
-    from ._validation import check_int
-    _ext.openmp.set_num_threads(check_int(n, "n"))
+    """Set the number of OpenMP threads the kernels use when called from this thread.
+
+    In a child process created by fork, the kernels stay on one thread (the OpenMP
+    runtime cannot restart its thread pool there) and a larger ``n`` only warns.
+    """
+    n = check_int(n, "n")
+    if _in_forked_child and n > 1:
+        warnings.warn("fastconv runs on one thread in a forked child process (the OpenMP "
+                      "runtime cannot be used across fork); use the 'spawn' or "
+                      "'forkserver' start method for parallel kernels in workers",
+                      RuntimeWarning, stacklevel=2)
+        n = 1
+    _ext.openmp.set_num_threads(n)
+
+
+@contextlib.contextmanager
+def num_threads(n):
+    """Context manager: run the kernels on ``n`` threads inside the ``with`` block."""
+    previous = get_num_threads()
+    set_num_threads(n)
+    try:
+        yield
+    finally:
+        _ext.openmp.set_num_threads(previous)
 
 
 def _blas_info():
