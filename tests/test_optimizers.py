@@ -1,0 +1,133 @@
+"""Optimizers against Keras 3's update rules written out in float64 by hand."""
+import math
+
+import numpy as np
+import pytest
+
+from fastconv import optimizers as O
+
+
+def run(opt, grads, w0):
+    w = w0.copy()
+    for g in grads:
+        opt.apply([g], [w])
+    return w
+
+
+@pytest.fixture
+def case():
+    rng = np.random.default_rng(0)
+    return rng.standard_normal(7), [rng.standard_normal(7) for _ in range(5)]
+
+
+def test_sgd_plain_momentum_nesterov(case):
+    w0, grads = case
+    np.testing.assert_allclose(run(O.SGD(0.1), grads, w0), w0 - 0.1 * sum(grads))
+    for nesterov in (False, True):
+        w, m = w0.copy(), np.zeros(7)
+        for g in grads:
+            m = 0.9 * m - 0.05 * g
+            w = w + (0.9 * m - 0.05 * g if nesterov else m)
+        got = run(O.SGD(0.05, momentum=0.9, nesterov=nesterov), grads, w0)
+        np.testing.assert_allclose(got, w, rtol=1e-13)
+
+
+@pytest.mark.parametrize("momentum,centered", [(0.0, False), (0.5, False), (0.3, True)])
+def test_rmsprop_epsilon_inside_sqrt(case, momentum, centered):
+    w0, grads = case
+    w, v, mom, avg = w0.copy(), np.zeros(7), np.zeros(7), np.zeros(7)
+    for g in grads:
+        v = 0.9 * v + 0.1 * g * g
+        denom = v + 1e-7
+        if centered:
+            avg = 0.9 * avg + 0.1 * g
+            denom = v - avg * avg + 1e-7
+        inc = 0.001 * g / np.sqrt(denom)
+        if momentum:
+            mom = momentum * mom + inc
+            w = w - mom
+        else:
+            w = w - inc
+    got = run(O.RMSprop(momentum=momentum, centered=centered), grads, w0)
+    np.testing.assert_allclose(got, w, rtol=1e-13)
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_adam_bias_corrected_step(case, amsgrad):
+    w0, grads = case
+    w, m, v, vhat = w0.copy(), np.zeros(7), np.zeros(7), np.zeros(7)
+    for t, g in enumerate(grads, start=1):
+        m = m + (g - m) * 0.1
+        v = v + (g * g - v) * (1 - 0.999)
+        vhat = np.maximum(vhat, v)
+        alpha = 0.002 * math.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+        w = w - m * alpha / (np.sqrt(vhat if amsgrad else v) + 1e-7)
+    got = run(O.Adam(0.002, amsgrad=amsgrad), grads, w0)
+    np.testing.assert_allclose(got, w, rtol=1e-12)
+
+
+def test_keras_defaults():
+    sgd, rms, adam = O.SGD(), O.RMSprop(), O.Adam()
+    assert (sgd.learning_rate, sgd.momentum, sgd.nesterov) == (0.01, 0.0, False)
+    assert (rms.learning_rate, rms.rho, rms.momentum, rms.epsilon) == (0.001, 0.9, 0.0,
+                                                                       1e-7)
+    assert (adam.learning_rate, adam.beta_1, adam.beta_2, adam.epsilon) == (0.001, 0.9,
+                                                                            0.999, 1e-7)
+
+
+def test_float32_updates_stay_float32(case):
+    w0, grads = case
+    w = w0.astype(np.float32)
+    O.Adam().apply([grads[0].astype(np.float32)], [w])
+    assert w.dtype == np.float32
+
+
+def test_schedules_evaluated_at_iterations(case):
+    w0, grads = case
+    sched = O.schedules.InverseTimeDecay(0.1, decay_steps=1, decay_rate=0.5)
+    opt = O.SGD(sched)
+    expected, w = w0.copy(), w0.copy()
+    for t, g in enumerate(grads):
+        assert opt.learning_rate == pytest.approx(0.1 / (1 + 0.5 * t))
+        opt.apply([g], [w])
+        expected = expected - 0.1 / (1 + 0.5 * t) * g
+    np.testing.assert_allclose(w, expected, rtol=1e-13)
+    exp = O.ExponentialDecay(1.0, decay_steps=10, decay_rate=0.5, staircase=True)
+    assert [exp(s) for s in (0, 9, 10, 25)] == [1.0, 1.0, 0.5, 0.25]
+    clone = O.SGD.from_config(opt.get_config())
+    assert isinstance(clone._learning_rate, O.InverseTimeDecay)
+
+
+def test_state_round_trip_resumes_identically(case):
+    w0, grads = case
+    a = O.Adam()
+    wa = run(a, grads[:3], w0)
+    it, slots = a.get_state()
+    b = O.Adam.from_config(a.get_config())
+    wb = wa.copy()
+    b.set_state(it, [s.copy() for s in slots], [wb])
+    for g in grads[3:]:
+        a.apply([g], [wa])
+        b.apply([g], [wb])
+    np.testing.assert_array_equal(wa, wb)
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="learning_rate must be >= 0.0, got -1.0"):
+        O.SGD(-1)
+    with pytest.raises(ValueError, match=r"momentum must be <= 1.0, got 2.0"):
+        O.SGD(momentum=2)
+    with pytest.raises(ValueError, match="beta_1 must be < 1.0"):
+        O.Adam(beta_1=1.0)
+    with pytest.raises(ValueError, match="unknown optimizer 'nadam'"):
+        O.get("nadam")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'decay'"):
+        O.RMSprop(decay=1e-6)
+    opt = O.SGD()
+    w = np.zeros(3)
+    with pytest.raises(ValueError, match=r"gradient of shape \(2,\) for a variable of "
+                                         r"shape \(3,\)"):
+        opt.apply([np.zeros(2)], [w])
+    opt.apply([np.zeros(3)], [w])
+    with pytest.raises(ValueError, match="was built for variables of shapes"):
+        opt.apply([np.zeros(4)], [np.zeros(4)])
