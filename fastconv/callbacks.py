@@ -95,6 +95,7 @@ class ProgbarLogger(Callback):
         self.stream.flush()
         self._start = time.perf_counter()
         self._last_draw = 0.0
+        self._drawn = 0
         self._seen = 0
 
     def on_train_batch_end(self, batch, logs=None):
@@ -114,16 +115,20 @@ class ProgbarLogger(Callback):
             "." * (width - filled)
         elapsed = now - self._start
         eta = elapsed / done * (steps - done)
-        self.stream.write(f"\r{done:>{len(str(steps))}}/{steps} [{bar}] - ETA: "
-                          f"{_format_time(eta)}{_format_logs(logs)}")
+        line = (f"{done:>{len(str(steps))}}/{steps} [{bar}] - ETA: "
+                f"{_format_time(eta)}{_format_logs(logs)}")
+        self.stream.write("\r" + line.ljust(self._drawn))
+        self._drawn = len(line)
         self.stream.flush()
 
     def on_epoch_end(self, epoch, logs=None):
         elapsed = time.perf_counter() - self._start
         steps = self.params.get("steps")
         rate = self._seen / elapsed if elapsed > 0 else float("inf")
-        prefix = "\r" if self._interactive() else ""
-        self.stream.write(f"{prefix}{steps}/{steps} - {_format_time(elapsed)} - "
-                          f"{_format_time(elapsed / max(steps, 1))}/step - "
-                          f"{rate:.0f} samples/s{_format_logs(logs or {})}\n")
+        line = (f"{steps}/{steps} - {_format_time(elapsed)} - "
+                f"{_format_time(elapsed / max(steps, 1))}/step - "
+                f"{rate:.0f} samples/s{_format_logs(logs or {})}")
+        if self._interactive():
+            line = "\r" + line.ljust(self._drawn)
+        self.stream.write(line + "\n")
         self.stream.flush()

@@ -337,3 +337,24 @@ def test_configuration_errors():
         Sequential().add("dense")
     with pytest.raises(ValueError, match="not built yet"):
         Sequential([L.Dense(2)]).summary()
+
+
+def test_progress_bar_on_a_terminal():
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    stream = Terminal()
+    bar = fastconv.callbacks.ProgbarLogger(1, stream=stream)
+    bar.set_params({"epochs": 2, "steps": 2})
+    bar.on_epoch_begin(1)
+    bar.on_train_batch_end(0, {"loss": 2.0, "size": 8})
+    bar.on_train_batch_end(1, {"loss": 1.5, "size": 8})
+    bar.on_epoch_end(1, {"loss": 1.5})
+    out = stream.getvalue()
+    assert out.startswith("Epoch 2/2\n\r1/2 [")
+    assert "ETA" in out and "loss: 2.0000" in out
+    final = out.rsplit("\r", 1)[1]
+    assert final.startswith("2/2 - ") and "16 samples/s" not in final[:3]
+    assert "samples/s - loss: 1.5000" in final and final.endswith("\n")
