@@ -84,6 +84,7 @@ class Sequential:
         self.history = None
         self.stop_training = False
         self._rng = _random.make_generator()
+        self._checked = None  # (input sample shape, layer count) -> output shape
         if layers is not None:
             if isinstance(layers, (Layer, InputLayer)):
                 layers = [layers]
@@ -123,6 +124,7 @@ class Sequential:
         """Remove and return the last layer."""
         if not self._layers:
             raise ValueError("pop() on a Sequential model without layers")
+        self._checked = None
         return self._layers.pop()
 
     def build(self, input_shape=None):
@@ -160,12 +162,16 @@ class Sequential:
         """Check a whole input shape through every layer (clear errors, once per call)."""
         if not self._layers:
             raise ValueError(f"model {self.name!r} has no layers")
+        key = (tuple(x_shape[1:]), len(self._layers))
+        if self._checked is not None and self._checked[0] == key:
+            return self._checked[1]
         if not self.built:
             self.build((None,) + tuple(x_shape[1:]))
         shape = (None,) + tuple(x_shape[1:])
         for layer in self._layers:
             layer._check_input_shape(shape)
             shape = layer.compute_output_shape(shape)
+        self._checked = (key, shape)
         return shape
 
     # ------------------------------------------------------------------ weights
