@@ -18,6 +18,7 @@ class Conv2D(Layer):
     """
     _ndim = 4
     _cache_attrs = ("_x",)
+    _owns_output = True
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
                  data_format=None, dilation_rate=(1, 1), groups=1, activation=None,

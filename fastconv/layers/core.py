@@ -14,6 +14,7 @@ __all__ = ["Dense", "Flatten", "Dropout", "Activation"]
 class Dense(Layer):
     """``activation(x @ kernel + bias)`` on the last axis; kernel (in, units)."""
     _min_ndim = 2
+    _owns_output = True
 
     def __init__(self, units, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
