@@ -100,6 +100,9 @@ class BuildExt(build_ext):
             ext.extra_compile_args = opt + cflags + ext.extra_compile_args
             ext.extra_link_args = ldflags + ext.extra_link_args
             ext.define_macros.append(("FASTCONV_OPENMP", "1" if found else "0"))
+        # pip builds a local checkout in place: without force, objects left by a build
+        # with other flags (OpenMP on/off) would be reused.
+        self.force = True
         super().build_extensions()
 
 
@@ -118,8 +121,10 @@ def extensions():
     for pyx in sorted(glob.glob(os.path.join("src", "*.pyx"))):
         name = os.path.splitext(os.path.basename(pyx))[0]
         exts.append(Extension(f"fastconv.{name}", [pyx], include_dirs=["src"]))
+    # The generated C depends on the directives: debug and release builds keep apart.
+    flavour = "cython-boundscheck" if _env_flag("FASTCONV_BOUNDSCHECK") else "cython"
     return cythonize(exts, compiler_directives=directives, include_path=["src"],
-                     build_dir=os.path.join("build", "cython"))
+                     build_dir=os.path.join("build", flavour))
 
 
 if __name__ == "__main__":
