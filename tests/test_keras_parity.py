@@ -145,8 +145,10 @@ def test_training_steps_match_keras(net, opt, loss):
         kloss = float(k.train_on_batch(x, y))
         floss = f.train_on_batch(x, y)
         assert floss == pytest.approx(kloss, rel=1e-5, abs=1e-6), f"step {step}"
+        # atol: 1% of an Adam step (lr 1e-3); Adam's first steps divide by sqrt(v), which
+        # turns float32 rounding of near-zero gradients into visible differences.
         for i, (a, b) in enumerate(zip(f.get_weights(), k.get_weights())):
-            np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6,
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5,
                                        err_msg=f"weight {i} after step {step}")
     x, _, _ = data(shape, classes, n=8, seed=99)
     np.testing.assert_allclose(f.predict(x, verbose=0), k.predict(x, verbose=0),
