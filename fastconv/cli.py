@@ -28,9 +28,9 @@ __all__ = ["main", "TRAIN_DEFAULTS"]
 #: CIFAR-10 network passes the Keras example's 71.6 % after 5 epochs (docs/results.md).
 TRAIN_DEFAULTS = {
     "lenet5": {"epochs": 8, "batch_size": 32, "optimizer": "adam", "lr": 1e-3,
-               "augment": ""},
+               "augment": "", "schedule": "constant"},
     "cifar10": {"epochs": 5, "batch_size": 32, "optimizer": "adam", "lr": 1e-3,
-                "augment": ""},
+                "augment": "flip", "schedule": "cosine"},
 }
 AUGMENTATIONS = ("flip", "shift", "mixup")
 
@@ -131,6 +131,9 @@ def build_parser():
     t.add_argument("--batch-size", type=_positive_int, help="samples per update")
     t.add_argument("--optimizer", choices=("adam", "sgd", "rmsprop"))
     t.add_argument("--lr", type=_positive_float, help="learning rate")
+    t.add_argument("--schedule", choices=("constant", "cosine"),
+                   help="learning rate per epoch: constant, or cosine (epoch e of E uses "
+                   "lr * (1 + cos(pi * (e - 1) / E)) / 2)")
     t.add_argument("--momentum", type=float, default=0.9,
                    help="momentum for --optimizer sgd (default 0.9, Nesterov off)")
     t.add_argument("--augment", type=_augment_list, metavar="LIST",
@@ -256,6 +259,35 @@ def _augment(x, y, kinds, rng):
     return x, y
 
 
+def _progress_callback(emit, every=10):
+    """Prints a line every 1/every of an epoch when the epoch is long (>= 200 steps)."""
+    from .callbacks import Callback
+
+    class _Progress(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+            self.steps = self.params["steps"]
+            self.marks = set() if self.steps < 200 else {
+                round(self.steps * k / every) - 1 for k in range(1, every)}
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batch in self.marks:
+                done = min((batch + 1) * self.params["batch_size"], self.params["samples"])
+                dt = time.perf_counter() - self.t0
+                emit(f"    {batch + 1}/{self.steps}  loss {logs['loss']:.4f}  "
+                     f"acc {logs.get('accuracy', float('nan')):.4f}  "
+                     f"{done / dt:,.0f} samples/s  {dt:.0f} s")
+
+    return _Progress()
+
+
+def _epoch_lr(lr, schedule, epoch, epochs):
+    """The learning rate of epoch ``epoch`` (1-based) of ``epochs``."""
+    if schedule == "cosine":
+        return lr * 0.5 * (1.0 + np.cos(np.pi * (epoch - 1) / epochs))
+    return lr
+
+
 def _fmt_time(seconds):
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
@@ -269,7 +301,7 @@ def cmd_train(args):
     from . import datasets
 
     cfg = dict(TRAIN_DEFAULTS[args.model])
-    for key in ("epochs", "batch_size", "optimizer", "lr", "augment"):
+    for key in ("epochs", "batch_size", "optimizer", "lr", "augment", "schedule"):
         value = getattr(args, key)
         if value is not None:
             cfg[key] = value
@@ -317,17 +349,20 @@ def cmd_train(args):
          f"{len(x_tr)} training, {len(x_val)} {val_name} images "
          f"(loaded in {t_data:.1f} s)")
     emit(f"recipe: {cfg['epochs']} epochs, batch {cfg['batch_size']}, {cfg['optimizer']} "
-         f"lr {cfg['lr']:g}, augmentation {', '.join(sorted(kinds)) or 'none'}, "
+         f"lr {cfg['lr']:g} ({cfg['schedule']}), augmentation {', '.join(sorted(kinds)) or 'none'}, "
          f"seed {args.seed}, threads {fastconv.get_num_threads()}")
 
+    progress = _progress_callback(emit)
     history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
     train_time = 0.0
     t_fit = time.perf_counter()
     for epoch in range(1, cfg["epochs"] + 1):
         x_ep, y_ep = _augment(x_tr, y_tr, kinds, rng) if kinds else (x_tr, y_tr)
+        lr = _epoch_lr(cfg["lr"], cfg["schedule"], epoch, cfg["epochs"])
+        model.optimizer.learning_rate = lr
         t0 = time.perf_counter()
         h = model.fit(x_ep, y_ep, batch_size=cfg["batch_size"], epochs=1, shuffle=True,
-                      verbose=0)
+                      verbose=0, callbacks=None if args.quiet else [progress])
         dt = time.perf_counter() - t0
         train_time += dt
         val_loss, val_acc = model.evaluate(x_val, y_val, batch_size=256, verbose=0)
@@ -339,7 +374,7 @@ def cmd_train(args):
             raise CommandError(f"epoch {epoch}: the loss diverged ({loss}); lower --lr")
         emit(f"epoch {epoch:>2}/{cfg['epochs']}  loss {loss:.4f}  acc {acc:.4f}  "
              f"{val_name}_loss {val_loss:.4f}  {val_name}_acc {val_acc:.4f}  "
-             f"{len(x_ep) / dt:,.0f} samples/s  {dt:.1f} s  "
+             f"lr {lr:.2g}  {len(x_ep) / dt:,.0f} samples/s  {dt:.1f} s  "
              f"(elapsed {_fmt_time(time.perf_counter() - t_fit)})")
 
     if val_name == "test":
