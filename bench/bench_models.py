@@ -149,14 +149,15 @@ def profile_step(net, batch, steps=10):
             spent[key] += time.perf_counter() - t
             return out
         return wrapper
-    originals = []
-    for layer in model.layers:
+    for i, layer in enumerate(model.layers):
+        label = f"{i}:{type(layer).__name__}"
+        if getattr(layer, "activation", "linear") != "linear":
+            label += f"({layer.activation})"
         for attr, kind in (("_linear_forward", "forward"), ("_linear_backward", "backward"),
-                           ("_act_forward", "activation"), ("_act_backward", "activation")):
+                           ("_act_backward", "act.bwd")):
             fn = getattr(layer, attr)
             if fn is not None:
-                originals.append((layer, attr))
-                setattr(layer, attr, timed(fn, (layer.name, kind)))
+                setattr(layer, attr, timed(fn, (label, kind)))
     opt = model.optimizer
     opt.apply = timed(opt.apply, ("optimizer", "update"))
     t = time.perf_counter()
@@ -166,9 +167,9 @@ def profile_step(net, batch, steps=10):
     lines = [f"{net} training step at batch {batch}: {total * 1e3:.2f} ms"]
     for (name, kind), sec in sorted(spent.items(), key=lambda kv: -kv[1]):
         ms = sec / steps * 1e3
-        lines.append(f"  {name:>22} {kind:<10} {ms:8.2f} ms {100 * ms / total / 1e3:5.1f}%")
+        lines.append(f"  {name:>24} {kind:<9} {ms:8.2f} ms {100 * ms / total / 1e3:5.1f}%")
     other = total * 1e3 - sum(spent.values()) / steps * 1e3
-    lines.append(f"  {'(rest: loss, checks)':>22} {'':<10} {other:8.2f} ms")
+    lines.append(f"  {'rest (act. forward, loss)':>24} {'':<9} {other:8.2f} ms")
     return "\n".join(lines)
 
 
