@@ -1,10 +1,16 @@
 """2-D cross-correlation ("conv2d" of deep learning) and its gradients on ndarrays.
 
-The convolution is lowered to matrix products: the compiled kernels in src/_conv2d.pyx
-build a column matrix (im2col) for a chunk of the batch, NumPy's matmul (the BLAS NumPy
-was built with, dispatching on the CPU at run time) multiplies it with the weights, and
-the input gradient is scattered back by col2im.  Chunks are sized so the column buffer
-stays in cache instead of holding the whole batch.
+The compiled kernels (src/_conv2d.pyx over src/conv_kernels*.h) compute the convolution
+as an implicit matrix product: im2col writes each strip of output pixels straight into
+the packed panel a register-blocked micro-kernel reads (AVX-512, AVX2+FMA or portable C,
+chosen at run time), and the bias is added as the tile is written.  Only OpenMP threads
+run (no BLAS), over work items that do not depend on the thread count, so results are
+identical for any number of threads.
+
+- forward: parallel over strips of output pixels (flattened over the batch);
+- grad input: stride 1 runs the forward kernel on grad_y with the kernel flipped and
+  channels swapped (a gather); other strides scatter W^T grad_y back, one image per item;
+- grad weight and bias: one partial sum per fixed group of images, added in order.
 
 Layouts: ``channels_first`` takes x (N, C, H, W) and weight (C_out, C_in/groups, kh, kw)
 as PyTorch does; ``channels_last`` takes x (N, H, W, C) and weight
@@ -23,9 +29,15 @@ from .shapes import conv_output_shape, normalize_pair, normalize_padding, resolv
 __all__ = ["conv2d", "conv2d_backward", "conv2d_grad_input", "conv2d_grad_weight",
            "conv2d_grad_bias", "conv2d_output_shape"]
 
-# Bytes of column buffer per chunk: large enough for efficient matrix products, small
-# enough to stay in the last-level cache.  Measured in bench/ (see README).
+# Upper bound on the bytes of grad_y one partial weight gradient covers: the batch is
+# split into groups of whole images (at most _MAX_WEIGHT_PARTIALS of them), each group
+# gives one partial sum computed by one thread, and the partials are added in a fixed
+# order, so the result does not depend on the thread count.
 _CHUNK_BYTES = 4 << 20
+_MAX_WEIGHT_PARTIALS = 16
+# Output pixels per packed block in the weight gradient (the reduction dimension):
+# the grad_y and im2col panels of one block stay in the L2 cache.
+_WEIGHT_BLOCK_PIXELS = 256
 
 
 @dataclass(frozen=True)
@@ -73,10 +85,6 @@ class _Geometry:
     @property
     def k_group(self):
         return (self.c_in // self.groups) * self.kh * self.kw
-
-    def kernel_args(self):
-        return (self.kh, self.kw, self.sy, self.sx, self.dy, self.dx, self.pad_top,
-                self.pad_left, self.oh, self.ow)
 
 
 def _geometry(x_shape, weight_shape, stride, padding, dilation, groups, data_format):
@@ -138,122 +146,111 @@ _X_DESC = {"channels_first": "a 4-D array (N, C, H, W) for channels_first",
            "channels_last": "a 4-D array (N, H, W, C) for channels_last"}
 
 
-def _weight_groups(g, weight):
-    """Weights as (groups, C_out/groups, K) [channels_first] or (groups, K, C_out/groups)."""
-    cog = g.c_out // g.groups
-    if g.channels_last:
-        return np.ascontiguousarray(
-            weight.reshape(g.k_group, g.groups, cog).transpose(1, 0, 2))
-    return weight.reshape(g.groups, cog, g.k_group)
+def _geom(g, n=None):
+    """The geometry tuple the compiled kernels take (see src/_conv2d.pyx)."""
+    return (g.n if n is None else n, g.c_in, g.h, g.w, g.c_out, g.oh, g.ow, g.groups,
+            g.kh, g.kw, g.sy, g.sx, g.dy, g.dx, g.pad_top, g.pad_left,
+            int(g.channels_last))
 
 
-def _weight_from_groups(g, wg):
-    if g.channels_last:
-        return np.ascontiguousarray(wg.transpose(1, 0, 2)).reshape(g.weight_shape)
-    return wg.reshape(g.weight_shape)
+def _weight_oihw(g, weight):
+    """The weight as (C_out, C_in/groups, kh, kw) whatever the layout."""
+    return weight.transpose(3, 2, 0, 1) if g.channels_last else weight
 
 
-def _chunk(g, itemsize):
-    """Images per chunk so that one chunk's column buffer is about _CHUNK_BYTES."""
-    per_image = max(g.k_group * g.groups * g.oh * g.ow * itemsize, 1)
-    return int(max(1, min(g.n, _CHUNK_BYTES // per_image)))
+def _pack_rows(mat, mr):
+    """(G, rows, kc) -> the micro-kernel's A panels (G, ceil(rows/mr), kc, mr), zero-padded."""
+    groups, rows, kc = mat.shape
+    nm = -(-rows // mr)
+    padded = np.zeros((groups, nm * mr, kc), mat.dtype)
+    padded[:, :rows] = mat
+    return np.ascontiguousarray(padded.reshape(groups, nm, mr, kc).transpose(0, 1, 3, 2))
 
 
-def _col_view(g, buf, nb):
-    """A chunk's column matrix as a C-contiguous view of the flat buffer ``buf``.
-
-    channels_first: (K, nb * P); channels_last: (nb * P, K).  K = C_in * kh * kw.
-    """
-    k, m = g.k_group * g.groups, nb * g.oh * g.ow
-    col = buf[:k * m]
-    return col.reshape(m, k) if g.channels_last else col.reshape(k, m)
+def _mr(dtype):
+    return _ext.conv2d.micro_tile(dtype == np.float64)
 
 
-def _group_stack(g, col):
-    """The column matrix as a stack of per-group matrices.
-
-    channels_first: (G, Kg, M), left-multiplied by the weights (G, C_out/G, Kg);
-    channels_last:  (G, M, Kg), right-multiplied by the weights (G, Kg, C_out/G).
-    """
-    if g.channels_last:
-        return col.reshape(col.shape[0], g.groups, g.k_group).transpose(1, 0, 2)
-    return col.reshape(g.groups, g.k_group, col.shape[1])
-
-
-def _chunks(g, dtype):
-    """Yield (n0, nb, col) over the batch, reusing one column buffer."""
-    step = _chunk(g, np.dtype(dtype).itemsize)
-    buf = np.empty(step * g.k_group * g.groups * g.oh * g.ow, dtype)
-    for n0 in range(0, g.n, step):
-        nb = min(step, g.n - n0)
-        yield n0, nb, _col_view(g, buf, nb)
-
-
-def _im2col(g, x, col, n0):
-    if g.channels_last:
-        _ext.conv2d.im2col_nhwc(x, col, n0, g.groups, *g.kernel_args())
-    else:
-        _ext.conv2d.im2col_nchw(x, col, n0, *g.kernel_args())
-
-
-def _col2im(g, col, gx, n0):
-    if g.channels_last:
-        _ext.conv2d.col2im_nhwc(col, gx, n0, g.groups, *g.kernel_args())
-    else:
-        _ext.conv2d.col2im_nchw(col, gx, n0, *g.kernel_args())
-
-
-def _forward(g, x, weight, bias, dtype):
+def _conv_forward(g, x, weight, bias, dtype, relu=False):
     y = np.empty(g.y_shape, dtype)
-    wg = _weight_groups(g, weight)
-    cog, P = g.c_out // g.groups, g.oh * g.ow
-    for n0, nb, col in _chunks(g, dtype):
-        _im2col(g, x, col, n0)
-        cs = _group_stack(g, col)
-        if g.channels_last:
-            # (G, M, Kg) @ (G, Kg, C_out/G), written straight into y's rows.
-            y_rows = y[n0:n0 + nb].reshape(nb * P, g.groups, cog).transpose(1, 0, 2)
-            np.matmul(cs, wg, out=y_rows)
-        else:
-            # (G, C_out/G, Kg) @ (G, Kg, nb * P) -> (C_out, nb, P) -> y[n0:n0 + nb].
-            yt = np.matmul(wg, cs).reshape(g.c_out, nb, P)
-            np.copyto(y[n0:n0 + nb].reshape(nb, g.c_out, P), yt.transpose(1, 0, 2))
-    if bias is not None:
-        y += bias if g.channels_last else bias.reshape(-1, 1, 1)
+    if y.size == 0:
+        return y
+    mr, _ = _mr(dtype)
+    w = _weight_oihw(g, weight)
+    ap = _pack_rows(w.reshape(g.groups, g.c_out // g.groups, g.k_group), mr)
+    _ext.conv2d.forward(x.reshape(-1), ap.reshape(-1), bias, y.reshape(-1), _geom(g),
+                        relu)
     return y
 
 
-def _backward(g, grad_y, x, weight, dtype, need_input, need_weight):
-    """Input and/or weight gradients, sharing one im2col pass per chunk."""
-    cog, P = g.c_out // g.groups, g.oh * g.ow
-    grad_x = np.zeros(g.x_shape, dtype) if need_input else None
-    wg = _weight_groups(g, weight) if need_input else None
-    gwg = None
+def _grad_input(g, grad_y, weight, dtype):
+    """grad_x: for stride 1, the forward kernel on grad_y with flipped, transposed
+    weights (a gather, no scatter); otherwise W^T grad_y scattered back per image."""
+    mr, _ = _mr(dtype)
+    cog, cig = g.c_out // g.groups, g.c_in // g.groups
+    w = _weight_oihw(g, weight)
+    if g.sy == 1 and g.sx == 1:
+        gx = np.empty(g.x_shape, dtype)
+        wt = (w.reshape(g.groups, cog, cig, g.kh, g.kw)[:, :, :, ::-1, ::-1]
+              .transpose(0, 2, 1, 3, 4).reshape(g.groups, cig, cog * g.kh * g.kw))
+        geom = (g.n, g.c_out, g.oh, g.ow, g.c_in, g.h, g.w, g.groups, g.kh, g.kw, 1, 1,
+                g.dy, g.dx, (g.kh - 1) * g.dy - g.pad_top, (g.kw - 1) * g.dx - g.pad_left,
+                int(g.channels_last))
+        _ext.conv2d.forward(grad_y.reshape(-1), _pack_rows(wt, mr).reshape(-1), None,
+                            gx.reshape(-1), geom)
+        return gx
+    gx = np.zeros(g.x_shape, dtype)
+    at = _pack_rows(w.reshape(g.groups, cog, g.k_group).transpose(0, 2, 1), mr)
+    _ext.conv2d.grad_input_scatter(grad_y.reshape(-1), at.reshape(-1), gx.reshape(-1),
+                                   _geom(g))
+    return gx
+
+
+def _images_per_partial(g, itemsize):
+    """Images per partial weight gradient: a function of the shapes only."""
+    per_image = max(g.c_out * g.oh * g.ow * itemsize, 1)
+    cap = max(1, _CHUNK_BYTES // per_image)
+    return int(max(1, min(cap, -(-g.n // _MAX_WEIGHT_PARTIALS))))
+
+
+def _grad_weight(g, grad_y, x, dtype, with_bias):
+    """(grad_weight in the weight's layout, grad_bias or None)."""
+    cog = g.c_out // g.groups
+    if g.n == 0 or g.oh * g.ow == 0:
+        gw = np.zeros(g.weight_shape, dtype)
+        return gw, (np.zeros(g.c_out, dtype) if with_bias else None)
+    mr, nr = _mr(dtype)
+    n_per = _images_per_partial(g, np.dtype(dtype).itemsize)
+    nig = -(-g.n // n_per)
+    cog_pad, kg_pad = -(-cog // mr) * mr, -(-g.k_group // nr) * nr
+    part = np.zeros((nig, g.groups, cog_pad, kg_pad), dtype)
+    bsum = np.zeros((nig, g.c_out)) if with_bias else None
+    _ext.conv2d.grad_weight(x.reshape(-1), grad_y.reshape(-1), part.reshape(-1),
+                            None if bsum is None else bsum.reshape(-1), _geom(g), n_per,
+                            _WEIGHT_BLOCK_PIXELS)
+    total = part[0]
+    for i in range(1, nig):  # a fixed order: the same sum for any thread count
+        total += part[i]
+    gw = total[:, :cog, :g.k_group].reshape(g.c_out, g.c_in // g.groups, g.kh, g.kw)
+    if g.channels_last:
+        gw = gw.transpose(2, 3, 1, 0)
+    gb = bsum.sum(axis=0).astype(dtype) if with_bias else None
+    return np.ascontiguousarray(gw), gb
+
+
+def _backward(g, grad_y, x, weight, dtype, need_input, need_weight, with_bias=False):
+    """(grad_x or None, grad_weight or None, grad_bias or None)."""
+    grad_x = gw = gb = None
+    if need_input:
+        grad_x = (np.zeros(g.x_shape, dtype) if grad_y.size == 0 or _x_empty(g)
+                  else _grad_input(g, grad_y, weight, dtype))
     if need_weight:
-        gwg = np.zeros((g.groups, g.k_group, cog) if g.channels_last else
-                       (g.groups, cog, g.k_group), dtype)
-    for n0, nb, col in _chunks(g, dtype):
-        cs = _group_stack(g, col)
-        if g.channels_last:
-            gys = grad_y[n0:n0 + nb].reshape(nb * P, g.groups, cog).transpose(1, 0, 2)
-        else:
-            gys = np.ascontiguousarray(
-                grad_y[n0:n0 + nb].reshape(nb, g.c_out, P).transpose(1, 0, 2)
-            ).reshape(g.groups, cog, nb * P)
-        if need_weight:
-            _im2col(g, x, col, n0)
-            if g.channels_last:
-                gwg += np.matmul(cs.transpose(0, 2, 1), gys)
-            else:
-                gwg += np.matmul(gys, cs.transpose(0, 2, 1))
-        if need_input:
-            # The column buffer is free again: it receives the column gradient.
-            if g.channels_last:
-                np.matmul(gys, wg.transpose(0, 2, 1), out=cs)
-            else:
-                np.matmul(wg.transpose(0, 2, 1), gys, out=cs)
-            _col2im(g, col, grad_x, n0)
-    return grad_x, (None if gwg is None else _weight_from_groups(g, gwg))
+        gw, gb = _grad_weight(g, grad_y, x, dtype, with_bias)
+    return grad_x, gw, gb
+
+
+def _x_empty(g):
+    return g.n * g.c_in * g.h * g.w == 0
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
@@ -284,7 +281,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     if a["bias"] is not None and a["bias"].shape != (g.c_out,):
         raise ValueError(f"bias must have shape ({g.c_out},) to match C_out, got "
                          f"{a['bias'].shape}")
-    return _forward(g, a["x"], a["weight"], a["bias"], dtype)
+    return _conv_forward(g, a["x"], a["weight"], a["bias"], dtype)
 
 
 def _backward_inputs(grad_y, x, weight, stride, padding, dilation, groups, data_format,
@@ -312,14 +309,13 @@ def conv2d_backward(grad_y, x, weight, stride=1, padding=0, dilation=1, groups=1
                     data_format="channels_first", has_bias=True):
     """All gradients of :func:`conv2d`: returns (grad_x, grad_weight, grad_bias).
 
-    ``grad_bias`` is None when ``has_bias`` is False.  One im2col pass per chunk serves
-    both the weight and the input gradient.
+    ``grad_bias`` is None when ``has_bias`` is False; it is summed in float64 alongside
+    the weight gradient.
     """
     g, dtype, a = _backward_inputs(grad_y, x, weight, stride, padding, dilation, groups,
                                    data_format)
-    gx, gw = _backward(g, a["grad_y"], a["x"], a["weight"], dtype, True, True)
-    gb = _bias_grad(a["grad_y"], g.channels_last) if has_bias else None
-    return gx, gw, gb
+    return _backward(g, a["grad_y"], a["x"], a["weight"], dtype, True, True,
+                     with_bias=bool(has_bias))
 
 
 def conv2d_grad_input(grad_y, weight, x_shape, stride=1, padding=0, dilation=1, groups=1,
@@ -338,14 +334,22 @@ def conv2d_grad_weight(grad_y, x, weight_shape, stride=1, padding=0, dilation=1,
     return _backward(g, a["grad_y"], a["x"], None, dtype, False, True)[1]
 
 
-def _bias_grad(grad_y, channels_last):
-    return grad_y.sum(axis=(0, 1, 2) if channels_last else (0, 2, 3))
-
-
 def conv2d_grad_bias(grad_y, data_format="channels_first"):
     """Gradient of conv2d with respect to the bias: grad_y summed over all but C_out."""
     check_data_format(data_format)
     gy = as_array(grad_y, "grad_y")
     check_ndim(gy, "grad_y", 4)
-    return _bias_grad(gy.astype(common_float_dtype({"grad_y": gy}), copy=False),
-                      data_format == "channels_last")
+    dtype = common_float_dtype({"grad_y": gy})
+    gy = np.ascontiguousarray(gy, dtype=dtype)
+    last = data_format == "channels_last"
+    n, c_out = gy.shape[0], gy.shape[3 if last else 1]
+    oh, ow = gy.shape[1:3] if last else gy.shape[2:]
+    if gy.size == 0:
+        return np.zeros(c_out, dtype)
+    # The same partial sums as conv2d_backward's fused bias gradient (identical result).
+    g = _Geometry(n, 1, 1, 1, c_out, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, oh, ow, last)
+    n_per = _images_per_partial(g, np.dtype(dtype).itemsize)
+    bsum = np.zeros((-(-n // n_per), c_out))
+    _ext.conv2d.grad_bias(gy.reshape(-1), bsum.reshape(-1), _geom(g), n_per,
+                          _WEIGHT_BLOCK_PIXELS)
+    return bsum.sum(axis=0).astype(dtype)

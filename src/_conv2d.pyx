@@ -1,177 +1,297 @@
 # cython: language_level=3
-"""Compiled conv2d helpers: im2col and col2im for both layouts.
+"""Compiled conv2d kernels: implicit-GEMM forward, weight and input gradients.
 
-The public ops in fastconv/conv.py lower a convolution to matrix products done by the
-BLAS under NumPy; these kernels build the column matrix (im2col) and scatter its
-gradient back (col2im).  They trust their inputs: C-contiguous arrays of one floating
-dtype, shapes already checked by the caller.  They release the GIL and split work over
-OpenMP threads (or run serially in a build without OpenMP); each thread writes its own
-rows of the output, so results do not depend on the thread count.
+The arithmetic lives in C (conv_kernels.h: register-blocked micro-kernels for AVX-512,
+AVX2+FMA and portable C, chosen at run time; conv_driver.h: im2col straight into the
+packed panels, tile stores with the bias fused).  This module only splits the work into
+items and runs them on OpenMP threads, each thread with its own scratch buffers.  One
+thread pool (OpenMP): no BLAS is called, so nothing competes for the cores.
 
-Column layouts (nb = images in the chunk, P = oh * ow, K = C * kh * kw):
+Work items never depend on the thread count (strips of output pixels, whole images,
+fixed groups of images), and each item is computed by one thread in a fixed order, so
+the results are bit-identical for any number of threads.  Items are handed out
+dynamically, which keeps both cores busy when another process takes one of them.
 
-- channels_first: col[(c, ki, kj), (i, oy, ox)], shape (K, nb * P): the right operand of
-  weight (C_out, K) @ col (K, nb * P) -> (C_out, nb * P), one product for the chunk.
-- channels_last:  col[(i, oy, ox), (g, ki, kj, cg)], shape (nb * P, K): the left operand
-  of col (nb * P, K) @ weight (K, C_out) -> y (nb * P, C_out), channels_last already.
+The callers in fastconv/conv.py validate everything; these functions trust their inputs:
+flat C-contiguous arrays of one floating dtype and a consistent geometry tuple
+(n, c, h, w, c_out, oh, ow, groups, kh, kw, sy, sx, dy, dx, pad_top, pad_left, last).
 """
-from cython.parallel cimport prange
-from libc.string cimport memcpy, memset
+from cython.parallel cimport parallel, prange
 
 cimport cython
+
+cdef extern from "conv_kernels_all.h" nogil:
+    ctypedef void (*fc_kernel_f)(Py_ssize_t kc, const float *A, const float *B, float *C,
+                                 Py_ssize_t ldc, int accumulate)
+    ctypedef void (*fc_kernel_d)(Py_ssize_t kc, const double *A, const double *B,
+                                 double *C, Py_ssize_t ldc, int accumulate)
+    ctypedef struct fc_isa:
+        int id
+        const char *name
+        int mr_f, nr_f, mr_d, nr_d
+        fc_kernel_f kern_f
+        fc_kernel_d kern_d
+    ctypedef struct fc_conv:
+        Py_ssize_t n, c, h, w, cout, oh, ow, groups, cg, cog, kg
+        Py_ssize_t kh, kw, sy, sx, dy, dx, pt, pl
+        int last, mr, nr
+    ctypedef struct fc_seg:
+        Py_ssize_t n, oy, ox0, len, jj0
+    const fc_isa *fc_default_isa()
+    const fc_isa *fc_best_isa()
+    const fc_isa *fc_isa_by_name(const char *name)
+    void *fc_alloc(size_t nbytes)
+    void fc_free(void *p)
+    void fc_forward_strip_f(const fc_conv *g, fc_kernel_f kern, const float *x,
+                            const float *ap, const float *bias, float *y, Py_ssize_t s,
+                            int relu, float *bp, float *tile, fc_seg *seg)
+    void fc_forward_strip_d(const fc_conv *g, fc_kernel_d kern, const double *x,
+                            const double *ap, const double *bias, double *y, Py_ssize_t s,
+                            int relu, double *bp, double *tile, fc_seg *seg)
+    void fc_grad_weight_item_f(const fc_conv *g, fc_kernel_f kern, const float *x,
+                               const float *gy, float *part, double *bsum,
+                               Py_ssize_t n_lo, Py_ssize_t n_hi, Py_ssize_t grp,
+                               Py_ssize_t pcmax, float *ap, float *bp, fc_seg *seg)
+    void fc_grad_weight_item_d(const fc_conv *g, fc_kernel_d kern, const double *x,
+                               const double *gy, double *part, double *bsum,
+                               Py_ssize_t n_lo, Py_ssize_t n_hi, Py_ssize_t grp,
+                               Py_ssize_t pcmax, double *ap, double *bp, fc_seg *seg)
+    void fc_grad_input_image_f(const fc_conv *g, fc_kernel_f kern, const float *gy,
+                               const float *at, float *gx, Py_ssize_t n, float *bp,
+                               float *tile, fc_seg *seg)
+    void fc_grad_input_image_d(const fc_conv *g, fc_kernel_d kern, const double *gy,
+                               const double *at, double *gx, Py_ssize_t n, double *bp,
+                               double *tile, fc_seg *seg)
+    void fc_bias_grad_item_f(const fc_conv *g, const float *gy, double *bsum,
+                             Py_ssize_t n_lo, Py_ssize_t n_hi, Py_ssize_t pcmax,
+                             fc_seg *seg)
+    void fc_bias_grad_item_d(const fc_conv *g, const double *gy, double *bsum,
+                             Py_ssize_t n_lo, Py_ssize_t n_hi, Py_ssize_t pcmax,
+                             fc_seg *seg)
 
 ctypedef fused floating:
     float
     double
 
-
-cdef inline Py_ssize_t _first_inside(Py_ssize_t offset, Py_ssize_t stride) noexcept nogil:
-    """Smallest o >= 0 with o * stride + offset >= 0."""
-    if offset >= 0:
-        return 0
-    return (-offset + stride - 1) // stride
+cdef const fc_isa *_isa = fc_default_isa()
 
 
-cdef inline Py_ssize_t _end_inside(Py_ssize_t offset, Py_ssize_t stride, Py_ssize_t n,
-                                   Py_ssize_t limit) noexcept nogil:
-    """One past the largest o < limit with o * stride + offset < n (at least 0)."""
-    cdef Py_ssize_t e
-    if offset >= n:
-        return 0
-    e = (n - 1 - offset) // stride + 1
-    return e if e < limit else limit
+def isa():
+    """Name of the micro-kernel build in use: 'avx512', 'avx2' or 'portable'."""
+    return _isa.name.decode()
 
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
-def im2col_nchw(const floating[:, :, :, ::1] x, floating[:, ::1] col, Py_ssize_t n0,
-                Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sy, Py_ssize_t sx,
-                Py_ssize_t dy, Py_ssize_t dx, Py_ssize_t pad_top, Py_ssize_t pad_left,
-                Py_ssize_t oh, Py_ssize_t ow):
-    """col[:, i * P:(i + 1) * P] = columns of image x[n0 + i], channels_first layout."""
-    cdef Py_ssize_t P = oh * ow, nb = col.shape[1] // P
-    cdef Py_ssize_t C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t i, c, ki, kj, oy, ox, iy, ix0, row, lo, hi
-    cdef floating *dst
-    cdef const floating *src
-    for i in prange(nb, nogil=True, schedule="static"):
-        for c in range(C):
-            for ki in range(kh):
-                for kj in range(kw):
-                    row = (c * kh + ki) * kw + kj
-                    ix0 = kj * dx - pad_left
-                    lo = _first_inside(ix0, sx)
-                    hi = _end_inside(ix0, sx, W, ow)
-                    if hi < lo:
-                        hi = lo
-                    for oy in range(oh):
-                        dst = &col[row, i * P + oy * ow]
-                        iy = oy * sy + ki * dy - pad_top
-                        if iy < 0 or iy >= H or lo >= hi:
-                            memset(dst, 0, ow * sizeof(floating))
-                            continue
-                        if lo > 0:
-                            memset(dst, 0, lo * sizeof(floating))
-                        if hi < ow:
-                            memset(dst + hi, 0, (ow - hi) * sizeof(floating))
-                        src = &x[n0 + i, c, iy, 0]
-                        if sx == 1:
-                            memcpy(dst + lo, src + lo + ix0, (hi - lo) * sizeof(floating))
-                        else:
-                            for ox in range(lo, hi):
-                                dst[ox] = src[ox * sx + ix0]
+def best_isa():
+    """The best build this CPU supports (what runs unless FASTCONV_DISABLE_SIMD=1)."""
+    return fc_best_isa().name.decode()
+
+
+def set_isa(str name):
+    """Select the micro-kernel build by name; ValueError if this CPU cannot run it."""
+    global _isa
+    cdef const fc_isa *p = fc_isa_by_name(name.encode())
+    if p == NULL:
+        raise ValueError(f"isa must be one of the builds this CPU supports (best: "
+                         f"{best_isa()!r}; 'portable' always works), got {name!r}")
+    _isa = p
+
+
+def micro_tile(bint double):
+    """(MR, NR) of the selected build for float64 (double=True) or float32."""
+    if double:
+        return _isa.mr_d, _isa.nr_d
+    return _isa.mr_f, _isa.nr_f
+
+
+cdef void _fill(fc_conv *g, tuple geom, int mr, int nr) except *:
+    (g.n, g.c, g.h, g.w, g.cout, g.oh, g.ow, g.groups, g.kh, g.kw, g.sy, g.sx, g.dy, g.dx,
+     g.pt, g.pl, g.last) = geom
+    g.cg = g.c // g.groups
+    g.cog = g.cout // g.groups
+    g.kg = g.cg * g.kh * g.kw
+    g.mr = mr
+    g.nr = nr
 
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def col2im_nchw(const floating[:, ::1] col, floating[:, :, :, ::1] gx, Py_ssize_t n0,
-                Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sy, Py_ssize_t sx,
-                Py_ssize_t dy, Py_ssize_t dx, Py_ssize_t pad_top, Py_ssize_t pad_left,
-                Py_ssize_t oh, Py_ssize_t ow):
-    """gx[n0 + i] += scatter of image i's columns (the adjoint of im2col_nchw).
-
-    gx is pre-zeroed.  Parallel over images, so no two threads add into one element.
-    """
-    cdef Py_ssize_t P = oh * ow, nb = col.shape[1] // P
-    cdef Py_ssize_t C = gx.shape[1], H = gx.shape[2], W = gx.shape[3]
-    cdef Py_ssize_t i, c, ki, kj, oy, ox, iy, ix0, row, lo, hi
-    cdef const floating *src
-    cdef floating *dst
-    for i in prange(nb, nogil=True, schedule="static"):
-        for c in range(C):
-            for ki in range(kh):
-                for kj in range(kw):
-                    row = (c * kh + ki) * kw + kj
-                    ix0 = kj * dx - pad_left
-                    lo = _first_inside(ix0, sx)
-                    hi = _end_inside(ix0, sx, W, ow)
-                    for oy in range(oh):
-                        iy = oy * sy + ki * dy - pad_top
-                        if iy < 0 or iy >= H:
-                            continue
-                        src = &col[row, i * P + oy * ow]
-                        dst = &gx[n0 + i, c, iy, 0]
-                        for ox in range(lo, hi):
-                            dst[ox * sx + ix0] += src[ox]
-
-
-@cython.boundscheck(False)
-@cython.wraparound(False)
-def im2col_nhwc(const floating[:, :, :, ::1] x, floating[:, ::1] col, Py_ssize_t n0,
-                Py_ssize_t groups, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sy,
-                Py_ssize_t sx, Py_ssize_t dy, Py_ssize_t dx, Py_ssize_t pad_top,
-                Py_ssize_t pad_left, Py_ssize_t oh, Py_ssize_t ow):
-    """col[(i, oy, ox)] = window of x[n0 + i] at (oy, ox), channels_last layout."""
-    cdef Py_ssize_t rows = col.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
-    cdef Py_ssize_t cg = C // groups, P = oh * ow
-    cdef Py_ssize_t r, n, p, oy, ox, g, ki, kj, iy, ix
-    cdef floating *dst
-    for r in prange(rows, nogil=True, schedule="static"):
-        n = n0 + r // P
-        p = r % P
-        oy = p // ow
-        ox = p % ow
-        dst = &col[r, 0]
-        for g in range(groups):
-            for ki in range(kh):
-                iy = oy * sy + ki * dy - pad_top
-                for kj in range(kw):
-                    ix = ox * sx + kj * dx - pad_left
-                    if iy < 0 or iy >= H or ix < 0 or ix >= W:
-                        memset(dst, 0, cg * sizeof(floating))
-                    else:
-                        memcpy(dst, &x[n, iy, ix, g * cg], cg * sizeof(floating))
-                    dst = dst + cg
+def forward(const floating[::1] x, const floating[::1] ap, const floating[::1] bias,
+            floating[::1] y, tuple geom, bint relu=False):
+    """y = conv(x) (+ bias) (then ReLU), flat arrays; ap = packed weights
+    (groups, ceil(cog / MR), kg, MR).  Parallel over strips of NR output pixels."""
+    cdef fc_conv g
+    cdef bint dbl = floating is double
+    cdef int mr = _isa.mr_d if dbl else _isa.mr_f
+    cdef int nr = _isa.nr_d if dbl else _isa.nr_f
+    cdef fc_kernel_f kf = _isa.kern_f
+    cdef fc_kernel_d kd = _isa.kern_d
+    _fill(&g, geom, mr, nr)
+    cdef Py_ssize_t total = g.n * g.oh * g.ow
+    cdef Py_ssize_t nstrips = (total + nr - 1) // nr, s
+    cdef const floating *bp_bias = NULL
+    if bias is not None:
+        bp_bias = &bias[0]
+    cdef const floating *px = &x[0]
+    cdef const floating *pa = &ap[0]
+    cdef floating *py = &y[0]
+    cdef floating *bp
+    cdef floating *tile
+    cdef fc_seg *seg
+    cdef int fail[1]
+    fail[0] = 0
+    with nogil, parallel():
+        bp = <floating *>fc_alloc(g.kg * nr * sizeof(floating))
+        tile = <floating *>fc_alloc(mr * nr * sizeof(floating))
+        seg = <fc_seg *>fc_alloc(nr * sizeof(fc_seg))
+        if bp == NULL or tile == NULL or seg == NULL:
+            fail[0] = 1
+        for s in prange(nstrips, schedule="dynamic", chunksize=2):
+            if fail[0] == 0:
+                if floating is float:
+                    fc_forward_strip_f(&g, kf, px, pa, bp_bias, py, s, relu, bp, tile,
+                                       seg)
+                else:
+                    fc_forward_strip_d(&g, kd, px, pa, bp_bias, py, s, relu, bp, tile,
+                                       seg)
+        fc_free(bp)
+        fc_free(tile)
+        fc_free(seg)
+    if fail[0]:
+        raise MemoryError("conv2d: could not allocate per-thread scratch buffers")
 
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def col2im_nhwc(const floating[:, ::1] col, floating[:, :, :, ::1] gx, Py_ssize_t n0,
-                Py_ssize_t groups, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sy,
-                Py_ssize_t sx, Py_ssize_t dy, Py_ssize_t dx, Py_ssize_t pad_top,
-                Py_ssize_t pad_left, Py_ssize_t oh, Py_ssize_t ow):
-    """gx[n0 + i] += scatter of the rows of col for image i; gx pre-zeroed.
+def grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1] part,
+                double[::1] bsum, tuple geom, Py_ssize_t n_per, Py_ssize_t pcmax):
+    """Partial weight gradients, one per group of n_per images: part is zeroed,
+    (n_igroups, groups, ceil(cog/MR)*MR, ceil(kg/NR)*NR); bsum (n_igroups, C_out) zeroed
+    or None.  Parallel over (image group, conv group) items."""
+    cdef fc_conv g
+    cdef bint dbl = floating is double
+    cdef int mr = _isa.mr_d if dbl else _isa.mr_f
+    cdef int nr = _isa.nr_d if dbl else _isa.nr_f
+    cdef fc_kernel_f kf = _isa.kern_f
+    cdef fc_kernel_d kd = _isa.kern_d
+    _fill(&g, geom, mr, nr)
+    cdef Py_ssize_t nig = (g.n + n_per - 1) // n_per
+    cdef Py_ssize_t cog_pad = (g.cog + mr - 1) // mr * mr
+    cdef Py_ssize_t kg_pad = (g.kg + nr - 1) // nr * nr
+    cdef Py_ssize_t part_stride = g.groups * cog_pad * kg_pad
+    cdef Py_ssize_t items = nig * g.groups, it, ig, grp, n_lo, n_hi
+    cdef const floating *px = &x[0]
+    cdef const floating *pgy = &gy[0]
+    cdef floating *pp = &part[0]
+    cdef double *pb = NULL
+    cdef double *pbi
+    if bsum is not None:
+        pb = &bsum[0]
+    cdef floating *ap
+    cdef floating *bp
+    cdef fc_seg *seg
+    cdef int fail[1]
+    fail[0] = 0
+    with nogil, parallel():
+        ap = <floating *>fc_alloc(cog_pad * pcmax * sizeof(floating))
+        bp = <floating *>fc_alloc(pcmax * nr * sizeof(floating))
+        seg = <fc_seg *>fc_alloc(pcmax * sizeof(fc_seg))
+        if ap == NULL or bp == NULL or seg == NULL:
+            fail[0] = 1
+        for it in prange(items, schedule="dynamic", chunksize=1):
+            if fail[0] == 0:
+                ig = it // g.groups
+                grp = it % g.groups
+                n_lo = ig * n_per
+                n_hi = n_lo + n_per
+                if n_hi > g.n:
+                    n_hi = g.n
+                pbi = NULL
+                if pb != NULL:
+                    pbi = pb + ig * g.cout
+                if floating is float:
+                    fc_grad_weight_item_f(&g, kf, px, pgy, pp + ig * part_stride, pbi,
+                                          n_lo, n_hi, grp, pcmax, ap, bp, seg)
+                else:
+                    fc_grad_weight_item_d(&g, kd, px, pgy, pp + ig * part_stride, pbi,
+                                          n_lo, n_hi, grp, pcmax, ap, bp, seg)
+        fc_free(ap)
+        fc_free(bp)
+        fc_free(seg)
+    if fail[0]:
+        raise MemoryError("conv2d: could not allocate per-thread scratch buffers")
 
-    Parallel over images: every row of one image is handled by one thread, so no two
-    threads ever add into the same element of gx.
-    """
-    cdef Py_ssize_t P = oh * ow, nb = col.shape[0] // P
-    cdef Py_ssize_t H = gx.shape[1], W = gx.shape[2], C = gx.shape[3], cg = C // groups
-    cdef Py_ssize_t i, p, oy, ox, g, ki, kj, iy, ix, c
-    cdef const floating *src
-    cdef floating *dst
-    for i in prange(nb, nogil=True, schedule="static"):
-        for p in range(P):
-            oy = p // ow
-            ox = p % ow
-            src = &col[i * P + p, 0]
-            for g in range(groups):
-                for ki in range(kh):
-                    iy = oy * sy + ki * dy - pad_top
-                    for kj in range(kw):
-                        ix = ox * sx + kj * dx - pad_left
-                        if iy >= 0 and iy < H and ix >= 0 and ix < W:
-                            dst = &gx[n0 + i, iy, ix, g * cg]
-                            for c in range(cg):
-                                dst[c] += src[c]
-                        src = src + cg
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def grad_input_scatter(const floating[::1] gy, const floating[::1] at, floating[::1] gx,
+                       tuple geom):
+    """gx (zeroed) += scatter of W^T gy, any stride; at = packed transposed weights
+    (groups, ceil(kg/MR), cog, MR).  Parallel over images (no two threads add into the
+    same element)."""
+    cdef fc_conv g
+    cdef bint dbl = floating is double
+    cdef int mr = _isa.mr_d if dbl else _isa.mr_f
+    cdef int nr = _isa.nr_d if dbl else _isa.nr_f
+    cdef fc_kernel_f kf = _isa.kern_f
+    cdef fc_kernel_d kd = _isa.kern_d
+    _fill(&g, geom, mr, nr)
+    cdef Py_ssize_t n
+    cdef const floating *pgy = &gy[0]
+    cdef const floating *pa = &at[0]
+    cdef floating *pgx = &gx[0]
+    cdef floating *bp
+    cdef floating *tile
+    cdef fc_seg *seg
+    cdef int fail[1]
+    fail[0] = 0
+    with nogil, parallel():
+        bp = <floating *>fc_alloc(g.cog * nr * sizeof(floating))
+        tile = <floating *>fc_alloc(mr * nr * sizeof(floating))
+        seg = <fc_seg *>fc_alloc(nr * sizeof(fc_seg))
+        if bp == NULL or tile == NULL or seg == NULL:
+            fail[0] = 1
+        for n in prange(g.n, schedule="dynamic", chunksize=1):
+            if fail[0] == 0:
+                if floating is float:
+                    fc_grad_input_image_f(&g, kf, pgy, pa, pgx, n, bp, tile, seg)
+                else:
+                    fc_grad_input_image_d(&g, kd, pgy, pa, pgx, n, bp, tile, seg)
+        fc_free(bp)
+        fc_free(tile)
+        fc_free(seg)
+    if fail[0]:
+        raise MemoryError("conv2d: could not allocate per-thread scratch buffers")
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def grad_bias(const floating[::1] gy, double[::1] bsum, tuple geom, Py_ssize_t n_per,
+              Py_ssize_t pcmax):
+    """Partial bias gradients (n_igroups, C_out), zeroed, one per group of n_per images;
+    the same sums grad_weight makes alongside the weight gradient."""
+    cdef fc_conv g
+    _fill(&g, geom, 1, 1)
+    cdef Py_ssize_t nig = (g.n + n_per - 1) // n_per, ig, n_hi
+    cdef const floating *pgy = &gy[0]
+    cdef double *pb = &bsum[0]
+    cdef fc_seg *seg
+    cdef int fail[1]
+    fail[0] = 0
+    with nogil, parallel():
+        seg = <fc_seg *>fc_alloc(pcmax * sizeof(fc_seg))
+        if seg == NULL:
+            fail[0] = 1
+        for ig in prange(nig, schedule="dynamic", chunksize=1):
+            if fail[0] == 0:
+                n_hi = (ig + 1) * n_per
+                if n_hi > g.n:
+                    n_hi = g.n
+                if floating is float:
+                    fc_bias_grad_item_f(&g, pgy, pb + ig * g.cout, ig * n_per, n_hi,
+                                        pcmax, seg)
+                else:
+                    fc_bias_grad_item_d(&g, pgy, pb + ig * g.cout, ig * n_per, n_hi,
+                                        pcmax, seg)
+        fc_free(seg)
+    if fail[0]:
+        raise MemoryError("conv2d: could not allocate per-thread scratch buffers")

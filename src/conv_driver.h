@@ -1,0 +1,328 @@
+/* Convolution drivers around the micro-kernels of conv_kernels.h: implicit GEMM.
+ *
+ * Nothing here allocates or spawns threads: src/_conv2d.pyx splits the work into items
+ * (a strip of output pixels, an image, a group of images), runs them in an OpenMP loop,
+ * and hands each thread its own scratch buffers.  An item is computed entirely by one
+ * thread in an order fixed by the shapes, so results never depend on the thread count.
+ *
+ * Every product has the same orientation: rows (MR) are channels, columns (NR) are output
+ * pixels, flattened over the batch as j = (n * oh + oy) * ow + ox.  The im2col step writes
+ * straight into the packed B panel the micro-kernel reads (no column matrix for the
+ * batch), and the tile is written out with the bias (and optionally ReLU) fused in.
+ *
+ *   forward      y[co, j]   = sum_k W[co, k] col[k, j]          k = (c, ki, kj)
+ *   grad weight  gW[co, k] += sum_j gy[co, j] col[k, j]          (per group of images)
+ *   grad input   gcol[k, j] = sum_co W[co, k] gy[co, j], scattered into gx (any stride;
+ *                stride 1 instead runs the forward driver on gy with flipped weights)
+ *
+ * Layouts differ only in addressing: channels_first x[n, c, iy, ix] lives at
+ * ((n C + c) H + iy) W + ix, channels_last x[n, iy, ix, c] at ((n H + iy) W + ix) C + c.
+ *
+ * This file is a template: conv_kernels_all.h includes it once per dtype.
+ */
+
+#ifndef FC_T
+#error "conv_driver.h is a template: include conv_kernels_all.h"
+#endif
+
+/* d[t * ds] = row[(ix0 + t * step) * xs] where 0 <= ix0 + t * step < W, else 0. */
+static inline void FC_FN(fc_gather)(FC_T *d, ptrdiff_t ds, const FC_T *row, ptrdiff_t ix0,
+                                    ptrdiff_t step, ptrdiff_t xs, ptrdiff_t len,
+                                    ptrdiff_t W)
+{
+    ptrdiff_t lo = 0, hi, t;
+    if (ix0 < 0)
+        lo = (-ix0 + step - 1) / step;
+    if (ix0 >= W)
+        hi = 0;
+    else
+        hi = (W - 1 - ix0) / step + 1;
+    if (hi > len)
+        hi = len;
+    if (lo > len)
+        lo = len;
+    if (hi < lo)
+        hi = lo;
+    for (t = 0; t < lo; t++)
+        d[t * ds] = 0;
+    if (ds == 1 && step * xs == 1) {
+        memcpy(d + lo, row + ix0 + lo, (size_t)(hi - lo) * sizeof(FC_T));
+    } else {
+        const FC_T *src = row + (ix0 + lo * step) * xs;
+        const ptrdiff_t ss = step * xs;
+        for (t = lo; t < hi; t++)
+            d[t * ds] = src[(t - lo) * ss];
+    }
+    for (t = hi; t < len; t++)
+        d[t * ds] = 0;
+}
+
+/* Pointer to x[n, c, iy, 0] (its ix stride is fc_xs(g)). */
+static inline const FC_T *FC_FN(fc_xrow)(const fc_conv *g, const FC_T *x, ptrdiff_t n,
+                                         ptrdiff_t c, ptrdiff_t iy)
+{
+    if (g->last)
+        return x + ((n * g->h + iy) * g->w) * g->c + c;
+    return x + ((n * g->c + c) * g->h + iy) * g->w;
+}
+
+/* Pointer to y[n, co, oy, ox] (its ox stride is 1, or C_out for channels_last). */
+static inline FC_T *FC_FN(fc_yptr)(const fc_conv *g, FC_T *y, ptrdiff_t n, ptrdiff_t co,
+                                   ptrdiff_t oy, ptrdiff_t ox)
+{
+    if (g->last)
+        return y + ((n * g->oh + oy) * g->ow + ox) * g->cout + co;
+    return y + ((n * g->cout + co) * g->oh + oy) * g->ow + ox;
+}
+
+/* Pack the im2col panel of group grp for columns [j0, j0 + cnt): bp[k * nr + jj].
+ * Columns cnt..nr-1 are zero. */
+static void FC_FN(fc_pack_cols)(const fc_conv *g, const FC_T *x, ptrdiff_t grp,
+                                const fc_seg *seg, ptrdiff_t ns, ptrdiff_t cnt, FC_T *bp)
+{
+    const ptrdiff_t nr = g->nr, xs = g->last ? g->c : 1;
+    ptrdiff_t c, ki, kj, s, t, k = 0;
+    for (c = 0; c < g->cg; c++)
+        for (ki = 0; ki < g->kh; ki++)
+            for (kj = 0; kj < g->kw; kj++, k++) {
+                FC_T *d = bp + k * nr;
+                for (s = 0; s < ns; s++) {
+                    const fc_seg *sg = &seg[s];
+                    ptrdiff_t iy = sg->oy * g->sy + ki * g->dy - g->pt;
+                    if (iy < 0 || iy >= g->h) {
+                        for (t = 0; t < sg->len; t++)
+                            d[sg->jj0 + t] = 0;
+                        continue;
+                    }
+                    FC_FN(fc_gather)(d + sg->jj0, 1,
+                                     FC_FN(fc_xrow)(g, x, sg->n, grp * g->cg + c, iy),
+                                     sg->ox0 * g->sx + kj * g->dx - g->pl, g->sx, xs,
+                                     sg->len, g->w);
+                }
+                for (t = cnt; t < nr; t++)
+                    d[t] = 0;
+            }
+}
+
+/* Write rows [0, rows) of a tile to y (channels co0..), adding bias, optional ReLU. */
+static void FC_FN(fc_store_tile)(const fc_conv *g, const FC_T *tile, FC_T *y,
+                                 const FC_T *bias, ptrdiff_t co0, ptrdiff_t rows,
+                                 const fc_seg *seg, ptrdiff_t ns, ptrdiff_t j0,
+                                 ptrdiff_t cnt, int relu)
+{
+    const ptrdiff_t nr = g->nr;
+    ptrdiff_t i, s, t, jj;
+    if (g->last) {
+        for (jj = 0; jj < cnt; jj++) {
+            FC_T *dst = y + (j0 + jj) * g->cout + co0;
+            for (i = 0; i < rows; i++) {
+                FC_T v = tile[i * nr + jj] + (bias ? bias[co0 + i] : (FC_T)0);
+                dst[i] = (relu && v < 0) ? (FC_T)0 : v;
+            }
+        }
+        return;
+    }
+    for (i = 0; i < rows; i++) {
+        const FC_T b = bias ? bias[co0 + i] : (FC_T)0;
+        const FC_T *src = tile + i * nr;
+        for (s = 0; s < ns; s++) {
+            const fc_seg *sg = &seg[s];
+            FC_T *dst = FC_FN(fc_yptr)(g, y, sg->n, co0 + i, sg->oy, sg->ox0);
+            const FC_T *sv = src + sg->jj0;
+            if (relu) {
+                for (t = 0; t < sg->len; t++) {
+                    FC_T v = sv[t] + b;
+                    dst[t] = v < 0 ? (FC_T)0 : v;
+                }
+            } else {
+                for (t = 0; t < sg->len; t++)
+                    dst[t] = sv[t] + b;
+            }
+        }
+    }
+}
+
+/* Forward, one strip s of nr output pixels, every group.
+ * ap: packed weights (groups, ceil(cog/mr), kg, mr).  Scratch: bp kg*nr, tile mr*nr,
+ * seg nr entries. */
+static void FC_FN(fc_forward_strip)(const fc_conv *g, FC_FN(fc_kernel_t) kern,
+                                    const FC_T *x, const FC_T *ap, const FC_T *bias,
+                                    FC_T *y, ptrdiff_t s, int relu, FC_T *bp, FC_T *tile,
+                                    fc_seg *seg)
+{
+    const ptrdiff_t mr = g->mr, nr = g->nr;
+    const ptrdiff_t total = g->n * g->oh * g->ow, j0 = s * nr;
+    const ptrdiff_t cnt = (total - j0 < nr) ? total - j0 : nr;
+    const ptrdiff_t nms = (g->cog + mr - 1) / mr;
+    const ptrdiff_t ns = fc_segments(j0, cnt, g->oh, g->ow, seg);
+    ptrdiff_t grp, ms;
+    for (grp = 0; grp < g->groups; grp++) {
+        FC_FN(fc_pack_cols)(g, x, grp, seg, ns, cnt, bp);
+        for (ms = 0; ms < nms; ms++) {
+            const ptrdiff_t rows = (g->cog - ms * mr < mr) ? g->cog - ms * mr : mr;
+            kern(g->kg, ap + (grp * nms + ms) * g->kg * mr, bp, tile, nr, 0);
+            FC_FN(fc_store_tile)(g, tile, y, bias, grp * g->cog + ms * mr, rows, seg, ns,
+                                 j0, cnt, relu);
+        }
+    }
+}
+
+/* Weight gradient of images [n_lo, n_hi), group grp, accumulated into part
+ * (groups, ceil(cog/mr)*mr, ceil(kg/nr)*nr); bias sums into bsum[C_out] (or NULL).
+ * Scratch: ap ceil(cog/mr)*mr*pcmax, bp pcmax*nr, seg pcmax entries. */
+static void FC_FN(fc_grad_weight_item)(const fc_conv *g, FC_FN(fc_kernel_t) kern,
+                                       const FC_T *x, const FC_T *gy, FC_T *part,
+                                       double *bsum, ptrdiff_t n_lo, ptrdiff_t n_hi,
+                                       ptrdiff_t grp, ptrdiff_t pcmax, FC_T *ap, FC_T *bp,
+                                       fc_seg *seg)
+{
+    const ptrdiff_t mr = g->mr, nr = g->nr, P = g->oh * g->ow;
+    const ptrdiff_t nms = (g->cog + mr - 1) / mr, nks = (g->kg + nr - 1) / nr;
+    const ptrdiff_t kg_pad = nks * nr, cog_pad = nms * mr, khw = g->kh * g->kw;
+    const ptrdiff_t total = (n_hi - n_lo) * P;
+    const ptrdiff_t xs = g->last ? g->c : 1, ys = g->last ? g->cout : 1;
+    FC_T *pg = part + grp * cog_pad * kg_pad;
+    ptrdiff_t j0, cl, s, t, ks, kk, ms;
+    for (j0 = 0; j0 < total; j0 += pcmax) {
+        const ptrdiff_t pc = (total - j0 < pcmax) ? total - j0 : pcmax;
+        const ptrdiff_t ns = fc_segments(n_lo * P + j0, pc, g->oh, g->ow, seg);
+        /* A panel: grad_y block, ap[(ms * pc + t) * mr + i]. */
+        for (cl = 0; cl < cog_pad; cl++) {
+            FC_T *d = ap + (cl / mr) * pc * mr + (cl % mr);
+            if (cl >= g->cog) {
+                for (t = 0; t < pc; t++)
+                    d[t * mr] = 0;
+                continue;
+            }
+            {
+                const ptrdiff_t co = grp * g->cog + cl;
+                double bs = 0.0;
+                for (s = 0; s < ns; s++) {
+                    const fc_seg *sg = &seg[s];
+                    const FC_T *src = FC_FN(fc_yptr)(g, (FC_T *)gy, sg->n, co, sg->oy,
+                                                     sg->ox0);
+                    FC_T *dd = d + sg->jj0 * mr;
+                    for (t = 0; t < sg->len; t++) {
+                        const FC_T v = src[t * ys];
+                        dd[t * mr] = v;
+                        bs += (double)v;
+                    }
+                }
+                if (bsum)
+                    bsum[co] += bs;
+            }
+        }
+        for (ks = 0; ks < nks; ks++) {
+            /* B panel: im2col transposed, bp[t * nr + kk]. */
+            for (kk = 0; kk < nr; kk++) {
+                const ptrdiff_t k = ks * nr + kk;
+                FC_T *d = bp + kk;
+                ptrdiff_t c, ki, kj;
+                if (k >= g->kg) {
+                    for (t = 0; t < pc; t++)
+                        d[t * nr] = 0;
+                    continue;
+                }
+                c = k / khw;
+                ki = (k % khw) / g->kw;
+                kj = k % g->kw;
+                for (s = 0; s < ns; s++) {
+                    const fc_seg *sg = &seg[s];
+                    ptrdiff_t iy = sg->oy * g->sy + ki * g->dy - g->pt;
+                    if (iy < 0 || iy >= g->h) {
+                        for (t = 0; t < sg->len; t++)
+                            d[(sg->jj0 + t) * nr] = 0;
+                        continue;
+                    }
+                    FC_FN(fc_gather)(d + sg->jj0 * nr, nr,
+                                     FC_FN(fc_xrow)(g, x, sg->n, grp * g->cg + c, iy),
+                                     sg->ox0 * g->sx + kj * g->dx - g->pl, g->sx, xs,
+                                     sg->len, g->w);
+                }
+            }
+            for (ms = 0; ms < nms; ms++)
+                kern(pc, ap + ms * pc * mr, bp, pg + ms * mr * kg_pad + ks * nr, kg_pad, 1);
+        }
+    }
+}
+
+/* Input gradient of image n by scatter (any stride), every group; gx pre-zeroed.
+ * at: packed transposed weights (groups, ceil(kg/mr), cog, mr).  Scratch: bp cog*nr,
+ * tile mr*nr, seg nr entries. */
+static void FC_FN(fc_grad_input_image)(const fc_conv *g, FC_FN(fc_kernel_t) kern,
+                                       const FC_T *gy, const FC_T *at, FC_T *gx,
+                                       ptrdiff_t n, FC_T *bp, FC_T *tile, fc_seg *seg)
+{
+    const ptrdiff_t mr = g->mr, nr = g->nr, P = g->oh * g->ow, khw = g->kh * g->kw;
+    const ptrdiff_t nmk = (g->kg + mr - 1) / mr;
+    const ptrdiff_t xs = g->last ? g->c : 1, ys = g->last ? g->cout : 1;
+    ptrdiff_t grp, j0, cl, s, t, mk, i;
+    for (grp = 0; grp < g->groups; grp++) {
+        for (j0 = 0; j0 < P; j0 += nr) {
+            const ptrdiff_t cnt = (P - j0 < nr) ? P - j0 : nr;
+            const ptrdiff_t ns = fc_segments(n * P + j0, cnt, g->oh, g->ow, seg);
+            for (cl = 0; cl < g->cog; cl++) {
+                FC_T *d = bp + cl * nr;
+                for (s = 0; s < ns; s++) {
+                    const fc_seg *sg = &seg[s];
+                    const FC_T *src = FC_FN(fc_yptr)(g, (FC_T *)gy, sg->n,
+                                                     grp * g->cog + cl, sg->oy, sg->ox0);
+                    for (t = 0; t < sg->len; t++)
+                        d[sg->jj0 + t] = src[t * ys];
+                }
+                for (t = cnt; t < nr; t++)
+                    d[t] = 0;
+            }
+            for (mk = 0; mk < nmk; mk++) {
+                const ptrdiff_t rows = (g->kg - mk * mr < mr) ? g->kg - mk * mr : mr;
+                kern(g->cog, at + (grp * nmk + mk) * g->cog * mr, bp, tile, nr, 0);
+                for (i = 0; i < rows; i++) {
+                    const ptrdiff_t k = mk * mr + i, c = k / khw;
+                    const ptrdiff_t ki = (k % khw) / g->kw, kj = k % g->kw;
+                    const FC_T *src = tile + i * nr;
+                    for (s = 0; s < ns; s++) {
+                        const fc_seg *sg = &seg[s];
+                        const ptrdiff_t iy = sg->oy * g->sy + ki * g->dy - g->pt;
+                        const ptrdiff_t ix0 = sg->ox0 * g->sx + kj * g->dx - g->pl;
+                        FC_T *row;
+                        if (iy < 0 || iy >= g->h)
+                            continue;
+                        row = (FC_T *)FC_FN(fc_xrow)(g, gx, sg->n, grp * g->cg + c, iy);
+                        for (t = 0; t < sg->len; t++) {
+                            const ptrdiff_t ix = ix0 + t * g->sx;
+                            if (ix >= 0 && ix < g->w)
+                                row[ix * xs] += src[sg->jj0 + t];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Bias gradient of images [n_lo, n_hi): bsum[co] += sum of grad_y[:, co], in blocks of
+ * pcmax pixels, each block summed in float64 in pixel order and then added to bsum --
+ * exactly the sums fc_grad_weight_item makes, so both give identical bias gradients.
+ * Scratch: seg pcmax entries. */
+static void FC_FN(fc_bias_grad_item)(const fc_conv *g, const FC_T *gy, double *bsum,
+                                     ptrdiff_t n_lo, ptrdiff_t n_hi, ptrdiff_t pcmax,
+                                     fc_seg *seg)
+{
+    const ptrdiff_t P = g->oh * g->ow, total = (n_hi - n_lo) * P;
+    const ptrdiff_t ys = g->last ? g->cout : 1;
+    ptrdiff_t j0, co, s, t;
+    for (j0 = 0; j0 < total; j0 += pcmax) {
+        const ptrdiff_t pc = (total - j0 < pcmax) ? total - j0 : pcmax;
+        const ptrdiff_t ns = fc_segments(n_lo * P + j0, pc, g->oh, g->ow, seg);
+        for (co = 0; co < g->cout; co++) {
+            double bs = 0.0;
+            for (s = 0; s < ns; s++) {
+                const fc_seg *sg = &seg[s];
+                const FC_T *src = FC_FN(fc_yptr)(g, (FC_T *)gy, sg->n, co, sg->oy, sg->ox0);
+                for (t = 0; t < sg->len; t++)
+                    bs += (double)src[t * ys];
+            }
+            bsum[co] += bs;
+        }
+    }
+}

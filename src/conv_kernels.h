@@ -1,0 +1,233 @@
+/* Register-blocked matrix-product micro-kernels for fastconv's convolutions, with the
+ * instruction set chosen at RUN TIME.
+ *
+ * A micro-kernel computes one MR x NR tile of C = A B over a reduction of length kc from
+ * packed panels:
+ *
+ *     C[i * ldc + j] (=, or += when accumulate) sum_k A[k * MR + i] * B[k * NR + j]
+ *
+ * for every 0 <= i < MR and 0 <= j < NR (callers pad the panels with zeros and give a
+ * full-size tile).  Three builds of each kernel exist:
+ *
+ *   avx512  AVX-512F  float 8 x 32, double 8 x 16 (16 accumulator registers of 32)
+ *   avx2    AVX2+FMA  float 6 x 16, double 6 x 8  (12 accumulator registers of 16)
+ *   portable plain C  4 x 8, for any compiler and CPU (the compiler vectorises what it can
+ *            at the baseline instruction set of the target)
+ *
+ * The SIMD builds are compiled per function with GCC/Clang's target attribute, so the
+ * extension itself is built for the baseline CPU (no -mavx / -march flags) and runs
+ * anywhere; fc_select_isa() picks the best build the CPU and OS support (GCC/Clang's
+ * __builtin_cpu_supports checks both).  Other compilers (MSVC) get the portable build.
+ * FASTCONV_DISABLE_SIMD=1 in the environment forces the portable build.
+ *
+ * Within one ISA the order of every floating-point operation depends only on the
+ * shapes, never on the thread count, so results are bit-identical for any thread count.
+ */
+#ifndef FASTCONV_CONV_KERNELS_H
+#define FASTCONV_CONV_KERNELS_H
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#define FC_X86_DISPATCH 1
+#include <immintrin.h>
+#define FC_TARGET_AVX512 __attribute__((target("avx512f")))
+#define FC_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define FC_X86_DISPATCH 0
+#endif
+
+typedef void (*fc_kernel_f)(ptrdiff_t kc, const float *A, const float *B, float *C,
+                            ptrdiff_t ldc, int accumulate);
+typedef void (*fc_kernel_d)(ptrdiff_t kc, const double *A, const double *B, double *C,
+                            ptrdiff_t ldc, int accumulate);
+
+typedef struct {
+    int id;            /* 0 portable, 1 avx2, 2 avx512 */
+    const char *name;
+    int mr_f, nr_f, mr_d, nr_d;
+    fc_kernel_f kern_f;
+    fc_kernel_d kern_d;
+} fc_isa;
+
+/* ---------------------------------------------------------------- portable ----- */
+
+#define FC_PORT_MR 4
+#define FC_PORT_NR 8
+
+#define FC_PORTABLE_KERNEL(NAME, T)                                                     \
+    static void NAME(ptrdiff_t kc, const T *A, const T *B, T *C, ptrdiff_t ldc,        \
+                     int accumulate)                                                     \
+    {                                                                                    \
+        T acc[FC_PORT_MR][FC_PORT_NR];                                                   \
+        ptrdiff_t k;                                                                     \
+        int i, j;                                                                        \
+        for (i = 0; i < FC_PORT_MR; i++)                                                 \
+            for (j = 0; j < FC_PORT_NR; j++)                                             \
+                acc[i][j] = 0;                                                           \
+        for (k = 0; k < kc; k++) {                                                       \
+            for (i = 0; i < FC_PORT_MR; i++) {                                           \
+                T a = A[i];                                                              \
+                for (j = 0; j < FC_PORT_NR; j++)                                         \
+                    acc[i][j] += a * B[j];                                               \
+            }                                                                            \
+            A += FC_PORT_MR;                                                             \
+            B += FC_PORT_NR;                                                             \
+        }                                                                                \
+        for (i = 0; i < FC_PORT_MR; i++)                                                 \
+            for (j = 0; j < FC_PORT_NR; j++)                                             \
+                C[i * ldc + j] = accumulate ? C[i * ldc + j] + acc[i][j] : acc[i][j];    \
+    }
+
+FC_PORTABLE_KERNEL(fc_kernel_portable_f, float)
+FC_PORTABLE_KERNEL(fc_kernel_portable_d, double)
+
+#if FC_X86_DISPATCH
+
+/* ------------------------------------------------------------------ AVX-512 ----- */
+
+/* One row i of the tile: two vectors of B times the broadcast A[i]. */
+#define FC_ROW2(PS, i)                                                                   \
+    {                                                                                    \
+        a = _mm512_set1_##PS(A[i]);                                                      \
+        c##i##0 = _mm512_fmadd_##PS(a, b0, c##i##0);                                     \
+        c##i##1 = _mm512_fmadd_##PS(a, b1, c##i##1);                                     \
+    }
+#define FC_STORE2_512(PS, T, i, VL)                                                      \
+    {                                                                                    \
+        T *row = C + (i) * ldc;                                                          \
+        if (accumulate) {                                                                \
+            c##i##0 = _mm512_add_##PS(c##i##0, _mm512_loadu_##PS(row));                  \
+            c##i##1 = _mm512_add_##PS(c##i##1, _mm512_loadu_##PS(row + VL));             \
+        }                                                                                \
+        _mm512_storeu_##PS(row, c##i##0);                                                \
+        _mm512_storeu_##PS(row + VL, c##i##1);                                           \
+    }
+
+#define FC_AVX512_KERNEL(NAME, T, PS, VEC, VL)                                          \
+    FC_TARGET_AVX512 static void NAME(ptrdiff_t kc, const T *A, const T *B, T *C,      \
+                                      ptrdiff_t ldc, int accumulate)                    \
+    {                                                                                    \
+        VEC c00 = _mm512_setzero_##PS(), c01 = c00, c10 = c00, c11 = c00, c20 = c00,    \
+            c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00,            \
+            c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;                       \
+        VEC a, b0, b1;                                                                   \
+        ptrdiff_t k;                                                                     \
+        for (k = 0; k < kc; k++) {                                                       \
+            b0 = _mm512_loadu_##PS(B);                                                   \
+            b1 = _mm512_loadu_##PS(B + VL);                                              \
+            FC_ROW2(PS, 0) FC_ROW2(PS, 1) FC_ROW2(PS, 2) FC_ROW2(PS, 3)                  \
+            FC_ROW2(PS, 4) FC_ROW2(PS, 5) FC_ROW2(PS, 6) FC_ROW2(PS, 7)                  \
+            A += 8;                                                                      \
+            B += 2 * VL;                                                                 \
+        }                                                                                \
+        FC_STORE2_512(PS, T, 0, VL) FC_STORE2_512(PS, T, 1, VL)                          \
+        FC_STORE2_512(PS, T, 2, VL) FC_STORE2_512(PS, T, 3, VL)                          \
+        FC_STORE2_512(PS, T, 4, VL) FC_STORE2_512(PS, T, 5, VL)                          \
+        FC_STORE2_512(PS, T, 6, VL) FC_STORE2_512(PS, T, 7, VL)                          \
+    }
+
+FC_AVX512_KERNEL(fc_kernel_avx512_f, float, ps, __m512, 16)
+FC_AVX512_KERNEL(fc_kernel_avx512_d, double, pd, __m512d, 8)
+
+/* --------------------------------------------------------------- AVX2 + FMA ----- */
+
+#define FC_ROW2_256(PS, i)                                                               \
+    {                                                                                    \
+        a = _mm256_set1_##PS(A[i]);                                                      \
+        c##i##0 = _mm256_fmadd_##PS(a, b0, c##i##0);                                     \
+        c##i##1 = _mm256_fmadd_##PS(a, b1, c##i##1);                                     \
+    }
+#define FC_STORE2_256(PS, T, i, VL)                                                      \
+    {                                                                                    \
+        T *row = C + (i) * ldc;                                                          \
+        if (accumulate) {                                                                \
+            c##i##0 = _mm256_add_##PS(c##i##0, _mm256_loadu_##PS(row));                  \
+            c##i##1 = _mm256_add_##PS(c##i##1, _mm256_loadu_##PS(row + VL));             \
+        }                                                                                \
+        _mm256_storeu_##PS(row, c##i##0);                                                \
+        _mm256_storeu_##PS(row + VL, c##i##1);                                           \
+    }
+
+#define FC_AVX2_KERNEL(NAME, T, PS, VEC, VL)                                            \
+    FC_TARGET_AVX2 static void NAME(ptrdiff_t kc, const T *A, const T *B, T *C,        \
+                                    ptrdiff_t ldc, int accumulate)                      \
+    {                                                                                    \
+        VEC c00 = _mm256_setzero_##PS(), c01 = c00, c10 = c00, c11 = c00, c20 = c00,    \
+            c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00,            \
+            c51 = c00;                                                                   \
+        VEC a, b0, b1;                                                                   \
+        ptrdiff_t k;                                                                     \
+        for (k = 0; k < kc; k++) {                                                       \
+            b0 = _mm256_loadu_##PS(B);                                                   \
+            b1 = _mm256_loadu_##PS(B + VL);                                              \
+            FC_ROW2_256(PS, 0) FC_ROW2_256(PS, 1) FC_ROW2_256(PS, 2)                     \
+            FC_ROW2_256(PS, 3) FC_ROW2_256(PS, 4) FC_ROW2_256(PS, 5)                     \
+            A += 6;                                                                      \
+            B += 2 * VL;                                                                 \
+        }                                                                                \
+        FC_STORE2_256(PS, T, 0, VL) FC_STORE2_256(PS, T, 1, VL)                          \
+        FC_STORE2_256(PS, T, 2, VL) FC_STORE2_256(PS, T, 3, VL)                          \
+        FC_STORE2_256(PS, T, 4, VL) FC_STORE2_256(PS, T, 5, VL)                          \
+    }
+
+FC_AVX2_KERNEL(fc_kernel_avx2_f, float, ps, __m256, 8)
+FC_AVX2_KERNEL(fc_kernel_avx2_d, double, pd, __m256d, 4)
+
+#endif /* FC_X86_DISPATCH */
+
+/* ---------------------------------------------------------------- dispatch ----- */
+
+static const fc_isa fc_isa_portable = {0, "portable", FC_PORT_MR, FC_PORT_NR, FC_PORT_MR,
+                                       FC_PORT_NR, fc_kernel_portable_f,
+                                       fc_kernel_portable_d};
+#if FC_X86_DISPATCH
+static const fc_isa fc_isa_avx2 = {1, "avx2", 6, 16, 6, 8, fc_kernel_avx2_f,
+                                   fc_kernel_avx2_d};
+static const fc_isa fc_isa_avx512 = {2, "avx512", 8, 32, 8, 16, fc_kernel_avx512_f,
+                                     fc_kernel_avx512_d};
+#endif
+
+/* The best ISA this CPU supports (ignoring FASTCONV_DISABLE_SIMD). */
+static const fc_isa *fc_best_isa(void)
+{
+#if FC_X86_DISPATCH
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        return &fc_isa_avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return &fc_isa_avx2;
+#endif
+    return &fc_isa_portable;
+}
+
+/* ISA by name ("portable", "avx2", "avx512"); NULL when unknown or unsupported here. */
+static const fc_isa *fc_isa_by_name(const char *name)
+{
+    const fc_isa *best = fc_best_isa();
+    if (strcmp(name, "portable") == 0)
+        return &fc_isa_portable;
+#if FC_X86_DISPATCH
+    if (strcmp(name, "avx2") == 0 && best->id >= 1)
+        return &fc_isa_avx2;
+    if (strcmp(name, "avx512") == 0 && best->id >= 2)
+        return &fc_isa_avx512;
+#endif
+    (void)best;
+    return NULL;
+}
+
+/* The default: the best supported ISA unless FASTCONV_DISABLE_SIMD is set to 1/true. */
+static const fc_isa *fc_default_isa(void)
+{
+    const char *v = getenv("FASTCONV_DISABLE_SIMD");
+    if (v != NULL && (strcmp(v, "1") == 0 || strcmp(v, "true") == 0 ||
+                      strcmp(v, "yes") == 0 || strcmp(v, "on") == 0 ||
+                      strcmp(v, "TRUE") == 0 || strcmp(v, "True") == 0))
+        return &fc_isa_portable;
+    return fc_best_isa();
+}
+
+#endif
