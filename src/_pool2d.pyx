@@ -620,8 +620,11 @@ cdef void _avg_back_image_nhwc(const floating *gyn, floating *gn,
 # --------------------------------------------------------------------------------------
 
 cdef inline bint _is_2x2(Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sy, Py_ssize_t sx,
-                         Py_ssize_t pt, Py_ssize_t pl) noexcept nogil:
-    return kh == 2 and kw == 2 and sy == 2 and sx == 2 and pt == 0 and pl == 0
+                         Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t H, Py_ssize_t W,
+                         Py_ssize_t OH, Py_ssize_t OW) noexcept nogil:
+    """2x2 windows, stride 2, every window inside the input (no padding used)."""
+    return (kh == 2 and kw == 2 and sy == 2 and sx == 2 and pt == 0 and pl == 0
+            and 2 * OH <= H and 2 * OW <= W)
 
 
 @cython.boundscheck(False)
@@ -632,7 +635,7 @@ def max_pool_nchw(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
     """y (and idx when store) = max pooling of x (N, C, H, W); idx is ignored otherwise."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t OH = y.shape[2], OW = y.shape[3], p, planes = N * C
-    cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl)
+    cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl, H, W, OH, OW)
     if planes == 0 or OH * OW == 0:
         return
     cdef const floating *xb = &x[0, 0, 0, 0]
@@ -656,7 +659,7 @@ def max_pool_nhwc(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
     """y (and idx when store) = max pooling of x (N, H, W, C); idx is ignored otherwise."""
     cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
     cdef Py_ssize_t OH = y.shape[1], OW = y.shape[2], r, n, oy, rows = N * OH
-    cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl)
+    cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl, H, W, OH, OW)
     if rows == 0 or OW * C == 0:
         return
     cdef const floating *xb = &x[0, 0, 0, 0]
@@ -682,7 +685,7 @@ def avg_pool_nchw(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
     """y = average pooling of x (N, C, H, W)."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t OH = y.shape[2], OW = y.shape[3], p, planes = N * C
-    cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl)
+    cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl, H, W, OH, OW)
     if planes == 0 or OH * OW == 0:
         return
     cdef const floating *xb = &x[0, 0, 0, 0]
@@ -703,7 +706,7 @@ def avg_pool_nhwc(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
     """y = average pooling of x (N, H, W, C)."""
     cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
     cdef Py_ssize_t OH = y.shape[1], OW = y.shape[2], r, n, oy, rows = N * OH
-    cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl)
+    cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl, H, W, OH, OW)
     if rows == 0 or OW * C == 0:
         return
     cdef const floating *xb = &x[0, 0, 0, 0]
@@ -728,7 +731,7 @@ def max_pool_backward_nchw(const floating[:, :, :, ::1] grad_y,
     cdef Py_ssize_t N = grad_x.shape[0], C = grad_x.shape[1]
     cdef Py_ssize_t H = grad_x.shape[2], W = grad_x.shape[3]
     cdef Py_ssize_t OH = grad_y.shape[2], OW = grad_y.shape[3], p, planes = N * C
-    cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl)
+    cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl, H, W, OH, OW)
     if planes == 0 or H * W == 0:
         return
     cdef floating *gb = &grad_x[0, 0, 0, 0]
@@ -756,7 +759,7 @@ def max_pool_backward_nhwc(const floating[:, :, :, ::1] grad_y,
     cdef Py_ssize_t N = grad_x.shape[0], H = grad_x.shape[1], W = grad_x.shape[2]
     cdef Py_ssize_t C = grad_x.shape[3], OH = grad_y.shape[1], OW = grad_y.shape[2]
     cdef Py_ssize_t n, r, oy
-    cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl)
+    cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl, H, W, OH, OW)
     if N == 0 or H * W * C == 0:
         return
     cdef floating *gb = &grad_x[0, 0, 0, 0]
@@ -788,7 +791,7 @@ def avg_pool_backward_nchw(const floating[:, :, :, ::1] grad_y,
     cdef Py_ssize_t N = grad_x.shape[0], C = grad_x.shape[1]
     cdef Py_ssize_t H = grad_x.shape[2], W = grad_x.shape[3]
     cdef Py_ssize_t OH = grad_y.shape[2], OW = grad_y.shape[3], p, planes = N * C
-    cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl)
+    cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl, H, W, OH, OW)
     if planes == 0 or H * W == 0:
         return
     cdef floating *gb = &grad_x[0, 0, 0, 0]
@@ -814,7 +817,7 @@ def avg_pool_backward_nhwc(const floating[:, :, :, ::1] grad_y,
     cdef Py_ssize_t N = grad_x.shape[0], H = grad_x.shape[1], W = grad_x.shape[2]
     cdef Py_ssize_t C = grad_x.shape[3], OH = grad_y.shape[1], OW = grad_y.shape[2]
     cdef Py_ssize_t n, r, oy
-    cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl)
+    cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl, H, W, OH, OW)
     cdef const uint8_t *no_idx = NULL
     if N == 0 or H * W * C == 0:
         return
