@@ -1,0 +1,221 @@
+"""Activations, their gradients and the fused softmax cross-entropy: finite differences,
+float64 oracles, stability at large logits, dtypes and every error."""
+import math
+
+import numpy as np
+import pytest
+
+from fastconv import activations as act
+
+NAMES = ["relu", "tanh", "sigmoid", "softmax", "linear"]
+
+
+def _numeric_grad(f, x, eps=1e-6):
+    g = np.zeros_like(x)
+    flat, gflat = x.reshape(-1), g.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        up = f(x)
+        flat[i] = old - eps
+        down = f(x)
+        flat[i] = old
+        gflat[i] = (up - down) / (2 * eps)
+    return g
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_backward_matches_finite_differences(name):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 5)) * 2
+    x[np.abs(x) < 1e-3] = 0.5                     # keep away from relu's kink
+    fwd, bwd = act.get(name)
+    gy = rng.standard_normal(x.shape)
+    num = _numeric_grad(lambda a: np.sum(gy * fwd(a)), x)
+    np.testing.assert_allclose(bwd(gy, fwd(x)), num, rtol=1e-6, atol=1e-8)
+
+
+def test_softmax_along_other_axes_and_its_gradient():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 4, 3))
+    for axis in (0, 1, -1):
+        y = act.softmax(x, axis=axis)
+        e = np.exp(x - x.max(axis=axis, keepdims=True))
+        np.testing.assert_allclose(y, e / e.sum(axis=axis, keepdims=True), rtol=1e-14)
+        gy = rng.standard_normal(x.shape)
+        num = _numeric_grad(lambda a: np.sum(gy * act.softmax(a, axis=axis)), x)
+        np.testing.assert_allclose(act.softmax_backward(gy, y, axis=axis), num,
+                                   rtol=1e-6, atol=1e-8)
+
+
+def test_forward_values_against_the_formulas():
+    x = np.array([-3.0, -0.5, 0.0, 0.5, 3.0])
+    np.testing.assert_array_equal(act.relu(x), [0, 0, 0, 0.5, 3])
+    np.testing.assert_allclose(act.tanh(x), np.tanh(x), rtol=0)
+    np.testing.assert_allclose(act.sigmoid(x), 1 / (1 + np.exp(-x)), rtol=1e-15)
+    assert act.linear(x) is x
+    np.testing.assert_array_equal(act.relu_backward(np.ones(5), act.relu(x)),
+                                  [0, 0, 0, 1, 1])        # zero gradient at x == 0
+    assert np.isnan(act.relu(np.array([np.nan]))[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_tails_are_exact_and_finite(dtype):
+    x = np.array([-1000, -80, -30, 0, 30, 80, 1000], dtype=dtype)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        y = act.sigmoid(x)
+    assert y.dtype == dtype
+    exact = [1 / (1 + math.exp(-v)) if v > -700 else 0.0 for v in x.astype(float)]
+    np.testing.assert_allclose(y, np.array(exact, dtype=dtype), rtol=2e-7, atol=0)
+    assert y[1] > 0 and y[-1] == 1                   # sigmoid(-80) ~ 1.8e-35, not 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_is_stable_for_huge_logits(dtype):
+    x = np.array([[1e4, 0.0, -1e4], [1e4, 1e4 - 1, 1e4 - 2], [-1e4, -1e4, -1e4]], dtype)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        y = act.softmax(x)
+    assert y.dtype == dtype and np.all(np.isfinite(y))
+    np.testing.assert_allclose(y.sum(axis=1), 1, rtol=1e-6)
+    e = np.exp([0.0, -1.0, -2.0])
+    np.testing.assert_allclose(y[1], e / e.sum(), rtol=1e-6)
+    np.testing.assert_allclose(y[2], 1 / 3, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtypes_are_kept_and_ints_become_float64(dtype):
+    x = np.linspace(-2, 2, 12, dtype=dtype).reshape(3, 4)
+    for name in NAMES:
+        fwd, bwd = act.get(name)
+        y = fwd(x)
+        assert y.dtype == dtype and bwd(np.ones_like(y), y).dtype == dtype
+    assert act.relu(np.arange(-2, 3)).dtype == np.float64
+    assert act.sigmoid([True, False]).dtype == np.float64
+
+
+def test_get_names_and_errors():
+    assert act.get(None) == (act.linear, act.linear_backward)
+    assert act.get("relu") == (act.relu, act.relu_backward)
+    with pytest.raises(ValueError, match=r"unknown activation 'gelu'; known activations: "
+                                         r"'relu', 'tanh', 'sigmoid', 'softmax', 'linear'"):
+        act.get("gelu")
+    with pytest.raises(ValueError, match=r"unknown activation 3"):
+        act.get(3)
+    with pytest.raises(ValueError, match=r"grad_y must have the shape of y \(2, 3\), "
+                                         r"got \(3, 2\)"):
+        act.relu_backward(np.ones((3, 2)), np.ones((2, 3)))
+    with pytest.raises(TypeError, match="all floating arguments must share one dtype"):
+        act.tanh_backward(np.ones(3, np.float32), np.ones(3))
+    with pytest.raises(TypeError, match="x must be float32 or float64.*float16"):
+        act.relu(np.ones(3, np.float16))
+    with pytest.raises(ValueError, match=r"axis 2 is out of range for an array with 2 "
+                                         r"dimensions"):
+        act.softmax(np.ones((2, 3)), axis=2)
+    with pytest.raises(TypeError, match=r"axis must be an int, got 1.0"):
+        act.softmax_backward(np.ones((2, 3)), np.ones((2, 3)), axis=1.0)
+
+
+# ---- fused softmax + cross-entropy --------------------------------------------------
+
+def _oracle_loss(z, y):
+    """Float64 log-sum-exp, one row at a time, in Python's math module."""
+    total = 0.0
+    for row, t in zip(z.astype(float), y.astype(float)):
+        m = max(row)
+        lse = m + math.log(math.fsum(math.exp(v - m) for v in row))
+        total += math.fsum(ti * (lse - v) for ti, v in zip(t, row))
+    return total / len(z)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])
+def test_cross_entropy_matches_float64_oracle(dtype, scale):
+    rng = np.random.default_rng(2)
+    z = (rng.standard_normal((6, 5)) * scale).astype(dtype)
+    labels = rng.integers(0, 5, 6)
+    onehot = np.eye(5)[labels]
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        loss_labels, probs = act.softmax_cross_entropy(z, labels)
+        loss_onehot, probs2 = act.softmax_cross_entropy(z, onehot.astype(dtype))
+    assert isinstance(loss_labels, float) and math.isfinite(loss_labels)
+    assert probs.dtype == dtype
+    oracle = _oracle_loss(z, onehot)
+    rtol = 1e-6 if dtype == np.float32 else 1e-12
+    assert loss_labels == pytest.approx(oracle, rel=rtol, abs=1e-6 if scale == 1 else 0)
+    assert loss_onehot == pytest.approx(loss_labels, rel=1e-12)
+    np.testing.assert_array_equal(probs, probs2)
+    np.testing.assert_allclose(probs, act.softmax(z), rtol=1e-6)
+
+
+def test_cross_entropy_is_finite_for_wrong_confident_logits():
+    z = np.array([[1e4, -1e4], [-1e4, 1e4]], np.float32)
+    loss, probs = act.softmax_cross_entropy(z, np.array([1, 1]))
+    assert loss == pytest.approx((2e4 + 0) / 2, rel=1e-6)   # -log softmax = 2e4, then 0
+    assert probs[0, 1] == 0 and np.all(np.isfinite(probs))
+
+
+@pytest.mark.parametrize("targets", ["labels", "onehot"])
+def test_cross_entropy_gradient_is_p_minus_y_over_n_and_matches_fd(targets):
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((4, 3)) * 3
+    labels = np.array([0, 2, 1, 2])
+    y = labels if targets == "labels" else np.eye(3)[labels]
+    loss, probs = act.softmax_cross_entropy(z, y)
+    grad = act.softmax_cross_entropy_backward(probs, y)
+    np.testing.assert_allclose(grad, (probs - np.eye(3)[labels]) / 4, rtol=1e-15)
+    num = _numeric_grad(lambda a: act.softmax_cross_entropy(a, y)[0], z)
+    np.testing.assert_allclose(grad, num, rtol=1e-6, atol=1e-9)
+
+
+def test_cross_entropy_empty_batch_and_integer_onehot():
+    loss, probs = act.softmax_cross_entropy(np.zeros((0, 3)), np.zeros(0, int))
+    assert loss == 0.0 and probs.shape == (0, 3)
+    assert act.softmax_cross_entropy_backward(probs, np.zeros(0, int)).shape == (0, 3)
+    z = np.array([[2.0, 1.0]])
+    assert act.softmax_cross_entropy(z, np.array([[1, 0]]))[0] == pytest.approx(
+        math.log(1 + math.exp(-1.0)), rel=1e-14)
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda: act.softmax_cross_entropy(np.ones(3), np.ones(3, int)), ValueError,
+     r"logits must be a 2-D array \(N, K\), got an array of shape \(3,\)"),
+    (lambda: act.softmax_cross_entropy(np.ones((2, 3)), np.array([0, 3])), ValueError,
+     r"y_true labels must lie in \[0, 3\) for 3 classes, got values from 0 to 3"),
+    (lambda: act.softmax_cross_entropy(np.ones((2, 3)), np.array([0, -1])), ValueError,
+     r"y_true labels must lie in \[0, 3\)"),
+    (lambda: act.softmax_cross_entropy(np.ones((2, 3)), np.array([0.0, 1.0])), TypeError,
+     r"y_true with shape \(N,\) must hold integer class labels, got dtype float64"),
+    (lambda: act.softmax_cross_entropy(np.ones((2, 3)), np.array([0, 1, 2])), ValueError,
+     r"y_true must have one label per row of logits \(2\), got shape \(3,\)"),
+    (lambda: act.softmax_cross_entropy(np.ones((2, 3)), np.ones((2, 4))), ValueError,
+     r"y_true must be one-hot with the shape of logits \(2, 3\).*got shape \(2, 4\)"),
+    (lambda: act.softmax_cross_entropy(np.ones((2, 3)), np.ones((2, 3), np.float32)),
+     TypeError, r"y_true must have the dtype of logits \(float64\), got float32"),
+    (lambda: act.softmax_cross_entropy(np.ones((2, 3)), np.ones((2, 3, 1))), ValueError,
+     r"y_true must be one-hot \(N, K\) or integer labels \(N,\), got an array of shape"),
+    (lambda: act.softmax_cross_entropy(np.ones((2, 0)), np.zeros(2, int)), ValueError,
+     r"logits must have at least one class, got shape \(2, 0\)"),
+    (lambda: act.softmax_cross_entropy(np.ones((2, 3), np.float16), np.zeros(2, int)),
+     TypeError, r"logits must be float32 or float64"),
+    (lambda: act.softmax_cross_entropy_backward(np.ones(3), np.zeros(3, int)), ValueError,
+     r"probs must be a 2-D array \(N, K\), got an array of shape \(3,\)"),
+    (lambda: act.softmax_cross_entropy_backward(np.ones((2, 3)), np.array([5, 0])),
+     ValueError, r"y_true labels must lie in \[0, 3\)"),
+])
+def test_cross_entropy_errors(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_matches_torch_cross_entropy():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    z = rng.standard_normal((5, 4)) * 5
+    labels = rng.integers(0, 4, 5)
+    tz = torch.tensor(z, requires_grad=True)
+    tl = torch.nn.functional.cross_entropy(tz, torch.tensor(labels))
+    tl.backward()
+    loss, probs = act.softmax_cross_entropy(z, labels)
+    assert loss == pytest.approx(tl.item(), rel=1e-12)
+    np.testing.assert_allclose(act.softmax_cross_entropy_backward(probs, labels),
+                               tz.grad.numpy(), rtol=1e-10, atol=1e-15)
