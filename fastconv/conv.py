@@ -171,34 +171,58 @@ def _mr(dtype):
     return _ext.conv2d.micro_tile(dtype == np.float64)
 
 
-def _conv_forward(g, x, weight, bias, dtype, relu=False):
+def _shifted(g):
+    """Whether the stride-1 "shifted" kernels suit g: they compute Wp = ow + (kw-1)*dx
+    columns per output row and keep ow, so they pay off unless rows are very short."""
+    return g.sy == 1 and g.sx == 1 and g.ow + (g.kw - 1) * g.dx <= 2 * g.ow
+
+
+def _shift_offsets(g, pad_to=0):
+    """Offsets of the im2col rows k = (c, ki, kj) in a padded image (conv_driver.h)."""
+    wp, hp = g.ow + (g.kw - 1) * g.dx, g.oh + (g.kh - 1) * g.dy
+    c, ki, kj = np.meshgrid(np.arange(g.c_in // g.groups), np.arange(g.kh),
+                            np.arange(g.kw), indexing="ij")
+    off = (c * (hp * wp) + ki * (g.dy * wp) + kj * g.dx).reshape(-1)
+    return np.concatenate([off, np.zeros(max(0, pad_to - off.size), off.dtype)]).astype(
+        np.intp)
+
+
+def _forward_oihw(g, x, w, bias, dtype, relu=False):
+    """y of geometry g for a weight w in (C_out, C_in/groups, kh, kw) order."""
     y = np.empty(g.y_shape, dtype)
     if y.size == 0:
         return y
+    if x.size == 0:  # every window lies in the padding
+        y[...] = 0 if bias is None else (bias if g.channels_last else bias[:, None, None])
+        return np.maximum(y, 0) if relu else y
     mr, _ = _mr(dtype)
-    w = _weight_oihw(g, weight)
-    ap = _pack_rows(w.reshape(g.groups, g.c_out // g.groups, g.k_group), mr)
-    _ext.conv2d.forward(x.reshape(-1), ap.reshape(-1), bias, y.reshape(-1), _geom(g),
-                        relu)
+    ap = _pack_rows(w.reshape(g.groups, g.c_out // g.groups, g.k_group), mr).reshape(-1)
+    if _shifted(g):
+        _ext.conv2d.forward_shift(x.reshape(-1), ap, _shift_offsets(g), bias,
+                                  y.reshape(-1), _geom(g), relu)
+    else:
+        _ext.conv2d.forward(x.reshape(-1), ap, bias, y.reshape(-1), _geom(g), relu)
     return y
 
 
+def _conv_forward(g, x, weight, bias, dtype, relu=False):
+    return _forward_oihw(g, x, _weight_oihw(g, weight), bias, dtype, relu)
+
+
 def _grad_input(g, grad_y, weight, dtype):
-    """grad_x: for stride 1, the forward kernel on grad_y with flipped, transposed
+    """grad_x: for stride 1, the forward kernels on grad_y with flipped, transposed
     weights (a gather, no scatter); otherwise W^T grad_y scattered back per image."""
     mr, _ = _mr(dtype)
     cog, cig = g.c_out // g.groups, g.c_in // g.groups
     w = _weight_oihw(g, weight)
     if g.sy == 1 and g.sx == 1:
-        gx = np.empty(g.x_shape, dtype)
         wt = (w.reshape(g.groups, cog, cig, g.kh, g.kw)[:, :, :, ::-1, ::-1]
-              .transpose(0, 2, 1, 3, 4).reshape(g.groups, cig, cog * g.kh * g.kw))
-        geom = (g.n, g.c_out, g.oh, g.ow, g.c_in, g.h, g.w, g.groups, g.kh, g.kw, 1, 1,
-                g.dy, g.dx, (g.kh - 1) * g.dy - g.pad_top, (g.kw - 1) * g.dx - g.pad_left,
-                int(g.channels_last))
-        _ext.conv2d.forward(grad_y.reshape(-1), _pack_rows(wt, mr).reshape(-1), None,
-                            gx.reshape(-1), geom)
-        return gx
+              .transpose(0, 2, 1, 3, 4).reshape(g.c_in, cog, g.kh, g.kw))
+        pt, pl = (g.kh - 1) * g.dy - g.pad_top, (g.kw - 1) * g.dx - g.pad_left
+        pb, pr = (g.kh - 1) * g.dy - g.pad_bottom, (g.kw - 1) * g.dx - g.pad_right
+        g2 = _Geometry(g.n, g.c_out, g.oh, g.ow, g.c_in, g.groups, g.kh, g.kw, 1, 1, g.dy,
+                       g.dx, pt, pb, pl, pr, g.h, g.w, g.channels_last)
+        return _forward_oihw(g2, grad_y, np.ascontiguousarray(wt), None, dtype)
     gx = np.zeros(g.x_shape, dtype)
     at = _pack_rows(w.reshape(g.groups, cog, g.k_group).transpose(0, 2, 1), mr)
     _ext.conv2d.grad_input_scatter(grad_y.reshape(-1), at.reshape(-1), gx.reshape(-1),
@@ -222,20 +246,38 @@ def _grad_weight(g, grad_y, x, dtype, with_bias):
     mr, nr = _mr(dtype)
     n_per = _images_per_partial(g, np.dtype(dtype).itemsize)
     nig = -(-g.n // n_per)
-    cog_pad, kg_pad = -(-cog // mr) * mr, -(-g.k_group // nr) * nr
-    part = np.zeros((nig, g.groups, cog_pad, kg_pad), dtype)
-    bsum = np.zeros((nig, g.c_out)) if with_bias else None
-    _ext.conv2d.grad_weight(x.reshape(-1), grad_y.reshape(-1), part.reshape(-1),
-                            None if bsum is None else bsum.reshape(-1), _geom(g), n_per,
-                            _WEIGHT_BLOCK_PIXELS)
+    gb = _grad_bias_kernel(g, grad_y, dtype, n_per) if with_bias else None
+    if _shifted(g):
+        kg_pad, cog_pad = -(-g.k_group // mr) * mr, -(-cog // nr) * nr
+        part = np.zeros((nig, g.groups, kg_pad, cog_pad), dtype)
+        _ext.conv2d.grad_weight_shift(x.reshape(-1), grad_y.reshape(-1),
+                                      _shift_offsets(g, kg_pad), part.reshape(-1),
+                                      _geom(g), n_per, _WEIGHT_BLOCK_PIXELS)
+    else:
+        cog_pad, kg_pad = -(-cog // mr) * mr, -(-g.k_group // nr) * nr
+        part = np.zeros((nig, g.groups, cog_pad, kg_pad), dtype)
+        _ext.conv2d.grad_weight(x.reshape(-1), grad_y.reshape(-1), part.reshape(-1),
+                                None, _geom(g), n_per, _WEIGHT_BLOCK_PIXELS)
     total = part[0]
     for i in range(1, nig):  # a fixed order: the same sum for any thread count
         total += part[i]
-    gw = total[:, :cog, :g.k_group].reshape(g.c_out, g.c_in // g.groups, g.kh, g.kw)
+    if _shifted(g):
+        total = total[:, :g.k_group, :cog].transpose(0, 2, 1)
+    else:
+        total = total[:, :cog, :g.k_group]
+    gw = total.reshape(g.c_out, g.c_in // g.groups, g.kh, g.kw)
     if g.channels_last:
         gw = gw.transpose(2, 3, 1, 0)
-    gb = bsum.sum(axis=0).astype(dtype) if with_bias else None
     return np.ascontiguousarray(gw), gb
+
+
+def _grad_bias_kernel(g, grad_y, dtype, n_per):
+    """grad_y summed over all but C_out: float64 partial sums per group of n_per images
+    (blocks of _WEIGHT_BLOCK_PIXELS pixels), added in a fixed order."""
+    bsum = np.zeros((-(-g.n // n_per), g.c_out))
+    _ext.conv2d.grad_bias(grad_y.reshape(-1), bsum.reshape(-1), _geom(g), n_per,
+                          _WEIGHT_BLOCK_PIXELS)
+    return bsum.sum(axis=0).astype(dtype)
 
 
 def _backward(g, grad_y, x, weight, dtype, need_input, need_weight, with_bias=False):
@@ -348,8 +390,4 @@ def conv2d_grad_bias(grad_y, data_format="channels_first"):
         return np.zeros(c_out, dtype)
     # The same partial sums as conv2d_backward's fused bias gradient (identical result).
     g = _Geometry(n, 1, 1, 1, c_out, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, oh, ow, last)
-    n_per = _images_per_partial(g, np.dtype(dtype).itemsize)
-    bsum = np.zeros((-(-n // n_per), c_out))
-    _ext.conv2d.grad_bias(gy.reshape(-1), bsum.reshape(-1), _geom(g), n_per,
-                          _WEIGHT_BLOCK_PIXELS)
-    return bsum.sum(axis=0).astype(dtype)
+    return _grad_bias_kernel(g, gy, dtype, _images_per_partial(g, np.dtype(dtype).itemsize))

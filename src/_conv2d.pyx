@@ -25,12 +25,24 @@ cdef extern from "conv_kernels_all.h" nogil:
                                  Py_ssize_t ldc, int accumulate)
     ctypedef void (*fc_kernel_d)(Py_ssize_t kc, const double *A, const double *B,
                                  double *C, Py_ssize_t ldc, int accumulate)
+    ctypedef void (*fc_kib_f)(Py_ssize_t kc, const float *A, const float *xb,
+                              const Py_ssize_t *off, float *C, Py_ssize_t ldc)
+    ctypedef void (*fc_kib_d)(Py_ssize_t kc, const double *A, const double *xb,
+                              const Py_ssize_t *off, double *C, Py_ssize_t ldc)
+    ctypedef void (*fc_kia_f)(Py_ssize_t kc, const float *xa, const Py_ssize_t *off,
+                              const float *B, float *C, Py_ssize_t ldc, int accumulate)
+    ctypedef void (*fc_kia_d)(Py_ssize_t kc, const double *xa, const Py_ssize_t *off,
+                              const double *B, double *C, Py_ssize_t ldc, int accumulate)
     ctypedef struct fc_isa:
         int id
         const char *name
         int mr_f, nr_f, mr_d, nr_d
         fc_kernel_f kern_f
         fc_kernel_d kern_d
+        fc_kib_f kib_f
+        fc_kib_d kib_d
+        fc_kia_f kia_f
+        fc_kia_d kia_d
     ctypedef struct fc_conv:
         Py_ssize_t n, c, h, w, cout, oh, ow, groups, cg, cog, kg
         Py_ssize_t kh, kw, sy, sx, dy, dx, pt, pl
@@ -68,6 +80,23 @@ cdef extern from "conv_kernels_all.h" nogil:
     void fc_bias_grad_item_d(const fc_conv *g, const double *gy, double *bsum,
                              Py_ssize_t n_lo, Py_ssize_t n_hi, Py_ssize_t pcmax,
                              fc_seg *seg)
+    void fc_forward_shift_image_f(const fc_conv *g, fc_kib_f kib, const float *x,
+                                  const float *ap, const Py_ssize_t *off,
+                                  const float *bias, float *y, Py_ssize_t n, int relu,
+                                  float *xp, float *tile, fc_seg *seg)
+    void fc_forward_shift_image_d(const fc_conv *g, fc_kib_d kib, const double *x,
+                                  const double *ap, const Py_ssize_t *off,
+                                  const double *bias, double *y, Py_ssize_t n, int relu,
+                                  double *xp, double *tile, fc_seg *seg)
+    void fc_grad_weight_shift_item_f(const fc_conv *g, fc_kia_f kia, const float *x,
+                                     const float *gy, const Py_ssize_t *off, float *part,
+                                     Py_ssize_t n_lo, Py_ssize_t n_hi, Py_ssize_t grp,
+                                     Py_ssize_t pcmax, float *xp, float *gyt)
+    void fc_grad_weight_shift_item_d(const fc_conv *g, fc_kia_d kia, const double *x,
+                                     const double *gy, const Py_ssize_t *off,
+                                     double *part, Py_ssize_t n_lo, Py_ssize_t n_hi,
+                                     Py_ssize_t grp, Py_ssize_t pcmax, double *xp,
+                                     double *gyt)
 
 ctypedef fused floating:
     float
@@ -293,5 +322,110 @@ def grad_bias(const floating[::1] gy, double[::1] bsum, tuple geom, Py_ssize_t n
                     fc_bias_grad_item_d(&g, pgy, pb + ig * g.cout, ig * n_per, n_hi,
                                         pcmax, seg)
         fc_free(seg)
+    if fail[0]:
+        raise MemoryError("conv2d: could not allocate per-thread scratch buffers")
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def forward_shift(const floating[::1] x, const floating[::1] ap, const Py_ssize_t[::1] off,
+                  const floating[::1] bias, floating[::1] y, tuple geom,
+                  bint relu=False):
+    """Stride-1 forward through a padded copy of each image (see conv_driver.h); off[k]
+    = c*Hp*Wp + ki*dy*Wp + kj*dx.  Parallel over images."""
+    cdef fc_conv g
+    cdef bint dbl = floating is double
+    cdef int mr = _isa.mr_d if dbl else _isa.mr_f
+    cdef int nr = _isa.nr_d if dbl else _isa.nr_f
+    cdef fc_kib_f kf = _isa.kib_f
+    cdef fc_kib_d kd = _isa.kib_d
+    _fill(&g, geom, mr, nr)
+    cdef Py_ssize_t wp = g.ow + (g.kw - 1) * g.dx, hp = g.oh + (g.kh - 1) * g.dy
+    cdef Py_ssize_t xp_len = g.cg * hp * wp + (g.kw - 1) * g.dx + nr, n
+    cdef const floating *bp_bias = NULL
+    if bias is not None:
+        bp_bias = &bias[0]
+    cdef const floating *px = &x[0]
+    cdef const floating *pa = &ap[0]
+    cdef const Py_ssize_t *po = &off[0]
+    cdef floating *py = &y[0]
+    cdef floating *xp
+    cdef floating *tile
+    cdef fc_seg *seg
+    cdef int fail[1]
+    fail[0] = 0
+    with nogil, parallel():
+        xp = <floating *>fc_alloc(xp_len * sizeof(floating))
+        tile = <floating *>fc_alloc(mr * nr * sizeof(floating))
+        seg = <fc_seg *>fc_alloc(nr * sizeof(fc_seg))
+        if xp == NULL or tile == NULL or seg == NULL:
+            fail[0] = 1
+        for n in prange(g.n, schedule="dynamic", chunksize=1):
+            if fail[0] == 0:
+                if floating is float:
+                    fc_forward_shift_image_f(&g, kf, px, pa, po, bp_bias, py, n, relu, xp,
+                                             tile, seg)
+                else:
+                    fc_forward_shift_image_d(&g, kd, px, pa, po, bp_bias, py, n, relu, xp,
+                                             tile, seg)
+        fc_free(xp)
+        fc_free(tile)
+        fc_free(seg)
+    if fail[0]:
+        raise MemoryError("conv2d: could not allocate per-thread scratch buffers")
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def grad_weight_shift(const floating[::1] x, const floating[::1] gy,
+                      const Py_ssize_t[::1] off, floating[::1] part, tuple geom,
+                      Py_ssize_t n_per, Py_ssize_t pcmax):
+    """Stride-1 partial weight gradients, one per group of n_per images: part zeroed,
+    (n_igroups, groups, ceil(kg/MR)*MR, ceil(cog/NR)*NR) -- rows k, columns co; off
+    padded to ceil(kg/MR)*MR entries.  Parallel over (image group, conv group)."""
+    cdef fc_conv g
+    cdef bint dbl = floating is double
+    cdef int mr = _isa.mr_d if dbl else _isa.mr_f
+    cdef int nr = _isa.nr_d if dbl else _isa.nr_f
+    cdef fc_kia_f kf = _isa.kia_f
+    cdef fc_kia_d kd = _isa.kia_d
+    _fill(&g, geom, mr, nr)
+    cdef Py_ssize_t wp = g.ow + (g.kw - 1) * g.dx, hp = g.oh + (g.kh - 1) * g.dy
+    cdef Py_ssize_t xp_len = g.cg * hp * wp + (g.kw - 1) * g.dx + nr
+    cdef Py_ssize_t cog_pad = (g.cog + nr - 1) // nr * nr
+    cdef Py_ssize_t kg_pad = (g.kg + mr - 1) // mr * mr
+    cdef Py_ssize_t gyt_len = cog_pad * g.oh * wp
+    cdef Py_ssize_t nig = (g.n + n_per - 1) // n_per
+    cdef Py_ssize_t part_stride = g.groups * kg_pad * cog_pad
+    cdef Py_ssize_t items = nig * g.groups, it, ig, grp, n_lo, n_hi
+    cdef const floating *px = &x[0]
+    cdef const floating *pgy = &gy[0]
+    cdef const Py_ssize_t *po = &off[0]
+    cdef floating *pp = &part[0]
+    cdef floating *xp
+    cdef floating *gyt
+    cdef int fail[1]
+    fail[0] = 0
+    with nogil, parallel():
+        xp = <floating *>fc_alloc(xp_len * sizeof(floating))
+        gyt = <floating *>fc_alloc(gyt_len * sizeof(floating))
+        if xp == NULL or gyt == NULL:
+            fail[0] = 1
+        for it in prange(items, schedule="dynamic", chunksize=1):
+            if fail[0] == 0:
+                ig = it // g.groups
+                grp = it % g.groups
+                n_lo = ig * n_per
+                n_hi = n_lo + n_per
+                if n_hi > g.n:
+                    n_hi = g.n
+                if floating is float:
+                    fc_grad_weight_shift_item_f(&g, kf, px, pgy, po, pp + ig * part_stride,
+                                                n_lo, n_hi, grp, pcmax, xp, gyt)
+                else:
+                    fc_grad_weight_shift_item_d(&g, kd, px, pgy, po, pp + ig * part_stride,
+                                                n_lo, n_hi, grp, pcmax, xp, gyt)
+        fc_free(xp)
+        fc_free(gyt)
     if fail[0]:
         raise MemoryError("conv2d: could not allocate per-thread scratch buffers")

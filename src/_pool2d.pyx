@@ -36,6 +36,8 @@ from cython.parallel cimport prange
 from libc.stdint cimport int32_t, uint8_t
 from libc.string cimport memset
 
+from omp_shim cimport fc_get_max_threads
+
 cimport cython
 
 # The hottest loop (2x2/2 max pooling of float32 rows, channels_first) in explicit SSE2,
@@ -619,6 +621,16 @@ cdef void _avg_back_image_nhwc(const floating *gyn, floating *gn,
 # Python entry points (arguments already checked by fastconv/pooling.py)
 # --------------------------------------------------------------------------------------
 
+# Below this many input elements one thread does the whole call: waking a second
+# thread costs more than the work it would take over.
+cdef enum:
+    _SERIAL_ELEMENTS = 32768
+
+
+cdef inline int _threads(Py_ssize_t elements) noexcept nogil:
+    return 1 if elements < _SERIAL_ELEMENTS else fc_get_max_threads()
+
+
 cdef inline bint _is_2x2(Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sy, Py_ssize_t sx,
                          Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t H, Py_ssize_t W,
                          Py_ssize_t OH, Py_ssize_t OW) noexcept nogil:
@@ -636,12 +648,13 @@ def max_pool_nchw(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t OH = y.shape[2], OW = y.shape[3], p, planes = N * C
     cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl, H, W, OH, OW)
+    cdef int nt = _threads(N * C * H * W)
     if planes == 0 or OH * OW == 0:
         return
     cdef const floating *xb = &x[0, 0, 0, 0]
     cdef floating *yb = &y[0, 0, 0, 0]
     cdef index_t *ib = &idx[0, 0, 0, 0]
-    for p in prange(planes, nogil=True, schedule="static"):
+    for p in prange(planes, nogil=True, schedule="static", num_threads=nt):
         if fast:
             _max_plane_2x2(xb + p * H * W, yb + p * OH * OW,
                            ib + p * OH * OW if store else ib, store, W, OH, OW)
@@ -660,12 +673,13 @@ def max_pool_nhwc(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
     cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
     cdef Py_ssize_t OH = y.shape[1], OW = y.shape[2], r, n, oy, rows = N * OH
     cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl, H, W, OH, OW)
+    cdef int nt = _threads(N * C * H * W)
     if rows == 0 or OW * C == 0:
         return
     cdef const floating *xb = &x[0, 0, 0, 0]
     cdef floating *yb = &y[0, 0, 0, 0]
     cdef index_t *ib = &idx[0, 0, 0, 0]
-    for r in prange(rows, nogil=True, schedule="static"):
+    for r in prange(rows, nogil=True, schedule="static", num_threads=nt):
         n = r // OH
         oy = r % OH
         if fast:
@@ -686,11 +700,12 @@ def avg_pool_nchw(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t OH = y.shape[2], OW = y.shape[3], p, planes = N * C
     cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl, H, W, OH, OW)
+    cdef int nt = _threads(N * C * H * W)
     if planes == 0 or OH * OW == 0:
         return
     cdef const floating *xb = &x[0, 0, 0, 0]
     cdef floating *yb = &y[0, 0, 0, 0]
-    for p in prange(planes, nogil=True, schedule="static"):
+    for p in prange(planes, nogil=True, schedule="static", num_threads=nt):
         if fast:
             _avg_plane_2x2(xb + p * H * W, yb + p * OH * OW, W, OH, OW)
         else:
@@ -707,11 +722,12 @@ def avg_pool_nhwc(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
     cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
     cdef Py_ssize_t OH = y.shape[1], OW = y.shape[2], r, n, oy, rows = N * OH
     cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl, H, W, OH, OW)
+    cdef int nt = _threads(N * C * H * W)
     if rows == 0 or OW * C == 0:
         return
     cdef const floating *xb = &x[0, 0, 0, 0]
     cdef floating *yb = &y[0, 0, 0, 0]
-    for r in prange(rows, nogil=True, schedule="static"):
+    for r in prange(rows, nogil=True, schedule="static", num_threads=nt):
         n = r // OH
         oy = r % OH
         if fast:
@@ -732,6 +748,7 @@ def max_pool_backward_nchw(const floating[:, :, :, ::1] grad_y,
     cdef Py_ssize_t H = grad_x.shape[2], W = grad_x.shape[3]
     cdef Py_ssize_t OH = grad_y.shape[2], OW = grad_y.shape[3], p, planes = N * C
     cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl, H, W, OH, OW)
+    cdef int nt = _threads(N * C * H * W)
     if planes == 0 or H * W == 0:
         return
     cdef floating *gb = &grad_x[0, 0, 0, 0]
@@ -740,7 +757,7 @@ def max_pool_backward_nchw(const floating[:, :, :, ::1] grad_y,
         return
     cdef const floating *gyb = &grad_y[0, 0, 0, 0]
     cdef const index_t *ib = &idx[0, 0, 0, 0]
-    for p in prange(planes, nogil=True, schedule="static"):
+    for p in prange(planes, nogil=True, schedule="static", num_threads=nt):
         if fast:
             _max_back_plane_2x2(gyb + p * OH * OW, ib + p * OH * OW, gb + p * H * W,
                                 H, W, OH, OW)
@@ -760,6 +777,7 @@ def max_pool_backward_nhwc(const floating[:, :, :, ::1] grad_y,
     cdef Py_ssize_t C = grad_x.shape[3], OH = grad_y.shape[1], OW = grad_y.shape[2]
     cdef Py_ssize_t n, r, oy
     cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl, H, W, OH, OW)
+    cdef int nt = _threads(N * C * H * W)
     if N == 0 or H * W * C == 0:
         return
     cdef floating *gb = &grad_x[0, 0, 0, 0]
@@ -769,13 +787,13 @@ def max_pool_backward_nhwc(const floating[:, :, :, ::1] grad_y,
     cdef const floating *gyb = &grad_y[0, 0, 0, 0]
     cdef const index_t *ib = &idx[0, 0, 0, 0]
     if fast:
-        for r in prange(N * OH, nogil=True, schedule="static"):
+        for r in prange(N * OH, nogil=True, schedule="static", num_threads=nt):
             n = r // OH
             oy = r % OH
             _back_row_nhwc_2x2(gyb + r * OW * C, ib + r * OW * C, True,
                                gb + n * H * W * C, H, W, C, oy, OH, OW)
     else:
-        for n in prange(N, nogil=True, schedule="static"):
+        for n in prange(N, nogil=True, schedule="static", num_threads=nt):
             _max_back_image_nhwc(gyb + n * OH * OW * C, ib + n * OH * OW * C,
                                  gb + n * H * W * C, H, W, C, OH, OW, kh, kw, sy, sx,
                                  pt, pl)
@@ -792,6 +810,7 @@ def avg_pool_backward_nchw(const floating[:, :, :, ::1] grad_y,
     cdef Py_ssize_t H = grad_x.shape[2], W = grad_x.shape[3]
     cdef Py_ssize_t OH = grad_y.shape[2], OW = grad_y.shape[3], p, planes = N * C
     cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl, H, W, OH, OW)
+    cdef int nt = _threads(N * C * H * W)
     if planes == 0 or H * W == 0:
         return
     cdef floating *gb = &grad_x[0, 0, 0, 0]
@@ -799,7 +818,7 @@ def avg_pool_backward_nchw(const floating[:, :, :, ::1] grad_y,
         memset(gb, 0, planes * H * W * sizeof(floating))
         return
     cdef const floating *gyb = &grad_y[0, 0, 0, 0]
-    for p in prange(planes, nogil=True, schedule="static"):
+    for p in prange(planes, nogil=True, schedule="static", num_threads=nt):
         if fast:
             _avg_back_plane_2x2(gyb + p * OH * OW, gb + p * H * W, H, W, OH, OW)
         else:
@@ -818,6 +837,7 @@ def avg_pool_backward_nhwc(const floating[:, :, :, ::1] grad_y,
     cdef Py_ssize_t C = grad_x.shape[3], OH = grad_y.shape[1], OW = grad_y.shape[2]
     cdef Py_ssize_t n, r, oy
     cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl, H, W, OH, OW)
+    cdef int nt = _threads(N * C * H * W)
     cdef const uint8_t *no_idx = NULL
     if N == 0 or H * W * C == 0:
         return
@@ -827,12 +847,12 @@ def avg_pool_backward_nhwc(const floating[:, :, :, ::1] grad_y,
         return
     cdef const floating *gyb = &grad_y[0, 0, 0, 0]
     if fast:
-        for r in prange(N * OH, nogil=True, schedule="static"):
+        for r in prange(N * OH, nogil=True, schedule="static", num_threads=nt):
             n = r // OH
             oy = r % OH
             _back_row_nhwc_2x2(gyb + r * OW * C, no_idx, False, gb + n * H * W * C,
                                H, W, C, oy, OH, OW)
     else:
-        for n in prange(N, nogil=True, schedule="static"):
+        for n in prange(N, nogil=True, schedule="static", num_threads=nt):
             _avg_back_image_nhwc(gyb + n * OH * OW * C, gb + n * H * W * C, H, W, C, OH,
                                  OW, kh, kw, sy, sx, pt, pl, include_pad)

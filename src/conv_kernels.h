@@ -44,12 +44,29 @@ typedef void (*fc_kernel_f)(ptrdiff_t kc, const float *A, const float *B, float 
 typedef void (*fc_kernel_d)(ptrdiff_t kc, const double *A, const double *B, double *C,
                             ptrdiff_t ldc, int accumulate);
 
+/* Indirect-B kernel: B row k is read in place at xb + off[k] (no packed panel):
+ *     C[i * ldc + j] = sum_k A[k * MR + i] * xb[off[k] + j]
+ * Indirect-A kernel: A column i is read in place at xa + off[i], one element per step:
+ *     C[i * ldc + j] (=, or +=) sum_p xa[off[i] + p] * B[p * NR + j]            */
+typedef void (*fc_kib_f)(ptrdiff_t kc, const float *A, const float *xb,
+                         const ptrdiff_t *off, float *C, ptrdiff_t ldc);
+typedef void (*fc_kib_d)(ptrdiff_t kc, const double *A, const double *xb,
+                         const ptrdiff_t *off, double *C, ptrdiff_t ldc);
+typedef void (*fc_kia_f)(ptrdiff_t kc, const float *xa, const ptrdiff_t *off,
+                         const float *B, float *C, ptrdiff_t ldc, int accumulate);
+typedef void (*fc_kia_d)(ptrdiff_t kc, const double *xa, const ptrdiff_t *off,
+                         const double *B, double *C, ptrdiff_t ldc, int accumulate);
+
 typedef struct {
     int id;            /* 0 portable, 1 avx2, 2 avx512 */
     const char *name;
     int mr_f, nr_f, mr_d, nr_d;
     fc_kernel_f kern_f;
     fc_kernel_d kern_d;
+    fc_kib_f kib_f;
+    fc_kib_d kib_d;
+    fc_kia_f kia_f;
+    fc_kia_d kia_d;
 } fc_isa;
 
 /* ---------------------------------------------------------------- portable ----- */
@@ -83,6 +100,61 @@ typedef struct {
 
 FC_PORTABLE_KERNEL(fc_kernel_portable_f, float)
 FC_PORTABLE_KERNEL(fc_kernel_portable_d, double)
+
+#define FC_PORTABLE_KIB(NAME, T)                                                        \
+    static void NAME(ptrdiff_t kc, const T *A, const T *xb, const ptrdiff_t *off, T *C, \
+                     ptrdiff_t ldc)                                                      \
+    {                                                                                    \
+        T acc[FC_PORT_MR][FC_PORT_NR];                                                   \
+        ptrdiff_t k;                                                                     \
+        int i, j;                                                                        \
+        for (i = 0; i < FC_PORT_MR; i++)                                                 \
+            for (j = 0; j < FC_PORT_NR; j++)                                             \
+                acc[i][j] = 0;                                                           \
+        for (k = 0; k < kc; k++) {                                                       \
+            const T *B = xb + off[k];                                                    \
+            for (i = 0; i < FC_PORT_MR; i++) {                                           \
+                T a = A[i];                                                              \
+                for (j = 0; j < FC_PORT_NR; j++)                                         \
+                    acc[i][j] += a * B[j];                                               \
+            }                                                                            \
+            A += FC_PORT_MR;                                                             \
+        }                                                                                \
+        for (i = 0; i < FC_PORT_MR; i++)                                                 \
+            for (j = 0; j < FC_PORT_NR; j++)                                             \
+                C[i * ldc + j] = acc[i][j];                                              \
+    }
+
+#define FC_PORTABLE_KIA(NAME, T)                                                        \
+    static void NAME(ptrdiff_t kc, const T *xa, const ptrdiff_t *off, const T *B, T *C, \
+                     ptrdiff_t ldc, int accumulate)                                      \
+    {                                                                                    \
+        T acc[FC_PORT_MR][FC_PORT_NR];                                                   \
+        const T *a[FC_PORT_MR];                                                          \
+        ptrdiff_t p;                                                                     \
+        int i, j;                                                                        \
+        for (i = 0; i < FC_PORT_MR; i++) {                                               \
+            a[i] = xa + off[i];                                                          \
+            for (j = 0; j < FC_PORT_NR; j++)                                             \
+                acc[i][j] = 0;                                                           \
+        }                                                                                \
+        for (p = 0; p < kc; p++) {                                                       \
+            for (i = 0; i < FC_PORT_MR; i++) {                                           \
+                T av = a[i][p];                                                          \
+                for (j = 0; j < FC_PORT_NR; j++)                                         \
+                    acc[i][j] += av * B[j];                                              \
+            }                                                                            \
+            B += FC_PORT_NR;                                                             \
+        }                                                                                \
+        for (i = 0; i < FC_PORT_MR; i++)                                                 \
+            for (j = 0; j < FC_PORT_NR; j++)                                             \
+                C[i * ldc + j] = accumulate ? C[i * ldc + j] + acc[i][j] : acc[i][j];    \
+    }
+
+FC_PORTABLE_KIB(fc_kib_portable_f, float)
+FC_PORTABLE_KIB(fc_kib_portable_d, double)
+FC_PORTABLE_KIA(fc_kia_portable_f, float)
+FC_PORTABLE_KIA(fc_kia_portable_d, double)
 
 #if FC_X86_DISPATCH
 
@@ -132,6 +204,67 @@ FC_PORTABLE_KERNEL(fc_kernel_portable_d, double)
 FC_AVX512_KERNEL(fc_kernel_avx512_f, float, ps, __m512, 16)
 FC_AVX512_KERNEL(fc_kernel_avx512_d, double, pd, __m512d, 8)
 
+#define FC_ROWA(PS, i)                                                                   \
+    {                                                                                    \
+        a = _mm512_set1_##PS(a##i[p]);                                                   \
+        c##i##0 = _mm512_fmadd_##PS(a, b0, c##i##0);                                     \
+        c##i##1 = _mm512_fmadd_##PS(a, b1, c##i##1);                                     \
+    }
+
+#define FC_AVX512_KIB(NAME, T, PS, VEC, VL)                                             \
+    FC_TARGET_AVX512 static void NAME(ptrdiff_t kc, const T *A, const T *xb,           \
+                                      const ptrdiff_t *off, T *C, ptrdiff_t ldc)        \
+    {                                                                                    \
+        VEC c00 = _mm512_setzero_##PS(), c01 = c00, c10 = c00, c11 = c00, c20 = c00,    \
+            c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00,            \
+            c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;                       \
+        VEC a, b0, b1;                                                                   \
+        const int accumulate = 0;                                                        \
+        ptrdiff_t k;                                                                     \
+        for (k = 0; k < kc; k++) {                                                       \
+            const T *B = xb + off[k];                                                    \
+            b0 = _mm512_loadu_##PS(B);                                                   \
+            b1 = _mm512_loadu_##PS(B + VL);                                              \
+            FC_ROW2(PS, 0) FC_ROW2(PS, 1) FC_ROW2(PS, 2) FC_ROW2(PS, 3)                  \
+            FC_ROW2(PS, 4) FC_ROW2(PS, 5) FC_ROW2(PS, 6) FC_ROW2(PS, 7)                  \
+            A += 8;                                                                      \
+        }                                                                                \
+        FC_STORE2_512(PS, T, 0, VL) FC_STORE2_512(PS, T, 1, VL)                          \
+        FC_STORE2_512(PS, T, 2, VL) FC_STORE2_512(PS, T, 3, VL)                          \
+        FC_STORE2_512(PS, T, 4, VL) FC_STORE2_512(PS, T, 5, VL)                          \
+        FC_STORE2_512(PS, T, 6, VL) FC_STORE2_512(PS, T, 7, VL)                          \
+    }
+
+#define FC_AVX512_KIA(NAME, T, PS, VEC, VL)                                             \
+    FC_TARGET_AVX512 static void NAME(ptrdiff_t kc, const T *xa, const ptrdiff_t *off, \
+                                      const T *B, T *C, ptrdiff_t ldc, int accumulate)  \
+    {                                                                                    \
+        VEC c00 = _mm512_setzero_##PS(), c01 = c00, c10 = c00, c11 = c00, c20 = c00,    \
+            c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00,            \
+            c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;                       \
+        VEC a, b0, b1;                                                                   \
+        const T *a0 = xa + off[0], *a1 = xa + off[1], *a2 = xa + off[2];                 \
+        const T *a3 = xa + off[3], *a4 = xa + off[4], *a5 = xa + off[5];                 \
+        const T *a6 = xa + off[6], *a7 = xa + off[7];                                    \
+        ptrdiff_t p;                                                                     \
+        for (p = 0; p < kc; p++) {                                                       \
+            b0 = _mm512_loadu_##PS(B);                                                   \
+            b1 = _mm512_loadu_##PS(B + VL);                                              \
+            FC_ROWA(PS, 0) FC_ROWA(PS, 1) FC_ROWA(PS, 2) FC_ROWA(PS, 3)                  \
+            FC_ROWA(PS, 4) FC_ROWA(PS, 5) FC_ROWA(PS, 6) FC_ROWA(PS, 7)                  \
+            B += 2 * VL;                                                                 \
+        }                                                                                \
+        FC_STORE2_512(PS, T, 0, VL) FC_STORE2_512(PS, T, 1, VL)                          \
+        FC_STORE2_512(PS, T, 2, VL) FC_STORE2_512(PS, T, 3, VL)                          \
+        FC_STORE2_512(PS, T, 4, VL) FC_STORE2_512(PS, T, 5, VL)                          \
+        FC_STORE2_512(PS, T, 6, VL) FC_STORE2_512(PS, T, 7, VL)                          \
+    }
+
+FC_AVX512_KIB(fc_kib_avx512_f, float, ps, __m512, 16)
+FC_AVX512_KIB(fc_kib_avx512_d, double, pd, __m512d, 8)
+FC_AVX512_KIA(fc_kia_avx512_f, float, ps, __m512, 16)
+FC_AVX512_KIA(fc_kia_avx512_d, double, pd, __m512d, 8)
+
 /* --------------------------------------------------------------- AVX2 + FMA ----- */
 
 #define FC_ROW2_256(PS, i)                                                               \
@@ -176,18 +309,80 @@ FC_AVX512_KERNEL(fc_kernel_avx512_d, double, pd, __m512d, 8)
 FC_AVX2_KERNEL(fc_kernel_avx2_f, float, ps, __m256, 8)
 FC_AVX2_KERNEL(fc_kernel_avx2_d, double, pd, __m256d, 4)
 
+#define FC_ROWA_256(PS, i)                                                               \
+    {                                                                                    \
+        a = _mm256_set1_##PS(a##i[p]);                                                   \
+        c##i##0 = _mm256_fmadd_##PS(a, b0, c##i##0);                                     \
+        c##i##1 = _mm256_fmadd_##PS(a, b1, c##i##1);                                     \
+    }
+
+#define FC_AVX2_KIB(NAME, T, PS, VEC, VL)                                               \
+    FC_TARGET_AVX2 static void NAME(ptrdiff_t kc, const T *A, const T *xb,             \
+                                    const ptrdiff_t *off, T *C, ptrdiff_t ldc)          \
+    {                                                                                    \
+        VEC c00 = _mm256_setzero_##PS(), c01 = c00, c10 = c00, c11 = c00, c20 = c00,    \
+            c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00,            \
+            c51 = c00;                                                                   \
+        VEC a, b0, b1;                                                                   \
+        const int accumulate = 0;                                                        \
+        ptrdiff_t k;                                                                     \
+        for (k = 0; k < kc; k++) {                                                       \
+            const T *B = xb + off[k];                                                    \
+            b0 = _mm256_loadu_##PS(B);                                                   \
+            b1 = _mm256_loadu_##PS(B + VL);                                              \
+            FC_ROW2_256(PS, 0) FC_ROW2_256(PS, 1) FC_ROW2_256(PS, 2)                     \
+            FC_ROW2_256(PS, 3) FC_ROW2_256(PS, 4) FC_ROW2_256(PS, 5)                     \
+            A += 6;                                                                      \
+        }                                                                                \
+        FC_STORE2_256(PS, T, 0, VL) FC_STORE2_256(PS, T, 1, VL)                          \
+        FC_STORE2_256(PS, T, 2, VL) FC_STORE2_256(PS, T, 3, VL)                          \
+        FC_STORE2_256(PS, T, 4, VL) FC_STORE2_256(PS, T, 5, VL)                          \
+    }
+
+#define FC_AVX2_KIA(NAME, T, PS, VEC, VL)                                               \
+    FC_TARGET_AVX2 static void NAME(ptrdiff_t kc, const T *xa, const ptrdiff_t *off,   \
+                                    const T *B, T *C, ptrdiff_t ldc, int accumulate)    \
+    {                                                                                    \
+        VEC c00 = _mm256_setzero_##PS(), c01 = c00, c10 = c00, c11 = c00, c20 = c00,    \
+            c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00,            \
+            c51 = c00;                                                                   \
+        VEC a, b0, b1;                                                                   \
+        const T *a0 = xa + off[0], *a1 = xa + off[1], *a2 = xa + off[2];                 \
+        const T *a3 = xa + off[3], *a4 = xa + off[4], *a5 = xa + off[5];                 \
+        ptrdiff_t p;                                                                     \
+        for (p = 0; p < kc; p++) {                                                       \
+            b0 = _mm256_loadu_##PS(B);                                                   \
+            b1 = _mm256_loadu_##PS(B + VL);                                              \
+            FC_ROWA_256(PS, 0) FC_ROWA_256(PS, 1) FC_ROWA_256(PS, 2)                     \
+            FC_ROWA_256(PS, 3) FC_ROWA_256(PS, 4) FC_ROWA_256(PS, 5)                     \
+            B += 2 * VL;                                                                 \
+        }                                                                                \
+        FC_STORE2_256(PS, T, 0, VL) FC_STORE2_256(PS, T, 1, VL)                          \
+        FC_STORE2_256(PS, T, 2, VL) FC_STORE2_256(PS, T, 3, VL)                          \
+        FC_STORE2_256(PS, T, 4, VL) FC_STORE2_256(PS, T, 5, VL)                          \
+    }
+
+FC_AVX2_KIB(fc_kib_avx2_f, float, ps, __m256, 8)
+FC_AVX2_KIB(fc_kib_avx2_d, double, pd, __m256d, 4)
+FC_AVX2_KIA(fc_kia_avx2_f, float, ps, __m256, 8)
+FC_AVX2_KIA(fc_kia_avx2_d, double, pd, __m256d, 4)
+
 #endif /* FC_X86_DISPATCH */
 
 /* ---------------------------------------------------------------- dispatch ----- */
 
 static const fc_isa fc_isa_portable = {0, "portable", FC_PORT_MR, FC_PORT_NR, FC_PORT_MR,
                                        FC_PORT_NR, fc_kernel_portable_f,
-                                       fc_kernel_portable_d};
+                                       fc_kernel_portable_d, fc_kib_portable_f,
+                                       fc_kib_portable_d, fc_kia_portable_f,
+                                       fc_kia_portable_d};
 #if FC_X86_DISPATCH
 static const fc_isa fc_isa_avx2 = {1, "avx2", 6, 16, 6, 8, fc_kernel_avx2_f,
-                                   fc_kernel_avx2_d};
+                                   fc_kernel_avx2_d, fc_kib_avx2_f, fc_kib_avx2_d,
+                                   fc_kia_avx2_f, fc_kia_avx2_d};
 static const fc_isa fc_isa_avx512 = {2, "avx512", 8, 32, 8, 16, fc_kernel_avx512_f,
-                                     fc_kernel_avx512_d};
+                                     fc_kernel_avx512_d, fc_kib_avx512_f, fc_kib_avx512_d,
+                                     fc_kia_avx512_f, fc_kia_avx512_d};
 #endif
 
 /* The best ISA this CPU supports (ignoring FASTCONV_DISABLE_SIMD). */

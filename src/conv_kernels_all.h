@@ -66,6 +66,10 @@ static void fc_free(void *p)
 
 typedef fc_kernel_f fc_kernel_t_f;
 typedef fc_kernel_d fc_kernel_t_d;
+typedef fc_kib_f fc_kib_t_f;
+typedef fc_kib_d fc_kib_t_d;
+typedef fc_kia_f fc_kia_t_f;
+typedef fc_kia_d fc_kia_t_d;
 
 #define FC_T float
 #define FC_FN(name) name##_f
