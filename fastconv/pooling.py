@@ -22,7 +22,7 @@ cache them cheaply and the backward pass does not read x again.
 The compiled kernels are in src/_pool2d.pyx; results come back in the layout and dtype
 the arguments came in (see fastconv/_validation.py for the dtype policy).
 """
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -37,9 +37,8 @@ _X_DESC = {"channels_first": "a 4-D array (N, C, H, W) for channels_first",
            "channels_last": "a 4-D array (N, H, W, C) for channels_last"}
 
 
-@dataclass(frozen=True)
-class _Geometry:
-    """One pooling's sizes, checked once."""
+class _Geometry(NamedTuple):
+    """One pooling's sizes, checked once (a NamedTuple: cheap to build on every call)."""
     n: int
     c: int
     h: int
