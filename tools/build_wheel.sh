@@ -37,8 +37,8 @@ sys.exit(1 if missing or bad else 0)
 PY
 
 echo "== auditwheel repair"
-"$WORK/tools/bin/auditwheel" show "$WHEEL"
-"$WORK/tools/bin/auditwheel" repair -w "$WORK/wheelhouse" "$WHEEL"
+PATH="$WORK/tools/bin:$PATH" "$WORK/tools/bin/auditwheel" show "$WHEEL"
+PATH="$WORK/tools/bin:$PATH" "$WORK/tools/bin/auditwheel" repair -w "$WORK/wheelhouse" "$WHEEL"
 REPAIRED=$(ls "$WORK"/wheelhouse/fastconv-*.whl)
 "$WORK/tools/bin/python" - "$REPAIRED" <<'PY'
 import sys, zipfile
