@@ -76,15 +76,18 @@ def tanh_backward(grad_y, y):
 # ---- sigmoid ------------------------------------------------------------------------
 
 def sigmoid(x):
-    """1 / (1 + exp(-x)), computed without overflow and with full relative precision in
-    both tails: e = exp(-|x|); y = 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0."""
+    """1 / (1 + exp(-x)), without overflow and with full relative precision in both
+    tails: s = e / (1 + e) with e = exp(-|x|) is sigmoid(-|x|), exact in the small tail;
+    for x >= 0 the result is 1 - s (close to 1, where absolute precision is what
+    counts).  Three passes and two temporaries."""
     x = _float(x)
-    e = np.abs(x)
-    np.negative(e, out=e)
-    np.exp(e, out=e)
-    den = e + x.dtype.type(1)
-    out = np.where(x >= 0, x.dtype.type(1), e)
+    one = x.dtype.type(1)
+    out = np.abs(x)
+    np.negative(out, out=out)
+    np.exp(out, out=out)
+    den = np.add(out, one)
     np.divide(out, den, out=out)
+    np.subtract(one, out, out=out, where=x >= 0)
     return out
 
 
