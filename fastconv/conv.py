@@ -211,11 +211,13 @@ def _conv_forward(g, x, weight, bias, dtype, relu=False):
 
 def _grad_input(g, grad_y, weight, dtype):
     """grad_x: for stride 1, the forward kernels on grad_y with flipped, transposed
-    weights (a gather, no scatter); otherwise W^T grad_y scattered back per image."""
+    weights (a gather, no scatter); otherwise W^T grad_y scattered back image by image."""
     mr, _ = _mr(dtype)
     cog, cig = g.c_out // g.groups, g.c_in // g.groups
     w = _weight_oihw(g, weight)
-    if g.sy == 1 and g.sx == 1:
+    if g.sy == 1 and g.sx == 1 and g.oh >= g.kh and g.ow >= g.kw:
+        # (When the output is smaller than the kernel, most of this gather would
+        # multiply padding zeros: the scatter below is cheaper.)
         wt = (w.reshape(g.groups, cog, cig, g.kh, g.kw)[:, :, :, ::-1, ::-1]
               .transpose(0, 2, 1, 3, 4).reshape(g.c_in, cog, g.kh, g.kw))
         pt, pl = (g.kh - 1) * g.dy - g.pad_top, (g.kw - 1) * g.dx - g.pad_left
@@ -225,8 +227,10 @@ def _grad_input(g, grad_y, weight, dtype):
         return _forward_oihw(g2, grad_y, np.ascontiguousarray(wt), None, dtype)
     gx = np.zeros(g.x_shape, dtype)
     at = _pack_rows(w.reshape(g.groups, cog, g.k_group).transpose(0, 2, 1), mr)
+    # Whole images per item, enough of them to fill a strip of NR pixels.
+    n_per = max(1, -(-_mr(dtype)[1] // (g.oh * g.ow)))
     _ext.conv2d.grad_input_scatter(grad_y.reshape(-1), at.reshape(-1), gx.reshape(-1),
-                                   _geom(g))
+                                   _geom(g), n_per)
     return gx
 
 
@@ -257,7 +261,7 @@ def _grad_weight(g, grad_y, x, dtype, with_bias):
         cog_pad, kg_pad = -(-cog // mr) * mr, -(-g.k_group // nr) * nr
         part = np.zeros((nig, g.groups, cog_pad, kg_pad), dtype)
         _ext.conv2d.grad_weight(x.reshape(-1), grad_y.reshape(-1), part.reshape(-1),
-                                None, _geom(g), n_per, _WEIGHT_BLOCK_PIXELS)
+                                _geom(g), n_per, _WEIGHT_BLOCK_PIXELS)
     total = part[0]
     for i in range(1, nig):  # a fixed order: the same sum for any thread count
         total += part[i]
@@ -272,11 +276,10 @@ def _grad_weight(g, grad_y, x, dtype, with_bias):
 
 
 def _grad_bias_kernel(g, grad_y, dtype, n_per):
-    """grad_y summed over all but C_out: float64 partial sums per group of n_per images
-    (blocks of _WEIGHT_BLOCK_PIXELS pixels), added in a fixed order."""
+    """grad_y summed over all but C_out: float64 partial sums per group of n_per images,
+    added in a fixed order."""
     bsum = np.zeros((-(-g.n // n_per), g.c_out))
-    _ext.conv2d.grad_bias(grad_y.reshape(-1), bsum.reshape(-1), _geom(g), n_per,
-                          _WEIGHT_BLOCK_PIXELS)
+    _ext.conv2d.grad_bias(grad_y.reshape(-1), bsum.reshape(-1), _geom(g), n_per)
     return bsum.sum(axis=0).astype(dtype)
 
 

@@ -61,25 +61,21 @@ cdef extern from "conv_kernels_all.h" nogil:
                             const double *ap, const double *bias, double *y, Py_ssize_t s,
                             int relu, double *bp, double *tile, fc_seg *seg)
     void fc_grad_weight_item_f(const fc_conv *g, fc_kernel_f kern, const float *x,
-                               const float *gy, float *part, double *bsum,
-                               Py_ssize_t n_lo, Py_ssize_t n_hi, Py_ssize_t grp,
+                               const float *gy, float *part, Py_ssize_t n_lo, Py_ssize_t n_hi, Py_ssize_t grp,
                                Py_ssize_t pcmax, float *ap, float *bp, fc_seg *seg)
     void fc_grad_weight_item_d(const fc_conv *g, fc_kernel_d kern, const double *x,
-                               const double *gy, double *part, double *bsum,
-                               Py_ssize_t n_lo, Py_ssize_t n_hi, Py_ssize_t grp,
+                               const double *gy, double *part, Py_ssize_t n_lo, Py_ssize_t n_hi, Py_ssize_t grp,
                                Py_ssize_t pcmax, double *ap, double *bp, fc_seg *seg)
-    void fc_grad_input_image_f(const fc_conv *g, fc_kernel_f kern, const float *gy,
-                               const float *at, float *gx, Py_ssize_t n, float *bp,
-                               float *tile, fc_seg *seg)
-    void fc_grad_input_image_d(const fc_conv *g, fc_kernel_d kern, const double *gy,
-                               const double *at, double *gx, Py_ssize_t n, double *bp,
-                               double *tile, fc_seg *seg)
+    void fc_grad_input_images_f(const fc_conv *g, fc_kernel_f kern, const float *gy,
+                                const float *at, float *gx, Py_ssize_t n_lo,
+                                Py_ssize_t n_hi, float *bp, float *tile, fc_seg *seg)
+    void fc_grad_input_images_d(const fc_conv *g, fc_kernel_d kern, const double *gy,
+                                const double *at, double *gx, Py_ssize_t n_lo,
+                                Py_ssize_t n_hi, double *bp, double *tile, fc_seg *seg)
     void fc_bias_grad_item_f(const fc_conv *g, const float *gy, double *bsum,
-                             Py_ssize_t n_lo, Py_ssize_t n_hi, Py_ssize_t pcmax,
-                             fc_seg *seg)
+                             Py_ssize_t n_lo, Py_ssize_t n_hi)
     void fc_bias_grad_item_d(const fc_conv *g, const double *gy, double *bsum,
-                             Py_ssize_t n_lo, Py_ssize_t n_hi, Py_ssize_t pcmax,
-                             fc_seg *seg)
+                             Py_ssize_t n_lo, Py_ssize_t n_hi)
     void fc_forward_shift_image_f(const fc_conv *g, fc_kib_f kib, const float *x,
                                   const float *ap, const Py_ssize_t *off,
                                   const float *bias, float *y, Py_ssize_t n, int relu,
@@ -192,10 +188,10 @@ def forward(const floating[::1] x, const floating[::1] ap, const floating[::1] b
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1] part,
-                double[::1] bsum, tuple geom, Py_ssize_t n_per, Py_ssize_t pcmax):
+                tuple geom, Py_ssize_t n_per, Py_ssize_t pcmax):
     """Partial weight gradients, one per group of n_per images: part is zeroed,
-    (n_igroups, groups, ceil(cog/MR)*MR, ceil(kg/NR)*NR); bsum (n_igroups, C_out) zeroed
-    or None.  Parallel over (image group, conv group) items."""
+    (n_igroups, groups, ceil(cog/MR)*MR, ceil(kg/NR)*NR).  Parallel over (image group,
+    conv group) items."""
     cdef fc_conv g
     cdef bint dbl = floating is double
     cdef int mr = _isa.mr_d if dbl else _isa.mr_f
@@ -211,10 +207,6 @@ def grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1] par
     cdef const floating *px = &x[0]
     cdef const floating *pgy = &gy[0]
     cdef floating *pp = &part[0]
-    cdef double *pb = NULL
-    cdef double *pbi
-    if bsum is not None:
-        pb = &bsum[0]
     cdef floating *ap
     cdef floating *bp
     cdef fc_seg *seg
@@ -234,15 +226,12 @@ def grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1] par
                 n_hi = n_lo + n_per
                 if n_hi > g.n:
                     n_hi = g.n
-                pbi = NULL
-                if pb != NULL:
-                    pbi = pb + ig * g.cout
                 if floating is float:
-                    fc_grad_weight_item_f(&g, kf, px, pgy, pp + ig * part_stride, pbi,
-                                          n_lo, n_hi, grp, pcmax, ap, bp, seg)
+                    fc_grad_weight_item_f(&g, kf, px, pgy, pp + ig * part_stride, n_lo,
+                                          n_hi, grp, pcmax, ap, bp, seg)
                 else:
-                    fc_grad_weight_item_d(&g, kd, px, pgy, pp + ig * part_stride, pbi,
-                                          n_lo, n_hi, grp, pcmax, ap, bp, seg)
+                    fc_grad_weight_item_d(&g, kd, px, pgy, pp + ig * part_stride, n_lo,
+                                          n_hi, grp, pcmax, ap, bp, seg)
         fc_free(ap)
         fc_free(bp)
         fc_free(seg)
@@ -253,10 +242,10 @@ def grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1] par
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def grad_input_scatter(const floating[::1] gy, const floating[::1] at, floating[::1] gx,
-                       tuple geom):
+                       tuple geom, Py_ssize_t n_per):
     """gx (zeroed) += scatter of W^T gy, any stride; at = packed transposed weights
-    (groups, ceil(kg/MR), cog, MR).  Parallel over images (no two threads add into the
-    same element)."""
+    (groups, ceil(kg/MR), cog, MR).  Parallel over groups of n_per whole images (no two
+    threads add into the same element)."""
     cdef fc_conv g
     cdef bint dbl = floating is double
     cdef int mr = _isa.mr_d if dbl else _isa.mr_f
@@ -264,7 +253,7 @@ def grad_input_scatter(const floating[::1] gy, const floating[::1] at, floating[
     cdef fc_kernel_f kf = _isa.kern_f
     cdef fc_kernel_d kd = _isa.kern_d
     _fill(&g, geom, mr, nr)
-    cdef Py_ssize_t n
+    cdef Py_ssize_t it, n_lo, n_hi, items = (g.n + n_per - 1) // n_per
     cdef const floating *pgy = &gy[0]
     cdef const floating *pa = &at[0]
     cdef floating *pgx = &gx[0]
@@ -279,12 +268,16 @@ def grad_input_scatter(const floating[::1] gy, const floating[::1] at, floating[
         seg = <fc_seg *>fc_alloc(nr * sizeof(fc_seg))
         if bp == NULL or tile == NULL or seg == NULL:
             fail[0] = 1
-        for n in prange(g.n, schedule="dynamic", chunksize=1):
+        for it in prange(items, schedule="dynamic", chunksize=1):
             if fail[0] == 0:
+                n_lo = it * n_per
+                n_hi = n_lo + n_per
+                if n_hi > g.n:
+                    n_hi = g.n
                 if floating is float:
-                    fc_grad_input_image_f(&g, kf, pgy, pa, pgx, n, bp, tile, seg)
+                    fc_grad_input_images_f(&g, kf, pgy, pa, pgx, n_lo, n_hi, bp, tile, seg)
                 else:
-                    fc_grad_input_image_d(&g, kd, pgy, pa, pgx, n, bp, tile, seg)
+                    fc_grad_input_images_d(&g, kd, pgy, pa, pgx, n_lo, n_hi, bp, tile, seg)
         fc_free(bp)
         fc_free(tile)
         fc_free(seg)
@@ -294,36 +287,22 @@ def grad_input_scatter(const floating[::1] gy, const floating[::1] at, floating[
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def grad_bias(const floating[::1] gy, double[::1] bsum, tuple geom, Py_ssize_t n_per,
-              Py_ssize_t pcmax):
-    """Partial bias gradients (n_igroups, C_out), zeroed, one per group of n_per images;
-    the same sums grad_weight makes alongside the weight gradient."""
+def grad_bias(const floating[::1] gy, double[::1] bsum, tuple geom, Py_ssize_t n_per):
+    """Partial bias gradients (n_igroups, C_out), zeroed, one per group of n_per images
+    (float64 sums in a fixed order, see fc_bias_grad_item)."""
     cdef fc_conv g
     _fill(&g, geom, 1, 1)
     cdef Py_ssize_t nig = (g.n + n_per - 1) // n_per, ig, n_hi
     cdef const floating *pgy = &gy[0]
     cdef double *pb = &bsum[0]
-    cdef fc_seg *seg
-    cdef int fail[1]
-    fail[0] = 0
-    with nogil, parallel():
-        seg = <fc_seg *>fc_alloc(pcmax * sizeof(fc_seg))
-        if seg == NULL:
-            fail[0] = 1
-        for ig in prange(nig, schedule="dynamic", chunksize=1):
-            if fail[0] == 0:
-                n_hi = (ig + 1) * n_per
-                if n_hi > g.n:
-                    n_hi = g.n
-                if floating is float:
-                    fc_bias_grad_item_f(&g, pgy, pb + ig * g.cout, ig * n_per, n_hi,
-                                        pcmax, seg)
-                else:
-                    fc_bias_grad_item_d(&g, pgy, pb + ig * g.cout, ig * n_per, n_hi,
-                                        pcmax, seg)
-        fc_free(seg)
-    if fail[0]:
-        raise MemoryError("conv2d: could not allocate per-thread scratch buffers")
+    for ig in prange(nig, nogil=True, schedule="dynamic", chunksize=1):
+        n_hi = (ig + 1) * n_per
+        if n_hi > g.n:
+            n_hi = g.n
+        if floating is float:
+            fc_bias_grad_item_f(&g, pgy, pb + ig * g.cout, ig * n_per, n_hi)
+        else:
+            fc_bias_grad_item_d(&g, pgy, pb + ig * g.cout, ig * n_per, n_hi)
 
 
 @cython.boundscheck(False)

@@ -45,10 +45,12 @@ cimport cython
 # Cython version only for rows of 16+ outputs and falls back to unpredictable branches
 # on shorter rows (15 outputs on CIFAR's 30x30 maps): 3x slower on random data.  The
 # tail of a row is computed by the same SIMD code on a zero-padded copy, so every
-# output takes the same branch-free path.  Other CPUs use the portable Cython loops.
+# output takes the same branch-free path.  Other CPUs use the portable Cython loops
+# (also forced by building with CFLAGS=-DFASTCONV_NO_SIMD, to test them on x86).
 cdef extern from *:
     """
-    #if defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
+    #if (defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)) \\
+        && !defined(FASTCONV_NO_SIMD)
     #include <emmintrin.h>
     #define FC_POOL_SSE2 1
 

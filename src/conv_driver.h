@@ -202,11 +202,11 @@ static void FC_FN(fc_forward_strip)(const fc_conv *g, FC_FN(fc_kernel_t) kern,
 }
 
 /* Weight gradient of images [n_lo, n_hi), group grp, accumulated into part
- * (groups, ceil(cog/mr)*mr, ceil(kg/nr)*nr); bias sums into bsum[C_out] (or NULL).
+ * (groups, ceil(cog/mr)*mr, ceil(kg/nr)*nr).
  * Scratch: ap ceil(cog/mr)*mr*pcmax, bp pcmax*nr, seg pcmax entries. */
 static void FC_FN(fc_grad_weight_item)(const fc_conv *g, FC_FN(fc_kernel_t) kern,
                                        const FC_T *x, const FC_T *gy, FC_T *part,
-                                       double *bsum, ptrdiff_t n_lo, ptrdiff_t n_hi,
+                                       ptrdiff_t n_lo, ptrdiff_t n_hi,
                                        ptrdiff_t grp, ptrdiff_t pcmax, FC_T *ap, FC_T *bp,
                                        fc_seg *seg)
 {
@@ -228,22 +228,13 @@ static void FC_FN(fc_grad_weight_item)(const fc_conv *g, FC_FN(fc_kernel_t) kern
                     d[t * mr] = 0;
                 continue;
             }
-            {
-                const ptrdiff_t co = grp * g->cog + cl;
-                double bs = 0.0;
-                for (s = 0; s < ns; s++) {
-                    const fc_seg *sg = &seg[s];
-                    const FC_T *src = FC_FN(fc_yptr)(g, (FC_T *)gy, sg->n, co, sg->oy,
-                                                     sg->ox0);
-                    FC_T *dd = d + sg->jj0 * mr;
-                    for (t = 0; t < sg->len; t++) {
-                        const FC_T v = src[t * ys];
-                        dd[t * mr] = v;
-                        bs += (double)v;
-                    }
-                }
-                if (bsum)
-                    bsum[co] += bs;
+            for (s = 0; s < ns; s++) {
+                const fc_seg *sg = &seg[s];
+                const FC_T *src = FC_FN(fc_yptr)(g, (FC_T *)gy, sg->n, grp * g->cog + cl,
+                                                 sg->oy, sg->ox0);
+                FC_T *dd = d + sg->jj0 * mr;
+                for (t = 0; t < sg->len; t++)
+                    dd[t * mr] = src[t * ys];
             }
         }
         for (ks = 0; ks < nks; ks++) {
@@ -280,21 +271,25 @@ static void FC_FN(fc_grad_weight_item)(const fc_conv *g, FC_FN(fc_kernel_t) kern
     }
 }
 
-/* Input gradient of image n by scatter (any stride), every group; gx pre-zeroed.
+/* Input gradient of images [n_lo, n_hi) by scatter (any stride), every group; gx
+ * pre-zeroed.  Columns run over the pixels of all these images (several images per
+ * strip when images have fewer than nr output pixels); no other item touches them.
  * at: packed transposed weights (groups, ceil(kg/mr), cog, mr).  Scratch: bp cog*nr,
  * tile mr*nr, seg nr entries. */
-static void FC_FN(fc_grad_input_image)(const fc_conv *g, FC_FN(fc_kernel_t) kern,
-                                       const FC_T *gy, const FC_T *at, FC_T *gx,
-                                       ptrdiff_t n, FC_T *bp, FC_T *tile, fc_seg *seg)
+static void FC_FN(fc_grad_input_images)(const fc_conv *g, FC_FN(fc_kernel_t) kern,
+                                        const FC_T *gy, const FC_T *at, FC_T *gx,
+                                        ptrdiff_t n_lo, ptrdiff_t n_hi, FC_T *bp,
+                                        FC_T *tile, fc_seg *seg)
 {
-    const ptrdiff_t mr = g->mr, nr = g->nr, P = g->oh * g->ow, khw = g->kh * g->kw;
+    const ptrdiff_t mr = g->mr, nr = g->nr, khw = g->kh * g->kw;
+    const ptrdiff_t P = (n_hi - n_lo) * g->oh * g->ow, j_base = n_lo * g->oh * g->ow;
     const ptrdiff_t nmk = (g->kg + mr - 1) / mr;
     const ptrdiff_t xs = g->last ? g->c : 1, ys = g->last ? g->cout : 1;
     ptrdiff_t grp, j0, cl, s, t, mk, i;
     for (grp = 0; grp < g->groups; grp++) {
         for (j0 = 0; j0 < P; j0 += nr) {
             const ptrdiff_t cnt = (P - j0 < nr) ? P - j0 : nr;
-            const ptrdiff_t ns = fc_segments(n * P + j0, cnt, g->oh, g->ow, seg);
+            const ptrdiff_t ns = fc_segments(j_base + j0, cnt, g->oh, g->ow, seg);
             for (cl = 0; cl < g->cog; cl++) {
                 FC_T *d = bp + cl * nr;
                 for (s = 0; s < ns; s++) {
@@ -334,31 +329,33 @@ static void FC_FN(fc_grad_input_image)(const fc_conv *g, FC_FN(fc_kernel_t) kern
     }
 }
 
-/* Bias gradient of images [n_lo, n_hi): bsum[co] += sum of grad_y[:, co], in blocks of
- * pcmax pixels, each block summed in float64 in pixel order and then added to bsum --
- * exactly the sums fc_grad_weight_item makes, so both give identical bias gradients.
- * Scratch: seg pcmax entries. */
+/* Bias gradient of images [n_lo, n_hi): bsum[co] += sum of grad_y[n, co] for each image
+ * in order; an image's sum runs row by row in float64 over 8 lanes (lane = ox % 8) added
+ * pairwise at the end.  The one definition of the bias gradient: every path calls this. */
 static void FC_FN(fc_bias_grad_item)(const fc_conv *g, const FC_T *gy, double *bsum,
-                                     ptrdiff_t n_lo, ptrdiff_t n_hi, ptrdiff_t pcmax,
-                                     fc_seg *seg)
+                                     ptrdiff_t n_lo, ptrdiff_t n_hi)
 {
-    const ptrdiff_t P = g->oh * g->ow, total = (n_hi - n_lo) * P;
     const ptrdiff_t ys = g->last ? g->cout : 1;
-    ptrdiff_t j0, co, s, t;
-    for (j0 = 0; j0 < total; j0 += pcmax) {
-        const ptrdiff_t pc = (total - j0 < pcmax) ? total - j0 : pcmax;
-        const ptrdiff_t ns = fc_segments(n_lo * P + j0, pc, g->oh, g->ow, seg);
+    ptrdiff_t n, co, oy, ox, l;
+    for (n = n_lo; n < n_hi; n++)
         for (co = 0; co < g->cout; co++) {
-            double bs = 0.0;
-            for (s = 0; s < ns; s++) {
-                const fc_seg *sg = &seg[s];
-                const FC_T *src = FC_FN(fc_yptr)(g, (FC_T *)gy, sg->n, co, sg->oy, sg->ox0);
-                for (t = 0; t < sg->len; t++)
-                    bs += (double)src[t * ys];
+            double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (oy = 0; oy < g->oh; oy++) {
+                const FC_T *src = FC_FN(fc_yptr)(g, (FC_T *)gy, n, co, oy, 0);
+                if (ys == 1) {
+                    for (ox = 0; ox + 8 <= g->ow; ox += 8)
+                        for (l = 0; l < 8; l++)
+                            acc[l] += (double)src[ox + l];
+                    for (; ox < g->ow; ox++)
+                        acc[ox & 7] += (double)src[ox];
+                } else {
+                    for (ox = 0; ox < g->ow; ox++)
+                        acc[ox & 7] += (double)src[ox * ys];
+                }
             }
-            bsum[co] += bs;
+            bsum[co] += ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
+                        ((acc[4] + acc[5]) + (acc[6] + acc[7]));
         }
-    }
 }
 
 /* ---- stride-1 convolutions on a padded image ("shifted" implicit GEMM) ----------
@@ -461,23 +458,18 @@ static void FC_FN(fc_grad_weight_shift_item)(const fc_conv *g, FC_FN(fc_kia_t) k
     const ptrdiff_t ys = g->last ? g->cout : 1;
     FC_T *pg = part + grp * kg_pad * cog_pad;
     ptrdiff_t n, cl, oy, ox, p0, cs, mk;
+    /* gyt[cs][p][jj] = grad_y[n, grp * cog + cs * nr + jj, oy, ox]; the entries off the
+     * image (ox >= ow) and of padding channels stay zero for every image. */
+    memset(gyt, 0, (size_t)(cog_pad * Pp) * sizeof(FC_T));
     for (n = n_lo; n < n_hi; n++) {
         FC_FN(fc_pad_image)(g, x, n, grp * g->cg, g->cg, Hp, Wp, slack, xp);
-        /* gyt[cs][p][jj] = grad_y[n, grp * cog + cs * nr + jj, oy, ox], 0 off the image */
-        for (cl = 0; cl < cog_pad; cl++) {
+        for (cl = 0; cl < g->cog; cl++) {
             FC_T *d = gyt + (cl / nr) * Pp * nr + (cl % nr);
-            if (cl >= g->cog) {
-                for (p0 = 0; p0 < Pp; p0++)
-                    d[p0 * nr] = 0;
-                continue;
-            }
             for (oy = 0; oy < g->oh; oy++) {
                 const FC_T *src = FC_FN(fc_yptr)(g, (FC_T *)gy, n, grp * g->cog + cl, oy, 0);
                 FC_T *dr = d + oy * Wp * nr;
                 for (ox = 0; ox < g->ow; ox++)
                     dr[ox * nr] = src[ox * ys];
-                for (; ox < Wp; ox++)
-                    dr[ox * nr] = 0;
             }
         }
         for (p0 = 0; p0 < Pp; p0 += pcmax) {

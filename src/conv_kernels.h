@@ -35,6 +35,8 @@
 #include <immintrin.h>
 #define FC_TARGET_AVX512 __attribute__((target("avx512f")))
 #define FC_TARGET_AVX2 __attribute__((target("avx2,fma")))
+/* Rows ahead that the indirect kernels prefetch (their rows are not sequential). */
+#define FC_PF_DIST 8
 #else
 #define FC_X86_DISPATCH 0
 #endif
@@ -223,6 +225,12 @@ FC_AVX512_KERNEL(fc_kernel_avx512_d, double, pd, __m512d, 8)
         ptrdiff_t k;                                                                     \
         for (k = 0; k < kc; k++) {                                                       \
             const T *B = xb + off[k];                                                    \
+            if (k + FC_PF_DIST < kc) {                                                   \
+                const char *pf = (const char *)(xb + off[k + FC_PF_DIST]);               \
+                _mm_prefetch(pf, _MM_HINT_T0);                                           \
+                _mm_prefetch(pf + 64, _MM_HINT_T0);                                      \
+                _mm_prefetch(pf + 127, _MM_HINT_T0);                                     \
+            }                                                                            \
             b0 = _mm512_loadu_##PS(B);                                                   \
             b1 = _mm512_loadu_##PS(B + VL);                                              \
             FC_ROW2(PS, 0) FC_ROW2(PS, 1) FC_ROW2(PS, 2) FC_ROW2(PS, 3)                  \
