@@ -86,6 +86,7 @@ def config():
         "numpy": np.__version__,
         "openmp": _ext.openmp.openmp_enabled(),
         "threads": get_num_threads(),
+        "conv_isa": _ext.conv2d.isa(),
         "blas": _blas_info(),
     }
 
@@ -95,7 +96,9 @@ def show_config(file=None):
     c = config()
     lines = [f"fastconv {c['fastconv']} (numpy {c['numpy']})",
              f"OpenMP: {'on' if c['openmp'] else 'off (serial build)'}, "
-             f"threads: {c['threads']}"]
+             f"threads: {c['threads']}",
+             f"conv kernels: {c['conv_isa']} (best for this CPU: "
+             f"{_ext.conv2d.best_isa()}; FASTCONV_DISABLE_SIMD=1 forces portable)"]
     if not c["blas"]:
         lines.append("BLAS: none found")
     for b in c["blas"]:

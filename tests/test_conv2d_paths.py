@@ -1,0 +1,193 @@
+"""Every compiled conv2d path against the naive reference, for every micro-kernel build.
+
+fastconv/conv.py picks a path by geometry: the stride-1 "shifted" kernels (padded image
++ offset table) or the generic implicit GEMM (im2col into packed panels) for the forward
+and weight gradient; for the input gradient, the forward kernels on grad_y with flipped
+weights (stride 1, output at least kernel-sized) or a scatter over groups of whole images.
+Each is checked here on shapes that leave remainders in every blocking (channel counts
+that are not multiples of the micro-tile, pixel counts that are not multiples of a
+strip, several partial weight-gradient sums), with each ISA this CPU can run.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import _ext, conv
+from fastconv import reference as ref
+from fastconv.shapes import normalize_pair, normalize_padding, resolve_padding
+
+_ISA_ORDER = ["portable", "avx2", "avx512"]
+AVAILABLE_ISAS = _ISA_ORDER[:_ISA_ORDER.index(_ext.conv2d.best_isa()) + 1]
+
+
+@pytest.fixture(params=AVAILABLE_ISAS)
+def isa(request):
+    before = _ext.conv2d.isa()
+    _ext.conv2d.set_isa(request.param)
+    yield request.param
+    _ext.conv2d.set_isa(before)
+
+
+def _pads(padding, hw, khw, stride, dilation):
+    k_eff = tuple((k - 1) * d + 1 for k, d in zip(khw, dilation))
+    return resolve_padding(normalize_padding(padding), hw, k_eff, stride)
+
+
+def _case(seed, n, c, h, w, c_out, kh, kw, stride, padding, dilation, groups, dtype,
+          data_format):
+    rng = np.random.default_rng(seed)
+    stride = normalize_pair(stride, "stride")
+    dilation = normalize_pair(dilation, "dilation")
+    x = rng.standard_normal((n, c, h, w))
+    wt = rng.standard_normal((c_out, c // groups, kh, kw))
+    b = rng.standard_normal(c_out)
+    pads = _pads(padding, (h, w), (kh, kw), stride, dilation)
+    y_ref = ref.conv2d_forward(x, wt, b, stride, pads, dilation, groups)
+    gy = rng.standard_normal(y_ref.shape)
+    refs = (y_ref, ref.conv2d_grad_input(gy, wt, x.shape, stride, pads, dilation, groups),
+            ref.conv2d_grad_weight(gy, x, wt.shape, stride, pads, dilation, groups),
+            ref.conv2d_grad_bias(gy))
+    last = data_format == "channels_last"
+    xi = (ref.to_channels_last(x) if last else x).astype(dtype)
+    wi = (np.ascontiguousarray(wt.transpose(2, 3, 1, 0)) if last else wt).astype(dtype)
+    gyi = (ref.to_channels_last(gy) if last else gy).astype(dtype)
+    args = (stride, padding, dilation, groups, data_format)
+    y = fastconv.conv2d(xi, wi, b.astype(dtype), *args)
+    gx, gw, gb = fastconv.conv2d_backward(gyi, xi, wi, *args)
+    if last:
+        y, gx = ref.to_channels_first(y), ref.to_channels_first(gx)
+        gw = np.ascontiguousarray(gw.transpose(3, 2, 0, 1))
+    for a in (y, gx, gw, gb):
+        assert a.dtype == dtype
+    tol = 2e-4 if dtype == np.float32 else 1e-10
+    kscale = [np.sqrt(c // groups * kh * kw), np.sqrt(c_out * kh * kw),
+              np.sqrt(n * y_ref.shape[2] * y_ref.shape[3]), np.sqrt(gy.size)]
+    for got, want, s in zip((y, gx, gw, gb), refs, kscale):
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * s)
+    # The stand-alone bias gradient is the very same sum as the fused one.
+    np.testing.assert_array_equal(fastconv.conv2d_grad_bias(gyi, data_format), gb)
+    return x, wt, b, gy, pads
+
+
+PATH_CASES = [
+    # n, c, h, w, c_out, kh, kw, stride, padding, dilation, groups
+    pytest.param(3, 5, 11, 13, 9, 3, 3, 1, "valid", 1, 1, id="shifted-valid"),
+    pytest.param(2, 3, 10, 9, 17, 3, 2, 1, "same", 1, 1, id="shifted-same-odd-pad"),
+    pytest.param(2, 4, 9, 12, 6, 2, 3, 1, ((2, 0), (1, 3)), (2, 1), 2, id="shifted-asym"),
+    pytest.param(37, 3, 6, 7, 5, 3, 3, 1, 1, 1, 1, id="shifted-many-partials"),
+    pytest.param(2, 2, 40, 41, 3, 5, 5, 1, 2, 1, 1, id="shifted-long-rows"),
+    pytest.param(3, 33, 6, 6, 40, 3, 3, 1, "same", 1, 1, id="shifted-wide-channels"),
+    pytest.param(5, 16, 5, 5, 21, 5, 5, 1, "valid", 1, 1, id="one-output-pixel"),
+    pytest.param(3, 4, 4, 9, 5, 3, 7, 1, 0, 1, 1, id="generic-short-rows"),
+    pytest.param(3, 3, 11, 10, 7, 3, 3, 2, "same", 1, 1, id="generic-stride2"),
+    pytest.param(2, 6, 9, 11, 6, 3, 2, (3, 1), 1, (1, 2), 3, id="generic-stride31"),
+    pytest.param(2, 1, 12, 12, 6, 5, 5, 1, "valid", 1, 1, id="one-input-channel"),
+    pytest.param(2, 4, 7, 7, 4, 3, 3, 1, 1, 1, 4, id="depthwise"),
+]
+
+
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("n,c,h,w,c_out,kh,kw,stride,padding,dilation,groups", PATH_CASES)
+def test_paths_float64(isa, n, c, h, w, c_out, kh, kw, stride, padding, dilation, groups,
+                       data_format):
+    _case(11, n, c, h, w, c_out, kh, kw, stride, padding, dilation, groups, np.float64,
+          data_format)
+
+
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("case", [
+    (4, 32, 12, 12, 32, 3, 3, 1, "valid", 1, 1),
+    (3, 3, 16, 15, 32, 3, 3, 1, "same", 1, 1),
+    (3, 8, 9, 9, 12, 3, 3, 2, 1, 1, 1),
+    (9, 16, 5, 5, 24, 5, 5, 1, "valid", 1, 1),
+])
+def test_paths_float32(isa, case, data_format):
+    _case(12, *case, dtype=np.float32, data_format=data_format)
+
+
+def test_path_selection_is_what_the_cases_claim():
+    """The cases above really reach the paths they are named after."""
+    def geom(x_shape, w_shape, **kw):
+        return conv._geometry(x_shape, w_shape, kw.get("stride", 1), kw.get("padding", 0),
+                              1, 1, "channels_first")
+    assert conv._shifted(geom((3, 5, 11, 13), (9, 5, 3, 3)))
+    assert not conv._shifted(geom((3, 4, 4, 9), (5, 4, 3, 7)))
+    assert not conv._shifted(geom((3, 3, 11, 10), (7, 3, 3, 3), stride=2))
+    assert not conv._shifted(geom((5, 16, 5, 5), (21, 16, 5, 5)))
+
+
+def test_fused_relu_matches_reference():
+    rng = np.random.default_rng(13)
+    x, w, b = (rng.standard_normal((3, 4, 9, 8)), rng.standard_normal((6, 4, 3, 3)),
+               rng.standard_normal(6))
+    for stride in (1, 2):
+        g = conv._geometry(x.shape, w.shape, stride, 1, 1, 1, "channels_first")
+        y = conv._conv_forward(g, x, w, b, np.float64, relu=True)
+        want = np.maximum(ref.conv2d_forward(x, w, b, (stride, stride), ((1, 1), (1, 1))),
+                          0)
+        np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+
+
+def _all_results(x, w, b, gy, padding, data_format):
+    return (fastconv.conv2d(x, w, b, padding=padding, data_format=data_format),
+            *fastconv.conv2d_backward(gy, x, w, padding=padding, data_format=data_format),
+            fastconv.conv2d(x, w, b, stride=2, padding=padding, data_format=data_format),
+            *fastconv.conv2d_backward(gy[:, :, ::2, ::2].copy() if data_format ==
+                                      "channels_first" else gy[:, ::2, ::2].copy(), x, w,
+                                      stride=2, padding=padding, data_format=data_format))
+
+
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+def test_results_identical_for_any_thread_count(data_format):
+    """Bit-identical for 1, 2 and 3 OpenMP threads, whatever the BLAS threads (no BLAS
+    runs): work items and summation orders depend on the shapes only."""
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((37, 12, 14, 14)).astype(np.float32)
+    w = rng.standard_normal((20, 12, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(20).astype(np.float32)
+    gy = rng.standard_normal((37, 20, 14, 14)).astype(np.float32)
+    if data_format == "channels_last":
+        x, gy = ref.to_channels_last(x), ref.to_channels_last(gy)
+        w = np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+    before = fastconv.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            fastconv.set_num_threads(threads)
+            results.append(_all_results(x, w, b, gy, "same", data_format))
+    finally:
+        fastconv.set_num_threads(before)
+    for other in results[1:]:
+        for a, o in zip(results[0], other):
+            np.testing.assert_array_equal(a, o)
+
+
+def test_isa_selection_and_errors():
+    assert _ext.conv2d.isa() in ("portable", "avx2", "avx512")
+    assert fastconv.config()["conv_isa"] == _ext.conv2d.isa()
+    with pytest.raises(ValueError, match="isa must be one of the builds.*got 'sse9'"):
+        _ext.conv2d.set_isa("sse9")
+    assert _ext.conv2d.micro_tile(True)[0] >= 1
+
+
+def test_disable_simd_environment_variable_forces_portable(tmp_path):
+    code = ("import numpy as np, fastconv; from fastconv import _ext; "
+            "rng = np.random.default_rng(0); x = rng.standard_normal((2, 3, 9, 9)); "
+            "w = rng.standard_normal((5, 3, 3, 3)); "
+            "np.save(__import__('sys').argv[1], fastconv.conv2d(x, w, padding=1)); "
+            "print(_ext.conv2d.isa())")
+    env = dict(os.environ, FASTCONV_DISABLE_SIMD="1")
+    here = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
+    env["PYTHONPATH"] = here + os.pathsep + env.get("PYTHONPATH", "")
+    out_file = str(tmp_path / "y.npy")
+    out = subprocess.run([sys.executable, "-c", code, out_file], capture_output=True,
+                         text=True, env=env, check=True).stdout
+    assert out.strip() == "portable"
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 3, 9, 9)), rng.standard_normal((5, 3, 3, 3))
+    np.testing.assert_allclose(np.load(out_file), fastconv.conv2d(x, w, padding=1),
+                               rtol=1e-12, atol=1e-12)
