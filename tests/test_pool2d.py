@@ -366,12 +366,15 @@ def test_empty_batch_and_batch_of_one(data_format):
 @pytest.mark.parametrize("data_format", LAYOUTS)
 def test_one_and_two_threads_identical(data_format):
     rng = np.random.default_rng(7)
-    x = _to_layout(rng.standard_normal((5, 6, 13, 15)).astype(np.float32), data_format)
+    # Large enough (> 32768 elements) that the kernels do split the work over threads.
+    x = _to_layout(rng.standard_normal((6, 16, 19, 21)).astype(np.float32), data_format)
     before = fastconv.get_num_threads()
     results = []
     try:
         for threads in (1, 2):
             fastconv.set_num_threads(threads)
+            if fastconv.config()["openmp"]:
+                assert fastconv.get_num_threads() == threads
             out = []
             for pool, stride, pad in [(2, 2, 0), (3, 2, 1), (2, 1, "same")]:
                 kw = dict(stride=stride, padding=pad, data_format=data_format)
