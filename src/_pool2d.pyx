@@ -120,6 +120,43 @@ cdef extern from *:
             }
         }
     }
+    /* Backward of 4 outputs: each window's 4 cells get the gradient where the stored
+       position matches and +0 elsewhere (an AND with the comparison mask), written
+       back interleaved as two rows of 8 floats. */
+    static inline void fc_max_back_group_2x2_f32(const float *g, const unsigned char *idx,
+                                                 float *r0, float *r1)
+    {
+        __m128 gv = _mm_loadu_ps(g);
+        __m128i zero = _mm_setzero_si128(), k;
+        __m128 a, b, c, d;
+        int bytes;
+        memcpy(&bytes, idx, 4);
+        k = _mm_unpacklo_epi16(_mm_unpacklo_epi8(_mm_cvtsi32_si128(bytes), zero), zero);
+        a = _mm_and_ps(gv, _mm_castsi128_ps(_mm_cmpeq_epi32(k, _mm_set1_epi32(0))));
+        b = _mm_and_ps(gv, _mm_castsi128_ps(_mm_cmpeq_epi32(k, _mm_set1_epi32(1))));
+        c = _mm_and_ps(gv, _mm_castsi128_ps(_mm_cmpeq_epi32(k, _mm_set1_epi32(2))));
+        d = _mm_and_ps(gv, _mm_castsi128_ps(_mm_cmpeq_epi32(k, _mm_set1_epi32(3))));
+        _mm_storeu_ps(r0, _mm_unpacklo_ps(a, b));
+        _mm_storeu_ps(r0 + 4, _mm_unpackhi_ps(a, b));
+        _mm_storeu_ps(r1, _mm_unpacklo_ps(c, d));
+        _mm_storeu_ps(r1 + 4, _mm_unpackhi_ps(c, d));
+    }
+
+    /* One output row of the backward; returns 0 (nothing done) for rows under 4. */
+    static int fc_max_back_row_2x2_f32(const float *g, const unsigned char *idx, float *r0,
+                                       float *r1, Py_ssize_t ow)
+    {
+        Py_ssize_t ox;
+        if (ow < 4)
+            return 0;
+        for (ox = 0; ox + 4 <= ow; ox += 4)
+            fc_max_back_group_2x2_f32(g + ox, idx + ox, r0 + 2 * ox, r1 + 2 * ox);
+        if (ox < ow) {
+            ox = ow - 4;
+            fc_max_back_group_2x2_f32(g + ox, idx + ox, r0 + 2 * ox, r1 + 2 * ox);
+        }
+        return 1;
+    }
     #else
     #define FC_POOL_SSE2 0
     static void fc_max_row_2x2_f32(const float *r0, const float *r1, float *y,
@@ -127,11 +164,19 @@ cdef extern from *:
     {
         (void)r0; (void)r1; (void)y; (void)idx; (void)ow;  /* never called */
     }
+    static int fc_max_back_row_2x2_f32(const float *g, const unsigned char *idx, float *r0,
+                                       float *r1, Py_ssize_t ow)
+    {
+        (void)g; (void)idx; (void)r0; (void)r1; (void)ow;
+        return 0;
+    }
     #endif
     """
     bint FC_POOL_SSE2
     void fc_max_row_2x2_f32(const float *r0, const float *r1, float *y, uint8_t *idx,
                             Py_ssize_t ow) noexcept nogil
+    int fc_max_back_row_2x2_f32(const float *g, const uint8_t *idx, float *r0, float *r1,
+                                Py_ssize_t ow) noexcept nogil
 
 
 ctypedef fused floating:
@@ -282,12 +327,13 @@ cdef void _avg_plane_2x2(const floating *xp, floating *yp, Py_ssize_t W, Py_ssiz
 
 cdef void _zero_tails_2x2(floating *gp, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH,
                           Py_ssize_t OW) noexcept nogil:
-    """Zero the cells of a plane that no 2x2/2 window covers (odd last row/column)."""
-    cdef Py_ssize_t iy, ix
+    """Zero the cells of a plane that no 2x2/2 window covers: with OW = W // 2 that is
+    at most the last column (one store per row: a loop here would become one tiny
+    memset call per row) and the last row."""
+    cdef Py_ssize_t iy
     if 2 * OW < W:
         for iy in range(2 * OH):
-            for ix in range(2 * OW, W):
-                gp[iy * W + ix] = 0
+            gp[iy * W + W - 1] = 0
     if 2 * OH < H:
         memset(gp + 2 * OH * W, 0, (H - 2 * OH) * W * sizeof(floating))
 
@@ -303,6 +349,9 @@ cdef void _max_back_plane_2x2(const floating *gyp, const index_t *ip, floating *
     for oy in range(OH):
         r0 = gp + 2 * oy * W
         r1 = r0 + W
+        if floating is float and index_t is uint8_t:
+            if fc_max_back_row_2x2_f32(gyp + oy * OW, ip + oy * OW, r0, r1, OW):
+                continue
         for ox in range(OW):
             # Zero the window, then store the gradient at the winner: an address that
             # depends on the data instead of an unpredictable branch.
