@@ -216,3 +216,14 @@ def test_train_lenet5_learns_tiny_problem(tmp_path):
     assert rc == 0, err
     acc = float(re.search(r"test accuracy: ([\d.]+)", out)[1])
     assert acc > 0.5  # a band per class is easy; chance is 0.1
+
+
+@pytest.mark.slow
+@needs_models
+def test_main_job_default_recipe_reaches_80_percent():
+    """The README's main job: `fastconv train lenet5` on the bundled subset, >= 80 %."""
+    rc, out, err = run("train", "lenet5", "--quiet", env={"OMP_NUM_THREADS": "2"},
+                       timeout=600)
+    assert rc == 0, err
+    acc = float(re.search(r"test accuracy: ([\d.]+) \(loss [\d.]+, 2000 images\)", out)[1])
+    assert acc >= 0.80
