@@ -177,16 +177,6 @@ def _shifted(g):
     return g.sy == 1 and g.sx == 1 and g.ow + (g.kw - 1) * g.dx <= 2 * g.ow
 
 
-def _shift_offsets(g, pad_to=0):
-    """Offsets of the im2col rows k = (c, ki, kj) in a padded image (conv_driver.h)."""
-    wp, hp = g.ow + (g.kw - 1) * g.dx, g.oh + (g.kh - 1) * g.dy
-    c, ki, kj = np.meshgrid(np.arange(g.c_in // g.groups), np.arange(g.kh),
-                            np.arange(g.kw), indexing="ij")
-    off = (c * (hp * wp) + ki * (g.dy * wp) + kj * g.dx).reshape(-1)
-    return np.concatenate([off, np.zeros(max(0, pad_to - off.size), off.dtype)]).astype(
-        np.intp)
-
-
 def _forward_oihw(g, x, w, bias, dtype, relu=False):
     """y of geometry g for a weight w in (C_out, C_in/groups, kh, kw) order."""
     y = np.empty(g.y_shape, dtype)
@@ -198,8 +188,7 @@ def _forward_oihw(g, x, w, bias, dtype, relu=False):
     mr, _ = _mr(dtype)
     ap = _pack_rows(w.reshape(g.groups, g.c_out // g.groups, g.k_group), mr).reshape(-1)
     if _shifted(g):
-        _ext.conv2d.forward_shift(x.reshape(-1), ap, _shift_offsets(g), bias,
-                                  y.reshape(-1), _geom(g), relu)
+        _ext.conv2d.forward_shift(x.reshape(-1), ap, bias, y.reshape(-1), _geom(g), relu)
     else:
         _ext.conv2d.forward(x.reshape(-1), ap, bias, y.reshape(-1), _geom(g), relu)
     return y
@@ -254,8 +243,7 @@ def _grad_weight(g, grad_y, x, dtype, with_bias):
     if _shifted(g):
         kg_pad, cog_pad = -(-g.k_group // mr) * mr, -(-cog // nr) * nr
         part = np.zeros((nig, g.groups, kg_pad, cog_pad), dtype)
-        _ext.conv2d.grad_weight_shift(x.reshape(-1), grad_y.reshape(-1),
-                                      _shift_offsets(g, kg_pad), part.reshape(-1),
+        _ext.conv2d.grad_weight_shift(x.reshape(-1), grad_y.reshape(-1), part.reshape(-1),
                                       _geom(g), n_per, _WEIGHT_BLOCK_PIXELS)
     else:
         cog_pad, kg_pad = -(-cog // mr) * mr, -(-g.k_group // nr) * nr

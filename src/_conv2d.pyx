@@ -18,6 +18,8 @@ flat C-contiguous arrays of one floating dtype and a consistent geometry tuple
 """
 from cython.parallel cimport parallel, prange
 
+from omp_shim cimport fc_get_max_threads
+
 cimport cython
 
 cdef extern from "conv_kernels_all.h" nogil:
@@ -49,23 +51,34 @@ cdef extern from "conv_kernels_all.h" nogil:
         int last, mr, nr
     ctypedef struct fc_seg:
         Py_ssize_t n, oy, ox0, len, jj0
+    ctypedef struct fc_krow:
+        Py_ssize_t off, dy, dx
+    ctypedef struct fc_col:
+        Py_ssize_t base, iy, ix
+    void fc_fill_krows(const fc_conv *g, fc_krow *kr)
     const fc_isa *fc_default_isa()
     const fc_isa *fc_best_isa()
     const fc_isa *fc_isa_by_name(const char *name)
     void *fc_alloc(size_t nbytes)
     void fc_free(void *p)
     void fc_forward_strip_f(const fc_conv *g, fc_kernel_f kern, const float *x,
-                            const float *ap, const float *bias, float *y, Py_ssize_t s,
-                            int relu, float *bp, float *tile, fc_seg *seg)
+                            const float *ap, const fc_krow *kr, const float *bias,
+                            float *y, Py_ssize_t s, int relu, float *bp, float *tile,
+                            fc_seg *seg, fc_col *col)
     void fc_forward_strip_d(const fc_conv *g, fc_kernel_d kern, const double *x,
-                            const double *ap, const double *bias, double *y, Py_ssize_t s,
-                            int relu, double *bp, double *tile, fc_seg *seg)
+                            const double *ap, const fc_krow *kr, const double *bias,
+                            double *y, Py_ssize_t s, int relu, double *bp, double *tile,
+                            fc_seg *seg, fc_col *col)
     void fc_grad_weight_item_f(const fc_conv *g, fc_kernel_f kern, const float *x,
-                               const float *gy, float *part, Py_ssize_t n_lo, Py_ssize_t n_hi, Py_ssize_t grp,
-                               Py_ssize_t pcmax, float *ap, float *bp, fc_seg *seg)
+                               const float *gy, const fc_krow *kr, float *part,
+                               Py_ssize_t n_lo, Py_ssize_t n_hi, Py_ssize_t grp,
+                               Py_ssize_t pcmax, float *ap, float *bp, fc_seg *seg,
+                               fc_col *col)
     void fc_grad_weight_item_d(const fc_conv *g, fc_kernel_d kern, const double *x,
-                               const double *gy, double *part, Py_ssize_t n_lo, Py_ssize_t n_hi, Py_ssize_t grp,
-                               Py_ssize_t pcmax, double *ap, double *bp, fc_seg *seg)
+                               const double *gy, const fc_krow *kr, double *part,
+                               Py_ssize_t n_lo, Py_ssize_t n_hi, Py_ssize_t grp,
+                               Py_ssize_t pcmax, double *ap, double *bp, fc_seg *seg,
+                               fc_col *col)
     void fc_grad_input_images_f(const fc_conv *g, fc_kernel_f kern, const float *gy,
                                 const float *at, float *gx, Py_ssize_t n_lo,
                                 Py_ssize_t n_hi, float *bp, float *tile, fc_seg *seg)
@@ -138,6 +151,46 @@ cdef void _fill(fc_conv *g, tuple geom, int mr, int nr) except *:
     g.nr = nr
 
 
+# Below this many multiply-adds a call runs on one thread: waking a second thread costs
+# tens of microseconds.  (Work items and results do not depend on the thread count.)
+cdef double _MIN_PARALLEL_MACS = 4.0e5
+
+
+cdef int _threads(double macs, Py_ssize_t items) noexcept:
+    cdef int t = fc_get_max_threads()
+    if macs < _MIN_PARALLEL_MACS:
+        return 1
+    if items < t:
+        t = <int>items
+    return t if t > 1 else 1
+
+
+cdef fc_krow *_krows(const fc_conv *g) except NULL:
+    cdef fc_krow *kr = <fc_krow *>fc_alloc((g.kg + g.mr + g.nr) * sizeof(fc_krow))
+    if kr == NULL:
+        raise MemoryError("conv2d: could not allocate the im2col row table")
+    fc_fill_krows(g, kr)
+    return kr
+
+
+cdef Py_ssize_t *_shift_offsets(const fc_conv *g, Py_ssize_t length) except NULL:
+    """off[k] = c*Hp*Wp + ki*dy*Wp + kj*dx for k < kg, then zeros up to length."""
+    cdef Py_ssize_t wp = g.ow + (g.kw - 1) * g.dx, hp = g.oh + (g.kh - 1) * g.dy
+    cdef Py_ssize_t c, ki, kj, k = 0
+    cdef Py_ssize_t *off = <Py_ssize_t *>fc_alloc(length * sizeof(Py_ssize_t))
+    if off == NULL:
+        raise MemoryError("conv2d: could not allocate the offset table")
+    for c in range(g.cg):
+        for ki in range(g.kh):
+            for kj in range(g.kw):
+                off[k] = c * hp * wp + ki * g.dy * wp + kj * g.dx
+                k += 1
+    while k < length:
+        off[k] = 0
+        k += 1
+    return off
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def forward(const floating[::1] x, const floating[::1] ap, const floating[::1] bias,
@@ -162,25 +215,31 @@ def forward(const floating[::1] x, const floating[::1] ap, const floating[::1] b
     cdef floating *bp
     cdef floating *tile
     cdef fc_seg *seg
+    cdef fc_col *col
     cdef int fail[1]
+    cdef int nt = _threads(<double>total * g.cout * g.kg, nstrips)
+    cdef fc_krow *kr = _krows(&g)
     fail[0] = 0
-    with nogil, parallel():
+    with nogil, parallel(num_threads=nt):
         bp = <floating *>fc_alloc(g.kg * nr * sizeof(floating))
         tile = <floating *>fc_alloc(mr * nr * sizeof(floating))
         seg = <fc_seg *>fc_alloc(nr * sizeof(fc_seg))
-        if bp == NULL or tile == NULL or seg == NULL:
+        col = <fc_col *>fc_alloc(nr * sizeof(fc_col))
+        if bp == NULL or tile == NULL or seg == NULL or col == NULL:
             fail[0] = 1
         for s in prange(nstrips, schedule="dynamic", chunksize=2):
             if fail[0] == 0:
                 if floating is float:
-                    fc_forward_strip_f(&g, kf, px, pa, bp_bias, py, s, relu, bp, tile,
-                                       seg)
+                    fc_forward_strip_f(&g, kf, px, pa, kr, bp_bias, py, s, relu, bp, tile,
+                                       seg, col)
                 else:
-                    fc_forward_strip_d(&g, kd, px, pa, bp_bias, py, s, relu, bp, tile,
-                                       seg)
+                    fc_forward_strip_d(&g, kd, px, pa, kr, bp_bias, py, s, relu, bp, tile,
+                                       seg, col)
         fc_free(bp)
         fc_free(tile)
         fc_free(seg)
+        fc_free(col)
+    fc_free(kr)
     if fail[0]:
         raise MemoryError("conv2d: could not allocate per-thread scratch buffers")
 
@@ -210,13 +269,17 @@ def grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1] par
     cdef floating *ap
     cdef floating *bp
     cdef fc_seg *seg
+    cdef fc_col *col
     cdef int fail[1]
+    cdef int nt = _threads(<double>g.n * g.oh * g.ow * g.cout * g.kg, items)
+    cdef fc_krow *kr = _krows(&g)
     fail[0] = 0
-    with nogil, parallel():
+    with nogil, parallel(num_threads=nt):
         ap = <floating *>fc_alloc(cog_pad * pcmax * sizeof(floating))
         bp = <floating *>fc_alloc(pcmax * nr * sizeof(floating))
         seg = <fc_seg *>fc_alloc(pcmax * sizeof(fc_seg))
-        if ap == NULL or bp == NULL or seg == NULL:
+        col = <fc_col *>fc_alloc(pcmax * sizeof(fc_col))
+        if ap == NULL or bp == NULL or seg == NULL or col == NULL:
             fail[0] = 1
         for it in prange(items, schedule="dynamic", chunksize=1):
             if fail[0] == 0:
@@ -227,14 +290,16 @@ def grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1] par
                 if n_hi > g.n:
                     n_hi = g.n
                 if floating is float:
-                    fc_grad_weight_item_f(&g, kf, px, pgy, pp + ig * part_stride, n_lo,
-                                          n_hi, grp, pcmax, ap, bp, seg)
+                    fc_grad_weight_item_f(&g, kf, px, pgy, kr, pp + ig * part_stride, n_lo,
+                                          n_hi, grp, pcmax, ap, bp, seg, col)
                 else:
-                    fc_grad_weight_item_d(&g, kd, px, pgy, pp + ig * part_stride, n_lo,
-                                          n_hi, grp, pcmax, ap, bp, seg)
+                    fc_grad_weight_item_d(&g, kd, px, pgy, kr, pp + ig * part_stride, n_lo,
+                                          n_hi, grp, pcmax, ap, bp, seg, col)
         fc_free(ap)
         fc_free(bp)
         fc_free(seg)
+        fc_free(col)
+    fc_free(kr)
     if fail[0]:
         raise MemoryError("conv2d: could not allocate per-thread scratch buffers")
 
@@ -261,8 +326,9 @@ def grad_input_scatter(const floating[::1] gy, const floating[::1] at, floating[
     cdef floating *tile
     cdef fc_seg *seg
     cdef int fail[1]
+    cdef int nt = _threads(<double>g.n * g.oh * g.ow * g.cout * g.kg, items)
     fail[0] = 0
-    with nogil, parallel():
+    with nogil, parallel(num_threads=nt):
         bp = <floating *>fc_alloc(g.cog * nr * sizeof(floating))
         tile = <floating *>fc_alloc(mr * nr * sizeof(floating))
         seg = <fc_seg *>fc_alloc(nr * sizeof(fc_seg))
@@ -295,7 +361,8 @@ def grad_bias(const floating[::1] gy, double[::1] bsum, tuple geom, Py_ssize_t n
     cdef Py_ssize_t nig = (g.n + n_per - 1) // n_per, ig, n_hi
     cdef const floating *pgy = &gy[0]
     cdef double *pb = &bsum[0]
-    for ig in prange(nig, nogil=True, schedule="dynamic", chunksize=1):
+    cdef int nt = _threads(<double>g.n * g.oh * g.ow * g.cout / 4, nig)
+    for ig in prange(nig, nogil=True, schedule="dynamic", chunksize=1, num_threads=nt):
         n_hi = (ig + 1) * n_per
         if n_hi > g.n:
             n_hi = g.n
@@ -307,11 +374,11 @@ def grad_bias(const floating[::1] gy, double[::1] bsum, tuple geom, Py_ssize_t n
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def forward_shift(const floating[::1] x, const floating[::1] ap, const Py_ssize_t[::1] off,
+def forward_shift(const floating[::1] x, const floating[::1] ap,
                   const floating[::1] bias, floating[::1] y, tuple geom,
                   bint relu=False):
-    """Stride-1 forward through a padded copy of each image (see conv_driver.h); off[k]
-    = c*Hp*Wp + ki*dy*Wp + kj*dx.  Parallel over images."""
+    """Stride-1 forward through a padded copy of each image (see conv_driver.h).
+    Parallel over images."""
     cdef fc_conv g
     cdef bint dbl = floating is double
     cdef int mr = _isa.mr_d if dbl else _isa.mr_f
@@ -326,14 +393,15 @@ def forward_shift(const floating[::1] x, const floating[::1] ap, const Py_ssize_
         bp_bias = &bias[0]
     cdef const floating *px = &x[0]
     cdef const floating *pa = &ap[0]
-    cdef const Py_ssize_t *po = &off[0]
     cdef floating *py = &y[0]
     cdef floating *xp
     cdef floating *tile
     cdef fc_seg *seg
     cdef int fail[1]
+    cdef int nt = _threads(<double>g.n * g.oh * wp * g.cout * g.kg, g.n)
+    cdef Py_ssize_t *po = _shift_offsets(&g, g.kg)
     fail[0] = 0
-    with nogil, parallel():
+    with nogil, parallel(num_threads=nt):
         xp = <floating *>fc_alloc(xp_len * sizeof(floating))
         tile = <floating *>fc_alloc(mr * nr * sizeof(floating))
         seg = <fc_seg *>fc_alloc(nr * sizeof(fc_seg))
@@ -350,18 +418,18 @@ def forward_shift(const floating[::1] x, const floating[::1] ap, const Py_ssize_
         fc_free(xp)
         fc_free(tile)
         fc_free(seg)
+    fc_free(po)
     if fail[0]:
         raise MemoryError("conv2d: could not allocate per-thread scratch buffers")
 
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def grad_weight_shift(const floating[::1] x, const floating[::1] gy,
-                      const Py_ssize_t[::1] off, floating[::1] part, tuple geom,
-                      Py_ssize_t n_per, Py_ssize_t pcmax):
+def grad_weight_shift(const floating[::1] x, const floating[::1] gy, floating[::1] part,
+                      tuple geom, Py_ssize_t n_per, Py_ssize_t pcmax):
     """Stride-1 partial weight gradients, one per group of n_per images: part zeroed,
-    (n_igroups, groups, ceil(kg/MR)*MR, ceil(cog/NR)*NR) -- rows k, columns co; off
-    padded to ceil(kg/MR)*MR entries.  Parallel over (image group, conv group)."""
+    (n_igroups, groups, ceil(kg/MR)*MR, ceil(cog/NR)*NR) -- rows k, columns co.
+    Parallel over (image group, conv group)."""
     cdef fc_conv g
     cdef bint dbl = floating is double
     cdef int mr = _isa.mr_d if dbl else _isa.mr_f
@@ -379,13 +447,14 @@ def grad_weight_shift(const floating[::1] x, const floating[::1] gy,
     cdef Py_ssize_t items = nig * g.groups, it, ig, grp, n_lo, n_hi
     cdef const floating *px = &x[0]
     cdef const floating *pgy = &gy[0]
-    cdef const Py_ssize_t *po = &off[0]
     cdef floating *pp = &part[0]
     cdef floating *xp
     cdef floating *gyt
     cdef int fail[1]
+    cdef int nt = _threads(<double>g.n * g.oh * wp * g.cout * g.kg, items)
+    cdef Py_ssize_t *po = _shift_offsets(&g, kg_pad)
     fail[0] = 0
-    with nogil, parallel():
+    with nogil, parallel(num_threads=nt):
         xp = <floating *>fc_alloc(xp_len * sizeof(floating))
         gyt = <floating *>fc_alloc(gyt_len * sizeof(floating))
         if xp == NULL or gyt == NULL:
@@ -406,5 +475,6 @@ def grad_weight_shift(const floating[::1] x, const floating[::1] gy,
                                                 n_lo, n_hi, grp, pcmax, xp, gyt)
         fc_free(xp)
         fc_free(gyt)
+    fc_free(po)
     if fail[0]:
         raise MemoryError("conv2d: could not allocate per-thread scratch buffers")

@@ -75,33 +75,29 @@ static inline FC_T *FC_FN(fc_yptr)(const fc_conv *g, FC_T *y, ptrdiff_t n, ptrdi
     return y + ((n * g->cout + co) * g->oh + oy) * g->ow + ox;
 }
 
-/* Pack the im2col panel of group grp for columns [j0, j0 + cnt): bp[k * nr + jj].
- * Columns cnt..nr-1 are zero. */
-static void FC_FN(fc_pack_cols)(const fc_conv *g, const FC_T *x, ptrdiff_t grp,
-                                const fc_seg *seg, ptrdiff_t ns, ptrdiff_t cnt, FC_T *bp)
+/* Gather im2col rows kr[0..nk) for columns col[0..cnt) of the group at offset goff:
+ * bp[k * rs + jj * cs] (zero where a window reads padding). */
+static void FC_FN(fc_pack_im2col)(const fc_conv *g, const FC_T *x, ptrdiff_t goff,
+                                  const fc_krow *kr, ptrdiff_t nk, const fc_col *col,
+                                  ptrdiff_t cnt, int inside, FC_T *bp, ptrdiff_t rs,
+                                  ptrdiff_t cs)
 {
-    const ptrdiff_t nr = g->nr, xs = g->last ? g->c : 1;
-    ptrdiff_t c, ki, kj, s, t, k = 0;
-    for (c = 0; c < g->cg; c++)
-        for (ki = 0; ki < g->kh; ki++)
-            for (kj = 0; kj < g->kw; kj++, k++) {
-                FC_T *d = bp + k * nr;
-                for (s = 0; s < ns; s++) {
-                    const fc_seg *sg = &seg[s];
-                    ptrdiff_t iy = sg->oy * g->sy + ki * g->dy - g->pt;
-                    if (iy < 0 || iy >= g->h) {
-                        for (t = 0; t < sg->len; t++)
-                            d[sg->jj0 + t] = 0;
-                        continue;
-                    }
-                    FC_FN(fc_gather)(d + sg->jj0, 1,
-                                     FC_FN(fc_xrow)(g, x, sg->n, grp * g->cg + c, iy),
-                                     sg->ox0 * g->sx + kj * g->dx - g->pl, g->sx, xs,
-                                     sg->len, g->w);
-                }
-                for (t = cnt; t < nr; t++)
-                    d[t] = 0;
+    ptrdiff_t k, jj;
+    for (k = 0; k < nk; k++) {
+        FC_T *d = bp + k * rs;
+        const FC_T *xk = x + goff + kr[k].off;
+        if (inside) {
+            for (jj = 0; jj < cnt; jj++)
+                d[jj * cs] = xk[col[jj].base];
+        } else {
+            const ptrdiff_t ky = kr[k].dy, kx = kr[k].dx;
+            for (jj = 0; jj < cnt; jj++) {
+                const ptrdiff_t iy = col[jj].iy + ky, ix = col[jj].ix + kx;
+                d[jj * cs] = (iy >= 0 && iy < g->h && ix >= 0 && ix < g->w)
+                                 ? xk[col[jj].base] : (FC_T)0;
             }
+        }
+    }
 }
 
 /* Write rows [0, rows) of a tile to y (channels co0..), adding bias, optional ReLU. */
@@ -177,21 +173,27 @@ static void FC_FN(fc_store_tile_segs)(const fc_conv *g, const FC_T *tile, FC_T *
 }
 
 /* Forward, one strip s of nr output pixels, every group.
- * ap: packed weights (groups, ceil(cog/mr), kg, mr).  Scratch: bp kg*nr, tile mr*nr,
- * seg nr entries. */
+ * ap: packed weights (groups, ceil(cog/mr), kg, mr); kr: the kg im2col rows.  Scratch:
+ * bp kg*nr, tile mr*nr, seg and col nr entries each. */
 static void FC_FN(fc_forward_strip)(const fc_conv *g, FC_FN(fc_kernel_t) kern,
-                                    const FC_T *x, const FC_T *ap, const FC_T *bias,
-                                    FC_T *y, ptrdiff_t s, int relu, FC_T *bp, FC_T *tile,
-                                    fc_seg *seg)
+                                    const FC_T *x, const FC_T *ap, const fc_krow *kr,
+                                    const FC_T *bias, FC_T *y, ptrdiff_t s, int relu,
+                                    FC_T *bp, FC_T *tile, fc_seg *seg, fc_col *col)
 {
     const ptrdiff_t mr = g->mr, nr = g->nr;
     const ptrdiff_t total = g->n * g->oh * g->ow, j0 = s * nr;
     const ptrdiff_t cnt = (total - j0 < nr) ? total - j0 : nr;
     const ptrdiff_t nms = (g->cog + mr - 1) / mr;
     const ptrdiff_t ns = fc_segments(j0, cnt, g->oh, g->ow, seg);
-    ptrdiff_t grp, ms;
+    const int inside = fc_fill_cols(g, j0, cnt, col);
+    ptrdiff_t grp, ms, k, jj;
+    if (cnt < nr)
+        for (k = 0; k < g->kg; k++)
+            for (jj = cnt; jj < nr; jj++)
+                bp[k * nr + jj] = 0;
     for (grp = 0; grp < g->groups; grp++) {
-        FC_FN(fc_pack_cols)(g, x, grp, seg, ns, cnt, bp);
+        FC_FN(fc_pack_im2col)(g, x, fc_group_offset(g, grp), kr, g->kg, col, cnt, inside,
+                              bp, nr, 1);
         for (ms = 0; ms < nms; ms++) {
             const ptrdiff_t rows = (g->cog - ms * mr < mr) ? g->cog - ms * mr : mr;
             kern(g->kg, ap + (grp * nms + ms) * g->kg * mr, bp, tile, nr, 0);
@@ -202,24 +204,25 @@ static void FC_FN(fc_forward_strip)(const fc_conv *g, FC_FN(fc_kernel_t) kern,
 }
 
 /* Weight gradient of images [n_lo, n_hi), group grp, accumulated into part
- * (groups, ceil(cog/mr)*mr, ceil(kg/nr)*nr).
- * Scratch: ap ceil(cog/mr)*mr*pcmax, bp pcmax*nr, seg pcmax entries. */
+ * (groups, ceil(cog/mr)*mr, ceil(kg/nr)*nr); kr: the kg im2col rows.
+ * Scratch: ap ceil(cog/mr)*mr*pcmax, bp pcmax*nr, seg and col pcmax entries each. */
 static void FC_FN(fc_grad_weight_item)(const fc_conv *g, FC_FN(fc_kernel_t) kern,
-                                       const FC_T *x, const FC_T *gy, FC_T *part,
-                                       ptrdiff_t n_lo, ptrdiff_t n_hi,
+                                       const FC_T *x, const FC_T *gy, const fc_krow *kr,
+                                       FC_T *part, ptrdiff_t n_lo, ptrdiff_t n_hi,
                                        ptrdiff_t grp, ptrdiff_t pcmax, FC_T *ap, FC_T *bp,
-                                       fc_seg *seg)
+                                       fc_seg *seg, fc_col *col)
 {
     const ptrdiff_t mr = g->mr, nr = g->nr, P = g->oh * g->ow;
     const ptrdiff_t nms = (g->cog + mr - 1) / mr, nks = (g->kg + nr - 1) / nr;
-    const ptrdiff_t kg_pad = nks * nr, cog_pad = nms * mr, khw = g->kh * g->kw;
+    const ptrdiff_t kg_pad = nks * nr, cog_pad = nms * mr;
     const ptrdiff_t total = (n_hi - n_lo) * P;
-    const ptrdiff_t xs = g->last ? g->c : 1, ys = g->last ? g->cout : 1;
+    const ptrdiff_t ys = g->last ? g->cout : 1, goff = fc_group_offset(g, grp);
     FC_T *pg = part + grp * cog_pad * kg_pad;
     ptrdiff_t j0, cl, s, t, ks, kk, ms;
     for (j0 = 0; j0 < total; j0 += pcmax) {
         const ptrdiff_t pc = (total - j0 < pcmax) ? total - j0 : pcmax;
         const ptrdiff_t ns = fc_segments(n_lo * P + j0, pc, g->oh, g->ow, seg);
+        const int inside = fc_fill_cols(g, n_lo * P + j0, pc, col);
         /* A panel: grad_y block, ap[(ms * pc + t) * mr + i]. */
         for (cl = 0; cl < cog_pad; cl++) {
             FC_T *d = ap + (cl / mr) * pc * mr + (cl % mr);
@@ -239,32 +242,11 @@ static void FC_FN(fc_grad_weight_item)(const fc_conv *g, FC_FN(fc_kernel_t) kern
         }
         for (ks = 0; ks < nks; ks++) {
             /* B panel: im2col transposed, bp[t * nr + kk]. */
-            for (kk = 0; kk < nr; kk++) {
-                const ptrdiff_t k = ks * nr + kk;
-                FC_T *d = bp + kk;
-                ptrdiff_t c, ki, kj;
-                if (k >= g->kg) {
-                    for (t = 0; t < pc; t++)
-                        d[t * nr] = 0;
-                    continue;
-                }
-                c = k / khw;
-                ki = (k % khw) / g->kw;
-                kj = k % g->kw;
-                for (s = 0; s < ns; s++) {
-                    const fc_seg *sg = &seg[s];
-                    ptrdiff_t iy = sg->oy * g->sy + ki * g->dy - g->pt;
-                    if (iy < 0 || iy >= g->h) {
-                        for (t = 0; t < sg->len; t++)
-                            d[(sg->jj0 + t) * nr] = 0;
-                        continue;
-                    }
-                    FC_FN(fc_gather)(d + sg->jj0 * nr, nr,
-                                     FC_FN(fc_xrow)(g, x, sg->n, grp * g->cg + c, iy),
-                                     sg->ox0 * g->sx + kj * g->dx - g->pl, g->sx, xs,
-                                     sg->len, g->w);
-                }
-            }
+            const ptrdiff_t nk = (g->kg - ks * nr < nr) ? g->kg - ks * nr : nr;
+            FC_FN(fc_pack_im2col)(g, x, goff, kr + ks * nr, nk, col, pc, inside, bp, 1, nr);
+            for (kk = nk; kk < nr; kk++)
+                for (t = 0; t < pc; t++)
+                    bp[t * nr + kk] = 0;
             for (ms = 0; ms < nms; ms++)
                 kern(pc, ap + ms * pc * mr, bp, pg + ms * mr * kg_pad + ks * nr, kg_pad, 1);
         }

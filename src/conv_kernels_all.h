@@ -46,6 +46,58 @@ static ptrdiff_t fc_segments(ptrdiff_t j0, ptrdiff_t cnt, ptrdiff_t oh, ptrdiff_
     return ns;
 }
 
+/* Row k = (c, ki, kj) of a group's im2col: offset of its element from a window's origin
+ * (channel 0 of the group), and the window-relative row and column it reads. */
+typedef struct {
+    ptrdiff_t off, dy, dx;
+} fc_krow;
+
+/* Column j of im2col: offset of its window's origin (channel 0 of group 0; may point
+ * outside the image when the window starts in the padding) and the origin's row/col. */
+typedef struct {
+    ptrdiff_t base, iy, ix;
+} fc_col;
+
+static void fc_fill_krows(const fc_conv *g, fc_krow *kr)
+{
+    ptrdiff_t c, ki, kj, k = 0;
+    for (c = 0; c < g->cg; c++)
+        for (ki = 0; ki < g->kh; ki++)
+            for (kj = 0; kj < g->kw; kj++, k++) {
+                kr[k].dy = ki * g->dy;
+                kr[k].dx = kj * g->dx;
+                kr[k].off = g->last ? (kr[k].dy * g->w + kr[k].dx) * g->c + c
+                                    : (c * g->h + kr[k].dy) * g->w + kr[k].dx;
+            }
+}
+
+/* Offset of channel grp * cg from channel 0. */
+static ptrdiff_t fc_group_offset(const fc_conv *g, ptrdiff_t grp)
+{
+    return g->last ? grp * g->cg : grp * g->cg * g->h * g->w;
+}
+
+/* Columns [j0, j0 + cnt) of the flattened output; returns 1 when every window of them
+ * lies inside the image (no padding read). */
+static int fc_fill_cols(const fc_conv *g, ptrdiff_t j0, ptrdiff_t cnt, fc_col *col)
+{
+    const ptrdiff_t P = g->oh * g->ow;
+    const ptrdiff_t ey = (g->kh - 1) * g->dy, ex = (g->kw - 1) * g->dx;
+    ptrdiff_t jj;
+    int inside = 1;
+    for (jj = 0; jj < cnt; jj++) {
+        const ptrdiff_t j = j0 + jj, n = j / P, p = j % P;
+        const ptrdiff_t iy = (p / g->ow) * g->sy - g->pt, ix = (p % g->ow) * g->sx - g->pl;
+        col[jj].iy = iy;
+        col[jj].ix = ix;
+        col[jj].base = g->last ? ((n * g->h + iy) * g->w + ix) * g->c
+                               : (n * g->c * g->h + iy) * g->w + ix;
+        if (iy < 0 || ix < 0 || iy + ey >= g->h || ix + ex >= g->w)
+            inside = 0;
+    }
+    return inside;
+}
+
 /* 64-byte aligned scratch (portable: the original pointer is kept just before). */
 static void *fc_alloc(size_t bytes)
 {
