@@ -35,6 +35,7 @@ __all__ = ["conv2d", "conv2d_backward", "conv2d_grad_input", "conv2d_grad_weight
 # order, so the result does not depend on the thread count.
 _CHUNK_BYTES = 4 << 20
 _MAX_WEIGHT_PARTIALS = 16
+_MIN_PARTIAL_PIXELS = 64
 # Output pixels per packed block in the weight gradient (the reduction dimension):
 # the grad_y and im2col panels of one block stay in the L2 cache.
 _WEIGHT_BLOCK_PIXELS = 256
@@ -171,10 +172,26 @@ def _mr(dtype):
     return _ext.conv2d.micro_tile(dtype == np.float64)
 
 
-def _shifted(g):
+def _shifted(g, nr):
     """Whether the stride-1 "shifted" kernels suit g: they compute Wp = ow + (kw-1)*dx
-    columns per output row and keep ow, so they pay off unless rows are very short."""
-    return g.sy == 1 and g.sx == 1 and g.ow + (g.kw - 1) * g.dx <= 2 * g.ow
+    columns per output row and keep ow, and work image by image in strips of nr
+    columns, so they pay off unless rows or images are very small."""
+    wp = g.ow + (g.kw - 1) * g.dx
+    return g.sy == 1 and g.sx == 1 and wp <= 2 * g.ow and g.oh * wp >= nr
+
+
+def _dense(g):
+    """A window that covers the whole unpadded input (one output pixel, e.g. LeNet's
+    C5) is a dense layer: as a 1x1 convolution of 1x1 images with C*kh*kw channels,
+    (N, K) @ (K, C_out), the kernels work across the batch instead of per pixel.
+    Returns that geometry, or None.  The reshapes below are free in both layouts:
+    x[n] and weight[co] flatten in the same (c, ki, kj) or (ki, kj, c) order."""
+    if (g.oh, g.ow, g.groups) != (1, 1, 1) or (g.kh, g.kw) != (g.h, g.w) or any(
+            (g.pad_top, g.pad_bottom, g.pad_left, g.pad_right)) or g.h * g.w == 1:
+        return None
+    k = g.c_in * g.kh * g.kw
+    return _Geometry(g.n, k, 1, 1, g.c_out, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1,
+                     g.channels_last)
 
 
 def _forward_oihw(g, x, w, bias, dtype, relu=False):
@@ -185,9 +202,9 @@ def _forward_oihw(g, x, w, bias, dtype, relu=False):
     if x.size == 0:  # every window lies in the padding
         y[...] = 0 if bias is None else (bias if g.channels_last else bias[:, None, None])
         return np.maximum(y, 0) if relu else y
-    mr, _ = _mr(dtype)
+    mr, nr = _mr(dtype)
     ap = _pack_rows(w.reshape(g.groups, g.c_out // g.groups, g.k_group), mr).reshape(-1)
-    if _shifted(g):
+    if _shifted(g, nr):
         _ext.conv2d.forward_shift(x.reshape(-1), ap, bias, y.reshape(-1), _geom(g), relu)
     else:
         _ext.conv2d.forward(x.reshape(-1), ap, bias, y.reshape(-1), _geom(g), relu)
@@ -195,12 +212,20 @@ def _forward_oihw(g, x, w, bias, dtype, relu=False):
 
 
 def _conv_forward(g, x, weight, bias, dtype, relu=False):
+    d = _dense(g)
+    if d is not None:
+        return _conv_forward(d, x.reshape(d.x_shape), weight.reshape(d.weight_shape), bias,
+                             dtype, relu).reshape(g.y_shape)
     return _forward_oihw(g, x, _weight_oihw(g, weight), bias, dtype, relu)
 
 
 def _grad_input(g, grad_y, weight, dtype):
     """grad_x: for stride 1, the forward kernels on grad_y with flipped, transposed
     weights (a gather, no scatter); otherwise W^T grad_y scattered back image by image."""
+    d = _dense(g)
+    if d is not None:
+        return _grad_input(d, grad_y.reshape(d.y_shape), weight.reshape(d.weight_shape),
+                           dtype).reshape(g.x_shape)
     mr, _ = _mr(dtype)
     cog, cig = g.c_out // g.groups, g.c_in // g.groups
     w = _weight_oihw(g, weight)
@@ -224,14 +249,23 @@ def _grad_input(g, grad_y, weight, dtype):
 
 
 def _images_per_partial(g, itemsize):
-    """Images per partial weight gradient: a function of the shapes only."""
-    per_image = max(g.c_out * g.oh * g.ow * itemsize, 1)
-    cap = max(1, _CHUNK_BYTES // per_image)
-    return int(max(1, min(cap, -(-g.n // _MAX_WEIGHT_PARTIALS))))
+    """Images per partial weight gradient: a function of the shapes only.  At most
+    _MAX_WEIGHT_PARTIALS partials, each covering at least _MIN_PARTIAL_PIXELS output
+    pixels (fewer, larger partials for small images) and at most _CHUNK_BYTES of
+    grad_y."""
+    pixels = max(g.oh * g.ow, 1)
+    per_image = max(g.c_out * pixels * itemsize, 1)
+    want = max(-(-g.n // _MAX_WEIGHT_PARTIALS), -(-_MIN_PARTIAL_PIXELS // pixels))
+    return int(max(1, min(want, _CHUNK_BYTES // per_image, g.n)))
 
 
 def _grad_weight(g, grad_y, x, dtype, with_bias):
     """(grad_weight in the weight's layout, grad_bias or None)."""
+    d = _dense(g)
+    if d is not None:
+        gw, gb = _grad_weight(d, grad_y.reshape(d.y_shape), x.reshape(d.x_shape), dtype,
+                              with_bias)
+        return gw.reshape(g.weight_shape), gb
     cog = g.c_out // g.groups
     if g.n == 0 or g.oh * g.ow == 0:
         gw = np.zeros(g.weight_shape, dtype)
@@ -240,7 +274,8 @@ def _grad_weight(g, grad_y, x, dtype, with_bias):
     n_per = _images_per_partial(g, np.dtype(dtype).itemsize)
     nig = -(-g.n // n_per)
     gb = _grad_bias_kernel(g, grad_y, dtype, n_per) if with_bias else None
-    if _shifted(g):
+    shifted = _shifted(g, nr)
+    if shifted:
         kg_pad, cog_pad = -(-g.k_group // mr) * mr, -(-cog // nr) * nr
         part = np.zeros((nig, g.groups, kg_pad, cog_pad), dtype)
         _ext.conv2d.grad_weight_shift(x.reshape(-1), grad_y.reshape(-1), part.reshape(-1),
@@ -253,7 +288,7 @@ def _grad_weight(g, grad_y, x, dtype, with_bias):
     total = part[0]
     for i in range(1, nig):  # a fixed order: the same sum for any thread count
         total += part[i]
-    if _shifted(g):
+    if shifted:
         total = total[:, :g.k_group, :cog].transpose(0, 2, 1)
     else:
         total = total[:, :cog, :g.k_group]

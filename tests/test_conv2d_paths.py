@@ -81,7 +81,10 @@ PATH_CASES = [
     pytest.param(37, 3, 6, 7, 5, 3, 3, 1, 1, 1, 1, id="shifted-many-partials"),
     pytest.param(2, 2, 40, 41, 3, 5, 5, 1, 2, 1, 1, id="shifted-long-rows"),
     pytest.param(3, 33, 6, 6, 40, 3, 3, 1, "same", 1, 1, id="shifted-wide-channels"),
-    pytest.param(5, 16, 5, 5, 21, 5, 5, 1, "valid", 1, 1, id="one-output-pixel"),
+    pytest.param(5, 16, 5, 5, 21, 5, 5, 1, "valid", 1, 1, id="dense-one-output-pixel"),
+    pytest.param(70, 3, 4, 3, 9, 4, 3, 1, "valid", 1, 1, id="dense-many-images"),
+    pytest.param(3, 4, 5, 5, 6, 5, 5, 1, 1, 1, 1, id="small-output-padded"),
+    pytest.param(2, 4, 5, 5, 6, 5, 5, 1, "valid", 1, 2, id="one-pixel-groups"),
     pytest.param(3, 4, 4, 9, 5, 3, 7, 1, 0, 1, 1, id="generic-short-rows"),
     pytest.param(3, 3, 11, 10, 7, 3, 3, 2, "same", 1, 1, id="generic-stride2"),
     pytest.param(2, 6, 9, 11, 6, 3, 2, (3, 1), 1, (1, 2), 3, id="generic-stride31"),
@@ -114,10 +117,14 @@ def test_path_selection_is_what_the_cases_claim():
     def geom(x_shape, w_shape, **kw):
         return conv._geometry(x_shape, w_shape, kw.get("stride", 1), kw.get("padding", 0),
                               1, 1, "channels_first")
-    assert conv._shifted(geom((3, 5, 11, 13), (9, 5, 3, 3)))
-    assert not conv._shifted(geom((3, 4, 4, 9), (5, 4, 3, 7)))
-    assert not conv._shifted(geom((3, 3, 11, 10), (7, 3, 3, 3), stride=2))
-    assert not conv._shifted(geom((5, 16, 5, 5), (21, 16, 5, 5)))
+    nr = conv._mr(np.float64)[1]
+    assert conv._shifted(geom((3, 5, 11, 13), (9, 5, 3, 3)), nr)
+    assert not conv._shifted(geom((3, 4, 4, 9), (5, 4, 3, 7)), nr)
+    assert not conv._shifted(geom((3, 3, 11, 10), (7, 3, 3, 3), stride=2), nr)
+    assert not conv._shifted(geom((5, 16, 5, 5), (21, 16, 5, 5)), nr)
+    assert conv._dense(geom((5, 16, 5, 5), (21, 16, 5, 5))) is not None
+    assert conv._dense(geom((5, 16, 5, 5), (21, 16, 5, 5), padding=1)) is None
+    assert conv._dense(geom((5, 16, 6, 5), (21, 16, 5, 5))) is None
 
 
 def test_fused_relu_matches_reference():
