@@ -4,15 +4,17 @@ Every backward function takes the forward OUTPUT ``y`` (what a layer caches), no
 input: ``relu_backward(grad_y, y)`` and so on.  :func:`get` maps Keras's names to the
 (forward, backward) pair.
 
-These are plain NumPy: each is one or two passes over memory with in-place ufuncs, which
-already runs at memory speed; a compiled fused kernel did not pay for itself here (see
-bench/bench_pool2d.py for the kernels that do).  The dtype policy is the one of the
+These are plain NumPy (one or two passes over memory with in-place ufuncs, already at
+memory speed), except relu and its gradient, compiled in src/_activations.pyx because
+that measurably pays (bench/bench_activations.py): NumPy runs the gradient's select with
+a branch per element, and relu on one thread.  The dtype policy is the one of the
 whole library (fastconv/_validation.py): float32 and float64 are kept, integer and bool
 inputs become float64 (or the dtype of the other floating argument), mixed floating
 dtypes are refused.
 """
 import numpy as np
 
+from . import _ext
 from ._validation import as_array, common_float_dtype
 
 __all__ = ["relu", "relu_backward", "tanh", "tanh_backward", "sigmoid",
@@ -46,15 +48,27 @@ def _check_axis(axis, ndim, name="axis"):
 # ---- relu ---------------------------------------------------------------------------
 
 def relu(x):
-    """max(x, 0) elementwise (NaN stays NaN)."""
-    x = _float(x)
-    return np.maximum(x, x.dtype.type(0))
+    """max(x, 0) elementwise (NaN stays NaN; -0.0 becomes +0.0).  A compiled kernel on
+    all threads: twice NumPy's single-threaded np.maximum on 2 cores."""
+    x = np.ascontiguousarray(_float(x))
+    out = np.empty(x.shape, x.dtype)
+    if out.size:
+        _ext.activations.relu(x.reshape(-1), out.reshape(-1))
+    return out
 
 
 def relu_backward(grad_y, y):
-    """grad_y where the output is positive, 0 elsewhere (0 at x == 0, as Keras/PyTorch)."""
+    """grad_y where the output is positive, 0 elsewhere (0 at x == 0, as Keras/PyTorch).
+
+    A compiled branch-free select (src/_activations.pyx): np.where's per-element branch
+    is 6x slower on the random signs of real activations.
+    """
     gy, y = _grad_pair(grad_y, y)
-    return np.where(y > 0, gy, gy.dtype.type(0))
+    gy, y = np.ascontiguousarray(gy), np.ascontiguousarray(y)
+    out = np.empty(y.shape, y.dtype)
+    if out.size:
+        _ext.activations.relu_backward(gy.reshape(-1), y.reshape(-1), out.reshape(-1))
+    return out
 
 
 # ---- tanh ---------------------------------------------------------------------------

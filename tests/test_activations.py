@@ -219,3 +219,53 @@ def test_matches_torch_cross_entropy():
     assert loss == pytest.approx(tl.item(), rel=1e-12)
     np.testing.assert_allclose(act.softmax_cross_entropy_backward(probs, labels),
                                tz.grad.numpy(), rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_backward_kernel_against_where(dtype):
+    import fastconv
+    rng = np.random.default_rng(5)
+    y = act.relu(rng.standard_normal((3, 7, 61, 67)).astype(dtype))  # > 65536: threads
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gy[0, 0, 0, :4] = [np.nan, np.inf, -np.inf, -0.0]
+    y[0, 0, 0, :4] = 0                                     # masked: must give +0
+    y[0, 0, 1, 0], gy[0, 0, 1, 0] = 1.0, np.nan            # passed through: NaN
+    expected = np.where(y > 0, gy, dtype(0))
+    before = fastconv.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fastconv.set_num_threads(threads)
+            got = act.relu_backward(gy, y)
+            assert got.dtype == dtype and got.shape == y.shape
+            np.testing.assert_array_equal(got, expected)
+            assert not np.signbit(got[0, 0, 0, 3])
+    finally:
+        fastconv.set_num_threads(before)
+    # Non-contiguous and read-only arguments, and an empty one.
+    yv, gv = y[:, :, ::2, 1::3], gy[:, :, ::2, 1::3]
+    gv.setflags(write=False)
+    np.testing.assert_array_equal(act.relu_backward(gv, yv), expected[:, :, ::2, 1::3])
+    assert act.relu_backward(np.ones((0, 3), dtype), np.ones((0, 3), dtype)).shape == (0, 3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_kernel_against_maximum(dtype):
+    import fastconv
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3, 7, 61, 67)).astype(dtype)        # > 65536: threads
+    x[0, 0, 0, :5] = [np.nan, np.inf, -np.inf, -0.0, 0.0]
+    expected = np.maximum(x, dtype(0))
+    before = fastconv.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fastconv.set_num_threads(threads)
+            got = act.relu(x)
+            assert got.dtype == dtype
+            np.testing.assert_array_equal(got, expected)          # NaN where NaN
+            assert not np.signbit(got[0, 0, 0, 3])                # -0.0 -> +0.0
+    finally:
+        fastconv.set_num_threads(before)
+    xv = x[:, ::2, :, ::3]
+    xv.setflags(write=False)
+    np.testing.assert_array_equal(act.relu(xv), expected[:, ::2, :, ::3])
+    assert act.relu(np.ones((2, 0), dtype)).shape == (2, 0)

@@ -1,0 +1,51 @@
+# cython: language_level=3
+"""Compiled pointwise kernels, only where they measurably beat NumPy.
+
+relu's gradient is a select, ``grad_y if y > 0 else 0``.  NumPy's ``np.where`` (and
+``copyto(where=...)``) run it with a data-dependent branch per element: on the random
+signs of a layer's output that is ~10 ns per element, 6-10x slower than this kernel
+(bench/bench_activations.py), where the load comes before the select, so the loop has
+no branch and GCC vectorises it.  relu itself is memory-bound: np.maximum runs on one
+thread, this kernel on all of them (2x on 2 cores, as fast as PyTorch).  Other
+activations and their gradients are arithmetic ufuncs (tanh and exp use NumPy's SIMD
+code) that a portable build could not beat.
+
+Arrays come flattened and C-contiguous from fastconv/activations.py, of one dtype.
+"""
+from cython.parallel cimport prange
+
+cimport cython
+
+from omp_shim cimport fc_get_max_threads
+
+ctypedef fused floating:
+    float
+    double
+
+cdef enum:
+    # Below this many elements one thread does the whole call.
+    _SERIAL_ELEMENTS = 65536
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def relu_backward(const floating[::1] grad_y, const floating[::1] y, floating[::1] out):
+    """out = grad_y where y > 0, else +0 (a NaN or inf in grad_y does not leak)."""
+    cdef Py_ssize_t i, n = y.shape[0]
+    cdef floating g, z = 0
+    cdef int nt = 1 if n < _SERIAL_ELEMENTS else fc_get_max_threads()
+    for i in prange(n, nogil=True, schedule="static", num_threads=nt):
+        g = grad_y[i]
+        out[i] = g if y[i] > 0 else z
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def relu(const floating[::1] x, floating[::1] out):
+    """out = x where x > 0 or x is NaN (NaN propagates), else +0."""
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef floating v, z = 0
+    cdef int nt = 1 if n < _SERIAL_ELEMENTS else fc_get_max_threads()
+    for i in prange(n, nogil=True, schedule="static", num_threads=nt):
+        v = x[i]
+        out[i] = z if v <= 0 else v
