@@ -32,10 +32,6 @@ FLOATX = "float32"
 _DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 _ACTIVATIONS = ("relu", "tanh", "sigmoid", "softmax", "linear")
 _name_counts = Counter()
-# Activations that are a single in-place ufunc (identical results to
-# fastconv.activations.relu / tanh, which call the same ufuncs out of place).
-_IN_PLACE = {"relu": lambda z: np.maximum(z, z.dtype.type(0), out=z),
-             "tanh": lambda z: np.tanh(z, out=z)}
 
 
 def clear_session():
@@ -104,8 +100,6 @@ class Layer:
     _min_ndim = 1
     #: attributes holding forward-pass data for backward, cleared by _clear_cache
     _cache_attrs = ("_x",)
-    #: True when _linear_forward returns a new array no one else references
-    _owns_output = False
 
     def __init__(self, *, name=None, trainable=True, dtype=None, input_shape=None,
                  **kwargs):
@@ -261,12 +255,7 @@ class Layer:
         z = self._linear_forward(x, training)
         if self._act_forward is None:
             return z
-        if self._owns_output and self._act_name in _IN_PLACE:
-            # z is a fresh array nobody else holds: apply the activation in its memory
-            # (the same ufunc as fastconv.activations, one allocation fewer).
-            y = _IN_PLACE[self._act_name](z)
-        else:
-            y = self._act_forward(z)
+        y = self._act_forward(z)
         self._y = y
         return y
 

@@ -1,7 +1,8 @@
 """Conv2D: Keras's 2-D convolution layer on top of fastconv.conv2d."""
 import numpy as np
 
-from ..conv import conv2d, conv2d_backward, conv2d_grad_weight, conv2d_output_shape
+from ..conv import (conv2d, conv2d_backward, conv2d_grad_bias, conv2d_grad_weight,
+                     conv2d_output_shape)
 from .. import initializers as _initializers
 from ..shapes import normalize_pair
 from .base import Layer
@@ -18,7 +19,6 @@ class Conv2D(Layer):
     """
     _ndim = 4
     _cache_attrs = ("_x",)
-    _owns_output = True
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
                  data_format=None, dilation_rate=(1, 1), groups=1, activation=None,
@@ -108,7 +108,7 @@ class Conv2D(Layer):
             gx, gb = None, None
             gw = conv2d_grad_weight(grad, x, kernel.shape, **self._op_args())
             if self.use_bias:
-                gb = _bias_grad(grad, self._last)
+                gb = conv2d_grad_bias(grad, data_format=self.data_format)
         if not self._last:
             gw = np.ascontiguousarray(gw.transpose(2, 3, 1, 0))
         self._grads["kernel"] = gw
@@ -128,10 +128,3 @@ class Conv2D(Layer):
             bias_initializer=_initializers.serialize_initializer(self.bias_initializer))
         return config
 
-
-def _bias_grad(grad, channels_last):
-    """Sum of grad over every axis but the channel axis (BLAS matrix-vector product)."""
-    if channels_last:
-        g2 = grad.reshape(-1, grad.shape[-1])
-        return np.ones(g2.shape[0], grad.dtype) @ g2
-    return grad.sum(axis=(0, 2, 3))
