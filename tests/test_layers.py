@@ -305,3 +305,21 @@ def test_automatic_names_are_unique():
     assert a.name != b.name and a.name.startswith("dense")
     assert L.MaxPooling2D().name.startswith("max_pooling2d")
     assert L.Dense(1, name="out").name == "out"
+
+
+def test_small_dense_products_run_on_one_blas_thread(rng):
+    pytest.importorskip("threadpoolctl")
+    from fastconv.layers import core
+    libs = core._blas()
+    if not libs:
+        pytest.skip("no BLAS library that threadpoolctl can control")
+    before = [lib.get_num_threads() for lib in libs]
+    with core._SerialBlas():
+        assert [lib.get_num_threads() for lib in libs] == [1] * len(libs)
+    assert [lib.get_num_threads() for lib in libs] == before
+    assert isinstance(core._blas_threads(128, 120, 84), core._SerialBlas)
+    assert core._blas_threads(128, 2304, 512) is core._NO_OP
+    layer = L.Dense(84, dtype="float64")
+    x = rng.standard_normal((128, 120))
+    np.testing.assert_allclose(layer(x), x @ layer.kernel, rtol=1e-12)
+    assert [lib.get_num_threads() for lib in libs] == before
