@@ -147,11 +147,13 @@ _X_DESC = {"channels_first": "a 4-D array (N, C, H, W) for channels_first",
            "channels_last": "a 4-D array (N, H, W, C) for channels_last"}
 
 
-def _geom(g, n=None):
-    """The geometry tuple the compiled kernels take (see src/_conv2d.pyx)."""
-    return (g.n if n is None else n, g.c_in, g.h, g.w, g.c_out, g.oh, g.ow, g.groups,
-            g.kh, g.kw, g.sy, g.sx, g.dy, g.dx, g.pad_top, g.pad_left,
-            int(g.channels_last))
+def _geom(g):
+    """The geometry tuple the compiled kernels take (see src/_conv2d.pyx).  With 1x1
+    images in and out both layouts are the same memory: the kernels then use the
+    channels_last addressing, whose loops run over pixels instead of row segments."""
+    one_pixel = g.h == g.w == g.oh == g.ow == 1
+    return (g.n, g.c_in, g.h, g.w, g.c_out, g.oh, g.ow, g.groups, g.kh, g.kw, g.sy, g.sx,
+            g.dy, g.dx, g.pad_top, g.pad_left, int(g.channels_last or one_pixel))
 
 
 def _weight_oihw(g, weight):
@@ -160,12 +162,12 @@ def _weight_oihw(g, weight):
 
 
 def _pack_rows(mat, mr):
-    """(G, rows, kc) -> the micro-kernel's A panels (G, ceil(rows/mr), kc, mr), zero-padded."""
+    """(G, rows, kc) -> the micro-kernel's A panels (G, ceil(rows/mr), kc, mr), zero-padded
+    (flat).  mat may be any strided view (a transpose, a flipped kernel)."""
     groups, rows, kc = mat.shape
-    nm = -(-rows // mr)
-    padded = np.zeros((groups, nm * mr, kc), mat.dtype)
-    padded[:, :rows] = mat
-    return np.ascontiguousarray(padded.reshape(groups, nm, mr, kc).transpose(0, 1, 3, 2))
+    out = np.empty(groups * -(-rows // mr) * kc * mr, mat.dtype)
+    _ext.conv2d.pack_rows(mat, out, mr)
+    return out
 
 
 def _mr(dtype):
@@ -203,7 +205,7 @@ def _forward_oihw(g, x, w, bias, dtype, relu=False):
         y[...] = 0 if bias is None else (bias if g.channels_last else bias[:, None, None])
         return np.maximum(y, 0) if relu else y
     mr, nr = _mr(dtype)
-    ap = _pack_rows(w.reshape(g.groups, g.c_out // g.groups, g.k_group), mr).reshape(-1)
+    ap = _pack_rows(w.reshape(g.groups, g.c_out // g.groups, g.k_group), mr)
     if _shifted(g, nr):
         _ext.conv2d.forward_shift(x.reshape(-1), ap, bias, y.reshape(-1), _geom(g), relu)
     else:
@@ -238,12 +240,12 @@ def _grad_input(g, grad_y, weight, dtype):
         pb, pr = (g.kh - 1) * g.dy - g.pad_bottom, (g.kw - 1) * g.dx - g.pad_right
         g2 = _Geometry(g.n, g.c_out, g.oh, g.ow, g.c_in, g.groups, g.kh, g.kw, 1, 1, g.dy,
                        g.dx, pt, pb, pl, pr, g.h, g.w, g.channels_last)
-        return _forward_oihw(g2, grad_y, np.ascontiguousarray(wt), None, dtype)
+        return _forward_oihw(g2, grad_y, wt, None, dtype)
     gx = np.zeros(g.x_shape, dtype)
     at = _pack_rows(w.reshape(g.groups, cog, g.k_group).transpose(0, 2, 1), mr)
     # Whole images per item, enough of them to fill a strip of NR pixels.
     n_per = max(1, -(-_mr(dtype)[1] // (g.oh * g.ow)))
-    _ext.conv2d.grad_input_scatter(grad_y.reshape(-1), at.reshape(-1), gx.reshape(-1),
+    _ext.conv2d.grad_input_scatter(grad_y.reshape(-1), at, gx.reshape(-1),
                                    _geom(g), n_per)
     return gx
 

@@ -478,3 +478,20 @@ def grad_weight_shift(const floating[::1] x, const floating[::1] gy, floating[::
     fc_free(po)
     if fail[0]:
         raise MemoryError("conv2d: could not allocate per-thread scratch buffers")
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def pack_rows(const floating[:, :, :] mat, floating[::1] out, Py_ssize_t mr):
+    """out[g, m, k, i] = mat[g, m * mr + i, k] (zero past the last row): the micro-kernel
+    A panels (groups, ceil(rows/mr), kc, mr) of any strided (groups, rows, kc) view."""
+    cdef Py_ssize_t G = mat.shape[0], rows = mat.shape[1], kc = mat.shape[2]
+    cdef Py_ssize_t nm = (rows + mr - 1) // mr, g, m, k, i, r, o
+    with nogil:
+        for g in range(G):
+            for m in range(nm):
+                for k in range(kc):
+                    o = ((g * nm + m) * kc + k) * mr
+                    for i in range(mr):
+                        r = m * mr + i
+                        out[o + i] = mat[g, r, k] if r < rows else 0

@@ -49,8 +49,8 @@ cimport cython
 # (also forced by building with CFLAGS=-DFASTCONV_NO_SIMD, to test them on x86).
 cdef extern from *:
     """
-    #if (defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)) \\
-        && !defined(FASTCONV_NO_SIMD)
+    #if (defined(__SSE2__) || defined(_M_X64) \\
+         || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)) && !defined(FASTCONV_NO_SIMD)
     #include <emmintrin.h>
     #define FC_POOL_SSE2 1
 

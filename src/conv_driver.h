@@ -224,6 +224,14 @@ static void FC_FN(fc_grad_weight_item)(const fc_conv *g, FC_FN(fc_kernel_t) kern
         const ptrdiff_t ns = fc_segments(n_lo * P + j0, pc, g->oh, g->ow, seg);
         const int inside = fc_fill_cols(g, n_lo * P + j0, pc, col);
         /* A panel: grad_y block, ap[(ms * pc + t) * mr + i]. */
+        if (g->last) {  /* pixel j's channels are contiguous at j * C_out */
+            for (t = 0; t < pc; t++) {
+                const FC_T *src = gy + (n_lo * P + j0 + t) * g->cout + grp * g->cog;
+                for (cl = 0; cl < cog_pad; cl++)
+                    ap[((cl / mr) * pc + t) * mr + (cl % mr)] =
+                        cl < g->cog ? src[cl] : (FC_T)0;
+            }
+        } else
         for (cl = 0; cl < cog_pad; cl++) {
             FC_T *d = ap + (cl / mr) * pc * mr + (cl % mr);
             if (cl >= g->cog) {
@@ -319,6 +327,12 @@ static void FC_FN(fc_bias_grad_item)(const fc_conv *g, const FC_T *gy, double *b
 {
     const ptrdiff_t ys = g->last ? g->cout : 1;
     ptrdiff_t n, co, oy, ox, l;
+    if (g->oh * g->ow == 1) {  /* the same sums: one value per lane-0 accumulator */
+        for (n = n_lo; n < n_hi; n++)
+            for (co = 0; co < g->cout; co++)
+                bsum[co] += (double)gy[n * g->cout + co];
+        return;
+    }
     for (n = n_lo; n < n_hi; n++)
         for (co = 0; co < g->cout; co++) {
             double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
