@@ -124,7 +124,8 @@ def test_avg_pool_matches_reference(n, c, h, w, pool, stride, padding, data_form
 @settings(max_examples=30, deadline=None)
 @given(n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 9),
        w=st.integers(1, 9), kh=st.integers(1, 4), kw=st.integers(1, 4),
-       sy=st.integers(1, 3), sx=st.integers(1, 3), pad=st.sampled_from(["same", "valid", 0, 1]),
+       sy=st.integers(1, 3), sx=st.integers(1, 3),
+       pad=st.sampled_from(["same", "valid", 0, 1]),
        last=st.booleans(), seed=st.integers(0, 2**16))
 def test_property_random_geometries(n, c, h, w, kh, kw, sy, sx, pad, last, seed):
     data_format = LAYOUTS[last]
@@ -380,7 +381,8 @@ def test_one_and_two_threads_identical(data_format):
                 kw = dict(stride=stride, padding=pad, data_format=data_format)
                 y, idx = fastconv.max_pool2d(x, pool, return_indices=True, **kw)
                 gy = np.cos(np.arange(y.size, dtype=np.float32)).reshape(y.shape)
-                out += [y, idx, fastconv.max_pool2d_backward(gy, x, pool, indices=idx, **kw),
+                gx = fastconv.max_pool2d_backward(gy, x, pool, indices=idx, **kw)
+                out += [y, idx, gx,
                         fastconv.avg_pool2d(x, pool, **kw),
                         fastconv.avg_pool2d_backward(gy, x, pool, **kw)]
             out.append(fastconv.global_avg_pool2d(x, data_format))
@@ -450,7 +452,8 @@ X = np.zeros((1, 2, 6, 6))
     (lambda: fastconv.max_pool2d(X.astype(complex), 2), TypeError,
      r"x must be float32 or float64.*got dtype complex128"),
     (lambda: fastconv.max_pool2d_backward(np.zeros((1, 2, 3, 2)), X, 2), ValueError,
-     r"grad_y must have the output shape \(1, 2, 3, 3\) of this pooling, got \(1, 2, 3, 2\)"),
+     r"grad_y must have the output shape \(1, 2, 3, 3\) of this pooling, got "
+     r"\(1, 2, 3, 2\)"),
     (lambda: fastconv.avg_pool2d_backward(np.zeros((1, 2, 3, 3), np.float32), X, 2),
      TypeError, r"all floating arguments must share one dtype, got grad_y is float32, "
      r"x is float64"),
