@@ -318,7 +318,8 @@ def test_small_dense_products_run_on_one_blas_thread(rng):
         assert [lib.get_num_threads() for lib in libs] == [1] * len(libs)
     assert [lib.get_num_threads() for lib in libs] == before
     assert isinstance(core._blas_threads(128, 120, 84), core._SerialBlas)
-    assert core._blas_threads(128, 2304, 512) is core._NO_OP
+    assert isinstance(core._blas_threads(128, 2304, 512), core._SerialBlas)
+    assert core._blas_threads(4096, 4096, 4096) is core._NO_OP
     layer = L.Dense(84, dtype="float64")
     x = rng.standard_normal((128, 120))
     np.testing.assert_allclose(layer(x), x @ layer.kernel, rtol=1e-12)
