@@ -217,9 +217,16 @@ class Dropout(Layer):
         if not training or self.rate == 0.0:
             self._mask = None
             return x
-        keep = self.generator.random(self._mask_shape(x.shape), dtype=x.dtype)
-        mask = np.greater_equal(keep, x.dtype.type(self.rate)).astype(x.dtype)
-        mask *= x.dtype.type(1.0 / (1.0 - self.rate))
+        shape = self._mask_shape(x.shape)
+        n = int(np.prod(shape, dtype=np.int64))
+        # 32 random bits per element straight from the bit generator (two per 64-bit
+        # draw, no float conversion); an element is kept when its bits >= rate * 2**32,
+        # i.e. with probability 1 - rate up to 2**-32.
+        bits = self.generator.bit_generator.random_raw((n + 1) // 2)
+        bits = bits.view(np.uint32)[:n].reshape(shape)
+        threshold = np.uint32(min(round(self.rate * 2.0 ** 32), 2 ** 32 - 1))
+        mask = np.multiply(bits >= threshold, x.dtype.type(1.0 / (1.0 - self.rate)),
+                           dtype=x.dtype)
         self._mask = mask
         return x * mask
 
