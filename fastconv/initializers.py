@@ -236,7 +236,8 @@ _ALIASES = {"zeros": Zeros, "ones": Ones, "constant": Constant,
 
 
 def get(identifier, name="initializer"):
-    """An Initializer from a name ("glorot_uniform"), a class name, a config or an object."""
+    """An Initializer from a name ("glorot_uniform"), a class name, a config or an
+    instance."""
     if isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, str):

@@ -39,7 +39,8 @@ def test_other_shapes_and_classes():
     with pytest.raises(ValueError, match="cannot be applied to input shape"):
         applications.lenet5(input_shape=(28, 28, 1))
     assert applications.cifar10_cnn(num_classes=100).output_shape == (None, 100)
-    with pytest.raises(ValueError, match=r"input_shape must be \(height, width, channels\)"):
+    with pytest.raises(ValueError,
+                       match=r"input_shape must be \(height, width, channels\)"):
         applications.lenet5(input_shape=(32, 32))
     with pytest.raises(ValueError, match="num_classes must be a positive int, got 0"):
         applications.cifar10_cnn(num_classes=0)

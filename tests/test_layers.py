@@ -198,7 +198,8 @@ def test_weights_order_shapes_and_set_weights(rng):
     layer.set_weights(new)
     np.testing.assert_allclose(layer.kernel, new[0].astype(np.float32))
     assert layer.kernel.dtype == np.float32
-    with pytest.raises(ValueError, match=r"must have shape \(3, 3, 2, 8\), got \(3, 3, 8, 2\)"):
+    with pytest.raises(ValueError,
+                       match=r"must have shape \(3, 3, 2, 8\), got \(3, 3, 8, 2\)"):
         layer.set_weights([np.zeros((3, 3, 8, 2)), np.zeros(8)])
     with pytest.raises(ValueError, match="expects 2 weight arrays"):
         layer.set_weights([kernel])

@@ -65,7 +65,8 @@ def test_gradients_match_finite_differences(loss):
     rng = np.random.default_rng(1)
     p = rng.random((4, 3)) + 0.05
     labels = rng.integers(0, 3, 4)
-    y = labels if isinstance(loss, losses.SparseCategoricalCrossentropy) else np.eye(3)[labels]
+    sparse = isinstance(loss, losses.SparseCategoricalCrossentropy)
+    y = labels if sparse else np.eye(3)[labels]
     value, grad = loss.value_and_gradient(y, p)
     assert value == pytest.approx(loss(y, p))
     np.testing.assert_allclose(grad, numeric_grad(lambda: loss(y, p), p), rtol=1e-6,

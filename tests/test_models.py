@@ -146,7 +146,8 @@ def test_loss_is_batch_size_weighted_mean():
     fastconv.set_seed(0)
     x, y = blob_data(10)
     model = blob_net()
-    model.compile(fastconv.optimizers.SGD(learning_rate=0.0), "sparse_categorical_crossentropy")
+    model.compile(fastconv.optimizers.SGD(learning_rate=0.0),
+                  "sparse_categorical_crossentropy")
     history = model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
     per_batch = [model.test_on_batch(x[i:i + 4], y[i:i + 4]) for i in (0, 4, 8)]
     expected = (4 * per_batch[0] + 4 * per_batch[1] + 2 * per_batch[2]) / 10
@@ -190,8 +191,8 @@ def make_trained(tmp_path):
                         L.AveragePooling2D(2), L.Dropout(0.2), L.Flatten(),
                         L.Dense(8, activation="relu"), L.Dropout(0.1),
                         L.Dense(4, activation="softmax")])
-    model.compile(fastconv.optimizers.RMSprop(momentum=0.5), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(fastconv.optimizers.RMSprop(momentum=0.5),
+                  "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     return model, x, y
 
