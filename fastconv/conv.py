@@ -196,6 +196,46 @@ def _dense(g):
                      g.channels_last)
 
 
+# Winograd F(2x2, 3x3) (see src/conv_driver.h) for 3x3, stride 1, dilation 1, one
+# group, float32 (float64 stays on the direct kernels, exact to 1e-10).  Off by default:
+# measured here (2-core Skylake-SP, CIFAR layers with 32-64 channels) it is 1.1-1.9x
+# SLOWER than the direct kernels -- it saves 2.25x of the multiply-adds, but writing and
+# reading the transformed input (16 values per input pixel and channel) costs as much
+# as the product it shortens at these channel counts.  tests/test_conv2d_paths.py keeps
+# it correct; turn it on (fastconv.conv._WINOGRAD = True) to measure it elsewhere.
+_WINOGRAD = False
+_WINOGRAD_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5],
+                        [0.0, 0.0, 1.0]])
+_WINOGRAD_SCRATCH = 800 << 10  # bytes of transformed input per item (L2-sized)
+
+
+def _winograd_ok(g, dtype):
+    return (_WINOGRAD and dtype == np.float32 and (g.kh, g.kw) == (3, 3) and
+            (g.sy, g.sx, g.dy, g.dx, g.groups) == (1, 1, 1, 1, 1) and
+            g.oh >= 2 and g.ow >= 2)
+
+
+def _winograd_weights(w, mr):
+    """U = G g G^T for every (co, c), packed (16, ceil(C_out/mr), C_in, mr)."""
+    u = np.einsum("ai,ocij,bj->aboc", _WINOGRAD_G, w.astype(np.float64), _WINOGRAD_G)
+    return _pack_rows(u.reshape(16, w.shape[0], w.shape[1]).astype(w.dtype), mr)
+
+
+def _winograd_images(g, nr, itemsize):
+    """Images per item: the fewest (1..4) that waste least on rounding tiles up to nr
+    columns, within _WINOGRAD_SCRATCH bytes of transformed input."""
+    tpi = -(-g.oh // 2) * (-(-g.ow // 2) + 1)  # tile columns per image (one dropped)
+    best, best_waste = 1, None
+    for k in range(1, 5):
+        tpad = -(-k * tpi // nr) * nr
+        if k > 1 and 16 * g.c_in * tpad * itemsize > _WINOGRAD_SCRATCH:
+            break
+        waste = tpad / (k * tpi)
+        if best_waste is None or waste < best_waste - 1e-9:
+            best, best_waste = k, waste
+    return max(1, min(best, g.n))
+
+
 def _forward_oihw(g, x, w, bias, dtype, relu=False):
     """y of geometry g for a weight w in (C_out, C_in/groups, kh, kw) order."""
     y = np.empty(g.y_shape, dtype)
@@ -205,6 +245,11 @@ def _forward_oihw(g, x, w, bias, dtype, relu=False):
         y[...] = 0 if bias is None else (bias if g.channels_last else bias[:, None, None])
         return np.maximum(y, 0) if relu else y
     mr, nr = _mr(dtype)
+    if _winograd_ok(g, dtype):
+        n_per = _winograd_images(g, nr, np.dtype(dtype).itemsize)
+        _ext.conv2d.winograd(x.reshape(-1), _winograd_weights(w, mr), bias, y.reshape(-1),
+                             _geom(g), n_per, relu)
+        return y
     ap = _pack_rows(w.reshape(g.groups, g.c_out // g.groups, g.k_group), mr)
     if _shifted(g, nr):
         _ext.conv2d.forward_shift(x.reshape(-1), ap, bias, y.reshape(-1), _geom(g), relu)

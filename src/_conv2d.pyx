@@ -106,6 +106,14 @@ cdef extern from "conv_kernels_all.h" nogil:
                                      double *part, Py_ssize_t n_lo, Py_ssize_t n_hi,
                                      Py_ssize_t grp, Py_ssize_t pcmax, double *xp,
                                      double *gyt)
+    void fc_winograd_item_f(const fc_conv *g, fc_kib_f kib, const float *x,
+                            const float *au, const Py_ssize_t *off, const float *bias,
+                            float *y, Py_ssize_t n_lo, Py_ssize_t n_hi, Py_ssize_t tpad,
+                            int relu, float *xp, float *v, float *tiles)
+    void fc_winograd_item_d(const fc_conv *g, fc_kib_d kib, const double *x,
+                            const double *au, const Py_ssize_t *off, const double *bias,
+                            double *y, Py_ssize_t n_lo, Py_ssize_t n_hi, Py_ssize_t tpad,
+                            int relu, double *xp, double *v, double *tiles)
 
 ctypedef fused floating:
     float
@@ -495,3 +503,63 @@ def pack_rows(const floating[:, :, :] mat, floating[::1] out, Py_ssize_t mr):
                     for i in range(mr):
                         r = m * mr + i
                         out[o + i] = mat[g, r, k] if r < rows else 0
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def winograd(const floating[::1] x, const floating[::1] au, const floating[::1] bias,
+             floating[::1] y, tuple geom, Py_ssize_t n_per, bint relu=False):
+    """Winograd F(2x2, 3x3) forward (3x3, stride 1, dilation 1, groups 1); au = U = G g G^T
+    packed (16, ceil(C_out/MR), C_in, MR).  Parallel over groups of n_per images."""
+    cdef fc_conv g
+    cdef bint dbl = floating is double
+    cdef int mr = _isa.mr_d if dbl else _isa.mr_f
+    cdef int nr = _isa.nr_d if dbl else _isa.nr_f
+    cdef fc_kib_f kf = _isa.kib_f
+    cdef fc_kib_d kd = _isa.kib_d
+    _fill(&g, geom, mr, nr)
+    cdef Py_ssize_t th = (g.oh + 1) // 2, tw = (g.ow + 1) // 2
+    cdef Py_ssize_t pl = (th + 1) * (tw + 1) + 1
+    cdef Py_ssize_t tpad = (n_per * th * (tw + 1) + nr - 1) // nr * nr
+    cdef Py_ssize_t items = (g.n + n_per - 1) // n_per, it, n_lo, n_hi, c
+    cdef const floating *bp_bias = NULL
+    if bias is not None:
+        bp_bias = &bias[0]
+    cdef const floating *px = &x[0]
+    cdef const floating *pa = &au[0]
+    cdef floating *py = &y[0]
+    cdef floating *xp
+    cdef floating *v
+    cdef floating *tiles
+    cdef int fail[1]
+    cdef int nt = _threads(<double>g.n * th * tw * 4 * g.cout * g.c * 4, items)
+    cdef Py_ssize_t *off = <Py_ssize_t *>fc_alloc(g.c * sizeof(Py_ssize_t))
+    if off == NULL:
+        raise MemoryError("conv2d: could not allocate the offset table")
+    for c in range(g.c):
+        off[c] = c * tpad
+    fail[0] = 0
+    with nogil, parallel(num_threads=nt):
+        xp = <floating *>fc_alloc(12 * pl * sizeof(floating))
+        v = <floating *>fc_alloc(16 * g.c * tpad * sizeof(floating))
+        tiles = <floating *>fc_alloc(16 * mr * nr * sizeof(floating))
+        if xp == NULL or v == NULL or tiles == NULL:
+            fail[0] = 1
+        for it in prange(items, schedule="dynamic", chunksize=1):
+            if fail[0] == 0:
+                n_lo = it * n_per
+                n_hi = n_lo + n_per
+                if n_hi > g.n:
+                    n_hi = g.n
+                if floating is float:
+                    fc_winograd_item_f(&g, kf, px, pa, off, bp_bias, py, n_lo, n_hi, tpad,
+                                       relu, xp, v, tiles)
+                else:
+                    fc_winograd_item_d(&g, kd, px, pa, off, bp_bias, py, n_lo, n_hi, tpad,
+                                       relu, xp, v, tiles)
+        fc_free(xp)
+        fc_free(v)
+        fc_free(tiles)
+    fc_free(off)
+    if fail[0]:
+        raise MemoryError("conv2d: could not allocate per-thread scratch buffers")

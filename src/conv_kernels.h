@@ -35,10 +35,21 @@
 #include <immintrin.h>
 #define FC_TARGET_AVX512 __attribute__((target("avx512f")))
 #define FC_TARGET_AVX2 __attribute__((target("avx2,fma")))
+/* The glue loops (im2col, transforms, tile stores) are plain C that the compiler
+ * vectorises: target_clones builds them for AVX-512, AVX2 and the baseline and picks one
+ * at load time (they hold no FMA-contractible products that could change results). */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 6 && defined(__linux__)
+#define FC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#elif defined(__clang__) && __clang_major__ >= 14 && defined(__linux__)
+#define FC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 /* Rows ahead that the indirect kernels prefetch (their rows are not sequential). */
 #define FC_PF_DIST 8
 #else
 #define FC_X86_DISPATCH 0
+#endif
+#ifndef FC_CLONES
+#define FC_CLONES
 #endif
 
 typedef void (*fc_kernel_f)(ptrdiff_t kc, const float *A, const float *B, float *C,

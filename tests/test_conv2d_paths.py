@@ -112,6 +112,21 @@ def test_paths_float32(isa, case, data_format):
     _case(12, *case, dtype=np.float32, data_format=data_format)
 
 
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("case", [
+    (3, 5, 9, 8, 11, 3, 3, 1, "valid", 1, 1),   # odd output rows, C_out > MR
+    (5, 4, 7, 7, 6, 3, 3, 1, "same", 1, 1),     # odd output, several images per item
+    (2, 3, 12, 10, 4, 3, 3, 1, ((2, 0), (0, 2)), 1, 1),
+])
+def test_winograd_float32(isa, monkeypatch, case, data_format):
+    """The opt-in Winograd F(2x2, 3x3) forward and stride-1 input gradient."""
+    monkeypatch.setattr(conv, "_WINOGRAD", True)
+    g = conv._geometry((1, case[1], case[2], case[3]), (case[4], case[1], 3, 3), 1,
+                       case[8], 1, 1, "channels_first")
+    assert conv._winograd_ok(g, np.float32) and not conv._winograd_ok(g, np.float64)
+    _case(15, *case, dtype=np.float32, data_format=data_format)
+
+
 def test_path_selection_is_what_the_cases_claim():
     """The cases above really reach the paths they are named after."""
     def geom(x_shape, w_shape, **kw):
