@@ -37,11 +37,13 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-for _p in (ROOT, HERE):        # run from a checkout: the package and the bench helpers
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
-
-import fastconv  # noqa: E402
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+try:
+    import fastconv
+except ImportError:            # not installed: use the checkout (built in place)
+    sys.path.insert(0, ROOT)
+    import fastconv
 from fastconv.benchmark import (CONV_LAYERS, POOL_LAYERS, _fastconv_conv,  # noqa: E402
                                 _naive_conv, _torch_conv, conv_flops)
 
@@ -161,8 +163,10 @@ def net_suite(args, torch):
     return rows
 
 def _child_env():
+    """Children import the same fastconv as this process, and the bench helpers."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([ROOT, HERE] + (
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([package_parent, HERE] + (
         [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return env
@@ -184,7 +188,8 @@ def memory_suite(args, torch):
                 text = proc.stdout
                 child = json.loads(text.strip().splitlines()[-1])
                 rows.append({"item": net, "batch": batch, "system": system,
-                             "steps": args.memory_steps, "peak_mib": child["peak_kib"] / 1024,
+                             "steps": args.memory_steps,
+                             "peak_mib": child["peak_kib"] / 1024,
                              "setup_mib": child["setup_kib"] / 1024})
                 log(f"memory {net} b{batch} {system}: {child['peak_kib'] / 1024:.0f} MiB")
     return rows
@@ -288,7 +293,8 @@ def probe(python, systems):
 def run_peers(args):
     """Run bench/_peers.py once per interpreter; returns the run records."""
     by_python = {}
-    for system, python in (("tensorflow", args.tf_python), ("onnxruntime", args.ort_python)):
+    for system, python in (("tensorflow", args.tf_python),
+                           ("onnxruntime", args.ort_python)):
         if python:
             by_python.setdefault(python, []).append(system)
     runs = []
@@ -397,7 +403,8 @@ def evaluate_targets(results):
     b = target_batch(batches)
     conv_names = [n for n in CONV_LAYERS if ("conv", n, "fwd", b) in layers]
     for n in conv_names:
-        out.append(_ratio_row(f"conv fwd+bwd {n} b{b}", layers.get(("conv", n, "fwd+bwd", b)),
+        out.append(_ratio_row(f"conv fwd+bwd {n} b{b}",
+                              layers.get(("conv", n, "fwd+bwd", b)),
                               ("torch", "tensorflow"), 1.0,
                               "<= 1 x the faster of PyTorch, TensorFlow"))
     for n in ("cifar.c2", "cifar.c3", "cifar.c4"):
@@ -423,8 +430,8 @@ def evaluate_targets(results):
         for nb in sorted(batches, reverse=True):
             row = nets.get((net, mode, nb))
             if row is not None:
-                out.append(_ratio_row(f"{net} {'train step' if mode == 'train' else 'inference'}"
-                                      f" b{nb}", row, systems, goal, what))
+                label = "train step" if mode == "train" else "inference"
+                out.append(_ratio_row(f"{net} {label} b{nb}", row, systems, goal, what))
     # geometric mean over the conv layers of fastconv/PyTorch fwd+bwd
     rs = [ratio(layers[("conv", n, "fwd+bwd", b)], "torch") for n in conv_names]
     if rs:
@@ -462,8 +469,9 @@ def evaluate_targets(results):
         mem.setdefault((r["item"], r["batch"]), {})[r["system"]] = r["peak_mib"]
     for (net, nb), m in sorted(mem.items()):
         t = m.get("torch")
-        out.append({"target": f"peak memory {net} b{nb}, {results['memory'][0]['steps']} "
-                              "training steps", "measured": m["fastconv"] / t if t else None,
+        steps = results["memory"][0]["steps"]
+        out.append({"target": f"peak memory {net} b{nb}, {steps} training steps",
+                    "measured": m["fastconv"] / t if t else None,
                     "goal": "<= 1 x PyTorch",
                     "status": ("NOT MEASURED" if t is None else
                                "MET" if m["fastconv"] <= t else "NOT MET"),
@@ -512,8 +520,9 @@ def format_nets(rows):
         return ""
     peers = [s for s in PEERS if any(s in r["peers"] for r in rows)]
     has_torch = any("torch" in r["times"] for r in rows)
-    header = ["network", "pass", "batch", "fastconv ms"] + ["torch ms"] * has_torch + [
-        f"{s}† ms" for s in peers] + ["fc/torch"] * has_torch + [f"fc/{s}†" for s in peers]
+    header = (["network", "pass", "batch", "fastconv ms"] + ["torch ms"] * has_torch
+              + [f"{s}† ms" for s in peers] + ["fc/torch"] * has_torch
+              + [f"fc/{s}†" for s in peers])
     body = []
     for r in rows:
         cells = [r["item"], "train step" if r["mode"] == "train" else "inference",
@@ -531,8 +540,8 @@ def format_report(results):
     parts = ["# fastconv frontier table (issue 6)", "",
              format_environment(results["environment"], results.get("peer_runs", [])),
              "", "Median ms, float32, interleaved in one process; conv: (GFLOP/s) beside "
-             "the time; fc = fastconv, the faster of its two layouts; † = measured in the "
-             "peer process, its ratio against fastconv timed in that same process."]
+             "the time; fc = fastconv, the faster of its two layouts; † = measured in "
+             "the peer process, its ratio against fastconv timed in that same process."]
     if results.get("layers"):
         parts += ["", "## Convolution layers", "", format_layers(results["layers"], "conv"),
                   "", "## Pooling layers", "", format_layers(results["layers"], "pool")]
