@@ -83,6 +83,15 @@ static void FC_FN(fc_pack_im2col)(const fc_conv *g, const FC_T *x, ptrdiff_t gof
                                   ptrdiff_t cs)
 {
     ptrdiff_t k, jj;
+    int contiguous = inside && nk > 0 && rs == 1;
+    for (k = 1; k < nk && contiguous; k++)
+        contiguous = kr[k].off == kr[0].off + k;
+    if (contiguous) {  /* rows are consecutive elements, panel rows too: copy runs */
+        const FC_T *x0 = x + goff + kr[0].off;
+        for (jj = 0; jj < cnt; jj++)
+            memcpy(bp + jj * cs, x0 + col[jj].base, (size_t)nk * sizeof(FC_T));
+        return;
+    }
     for (k = 0; k < nk; k++) {
         FC_T *d = bp + k * rs;
         const FC_T *xk = x + goff + kr[k].off;
