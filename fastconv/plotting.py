@@ -40,6 +40,7 @@ def plot_history(history, path, title=None, val_label="validation"):
         raise ValueError(f"history has no 'loss' values to plot (keys: {sorted(h)})")
     path = os.fspath(path)
     plt = require_matplotlib()
+    from matplotlib.ticker import MaxNLocator
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
         for prefix, name, style in (("", "train", "o-"), ("val_", val_label, "s--")):
@@ -48,6 +49,7 @@ def plot_history(history, path, title=None, val_label="validation"):
                 epochs = range(1, len(values) + 1)
                 ax.plot(epochs, [float(v) for v in values], style, label=name)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
         if ax.lines:

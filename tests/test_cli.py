@@ -227,3 +227,18 @@ def test_main_job_default_recipe_reaches_80_percent():
     assert rc == 0, err
     acc = float(re.search(r"test accuracy: ([\d.]+) \(loss [\d.]+, 2000 images\)", out)[1])
     assert acc >= 0.80
+
+
+def test_plot_history_checks_its_input(tmp_path):
+    from fastconv import plotting
+    with pytest.raises(ValueError, match="no 'loss' values"):
+        plotting.plot_history({"accuracy": [0.5]}, tmp_path / "a.png")
+    with pytest.raises(TypeError, match="History or a dict"):
+        plotting.plot_history([0.1, 0.2], tmp_path / "a.png")
+    if importlib.util.find_spec("matplotlib") is None:
+        with pytest.raises(ImportError, match=r"pip install 'fastconv\[plot\]'"):
+            plotting.plot_history({"loss": [1.0, 0.5]}, tmp_path / "a.png")
+    else:
+        out = plotting.plot_history({"loss": [1.0, 0.5], "val_loss": [1.1, 0.7]},
+                                    tmp_path / "a.png")
+        assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
