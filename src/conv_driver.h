@@ -471,7 +471,8 @@ static void FC_FN(fc_grad_weight_shift_item)(const fc_conv *g, FC_FN(fc_kia_t) k
         for (cl = 0; cl < g->cog; cl++) {
             FC_T *d = gyt + (cl / nr) * Pp * nr + (cl % nr);
             for (oy = 0; oy < g->oh; oy++) {
-                const FC_T *src = FC_FN(fc_yptr)(g, (FC_T *)gy, n, grp * g->cog + cl, oy, 0);
+                const FC_T *src =
+                    FC_FN(fc_yptr)(g, (FC_T *)gy, n, grp * g->cog + cl, oy, 0);
                 FC_T *dr = d + oy * Wp * nr;
                 for (ox = 0; ox < g->ow; ox++)
                     dr[ox * nr] = src[ox * ys];
@@ -535,8 +536,8 @@ FC_CLONES static void FC_FN(fc_winograd_item)(const fc_conv *g, FC_FN(fc_kib_t) 
                                 d[q] = 0;
                             continue;
                         }
-                        FC_FN(fc_gather)(d, 1, FC_FN(fc_xrow)(g, x, n, c, iy), cp - g->pl, 2,
-                                         xs, hw, g->w);
+                        FC_FN(fc_gather)(d, 1, FC_FN(fc_xrow)(g, x, n, c, iy), cp - g->pl,
+                                         2, xs, hw, g->w);
                     }
                     P[rp][cp][(th + 1) * hw] = 0;
                 }
@@ -577,8 +578,10 @@ FC_CLONES static void FC_FN(fc_winograd_item)(const fc_conv *g, FC_FN(fc_kib_t) 
         for (jj = 0; jj < cnt; jj++) {
             const ptrdiff_t t = t0 + jj, tt = t % tpi;
             const ptrdiff_t oy = 2 * (tt / (tw + 1)), ox = 2 * (tt % (tw + 1));
-            ybase[jj] = FC_FN(fc_yptr)(g, y, n_lo + t / tpi, 0, oy, ox < g->ow ? ox : 0) - y;
-            edge[jj] = ox >= g->ow ? -1 : (ox + 1 < g->ow ? 1 : 0) | (oy + 1 < g->oh ? 2 : 0);
+            ybase[jj] =
+                FC_FN(fc_yptr)(g, y, n_lo + t / tpi, 0, oy, ox < g->ow ? ox : 0) - y;
+            edge[jj] = ox >= g->ow ? -1
+                                   : (ox + 1 < g->ow ? 1 : 0) | (oy + 1 < g->oh ? 2 : 0);
         }
         for (ms = 0; ms < nms; ms++) {
             const ptrdiff_t rows = (CO - ms * mr < mr) ? CO - ms * mr : mr;
