@@ -145,15 +145,17 @@ def bench_conv(names, batch, repeat, torch=None, naive_batch=2, layouts=("channe
             systems[f"fastconv-{'nchw' if fmt == 'channels_first' else 'nhwc'}"] = (f, fb)
         if torch is not None:
             systems["torch"] = _torch_conv(torch, name, batch)
+        if naive_batch:
+            # Timed in the same rounds as the others (so under the same machine load),
+            # on a small batch, then scaled linearly to the benchmark batch.
+            systems["naive-numpy (scaled)"] = _naive_conv(name, naive_batch)
         for i, pass_name in enumerate(("fwd", "fwd+bwd")):
             t = _median_times({k: v[i] for k, v in systems.items()}, repeat, min_time=0.3)
             row = {"layer": name, "pass": pass_name, "batch": batch,
                    "gflop": conv_flops(name, batch) * (1 if i == 0 else 3) / 1e9}
             row.update({k: v * 1e3 for k, v in t.items()})
             if naive_batch:
-                nf = _naive_conv(name, naive_batch)[i]
-                row["naive-numpy (scaled)"] = (_median_times({"n": nf}, 1)["n"] * 1e3
-                                               * batch / naive_batch)
+                row["naive-numpy (scaled)"] *= batch / naive_batch
             rows.append(row)
     return rows
 
