@@ -349,7 +349,8 @@ def cmd_train(args):
          f"{len(x_tr)} training, {len(x_val)} {val_name} images "
          f"(loaded in {t_data:.1f} s)")
     emit(f"recipe: {cfg['epochs']} epochs, batch {cfg['batch_size']}, {cfg['optimizer']} "
-         f"lr {cfg['lr']:g} ({cfg['schedule']}), augmentation {', '.join(sorted(kinds)) or 'none'}, "
+         f"lr {cfg['lr']:g} ({cfg['schedule']}), "
+         f"augmentation {', '.join(sorted(kinds)) or 'none'}, "
          f"seed {args.seed}, threads {fastconv.get_num_threads()}")
 
     progress = _progress_callback(emit)
