@@ -65,14 +65,16 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 # ---------------------------------------------------------------------- environment
-def environment(torch, threads):
+def environment(torch, threads, no_torch=False):
     cfg = fastconv.config()
     env = {"fastconv": cfg, "python": sys.version.split()[0],
            "platform": platform.platform(), "threads": threads,
            "date": datetime.datetime.now().isoformat(timespec="seconds"),
            "load_start": list(os.getloadavg()),
            "torch": (f"{torch.__version__} ({torch.get_num_threads()} threads)"
-                     if torch is not None else None)}
+                     if torch is not None else
+                     "left out (--no-torch)" if no_torch else
+                     "not importable here: skipped")}
     try:
         with open("/proc/cpuinfo") as f:
             env["cpu"] = next((line.split(":", 1)[1].strip() for line in f
@@ -98,7 +100,7 @@ def format_environment(env, peer_runs):
     for b in c["blas"]:
         lines.append(f"BLAS: {b.get('internal_api')} {b.get('version')}, kernel "
                      f"{b.get('architecture')}, {b.get('num_threads')} threads")
-    lines.append(f"PyTorch: {env['torch'] or 'not importable here: skipped'}")
+    lines.append(f"PyTorch: {env['torch']}")
     for run in peer_runs:
         if run.get("error"):
             lines.append(f"{' + '.join(run['systems'])}: skipped ({run['error']})")
@@ -113,6 +115,10 @@ def format_environment(env, peer_runs):
     lines.append(f"git {env.get('git')}; {env['date']}; load average (1, 5, 15 min) "
                  f"at start {fmt_load(env['load_start'])}"
                  + (f", at end {fmt_load(env['load_end'])}" if env.get("load_end") else ""))
+    if env.get("section_loads"):
+        lines.append("1-min load as each section started (this run adds about "
+                     f"{env['threads']}): " + ", ".join(
+                         f"{k} {v:.2f}" for k, v in env["section_loads"].items()))
     return "\n".join(lines)
 
 def fmt_load(load):
@@ -638,17 +644,20 @@ def main(argv=None):
             torch.set_num_threads(args.threads)
         except ImportError:
             torch = None
-    results = {"environment": environment(torch, args.threads),
+    results = {"environment": environment(torch, args.threads, args.no_torch),
                "options": {k: v for k, v in vars(args).items()}}
-    results["layers"] = layer_suite(args, torch) if "layers" not in args.skip else []
-    results["nets"] = net_suite(args, torch) if "nets" not in args.skip else []
-    if "peers" not in args.skip:
-        results["peer_runs"] = run_peers(args)
-        merge_peers(results["peer_runs"], results["layers"], results["nets"])
-    results["memory"] = memory_suite(args, torch) if "memory" not in args.skip else []
-    results["naive"] = (naive_suite(args, results["layers"])
-                        if "naive" not in args.skip else [])
-    results["threads"] = thread_suite(args, torch) if "threads" not in args.skip else []
+    loads = results["environment"]["section_loads"] = {}
+
+    def section(name, fn, *a):
+        loads[name] = os.getloadavg()[0]          # 1-minute load as the section starts
+        return fn(*a) if name not in args.skip else []
+    results["layers"] = section("layers", layer_suite, args, torch)
+    results["nets"] = section("nets", net_suite, args, torch)
+    results["peer_runs"] = section("peers", run_peers, args)
+    merge_peers(results["peer_runs"], results["layers"], results["nets"])
+    results["memory"] = section("memory", memory_suite, args, torch)
+    results["naive"] = section("naive", lambda: naive_suite(args, results["layers"]))
+    results["threads"] = section("threads", thread_suite, args, torch)
     results["environment"]["load_end"] = list(os.getloadavg())
     results["targets"] = evaluate_targets(results)
     print(format_report(results), end="")
