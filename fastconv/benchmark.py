@@ -134,7 +134,7 @@ def _import_torch(threads):
     return torch
 
 
-def bench_conv(names, batch, repeat, torch=None, naive_batch=2, layouts=("channels_first",
+def bench_conv(names, batch, repeat, torch=None, naive_batch=1, layouts=("channels_first",
                                                                           "channels_last")):
     """Rows of {layer, pass, system: ms} for the conv layers."""
     rows = []
@@ -212,19 +212,22 @@ def run(argv=None):
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     p.add_argument("--no-naive", action="store_true", help="skip the naive reference")
+    p.add_argument("--naive-batch", type=int, default=1,
+                   help="batch the naive loops run on before scaling (default 1: one "
+                        "image at a time, as a per-image NumPy loop over output pixels)")
     p.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     args = p.parse_args(argv)
     unknown = [n for n in args.layers if n not in CONV_LAYERS]
     if unknown:
         p.error(f"unknown layer(s) {unknown}; choose from {list(CONV_LAYERS)}")
-    if args.batch < 1 or args.repeat < 1:
-        p.error("--batch and --repeat must be positive")
+    if args.batch < 1 or args.repeat < 1 or args.naive_batch < 1:
+        p.error("--batch, --repeat and --naive-batch must be positive")
     torch = None if args.no_torch else _import_torch(get_num_threads())
     header = environment_header()
     if torch is not None:
         header += f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads"
     rows = bench_conv(args.layers, args.batch, args.repeat, torch,
-                      naive_batch=0 if args.no_naive else 2)
+                      naive_batch=0 if args.no_naive else args.naive_batch)
     print(format_table(rows, header + f"\nconv2d, batch {args.batch}, float32, median ms "
                                       "(interleaved)"))
     if args.json:
