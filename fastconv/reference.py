@@ -10,7 +10,7 @@ Every function takes explicit ``pads = ((top, bottom), (left, right))``; use
 """
 import numpy as np
 
-__all__ = ["conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight",
+__all__ = ["numeric_gradient", "conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight",
            "conv2d_grad_bias", "to_channels_first", "to_channels_last",
            "max_pool2d_forward", "max_pool2d_grad_input", "avg_pool2d_forward",
            "avg_pool2d_grad_input"]
@@ -195,3 +195,23 @@ def avg_pool2d_grad_input(grad_y, x_shape, pool_size, stride, pads=((0, 0), (0, 
         for _, iy, ix in cells:
             gx[:, :, iy, ix] += share
     return gx
+
+
+def numeric_gradient(f, x, eps=1e-6):
+    """Central finite differences of the scalar ``f()`` with respect to every entry of x.
+
+    ``x`` (float64) is perturbed in place, one entry at a time, and restored; ``f`` must
+    read it.  The gradient oracle of the test suite.
+    """
+    g = np.zeros_like(x)
+    it = np.nditer(x, flags=["multi_index"])
+    for _ in it:
+        i = it.multi_index
+        old = x[i]
+        x[i] = old + eps
+        up = f()
+        x[i] = old - eps
+        down = f()
+        x[i] = old
+        g[i] = (up - down) / (2 * eps)
+    return g

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 import fastconv
 from fastconv import reference as ref
+from fastconv.reference import numeric_gradient
 from fastconv.shapes import normalize_padding, resolve_padding
 
 TOL = {np.float32: dict(rtol=2e-4, atol=2e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
@@ -139,21 +140,6 @@ def test_hand_computed_cross_correlation():
 
 # -- gradients by finite differences ------------------------------------------------------
 
-def _numeric_grad(f, arr, eps=1e-6):
-    g = np.zeros_like(arr)
-    it = np.nditer(arr, flags=["multi_index"])
-    for _ in it:
-        idx = it.multi_index
-        old = arr[idx]
-        arr[idx] = old + eps
-        fp = f()
-        arr[idx] = old - eps
-        fm = f()
-        arr[idx] = old
-        g[idx] = (fp - fm) / (2 * eps)
-    return g
-
-
 @pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
 @pytest.mark.parametrize("stride,padding,dilation,groups", [
     (1, "same", 1, 1), ((2, 1), ((1, 0), (0, 2)), (1, 2), 2), (2, "same", 1, 4)])
@@ -173,9 +159,9 @@ def test_gradients_finite_differences(stride, padding, dilation, groups, data_fo
         return float(np.sum(fastconv.conv2d(x, w, b, *args) * gy))
 
     gx, gw, gb = fastconv.conv2d_backward(gy, x, w, *args)
-    np.testing.assert_allclose(gx, _numeric_grad(loss, x), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(gw, _numeric_grad(loss, w), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(gb, _numeric_grad(loss, b), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(gx, numeric_gradient(loss, x), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(gw, numeric_gradient(loss, w), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(gb, numeric_gradient(loss, b), rtol=1e-6, atol=1e-7)
 
 
 def test_separate_gradient_functions_match_backward():

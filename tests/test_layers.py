@@ -5,22 +5,7 @@ import pytest
 
 import fastconv
 from fastconv import activations, layers as L
-
-
-def numeric_grad(f, x, eps=1e-6):
-    """Central differences of the scalar f() with respect to every entry of x."""
-    g = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = x[i]
-        x[i] = old + eps
-        fp = f()
-        x[i] = old - eps
-        fm = f()
-        x[i] = old
-        g[i] = (fp - fm) / (2 * eps)
-    return g
+from fastconv.reference import numeric_gradient
 
 
 def check_layer_gradients(layer, x, rng, training=False):
@@ -32,9 +17,9 @@ def check_layer_gradients(layer, x, rng, training=False):
 
     def f():
         return float(np.sum(up * layer.forward(x, training)))
-    np.testing.assert_allclose(gx, numeric_grad(f, x), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(gx, numeric_gradient(f, x), rtol=1e-5, atol=1e-7)
     for w, g in zip(layer.weights, grads):
-        np.testing.assert_allclose(g, numeric_grad(f, w), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(g, numeric_gradient(f, w), rtol=1e-5, atol=1e-7)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import pytest
 import fastconv
 from fastconv import layers as L
 from fastconv.models import ModelFileError, Sequential, load_model
+from fastconv.reference import numeric_gradient
 
 
 def small_net(dtype="float32", dropout=0.0, act_out="softmax", classes=3):
@@ -24,21 +25,6 @@ def small_net(dtype="float32", dropout=0.0, act_out="softmax", classes=3):
     layers += [L.Dense(6, activation="sigmoid", **kw),
                L.Dense(classes, activation=act_out, **kw)]
     return Sequential(layers)
-
-
-def numeric_grad(f, x, eps=1e-6):
-    g = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = x[i]
-        x[i] = old + eps
-        fp = f()
-        x[i] = old - eps
-        fm = f()
-        x[i] = old
-        g[i] = (fp - fm) / (2 * eps)
-    return g
 
 
 def blob_data(n, seed=0):
@@ -71,9 +57,9 @@ def test_whole_model_gradient_check_float64():
 
     def f():
         return float(np.sum(up * model(x)))
-    np.testing.assert_allclose(gx, numeric_grad(f, x), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(gx, numeric_gradient(f, x), rtol=1e-5, atol=1e-8)
     for w, g in zip(model.weights, grads):
-        np.testing.assert_allclose(g, numeric_grad(f, w), rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(g, numeric_gradient(f, w), rtol=1e-5, atol=1e-8)
 
 
 @pytest.mark.parametrize("loss,act", [("categorical_crossentropy", "softmax"),
@@ -95,7 +81,7 @@ def test_training_step_uses_the_loss_gradient(loss, act):
 
     def f():
         return loss_fn(y, model(x))
-    expected = [numeric_grad(f, w) for w in model.weights]
+    expected = [numeric_gradient(f, w) for w in model.weights]
     value = model.train_on_batch(x, y)
     for w0, w1, g in zip(before, model.get_weights(), expected):
         np.testing.assert_allclose(w0 - w1, g, rtol=1e-5, atol=1e-8)

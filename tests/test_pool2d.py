@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 import fastconv
 from fastconv import reference as ref
+from fastconv.reference import numeric_gradient
 from fastconv.shapes import normalize_padding, resolve_padding
 
 LAYOUTS = ["channels_first", "channels_last"]
@@ -243,20 +244,6 @@ def test_ties_send_the_whole_gradient_to_the_first_max(data_format, dtype):
 
 # ---- gradients by finite differences -----------------------------------------------
 
-def _numeric_grad(f, x, eps=1e-6):
-    g = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        up = f(x)
-        flat[i] = old - eps
-        down = f(x)
-        flat[i] = old
-        gflat[i] = (up - down) / (2 * eps)
-    return g
-
-
 @pytest.mark.parametrize("data_format", LAYOUTS)
 @pytest.mark.parametrize("pool, stride, padding", [(2, None, 0), (3, 2, 1), (2, 3, 0),
                                                    ((2, 3), 1, "same")])
@@ -265,14 +252,14 @@ def test_gradients_finite_differences(pool, stride, padding, data_format):
     x = _to_layout(_distinct(rng, (2, 2, 5, 6)) * 0.01, data_format)
     kw = dict(stride=stride, padding=padding, data_format=data_format)
     gy = rng.standard_normal(fastconv.max_pool2d(x, pool, **kw).shape)
-    num = _numeric_grad(lambda a: np.sum(gy * fastconv.max_pool2d(a, pool, **kw)), x)
+    num = numeric_gradient(lambda a=x: np.sum(gy * fastconv.max_pool2d(a, pool, **kw)), x)
     np.testing.assert_allclose(fastconv.max_pool2d_backward(gy, x, pool, **kw), num,
                                atol=1e-7)
     for include in (None, False, True):
         def loss(a):
             return np.sum(gy * fastconv.avg_pool2d(a, pool, count_include_pad=include,
                                                    **kw))
-        num = _numeric_grad(loss, x)
+        num = numeric_gradient(lambda: loss(x), x)
         got = fastconv.avg_pool2d_backward(gy, x, pool, count_include_pad=include, **kw)
         np.testing.assert_allclose(got, num, atol=1e-7)
 
@@ -297,8 +284,8 @@ def test_global_avg_pool(data_format, dtype):
     np.testing.assert_array_equal(_from_layout(gx, data_format), expected)
     x64 = xi.astype(np.float64)
     gy64 = gy.astype(np.float64)
-    num = _numeric_grad(lambda a: np.sum(gy64 * fastconv.global_avg_pool2d(a, data_format)),
-                        x64)
+    num = numeric_gradient(
+        lambda a=x64: np.sum(gy64 * fastconv.global_avg_pool2d(a, data_format)), x64)
     np.testing.assert_allclose(fastconv.global_avg_pool2d_backward(gy64, x64.shape,
                                                                    data_format),
                                num, atol=1e-8)
