@@ -402,8 +402,8 @@ def evaluate_targets(results):
     layers = {(r["section"], r["item"], r["pass"], r["batch"]): r
               for r in results.get("layers", [])}
     nets = {(r["item"], r["mode"], r["batch"]): r for r in results.get("nets", [])}
-    batches = sorted({r["batch"] for r in results.get("layers", [])}
-                     | {r["batch"] for r in results.get("nets", [])})
+    batches = sorted({r["batch"] for key in ("layers", "nets", "threads", "memory")
+                      for r in results.get(key, [])})
     if not batches:
         return out
     b = target_batch(batches)
