@@ -233,6 +233,10 @@ def run(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"environment": config(), "rows": rows}, f, indent=1)
+    print("\nThe whole comparison (pooling, TensorFlow, ONNX Runtime, networks, memory, "
+          "threads, issue-6 targets) from a source checkout:\n"
+          "    python bench/frontier.py [--quick] [--tf-python PATH] [--ort-python PATH] "
+          "[--json out.json]\n(see docs/performance.md)")
     return 0
 
 
