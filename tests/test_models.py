@@ -244,6 +244,20 @@ def test_load_rejects_truncated_corrupted_and_foreign_files(tmp_path):
     assert issubclass(ModelFileError, ValueError)
 
 
+def test_load_rejects_a_weight_of_the_wrong_shape(tmp_path):
+    model, _, _ = make_trained(tmp_path)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    entries = dict(np.load(path, allow_pickle=False))
+    name = next(k for k in entries if k.startswith("weight_") and entries[k].ndim >= 2)
+    good = entries[name].shape
+    entries[name] = np.zeros(tuple(d + 1 for d in good), entries[name].dtype)
+    bad = tmp_path / "bad_shape.npz"
+    np.savez(bad, **entries)
+    with pytest.raises(ModelFileError, match=r"bad_shape.npz.*must have shape"):
+        load_model(bad)
+
+
 def test_load_refuses_unknown_layer_classes(tmp_path):
     import json
     model, _, _ = make_trained(tmp_path)
