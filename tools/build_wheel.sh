@@ -55,6 +55,7 @@ CC=false CXX=false "$WORK/test/bin/pip" install -q --only-binary=:all: "$REPAIRE
     pytest pytest-benchmark hypothesis threadpoolctl
 mkdir "$WORK/run"
 cp -r "$ROOT/tests" "$WORK/run/tests"
+cp -r "$ROOT/bench" "$WORK/run/bench"     # tests/test_frontier_smoke.py runs the harness
 cp "$ROOT/pyproject.toml" "$WORK/run/"
 cd "$WORK/run"
 CC=false CXX=false "$WORK/test/bin/python" -c "
