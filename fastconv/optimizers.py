@@ -54,52 +54,43 @@ class LearningRateSchedule:
         return f"{type(self).__name__}({self.get_config()})"
 
 
-class ExponentialDecay(LearningRateSchedule):
+class _StepDecay(LearningRateSchedule):
+    """Keras's decay schedules: ``_decay(p)`` of p = step / decay_steps (floored when
+    staircase); subclasses differ only in that formula."""
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
+                 name=None):
+        self.initial_learning_rate = _real(initial_learning_rate, "initial_learning_rate",
+                                           0.0)
+        self.decay_steps = _real(decay_steps, "decay_steps", 0.0, low_open=True)
+        self.decay_rate = _real(decay_rate, "decay_rate", 0.0)
+        self.staircase = bool(staircase)
+        self.name = type(self).__name__ if name is None else name
+
+    def __call__(self, step):
+        p = step / self.decay_steps
+        if self.staircase:
+            p = math.floor(p)
+        return self._decay(p)
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate,
+                "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
+                "staircase": self.staircase, "name": self.name}
+
+
+class ExponentialDecay(_StepDecay):
     """lr * decay_rate ** (step / decay_steps) (floored exponent when staircase)."""
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
-                 name="ExponentialDecay"):
-        self.initial_learning_rate = _real(initial_learning_rate, "initial_learning_rate",
-                                           0.0)
-        self.decay_steps = _real(decay_steps, "decay_steps", 0.0, low_open=True)
-        self.decay_rate = _real(decay_rate, "decay_rate", 0.0)
-        self.staircase = bool(staircase)
-        self.name = name
-
-    def __call__(self, step):
-        p = step / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
+    def _decay(self, p):
         return self.initial_learning_rate * self.decay_rate ** p
 
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate,
-                "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
-                "staircase": self.staircase, "name": self.name}
 
-
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_StepDecay):
     """lr / (1 + decay_rate * step / decay_steps) (floored ratio when staircase)."""
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
-                 name="InverseTimeDecay"):
-        self.initial_learning_rate = _real(initial_learning_rate, "initial_learning_rate",
-                                           0.0)
-        self.decay_steps = _real(decay_steps, "decay_steps", 0.0, low_open=True)
-        self.decay_rate = _real(decay_rate, "decay_rate", 0.0)
-        self.staircase = bool(staircase)
-        self.name = name
-
-    def __call__(self, step):
-        p = step / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
+    def _decay(self, p):
         return self.initial_learning_rate / (1.0 + self.decay_rate * p)
-
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate,
-                "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
-                "staircase": self.staircase, "name": self.name}
 
 
 _SCHEDULES = {c.__name__: c for c in (ExponentialDecay, InverseTimeDecay)}
