@@ -35,6 +35,14 @@ cdef extern from "conv_kernels_all.h" nogil:
                               const float *B, float *C, Py_ssize_t ldc, int accumulate)
     ctypedef void (*fc_kia_d)(Py_ssize_t kc, const double *xa, const Py_ssize_t *off,
                               const double *B, double *C, Py_ssize_t ldc, int accumulate)
+    ctypedef void (*fc_kpx_f)(Py_ssize_t nseg, Py_ssize_t len, const Py_ssize_t *sega,
+                              const Py_ssize_t *segb, const float *xa,
+                              const Py_ssize_t *off, Py_ssize_t a_s, const float *B,
+                              Py_ssize_t bs, float *C, Py_ssize_t ldc, int accumulate)
+    ctypedef void (*fc_kpx_d)(Py_ssize_t nseg, Py_ssize_t len, const Py_ssize_t *sega,
+                              const Py_ssize_t *segb, const double *xa,
+                              const Py_ssize_t *off, Py_ssize_t a_s, const double *B,
+                              Py_ssize_t bs, double *C, Py_ssize_t ldc, int accumulate)
     ctypedef struct fc_isa:
         int id
         const char *name
@@ -45,6 +53,9 @@ cdef extern from "conv_kernels_all.h" nogil:
         fc_kib_d kib_d
         fc_kia_f kia_f
         fc_kia_d kia_d
+        int mr_px_f, nr_px_f, mr_px_d, nr_px_d
+        fc_kpx_f kpx_f
+        fc_kpx_d kpx_d
     ctypedef struct fc_conv:
         Py_ssize_t n, c, h, w, cout, oh, ow, groups, cg, cog, kg
         Py_ssize_t kh, kw, sy, sx, dy, dx, pt, pl
@@ -106,6 +117,20 @@ cdef extern from "conv_kernels_all.h" nogil:
                                      double *part, Py_ssize_t n_lo, Py_ssize_t n_hi,
                                      Py_ssize_t grp, Py_ssize_t pcmax, double *xp,
                                      double *gyt)
+    void fc_px_forward_image_f(const fc_conv *g, fc_kpx_f kpx, const float *x,
+                               const float *bpk, const float *bias, float *y, Py_ssize_t n,
+                               int relu, float *xp, float *tile, Py_ssize_t *idx)
+    void fc_px_forward_image_d(const fc_conv *g, fc_kpx_d kpx, const double *x,
+                               const double *bpk, const double *bias, double *y,
+                               Py_ssize_t n, int relu, double *xp, double *tile,
+                               Py_ssize_t *idx)
+    void fc_px_grad_weight_item_f(const fc_conv *g, fc_kpx_f kpx, const float *x,
+                                  const float *gy, float *part, Py_ssize_t n_lo,
+                                  Py_ssize_t n_hi, float *xp, float *gyp, Py_ssize_t *idx)
+    void fc_px_grad_weight_item_d(const fc_conv *g, fc_kpx_d kpx, const double *x,
+                                  const double *gy, double *part, Py_ssize_t n_lo,
+                                  Py_ssize_t n_hi, double *xp, double *gyp,
+                                  Py_ssize_t *idx)
     void fc_winograd_item_f(const fc_conv *g, fc_kib_f kib, const float *x,
                             const float *au, const Py_ssize_t *off, const float *bias,
                             float *y, Py_ssize_t n_lo, Py_ssize_t n_hi, Py_ssize_t tpad,
@@ -147,6 +172,13 @@ def micro_tile(bint double):
     if double:
         return _isa.mr_d, _isa.nr_d
     return _isa.mr_f, _isa.nr_f
+
+
+def pixel_tile(bint double):
+    """(MR, NR) of the selected build's pixel-row kernel (channels_last paths)."""
+    if double:
+        return _isa.mr_px_d, _isa.nr_px_d
+    return _isa.mr_px_f, _isa.nr_px_f
 
 
 cdef void _fill(fc_conv *g, tuple geom, int mr, int nr) except *:
@@ -484,6 +516,116 @@ def grad_weight_shift(const floating[::1] x, const floating[::1] gy, floating[::
         fc_free(xp)
         fc_free(gyt)
     fc_free(po)
+    if fail[0]:
+        raise MemoryError("conv2d: could not allocate per-thread scratch buffers")
+
+
+cdef Py_ssize_t _px_xp_len(const fc_conv *g) noexcept nogil:
+    """Elements of the zero-padded image copy of the pixel-row paths (fc_px_image)."""
+    return ((g.oh - 1) * g.sy + (g.kh - 1) * g.dy + 1) * \
+        ((g.ow - 1) * g.sx + (g.kw - 1) * g.dx + 1) * g.c
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def px_forward(const floating[::1] x, const floating[::1] bpk, const floating[::1] bias,
+               floating[::1] y, tuple geom, bint relu=False):
+    """channels_last, one group: y = conv(x) (+ bias) (then ReLU) by the pixel-row
+    kernel; bpk = weights packed (ceil(cout/NR), kg, NR), k = (ki, kj, c).
+    Parallel over images."""
+    cdef fc_conv g
+    cdef bint dbl = floating is double
+    cdef int mr = _isa.mr_px_d if dbl else _isa.mr_px_f
+    cdef int nr = _isa.nr_px_d if dbl else _isa.nr_px_f
+    cdef fc_kpx_f kf = _isa.kpx_f
+    cdef fc_kpx_d kd = _isa.kpx_d
+    _fill(&g, geom, mr, nr)
+    cdef Py_ssize_t xp_len = _px_xp_len(&g), n
+    cdef Py_ssize_t idx_len = mr + 2 * g.kh * g.kw
+    cdef const floating *bp_bias = NULL
+    if bias is not None:
+        bp_bias = &bias[0]
+    cdef const floating *px = &x[0]
+    cdef const floating *pb = &bpk[0]
+    cdef floating *py = &y[0]
+    cdef floating *xp
+    cdef floating *tile
+    cdef Py_ssize_t *idx
+    cdef int fail[1]
+    cdef int nt = _threads(<double>g.n * g.oh * g.ow * g.cout * g.kg, g.n)
+    fail[0] = 0
+    with nogil, parallel(num_threads=nt):
+        xp = <floating *>fc_alloc(xp_len * sizeof(floating))
+        tile = <floating *>fc_alloc(mr * nr * sizeof(floating))
+        idx = <Py_ssize_t *>fc_alloc(idx_len * sizeof(Py_ssize_t))
+        if xp == NULL or tile == NULL or idx == NULL:
+            fail[0] = 1
+        for n in prange(g.n, schedule="dynamic", chunksize=1):
+            if fail[0] == 0:
+                if floating is float:
+                    fc_px_forward_image_f(&g, kf, px, pb, bp_bias, py, n, relu, xp, tile,
+                                          idx)
+                else:
+                    fc_px_forward_image_d(&g, kd, px, pb, bp_bias, py, n, relu, xp, tile,
+                                          idx)
+        fc_free(xp)
+        fc_free(tile)
+        fc_free(idx)
+    if fail[0]:
+        raise MemoryError("conv2d: could not allocate per-thread scratch buffers")
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def px_grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1] part,
+                   tuple geom, Py_ssize_t n_per):
+    """channels_last, one group: partial weight gradients by the pixel-row kernel, one
+    per group of n_per images; part zeroed, (n_igroups, ceil(kg/MR)*MR,
+    ceil(cout/NR)*NR) -- rows k = (ki, kj, c), columns co.  Parallel over image groups."""
+    cdef fc_conv g
+    cdef bint dbl = floating is double
+    cdef int mr = _isa.mr_px_d if dbl else _isa.mr_px_f
+    cdef int nr = _isa.nr_px_d if dbl else _isa.nr_px_f
+    cdef fc_kpx_f kf = _isa.kpx_f
+    cdef fc_kpx_d kd = _isa.kpx_d
+    _fill(&g, geom, mr, nr)
+    cdef Py_ssize_t xp_len = _px_xp_len(&g)
+    cdef Py_ssize_t cout_pad = (g.cout + nr - 1) // nr * nr
+    cdef Py_ssize_t kg_pad = (g.kg + mr - 1) // mr * mr
+    cdef Py_ssize_t gyp_len = g.oh * g.ow * cout_pad if g.cout % nr else 1
+    cdef Py_ssize_t idx_len = mr + 2 * g.oh
+    cdef Py_ssize_t nig = (g.n + n_per - 1) // n_per, ig, n_lo, n_hi
+    cdef Py_ssize_t part_stride = kg_pad * cout_pad
+    cdef const floating *px = &x[0]
+    cdef const floating *pgy = &gy[0]
+    cdef floating *pp = &part[0]
+    cdef floating *xp
+    cdef floating *gyp
+    cdef Py_ssize_t *idx
+    cdef int fail[1]
+    cdef int nt = _threads(<double>g.n * g.oh * g.ow * g.cout * g.kg, nig)
+    fail[0] = 0
+    with nogil, parallel(num_threads=nt):
+        xp = <floating *>fc_alloc(xp_len * sizeof(floating))
+        gyp = <floating *>fc_alloc(gyp_len * sizeof(floating))
+        idx = <Py_ssize_t *>fc_alloc(idx_len * sizeof(Py_ssize_t))
+        if xp == NULL or gyp == NULL or idx == NULL:
+            fail[0] = 1
+        for ig in prange(nig, schedule="dynamic", chunksize=1):
+            if fail[0] == 0:
+                n_lo = ig * n_per
+                n_hi = n_lo + n_per
+                if n_hi > g.n:
+                    n_hi = g.n
+                if floating is float:
+                    fc_px_grad_weight_item_f(&g, kf, px, pgy, pp + ig * part_stride, n_lo,
+                                             n_hi, xp, gyp, idx)
+                else:
+                    fc_px_grad_weight_item_d(&g, kd, px, pgy, pp + ig * part_stride, n_lo,
+                                             n_hi, xp, gyp, idx)
+        fc_free(xp)
+        fc_free(gyp)
+        fc_free(idx)
     if fail[0]:
         raise MemoryError("conv2d: could not allocate per-thread scratch buffers")
 

@@ -488,6 +488,145 @@ static void FC_FN(fc_grad_weight_shift_item)(const fc_conv *g, FC_FN(fc_kia_t) k
     }
 }
 
+/* ---- channels_last, one group: pixel-row kernels ---------------------------------
+ *
+ * In channels_last the (kj, c) part of a window row is kw * C consecutive elements (for
+ * dilation 1), so the kpx kernel reads the rows of its tile -- output pixels (forward)
+ * or im2col rows k = (ki, kj, c) (weight gradient) -- in place, with no packing and no
+ * columns computed and dropped; only the weights (forward) are packed, once per call.
+ * An image is read where it lies when no window reaches outside it, else from a
+ * zero-padded copy xp of Hp x Wp pixels (the rows and columns the windows cover).
+ */
+
+/* The pixels the windows of image n read: x itself (when every window lies inside the
+ * image) or xp filled with the zero-padded image (pt/pl may be negative: cropping).
+ * *ws receives the row length in pixels.  xp holds Hp * Wp * C elements. */
+static const FC_T *FC_FN(fc_px_image)(const fc_conv *g, const FC_T *x, ptrdiff_t n,
+                                      FC_T *xp, ptrdiff_t *ws)
+{
+    const ptrdiff_t C = g->c;
+    const ptrdiff_t Hp = (g->oh - 1) * g->sy + (g->kh - 1) * g->dy + 1;
+    const ptrdiff_t Wp = (g->ow - 1) * g->sx + (g->kw - 1) * g->dx + 1;
+    ptrdiff_t r, lo, hi;
+    if (g->pt == 0 && g->pl == 0 && Hp <= g->h && Wp <= g->w) {
+        *ws = g->w;
+        return x + n * g->h * g->w * C;
+    }
+    *ws = Wp;
+    lo = g->pl > 0 ? g->pl : 0;    /* columns t of xp with 0 <= t - pl < W */
+    hi = g->w + g->pl < Wp ? g->w + g->pl : Wp;
+    if (hi < lo)
+        hi = lo;
+    for (r = 0; r < Hp; r++) {
+        FC_T *d = xp + r * Wp * C;
+        const ptrdiff_t iy = r - g->pt;
+        if (iy < 0 || iy >= g->h || hi == lo) {
+            memset(d, 0, (size_t)(Wp * C) * sizeof(FC_T));
+            continue;
+        }
+        memset(d, 0, (size_t)(lo * C) * sizeof(FC_T));
+        memcpy(d + lo * C, x + ((n * g->h + iy) * g->w + (lo - g->pl)) * C,
+               (size_t)((hi - lo) * C) * sizeof(FC_T));
+        memset(d + hi * C, 0, (size_t)((Wp - hi) * C) * sizeof(FC_T));
+    }
+    return xp;
+}
+
+/* Forward of image n (channels_last, one group).  bpk: the weights packed
+ * (ceil(cout/nr), kg, nr) with k = (ki, kj, c), zero beyond cout.  Scratch: xp (see
+ * fc_px_image), tile mr*nr, idx mr + 2*kh*kw entries. */
+FC_CLONES static void FC_FN(fc_px_forward_image)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
+                                       const FC_T *x, const FC_T *bpk, const FC_T *bias,
+                                       FC_T *y, ptrdiff_t n, int relu, FC_T *xp,
+                                       FC_T *tile, ptrdiff_t *idx)
+{
+    const ptrdiff_t mr = g->mr, nr = g->nr, C = g->c, P = g->oh * g->ow;
+    const ptrdiff_t ncb = (g->cout + nr - 1) / nr;
+    ptrdiff_t *off = idx, *sega = idx + mr, *segb = sega + g->kh * g->kw;
+    ptrdiff_t ws, nseg, len, s, cb, p0, i, j;
+    const FC_T *xa = FC_FN(fc_px_image)(g, x, n, xp, &ws);
+    if (g->dx == 1) {  /* one segment per kernel row: (kj, c) is contiguous */
+        nseg = g->kh;
+        len = g->kw * C;
+        for (s = 0; s < nseg; s++)
+            sega[s] = s * g->dy * ws * C;
+    } else {
+        nseg = g->kh * g->kw;
+        len = C;
+        for (s = 0; s < nseg; s++)
+            sega[s] = ((s / g->kw) * g->dy * ws + (s % g->kw) * g->dx) * C;
+    }
+    for (s = 0; s < nseg; s++)
+        segb[s] = s * len * nr;
+    for (cb = 0; cb < ncb; cb++) {
+        const ptrdiff_t co0 = cb * nr, cols = (g->cout - co0 < nr) ? g->cout - co0 : nr;
+        for (p0 = 0; p0 < P; p0 += mr) {
+            const ptrdiff_t cnt = (P - p0 < mr) ? P - p0 : mr;
+            for (i = 0; i < mr; i++) {  /* rows past the image repeat pixel p0 */
+                const ptrdiff_t p = i < cnt ? p0 + i : p0;
+                off[i] = ((p / g->ow) * g->sy * ws + (p % g->ow) * g->sx) * C;
+            }
+            kpx(nseg, len, sega, segb, xa, off, 1, bpk + cb * g->kg * nr, nr, tile, nr, 0);
+            for (i = 0; i < cnt; i++) {
+                FC_T *dst = y + (n * P + p0 + i) * g->cout + co0;
+                const FC_T *src = tile + i * nr;
+                if (bias)
+                    for (j = 0; j < cols; j++)
+                        dst[j] = src[j] + bias[co0 + j];
+                else
+                    memcpy(dst, src, (size_t)cols * sizeof(FC_T));
+                if (relu)
+                    for (j = 0; j < cols; j++)
+                        dst[j] = dst[j] < 0 ? (FC_T)0 : dst[j];
+            }
+        }
+    }
+}
+
+/* Weight gradient of images [n_lo, n_hi) (channels_last, one group), accumulated into
+ * part (ceil(kg/mr)*mr, ceil(cout/nr)*nr): rows k = (ki, kj, c), columns co -- the
+ * channels_last weight layout.  Scratch: xp (see fc_px_image); gyp P * ceil(cout/nr)*nr
+ * (used when cout is not a multiple of nr: grad_y rows are then copied, zero-padded, so
+ * that no read passes the end of grad_y); idx mr + 2*oh entries. */
+static void FC_FN(fc_px_grad_weight_item)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
+                                          const FC_T *x, const FC_T *gy, FC_T *part,
+                                          ptrdiff_t n_lo, ptrdiff_t n_hi, FC_T *xp,
+                                          FC_T *gyp, ptrdiff_t *idx)
+{
+    const ptrdiff_t mr = g->mr, nr = g->nr, C = g->c, P = g->oh * g->ow;
+    const ptrdiff_t nkt = (g->kg + mr - 1) / mr, ncb = (g->cout + nr - 1) / nr;
+    const ptrdiff_t ldc = ncb * nr, kwc = g->kw * C;
+    ptrdiff_t *off = idx, *sega = idx + mr, *segb = sega + g->oh;
+    ptrdiff_t n, ws, bs, oy, kt, cb, i, p;
+    for (n = n_lo; n < n_hi; n++) {
+        const FC_T *xa = FC_FN(fc_px_image)(g, x, n, xp, &ws);
+        const FC_T *gb = gy + n * P * g->cout;
+        bs = g->cout;
+        if (g->cout % nr) {
+            for (p = 0; p < P; p++) {
+                memcpy(gyp + p * ldc, gb + p * g->cout, (size_t)g->cout * sizeof(FC_T));
+                memset(gyp + p * ldc + g->cout, 0, (size_t)(ldc - g->cout) * sizeof(FC_T));
+            }
+            gb = gyp;
+            bs = ldc;
+        }
+        for (oy = 0; oy < g->oh; oy++) {  /* one segment per output row */
+            sega[oy] = oy * g->sy * ws * C;
+            segb[oy] = oy * g->ow * bs;
+        }
+        for (kt = 0; kt < nkt; kt++) {
+            for (i = 0; i < mr; i++) {  /* rows past kg read k = 0 (dropped later) */
+                const ptrdiff_t k = kt * mr + i < g->kg ? kt * mr + i : 0;
+                const ptrdiff_t ki = k / kwc, kj = (k % kwc) / C, c = k % C;
+                off[i] = (ki * g->dy * ws + kj * g->dx) * C + c;
+            }
+            for (cb = 0; cb < ncb; cb++)
+                kpx(g->oh, g->ow, sega, segb, xa, off, g->sx * C, gb + cb * nr, bs,
+                    part + kt * mr * ldc + cb * nr, ldc, 1);
+        }
+    }
+}
+
 /* ---- Winograd F(2x2, 3x3): 3x3 kernels, stride 1, dilation 1, one group ---------
  *
  * Output tiles of 2x2 pixels; the 4x4 input patch d of a tile becomes V = B^T d B, the

@@ -51,6 +51,11 @@
 #ifndef FC_CLONES
 #define FC_CLONES
 #endif
+#if defined(__GNUC__) || defined(__clang__)
+#define FC_ALWAYS_INLINE __attribute__((always_inline))
+#else
+#define FC_ALWAYS_INLINE
+#endif
 
 typedef void (*fc_kernel_f)(ptrdiff_t kc, const float *A, const float *B, float *C,
                             ptrdiff_t ldc, int accumulate);
@@ -70,6 +75,23 @@ typedef void (*fc_kia_f)(ptrdiff_t kc, const float *xa, const ptrdiff_t *off,
 typedef void (*fc_kia_d)(ptrdiff_t kc, const double *xa, const ptrdiff_t *off,
                          const double *B, double *C, ptrdiff_t ldc, int accumulate);
 
+/* Pixel-row kernel (channels_last convolutions): rows are read in place at xa + off[i],
+ * the reduction runs over nseg segments of len steps, and B rows are strided:
+ *     C[i * ldc + j] (=, or +=) sum_s sum_p xa[off[i] + sega[s] + p * as]
+ *                                            * B[segb[s] + p * bs + j]
+ * The forward pass uses it with rows = output pixels, columns = output channels, the
+ * reduction over (ki, kj, c) of one window (contiguous in channels_last); the weight
+ * gradient with rows = (ki, kj, c), columns = output channels, the reduction over
+ * output pixels. */
+typedef void (*fc_kpx_f)(ptrdiff_t nseg, ptrdiff_t len, const ptrdiff_t *sega,
+                         const ptrdiff_t *segb, const float *xa, const ptrdiff_t *off,
+                         ptrdiff_t as, const float *B, ptrdiff_t bs, float *C,
+                         ptrdiff_t ldc, int accumulate);
+typedef void (*fc_kpx_d)(ptrdiff_t nseg, ptrdiff_t len, const ptrdiff_t *sega,
+                         const ptrdiff_t *segb, const double *xa, const ptrdiff_t *off,
+                         ptrdiff_t as, const double *B, ptrdiff_t bs, double *C,
+                         ptrdiff_t ldc, int accumulate);
+
 typedef struct {
     int id;            /* 0 portable, 1 avx2, 2 avx512 */
     const char *name;
@@ -80,7 +102,63 @@ typedef struct {
     fc_kib_d kib_d;
     fc_kia_f kia_f;
     fc_kia_d kia_d;
+    int mr_px_f, nr_px_f, mr_px_d, nr_px_d;  /* tile of the pixel-row kernels */
+    fc_kpx_f kpx_f;
+    fc_kpx_d kpx_d;
 } fc_isa;
+
+/* The pixel-row kernel for any ISA: MR rows x NV vectors of VL lanes, accumulators in
+ * registers (the compiler unrolls the constant-trip loops).  VEC/LOAD/... name the
+ * vector type and intrinsics; the portable build passes scalar stand-ins (VL 1). */
+#define FC_KPX(NAME, ATTR, T, VEC, ZERO, LOAD, STORE, SET1, FMA, ADD, MR, NV, VL)      \
+    ATTR static inline FC_ALWAYS_INLINE void NAME##_body(                              \
+        ptrdiff_t nseg, ptrdiff_t len, const ptrdiff_t *sega, const ptrdiff_t *segb,   \
+        const T *xa, const ptrdiff_t *off, ptrdiff_t as, const T *B, ptrdiff_t bs,     \
+        T *C, ptrdiff_t ldc, int accumulate)                                           \
+    {                                                                                  \
+        VEC acc[MR][NV];                                                               \
+        const T *a[MR];                                                                \
+        ptrdiff_t s, p;                                                                \
+        int i, v;                                                                      \
+        for (i = 0; i < MR; i++)                                                       \
+            for (v = 0; v < NV; v++)                                                   \
+                acc[i][v] = ZERO;                                                      \
+        for (s = 0; s < nseg; s++) {                                                   \
+            const T *b = B + segb[s];                                                  \
+            for (i = 0; i < MR; i++)                                                   \
+                a[i] = xa + off[i] + sega[s];                                          \
+            for (p = 0; p < len; p++) {                                                \
+                VEC bv[NV];                                                            \
+                for (v = 0; v < NV; v++)                                               \
+                    bv[v] = LOAD(b + v * VL);                                          \
+                for (i = 0; i < MR; i++) {                                             \
+                    const VEC av = SET1(a[i][p * as]);                                 \
+                    for (v = 0; v < NV; v++)                                           \
+                        acc[i][v] = FMA(av, bv[v], acc[i][v]);                         \
+                }                                                                      \
+                b += bs;                                                               \
+            }                                                                          \
+        }                                                                              \
+        for (i = 0; i < MR; i++)                                                       \
+            for (v = 0; v < NV; v++) {                                                 \
+                T *d = C + i * ldc + v * VL;                                           \
+                STORE(d, accumulate ? ADD(acc[i][v], LOAD(d)) : acc[i][v]);            \
+            }                                                                          \
+    }                                                                                  \
+    /* The forward's case (contiguous rows, packed B) gets its own copy compiled with \
+     * those strides as constants: fewer live registers in the inner loop. */          \
+    ATTR static void NAME(ptrdiff_t nseg, ptrdiff_t len, const ptrdiff_t *sega,       \
+                          const ptrdiff_t *segb, const T *xa, const ptrdiff_t *off,    \
+                          ptrdiff_t as, const T *B, ptrdiff_t bs, T *C, ptrdiff_t ldc, \
+                          int accumulate)                                              \
+    {                                                                                  \
+        if (as == 1 && bs == NV * VL)                                                  \
+            NAME##_body(nseg, len, sega, segb, xa, off, 1, B, NV * VL, C, ldc,         \
+                        accumulate);                                                   \
+        else                                                                           \
+            NAME##_body(nseg, len, sega, segb, xa, off, as, B, bs, C, ldc,             \
+                        accumulate);                                                   \
+    }
 
 /* ---------------------------------------------------------------- portable ----- */
 
@@ -168,6 +246,17 @@ FC_PORTABLE_KIB(fc_kib_portable_f, float)
 FC_PORTABLE_KIB(fc_kib_portable_d, double)
 FC_PORTABLE_KIA(fc_kia_portable_f, float)
 FC_PORTABLE_KIA(fc_kia_portable_d, double)
+
+#define FC_S_ZERO 0
+#define FC_S_LOAD(p) (*(p))
+#define FC_S_STORE(p, v) (*(p) = (v))
+#define FC_S_SET1(x) (x)
+#define FC_S_FMA(a, b, c) ((c) + (a) * (b))
+#define FC_S_ADD(a, b) ((a) + (b))
+FC_KPX(fc_kpx_portable_f, , float, float, FC_S_ZERO, FC_S_LOAD, FC_S_STORE, FC_S_SET1,
+       FC_S_FMA, FC_S_ADD, 4, 8, 1)
+FC_KPX(fc_kpx_portable_d, , double, double, FC_S_ZERO, FC_S_LOAD, FC_S_STORE, FC_S_SET1,
+       FC_S_FMA, FC_S_ADD, 4, 8, 1)
 
 #if FC_X86_DISPATCH
 
@@ -284,6 +373,15 @@ FC_AVX512_KIB(fc_kib_avx512_d, double, pd, __m512d, 8)
 FC_AVX512_KIA(fc_kia_avx512_f, float, ps, __m512, 16)
 FC_AVX512_KIA(fc_kia_avx512_d, double, pd, __m512d, 8)
 
+/* 12 pixels x 32 channels (float) / 12 x 16 (double): 24 accumulators, 12 broadcasts
+ * and 2 loads per 24 FMAs. */
+FC_KPX(fc_kpx_avx512_f, FC_TARGET_AVX512, float, __m512, _mm512_setzero_ps(),
+       _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,
+       12, 2, 16)
+FC_KPX(fc_kpx_avx512_d, FC_TARGET_AVX512, double, __m512d, _mm512_setzero_pd(),
+       _mm512_loadu_pd, _mm512_storeu_pd, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_add_pd,
+       12, 2, 8)
+
 /* --------------------------------------------------------------- AVX2 + FMA ----- */
 
 #define FC_ROW2_256(PS, i)                                                               \
@@ -386,6 +484,13 @@ FC_AVX2_KIB(fc_kib_avx2_d, double, pd, __m256d, 4)
 FC_AVX2_KIA(fc_kia_avx2_f, float, ps, __m256, 8)
 FC_AVX2_KIA(fc_kia_avx2_d, double, pd, __m256d, 4)
 
+FC_KPX(fc_kpx_avx2_f, FC_TARGET_AVX2, float, __m256, _mm256_setzero_ps(),
+       _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps,
+       6, 2, 8)
+FC_KPX(fc_kpx_avx2_d, FC_TARGET_AVX2, double, __m256d, _mm256_setzero_pd(),
+       _mm256_loadu_pd, _mm256_storeu_pd, _mm256_set1_pd, _mm256_fmadd_pd, _mm256_add_pd,
+       6, 2, 4)
+
 #endif /* FC_X86_DISPATCH */
 
 /* ---------------------------------------------------------------- dispatch ----- */
@@ -394,14 +499,17 @@ static const fc_isa fc_isa_portable = {0, "portable", FC_PORT_MR, FC_PORT_NR, FC
                                        FC_PORT_NR, fc_kernel_portable_f,
                                        fc_kernel_portable_d, fc_kib_portable_f,
                                        fc_kib_portable_d, fc_kia_portable_f,
-                                       fc_kia_portable_d};
+                                       fc_kia_portable_d, 4, 8, 4, 8, fc_kpx_portable_f,
+                                       fc_kpx_portable_d};
 #if FC_X86_DISPATCH
 static const fc_isa fc_isa_avx2 = {1, "avx2", 6, 16, 6, 8, fc_kernel_avx2_f,
                                    fc_kernel_avx2_d, fc_kib_avx2_f, fc_kib_avx2_d,
-                                   fc_kia_avx2_f, fc_kia_avx2_d};
+                                   fc_kia_avx2_f, fc_kia_avx2_d, 6, 16, 6, 8,
+                                   fc_kpx_avx2_f, fc_kpx_avx2_d};
 static const fc_isa fc_isa_avx512 = {2, "avx512", 8, 32, 8, 16, fc_kernel_avx512_f,
                                      fc_kernel_avx512_d, fc_kib_avx512_f, fc_kib_avx512_d,
-                                     fc_kia_avx512_f, fc_kia_avx512_d};
+                                     fc_kia_avx512_f, fc_kia_avx512_d, 12, 32, 12, 16,
+                                     fc_kpx_avx512_f, fc_kpx_avx512_d};
 #endif
 
 /* The best ISA this CPU supports (ignoring FASTCONV_DISABLE_SIMD). */

@@ -122,6 +122,8 @@ typedef fc_kib_f fc_kib_t_f;
 typedef fc_kib_d fc_kib_t_d;
 typedef fc_kia_f fc_kia_t_f;
 typedef fc_kia_d fc_kia_t_d;
+typedef fc_kpx_f fc_kpx_t_f;
+typedef fc_kpx_d fc_kpx_t_d;
 
 #define FC_T float
 #define FC_FN(name) name##_f

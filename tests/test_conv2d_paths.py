@@ -127,6 +127,40 @@ def test_winograd_float32(isa, monkeypatch, case, data_format):
     _case(15, *case, dtype=np.float32, data_format=data_format)
 
 
+@pytest.mark.parametrize("n,c,h,w,c_out,kh,kw,stride,padding,dilation,groups", PATH_CASES)
+def test_channels_last_without_pixel_rows(isa, monkeypatch, n, c, h, w, c_out, kh, kw,
+                                          stride, padding, dilation, groups):
+    """channels_last through the layout-generic kernels (the pixel-row kernels off)."""
+    monkeypatch.setattr(conv, "_PIXEL_ROWS", False)
+    _case(13, n, c, h, w, c_out, kh, kw, stride, padding, dilation, groups, np.float64,
+          "channels_last")
+
+
+PIXEL_ROW_CASES = [
+    # n, c, h, w, c_out, kh, kw, stride, padding, dilation -- one group, channels_last
+    pytest.param(3, 5, 9, 11, 40, 3, 3, 1, "same", 1, id="same-cout-remainder"),
+    pytest.param(2, 4, 10, 9, 33, 3, 2, 1, "valid", 1, id="read-in-place"),
+    pytest.param(3, 3, 12, 13, 17, 3, 3, 2, ((1, 2), (0, 1)), 1, id="stride2-asym-pad"),
+    pytest.param(2, 6, 13, 12, 24, 3, 3, 1, "same", (2, 3), id="dilated"),
+    pytest.param(2, 2, 14, 15, 70, 5, 4, (3, 2), 2, (1, 2), id="stride-dilation-mixed"),
+    pytest.param(17, 1, 6, 7, 16, 3, 3, 1, 1, 1, id="one-channel-many-partials"),
+    pytest.param(2, 9, 4, 4, 32, 1, 1, 1, "valid", 1, id="pointwise-tail-tile"),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n,c,h,w,c_out,kh,kw,stride,padding,dilation", PIXEL_ROW_CASES)
+def test_pixel_row_paths(isa, dtype, n, c, h, w, c_out, kh, kw, stride, padding,
+                         dilation):
+    """The channels_last pixel-row kernels (forward, weight gradient, and the stride-1
+    input gradient that runs the forward on grad_y with cropping/full padding)."""
+    g = conv._geometry((n, h, w, c), (kh, kw, c, c_out), stride, padding, dilation, 1,
+                       "channels_last")
+    assert conv._pixel_rows_ok(g, dtype)
+    _case(14, n, c, h, w, c_out, kh, kw, stride, padding, dilation, 1, dtype,
+          "channels_last")
+
+
 def test_path_selection_is_what_the_cases_claim():
     """The cases above really reach the paths they are named after."""
     def geom(x_shape, w_shape, **kw):
@@ -140,6 +174,16 @@ def test_path_selection_is_what_the_cases_claim():
     assert conv._dense(geom((5, 16, 5, 5), (21, 16, 5, 5))) is not None
     assert conv._dense(geom((5, 16, 5, 5), (21, 16, 5, 5), padding=1)) is None
     assert conv._dense(geom((5, 16, 6, 5), (21, 16, 5, 5))) is None
+    # The pixel-row kernels: channels_last, one group, enough channels and pixels.
+    mr, nr = conv._pixel_tile(np.float32)
+    last = conv._geometry((2, 8, 8, 3), (3, 3, 3, nr), 1, "same", 1, 1, "channels_last")
+    assert conv._pixel_rows_ok(last, np.float32)
+    first = conv._geometry((2, 3, 8, 8), (nr, 3, 3, 3), 1, "same", 1, 1, "channels_first")
+    assert not conv._pixel_rows_ok(first, np.float32)
+    grouped = conv._geometry((2, 8, 8, 4), (3, 3, 2, nr), 1, "same", 1, 2, "channels_last")
+    assert not conv._pixel_rows_ok(grouped, np.float32)
+    narrow = conv._geometry((2, 8, 8, 3), (3, 3, 3, 1), 1, "same", 1, 1, "channels_last")
+    assert not conv._pixel_rows_ok(narrow, np.float32)
 
 
 def test_fused_relu_matches_reference():
