@@ -620,6 +620,8 @@ static void FC_FN(fc_px_grad_weight_item)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
                 const ptrdiff_t ki = k / kwc, kj = (k % kwc) / C, c = k % C;
                 off[i] = (ki * g->dy * ws + kj * g->dx) * C + c;
             }
+            /* (Blocking the output rows to keep x and grad_y in L1 was measured
+             * slower: every kpx call ends by adding its tile to part.) */
             for (cb = 0; cb < ncb; cb++)
                 kpx(g->oh, g->ow, sega, segb, xa, off, g->sx * C, gb + cb * nr, bs,
                     part + kt * mr * ldc + cb * nr, ldc, 1);
