@@ -214,6 +214,8 @@ _WINOGRAD_SCRATCH = 800 << 10  # bytes of transformed input per item (L2-sized)
 # Skylake-SP, CIFAR layers): 190-200 GFLOP/s on cifar.c2-c4 against 120-135 for the
 # shifted kernels, which compute (and drop) the padding columns.  They need enough
 # output channels to fill NR columns and enough pixels per image to fill MR rows.
+# (A col2im input gradient on them -- grad_y W^T per tile of pixels, then a scatter into
+# grad_x -- was measured 1.5-5x slower than the stride-1 gather of _grad_input; dropped.)
 _PIXEL_ROWS = True
 
 
@@ -440,6 +442,12 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     -------
     y : ndarray in the layout and dtype of x.
     """
+    return _conv2d(x, weight, bias, stride, padding, dilation, groups, data_format)
+
+
+def _conv2d(x, weight, bias, stride, padding, dilation, groups, data_format, relu=False):
+    """conv2d, optionally with ReLU fused into the output pass (the Conv2D layer's
+    activation="relu" forward: one pass over y instead of two)."""
     check_data_format(data_format)
     dtype, a = _inputs({"x": x, "weight": weight, "bias": bias},
                        {"x": (4, _X_DESC[data_format]), "weight": (4, None),
@@ -449,7 +457,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     if a["bias"] is not None and a["bias"].shape != (g.c_out,):
         raise ValueError(f"bias must have shape ({g.c_out},) to match C_out, got "
                          f"{a['bias'].shape}")
-    return _conv_forward(g, a["x"], a["weight"], a["bias"], dtype)
+    return _conv_forward(g, a["x"], a["weight"], a["bias"], dtype, relu)
 
 
 def _backward_inputs(grad_y, x, weight, stride, padding, dilation, groups, data_format,

@@ -45,6 +45,29 @@ def test_conv2d_forward_matches_functional_op(fmt, act, rng):
     assert layer.output_shape == (None,) + y.shape[1:]
 
 
+@pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
+def test_conv2d_fused_relu_equals_conv_then_relu_layer(fmt, rng):
+    """activation="relu" is fused into the convolution's output pass; forward and
+    backward must equal a linear Conv2D followed by an Activation("relu") layer."""
+    fused = L.Conv2D(40, 3, padding="same", data_format=fmt, activation="relu",
+                     bias_initializer="random_normal")
+    linear = L.Conv2D(40, 3, padding="same", data_format=fmt)
+    relu = L.Activation("relu")
+    shape = (3, 9, 8, 4) if fmt == "channels_last" else (3, 4, 9, 8)
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = fused(x)
+    linear(x)
+    linear.set_weights(fused.get_weights())
+    y_ref = relu(linear(x))
+    assert (y == 0).mean() > 0.2  # the ReLU really clips
+    np.testing.assert_array_equal(y, y_ref)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    np.testing.assert_array_equal(fused.backward(gy), linear.backward(relu.backward(gy)))
+    assert len(fused.gradients) == 2
+    for got, want in zip(fused.gradients, linear.gradients):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_conv2d_groups_and_dilation_forward(rng):
     layer = L.Conv2D(4, 3, dilation_rate=2, groups=2, use_bias=False)
     x = rng.standard_normal((1, 9, 8, 6)).astype(np.float32)

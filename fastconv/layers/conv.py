@@ -1,8 +1,8 @@
 """Conv2D: Keras's 2-D convolution layer on top of fastconv.conv2d."""
 import numpy as np
 
-from ..conv import (conv2d, conv2d_backward, conv2d_grad_bias, conv2d_grad_weight,
-                     conv2d_output_shape)
+from ..conv import (_conv2d, conv2d, conv2d_backward, conv2d_grad_bias,
+                     conv2d_grad_weight, conv2d_output_shape)
 from .. import initializers as _initializers
 from ..shapes import normalize_pair
 from .base import Layer
@@ -98,6 +98,16 @@ class Conv2D(Layer):
         self._x = x
         bias = self.bias if self.use_bias else None
         return conv2d(x, self._op_kernel(self.kernel), bias, **self._op_args())
+
+    def forward(self, x, training=False):
+        if self._act_name != "relu":
+            return super().forward(x, training)
+        # ReLU fused into the convolution's output pass (same values as relu(conv)).
+        self._x = x
+        bias = self.bias if self.use_bias else None
+        self._y = _conv2d(x, self._op_kernel(self.kernel), bias, relu=True,
+                          **self._op_args())
+        return self._y
 
     def _linear_backward(self, grad, need_input_grad):
         x, kernel = self._x, self._op_kernel(self.kernel)
