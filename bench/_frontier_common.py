@@ -18,13 +18,20 @@ __all__ = ["interleaved", "pool_case", "pool_flops", "fastconv_pool", "torch_poo
            "POOL_LAYERS"]
 
 
-def interleaved(fns, repeat, min_time=0.0, setup=None, warmup=1):
+def interleaved(fns, repeat, min_time=0.0, setup=None, warmup=1, settle=True):
     """Median milliseconds of each callable, timed round-robin in the same process.
 
     Every round calls each function once, so a burst of load from elsewhere hits all of
     them alike.  At least ``repeat`` rounds; more (up to 20x) until ``min_time`` seconds
     have passed.  ``setup`` maps a name to a callable run just before that function,
     outside the timed region (thread-count switches).
+
+    ``settle``: each timed call follows an untimed call of the same function.  Thread
+    pools keep spinning for a while after a call returns (ONNX Runtime's and
+    TensorFlow's by default, libgomp's in PyTorch); without this, whichever system is
+    timed next shares the cores with them.  Measured: fastconv's cifar.c3 forward took
+    6.6 ms alone and 12.7 ms timed right after each ONNX Runtime call (which took 8.4 ms
+    alone).  With it, every system is timed as in a loop of its own calls.
     """
     setup = setup or {}
     for k, f in fns.items():
@@ -40,6 +47,8 @@ def interleaved(fns, repeat, min_time=0.0, setup=None, warmup=1):
         for k, f in fns.items():
             if k in setup:
                 setup[k]()
+            if settle:
+                f()
             t0 = time.perf_counter()
             f()
             times[k].append(time.perf_counter() - t0)

@@ -207,7 +207,7 @@ def naive_suite(args, layer_rows):
     reps = 1 if args.quick else 3
     for name in args.layers:
         fwd, fwd_bwd = _naive_conv(name, NAIVE_CONV_BATCH)
-        t_np = interleaved({"fwd": fwd, "fwd+bwd": fwd_bwd}, reps, warmup=0)
+        t_np = interleaved({"fwd": fwd, "fwd+bwd": fwd_bwd}, reps, warmup=0, settle=False)
         py_f, py_fb = python_conv_seconds(name, repeat=reps)
         c_out = CONV_LAYERS[name][3]
         for pass_name, py in (("fwd", py_f), ("fwd+bwd", py_fb)):
@@ -218,7 +218,7 @@ def naive_suite(args, layer_rows):
             f"{py_f * 1e3:.1f}/{py_fb * 1e3:.1f} ms")
     for name in args.pools:
         fwd, fwd_bwd = naive_pool(name, NAIVE_POOL_BATCH)
-        t_np = interleaved({"fwd": fwd, "fwd+bwd": fwd_bwd}, reps, warmup=0)
+        t_np = interleaved({"fwd": fwd, "fwd+bwd": fwd_bwd}, reps, warmup=0, settle=False)
         for pass_name in PASSES:
             rows.append({"section": "pool", "item": name, "pass": pass_name,
                          "numpy_ms_per_image": t_np[pass_name] / NAIVE_POOL_BATCH,
