@@ -78,13 +78,19 @@ def tanh(x):
     return np.tanh(_float(x))
 
 
-def tanh_backward(grad_y, y):
-    """grad_y * (1 - y**2)."""
+def _pointwise_backward(kernel, grad_y, y):
+    """A compiled one-pass gradient kernel of src/_activations.pyx on (grad_y, y)."""
     gy, y = _grad_pair(grad_y, y)
-    out = np.multiply(y, y)
-    np.subtract(y.dtype.type(1), out, out=out)
-    np.multiply(out, gy, out=out)
+    gy, y = np.ascontiguousarray(gy), np.ascontiguousarray(y)
+    out = np.empty(y.shape, y.dtype)
+    if out.size:
+        kernel(gy.reshape(-1), y.reshape(-1), out.reshape(-1))
     return out
+
+
+def tanh_backward(grad_y, y):
+    """grad_y * (1 - y**2), in one compiled pass."""
+    return _pointwise_backward(_ext.activations.tanh_backward, grad_y, y)
 
 
 # ---- sigmoid ------------------------------------------------------------------------
@@ -106,12 +112,8 @@ def sigmoid(x):
 
 
 def sigmoid_backward(grad_y, y):
-    """grad_y * y * (1 - y)."""
-    gy, y = _grad_pair(grad_y, y)
-    out = np.subtract(y.dtype.type(1), y)
-    np.multiply(out, y, out=out)
-    np.multiply(out, gy, out=out)
-    return out
+    """grad_y * y * (1 - y), in one compiled pass."""
+    return _pointwise_backward(_ext.activations.sigmoid_backward, grad_y, y)
 
 
 # ---- softmax ------------------------------------------------------------------------

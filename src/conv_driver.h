@@ -331,6 +331,9 @@ static void FC_FN(fc_grad_input_images)(const fc_conv *g, FC_FN(fc_kernel_t) ker
 /* Bias gradient of images [n_lo, n_hi): bsum[co] += sum of grad_y[n, co] for each image
  * in order; an image's sum runs row by row in float64 over 8 lanes (lane = ox % 8) added
  * pairwise at the end.  The one definition of the bias gradient: every path calls this. */
+#ifndef FC_BIAS_BLOCK
+#define FC_BIAS_BLOCK 64
+#endif
 static void FC_FN(fc_bias_grad_item)(const fc_conv *g, const FC_T *gy, double *bsum,
                                      ptrdiff_t n_lo, ptrdiff_t n_hi)
 {
@@ -342,21 +345,36 @@ static void FC_FN(fc_bias_grad_item)(const fc_conv *g, const FC_T *gy, double *b
                 bsum[co] += (double)gy[n * g->cout + co];
         return;
     }
+    if (ys != 1) {  /* channels_last: the same sums, reading each pixel's channels
+                       * together (a block of FC_BIAS_BLOCK channels at a time) */
+        double acc[FC_BIAS_BLOCK][8];
+        ptrdiff_t c0, nc, c;
+        for (n = n_lo; n < n_hi; n++)
+            for (c0 = 0; c0 < g->cout; c0 += FC_BIAS_BLOCK) {
+                nc = (g->cout - c0 < FC_BIAS_BLOCK) ? g->cout - c0 : FC_BIAS_BLOCK;
+                memset(acc, 0, sizeof(acc));
+                for (oy = 0; oy < g->oh; oy++) {
+                    const FC_T *src = FC_FN(fc_yptr)(g, (FC_T *)gy, n, c0, oy, 0);
+                    for (ox = 0; ox < g->ow; ox++)
+                        for (c = 0; c < nc; c++)
+                            acc[c][ox & 7] += (double)src[ox * ys + c];
+                }
+                for (c = 0; c < nc; c++)
+                    bsum[c0 + c] += ((acc[c][0] + acc[c][1]) + (acc[c][2] + acc[c][3])) +
+                                    ((acc[c][4] + acc[c][5]) + (acc[c][6] + acc[c][7]));
+            }
+        return;
+    }
     for (n = n_lo; n < n_hi; n++)
         for (co = 0; co < g->cout; co++) {
             double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
             for (oy = 0; oy < g->oh; oy++) {
                 const FC_T *src = FC_FN(fc_yptr)(g, (FC_T *)gy, n, co, oy, 0);
-                if (ys == 1) {
-                    for (ox = 0; ox + 8 <= g->ow; ox += 8)
-                        for (l = 0; l < 8; l++)
-                            acc[l] += (double)src[ox + l];
-                    for (; ox < g->ow; ox++)
-                        acc[ox & 7] += (double)src[ox];
-                } else {
-                    for (ox = 0; ox < g->ow; ox++)
-                        acc[ox & 7] += (double)src[ox * ys];
-                }
+                for (ox = 0; ox + 8 <= g->ow; ox += 8)
+                    for (l = 0; l < 8; l++)
+                        acc[l] += (double)src[ox + l];
+                for (; ox < g->ow; ox++)
+                    acc[ox & 7] += (double)src[ox];
             }
             bsum[co] += ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
                         ((acc[4] + acc[5]) + (acc[6] + acc[7]));

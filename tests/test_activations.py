@@ -256,3 +256,22 @@ def test_relu_kernel_against_maximum(dtype):
     xv.setflags(write=False)
     np.testing.assert_array_equal(act.relu(xv), expected[:, ::2, :, ::3])
     assert act.relu(np.ones((2, 0), dtype)).shape == (2, 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [1000, 300_001])  # one thread; all threads
+def test_compiled_tanh_and_sigmoid_gradients_round_as_numpy(dtype, size):
+    """The one-pass kernels give NumPy's three-pass results bit for bit (same
+    operations, same order), NaN and inf included."""
+    rng = np.random.default_rng(7)
+    y = rng.uniform(-1.5, 1.5, size).astype(dtype)
+    gy = rng.standard_normal(size).astype(dtype)
+    y[:3] = [np.nan, np.inf, -np.inf]
+    gy[3:5] = [np.nan, np.inf]
+    one = dtype(1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        want_tanh = (one - y * y) * gy
+        want_sigmoid = ((one - y) * y) * gy
+    np.testing.assert_array_equal(act.tanh_backward(gy, y), want_tanh)
+    np.testing.assert_array_equal(act.sigmoid_backward(gy, y), want_sigmoid)
+    assert act.tanh_backward(gy, y).dtype == dtype
