@@ -43,6 +43,12 @@ cdef extern from "conv_kernels_all.h" nogil:
                               const Py_ssize_t *segb, const double *xa,
                               const Py_ssize_t *off, Py_ssize_t a_s, const double *B,
                               Py_ssize_t bs, double *C, Py_ssize_t ldc, int accumulate)
+    ctypedef void (*fc_knr_f)(Py_ssize_t nseg, Py_ssize_t C, const Py_ssize_t *sega,
+                              const float *xa, const Py_ssize_t *off, const float *W,
+                              float *y, Py_ssize_t ldy)
+    ctypedef void (*fc_knr_d)(Py_ssize_t nseg, Py_ssize_t C, const Py_ssize_t *sega,
+                              const double *xa, const Py_ssize_t *off, const double *W,
+                              double *y, Py_ssize_t ldy)
     ctypedef struct fc_isa:
         int id
         const char *name
@@ -56,6 +62,10 @@ cdef extern from "conv_kernels_all.h" nogil:
         int mr_px_f, nr_px_f, mr_px_d, nr_px_d
         fc_kpx_f kpx_f
         fc_kpx_d kpx_d
+        int mr_nr, vl_f, vl_d
+        fc_knr_f knr_f
+        fc_knr_d knr_d
+    enum: FC_NO
     ctypedef struct fc_conv:
         Py_ssize_t n, c, h, w, cout, oh, ow, groups, cg, cog, kg
         Py_ssize_t kh, kw, sy, sx, dy, dx, pt, pl
@@ -131,6 +141,14 @@ cdef extern from "conv_kernels_all.h" nogil:
                                   const double *gy, double *part, Py_ssize_t n_lo,
                                   Py_ssize_t n_hi, double *xp, double *gyp,
                                   Py_ssize_t *idx)
+    void fc_px_forward_narrow_image_f(const fc_conv *g, fc_knr_f knr, const float *x,
+                                      const float *wn, const float *bias, float *y,
+                                      Py_ssize_t n, int relu, float *xp, float *tile,
+                                      Py_ssize_t *idx)
+    void fc_px_forward_narrow_image_d(const fc_conv *g, fc_knr_d knr, const double *x,
+                                      const double *wn, const double *bias, double *y,
+                                      Py_ssize_t n, int relu, double *xp, double *tile,
+                                      Py_ssize_t *idx)
     void fc_winograd_item_f(const fc_conv *g, fc_kib_f kib, const float *x,
                             const float *au, const Py_ssize_t *off, const float *bias,
                             float *y, Py_ssize_t n_lo, Py_ssize_t n_hi, Py_ssize_t tpad,
@@ -172,6 +190,12 @@ def micro_tile(bint double):
     if double:
         return _isa.mr_d, _isa.nr_d
     return _isa.mr_f, _isa.nr_f
+
+
+def narrow_tile(bint double):
+    """(rows, output channels per tile, vector length) of the selected build's narrow
+    kernel (channels_last forward with few output channels)."""
+    return _isa.mr_nr, FC_NO, (_isa.vl_d if double else _isa.vl_f)
 
 
 def pixel_tile(bint double):
@@ -568,6 +592,58 @@ def px_forward(const floating[::1] x, const floating[::1] bpk, const floating[::
                 else:
                     fc_px_forward_image_d(&g, kd, px, pb, bp_bias, py, n, relu, xp, tile,
                                           idx)
+        fc_free(xp)
+        fc_free(tile)
+        fc_free(idx)
+    if fail[0]:
+        raise MemoryError("conv2d: could not allocate per-thread scratch buffers")
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def px_forward_narrow(const floating[::1] x, const floating[::1] wn,
+                      const floating[::1] bias, floating[::1] y, tuple geom,
+                      bint relu=False):
+    """channels_last, one group, few output channels, C a multiple of the vector length:
+    y = conv(x) (+ bias) (then ReLU) by the narrow kernel; wn = weights packed
+    (ceil(cout/FC_NO), kh*kw, FC_NO, C).  Parallel over images."""
+    cdef fc_conv g
+    cdef bint dbl = floating is double
+    cdef int mr = _isa.mr_nr
+    cdef int vl = _isa.vl_d if dbl else _isa.vl_f
+    cdef fc_knr_f kf = _isa.knr_f
+    cdef fc_knr_d kd = _isa.knr_d
+    _fill(&g, geom, mr, FC_NO)
+    if g.groups != 1 or g.c % vl:
+        raise ValueError(f"the narrow kernel needs one group and C a multiple of {vl}")
+    cdef Py_ssize_t xp_len = _px_xp_len(&g), n
+    cdef Py_ssize_t idx_len = mr + g.kh * g.kw
+    cdef const floating *bp_bias = NULL
+    if bias is not None:
+        bp_bias = &bias[0]
+    cdef const floating *px = &x[0]
+    cdef const floating *pw = &wn[0]
+    cdef floating *py = &y[0]
+    cdef floating *xp
+    cdef floating *tile
+    cdef Py_ssize_t *idx
+    cdef int fail[1]
+    cdef int nt = _threads(<double>g.n * g.oh * g.ow * g.cout * g.kg, g.n)
+    fail[0] = 0
+    with nogil, parallel(num_threads=nt):
+        xp = <floating *>fc_alloc(xp_len * sizeof(floating))
+        tile = <floating *>fc_alloc(mr * FC_NO * sizeof(floating))
+        idx = <Py_ssize_t *>fc_alloc(idx_len * sizeof(Py_ssize_t))
+        if xp == NULL or tile == NULL or idx == NULL:
+            fail[0] = 1
+        for n in prange(g.n, schedule="dynamic", chunksize=1):
+            if fail[0] == 0:
+                if floating is float:
+                    fc_px_forward_narrow_image_f(&g, kf, px, pw, bp_bias, py, n, relu, xp,
+                                                 tile, idx)
+                else:
+                    fc_px_forward_narrow_image_d(&g, kd, px, pw, bp_bias, py, n, relu, xp,
+                                                 tile, idx)
         fc_free(xp)
         fc_free(tile)
         fc_free(idx)

@@ -92,6 +92,19 @@ typedef void (*fc_kpx_d)(ptrdiff_t nseg, ptrdiff_t len, const ptrdiff_t *sega,
                          ptrdiff_t as, const double *B, ptrdiff_t bs, double *C,
                          ptrdiff_t ldc, int accumulate);
 
+/* Narrow kernel (channels_last convolutions with few output channels): MR rows (output
+ * pixels, read in place at xa + off[i]) x FC_NO output channels, vectorised along the
+ * input channels instead -- the reduction:
+ *     y[i * ldy + o] = sum_s sum_{c < C} xa[off[i] + sega[s] + c] * W[(s * FC_NO + o) * C + c]
+ * C must be a multiple of the vector length (vl of the ISA). */
+#define FC_NO 4
+typedef void (*fc_knr_f)(ptrdiff_t nseg, ptrdiff_t C, const ptrdiff_t *sega,
+                         const float *xa, const ptrdiff_t *off, const float *W, float *y,
+                         ptrdiff_t ldy);
+typedef void (*fc_knr_d)(ptrdiff_t nseg, ptrdiff_t C, const ptrdiff_t *sega,
+                         const double *xa, const ptrdiff_t *off, const double *W,
+                         double *y, ptrdiff_t ldy);
+
 typedef struct {
     int id;            /* 0 portable, 1 avx2, 2 avx512 */
     const char *name;
@@ -105,7 +118,42 @@ typedef struct {
     int mr_px_f, nr_px_f, mr_px_d, nr_px_d;  /* tile of the pixel-row kernels */
     fc_kpx_f kpx_f;
     fc_kpx_d kpx_d;
+    int mr_nr, vl_f, vl_d;  /* rows of the narrow kernels; their vector lengths */
+    fc_knr_f knr_f;
+    fc_knr_d knr_d;
 } fc_isa;
+
+#define FC_KNR(NAME, ATTR, T, VEC, ZERO, LOAD, FMA, HSUM, MR, VL)                        \
+    ATTR static void NAME(ptrdiff_t nseg, ptrdiff_t C, const ptrdiff_t *sega,          \
+                          const T *xa, const ptrdiff_t *off, const T *W, T *y,          \
+                          ptrdiff_t ldy)                                                \
+    {                                                                                   \
+        VEC acc[MR][FC_NO];                                                             \
+        ptrdiff_t s, c;                                                                 \
+        int i, o;                                                                       \
+        for (i = 0; i < MR; i++)                                                        \
+            for (o = 0; o < FC_NO; o++)                                                 \
+                acc[i][o] = ZERO;                                                       \
+        for (s = 0; s < nseg; s++) {                                                    \
+            const T *w = W + s * FC_NO * C;                                             \
+            const T *a[MR];                                                             \
+            for (i = 0; i < MR; i++)                                                    \
+                a[i] = xa + off[i] + sega[s];                                           \
+            for (c = 0; c < C; c += VL) {                                               \
+                VEC xv[MR], wv[FC_NO];                                                  \
+                for (o = 0; o < FC_NO; o++)                                             \
+                    wv[o] = LOAD(w + o * C + c);                                        \
+                for (i = 0; i < MR; i++)                                                \
+                    xv[i] = LOAD(a[i] + c);                                             \
+                for (i = 0; i < MR; i++)                                                \
+                    for (o = 0; o < FC_NO; o++)                                         \
+                        acc[i][o] = FMA(xv[i], wv[o], acc[i][o]);                       \
+            }                                                                           \
+        }                                                                               \
+        for (i = 0; i < MR; i++)                                                        \
+            for (o = 0; o < FC_NO; o++)                                                 \
+                y[i * ldy + o] = HSUM(acc[i][o]);                                       \
+    }
 
 /* The pixel-row kernel for any ISA: MR rows x NV vectors of VL lanes, accumulators in
  * registers (the compiler unrolls the constant-trip loops).  VEC/LOAD/... name the
@@ -253,6 +301,10 @@ FC_PORTABLE_KIA(fc_kia_portable_d, double)
 #define FC_S_SET1(x) (x)
 #define FC_S_FMA(a, b, c) ((c) + (a) * (b))
 #define FC_S_ADD(a, b) ((a) + (b))
+#define FC_S_HSUM(v) (v)
+FC_KNR(fc_knr_portable_f, , float, float, FC_S_ZERO, FC_S_LOAD, FC_S_FMA, FC_S_HSUM, 4, 1)
+FC_KNR(fc_knr_portable_d, , double, double, FC_S_ZERO, FC_S_LOAD, FC_S_FMA, FC_S_HSUM, 4,
+       1)
 FC_KPX(fc_kpx_portable_f, , float, float, FC_S_ZERO, FC_S_LOAD, FC_S_STORE, FC_S_SET1,
        FC_S_FMA, FC_S_ADD, 4, 8, 1)
 FC_KPX(fc_kpx_portable_d, , double, double, FC_S_ZERO, FC_S_LOAD, FC_S_STORE, FC_S_SET1,
@@ -375,6 +427,10 @@ FC_AVX512_KIA(fc_kia_avx512_d, double, pd, __m512d, 8)
 
 /* 12 pixels x 32 channels (float) / 12 x 16 (double): 24 accumulators, 12 broadcasts
  * and 2 loads per 24 FMAs. */
+FC_KNR(fc_knr_avx512_f, FC_TARGET_AVX512, float, __m512, _mm512_setzero_ps(),
+       _mm512_loadu_ps, _mm512_fmadd_ps, _mm512_reduce_add_ps, 6, 16)
+FC_KNR(fc_knr_avx512_d, FC_TARGET_AVX512, double, __m512d, _mm512_setzero_pd(),
+       _mm512_loadu_pd, _mm512_fmadd_pd, _mm512_reduce_add_pd, 6, 8)
 FC_KPX(fc_kpx_avx512_f, FC_TARGET_AVX512, float, __m512, _mm512_setzero_ps(),
        _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,
        12, 2, 16)
@@ -484,6 +540,23 @@ FC_AVX2_KIB(fc_kib_avx2_d, double, pd, __m256d, 4)
 FC_AVX2_KIA(fc_kia_avx2_f, float, ps, __m256, 8)
 FC_AVX2_KIA(fc_kia_avx2_d, double, pd, __m256d, 4)
 
+FC_TARGET_AVX2 static inline float fc_hsum256_f(__m256 v)
+{
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+    return _mm_cvtss_f32(h);
+}
+FC_TARGET_AVX2 static inline double fc_hsum256_d(__m256d v)
+{
+    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    h = _mm_add_sd(h, _mm_unpackhi_pd(h, h));
+    return _mm_cvtsd_f64(h);
+}
+FC_KNR(fc_knr_avx2_f, FC_TARGET_AVX2, float, __m256, _mm256_setzero_ps(), _mm256_loadu_ps,
+       _mm256_fmadd_ps, fc_hsum256_f, 4, 8)
+FC_KNR(fc_knr_avx2_d, FC_TARGET_AVX2, double, __m256d, _mm256_setzero_pd(),
+       _mm256_loadu_pd, _mm256_fmadd_pd, fc_hsum256_d, 4, 4)
 FC_KPX(fc_kpx_avx2_f, FC_TARGET_AVX2, float, __m256, _mm256_setzero_ps(),
        _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps,
        6, 2, 8)
@@ -500,16 +573,19 @@ static const fc_isa fc_isa_portable = {0, "portable", FC_PORT_MR, FC_PORT_NR, FC
                                        fc_kernel_portable_d, fc_kib_portable_f,
                                        fc_kib_portable_d, fc_kia_portable_f,
                                        fc_kia_portable_d, 4, 8, 4, 8, fc_kpx_portable_f,
-                                       fc_kpx_portable_d};
+                                       fc_kpx_portable_d, 4, 1, 1, fc_knr_portable_f,
+                                       fc_knr_portable_d};
 #if FC_X86_DISPATCH
 static const fc_isa fc_isa_avx2 = {1, "avx2", 6, 16, 6, 8, fc_kernel_avx2_f,
                                    fc_kernel_avx2_d, fc_kib_avx2_f, fc_kib_avx2_d,
                                    fc_kia_avx2_f, fc_kia_avx2_d, 6, 16, 6, 8,
-                                   fc_kpx_avx2_f, fc_kpx_avx2_d};
+                                   fc_kpx_avx2_f, fc_kpx_avx2_d, 4, 8, 4, fc_knr_avx2_f,
+                                   fc_knr_avx2_d};
 static const fc_isa fc_isa_avx512 = {2, "avx512", 8, 32, 8, 16, fc_kernel_avx512_f,
                                      fc_kernel_avx512_d, fc_kib_avx512_f, fc_kib_avx512_d,
                                      fc_kia_avx512_f, fc_kia_avx512_d, 12, 32, 12, 16,
-                                     fc_kpx_avx512_f, fc_kpx_avx512_d};
+                                     fc_kpx_avx512_f, fc_kpx_avx512_d, 6, 16, 8,
+                                     fc_knr_avx512_f, fc_knr_avx512_d};
 #endif
 
 /* The best ISA this CPU supports (ignoring FASTCONV_DISABLE_SIMD). */

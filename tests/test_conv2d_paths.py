@@ -161,6 +161,37 @@ def test_pixel_row_paths(isa, dtype, n, c, h, w, c_out, kh, kw, stride, padding,
           "channels_last")
 
 
+NARROW_CASES = [
+    # n, c, h, w, c_out, kh, kw, stride, padding, dilation -- one group, channels_last,
+    # few output channels, C a multiple of every build's vector length
+    pytest.param(2, 32, 9, 8, 3, 3, 3, 1, "same", 1, id="same-3-out"),
+    pytest.param(3, 32, 10, 11, 8, 3, 2, 2, ((1, 0), (2, 1)), (1, 2), id="stride2-dilated"),
+    pytest.param(2, 48, 9, 10, 5, 5, 5, 1, "valid", 1, id="two-channel-blocks-tail"),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n,c,h,w,c_out,kh,kw,stride,padding,dilation", NARROW_CASES)
+def test_narrow_forward_paths(isa, dtype, n, c, h, w, c_out, kh, kw, stride, padding,
+                              dilation):
+    """The narrow kernel (few output channels, vectorised along the input channels)."""
+    g = conv._geometry((n, h, w, c), (kh, kw, c, c_out), stride, padding, dilation, 1,
+                       "channels_last")
+    assert conv._narrow_ok(g, dtype)
+    _case(17, n, c, h, w, c_out, kh, kw, stride, padding, dilation, 1, dtype,
+          "channels_last")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_narrow_kernel_runs_the_input_gradient_of_few_input_channels(isa, dtype):
+    """3 input channels, 32 outputs (cifar.c1's shape): the stride-1 input gradient is a
+    forward from 32 to 3 channels, which the narrow kernel computes."""
+    mirrored = conv._geometry((2, 9, 10, 32), (3, 3, 32, 3), 1, "same", 1, 1,
+                              "channels_last")
+    assert conv._narrow_ok(mirrored, dtype)
+    _case(18, 2, 3, 9, 10, 32, 3, 3, 1, "same", 1, 1, dtype, "channels_last")
+
+
 def test_path_selection_is_what_the_cases_claim():
     """The cases above really reach the paths they are named after."""
     def geom(x_shape, w_shape, **kw):
