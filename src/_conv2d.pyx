@@ -668,7 +668,7 @@ def px_grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1] 
     cdef Py_ssize_t xp_len = _px_xp_len(&g)
     cdef Py_ssize_t cout_pad = (g.cout + nr - 1) // nr * nr
     cdef Py_ssize_t kg_pad = (g.kg + mr - 1) // mr * mr
-    cdef Py_ssize_t gyp_len = g.oh * g.ow * cout_pad if g.cout % nr else 1
+    cdef Py_ssize_t gyp_len = g.oh * g.ow * cout_pad
     cdef Py_ssize_t idx_len = mr + 2 * g.oh
     cdef Py_ssize_t nig = (g.n + n_per - 1) // n_per, ig, n_lo, n_hi
     cdef Py_ssize_t part_stride = kg_pad * cout_pad

@@ -648,8 +648,7 @@ static void FC_FN(fc_px_forward_narrow_image)(const fc_conv *g, FC_FN(fc_knr_t) 
 /* Weight gradient of images [n_lo, n_hi) (channels_last, one group), accumulated into
  * part (ceil(kg/mr)*mr, ceil(cout/nr)*nr): rows k = (ki, kj, c), columns co -- the
  * channels_last weight layout.  Scratch: xp (see fc_px_image); gyp P * ceil(cout/nr)*nr
- * (used when cout is not a multiple of nr: grad_y rows are then copied, zero-padded, so
- * that no read passes the end of grad_y); idx mr + 2*oh entries. */
+ * (grad_y of one image in panels); idx mr + 2*oh entries. */
 static void FC_FN(fc_px_grad_weight_item)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
                                           const FC_T *x, const FC_T *gy, FC_T *part,
                                           ptrdiff_t n_lo, ptrdiff_t n_hi, FC_T *xp,
@@ -659,35 +658,37 @@ static void FC_FN(fc_px_grad_weight_item)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
     const ptrdiff_t nkt = (g->kg + mr - 1) / mr, ncb = (g->cout + nr - 1) / nr;
     const ptrdiff_t ldc = ncb * nr, kwc = g->kw * C;
     ptrdiff_t *off = idx, *sega = idx + mr, *segb = sega + g->oh;
-    ptrdiff_t n, ws, bs, oy, kt, cb, i, p;
+    ptrdiff_t n, ws, oy, kt, cb, i, p;
+    for (oy = 0; oy < g->oh; oy++)
+        segb[oy] = oy * g->ow * nr;
     for (n = n_lo; n < n_hi; n++) {
         const FC_T *xa = FC_FN(fc_px_image)(g, x, n, xp, &ws);
-        const FC_T *gb = gy + n * P * g->cout;
-        bs = g->cout;
-        if (g->cout % nr) {
+        const FC_T *gyn = gy + n * P * g->cout;
+        /* grad_y of the image as ncb panels of (P, nr), zero past cout: the kernel's B
+         * rows are then nr apart (a constant) and a panel stays in L1 across k. */
+        for (cb = 0; cb < ncb; cb++) {
+            const ptrdiff_t co0 = cb * nr, cols = (g->cout - co0 < nr) ? g->cout - co0 : nr;
+            FC_T *d = gyp + cb * P * nr;
             for (p = 0; p < P; p++) {
-                memcpy(gyp + p * ldc, gb + p * g->cout, (size_t)g->cout * sizeof(FC_T));
-                memset(gyp + p * ldc + g->cout, 0, (size_t)(ldc - g->cout) * sizeof(FC_T));
+                memcpy(d + p * nr, gyn + p * g->cout + co0, (size_t)cols * sizeof(FC_T));
+                if (cols < nr)
+                    memset(d + p * nr + cols, 0, (size_t)(nr - cols) * sizeof(FC_T));
             }
-            gb = gyp;
-            bs = ldc;
         }
-        for (oy = 0; oy < g->oh; oy++) {  /* one segment per output row */
+        for (oy = 0; oy < g->oh; oy++)  /* one segment per output row */
             sega[oy] = oy * g->sy * ws * C;
-            segb[oy] = oy * g->ow * bs;
-        }
-        for (kt = 0; kt < nkt; kt++) {
-            for (i = 0; i < mr; i++) {  /* rows past kg read k = 0 (dropped later) */
-                const ptrdiff_t k = kt * mr + i < g->kg ? kt * mr + i : 0;
-                const ptrdiff_t ki = k / kwc, kj = (k % kwc) / C, c = k % C;
-                off[i] = (ki * g->dy * ws + kj * g->dx) * C + c;
-            }
-            /* (Blocking the output rows to keep x and grad_y in L1 was measured
-             * slower: every kpx call ends by adding its tile to part.) */
-            for (cb = 0; cb < ncb; cb++)
-                kpx(g->oh, g->ow, sega, segb, xa, off, g->sx * C, gb + cb * nr, bs,
+        for (cb = 0; cb < ncb; cb++)
+            for (kt = 0; kt < nkt; kt++) {
+                for (i = 0; i < mr; i++) {  /* rows past kg read k = 0 (dropped later) */
+                    const ptrdiff_t k = kt * mr + i < g->kg ? kt * mr + i : 0;
+                    const ptrdiff_t ki = k / kwc, kj = (k % kwc) / C, c = k % C;
+                    off[i] = (ki * g->dy * ws + kj * g->dx) * C + c;
+                }
+                /* (Blocking the output rows to keep x and grad_y in L1 was measured
+                 * slower: every kpx call ends by adding its tile to part.) */
+                kpx(g->oh, g->ow, sega, segb, xa, off, g->sx * C, gyp + cb * P * nr, nr,
                     part + kt * mr * ldc + cb * nr, ldc, 1);
-        }
+            }
     }
 }
 

@@ -203,6 +203,9 @@ typedef struct {
         if (as == 1 && bs == NV * VL)                                                  \
             NAME##_body(nseg, len, sega, segb, xa, off, 1, B, NV * VL, C, ldc,         \
                         accumulate);                                                   \
+        else if (bs == NV * VL)                                                        \
+            NAME##_body(nseg, len, sega, segb, xa, off, as, B, NV * VL, C, ldc,        \
+                        accumulate);                                                   \
         else                                                                           \
             NAME##_body(nseg, len, sega, segb, xa, off, as, B, bs, C, ldc,             \
                         accumulate);                                                   \
