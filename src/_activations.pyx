@@ -9,10 +9,13 @@ no branch and GCC vectorises it.  relu itself is memory-bound: np.maximum runs o
 thread, this kernel on all of them (2x on 2 cores, as fast as PyTorch).  The tanh and
 sigmoid gradients are one pass here instead of NumPy's three (and two temporaries),
 with the same operations in the same order.  tanh, exp and the other activations stay
-NumPy ufuncs (its SIMD tanh and exp, which a portable build could not beat).
+NumPy ufuncs (its SIMD tanh and exp, which a portable build could not beat).  Dropout
+draws its mask here from a counter-based generator (splitmix64 of seed + index): NumPy's
+bit generator alone took 3.8 ms for a CIFAR-10 layer's mask, 4x the whole kernel.
 
 Arrays come flattened and C-contiguous from fastconv/activations.py, of one dtype.
 """
+from libc.stdint cimport uint32_t, uint64_t
 from cython.parallel cimport prange
 
 cimport cython
@@ -77,3 +80,31 @@ def sigmoid_backward(const floating[::1] grad_y, const floating[::1] y,
         v = one - y[i]
         v = v * y[i]
         out[i] = v * grad_y[i]
+
+
+cdef inline uint64_t _splitmix64(uint64_t z) noexcept nogil:
+    z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9ULL
+    z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EBULL
+    return z ^ (z >> 31)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.cdivision(True)
+def dropout(const floating[::1] x, floating[::1] out, floating[::1] mask, uint64_t seed,
+            uint32_t threshold, floating scale):
+    """Inverted dropout: element i is kept when the 32-bit word i of the stream
+    splitmix64(seed + golden * j), j = i // 2 (low word first), is >= threshold; then
+    mask[i] = scale and out[i] = x[i] * scale, else both are 0.  A pure function of
+    (seed, i): the same for any thread count."""
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef uint64_t r
+    cdef uint32_t w
+    cdef floating m, z = 0
+    cdef int nt = 1 if n < _SERIAL_ELEMENTS else fc_get_max_threads()
+    for i in prange(n, nogil=True, schedule="static", num_threads=nt):
+        r = _splitmix64(seed + <uint64_t>(i // 2) * <uint64_t>0x9E3779B97F4A7C15ULL)
+        w = <uint32_t>(r >> (32 * (i % 2)))
+        m = scale if w >= threshold else z
+        mask[i] = m
+        out[i] = x[i] * m

@@ -187,6 +187,29 @@ def test_weightless_layer_gradients(layer_fn, rng):
     check_layer_gradients(layer_fn(), x, rng)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dropout_compiled_mask_statistics_and_threads(dtype):
+    """The compiled mask (counter-based bits keyed by the layer's generator): keep rate
+    1 - rate within 5 sigma on a million elements, no pattern between neighbours, a new
+    mask every call, the same mask for any thread count."""
+    n, rate = 1_000_003, 0.3
+    x = np.ones(n, dtype)[None]
+    layer = L.Dropout(rate, seed=5, dtype=dtype)
+    kept = layer(x, training=True) != 0
+    sigma = np.sqrt(n * rate * (1 - rate))
+    assert abs(kept.sum() - n * (1 - rate)) < 5 * sigma
+    even, odd = kept[0, 0:-1:2], kept[0, 1::2]  # the two words of one 64-bit draw
+    both = (even & odd).mean()
+    assert abs(both - (1 - rate) ** 2) < 5 * np.sqrt((1 - rate) ** 2 / even.size)
+    assert (layer(x, training=True) != 0).tolist() != kept.tolist()
+    with fastconv.num_threads(1):
+        one = L.Dropout(rate, seed=5, dtype=dtype)(x, training=True)
+    with fastconv.num_threads(2):
+        two = L.Dropout(rate, seed=5, dtype=dtype)(x, training=True)
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(one != 0, kept)
+
+
 def test_dropout_gradient_uses_the_forward_mask(rng):
     layer = L.Dropout(0.5, seed=1, dtype="float64")
     x = rng.standard_normal((4, 6))

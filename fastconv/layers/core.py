@@ -3,7 +3,7 @@ import numbers
 
 import numpy as np
 
-from .. import _random
+from .. import _ext, _random
 from .. import initializers as _initializers
 from .base import Layer, check_activation
 from .common import check_layer_data_format, check_positive_int
@@ -218,15 +218,26 @@ class Dropout(Layer):
             self._mask = None
             return x
         shape = self._mask_shape(x.shape)
+        threshold = np.uint32(min(round(self.rate * 2.0 ** 32), 2 ** 32 - 1))
+        scale = x.dtype.type(1.0 / (1.0 - self.rate))
+        # An element is kept when its 32 random bits are >= rate * 2**32, i.e. with
+        # probability 1 - rate up to 2**-32.
+        if shape == x.shape and x.dtype in (np.float32, np.float64):
+            # One compiled pass: bits from a counter-based generator keyed by one
+            # 64-bit draw of the layer's generator (src/_activations.pyx).
+            seed = int(self.generator.bit_generator.random_raw())
+            out, mask = np.empty_like(x), np.empty_like(x)
+            if x.size:
+                _ext.activations.dropout(x.reshape(-1), out.reshape(-1),
+                                         mask.reshape(-1), seed, int(threshold), scale)
+            self._mask = mask
+            return out
         n = int(np.prod(shape, dtype=np.int64))
-        # 32 random bits per element straight from the bit generator (two per 64-bit
-        # draw, no float conversion); an element is kept when its bits >= rate * 2**32,
-        # i.e. with probability 1 - rate up to 2**-32.
+        # (noise_shape: a smaller mask, broadcast.)  32 random bits per element straight
+        # from the bit generator (two per 64-bit draw, no float conversion).
         bits = self.generator.bit_generator.random_raw((n + 1) // 2)
         bits = bits.view(np.uint32)[:n].reshape(shape)
-        threshold = np.uint32(min(round(self.rate * 2.0 ** 32), 2 ** 32 - 1))
-        mask = np.multiply(bits >= threshold, x.dtype.type(1.0 / (1.0 - self.rate)),
-                           dtype=x.dtype)
+        mask = np.multiply(bits >= threshold, scale, dtype=x.dtype)
         self._mask = mask
         return x * mask
 
