@@ -565,7 +565,7 @@ def px_forward(const floating[::1] x, const floating[::1] bpk, const floating[::
     cdef fc_kpx_d kd = _isa.kpx_d
     _fill(&g, geom, mr, nr)
     cdef Py_ssize_t xp_len = _px_xp_len(&g), n
-    cdef Py_ssize_t idx_len = mr + 2 * g.kh * g.kw
+    cdef Py_ssize_t idx_len = (g.oh * g.ow + mr - 1) // mr * mr + 2 * g.kh * g.kw
     cdef const floating *bp_bias = NULL
     if bias is not None:
         bp_bias = &bias[0]
@@ -669,7 +669,7 @@ def px_grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1] 
     cdef Py_ssize_t cout_pad = (g.cout + nr - 1) // nr * nr
     cdef Py_ssize_t kg_pad = (g.kg + mr - 1) // mr * mr
     cdef Py_ssize_t gyp_len = g.oh * g.ow * cout_pad
-    cdef Py_ssize_t idx_len = mr + 2 * g.oh
+    cdef Py_ssize_t idx_len = kg_pad + 2 * g.oh
     cdef Py_ssize_t nig = (g.n + n_per - 1) // n_per, ig, n_lo, n_hi
     cdef Py_ssize_t part_stride = kg_pad * cout_pad
     cdef const floating *px = &x[0]

@@ -552,7 +552,7 @@ static const FC_T *FC_FN(fc_px_image)(const fc_conv *g, const FC_T *x, ptrdiff_t
 
 /* Forward of image n (channels_last, one group).  bpk: the weights packed
  * (ceil(cout/nr), kg, nr) with k = (ki, kj, c), zero beyond cout.  Scratch: xp (see
- * fc_px_image), tile mr*nr, idx mr + 2*kh*kw entries. */
+ * fc_px_image), tile mr*nr, idx ceil(P/mr)*mr + 2*kh*kw entries (P = oh*ow). */
 FC_CLONES static void FC_FN(fc_px_forward_image)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
                                        const FC_T *x, const FC_T *bpk, const FC_T *bias,
                                        FC_T *y, ptrdiff_t n, int relu, FC_T *xp,
@@ -560,9 +560,14 @@ FC_CLONES static void FC_FN(fc_px_forward_image)(const fc_conv *g, FC_FN(fc_kpx_
 {
     const ptrdiff_t mr = g->mr, nr = g->nr, C = g->c, P = g->oh * g->ow;
     const ptrdiff_t ncb = (g->cout + nr - 1) / nr;
-    ptrdiff_t *off = idx, *sega = idx + mr, *segb = sega + g->kh * g->kw;
-    ptrdiff_t ws, nseg, len, s, cb, p0, i, j;
+    const ptrdiff_t P_pad = (P + mr - 1) / mr * mr;
+    ptrdiff_t *off = idx, *sega = idx + P_pad, *segb = sega + g->kh * g->kw;
+    ptrdiff_t ws, nseg, len, s, cb, p0, i, j, p;
     const FC_T *xa = FC_FN(fc_px_image)(g, x, n, xp, &ws);
+    for (p = 0; p < P_pad; p++) {  /* rows past the image repeat pixel 0 (dropped) */
+        const ptrdiff_t q = p < P ? p : 0;
+        off[p] = ((q / g->ow) * g->sy * ws + (q % g->ow) * g->sx) * C;
+    }
     if (g->dx == 1) {  /* one segment per kernel row: (kj, c) is contiguous */
         nseg = g->kh;
         len = g->kw * C;
@@ -580,11 +585,8 @@ FC_CLONES static void FC_FN(fc_px_forward_image)(const fc_conv *g, FC_FN(fc_kpx_
         const ptrdiff_t co0 = cb * nr, cols = (g->cout - co0 < nr) ? g->cout - co0 : nr;
         for (p0 = 0; p0 < P; p0 += mr) {
             const ptrdiff_t cnt = (P - p0 < mr) ? P - p0 : mr;
-            for (i = 0; i < mr; i++) {  /* rows past the image repeat pixel p0 */
-                const ptrdiff_t p = i < cnt ? p0 + i : p0;
-                off[i] = ((p / g->ow) * g->sy * ws + (p % g->ow) * g->sx) * C;
-            }
-            kpx(nseg, len, sega, segb, xa, off, 1, bpk + cb * g->kg * nr, nr, tile, nr, 0);
+            kpx(nseg, len, sega, segb, xa, off + p0, 1, bpk + cb * g->kg * nr, nr, tile,
+                nr, 0);
             for (i = 0; i < cnt; i++) {
                 FC_T *dst = y + (n * P + p0 + i) * g->cout + co0;
                 const FC_T *src = tile + i * nr;
@@ -648,7 +650,7 @@ static void FC_FN(fc_px_forward_narrow_image)(const fc_conv *g, FC_FN(fc_knr_t) 
 /* Weight gradient of images [n_lo, n_hi) (channels_last, one group), accumulated into
  * part (ceil(kg/mr)*mr, ceil(cout/nr)*nr): rows k = (ki, kj, c), columns co -- the
  * channels_last weight layout.  Scratch: xp (see fc_px_image); gyp P * ceil(cout/nr)*nr
- * (grad_y of one image in panels); idx mr + 2*oh entries. */
+ * (grad_y of one image in panels); idx ceil(kg/mr)*mr + 2*oh entries. */
 static void FC_FN(fc_px_grad_weight_item)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
                                           const FC_T *x, const FC_T *gy, FC_T *part,
                                           ptrdiff_t n_lo, ptrdiff_t n_hi, FC_T *xp,
@@ -657,12 +659,18 @@ static void FC_FN(fc_px_grad_weight_item)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
     const ptrdiff_t mr = g->mr, nr = g->nr, C = g->c, P = g->oh * g->ow;
     const ptrdiff_t nkt = (g->kg + mr - 1) / mr, ncb = (g->cout + nr - 1) / nr;
     const ptrdiff_t ldc = ncb * nr, kwc = g->kw * C;
-    ptrdiff_t *off = idx, *sega = idx + mr, *segb = sega + g->oh;
-    ptrdiff_t n, ws, oy, kt, cb, i, p;
+    ptrdiff_t *offk = idx, *sega = idx + nkt * mr, *segb = sega + g->oh;
+    ptrdiff_t n, ws, oy, kt, cb, k, p;
     for (oy = 0; oy < g->oh; oy++)
         segb[oy] = oy * g->ow * nr;
     for (n = n_lo; n < n_hi; n++) {
         const FC_T *xa = FC_FN(fc_px_image)(g, x, n, xp, &ws);
+        if (n == n_lo)  /* offset of every im2col row k (ws is the same for all images) */
+            for (k = 0; k < nkt * mr; k++) {  /* rows past kg read k = 0 (dropped) */
+                const ptrdiff_t kk = k < g->kg ? k : 0;
+                const ptrdiff_t ki = kk / kwc, kj = (kk % kwc) / C, c = kk % C;
+                offk[k] = (ki * g->dy * ws + kj * g->dx) * C + c;
+            }
         const FC_T *gyn = gy + n * P * g->cout;
         /* grad_y of the image as ncb panels of (P, nr), zero past cout: the kernel's B
          * rows are then nr apart (a constant) and a panel stays in L1 across k. */
@@ -678,17 +686,11 @@ static void FC_FN(fc_px_grad_weight_item)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
         for (oy = 0; oy < g->oh; oy++)  /* one segment per output row */
             sega[oy] = oy * g->sy * ws * C;
         for (cb = 0; cb < ncb; cb++)
-            for (kt = 0; kt < nkt; kt++) {
-                for (i = 0; i < mr; i++) {  /* rows past kg read k = 0 (dropped later) */
-                    const ptrdiff_t k = kt * mr + i < g->kg ? kt * mr + i : 0;
-                    const ptrdiff_t ki = k / kwc, kj = (k % kwc) / C, c = k % C;
-                    off[i] = (ki * g->dy * ws + kj * g->dx) * C + c;
-                }
+            for (kt = 0; kt < nkt; kt++)
                 /* (Blocking the output rows to keep x and grad_y in L1 was measured
                  * slower: every kpx call ends by adding its tile to part.) */
-                kpx(g->oh, g->ow, sega, segb, xa, off, g->sx * C, gyp + cb * P * nr, nr,
-                    part + kt * mr * ldc + cb * nr, ldc, 1);
-            }
+                kpx(g->oh, g->ow, sega, segb, xa, offk + kt * mr, g->sx * C,
+                    gyp + cb * P * nr, nr, part + kt * mr * ldc + cb * nr, ldc, 1);
     }
 }
 
