@@ -23,6 +23,7 @@ import types
 
 import numpy as np
 
+from . import _ext
 from ._serialization import deserialize, serialize
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "LearningRateSchedule",
@@ -257,6 +258,13 @@ class RMSprop(Optimizer):
     def _update(self, g, w, slots, lr):
         t = w.dtype.type
         v = slots[0]
+        if (not self.centered and not self.momentum and w.flags.c_contiguous
+                and g.flags.c_contiguous and g.dtype == w.dtype
+                and w.dtype in (np.float32, np.float64)):
+            # The same operations in one compiled pass (src/_optim.pyx).
+            _ext.optim.rmsprop(g.reshape(-1), w.reshape(-1), v.reshape(-1), lr,
+                               t(self.rho), t(1.0 - self.rho), t(self.epsilon))
+            return
         v *= t(self.rho)
         sq = g * g
         sq *= t(1.0 - self.rho)

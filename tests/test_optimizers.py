@@ -131,3 +131,28 @@ def test_errors():
     opt.apply([np.zeros(3)], [w])
     with pytest.raises(ValueError, match="was built for variables of shapes"):
         opt.apply([np.zeros(4)], [np.zeros(4)])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [1000, 200_001])  # one thread; all threads
+def test_rmsprop_compiled_step_equals_numpy_formula(dtype, size):
+    """The compiled RMSprop update (no momentum, not centered) gives the NumPy
+    formula's result bit for bit: v = v*rho + (g*g)*(1-rho); w -= g*lr / sqrt(v+eps)."""
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal(size).astype(dtype)
+    g = rng.standard_normal(size).astype(dtype)
+    opt = O.RMSprop(learning_rate=0.01, rho=0.8, epsilon=1e-6)
+    w_ref, v_ref = w.copy(), np.zeros_like(w)
+    t = dtype
+    for _ in range(3):
+        opt.apply([g], [w])
+        v_ref *= t(0.8)
+        sq = g * g
+        sq *= t(1.0 - 0.8)
+        v_ref += sq
+        step = g * t(0.01)
+        step /= np.sqrt(v_ref + t(1e-6))
+        w_ref -= step
+        g = g[::-1].copy()
+    np.testing.assert_array_equal(w, w_ref)
+    np.testing.assert_array_equal(opt.get_state()[1][0], v_ref)

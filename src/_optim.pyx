@@ -1,0 +1,43 @@
+# cython: language_level=3
+"""Compiled optimizer updates: one pass over (gradient, variable, slots) instead of
+NumPy's six with temporaries.  The operations and their order are those of the NumPy
+code in fastconv/optimizers.py, each rounded to the variable's dtype (compiled for the
+baseline instruction set, so no FMA contraction on x86-64), so the results are the same
+bit for bit.  Measured: the CIFAR-10 network's RMSprop step (1.25 M parameters) took
+4-9 ms in NumPy, 7-9% of a training step at batch 32.
+"""
+from libc.math cimport sqrt
+from cython.parallel cimport prange
+
+cimport cython
+
+from omp_shim cimport fc_get_max_threads
+
+ctypedef fused floating:
+    float
+    double
+
+cdef enum:
+    _SERIAL_ELEMENTS = 65536
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.cdivision(True)
+def rmsprop(const floating[::1] g, floating[::1] w, floating[::1] v, floating lr,
+            floating rho, floating one_minus_rho, floating eps):
+    """v = v * rho + (g * g) * (1 - rho); w -= (g * lr) / sqrt(v + eps)."""
+    cdef Py_ssize_t i, n = w.shape[0]
+    cdef floating a, b, d, s
+    cdef int nt = 1 if n < _SERIAL_ELEMENTS else fc_get_max_threads()
+    for i in prange(n, nogil=True, schedule="static", num_threads=nt):
+        a = v[i] * rho
+        b = g[i] * g[i]
+        b = b * one_minus_rho
+        a = a + b
+        v[i] = a
+        d = a + eps
+        d = <floating>sqrt(d)
+        s = g[i] * lr
+        s = s / d
+        w[i] = w[i] - s
