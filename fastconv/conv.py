@@ -7,6 +7,12 @@ chosen at run time), and the bias is added as the tile is written.  Only OpenMP 
 run (no BLAS), over work items that do not depend on the thread count, so results are
 identical for any number of threads.
 
+channels_last with one group (the layers' default) mostly runs the "pixel-row" kernels
+instead: tiles of output pixels x output channels that read every window in place (the
+(kj, c) part of a window row is contiguous in that layout), and a "narrow" kernel
+vectorised along the input channels when there are too few output channels to fill a
+tile.  See _pixel_rows_ok / _narrow_ok for when, docs/performance.md for the figures.
+
 - forward: parallel over strips of output pixels (flattened over the batch);
 - grad input: stride 1 runs the forward kernel on grad_y with the kernel flipped and
   channels swapped (a gather); other strides scatter W^T grad_y back, one image per item;
@@ -234,7 +240,7 @@ def _narrow_ok(g, dtype):
     """The narrow kernel: channels_last, one group, too few output channels for the
     pixel-row kernel's columns (e.g. the input gradient of a layer with 3 input
     channels), input channels in whole vectors.  Measured: cifar.c1's input gradient
-    (32 -> 3 channels) 2-3 ms instead of 9-12 ms on the shifted kernels."""
+    (32 -> 3 channels) 6 ms instead of 9-12 ms on the shifted kernels."""
     if not (_PIXEL_ROWS and g.channels_last and g.groups == 1):
         return False
     mr, no, vl = _ext.conv2d.narrow_tile(dtype == np.float64)
