@@ -240,12 +240,12 @@ def _narrow_ok(g, dtype):
     """The narrow kernel: channels_last, one group, too few output channels for the
     pixel-row kernel's columns (e.g. the input gradient of a layer with 3 input
     channels), input channels in whole vectors.  Measured: cifar.c1's input gradient
-    (32 -> 3 channels) 6 ms instead of 9-12 ms on the shifted kernels, lenet.c3's
-    (16 -> 6) 2.8 ms instead of 4.2."""
+    (32 -> 3 channels) 6 ms instead of 9-12 ms on the shifted kernels."""
     if not (_PIXEL_ROWS and g.channels_last and g.groups == 1):
         return False
     mr, no, vl = _ext.conv2d.narrow_tile(dtype == np.float64)
-    return g.c_out <= 2 * no and g.c_in % vl == 0 and g.oh * g.ow >= mr
+    return (g.c_out <= 2 * no and g.c_in % vl == 0 and g.c_in >= 2 * vl
+            and g.oh * g.ow >= mr)
 
 
 def _narrow_weights(g, w):
