@@ -95,7 +95,10 @@ class BuildExt(build_ext):
         if not found:
             warnings.warn(f"fastconv: building WITHOUT OpenMP ({reason}); the kernels will "
                           "run on one thread.", stacklevel=1)
-        opt = ["/O2"] if self.compiler.compiler_type == "msvc" else ["-O3"]
+        # -fno-math-errno: no kernel reads errno, and with errno semantics GCC/Clang
+        # cannot vectorise sqrt (src/_optim.pyx).  (MSVC's /O2 does not keep errno.)
+        opt = (["/O2"] if self.compiler.compiler_type == "msvc"
+               else ["-O3", "-fno-math-errno"])
         for ext in self.extensions:
             ext.extra_compile_args = opt + cflags + ext.extra_compile_args
             ext.extra_link_args = ldflags + ext.extra_link_args
