@@ -49,6 +49,19 @@ cdef extern from "conv_kernels_all.h" nogil:
     ctypedef void (*fc_knr_d)(Py_ssize_t nseg, Py_ssize_t C, const Py_ssize_t *sega,
                               const double *xa, const Py_ssize_t *off, const double *W,
                               double *y, Py_ssize_t ldy)
+    enum: FC_WCO
+    enum: FC_WKJ
+    ctypedef void (*fc_kwf_f)(Py_ssize_t K, const Py_ssize_t *off, const float *xs,
+                              Py_ssize_t ldr, const float *W, float *t)
+    ctypedef void (*fc_kwf_d)(Py_ssize_t K, const Py_ssize_t *off, const double *xs,
+                              Py_ssize_t ldr, const double *W, double *t)
+    ctypedef void (*fc_kwg_f)(Py_ssize_t nq, const Py_ssize_t *xo, const Py_ssize_t *go,
+                              const Py_ssize_t *nl, const float *xa, Py_ssize_t dx,
+                              const float *ga, Py_ssize_t ldg, float *out, Py_ssize_t ldo)
+    ctypedef void (*fc_kwg_d)(Py_ssize_t nq, const Py_ssize_t *xo, const Py_ssize_t *go,
+                              const Py_ssize_t *nl, const double *xa, Py_ssize_t dx,
+                              const double *ga, Py_ssize_t ldg, double *out,
+                              Py_ssize_t ldo)
     ctypedef struct fc_isa:
         int id
         const char *name
@@ -65,6 +78,12 @@ cdef extern from "conv_kernels_all.h" nogil:
         int mr_nr, vl_f, vl_d
         fc_knr_f knr_f
         fc_knr_d knr_d
+        int wr[FC_WCO]
+        int wg_co
+        fc_kwf_f kwf_f[FC_WCO]
+        fc_kwf_d kwf_d[FC_WCO]
+        fc_kwg_f kwg_f[FC_WKJ]
+        fc_kwg_d kwg_d[FC_WKJ]
     enum: FC_NO
     ctypedef struct fc_conv:
         Py_ssize_t n, c, h, w, cout, oh, ow, groups, cg, cog, kg
@@ -80,6 +99,8 @@ cdef extern from "conv_kernels_all.h" nogil:
     const fc_isa *fc_default_isa()
     const fc_isa *fc_best_isa()
     const fc_isa *fc_isa_by_name(const char *name)
+    int fc_wide_block(const int *wr, Py_ssize_t left, Py_ssize_t oh)
+    Py_ssize_t fc_wide_rows(const int *wr, Py_ssize_t oh, Py_ssize_t kh, Py_ssize_t dy)
     void *fc_alloc(size_t nbytes)
     void fc_free(void *p)
     void fc_forward_strip_f(const fc_conv *g, fc_kernel_f kern, const float *x,
@@ -149,6 +170,26 @@ cdef extern from "conv_kernels_all.h" nogil:
                                       const double *wn, const double *bias, double *y,
                                       Py_ssize_t n, int relu, double *xp, double *tile,
                                       Py_ssize_t *idx)
+    void fc_wd_forward_image_f(const fc_conv *g, const fc_kwf_f *kwf, const int *wr,
+                               Py_ssize_t vl, const float *x, const float *wpk,
+                               const Py_ssize_t *off, const int *rix, const float *rb,
+                               float *y,
+                               Py_ssize_t n, int relu, float *xs, float *yp, Py_ssize_t Hs,
+                               Py_ssize_t Ws)
+    void fc_wd_forward_image_d(const fc_conv *g, const fc_kwf_d *kwf, const int *wr,
+                               Py_ssize_t vl, const double *x, const double *wpk,
+                               const Py_ssize_t *off, const int *rix, const double *rb,
+                               double *y,
+                               Py_ssize_t n, int relu, double *xs, double *yp,
+                               Py_ssize_t Hs, Py_ssize_t Ws)
+    void fc_wd_grad_weight_item_f(const fc_conv *g, const fc_kwg_f *kwg, Py_ssize_t gco,
+                                  Py_ssize_t vl, const float *x, const float *gy,
+                                  float *part, Py_ssize_t n_lo, Py_ssize_t n_hi,
+                                  float *xs, float *gs, Py_ssize_t *tab)
+    void fc_wd_grad_weight_item_d(const fc_conv *g, const fc_kwg_d *kwg, Py_ssize_t gco,
+                                  Py_ssize_t vl, const double *x, const double *gy,
+                                  double *part, Py_ssize_t n_lo, Py_ssize_t n_hi,
+                                  double *xs, double *gs, Py_ssize_t *tab)
     void fc_winograd_item_f(const fc_conv *g, fc_kib_f kib, const float *x,
                             const float *au, const Py_ssize_t *off, const float *bias,
                             float *y, Py_ssize_t n_lo, Py_ssize_t n_hi, Py_ssize_t tpad,
@@ -203,6 +244,12 @@ def pixel_tile(bint double):
     if double:
         return _isa.mr_px_d, _isa.nr_px_d
     return _isa.mr_px_f, _isa.nr_px_f
+
+
+def wide_tile(bint double):
+    """(vector length, output channels per weight-gradient call) of the wide kernels
+    for the selected ISA."""
+    return (_isa.vl_d if double else _isa.vl_f), _isa.wg_co
 
 
 cdef void _fill(fc_conv *g, tuple geom, int mr, int nr) except *:
@@ -779,5 +826,139 @@ def winograd(const floating[::1] x, const floating[::1] au, const floating[::1] 
         fc_free(v)
         fc_free(tiles)
     fc_free(off)
+    if fail[0]:
+        raise MemoryError("conv2d: could not allocate per-thread scratch buffers")
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def wide_forward(const floating[::1] x, const floating[:, ::1] w, const floating[::1] bias,
+                 floating[::1] y, tuple geom, bint relu=False):
+    """channels_last, one group, stride 1: y = conv(x) (+ bias) (then ReLU) by the wide
+    kernels (vectorised along output rows); w = the weights (C_out, kg), k = (c, ki, kj).
+    Parallel over images."""
+    cdef fc_conv g
+    cdef bint dbl = floating is double
+    cdef Py_ssize_t vl = _isa.vl_d if dbl else _isa.vl_f
+    _fill(&g, geom, 0, 0)
+    cdef Py_ssize_t Hs = fc_wide_rows(_isa.wr, g.oh, g.kh, g.dy)
+    cdef Py_ssize_t Ws = (g.ow + vl - 1) // vl * vl + (g.kw - 1) * g.dx
+    cdef Py_ssize_t K = g.kg, co0 = 0, CO, k, o, c, ki, kj, n
+    cdef int b
+    if w.shape[0] != g.cout or w.shape[1] != K:
+        raise ValueError(f"wide_forward: w must be ({g.cout}, {K}), got ({w.shape[0]}, {w.shape[1]})")
+    cdef Py_ssize_t row = g.ow * g.cout, e
+    cdef Py_ssize_t plane = (Hs - (g.kh - 1) * g.dy) * (Ws - (g.kw - 1) * g.dx)
+    cdef floating *wpk = <floating *>fc_alloc((g.cout * K + row) * sizeof(floating))
+    cdef floating *rb = wpk + g.cout * K
+    cdef Py_ssize_t *off = <Py_ssize_t *>fc_alloc(K * sizeof(Py_ssize_t))
+    cdef int *rix = <int *>fc_alloc(row * sizeof(int))
+    if wpk == NULL or off == NULL or rix == NULL:
+        fc_free(wpk)
+        fc_free(off)
+        fc_free(rix)
+        raise MemoryError("conv2d: could not allocate the packed weights")
+    if g.cout * plane > 2147483647:
+        fc_free(wpk)
+        fc_free(off)
+        fc_free(rix)
+        raise ValueError("conv2d: image too large for the wide kernels")
+    for e in range(row):  # output row element e = (pixel, channel)
+        rix[e] = <int>((e % g.cout) * plane + e // g.cout)
+        rb[e] = bias[e % g.cout] if bias is not None else 0
+    while co0 < g.cout:  # the blocks fc_wd_forward_image walks, (K, CO) each
+        b = fc_wide_block(_isa.wr, g.cout - co0, g.oh)
+        CO = 1 << b
+        for k in range(K):
+            for o in range(CO):
+                wpk[co0 * K + k * CO + o] = w[co0 + o, k]
+        co0 += CO
+    k = 0
+    for c in range(g.c):
+        for ki in range(g.kh):
+            for kj in range(g.kw):
+                off[k] = (c * Hs + ki * g.dy) * Ws + kj * g.dx
+                k += 1
+    cdef const floating *px = &x[0]
+    cdef floating *py = &y[0]
+    cdef floating *xs
+    cdef floating *t
+    cdef int fail[1]
+    cdef int nt = _threads(<double>g.n * g.oh * g.ow * g.cout * g.kg, g.n)
+    fail[0] = 0
+    with nogil, parallel(num_threads=nt):
+        xs = <floating *>fc_alloc(g.c * Hs * Ws * sizeof(floating))
+        t = <floating *>fc_alloc(g.cout * plane * sizeof(floating))
+        if xs == NULL or t == NULL:
+            fail[0] = 1
+        for n in prange(g.n, schedule="dynamic", chunksize=1):
+            if fail[0] == 0:
+                if floating is float:
+                    fc_wd_forward_image_f(&g, _isa.kwf_f, _isa.wr, vl, px, wpk, off,
+                                          rix, rb, py, n, relu, xs, t, Hs, Ws)
+                else:
+                    fc_wd_forward_image_d(&g, _isa.kwf_d, _isa.wr, vl, px, wpk, off,
+                                          rix, rb, py, n, relu, xs, t, Hs, Ws)
+        fc_free(xs)
+        fc_free(t)
+    fc_free(wpk)
+    fc_free(off)
+    fc_free(rix)
+    if fail[0]:
+        raise MemoryError("conv2d: could not allocate per-thread scratch buffers")
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def wide_grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1] part,
+                     tuple geom, Py_ssize_t n_per):
+    """channels_last, one group, stride 1: partial weight gradients by the wide kernels,
+    one per group of n_per images; part zeroed, (n_igroups, kg, coutp) -- rows
+    k = (ki, kj, c), coutp = C_out rounded up to wide_tile()[1].  Parallel over image
+    groups."""
+    cdef fc_conv g
+    cdef bint dbl = floating is double
+    cdef Py_ssize_t vl = _isa.vl_d if dbl else _isa.vl_f, gco = _isa.wg_co
+    _fill(&g, geom, 0, 0)
+    cdef Py_ssize_t owv = (g.ow + vl - 1) // vl
+    cdef Py_ssize_t Hs = g.oh + (g.kh - 1) * g.dy, Ws = owv * vl + (g.kw - 1) * g.dx
+    cdef Py_ssize_t coutp = (g.cout + gco - 1) // gco * gco
+    cdef Py_ssize_t xs_len = n_per * g.c * Hs * Ws
+    cdef Py_ssize_t gs_len = n_per * coutp * g.oh * owv * vl
+    cdef Py_ssize_t tab_len = 3 * n_per * g.oh * owv
+    cdef Py_ssize_t nig = (g.n + n_per - 1) // n_per, ig, n_lo, n_hi
+    cdef Py_ssize_t part_stride = g.kg * coutp
+    cdef const floating *px = &x[0]
+    cdef const floating *pgy = &gy[0]
+    cdef floating *pp = &part[0]
+    cdef floating *xs
+    cdef floating *gs
+    cdef Py_ssize_t *tab
+    cdef int fail[1]
+    cdef int nt = _threads(<double>g.n * g.oh * g.ow * g.cout * g.kg, nig)
+    fail[0] = 0
+    with nogil, parallel(num_threads=nt):
+        xs = <floating *>fc_alloc(xs_len * sizeof(floating))
+        gs = <floating *>fc_alloc(gs_len * sizeof(floating))
+        tab = <Py_ssize_t *>fc_alloc(tab_len * sizeof(Py_ssize_t))
+        if xs == NULL or gs == NULL or tab == NULL:
+            fail[0] = 1
+        for ig in prange(nig, schedule="dynamic", chunksize=1):
+            if fail[0] == 0:
+                n_lo = ig * n_per
+                n_hi = n_lo + n_per
+                if n_hi > g.n:
+                    n_hi = g.n
+                if floating is float:
+                    fc_wd_grad_weight_item_f(&g, _isa.kwg_f, gco, vl, px, pgy,
+                                             pp + ig * part_stride, n_lo, n_hi, xs, gs,
+                                             tab)
+                else:
+                    fc_wd_grad_weight_item_d(&g, _isa.kwg_d, gco, vl, px, pgy,
+                                             pp + ig * part_stride, n_lo, n_hi, xs, gs,
+                                             tab)
+        fc_free(xs)
+        fc_free(gs)
+        fc_free(tab)
     if fail[0]:
         raise MemoryError("conv2d: could not allocate per-thread scratch buffers")

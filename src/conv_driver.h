@@ -694,6 +694,138 @@ static void FC_FN(fc_px_grad_weight_item)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
     }
 }
 
+/* ---- channels_last, one group, stride 1, few channels: wide kernels ---------------
+ *
+ * With few channels the pixel-row tiles are mostly empty columns (LeNet-5's C1: 1 -> 6
+ * channels), so these kernels vectorise along the output row instead.  Each image is
+ * first copied channel-major and zero-padded ("planar", see fc_wd_planar); an output
+ * row's last vector holds the columns past ow that the forward computes and drops.
+ */
+
+/* Image src (H x W pixels of C channels, channels_last) into dst: C planes of Hs x Ws,
+ * pixel (iy, ix) at row iy + pt, column ix + pl (pt/pl may be negative: cropping),
+ * zero elsewhere. */
+FC_CLONES static void FC_FN(fc_wd_planar)(const FC_T *src, ptrdiff_t H, ptrdiff_t W,
+                                          ptrdiff_t C, ptrdiff_t pt, ptrdiff_t pl,
+                                          FC_T *dst, ptrdiff_t Hs, ptrdiff_t Ws)
+{
+    const ptrdiff_t y0 = pt < 0 ? -pt : 0, y1 = H < Hs - pt ? H : Hs - pt;
+    const ptrdiff_t x0 = pl < 0 ? -pl : 0, x1 = W < Ws - pl ? W : Ws - pl;
+    const ptrdiff_t plane = Hs * Ws;
+    ptrdiff_t iy, ix, c;
+    memset(dst, 0, (size_t)(C * plane) * sizeof(FC_T));
+    if (x1 <= x0)
+        return;
+    for (iy = y0; iy < y1; iy++) {
+        FC_T *d = dst + (iy + pt) * Ws + pl;
+        const FC_T *s = src + iy * W * C;
+        if (C == 1) {
+            memcpy(d + x0, s + x0, (size_t)(x1 - x0) * sizeof(FC_T));
+            continue;
+        }
+        for (c = 0; c < C; c++) {  /* contiguous stores, loads C apart */
+            FC_T *dc = d + c * plane;
+            const FC_T *sc = s + c;
+            for (ix = x0; ix < x1; ix++)
+                dc[ix] = sc[ix * C];
+        }
+    }
+}
+
+/* Forward of image n.  wpk: the weights as blocks of CO output channels (CO chosen by
+ * fc_wide_block), block at co0 = (kg, CO) from wpk + co0 * kg, k = (c, ki, kj).
+ * off[k] = c * Hs * Ws + ki * dy * Ws + kj * dx.  The kernels write a planar output yp
+ * (cout planes of Hr x ceil(ow / vl) * vl, Hr = Hs - (kh - 1) * dy rows), which then
+ * goes to y one output row (ow * cout contiguous elements) at a time: element e of a
+ * row is yp[rix[e] + row offset] + rb[e] (rix, rb: the plane offset of e's channel and
+ * pixel, and e's bias, zero when the convolution has none).  Scratch: xs (C * Hs * Ws,
+ * Hs from fc_wide_rows, Ws = ceil(ow / vl) * vl + (kw - 1) * dx) and yp. */
+FC_CLONES static void FC_FN(fc_wd_forward_image)(const fc_conv *g,
+                                                 const FC_FN(fc_kwf_t) *kwf, const int *wr,
+                                                 ptrdiff_t vl, const FC_T *x,
+                                                 const FC_T *wpk, const ptrdiff_t *off,
+                                                 const int *rix, const FC_T *rb, FC_T *y,
+                                                 ptrdiff_t n, int relu, FC_T *xs, FC_T *yp,
+                                                 ptrdiff_t Hs, ptrdiff_t Ws)
+{
+    const ptrdiff_t oh = g->oh, ow = g->ow, cout = g->cout, kg = g->kg;
+    const ptrdiff_t owv = (ow + vl - 1) / vl, wy = owv * vl, row = ow * cout;
+    const ptrdiff_t plane = (Hs - (g->kh - 1) * g->dy) * wy;
+    ptrdiff_t co0 = 0, oy0, v, oy, e;
+    FC_FN(fc_wd_planar)(x + n * g->h * g->w * g->c, g->h, g->w, g->c, g->pt, g->pl, xs,
+                        Hs, Ws);
+    while (co0 < cout) {
+        const int b = fc_wide_block(wr, cout - co0, oh);
+        const ptrdiff_t CO = (ptrdiff_t)1 << b, R = wr[b];
+        const FC_FN(fc_kwf_t) kern = kwf[b];
+        const FC_T *wb = wpk + co0 * kg;
+        for (oy0 = 0; oy0 < oh; oy0 += R)
+            for (v = 0; v < owv; v++)
+                kern(kg, off, xs + oy0 * Ws + v * vl, Ws, wb,
+                     yp + co0 * plane + oy0 * wy + v * vl, plane, wy);
+        co0 += CO;
+    }
+    y += n * oh * row;
+    for (oy = 0; oy < oh; oy++) {
+        const FC_T *src = yp + oy * wy;
+        FC_T *dst = y + oy * row;
+        if (relu)
+            for (e = 0; e < row; e++) {
+                const FC_T val = src[rix[e]] + rb[e];
+                dst[e] = val < 0 ? (FC_T)0 : val;
+            }
+        else
+            for (e = 0; e < row; e++)
+                dst[e] = src[rix[e]] + rb[e];
+    }
+}
+
+/* Weight gradient of images [n_lo, n_hi), accumulated into part (kg, coutp): rows
+ * k = (ki, kj, c) -- the channels_last weight layout -- and coutp = cout rounded up to
+ * wg_co columns.  Scratch: xs (n_per * C * Hs * Ws with Hs = oh + (kh - 1) * dy,
+ * Ws as the forward's), gs (n_per * coutp * oh * owv * vl), tab (3 * n_per * oh * owv). */
+static void FC_FN(fc_wd_grad_weight_item)(const fc_conv *g, const FC_FN(fc_kwg_t) *kwg,
+                                          ptrdiff_t gco, ptrdiff_t vl, const FC_T *x,
+                                          const FC_T *gy, FC_T *part, ptrdiff_t n_lo,
+                                          ptrdiff_t n_hi, FC_T *xs, FC_T *gs,
+                                          ptrdiff_t *tab)
+{
+    const ptrdiff_t C = g->c, owv = (g->ow + vl - 1) / vl, wg = owv * vl;
+    const ptrdiff_t Hs = g->oh + (g->kh - 1) * g->dy, Ws = wg + (g->kw - 1) * g->dx;
+    const ptrdiff_t ldp = Hs * Ws, ldg = g->oh * wg;
+    const ptrdiff_t coutp = (g->cout + gco - 1) / gco * gco;
+    const ptrdiff_t nimg = n_hi - n_lo, nq = nimg * g->oh * owv;
+    ptrdiff_t *xo = tab, *go = tab + nq, *nl = tab + 2 * nq;
+    ptrdiff_t i, oy, v, c, ki, kj0, co0;
+    for (i = 0; i < nimg; i++) {
+        const ptrdiff_t n = n_lo + i;
+        FC_T *gsi = gs + i * coutp * ldg;
+        FC_FN(fc_wd_planar)(x + n * g->h * g->w * C, g->h, g->w, C, g->pt, g->pl,
+                            xs + i * C * ldp, Hs, Ws);
+        FC_FN(fc_wd_planar)(gy + n * g->oh * g->ow * g->cout, g->oh, g->ow, g->cout, 0, 0,
+                            gsi, g->oh, wg);
+        if (coutp > g->cout)
+            memset(gsi + g->cout * ldg, 0, (size_t)((coutp - g->cout) * ldg) * sizeof(FC_T));
+        for (oy = 0; oy < g->oh; oy++)
+            for (v = 0; v < owv; v++) {
+                const ptrdiff_t q = (i * g->oh + oy) * owv + v;
+                xo[q] = i * C * ldp + oy * Ws + v * vl;
+                go[q] = i * coutp * ldg + oy * wg + v * vl;
+                nl[q] = g->ow - v * vl < vl ? g->ow - v * vl : vl;
+            }
+    }
+    for (c = 0; c < C; c++)
+        for (ki = 0; ki < g->kh; ki++)
+            for (kj0 = 0; kj0 < g->kw; kj0 += FC_WKJ) {
+                const ptrdiff_t nkj = g->kw - kj0 < FC_WKJ ? g->kw - kj0 : FC_WKJ;
+                const FC_T *xa = xs + c * ldp + ki * g->dy * Ws + kj0 * g->dx;
+                FC_T *out = part + ((ki * g->kw + kj0) * C + c) * coutp;
+                for (co0 = 0; co0 < coutp; co0 += gco)
+                    kwg[nkj - 1](nq, xo, go, nl, xa, g->dx, gs + co0 * ldg, ldg,
+                                 out + co0, C * coutp);
+            }
+}
+
 /* ---- Winograd F(2x2, 3x3): 3x3 kernels, stride 1, dilation 1, one group ---------
  *
  * Output tiles of 2x2 pixels; the 4x4 input patch d of a tile becomes V = B^T d B, the

@@ -104,6 +104,32 @@ typedef void (*fc_knr_f)(ptrdiff_t nseg, ptrdiff_t C, const ptrdiff_t *sega,
 typedef void (*fc_knr_d)(ptrdiff_t nseg, ptrdiff_t C, const ptrdiff_t *sega,
                          const double *xa, const ptrdiff_t *off, const double *W,
                          double *y, ptrdiff_t ldy);
+/* Wide kernels (channels_last, stride 1, few channels): vectorised along the output
+ * row, on a channel-major zero-padded copy of the image ("planar": plane c, row r,
+ * column t at xs[c * ldp + r * ldr + t]).
+ * Forward: R output rows x CO output channels x one vector of VL columns,
+ *     t[o * tso + r * tsr + l] = sum_k xs[off[k] + r * ldr + l] * W[k * CO + o]
+ * with off[k] the offset of k = (c, ki, kj); CO is 1, 2, 4 or 8 (kwf[0..3]) and R
+ * depends on CO and the ISA (wr[0..3]).
+ * Weight gradient: CO = wg_co output channels x KJ kernel columns (kwg[KJ - 1], KJ up
+ * to FC_WKJ) of one (c, ki), reduced over nq row vectors q,
+ *     out[j * ldo + o] += sum_q sum_{l < nl[q]} xa[xo[q] + j * dx + l] * ga[go[q] + o * ldg + l]
+ * (lanes past nl[q] of xa are zeroed after the load: a value there may be inf, and
+ * inf * 0 would turn a sum into NaN). */
+#define FC_WCO 4
+#define FC_WKJ 5
+typedef void (*fc_kwf_f)(ptrdiff_t K, const ptrdiff_t *off, const float *xs,
+                         ptrdiff_t ldr, const float *W, float *t, ptrdiff_t tso,
+                         ptrdiff_t tsr);
+typedef void (*fc_kwf_d)(ptrdiff_t K, const ptrdiff_t *off, const double *xs,
+                         ptrdiff_t ldr, const double *W, double *t, ptrdiff_t tso,
+                         ptrdiff_t tsr);
+typedef void (*fc_kwg_f)(ptrdiff_t nq, const ptrdiff_t *xo, const ptrdiff_t *go,
+                         const ptrdiff_t *nl, const float *xa, ptrdiff_t dx,
+                         const float *ga, ptrdiff_t ldg, float *out, ptrdiff_t ldo);
+typedef void (*fc_kwg_d)(ptrdiff_t nq, const ptrdiff_t *xo, const ptrdiff_t *go,
+                         const ptrdiff_t *nl, const double *xa, ptrdiff_t dx,
+                         const double *ga, ptrdiff_t ldg, double *out, ptrdiff_t ldo);
 
 typedef struct {
     int id;            /* 0 portable, 1 avx2, 2 avx512 */
@@ -121,7 +147,85 @@ typedef struct {
     int mr_nr, vl_f, vl_d;  /* rows of the narrow kernels; their vector lengths */
     fc_knr_f knr_f;
     fc_knr_d knr_d;
+    int wr[FC_WCO];  /* rows of the wide forward kernels for 1, 2, 4, 8 channels */
+    int wg_co;       /* output channels of the wide weight-gradient kernels */
+    fc_kwf_f kwf_f[FC_WCO];
+    fc_kwf_d kwf_d[FC_WCO];
+    fc_kwg_f kwg_f[FC_WKJ];
+    fc_kwg_d kwg_d[FC_WKJ];
 } fc_isa;
+
+#define FC_KWF(NAME, ATTR, T, VEC, ZERO, LOAD, STORE, SET1, FMA, R, CO, VL)               \
+    ATTR static void NAME(ptrdiff_t K, const ptrdiff_t *off, const T *xs, ptrdiff_t ldr, \
+                          const T *W, T *t, ptrdiff_t tso, ptrdiff_t tsr)               \
+    {                                                                                   \
+        VEC acc[R][CO];                                                                 \
+        ptrdiff_t k;                                                                    \
+        int r, o;                                                                       \
+        for (r = 0; r < R; r++)                                                         \
+            for (o = 0; o < CO; o++)                                                    \
+                acc[r][o] = ZERO;                                                       \
+        for (k = 0; k < K; k++) {                                                       \
+            const T *a = xs + off[k];                                                   \
+            const T *w = W + k * CO;                                                    \
+            VEC xv[R];                                                                  \
+            for (r = 0; r < R; r++)                                                     \
+                xv[r] = LOAD(a + r * ldr);                                              \
+            for (o = 0; o < CO; o++) {                                                  \
+                const VEC wv = SET1(w[o]);                                              \
+                for (r = 0; r < R; r++)                                                 \
+                    acc[r][o] = FMA(xv[r], wv, acc[r][o]);                              \
+            }                                                                           \
+        }                                                                               \
+        for (r = 0; r < R; r++)                                                         \
+            for (o = 0; o < CO; o++)                                                    \
+                STORE(t + o * tso + r * tsr, acc[r][o]);                                \
+    }
+
+#define FC_KWG(NAME, ATTR, T, VEC, ZERO, LOAD, XLOAD, FMA, HSUM, CO, KJ)                 \
+    ATTR static void NAME(ptrdiff_t nq, const ptrdiff_t *xo, const ptrdiff_t *go,       \
+                          const ptrdiff_t *nl, const T *xa, ptrdiff_t dx, const T *ga,  \
+                          ptrdiff_t ldg, T *out, ptrdiff_t ldo)                         \
+    {                                                                                   \
+        VEC acc[CO][KJ];                                                                \
+        ptrdiff_t q;                                                                    \
+        int o, j;                                                                       \
+        for (o = 0; o < CO; o++)                                                        \
+            for (j = 0; j < KJ; j++)                                                    \
+                acc[o][j] = ZERO;                                                       \
+        for (q = 0; q < nq; q++) {                                                      \
+            const T *a = xa + xo[q];                                                    \
+            const T *b = ga + go[q];                                                    \
+            const int n = (int)nl[q];                                                   \
+            VEC gv[CO], xv[KJ];                                                         \
+            for (o = 0; o < CO; o++)                                                    \
+                gv[o] = LOAD(b + o * ldg);                                              \
+            for (j = 0; j < KJ; j++)                                                    \
+                xv[j] = XLOAD(a + j * dx, n);                                           \
+            for (o = 0; o < CO; o++)                                                    \
+                for (j = 0; j < KJ; j++)                                                \
+                    acc[o][j] = FMA(xv[j], gv[o], acc[o][j]);                           \
+        }                                                                               \
+        for (o = 0; o < CO; o++)                                                        \
+            for (j = 0; j < KJ; j++)                                                    \
+                out[j * ldo + o] += HSUM(acc[o][j]);                                    \
+    }
+
+/* The four wide forward kernels (1, 2, 4, 8 channels) and the FC_WKJ weight-gradient
+ * kernels of one ISA and dtype: NAME##_co1.. and NAME##_kj1.. */
+#define FC_WIDE_SET(NAME, ATTR, T, VEC, ZERO, LOAD, XLOAD, STORE, SET1, FMA, HSUM, VL,   \
+                    R1, R2, R4, R8, GCO)                                                \
+    FC_KWF(NAME##_co1, ATTR, T, VEC, ZERO, LOAD, STORE, SET1, FMA, R1, 1, VL)            \
+    FC_KWF(NAME##_co2, ATTR, T, VEC, ZERO, LOAD, STORE, SET1, FMA, R2, 2, VL)            \
+    FC_KWF(NAME##_co4, ATTR, T, VEC, ZERO, LOAD, STORE, SET1, FMA, R4, 4, VL)            \
+    FC_KWF(NAME##_co8, ATTR, T, VEC, ZERO, LOAD, STORE, SET1, FMA, R8, 8, VL)            \
+    FC_KWG(NAME##_kj1, ATTR, T, VEC, ZERO, LOAD, XLOAD, FMA, HSUM, GCO, 1)               \
+    FC_KWG(NAME##_kj2, ATTR, T, VEC, ZERO, LOAD, XLOAD, FMA, HSUM, GCO, 2)               \
+    FC_KWG(NAME##_kj3, ATTR, T, VEC, ZERO, LOAD, XLOAD, FMA, HSUM, GCO, 3)               \
+    FC_KWG(NAME##_kj4, ATTR, T, VEC, ZERO, LOAD, XLOAD, FMA, HSUM, GCO, 4)               \
+    FC_KWG(NAME##_kj5, ATTR, T, VEC, ZERO, LOAD, XLOAD, FMA, HSUM, GCO, 5)
+#define FC_WIDE_KWF(NAME) {NAME##_co1, NAME##_co2, NAME##_co4, NAME##_co8}
+#define FC_WIDE_KWG(NAME) {NAME##_kj1, NAME##_kj2, NAME##_kj3, NAME##_kj4, NAME##_kj5}
 
 #define FC_KNR(NAME, ATTR, T, VEC, ZERO, LOAD, FMA, HSUM, MR, VL)                        \
     ATTR static void NAME(ptrdiff_t nseg, ptrdiff_t C, const ptrdiff_t *sega,          \
@@ -312,6 +416,11 @@ FC_KPX(fc_kpx_portable_f, , float, float, FC_S_ZERO, FC_S_LOAD, FC_S_STORE, FC_S
        FC_S_FMA, FC_S_ADD, 4, 8, 1)
 FC_KPX(fc_kpx_portable_d, , double, double, FC_S_ZERO, FC_S_LOAD, FC_S_STORE, FC_S_SET1,
        FC_S_FMA, FC_S_ADD, 4, 8, 1)
+#define FC_S_XLOAD(p, n) ((void)(n), *(p))
+FC_WIDE_SET(fc_wide_portable_f, , float, float, FC_S_ZERO, FC_S_LOAD, FC_S_XLOAD,
+            FC_S_STORE, FC_S_SET1, FC_S_FMA, FC_S_HSUM, 1, 4, 4, 4, 2, 2)
+FC_WIDE_SET(fc_wide_portable_d, , double, double, FC_S_ZERO, FC_S_LOAD, FC_S_XLOAD,
+            FC_S_STORE, FC_S_SET1, FC_S_FMA, FC_S_HSUM, 1, 4, 4, 4, 2, 2)
 
 #if FC_X86_DISPATCH
 
@@ -441,6 +550,20 @@ FC_KPX(fc_kpx_avx512_d, FC_TARGET_AVX512, double, __m512d, _mm512_setzero_pd(),
        _mm512_loadu_pd, _mm512_storeu_pd, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_add_pd,
        12, 2, 8)
 
+/* Wide kernels: 8/8/5/3 rows for 1/2/4/8 channels (at most 24 accumulators); the
+ * weight gradient 4 channels x up to 5 columns.  x loads of a row's last vector are
+ * masked to its nl lanes. */
+#define FC_XLOAD512_F(p, n)                                                              \
+    _mm512_maskz_mov_ps((__mmask16)((1u << (n)) - 1u), _mm512_loadu_ps(p))
+#define FC_XLOAD512_D(p, n)                                                              \
+    _mm512_maskz_mov_pd((__mmask8)((1u << (n)) - 1u), _mm512_loadu_pd(p))
+FC_WIDE_SET(fc_wide_avx512_f, FC_TARGET_AVX512, float, __m512, _mm512_setzero_ps(),
+            _mm512_loadu_ps, FC_XLOAD512_F, _mm512_storeu_ps, _mm512_set1_ps,
+            _mm512_fmadd_ps, _mm512_reduce_add_ps, 16, 8, 8, 5, 3, 4)
+FC_WIDE_SET(fc_wide_avx512_d, FC_TARGET_AVX512, double, __m512d, _mm512_setzero_pd(),
+            _mm512_loadu_pd, FC_XLOAD512_D, _mm512_storeu_pd, _mm512_set1_pd,
+            _mm512_fmadd_pd, _mm512_reduce_add_pd, 8, 8, 8, 5, 3, 4)
+
 /* --------------------------------------------------------------- AVX2 + FMA ----- */
 
 #define FC_ROW2_256(PS, i)                                                               \
@@ -567,6 +690,26 @@ FC_KPX(fc_kpx_avx2_d, FC_TARGET_AVX2, double, __m256d, _mm256_setzero_pd(),
        _mm256_loadu_pd, _mm256_storeu_pd, _mm256_set1_pd, _mm256_fmadd_pd, _mm256_add_pd,
        6, 2, 4)
 
+/* Wide kernels: 6/4/2/1 rows for 1/2/4/8 channels; the weight gradient 2 x 5. */
+FC_TARGET_AVX2 static inline __m256 fc_xload256_f(const float *p, int n)
+{
+    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n),
+                                         _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return _mm256_and_ps(_mm256_loadu_ps(p), _mm256_castsi256_ps(m));
+}
+FC_TARGET_AVX2 static inline __m256d fc_xload256_d(const double *p, int n)
+{
+    const __m256i m = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n),
+                                         _mm256_setr_epi64x(0, 1, 2, 3));
+    return _mm256_and_pd(_mm256_loadu_pd(p), _mm256_castsi256_pd(m));
+}
+FC_WIDE_SET(fc_wide_avx2_f, FC_TARGET_AVX2, float, __m256, _mm256_setzero_ps(),
+            _mm256_loadu_ps, fc_xload256_f, _mm256_storeu_ps, _mm256_set1_ps,
+            _mm256_fmadd_ps, fc_hsum256_f, 8, 6, 4, 2, 1, 2)
+FC_WIDE_SET(fc_wide_avx2_d, FC_TARGET_AVX2, double, __m256d, _mm256_setzero_pd(),
+            _mm256_loadu_pd, fc_xload256_d, _mm256_storeu_pd, _mm256_set1_pd,
+            _mm256_fmadd_pd, fc_hsum256_d, 4, 6, 4, 2, 1, 2)
+
 #endif /* FC_X86_DISPATCH */
 
 /* ---------------------------------------------------------------- dispatch ----- */
@@ -577,18 +720,28 @@ static const fc_isa fc_isa_portable = {0, "portable", FC_PORT_MR, FC_PORT_NR, FC
                                        fc_kib_portable_d, fc_kia_portable_f,
                                        fc_kia_portable_d, 4, 8, 4, 8, fc_kpx_portable_f,
                                        fc_kpx_portable_d, 4, 1, 1, fc_knr_portable_f,
-                                       fc_knr_portable_d};
+                                       fc_knr_portable_d, {4, 4, 4, 2}, 2,
+                                       FC_WIDE_KWF(fc_wide_portable_f),
+                                       FC_WIDE_KWF(fc_wide_portable_d),
+                                       FC_WIDE_KWG(fc_wide_portable_f),
+                                       FC_WIDE_KWG(fc_wide_portable_d)};
 #if FC_X86_DISPATCH
 static const fc_isa fc_isa_avx2 = {1, "avx2", 6, 16, 6, 8, fc_kernel_avx2_f,
                                    fc_kernel_avx2_d, fc_kib_avx2_f, fc_kib_avx2_d,
                                    fc_kia_avx2_f, fc_kia_avx2_d, 6, 16, 6, 8,
                                    fc_kpx_avx2_f, fc_kpx_avx2_d, 4, 8, 4, fc_knr_avx2_f,
-                                   fc_knr_avx2_d};
+                                   fc_knr_avx2_d, {6, 4, 2, 1}, 2,
+                                   FC_WIDE_KWF(fc_wide_avx2_f), FC_WIDE_KWF(fc_wide_avx2_d),
+                                   FC_WIDE_KWG(fc_wide_avx2_f), FC_WIDE_KWG(fc_wide_avx2_d)};
 static const fc_isa fc_isa_avx512 = {2, "avx512", 8, 32, 8, 16, fc_kernel_avx512_f,
                                      fc_kernel_avx512_d, fc_kib_avx512_f, fc_kib_avx512_d,
                                      fc_kia_avx512_f, fc_kia_avx512_d, 12, 32, 12, 16,
                                      fc_kpx_avx512_f, fc_kpx_avx512_d, 6, 16, 8,
-                                     fc_knr_avx512_f, fc_knr_avx512_d};
+                                     fc_knr_avx512_f, fc_knr_avx512_d, {8, 8, 5, 3}, 4,
+                                     FC_WIDE_KWF(fc_wide_avx512_f),
+                                     FC_WIDE_KWF(fc_wide_avx512_d),
+                                     FC_WIDE_KWG(fc_wide_avx512_f),
+                                     FC_WIDE_KWG(fc_wide_avx512_d)};
 #endif
 
 /* The best ISA this CPU supports (ignoring FASTCONV_DISABLE_SIMD). */

@@ -98,6 +98,36 @@ static int fc_fill_cols(const fc_conv *g, ptrdiff_t j0, ptrdiff_t cnt, fc_col *c
     return inside;
 }
 
+/* The wide kernels' block of output channels for the `left` channels still to do: the
+ * CO of 1, 2, 4, 8 (index returned) whose R-row blocks waste fewest rows of oh (ties:
+ * the larger CO), so a call covers its channels with the least work dropped. */
+static int fc_wide_block(const int *wr, ptrdiff_t left, ptrdiff_t oh)
+{
+    int b, best = 0;
+    double best_eff = -1.0;
+    for (b = 0; b < 4 && ((ptrdiff_t)1 << b) <= left; b++) {
+        const double eff = (double)oh / (double)((oh + wr[b] - 1) / wr[b] * wr[b]);
+        if (eff >= best_eff - 1e-12) {
+            best = b;
+            best_eff = eff;
+        }
+    }
+    return best;
+}
+
+/* Rows of the wide forward's planar copy: enough for every R-row block of oh output
+ * rows (rows past oh are computed and dropped) and the kernel's reach below them. */
+static ptrdiff_t fc_wide_rows(const int *wr, ptrdiff_t oh, ptrdiff_t kh, ptrdiff_t dy)
+{
+    ptrdiff_t b, rows = oh;
+    for (b = 0; b < 4; b++) {
+        const ptrdiff_t r = (oh + wr[b] - 1) / wr[b] * wr[b];
+        if (r > rows)
+            rows = r;
+    }
+    return rows + (kh - 1) * dy;
+}
+
 /* 64-byte aligned scratch (portable: the original pointer is kept just before). */
 static void *fc_alloc(size_t bytes)
 {
@@ -126,6 +156,10 @@ typedef fc_kpx_f fc_kpx_t_f;
 typedef fc_kpx_d fc_kpx_t_d;
 typedef fc_knr_f fc_knr_t_f;
 typedef fc_knr_d fc_knr_t_d;
+typedef fc_kwf_f fc_kwf_t_f;
+typedef fc_kwf_d fc_kwf_t_d;
+typedef fc_kwg_f fc_kwg_t_f;
+typedef fc_kwg_d fc_kwg_t_d;
 
 #define FC_T float
 #define FC_FN(name) name##_f

@@ -192,6 +192,73 @@ def test_narrow_kernel_runs_the_input_gradient_of_few_input_channels(isa, dtype)
     _case(18, 2, 3, 9, 10, 32, 3, 3, 1, "same", 1, 1, dtype, "channels_last")
 
 
+WIDE_CASES = [
+    # n, c, h, w, c_out, kh, kw, stride, padding, dilation -- one group, channels_last,
+    # stride 1, few channels: the wide kernels (forward, weight gradient, and the input
+    # gradient as a forward on grad_y)
+    pytest.param(3, 1, 12, 20, 6, 5, 5, 1, "valid", 1, id="lenet-c1-like"),
+    pytest.param(2, 6, 14, 14, 16, 5, 5, 1, "valid", 1, id="lenet-c3-like"),
+    pytest.param(2, 3, 9, 23, 13, 3, 3, 1, ((1, 2), (0, 3)), (2, 1), id="dilated-asym-13"),
+    pytest.param(2, 2, 7, 40, 5, 4, 7, 1, ((2, 0), (3, 1)), 1, id="kw7-two-column-blocks"),
+    pytest.param(2, 5, 8, 12, 3, 3, 3, 1, 4, 1, id="padding-past-kernel-crops"),
+    pytest.param(17, 2, 6, 18, 4, 3, 3, 1, "same", 1, id="many-partials"),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n,c,h,w,c_out,kh,kw,stride,padding,dilation", WIDE_CASES)
+def test_wide_paths(isa, monkeypatch, dtype, n, c, h, w, c_out, kh, kw, stride, padding,
+                    dilation):
+    """The wide kernels (few channels, vectorised along the output rows), taken here
+    over the pixel-row and narrow kernels whatever their tiles (they differ by ISA and
+    dtype)."""
+    monkeypatch.setattr(conv, "_pixel_cols", lambda g, dtype: 0.0)
+    monkeypatch.setattr(conv, "_narrow_ok", lambda g, dtype: False)
+    g = conv._geometry((n, h, w, c), (kh, kw, c, c_out), stride, padding, dilation, 1,
+                       "channels_last")
+    assert conv._wide_ok(g, dtype, 0.0)
+    _case(19, n, c, h, w, c_out, kh, kw, stride, padding, dilation, 1, dtype,
+          "channels_last")
+
+
+def test_wide_kernels_fused_relu_and_no_bias(isa):
+    rng = np.random.default_rng(20)
+    x, w = rng.standard_normal((3, 11, 21, 2)), rng.standard_normal((3, 3, 2, 6))
+    b = rng.standard_normal(6)
+    g = conv._geometry(x.shape, w.shape, 1, "same", 1, 1, "channels_last")
+    assert conv._wide_ok(g, np.float64, conv._pixel_cols(g, np.float64))
+    want = ref.conv2d_forward(ref.to_channels_first(x), w.transpose(3, 2, 0, 1), b, (1, 1),
+                              ((1, 1), (1, 1)))
+    got = conv._conv_forward(g, x, w, b, np.float64, relu=True)
+    np.testing.assert_allclose(ref.to_channels_first(got), np.maximum(want, 0),
+                               rtol=1e-12, atol=1e-12)
+    got = conv._conv_forward(g, x, w, None, np.float64)
+    np.testing.assert_allclose(ref.to_channels_first(got), want - b[:, None, None],
+                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_wide_weight_gradient_ignores_columns_past_the_row(isa, dtype):
+    """The weight gradient's last vector of a row reaches past the output row; an inf
+    there (read only by those lanes for small kj) must not turn gradients into NaN."""
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((2, 6, 14, 1)).astype(dtype)
+    x[:, :, -1, :] = np.inf  # the last column: only kj = 2 reads it for a real pixel
+    gy = rng.standard_normal((2, 4, 12, 3)).astype(dtype)
+    g = conv._geometry(x.shape, (3, 3, 1, 3), 1, "valid", 1, 1, "channels_last")
+    assert conv._wide_ok(g, dtype, conv._pixel_cols(g, dtype))
+    got = fastconv.conv2d_grad_weight(gy, x, (3, 3, 1, 3), data_format="channels_last")
+    with np.errstate(invalid="ignore"):
+        want = ref.conv2d_grad_weight(ref.to_channels_first(gy).astype(np.float64),
+                                      ref.to_channels_first(x).astype(np.float64),
+                                      (3, 1, 3, 3), (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
+    want = want.transpose(2, 3, 1, 0)
+    assert np.isfinite(got[:, :2]).all()
+    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
+    fin = np.isfinite(want)
+    np.testing.assert_allclose(got[fin], want[fin], rtol=1e-4, atol=1e-4)
+
+
 def test_path_selection_is_what_the_cases_claim():
     """The cases above really reach the paths they are named after."""
     def geom(x_shape, w_shape, **kw):
