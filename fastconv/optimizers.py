@@ -317,6 +317,13 @@ class Adam(Optimizer):
         b2p = np.power(t(self.beta_2), step)
         alpha = lr * np.sqrt(t(1) - b2p) / (t(1) - b1p)
         m, v = slots[0], slots[1]
+        if (not self.amsgrad and w.flags.c_contiguous and g.flags.c_contiguous
+                and g.dtype == w.dtype and w.dtype in (np.float32, np.float64)):
+            # The same operations in one compiled pass (src/_optim.pyx).
+            _ext.optim.adam(g.reshape(-1), w.reshape(-1), m.reshape(-1), v.reshape(-1),
+                            t(alpha), t(1.0 - self.beta_1), t(1.0 - self.beta_2),
+                            t(self.epsilon))
+            return
         d = g - m
         d *= t(1.0 - self.beta_1)
         m += d

@@ -334,7 +334,7 @@ static void FC_FN(fc_grad_input_images)(const fc_conv *g, FC_FN(fc_kernel_t) ker
 #ifndef FC_BIAS_BLOCK
 #define FC_BIAS_BLOCK 64
 #endif
-static void FC_FN(fc_bias_grad_item)(const fc_conv *g, const FC_T *gy, double *bsum,
+FC_CLONES static void FC_FN(fc_bias_grad_item)(const fc_conv *g, const FC_T *gy, double *bsum,
                                      ptrdiff_t n_lo, ptrdiff_t n_hi)
 {
     const ptrdiff_t ys = g->last ? g->cout : 1;
@@ -343,6 +343,30 @@ static void FC_FN(fc_bias_grad_item)(const fc_conv *g, const FC_T *gy, double *b
         for (n = n_lo; n < n_hi; n++)
             for (co = 0; co < g->cout; co++)
                 bsum[co] += (double)gy[n * g->cout + co];
+        return;
+    }
+    if (ys != 1 && g->cout <= FC_BIAS_BLOCK) {
+        /* channels_last, few channels: an image's grad_y read as one flat run, lane j
+         * of L = a multiple of cout summing the elements e = j (mod L), so every lane
+         * holds one channel; lanes of a channel are added in order at the end. */
+        const ptrdiff_t C = g->cout, L = FC_BIAS_BLOCK / C * C, len = g->oh * g->ow * C;
+        double acc[FC_BIAS_BLOCK];
+        ptrdiff_t e, j, c, m;
+        memset(acc, 0, sizeof(acc));
+        for (n = n_lo; n < n_hi; n++) {
+            const FC_T *src = gy + n * len;
+            for (e = 0; e + L <= len; e += L)
+                for (j = 0; j < L; j++)
+                    acc[j] += (double)src[e + j];
+            for (j = 0; e + j < len; j++)
+                acc[j] += (double)src[e + j];
+        }
+        for (c = 0; c < C; c++) {
+            double sum = 0;
+            for (m = 0; m < L; m += C)
+                sum += acc[m + c];
+            bsum[c] += sum;
+        }
         return;
     }
     if (ys != 1) {  /* channels_last: the same sums, reading each pixel's channels

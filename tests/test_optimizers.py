@@ -156,3 +156,29 @@ def test_rmsprop_compiled_step_equals_numpy_formula(dtype, size):
         g = g[::-1].copy()
     np.testing.assert_array_equal(w, w_ref)
     np.testing.assert_array_equal(opt.get_state()[1][0], v_ref)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [1000, 200_001])  # one thread; all threads
+def test_adam_compiled_step_equals_numpy_formula(dtype, size):
+    """The compiled Adam update (not amsgrad) gives the NumPy formula's result bit for
+    bit: m += (g - m)(1 - b1); v += (g*g - v)(1 - b2); w -= m*alpha / (sqrt(v) + eps)
+    with alpha = lr sqrt(1 - b2^t) / (1 - b1^t)."""
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal(size).astype(dtype)
+    g = rng.standard_normal(size).astype(dtype)
+    opt = O.Adam(learning_rate=0.01, beta_1=0.8, beta_2=0.95, epsilon=1e-6)
+    w_ref, m_ref, v_ref = w.copy(), np.zeros_like(w), np.zeros_like(w)
+    t = dtype
+    for step in range(1, 4):
+        opt.apply([g], [w])
+        alpha = t(0.01) * np.sqrt(t(1) - np.power(t(0.95), t(step))) / (
+            t(1) - np.power(t(0.8), t(step)))
+        m_ref += (g - m_ref) * t(1.0 - 0.8)
+        v_ref += (g * g - v_ref) * t(1.0 - 0.95)
+        w_ref -= (m_ref * alpha) / (np.sqrt(v_ref) + t(1e-6))
+        g = g[::-1].copy()
+    np.testing.assert_array_equal(w, w_ref)
+    state = opt.get_state()[1]
+    np.testing.assert_array_equal(state[0], m_ref)
+    np.testing.assert_array_equal(state[1], v_ref)
