@@ -83,6 +83,7 @@ PATH_CASES = [
     pytest.param(3, 33, 6, 6, 40, 3, 3, 1, "same", 1, 1, id="shifted-wide-channels"),
     pytest.param(5, 16, 5, 5, 21, 5, 5, 1, "valid", 1, 1, id="dense-one-output-pixel"),
     pytest.param(70, 3, 4, 3, 9, 4, 3, 1, "valid", 1, 1, id="dense-many-images"),
+    pytest.param(48, 4, 3, 3, 20, 3, 3, 1, "valid", 1, 1, id="dense-batch-as-row-images"),
     pytest.param(3, 4, 5, 5, 6, 5, 5, 1, 1, 1, 1, id="small-output-padded"),
     pytest.param(2, 4, 5, 5, 6, 5, 5, 1, "valid", 1, 2, id="one-pixel-groups"),
     pytest.param(3, 4, 4, 9, 5, 3, 7, 1, 0, 1, 1, id="generic-short-rows"),
@@ -221,12 +222,14 @@ def test_wide_paths(isa, monkeypatch, dtype, n, c, h, w, c_out, kh, kw, stride, 
           "channels_last")
 
 
-def test_wide_kernels_fused_relu_and_no_bias(isa):
+def test_wide_kernels_fused_relu_and_no_bias(isa, monkeypatch):
+    monkeypatch.setattr(conv, "_pixel_cols", lambda g, dtype: 0.0)
+    monkeypatch.setattr(conv, "_narrow_ok", lambda g, dtype: False)
     rng = np.random.default_rng(20)
     x, w = rng.standard_normal((3, 11, 21, 2)), rng.standard_normal((3, 3, 2, 6))
     b = rng.standard_normal(6)
     g = conv._geometry(x.shape, w.shape, 1, "same", 1, 1, "channels_last")
-    assert conv._wide_ok(g, np.float64, conv._pixel_cols(g, np.float64))
+    assert conv._wide_ok(g, np.float64, 0.0)
     want = ref.conv2d_forward(ref.to_channels_first(x), w.transpose(3, 2, 0, 1), b, (1, 1),
                               ((1, 1), (1, 1)))
     got = conv._conv_forward(g, x, w, b, np.float64, relu=True)
@@ -269,9 +272,16 @@ def test_path_selection_is_what_the_cases_claim():
     assert not conv._shifted(geom((3, 4, 4, 9), (5, 4, 3, 7)), nr)
     assert not conv._shifted(geom((3, 3, 11, 10), (7, 3, 3, 3), stride=2), nr)
     assert not conv._shifted(geom((5, 16, 5, 5), (21, 16, 5, 5)), nr)
-    assert conv._dense(geom((5, 16, 5, 5), (21, 16, 5, 5))) is not None
-    assert conv._dense(geom((5, 16, 5, 5), (21, 16, 5, 5), padding=1)) is None
-    assert conv._dense(geom((5, 16, 6, 5), (21, 16, 5, 5))) is None
+    f64 = np.float64
+    assert conv._dense(geom((5, 16, 5, 5), (21, 16, 5, 5)), f64) is not None
+    assert conv._dense(geom((5, 16, 5, 5), (21, 16, 5, 5), padding=1), f64) is None
+    assert conv._dense(geom((5, 16, 6, 5), (21, 16, 5, 5)), f64) is None
+    # channels_last: the batch as a few one-row images for the pixel-row kernels
+    mr = conv._pixel_tile(f64)[0]
+    assert conv._dense_chunks(8 * mr, mr) == 8 and conv._dense_chunks(mr + 1, mr) is None
+    d = conv._dense(conv._geometry((4 * mr, 5, 5, 16), (5, 5, 16, 40), 1, 0, 1, 1,
+                                   "channels_last"), f64)
+    assert (d.n, d.h, d.w, d.c_in) == (4, 1, mr, 400) and conv._pixel_rows_ok(d, f64)
     # The pixel-row kernels: channels_last, one group, enough channels and pixels.
     mr, nr = conv._pixel_tile(np.float32)
     last = conv._geometry((2, 8, 8, 3), (3, 3, 3, nr), 1, "same", 1, 1, "channels_last")
