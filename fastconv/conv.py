@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _ext
-from ._validation import (as_array, check_data_format, check_int, check_ndim,
+from ._validation import (_FLOATS, as_array, check_data_format, check_int, check_ndim,
                           common_float_dtype)
 from .shapes import conv_output_shape, normalize_pair, normalize_padding, resolve_padding
 
@@ -94,7 +94,48 @@ class _Geometry:
         return (self.c_in // self.groups) * self.kh * self.kw
 
 
+# Checked geometries by their arguments (a layer calls conv2d with the same ones every
+# step; checking them again took ~60 us a call, as long as a small layer's kernels).
+_GEOMETRY_CACHE = {}
+_GEOMETRY_CACHE_SIZE = 512
+
+
+def _plain(value):
+    """value itself when it is an int, a str or a tuple of them (possibly nested once,
+    as explicit padding is): a cache key that cannot confuse True with 1 or 1.0 with 1
+    (the checks treat those differently).  None for anything else (not cached)."""
+    t = type(value)
+    if t is int or t is str:
+        return value
+    if t is tuple and all(type(v) is int or (type(v) is tuple and
+                                             all(type(u) is int for u in v))
+                          for v in value):
+        return value
+    return None
+
+
 def _geometry(x_shape, weight_shape, stride, padding, dilation, groups, data_format):
+    """The checked _Geometry of a convolution (ValueError/TypeError on bad arguments);
+    memoised on the arguments when they are plain ints, strings and tuples."""
+    key = (tuple(x_shape), tuple(weight_shape), _plain(stride), _plain(padding),
+           _plain(dilation), _plain(groups), _plain(data_format))
+    if None in key[2:] or not all(type(v) is int for v in key[0] + key[1]):
+        key = None
+    if key is not None:
+        g = _GEOMETRY_CACHE.get(key)
+        if g is not None:
+            return g
+    g = _check_geometry(x_shape, weight_shape, stride, padding, dilation, groups,
+                        data_format)
+    if key is not None:
+        if len(_GEOMETRY_CACHE) >= _GEOMETRY_CACHE_SIZE:
+            _GEOMETRY_CACHE.clear()
+        _GEOMETRY_CACHE[key] = g
+    return g
+
+
+def _check_geometry(x_shape, weight_shape, stride, padding, dilation, groups,
+                    data_format):
     check_data_format(data_format)
     last = data_format == "channels_last"
     groups = check_int(groups, "groups")
@@ -139,6 +180,9 @@ def conv2d_output_shape(x_shape, weight_shape, stride=1, padding=0, dilation=1, 
 
 def _inputs(arrays, ndims):
     """Validate ranks and dtypes of ``arrays`` (name -> value); return them prepared."""
+    dtype = _ready_dtype(arrays, ndims)
+    if dtype is not None:  # nothing to convert (a layer's every call)
+        return dtype, arrays
     raw = {name: (None if v is None else as_array(v, name)) for name, v in arrays.items()}
     for name, arr in raw.items():
         if arr is not None and name in ndims:
@@ -147,6 +191,23 @@ def _inputs(arrays, ndims):
     return dtype, {name: (None if arr is None else
                           np.ascontiguousarray(arr, dtype=dtype))
                    for name, arr in raw.items()}
+
+
+def _ready_dtype(arrays, ndims):
+    """The common dtype when every array is already a C-contiguous ndarray of one of
+    float32/float64 and of its rank: what _inputs would return unchanged.  Else None."""
+    dtype = None
+    for name, arr in arrays.items():
+        if arr is None:
+            continue
+        if type(arr) is not np.ndarray or not arr.flags.c_contiguous or (
+                name in ndims and arr.ndim != ndims[name][0]):
+            return None
+        if dtype is None:
+            dtype = arr.dtype
+        elif arr.dtype != dtype:
+            return None
+    return dtype if dtype in _FLOATS else None
 
 
 _X_DESC = {"channels_first": "a 4-D array (N, C, H, W) for channels_first",

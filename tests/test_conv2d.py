@@ -369,3 +369,21 @@ def test_backward_errors():
         fastconv.conv2d_backward(np.zeros((2, 6, 36)), X, W)
     with pytest.raises(ValueError, match="data_format must be"):
         fastconv.conv2d_backward(np.zeros((2, 6, 6, 6)), X, W, data_format="nhwc")
+
+
+def test_memoised_geometry_still_checks_every_argument():
+    """The geometry cache keys on the arguments' exact types: after a valid call with
+    ints, the same values as bools or floats still get their errors, and a bad call
+    leaves nothing cached."""
+    x, w = np.zeros((1, 4, 8, 8)), np.zeros((6, 4, 3, 3))
+    for _ in range(2):
+        assert fastconv.conv2d(x, w, stride=1, padding=(1, 1)).shape == (1, 6, 8, 8)
+    with pytest.raises(TypeError, match="stride must be an int"):
+        fastconv.conv2d(x, w, stride=True, padding=(1, 1))
+    with pytest.raises(TypeError, match="padding must be"):
+        fastconv.conv2d(x, w, stride=1, padding=(True, 1))
+    with pytest.raises(TypeError, match="padding must be"):
+        fastconv.conv2d(x, w, stride=1, padding=(1.0, 1))
+    for _ in range(2):
+        with pytest.raises(ValueError, match="stride must be positive"):
+            fastconv.conv2d(x, w, stride=0)
