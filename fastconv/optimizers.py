@@ -306,22 +306,31 @@ class Adam(Optimizer):
         self.beta_2 = _real(beta_2, "beta_2", 0.0, 1.0, high_open=True)
         self.epsilon = _real(epsilon, "epsilon", 0.0)
         self.amsgrad = bool(amsgrad)
+        self._alpha_memo = None
 
     def _n_slots(self):
         return 3 if self.amsgrad else 2
 
+    def _alpha(self, t, lr):
+        """lr * sqrt(1 - beta_2^step) / (1 - beta_1^step) in dtype t, computed once per
+        step and dtype (the same value for every variable)."""
+        key = (self.iterations, t, lr, self.beta_1, self.beta_2)
+        if self._alpha_memo is None or self._alpha_memo[0] != key:
+            step = t(self.iterations + 1)
+            b1p = np.power(t(self.beta_1), step)
+            b2p = np.power(t(self.beta_2), step)
+            self._alpha_memo = (key, lr * np.sqrt(t(1) - b2p) / (t(1) - b1p))
+        return self._alpha_memo[1]
+
     def _update(self, g, w, slots, lr):
         t = w.dtype.type
-        step = t(self.iterations + 1)
-        b1p = np.power(t(self.beta_1), step)
-        b2p = np.power(t(self.beta_2), step)
-        alpha = lr * np.sqrt(t(1) - b2p) / (t(1) - b1p)
+        alpha = self._alpha(t, lr)
         m, v = slots[0], slots[1]
         if (not self.amsgrad and w.flags.c_contiguous and g.flags.c_contiguous
                 and g.dtype == w.dtype and w.dtype in (np.float32, np.float64)):
             # The same operations in one compiled pass (src/_optim.pyx).
             _ext.optim.adam(g.reshape(-1), w.reshape(-1), m.reshape(-1), v.reshape(-1),
-                            t(alpha), t(1.0 - self.beta_1), t(1.0 - self.beta_2),
+                            alpha, t(1.0 - self.beta_1), t(1.0 - self.beta_2),
                             t(self.epsilon))
             return
         d = g - m
