@@ -747,6 +747,12 @@ FC_CLONES static void FC_FN(fc_wd_planar)(const FC_T *src, ptrdiff_t H, ptrdiff_
             memcpy(d + x0, s + x0, (size_t)(x1 - x0) * sizeof(FC_T));
             continue;
         }
+        if (C <= 8) {  /* each pixel's few channels read together */
+            for (ix = x0; ix < x1; ix++)
+                for (c = 0; c < C; c++)
+                    d[c * plane + ix] = s[ix * C + c];
+            continue;
+        }
         for (c = 0; c < C; c++) {  /* contiguous stores, loads C apart */
             FC_T *dc = d + c * plane;
             const FC_T *sc = s + c;
