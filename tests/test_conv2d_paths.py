@@ -318,7 +318,8 @@ def _all_results(x, w, b, gy, padding, data_format):
 @pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
 def test_results_identical_for_any_thread_count(data_format):
     """Bit-identical for 1, 2 and 3 OpenMP threads, whatever the BLAS threads (no BLAS
-    runs): work items and summation orders depend on the shapes only."""
+    runs here; dense convolutions are checked below): work items and summation orders
+    depend on the shapes only."""
     rng = np.random.default_rng(14)
     x = rng.standard_normal((37, 12, 14, 14)).astype(np.float32)
     w = rng.standard_normal((20, 12, 3, 3)).astype(np.float32)
@@ -338,6 +339,57 @@ def test_results_identical_for_any_thread_count(data_format):
     for other in results[1:]:
         for a, o in zip(results[0], other):
             np.testing.assert_array_equal(a, o)
+
+
+DENSE_CASES = [c for c in PATH_CASES if c.id.startswith("dense")]
+
+
+@pytest.mark.parametrize("n,c,h,w,c_out,kh,kw,stride,padding,dilation,groups", DENSE_CASES)
+def test_dense_convolutions_on_the_kernels(isa, monkeypatch, n, c, h, w, c_out, kh, kw,
+                                           stride, padding, dilation, groups):
+    """Dense convolutions too large for one BLAS thread run the kernels (channels_last:
+    the batch as one-row images for the pixel-row kernels)."""
+    from fastconv import _blas
+    monkeypatch.setattr(_blas, "_SERIAL_BLAS_MACS", 0)
+    for data_format in ("channels_first", "channels_last"):
+        _case(22, n, c, h, w, c_out, kh, kw, stride, padding, dilation, groups,
+              np.float64, data_format)
+
+
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+def test_dense_convolution_is_the_same_for_any_blas_thread_count(data_format):
+    """A dense convolution (LeNet-5's C5) runs NumPy's BLAS on one thread: the same bits
+    whatever the BLAS and OpenMP thread counts (OpenBLAS on 2 threads rounds this
+    float64 shape differently)."""
+    from threadpoolctl import threadpool_limits
+    rng = np.random.default_rng(23)
+    x = rng.standard_normal((128, 16, 5, 5))
+    w = rng.standard_normal((120, 16, 5, 5))
+    b = rng.standard_normal(120)
+    gy = rng.standard_normal((128, 120, 1, 1))
+    if data_format == "channels_last":
+        x, gy = ref.to_channels_last(x), ref.to_channels_last(gy)
+        w = np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+    g = conv._geometry(x.shape, w.shape, 1, 0, 1, 1, data_format)
+    assert conv._dense_blas(g, np.float64)
+    before = fastconv.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            fastconv.set_num_threads(threads)
+            with threadpool_limits(threads, user_api="blas"):
+                results.append((fastconv.conv2d(x, w, b, data_format=data_format),
+                                *fastconv.conv2d_backward(gy, x, w,
+                                                          data_format=data_format)))
+    finally:
+        fastconv.set_num_threads(before)
+    for a, o in zip(*results):
+        np.testing.assert_array_equal(a, o)
+    want = ref.conv2d_forward(ref.to_channels_first(x) if data_format == "channels_last"
+                              else x, w.transpose(3, 2, 0, 1) if data_format ==
+                              "channels_last" else w, b, (1, 1), ((0, 0), (0, 0)))
+    np.testing.assert_allclose(results[0][0].reshape(128, 120), want.reshape(128, 120),
+                               rtol=1e-10, atol=1e-10)
 
 
 def test_isa_selection_and_errors():
