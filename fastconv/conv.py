@@ -349,6 +349,13 @@ def _pixel_rows_ok(g, dtype):
 # (6 -> 16) input gradient 1.07 / 2.01.  The narrow kernel stays ahead where it applies
 # (cifar.c1's input gradient, 32 -> 3 channels: 4.1 against 4.7 ms).
 _WIDE = True
+# The wide weight gradient's partial sums: as few as _WIDE_PARTIALS (each kernel call
+# ends with horizontal sums, so longer runs pay), each over images whose planar copies
+# fit in _WIDE_SCRATCH bytes.  Measured: LeNet-5's C3 at batch 32 0.39 -> 0.35 ms (5
+# partials instead of 16); 4 partials of C1 at batch 128 (1 MB of copies each) were
+# 1.0 -> 1.2 ms, and 256 KB of copies already cost C3 at batch 128 5%.
+_WIDE_PARTIALS = 4
+_WIDE_SCRATCH = 128 << 10
 
 
 def _wide_ok(g, dtype, pixel_cols):
@@ -363,6 +370,18 @@ def _wide_ok(g, dtype, pixel_cols):
     lanes = g.ow / (-(-g.ow // vl) * vl)
     rows = g.oh / (-(-g.oh // 5) * 5)  # blocks of about 5 rows (fc_wide_block)
     return 2 * g.ow >= vl and lanes * rows > pixel_cols
+
+
+def _wide_images_per_partial(g, dtype, n_per):
+    """Images per partial weight gradient of the wide kernels (shapes only): at least
+    n_per, up to a _WIDE_PARTIALS-th of the batch while the planar copies of x and
+    grad_y fit in _WIDE_SCRATCH bytes."""
+    vl, gco = _ext.conv2d.wide_tile(dtype == np.float64)
+    row = -(-g.ow // vl) * vl
+    per_image = (g.c_in * (g.oh + (g.kh - 1) * g.dy) * (row + (g.kw - 1) * g.dx) +
+                 -(-g.c_out // gco) * gco * g.oh * row) * np.dtype(dtype).itemsize
+    fits = max(1, _WIDE_SCRATCH // per_image)
+    return int(max(n_per, min(-(-g.n // _WIDE_PARTIALS), fits)))
 
 
 def _pixel_cols(g, dtype):
@@ -568,13 +587,14 @@ def _grad_weight(g, grad_y, x, dtype, with_bias):
     nig = -(-g.n // n_per)
     gb = _grad_bias_kernel(g, grad_y, dtype, n_per) if with_bias else None
     if _wide_ok(g, dtype, _pixel_cols(g, dtype)):
-        coutp = -(-g.c_out // _ext.conv2d.wide_tile(dtype == np.float64)[1]) * \
-            _ext.conv2d.wide_tile(dtype == np.float64)[1]
-        part = np.zeros((nig, g.k_group, coutp), dtype)
+        n_wide = _wide_images_per_partial(g, dtype, n_per)
+        nwg = -(-g.n // n_wide)
+        gco = _ext.conv2d.wide_tile(dtype == np.float64)[1]
+        part = np.zeros((nwg, g.k_group, -(-g.c_out // gco) * gco), dtype)
         _ext.conv2d.wide_grad_weight(x.reshape(-1), grad_y.reshape(-1), part.reshape(-1),
-                                     _geom(g), n_per)
+                                     _geom(g), n_wide)
         total = part[0]
-        for i in range(1, nig):  # a fixed order: the same sum for any thread count
+        for i in range(1, nwg):  # a fixed order: the same sum for any thread count
             total += part[i]
         gw = total[:, :g.c_out].reshape(g.kh, g.kw, g.c_in, g.c_out)
         return np.ascontiguousarray(gw), gb
