@@ -18,6 +18,9 @@ __all__ = ["interleaved", "pool_case", "pool_flops", "fastconv_pool", "torch_poo
            "POOL_LAYERS"]
 
 
+SETTLE_SECONDS = 0.01
+
+
 def interleaved(fns, repeat, min_time=0.0, setup=None, warmup=1, settle=True):
     """Median milliseconds of each callable, timed round-robin in the same process.
 
@@ -26,12 +29,15 @@ def interleaved(fns, repeat, min_time=0.0, setup=None, warmup=1, settle=True):
     have passed.  ``setup`` maps a name to a callable run just before that function,
     outside the timed region (thread-count switches).
 
-    ``settle``: each timed call follows an untimed call of the same function.  Thread
-    pools keep spinning for a while after a call returns (ONNX Runtime's and
-    TensorFlow's by default, libgomp's in PyTorch); without this, whichever system is
-    timed next shares the cores with them.  Measured: fastconv's cifar.c3 forward took
-    6.6 ms alone and 12.7 ms timed right after each ONNX Runtime call (which took 8.4 ms
-    alone).  With it, every system is timed as in a loop of its own calls.
+    ``settle``: each timed call follows untimed calls of the same function, at least
+    one and for at least SETTLE_SECONDS.  Thread pools keep spinning for a while after
+    a call returns (ONNX Runtime's and TensorFlow's by default, libgomp's in PyTorch);
+    without this, whichever system is timed next shares the cores with them.  Measured:
+    fastconv's cifar.c3 forward took 6.6 ms alone and 12.7 ms timed right after each
+    ONNX Runtime call (which took 8.4 ms alone); fastconv's cifar.p2 max-pool forward
+    0.42-0.49 ms alone, 0.81-0.88 ms after one untimed call of its own following ONNX
+    Runtime's, 0.50 ms after 10 ms of them (ORT's pool spins longer than that call).
+    With it, every system is timed as in a loop of its own calls.
     """
     setup = setup or {}
     for k, f in fns.items():
@@ -48,7 +54,10 @@ def interleaved(fns, repeat, min_time=0.0, setup=None, warmup=1, settle=True):
             if k in setup:
                 setup[k]()
             if settle:
+                t0 = time.perf_counter()
                 f()
+                while time.perf_counter() - t0 < SETTLE_SECONDS:
+                    f()
             t0 = time.perf_counter()
             f()
             times[k].append(time.perf_counter() - t0)
