@@ -593,9 +593,7 @@ def _grad_weight(g, grad_y, x, dtype, with_bias):
         part = np.zeros((nwg, g.k_group, -(-g.c_out // gco) * gco), dtype)
         _ext.conv2d.wide_grad_weight(x.reshape(-1), grad_y.reshape(-1), part.reshape(-1),
                                      _geom(g), n_wide)
-        total = part[0]
-        for i in range(1, nwg):  # a fixed order: the same sum for any thread count
-            total += part[i]
+        total = _sum_partials(part)
         gw = total[:, :g.c_out].reshape(g.kh, g.kw, g.c_in, g.c_out)
         return np.ascontiguousarray(gw), gb
     if _pixel_rows_ok(g, dtype):
@@ -603,9 +601,7 @@ def _grad_weight(g, grad_y, x, dtype, with_bias):
         part = np.zeros((nig, -(-g.k_group // mr) * mr, -(-g.c_out // nr) * nr), dtype)
         _ext.conv2d.px_grad_weight(x.reshape(-1), grad_y.reshape(-1), part.reshape(-1),
                                    _geom(g), n_per)
-        total = part[0]
-        for i in range(1, nig):  # a fixed order: the same sum for any thread count
-            total += part[i]
+        total = _sum_partials(part)
         gw = total[:g.k_group, :g.c_out].reshape(g.kh, g.kw, g.c_in, g.c_out)
         return np.ascontiguousarray(gw), gb
     shifted = _shifted(g, nr)
@@ -619,9 +615,7 @@ def _grad_weight(g, grad_y, x, dtype, with_bias):
         part = np.zeros((nig, g.groups, cog_pad, kg_pad), dtype)
         _ext.conv2d.grad_weight(x.reshape(-1), grad_y.reshape(-1), part.reshape(-1),
                                 _geom(g), n_per, _WEIGHT_BLOCK_PIXELS)
-    total = part[0]
-    for i in range(1, nig):  # a fixed order: the same sum for any thread count
-        total += part[i]
+    total = _sum_partials(part)
     if shifted:
         total = total[:, :g.k_group, :cog].transpose(0, 2, 1)
     else:
@@ -630,6 +624,15 @@ def _grad_weight(g, grad_y, x, dtype, with_bias):
     if g.channels_last:
         gw = gw.transpose(2, 3, 1, 0)
     return np.ascontiguousarray(gw), gb
+
+
+def _sum_partials(part):
+    """part[0] + part[1] + ... added in this fixed order (in place into part[0]): the
+    same sum for any thread count."""
+    total = part[0]
+    for i in range(1, part.shape[0]):
+        total += part[i]
+    return total
 
 
 def _grad_bias_kernel(g, grad_y, dtype, n_per):
