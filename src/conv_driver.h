@@ -609,8 +609,19 @@ FC_CLONES static void FC_FN(fc_px_forward_image)(const fc_conv *g, FC_FN(fc_kpx_
         const ptrdiff_t co0 = cb * nr, cols = (g->cout - co0 < nr) ? g->cout - co0 : nr;
         for (p0 = 0; p0 < P; p0 += mr) {
             const ptrdiff_t cnt = (P - p0 < mr) ? P - p0 : mr;
-            kpx(nseg, len, sega, segb, xa, off + p0, 1, bpk + cb * g->kg * nr, nr, tile,
-                nr, 0);
+            /* Kernel rows ki that read inside the image for some pixel of the tile
+             * (output rows oy0..oy1): the others multiply zero padding, skipped (the
+             * stride-1 input gradient's gather pads grad_y by kh - 1 rows). */
+            const ptrdiff_t oy0 = p0 / g->ow, oy1 = (p0 + cnt - 1) / g->ow;
+            ptrdiff_t lo = fc_ceil_div(g->pt - oy1 * g->sy, g->dy);
+            ptrdiff_t hi = fc_floor_div(g->h - 1 + g->pt - oy0 * g->sy, g->dy) + 1;
+            const ptrdiff_t per_ki = nseg / g->kh;  /* segments per kernel row */
+            lo = lo < 0 ? 0 : lo;
+            hi = hi > g->kh ? g->kh : hi;
+            if (hi < lo)
+                hi = lo;
+            kpx((hi - lo) * per_ki, len, sega + lo * per_ki, segb + lo * per_ki, xa,
+                off + p0, 1, bpk + cb * g->kg * nr, nr, tile, nr, 0);
             for (i = 0; i < cnt; i++) {
                 FC_T *dst = y + (n * P + p0 + i) * g->cout + co0;
                 const FC_T *src = tile + i * nr;

@@ -98,6 +98,17 @@ static int fc_fill_cols(const fc_conv *g, ptrdiff_t j0, ptrdiff_t cnt, fc_col *c
     return inside;
 }
 
+/* Integer division rounding up / down, for any sign of a (b > 0). */
+static ptrdiff_t fc_ceil_div(ptrdiff_t a, ptrdiff_t b)
+{
+    return a >= 0 ? (a + b - 1) / b : -((-a) / b);
+}
+
+static ptrdiff_t fc_floor_div(ptrdiff_t a, ptrdiff_t b)
+{
+    return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+
 /* The wide kernels' block of output channels for the `left` channels still to do: the
  * CO of 1, 2, 4, 8 (index returned) whose R-row blocks waste fewest rows of oh (ties:
  * the larger CO), so a call covers its channels with the least work dropped. */

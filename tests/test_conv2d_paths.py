@@ -146,6 +146,9 @@ PIXEL_ROW_CASES = [
     pytest.param(2, 2, 14, 15, 70, 5, 4, (3, 2), 2, (1, 2), id="stride-dilation-mixed"),
     pytest.param(17, 1, 6, 7, 16, 3, 3, 1, 1, 1, id="one-channel-many-partials"),
     pytest.param(2, 9, 4, 4, 32, 1, 1, 1, "valid", 1, id="pointwise-tail-tile"),
+    pytest.param(2, 3, 4, 5, 17, 3, 3, 1, 4, 1, id="tiles-wholly-in-padding"),
+    pytest.param(2, 3, 7, 6, 20, 3, 3, (2, 1), ((5, 3), (1, 1)), (2, 1),
+                 id="padded-rows-strided-dilated"),
 ]
 
 
