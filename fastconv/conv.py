@@ -30,7 +30,8 @@ import numpy as np
 from . import _blas, _ext
 from ._validation import (_FLOATS, as_array, check_data_format, check_int, check_ndim,
                           common_float_dtype)
-from .shapes import conv_output_shape, normalize_pair, normalize_padding, resolve_padding
+from .shapes import (conv_output_shape, memoised, normalize_pair, normalize_padding,
+                     resolve_padding)
 
 __all__ = ["conv2d", "conv2d_backward", "conv2d_grad_input", "conv2d_grad_weight",
            "conv2d_grad_bias", "conv2d_output_shape"]
@@ -94,46 +95,6 @@ class _Geometry:
         return (self.c_in // self.groups) * self.kh * self.kw
 
 
-# Checked geometries by their arguments (a layer calls conv2d with the same ones every
-# step; checking them again took ~60 us a call, as long as a small layer's kernels).
-_GEOMETRY_CACHE = {}
-_GEOMETRY_CACHE_SIZE = 512
-
-
-def _plain(value):
-    """value itself when it is an int, a str or a tuple of them (possibly nested once,
-    as explicit padding is): a cache key that cannot confuse True with 1 or 1.0 with 1
-    (the checks treat those differently).  None for anything else (not cached)."""
-    t = type(value)
-    if t is int or t is str:
-        return value
-    if t is tuple and all(type(v) is int or (type(v) is tuple and
-                                             all(type(u) is int for u in v))
-                          for v in value):
-        return value
-    return None
-
-
-def _geometry(x_shape, weight_shape, stride, padding, dilation, groups, data_format):
-    """The checked _Geometry of a convolution (ValueError/TypeError on bad arguments);
-    memoised on the arguments when they are plain ints, strings and tuples."""
-    key = (tuple(x_shape), tuple(weight_shape), _plain(stride), _plain(padding),
-           _plain(dilation), _plain(groups), _plain(data_format))
-    if None in key[2:] or not all(type(v) is int for v in key[0] + key[1]):
-        key = None
-    if key is not None:
-        g = _GEOMETRY_CACHE.get(key)
-        if g is not None:
-            return g
-    g = _check_geometry(x_shape, weight_shape, stride, padding, dilation, groups,
-                        data_format)
-    if key is not None:
-        if len(_GEOMETRY_CACHE) >= _GEOMETRY_CACHE_SIZE:
-            _GEOMETRY_CACHE.clear()
-        _GEOMETRY_CACHE[key] = g
-    return g
-
-
 def _check_geometry(x_shape, weight_shape, stride, padding, dilation, groups,
                     data_format):
     check_data_format(data_format)
@@ -169,6 +130,11 @@ def _check_geometry(x_shape, weight_shape, stride, padding, dilation, groups,
                                what="weight kernel")
     return _Geometry(n, c_in, h, w, c_out, groups, kh, kw, stride[0], stride[1],
                      dilation[0], dilation[1], pt, pb, pl, pr, oh, ow, last)
+
+
+# Checked geometries by their arguments (a layer calls conv2d with the same ones every
+# step; checking them again took ~40 us a call, as long as a small layer's kernels).
+_geometry = memoised(_check_geometry)
 
 
 def conv2d_output_shape(x_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1,

@@ -28,7 +28,8 @@ import numpy as np
 
 from . import _ext
 from ._validation import as_array, check_data_format, check_ndim, common_float_dtype
-from .shapes import normalize_pair, normalize_padding, output_size, resolve_padding
+from .shapes import (memoised, normalize_pair, normalize_padding, output_size,
+                     resolve_padding)
 
 __all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
            "global_avg_pool2d", "global_avg_pool2d_backward", "pool2d_output_shape"]
@@ -76,7 +77,7 @@ class _Geometry(NamedTuple):
         return (self.kh, self.kw, self.sy, self.sx, self.pad_top, self.pad_left)
 
 
-def _geometry(x_shape, pool_size, stride, padding, data_format):
+def _check_geometry(x_shape, pool_size, stride, padding, data_format):
     check_data_format(data_format)
     last = data_format == "channels_last"
     kh, kw = normalize_pair(pool_size, "pool_size")
@@ -105,6 +106,10 @@ def _geometry(x_shape, pool_size, stride, padding, data_format):
     ow = output_size(w, kw, sx, pl, pr)
     return _Geometry(n, c, h, w, kh, kw, sy, sx, pt, pb, pl, pr, oh, ow,
                      padding == "same", last)
+
+
+# Checked geometries by their arguments (a layer's every call has the same ones).
+_geometry = memoised(_check_geometry)
 
 
 def pool2d_output_shape(x_shape, pool_size, stride=None, padding=0,

@@ -17,7 +17,45 @@ import numbers
 import numpy as np
 
 __all__ = ["normalize_pair", "normalize_padding", "resolve_padding", "output_size",
-           "conv_output_shape"]
+           "conv_output_shape", "memoised"]
+
+_NOT_PLAIN = object()
+
+
+def _plain(value):
+    """value itself when it is None, an int, a str or a tuple of ints (or of tuples of
+    ints, as explicit padding is): a cache key that cannot confuse True with 1 or 1.0
+    with 1, which the checks treat differently.  _NOT_PLAIN for anything else."""
+    t = type(value)
+    if value is None or t is int or t is str:
+        return value
+    if t is tuple and all(type(v) is int or (type(v) is tuple and
+                                             all(type(u) is int for u in v))
+                          for v in value):
+        return value
+    return _NOT_PLAIN
+
+
+def memoised(check, size=512):
+    """check(*args) -> an immutable geometry, remembered for arguments that are all
+    plain (see _plain); others, and calls that raise, are not cached.  The cache is
+    emptied when it holds ``size`` entries."""
+    cache = {}
+
+    def cached(*args):
+        key = tuple(_plain(a) for a in args)
+        if any(k is _NOT_PLAIN for k in key):
+            return check(*args)
+        g = cache.get(key)
+        if g is None:
+            g = check(*args)
+            if len(cache) >= size:
+                cache.clear()
+            cache[key] = g
+        return g
+    cached.__doc__ = check.__doc__
+    cached.__wrapped__ = check
+    return cached
 
 
 def _as_int(value, name):

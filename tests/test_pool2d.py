@@ -500,3 +500,18 @@ def test_matches_torch(kind, pool, stride, pad, include):
     ty.backward(torch.from_numpy(gy))
     np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(gx, tx.grad.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_memoised_geometry_still_checks_every_argument():
+    """The geometry cache keys on the arguments' exact types: after a valid call with
+    ints, the same values as bools or floats still get their errors."""
+    x = np.zeros((1, 3, 8, 8))
+    for _ in range(2):
+        assert fastconv.max_pool2d(x, 2, stride=2).shape == (1, 3, 4, 4)
+    with pytest.raises(TypeError, match="pool_size must be an int"):
+        fastconv.max_pool2d(x, True, stride=2)
+    with pytest.raises(TypeError, match="stride must be an int"):
+        fastconv.max_pool2d(x, 2, stride=2.0)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="pool_size"):
+            fastconv.max_pool2d(x, 9, stride=2)
