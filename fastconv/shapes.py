@@ -20,6 +20,8 @@ __all__ = ["normalize_pair", "normalize_padding", "resolve_padding", "output_siz
            "conv_output_shape", "memoised"]
 
 _NOT_PLAIN = object()
+_INT = frozenset([int])
+_INT_OR_TUPLE = frozenset([int, tuple])
 
 
 def _plain(value):
@@ -29,10 +31,11 @@ def _plain(value):
     t = type(value)
     if value is None or t is int or t is str:
         return value
-    if t is tuple and all(type(v) is int or (type(v) is tuple and
-                                             all(type(u) is int for u in v))
-                          for v in value):
-        return value
+    if t is tuple:
+        types = set(map(type, value))
+        if types <= _INT or (types <= _INT_OR_TUPLE and all(
+                set(map(type, v)) <= _INT for v in value if type(v) is tuple)):
+            return value
     return _NOT_PLAIN
 
 
