@@ -333,9 +333,12 @@ def _wide_ok(g, dtype, pixel_cols):
     if not (_WIDE and g.channels_last and g.groups == 1 and g.sy == g.sx == 1):
         return False
     vl, _ = _ext.conv2d.wide_tile(dtype == np.float64)
-    lanes = g.ow / (-(-g.ow // vl) * vl)
+    row = -(-g.ow // vl) * vl
+    lanes = g.ow / row
     rows = g.oh / (-(-g.oh // 5) * 5)  # blocks of about 5 rows (fc_wide_block)
-    return 2 * g.ow >= vl and lanes * rows > pixel_cols
+    # (the planar output's offsets are C ints: rows are rounded up by at most 7)
+    small = g.c_out * (g.oh + 8) * row < 2 ** 31
+    return 2 * g.ow >= vl and lanes * rows > pixel_cols and small
 
 
 def _wide_images_per_partial(g, dtype, n_per):
