@@ -882,25 +882,25 @@ def wide_forward(const floating[::1] x, const floating[:, ::1] w, const floating
     cdef const floating *px = &x[0]
     cdef floating *py = &y[0]
     cdef floating *xs
-    cdef floating *t
+    cdef floating *yp
     cdef int fail[1]
     cdef int nt = _threads(<double>g.n * g.oh * g.ow * g.cout * g.kg, g.n)
     fail[0] = 0
     with nogil, parallel(num_threads=nt):
         xs = <floating *>fc_alloc(g.c * Hs * Ws * sizeof(floating))
-        t = <floating *>fc_alloc(g.cout * plane * sizeof(floating))
-        if xs == NULL or t == NULL:
+        yp = <floating *>fc_alloc(g.cout * plane * sizeof(floating))
+        if xs == NULL or yp == NULL:
             fail[0] = 1
         for n in prange(g.n, schedule="dynamic", chunksize=1):
             if fail[0] == 0:
                 if floating is float:
                     fc_wd_forward_image_f(&g, _isa.kwf_f, _isa.wr, vl, px, wpk, off,
-                                          rix, rb, py, n, relu, xs, t, Hs, Ws)
+                                          rix, rb, py, n, relu, xs, yp, Hs, Ws)
                 else:
                     fc_wd_forward_image_d(&g, _isa.kwf_d, _isa.wr, vl, px, wpk, off,
-                                          rix, rb, py, n, relu, xs, t, Hs, Ws)
+                                          rix, rb, py, n, relu, xs, yp, Hs, Ws)
         fc_free(xs)
-        fc_free(t)
+        fc_free(yp)
     fc_free(wpk)
     fc_free(off)
     fc_free(rix)
