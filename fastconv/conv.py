@@ -224,8 +224,7 @@ def _dense(g, dtype):
     ms, gradients 0.97 -> 0.87 ms); otherwise N images of one pixel.
     Returns that geometry, or None.  The reshapes are free in both layouts: x[n] and
     weight[co] flatten in the same (c, ki, kj) or (ki, kj, c) order."""
-    if (g.oh, g.ow, g.groups) != (1, 1, 1) or (g.kh, g.kw) != (g.h, g.w) or any(
-            (g.pad_top, g.pad_bottom, g.pad_left, g.pad_right)) or g.h * g.w == 1:
+    if not _is_dense(g):
         return None
     k = g.c_in * g.kh * g.kw
     chunks = _dense_chunks(g.n, _pixel_tile(dtype)[0]) if g.channels_last else None
@@ -255,15 +254,20 @@ def _dense_chunks(n, mr):
     return best
 
 
-def _dense_blas(g, dtype):
+def _is_dense(g):
+    """One output pixel from a window covering the whole unpadded input (see _dense)."""
+    return ((g.oh, g.ow, g.groups) == (1, 1, 1) and (g.kh, g.kw) == (g.h, g.w) and not any(
+        (g.pad_top, g.pad_bottom, g.pad_left, g.pad_right)) and g.h * g.w != 1)
+
+
+def _dense_blas(g):
     """Whether a dense convolution (see _dense) is small enough for NumPy's BLAS on one
     thread (_blas._SERIAL_BLAS_MACS: every dense layer of LeNet-5 and the CIFAR-10
     network), as the Dense layer runs it.  Measured, LeNet-5's C5 (batch 32 / 128):
     forward 0.29 / 0.33 ms on the kernels, 0.07 / 0.17 here; all gradients 0.59 / 0.91
     against 0.14 / 0.32.  One BLAS thread keeps the result the same for any thread
     count; larger products stay on the kernels (parallel, and just as invariant)."""
-    return (_dense(g, dtype) is not None and
-            g.n * g.c_in * g.kh * g.kw * g.c_out < _blas._SERIAL_BLAS_MACS)
+    return _is_dense(g) and g.n * g.k_group * g.c_out < _blas._SERIAL_BLAS_MACS
 
 
 def _dense_weight(g, weight):
@@ -468,7 +472,7 @@ def _forward_oihw(g, x, w, bias, dtype, relu=False):
 
 
 def _conv_forward(g, x, weight, bias, dtype, relu=False):
-    if _dense_blas(g, dtype):
+    if _dense_blas(g):
         with _blas._SerialBlas():
             y = x.reshape(g.n, g.k_group) @ _dense_weight(g, weight)
         if bias is not None:
@@ -486,7 +490,7 @@ def _conv_forward(g, x, weight, bias, dtype, relu=False):
 def _grad_input(g, grad_y, weight, dtype):
     """grad_x: for stride 1, the forward kernels on grad_y with flipped, transposed
     weights (a gather, no scatter); otherwise W^T grad_y scattered back image by image."""
-    if _dense_blas(g, dtype):
+    if _dense_blas(g):
         with _blas._SerialBlas():
             gx = grad_y.reshape(g.n, g.c_out) @ _dense_weight(g, weight).T
         return gx.reshape(g.x_shape)
@@ -529,7 +533,7 @@ def _images_per_partial(g, itemsize):
 
 def _grad_weight(g, grad_y, x, dtype, with_bias):
     """(grad_weight in the weight's layout, grad_bias or None)."""
-    if _dense_blas(g, dtype):
+    if _dense_blas(g):
         with _blas._SerialBlas():
             gw = x.reshape(g.n, g.k_group).T @ grad_y.reshape(g.n, g.c_out)  # (K, C_out)
         gw = gw.reshape(g.weight_shape) if g.channels_last else np.ascontiguousarray(
