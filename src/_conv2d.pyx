@@ -75,6 +75,9 @@ cdef extern from "conv_kernels_all.h" nogil:
         int mr_px_f, nr_px_f, mr_px_d, nr_px_d
         fc_kpx_f kpx_f
         fc_kpx_d kpx_d
+        int mr_px1_f, nr_px1_f, mr_px1_d, nr_px1_d
+        fc_kpx_f kpx1_f
+        fc_kpx_d kpx1_d
         int mr_nr, vl_f, vl_d
         fc_knr_f knr_f
         fc_knr_d knr_d
@@ -239,11 +242,27 @@ def narrow_tile(bint double):
     return _isa.mr_nr, FC_NO, (_isa.vl_d if double else _isa.vl_f)
 
 
-def pixel_tile(bint double):
-    """(MR, NR) of the selected build's pixel-row kernel (channels_last paths)."""
+def pixel_tile(bint double, bint half=False):
+    """(MR, NR) of the selected build's pixel-row kernel (channels_last paths); half:
+    of its half-width tile (one vector of columns)."""
+    if half:
+        return (_isa.mr_px1_d, _isa.nr_px1_d) if double else (_isa.mr_px1_f, _isa.nr_px1_f)
     if double:
         return _isa.mr_px_d, _isa.nr_px_d
     return _isa.mr_px_f, _isa.nr_px_f
+
+
+cdef void _px_kernels(bint double, bint half, int *mr, int *nr, fc_kpx_f *kf,
+                      fc_kpx_d *kd) noexcept:
+    """The pixel-row tile and kernels that pixel_tile(double, half) describes."""
+    if half:
+        mr[0] = _isa.mr_px1_d if double else _isa.mr_px1_f
+        nr[0] = _isa.nr_px1_d if double else _isa.nr_px1_f
+        kf[0], kd[0] = _isa.kpx1_f, _isa.kpx1_d
+    else:
+        mr[0] = _isa.mr_px_d if double else _isa.mr_px_f
+        nr[0] = _isa.nr_px_d if double else _isa.nr_px_f
+        kf[0], kd[0] = _isa.kpx_f, _isa.kpx_d
 
 
 def wide_tile(bint double):
@@ -600,16 +619,15 @@ cdef Py_ssize_t _px_xp_len(const fc_conv *g) noexcept nogil:
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def px_forward(const floating[::1] x, const floating[::1] bpk, const floating[::1] bias,
-               floating[::1] y, tuple geom, bint relu=False):
+               floating[::1] y, tuple geom, bint relu=False, bint half=False):
     """channels_last, one group: y = conv(x) (+ bias) (then ReLU) by the pixel-row
-    kernel; bpk = weights packed (ceil(cout/NR), kg, NR), k = (ki, kj, c).
-    Parallel over images."""
+    kernel (half: its half-width tile); bpk = weights packed (ceil(cout/NR), kg, NR),
+    k = (ki, kj, c), NR of that tile.  Parallel over images."""
     cdef fc_conv g
-    cdef bint dbl = floating is double
-    cdef int mr = _isa.mr_px_d if dbl else _isa.mr_px_f
-    cdef int nr = _isa.nr_px_d if dbl else _isa.nr_px_f
-    cdef fc_kpx_f kf = _isa.kpx_f
-    cdef fc_kpx_d kd = _isa.kpx_d
+    cdef int mr, nr
+    cdef fc_kpx_f kf
+    cdef fc_kpx_d kd
+    _px_kernels(floating is double, half, &mr, &nr, &kf, &kd)
     _fill(&g, geom, mr, nr)
     cdef Py_ssize_t xp_len = _px_xp_len(&g), n
     cdef Py_ssize_t idx_len = (g.oh * g.ow + mr - 1) // mr * mr + 2 * g.kh * g.kw
@@ -701,16 +719,16 @@ def px_forward_narrow(const floating[::1] x, const floating[::1] wn,
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def px_grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1] part,
-                   tuple geom, Py_ssize_t n_per):
-    """channels_last, one group: partial weight gradients by the pixel-row kernel, one
-    per group of n_per images; part zeroed, (n_igroups, ceil(kg/MR)*MR,
-    ceil(cout/NR)*NR) -- rows k = (ki, kj, c), columns co.  Parallel over image groups."""
+                   tuple geom, Py_ssize_t n_per, bint half=False):
+    """channels_last, one group: partial weight gradients by the pixel-row kernel (half:
+    its half-width tile), one per group of n_per images; part zeroed, (n_igroups,
+    ceil(kg/MR)*MR, ceil(cout/NR)*NR) -- rows k = (ki, kj, c), columns co, (MR, NR) of
+    that tile.  Parallel over image groups."""
     cdef fc_conv g
-    cdef bint dbl = floating is double
-    cdef int mr = _isa.mr_px_d if dbl else _isa.mr_px_f
-    cdef int nr = _isa.nr_px_d if dbl else _isa.nr_px_f
-    cdef fc_kpx_f kf = _isa.kpx_f
-    cdef fc_kpx_d kd = _isa.kpx_d
+    cdef int mr, nr
+    cdef fc_kpx_f kf
+    cdef fc_kpx_d kd
+    _px_kernels(floating is double, half, &mr, &nr, &kf, &kd)
     _fill(&g, geom, mr, nr)
     cdef Py_ssize_t xp_len = _px_xp_len(&g)
     cdef Py_ssize_t cout_pad = (g.cout + nr - 1) // nr * nr

@@ -707,9 +707,13 @@ static void FC_FN(fc_px_grad_weight_item)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
                 offk[k] = (ki * g->dy * ws + kj * g->dx) * C + c;
             }
         const FC_T *gyn = gy + n * P * g->cout;
+        const FC_T *panels = gyp;
         /* grad_y of the image as ncb panels of (P, nr), zero past cout: the kernel's B
-         * rows are then nr apart (a constant) and a panel stays in L1 across k. */
-        for (cb = 0; cb < ncb; cb++) {
+         * rows are then nr apart (a constant) and a panel stays in L1 across k.  With
+         * cout == nr, grad_y is that panel already. */
+        if (g->cout == nr)
+            panels = gyn;
+        else for (cb = 0; cb < ncb; cb++) {
             const ptrdiff_t co0 = cb * nr, cols = (g->cout - co0 < nr) ? g->cout - co0 : nr;
             FC_T *d = gyp + cb * P * nr;
             for (p = 0; p < P; p++) {
@@ -725,7 +729,7 @@ static void FC_FN(fc_px_grad_weight_item)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
                 /* (Blocking the output rows to keep x and grad_y in L1 was measured
                  * slower: every kpx call ends by adding its tile to part.) */
                 kpx(g->oh, g->ow, sega, segb, xa, offk + kt * mr, g->sx * C,
-                    gyp + cb * P * nr, nr, part + kt * mr * ldc + cb * nr, ldc, 1);
+                    panels + cb * P * nr, nr, part + kt * mr * ldc + cb * nr, ldc, 1);
     }
 }
 

@@ -144,6 +144,12 @@ typedef struct {
     int mr_px_f, nr_px_f, mr_px_d, nr_px_d;  /* tile of the pixel-row kernels */
     fc_kpx_f kpx_f;
     fc_kpx_d kpx_d;
+    /* The half-width pixel-row tile (same rows, one vector of columns) for layers
+     * with at most one vector of output channels; the portable build repeats its
+     * full tile here. */
+    int mr_px1_f, nr_px1_f, mr_px1_d, nr_px1_d;
+    fc_kpx_f kpx1_f;
+    fc_kpx_d kpx1_d;
     int mr_nr, vl_f, vl_d;  /* rows of the narrow kernels; their vector lengths */
     fc_knr_f knr_f;
     fc_knr_d knr_d;
@@ -549,6 +555,14 @@ FC_KPX(fc_kpx_avx512_f, FC_TARGET_AVX512, float, __m512, _mm512_setzero_ps(),
 FC_KPX(fc_kpx_avx512_d, FC_TARGET_AVX512, double, __m512d, _mm512_setzero_pd(),
        _mm512_loadu_pd, _mm512_storeu_pd, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_add_pd,
        12, 2, 8)
+/* Half width: 12 pixels x 16 channels (float) / 12 x 8 (double), 12 broadcasts and one
+ * load per 12 FMAs (LeNet-5's C3 has 16 output channels). */
+FC_KPX(fc_kpx1_avx512_f, FC_TARGET_AVX512, float, __m512, _mm512_setzero_ps(),
+       _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,
+       12, 1, 16)
+FC_KPX(fc_kpx1_avx512_d, FC_TARGET_AVX512, double, __m512d, _mm512_setzero_pd(),
+       _mm512_loadu_pd, _mm512_storeu_pd, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_add_pd,
+       12, 1, 8)
 
 /* Wide kernels: 8/8/5/3 rows for 1/2/4/8 channels (at most 24 accumulators); the
  * weight gradient 4 channels x up to 5 columns.  x loads of a row's last vector are
@@ -689,6 +703,13 @@ FC_KPX(fc_kpx_avx2_f, FC_TARGET_AVX2, float, __m256, _mm256_setzero_ps(),
 FC_KPX(fc_kpx_avx2_d, FC_TARGET_AVX2, double, __m256d, _mm256_setzero_pd(),
        _mm256_loadu_pd, _mm256_storeu_pd, _mm256_set1_pd, _mm256_fmadd_pd, _mm256_add_pd,
        6, 2, 4)
+/* Half width: 12 pixels x one vector (12 accumulators of the 16 registers). */
+FC_KPX(fc_kpx1_avx2_f, FC_TARGET_AVX2, float, __m256, _mm256_setzero_ps(),
+       _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps,
+       12, 1, 8)
+FC_KPX(fc_kpx1_avx2_d, FC_TARGET_AVX2, double, __m256d, _mm256_setzero_pd(),
+       _mm256_loadu_pd, _mm256_storeu_pd, _mm256_set1_pd, _mm256_fmadd_pd, _mm256_add_pd,
+       12, 1, 4)
 
 /* Wide kernels: 6/4/2/1 rows for 1/2/4/8 channels; the weight gradient 2 x 5. */
 FC_TARGET_AVX2 static inline __m256 fc_xload256_f(const float *p, int n)
@@ -719,6 +740,7 @@ static const fc_isa fc_isa_portable = {0, "portable", FC_PORT_MR, FC_PORT_NR, FC
                                        fc_kernel_portable_d, fc_kib_portable_f,
                                        fc_kib_portable_d, fc_kia_portable_f,
                                        fc_kia_portable_d, 4, 8, 4, 8, fc_kpx_portable_f,
+                                       fc_kpx_portable_d, 4, 8, 4, 8, fc_kpx_portable_f,
                                        fc_kpx_portable_d, 4, 1, 1, fc_knr_portable_f,
                                        fc_knr_portable_d, {4, 4, 4, 2}, 2,
                                        FC_WIDE_KWF(fc_wide_portable_f),
@@ -729,14 +751,16 @@ static const fc_isa fc_isa_portable = {0, "portable", FC_PORT_MR, FC_PORT_NR, FC
 static const fc_isa fc_isa_avx2 = {1, "avx2", 6, 16, 6, 8, fc_kernel_avx2_f,
                                    fc_kernel_avx2_d, fc_kib_avx2_f, fc_kib_avx2_d,
                                    fc_kia_avx2_f, fc_kia_avx2_d, 6, 16, 6, 8,
-                                   fc_kpx_avx2_f, fc_kpx_avx2_d, 4, 8, 4, fc_knr_avx2_f,
+                                   fc_kpx_avx2_f, fc_kpx_avx2_d, 12, 8, 12, 4,
+                                   fc_kpx1_avx2_f, fc_kpx1_avx2_d, 4, 8, 4, fc_knr_avx2_f,
                                    fc_knr_avx2_d, {6, 4, 2, 1}, 2,
                                    FC_WIDE_KWF(fc_wide_avx2_f), FC_WIDE_KWF(fc_wide_avx2_d),
                                    FC_WIDE_KWG(fc_wide_avx2_f), FC_WIDE_KWG(fc_wide_avx2_d)};
 static const fc_isa fc_isa_avx512 = {2, "avx512", 8, 32, 8, 16, fc_kernel_avx512_f,
                                      fc_kernel_avx512_d, fc_kib_avx512_f, fc_kib_avx512_d,
                                      fc_kia_avx512_f, fc_kia_avx512_d, 12, 32, 12, 16,
-                                     fc_kpx_avx512_f, fc_kpx_avx512_d, 6, 16, 8,
+                                     fc_kpx_avx512_f, fc_kpx_avx512_d, 12, 16, 12, 8,
+                                     fc_kpx1_avx512_f, fc_kpx1_avx512_d, 6, 16, 8,
                                      fc_knr_avx512_f, fc_knr_avx512_d, {8, 8, 5, 3}, 4,
                                      FC_WIDE_KWF(fc_wide_avx512_f),
                                      FC_WIDE_KWF(fc_wide_avx512_d),

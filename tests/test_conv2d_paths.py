@@ -165,6 +165,28 @@ def test_pixel_row_paths(isa, dtype, n, c, h, w, c_out, kh, kw, stride, padding,
           "channels_last")
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("half", [True, False])
+@pytest.mark.parametrize("n,c,h,w,kh,kw,stride,padding,dilation", [
+    pytest.param(5, 6, 9, 10, 3, 3, 1, "same", 1, id="stride1"),
+    pytest.param(3, 3, 11, 12, 3, 2, 2, ((1, 0), (0, 1)), (1, 2), id="stride2-dilated"),
+])
+def test_pixel_row_tile_of_exactly_one_panel(isa, dtype, half, n, c, h, w, kh, kw, stride,
+                                             padding, dilation):
+    """C_out of exactly one tile's columns, where the weight gradient reads grad_y in
+    place as its panel: the full tile, and the half-width tile (one vector of columns)
+    that such layers take where the ISA has one (the forward too when the wide kernels
+    do not apply: stride 2)."""
+    c_out = conv._pixel_tile(dtype, half)[1]
+    g = conv._geometry((n, h, w, c), (kh, kw, c, c_out), stride, padding, dilation, 1,
+                       "channels_last")
+    if half and not conv._pixel_half(g, dtype):
+        pytest.skip(f"the {isa} build has no half-width pixel-row tile")
+    assert conv._pixel_rows_ok(g, dtype) and conv._pixel_half(g, dtype) == half
+    _case(15, n, c, h, w, c_out, kh, kw, stride, padding, dilation, 1, dtype,
+          "channels_last")
+
+
 NARROW_CASES = [
     # n, c, h, w, c_out, kh, kw, stride, padding, dilation -- one group, channels_last,
     # few output channels, C a multiple of every build's vector length
