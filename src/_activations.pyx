@@ -109,3 +109,31 @@ def dropout(const floating[::1] x, floating[::1] out, floating[::1] mask, uint64
         m = scale if w >= threshold else z
         mask[i] = m
         out[i] = x[i] * m
+
+
+cdef extern from "activation_kernels.h" nogil:
+    void fc_tanh_f(const float *x, float *y, Py_ssize_t n)
+
+
+# Elements per work item of the compiled tanh: contiguous shares that each thread
+# streams, large enough to amortise a call.
+cdef enum:
+    _TANH_CHUNK = 16384
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def tanh_f32(const float[::1] x, float[::1] out):
+    """out = tanh(x) in float32, within 6 ulp (src/activation_kernels.h); out may be x
+    itself (in place)."""
+    cdef Py_ssize_t n = x.shape[0], k, lo, nk = (n + _TANH_CHUNK - 1) // _TANH_CHUNK
+    cdef int nt = 1 if n < _SERIAL_ELEMENTS else fc_get_max_threads()
+    if out.shape[0] != n:
+        raise ValueError("tanh_f32: x and out must have the same length")
+    if n == 0:
+        return
+    cdef const float *px = &x[0]
+    cdef float *po = &out[0]
+    for k in prange(nk, nogil=True, schedule="static", num_threads=nt):
+        lo = k * _TANH_CHUNK
+        fc_tanh_f(px + lo, po + lo, min(n - lo, <Py_ssize_t>_TANH_CHUNK))

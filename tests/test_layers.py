@@ -356,3 +356,26 @@ def test_small_dense_products_run_on_one_blas_thread(rng):
     x = rng.standard_normal((128, 120))
     np.testing.assert_allclose(layer(x), x @ layer.kernel, rtol=1e-12)
     assert [lib.get_num_threads() for lib in libs] == before
+
+
+@pytest.mark.parametrize("make", [
+    lambda: L.Conv2D(3, 2, activation="tanh", input_shape=(5, 5, 2)),
+    lambda: L.Dense(4, activation="tanh", input_shape=(6,)),
+])
+def test_tanh_written_over_the_layer_output_leaves_its_input_alone(make):
+    """Conv2D and Dense apply tanh in place on their new output: the result is
+    act.tanh of the linear part, and the input array (the previous layer's output,
+    which its backward pass reads) is not changed."""
+    from fastconv import activations as act
+    layer = make()
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2,) + layer._input_shape_arg).astype(np.float32)
+    keep = x.copy()
+    y = layer(x)
+    np.testing.assert_array_equal(x, keep)
+    np.testing.assert_array_equal(y, act.tanh(layer._linear_forward(x, False)))
+    # An Activation layer's linear part is its input: never overwritten.
+    a = L.Activation("tanh")
+    out = a(keep)
+    np.testing.assert_array_equal(keep, x)
+    np.testing.assert_array_equal(out, act.tanh(x))

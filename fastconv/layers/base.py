@@ -100,6 +100,9 @@ class Layer:
     _min_ndim = 1
     #: attributes holding forward-pass data for backward, cleared by _clear_cache
     _cache_attrs = ("_x",)
+    #: whether _linear_forward returns a new array that nothing else refers to, which
+    #: the activation may then overwrite (activations._INPLACE)
+    _fresh_linear_output = False
 
     def __init__(self, *, name=None, trainable=True, dtype=None, input_shape=None,
                  **kwargs):
@@ -120,6 +123,7 @@ class Layer:
         self._grads = {}
         self._axes = {}
         self._act_name, self._act_forward, self._act_backward = "linear", None, None
+        self._act_inplace = None
         self._y = None
         self._clear_cache()
 
@@ -131,6 +135,8 @@ class Layer:
             self._act_forward = self._act_backward = None
         else:
             self._act_forward, self._act_backward = forward, backward
+        self._act_inplace = (_activations._INPLACE.get(name)
+                             if self._fresh_linear_output else None)
 
     @property
     def activation(self):
@@ -255,7 +261,7 @@ class Layer:
         z = self._linear_forward(x, training)
         if self._act_forward is None:
             return z
-        y = self._act_forward(z)
+        y = (self._act_inplace or self._act_forward)(z)
         self._y = y
         return y
 

@@ -20,6 +20,9 @@ class Conv2D(Layer):
     _ndim = 4
     _cache_attrs = ("_x",)
 
+    # _linear_forward's output is a new array (activations may overwrite it)
+    _fresh_linear_output = True
+
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
                  data_format=None, dilation_rate=(1, 1), groups=1, activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform",

@@ -16,6 +16,9 @@ class Dense(Layer):
     """``activation(x @ kernel + bias)`` on the last axis; kernel (in, units)."""
     _min_ndim = 2
 
+    # _linear_forward's output is a new array (activations may overwrite it)
+    _fresh_linear_output = True
+
     def __init__(self, units, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
         if isinstance(units, (bool, np.bool_)) or not isinstance(units, numbers.Integral) \
