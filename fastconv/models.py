@@ -341,13 +341,18 @@ class Sequential:
             y_pred = out
         stop = self._first_trainable()
         grad = np.ascontiguousarray(grad, dtype=self.dtype)
-        for i in range(last, stop - 1, -1):
+        i = last
+        while i >= stop:
             layer = layers[i]
-            need = i > stop
             if fused and i == last:
-                grad = layer._linear_backward(grad, need)
+                grad = layer._linear_backward(grad, i > stop)
+            elif i > stop and (into := layer._backward_into(grad, layers[i - 1])) is not None:
+                # this layer's and the previous activation's gradients in one pass
+                i -= 1
+                grad = layers[i]._linear_backward(into, i > stop)
             else:
-                grad = layer._backward(grad, need)
+                grad = layer._backward(grad, i > stop)
+            i -= 1
         variables, grads = [], []
         for layer in layers:
             if layer.trainable:

@@ -254,6 +254,21 @@ def _avg_backward(g, grad_y, include):
     return grad_x
 
 
+def _avg_backward_tanh(g, grad_y, a):
+    """The gradient through tanh (whose output a is this pooling's input) and then this
+    average pooling, in one pass: channels_last 2x2 windows with stride 2 inside the
+    input, float arrays of one dtype, C-contiguous.  The same values as tanh_backward
+    of _avg_backward's result; None where the fused kernel does not apply."""
+    if not (g.channels_last and (g.kh, g.kw, g.sy, g.sx) == (2, 2, 2, 2)
+            and g.pad_top == g.pad_left == 0 and (g.oh, g.ow) == (g.h // 2, g.w // 2)
+            and a.dtype == grad_y.dtype and a.shape == g.x_shape
+            and a.flags.c_contiguous and grad_y.flags.c_contiguous):
+        return None
+    grad_x = np.empty(g.x_shape, grad_y.dtype)
+    _ext.pool2d.avg_pool_backward_tanh_nhwc(grad_y, a, grad_x)
+    return grad_x
+
+
 def avg_pool2d_backward(grad_y, x, pool_size, stride=None, padding=0,
                         count_include_pad=None, data_format="channels_first"):
     """Gradient of :func:`avg_pool2d` with respect to x (x gives the shape and dtype;

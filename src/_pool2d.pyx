@@ -32,7 +32,8 @@ Semantics (shared by all paths, tested against fastconv/reference.py):
 - Max backward reads stored window positions; a position that falls on padding or
   outside the window is ignored (never an out-of-bounds write).
 """
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
+from libc.stdlib cimport free, malloc
 from libc.stdint cimport int32_t, uint8_t
 from libc.string cimport memset
 
@@ -907,3 +908,69 @@ def avg_pool_backward_nhwc(const floating[:, :, :, ::1] grad_y,
         for n in prange(N, nogil=True, schedule="static", num_threads=nt):
             _avg_back_image_nhwc(gyb + n * OH * OW * C, gb + n * H * W * C, H, W, C, OH,
                                  OW, kh, kw, sy, sx, pt, pl, include_pad)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def avg_pool_backward_tanh_nhwc(const floating[:, :, :, ::1] grad_y,
+                                const floating[:, :, :, ::1] a,
+                                floating[:, :, :, ::1] grad_x):
+    """grad_x = (grad_y / 4 spread over each 2x2 window) * (1 - a * a), a = tanh's output
+    (the shape of grad_x): the gradient through tanh and a 2x2/2 average pool without
+    padding in one pass, rounded as avg_pool_backward_nhwc then tanh_backward round it
+    (cells in no window get (1 - a * a) * 0).  Each output row's grad_y / 4 is first
+    spread into a row of the input's width, then both input rows are one contiguous
+    loop that GCC vectorises."""
+    cdef Py_ssize_t N = grad_x.shape[0], H = grad_x.shape[1], W = grad_x.shape[2]
+    cdef Py_ssize_t C = grad_x.shape[3], OH = grad_y.shape[1], OW = grad_y.shape[2]
+    cdef Py_ssize_t WC = W * C, r, n, oy, ox, c, t, iy
+    cdef int nt = _threads(N * H * W * C)
+    cdef int fail[1]
+    cdef floating *row
+    cdef const floating *gyr
+    cdef const floating *ar
+    cdef floating *gr
+    cdef floating g, v, one = 1, z = 0
+    if (a.shape[0] != N or a.shape[1] != H or a.shape[2] != W or a.shape[3] != C
+            or grad_y.shape[0] != N or grad_y.shape[3] != C
+            or OH != H // 2 or OW != W // 2):
+        raise ValueError("avg_pool_backward_tanh_nhwc: shapes do not match a 2x2/2 pool")
+    if N == 0 or H * WC == 0:
+        return
+    fail[0] = 0
+    with nogil, parallel(num_threads=nt):
+        row = <floating *>malloc(WC * sizeof(floating) + 1)
+        if row == NULL:
+            fail[0] = 1
+        for r in prange(N * (H - H // 2), schedule="static"):
+            # r covers input rows 2 * oy, 2 * oy + 1 of image n (oy < OH), then the odd
+            # tail row H - 1 (no window) of each image
+            if fail[0] == 0:
+                n = r // (H - H // 2)
+                oy = r % (H - H // 2)
+                if oy < OH:
+                    gyr = &grad_y[n, oy, 0, 0]
+                    for ox in range(OW):
+                        for c in range(C):
+                            g = gyr[ox * C + c] / <floating>4
+                            row[2 * ox * C + c] = g
+                            row[(2 * ox + 1) * C + c] = g
+                    for t in range(2 * OW * C, WC):
+                        row[t] = z
+                    for iy in range(2 * oy, 2 * oy + 2):
+                        ar = &a[n, iy, 0, 0]
+                        gr = &grad_x[n, iy, 0, 0]
+                        for t in range(WC):
+                            v = ar[t] * ar[t]
+                            v = one - v
+                            gr[t] = v * row[t]
+                else:
+                    ar = &a[n, H - 1, 0, 0]
+                    gr = &grad_x[n, H - 1, 0, 0]
+                    for t in range(WC):
+                        v = ar[t] * ar[t]
+                        v = one - v
+                        gr[t] = v * z
+        free(row)
+    if fail[0]:
+        raise MemoryError("avg_pool_backward_tanh_nhwc: could not allocate a row buffer")

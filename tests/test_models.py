@@ -359,3 +359,39 @@ def test_progress_bar_on_a_terminal():
     final = out.rsplit("\r", 1)[1]
     assert final.startswith("2/2 - ") and "16 samples/s" not in final[:3]
     assert "samples/s - loss: 1.5000" in final and final.endswith("\n")
+
+
+@pytest.mark.parametrize("hw", [(10, 12), (11, 9)])  # pooled maps even; odd (a tail)
+def test_training_step_through_tanh_and_average_pooling(hw, monkeypatch):
+    """LeNet-5's pattern, Conv2D(tanh) -> AveragePooling2D(2), whose two gradients the
+    training step takes in one fused pass: the step still moves every weight by minus
+    the finite-difference gradient of the loss, and the fused pass really ran."""
+    fastconv.set_seed(3)
+    kw = {"dtype": "float64"}
+    model = Sequential([L.Conv2D(3, 3, activation="tanh", input_shape=hw + (2,), **kw),
+                        L.AveragePooling2D(2, **kw), L.Conv2D(4, 2, activation="tanh", **kw),
+                        L.AveragePooling2D(2, **kw), L.Flatten(**kw),
+                        L.Dense(3, activation="softmax", **kw)])
+    model.compile(fastconv.optimizers.SGD(learning_rate=1.0), "categorical_crossentropy")
+    fused = []
+    original = L.AveragePooling2D._backward_into
+
+    def spy(self, grad, prev):
+        out = original(self, grad, prev)
+        fused.append(out is not None)
+        return out
+    monkeypatch.setattr(L.AveragePooling2D, "_backward_into", spy)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3,) + hw + (2,))
+    y = np.eye(3)[rng.integers(0, 3, 3)]
+    before = model.get_weights()
+
+    def f():
+        return model.loss(y, model(x))
+    expected = [numeric_gradient(f, w) for w in model.weights]
+    model.train_on_batch(x, y)
+    for w0, w1, g in zip(before, model.get_weights(), expected):
+        np.testing.assert_allclose(w0 - w1, g, rtol=1e-5, atol=1e-8)
+    # the first pooling (maps 8x10 / 9x7 -> every window inside) is always fused; the
+    # second's maps (3x4 / 3x2) too
+    assert fused and all(fused)

@@ -515,3 +515,27 @@ def test_memoised_geometry_still_checks_every_argument():
     for _ in range(2):
         with pytest.raises(ValueError, match="pool_size"):
             fastconv.max_pool2d(x, 9, stride=2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 6, 8, 3), (3, 7, 5, 6), (64, 28, 28, 6)])
+def test_fused_average_pool_and_tanh_gradient_is_the_two_passes(dtype, shape):
+    """pooling._avg_backward_tanh (2x2/2, channels_last; odd sizes leave a row and a
+    column in no window; the largest shape runs on all threads) gives exactly
+    tanh_backward(avg_pool2d_backward(...)), NaN in the uncovered cells included."""
+    from fastconv import activations as act
+    from fastconv import pooling
+    rng = np.random.default_rng(9)
+    a = np.tanh(rng.standard_normal(shape)).astype(dtype)
+    a[0, -1, -1, 0] = np.nan
+    gy = rng.standard_normal((shape[0], shape[1] // 2, shape[2] // 2, shape[3])).astype(dtype)
+    g = pooling._geometry(a.shape, 2, None, "valid", "channels_last")
+    got = pooling._avg_backward_tanh(g, gy, a)
+    want = act.tanh_backward(fastconv.avg_pool2d_backward(gy, a, 2,
+                                                          data_format="channels_last"), a)
+    np.testing.assert_array_equal(got, want)
+    # where it does not apply: None (the caller takes the two passes)
+    assert pooling._avg_backward_tanh(
+        pooling._geometry(a.shape, 3, 2, "valid", "channels_last"),
+        np.zeros((shape[0], (shape[1] - 1) // 2, (shape[2] - 1) // 2, shape[3]), dtype),
+        a) is None

@@ -292,6 +292,12 @@ class Layer:
             grad = self._act_backward(grad, self._y)
         return self._linear_backward(grad, need_input_grad)
 
+    def _backward_into(self, grad, prev):
+        """The gradient with respect to the linear output of prev (the layer before this
+        one) -- this layer's input gradient taken through prev's activation -- when a
+        fused kernel does both in one pass; None otherwise (the default)."""
+        return None
+
     def _linear_forward(self, x, training):
         """Subclasses: the part before the activation; keep what backward needs."""
         self._x = x

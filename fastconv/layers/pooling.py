@@ -80,6 +80,17 @@ class AveragePooling2D(_Pooling2D):
             return None
         return _pool.avg_pool2d_backward(grad, self._x, self.pool_size, **self._op_args())
 
+    def _backward_into(self, grad, prev):
+        """The gradient with respect to prev's linear output when prev (the layer
+        before) ends in tanh: this pooling's and tanh's gradients in one pass
+        (pooling._avg_backward_tanh; LeNet-5's C1 -> S2 saves a pass over the largest
+        activations).  None where that kernel does not apply."""
+        if prev._act_name != "tanh" or prev._y is not self._x or self._x is None:
+            return None
+        g = _pool._geometry(self._x.shape, self.pool_size, self.strides, self.padding,
+                            self.data_format)
+        return _pool._avg_backward_tanh(g, grad, self._x)
+
 
 class GlobalAveragePooling2D(Layer):
     """Mean over height and width: (N, C), or (N, 1, 1, C) with keepdims=True."""
