@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _blas, _ext
+from . import activations as _activations
 from ._validation import (_FLOATS, as_array, check_data_format, check_int, check_ndim,
                           common_float_dtype)
 from .shapes import (conv_output_shape, memoised, normalize_pair, normalize_padding,
@@ -451,43 +452,51 @@ def _winograd_images(g, nr, itemsize):
     return max(1, min(best, g.n))
 
 
-def _forward_oihw(g, x, w, bias, dtype, relu=False):
-    """y of geometry g for a weight w in (C_out, C_in/groups, kh, kw) order."""
+def _forward_oihw(g, x, w, bias, dtype, relu=False, tanh=False):
+    """y of geometry g for a weight w in (C_out, C_in/groups, kh, kw) order, then ReLU
+    (relu) or tanh (tanh, float32: fused into the wide kernels' output pass, a separate
+    in-place pass after the other kernels)."""
     y = np.empty(g.y_shape, dtype)
     if y.size == 0:
         return y
     if x.size == 0:  # every window lies in the padding
         y[...] = 0 if bias is None else (bias if g.channels_last else bias[:, None, None])
-        return np.maximum(y, 0) if relu else y
+        return _tanh_if(np.maximum(y, 0) if relu else y, tanh)
     mr, nr = _mr(dtype)
     if _winograd_ok(g, dtype):
         n_per = _winograd_images(g, nr, np.dtype(dtype).itemsize)
         _ext.conv2d.winograd(x.reshape(-1), _winograd_weights(w, mr), bias, y.reshape(-1),
                              _geom(g), n_per, relu)
-        return y
+        return _tanh_if(y, tanh)
     if _narrow_ok(g, dtype):
         _ext.conv2d.px_forward_narrow(x.reshape(-1), _narrow_weights(g, w), bias,
                                       y.reshape(-1), _geom(g), relu)
-        return y
+        return _tanh_if(y, tanh)
     if _wide_ok(g, dtype, _pixel_cols(g, dtype)):
+        fused = tanh and dtype == np.float32
         _ext.conv2d.wide_forward(x.reshape(-1), np.ascontiguousarray(w).reshape(g.c_out, -1),
-                                 bias, y.reshape(-1), _geom(g), relu)
-        return y
+                                 bias, y.reshape(-1), _geom(g), relu, fused)
+        return y if fused else _tanh_if(y, tanh)
     if _pixel_rows_ok(g, dtype):
         half = _pixel_half(g, dtype)
         _ext.conv2d.px_forward(x.reshape(-1),
                                _pixel_weights(g, w, _pixel_tile(dtype, half)[1]),
                                bias, y.reshape(-1), _geom(g), relu, half)
-        return y
+        return _tanh_if(y, tanh)
     ap = _pack_rows(w.reshape(g.groups, g.c_out // g.groups, g.k_group), mr)
     if _shifted(g, nr):
         _ext.conv2d.forward_shift(x.reshape(-1), ap, bias, y.reshape(-1), _geom(g), relu)
     else:
         _ext.conv2d.forward(x.reshape(-1), ap, bias, y.reshape(-1), _geom(g), relu)
-    return y
+    return _tanh_if(y, tanh)
 
 
-def _conv_forward(g, x, weight, bias, dtype, relu=False):
+def _tanh_if(y, tanh):
+    """y, with tanh applied in place when asked (y is a new array of the kernels)."""
+    return _activations._tanh_inplace(y) if tanh else y
+
+
+def _conv_forward(g, x, weight, bias, dtype, relu=False, tanh=False):
     if _dense_blas(g):
         with _blas._SerialBlas():
             y = x.reshape(g.n, g.k_group) @ _dense_weight(g, weight)
@@ -495,12 +504,12 @@ def _conv_forward(g, x, weight, bias, dtype, relu=False):
             y += bias
         if relu:
             np.maximum(y, 0, out=y)  # NaN stays NaN, as in the kernels
-        return y.reshape(g.y_shape)
+        return _tanh_if(y, tanh).reshape(g.y_shape)
     d = _dense(g, dtype)
     if d is not None:
         return _conv_forward(d, x.reshape(d.x_shape), weight.reshape(d.weight_shape), bias,
-                             dtype, relu).reshape(g.y_shape)
-    return _forward_oihw(g, x, _weight_oihw(g, weight), bias, dtype, relu)
+                             dtype, relu, tanh).reshape(g.y_shape)
+    return _forward_oihw(g, x, _weight_oihw(g, weight), bias, dtype, relu, tanh)
 
 
 def _grad_input(g, grad_y, weight, dtype):
@@ -671,9 +680,12 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     return _conv2d(x, weight, bias, stride, padding, dilation, groups, data_format)
 
 
-def _conv2d(x, weight, bias, stride, padding, dilation, groups, data_format, relu=False):
-    """conv2d, optionally with ReLU fused into the output pass (the Conv2D layer's
-    activation="relu" forward: one pass over y instead of two)."""
+def _conv2d(x, weight, bias, stride, padding, dilation, groups, data_format, relu=False,
+            tanh=False):
+    """conv2d, optionally followed by ReLU (relu) or tanh (tanh) in the output pass
+    where the kernel has one (the Conv2D layer's activation="relu"/"tanh" forward: one
+    pass over y instead of two).  Exactly activations.relu / activations.tanh of
+    conv2d's result."""
     check_data_format(data_format)
     dtype, a = _inputs({"x": x, "weight": weight, "bias": bias},
                        {"x": (4, _X_DESC[data_format]), "weight": (4, None),
@@ -683,7 +695,7 @@ def _conv2d(x, weight, bias, stride, padding, dilation, groups, data_format, rel
     if a["bias"] is not None and a["bias"].shape != (g.c_out,):
         raise ValueError(f"bias must have shape ({g.c_out},) to match C_out, got "
                          f"{a['bias'].shape}")
-    return _conv_forward(g, a["x"], a["weight"], a["bias"], dtype, relu)
+    return _conv_forward(g, a["x"], a["weight"], a["bias"], dtype, relu, tanh)
 
 
 def _backward_inputs(grad_y, x, weight, stride, padding, dilation, groups, data_format,

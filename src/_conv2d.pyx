@@ -88,6 +88,7 @@ cdef extern from "conv_kernels_all.h" nogil:
         fc_kwg_f kwg_f[FC_WKJ]
         fc_kwg_d kwg_d[FC_WKJ]
     enum: FC_NO
+    enum: FC_ACT_NONE, FC_ACT_RELU, FC_ACT_TANH
     ctypedef struct fc_conv:
         Py_ssize_t n, c, h, w, cout, oh, ow, groups, cg, cog, kg
         Py_ssize_t kh, kw, sy, sx, dy, dx, pt, pl
@@ -177,13 +178,13 @@ cdef extern from "conv_kernels_all.h" nogil:
                                Py_ssize_t vl, const float *x, const float *wpk,
                                const Py_ssize_t *off, const int *rix, const float *rb,
                                float *y,
-                               Py_ssize_t n, int relu, float *xs, float *yp, Py_ssize_t Hs,
+                               Py_ssize_t n, int act, float *xs, float *yp, Py_ssize_t Hs,
                                Py_ssize_t Ws)
     void fc_wd_forward_image_d(const fc_conv *g, const fc_kwf_d *kwf, const int *wr,
                                Py_ssize_t vl, const double *x, const double *wpk,
                                const Py_ssize_t *off, const int *rix, const double *rb,
                                double *y,
-                               Py_ssize_t n, int relu, double *xs, double *yp,
+                               Py_ssize_t n, int act, double *xs, double *yp,
                                Py_ssize_t Hs, Py_ssize_t Ws)
     void fc_wd_grad_weight_item_f(const fc_conv *g, const fc_kwg_f *kwg, Py_ssize_t gco,
                                   Py_ssize_t vl, const float *x, const float *gy,
@@ -851,10 +852,10 @@ def winograd(const floating[::1] x, const floating[::1] au, const floating[::1] 
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def wide_forward(const floating[::1] x, const floating[:, ::1] w, const floating[::1] bias,
-                 floating[::1] y, tuple geom, bint relu=False):
-    """channels_last, one group, stride 1: y = conv(x) (+ bias) (then ReLU) by the wide
-    kernels (vectorised along output rows); w = the weights (C_out, kg), k = (c, ki, kj).
-    Parallel over images."""
+                 floating[::1] y, tuple geom, bint relu=False, bint tanh=False):
+    """channels_last, one group, stride 1: y = conv(x) (+ bias) (then ReLU, or tanh in
+    float32) by the wide kernels (vectorised along output rows); w = the weights
+    (C_out, kg), k = (c, ki, kj).  Parallel over images."""
     cdef fc_conv g
     cdef bint dbl = floating is double
     cdef Py_ssize_t vl = _isa.vl_d if dbl else _isa.vl_f
@@ -863,6 +864,9 @@ def wide_forward(const floating[::1] x, const floating[:, ::1] w, const floating
     cdef Py_ssize_t Ws = (g.ow + vl - 1) // vl * vl + (g.kw - 1) * g.dx
     cdef Py_ssize_t K = g.kg, co0 = 0, CO, k, o, c, ki, kj, n
     cdef int b
+    cdef int act = FC_ACT_TANH if tanh else (FC_ACT_RELU if relu else FC_ACT_NONE)
+    if tanh and (relu or floating is double):
+        raise ValueError("wide_forward: tanh is for float32 alone, without relu")
     if w.shape[0] != g.cout or w.shape[1] != K:
         raise ValueError(f"wide_forward: w must be ({g.cout}, {K}), got ({w.shape[0]}, {w.shape[1]})")
     cdef Py_ssize_t row = g.ow * g.cout, e
@@ -913,10 +917,10 @@ def wide_forward(const floating[::1] x, const floating[:, ::1] w, const floating
             if fail[0] == 0:
                 if floating is float:
                     fc_wd_forward_image_f(&g, _isa.kwf_f, _isa.wr, vl, px, wpk, off,
-                                          rix, rb, py, n, relu, xs, yp, Hs, Ws)
+                                          rix, rb, py, n, act, xs, yp, Hs, Ws)
                 else:
                     fc_wd_forward_image_d(&g, _isa.kwf_d, _isa.wr, vl, px, wpk, off,
-                                          rix, rb, py, n, relu, xs, yp, Hs, Ws)
+                                          rix, rb, py, n, act, xs, yp, Hs, Ws)
         fc_free(xs)
         fc_free(yp)
     fc_free(wpk)

@@ -777,7 +777,8 @@ FC_CLONES static void FC_FN(fc_wd_planar)(const FC_T *src, ptrdiff_t H, ptrdiff_
     }
 }
 
-/* Forward of image n.  wpk: the weights as blocks of CO output channels (CO chosen by
+/* Forward of image n, then act (FC_ACT_*: none, ReLU, tanh).  wpk: the weights as blocks
+ * of CO output channels (CO chosen by
  * fc_wide_block), block at co0 = (kg, CO) from wpk + co0 * kg, k = (c, ki, kj).
  * off[k] = c * Hs * Ws + ki * dy * Ws + kj * dx.  The kernels write a planar output yp
  * (cout planes of Hr x ceil(ow / vl) * vl, Hr = Hs - (kh - 1) * dy rows), which then
@@ -790,7 +791,7 @@ FC_CLONES static void FC_FN(fc_wd_forward_image)(const fc_conv *g,
                                                  ptrdiff_t vl, const FC_T *x,
                                                  const FC_T *wpk, const ptrdiff_t *off,
                                                  const int *rix, const FC_T *rb, FC_T *y,
-                                                 ptrdiff_t n, int relu, FC_T *xs, FC_T *yp,
+                                                 ptrdiff_t n, int act, FC_T *xs, FC_T *yp,
                                                  ptrdiff_t Hs, ptrdiff_t Ws)
 {
     const ptrdiff_t oh = g->oh, ow = g->ow, cout = g->cout, kg = g->kg;
@@ -814,11 +815,16 @@ FC_CLONES static void FC_FN(fc_wd_forward_image)(const fc_conv *g,
     for (oy = 0; oy < oh; oy++) {
         const FC_T *src = yp + oy * wy;
         FC_T *dst = y + oy * row;
-        if (relu)
+        if (act == FC_ACT_RELU)
             for (e = 0; e < row; e++) {
                 const FC_T val = src[rix[e]] + rb[e];
                 dst[e] = val < 0 ? (FC_T)0 : val;
             }
+        else if (act == FC_ACT_TANH)
+            /* (the loads are a gather, which GCC does not vectorise on its own) */
+            FC_OMP_SIMD
+            for (e = 0; e < row; e++)
+                dst[e] = FC_TANH1(src[rix[e]] + rb[e]);
         else
             for (e = 0; e < row; e++)
                 dst[e] = src[rix[e]] + rb[e];

@@ -6,7 +6,9 @@
 #define FASTCONV_CONV_KERNELS_ALL_H
 
 #include <stdint.h>
+#include <math.h>
 #include "conv_kernels.h"
+#include "activation_kernels.h"
 
 /* One convolution, as the drivers see it.  pt and pl may be negative (cropping): the
  * input gradient of a stride-1 convolution runs the forward driver that way. */
@@ -172,16 +174,32 @@ typedef fc_kwf_d fc_kwf_t_d;
 typedef fc_kwg_f fc_kwg_t_f;
 typedef fc_kwg_d fc_kwg_t_d;
 
+/* The activation a forward pass may apply to its output (the wide kernels take all
+ * three; the others a flag for ReLU).  tanh: fc_tanh1_f in float32 (the compiled tanh of
+ * fastconv.activations); the double instance exists but Python never asks for it. */
+#define FC_ACT_NONE 0
+#define FC_ACT_RELU 1
+#define FC_ACT_TANH 2
+#if defined(_OPENMP)
+#define FC_OMP_SIMD _Pragma("omp simd")
+#else
+#define FC_OMP_SIMD
+#endif
+
 #define FC_T float
 #define FC_FN(name) name##_f
+#define FC_TANH1(v) fc_tanh1_f(v)
 #include "conv_driver.h"
 #undef FC_T
 #undef FC_FN
+#undef FC_TANH1
 
 #define FC_T double
 #define FC_FN(name) name##_d
+#define FC_TANH1(v) tanh(v)
 #include "conv_driver.h"
 #undef FC_T
 #undef FC_FN
+#undef FC_TANH1
 
 #endif

@@ -266,6 +266,35 @@ def test_wide_kernels_fused_relu_and_no_bias(isa, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_conv_forward_with_tanh_is_tanh_of_the_convolution(isa, dtype):
+    """tanh=True (the Conv2D layer's tanh) on every forward path -- fused into the wide
+    kernels' output pass in float32, a pass after the others -- gives act.tanh of the
+    plain convolution: bit for bit in float64 (np.tanh); in float32 the fused tanh is
+    the same approximation, allowed one ulp for the compiler's different contraction of
+    its polynomial, and NaN stays NaN."""
+    from fastconv import activations as act
+    rng = np.random.default_rng(21)
+    cases = [((3, 11, 21, 2), (3, 3, 2, 6), 1, "same"),    # wide (C1-like)
+             ((2, 9, 10, 6), (3, 3, 6, 16), 1, "valid"),   # wide / pixel rows
+             ((2, 9, 10, 5), (3, 3, 5, 40), 2, "same"),    # pixel rows, strided
+             ((4, 5, 5, 16), (5, 5, 16, 12), 1, "valid")]  # dense (BLAS)
+    for xs, ws, stride, padding in cases:
+        x = rng.standard_normal(xs).astype(dtype)
+        w = (rng.standard_normal(ws) * 0.5).astype(dtype)
+        b = rng.standard_normal(ws[-1]).astype(dtype)
+        x[0, 0, 0, 0] = np.nan
+        plain = fastconv.conv2d(x, w, b, stride, padding, data_format="channels_last")
+        want = act.tanh(plain)
+        got = conv._conv2d(x, w, b, stride, padding, 1, 1, "channels_last", tanh=True)
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        if dtype == np.float64:
+            np.testing.assert_array_equal(got, want)
+        else:
+            np.testing.assert_array_max_ulp(np.nan_to_num(got), np.nan_to_num(want), 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_wide_weight_gradient_ignores_columns_past_the_row(isa, dtype):
     """The weight gradient's last vector of a row reaches past the output row; an inf
     there (read only by those lanes for small kj) must not turn gradients into NaN."""

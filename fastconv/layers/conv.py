@@ -103,12 +103,14 @@ class Conv2D(Layer):
         return conv2d(x, self._op_kernel(self.kernel), bias, **self._op_args())
 
     def forward(self, x, training=False):
-        if self._act_name != "relu":
+        if self._act_name not in ("relu", "tanh"):
             return super().forward(x, training)
-        # ReLU fused into the convolution's output pass (same values as relu(conv)).
+        # The activation fused into the convolution's output pass where the kernel has
+        # it (the same values as the activation of conv2d's result).
         self._x = x
         bias = self.bias if self.use_bias else None
-        self._y = _conv2d(x, self._op_kernel(self.kernel), bias, relu=True,
+        self._y = _conv2d(x, self._op_kernel(self.kernel), bias,
+                          relu=self._act_name == "relu", tanh=self._act_name == "tanh",
                           **self._op_args())
         return self._y
 
