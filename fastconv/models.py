@@ -346,7 +346,8 @@ class Sequential:
             layer = layers[i]
             if fused and i == last:
                 grad = layer._linear_backward(grad, i > stop)
-            elif i > stop and (into := layer._backward_into(grad, layers[i - 1])) is not None:
+            elif i > stop and (
+                    into := layer._backward_into(grad, layers[i - 1])) is not None:
                 # this layer's and the previous activation's gradients in one pass
                 i -= 1
                 grad = layers[i]._linear_backward(into, i > stop)

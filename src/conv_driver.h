@@ -777,9 +777,9 @@ FC_CLONES static void FC_FN(fc_wd_planar)(const FC_T *src, ptrdiff_t H, ptrdiff_
     }
 }
 
-/* Forward of image n, then act (FC_ACT_*: none, ReLU, tanh).  wpk: the weights as blocks
- * of CO output channels (CO chosen by
- * fc_wide_block), block at co0 = (kg, CO) from wpk + co0 * kg, k = (c, ki, kj).
+/* Forward of image n, then act (FC_ACT_*: none, ReLU, tanh).  wpk: the weights as
+ * blocks of CO output channels (CO chosen by fc_wide_block), block at co0 = (kg, CO)
+ * from wpk + co0 * kg, k = (c, ki, kj).
  * off[k] = c * Hs * Ws + ki * dy * Ws + kj * dx.  The kernels write a planar output yp
  * (cout planes of Hr x ceil(ow / vl) * vl, Hr = Hs - (kh - 1) * dy rows), which then
  * goes to y one output row (ow * cout contiguous elements) at a time: element e of a
