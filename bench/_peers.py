@@ -120,6 +120,12 @@ def _ort_session(ort, graph, threads, spinning=False):
                                 providers=["CPUExecutionProvider"])
 
 
+def _ort_runs(ort, graph, threads, feed):
+    """(run without spinning threads, run with them): one session of graph each."""
+    sessions = [_ort_session(ort, graph, threads, spinning) for spinning in (False, True)]
+    return tuple(lambda sess=sess: sess.run(None, feed) for sess in sessions)
+
+
 def _io(name, shape):
     from onnx import TensorProto, helper
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
@@ -135,9 +141,7 @@ def ort_conv(ort, name, batch, threads):
     graph = helper.make_graph([node], name, [_io("X", x.shape)], [_io("Y", gy.shape)],
                               initializer=[numpy_helper.from_array(w, "W"),
                                            numpy_helper.from_array(b, "B")])
-    sessions = [_ort_session(ort, graph, threads, spinning) for spinning in (False, True)]
-    feed = {"X": x}
-    return tuple(lambda sess=sess: sess.run(None, feed) for sess in sessions)
+    return _ort_runs(ort, graph, threads, {"X": x})
 
 
 def ort_pool(ort, name, batch, threads):
@@ -147,9 +151,7 @@ def ort_pool(ort, name, batch, threads):
     node = helper.make_node(op, ["X"], ["Y"], kernel_shape=[pool, pool],
                             strides=[pool, pool])
     graph = helper.make_graph([node], name, [_io("X", x.shape)], [_io("Y", gy.shape)])
-    sessions = [_ort_session(ort, graph, threads, spinning) for spinning in (False, True)]
-    feed = {"X": x}
-    return tuple(lambda sess=sess: sess.run(None, feed) for sess in sessions)
+    return _ort_runs(ort, graph, threads, {"X": x})
 
 
 def ort_net(ort, net, fc_model, batch, threads, spinning=False):

@@ -456,39 +456,45 @@ def _forward_oihw(g, x, w, bias, dtype, relu=False, tanh=False):
     """y of geometry g for a weight w in (C_out, C_in/groups, kh, kw) order, then ReLU
     (relu) or tanh (tanh, float32: fused into the wide kernels' output pass, a separate
     in-place pass after the other kernels)."""
+    y, fused = _forward_kernels(g, x, w, bias, dtype, relu, tanh and dtype == np.float32)
+    return y if fused else _tanh_if(y, tanh)
+
+
+def _forward_kernels(g, x, w, bias, dtype, relu, tanh):
+    """(y, whether tanh is applied): the kernel path that suits g, ReLU fused; tanh
+    only by the wide kernels."""
     y = np.empty(g.y_shape, dtype)
     if y.size == 0:
-        return y
+        return y, False
     if x.size == 0:  # every window lies in the padding
         y[...] = 0 if bias is None else (bias if g.channels_last else bias[:, None, None])
-        return _tanh_if(np.maximum(y, 0) if relu else y, tanh)
+        return (np.maximum(y, 0) if relu else y), False
     mr, nr = _mr(dtype)
     if _winograd_ok(g, dtype):
         n_per = _winograd_images(g, nr, np.dtype(dtype).itemsize)
         _ext.conv2d.winograd(x.reshape(-1), _winograd_weights(w, mr), bias, y.reshape(-1),
                              _geom(g), n_per, relu)
-        return _tanh_if(y, tanh)
+        return y, False
     if _narrow_ok(g, dtype):
         _ext.conv2d.px_forward_narrow(x.reshape(-1), _narrow_weights(g, w), bias,
                                       y.reshape(-1), _geom(g), relu)
-        return _tanh_if(y, tanh)
+        return y, False
     if _wide_ok(g, dtype, _pixel_cols(g, dtype)):
-        fused = tanh and dtype == np.float32
         _ext.conv2d.wide_forward(x.reshape(-1), np.ascontiguousarray(w).reshape(g.c_out, -1),
-                                 bias, y.reshape(-1), _geom(g), relu, fused)
-        return y if fused else _tanh_if(y, tanh)
+                                 bias, y.reshape(-1), _geom(g), relu, tanh)
+        return y, tanh
     if _pixel_rows_ok(g, dtype):
         half = _pixel_half(g, dtype)
         _ext.conv2d.px_forward(x.reshape(-1),
                                _pixel_weights(g, w, _pixel_tile(dtype, half)[1]),
                                bias, y.reshape(-1), _geom(g), relu, half)
-        return _tanh_if(y, tanh)
+        return y, False
     ap = _pack_rows(w.reshape(g.groups, g.c_out // g.groups, g.k_group), mr)
     if _shifted(g, nr):
         _ext.conv2d.forward_shift(x.reshape(-1), ap, bias, y.reshape(-1), _geom(g), relu)
     else:
         _ext.conv2d.forward(x.reshape(-1), ap, bias, y.reshape(-1), _geom(g), relu)
-    return _tanh_if(y, tanh)
+    return y, False
 
 
 def _tanh_if(y, tanh):
