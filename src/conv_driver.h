@@ -815,17 +815,20 @@ FC_CLONES static void FC_FN(fc_wd_forward_image)(const fc_conv *g,
     for (oy = 0; oy < oh; oy++) {
         const FC_T *src = yp + oy * wy;
         FC_T *dst = y + oy * row;
+        /* (the loads are a gather, which GCC does not vectorise on its own: measured,
+         * LeNet-5's C1 at batch 128, forward with ReLU 1.29 -> 1.00 ms with the pragma) */
         if (act == FC_ACT_RELU)
+            FC_OMP_SIMD
             for (e = 0; e < row; e++) {
                 const FC_T val = src[rix[e]] + rb[e];
                 dst[e] = val < 0 ? (FC_T)0 : val;
             }
         else if (act == FC_ACT_TANH)
-            /* (the loads are a gather, which GCC does not vectorise on its own) */
             FC_OMP_SIMD
             for (e = 0; e < row; e++)
                 dst[e] = FC_TANH1(src[rix[e]] + rb[e]);
         else
+            FC_OMP_SIMD
             for (e = 0; e < row; e++)
                 dst[e] = src[rix[e]] + rb[e];
     }
