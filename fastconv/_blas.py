@@ -1,4 +1,5 @@
 """NumPy's BLAS on one thread for small products (the Dense layer, dense convolutions)."""
+import threading
 
 # Matrix products below this many multiply-adds (all of LeNet-5's and the CIFAR-10
 # network's) run on one BLAS thread.  The convolution and pooling kernels run on OpenMP
@@ -29,21 +30,58 @@ def _blas():
     return _blas_controllers
 
 
+# The open _SerialBlas regions: the BLAS is on one thread while any is open, and the
+# outermost one saved the counts it restores.  A model opens one region for a whole pass
+# (models.Sequential), so its layers' own regions cost a counter instead of four calls
+# into the BLAS (measured: 7-11 us a product, 3 products in a LeNet-5 inference).  The
+# thread count is the process's, as the regions are: a lock keeps the count right when
+# several Python threads run passes.
+_lock = threading.Lock()
+_depth = 0
+_saved = []
+
+
 class _SerialBlas:
-    """Context manager: BLAS on one thread inside, the previous count restored after."""
+    """Context manager: BLAS on one thread inside, the previous counts restored when the
+    outermost region closes."""
 
     def __enter__(self):
-        self._saved = []
-        for lib in _blas():
-            n = lib.get_num_threads()
-            if n != 1:
-                lib.set_num_threads(1)
-                self._saved.append((lib, n))
+        global _depth, _saved
+        with _lock:
+            if _depth == 0:
+                _saved = []
+                for lib in _blas():
+                    n = lib.get_num_threads()
+                    if n != 1:
+                        lib.set_num_threads(1)
+                        _saved.append((lib, n))
+            _depth += 1
         return self
 
     def __exit__(self, *exc):
-        for lib, n in self._saved:
-            lib.set_num_threads(n)
+        global _depth
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                for lib, n in _saved:
+                    lib.set_num_threads(n)
+        return False
+
+
+class _AllBlasThreads:
+    """Context manager: the BLAS's own thread counts for one large product inside a
+    _SerialBlas region (one thread again after)."""
+
+    def __enter__(self):
+        with _lock:
+            for lib, n in _saved if _depth else ():
+                lib.set_num_threads(n)
+        return self
+
+    def __exit__(self, *exc):
+        with _lock:
+            for lib, _ in _saved if _depth else ():
+                lib.set_num_threads(1)
         return False
 
 
@@ -60,4 +98,6 @@ _NO_OP = _NoOp()
 
 def _blas_threads(m, k, n):
     """The context for an (m, k) @ (k, n) product (see _SERIAL_BLAS_MACS)."""
-    return _SerialBlas() if m * k * n < _SERIAL_BLAS_MACS else _NO_OP
+    if m * k * n < _SERIAL_BLAS_MACS:
+        return _SerialBlas()
+    return _AllBlasThreads() if _depth else _NO_OP

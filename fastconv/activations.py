@@ -144,10 +144,23 @@ def softmax(x, axis=-1):
     magnitude (1e4, 1e30) neither overflow nor lose the largest entries."""
     x = _float(x)
     axis = _check_axis(axis, x.ndim)
-    out = np.subtract(x, np.max(x, axis=axis, keepdims=True))
+    return _softmax_into(x, np.empty(x.shape, x.dtype), axis)
+
+
+def _softmax_into(x, out, axis=-1):
+    """softmax(x) written to out (which may be x)."""
+    np.subtract(x, np.maximum.reduce(x, axis=axis, keepdims=True), out=out)
     np.exp(out, out=out)
-    out /= np.sum(out, axis=axis, keepdims=True)
+    out /= np.add.reduce(out, axis=axis, keepdims=True)
     return out
+
+
+def _softmax_inplace(z):
+    """softmax(z) on the last axis written over z, a float array nothing else refers to
+    (a layer's fresh output): the same values as softmax(z)."""
+    if z.ndim == 0 or not z.flags.writeable:
+        return softmax(z)
+    return _softmax_into(z, z)
 
 
 def softmax_backward(grad_y, y, axis=-1):
@@ -183,7 +196,7 @@ _ACTIVATIONS = {
 
 
 # In-place forms of the activations that have one (see _tanh_inplace).
-_INPLACE = {"tanh": _tanh_inplace}
+_INPLACE = {"tanh": _tanh_inplace, "softmax": _softmax_inplace}
 
 
 def get(name):

@@ -28,6 +28,7 @@ from . import callbacks as _callbacks
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
+from ._blas import _SerialBlas
 from ._serialization import deserialize, serialize
 from ._validation import as_array
 from .layers import LAYER_CLASSES, InputLayer, Layer
@@ -295,8 +296,9 @@ class Sequential:
 
     # ------------------------------------------------------------------ passes
     def _forward(self, x, training):
-        for layer in self._layers:
-            x = layer.forward(x, training)
+        with _SerialBlas():  # one region for the pass (see fastconv/_blas.py)
+            for layer in self._layers:
+                x = layer.forward(x, training)
         return x
 
     def __call__(self, x, training=False):
@@ -325,6 +327,10 @@ class Sequential:
 
     def _train_batch(self, x, y):
         """One step on prepared arrays; returns (loss, y_pred)."""
+        with _SerialBlas():  # one region for the step (see fastconv/_blas.py)
+            return self._train_step(x, y)
+
+    def _train_step(self, x, y):
         layers = self._layers
         last = len(layers) - 1
         fused = self._fused()

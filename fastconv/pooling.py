@@ -142,6 +142,16 @@ def _check_grad_shape(grad_y, g):
                          f"got {grad_y.shape}")
 
 
+def _ready(x):
+    """Whether x is what the kernels take as it is: a C-contiguous 4-D ndarray of
+    float32 or float64 (the layers' arrays; anything else goes through the checks)."""
+    return (type(x) is np.ndarray and x.ndim == 4 and x.flags.c_contiguous and
+            x.dtype in _FLOATS)
+
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _include_pad(count_include_pad, g):
     if count_include_pad is None:
         return not g.same
@@ -216,10 +226,14 @@ def max_pool2d_backward(grad_y, x, pool_size, stride=None, padding=0,
                              f"returns for this pool), got {indices.dtype} array of shape "
                              f"{indices.shape}")
         idx = np.ascontiguousarray(indices)
-    grad_x = np.empty(g.x_shape, dtype)
+    return _max_backward(g, np.ascontiguousarray(gy, dtype=dtype), idx)
+
+
+def _max_backward(g, grad_y, idx):
+    grad_x = np.empty(g.x_shape, grad_y.dtype)
     kernel = (_ext.pool2d.max_pool_backward_nhwc if g.channels_last
               else _ext.pool2d.max_pool_backward_nchw)
-    kernel(np.ascontiguousarray(gy, dtype=dtype), idx, grad_x, *g.kernel_args())
+    kernel(grad_y, idx, grad_x, *g.kernel_args())
     return grad_x
 
 

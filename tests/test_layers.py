@@ -352,30 +352,141 @@ def test_small_dense_products_run_on_one_blas_thread(rng):
     assert isinstance(core._blas_threads(128, 120, 84), core._SerialBlas)
     assert isinstance(core._blas_threads(128, 2304, 512), core._SerialBlas)
     assert core._blas_threads(4096, 4096, 4096) is core._NO_OP
+    # Nested regions (a model's pass around its layers' products): one thread until the
+    # outermost closes; a large product inside gets the saved counts back for itself.
+    with core._SerialBlas():
+        with core._blas_threads(128, 120, 84):
+            assert [lib.get_num_threads() for lib in libs] == [1] * len(libs)
+        assert [lib.get_num_threads() for lib in libs] == [1] * len(libs)
+        with core._blas_threads(4096, 4096, 4096):
+            assert [lib.get_num_threads() for lib in libs] == before
+        assert [lib.get_num_threads() for lib in libs] == [1] * len(libs)
+    assert [lib.get_num_threads() for lib in libs] == before
+    from fastconv import _blas
+    assert _blas._depth == 0
     layer = L.Dense(84, dtype="float64")
     x = rng.standard_normal((128, 120))
     np.testing.assert_allclose(layer(x), x @ layer.kernel, rtol=1e-12)
     assert [lib.get_num_threads() for lib in libs] == before
 
 
+@pytest.mark.parametrize("name", ["tanh", "softmax"])
 @pytest.mark.parametrize("make", [
-    lambda: L.Conv2D(3, 2, activation="tanh", input_shape=(5, 5, 2)),
-    lambda: L.Dense(4, activation="tanh", input_shape=(6,)),
+    lambda name: L.Conv2D(3, 2, activation=name, input_shape=(5, 5, 2)),
+    lambda name: L.Dense(4, activation=name, input_shape=(6,)),
 ])
-def test_tanh_written_over_the_layer_output_leaves_its_input_alone(make):
-    """Conv2D and Dense apply tanh in place on their new output: the result is
-    act.tanh of the linear part, and the input array (the previous layer's output,
-    which its backward pass reads) is not changed."""
+def test_activation_written_over_the_layer_output_leaves_its_input_alone(make, name):
+    """Conv2D and Dense apply tanh and softmax in place on their new output: the result
+    is the activation of the linear part, and the input array (the previous layer's
+    output, which its backward pass reads) is not changed."""
     from fastconv import activations as act
-    layer = make()
+    layer = make(name)
+    assert layer._act_inplace is act._INPLACE[name]
+    fn = act.get(name)[0]
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2,) + layer._input_shape_arg).astype(np.float32)
     keep = x.copy()
     y = layer(x)
     np.testing.assert_array_equal(x, keep)
-    np.testing.assert_array_equal(y, act.tanh(layer._linear_forward(x, False)))
+    np.testing.assert_array_equal(y, fn(layer._linear_forward(x, False)))
     # An Activation layer's linear part is its input: never overwritten.
-    a = L.Activation("tanh")
+    a = L.Activation(name)
     out = a(keep)
     np.testing.assert_array_equal(keep, x)
-    np.testing.assert_array_equal(out, act.tanh(x))
+    np.testing.assert_array_equal(out, fn(x))
+
+
+def test_softmax_in_place_equals_softmax(rng):
+    from fastconv import activations as act
+    z = rng.standard_normal((5, 7)) * 30
+    z[1, 2] = np.inf
+    z[3] = np.nan
+    with np.errstate(invalid="ignore"):  # inf - inf
+        want = act.softmax(z)
+        got = act._softmax_inplace(z.copy())
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(got[3]).all() and np.isnan(got[1]).all()
+    z32 = z[[0, 2, 4]].astype(np.float32)
+    np.testing.assert_array_equal(act._softmax_inplace(z32.copy()), act.softmax(z32))
+    np.testing.assert_allclose(act.softmax(z[[0, 2, 4]]).sum(axis=1), 1, rtol=1e-12)
+
+
+# ------------------------------------------------- the layers' checked-once geometry
+@pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
+def test_conv2d_layer_over_input_sizes_matches_the_checked_ops(fmt, rng):
+    """A Conv2D keeps its checked geometry between calls: calls on inputs of other
+    sizes (and back) must each match conv2d / conv2d_backward on those inputs."""
+    layer = L.Conv2D(4, 3, strides=(2, 1), padding="same", data_format=fmt,
+                     activation="tanh", bias_initializer="random_normal")
+    w = None
+    for hw in ((7, 6), (9, 5), (7, 6), (1, 1)):
+        shape = (2,) + hw + (3,) if fmt == "channels_last" else (2, 3) + hw
+        x = rng.standard_normal(shape).astype(np.float32)
+        y = layer(x)
+        w = layer.kernel if fmt == "channels_last" else layer.kernel.transpose(3, 2, 0, 1)
+        z = fastconv.conv2d(x, w, layer.bias, stride=(2, 1), padding="same",
+                            data_format=fmt)
+        np.testing.assert_array_equal(y, activations.tanh(z))
+        gy = rng.standard_normal(y.shape).astype(np.float32)
+        gx = layer.backward(gy)
+        gz = activations.tanh_backward(gy, y)
+        want = fastconv.conv2d_backward(gz, x, w, stride=(2, 1), padding="same",
+                                        data_format=fmt)
+        np.testing.assert_array_equal(gx, want[0])
+        gw = layer.gradients[0] if fmt == "channels_last" else \
+            layer.gradients[0].transpose(3, 2, 0, 1)
+        np.testing.assert_array_equal(gw, want[1])
+        np.testing.assert_array_equal(layer.gradients[1], want[2])
+
+
+def test_conv2d_layer_arrays_it_did_not_make_go_through_the_checks(rng):
+    """Arrays the kernels cannot take as they are (strided, another dtype, a replaced
+    weight of the wrong shape) take the checked path: the same result, or its error."""
+    layer = L.Conv2D(4, 3, bias_initializer="random_normal")
+    x = rng.standard_normal((2, 8, 8, 3)).astype(np.float32)
+    y = layer(x)
+    strided = np.asfortranarray(x)
+    np.testing.assert_array_equal(layer.forward(strided), y)
+    with pytest.raises(TypeError, match="must share one dtype"):
+        layer.forward(x.astype(np.float64))
+    layer.bias = np.zeros(5, np.float32)
+    with pytest.raises(ValueError, match=r"bias must have shape \(4,\)"):
+        layer.forward(x)
+    layer.bias = np.zeros(4, np.float32)
+    layer.forward(x)
+    with pytest.raises(ValueError, match="grad_y must have the output shape"):
+        layer._linear_backward(np.zeros((2, 5, 5, 4), np.float32), True)
+
+
+@pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
+def test_pooling_layers_over_input_sizes_match_the_checked_ops(fmt, rng):
+    mp = L.MaxPooling2D((3, 2), strides=(2, 1), padding="same", data_format=fmt)
+    ap = L.AveragePooling2D(2, padding="same", data_format=fmt)
+    for hw in ((7, 6), (4, 9), (7, 6)):
+        shape = (2,) + hw + (3,) if fmt == "channels_last" else (2, 3) + hw
+        x = rng.standard_normal(shape).astype(np.float32)
+        y, idx = fastconv.max_pool2d(x, (3, 2), (2, 1), "same", data_format=fmt,
+                                     return_indices=True)
+        np.testing.assert_array_equal(mp(x), y)
+        gy = rng.standard_normal(y.shape).astype(np.float32)
+        np.testing.assert_array_equal(
+            mp.backward(gy), fastconv.max_pool2d_backward(gy, x, (3, 2), (2, 1), "same",
+                                                          data_format=fmt, indices=idx))
+        ya = fastconv.avg_pool2d(x, 2, None, "same", data_format=fmt)
+        np.testing.assert_array_equal(ap(x), ya)
+        ga = rng.standard_normal(ya.shape).astype(np.float32)
+        np.testing.assert_array_equal(
+            ap.backward(ga), fastconv.avg_pool2d_backward(ga, x, 2, None, "same",
+                                                          data_format=fmt))
+    # a strided gradient and a float64 input take the checked path
+    x = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)
+    if fmt == "channels_first":
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    y = ap(x)
+    gy = np.asfortranarray(rng.standard_normal(y.shape).astype(np.float32))
+    np.testing.assert_array_equal(
+        ap.backward(gy), fastconv.avg_pool2d_backward(gy, x, 2, None, "same",
+                                                      data_format=fmt))
+    with pytest.raises(ValueError, match="grad_y must have the output shape"):
+        ap._linear_backward(np.zeros((2, 2, 2, 2), np.float32), True)
+    np.testing.assert_allclose(ap.forward(x.astype(np.float64)), y, rtol=1e-6)

@@ -1,14 +1,18 @@
 """Conv2D: Keras's 2-D convolution layer on top of fastconv.conv2d."""
 import numpy as np
 
-from ..conv import (_conv2d, conv2d, conv2d_backward, conv2d_grad_bias,
-                     conv2d_grad_weight, conv2d_output_shape)
+from .. import conv as _conv
+from ..conv import (_conv2d, conv2d_backward, conv2d_grad_bias, conv2d_grad_weight,
+                    conv2d_output_shape)
 from .. import initializers as _initializers
 from ..shapes import normalize_pair
 from .base import Layer
 from .common import check_layer_data_format, check_layer_padding, check_positive_int
 
 __all__ = ["Conv2D"]
+
+# The ranks _ready checks (conv._ready_dtype reads the first entry).
+_RANKS = {"x": (4,), "weight": (4,), "bias": (1,), "grad_y": (4,)}
 
 
 class Conv2D(Layer):
@@ -44,6 +48,7 @@ class Conv2D(Layer):
                                                     "kernel_initializer")
         self.bias_initializer = _initializers.get(bias_initializer, "bias_initializer")
         self._last = self.data_format == "channels_last"
+        self._geometry, self._geometry_key = None, None
 
     def _rank_desc(self):
         return ("(batch, height, width, channels)" if self._last
@@ -97,26 +102,58 @@ class Conv2D(Layer):
         kh, kw, cg, f = kshape
         return (f, cg, kh, kw)
 
-    def _linear_forward(self, x, training):
+    def _ready(self, x, kernel, bias, grad=None):
+        """(geometry, dtype) of this layer's convolution when the arrays are what the
+        kernels take as they are (C-contiguous ndarrays of one float dtype, of the
+        shapes the geometry asks for), else None and the checked ops run.  The geometry
+        is checked once per input and kernel shape -- every call of a layer has the same
+        ones -- where conv2d checks its arguments on every call (measured: LeNet-5's
+        Conv2D forward at batch 1, 84 -> 50 us)."""
+        arrays = {"x": x, "weight": kernel, "bias": bias, "grad_y": grad}
+        dtype = _conv._ready_dtype(arrays, _RANKS)
+        if dtype is None:
+            return None
+        key = (x.shape, kernel.shape)
+        if key != self._geometry_key:
+            self._geometry = _conv._geometry(x.shape, kernel.shape, self.strides,
+                                             self.padding, self.dilation_rate, self.groups,
+                                             self.data_format)
+            self._geometry_key = key
+        g = self._geometry
+        if ((bias is not None and bias.shape != (g.c_out,)) or
+                (grad is not None and grad.shape != g.y_shape)):
+            return None
+        return g, dtype
+
+    def _forward(self, x, relu=False, tanh=False):
+        """conv2d of x, then ReLU (relu) or tanh (tanh) where the kernels fuse them."""
         self._x = x
+        kernel = self._op_kernel(self.kernel)
         bias = self.bias if self.use_bias else None
-        return conv2d(x, self._op_kernel(self.kernel), bias, **self._op_args())
+        ready = self._ready(x, kernel, bias)
+        if ready is None:
+            return _conv2d(x, kernel, bias, relu=relu, tanh=tanh, **self._op_args())
+        return _conv._conv_forward(ready[0], x, kernel, bias, ready[1], relu, tanh)
+
+    def _linear_forward(self, x, training):
+        return self._forward(x)
 
     def forward(self, x, training=False):
         if self._act_name not in ("relu", "tanh"):
             return super().forward(x, training)
         # The activation fused into the convolution's output pass where the kernel has
         # it (the same values as the activation of conv2d's result).
-        self._x = x
-        bias = self.bias if self.use_bias else None
-        self._y = _conv2d(x, self._op_kernel(self.kernel), bias,
-                          relu=self._act_name == "relu", tanh=self._act_name == "tanh",
-                          **self._op_args())
+        self._y = self._forward(x, relu=self._act_name == "relu",
+                                tanh=self._act_name == "tanh")
         return self._y
 
     def _linear_backward(self, grad, need_input_grad):
         x, kernel = self._x, self._op_kernel(self.kernel)
-        if need_input_grad:
+        ready = self._ready(x, kernel, None, grad)
+        if ready is not None:
+            gx, gw, gb = _conv._backward(ready[0], grad, x, kernel, ready[1],
+                                         need_input_grad, True, with_bias=self.use_bias)
+        elif need_input_grad:
             gx, gw, gb = conv2d_backward(grad, x, kernel, has_bias=self.use_bias,
                                          **self._op_args())
         else:
