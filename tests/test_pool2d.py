@@ -122,6 +122,24 @@ def test_avg_pool_matches_reference(n, c, h, w, pool, stride, padding, data_form
               dtype, include)
 
 
+@pytest.mark.parametrize("c", [1, 3, 4, 6, 16, 17])
+def test_avg_2x2_channels_last_float32_sums_in_window_order(c):
+    """The 2x2/2 channels_last average (vectorised over channels in float32) rounds as
+    the window's cells summed in row-major order and divided by 4: bit for bit, on
+    values whose sums round differently in another order; odd sizes drop the last row
+    and column."""
+    rng = np.random.default_rng(c)
+    x = (rng.standard_normal((3, 7, 9, c)) * 10.0 ** rng.integers(-3, 4, (3, 7, 9, c)))
+    x = x.astype(np.float32)
+    a, b = x[:, 0:6:2, 0:8:2], x[:, 0:6:2, 1:8:2]
+    d, e = x[:, 1:6:2, 0:8:2], x[:, 1:6:2, 1:8:2]
+    want = (((a + b) + d) + e) / np.float32(4)
+    assert want.dtype == np.float32
+    got = fastconv.avg_pool2d(x, 2, data_format="channels_last")
+    np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(want, (((a + d) + b) + e) / np.float32(4))
+
+
 @settings(max_examples=30, deadline=None)
 @given(n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 9),
        w=st.integers(1, 9), kh=st.integers(1, 4), kw=st.integers(1, 4),
