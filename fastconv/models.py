@@ -301,6 +301,21 @@ class Sequential:
                 x = layer.forward(x, training)
         return x
 
+    def _infer(self, x):
+        """The forward pass of predict and evaluate (training False, every layer's cache
+        cleared after): a layer and the pooling after it run in one pass where a kernel
+        fuses them (Layer._forward_pooled: LeNet-5's C1 + S2 and C3 + S4)."""
+        layers, i = self._layers, 0
+        with _SerialBlas():  # one region for the pass (see fastconv/_blas.py)
+            while i < len(layers):
+                pooled = (layers[i]._forward_pooled(x, layers[i + 1])
+                          if i + 1 < len(layers) else None)
+                if pooled is not None:
+                    x, i = pooled, i + 2
+                else:
+                    x, i = layers[i].forward(x, False), i + 1
+        return x
+
     def __call__(self, x, training=False):
         """Forward pass of a batch (checked)."""
         x = self._prepare_x(x)
@@ -409,7 +424,7 @@ class Sequential:
         for start in range(0, n, batch_size):
             xb = self._cast(x[start:start + batch_size])
             yb = y[start:start + batch_size]
-            pred = self._forward(xb, False)
+            pred = self._infer(xb)
             value = self.loss(yb, pred)
             loss_mean.update(value, xb.shape[0])
             for k, (_, fn) in enumerate(fns):
@@ -446,8 +461,8 @@ class Sequential:
         n = x.shape[0]
         out = np.empty((n,) + tuple(out_shape[1:]), dtype=self.dtype)
         for start in range(0, n, batch_size):
-            out[start:start + batch_size] = self._forward(
-                self._cast(x[start:start + batch_size]), False)
+            out[start:start + batch_size] = self._infer(
+                self._cast(x[start:start + batch_size]))
         self._clear_caches()
         if verbose:
             steps = -(-n // batch_size)

@@ -178,13 +178,13 @@ cdef extern from "conv_kernels_all.h" nogil:
                                Py_ssize_t vl, const float *x, const float *wpk,
                                const Py_ssize_t *off, const int *rix, const float *rb,
                                float *y,
-                               Py_ssize_t n, int act, float *xs, float *yp, Py_ssize_t Hs,
-                               Py_ssize_t Ws)
+                               Py_ssize_t n, int act, int pool, float *xs, float *yp,
+                               Py_ssize_t Hs, Py_ssize_t Ws)
     void fc_wd_forward_image_d(const fc_conv *g, const fc_kwf_d *kwf, const int *wr,
                                Py_ssize_t vl, const double *x, const double *wpk,
                                const Py_ssize_t *off, const int *rix, const double *rb,
                                double *y,
-                               Py_ssize_t n, int act, double *xs, double *yp,
+                               Py_ssize_t n, int act, int pool, double *xs, double *yp,
                                Py_ssize_t Hs, Py_ssize_t Ws)
     void fc_wd_grad_weight_item_f(const fc_conv *g, const fc_kwg_f *kwg, Py_ssize_t gco,
                                   Py_ssize_t vl, const float *x, const float *gy,
@@ -852,10 +852,12 @@ def winograd(const floating[::1] x, const floating[::1] au, const floating[::1] 
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def wide_forward(const floating[::1] x, const floating[:, ::1] w, const floating[::1] bias,
-                 floating[::1] y, tuple geom, bint relu=False, bint tanh=False):
+                 floating[::1] y, tuple geom, bint relu=False, bint tanh=False,
+                 bint pool=False):
     """channels_last, one group, stride 1: y = conv(x) (+ bias) (then ReLU, or tanh in
     float32) by the wide kernels (vectorised along output rows); w = the weights
-    (C_out, kg), k = (c, ki, kj).  Parallel over images."""
+    (C_out, kg), k = (c, ki, kj).  pool: y is instead the 2x2/2 average pool of that
+    (N, oh // 2, ow // 2, C_out).  Parallel over images."""
     cdef fc_conv g
     cdef bint dbl = floating is double
     cdef Py_ssize_t vl = _isa.vl_d if dbl else _isa.vl_f
@@ -869,8 +871,12 @@ def wide_forward(const floating[::1] x, const floating[:, ::1] w, const floating
         raise ValueError("wide_forward: tanh is for float32 alone, without relu")
     if w.shape[0] != g.cout or w.shape[1] != K:
         raise ValueError(f"wide_forward: w must be ({g.cout}, {K}), got ({w.shape[0]}, {w.shape[1]})")
-    cdef Py_ssize_t row = g.ow * g.cout, e
+    cdef Py_ssize_t pw = g.ow // 2 if pool else g.ow
+    cdef Py_ssize_t row = pw * g.cout, e
     cdef Py_ssize_t plane = (Hs - (g.kh - 1) * g.dy) * (Ws - (g.kw - 1) * g.dx)
+    cdef Py_ssize_t size = g.n * (g.oh // 2 if pool else g.oh) * row
+    if y.shape[0] != size:
+        raise ValueError(f"wide_forward: y must hold {size} elements, got {y.shape[0]}")
     cdef floating *wpk = <floating *>fc_alloc((g.cout * K + row) * sizeof(floating))
     cdef floating *rb = wpk + g.cout * K
     cdef Py_ssize_t *off = <Py_ssize_t *>fc_alloc(K * sizeof(Py_ssize_t))
@@ -885,8 +891,8 @@ def wide_forward(const floating[::1] x, const floating[:, ::1] w, const floating
         fc_free(off)
         fc_free(rix)
         raise ValueError("conv2d: image too large for the wide kernels")
-    for e in range(row):  # output row element e = (pixel, channel)
-        rix[e] = <int>((e % g.cout) * plane + e // g.cout)
+    for e in range(row):  # output row element e = (pixel, channel); pooled: window
+        rix[e] = <int>((e % g.cout) * plane + (2 if pool else 1) * (e // g.cout))
         rb[e] = bias[e % g.cout] if bias is not None else 0
     while co0 < g.cout:  # the blocks fc_wd_forward_image walks, (K, CO) each
         b = fc_wide_block(_isa.wr, g.cout - co0, g.oh)
@@ -917,10 +923,10 @@ def wide_forward(const floating[::1] x, const floating[:, ::1] w, const floating
             if fail[0] == 0:
                 if floating is float:
                     fc_wd_forward_image_f(&g, _isa.kwf_f, _isa.wr, vl, px, wpk, off,
-                                          rix, rb, py, n, act, xs, yp, Hs, Ws)
+                                          rix, rb, py, n, act, pool, xs, yp, Hs, Ws)
                 else:
                     fc_wd_forward_image_d(&g, _isa.kwf_d, _isa.wr, vl, px, wpk, off,
-                                          rix, rb, py, n, act, xs, yp, Hs, Ws)
+                                          rix, rb, py, n, act, pool, xs, yp, Hs, Ws)
         fc_free(xs)
         fc_free(yp)
     fc_free(wpk)

@@ -777,6 +777,53 @@ FC_CLONES static void FC_FN(fc_wd_planar)(const FC_T *src, ptrdiff_t H, ptrdiff_
     }
 }
 
+static inline FC_T FC_FN(fc_relu1)(FC_T v)
+{
+    return v < 0 ? (FC_T)0 : v;
+}
+
+/* The wide forward's output pass followed by a 2x2 average pool with stride 2 (rows and
+ * columns past an even count dropped): ph rows of prow = (ow / 2) * cout elements, each
+ * the mean of the four activations act(yp + rb[e]) of its window, summed in the
+ * window's row-major order and scaled by 1/4 -- what the output pass and then
+ * fastconv's average pooling compute, one rounding at a time, without writing the
+ * activations.  rix[e]: the plane offset of element e's channel and window column. */
+FC_CLONES static void FC_FN(fc_wd_pool_out)(const FC_T *yp, ptrdiff_t wy, ptrdiff_t ph,
+                                            ptrdiff_t prow, const int *rix, const FC_T *rb,
+                                            int act, FC_T *y)
+{
+    ptrdiff_t oy, e;
+    for (oy = 0; oy < ph; oy++) {
+        const FC_T *s0 = yp + 2 * oy * wy, *s1 = s0 + wy;
+        FC_T *dst = y + oy * prow;
+        if (act == FC_ACT_RELU)
+            FC_OMP_SIMD
+            for (e = 0; e < prow; e++) {
+                const ptrdiff_t i = rix[e];
+                const FC_T b = rb[e];
+                dst[e] = (((FC_FN(fc_relu1)(s0[i] + b) + FC_FN(fc_relu1)(s0[i + 1] + b)) +
+                           FC_FN(fc_relu1)(s1[i] + b)) + FC_FN(fc_relu1)(s1[i + 1] + b)) *
+                         (FC_T)0.25;
+            }
+        else if (act == FC_ACT_TANH)
+            FC_OMP_SIMD
+            for (e = 0; e < prow; e++) {
+                const ptrdiff_t i = rix[e];
+                const FC_T b = rb[e];
+                dst[e] = (((FC_TANH1(s0[i] + b) + FC_TANH1(s0[i + 1] + b)) +
+                           FC_TANH1(s1[i] + b)) + FC_TANH1(s1[i + 1] + b)) * (FC_T)0.25;
+            }
+        else
+            FC_OMP_SIMD
+            for (e = 0; e < prow; e++) {
+                const ptrdiff_t i = rix[e];
+                const FC_T b = rb[e];
+                dst[e] = ((((s0[i] + b) + (s0[i + 1] + b)) + (s1[i] + b)) + (s1[i + 1] + b)) *
+                         (FC_T)0.25;
+            }
+    }
+}
+
 /* Forward of image n, then act (FC_ACT_*: none, ReLU, tanh).  wpk: the weights as
  * blocks of CO output channels (CO chosen by fc_wide_block), block at co0 = (kg, CO)
  * from wpk + co0 * kg, k = (c, ki, kj).
@@ -784,15 +831,17 @@ FC_CLONES static void FC_FN(fc_wd_planar)(const FC_T *src, ptrdiff_t H, ptrdiff_
  * (cout planes of Hr x ceil(ow / vl) * vl, Hr = Hs - (kh - 1) * dy rows), which then
  * goes to y one output row (ow * cout contiguous elements) at a time: element e of a
  * row is yp[rix[e] + row offset] + rb[e] (rix, rb: the plane offset of e's channel and
- * pixel, and e's bias, zero when the convolution has none).  Scratch: xs (C * Hs * Ws,
- * Hs from fc_wide_rows, Ws = ceil(ow / vl) * vl + (kw - 1) * dx) and yp. */
+ * pixel, and e's bias, zero when the convolution has none).  With pool, y is instead
+ * the 2x2/2 average pool of that output (fc_wd_pool_out; rix then indexes a pooled row).
+ * Scratch: xs (C * Hs * Ws, Hs from fc_wide_rows, Ws = ceil(ow / vl) * vl +
+ * (kw - 1) * dx) and yp. */
 FC_CLONES static void FC_FN(fc_wd_forward_image)(const fc_conv *g,
                                                  const FC_FN(fc_kwf_t) *kwf, const int *wr,
                                                  ptrdiff_t vl, const FC_T *x,
                                                  const FC_T *wpk, const ptrdiff_t *off,
                                                  const int *rix, const FC_T *rb, FC_T *y,
-                                                 ptrdiff_t n, int act, FC_T *xs, FC_T *yp,
-                                                 ptrdiff_t Hs, ptrdiff_t Ws)
+                                                 ptrdiff_t n, int act, int pool, FC_T *xs,
+                                                 FC_T *yp, ptrdiff_t Hs, ptrdiff_t Ws)
 {
     const ptrdiff_t oh = g->oh, ow = g->ow, cout = g->cout, kg = g->kg;
     const ptrdiff_t owv = (ow + vl - 1) / vl, wy = owv * vl, row = ow * cout;
@@ -810,6 +859,11 @@ FC_CLONES static void FC_FN(fc_wd_forward_image)(const fc_conv *g,
                 kern(kg, off, xs + oy0 * Ws + v * vl, Ws, wb,
                      yp + co0 * plane + oy0 * wy + v * vl, plane, wy);
         co0 += CO;
+    }
+    if (pool) {
+        FC_FN(fc_wd_pool_out)(yp, wy, oh / 2, (ow / 2) * cout, rix, rb, act,
+                              y + n * (oh / 2) * (ow / 2) * cout);
+        return;
     }
     y += n * oh * row;
     for (oy = 0; oy < oh; oy++) {

@@ -295,6 +295,48 @@ def test_conv_forward_with_tanh_is_tanh_of_the_convolution(isa, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("act", ["linear", "relu", "tanh"])
+def test_forward_with_average_pool_is_the_pool_of_the_forward(isa, dtype, act):
+    """conv._forward_avg_pooled (a Conv2D and the 2x2/2 AveragePooling2D after it, in
+    one pass, for inference) gives avg_pool2d of the activated convolution: bit for bit
+    but for the fused tanh's one ulp (see above); odd rows and columns dropped; NaN
+    kept.  None (the layers then run one by one) off the wide kernels and for tanh in
+    float64."""
+    from fastconv import pooling
+    rng = np.random.default_rng(22)
+    cases = [((3, 32, 32, 1), (5, 5, 1, 6), "valid"),   # LeNet-5's C1 + S2
+             ((2, 14, 14, 6), (5, 5, 6, 16), "valid"),  # C3 + S4
+             ((3, 11, 21, 2), (3, 3, 2, 6), "same"),    # odd rows and columns
+             ((2, 9, 10, 5), (3, 3, 5, 40), "same")]    # pixel rows: not fused
+    fused = 0
+    for xs, ws, padding in cases:
+        x = rng.standard_normal(xs).astype(dtype)
+        w = (rng.standard_normal(ws) * 0.5).astype(dtype)
+        b = rng.standard_normal(ws[-1]).astype(dtype)
+        x[0, 3, 4, 0] = np.nan
+        g = conv._geometry(x.shape, w.shape, 1, padding, 1, 1, "channels_last")
+        flags = dict(relu=act == "relu", tanh=act == "tanh")
+        got = conv._forward_avg_pooled(g, x, w, b, dtype, **flags)
+        wide = (conv._wide_ok(g, dtype, conv._pixel_cols(g, dtype)) and
+                not conv._narrow_ok(g, dtype))
+        if not wide or (act == "tanh" and dtype == np.float64):
+            assert got is None
+            continue
+        fused += 1
+        want = pooling.avg_pool2d(
+            conv._conv2d(x, w, b, 1, padding, 1, 1, "channels_last", **flags), 2,
+            data_format="channels_last")
+        assert got.dtype == dtype and got.shape == want.shape
+        assert np.isnan(want).any()
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        if act == "tanh":
+            np.testing.assert_array_max_ulp(np.nan_to_num(got), np.nan_to_num(want), 1)
+        else:
+            np.testing.assert_array_equal(got, want)
+    assert fused >= 1 or (act == "tanh" and dtype == np.float64)  # C1 at least
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_wide_weight_gradient_ignores_columns_past_the_row(isa, dtype):
     """The weight gradient's last vector of a row reaches past the output row; an inf
     there (read only by those lanes for small kj) must not turn gradients into NaN."""

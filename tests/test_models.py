@@ -395,3 +395,47 @@ def test_training_step_through_tanh_and_average_pooling(hw, monkeypatch):
     # the first pooling (maps 8x10 / 9x7 -> every window inside) is always fused; the
     # second's maps (3x4 / 3x2) too
     assert fused and all(fused)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("act", ["tanh", "relu", None])
+def test_predict_and_evaluate_fuse_convolution_and_average_pooling(act, dtype,
+                                                                   monkeypatch):
+    """predict and evaluate run a Conv2D and the 2x2/2 AveragePooling2D after it as one
+    pass where a kernel fuses them (LeNet-5's C1 + S2, C3 + S4): the same outputs as the
+    layers one by one (bit for bit but for the fused tanh's ulp), odd map sizes included,
+    and the layers still train afterwards."""
+    fastconv.set_seed(4)
+    kw = {"dtype": dtype}
+    model = Sequential([L.Conv2D(6, 5, activation=act, input_shape=(31, 32, 1),
+                                 bias_initializer="random_normal", **kw),
+                        L.AveragePooling2D(2, **kw), L.Conv2D(16, 5, activation=act, **kw),
+                        L.AveragePooling2D(2, **kw), L.Flatten(**kw),
+                        L.Dense(10, activation="softmax", **kw)])
+    model.compile("sgd", "categorical_crossentropy")
+    fused = []
+    original = L.Conv2D._forward_pooled
+
+    def spy(self, x, pool):
+        out = original(self, x, pool)
+        fused.append(out is not None)
+        return out
+    monkeypatch.setattr(L.Conv2D, "_forward_pooled", spy)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((9, 31, 32, 1)).astype(dtype)
+    y = np.eye(10)[rng.integers(0, 10, 9)]
+    want = model(x)  # layer by layer
+    assert not fused
+    got = model.predict(x, batch_size=9, verbose=0)  # (one batch: the same products)
+    assert len(fused) == 2 and (any(fused) or (act == "tanh" and dtype == "float64"))
+    if act == "tanh" and dtype == "float32":
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    else:
+        np.testing.assert_array_equal(got, want)
+    loss = model.loss(y, want)
+    np.testing.assert_allclose(model.evaluate(x, y, batch_size=9, verbose=0), loss,
+                               rtol=1e-6)
+    assert all(layer._x is None for layer in model.layers)  # nothing kept
+    before = model.get_weights()
+    model.train_on_batch(x, y)
+    assert all(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))

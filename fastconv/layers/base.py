@@ -298,6 +298,12 @@ class Layer:
         fused kernel does both in one pass; None otherwise (the default)."""
         return None
 
+    def _forward_pooled(self, x, pool):
+        """The forward of pool (the next layer) on this layer's output, both in one pass,
+        for inference: neither layer keeps what its backward pass would need.  None
+        where no kernel fuses them (the default)."""
+        return None
+
     def _linear_forward(self, x, training):
         """Subclasses: the part before the activation; keep what backward needs."""
         self._x = x

@@ -7,6 +7,7 @@ from ..conv import (_conv2d, conv2d_backward, conv2d_grad_bias, conv2d_grad_weig
 from .. import initializers as _initializers
 from ..shapes import normalize_pair
 from .base import Layer
+from .pooling import AveragePooling2D
 from .common import check_layer_data_format, check_layer_padding, check_positive_int
 
 __all__ = ["Conv2D"]
@@ -137,6 +138,24 @@ class Conv2D(Layer):
 
     def _linear_forward(self, x, training):
         return self._forward(x)
+
+    def _forward_pooled(self, x, pool):
+        """pool's forward of this layer's (activation included) in one pass where the
+        kernels fuse them (see Layer._forward_pooled): pool an AveragePooling2D of 2x2
+        windows with stride 2, 'valid', channels_last, after a linear, ReLU or tanh
+        Conv2D (conv._forward_avg_pooled)."""
+        if not (type(pool) is AveragePooling2D and pool.pool_size == (2, 2) and
+                pool.strides == (2, 2) and pool.padding == "valid" and
+                pool.data_format == self.data_format == "channels_last" and
+                self._act_name in ("linear", "relu", "tanh")):
+            return None
+        bias = self.bias if self.use_bias else None
+        ready = self._ready(x, self.kernel, bias)
+        if ready is None:
+            return None
+        return _conv._forward_avg_pooled(ready[0], x, self.kernel, bias, ready[1],
+                                         relu=self._act_name == "relu",
+                                         tanh=self._act_name == "tanh")
 
     def forward(self, x, training=False):
         if self._act_name not in ("relu", "tanh"):
