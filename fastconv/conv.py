@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _blas, _ext
+from . import _arena, _blas, _ext
 from . import activations as _activations
 from ._validation import (_FLOATS, as_array, check_data_format, check_int, check_ndim,
                           common_float_dtype)
@@ -463,7 +463,7 @@ def _forward_oihw(g, x, w, bias, dtype, relu=False, tanh=False):
 def _forward_kernels(g, x, w, bias, dtype, relu, tanh):
     """(y, whether tanh is applied): the kernel path that suits g, ReLU fused; tanh
     only by the wide kernels."""
-    y = np.empty(g.y_shape, dtype)
+    y = _arena.empty(g.y_shape, dtype)
     if y.size == 0:
         return y, False
     if x.size == 0:  # every window lies in the padding
@@ -509,7 +509,7 @@ def _forward_avg_pooled(g, x, weight, bias, dtype, relu=False, tanh=False):
             not _wide_ok(g, dtype, _pixel_cols(g, dtype))):
         return None
     w = _weight_oihw(g, weight)
-    y = np.empty((g.n, g.oh // 2, g.ow // 2, g.c_out), dtype)
+    y = _arena.empty((g.n, g.oh // 2, g.ow // 2, g.c_out), dtype)
     _ext.conv2d.wide_forward(x.reshape(-1), np.ascontiguousarray(w).reshape(g.c_out, -1),
                              bias, y.reshape(-1), _geom(g), relu, tanh, True)
     return y

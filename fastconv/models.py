@@ -28,6 +28,7 @@ from . import callbacks as _callbacks
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
+from ._arena import Arena as _Arena
 from ._blas import _SerialBlas
 from ._serialization import deserialize, serialize
 from ._validation import as_array
@@ -303,10 +304,13 @@ class Sequential:
 
     def _infer(self, x):
         """The forward pass of predict and evaluate (training False, every layer's cache
-        cleared after): a layer and the pooling after it run in one pass where a kernel
-        fuses them (Layer._forward_pooled: LeNet-5's C1 + S2 and C3 + S4)."""
+        cleared after, the result copied or reduced before the next pass): a layer and
+        the pooling after it run in one pass where a kernel fuses them
+        (Layer._forward_pooled: LeNet-5's C1 + S2 and C3 + S4), and the kernels'
+        outputs reuse the arrays of the previous pass (fastconv/_arena.py)."""
         layers, i = self._layers, 0
-        with _SerialBlas():  # one region for the pass (see fastconv/_blas.py)
+        arena = self.__dict__.setdefault("_arena", _Arena())
+        with arena, _SerialBlas():  # one BLAS region for the pass (fastconv/_blas.py)
             while i < len(layers):
                 pooled = (layers[i]._forward_pooled(x, layers[i + 1])
                           if i + 1 < len(layers) else None)

@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _ext
+from . import _arena, _ext
 from ._validation import as_array, check_data_format, check_ndim, common_float_dtype
 from .shapes import (memoised, normalize_pair, normalize_padding, output_size,
                      resolve_padding)
@@ -168,8 +168,8 @@ def _check_flag(value, name):
 
 
 def _max_forward(g, x, store):
-    y = np.empty(g.y_shape, x.dtype)
-    idx = np.empty(g.y_shape if store else (1, 1, 1, 1), g.index_dtype)
+    y = _arena.empty(g.y_shape, x.dtype)
+    idx = _arena.empty(g.y_shape if store else (1, 1, 1, 1), g.index_dtype)
     kernel = _ext.pool2d.max_pool_nhwc if g.channels_last else _ext.pool2d.max_pool_nchw
     kernel(x, y, idx, store, *g.kernel_args())
     return y, idx
@@ -254,7 +254,7 @@ def avg_pool2d(x, pool_size, stride=None, padding=0, count_include_pad=None,
 
 
 def _avg_forward(g, x, include):
-    y = np.empty(g.y_shape, x.dtype)
+    y = _arena.empty(g.y_shape, x.dtype)
     kernel = _ext.pool2d.avg_pool_nhwc if g.channels_last else _ext.pool2d.avg_pool_nchw
     kernel(x, y, *g.kernel_args(), include)
     return y

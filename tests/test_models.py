@@ -439,3 +439,62 @@ def test_predict_and_evaluate_fuse_convolution_and_average_pooling(act, dtype,
     before = model.get_weights()
     model.train_on_batch(x, y)
     assert all(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_inference_arena_reuses_arrays_between_passes_only():
+    """The kernels' outputs of one inference pass are reused by the next
+    (fastconv/_arena.py): the same arrays for the same shapes, new ones otherwise, never
+    two live at once in a pass; only inside an active arena, one per thread."""
+    import threading
+
+    from fastconv import _arena
+    arena = _arena.Arena()
+    with arena:
+        a = _arena.empty((3, 4), np.float32)
+        b = _arena.empty((3, 4), np.float32)
+        c = _arena.empty((3, 4), np.float64)
+        seen = []
+        t = threading.Thread(target=lambda: seen.append(_arena.empty((3, 4), np.float32)))
+        t.start()
+        t.join()
+        assert seen[0] is not a and seen[0] is not b  # no arena in that thread
+        with pytest.raises(RuntimeError, match="already active"):
+            with arena:
+                pass
+    assert a is not b and arena.nbytes() == 2 * 48 + 96
+    with arena:
+        again = {id(_arena.empty((3, 4), np.float32)) for _ in range(3)}
+        assert id(_arena.empty((3, 4), np.float64)) == id(c)
+    assert {id(a), id(b)} < again  # both reused, a third one new
+    assert _arena.empty((3, 4), np.float32) is not a  # outside: plain np.empty
+
+
+def test_predictions_survive_later_passes_and_match_the_layers():
+    """predict hands out copies: later predictions (which reuse the pass's arrays) leave
+    earlier results alone, and every prediction equals the layers run one by one."""
+    fastconv.set_seed(6)
+    model = Sequential([L.Conv2D(8, 3, activation="relu", input_shape=(12, 12, 3)),
+                        L.MaxPooling2D(2), L.Conv2D(4, 3, padding="same"),
+                        L.GlobalAveragePooling2D()])
+    model.compile("sgd", "mse")
+    rng = np.random.default_rng(7)
+    xs = [rng.standard_normal((5, 12, 12, 3)).astype(np.float32) for _ in range(3)]
+    first = [model.predict(x, verbose=0) for x in xs]
+    kept = [p.copy() for p in first]
+    for x, p, k in zip(xs, first, kept):
+        np.testing.assert_array_equal(p, k)
+        np.testing.assert_array_equal(model.predict(x, verbose=0), model(x))
+    assert model._arena.nbytes() > 0
+    # a pass that fails inside leaves the arena inactive: the next one runs
+    layer = model.layers[2]
+
+    def boom(x, training=False):
+        raise RuntimeError("boom")
+    layer.forward = boom
+    with pytest.raises(RuntimeError, match="boom"):
+        model.predict(xs[0], verbose=0)
+    del layer.forward
+    from fastconv import _arena
+    assert getattr(_arena._local, "arena", None) is None
+    np.testing.assert_array_equal(model.predict(xs[0], verbose=0), kept[0])
+    np.testing.assert_allclose(model.evaluate(xs[1], first[1], verbose=0), 0, atol=1e-12)
