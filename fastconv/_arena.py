@@ -3,14 +3,19 @@
 A model's inference pass allocates the same arrays every time (each layer's output, of
 shapes fixed by the batch), many of them megabytes.  Freed at the end of a pass, they go
 back to the operating system, and the next pass pays a page fault for every 4 KB it
-writes again (measured: 2,000 faults and about 10 ms of a 50 ms CIFAR-10 inference at
+writes again (measured: 2,000 faults and about 15 ms of a 55 ms CIFAR-10 inference at
 batch 128).  Inside ``with arena:`` the kernels' output arrays come from ``arena``:
 arrays handed out by the previous pass, matched by shape and dtype, or new ones; when
 the pass ends, everything handed out becomes available to the next pass.
 
+What takes its arrays here: the convolution forward kernels (conv._forward_kernels,
+which input gradients also run on), the pooling forward and backward passes, and the
+activations' gradients -- outputs a model pass consumes or keeps only as the layers'
+caches.  Parameter gradients, which users may keep (``layer.gradients``), never do.
 The caller guarantees that nothing handed out during a pass is referenced once the next
-pass starts (models.Sequential._infer: predict copies the output, evaluate reduces it,
-the layers' caches are cleared).  The active arena is per thread.
+pass starts (models.Sequential: predict copies the output, evaluate reduces it, a
+training step's caches are replaced by the next step before they are read).  The active
+arena is per thread.
 """
 import threading
 

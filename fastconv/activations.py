@@ -14,7 +14,7 @@ dtypes are refused.
 """
 import numpy as np
 
-from . import _ext
+from . import _arena, _ext
 from ._validation import as_array, common_float_dtype
 
 __all__ = ["relu", "relu_backward", "tanh", "tanh_backward", "sigmoid",
@@ -65,7 +65,7 @@ def relu_backward(grad_y, y):
     """
     gy, y = _grad_pair(grad_y, y)
     gy, y = np.ascontiguousarray(gy), np.ascontiguousarray(y)
-    out = np.empty(y.shape, y.dtype)
+    out = _arena.empty(y.shape, y.dtype)
     if out.size:
         _ext.activations.relu_backward(gy.reshape(-1), y.reshape(-1), out.reshape(-1))
     return out
@@ -103,7 +103,7 @@ def _pointwise_backward(kernel, grad_y, y):
     """A compiled one-pass gradient kernel of src/_activations.pyx on (grad_y, y)."""
     gy, y = _grad_pair(grad_y, y)
     gy, y = np.ascontiguousarray(gy), np.ascontiguousarray(y)
-    out = np.empty(y.shape, y.dtype)
+    out = _arena.empty(y.shape, y.dtype)
     if out.size:
         kernel(gy.reshape(-1), y.reshape(-1), out.reshape(-1))
     return out

@@ -309,8 +309,7 @@ class Sequential:
         (Layer._forward_pooled: LeNet-5's C1 + S2 and C3 + S4), and the kernels'
         outputs reuse the arrays of the previous pass (fastconv/_arena.py)."""
         layers, i = self._layers, 0
-        arena = self.__dict__.setdefault("_arena", _Arena())
-        with arena, _SerialBlas():  # one BLAS region for the pass (fastconv/_blas.py)
+        with self._pass_arena(), _SerialBlas():  # one BLAS region (fastconv/_blas.py)
             while i < len(layers):
                 pooled = (layers[i]._forward_pooled(x, layers[i + 1])
                           if i + 1 < len(layers) else None)
@@ -345,9 +344,16 @@ class Sequential:
         return len(self._layers)
 
     def _train_batch(self, x, y):
-        """One step on prepared arrays; returns (loss, y_pred)."""
-        with _SerialBlas():  # one region for the step (see fastconv/_blas.py)
+        """One step on prepared arrays; returns (loss, y_pred).  The kernels' outputs
+        reuse the arrays of the previous step or pass (fastconv/_arena.py): the layers'
+        caches of the last step are replaced before they are read, input gradients are
+        consumed within the step, and the parameter gradients never come from it."""
+        with self._pass_arena(), _SerialBlas():  # one BLAS region (fastconv/_blas.py)
             return self._train_step(x, y)
+
+    def _pass_arena(self):
+        """The model's arena: the arrays of its last pass, for the next one."""
+        return self.__dict__.setdefault("_arena", _Arena())
 
     def _train_step(self, x, y):
         layers = self._layers

@@ -230,7 +230,7 @@ def max_pool2d_backward(grad_y, x, pool_size, stride=None, padding=0,
 
 
 def _max_backward(g, grad_y, idx):
-    grad_x = np.empty(g.x_shape, grad_y.dtype)
+    grad_x = _arena.empty(g.x_shape, grad_y.dtype)
     kernel = (_ext.pool2d.max_pool_backward_nhwc if g.channels_last
               else _ext.pool2d.max_pool_backward_nchw)
     kernel(grad_y, idx, grad_x, *g.kernel_args())
@@ -261,7 +261,7 @@ def _avg_forward(g, x, include):
 
 
 def _avg_backward(g, grad_y, include):
-    grad_x = np.empty(g.x_shape, grad_y.dtype)
+    grad_x = _arena.empty(g.x_shape, grad_y.dtype)
     kernel = (_ext.pool2d.avg_pool_backward_nhwc if g.channels_last
               else _ext.pool2d.avg_pool_backward_nchw)
     kernel(grad_y, grad_x, *g.kernel_args(), include)
@@ -278,7 +278,7 @@ def _avg_backward_tanh(g, grad_y, a):
             and a.dtype == grad_y.dtype and a.shape == g.x_shape
             and a.flags.c_contiguous and grad_y.flags.c_contiguous):
         return None
-    grad_x = np.empty(g.x_shape, grad_y.dtype)
+    grad_x = _arena.empty(g.x_shape, grad_y.dtype)
     _ext.pool2d.avg_pool_backward_tanh_nhwc(grad_y, a, grad_x)
     return grad_x
 

@@ -498,3 +498,32 @@ def test_predictions_survive_later_passes_and_match_the_layers():
     assert getattr(_arena._local, "arena", None) is None
     np.testing.assert_array_equal(model.predict(xs[0], verbose=0), kept[0])
     np.testing.assert_allclose(model.evaluate(xs[1], first[1], verbose=0), 0, atol=1e-12)
+
+
+def test_training_steps_reusing_arrays_match_steps_without():
+    """Training steps take the kernels' outputs from the model's arena (the arrays of
+    the step before): several steps, with a prediction between them, must move the
+    weights exactly as the same steps run through the public layer-by-layer API, which
+    allocates everything afresh."""
+    def make():
+        fastconv.set_seed(8)
+        model = Sequential([L.Conv2D(6, 3, activation="tanh", input_shape=(10, 10, 2)),
+                            L.AveragePooling2D(2), L.Conv2D(8, 2, activation="relu"),
+                            L.MaxPooling2D(2), L.Flatten(), L.Dense(3)])
+        model.compile(fastconv.optimizers.SGD(learning_rate=0.1), "mse")
+        return model
+    rng = np.random.default_rng(9)
+    batches = [(rng.standard_normal((4, 10, 10, 2)).astype(np.float32),
+                rng.standard_normal((4, 3)).astype(np.float32)) for _ in range(3)]
+    fast, plain = make(), make()
+    for x, y in batches:
+        fast.train_on_batch(x, y)
+        fast.predict(batches[0][0], verbose=0)  # a pass of other use in between
+        out = plain(x, training=True)
+        _, grad = plain.loss.value_and_gradient(y, out)
+        plain.backward(grad)
+        plain.optimizer.apply([g for layer in plain.layers for g in layer.gradients],
+                              plain.weights)
+    assert fast._arena.nbytes() > 0
+    for a, b in zip(fast.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(a, b)
