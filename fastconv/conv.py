@@ -497,22 +497,29 @@ def _forward_kernels(g, x, w, bias, dtype, relu, tanh):
     return y, False
 
 
-def _forward_avg_pooled(g, x, weight, bias, dtype, relu=False, tanh=False):
+def _forward_avg_pooled(g, x, weight, bias, dtype, relu=False, tanh=False, keep=False):
     """avg_pool2d(act(conv2d(x)), 2) -- 2x2 windows, stride 2, rows and columns past an
     even count dropped, act ReLU (relu), tanh (tanh) or none -- bit for bit, in the
     wide kernels' output pass: the full-size output is never written (measured, tanh,
     batch 32 / 128, ms: LeNet-5's C1 + S2 0.35 -> 0.25 / 1.46 -> 0.94, C3 + S4 0.33 ->
-    0.27 / 0.76 -> 0.65).  None where g does not run on the wide kernels (or tanh is
+    0.27 / 0.76 -> 0.65).  With keep, (act(conv2d(x)), its pool): the pool taken from
+    each pair of output rows as they are written (training, where the backward pass
+    needs the activations).  None where g does not run on the wide kernels (or tanh is
     asked in float64, which they do not fuse)."""
     if (tanh and dtype != np.float32) or g.oh < 2 or g.ow < 2 or _is_dense(g) or (
             x.size == 0 or _winograd_ok(g, dtype) or _narrow_ok(g, dtype) or
             not _wide_ok(g, dtype, _pixel_cols(g, dtype))):
         return None
-    w = _weight_oihw(g, weight)
-    y = _arena.empty((g.n, g.oh // 2, g.ow // 2, g.c_out), dtype)
-    _ext.conv2d.wide_forward(x.reshape(-1), np.ascontiguousarray(w).reshape(g.c_out, -1),
-                             bias, y.reshape(-1), _geom(g), relu, tanh, True)
-    return y
+    w = np.ascontiguousarray(_weight_oihw(g, weight)).reshape(g.c_out, -1)
+    pooled = _arena.empty((g.n, g.oh // 2, g.ow // 2, g.c_out), dtype)
+    if not keep:
+        _ext.conv2d.wide_forward(x.reshape(-1), w, bias, pooled.reshape(-1), _geom(g),
+                                 relu, tanh, True)
+        return pooled
+    y = _arena.empty(g.y_shape, dtype)
+    _ext.conv2d.wide_forward(x.reshape(-1), w, bias, y.reshape(-1), _geom(g), relu, tanh,
+                             False, pooled.reshape(-1))
+    return y, pooled
 
 
 def _tanh_if(y, tanh):

@@ -359,12 +359,17 @@ class Sequential:
         layers = self._layers
         last = len(layers) - 1
         fused = self._fused()
-        out = x
-        for i, layer in enumerate(layers):
+        out, i = x, 0
+        while i <= last:  # (a layer and the pooling after it may run as one pass)
+            layer = layers[i]
             if fused and i == last:
                 out = layer._linear_forward(out, True)
+            elif i < last and (pooled := layer._forward_pooled(out, layers[i + 1],
+                                                                 True)) is not None:
+                out, i = pooled, i + 1
             else:
                 out = layer.forward(out, True)
+            i += 1
         if fused:
             loss, y_pred, grad = self.loss.from_logits_value_and_gradient(y, out)
         else:

@@ -178,14 +178,14 @@ cdef extern from "conv_kernels_all.h" nogil:
                                Py_ssize_t vl, const float *x, const float *wpk,
                                const Py_ssize_t *off, const int *rix, const float *rb,
                                float *y,
-                               Py_ssize_t n, int act, int pool, float *xs, float *yp,
-                               Py_ssize_t Hs, Py_ssize_t Ws)
+                               Py_ssize_t n, int act, int pool, float *yq, float *xs,
+                               float *yp, Py_ssize_t Hs, Py_ssize_t Ws)
     void fc_wd_forward_image_d(const fc_conv *g, const fc_kwf_d *kwf, const int *wr,
                                Py_ssize_t vl, const double *x, const double *wpk,
                                const Py_ssize_t *off, const int *rix, const double *rb,
                                double *y,
-                               Py_ssize_t n, int act, int pool, double *xs, double *yp,
-                               Py_ssize_t Hs, Py_ssize_t Ws)
+                               Py_ssize_t n, int act, int pool, double *yq, double *xs,
+                               double *yp, Py_ssize_t Hs, Py_ssize_t Ws)
     void fc_wd_grad_weight_item_f(const fc_conv *g, const fc_kwg_f *kwg, Py_ssize_t gco,
                                   Py_ssize_t vl, const float *x, const float *gy,
                                   float *part, Py_ssize_t n_lo, Py_ssize_t n_hi,
@@ -853,11 +853,12 @@ def winograd(const floating[::1] x, const floating[::1] au, const floating[::1] 
 @cython.wraparound(False)
 def wide_forward(const floating[::1] x, const floating[:, ::1] w, const floating[::1] bias,
                  floating[::1] y, tuple geom, bint relu=False, bint tanh=False,
-                 bint pool=False):
+                 bint pool=False, floating[::1] yq=None):
     """channels_last, one group, stride 1: y = conv(x) (+ bias) (then ReLU, or tanh in
     float32) by the wide kernels (vectorised along output rows); w = the weights
     (C_out, kg), k = (c, ki, kj).  pool: y is instead the 2x2/2 average pool of that
-    (N, oh // 2, ow // 2, C_out).  Parallel over images."""
+    (N, oh // 2, ow // 2, C_out); yq (without pool): that pool as well as y.  Parallel
+    over images."""
     cdef fc_conv g
     cdef bint dbl = floating is double
     cdef Py_ssize_t vl = _isa.vl_d if dbl else _isa.vl_f
@@ -877,6 +878,10 @@ def wide_forward(const floating[::1] x, const floating[:, ::1] w, const floating
     cdef Py_ssize_t size = g.n * (g.oh // 2 if pool else g.oh) * row
     if y.shape[0] != size:
         raise ValueError(f"wide_forward: y must hold {size} elements, got {y.shape[0]}")
+    cdef Py_ssize_t qsize = g.n * (g.oh // 2) * (g.ow // 2) * g.cout
+    if yq is not None and (pool or yq.shape[0] != qsize):
+        raise ValueError(f"wide_forward: yq must hold {qsize} elements, without pool")
+    cdef floating *pq = &yq[0] if yq is not None and qsize > 0 else NULL
     cdef floating *wpk = <floating *>fc_alloc((g.cout * K + row) * sizeof(floating))
     cdef floating *rb = wpk + g.cout * K
     cdef Py_ssize_t *off = <Py_ssize_t *>fc_alloc(K * sizeof(Py_ssize_t))
@@ -923,10 +928,10 @@ def wide_forward(const floating[::1] x, const floating[:, ::1] w, const floating
             if fail[0] == 0:
                 if floating is float:
                     fc_wd_forward_image_f(&g, _isa.kwf_f, _isa.wr, vl, px, wpk, off,
-                                          rix, rb, py, n, act, pool, xs, yp, Hs, Ws)
+                                          rix, rb, py, n, act, pool, pq, xs, yp, Hs, Ws)
                 else:
                     fc_wd_forward_image_d(&g, _isa.kwf_d, _isa.wr, vl, px, wpk, off,
-                                          rix, rb, py, n, act, pool, xs, yp, Hs, Ws)
+                                          rix, rb, py, n, act, pool, pq, xs, yp, Hs, Ws)
         fc_free(xs)
         fc_free(yp)
     fc_free(wpk)

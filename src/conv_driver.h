@@ -818,9 +818,25 @@ FC_CLONES static void FC_FN(fc_wd_pool_out)(const FC_T *yp, ptrdiff_t wy, ptrdif
             for (e = 0; e < prow; e++) {
                 const ptrdiff_t i = rix[e];
                 const FC_T b = rb[e];
-                dst[e] = ((((s0[i] + b) + (s0[i + 1] + b)) + (s1[i] + b)) + (s1[i + 1] + b)) *
-                         (FC_T)0.25;
+                dst[e] = ((((s0[i] + b) + (s0[i + 1] + b)) + (s1[i] + b)) +
+                          (s1[i + 1] + b)) * (FC_T)0.25;
             }
+    }
+}
+
+/* One output row of the 2x2/2 average pool, channels_last, from input rows r0 and r1
+ * (pw pixels of C channels out): the window's cells summed in row-major order, then
+ * scaled by 1/4, as src/_pool2d.pyx's average pool rounds. */
+static void FC_FN(fc_pool_rows)(const FC_T *r0, const FC_T *r1, FC_T *out, ptrdiff_t pw,
+                                ptrdiff_t C)
+{
+    ptrdiff_t px, c;
+    for (px = 0; px < pw; px++) {
+        const FC_T *a = r0 + 2 * px * C, *b = a + C, *d = r1 + 2 * px * C, *e = d + C;
+        FC_T *o = out + px * C;
+        FC_OMP_SIMD
+        for (c = 0; c < C; c++)
+            o[c] = (((a[c] + b[c]) + d[c]) + e[c]) * (FC_T)0.25;
     }
 }
 
@@ -833,6 +849,8 @@ FC_CLONES static void FC_FN(fc_wd_pool_out)(const FC_T *yp, ptrdiff_t wy, ptrdif
  * row is yp[rix[e] + row offset] + rb[e] (rix, rb: the plane offset of e's channel and
  * pixel, and e's bias, zero when the convolution has none).  With pool, y is instead
  * the 2x2/2 average pool of that output (fc_wd_pool_out; rix then indexes a pooled row).
+ * With yq (not NULL), y is written and its 2x2/2 average pool goes to yq as well, from
+ * each pair of rows right after they are written (fc_pool_rows).
  * Scratch: xs (C * Hs * Ws, Hs from fc_wide_rows, Ws = ceil(ow / vl) * vl +
  * (kw - 1) * dx) and yp. */
 FC_CLONES static void FC_FN(fc_wd_forward_image)(const fc_conv *g,
@@ -840,8 +858,9 @@ FC_CLONES static void FC_FN(fc_wd_forward_image)(const fc_conv *g,
                                                  ptrdiff_t vl, const FC_T *x,
                                                  const FC_T *wpk, const ptrdiff_t *off,
                                                  const int *rix, const FC_T *rb, FC_T *y,
-                                                 ptrdiff_t n, int act, int pool, FC_T *xs,
-                                                 FC_T *yp, ptrdiff_t Hs, ptrdiff_t Ws)
+                                                 ptrdiff_t n, int act, int pool, FC_T *yq,
+                                                 FC_T *xs, FC_T *yp, ptrdiff_t Hs,
+                                                 ptrdiff_t Ws)
 {
     const ptrdiff_t oh = g->oh, ow = g->ow, cout = g->cout, kg = g->kg;
     const ptrdiff_t owv = (ow + vl - 1) / vl, wy = owv * vl, row = ow * cout;
@@ -885,6 +904,10 @@ FC_CLONES static void FC_FN(fc_wd_forward_image)(const fc_conv *g,
             FC_OMP_SIMD
             for (e = 0; e < row; e++)
                 dst[e] = src[rix[e]] + rb[e];
+        if (yq != NULL && (oy & 1))  /* the 2x2/2 average pool of rows oy - 1 and oy */
+            FC_FN(fc_pool_rows)(dst - row, dst,
+                                yq + (n * (oh / 2) + oy / 2) * (ow / 2) * cout, ow / 2,
+                                cout);
     }
 }
 

@@ -333,6 +333,13 @@ def test_forward_with_average_pool_is_the_pool_of_the_forward(isa, dtype, act):
             np.testing.assert_array_max_ulp(np.nan_to_num(got), np.nan_to_num(want), 1)
         else:
             np.testing.assert_array_equal(got, want)
+        # keep (training): the activations as the unfused kernel writes them, and their
+        # pool taken from them, both exactly
+        full, pooled = conv._forward_avg_pooled(g, x, w, b, dtype, keep=True, **flags)
+        np.testing.assert_array_equal(
+            full, conv._conv2d(x, w, b, 1, padding, 1, 1, "channels_last", **flags))
+        np.testing.assert_array_equal(
+            pooled, pooling.avg_pool2d(full, 2, data_format="channels_last"))
     assert fused >= 1 or (act == "tanh" and dtype == np.float64)  # C1 at least
 
 

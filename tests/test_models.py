@@ -416,10 +416,11 @@ def test_predict_and_evaluate_fuse_convolution_and_average_pooling(act, dtype,
     fused = []
     original = L.Conv2D._forward_pooled
 
-    def spy(self, x, pool):
-        out = original(self, x, pool)
-        fused.append(out is not None)
+    def spy(self, x, pool, training=False):
+        out = original(self, x, pool, training)
+        (trained if training else fused).append(out is not None)
         return out
+    trained = []
     monkeypatch.setattr(L.Conv2D, "_forward_pooled", spy)
     rng = np.random.default_rng(5)
     x = rng.standard_normal((9, 31, 32, 1)).astype(dtype)
@@ -437,7 +438,8 @@ def test_predict_and_evaluate_fuse_convolution_and_average_pooling(act, dtype,
                                rtol=1e-6)
     assert all(layer._x is None for layer in model.layers)  # nothing kept
     before = model.get_weights()
-    model.train_on_batch(x, y)
+    model.train_on_batch(x, y)  # fused too, keeping the activations for the backward
+    assert len(trained) == 2 and trained == fused[:2]
     assert all(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
 
@@ -526,4 +528,42 @@ def test_training_steps_reusing_arrays_match_steps_without():
                               plain.weights)
     assert fast._arena.nbytes() > 0
     for a, b in zip(fast.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_training_steps_with_fused_convolution_and_pooling_equal_unfused(dtype,
+                                                                        monkeypatch):
+    """In a training step a Conv2D on the wide kernels writes its activations and their
+    2x2 average pool in one pass: three Adam steps of a LeNet-5-shaped model move the
+    weights exactly as with the two layers run one by one."""
+    def make():
+        fastconv.set_seed(10)
+        kw = {"dtype": dtype}
+        act = "tanh" if dtype == "float32" else "relu"  # (tanh fuses in float32)
+        model = Sequential([L.Conv2D(6, 5, activation=act, input_shape=(17, 18, 1), **kw),
+                            L.AveragePooling2D(2, **kw), L.Conv2D(16, 3, **kw),
+                            L.AveragePooling2D(2, **kw), L.Flatten(**kw),
+                            L.Dense(10, activation="softmax", **kw)])
+        model.compile("adam", "categorical_crossentropy")
+        return model
+    fused, plain = make(), make()
+    original = L.Conv2D._forward_pooled
+    calls = []
+
+    def spy(self, x, pool, training=False):
+        out = original(self, x, pool, training)
+        calls.append(out is not None)
+        return out
+    rng = np.random.default_rng(11)
+    for _ in range(3):
+        x = rng.standard_normal((5, 17, 18, 1)).astype(dtype)
+        y = np.eye(10)[rng.integers(0, 10, 5)]
+        monkeypatch.setattr(L.Conv2D, "_forward_pooled", spy)
+        fused.train_on_batch(x, y)
+        monkeypatch.setattr(L.Conv2D, "_forward_pooled",
+                            lambda self, x, pool, training=False: None)
+        plain.train_on_batch(x, y)
+    assert any(calls)
+    for a, b in zip(fused.get_weights(), plain.get_weights()):
         np.testing.assert_array_equal(a, b)

@@ -298,10 +298,10 @@ class Layer:
         fused kernel does both in one pass; None otherwise (the default)."""
         return None
 
-    def _forward_pooled(self, x, pool):
-        """The forward of pool (the next layer) on this layer's output, both in one pass,
-        for inference: neither layer keeps what its backward pass would need.  None
-        where no kernel fuses them (the default)."""
+    def _forward_pooled(self, x, pool, training=False):
+        """The forward of pool (the next layer) on this layer's output, both in one pass;
+        in training both layers keep what their backward passes read, otherwise neither
+        does.  None where no kernel fuses them (the default)."""
         return None
 
     def _linear_forward(self, x, training):

@@ -139,11 +139,12 @@ class Conv2D(Layer):
     def _linear_forward(self, x, training):
         return self._forward(x)
 
-    def _forward_pooled(self, x, pool):
+    def _forward_pooled(self, x, pool, training=False):
         """pool's forward of this layer's (activation included) in one pass where the
         kernels fuse them (see Layer._forward_pooled): pool an AveragePooling2D of 2x2
         windows with stride 2, 'valid', channels_last, after a linear, ReLU or tanh
-        Conv2D (conv._forward_avg_pooled)."""
+        Conv2D (conv._forward_avg_pooled).  In training both layers keep what their
+        backward passes read, as their own forward calls would."""
         if not (type(pool) is AveragePooling2D and pool.pool_size == (2, 2) and
                 pool.strides == (2, 2) and pool.padding == "valid" and
                 pool.data_format == self.data_format == "channels_last" and
@@ -153,9 +154,16 @@ class Conv2D(Layer):
         ready = self._ready(x, self.kernel, bias)
         if ready is None:
             return None
-        return _conv._forward_avg_pooled(ready[0], x, self.kernel, bias, ready[1],
-                                         relu=self._act_name == "relu",
-                                         tanh=self._act_name == "tanh")
+        out = _conv._forward_avg_pooled(ready[0], x, self.kernel, bias, ready[1],
+                                        relu=self._act_name == "relu",
+                                        tanh=self._act_name == "tanh", keep=training)
+        if out is None or not training:
+            return out
+        y, pooled = out
+        self._x = x
+        self._y = y if self._act_name != "linear" else None
+        pool._x = y
+        return pooled
 
     def forward(self, x, training=False):
         if self._act_name not in ("relu", "tanh"):
