@@ -1,6 +1,6 @@
-"""Output arrays reused from one inference pass to the next.
+"""Output arrays reused from one model pass to the next.
 
-A model's inference pass allocates the same arrays every time (each layer's output, of
+A model's pass (an inference, a training step) allocates the same arrays every time (each layer's output, of
 shapes fixed by the batch), many of them megabytes.  Freed at the end of a pass, they go
 back to the operating system, and the next pass pays a page fault for every 4 KB it
 writes again (measured: 2,000 faults and about 15 ms of a 55 ms CIFAR-10 inference at
@@ -15,7 +15,8 @@ caches.  Parameter gradients, which users may keep (``layer.gradients``), never 
 The caller guarantees that nothing handed out during a pass is referenced once the next
 pass starts (models.Sequential: predict copies the output, evaluate reduces it, a
 training step's caches are replaced by the next step before they are read).  The active
-arena is per thread.
+arena is per thread, and a model keeps one arena per thread (models.Sequential._pass_arena)
+so that passes running at once in several threads never share one.
 """
 import threading
 
@@ -48,7 +49,7 @@ class Arena:
 
     def __enter__(self):
         if getattr(_local, "arena", None) is not None:
-            raise RuntimeError("an inference arena is already active in this thread")
+            raise RuntimeError("an arena is already active in this thread")
         _local.arena = self
         return self
 

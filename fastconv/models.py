@@ -19,6 +19,7 @@ import math
 import numbers
 import os
 import tempfile
+import threading
 import zipfile
 
 import numpy as np
@@ -352,8 +353,10 @@ class Sequential:
             return self._train_step(x, y)
 
     def _pass_arena(self):
-        """The model's arena: the arrays of its last pass, for the next one."""
-        return self.__dict__.setdefault("_arena", _Arena())
+        """This thread's arena of the model: the arrays of its last pass in this
+        thread, for the next one (passes in other threads have their own)."""
+        arenas = self.__dict__.setdefault("_arenas", {})
+        return arenas.setdefault(threading.get_ident(), _Arena())
 
     def _train_step(self, x, y):
         layers = self._layers

@@ -27,7 +27,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _arena, _ext
-from ._validation import as_array, check_data_format, check_ndim, common_float_dtype
+from ._validation import (_FLOATS, as_array, check_data_format, check_ndim,
+                          common_float_dtype)
 from .shapes import (memoised, normalize_pair, normalize_padding, output_size,
                      resolve_padding)
 
@@ -147,9 +148,6 @@ def _ready(x):
     float32 or float64 (the layers' arrays; anything else goes through the checks)."""
     return (type(x) is np.ndarray and x.ndim == 4 and x.flags.c_contiguous and
             x.dtype in _FLOATS)
-
-
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _include_pad(count_include_pad, g):
