@@ -460,6 +460,18 @@ def _forward_oihw(g, x, w, bias, dtype, relu=False, tanh=False):
     return y if fused else _tanh_if(y, tanh)
 
 
+def _forward_path(g, dtype):
+    """The kernels _forward_kernels runs g on, in their order of preference: "winograd",
+    "narrow", "wide", "pixel" (the pixel-row tiles), or "other" (shifted or packed)."""
+    if _winograd_ok(g, dtype):
+        return "winograd"
+    if _narrow_ok(g, dtype):
+        return "narrow"
+    if _wide_ok(g, dtype, _pixel_cols(g, dtype)):
+        return "wide"
+    return "pixel" if _pixel_rows_ok(g, dtype) else "other"
+
+
 def _forward_kernels(g, x, w, bias, dtype, relu, tanh):
     """(y, whether tanh is applied): the kernel path that suits g, ReLU fused; tanh
     only by the wide kernels."""
@@ -470,20 +482,21 @@ def _forward_kernels(g, x, w, bias, dtype, relu, tanh):
         y[...] = 0 if bias is None else (bias if g.channels_last else bias[:, None, None])
         return (np.maximum(y, 0) if relu else y), False
     mr, nr = _mr(dtype)
-    if _winograd_ok(g, dtype):
+    path = _forward_path(g, dtype)
+    if path == "winograd":
         n_per = _winograd_images(g, nr, np.dtype(dtype).itemsize)
         _ext.conv2d.winograd(x.reshape(-1), _winograd_weights(w, mr), bias, y.reshape(-1),
                              _geom(g), n_per, relu)
         return y, False
-    if _narrow_ok(g, dtype):
+    if path == "narrow":
         _ext.conv2d.px_forward_narrow(x.reshape(-1), _narrow_weights(g, w), bias,
                                       y.reshape(-1), _geom(g), relu)
         return y, False
-    if _wide_ok(g, dtype, _pixel_cols(g, dtype)):
+    if path == "wide":
         _ext.conv2d.wide_forward(x.reshape(-1), np.ascontiguousarray(w).reshape(g.c_out, -1),
                                  bias, y.reshape(-1), _geom(g), relu, tanh)
         return y, tanh
-    if _pixel_rows_ok(g, dtype):
+    if path == "pixel":
         half = _pixel_half(g, dtype)
         _ext.conv2d.px_forward(x.reshape(-1),
                                _pixel_weights(g, w, _pixel_tile(dtype, half)[1]),
@@ -506,9 +519,8 @@ def _forward_avg_pooled(g, x, weight, bias, dtype, relu=False, tanh=False, keep=
     each pair of output rows as they are written (training, where the backward pass
     needs the activations).  None where g does not run on the wide kernels (or tanh is
     asked in float64, which they do not fuse)."""
-    if (tanh and dtype != np.float32) or g.oh < 2 or g.ow < 2 or _is_dense(g) or (
-            x.size == 0 or _winograd_ok(g, dtype) or _narrow_ok(g, dtype) or
-            not _wide_ok(g, dtype, _pixel_cols(g, dtype))):
+    if ((tanh and dtype != np.float32) or g.oh < 2 or g.ow < 2 or _is_dense(g) or
+            x.size == 0 or _forward_path(g, dtype) != "wide"):
         return None
     w = np.ascontiguousarray(_weight_oihw(g, weight)).reshape(g.c_out, -1)
     pooled = _arena.empty((g.n, g.oh // 2, g.ow // 2, g.c_out), dtype)

@@ -78,6 +78,7 @@ class Sequential:
             raise TypeError(f"name must be a non-empty string, got {name!r}")
         self.name = name or unique_name("sequential")
         self._layers = []
+        self._arenas = {}  # thread id -> that thread's arena (see _pass_arena)
         self._input_shape = None
         self.built = False
         self.optimizer = None
@@ -355,8 +356,7 @@ class Sequential:
     def _pass_arena(self):
         """This thread's arena of the model: the arrays of its last pass in this
         thread, for the next one (passes in other threads have their own)."""
-        arenas = self.__dict__.setdefault("_arenas", {})
-        return arenas.setdefault(threading.get_ident(), _Arena())
+        return self._arenas.setdefault(threading.get_ident(), _Arena())
 
     def _train_step(self, x, y):
         layers = self._layers

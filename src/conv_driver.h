@@ -892,10 +892,8 @@ FC_CLONES static void FC_FN(fc_wd_forward_image)(const fc_conv *g,
          * LeNet-5's C1 at batch 128, forward with ReLU 0.98 -> 0.69 ms with the pragma) */
         if (act == FC_ACT_RELU)
             FC_OMP_SIMD
-            for (e = 0; e < row; e++) {
-                const FC_T val = src[rix[e]] + rb[e];
-                dst[e] = val < 0 ? (FC_T)0 : val;
-            }
+            for (e = 0; e < row; e++)
+                dst[e] = FC_FN(fc_relu1)(src[rix[e]] + rb[e]);
         else if (act == FC_ACT_TANH)
             FC_OMP_SIMD
             for (e = 0; e < row; e++)
