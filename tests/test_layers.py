@@ -490,3 +490,44 @@ def test_pooling_layers_over_input_sizes_match_the_checked_ops(fmt, rng):
     with pytest.raises(ValueError, match="grad_y must have the output shape"):
         ap._linear_backward(np.zeros((2, 2, 2, 2), np.float32), True)
     np.testing.assert_allclose(ap.forward(x.astype(np.float64)), y, rtol=1e-6)
+
+
+@pytest.mark.parametrize("m,k,n", [(200, 50, 70), (70, 50, 200), (130, 30, 65), (64, 10, 64),
+                                   (1, 5, 300), (300, 7, 1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_products_split_in_halves_match_the_whole(monkeypatch, rng, m, k, n, dtype):
+    """Medium products are cut in two halves of the output rows (or columns), one on a
+    helper thread: every element as the float64 product, and the same bits with one
+    OpenMP thread (halves one after the other) as with two."""
+    from fastconv import _blas
+    monkeypatch.setattr(_blas, "_SPLIT_MACS", 1)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for x, y, expect in ((a, b, want), (b.T, a.T, want.T)):  # also transposed views
+        with fastconv.num_threads(2):
+            two = _blas._matmul(x, y)
+        with fastconv.num_threads(1):
+            one = _blas._matmul(x, y)
+        assert two.dtype == dtype and two.shape == expect.shape
+        np.testing.assert_allclose(two, expect, rtol=tol, atol=tol * np.sqrt(k))
+        np.testing.assert_array_equal(one, two)
+    assert _blas._depth == 0
+
+
+def test_dense_layer_with_split_products(monkeypatch, rng):
+    """The Dense layer's three products (forward, weight and input gradients) through the
+    split: the same as NumPy's products of the same arrays."""
+    from fastconv import _blas
+    monkeypatch.setattr(_blas, "_SPLIT_MACS", 1)
+    layer = L.Dense(70, dtype="float64")
+    x = rng.standard_normal((130, 90))
+    layer(x)  # built
+    y = layer.forward(x, True)
+    np.testing.assert_allclose(y, x @ layer.kernel + layer.bias, rtol=1e-12, atol=1e-12)
+    g = rng.standard_normal(y.shape)
+    gx = layer.backward(g)
+    np.testing.assert_allclose(gx, g @ layer.kernel.T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer._grads["kernel"], x.T @ g, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer._grads["bias"], g.sum(axis=0), rtol=1e-12)

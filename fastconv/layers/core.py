@@ -6,7 +6,7 @@ import numpy as np
 from .. import _ext, _random
 from .. import initializers as _initializers
 from .._blas import (_NO_OP, _SERIAL_BLAS_MACS, _blas, _blas_threads,  # noqa: F401
-                     _NoOp, _SerialBlas)
+                     _matmul, _NoOp, _SerialBlas)
 from .base import Layer, check_activation
 from .common import check_layer_data_format, check_positive_int
 
@@ -52,8 +52,7 @@ class Dense(Layer):
     def _linear_forward(self, x, training):
         self._x = x
         x2 = x.reshape(-1, x.shape[-1])
-        with _blas_threads(x2.shape[0], x2.shape[1], self.units):
-            z = x2 @ self.kernel
+        z = _matmul(x2, self.kernel)
         if self.use_bias:
             z += self.bias
         return z if x.ndim == 2 else z.reshape(x.shape[:-1] + (self.units,))
@@ -61,14 +60,12 @@ class Dense(Layer):
     def _linear_backward(self, grad, need_input_grad):
         x2 = self._x.reshape(-1, self._x.shape[-1])
         g2 = grad.reshape(-1, self.units)
-        with _blas_threads(x2.shape[0], x2.shape[1], self.units):
-            self._grads["kernel"] = x2.T @ g2
-            if self.use_bias:
-                self._grads["bias"] = g2.sum(axis=0)
-            if not need_input_grad:
-                return None
-            gx = g2 @ self.kernel.T
-        return gx.reshape(self._x.shape)
+        self._grads["kernel"] = _matmul(x2.T, g2)
+        if self.use_bias:
+            self._grads["bias"] = g2.sum(axis=0)
+        if not need_input_grad:
+            return None
+        return _matmul(g2, self.kernel.T).reshape(self._x.shape)
 
     def get_config(self):
         config = super().get_config()
