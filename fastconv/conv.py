@@ -534,6 +534,24 @@ def _forward_avg_pooled(g, x, weight, bias, dtype, relu=False, tanh=False, keep=
     return y, pooled
 
 
+def _forward_max_pooled(g, x, weight, bias, dtype, relu=False):
+    """max_pool2d(act(conv2d(x)), 2) -- 2x2 windows, stride 2, rows and columns past an
+    even count dropped, act ReLU (relu) or none -- bit for bit, on the pixel-row kernels:
+    each image pooled from a per-thread copy of its output while it is in cache, the
+    full-size output never written (inference only: the backward passes need it).
+    None where g does not run on the pixel-row kernels."""
+    if (g.oh < 2 or g.ow < 2 or _is_dense(g) or x.size == 0 or
+            _forward_path(g, dtype) != "pixel"):
+        return None
+    half = _pixel_half(g, dtype)
+    pooled = _arena.empty((g.n, g.oh // 2, g.ow // 2, g.c_out), dtype)
+    _ext.conv2d.px_forward(x.reshape(-1),
+                           _pixel_weights(g, _weight_oihw(g, weight),
+                                          _pixel_tile(dtype, half)[1]),
+                           bias, pooled.reshape(-1), _geom(g), relu, half, True)
+    return pooled
+
+
 def _tanh_if(y, tanh):
     """y, with tanh applied in place when asked (y is a new array of the kernels)."""
     return _activations._tanh_inplace(y) if tanh else y

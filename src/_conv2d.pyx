@@ -159,6 +159,10 @@ cdef extern from "conv_kernels_all.h" nogil:
                                const double *bpk, const double *bias, double *y,
                                Py_ssize_t n, int relu, double *xp, double *tile,
                                Py_ssize_t *idx)
+    void fc_max_pool_2x2_image_f(const float *y, Py_ssize_t oh, Py_ssize_t ow,
+                                 Py_ssize_t c, float *yq)
+    void fc_max_pool_2x2_image_d(const double *y, Py_ssize_t oh, Py_ssize_t ow,
+                                 Py_ssize_t c, double *yq)
     void fc_px_grad_weight_item_f(const fc_conv *g, fc_kpx_f kpx, const float *x,
                                   const float *gy, float *part, Py_ssize_t n_lo,
                                   Py_ssize_t n_hi, float *xp, float *gyp, Py_ssize_t *idx)
@@ -620,10 +624,13 @@ cdef Py_ssize_t _px_xp_len(const fc_conv *g) noexcept nogil:
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def px_forward(const floating[::1] x, const floating[::1] bpk, const floating[::1] bias,
-               floating[::1] y, tuple geom, bint relu=False, bint half=False):
+               floating[::1] y, tuple geom, bint relu=False, bint half=False,
+               bint max_pool=False):
     """channels_last, one group: y = conv(x) (+ bias) (then ReLU) by the pixel-row
     kernel (half: its half-width tile); bpk = weights packed (ceil(cout/NR), kg, NR),
-    k = (ki, kj, c), NR of that tile.  Parallel over images."""
+    k = (ki, kj, c), NR of that tile.  max_pool: y is instead the 2x2/2 max pool of that,
+    (N, oh // 2, ow // 2, C_out), each image pooled from a per-thread copy while it is
+    in cache (the full-size output is never written).  Parallel over images."""
     cdef fc_conv g
     cdef int mr, nr
     cdef fc_kpx_f kf
@@ -632,6 +639,11 @@ def px_forward(const floating[::1] x, const floating[::1] bpk, const floating[::
     _fill(&g, geom, mr, nr)
     cdef Py_ssize_t xp_len = _px_xp_len(&g), n
     cdef Py_ssize_t idx_len = (g.oh * g.ow + mr - 1) // mr * mr + 2 * g.kh * g.kw
+    cdef Py_ssize_t img = g.oh * g.ow * g.cout, x_img = g.h * g.w * g.c
+    cdef Py_ssize_t q_img = (g.oh // 2) * (g.ow // 2) * g.cout
+    if y.shape[0] != g.n * (q_img if max_pool else img):
+        raise ValueError(f"px_forward: y must hold {g.n * (q_img if max_pool else img)} "
+                         f"elements, got {y.shape[0]}")
     cdef const floating *bp_bias = NULL
     if bias is not None:
         bp_bias = &bias[0]
@@ -640,6 +652,7 @@ def px_forward(const floating[::1] x, const floating[::1] bpk, const floating[::
     cdef floating *py = &y[0]
     cdef floating *xp
     cdef floating *tile
+    cdef floating *yimg
     cdef Py_ssize_t *idx
     cdef int fail[1]
     cdef int nt = _threads(<double>g.n * g.oh * g.ow * g.cout * g.kg, g.n)
@@ -648,19 +661,30 @@ def px_forward(const floating[::1] x, const floating[::1] bpk, const floating[::
         xp = <floating *>fc_alloc(xp_len * sizeof(floating))
         tile = <floating *>fc_alloc(mr * nr * sizeof(floating))
         idx = <Py_ssize_t *>fc_alloc(idx_len * sizeof(Py_ssize_t))
-        if xp == NULL or tile == NULL or idx == NULL:
+        yimg = <floating *>fc_alloc((img if max_pool else 1) * sizeof(floating))
+        if xp == NULL or tile == NULL or idx == NULL or yimg == NULL:
             fail[0] = 1
         for n in prange(g.n, schedule="dynamic", chunksize=1):
             if fail[0] == 0:
-                if floating is float:
-                    fc_px_forward_image_f(&g, kf, px, pb, bp_bias, py, n, relu, xp, tile,
-                                          idx)
+                if not max_pool:
+                    if floating is float:
+                        fc_px_forward_image_f(&g, kf, px, pb, bp_bias, py, n, relu, xp,
+                                              tile, idx)
+                    else:
+                        fc_px_forward_image_d(&g, kd, px, pb, bp_bias, py, n, relu, xp,
+                                              tile, idx)
+                elif floating is float:  # image n as image 0 of x + n * x_img, in yimg
+                    fc_px_forward_image_f(&g, kf, px + n * x_img, pb, bp_bias, yimg, 0,
+                                          relu, xp, tile, idx)
+                    fc_max_pool_2x2_image_f(yimg, g.oh, g.ow, g.cout, py + n * q_img)
                 else:
-                    fc_px_forward_image_d(&g, kd, px, pb, bp_bias, py, n, relu, xp, tile,
-                                          idx)
+                    fc_px_forward_image_d(&g, kd, px + n * x_img, pb, bp_bias, yimg, 0,
+                                          relu, xp, tile, idx)
+                    fc_max_pool_2x2_image_d(yimg, g.oh, g.ow, g.cout, py + n * q_img)
         fc_free(xp)
         fc_free(tile)
         fc_free(idx)
+        fc_free(yimg)
     if fail[0]:
         raise MemoryError("conv2d: could not allocate per-thread scratch buffers")
 

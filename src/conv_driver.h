@@ -586,11 +586,17 @@ FC_CLONES static void FC_FN(fc_px_forward_image)(const fc_conv *g, FC_FN(fc_kpx_
     const ptrdiff_t ncb = (g->cout + nr - 1) / nr;
     const ptrdiff_t P_pad = (P + mr - 1) / mr * mr;
     ptrdiff_t *off = idx, *sega = idx + P_pad, *segb = sega + g->kh * g->kw;
-    ptrdiff_t ws, nseg, len, s, cb, p0, i, j, p;
+    ptrdiff_t ws, nseg, len, s, cb, p0, i, j, p, oy, ox;
     const FC_T *xa = FC_FN(fc_px_image)(g, x, n, xp, &ws);
-    for (p = 0; p < P_pad; p++) {  /* rows past the image repeat pixel 0 (dropped) */
-        const ptrdiff_t q = p < P ? p : 0;
-        off[p] = ((q / g->ow) * g->sy * ws + (q % g->ow) * g->sx) * C;
+    /* (oy, ox) walks the pixels in order: no division per pixel (measured: CIFAR-10's
+     * first layer at batch 128, the divisions took 14% of its time).  Rows past the
+     * image repeat pixel 0 (dropped). */
+    for (p = 0, oy = 0, ox = 0; p < P_pad; p++) {
+        off[p] = p < P ? (oy * g->sy * ws + ox * g->sx) * C : 0;
+        if (++ox == g->ow) {
+            ox = 0;
+            oy++;
+        }
     }
     if (g->dx == 1) {  /* one segment per kernel row: (kj, c) is contiguous */
         nseg = g->kh;
@@ -622,20 +628,57 @@ FC_CLONES static void FC_FN(fc_px_forward_image)(const fc_conv *g, FC_FN(fc_kpx_
                 hi = lo;
             kpx((hi - lo) * per_ki, len, sega + lo * per_ki, segb + lo * per_ki, xa,
                 off + p0, 1, bpk + cb * g->kg * nr, nr, tile, nr, 0);
-            for (i = 0; i < cnt; i++) {
+            for (i = 0; i < cnt; i++) {  /* bias and ReLU in one pass over the tile */
                 FC_T *dst = y + (n * P + p0 + i) * g->cout + co0;
                 const FC_T *src = tile + i * nr;
-                if (bias)
+                const FC_T *bc = bias ? bias + co0 : NULL;
+                if (bc && relu) {
+#pragma omp simd
+                    for (j = 0; j < cols; j++) {
+                        const FC_T v = src[j] + bc[j];
+                        dst[j] = v < 0 ? (FC_T)0 : v;
+                    }
+                } else if (bc) {
+#pragma omp simd
                     for (j = 0; j < cols; j++)
-                        dst[j] = src[j] + bias[co0 + j];
-                else
+                        dst[j] = src[j] + bc[j];
+                } else if (relu) {
+#pragma omp simd
+                    for (j = 0; j < cols; j++)
+                        dst[j] = src[j] < 0 ? (FC_T)0 : src[j];
+                } else {
                     memcpy(dst, src, (size_t)cols * sizeof(FC_T));
-                if (relu)
-                    for (j = 0; j < cols; j++)
-                        dst[j] = dst[j] < 0 ? (FC_T)0 : dst[j];
+                }
             }
         }
     }
+}
+
+/* The 2x2, stride-2 max pool of one channels_last image y (oh x ow pixels of C channels;
+ * an odd last row or column dropped) into yq ((oh / 2) x (ow / 2) x C), the same bits as
+ * the pooling kernels: the first maximum in row-major window order, or the first NaN
+ * (once best is NaN nothing replaces it; a NaN v replaces a number, as !(v <= best)). */
+static void FC_FN(fc_max_pool_2x2_image)(const FC_T *y, ptrdiff_t oh, ptrdiff_t ow,
+                                         ptrdiff_t C, FC_T *yq)
+{
+    const ptrdiff_t qh = oh / 2, qw = ow / 2;
+    ptrdiff_t i, j, c;
+    for (i = 0; i < qh; i++)
+        for (j = 0; j < qw; j++) {
+            const FC_T *a = y + ((2 * i) * ow + 2 * j) * C, *b = a + ow * C;
+            FC_T *d = yq + (i * qw + j) * C;
+#pragma omp simd
+            for (c = 0; c < C; c++) {
+                FC_T best = a[c], v;
+                v = a[C + c];
+                best = (best == best && !(v <= best)) ? v : best;
+                v = b[c];
+                best = (best == best && !(v <= best)) ? v : best;
+                v = b[C + c];
+                best = (best == best && !(v <= best)) ? v : best;
+                d[c] = best;
+            }
+        }
 }
 
 /* Forward of image n with few output channels (channels_last, one group, C a multiple

@@ -520,3 +520,41 @@ def test_disable_simd_environment_variable_forces_portable(tmp_path):
     x, w = rng.standard_normal((2, 3, 9, 9)), rng.standard_normal((5, 3, 3, 3))
     np.testing.assert_allclose(np.load(out_file), fastconv.conv2d(x, w, padding=1),
                                rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("act", ["linear", "relu"])
+def test_forward_with_max_pool_is_the_pool_of_the_forward(isa, dtype, act):
+    """conv._forward_max_pooled (a Conv2D and the 2x2/2 MaxPooling2D after it, in one
+    pass, for inference) gives max_pool2d of the activated convolution bit for bit: odd
+    rows and columns dropped, ties and NaN (the first NaN of a window wins) as the
+    pooling kernels have them.  None (the layers then run one by one) off the pixel-row
+    kernels."""
+    from fastconv import pooling
+    rng = np.random.default_rng(24)
+    cases = [((3, 12, 12, 32), (3, 3, 32, 32), "valid"),  # CIFAR-10's conv + pool
+             ((2, 11, 13, 5), (3, 3, 5, 40), "same"),     # odd rows and columns
+             ((2, 9, 10, 6), (2, 2, 6, 70), "valid"),     # C_out past one tile
+             ((3, 32, 32, 1), (5, 5, 1, 6), "valid")]     # wide kernels: not fused
+    fused = 0
+    for xs, ws, padding in cases:
+        # small integers: many equal outputs in a window (ties) and exact zeros
+        x = rng.integers(-2, 3, xs).astype(dtype)
+        w = rng.integers(-1, 2, ws).astype(dtype)
+        b = rng.integers(-1, 2, ws[-1]).astype(dtype)
+        x[0, 3, 4, 0] = np.nan
+        x[-1, 1, 1, 0] = -np.inf
+        g = conv._geometry(x.shape, w.shape, 1, padding, 1, 1, "channels_last")
+        got = conv._forward_max_pooled(g, x, w, b, dtype, relu=act == "relu")
+        if conv._forward_path(g, dtype) != "pixel":
+            assert got is None
+            continue
+        fused += 1
+        want = pooling.max_pool2d(
+            conv._conv2d(x, w, b, 1, padding, 1, 1, "channels_last", relu=act == "relu"),
+            2, data_format="channels_last")
+        assert got.dtype == dtype and got.shape == want.shape
+        assert np.isnan(want).any()
+        np.testing.assert_array_equal(got.view(f"u{got.itemsize}"),
+                                      want.view(f"u{want.itemsize}"))
+    assert fused >= 2

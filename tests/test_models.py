@@ -443,6 +443,48 @@ def test_predict_and_evaluate_fuse_convolution_and_average_pooling(act, dtype,
     assert all(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("act", ["relu", None])
+def test_predict_fuses_convolution_and_max_pooling(act, dtype, monkeypatch):
+    """predict and evaluate run a Conv2D on the pixel-row kernels and the 2x2/2
+    MaxPooling2D after it as one pass (the CIFAR-10 network's pairs): the same outputs
+    as the layers one by one, bit for bit, odd map sizes included; a training step runs
+    them one by one (its backward pass needs the full-size activations)."""
+    fastconv.set_seed(6)
+    kw = {"dtype": dtype}
+    model = Sequential([L.Conv2D(32, 3, padding="same", activation=act,
+                                 input_shape=(18, 17, 3), **kw),
+                        L.Conv2D(32, 3, activation=act, **kw), L.MaxPooling2D(2, **kw),
+                        L.Dropout(0.25, **kw), L.Conv2D(64, 3, activation=act, **kw),
+                        L.MaxPooling2D(2, **kw), L.Flatten(**kw),
+                        L.Dense(10, activation="softmax", **kw)])
+    model.compile("rmsprop", "categorical_crossentropy")
+    calls = []
+    original = L.Conv2D._forward_pooled
+
+    def spy(self, x, pool, training=False):
+        out = original(self, x, pool, training)
+        calls.append((type(pool).__name__, training, out is not None))
+        return out
+    monkeypatch.setattr(L.Conv2D, "_forward_pooled", spy)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((6, 18, 17, 3)).astype(dtype)
+    y = np.eye(10)[rng.integers(0, 10, 6)]
+    want = model(x)  # layer by layer
+    assert not calls
+    got = model.predict(x, batch_size=6, verbose=0)
+    assert [c for c in calls if c[0] == "MaxPooling2D"] == [("MaxPooling2D", False, True)] * 2
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(model.evaluate(x, y, batch_size=6, verbose=0),
+                               model.loss(y, want), rtol=1e-6)
+    calls.clear()
+    before = model.get_weights()
+    model.train_on_batch(x, y)
+    assert [c for c in calls if c[0] == "MaxPooling2D"] == [("MaxPooling2D", True, False)] * 2
+    assert all(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    np.testing.assert_array_equal(model.predict(x, batch_size=6, verbose=0), model(x))
+
+
 def test_inference_arena_reuses_arrays_between_passes_only():
     """The kernels' outputs of one inference pass are reused by the next
     (fastconv/_arena.py): the same arrays for the same shapes, new ones otherwise, never

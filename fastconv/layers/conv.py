@@ -7,7 +7,7 @@ from ..conv import (_conv2d, conv2d_backward, conv2d_grad_bias, conv2d_grad_weig
 from .. import initializers as _initializers
 from ..shapes import normalize_pair
 from .base import Layer
-from .pooling import AveragePooling2D
+from .pooling import AveragePooling2D, MaxPooling2D
 from .common import check_layer_data_format, check_layer_padding, check_positive_int
 
 __all__ = ["Conv2D"]
@@ -140,22 +140,29 @@ class Conv2D(Layer):
         return self._forward(x)
 
     def _forward_pooled(self, x, pool, training=False):
-        """pool's forward of this layer's (activation included) in one pass where the
-        kernels fuse them (see Layer._forward_pooled): pool an AveragePooling2D of 2x2
-        windows with stride 2, 'valid', channels_last, after a linear, ReLU or tanh
-        Conv2D (conv._forward_avg_pooled).  In training both layers keep what their
-        backward passes read, as their own forward calls would."""
-        if not (type(pool) is AveragePooling2D and pool.pool_size == (2, 2) and
+        """pool's forward of this layer's output (activation included) in one pass where
+        the kernels fuse them (see Layer._forward_pooled), pool of 2x2 windows with
+        stride 2, 'valid', channels_last: an AveragePooling2D after a linear, ReLU or
+        tanh Conv2D on the wide kernels (conv._forward_avg_pooled), or, in inference, a
+        MaxPooling2D after a linear or ReLU Conv2D on the pixel-row kernels
+        (conv._forward_max_pooled).  In training both layers keep what their backward
+        passes read, as their own forward calls would."""
+        kind = type(pool)
+        if not (kind in (AveragePooling2D, MaxPooling2D) and pool.pool_size == (2, 2) and
                 pool.strides == (2, 2) and pool.padding == "valid" and
                 pool.data_format == self.data_format == "channels_last" and
                 self._act_name in ("linear", "relu", "tanh")):
+            return None
+        if kind is MaxPooling2D and (training or self._act_name == "tanh"):
             return None
         bias = self.bias if self.use_bias else None
         ready = self._ready(x, self.kernel, bias)
         if ready is None:
             return None
-        out = _conv._forward_avg_pooled(ready[0], x, self.kernel, bias, ready[1],
-                                        relu=self._act_name == "relu",
+        relu = self._act_name == "relu"
+        if kind is MaxPooling2D:
+            return _conv._forward_max_pooled(ready[0], x, self.kernel, bias, ready[1], relu)
+        out = _conv._forward_avg_pooled(ready[0], x, self.kernel, bias, ready[1], relu=relu,
                                         tanh=self._act_name == "tanh", keep=training)
         if out is None or not training:
             return out
