@@ -15,13 +15,18 @@ from fastconv.benchmark import CONV_LAYERS, POOL_LAYERS
 __all__ = ["interleaved", "pool_case", "pool_flops", "fastconv_pool", "torch_pool",
            "naive_pool", "python_conv_seconds", "python_conv_forward",
            "python_conv_grad_input", "python_conv_grad_weight", "CONV_LAYERS",
-           "POOL_LAYERS"]
+           "POOL_LAYERS", "SECOND"]
+
+# Suffix of fastconv's second timings in a peer process: interleaved with ONNX Runtime's
+# spinning session (bench/_peers.py, _ort_fastest).
+SECOND = " (next to spinning ORT)"
 
 
 SETTLE_SECONDS = 0.01
 
 
-def interleaved(fns, repeat, min_time=0.0, setup=None, warmup=1, settle=True):
+def interleaved(fns, repeat, min_time=0.0, setup=None, warmup=1, settle=True,
+                settle_seconds=None):
     """Median milliseconds of each callable, timed round-robin in the same process.
 
     Every round calls each function once, so a burst of load from elsewhere hits all of
@@ -37,8 +42,10 @@ def interleaved(fns, repeat, min_time=0.0, setup=None, warmup=1, settle=True):
     ONNX Runtime call (which took 8.4 ms alone); fastconv's cifar.p2 max-pool forward
     0.42-0.49 ms alone, 0.81-0.88 ms after one untimed call of its own following ONNX
     Runtime's, 0.50 ms after 10 ms of them (ORT's pool spins longer than that call).
-    With it, every system is timed as in a loop of its own calls.
+    With it, every system is timed as in a loop of its own calls.  ``settle_seconds``
+    replaces SETTLE_SECONDS (ONNX Runtime's spinning session: bench/_peers.py).
     """
+    settle_seconds = SETTLE_SECONDS if settle_seconds is None else settle_seconds
     setup = setup or {}
     for k, f in fns.items():
         for _ in range(warmup):
@@ -56,7 +63,7 @@ def interleaved(fns, repeat, min_time=0.0, setup=None, warmup=1, settle=True):
             if settle:
                 t0 = time.perf_counter()
                 f()
-                while time.perf_counter() - t0 < SETTLE_SECONDS:
+                while time.perf_counter() - t0 < settle_seconds:
                     f()
             t0 = time.perf_counter()
             f()

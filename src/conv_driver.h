@@ -658,8 +658,8 @@ FC_CLONES static void FC_FN(fc_px_forward_image)(const fc_conv *g, FC_FN(fc_kpx_
  * an odd last row or column dropped) into yq ((oh / 2) x (ow / 2) x C), the same bits as
  * the pooling kernels: the first maximum in row-major window order, or the first NaN
  * (once best is NaN nothing replaces it; a NaN v replaces a number, as !(v <= best)). */
-static void FC_FN(fc_max_pool_2x2_image)(const FC_T *y, ptrdiff_t oh, ptrdiff_t ow,
-                                         ptrdiff_t C, FC_T *yq)
+FC_CLONES static void FC_FN(fc_max_pool_2x2_image)(const FC_T *y, ptrdiff_t oh,
+                                                   ptrdiff_t ow, ptrdiff_t C, FC_T *yq)
 {
     const ptrdiff_t qh = oh / 2, qw = ow / 2;
     ptrdiff_t i, j, c;
