@@ -159,6 +159,14 @@ cdef extern from "conv_kernels_all.h" nogil:
                                const double *bpk, const double *bias, double *y,
                                Py_ssize_t n, int relu, double *xp, double *tile,
                                Py_ssize_t *idx)
+    void fc_dense_block_f(fc_kpx_f kpx, Py_ssize_t mr, Py_ssize_t nr, const float *x,
+                          Py_ssize_t m, Py_ssize_t k, const float *w, const float *bias,
+                          float *y, Py_ssize_t n, Py_ssize_t co0, Py_ssize_t cols,
+                          int relu, float *wb, float *tile, Py_ssize_t *off)
+    void fc_dense_block_d(fc_kpx_d kpx, Py_ssize_t mr, Py_ssize_t nr, const double *x,
+                          Py_ssize_t m, Py_ssize_t k, const double *w, const double *bias,
+                          double *y, Py_ssize_t n, Py_ssize_t co0, Py_ssize_t cols,
+                          int relu, double *wb, double *tile, Py_ssize_t *off)
     void fc_max_pool_2x2_image_f(const float *y, Py_ssize_t oh, Py_ssize_t ow,
                                  Py_ssize_t c, float *yq)
     void fc_max_pool_2x2_image_d(const double *y, Py_ssize_t oh, Py_ssize_t ow,
@@ -687,6 +695,57 @@ def px_forward(const floating[::1] x, const floating[::1] bpk, const floating[::
         fc_free(yimg)
     if fail[0]:
         raise MemoryError("conv2d: could not allocate per-thread scratch buffers")
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def dense_forward(const floating[:, ::1] x, const floating[:, ::1] w,
+                  const floating[::1] bias, floating[:, ::1] y, bint relu=False):
+    """y = x @ w (+ bias) (then ReLU), x (m, k), w (k, n), y (m, n), all non-empty: the
+    pixel-row kernel on blocks of NR columns of w (each copied once into a per-thread
+    buffer) and x's rows read in place, each output the kernel's sum over k in order
+    whatever the thread count.  Parallel over the column blocks."""
+    cdef Py_ssize_t m = x.shape[0], k = x.shape[1], n = w.shape[1]
+    if w.shape[0] != k or y.shape[0] != m or y.shape[1] != n or m * k * n == 0 or \
+            (bias is not None and bias.shape[0] != n):
+        raise ValueError(f"dense_forward: shapes x {(m, k)}, w {(w.shape[0], n)}, "
+                         f"y {(y.shape[0], y.shape[1])} do not match or are empty")
+    cdef int mr, nr
+    cdef fc_kpx_f kf
+    cdef fc_kpx_d kd
+    _px_kernels(floating is double, False, &mr, &nr, &kf, &kd)
+    cdef Py_ssize_t ncb = (n + nr - 1) // nr, cb
+    cdef const floating *bp_bias = NULL
+    if bias is not None:
+        bp_bias = &bias[0]
+    cdef const floating *px = &x[0, 0]
+    cdef const floating *pw = &w[0, 0]
+    cdef floating *py = &y[0, 0]
+    cdef floating *wb
+    cdef floating *tile
+    cdef Py_ssize_t *off
+    cdef int fail[1]
+    cdef int nt = _threads(<double>m * k * n, ncb)
+    fail[0] = 0
+    with nogil, parallel(num_threads=nt):
+        wb = <floating *>fc_alloc(k * nr * sizeof(floating))
+        tile = <floating *>fc_alloc(mr * nr * sizeof(floating))
+        off = <Py_ssize_t *>fc_alloc(mr * sizeof(Py_ssize_t))
+        if wb == NULL or tile == NULL or off == NULL:
+            fail[0] = 1
+        for cb in prange(ncb, schedule="dynamic", chunksize=1):
+            if fail[0] == 0:
+                if floating is float:
+                    fc_dense_block_f(kf, mr, nr, px, m, k, pw, bp_bias, py, n, cb * nr,
+                                     min(nr, n - cb * nr), relu, wb, tile, off)
+                else:
+                    fc_dense_block_d(kd, mr, nr, px, m, k, pw, bp_bias, py, n, cb * nr,
+                                     min(nr, n - cb * nr), relu, wb, tile, off)
+        fc_free(wb)
+        fc_free(tile)
+        fc_free(off)
+    if fail[0]:
+        raise MemoryError("dense_forward: could not allocate per-thread scratch buffers")
 
 
 @cython.boundscheck(False)

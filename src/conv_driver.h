@@ -654,6 +654,44 @@ FC_CLONES static void FC_FN(fc_px_forward_image)(const fc_conv *g, FC_FN(fc_kpx_
     }
 }
 
+/* Columns [co0, co0 + cols) (cols <= nr) of a dense layer's y = x w (+ bias) (then
+ * ReLU): x (m, k), w (k, n) and y (m, n) row-major.  The block's columns of w are first
+ * copied into wb (k * nr, zero past cols: contiguous, in cache for every tile of rows);
+ * the pixel-row kernel then reads x's rows in place.  (Reading w in place, its rows n
+ * apart, was 2-3x slower; BLAS packs all of w on every call: measured, see
+ * fastconv/layers/core.py.)  Scratch: wb, tile mr * nr, off mr entries.  Rows past m
+ * repeat row p0 (dropped). */
+static void FC_FN(fc_dense_block)(FC_FN(fc_kpx_t) kpx, ptrdiff_t mr, ptrdiff_t nr,
+                                  const FC_T *x, ptrdiff_t m, ptrdiff_t k, const FC_T *w,
+                                  const FC_T *bias, FC_T *y, ptrdiff_t n, ptrdiff_t co0,
+                                  ptrdiff_t cols, int relu, FC_T *wb, FC_T *tile,
+                                  ptrdiff_t *off)
+{
+    const ptrdiff_t zero = 0;
+    const FC_T *bc = bias ? bias + co0 : NULL;
+    ptrdiff_t p0, i, j;
+    for (i = 0; i < k; i++) {
+        memcpy(wb + i * nr, w + i * n + co0, (size_t)cols * sizeof(FC_T));
+        for (j = cols; j < nr; j++)
+            wb[i * nr + j] = 0;
+    }
+    for (p0 = 0; p0 < m; p0 += mr) {
+        const ptrdiff_t cnt = (m - p0 < mr) ? m - p0 : mr;
+        for (i = 0; i < mr; i++)
+            off[i] = (i < cnt ? p0 + i : p0) * k;
+        kpx(1, k, &zero, &zero, x, off, 1, wb, nr, tile, nr, 0);
+        for (i = 0; i < cnt; i++) {
+            FC_T *dst = y + (p0 + i) * n + co0;
+            const FC_T *src = tile + i * nr;
+#pragma omp simd
+            for (j = 0; j < cols; j++) {
+                const FC_T v = bc ? src[j] + bc[j] : src[j];
+                dst[j] = (relu && v < 0) ? (FC_T)0 : v;
+            }
+        }
+    }
+}
+
 /* The 2x2, stride-2 max pool of one channels_last image y (oh x ow pixels of C channels;
  * an odd last row or column dropped) into yq ((oh / 2) x (ow / 2) x C), the same bits as
  * the pooling kernels: the first maximum in row-major window order, or the first NaN

@@ -558,3 +558,73 @@ def test_forward_with_max_pool_is_the_pool_of_the_forward(isa, dtype, act):
         np.testing.assert_array_equal(got.view(f"u{got.itemsize}"),
                                       want.view(f"u{want.itemsize}"))
     assert fused >= 2
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_dense_forward_on_the_pixel_row_kernel(isa, dtype):
+    """_ext.conv2d.dense_forward (the Dense layer's large forward products): x @ w (+
+    bias) (then ReLU) as the float64 product, for column counts that are and are not
+    whole tiles, rows past a tile, a single row; the same bits on one and two threads;
+    mismatched shapes refused."""
+    rng = np.random.default_rng(25)
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    for m, k, n in [(1, 7, 33), (13, 50, 31), (25, 3, 65), (130, 100, 64), (32, 300, 96)]:
+        x = rng.standard_normal((m, k)).astype(dtype)
+        w = rng.standard_normal((k, n)).astype(dtype)
+        b = rng.standard_normal(n).astype(dtype)
+        for bias, relu in ((None, False), (b, False), (b, True)):
+            want = x.astype(np.float64) @ w.astype(np.float64)
+            if bias is not None:
+                want += bias
+            if relu:
+                want = np.maximum(want, 0)
+            got = {}
+            for threads in (1, 2):
+                y = np.full((m, n), np.nan, dtype)
+                with fastconv.num_threads(threads):
+                    _ext.conv2d.dense_forward(x, w, bias, y, relu)
+                got[threads] = y
+            np.testing.assert_allclose(got[2], want, rtol=tol, atol=tol * np.sqrt(k))
+            np.testing.assert_array_equal(got[1], got[2])
+    x = np.ones((3, 4), dtype)
+    with pytest.raises(ValueError, match="shapes"):
+        _ext.conv2d.dense_forward(x, np.ones((5, 6), dtype), None, np.empty((3, 6), dtype))
+    with pytest.raises(ValueError, match="shapes"):
+        _ext.conv2d.dense_forward(x, np.ones((4, 6), dtype), np.ones(5, dtype),
+                                  np.empty((3, 6), dtype))
+
+
+def test_dense_layer_forward_takes_the_kernel_product_when_large(monkeypatch):
+    """The Dense layer's forward runs dense_forward from _blas._SPLIT_MACS multiply-adds
+    for C-contiguous arrays of one dtype and a tile of columns or more (CIFAR-10's Dense
+    2304 -> 512), NumPy's product otherwise; the layer's output is x @ kernel + bias."""
+    from fastconv import layers as L
+    from fastconv.layers import core
+    rng = np.random.default_rng(26)
+    x = rng.standard_normal((32, 2304)).astype(np.float32)
+    w = rng.standard_normal((2304, 512)).astype(np.float32)
+    b = rng.standard_normal(512).astype(np.float32)
+    z = core._kernel_product(x, w, b)
+    assert z is not None
+    np.testing.assert_allclose(z, x.astype(np.float64) @ w + b, rtol=2e-5, atol=2e-3)
+    small = np.ascontiguousarray(x[:, :100])
+    assert core._kernel_product(small, np.ascontiguousarray(w[:100]), b) is None
+    assert core._kernel_product(x, w[:, :16].copy(), b[:16]) is None     # < one tile
+    assert core._kernel_product(x[::2], w, b) is None                    # strided
+    assert core._kernel_product(np.asfortranarray(x), w, b) is None      # not C order
+    assert core._kernel_product(x, w.astype(np.float64), None) is None   # two dtypes
+    calls = []
+    original = core._kernel_product
+
+    def spy(*args):
+        out = original(*args)
+        calls.append(out is not None)
+        return out
+    monkeypatch.setattr(core, "_kernel_product", spy)
+    layer = L.Dense(40, dtype="float64")
+    xs = rng.standard_normal((33, 50))
+    layer(xs)
+    monkeypatch.setattr(core._blas_module, "_SPLIT_MACS", 1)
+    y = layer(xs)
+    assert calls == [False, True]
+    np.testing.assert_allclose(y, xs @ layer.kernel + layer.bias, rtol=1e-12, atol=1e-12)

@@ -517,8 +517,9 @@ def test_products_split_in_halves_match_the_whole(monkeypatch, rng, m, k, n, dty
 
 
 def test_dense_layer_with_split_products(monkeypatch, rng):
-    """The Dense layer's three products (forward, weight and input gradients) through the
-    split: the same as NumPy's products of the same arrays."""
+    """The Dense layer's three products with the medium-size paths on for any size (the
+    forward on the kernels' product, the gradients through the split): the same as
+    NumPy's products of the same arrays."""
     from fastconv import _blas
     monkeypatch.setattr(_blas, "_SPLIT_MACS", 1)
     layer = L.Dense(70, dtype="float64")

@@ -3,7 +3,7 @@ import numbers
 
 import numpy as np
 
-from .. import _ext, _random
+from .. import _blas as _blas_module, _ext, _random
 from .. import initializers as _initializers
 from .._blas import (_NO_OP, _SERIAL_BLAS_MACS, _blas, _blas_threads,  # noqa: F401
                      _matmul, _NoOp, _SerialBlas)
@@ -11,6 +11,29 @@ from .base import Layer, check_activation
 from .common import check_layer_data_format, check_positive_int
 
 __all__ = ["Dense", "Flatten", "Dropout", "Activation"]
+
+def _kernel_product(x2, kernel, bias):
+    """x2 @ kernel (+ bias) on the convolution's pixel-row kernel (_ext.conv2d.
+    dense_forward) for forward products of _blas._SPLIT_MACS multiply-adds or more, of
+    C-contiguous arrays of one float dtype and at least one tile of columns; else None.
+    BLAS packs the whole kernel on every call; these read x in place and copy each block
+    of columns once.  Measured, CIFAR-10's Dense 2304 -> 512 (min ms, batch 32 / 128):
+    0.80-1.03 / 2.68-2.76 against 1.26-1.41 / 2.97-3.23 for the split BLAS product
+    (_blas._matmul), ONNX Runtime (weights packed once) 0.74 / 2.08."""
+    dtype = kernel.dtype
+    if not (dtype in (np.float32, np.float64) and x2.dtype == dtype and
+            x2.flags.c_contiguous and kernel.flags.c_contiguous and
+            (bias is None or (bias.dtype == dtype and bias.flags.c_contiguous))):
+        return None
+    m, k = x2.shape
+    n = kernel.shape[1]
+    if (m * k * n < _blas_module._SPLIT_MACS or
+            n < _ext.conv2d.pixel_tile(dtype == np.float64)[1]):
+        return None
+    z = np.empty((m, n), dtype)
+    _ext.conv2d.dense_forward(x2, kernel, bias, z)
+    return z
+
 
 class Dense(Layer):
     """``activation(x @ kernel + bias)`` on the last axis; kernel (in, units)."""
@@ -52,9 +75,12 @@ class Dense(Layer):
     def _linear_forward(self, x, training):
         self._x = x
         x2 = x.reshape(-1, x.shape[-1])
-        z = _matmul(x2, self.kernel)
-        if self.use_bias:
-            z += self.bias
+        bias = self.bias if self.use_bias else None
+        z = _kernel_product(x2, self.kernel, bias)
+        if z is None:
+            z = _matmul(x2, self.kernel)
+            if bias is not None:
+                z += bias
         return z if x.ndim == 2 else z.reshape(x.shape[:-1] + (self.units,))
 
     def _linear_backward(self, grad, need_input_grad):
