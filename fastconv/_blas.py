@@ -10,17 +10,18 @@ import numpy as np
 from . import _ext
 
 # Matrix products below this many multiply-adds (all of LeNet-5's and the CIFAR-10
-# network's) run on one BLAS thread (medium ones in two halves: _SPLIT_MACS).  The convolution and pooling kernels run on OpenMP
-# threads; the BLAS keeps a second thread pool, and the two fight for the cores: waking
-# BLAS threads costs more than it saves on small products, on a busy machine a 2-thread
-# product waits a scheduler time slice for its second thread, and spinning BLAS threads
-# slow the next OpenMP kernel.  Measured on 2 shared cores: LeNet-5's 128x120 @ 120x84
-# product 16 ms on 2 BLAS threads against 0.07 ms on 1; the whole CIFAR-10 training step
-# (Dense 2304 -> 512) 944 ms against 766 ms at batch 128, 424 against 219 ms at batch 32.
-# Only products of several GFLOP, where BLAS threading clearly pays, keep the BLAS's
-# own thread count.  One thread also keeps a product the same for any thread count:
-# OpenBLAS (SkylakeX kernels) rounds some shapes differently on 2 threads (measured:
-# float64 128x400 @ 400x120, float32 1000x3000 @ 3000x500).
+# network's) run on one BLAS thread (medium ones in two halves: _SPLIT_MACS).  The
+# convolution and pooling kernels run on OpenMP threads; the BLAS keeps a second thread
+# pool, and the two fight for the cores: waking BLAS threads costs more than it saves on
+# small products, on a busy machine a 2-thread product waits a scheduler time slice for
+# its second thread, and spinning BLAS threads slow the next OpenMP kernel.  Measured on
+# 2 shared cores: LeNet-5's 128x120 @ 120x84 product 16 ms on 2 BLAS threads against
+# 0.07 ms on 1; the whole CIFAR-10 training step (Dense 2304 -> 512) 944 ms against 766
+# ms at batch 128, 424 against 219 ms at batch 32.  Only products of several GFLOP,
+# where BLAS threading clearly pays, keep the BLAS's own thread count.  One thread also
+# keeps a product the same for any thread count: OpenBLAS (SkylakeX kernels) rounds some
+# shapes differently on 2 threads (measured: float64 128x400 @ 400x120, float32
+# 1000x3000 @ 3000x500).
 _SERIAL_BLAS_MACS = 1 << 28
 _blas_controllers = None
 

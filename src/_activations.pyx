@@ -134,6 +134,10 @@ def tanh_f32(const float[::1] x, float[::1] out):
         return
     cdef const float *px = &x[0]
     cdef float *po = &out[0]
+    if nt == 1:  # no parallel region (LeNet-5's C5 at batch 32, 32 x 120: 6.8 -> 3.5 us)
+        with nogil:
+            fc_tanh_f(px, po, n)
+        return
     for k in prange(nk, nogil=True, schedule="static", num_threads=nt):
         lo = k * _TANH_CHUNK
         fc_tanh_f(px + lo, po + lo, min(n - lo, <Py_ssize_t>_TANH_CHUNK))
