@@ -20,15 +20,15 @@ def _kernel_product(x2, kernel, bias):
     of columns once.  Measured, CIFAR-10's Dense 2304 -> 512 (min ms, batch 32 / 128):
     0.80-1.03 / 2.68-2.76 against 1.26-1.41 / 2.97-3.23 for the split BLAS product
     (_blas._matmul), ONNX Runtime (weights packed once) 0.74 / 2.08."""
+    m, k = x2.shape
+    n = kernel.shape[1]
+    if m * k * n < _blas_module._SPLIT_MACS:  # first: the cheap test small layers fail
+        return None
     dtype = kernel.dtype
     if not (dtype in (np.float32, np.float64) and x2.dtype == dtype and
             x2.flags.c_contiguous and kernel.flags.c_contiguous and
-            (bias is None or (bias.dtype == dtype and bias.flags.c_contiguous))):
-        return None
-    m, k = x2.shape
-    n = kernel.shape[1]
-    if (m * k * n < _blas_module._SPLIT_MACS or
-            n < _ext.conv2d.pixel_tile(dtype == np.float64)[1]):
+            (bias is None or (bias.dtype == dtype and bias.flags.c_contiguous)) and
+            n >= _ext.conv2d.pixel_tile(dtype == np.float64)[1]):
         return None
     z = np.empty((m, n), dtype)
     _ext.conv2d.dense_forward(x2, kernel, bias, z)
