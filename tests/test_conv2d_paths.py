@@ -596,8 +596,9 @@ def test_dense_forward_on_the_pixel_row_kernel(isa, dtype):
 
 def test_dense_layer_forward_takes_the_kernel_product_when_large(monkeypatch):
     """The Dense layer's forward runs dense_forward from _blas._SPLIT_MACS multiply-adds
-    for C-contiguous arrays of one dtype and a tile of columns or more (CIFAR-10's Dense
-    2304 -> 512), NumPy's product otherwise; the layer's output is x @ kernel + bias."""
+    for C-contiguous arrays of one dtype, a tile of columns or more and inputs that stay
+    in cache (CIFAR-10's Dense 2304 -> 512), NumPy's product otherwise; the layer's
+    output is x @ kernel + bias."""
     from fastconv import layers as L
     from fastconv.layers import core
     rng = np.random.default_rng(26)
@@ -613,6 +614,9 @@ def test_dense_layer_forward_takes_the_kernel_product_when_large(monkeypatch):
     assert core._kernel_product(x[::2], w, b) is None                    # strided
     assert core._kernel_product(np.asfortranarray(x), w, b) is None      # not C order
     assert core._kernel_product(x, w.astype(np.float64), None) is None   # two dtypes
+    big = np.ones((300, 2304), np.float32)                                # 2.8 MB input
+    assert core._kernel_product(big, w, b) is None
+    assert core._kernel_product(big[:200], w, b) is not None
     calls = []
     original = core._kernel_product
 

@@ -161,9 +161,11 @@ class Conv2D(Layer):
             return None
         relu = self._act_name == "relu"
         if kind is MaxPooling2D:
-            return _conv._forward_max_pooled(ready[0], x, self.kernel, bias, ready[1], relu)
-        out = _conv._forward_avg_pooled(ready[0], x, self.kernel, bias, ready[1], relu=relu,
-                                        tanh=self._act_name == "tanh", keep=training)
+            return _conv._forward_max_pooled(ready[0], x, self.kernel, bias, ready[1],
+                                             relu)
+        out = _conv._forward_avg_pooled(ready[0], x, self.kernel, bias, ready[1],
+                                        relu=relu, tanh=self._act_name == "tanh",
+                                        keep=training)
         if out is None or not training:
             return out
         y, pooled = out

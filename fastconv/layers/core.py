@@ -12,20 +12,29 @@ from .common import check_layer_data_format, check_positive_int
 
 __all__ = ["Dense", "Flatten", "Dropout", "Activation"]
 
+# The largest input (bytes) _kernel_product takes: dense_forward reads all of it again
+# for every block of kernel columns, so it should stay in cache (CIFAR-10's Dense input
+# at batch 128: 1.2 MB); larger inputs take the BLAS product.
+_KERNEL_PRODUCT_INPUT_BYTES = 2 << 20
+
+
 def _kernel_product(x2, kernel, bias):
     """x2 @ kernel (+ bias) on the convolution's pixel-row kernel (_ext.conv2d.
-    dense_forward) for forward products of _blas._SPLIT_MACS multiply-adds or more, of
-    C-contiguous arrays of one float dtype and at least one tile of columns; else None.
-    BLAS packs the whole kernel on every call; these read x in place and copy each block
-    of columns once.  Measured, CIFAR-10's Dense 2304 -> 512 (min ms, batch 32 / 128):
-    0.80-1.03 / 2.68-2.76 against 1.26-1.41 / 2.97-3.23 for the split BLAS product
-    (_blas._matmul), ONNX Runtime (weights packed once) 0.74 / 2.08."""
+    dense_forward) for forward products from _blas._SPLIT_MACS up to _SERIAL_BLAS_MACS
+    multiply-adds, of C-contiguous arrays of one float dtype, at least one tile of
+    columns and an input of at most _KERNEL_PRODUCT_INPUT_BYTES; else None.  BLAS packs
+    the whole kernel on every call; these read x in place and copy each block of columns
+    once.  Measured, CIFAR-10's Dense 2304 -> 512 (min ms, batch 32 / 128): 0.80-1.03 /
+    2.68-2.76 against 1.26-1.41 / 2.97-3.23 for the split BLAS product (_blas._matmul),
+    ONNX Runtime (weights packed once) 0.74 / 2.08."""
     m, k = x2.shape
     n = kernel.shape[1]
-    if m * k * n < _blas_module._SPLIT_MACS:  # first: the cheap test small layers fail
-        return None
+    macs = m * k * n
+    if macs < _blas_module._SPLIT_MACS or macs >= _blas_module._SERIAL_BLAS_MACS:
+        return None  # (first: the cheap tests that small layers fail)
     dtype = kernel.dtype
     if not (dtype in (np.float32, np.float64) and x2.dtype == dtype and
+            x2.nbytes <= _KERNEL_PRODUCT_INPUT_BYTES and
             x2.flags.c_contiguous and kernel.flags.c_contiguous and
             (bias is None or (bias.dtype == dtype and bias.flags.c_contiguous)) and
             n >= _ext.conv2d.pixel_tile(dtype == np.float64)[1]):
