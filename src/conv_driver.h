@@ -661,6 +661,9 @@ FC_CLONES static void FC_FN(fc_px_forward_image)(const fc_conv *g, FC_FN(fc_kpx_
  * apart, was 2-3x slower; BLAS packs all of w on every call: measured, see
  * fastconv/layers/core.py.)  Scratch: wb, tile mr * nr, off mr entries.  Rows past m
  * repeat row p0 (dropped). */
+#ifndef FC_DENSE_PF
+#define FC_DENSE_PF 16  /* rows of w fetched ahead by fc_dense_block's copy */
+#endif
 static void FC_FN(fc_dense_block)(FC_FN(fc_kpx_t) kpx, ptrdiff_t mr, ptrdiff_t nr,
                                   const FC_T *x, ptrdiff_t m, ptrdiff_t k, const FC_T *w,
                                   const FC_T *bias, FC_T *y, ptrdiff_t n, ptrdiff_t co0,
@@ -671,6 +674,14 @@ static void FC_FN(fc_dense_block)(FC_FN(fc_kpx_t) kpx, ptrdiff_t mr, ptrdiff_t n
     const FC_T *bc = bias ? bias + co0 : NULL;
     ptrdiff_t p0, i, j;
     for (i = 0; i < k; i++) {
+#if defined(__GNUC__) || defined(__clang__)
+        if (i + FC_DENSE_PF < k) {  /* rows n apart: each a new page, so fetch ahead */
+            const char *ahead = (const char *)(w + (i + FC_DENSE_PF) * n + co0);
+            ptrdiff_t b;
+            for (b = 0; b < (ptrdiff_t)(cols * sizeof(FC_T)); b += 64)
+                __builtin_prefetch(ahead + b);
+        }
+#endif
         memcpy(wb + i * nr, w + i * n + co0, (size_t)cols * sizeof(FC_T));
         for (j = cols; j < nr; j++)
             wb[i * nr + j] = 0;
