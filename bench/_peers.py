@@ -23,7 +23,7 @@ after a call returns and slowed whatever ran next in this process (the usual 10 
 settle of `interleaved` did not cover it).  Measured, LeNet-5 inference at batch 128:
 fastconv 4.3-4.4 ms interleaved with the spinning session against 2.7 ms with the
 other, while ONNX Runtime itself took 2.83-2.88 ms spinning and 2.80-2.83 ms not.
-(Runs 5-19 of docs/frontier-runs timed the spinning session alone and fastconv only
+(Runs 13-19 of docs/frontier-runs timed the spinning session alone and fastconv only
 in the first pairing.)
 Both network implementations are checked against fastconv's predictions.
 """
