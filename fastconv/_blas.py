@@ -139,8 +139,8 @@ def _matmul(a, b):
     m, k = a.shape
     n = b.shape[1]
     macs = m * k * n
-    h = _half(m if m >= n else n)
-    if macs >= _SERIAL_BLAS_MACS or macs < _SPLIT_MACS or h == 0:
+    h = _half(m if m >= n else n) if _SPLIT_MACS <= macs < _SERIAL_BLAS_MACS else 0
+    if h == 0:
         with _blas_threads(m, k, n):
             return a @ b
     out = np.empty((m, n), np.result_type(a, b))

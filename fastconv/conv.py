@@ -510,6 +510,14 @@ def _forward_kernels(g, x, w, bias, dtype, relu, tanh):
     return y, False
 
 
+def _pool_fusable(g, x, dtype, path):
+    """Whether a 2x2/2 pool can be fused into g's forward on the kernels of path (see
+    _forward_path): a pooled output of at least one pixel, a non-empty input, and
+    not a dense convolution."""
+    return (g.oh >= 2 and g.ow >= 2 and not _is_dense(g) and x.size != 0 and
+            _forward_path(g, dtype) == path)
+
+
 def _forward_avg_pooled(g, x, weight, bias, dtype, relu=False, tanh=False, keep=False):
     """avg_pool2d(act(conv2d(x)), 2) -- 2x2 windows, stride 2, rows and columns past an
     even count dropped, act ReLU (relu), tanh (tanh) or none -- bit for bit, in the
@@ -519,8 +527,7 @@ def _forward_avg_pooled(g, x, weight, bias, dtype, relu=False, tanh=False, keep=
     each pair of output rows as they are written (training, where the backward pass
     needs the activations).  None where g does not run on the wide kernels (or tanh is
     asked in float64, which they do not fuse)."""
-    if ((tanh and dtype != np.float32) or g.oh < 2 or g.ow < 2 or _is_dense(g) or
-            x.size == 0 or _forward_path(g, dtype) != "wide"):
+    if (tanh and dtype != np.float32) or not _pool_fusable(g, x, dtype, "wide"):
         return None
     w = np.ascontiguousarray(_weight_oihw(g, weight)).reshape(g.c_out, -1)
     pooled = _arena.empty((g.n, g.oh // 2, g.ow // 2, g.c_out), dtype)
@@ -540,8 +547,7 @@ def _forward_max_pooled(g, x, weight, bias, dtype, relu=False):
     each image pooled from a per-thread copy of its output while it is in cache, the
     full-size output never written (inference only: the backward passes need it).
     None where g does not run on the pixel-row kernels."""
-    if (g.oh < 2 or g.ow < 2 or _is_dense(g) or x.size == 0 or
-            _forward_path(g, dtype) != "pixel"):
+    if not _pool_fusable(g, x, dtype, "pixel"):
         return None
     half = _pixel_half(g, dtype)
     pooled = _arena.empty((g.n, g.oh // 2, g.ow // 2, g.c_out), dtype)

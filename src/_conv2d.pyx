@@ -674,21 +674,19 @@ def px_forward(const floating[::1] x, const floating[::1] bpk, const floating[::
             fail[0] = 1
         for n in prange(g.n, schedule="dynamic", chunksize=1):
             if fail[0] == 0:
-                if not max_pool:
-                    if floating is float:
-                        fc_px_forward_image_f(&g, kf, px, pb, bp_bias, py, n, relu, xp,
-                                              tile, idx)
-                    else:
-                        fc_px_forward_image_d(&g, kd, px, pb, bp_bias, py, n, relu, xp,
-                                              tile, idx)
-                elif floating is float:  # image n as image 0 of x + n * x_img, in yimg
-                    fc_px_forward_image_f(&g, kf, px + n * x_img, pb, bp_bias, yimg, 0,
-                                          relu, xp, tile, idx)
-                    fc_max_pool_2x2_image_f(yimg, g.oh, g.ow, g.cout, py + n * q_img)
+                # max_pool: image n as image 0 of x + n * x_img, written to yimg
+                if floating is float:
+                    fc_px_forward_image_f(&g, kf, px + n * x_img if max_pool else px, pb,
+                                          bp_bias, yimg if max_pool else py,
+                                          0 if max_pool else n, relu, xp, tile, idx)
+                    if max_pool:
+                        fc_max_pool_2x2_image_f(yimg, g.oh, g.ow, g.cout, py + n * q_img)
                 else:
-                    fc_px_forward_image_d(&g, kd, px + n * x_img, pb, bp_bias, yimg, 0,
-                                          relu, xp, tile, idx)
-                    fc_max_pool_2x2_image_d(yimg, g.oh, g.ow, g.cout, py + n * q_img)
+                    fc_px_forward_image_d(&g, kd, px + n * x_img if max_pool else px, pb,
+                                          bp_bias, yimg if max_pool else py,
+                                          0 if max_pool else n, relu, xp, tile, idx)
+                    if max_pool:
+                        fc_max_pool_2x2_image_d(yimg, g.oh, g.ow, g.cout, py + n * q_img)
         fc_free(xp)
         fc_free(tile)
         fc_free(idx)

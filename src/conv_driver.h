@@ -574,6 +574,34 @@ static const FC_T *FC_FN(fc_px_image)(const fc_conv *g, const FC_T *x, ptrdiff_t
     return xp;
 }
 
+static inline FC_T FC_FN(fc_relu1)(FC_T v)
+{
+    return v < 0 ? (FC_T)0 : v;
+}
+
+/* One row of an output tile written out: dst[j] = src[j] (+ bc[j]) (then ReLU) for
+ * j < cols, in one vectorised pass (bc NULL: no bias). */
+static inline void FC_FN(fc_tile_store)(FC_T *dst, const FC_T *src, const FC_T *bc,
+                                        ptrdiff_t cols, int relu)
+{
+    ptrdiff_t j;
+    if (bc && relu) {
+#pragma omp simd
+        for (j = 0; j < cols; j++)
+            dst[j] = FC_FN(fc_relu1)(src[j] + bc[j]);
+    } else if (bc) {
+#pragma omp simd
+        for (j = 0; j < cols; j++)
+            dst[j] = src[j] + bc[j];
+    } else if (relu) {
+#pragma omp simd
+        for (j = 0; j < cols; j++)
+            dst[j] = FC_FN(fc_relu1)(src[j]);
+    } else {
+        memcpy(dst, src, (size_t)cols * sizeof(FC_T));
+    }
+}
+
 /* Forward of image n (channels_last, one group).  bpk: the weights packed
  * (ceil(cout/nr), kg, nr) with k = (ki, kj, c), zero beyond cout.  Scratch: xp (see
  * fc_px_image), tile mr*nr, idx ceil(P/mr)*mr + 2*kh*kw entries (P = oh*ow). */
@@ -586,7 +614,7 @@ FC_CLONES static void FC_FN(fc_px_forward_image)(const fc_conv *g, FC_FN(fc_kpx_
     const ptrdiff_t ncb = (g->cout + nr - 1) / nr;
     const ptrdiff_t P_pad = (P + mr - 1) / mr * mr;
     ptrdiff_t *off = idx, *sega = idx + P_pad, *segb = sega + g->kh * g->kw;
-    ptrdiff_t ws, nseg, len, s, cb, p0, i, j, p, oy, ox;
+    ptrdiff_t ws, nseg, len, s, cb, p0, i, p, oy, ox;
     const FC_T *xa = FC_FN(fc_px_image)(g, x, n, xp, &ws);
     /* (oy, ox) walks the pixels in order: no division per pixel (measured: CIFAR-10's
      * first layer at batch 128, the divisions took 14% of its time).  Rows past the
@@ -628,28 +656,9 @@ FC_CLONES static void FC_FN(fc_px_forward_image)(const fc_conv *g, FC_FN(fc_kpx_
                 hi = lo;
             kpx((hi - lo) * per_ki, len, sega + lo * per_ki, segb + lo * per_ki, xa,
                 off + p0, 1, bpk + cb * g->kg * nr, nr, tile, nr, 0);
-            for (i = 0; i < cnt; i++) {  /* bias and ReLU in one pass over the tile */
-                FC_T *dst = y + (n * P + p0 + i) * g->cout + co0;
-                const FC_T *src = tile + i * nr;
-                const FC_T *bc = bias ? bias + co0 : NULL;
-                if (bc && relu) {
-#pragma omp simd
-                    for (j = 0; j < cols; j++) {
-                        const FC_T v = src[j] + bc[j];
-                        dst[j] = v < 0 ? (FC_T)0 : v;
-                    }
-                } else if (bc) {
-#pragma omp simd
-                    for (j = 0; j < cols; j++)
-                        dst[j] = src[j] + bc[j];
-                } else if (relu) {
-#pragma omp simd
-                    for (j = 0; j < cols; j++)
-                        dst[j] = src[j] < 0 ? (FC_T)0 : src[j];
-                } else {
-                    memcpy(dst, src, (size_t)cols * sizeof(FC_T));
-                }
-            }
+            for (i = 0; i < cnt; i++)
+                FC_FN(fc_tile_store)(y + (n * P + p0 + i) * g->cout + co0, tile + i * nr,
+                                     bias ? bias + co0 : NULL, cols, relu);
         }
     }
 }
@@ -691,15 +700,8 @@ static void FC_FN(fc_dense_block)(FC_FN(fc_kpx_t) kpx, ptrdiff_t mr, ptrdiff_t n
         for (i = 0; i < mr; i++)
             off[i] = (i < cnt ? p0 + i : p0) * k;
         kpx(1, k, &zero, &zero, x, off, 1, wb, nr, tile, nr, 0);
-        for (i = 0; i < cnt; i++) {
-            FC_T *dst = y + (p0 + i) * n + co0;
-            const FC_T *src = tile + i * nr;
-#pragma omp simd
-            for (j = 0; j < cols; j++) {
-                const FC_T v = bc ? src[j] + bc[j] : src[j];
-                dst[j] = (relu && v < 0) ? (FC_T)0 : v;
-            }
-        }
+        for (i = 0; i < cnt; i++)
+            FC_FN(fc_tile_store)(y + (p0 + i) * n + co0, tile + i * nr, bc, cols, relu);
     }
 }
 
@@ -867,11 +869,6 @@ FC_CLONES static void FC_FN(fc_wd_planar)(const FC_T *src, ptrdiff_t H, ptrdiff_
                 dc[ix] = sc[ix * C];
         }
     }
-}
-
-static inline FC_T FC_FN(fc_relu1)(FC_T v)
-{
-    return v < 0 ? (FC_T)0 : v;
 }
 
 /* The wide forward's output pass followed by a 2x2 average pool with stride 2 (rows and
