@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import _blas as _blas_module, _ext, _random
 from .. import initializers as _initializers
+from .._validation import _FLOATS
 from .._blas import (_NO_OP, _SERIAL_BLAS_MACS, _blas, _blas_threads,  # noqa: F401
                      _matmul, _NoOp, _SerialBlas)
 from .base import Layer, check_activation
@@ -33,7 +34,7 @@ def _kernel_product(x2, kernel, bias):
     if macs < _blas_module._SPLIT_MACS or macs >= _blas_module._SERIAL_BLAS_MACS:
         return None  # (first: the cheap tests that small layers fail)
     dtype = kernel.dtype
-    if not (dtype in (np.float32, np.float64) and x2.dtype == dtype and
+    if not (dtype in _FLOATS and x2.dtype == dtype and
             x2.nbytes <= _KERNEL_PRODUCT_INPUT_BYTES and
             x2.flags.c_contiguous and kernel.flags.c_contiguous and
             (bias is None or (bias.dtype == dtype and bias.flags.c_contiguous)) and
