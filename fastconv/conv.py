@@ -278,17 +278,18 @@ def _dense_weight(g, weight):
     return weight.reshape(g.c_out, g.k_group).T
 
 
-# Winograd F(2x2, 3x3) (see src/conv_driver.h) for 3x3, stride 1, dilation 1, one
-# group, float32 (float64 stays on the direct kernels, exact to 1e-10).  Off by default:
-# measured here (2-core Skylake-SP, CIFAR layers with 32-64 channels) it is 1.1-1.9x
-# SLOWER than the direct kernels -- it saves 2.25x of the multiply-adds, but writing and
-# reading the transformed input (16 values per input pixel and channel) costs as much
-# as the product it shortens at these channel counts.  tests/test_conv2d_paths.py keeps
-# it correct; turn it on (fastconv.conv._WINOGRAD = True) to measure it elsewhere.
-_WINOGRAD = False
-_WINOGRAD_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5],
-                        [0.0, 0.0, 1.0]])
-_WINOGRAD_SCRATCH = 800 << 10  # bytes of transformed input per item (L2-sized)
+# Winograd F(2x2, 3x3) (src/conv_driver.h, "Winograd"): channels_last, 3x3, stride 1,
+# dilation 1, one group, float32 (float64 stays on the direct kernels, exact to 1e-10),
+# with enough channels on both sides for its products (see _winograd_ok).  2.25x fewer
+# multiply-adds than the direct kernels; measurements in docs/performance.md.
+_WINOGRAD = True
+_WINOGRAD_MIN_CHANNELS = 16
+# Tiles per work item of the forward (a multiple of the tile rows MR) and per block of
+# the weight gradient: their transformed input (16 values per tile and channel) stays
+# in the L2 cache.
+_WINOGRAD_BLOCK = 48
+_WINOGRAD_GRAD_BLOCK = 96
+_WINOGRAD_PARTIALS = 8
 
 
 # The pixel-row kernels (src/conv_driver.h, "channels_last, one group"): tiles of MR
@@ -426,30 +427,24 @@ def _aligned_zeros(size, dtype, align=64):
 
 
 def _winograd_ok(g, dtype):
-    return (_WINOGRAD and dtype == np.float32 and (g.kh, g.kw) == (3, 3) and
-            (g.sy, g.sx, g.dy, g.dx, g.groups) == (1, 1, 1, 1, 1) and
-            g.oh >= 2 and g.ow >= 2)
+    """Whether g runs on the Winograd kernels (forward, and the weight gradient)."""
+    return (_WINOGRAD and dtype == np.float32 and g.channels_last and
+            (g.kh, g.kw) == (3, 3) and (g.sy, g.sx, g.dy, g.dx, g.groups) == (1, 1, 1, 1, 1)
+            and g.oh >= 2 and g.ow >= 2 and
+            min(g.c_in, g.c_out) >= _WINOGRAD_MIN_CHANNELS)
 
 
-def _winograd_weights(w, mr):
-    """U = G g G^T for every (co, c), packed (16, ceil(C_out/mr), C_in, mr)."""
-    u = np.einsum("ai,ocij,bj->aboc", _WINOGRAD_G, w.astype(np.float64), _WINOGRAD_G)
-    return _pack_rows(u.reshape(16, w.shape[0], w.shape[1]).astype(w.dtype), mr)
+def _winograd_weights(w):
+    """U = G g G^T of w (C_out, C_in, 3, 3), packed for _ext.conv2d.winograd_forward."""
+    nr = _ext.conv2d.winograd_tile()[1]
+    u = _aligned_zeros(16 * -(-w.shape[0] // nr) * w.shape[1] * nr, w.dtype)
+    _ext.conv2d.winograd_weights(w, u)
+    return u
 
 
-def _winograd_images(g, nr, itemsize):
-    """Images per item: the fewest (1..4) that waste least on rounding tiles up to nr
-    columns, within _WINOGRAD_SCRATCH bytes of transformed input."""
-    tpi = -(-g.oh // 2) * (-(-g.ow // 2) + 1)  # tile columns per image (one dropped)
-    best, best_waste = 1, None
-    for k in range(1, 5):
-        tpad = -(-k * tpi // nr) * nr
-        if k > 1 and 16 * g.c_in * tpad * itemsize > _WINOGRAD_SCRATCH:
-            break
-        waste = tpad / (k * tpi)
-        if best_waste is None or waste < best_waste - 1e-9:
-            best, best_waste = k, waste
-    return max(1, min(best, g.n))
+def _winograd_block():
+    mr = _ext.conv2d.winograd_tile()[0]
+    return -(-_WINOGRAD_BLOCK // mr) * mr
 
 
 def _forward_oihw(g, x, w, bias, dtype, relu=False, tanh=False):
@@ -484,9 +479,8 @@ def _forward_kernels(g, x, w, bias, dtype, relu, tanh):
     mr, nr = _mr(dtype)
     path = _forward_path(g, dtype)
     if path == "winograd":
-        n_per = _winograd_images(g, nr, np.dtype(dtype).itemsize)
-        _ext.conv2d.winograd(x.reshape(-1), _winograd_weights(w, mr), bias, y.reshape(-1),
-                             _geom(g), n_per, relu)
+        _ext.conv2d.winograd_forward(x.reshape(-1), _winograd_weights(w), bias,
+                                     y.reshape(-1), _geom(g), _winograd_block(), relu)
         return y, False
     if path == "narrow":
         _ext.conv2d.px_forward_narrow(x.reshape(-1), _narrow_weights(g, w), bias,
@@ -547,6 +541,11 @@ def _forward_max_pooled(g, x, weight, bias, dtype, relu=False):
     each image pooled from a per-thread copy of its output while it is in cache, the
     full-size output never written (inference only: the backward passes need it).
     None where g does not run on the pixel-row kernels."""
+    if _pool_fusable(g, x, dtype, "winograd"):  # a tile is a pooling window
+        pooled = _arena.empty((g.n, g.oh // 2, g.ow // 2, g.c_out), dtype)
+        _ext.conv2d.winograd_forward(x.reshape(-1), _winograd_weights(_weight_oihw(
+            g, weight)), bias, pooled.reshape(-1), _geom(g), _winograd_block(), relu, True)
+        return pooled
     if not _pool_fusable(g, x, dtype, "pixel"):
         return None
     half = _pixel_half(g, dtype)
@@ -651,6 +650,8 @@ def _grad_weight(g, grad_y, x, dtype, with_bias):
     n_per = _images_per_partial(g, np.dtype(dtype).itemsize)
     nig = -(-g.n // n_per)
     gb = _grad_bias_kernel(g, grad_y, dtype, n_per) if with_bias else None
+    if _winograd_ok(g, dtype):
+        return _winograd_grad_weight(g, grad_y, x, dtype), gb
     pixel_rows = _pixel_rows_ok(g, dtype)
     half = pixel_rows and _pixel_half(g, dtype)
     if not half and _wide_ok(g, dtype, _pixel_cols(g, dtype)):
@@ -691,6 +692,21 @@ def _grad_weight(g, grad_y, x, dtype, with_bias):
     if g.channels_last:
         gw = gw.transpose(2, 3, 1, 0)
     return np.ascontiguousarray(gw), gb
+
+
+def _winograd_grad_weight(g, grad_y, x, dtype):
+    """grad_weight (3, 3, C_in, C_out) on the Winograd kernels: partial sums dU over
+    fixed groups of images (at most _WINOGRAD_PARTIALS), added in order, then G^T dU G."""
+    mr, nr = _ext.conv2d.winograd_tile()
+    n_per = -(-g.n // _WINOGRAD_PARTIALS)
+    cpad, ldg = -(-g.c_in // mr) * mr, -(-g.c_out // nr) * nr
+    part = np.zeros((-(-g.n // n_per), 16 * cpad * ldg), dtype)
+    _ext.conv2d.winograd_grad_weight(x.reshape(-1), grad_y.reshape(-1), part.reshape(-1),
+                                     _geom(g), n_per, _WINOGRAD_GRAD_BLOCK)
+    gw = np.empty(g.weight_shape, dtype)
+    _ext.conv2d.winograd_grad_weight_out(_sum_partials(part), gw.reshape(-1), g.c_in,
+                                         g.c_out, cpad, ldg)
+    return gw
 
 
 def _sum_partials(part):

@@ -17,6 +17,7 @@ flat C-contiguous arrays of one floating dtype and a consistent geometry tuple
 (n, c, h, w, c_out, oh, ow, groups, kh, kw, sy, sx, dy, dx, pad_top, pad_left, last).
 """
 from cython.parallel cimport parallel, prange
+from libc.string cimport memset
 
 from omp_shim cimport fc_get_max_threads
 
@@ -206,14 +207,25 @@ cdef extern from "conv_kernels_all.h" nogil:
                                   Py_ssize_t vl, const double *x, const double *gy,
                                   double *part, Py_ssize_t n_lo, Py_ssize_t n_hi,
                                   double *xs, double *gs, Py_ssize_t *tab)
-    void fc_winograd_item_f(const fc_conv *g, fc_kib_f kib, const float *x,
-                            const float *au, const Py_ssize_t *off, const float *bias,
-                            float *y, Py_ssize_t n_lo, Py_ssize_t n_hi, Py_ssize_t tpad,
-                            int relu, float *xp, float *v, float *tiles)
-    void fc_winograd_item_d(const fc_conv *g, fc_kib_d kib, const double *x,
-                            const double *au, const Py_ssize_t *off, const double *bias,
-                            double *y, Py_ssize_t n_lo, Py_ssize_t n_hi, Py_ssize_t tpad,
-                            int relu, double *xp, double *v, double *tiles)
+    const double fc_wg_G[4][3]
+    void fc_wg_forward_block_f(const fc_conv *g, fc_kpx_f kpx, const float *x,
+                               const float *zero, const float *u, const float *bias,
+                               float *y, Py_ssize_t t0, Py_ssize_t cnt, Py_ssize_t th,
+                               Py_ssize_t tw, int relu, int pool, float *v, float *m,
+                               Py_ssize_t *off)
+    void fc_wg_forward_block_d(const fc_conv *g, fc_kpx_d kpx, const double *x,
+                               const double *zero, const double *u, const double *bias,
+                               double *y, Py_ssize_t t0, Py_ssize_t cnt, Py_ssize_t th,
+                               Py_ssize_t tw, int relu, int pool, double *v, double *m,
+                               Py_ssize_t *off)
+    void fc_wg_grad_weight_block_f(const fc_conv *g, fc_kpx_f kpx, const float *x,
+                                   const float *gy, const float *zero, float *part,
+                                   Py_ssize_t t0, Py_ssize_t cnt, Py_ssize_t th,
+                                   Py_ssize_t tw, float *v, float *mg, Py_ssize_t *off)
+    void fc_wg_grad_weight_block_d(const fc_conv *g, fc_kpx_d kpx, const double *x,
+                                   const double *gy, const double *zero, double *part,
+                                   Py_ssize_t t0, Py_ssize_t cnt, Py_ssize_t th,
+                                   Py_ssize_t tw, double *v, double *mg, Py_ssize_t *off)
 
 ctypedef fused floating:
     float
@@ -870,62 +882,198 @@ def pack_rows(const floating[:, :, :] mat, floating[::1] out, Py_ssize_t mr):
                         out[o + i] = mat[g, r, k] if r < rows else 0
 
 
+def winograd_tile():
+    """(MR, NR) of the Winograd products (the pixel-row kernel's tile, float32)."""
+    return _isa.mr_px_f, _isa.nr_px_f
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def winograd(const floating[::1] x, const floating[::1] au, const floating[::1] bias,
-             floating[::1] y, tuple geom, Py_ssize_t n_per, bint relu=False):
-    """Winograd F(2x2, 3x3) forward (3x3, stride 1, dilation 1, groups 1); au = U = G g G^T
-    packed (16, ceil(C_out/MR), C_in, MR).  Parallel over groups of n_per images."""
+def winograd_weights(const floating[:, :, :, :] w, floating[::1] u):
+    """U = G g G^T of a 3x3 kernel w (C_out, C_in, 3, 3) (any strides) into u, packed
+    (16, ceil(C_out/NR), C_in, NR) for the selected build's pixel-row tile, zero past
+    C_out; computed in float64, rounded once."""
+    cdef Py_ssize_t co_n = w.shape[0], c_n = w.shape[1]
+    cdef Py_ssize_t nr = _isa.nr_px_d if floating is double else _isa.nr_px_f
+    cdef Py_ssize_t ncb = (co_n + nr - 1) // nr, co, c, a, b, i, j
+    cdef double t[4][3]
+    cdef double s
+    if u.shape[0] != 16 * ncb * c_n * nr:
+        raise ValueError(f"winograd_weights: u must hold {16 * ncb * c_n * nr} elements, "
+                         f"got {u.shape[0]}")
+    u[:] = 0
+    with nogil:
+        for co in range(co_n):
+            for c in range(c_n):
+                for a in range(4):  # t = G g
+                    for j in range(3):
+                        s = 0.0
+                        for i in range(3):
+                            s = s + fc_wg_G[a][i] * w[co, c, i, j]
+                        t[a][j] = s
+                for a in range(4):  # (G g) G^T
+                    for b in range(4):
+                        s = 0.0
+                        for j in range(3):
+                            s = s + t[a][j] * fc_wg_G[b][j]
+                        u[(((a * 4 + b) * ncb + co // nr) * c_n + c) * nr + co % nr] = \
+                            <floating>s
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def winograd_grad_weight_out(const floating[::1] du, floating[::1] gw, Py_ssize_t c_n,
+                             Py_ssize_t co_n, Py_ssize_t cpad, Py_ssize_t ldg):
+    """grad_w = G^T dU G: du (16, cpad, ldg) (the summed partials of
+    winograd_grad_weight) into gw (3, 3, C_in, C_out) (channels_last's weight layout),
+    in float64, rounded once."""
+    cdef Py_ssize_t c, co, a, b, i, j
+    cdef double t[3][4]
+    cdef double s
+    if du.shape[0] != 16 * cpad * ldg or gw.shape[0] != 9 * c_n * co_n:
+        raise ValueError("winograd_grad_weight_out: du or gw of the wrong size")
+    with nogil:
+        for c in range(c_n):
+            for co in range(co_n):
+                for i in range(3):  # t = G^T dU
+                    for b in range(4):
+                        s = 0.0
+                        for a in range(4):
+                            s = s + fc_wg_G[a][i] * du[((a * 4 + b) * cpad + c) * ldg + co]
+                        t[i][b] = s
+                for i in range(3):  # (G^T dU) G
+                    for j in range(3):
+                        s = 0.0
+                        for b in range(4):
+                            s = s + t[i][b] * fc_wg_G[b][j]
+                        gw[((i * 3 + j) * c_n + c) * co_n + co] = <floating>s
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def winograd_forward(const floating[::1] x, const floating[::1] u,
+                     const floating[::1] bias, floating[::1] y, tuple geom,
+                     Py_ssize_t block, bint relu=False, bint pool=False):
+    """Winograd F(2x2, 3x3) forward, channels_last (3x3, stride 1, dilation 1, one
+    group): y = conv(x) (+ bias) (then ReLU); u from winograd_weights.  pool: y is
+    instead the 2x2/2 max pool of that, (N, oh // 2, ow // 2, C_out), the tiles being its
+    windows.  Parallel over blocks of `block` tiles (a multiple of MR)."""
     cdef fc_conv g
-    cdef bint dbl = floating is double
-    cdef int mr = _isa.mr_d if dbl else _isa.mr_f
-    cdef int nr = _isa.nr_d if dbl else _isa.nr_f
-    cdef fc_kib_f kf = _isa.kib_f
-    cdef fc_kib_d kd = _isa.kib_d
+    cdef int mr, nr
+    cdef fc_kpx_f kf
+    cdef fc_kpx_d kd
+    _px_kernels(floating is double, False, &mr, &nr, &kf, &kd)
     _fill(&g, geom, mr, nr)
-    cdef Py_ssize_t th = (g.oh + 1) // 2, tw = (g.ow + 1) // 2
-    cdef Py_ssize_t pl = (th + 1) * (tw + 1) + 1
-    cdef Py_ssize_t tpad = (n_per * th * (tw + 1) + nr - 1) // nr * nr
-    cdef Py_ssize_t items = (g.n + n_per - 1) // n_per, it, n_lo, n_hi, c
+    cdef Py_ssize_t th = g.oh // 2 if pool else (g.oh + 1) // 2
+    cdef Py_ssize_t tw = g.ow // 2 if pool else (g.ow + 1) // 2
+    cdef Py_ssize_t total = g.n * th * tw, ncb = (g.cout + nr - 1) // nr
+    cdef Py_ssize_t items = (total + block - 1) // block, it, t0, cnt
+    cdef Py_ssize_t want = g.n * th * tw * g.cout if pool else g.n * g.oh * g.ow * g.cout
+    if y.shape[0] != want or u.shape[0] != 16 * ncb * g.c * nr or block % mr:
+        raise ValueError(f"winograd_forward: y must hold {want} elements and u "
+                         f"{16 * ncb * g.c * nr}, block be a multiple of {mr}; got "
+                         f"{y.shape[0]}, {u.shape[0]}, {block}")
     cdef const floating *bp_bias = NULL
     if bias is not None:
         bp_bias = &bias[0]
     cdef const floating *px = &x[0]
-    cdef const floating *pa = &au[0]
+    cdef const floating *pu = &u[0]
     cdef floating *py = &y[0]
-    cdef floating *xp
     cdef floating *v
-    cdef floating *tiles
+    cdef floating *m
+    cdef Py_ssize_t *off
     cdef int fail[1]
-    cdef int nt = _threads(<double>g.n * th * tw * 4 * g.cout * g.c * 4, items)
-    cdef Py_ssize_t *off = <Py_ssize_t *>fc_alloc(g.c * sizeof(Py_ssize_t))
-    if off == NULL:
-        raise MemoryError("conv2d: could not allocate the offset table")
-    for c in range(g.c):
-        off[c] = c * tpad
+    cdef int nt = _threads(<double>total * 16 * g.c * g.cout, items)
+    cdef floating *zero = <floating *>fc_alloc(g.c * sizeof(floating))
+    if zero == NULL:
+        raise MemoryError("conv2d: could not allocate the Winograd zero row")
+    memset(zero, 0, g.c * sizeof(floating))
     fail[0] = 0
     with nogil, parallel(num_threads=nt):
-        xp = <floating *>fc_alloc(12 * pl * sizeof(floating))
-        v = <floating *>fc_alloc(16 * g.c * tpad * sizeof(floating))
-        tiles = <floating *>fc_alloc(16 * mr * nr * sizeof(floating))
-        if xp == NULL or v == NULL or tiles == NULL:
+        v = <floating *>fc_alloc(16 * block * g.c * sizeof(floating))
+        m = <floating *>fc_alloc(16 * mr * nr * sizeof(floating))
+        off = <Py_ssize_t *>fc_alloc(mr * sizeof(Py_ssize_t))
+        if v == NULL or m == NULL or off == NULL:
             fail[0] = 1
         for it in prange(items, schedule="dynamic", chunksize=1):
             if fail[0] == 0:
-                n_lo = it * n_per
-                n_hi = n_lo + n_per
-                if n_hi > g.n:
-                    n_hi = g.n
+                t0 = it * block
+                cnt = total - t0 if total - t0 < block else block
                 if floating is float:
-                    fc_winograd_item_f(&g, kf, px, pa, off, bp_bias, py, n_lo, n_hi, tpad,
-                                       relu, xp, v, tiles)
+                    fc_wg_forward_block_f(&g, kf, px, zero, pu, bp_bias, py, t0, cnt, th,
+                                          tw, relu, pool, v, m, off)
                 else:
-                    fc_winograd_item_d(&g, kd, px, pa, off, bp_bias, py, n_lo, n_hi, tpad,
-                                       relu, xp, v, tiles)
-        fc_free(xp)
+                    fc_wg_forward_block_d(&g, kd, px, zero, pu, bp_bias, py, t0, cnt, th,
+                                          tw, relu, pool, v, m, off)
         fc_free(v)
-        fc_free(tiles)
-    fc_free(off)
+        fc_free(m)
+        fc_free(off)
+    fc_free(zero)
+    if fail[0]:
+        raise MemoryError("conv2d: could not allocate per-thread scratch buffers")
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def winograd_grad_weight(const floating[::1] x, const floating[::1] gy,
+                         floating[::1] part, tuple geom, Py_ssize_t n_per,
+                         Py_ssize_t block):
+    """Partial weight gradients in Winograd's space (see src/conv_driver.h), one per
+    group of n_per images: part (groups, 16, cpad, ldg) with cpad = C_in rounded up to
+    MR and ldg = C_out rounded up to NR, zeroed by the caller.  Each group's tiles are
+    taken `block` at a time (the transformed x and grad_y of a block stay in cache)."""
+    cdef fc_conv g
+    cdef int mr, nr
+    cdef fc_kpx_f kf
+    cdef fc_kpx_d kd
+    _px_kernels(floating is double, False, &mr, &nr, &kf, &kd)
+    _fill(&g, geom, mr, nr)
+    cdef Py_ssize_t th = (g.oh + 1) // 2, tw = (g.ow + 1) // 2, tpi = th * tw
+    cdef Py_ssize_t ldg = (g.cout + nr - 1) // nr * nr, cpad = (g.c + mr - 1) // mr * mr
+    cdef Py_ssize_t items = (g.n + n_per - 1) // n_per, psize = 16 * cpad * ldg
+    cdef Py_ssize_t it, t0, t1, cnt
+    if part.shape[0] != items * psize:
+        raise ValueError(f"winograd_grad_weight: part must hold {items * psize} "
+                         f"elements, got {part.shape[0]}")
+    cdef const floating *px = &x[0]
+    cdef const floating *pg = &gy[0]
+    cdef floating *pp = &part[0]
+    cdef floating *v
+    cdef floating *mg
+    cdef Py_ssize_t *off
+    cdef int fail[1]
+    cdef int nt = _threads(<double>g.n * tpi * 16 * g.c * g.cout, items)
+    cdef Py_ssize_t zlen = g.c if g.c > g.cout else g.cout
+    cdef floating *zero = <floating *>fc_alloc(zlen * sizeof(floating))
+    if zero == NULL:
+        raise MemoryError("conv2d: could not allocate the Winograd zero row")
+    memset(zero, 0, zlen * sizeof(floating))
+    fail[0] = 0
+    with nogil, parallel(num_threads=nt):
+        v = <floating *>fc_alloc(16 * block * g.c * sizeof(floating))
+        mg = <floating *>fc_alloc(16 * block * ldg * sizeof(floating))
+        off = <Py_ssize_t *>fc_alloc(mr * sizeof(Py_ssize_t))
+        if v == NULL or mg == NULL or off == NULL:
+            fail[0] = 1
+        for it in prange(items, schedule="dynamic", chunksize=1):
+            if fail[0] == 0:
+                t1 = (it + 1) * n_per * tpi
+                if t1 > g.n * tpi:
+                    t1 = g.n * tpi
+                t0 = it * n_per * tpi
+                while t0 < t1:
+                    cnt = t1 - t0 if t1 - t0 < block else block
+                    if floating is float:
+                        fc_wg_grad_weight_block_f(&g, kf, px, pg, zero, pp + it * psize,
+                                                  t0, cnt, th, tw, v, mg, off)
+                    else:
+                        fc_wg_grad_weight_block_d(&g, kd, px, pg, zero, pp + it * psize,
+                                                  t0, cnt, th, tw, v, mg, off)
+                    t0 = t0 + cnt
+        fc_free(v)
+        fc_free(mg)
+        fc_free(off)
+    fc_free(zero)
     if fail[0]:
         raise MemoryError("conv2d: could not allocate per-thread scratch buffers")
 

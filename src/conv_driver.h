@@ -1044,146 +1044,247 @@ static void FC_FN(fc_wd_grad_weight_item)(const fc_conv *g, const FC_FN(fc_kwg_t
             }
 }
 
-/* ---- Winograd F(2x2, 3x3): 3x3 kernels, stride 1, dilation 1, one group ---------
+/* ---- Winograd F(2x2, 3x3): channels_last, 3x3 kernels, stride 1, dilation 1 ------
  *
- * Output tiles of 2x2 pixels; the 4x4 input patch d of a tile becomes V = B^T d B, the
- * kernel g of each (co, c) pair U = G g G^T (done once, in Python), and the tile is
- * Y = A^T M A with M[e] = sum_c U[e][co][c] V[e][c] for each of the 16 entries e: 16
- * matrix products of (C_out x C_in) by (C_in x tiles), 2.25x fewer multiplications than
- * the direct product.  One item = images [n_lo, n_hi); their tiles form the columns.
+ * The output is cut into tiles of 2x2 pixels, th x tw of them per image, numbered
+ * t = (n * th + ty) * tw + tx over the whole batch.  Tile t reads the 4x4 input patch d
+ * whose top-left pixel is (2 ty - pt, 2 tx - pl) (zero outside the image) and, with
  *
- *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  A^T = [1 1 1 0; 0 1 -1 -1]
+ *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]   G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]
+ *   A^T = [1 1 1 0; 0 1 -1 -1],
  *
- * au: U packed per entry (16, ceil(cout/mr), cin, mr).  With th = ceil(oh/2),
- * tw = ceil(ow/2) and pl = (th + 1)(tw + 1) + 1, scratch: xp 12*pl; v 16*cin*tpad (tpad
- * = th*(tw+1) tiles per image, rounded up to nr); tiles 16*mr*nr (nr <= 64); off cin
- * entries (off[c] = c * tpad, set by the caller). */
-FC_CLONES static void FC_FN(fc_winograd_item)(const fc_conv *g, FC_FN(fc_kib_t) kib,
-                                    const FC_T *x, const FC_T *au, const ptrdiff_t *off,
-                                    const FC_T *bias, FC_T *y, ptrdiff_t n_lo,
-                                    ptrdiff_t n_hi, ptrdiff_t tpad, int relu, FC_T *xp,
-                                    FC_T *v, FC_T *tiles)
+ * V = B^T d B and U = G g G^T (per (c, co), computed once per call by the caller), the
+ * tile is Y = A^T M A where M[e][t][co] = sum_c V[e][t][c] U[e][c][co] for each of the
+ * 16 entries e: 16 matrix products (tiles x C) by (C x C_out), 16 multiply-adds per
+ * (tile, c, co) instead of the direct product's 36.  In channels_last every step works
+ * on whole channel vectors: the transforms are adds along c (vectorised by the
+ * compiler), the products run on the pixel-row kernel (rows = tiles, read in place from
+ * V; columns = output channels, U packed (16, ceil(C_out/nr), C, nr)).
+ *
+ * The weight gradient is the same construction transposed: with Mg = A dY A^T (the 2x2
+ * tile of grad_y to 4x4), dU[e][c][co] = sum_t V[e][t][c] Mg[e][t][co], then
+ * grad_w = G^T dU G (by the caller).  Both take V from fc_wg_input.
+ *
+ * Tiles past the image's last row or column compute outputs that are not stored (an odd
+ * oh or ow); with pool set (the 2x2/2 max pool fused, th = oh / 2, tw = ow / 2), a tile
+ * is one pooled pixel and those tiles are not computed at all.  No multiplication is
+ * fused with an addition in the transforms, so the roundings are fixed by the shapes. */
+
+/* One row a of V = (B^T d) B from the row a of B^T d, (q0, q1, q2, q3), stored to
+ * v[a * 4 * es + ...]: (q0 - q2, q1 + q2, q2 - q1, q1 - q3). */
+#define FC_WG_VROW(a, q0, q1, q2, q3)                                                    \
+    {                                                                                    \
+        const FC_T q0_ = (q0), q1_ = (q1), q2_ = (q2), q3_ = (q3);                       \
+        vi[(4 * (a)) * es + c] = q0_ - q2_;                                              \
+        vi[(4 * (a) + 1) * es + c] = q1_ + q2_;                                          \
+        vi[(4 * (a) + 2) * es + c] = q2_ - q1_;                                          \
+        vi[(4 * (a) + 3) * es + c] = q1_ - q3_;                                          \
+    }
+
+/* V for tiles [t0, t0 + cnt): v[e * es + i * C + c].  zero: C zeros (the padding). */
+FC_CLONES static void FC_FN(fc_wg_input)(const fc_conv *g, const FC_T *x, const FC_T *zero,
+                                         ptrdiff_t t0, ptrdiff_t cnt, ptrdiff_t th,
+                                         ptrdiff_t tw, FC_T *v, ptrdiff_t es)
 {
-    const ptrdiff_t mr = g->mr, nr = g->nr, C = g->c, CO = g->cout;
-    const ptrdiff_t th = (g->oh + 1) / 2, tw = (g->ow + 1) / 2, tpi = th * (tw + 1);
-    const ptrdiff_t T = (n_hi - n_lo) * tpi, nms = (CO + mr - 1) / mr;
-    const ptrdiff_t es = C * tpad;  /* stride between the 16 matrices V[e] */
-    ptrdiff_t n, c, ty, tx, t0, ms, e, i, jj;
-    /* Input transform.  The padded channel is split into 4 planes by row and column
-     * parity, P[rp][cp][ty][q] = xpad[2 ty + rp][2 q + cp], ty <= th, q <= tw.  Tile
-     * (ty, tx) reads rows ty, ty + 1 and columns tx, tx + 1 of these planes, so with the
-     * tiles numbered i = ty * (tw + 1) + tx every step is one long unit-stride loop over
-     * i (column tx = tw is computed and dropped). */
-    for (n = n_lo; n < n_hi; n++) {
-        const ptrdiff_t xs = g->last ? C : 1, hw = tw + 1, pl = (th + 1) * hw + 1;
-        for (c = 0; c < C; c++) {
-            FC_T *P[2][2], *u = xp + 4 * pl;  /* u: 8 arrays of pl */
-            FC_T *vc = v + c * tpad + (n - n_lo) * tpi;
-            ptrdiff_t r, q, i;
-            int rp, cp, k;
-            for (rp = 0; rp < 2; rp++)
-                for (cp = 0; cp < 2; cp++) {
-                    P[rp][cp] = xp + (2 * rp + cp) * pl;
-                    for (r = 0; r <= th; r++) {
-                        const ptrdiff_t iy = 2 * r + rp - g->pt;
-                        FC_T *d = P[rp][cp] + r * hw;
-                        if (iy < 0 || iy >= g->h) {
-                            for (q = 0; q < hw; q++)
-                                d[q] = 0;
-                            continue;
-                        }
-                        FC_FN(fc_gather)(d, 1, FC_FN(fc_xrow)(g, x, n, c, iy), cp - g->pl,
-                                         2, xs, hw, g->w);
-                    }
-                    P[rp][cp][(th + 1) * hw] = 0;
-                }
-            for (cp = 0; cp < 2; cp++) {  /* B^T d: rows */
-                const FC_T *e0 = P[0][cp], *o0 = P[1][cp];
-                FC_T *u0 = u + (4 * cp) * pl, *u1 = u0 + pl, *u2 = u1 + pl, *u3 = u2 + pl;
-                for (i = 0; i < th * hw; i++) {
-                    u0[i] = e0[i] - e0[i + hw];
-                    u1[i] = o0[i] + e0[i + hw];
-                    u2[i] = e0[i + hw] - o0[i];
-                    u3[i] = o0[i] - o0[i + hw];
-                }
-                u0[th * hw] = u1[th * hw] = u2[th * hw] = u3[th * hw] = 0;
+    const ptrdiff_t C = g->c, tpi = th * tw;
+    ptrdiff_t i, c;
+    int a, b;
+    for (i = 0; i < cnt; i++) {
+        const ptrdiff_t t = t0 + i, n = t / tpi, r = t % tpi;
+        const ptrdiff_t iy0 = 2 * (r / tw) - g->pt, ix0 = 2 * (r % tw) - g->pl;
+        const FC_T *p[16];
+        FC_T *FC_RESTRICT vi = v + i * C;
+        for (a = 0; a < 4; a++)
+            for (b = 0; b < 4; b++) {
+                const ptrdiff_t iy = iy0 + a, ix = ix0 + b;
+                p[4 * a + b] = (iy >= 0 && iy < g->h && ix >= 0 && ix < g->w)
+                                   ? x + ((n * g->h + iy) * g->w + ix) * C : zero;
             }
-            for (k = 0; k < 4; k++) {  /* (B^T d) B: columns */
-                const FC_T *ue = u + k * pl, *uo = u + (4 + k) * pl;
-                FC_T *v0 = vc + (4 * k) * es, *v1 = v0 + es, *v2 = v1 + es, *v3 = v2 + es;
-                for (i = 0; i < th * hw; i++) {
-                    v0[i] = ue[i] - ue[i + 1];
-                    v1[i] = uo[i] + ue[i + 1];
-                    v2[i] = ue[i + 1] - uo[i];
-                    v3[i] = uo[i] - uo[i + 1];
-                }
+        {
+            const FC_T *FC_RESTRICT p0 = p[0], *FC_RESTRICT p1 = p[1];
+            const FC_T *FC_RESTRICT p2 = p[2], *FC_RESTRICT p3 = p[3];
+            const FC_T *FC_RESTRICT p4 = p[4], *FC_RESTRICT p5 = p[5];
+            const FC_T *FC_RESTRICT p6 = p[6], *FC_RESTRICT p7 = p[7];
+            const FC_T *FC_RESTRICT p8 = p[8], *FC_RESTRICT p9 = p[9];
+            const FC_T *FC_RESTRICT p10 = p[10], *FC_RESTRICT p11 = p[11];
+            const FC_T *FC_RESTRICT p12 = p[12], *FC_RESTRICT p13 = p[13];
+            const FC_T *FC_RESTRICT p14 = p[14], *FC_RESTRICT p15 = p[15];
+            FC_OMP_SIMD
+            for (c = 0; c < C; c++) {
+                /* B^T d by columns: rows (d0 - d2, d1 + d2, d2 - d1, d1 - d3) */
+                const FC_T u00 = p0[c] - p8[c], u01 = p1[c] - p9[c];
+                const FC_T u02 = p2[c] - p10[c], u03 = p3[c] - p11[c];
+                const FC_T u10 = p4[c] + p8[c], u11 = p5[c] + p9[c];
+                const FC_T u12 = p6[c] + p10[c], u13 = p7[c] + p11[c];
+                const FC_T u20 = p8[c] - p4[c], u21 = p9[c] - p5[c];
+                const FC_T u22 = p10[c] - p6[c], u23 = p11[c] - p7[c];
+                const FC_T u30 = p4[c] - p12[c], u31 = p5[c] - p13[c];
+                const FC_T u32 = p6[c] - p14[c], u33 = p7[c] - p15[c];
+                FC_WG_VROW(0, u00, u01, u02, u03)
+                FC_WG_VROW(1, u10, u11, u12, u13)
+                FC_WG_VROW(2, u20, u21, u22, u23)
+                FC_WG_VROW(3, u30, u31, u32, u33)
             }
         }
     }
-    for (e = 0; e < 16; e++)
-        for (c = 0; c < C; c++)
-            for (jj = T; jj < tpad; jj++)
-                v[e * es + c * tpad + jj] = 0;
-    /* 16 products per strip of nr tiles, then the output transform. */
-    for (t0 = 0; t0 < T; t0 += nr) {
-        const ptrdiff_t cnt = (T - t0 < nr) ? T - t0 : nr;
-        ptrdiff_t ybase[64];
-        int edge[64], k;
-        const ptrdiff_t cstride = g->last ? 1 : g->oh * g->ow;
-        const ptrdiff_t pxs = g->last ? CO : 1, rows_ = g->ow * pxs;
-        for (jj = 0; jj < cnt; jj++) {
-            const ptrdiff_t t = t0 + jj, tt = t % tpi;
-            const ptrdiff_t oy = 2 * (tt / (tw + 1)), ox = 2 * (tt % (tw + 1));
-            ybase[jj] =
-                FC_FN(fc_yptr)(g, y, n_lo + t / tpi, 0, oy, ox < g->ow ? ox : 0) - y;
-            edge[jj] = ox >= g->ow ? -1
-                                   : (ox + 1 < g->ow ? 1 : 0) | (oy + 1 < g->oh ? 2 : 0);
+}
+#undef FC_WG_VROW
+
+/* Y = A^T M A (+ bias) (then ReLU) for tiles [t0, t0 + cnt) and output channels
+ * [co0, co0 + cols): m[e * ms + i * ldm + j] holds M of tile t0 + i, channel co0 + j.
+ * y: the output (N, oh, ow, C_out), or with pool the pooled output (N, th, tw, C_out),
+ * each tile's four values reduced as the pooling kernels do (the first maximum in
+ * row-major order, or the first NaN). */
+FC_CLONES static void FC_FN(fc_wg_output)(const fc_conv *g, const FC_T *m, ptrdiff_t ms,
+                                          ptrdiff_t ldm, const FC_T *bias, FC_T *y,
+                                          ptrdiff_t t0, ptrdiff_t cnt, ptrdiff_t th,
+                                          ptrdiff_t tw, ptrdiff_t co0, ptrdiff_t cols,
+                                          int relu, int pool)
+{
+    const ptrdiff_t CO = g->cout, tpi = th * tw;
+    ptrdiff_t i, j;
+    for (i = 0; i < cnt; i++) {
+        const ptrdiff_t t = t0 + i, n = t / tpi, r = t % tpi, ty = r / tw, tx = r % tw;
+        const FC_T *mi = m + i * ldm;
+        const int right = 2 * tx + 1 < g->ow, below = 2 * ty + 1 < g->oh;
+        FC_T *y00 = pool ? y + (t * CO + co0)
+                         : y + ((n * g->oh + 2 * ty) * g->ow + 2 * tx) * CO + co0;
+        FC_T *y01 = y00 + CO, *y10 = y00 + g->ow * CO, *y11 = y10 + CO;
+        FC_OMP_SIMD
+        for (j = 0; j < cols; j++) {
+            FC_T s0[4], s1[4], o0, o1, o2, o3;
+            const FC_T b = bias ? bias[co0 + j] : (FC_T)0;
+            int k;
+            for (k = 0; k < 4; k++) {  /* A^T M, column k */
+                const FC_T m0 = mi[k * ms + j], m1 = mi[(4 + k) * ms + j],
+                           m2 = mi[(8 + k) * ms + j], m3 = mi[(12 + k) * ms + j];
+                s0[k] = m0 + m1 + m2;
+                s1[k] = m1 - m2 - m3;
+            }
+            o0 = s0[0] + s0[1] + s0[2] + b;
+            o1 = s0[1] - s0[2] - s0[3] + b;
+            o2 = s1[0] + s1[1] + s1[2] + b;
+            o3 = s1[1] - s1[2] - s1[3] + b;
+            if (relu) {
+                o0 = FC_FN(fc_relu1)(o0);
+                o1 = FC_FN(fc_relu1)(o1);
+                o2 = FC_FN(fc_relu1)(o2);
+                o3 = FC_FN(fc_relu1)(o3);
+            }
+            if (pool) {
+                FC_T best = o0;
+                best = (best == best && !(o1 <= best)) ? o1 : best;
+                best = (best == best && !(o2 <= best)) ? o2 : best;
+                best = (best == best && !(o3 <= best)) ? o3 : best;
+                y00[j] = best;
+            } else {
+                y00[j] = o0;
+                if (right)
+                    y01[j] = o1;
+                if (below)
+                    y10[j] = o2;
+                if (right && below)
+                    y11[j] = o3;
+            }
         }
-        for (ms = 0; ms < nms; ms++) {
-            const ptrdiff_t rows = (CO - ms * mr < mr) ? CO - ms * mr : mr;
+    }
+}
+
+/* Forward of tiles [t0, t0 + cnt) (cnt <= the block the scratch was sized for).
+ * u: U packed (16, ceil(C_out/nr), C, nr), zero past C_out.  Scratch: v 16 * cnt * C,
+ * m 16 * mr * nr, off mr entries. */
+static void FC_FN(fc_wg_forward_block)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
+                                       const FC_T *x, const FC_T *zero, const FC_T *u,
+                                       const FC_T *bias, FC_T *y, ptrdiff_t t0,
+                                       ptrdiff_t cnt, ptrdiff_t th, ptrdiff_t tw,
+                                       int relu, int pool, FC_T *v, FC_T *m,
+                                       ptrdiff_t *off)
+{
+    const ptrdiff_t mr = g->mr, nr = g->nr, C = g->c, es = cnt * C;
+    const ptrdiff_t ncb = (g->cout + nr - 1) / nr, zero_seg = 0;
+    ptrdiff_t q0, i, cb;
+    int e;
+    FC_FN(fc_wg_input)(g, x, zero, t0, cnt, th, tw, v, es);
+    for (q0 = 0; q0 < cnt; q0 += mr) {
+        const ptrdiff_t qn = (cnt - q0 < mr) ? cnt - q0 : mr;
+        for (i = 0; i < mr; i++)  /* rows past cnt repeat row q0 (dropped) */
+            off[i] = (i < qn ? q0 + i : q0) * C;
+        for (cb = 0; cb < ncb; cb++) {
+            const ptrdiff_t co0 = cb * nr, cols = (g->cout - co0 < nr) ? g->cout - co0 : nr;
             for (e = 0; e < 16; e++)
-                kib(C, au + (e * nms + ms) * C * mr, v + e * es + t0, off,
-                    tiles + e * mr * nr, nr);
-            for (i = 0; i < rows; i++) {
-                const ptrdiff_t co = ms * mr + i, ms_ = mr * nr;
-                const FC_T b = bias ? bias[co] : (FC_T)0;
-                const FC_T *m = tiles + i * nr;
-                FC_T o[4][64];
-                for (jj = 0; jj < nr; jj++) {  /* A^T M A, vectorised over tiles */
-                    const FC_T s00 = m[0 * ms_ + jj] + m[1 * ms_ + jj] + m[2 * ms_ + jj];
-                    const FC_T s01 = m[1 * ms_ + jj] - m[2 * ms_ + jj] - m[3 * ms_ + jj];
-                    const FC_T s10 = m[4 * ms_ + jj] + m[5 * ms_ + jj] + m[6 * ms_ + jj];
-                    const FC_T s11 = m[5 * ms_ + jj] - m[6 * ms_ + jj] - m[7 * ms_ + jj];
-                    const FC_T s20 = m[8 * ms_ + jj] + m[9 * ms_ + jj] + m[10 * ms_ + jj];
-                    const FC_T s21 = m[9 * ms_ + jj] - m[10 * ms_ + jj] - m[11 * ms_ + jj];
-                    const FC_T s30 = m[12 * ms_ + jj] + m[13 * ms_ + jj] + m[14 * ms_ + jj];
-                    const FC_T s31 = m[13 * ms_ + jj] - m[14 * ms_ + jj] - m[15 * ms_ + jj];
-                    o[0][jj] = s00 + s10 + s20 + b;
-                    o[1][jj] = s01 + s11 + s21 + b;
-                    o[2][jj] = s10 - s20 - s30 + b;
-                    o[3][jj] = s11 - s21 - s31 + b;
-                }
-                if (relu)
-                    for (k = 0; k < 4; k++)
-                        for (jj = 0; jj < nr; jj++)
-                            o[k][jj] = o[k][jj] < 0 ? (FC_T)0 : o[k][jj];
-                for (jj = 0; jj < cnt; jj++) {
-                    FC_T *p = y + ybase[jj] + co * cstride;
-                    if (edge[jj] < 0)  /* the dropped column tx = tw */
-                        continue;
-                    p[0] = o[0][jj];
-                    if (edge[jj] == 3) {
-                        p[pxs] = o[1][jj];
-                        p[rows_] = o[2][jj];
-                        p[rows_ + pxs] = o[3][jj];
-                    } else {
-                        if (edge[jj] & 1)
-                            p[pxs] = o[1][jj];
-                        if (edge[jj] & 2)
-                            p[rows_] = o[2][jj];
-                    }
-                }
-            }
+                kpx(1, C, &zero_seg, &zero_seg, v + e * es, off, 1,
+                    u + (e * ncb + cb) * C * nr, nr, m + e * mr * nr, nr, 0);
+            FC_FN(fc_wg_output)(g, m, mr * nr, nr, bias, y, t0 + q0, qn, th, tw, co0, cols,
+                                relu, pool);
         }
     }
+}
+
+/* Mg = A dY A^T for tiles [t0, t0 + cnt): mg[e * es + i * ldg + co] for co < C_out, zero
+ * up to ldg; dY outside grad_y (an odd oh or ow) is zero.  A = [1 0; 1 1; 1 -1; 0 -1]. */
+FC_CLONES static void FC_FN(fc_wg_grad_out)(const fc_conv *g, const FC_T *gy,
+                                            const FC_T *zero, ptrdiff_t t0, ptrdiff_t cnt,
+                                            ptrdiff_t th, ptrdiff_t tw, FC_T *mg,
+                                            ptrdiff_t es, ptrdiff_t ldg)
+{
+    const ptrdiff_t CO = g->cout, tpi = th * tw;
+    ptrdiff_t i, co;
+    int e;
+    for (i = 0; i < cnt; i++) {
+        const ptrdiff_t t = t0 + i, n = t / tpi, r = t % tpi, ty = r / tw, tx = r % tw;
+        const int right = 2 * tx + 1 < g->ow, below = 2 * ty + 1 < g->oh;
+        const FC_T *g00 = gy + ((n * g->oh + 2 * ty) * g->ow + 2 * tx) * CO;
+        const FC_T *g01 = right ? g00 + CO : zero, *g10 = below ? g00 + g->ow * CO : zero;
+        const FC_T *g11 = right && below ? g00 + (g->ow + 1) * CO : zero;
+        FC_T *mi = mg + i * ldg;
+        FC_OMP_SIMD
+        for (co = 0; co < CO; co++) {
+            const FC_T a = g00[co], b = g01[co], c = g10[co], d = g11[co];
+            /* row k of A dY is (p, q): (a, b), (a + c, b + d), (a - c, b - d), (-c, -d);
+             * row k of (A dY) A^T is (p, p + q, p - q, -q) */
+#define FC_WG_GROW(k, p, q)                                                              \
+            {                                                                            \
+                const FC_T p_ = (p), q_ = (q);                                           \
+                mi[(4 * (k)) * es + co] = p_;                                            \
+                mi[(4 * (k) + 1) * es + co] = p_ + q_;                                   \
+                mi[(4 * (k) + 2) * es + co] = p_ - q_;                                   \
+                mi[(4 * (k) + 3) * es + co] = -q_;                                       \
+            }
+            FC_WG_GROW(0, a, b)
+            FC_WG_GROW(1, a + c, b + d)
+            FC_WG_GROW(2, a - c, b - d)
+            FC_WG_GROW(3, -c, -d)
+#undef FC_WG_GROW
+        }
+        for (e = 0; e < 16; e++)
+            for (co = CO; co < ldg; co++)
+                mi[e * es + co] = 0;
+    }
+}
+
+/* dU += the weight gradient of tiles [t0, t0 + cnt) in U's space: part[(e * cpad + c) *
+ * ldg + co] (cpad = C rounded up to mr, ldg = C_out rounded up to nr; rows past C are
+ * computed and dropped).  Scratch: v 16 * cnt * C, mg 16 * cnt * ldg, off mr entries. */
+static void FC_FN(fc_wg_grad_weight_block)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
+                                           const FC_T *x, const FC_T *gy, const FC_T *zero,
+                                           FC_T *part, ptrdiff_t t0, ptrdiff_t cnt,
+                                           ptrdiff_t th, ptrdiff_t tw, FC_T *v, FC_T *mg,
+                                           ptrdiff_t *off)
+{
+    const ptrdiff_t mr = g->mr, nr = g->nr, C = g->c, es = cnt * C;
+    const ptrdiff_t ncb = (g->cout + nr - 1) / nr, ldg = ncb * nr, gs = cnt * ldg;
+    const ptrdiff_t cpad = (C + mr - 1) / mr * mr, zero_seg = 0;
+    ptrdiff_t c0, i, cb;
+    int e;
+    FC_FN(fc_wg_input)(g, x, zero, t0, cnt, th, tw, v, es);
+    FC_FN(fc_wg_grad_out)(g, gy, zero, t0, cnt, th, tw, mg, gs, ldg);
+    for (e = 0; e < 16; e++)
+        for (c0 = 0; c0 < C; c0 += mr) {
+            for (i = 0; i < mr; i++)  /* rows c past C read channel c0 (dropped) */
+                off[i] = c0 + i < C ? c0 + i : c0;
+            for (cb = 0; cb < ncb; cb++)
+                kpx(1, cnt, &zero_seg, &zero_seg, v + e * es, off, C,
+                    mg + e * gs + cb * nr, ldg, part + (e * cpad + c0) * ldg + cb * nr,
+                    ldg, 1);
+        }
 }

@@ -180,11 +180,22 @@ typedef fc_kwg_d fc_kwg_t_d;
 #define FC_ACT_NONE 0
 #define FC_ACT_RELU 1
 #define FC_ACT_TANH 2
+#if defined(__GNUC__) || defined(__clang__)
+#define FC_RESTRICT __restrict__
+#elif defined(_MSC_VER)
+#define FC_RESTRICT __restrict
+#else
+#define FC_RESTRICT
+#endif
 #if defined(_OPENMP)
 #define FC_OMP_SIMD _Pragma("omp simd")
 #else
 #define FC_OMP_SIMD
 #endif
+
+/* G of Winograd F(2x2, 3x3)'s kernel transform U = G g G^T (conv_driver.h). */
+static const double fc_wg_G[4][3] = {
+    {1.0, 0.0, 0.0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0.0, 0.0, 1.0}};
 
 #define FC_T float
 #define FC_FN(name) name##_f

@@ -113,19 +113,58 @@ def test_paths_float32(isa, case, data_format):
     _case(12, *case, dtype=np.float32, data_format=data_format)
 
 
-@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
-@pytest.mark.parametrize("case", [
-    (3, 5, 9, 8, 11, 3, 3, 1, "valid", 1, 1),   # odd output rows, C_out > MR
-    (5, 4, 7, 7, 6, 3, 3, 1, "same", 1, 1),     # odd output, several images per item
-    (2, 3, 12, 10, 4, 3, 3, 1, ((2, 0), (0, 2)), 1, 1),
-])
-def test_winograd_float32(isa, monkeypatch, case, data_format):
-    """The opt-in Winograd F(2x2, 3x3) forward and stride-1 input gradient."""
-    monkeypatch.setattr(conv, "_WINOGRAD", True)
-    g = conv._geometry((1, case[1], case[2], case[3]), (case[4], case[1], 3, 3), 1,
-                       case[8], 1, 1, "channels_first")
-    assert conv._winograd_ok(g, np.float32) and not conv._winograd_ok(g, np.float64)
-    _case(15, *case, dtype=np.float32, data_format=data_format)
+WINOGRAD_CASES = [
+    # n, c, h, w, c_out, padding -- 3x3, stride 1, channels_last, float32
+    pytest.param(3, 16, 9, 8, 20, "valid", id="odd-rows-cout-below-tile"),
+    pytest.param(2, 17, 7, 7, 33, "same", id="cin-remainder-cout-past-tile"),
+    pytest.param(5, 32, 12, 10, 16, ((2, 0), (1, 3)), id="asymmetric-padding"),
+    pytest.param(1, 16, 2, 2, 16, "same", id="one-tile"),
+    pytest.param(19, 24, 6, 5, 40, 1, id="many-images-blocks-and-partials"),
+    pytest.param(2, 16, 20, 22, 18, 2, id="wide-padding"),
+]
+
+
+@pytest.mark.parametrize("n,c,h,w,c_out,padding", WINOGRAD_CASES)
+def test_winograd_float32(isa, n, c, h, w, c_out, padding):
+    """The Winograd F(2x2, 3x3) kernels: the forward, the stride-1 input gradient (the
+    forward on grad_y) and the weight gradient, against the naive reference; float64,
+    channels_first and narrow channel counts stay off them."""
+    g = conv._geometry((n, h, w, c), (3, 3, c, c_out), 1, padding, 1, 1, "channels_last")
+    assert conv._forward_path(g, np.float32) == "winograd"
+    assert not conv._winograd_ok(g, np.float64)
+    assert not conv._winograd_ok(conv._geometry((n, c, h, w), (c_out, c, 3, 3), 1,
+                                                padding, 1, 1, "channels_first"),
+                                 np.float32)
+    assert not conv._winograd_ok(conv._geometry((n, h, w, 8), (3, 3, 8, c_out), 1,
+                                                padding, 1, 1, "channels_last"),
+                                 np.float32)
+    _case(15, n, c, h, w, c_out, 3, 3, 1, padding, 1, 1, np.float32, "channels_last")
+
+
+def test_winograd_is_the_same_for_any_thread_count():
+    """The Winograd forward and gradients give the same bits on one and two threads
+    (each output from one tile's product; the weight gradient's partial sums over
+    fixed groups of images, added in order)."""
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal((24, 16, 16, 32)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 32, 48)).astype(np.float32)
+    b = rng.standard_normal(48).astype(np.float32)
+    gy = rng.standard_normal((24, 16, 16, 48)).astype(np.float32)
+    g = conv._geometry(x.shape, w.shape, 1, "same", 1, 1, "channels_last")
+    assert conv._forward_path(g, np.float32) == "winograd"
+    before = fastconv.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            fastconv.set_num_threads(threads)
+            results.append((fastconv.conv2d(x, w, b, padding="same",
+                                            data_format="channels_last"),
+                            *fastconv.conv2d_backward(gy, x, w, padding="same",
+                                                      data_format="channels_last")))
+    finally:
+        fastconv.set_num_threads(before)
+    for a, o in zip(*results):
+        np.testing.assert_array_equal(a, o)
 
 
 @pytest.mark.parametrize("n,c,h,w,c_out,kh,kw,stride,padding,dilation,groups", PATH_CASES)
@@ -529,11 +568,12 @@ def test_forward_with_max_pool_is_the_pool_of_the_forward(isa, dtype, act):
     pass, for inference) gives max_pool2d of the activated convolution bit for bit: odd
     rows and columns dropped, ties and NaN (the first NaN of a window wins) as the
     pooling kernels have them.  None (the layers then run one by one) off the pixel-row
-    kernels."""
+    and Winograd kernels."""
     from fastconv import pooling
     rng = np.random.default_rng(24)
     cases = [((3, 12, 12, 32), (3, 3, 32, 32), "valid"),  # CIFAR-10's conv + pool
              ((2, 11, 13, 5), (3, 3, 5, 40), "same"),     # odd rows and columns
+             ((2, 13, 11, 16), (3, 3, 16, 20), "same"),   # odd, Winograd in float32
              ((2, 9, 10, 6), (2, 2, 6, 70), "valid"),     # C_out past one tile
              ((3, 32, 32, 1), (5, 5, 1, 6), "valid")]     # wide kernels: not fused
     fused = 0
@@ -546,7 +586,7 @@ def test_forward_with_max_pool_is_the_pool_of_the_forward(isa, dtype, act):
         x[-1, 1, 1, 0] = -np.inf
         g = conv._geometry(x.shape, w.shape, 1, padding, 1, 1, "channels_last")
         got = conv._forward_max_pooled(g, x, w, b, dtype, relu=act == "relu")
-        if conv._forward_path(g, dtype) != "pixel":
+        if conv._forward_path(g, dtype) not in ("pixel", "winograd"):
             assert got is None
             continue
         fused += 1
