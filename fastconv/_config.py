@@ -80,7 +80,7 @@ def _blas_info():
 
 def config():
     """A dict describing this installation (what show_config prints)."""
-    from . import __version__
+    from . import __version__, _OMP_SPIN
     return {
         "fastconv": __version__,
         "numpy": np.__version__,
@@ -88,6 +88,7 @@ def config():
         "threads": get_num_threads(),
         "conv_isa": _ext.conv2d.isa(),
         "blas": _blas_info(),
+        "omp_spin": _OMP_SPIN,
     }
 
 
@@ -96,7 +97,7 @@ def show_config(file=None):
     c = config()
     lines = [f"fastconv {c['fastconv']} (numpy {c['numpy']})",
              f"OpenMP: {'on' if c['openmp'] else 'off (serial build)'}, "
-             f"threads: {c['threads']}",
+             f"threads: {c['threads']}, idle threads: {c['omp_spin']}",
              f"conv kernels: {c['conv_isa']} (best for this CPU: "
              f"{_ext.conv2d.best_isa()}; FASTCONV_DISABLE_SIMD=1 forces portable)"]
     if not c["blas"]:

@@ -1,7 +1,10 @@
 """Build-level behaviour: configuration report, thread control, import failure."""
+import os
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 import fastconv
 
@@ -32,6 +35,24 @@ def test_omp_num_threads_is_honoured():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={"OMP_NUM_THREADS": "1", "PATH": ""}, check=True).stdout
     assert out.split()[0] == "1"
+
+
+@pytest.mark.parametrize("env, want", [
+    ({}, "GOMP_SPINCOUNT=30000 (fastconv's default)"),
+    ({"OMP_WAIT_POLICY": "passive"}, "OMP_WAIT_POLICY=passive"),
+    ({"GOMP_SPINCOUNT": "5"}, "GOMP_SPINCOUNT=5"),
+])
+def test_idle_thread_spin_default_is_set_only_while_the_kernels_load(env, want):
+    """fastconv's GOMP_SPINCOUNT default applies only without the user's own setting,
+    and leaves the environment as it found it (child processes, other libraries)."""
+    code = ("import os, fastconv; print(fastconv.config()['omp_spin']); "
+            "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))")
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**base, **env}, check=True).stdout.splitlines()
+    assert out[0] == want
+    assert out[1] == f"{env.get('GOMP_SPINCOUNT')} {env.get('OMP_WAIT_POLICY')}"
 
 
 def test_missing_extension_gives_one_clear_import_error(tmp_path):
