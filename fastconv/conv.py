@@ -278,17 +278,22 @@ def _dense_weight(g, weight):
     return weight.reshape(g.c_out, g.k_group).T
 
 
-# Winograd F(2x2, 3x3) (src/conv_driver.h, "Winograd"): channels_last, 3x3, stride 1,
-# dilation 1, one group, float32 (float64 stays on the direct kernels, exact to 1e-10),
-# with enough channels on both sides for its products (see _winograd_ok).  2.25x fewer
-# multiply-adds than the direct kernels; measurements in docs/performance.md.
+# Winograd (src/conv_driver.h, "Winograd"): channels_last, 3x3, stride 1, dilation 1,
+# one group, float32 (float64 stays on the direct kernels, exact to 1e-10), with enough
+# channels on both sides for its products (see _winograd_ok).  F(4x4, 3x3) by default:
+# 4x fewer multiply-adds than the direct kernels (F(2x2, 3x3): 2.25x; relative errors
+# about 3e-6 and 2e-7 against the float64 reference).  Measured, batch 128, ms, forward /
+# input gradient / weight gradient, F(2x2) -> F(4x4): CIFAR-10's c2 5.7 / 7.0 / 6.0 ->
+# 3.9 / 4.0 / 4.2, c3 2.7 / 2.8 / 3.2 -> 2.3 / 2.2 / 3.0, c4 3.8 / 5.1 / 4.8 -> 3.6 /
+# 3.7 / 4.6 (its 13x13 output fills 4x4 tiles worst); more in docs/performance.md.
 _WINOGRAD = True
+_WINOGRAD_TILE = 4  # output tile side: 4 for F(4x4, 3x3), 2 for F(2x2, 3x3)
 _WINOGRAD_MIN_CHANNELS = 16
-# Tiles per work item of the forward (a multiple of the tile rows MR) and per block of
-# the weight gradient: their transformed input (16 values per tile and channel) stays
-# in the L2 cache.
-_WINOGRAD_BLOCK = 48
-_WINOGRAD_GRAD_BLOCK = 96
+# Tiles per work item of the forward (rounded up to a multiple of the tile rows MR) and
+# per block of the weight gradient: their transformed input ((tile + 2)^2 values per
+# tile and channel) stays in the L2 cache (measured for F(4x4): 36 against 24 and 48).
+_WINOGRAD_BLOCK = 36
+_WINOGRAD_GRAD_BLOCK = 36
 _WINOGRAD_PARTIALS = 8
 
 
@@ -437,9 +442,14 @@ def _winograd_ok(g, dtype):
 def _winograd_weights(w):
     """U = G g G^T of w (C_out, C_in, 3, 3), packed for _ext.conv2d.winograd_forward."""
     nr = _ext.conv2d.winograd_tile()[1]
-    u = _aligned_zeros(16 * -(-w.shape[0] // nr) * w.shape[1] * nr, w.dtype)
-    _ext.conv2d.winograd_weights(w, u)
+    u = _aligned_zeros(_winograd_entries() * -(-w.shape[0] // nr) * w.shape[1] * nr,
+                       w.dtype)
+    _ext.conv2d.winograd_weights(w, u, _WINOGRAD_TILE)
     return u
+
+
+def _winograd_entries():
+    return (_WINOGRAD_TILE + 2) ** 2
 
 
 def _winograd_block():
@@ -480,7 +490,8 @@ def _forward_kernels(g, x, w, bias, dtype, relu, tanh):
     path = _forward_path(g, dtype)
     if path == "winograd":
         _ext.conv2d.winograd_forward(x.reshape(-1), _winograd_weights(w), bias,
-                                     y.reshape(-1), _geom(g), _winograd_block(), relu)
+                                     y.reshape(-1), _geom(g), _winograd_block(), relu,
+                                     False, _WINOGRAD_TILE)
         return y, False
     if path == "narrow":
         _ext.conv2d.px_forward_narrow(x.reshape(-1), _narrow_weights(g, w), bias,
@@ -544,7 +555,8 @@ def _forward_max_pooled(g, x, weight, bias, dtype, relu=False):
     if _pool_fusable(g, x, dtype, "winograd"):  # a tile is a pooling window
         pooled = _arena.empty((g.n, g.oh // 2, g.ow // 2, g.c_out), dtype)
         _ext.conv2d.winograd_forward(x.reshape(-1), _winograd_weights(_weight_oihw(
-            g, weight)), bias, pooled.reshape(-1), _geom(g), _winograd_block(), relu, True)
+            g, weight)), bias, pooled.reshape(-1), _geom(g), _winograd_block(), relu, True,
+            _WINOGRAD_TILE)
         return pooled
     if not _pool_fusable(g, x, dtype, "pixel"):
         return None
@@ -700,12 +712,12 @@ def _winograd_grad_weight(g, grad_y, x, dtype):
     mr, nr = _ext.conv2d.winograd_tile()
     n_per = -(-g.n // _WINOGRAD_PARTIALS)
     cpad, ldg = -(-g.c_in // mr) * mr, -(-g.c_out // nr) * nr
-    part = np.zeros((-(-g.n // n_per), 16 * cpad * ldg), dtype)
+    part = np.zeros((-(-g.n // n_per), _winograd_entries() * cpad * ldg), dtype)
     _ext.conv2d.winograd_grad_weight(x.reshape(-1), grad_y.reshape(-1), part.reshape(-1),
-                                     _geom(g), n_per, _WINOGRAD_GRAD_BLOCK)
+                                     _geom(g), n_per, _WINOGRAD_GRAD_BLOCK, _WINOGRAD_TILE)
     gw = np.empty(g.weight_shape, dtype)
     _ext.conv2d.winograd_grad_weight_out(_sum_partials(part), gw.reshape(-1), g.c_in,
-                                         g.c_out, cpad, ldg)
+                                         g.c_out, cpad, ldg, _WINOGRAD_TILE)
     return gw
 
 

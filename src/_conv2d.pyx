@@ -208,21 +208,24 @@ cdef extern from "conv_kernels_all.h" nogil:
                                   double *part, Py_ssize_t n_lo, Py_ssize_t n_hi,
                                   double *xs, double *gs, Py_ssize_t *tab)
     const double fc_wg_G[4][3]
-    void fc_wg_forward_block_f(const fc_conv *g, fc_kpx_f kpx, const float *x,
+    const double fc_wg4_G[6][3]
+    void fc_wg_forward_block_f(const fc_conv *g, fc_kpx_f kpx, int tile, const float *x,
                                const float *zero, const float *u, const float *bias,
                                float *y, Py_ssize_t t0, Py_ssize_t cnt, Py_ssize_t th,
                                Py_ssize_t tw, int relu, int pool, float *v, float *m,
                                Py_ssize_t *off)
-    void fc_wg_forward_block_d(const fc_conv *g, fc_kpx_d kpx, const double *x,
+    void fc_wg_forward_block_d(const fc_conv *g, fc_kpx_d kpx, int tile, const double *x,
                                const double *zero, const double *u, const double *bias,
                                double *y, Py_ssize_t t0, Py_ssize_t cnt, Py_ssize_t th,
                                Py_ssize_t tw, int relu, int pool, double *v, double *m,
                                Py_ssize_t *off)
-    void fc_wg_grad_weight_block_f(const fc_conv *g, fc_kpx_f kpx, const float *x,
+    void fc_wg_grad_weight_block_f(const fc_conv *g, fc_kpx_f kpx, int tile,
+                                   const float *x,
                                    const float *gy, const float *zero, float *part,
                                    Py_ssize_t t0, Py_ssize_t cnt, Py_ssize_t th,
                                    Py_ssize_t tw, float *v, float *mg, Py_ssize_t *off)
-    void fc_wg_grad_weight_block_d(const fc_conv *g, fc_kpx_d kpx, const double *x,
+    void fc_wg_grad_weight_block_d(const fc_conv *g, fc_kpx_d kpx, int tile,
+                                   const double *x,
                                    const double *gy, const double *zero, double *part,
                                    Py_ssize_t t0, Py_ssize_t cnt, Py_ssize_t th,
                                    Py_ssize_t tw, double *v, double *mg, Py_ssize_t *off)
@@ -889,63 +892,77 @@ def winograd_tile():
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def winograd_weights(const floating[:, :, :, :] w, floating[::1] u):
+def winograd_weights(const floating[:, :, :, :] w, floating[::1] u, int tile=2):
     """U = G g G^T of a 3x3 kernel w (C_out, C_in, 3, 3) (any strides) into u, packed
-    (16, ceil(C_out/NR), C_in, NR) for the selected build's pixel-row tile, zero past
-    C_out; computed in float64, rounded once."""
+    (E, ceil(C_out/NR), C_in, NR) for the selected build's pixel-row tile, zero past
+    C_out, for F(tile x tile, 3x3) (tile 2 or 4, E = (tile + 2)^2 entries); computed in
+    float64, rounded once."""
     cdef Py_ssize_t co_n = w.shape[0], c_n = w.shape[1]
     cdef Py_ssize_t nr = _isa.nr_px_d if floating is double else _isa.nr_px_f
     cdef Py_ssize_t ncb = (co_n + nr - 1) // nr, co, c, a, b, i, j
-    cdef double t[4][3]
+    cdef const double *G = _winograd_G(tile)
+    cdef int L = tile + 2
+    cdef double t[6][3]
     cdef double s
-    if u.shape[0] != 16 * ncb * c_n * nr:
-        raise ValueError(f"winograd_weights: u must hold {16 * ncb * c_n * nr} elements, "
-                         f"got {u.shape[0]}")
+    if u.shape[0] != L * L * ncb * c_n * nr:
+        raise ValueError(f"winograd_weights: u must hold {L * L * ncb * c_n * nr} "
+                         f"elements, got {u.shape[0]}")
     u[:] = 0
     with nogil:
         for co in range(co_n):
             for c in range(c_n):
-                for a in range(4):  # t = G g
+                for a in range(L):  # t = G g
                     for j in range(3):
                         s = 0.0
                         for i in range(3):
-                            s = s + fc_wg_G[a][i] * w[co, c, i, j]
+                            s = s + G[a * 3 + i] * w[co, c, i, j]
                         t[a][j] = s
-                for a in range(4):  # (G g) G^T
-                    for b in range(4):
+                for a in range(L):  # (G g) G^T
+                    for b in range(L):
                         s = 0.0
                         for j in range(3):
-                            s = s + t[a][j] * fc_wg_G[b][j]
-                        u[(((a * 4 + b) * ncb + co // nr) * c_n + c) * nr + co % nr] = \
+                            s = s + t[a][j] * G[b * 3 + j]
+                        u[(((a * L + b) * ncb + co // nr) * c_n + c) * nr + co % nr] = \
                             <floating>s
+
+
+cdef const double *_winograd_G(int tile) except NULL:
+    if tile == 2:
+        return &fc_wg_G[0][0]
+    if tile == 4:
+        return &fc_wg4_G[0][0]
+    raise ValueError(f"Winograd tile must be 2 or 4, got {tile}")
 
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def winograd_grad_weight_out(const floating[::1] du, floating[::1] gw, Py_ssize_t c_n,
-                             Py_ssize_t co_n, Py_ssize_t cpad, Py_ssize_t ldg):
-    """grad_w = G^T dU G: du (16, cpad, ldg) (the summed partials of
+                             Py_ssize_t co_n, Py_ssize_t cpad, Py_ssize_t ldg,
+                             int tile=2):
+    """grad_w = G^T dU G: du (E, cpad, ldg) (the summed partials of
     winograd_grad_weight) into gw (3, 3, C_in, C_out) (channels_last's weight layout),
     in float64, rounded once."""
     cdef Py_ssize_t c, co, a, b, i, j
-    cdef double t[3][4]
+    cdef const double *G = _winograd_G(tile)
+    cdef int L = tile + 2
+    cdef double t[3][6]
     cdef double s
-    if du.shape[0] != 16 * cpad * ldg or gw.shape[0] != 9 * c_n * co_n:
+    if du.shape[0] != L * L * cpad * ldg or gw.shape[0] != 9 * c_n * co_n:
         raise ValueError("winograd_grad_weight_out: du or gw of the wrong size")
     with nogil:
         for c in range(c_n):
             for co in range(co_n):
                 for i in range(3):  # t = G^T dU
-                    for b in range(4):
+                    for b in range(L):
                         s = 0.0
-                        for a in range(4):
-                            s = s + fc_wg_G[a][i] * du[((a * 4 + b) * cpad + c) * ldg + co]
+                        for a in range(L):
+                            s = s + G[a * 3 + i] * du[((a * L + b) * cpad + c) * ldg + co]
                         t[i][b] = s
                 for i in range(3):  # (G^T dU) G
                     for j in range(3):
                         s = 0.0
-                        for b in range(4):
-                            s = s + t[i][b] * fc_wg_G[b][j]
+                        for b in range(L):
+                            s = s + t[i][b] * G[b * 3 + j]
                         gw[((i * 3 + j) * c_n + c) * co_n + co] = <floating>s
 
 
@@ -953,25 +970,29 @@ def winograd_grad_weight_out(const floating[::1] du, floating[::1] gw, Py_ssize_
 @cython.wraparound(False)
 def winograd_forward(const floating[::1] x, const floating[::1] u,
                      const floating[::1] bias, floating[::1] y, tuple geom,
-                     Py_ssize_t block, bint relu=False, bint pool=False):
-    """Winograd F(2x2, 3x3) forward, channels_last (3x3, stride 1, dilation 1, one
-    group): y = conv(x) (+ bias) (then ReLU); u from winograd_weights.  pool: y is
-    instead the 2x2/2 max pool of that, (N, oh // 2, ow // 2, C_out), the tiles being its
-    windows.  Parallel over blocks of `block` tiles (a multiple of MR)."""
+                     Py_ssize_t block, bint relu=False, bint pool=False, int tile=2):
+    """Winograd F(tile x tile, 3x3) forward (tile 2 or 4), channels_last (3x3, stride
+    1, dilation 1, one group): y = conv(x) (+ bias) (then ReLU); u from winograd_weights
+    with the same tile.  pool: y is instead the 2x2/2 max pool of that, (N, oh // 2,
+    ow // 2, C_out), each tile holding whole pooling windows.  Parallel over blocks of
+    `block` tiles (a multiple of MR)."""
     cdef fc_conv g
     cdef int mr, nr
     cdef fc_kpx_f kf
     cdef fc_kpx_d kd
     _px_kernels(floating is double, False, &mr, &nr, &kf, &kd)
     _fill(&g, geom, mr, nr)
-    cdef Py_ssize_t th = g.oh // 2 if pool else (g.oh + 1) // 2
-    cdef Py_ssize_t tw = g.ow // 2 if pool else (g.ow + 1) // 2
+    _winograd_G(tile)  # (checks tile)
+    cdef Py_ssize_t E = (tile + 2) * (tile + 2), side = tile // 2 if pool else tile
+    cdef Py_ssize_t th = ((g.oh // 2 if pool else g.oh) + side - 1) // side
+    cdef Py_ssize_t tw = ((g.ow // 2 if pool else g.ow) + side - 1) // side
     cdef Py_ssize_t total = g.n * th * tw, ncb = (g.cout + nr - 1) // nr
     cdef Py_ssize_t items = (total + block - 1) // block, it, t0, cnt
-    cdef Py_ssize_t want = g.n * th * tw * g.cout if pool else g.n * g.oh * g.ow * g.cout
-    if y.shape[0] != want or u.shape[0] != 16 * ncb * g.c * nr or block % mr:
+    cdef Py_ssize_t want = (g.n * (g.oh // 2) * (g.ow // 2) * g.cout if pool else
+                            g.n * g.oh * g.ow * g.cout)
+    if y.shape[0] != want or u.shape[0] != E * ncb * g.c * nr or block % mr:
         raise ValueError(f"winograd_forward: y must hold {want} elements and u "
-                         f"{16 * ncb * g.c * nr}, block be a multiple of {mr}; got "
+                         f"{E * ncb * g.c * nr}, block be a multiple of {mr}; got "
                          f"{y.shape[0]}, {u.shape[0]}, {block}")
     cdef const floating *bp_bias = NULL
     if bias is not None:
@@ -983,15 +1004,15 @@ def winograd_forward(const floating[::1] x, const floating[::1] u,
     cdef floating *m
     cdef Py_ssize_t *off
     cdef int fail[1]
-    cdef int nt = _threads(<double>total * 16 * g.c * g.cout, items)
+    cdef int nt = _threads(<double>total * E * g.c * g.cout, items)
     cdef floating *zero = <floating *>fc_alloc(g.c * sizeof(floating))
     if zero == NULL:
         raise MemoryError("conv2d: could not allocate the Winograd zero row")
     memset(zero, 0, g.c * sizeof(floating))
     fail[0] = 0
     with nogil, parallel(num_threads=nt):
-        v = <floating *>fc_alloc(16 * block * g.c * sizeof(floating))
-        m = <floating *>fc_alloc(16 * mr * nr * sizeof(floating))
+        v = <floating *>fc_alloc(E * block * g.c * sizeof(floating))
+        m = <floating *>fc_alloc(E * mr * nr * sizeof(floating))
         off = <Py_ssize_t *>fc_alloc(mr * sizeof(Py_ssize_t))
         if v == NULL or m == NULL or off == NULL:
             fail[0] = 1
@@ -1000,11 +1021,11 @@ def winograd_forward(const floating[::1] x, const floating[::1] u,
                 t0 = it * block
                 cnt = total - t0 if total - t0 < block else block
                 if floating is float:
-                    fc_wg_forward_block_f(&g, kf, px, zero, pu, bp_bias, py, t0, cnt, th,
-                                          tw, relu, pool, v, m, off)
+                    fc_wg_forward_block_f(&g, kf, tile, px, zero, pu, bp_bias, py, t0,
+                                          cnt, th, tw, relu, pool, v, m, off)
                 else:
-                    fc_wg_forward_block_d(&g, kd, px, zero, pu, bp_bias, py, t0, cnt, th,
-                                          tw, relu, pool, v, m, off)
+                    fc_wg_forward_block_d(&g, kd, tile, px, zero, pu, bp_bias, py, t0,
+                                          cnt, th, tw, relu, pool, v, m, off)
         fc_free(v)
         fc_free(m)
         fc_free(off)
@@ -1017,9 +1038,9 @@ def winograd_forward(const floating[::1] x, const floating[::1] u,
 @cython.wraparound(False)
 def winograd_grad_weight(const floating[::1] x, const floating[::1] gy,
                          floating[::1] part, tuple geom, Py_ssize_t n_per,
-                         Py_ssize_t block):
+                         Py_ssize_t block, int tile=2):
     """Partial weight gradients in Winograd's space (see src/conv_driver.h), one per
-    group of n_per images: part (groups, 16, cpad, ldg) with cpad = C_in rounded up to
+    group of n_per images: part (groups, E, cpad, ldg) with cpad = C_in rounded up to
     MR and ldg = C_out rounded up to NR, zeroed by the caller.  Each group's tiles are
     taken `block` at a time (the transformed x and grad_y of a block stay in cache)."""
     cdef fc_conv g
@@ -1028,9 +1049,12 @@ def winograd_grad_weight(const floating[::1] x, const floating[::1] gy,
     cdef fc_kpx_d kd
     _px_kernels(floating is double, False, &mr, &nr, &kf, &kd)
     _fill(&g, geom, mr, nr)
-    cdef Py_ssize_t th = (g.oh + 1) // 2, tw = (g.ow + 1) // 2, tpi = th * tw
+    _winograd_G(tile)  # (checks tile)
+    cdef Py_ssize_t E = (tile + 2) * (tile + 2)
+    cdef Py_ssize_t th = (g.oh + tile - 1) // tile, tw = (g.ow + tile - 1) // tile
+    cdef Py_ssize_t tpi = th * tw
     cdef Py_ssize_t ldg = (g.cout + nr - 1) // nr * nr, cpad = (g.c + mr - 1) // mr * mr
-    cdef Py_ssize_t items = (g.n + n_per - 1) // n_per, psize = 16 * cpad * ldg
+    cdef Py_ssize_t items = (g.n + n_per - 1) // n_per, psize = E * cpad * ldg
     cdef Py_ssize_t it, t0, t1, cnt
     if part.shape[0] != items * psize:
         raise ValueError(f"winograd_grad_weight: part must hold {items * psize} "
@@ -1042,7 +1066,7 @@ def winograd_grad_weight(const floating[::1] x, const floating[::1] gy,
     cdef floating *mg
     cdef Py_ssize_t *off
     cdef int fail[1]
-    cdef int nt = _threads(<double>g.n * tpi * 16 * g.c * g.cout, items)
+    cdef int nt = _threads(<double>g.n * tpi * E * g.c * g.cout, items)
     cdef Py_ssize_t zlen = g.c if g.c > g.cout else g.cout
     cdef floating *zero = <floating *>fc_alloc(zlen * sizeof(floating))
     if zero == NULL:
@@ -1050,8 +1074,8 @@ def winograd_grad_weight(const floating[::1] x, const floating[::1] gy,
     memset(zero, 0, zlen * sizeof(floating))
     fail[0] = 0
     with nogil, parallel(num_threads=nt):
-        v = <floating *>fc_alloc(16 * block * g.c * sizeof(floating))
-        mg = <floating *>fc_alloc(16 * block * ldg * sizeof(floating))
+        v = <floating *>fc_alloc(E * block * g.c * sizeof(floating))
+        mg = <floating *>fc_alloc(E * block * ldg * sizeof(floating))
         off = <Py_ssize_t *>fc_alloc(mr * sizeof(Py_ssize_t))
         if v == NULL or mg == NULL or off == NULL:
             fail[0] = 1
@@ -1064,11 +1088,13 @@ def winograd_grad_weight(const floating[::1] x, const floating[::1] gy,
                 while t0 < t1:
                     cnt = t1 - t0 if t1 - t0 < block else block
                     if floating is float:
-                        fc_wg_grad_weight_block_f(&g, kf, px, pg, zero, pp + it * psize,
-                                                  t0, cnt, th, tw, v, mg, off)
+                        fc_wg_grad_weight_block_f(&g, kf, tile, px, pg, zero,
+                                                  pp + it * psize, t0, cnt, th, tw, v, mg,
+                                                  off)
                     else:
-                        fc_wg_grad_weight_block_d(&g, kd, px, pg, zero, pp + it * psize,
-                                                  t0, cnt, th, tw, v, mg, off)
+                        fc_wg_grad_weight_block_d(&g, kd, tile, px, pg, zero,
+                                                  pp + it * psize, t0, cnt, th, tw, v, mg,
+                                                  off)
                     t0 = t0 + cnt
         fc_free(v)
         fc_free(mg)

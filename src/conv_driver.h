@@ -1190,10 +1190,241 @@ FC_CLONES static void FC_FN(fc_wg_output)(const fc_conv *g, const FC_T *m, ptrdi
     }
 }
 
-/* Forward of tiles [t0, t0 + cnt) (cnt <= the block the scratch was sized for).
- * u: U packed (16, ceil(C_out/nr), C, nr), zero past C_out.  Scratch: v 16 * cnt * C,
- * m 16 * mr * nr, off mr entries. */
-static void FC_FN(fc_wg_forward_block)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
+/* ---- Winograd F(4x4, 3x3): the same construction on 4x4 output tiles -------------
+ * Tile t (th x tw tiles of 4x4 output pixels per image) reads the 6x6 input patch whose
+ * top-left pixel is (4 ty - pt, 4 tx - pl), and with
+ *
+ *   B^T = [4  0 -5  0 1 0;  0 -4 -4  1 1 0;  0  4 -4 -1 1 0;
+ *          0 -2 -1  2 1 0;  0  2 -1 -2 1 0;  0  4  0 -5 0 1]
+ *   G   = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
+ *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+ *
+ * the 36 products cost 36 multiply-adds per (tile, c, co), 2.25 per output pixel
+ * against F(2x2)'s 4 and the direct product's 9.  A^T's and A's entries are powers of
+ * two, so the output transforms round the same with or without fused multiply-adds;
+ * the input transform's (4, 5) do not, but every pass that compares values (the pooled
+ * forward against the unpooled one) shares it. */
+
+/* The 1-D B^T of (d0, ..., d5) stored to o[0], o[st], ..., o[5 st] (at index c). */
+#define FC_WG4_BT(o, st, d0, d1, d2, d3, d4, d5)                                         \
+    {                                                                                    \
+        const FC_T d0_ = (d0), d1_ = (d1), d2_ = (d2), d3_ = (d3), d4_ = (d4), d5_ = (d5); \
+        const FC_T a_ = d4_ - 4 * d2_, b_ = d3_ - 4 * d1_;                               \
+        const FC_T e_ = d4_ - d2_, f_ = 2 * (d3_ - d1_);                                 \
+        (o)[0] = 4 * d0_ - 5 * d2_ + d4_;                                                \
+        (o)[(st)] = a_ + b_;                                                             \
+        (o)[2 * (st)] = a_ - b_;                                                         \
+        (o)[3 * (st)] = e_ + f_;                                                         \
+        (o)[4 * (st)] = e_ - f_;                                                         \
+        (o)[5 * (st)] = 4 * d1_ - 5 * d3_ + d5_;                                         \
+    }
+
+/* V for tiles [t0, t0 + cnt): v[e * es + i * C + c], e = 6 i + j of B^T d B.  zero: C
+ * zeros (the padding).  First each patch row times B, then each column of that by B^T,
+ * in place: a tile's 36 C values stay in the L1 cache between the two passes. */
+FC_CLONES static void FC_FN(fc_wg4_input)(const fc_conv *g, const FC_T *x,
+                                          const FC_T *zero, ptrdiff_t t0, ptrdiff_t cnt,
+                                          ptrdiff_t th, ptrdiff_t tw, FC_T *v,
+                                          ptrdiff_t es)
+{
+    const ptrdiff_t C = g->c, tpi = th * tw;
+    ptrdiff_t i, c;
+    int a, b;
+    for (i = 0; i < cnt; i++) {
+        const ptrdiff_t t = t0 + i, n = t / tpi, r = t % tpi;
+        const ptrdiff_t iy0 = 4 * (r / tw) - g->pt, ix0 = 4 * (r % tw) - g->pl;
+        FC_T *vi = v + i * C;
+        for (a = 0; a < 6; a++) {  /* row a of d B: (d B)[a][j] at entry 6 a + j */
+            const FC_T *q[6];
+            const ptrdiff_t iy = iy0 + a;
+            for (b = 0; b < 6; b++) {
+                const ptrdiff_t ix = ix0 + b;
+                q[b] = (iy >= 0 && iy < g->h && ix >= 0 && ix < g->w)
+                           ? x + ((n * g->h + iy) * g->w + ix) * C : zero;
+            }
+            {
+                const FC_T *FC_RESTRICT q0 = q[0], *FC_RESTRICT q1 = q[1];
+                const FC_T *FC_RESTRICT q2 = q[2], *FC_RESTRICT q3 = q[3];
+                const FC_T *FC_RESTRICT q4 = q[4], *FC_RESTRICT q5 = q[5];
+                FC_T *FC_RESTRICT o = vi + 6 * a * es;
+                FC_OMP_SIMD
+                for (c = 0; c < C; c++)
+                    FC_WG4_BT(o + c, es, q0[c], q1[c], q2[c], q3[c], q4[c], q5[c])
+            }
+        }
+        for (b = 0; b < 6; b++) {  /* column b: V[i][b] = sum_a B^T[i][a] (d B)[a][b] */
+            FC_T *FC_RESTRICT o = vi + b * es;
+            FC_OMP_SIMD
+            for (c = 0; c < C; c++)
+                FC_WG4_BT(o + c, 6 * es, o[c], o[6 * es + c], o[12 * es + c],
+                          o[18 * es + c], o[24 * es + c], o[30 * es + c])
+        }
+    }
+}
+#undef FC_WG4_BT
+
+/* The 1-D A^T of (m0, ..., m5): (o0, o1, o2, o3). */
+#define FC_WG4_AT(m0, m1, m2, m3, m4, m5, o0, o1, o2, o3)                                \
+    {                                                                                    \
+        const FC_T a_ = (m1) + (m2), b_ = (m1) - (m2), c_ = (m3) + (m4), d_ = (m3) - (m4); \
+        o0 = (m0) + a_ + c_;                                                             \
+        o1 = b_ + 2 * d_;                                                                \
+        o2 = a_ + 4 * c_;                                                                \
+        o3 = b_ + 8 * d_ + (m5);                                                         \
+    }
+
+/* Y = A^T M A (+ bias) (then ReLU) for tiles [t0, t0 + cnt) and output channels
+ * [co0, co0 + cols), as fc_wg_output for 4x4 tiles; with pool, each tile holds 2x2
+ * pooling windows, y the pooled output (N, oh / 2, ow / 2, C_out), th x tw tiles
+ * covering it.  (Named temporaries, no arrays, so that the loop over channels
+ * vectorises: with arrays GCC kept them in memory, 27% of a forward.) */
+#define FC_WG4_MCOL(k)                                                                   \
+    FC_T s0##k, s1##k, s2##k, s3##k;                                                     \
+    FC_WG4_AT(mi[(k) * ms + j], mi[(6 + (k)) * ms + j], mi[(12 + (k)) * ms + j],         \
+              mi[(18 + (k)) * ms + j], mi[(24 + (k)) * ms + j], mi[(30 + (k)) * ms + j], \
+              s0##k, s1##k, s2##k, s3##k)
+#define FC_WG4_OROW(a)                                                                   \
+    FC_T o##a##0, o##a##1, o##a##2, o##a##3;                                             \
+    FC_WG4_AT(s##a##0, s##a##1, s##a##2, s##a##3, s##a##4, s##a##5, o##a##0, o##a##1,    \
+              o##a##2, o##a##3)                                                          \
+    o##a##0 += b; o##a##1 += b; o##a##2 += b; o##a##3 += b;                              \
+    if (relu) {                                                                          \
+        o##a##0 = FC_FN(fc_relu1)(o##a##0); o##a##1 = FC_FN(fc_relu1)(o##a##1);          \
+        o##a##2 = FC_FN(fc_relu1)(o##a##2); o##a##3 = FC_FN(fc_relu1)(o##a##3);          \
+    }
+/* The pooling kernels' reduction of a window (row-major; the first maximum, or the
+ * first NaN). */
+#define FC_WG4_MAX(w0, w1, w2, w3, out)                                                  \
+    {                                                                                    \
+        FC_T best_ = (w0);                                                               \
+        best_ = (best_ == best_ && !((w1) <= best_)) ? (w1) : best_;                     \
+        best_ = (best_ == best_ && !((w2) <= best_)) ? (w2) : best_;                     \
+        best_ = (best_ == best_ && !((w3) <= best_)) ? (w3) : best_;                     \
+        out = best_;                                                                     \
+    }
+#define FC_WG4_PUT(a, k, val)                                                            \
+    if ((a) < rows && (k) < colsx)                                                       \
+        yt[((a) * ow + (k)) * CO + j] = (val);
+FC_CLONES static void FC_FN(fc_wg4_output)(const fc_conv *g, const FC_T *m, ptrdiff_t ms,
+                                           ptrdiff_t ldm, const FC_T *bias, FC_T *y,
+                                           ptrdiff_t t0, ptrdiff_t cnt, ptrdiff_t th,
+                                           ptrdiff_t tw, ptrdiff_t co0, ptrdiff_t cols,
+                                           int relu, int pool)
+{
+    const ptrdiff_t CO = g->cout, tpi = th * tw;
+    const ptrdiff_t oh = pool ? g->oh / 2 : g->oh, ow = pool ? g->ow / 2 : g->ow;
+    const ptrdiff_t step = pool ? 2 : 4;  /* output (or pooled) pixels per tile side */
+    ptrdiff_t i, j;
+    for (i = 0; i < cnt; i++) {
+        const ptrdiff_t t = t0 + i, n = t / tpi, r = t % tpi, ty = r / tw, tx = r % tw;
+        const ptrdiff_t rows = oh - step * ty < step ? oh - step * ty : step;
+        const ptrdiff_t colsx = ow - step * tx < step ? ow - step * tx : step;
+        const FC_T *FC_RESTRICT mi = m + i * ldm;
+        FC_T *FC_RESTRICT yt = y + ((n * oh + step * ty) * ow + step * tx) * CO + co0;
+        FC_OMP_SIMD
+        for (j = 0; j < cols; j++) {
+            const FC_T b = bias ? bias[co0 + j] : (FC_T)0;
+            FC_WG4_MCOL(0) FC_WG4_MCOL(1) FC_WG4_MCOL(2)
+            FC_WG4_MCOL(3) FC_WG4_MCOL(4) FC_WG4_MCOL(5)
+            FC_WG4_OROW(0) FC_WG4_OROW(1) FC_WG4_OROW(2) FC_WG4_OROW(3)
+            if (pool) {
+                FC_T p00, p01, p10, p11;
+                FC_WG4_MAX(o00, o01, o10, o11, p00)
+                FC_WG4_MAX(o02, o03, o12, o13, p01)
+                FC_WG4_MAX(o20, o21, o30, o31, p10)
+                FC_WG4_MAX(o22, o23, o32, o33, p11)
+                FC_WG4_PUT(0, 0, p00) FC_WG4_PUT(0, 1, p01)
+                FC_WG4_PUT(1, 0, p10) FC_WG4_PUT(1, 1, p11)
+            } else {
+                FC_WG4_PUT(0, 0, o00) FC_WG4_PUT(0, 1, o01)
+                FC_WG4_PUT(0, 2, o02) FC_WG4_PUT(0, 3, o03)
+                FC_WG4_PUT(1, 0, o10) FC_WG4_PUT(1, 1, o11)
+                FC_WG4_PUT(1, 2, o12) FC_WG4_PUT(1, 3, o13)
+                FC_WG4_PUT(2, 0, o20) FC_WG4_PUT(2, 1, o21)
+                FC_WG4_PUT(2, 2, o22) FC_WG4_PUT(2, 3, o23)
+                FC_WG4_PUT(3, 0, o30) FC_WG4_PUT(3, 1, o31)
+                FC_WG4_PUT(3, 2, o32) FC_WG4_PUT(3, 3, o33)
+            }
+        }
+    }
+}
+#undef FC_WG4_MCOL
+#undef FC_WG4_OROW
+#undef FC_WG4_MAX
+#undef FC_WG4_PUT
+
+/* Mg = A dY A^T for tiles [t0, t0 + cnt), 4x4 tiles of grad_y to 6x6: as fc_wg_grad_out.
+ * A's rows: (1 0 0 0), (1 1 1 1), (1 -1 1 -1), (1 2 4 8), (1 -2 4 -8), (0 0 0 1). */
+#define FC_WG4_A(g0, g1, g2, g3, r0, r1, r2, r3, r4, r5)                                 \
+    {                                                                                    \
+        const FC_T g0_ = (g0), g1_ = (g1), g2_ = (g2), g3_ = (g3);                       \
+        const FC_T p_ = g0_ + g2_, q_ = g1_ + g3_;                                       \
+        const FC_T r_ = g0_ + 4 * g2_, s_ = 2 * g1_ + 8 * g3_;                           \
+        r0 = g0_;                                                                        \
+        r1 = p_ + q_;                                                                    \
+        r2 = p_ - q_;                                                                    \
+        r3 = r_ + s_;                                                                    \
+        r4 = r_ - s_;                                                                    \
+        r5 = g3_;                                                                        \
+    }
+#define FC_WG4_ACOL(b)                                                                   \
+    FC_T c0##b, c1##b, c2##b, c3##b, c4##b, c5##b;                                       \
+    FC_WG4_A(q##b[co], q1##b[co], q2##b[co], q3##b[co], c0##b, c1##b, c2##b, c3##b,      \
+             c4##b, c5##b)
+#define FC_WG4_AROW(a)                                                                   \
+    FC_WG4_A(c##a##0, c##a##1, c##a##2, c##a##3, mi[(6 * (a)) * es + co],                \
+             mi[(6 * (a) + 1) * es + co], mi[(6 * (a) + 2) * es + co],                   \
+             mi[(6 * (a) + 3) * es + co], mi[(6 * (a) + 4) * es + co],                   \
+             mi[(6 * (a) + 5) * es + co])
+FC_CLONES static void FC_FN(fc_wg4_grad_out)(const fc_conv *g, const FC_T *gy,
+                                             const FC_T *zero, ptrdiff_t t0, ptrdiff_t cnt,
+                                             ptrdiff_t th, ptrdiff_t tw, FC_T *mg,
+                                             ptrdiff_t es, ptrdiff_t ldg)
+{
+    const ptrdiff_t CO = g->cout, tpi = th * tw;
+    ptrdiff_t i, co;
+    int a, b, e;
+    for (i = 0; i < cnt; i++) {
+        const ptrdiff_t t = t0 + i, n = t / tpi, r = t % tpi, ty = r / tw, tx = r % tw;
+        const FC_T *q[16];
+        FC_T *FC_RESTRICT mi = mg + i * ldg;
+        for (a = 0; a < 4; a++)
+            for (b = 0; b < 4; b++) {
+                const ptrdiff_t oy = 4 * ty + a, ox = 4 * tx + b;
+                q[4 * a + b] = (oy < g->oh && ox < g->ow)
+                                   ? gy + ((n * g->oh + oy) * g->ow + ox) * CO : zero;
+            }
+        {   /* q<b> is row 0 column b of dY, q1<b> row 1, ... */
+            const FC_T *FC_RESTRICT q0 = q[0], *FC_RESTRICT q1 = q[1];
+            const FC_T *FC_RESTRICT q2 = q[2], *FC_RESTRICT q3 = q[3];
+            const FC_T *FC_RESTRICT q10 = q[4], *FC_RESTRICT q11 = q[5];
+            const FC_T *FC_RESTRICT q12 = q[6], *FC_RESTRICT q13 = q[7];
+            const FC_T *FC_RESTRICT q20 = q[8], *FC_RESTRICT q21 = q[9];
+            const FC_T *FC_RESTRICT q22 = q[10], *FC_RESTRICT q23 = q[11];
+            const FC_T *FC_RESTRICT q30 = q[12], *FC_RESTRICT q31 = q[13];
+            const FC_T *FC_RESTRICT q32 = q[14], *FC_RESTRICT q33 = q[15];
+            FC_OMP_SIMD
+            for (co = 0; co < CO; co++) {
+                FC_WG4_ACOL(0) FC_WG4_ACOL(1) FC_WG4_ACOL(2) FC_WG4_ACOL(3)
+                FC_WG4_AROW(0) FC_WG4_AROW(1) FC_WG4_AROW(2)
+                FC_WG4_AROW(3) FC_WG4_AROW(4) FC_WG4_AROW(5)
+            }
+        }
+        for (e = 0; e < 36; e++)
+            for (co = CO; co < ldg; co++)
+                mi[e * es + co] = 0;
+    }
+}
+#undef FC_WG4_A
+#undef FC_WG4_ACOL
+#undef FC_WG4_AROW
+#undef FC_WG4_AT
+
+/* Forward of tiles [t0, t0 + cnt) (cnt <= the block the scratch was sized for) of
+ * F(tile x tile, 3x3), tile 2 or 4, E = (tile + 2)^2 entries.  u: U packed (E,
+ * ceil(C_out/nr), C, nr), zero past C_out.  Scratch: v E * cnt * C, m E * mr * nr, off
+ * mr entries. */
+static void FC_FN(fc_wg_forward_block)(const fc_conv *g, FC_FN(fc_kpx_t) kpx, int tile,
                                        const FC_T *x, const FC_T *zero, const FC_T *u,
                                        const FC_T *bias, FC_T *y, ptrdiff_t t0,
                                        ptrdiff_t cnt, ptrdiff_t th, ptrdiff_t tw,
@@ -1202,20 +1433,28 @@ static void FC_FN(fc_wg_forward_block)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
 {
     const ptrdiff_t mr = g->mr, nr = g->nr, C = g->c, es = cnt * C;
     const ptrdiff_t ncb = (g->cout + nr - 1) / nr, zero_seg = 0;
+    const int E = (tile + 2) * (tile + 2);
     ptrdiff_t q0, i, cb;
     int e;
-    FC_FN(fc_wg_input)(g, x, zero, t0, cnt, th, tw, v, es);
+    if (tile == 4)
+        FC_FN(fc_wg4_input)(g, x, zero, t0, cnt, th, tw, v, es);
+    else
+        FC_FN(fc_wg_input)(g, x, zero, t0, cnt, th, tw, v, es);
     for (q0 = 0; q0 < cnt; q0 += mr) {
         const ptrdiff_t qn = (cnt - q0 < mr) ? cnt - q0 : mr;
         for (i = 0; i < mr; i++)  /* rows past cnt repeat row q0 (dropped) */
             off[i] = (i < qn ? q0 + i : q0) * C;
         for (cb = 0; cb < ncb; cb++) {
             const ptrdiff_t co0 = cb * nr, cols = (g->cout - co0 < nr) ? g->cout - co0 : nr;
-            for (e = 0; e < 16; e++)
+            for (e = 0; e < E; e++)
                 kpx(1, C, &zero_seg, &zero_seg, v + e * es, off, 1,
                     u + (e * ncb + cb) * C * nr, nr, m + e * mr * nr, nr, 0);
-            FC_FN(fc_wg_output)(g, m, mr * nr, nr, bias, y, t0 + q0, qn, th, tw, co0, cols,
-                                relu, pool);
+            if (tile == 4)
+                FC_FN(fc_wg4_output)(g, m, mr * nr, nr, bias, y, t0 + q0, qn, th, tw, co0,
+                                     cols, relu, pool);
+            else
+                FC_FN(fc_wg_output)(g, m, mr * nr, nr, bias, y, t0 + q0, qn, th, tw, co0,
+                                    cols, relu, pool);
         }
     }
 }
@@ -1264,8 +1503,9 @@ FC_CLONES static void FC_FN(fc_wg_grad_out)(const fc_conv *g, const FC_T *gy,
 
 /* dU += the weight gradient of tiles [t0, t0 + cnt) in U's space: part[(e * cpad + c) *
  * ldg + co] (cpad = C rounded up to mr, ldg = C_out rounded up to nr; rows past C are
- * computed and dropped).  Scratch: v 16 * cnt * C, mg 16 * cnt * ldg, off mr entries. */
-static void FC_FN(fc_wg_grad_weight_block)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
+ * computed and dropped), tile and E as in fc_wg_forward_block.  Scratch: v E * cnt * C,
+ * mg E * cnt * ldg, off mr entries. */
+static void FC_FN(fc_wg_grad_weight_block)(const fc_conv *g, FC_FN(fc_kpx_t) kpx, int tile,
                                            const FC_T *x, const FC_T *gy, const FC_T *zero,
                                            FC_T *part, ptrdiff_t t0, ptrdiff_t cnt,
                                            ptrdiff_t th, ptrdiff_t tw, FC_T *v, FC_T *mg,
@@ -1274,11 +1514,17 @@ static void FC_FN(fc_wg_grad_weight_block)(const fc_conv *g, FC_FN(fc_kpx_t) kpx
     const ptrdiff_t mr = g->mr, nr = g->nr, C = g->c, es = cnt * C;
     const ptrdiff_t ncb = (g->cout + nr - 1) / nr, ldg = ncb * nr, gs = cnt * ldg;
     const ptrdiff_t cpad = (C + mr - 1) / mr * mr, zero_seg = 0;
+    const int E = (tile + 2) * (tile + 2);
     ptrdiff_t c0, i, cb;
     int e;
-    FC_FN(fc_wg_input)(g, x, zero, t0, cnt, th, tw, v, es);
-    FC_FN(fc_wg_grad_out)(g, gy, zero, t0, cnt, th, tw, mg, gs, ldg);
-    for (e = 0; e < 16; e++)
+    if (tile == 4) {
+        FC_FN(fc_wg4_input)(g, x, zero, t0, cnt, th, tw, v, es);
+        FC_FN(fc_wg4_grad_out)(g, gy, zero, t0, cnt, th, tw, mg, gs, ldg);
+    } else {
+        FC_FN(fc_wg_input)(g, x, zero, t0, cnt, th, tw, v, es);
+        FC_FN(fc_wg_grad_out)(g, gy, zero, t0, cnt, th, tw, mg, gs, ldg);
+    }
+    for (e = 0; e < E; e++)
         for (c0 = 0; c0 < C; c0 += mr) {
             for (i = 0; i < mr; i++)  /* rows c past C read channel c0 (dropped) */
                 off[i] = c0 + i < C ? c0 + i : c0;

@@ -196,6 +196,10 @@ typedef fc_kwg_d fc_kwg_t_d;
 /* G of Winograd F(2x2, 3x3)'s kernel transform U = G g G^T (conv_driver.h). */
 static const double fc_wg_G[4][3] = {
     {1.0, 0.0, 0.0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0.0, 0.0, 1.0}};
+/* G of F(4x4, 3x3). */
+static const double fc_wg4_G[6][3] = {
+    {1.0 / 4, 0.0, 0.0}, {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+    {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0.0, 0.0, 1.0}};
 
 #define FC_T float
 #define FC_FN(name) name##_f

@@ -121,14 +121,21 @@ WINOGRAD_CASES = [
     pytest.param(1, 16, 2, 2, 16, "same", id="one-tile"),
     pytest.param(19, 24, 6, 5, 40, 1, id="many-images-blocks-and-partials"),
     pytest.param(2, 16, 20, 22, 18, 2, id="wide-padding"),
+    pytest.param(3, 16, 9, 11, 16, "valid", id="partial-4x4-tiles"),  # 7x9 output
 ]
 
 
+@pytest.fixture(params=[4, 2], ids=["F4x4", "F2x2"])
+def winograd_tile(request, monkeypatch):
+    monkeypatch.setattr(conv, "_WINOGRAD_TILE", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("n,c,h,w,c_out,padding", WINOGRAD_CASES)
-def test_winograd_float32(isa, n, c, h, w, c_out, padding):
-    """The Winograd F(2x2, 3x3) kernels: the forward, the stride-1 input gradient (the
-    forward on grad_y) and the weight gradient, against the naive reference; float64,
-    channels_first and narrow channel counts stay off them."""
+def test_winograd_float32(isa, winograd_tile, n, c, h, w, c_out, padding):
+    """The Winograd F(4x4, 3x3) and F(2x2, 3x3) kernels: the forward, the stride-1
+    input gradient (the forward on grad_y) and the weight gradient, against the naive
+    reference; float64, channels_first and narrow channel counts stay off them."""
     g = conv._geometry((n, h, w, c), (3, 3, c, c_out), 1, padding, 1, 1, "channels_last")
     assert conv._forward_path(g, np.float32) == "winograd"
     assert not conv._winograd_ok(g, np.float64)
@@ -141,7 +148,7 @@ def test_winograd_float32(isa, n, c, h, w, c_out, padding):
     _case(15, n, c, h, w, c_out, 3, 3, 1, padding, 1, 1, np.float32, "channels_last")
 
 
-def test_winograd_is_the_same_for_any_thread_count():
+def test_winograd_is_the_same_for_any_thread_count(winograd_tile):
     """The Winograd forward and gradients give the same bits on one and two threads
     (each output from one tile's product; the weight gradient's partial sums over
     fixed groups of images, added in order)."""
@@ -598,6 +605,33 @@ def test_forward_with_max_pool_is_the_pool_of_the_forward(isa, dtype, act):
         np.testing.assert_array_equal(got.view(f"u{got.itemsize}"),
                                       want.view(f"u{want.itemsize}"))
     assert fused >= 2
+
+
+@pytest.mark.parametrize("x_shape, padding", [
+    ((3, 12, 12, 16), "valid"),  # 10x10 output: 5x5 pooled, partial 4x4 tiles
+    ((2, 13, 11, 16), "same"),   # odd output rows and columns dropped
+    ((2, 18, 18, 16), "valid"),  # 16x16 output: whole tiles
+])
+def test_winograd_forward_with_max_pool_is_the_pool_of_the_forward(isa, winograd_tile,
+                                                                   x_shape, padding):
+    """The Winograd forward with the 2x2/2 max pool fused gives max_pool2d of the
+    unfused Winograd forward bit for bit, for both tile sizes, on shapes whose pooled
+    output does and does not fill whole tiles; ties and NaN as the pooling kernels."""
+    from fastconv import pooling
+    rng = np.random.default_rng(26)
+    x = rng.integers(-2, 3, x_shape).astype(np.float32)
+    w = rng.integers(-1, 2, (3, 3, x_shape[-1], 20)).astype(np.float32)
+    b = rng.integers(-1, 2, 20).astype(np.float32)
+    x[0, 3, 4, 0] = np.nan
+    g = conv._geometry(x.shape, w.shape, 1, padding, 1, 1, "channels_last")
+    assert conv._forward_path(g, np.float32) == "winograd"
+    for relu in (False, True):
+        got = conv._forward_max_pooled(g, x, w, b, np.float32, relu=relu)
+        want = pooling.max_pool2d(
+            conv._conv2d(x, w, b, 1, padding, 1, 1, "channels_last", relu=relu), 2,
+            data_format="channels_last")
+        assert got.shape == want.shape and np.isnan(want).any()
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
