@@ -294,7 +294,7 @@ _WINOGRAD_MIN_CHANNELS = 16
 # tile and channel) stays in the L2 cache (measured for F(4x4): 36 against 24 and 48).
 _WINOGRAD_BLOCK = 36
 _WINOGRAD_GRAD_BLOCK = 36
-_WINOGRAD_PARTIALS = 8
+_WINOGRAD_PARTIALS = 8  # the weight gradient's partial sums (fixed image groups)
 
 
 # The pixel-row kernels (src/conv_driver.h, "channels_last, one group"): tiles of MR
@@ -548,11 +548,12 @@ def _forward_avg_pooled(g, x, weight, bias, dtype, relu=False, tanh=False, keep=
 
 def _forward_max_pooled(g, x, weight, bias, dtype, relu=False):
     """max_pool2d(act(conv2d(x)), 2) -- 2x2 windows, stride 2, rows and columns past an
-    even count dropped, act ReLU (relu) or none -- bit for bit, on the pixel-row kernels:
-    each image pooled from a per-thread copy of its output while it is in cache, the
-    full-size output never written (inference only: the backward passes need it).
-    None where g does not run on the pixel-row kernels."""
-    if _pool_fusable(g, x, dtype, "winograd"):  # a tile is a pooling window
+    even count dropped, act ReLU (relu) or none -- bit for bit, the full-size output never
+    written (inference only: the backward passes need it).  On the Winograd kernels each
+    output tile holds whole pooling windows, pooled as the tile is written; on the
+    pixel-row kernels each image is pooled from a per-thread copy of its output while it
+    is in cache.  None where g runs on neither."""
+    if _pool_fusable(g, x, dtype, "winograd"):
         pooled = _arena.empty((g.n, g.oh // 2, g.ow // 2, g.c_out), dtype)
         _ext.conv2d.winograd_forward(x.reshape(-1), _winograd_weights(_weight_oihw(
             g, weight)), bias, pooled.reshape(-1), _geom(g), _winograd_block(), relu, True,
