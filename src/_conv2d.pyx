@@ -209,6 +209,21 @@ cdef extern from "conv_kernels_all.h" nogil:
                                   double *xs, double *gs, Py_ssize_t *tab)
     const double fc_wg_G[4][3]
     const double fc_wg4_G[6][3]
+    enum: FC_WG_NRMAX
+    void fc_wg_weights_f(const float *w, Py_ssize_t so, Py_ssize_t sc, Py_ssize_t si,
+                         Py_ssize_t sj, Py_ssize_t co_n, Py_ssize_t c_n, const double *G,
+                         int L, Py_ssize_t nr, float *u, Py_ssize_t c_lo,
+                         Py_ssize_t c_hi) noexcept nogil
+    void fc_wg_weights_d(const double *w, Py_ssize_t so, Py_ssize_t sc, Py_ssize_t si,
+                         Py_ssize_t sj, Py_ssize_t co_n, Py_ssize_t c_n, const double *G,
+                         int L, Py_ssize_t nr, double *u, Py_ssize_t c_lo,
+                         Py_ssize_t c_hi) noexcept nogil
+    void fc_wg_grad_weights_f(const float *du, Py_ssize_t cpad, Py_ssize_t ldg,
+                              Py_ssize_t co_n, Py_ssize_t c_n, const double *G, int L,
+                              float *gw, Py_ssize_t c_lo, Py_ssize_t c_hi) noexcept nogil
+    void fc_wg_grad_weights_d(const double *du, Py_ssize_t cpad, Py_ssize_t ldg,
+                              Py_ssize_t co_n, Py_ssize_t c_n, const double *G, int L,
+                              double *gw, Py_ssize_t c_lo, Py_ssize_t c_hi) noexcept nogil
     void fc_wg_forward_block_f(const fc_conv *g, fc_kpx_f kpx, int tile, const float *x,
                                const float *zero, const float *u, const float *bias,
                                float *y, Py_ssize_t t0, Py_ssize_t cnt, Py_ssize_t th,
@@ -896,34 +911,29 @@ def winograd_weights(const floating[:, :, :, :] w, floating[::1] u, int tile=2):
     """U = G g G^T of a 3x3 kernel w (C_out, C_in, 3, 3) (any strides) into u, packed
     (E, ceil(C_out/NR), C_in, NR) for the selected build's pixel-row tile, zero past
     C_out, for F(tile x tile, 3x3) (tile 2 or 4, E = (tile + 2)^2 entries); computed in
-    float64, rounded once."""
+    float64, rounded once.  Every element of u is written.  Parallel over C_in."""
     cdef Py_ssize_t co_n = w.shape[0], c_n = w.shape[1]
     cdef Py_ssize_t nr = _isa.nr_px_d if floating is double else _isa.nr_px_f
-    cdef Py_ssize_t ncb = (co_n + nr - 1) // nr, co, c, a, b, i, j
+    cdef Py_ssize_t ncb = (co_n + nr - 1) // nr, c
     cdef const double *G = _winograd_G(tile)
     cdef int L = tile + 2
-    cdef double t[6][3]
-    cdef double s
-    if u.shape[0] != L * L * ncb * c_n * nr:
-        raise ValueError(f"winograd_weights: u must hold {L * L * ncb * c_n * nr} "
-                         f"elements, got {u.shape[0]}")
-    u[:] = 0
-    with nogil:
-        for co in range(co_n):
-            for c in range(c_n):
-                for a in range(L):  # t = G g
-                    for j in range(3):
-                        s = 0.0
-                        for i in range(3):
-                            s = s + G[a * 3 + i] * w[co, c, i, j]
-                        t[a][j] = s
-                for a in range(L):  # (G g) G^T
-                    for b in range(L):
-                        s = 0.0
-                        for j in range(3):
-                            s = s + t[a][j] * G[b * 3 + j]
-                        u[(((a * L + b) * ncb + co // nr) * c_n + c) * nr + co % nr] = \
-                            <floating>s
+    cdef Py_ssize_t isz = sizeof(floating)
+    if u.shape[0] != L * L * ncb * c_n * nr or nr > FC_WG_NRMAX or w.shape[2] != 3 or \
+            w.shape[3] != 3:
+        raise ValueError(f"winograd_weights: w must be (C_out, C_in, 3, 3) and u hold "
+                         f"{L * L * ncb * c_n * nr} elements, got {tuple(w.shape)[:4]} and "
+                         f"{u.shape[0]}")
+    if co_n * c_n == 0:
+        return
+    cdef const floating *pw = &w[0, 0, 0, 0]
+    cdef Py_ssize_t so = w.strides[0] // isz, sc = w.strides[1] // isz
+    cdef Py_ssize_t si = w.strides[2] // isz, sj = w.strides[3] // isz
+    cdef int nt = _threads(<double>co_n * c_n * 400, c_n)
+    for c in prange(c_n, nogil=True, schedule="static", num_threads=nt):
+        if floating is float:
+            fc_wg_weights_f(pw, so, sc, si, sj, co_n, c_n, G, L, nr, &u[0], c, c + 1)
+        else:
+            fc_wg_weights_d(pw, so, sc, si, sj, co_n, c_n, G, L, nr, &u[0], c, c + 1)
 
 
 cdef const double *_winograd_G(int tile) except NULL:
@@ -941,29 +951,21 @@ def winograd_grad_weight_out(const floating[::1] du, floating[::1] gw, Py_ssize_
                              int tile=2):
     """grad_w = G^T dU G: du (E, cpad, ldg) (the summed partials of
     winograd_grad_weight) into gw (3, 3, C_in, C_out) (channels_last's weight layout),
-    in float64, rounded once."""
-    cdef Py_ssize_t c, co, a, b, i, j
+    in float64, rounded once.  Parallel over C_in."""
+    cdef Py_ssize_t c
     cdef const double *G = _winograd_G(tile)
     cdef int L = tile + 2
-    cdef double t[3][6]
-    cdef double s
-    if du.shape[0] != L * L * cpad * ldg or gw.shape[0] != 9 * c_n * co_n:
+    if du.shape[0] != L * L * cpad * ldg or gw.shape[0] != 9 * c_n * co_n or \
+            cpad < c_n or ldg < co_n:
         raise ValueError("winograd_grad_weight_out: du or gw of the wrong size")
-    with nogil:
-        for c in range(c_n):
-            for co in range(co_n):
-                for i in range(3):  # t = G^T dU
-                    for b in range(L):
-                        s = 0.0
-                        for a in range(L):
-                            s = s + G[a * 3 + i] * du[((a * L + b) * cpad + c) * ldg + co]
-                        t[i][b] = s
-                for i in range(3):  # (G^T dU) G
-                    for j in range(3):
-                        s = 0.0
-                        for b in range(L):
-                            s = s + t[i][b] * G[b * 3 + j]
-                        gw[((i * 3 + j) * c_n + c) * co_n + co] = <floating>s
+    if co_n * c_n == 0:
+        return
+    cdef int nt = _threads(<double>co_n * c_n * 400, c_n)
+    for c in prange(c_n, nogil=True, schedule="static", num_threads=nt):
+        if floating is float:
+            fc_wg_grad_weights_f(&du[0], cpad, ldg, co_n, c_n, G, L, &gw[0], c, c + 1)
+        else:
+            fc_wg_grad_weights_d(&du[0], cpad, ldg, co_n, c_n, G, L, &gw[0], c, c + 1)
 
 
 @cython.boundscheck(False)

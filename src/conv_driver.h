@@ -1420,6 +1420,98 @@ FC_CLONES static void FC_FN(fc_wg4_grad_out)(const fc_conv *g, const FC_T *gy,
 #undef FC_WG4_AROW
 #undef FC_WG4_AT
 
+/* ---- Winograd's weight transforms (both tile sizes) --------------------------------
+ * G: the L x 3 matrix of the tile (fc_wg_G, fc_wg4_G), L = tile + 2.  Both run in
+ * float64 and round once, over blocks of output channels so that the inner loops run
+ * along C_out, contiguous in channels_last's weights and in the packed U. */
+#define FC_WG_NRMAX 64
+
+/* U = G g G^T for input channels [c_lo, c_hi) of the 3x3 kernel w (element (co, c, i,
+ * j) at w[co * so + c * sc + i * si + j * sj]) into u packed (L * L, ceil(C_out / nr),
+ * C, nr), zero past C_out (nr <= FC_WG_NRMAX). */
+FC_CLONES static void FC_FN(fc_wg_weights)(const FC_T *w, ptrdiff_t so, ptrdiff_t sc,
+                                           ptrdiff_t si, ptrdiff_t sj, ptrdiff_t co_n,
+                                           ptrdiff_t c_n, const double *G, int L,
+                                           ptrdiff_t nr, FC_T *u, ptrdiff_t c_lo,
+                                           ptrdiff_t c_hi)
+{
+    const ptrdiff_t ncb = (co_n + nr - 1) / nr;
+    double gk[9][FC_WG_NRMAX], t[6][3][FC_WG_NRMAX];
+    ptrdiff_t c, cb, k;
+    int a, b, i, j;
+    for (c = c_lo; c < c_hi; c++)
+        for (cb = 0; cb < ncb; cb++) {
+            const ptrdiff_t co0 = cb * nr, n = co_n - co0 < nr ? co_n - co0 : nr;
+            for (i = 0; i < 3; i++)
+                for (j = 0; j < 3; j++)
+                    for (k = 0; k < n; k++)
+                        gk[3 * i + j][k] = (double)w[(co0 + k) * so + c * sc + i * si +
+                                                     j * sj];
+            for (a = 0; a < L; a++)  /* t = G g */
+                for (j = 0; j < 3; j++)
+                    FC_OMP_SIMD
+                    for (k = 0; k < n; k++)
+                        t[a][j][k] = G[3 * a] * gk[j][k] + G[3 * a + 1] * gk[3 + j][k] +
+                                     G[3 * a + 2] * gk[6 + j][k];
+            for (a = 0; a < L; a++)  /* (G g) G^T */
+                for (b = 0; b < L; b++) {
+                    FC_T *ub = u + (((a * L + b) * ncb + cb) * c_n + c) * nr;
+                    FC_OMP_SIMD
+                    for (k = 0; k < n; k++)
+                        ub[k] = (FC_T)(t[a][0][k] * G[3 * b] + t[a][1][k] * G[3 * b + 1] +
+                                       t[a][2][k] * G[3 * b + 2]);
+                    for (k = n; k < nr; k++)
+                        ub[k] = 0;
+                }
+        }
+}
+
+/* grad_w = G^T dU G for input channels [c_lo, c_hi): du (L * L, cpad, ldg), gw (3, 3,
+ * C, C_out), in blocks of FC_WG_NRMAX output channels. */
+FC_CLONES static void FC_FN(fc_wg_grad_weights)(const FC_T *du, ptrdiff_t cpad,
+                                                ptrdiff_t ldg, ptrdiff_t co_n,
+                                                ptrdiff_t c_n, const double *G, int L,
+                                                FC_T *gw, ptrdiff_t c_lo, ptrdiff_t c_hi)
+{
+    double t[3][6][FC_WG_NRMAX];
+    ptrdiff_t c, co0, k;
+    int a, b, i, j;
+    for (c = c_lo; c < c_hi; c++)
+        for (co0 = 0; co0 < co_n; co0 += FC_WG_NRMAX) {
+            const ptrdiff_t n = co_n - co0 < FC_WG_NRMAX ? co_n - co0 : FC_WG_NRMAX;
+            for (i = 0; i < 3; i++)  /* t = G^T dU */
+                for (b = 0; b < L; b++) {
+                    FC_OMP_SIMD
+                    for (k = 0; k < n; k++)
+                        t[i][b][k] = 0;
+                    for (a = 0; a < L; a++) {
+                        const double ga = G[3 * a + i];
+                        const FC_T *d = du + ((a * L + b) * cpad + c) * ldg + co0;
+                        FC_OMP_SIMD
+                        for (k = 0; k < n; k++)
+                            t[i][b][k] += ga * (double)d[k];
+                    }
+                }
+            for (i = 0; i < 3; i++)  /* (G^T dU) G */
+                for (j = 0; j < 3; j++) {
+                    FC_T *o = gw + ((i * 3 + j) * c_n + c) * co_n + co0;
+                    double acc[FC_WG_NRMAX];
+                    FC_OMP_SIMD
+                    for (k = 0; k < n; k++)
+                        acc[k] = 0;
+                    for (b = 0; b < L; b++) {
+                        const double gb = G[3 * b + j];
+                        FC_OMP_SIMD
+                        for (k = 0; k < n; k++)
+                            acc[k] += t[i][b][k] * gb;
+                    }
+                    FC_OMP_SIMD
+                    for (k = 0; k < n; k++)
+                        o[k] = (FC_T)acc[k];
+                }
+        }
+}
+
 /* Forward of tiles [t0, t0 + cnt) (cnt <= the block the scratch was sized for) of
  * F(tile x tile, 3x3), tile 2 or 4, E = (tile + 2)^2 entries.  u: U packed (E,
  * ceil(C_out/nr), C, nr), zero past C_out.  Scratch: v E * cnt * C, m E * mr * nr, off
