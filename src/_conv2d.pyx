@@ -545,6 +545,15 @@ def grad_bias(const floating[::1] gy, double[::1] bsum, tuple geom, Py_ssize_t n
             fc_bias_grad_item_d(&g, pgy, pb + ig * g.cout, ig * n_per, n_hi)
 
 
+cdef double *_bias_partials(double[::1] bsum, Py_ssize_t groups, Py_ssize_t cout) except? NULL:
+    """bsum's data (groups x cout partial bias sums, checked), or NULL without bsum."""
+    if bsum is None:
+        return NULL
+    if bsum.shape[0] != groups * cout:
+        raise ValueError(f"bsum must hold {groups * cout} partial sums, got {bsum.shape[0]}")
+    return &bsum[0]
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def forward_shift(const floating[::1] x, const floating[::1] ap,
@@ -831,11 +840,13 @@ def px_forward_narrow(const floating[::1] x, const floating[::1] wn,
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def px_grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1] part,
-                   tuple geom, Py_ssize_t n_per, bint half=False):
+                   tuple geom, Py_ssize_t n_per, bint half=False, double[::1] bsum=None):
     """channels_last, one group: partial weight gradients by the pixel-row kernel (half:
     its half-width tile), one per group of n_per images; part zeroed, (n_igroups,
     ceil(kg/MR)*MR, ceil(cout/NR)*NR) -- rows k = (ki, kj, c), columns co, (MR, NR) of
-    that tile.  Parallel over image groups."""
+    that tile.  With bsum (n_igroups, C_out), zeroed: grad_bias's partial sums of the
+    same groups too (as grad_bias with n_per computes them), each while its group's
+    grad_y is about to be read.  Parallel over image groups."""
     cdef fc_conv g
     cdef int mr, nr
     cdef fc_kpx_f kf
@@ -857,6 +868,7 @@ def px_grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1] 
     cdef Py_ssize_t *idx
     cdef int fail[1]
     cdef int nt = _threads(<double>g.n * g.oh * g.ow * g.cout * g.kg, nig)
+    cdef double *pb = _bias_partials(bsum, nig, g.cout)
     fail[0] = 0
     with nogil, parallel(num_threads=nt):
         xp = <floating *>fc_alloc(xp_len * sizeof(floating))
@@ -870,6 +882,11 @@ def px_grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1] 
                 n_hi = n_lo + n_per
                 if n_hi > g.n:
                     n_hi = g.n
+                if pb != NULL:
+                    if floating is float:
+                        fc_bias_grad_item_f(&g, pgy, pb + ig * g.cout, n_lo, n_hi)
+                    else:
+                        fc_bias_grad_item_d(&g, pgy, pb + ig * g.cout, n_lo, n_hi)
                 if floating is float:
                     fc_px_grad_weight_item_f(&g, kf, px, pgy, pp + ig * part_stride, n_lo,
                                              n_hi, xp, gyp, idx)
