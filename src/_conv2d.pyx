@@ -1218,11 +1218,15 @@ def wide_forward(const floating[::1] x, const floating[:, ::1] w, const floating
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def wide_grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1] part,
-                     tuple geom, Py_ssize_t n_per):
+                     tuple geom, Py_ssize_t n_per, double[::1] bsum=None,
+                     Py_ssize_t bias_per=1):
     """channels_last, one group, stride 1: partial weight gradients by the wide kernels,
     one per group of n_per images; part zeroed, (n_igroups, kg, coutp) -- rows
-    k = (ki, kj, c), coutp = C_out rounded up to wide_tile()[1].  Parallel over image
-    groups."""
+    k = (ki, kj, c), coutp = C_out rounded up to wide_tile()[1].  With bsum
+    ((n + bias_per - 1) // bias_per, C_out), zeroed, and n_per a multiple of bias_per:
+    grad_bias's partial sums of groups of bias_per images too (as grad_bias with
+    bias_per computes them), in the item of their images, before it reads their
+    grad_y.  Parallel over image groups."""
     cdef fc_conv g
     cdef bint dbl = floating is double
     cdef Py_ssize_t vl = _isa.vl_d if dbl else _isa.vl_f, gco = _isa.wg_co
@@ -1243,6 +1247,10 @@ def wide_grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1
     cdef Py_ssize_t *tab
     cdef int fail[1]
     cdef int nt = _threads(<double>g.n * g.oh * g.ow * g.cout * g.kg, nig)
+    if bsum is not None and (bias_per < 1 or n_per % bias_per):
+        raise ValueError(f"n_per ({n_per}) must be a multiple of bias_per ({bias_per})")
+    cdef double *pb = _bias_partials(bsum, (g.n + bias_per - 1) // bias_per, g.cout)
+    cdef Py_ssize_t b_lo, b_hi
     fail[0] = 0
     with nogil, parallel(num_threads=nt):
         xs = <floating *>fc_alloc(xs_len * sizeof(floating))
@@ -1256,6 +1264,18 @@ def wide_grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1
                 n_hi = n_lo + n_per
                 if n_hi > g.n:
                     n_hi = g.n
+                b_lo = n_lo
+                while pb != NULL and b_lo < n_hi:
+                    b_hi = b_lo + bias_per
+                    if b_hi > n_hi:
+                        b_hi = n_hi
+                    if floating is float:
+                        fc_bias_grad_item_f(&g, pgy, pb + b_lo // bias_per * g.cout, b_lo,
+                                            b_hi)
+                    else:
+                        fc_bias_grad_item_d(&g, pgy, pb + b_lo // bias_per * g.cout, b_lo,
+                                            b_hi)
+                    b_lo = b_hi
                 if floating is float:
                     fc_wd_grad_weight_item_f(&g, _isa.kwg_f, gco, vl, px, pgy,
                                              pp + ig * part_stride, n_lo, n_hi, xs, gs,
