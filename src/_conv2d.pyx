@@ -953,6 +953,15 @@ def winograd_weights(const floating[:, :, :, :] w, floating[::1] u, int tile=2):
             fc_wg_weights_d(pw, so, sc, si, sj, co_n, c_n, G, L, nr, &u[0], c, c + 1)
 
 
+cdef void *_zero_row(size_t nbytes) except NULL:
+    """nbytes of zeros from fc_alloc (freed with fc_free): the Winograd kernels' padding."""
+    cdef void *row = fc_alloc(nbytes if nbytes > 0 else 1)
+    if row == NULL:
+        raise MemoryError("conv2d: could not allocate the Winograd zero row")
+    memset(row, 0, nbytes)
+    return row
+
+
 cdef const double *_winograd_G(int tile) except NULL:
     if tile == 2:
         return &fc_wg_G[0][0]
@@ -1024,10 +1033,7 @@ def winograd_forward(const floating[::1] x, const floating[::1] u,
     cdef Py_ssize_t *off
     cdef int fail[1]
     cdef int nt = _threads(<double>total * E * g.c * g.cout, items)
-    cdef floating *zero = <floating *>fc_alloc(g.c * sizeof(floating))
-    if zero == NULL:
-        raise MemoryError("conv2d: could not allocate the Winograd zero row")
-    memset(zero, 0, g.c * sizeof(floating))
+    cdef floating *zero = <floating *>_zero_row(g.c * sizeof(floating))
     fail[0] = 0
     with nogil, parallel(num_threads=nt):
         v = <floating *>fc_alloc(E * block * g.c * sizeof(floating))
@@ -1087,10 +1093,7 @@ def winograd_grad_weight(const floating[::1] x, const floating[::1] gy,
     cdef int fail[1]
     cdef int nt = _threads(<double>g.n * tpi * E * g.c * g.cout, items)
     cdef Py_ssize_t zlen = g.c if g.c > g.cout else g.cout
-    cdef floating *zero = <floating *>fc_alloc(zlen * sizeof(floating))
-    if zero == NULL:
-        raise MemoryError("conv2d: could not allocate the Winograd zero row")
-    memset(zero, 0, zlen * sizeof(floating))
+    cdef floating *zero = <floating *>_zero_row(zlen * sizeof(floating))
     fail[0] = 0
     with nogil, parallel(num_threads=nt):
         v = <floating *>fc_alloc(E * block * g.c * sizeof(floating))
