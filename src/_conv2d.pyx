@@ -545,12 +545,14 @@ def grad_bias(const floating[::1] gy, double[::1] bsum, tuple geom, Py_ssize_t n
             fc_bias_grad_item_d(&g, pgy, pb + ig * g.cout, ig * n_per, n_hi)
 
 
-cdef double *_bias_partials(double[::1] bsum, Py_ssize_t groups, Py_ssize_t cout) except? NULL:
+cdef double *_bias_partials(double[::1] bsum, Py_ssize_t groups,
+                            Py_ssize_t cout) except? NULL:
     """bsum's data (groups x cout partial bias sums, checked), or NULL without bsum."""
     if bsum is None:
         return NULL
     if bsum.shape[0] != groups * cout:
-        raise ValueError(f"bsum must hold {groups * cout} partial sums, got {bsum.shape[0]}")
+        raise ValueError(f"bsum must hold {groups * cout} partial sums, "
+                         f"got {bsum.shape[0]}")
     return &bsum[0]
 
 
@@ -938,8 +940,8 @@ def winograd_weights(const floating[:, :, :, :] w, floating[::1] u, int tile=2):
     if u.shape[0] != L * L * ncb * c_n * nr or nr > FC_WG_NRMAX or w.shape[2] != 3 or \
             w.shape[3] != 3:
         raise ValueError(f"winograd_weights: w must be (C_out, C_in, 3, 3) and u hold "
-                         f"{L * L * ncb * c_n * nr} elements, got {tuple(w.shape)[:4]} and "
-                         f"{u.shape[0]}")
+                         f"{L * L * ncb * c_n * nr} elements, got "
+                         f"{tuple(w.shape)[:4]} and {u.shape[0]}")
     if co_n * c_n == 0:
         return
     cdef const floating *pw = &w[0, 0, 0, 0]
@@ -954,7 +956,7 @@ def winograd_weights(const floating[:, :, :, :] w, floating[::1] u, int tile=2):
 
 
 cdef void *_zero_row(size_t nbytes) except NULL:
-    """nbytes of zeros from fc_alloc (freed with fc_free): the Winograd kernels' padding."""
+    """nbytes of zeros from fc_alloc (freed with fc_free): Winograd's padding row."""
     cdef void *row = fc_alloc(nbytes if nbytes > 0 else 1)
     if row == NULL:
         raise MemoryError("conv2d: could not allocate the Winograd zero row")

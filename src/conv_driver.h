@@ -1050,7 +1050,8 @@ static void FC_FN(fc_wd_grad_weight_item)(const fc_conv *g, const FC_FN(fc_kwg_t
  * t = (n * th + ty) * tw + tx over the whole batch.  Tile t reads the 4x4 input patch d
  * whose top-left pixel is (2 ty - pt, 2 tx - pl) (zero outside the image) and, with
  *
- *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]   G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]
+ *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
+ *   G   = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]
  *   A^T = [1 1 1 0; 0 1 -1 -1],
  *
  * V = B^T d B and U = G g G^T (per (c, co), computed once per call by the caller), the
@@ -1208,7 +1209,8 @@ FC_CLONES static void FC_FN(fc_wg_output)(const fc_conv *g, const FC_T *m, ptrdi
 /* The 1-D B^T of (d0, ..., d5) stored to o[0], o[st], ..., o[5 st] (at index c). */
 #define FC_WG4_BT(o, st, d0, d1, d2, d3, d4, d5)                                         \
     {                                                                                    \
-        const FC_T d0_ = (d0), d1_ = (d1), d2_ = (d2), d3_ = (d3), d4_ = (d4), d5_ = (d5); \
+        const FC_T d0_ = (d0), d1_ = (d1), d2_ = (d2);                                   \
+        const FC_T d3_ = (d3), d4_ = (d4), d5_ = (d5);                                   \
         const FC_T a_ = d4_ - 4 * d2_, b_ = d3_ - 4 * d1_;                               \
         const FC_T e_ = d4_ - d2_, f_ = 2 * (d3_ - d1_);                                 \
         (o)[0] = 4 * d0_ - 5 * d2_ + d4_;                                                \
@@ -1266,7 +1268,8 @@ FC_CLONES static void FC_FN(fc_wg4_input)(const fc_conv *g, const FC_T *x,
 /* The 1-D A^T of (m0, ..., m5): (o0, o1, o2, o3). */
 #define FC_WG4_AT(m0, m1, m2, m3, m4, m5, o0, o1, o2, o3)                                \
     {                                                                                    \
-        const FC_T a_ = (m1) + (m2), b_ = (m1) - (m2), c_ = (m3) + (m4), d_ = (m3) - (m4); \
+        const FC_T a_ = (m1) + (m2), b_ = (m1) - (m2);                                   \
+        const FC_T c_ = (m3) + (m4), d_ = (m3) - (m4);                                   \
         o0 = (m0) + a_ + c_;                                                             \
         o1 = b_ + 2 * d_;                                                                \
         o2 = a_ + 4 * c_;                                                                \
@@ -1537,7 +1540,8 @@ static void FC_FN(fc_wg_forward_block)(const fc_conv *g, FC_FN(fc_kpx_t) kpx, in
         for (i = 0; i < mr; i++)  /* rows past cnt repeat row q0 (dropped) */
             off[i] = (i < qn ? q0 + i : q0) * C;
         for (cb = 0; cb < ncb; cb++) {
-            const ptrdiff_t co0 = cb * nr, cols = (g->cout - co0 < nr) ? g->cout - co0 : nr;
+            const ptrdiff_t co0 = cb * nr;
+            const ptrdiff_t cols = (g->cout - co0 < nr) ? g->cout - co0 : nr;
             for (e = 0; e < E; e++)
                 kpx(1, C, &zero_seg, &zero_seg, v + e * es, off, 1,
                     u + (e * ncb + cb) * C * nr, nr, m + e * mr * nr, nr, 0);
