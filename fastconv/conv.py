@@ -372,9 +372,7 @@ def _wide_ok(g, dtype, pixel_cols):
     row = -(-g.ow // vl) * vl
     lanes = g.ow / row
     rows = g.oh / (-(-g.oh // 5) * 5)  # blocks of about 5 rows (fc_wide_block)
-    # (the planar output's offsets are C ints: rows are rounded up by at most 7)
-    small = g.c_out * (g.oh + 8) * row < 2 ** 31
-    return 2 * g.ow >= vl and lanes * rows > pixel_cols and small
+    return 2 * g.ow >= vl and lanes * rows > pixel_cols
 
 
 def _wide_images_per_partial(g, dtype, n_per):

@@ -53,9 +53,12 @@ cdef extern from "conv_kernels_all.h" nogil:
     enum: FC_WCO
     enum: FC_WKJ
     ctypedef void (*fc_kwf_f)(Py_ssize_t K, const Py_ssize_t *off, const float *xs,
-                              Py_ssize_t ldr, const float *W, float *t)
+                              Py_ssize_t ldr, const float *W, const float *bias, float *y,
+                              Py_ssize_t ldy, Py_ssize_t ldc, int nr, int nl)
     ctypedef void (*fc_kwf_d)(Py_ssize_t K, const Py_ssize_t *off, const double *xs,
-                              Py_ssize_t ldr, const double *W, double *t)
+                              Py_ssize_t ldr, const double *W, const double *bias,
+                              double *y, Py_ssize_t ldy, Py_ssize_t ldc, int nr, int nl)
+    const int fc_wide_co[FC_WCO]
     ctypedef void (*fc_kwg_f)(Py_ssize_t nq, const Py_ssize_t *xo, const Py_ssize_t *go,
                               const Py_ssize_t *nl, const float *xa, Py_ssize_t dx,
                               const float *ga, Py_ssize_t ldg, float *out, Py_ssize_t ldo)
@@ -104,7 +107,7 @@ cdef extern from "conv_kernels_all.h" nogil:
     const fc_isa *fc_default_isa()
     const fc_isa *fc_best_isa()
     const fc_isa *fc_isa_by_name(const char *name)
-    int fc_wide_block(const int *wr, Py_ssize_t left, Py_ssize_t oh)
+    int fc_wide_block(const int *wr, Py_ssize_t left, const fc_conv *g)
     Py_ssize_t fc_wide_rows(const int *wr, Py_ssize_t oh, Py_ssize_t kh, Py_ssize_t dy)
     void *fc_alloc(size_t nbytes)
     void fc_free(void *p)
@@ -189,14 +192,12 @@ cdef extern from "conv_kernels_all.h" nogil:
                                       Py_ssize_t *idx)
     void fc_wd_forward_image_f(const fc_conv *g, const fc_kwf_f *kwf, const int *wr,
                                Py_ssize_t vl, const float *x, const float *wpk,
-                               const Py_ssize_t *off, const int *rix, const float *rb,
-                               float *y,
+                               const Py_ssize_t *off, const float *bias, float *y,
                                Py_ssize_t n, int act, int pool, float *yq, float *xs,
                                float *yp, Py_ssize_t Hs, Py_ssize_t Ws)
     void fc_wd_forward_image_d(const fc_conv *g, const fc_kwf_d *kwf, const int *wr,
                                Py_ssize_t vl, const double *x, const double *wpk,
-                               const Py_ssize_t *off, const int *rix, const double *rb,
-                               double *y,
+                               const Py_ssize_t *off, const double *bias, double *y,
                                Py_ssize_t n, int act, int pool, double *yq, double *xs,
                                double *yp, Py_ssize_t Hs, Py_ssize_t Ws)
     void fc_wd_grad_weight_item_f(const fc_conv *g, const fc_kwg_f *kwg, Py_ssize_t gco,
@@ -1152,70 +1153,66 @@ def wide_forward(const floating[::1] x, const floating[:, ::1] w, const floating
     if w.shape[0] != g.cout or w.shape[1] != K:
         raise ValueError(f"wide_forward: w must be ({g.cout}, {K}), got ({w.shape[0]}, {w.shape[1]})")
     cdef Py_ssize_t pw = g.ow // 2 if pool else g.ow
-    cdef Py_ssize_t row = pw * g.cout, e
-    cdef Py_ssize_t plane = (Hs - (g.kh - 1) * g.dy) * (Ws - (g.kw - 1) * g.dx)
-    cdef Py_ssize_t size = g.n * (g.oh // 2 if pool else g.oh) * row
+    cdef Py_ssize_t size = g.n * (g.oh // 2 if pool else g.oh) * pw * g.cout
     if y.shape[0] != size:
         raise ValueError(f"wide_forward: y must hold {size} elements, got {y.shape[0]}")
     cdef Py_ssize_t qsize = g.n * (g.oh // 2) * (g.ow // 2) * g.cout
     if yq is not None and (pool or yq.shape[0] != qsize):
         raise ValueError(f"wide_forward: yq must hold {qsize} elements, without pool")
     cdef floating *pq = &yq[0] if yq is not None and qsize > 0 else NULL
-    cdef floating *wpk = <floating *>fc_alloc((g.cout * K + row) * sizeof(floating))
-    cdef floating *rb = wpk + g.cout * K
+    cdef floating *wpk = <floating *>fc_alloc((g.cout * K + g.cout) * sizeof(floating))
+    cdef floating *pb = wpk + g.cout * K
     cdef Py_ssize_t *off = <Py_ssize_t *>fc_alloc(K * sizeof(Py_ssize_t))
-    cdef int *rix = <int *>fc_alloc(row * sizeof(int))
-    if wpk == NULL or off == NULL or rix == NULL:
+    if wpk == NULL or off == NULL:
         fc_free(wpk)
         fc_free(off)
-        fc_free(rix)
         raise MemoryError("conv2d: could not allocate the packed weights")
-    if g.cout * plane > 2147483647:
-        fc_free(wpk)
-        fc_free(off)
-        fc_free(rix)
-        raise ValueError("conv2d: image too large for the wide kernels")
-    for e in range(row):  # output row element e = (pixel, channel); pooled: window
-        rix[e] = <int>((e % g.cout) * plane + (2 if pool else 1) * (e // g.cout))
-        rb[e] = bias[e % g.cout] if bias is not None else 0
-    while co0 < g.cout:  # the blocks fc_wd_forward_image walks, (K, CO) each
-        b = fc_wide_block(_isa.wr, g.cout - co0, g.oh)
-        CO = 1 << b
-        for k in range(K):
-            for o in range(CO):
-                wpk[co0 * K + k * CO + o] = w[co0 + o, k]
-        co0 += CO
+    for o in range(g.cout):
+        pb[o] = bias[o] if bias is not None else 0
+    # k = (ki, c, kj) in the kernels (so that a range of kernel rows is a range of k),
+    # (c, ki, kj) in w
     k = 0
-    for c in range(g.c):
-        for ki in range(g.kh):
+    for ki in range(g.kh):
+        for c in range(g.c):
             for kj in range(g.kw):
                 off[k] = (c * Hs + ki * g.dy) * Ws + kj * g.dx
                 k += 1
+    while co0 < g.cout:  # the blocks fc_wd_forward_image walks, (K, CO) each
+        b = fc_wide_block(_isa.wr, g.cout - co0, &g)
+        CO = fc_wide_co[b]
+        k = 0
+        for ki in range(g.kh):
+            for c in range(g.c):
+                for kj in range(g.kw):
+                    for o in range(CO):
+                        wpk[co0 * K + k * CO + o] = w[co0 + o, (c * g.kh + ki) * g.kw + kj]
+                    k += 1
+        co0 += CO
     cdef const floating *px = &x[0]
     cdef floating *py = &y[0]
     cdef floating *xs
-    cdef floating *yp
+    cdef floating *yimg
     cdef int fail[1]
     cdef int nt = _threads(<double>g.n * g.oh * g.ow * g.cout * g.kg, g.n)
     fail[0] = 0
     with nogil, parallel(num_threads=nt):
         xs = <floating *>fc_alloc(g.c * Hs * Ws * sizeof(floating))
-        yp = <floating *>fc_alloc(g.cout * plane * sizeof(floating))
-        if xs == NULL or yp == NULL:
+        yimg = <floating *>fc_alloc((g.oh * g.ow * g.cout if pool else 1) *
+                                    sizeof(floating))
+        if xs == NULL or yimg == NULL:
             fail[0] = 1
         for n in prange(g.n, schedule="dynamic", chunksize=1):
             if fail[0] == 0:
                 if floating is float:
-                    fc_wd_forward_image_f(&g, _isa.kwf_f, _isa.wr, vl, px, wpk, off,
-                                          rix, rb, py, n, act, pool, pq, xs, yp, Hs, Ws)
+                    fc_wd_forward_image_f(&g, _isa.kwf_f, _isa.wr, vl, px, wpk, off, pb,
+                                          py, n, act, pool, pq, xs, yimg, Hs, Ws)
                 else:
-                    fc_wd_forward_image_d(&g, _isa.kwf_d, _isa.wr, vl, px, wpk, off,
-                                          rix, rb, py, n, act, pool, pq, xs, yp, Hs, Ws)
+                    fc_wd_forward_image_d(&g, _isa.kwf_d, _isa.wr, vl, px, wpk, off, pb,
+                                          py, n, act, pool, pq, xs, yimg, Hs, Ws)
         fc_free(xs)
-        fc_free(yp)
+        fc_free(yimg)
     fc_free(wpk)
     fc_free(off)
-    fc_free(rix)
     if fail[0]:
         raise MemoryError("conv2d: could not allocate per-thread scratch buffers")
 

@@ -859,60 +859,13 @@ FC_CLONES static void FC_FN(fc_wd_planar)(const FC_T *src, ptrdiff_t H, ptrdiff_
             memcpy(d + x0, s + x0, (size_t)(x1 - x0) * sizeof(FC_T));
             continue;
         }
-        if (C <= 8) {  /* each pixel's few channels read together */
-            for (ix = x0; ix < x1; ix++)
-                for (c = 0; c < C; c++)
-                    d[c * plane + ix] = s[ix * C + c];
-            continue;
-        }
         for (c = 0; c < C; c++) {  /* contiguous stores, loads C apart */
             FC_T *dc = d + c * plane;
             const FC_T *sc = s + c;
+            FC_OMP_SIMD
             for (ix = x0; ix < x1; ix++)
                 dc[ix] = sc[ix * C];
         }
-    }
-}
-
-/* The wide forward's output pass followed by a 2x2 average pool with stride 2 (rows and
- * columns past an even count dropped): ph rows of prow = (ow / 2) * cout elements, each
- * the mean of the four activations act(yp + rb[e]) of its window, summed in the
- * window's row-major order and scaled by 1/4 -- what the output pass and then
- * fastconv's average pooling compute, one rounding at a time, without writing the
- * activations.  rix[e]: the plane offset of element e's channel and window column. */
-FC_CLONES static void FC_FN(fc_wd_pool_out)(const FC_T *yp, ptrdiff_t wy, ptrdiff_t ph,
-                                            ptrdiff_t prow, const int *rix, const FC_T *rb,
-                                            int act, FC_T *y)
-{
-    ptrdiff_t oy, e;
-    for (oy = 0; oy < ph; oy++) {
-        const FC_T *s0 = yp + 2 * oy * wy, *s1 = s0 + wy;
-        FC_T *dst = y + oy * prow;
-        if (act == FC_ACT_RELU)
-            FC_OMP_SIMD
-            for (e = 0; e < prow; e++) {
-                const ptrdiff_t i = rix[e];
-                const FC_T b = rb[e];
-                dst[e] = (((FC_FN(fc_relu1)(s0[i] + b) + FC_FN(fc_relu1)(s0[i + 1] + b)) +
-                           FC_FN(fc_relu1)(s1[i] + b)) + FC_FN(fc_relu1)(s1[i + 1] + b)) *
-                         (FC_T)0.25;
-            }
-        else if (act == FC_ACT_TANH)
-            FC_OMP_SIMD
-            for (e = 0; e < prow; e++) {
-                const ptrdiff_t i = rix[e];
-                const FC_T b = rb[e];
-                dst[e] = (((FC_TANH1(s0[i] + b) + FC_TANH1(s0[i + 1] + b)) +
-                           FC_TANH1(s1[i] + b)) + FC_TANH1(s1[i + 1] + b)) * (FC_T)0.25;
-            }
-        else
-            FC_OMP_SIMD
-            for (e = 0; e < prow; e++) {
-                const ptrdiff_t i = rix[e];
-                const FC_T b = rb[e];
-                dst[e] = ((((s0[i] + b) + (s0[i + 1] + b)) + (s1[i] + b)) +
-                          (s1[i + 1] + b)) * (FC_T)0.25;
-            }
     }
 }
 
@@ -934,70 +887,67 @@ static void FC_FN(fc_pool_rows)(const FC_T *r0, const FC_T *r1, FC_T *out, ptrdi
 
 /* Forward of image n, then act (FC_ACT_*: none, ReLU, tanh).  wpk: the weights as
  * blocks of CO output channels (CO chosen by fc_wide_block), block at co0 = (kg, CO)
- * from wpk + co0 * kg, k = (c, ki, kj).
- * off[k] = c * Hs * Ws + ki * dy * Ws + kj * dx.  The kernels write a planar output yp
- * (cout planes of Hr x ceil(ow / vl) * vl, Hr = Hs - (kh - 1) * dy rows), which then
- * goes to y one output row (ow * cout contiguous elements) at a time: element e of a
- * row is yp[rix[e] + row offset] + rb[e] (rix, rb: the plane offset of e's channel and
- * pixel, and e's bias, zero when the convolution has none).  With pool, y is instead
- * the 2x2/2 average pool of that output (fc_wd_pool_out; rix then indexes a pooled row).
- * With yq (not NULL), y is written and its 2x2/2 average pool goes to yq as well, from
- * each pair of rows right after they are written (fc_pool_rows).
+ * from wpk + co0 * kg, k = (ki, c, kj), so that the taps of kernel rows [lo, hi]
+ * (fc_wide_taps) are the range k in [lo, hi + 1) * c * kw.
+ * off[k] = c * Hs * Ws + ki * dy * Ws + kj * dx.  The kernels store channels_last output
+ * rows (ow * cout contiguous elements) with the bias added (bias: cout values, zeros
+ * when the convolution has none), the activation follows in place, a row at a time.
+ * With pool, y is instead the 2x2/2 average pool of that output (rows and columns past
+ * an even count dropped), the output itself going to the scratch yimg; with yq (not
+ * NULL), y is written and its pool goes to yq as well.  Either pool is taken from each
+ * pair of rows right after they are activated (fc_pool_rows).
  * Scratch: xs (C * Hs * Ws, Hs from fc_wide_rows, Ws = ceil(ow / vl) * vl +
- * (kw - 1) * dx) and yp. */
+ * (kw - 1) * dx) and, with pool, yimg (oh * ow * cout). */
 FC_CLONES static void FC_FN(fc_wd_forward_image)(const fc_conv *g,
                                                  const FC_FN(fc_kwf_t) *kwf, const int *wr,
                                                  ptrdiff_t vl, const FC_T *x,
                                                  const FC_T *wpk, const ptrdiff_t *off,
-                                                 const int *rix, const FC_T *rb, FC_T *y,
-                                                 ptrdiff_t n, int act, int pool, FC_T *yq,
-                                                 FC_T *xs, FC_T *yp, ptrdiff_t Hs,
-                                                 ptrdiff_t Ws)
+                                                 const FC_T *bias, FC_T *y, ptrdiff_t n,
+                                                 int act, int pool, FC_T *yq, FC_T *xs,
+                                                 FC_T *yimg, ptrdiff_t Hs, ptrdiff_t Ws)
 {
     const ptrdiff_t oh = g->oh, ow = g->ow, cout = g->cout, kg = g->kg;
-    const ptrdiff_t owv = (ow + vl - 1) / vl, wy = owv * vl, row = ow * cout;
-    const ptrdiff_t plane = (Hs - (g->kh - 1) * g->dy) * wy;
-    ptrdiff_t co0 = 0, oy0, v, oy, e;
+    const ptrdiff_t owv = (ow + vl - 1) / vl, row = ow * cout, ktap = g->c * g->kw;
+    const ptrdiff_t prow = (ow / 2) * cout;
+    FC_T *yo = pool ? yimg : y + n * oh * row;
+    FC_T *yp = pool ? y : yq;  /* the pooled output, or NULL */
+    ptrdiff_t co0 = 0, oy0, v, oy, e, lo, hi;
     FC_FN(fc_wd_planar)(x + n * g->h * g->w * g->c, g->h, g->w, g->c, g->pt, g->pl, xs,
                         Hs, Ws);
     while (co0 < cout) {
-        const int b = fc_wide_block(wr, cout - co0, oh);
-        const ptrdiff_t CO = (ptrdiff_t)1 << b, R = wr[b];
+        const int b = fc_wide_block(wr, cout - co0, g);
+        const ptrdiff_t CO = fc_wide_co[b], R = wr[b];
         const FC_FN(fc_kwf_t) kern = kwf[b];
         const FC_T *wb = wpk + co0 * kg;
-        for (oy0 = 0; oy0 < oh; oy0 += R)
+        for (oy0 = 0; oy0 < oh; oy0 += R) {
+            const ptrdiff_t nr = oh - oy0 < R ? oh - oy0 : R;
+            ptrdiff_t k0 = 0, nk = 0;
+            fc_wide_taps(g, oy0, nr, &lo, &hi);
+            if (hi >= lo) {
+                k0 = lo * ktap;
+                nk = (hi - lo + 1) * ktap;
+            }
             for (v = 0; v < owv; v++)
-                kern(kg, off, xs + oy0 * Ws + v * vl, Ws, wb,
-                     yp + co0 * plane + oy0 * wy + v * vl, plane, wy);
+                kern(nk, off + k0, xs + oy0 * Ws + v * vl, Ws, wb + k0 * CO, bias + co0,
+                     yo + oy0 * row + v * vl * cout + co0, row, cout, (int)nr,
+                     (int)(ow - v * vl < vl ? ow - v * vl : vl));
+        }
         co0 += CO;
     }
-    if (pool) {
-        FC_FN(fc_wd_pool_out)(yp, wy, oh / 2, (ow / 2) * cout, rix, rb, act,
-                              y + n * (oh / 2) * (ow / 2) * cout);
-        return;
-    }
-    y += n * oh * row;
+    if (yp != NULL)
+        yp += n * (oh / 2) * prow;
     for (oy = 0; oy < oh; oy++) {
-        const FC_T *src = yp + oy * wy;
-        FC_T *dst = y + oy * row;
-        /* (the loads are a gather, which GCC does not vectorise on its own: measured,
-         * LeNet-5's C1 at batch 128, forward with ReLU 0.98 -> 0.69 ms with the pragma) */
+        FC_T *dst = yo + oy * row;
         if (act == FC_ACT_RELU)
             FC_OMP_SIMD
             for (e = 0; e < row; e++)
-                dst[e] = FC_FN(fc_relu1)(src[rix[e]] + rb[e]);
+                dst[e] = FC_FN(fc_relu1)(dst[e]);
         else if (act == FC_ACT_TANH)
             FC_OMP_SIMD
             for (e = 0; e < row; e++)
-                dst[e] = FC_TANH1(src[rix[e]] + rb[e]);
-        else
-            FC_OMP_SIMD
-            for (e = 0; e < row; e++)
-                dst[e] = src[rix[e]] + rb[e];
-        if (yq != NULL && (oy & 1))  /* the 2x2/2 average pool of rows oy - 1 and oy */
-            FC_FN(fc_pool_rows)(dst - row, dst,
-                                yq + (n * (oh / 2) + oy / 2) * (ow / 2) * cout, ow / 2,
-                                cout);
+                dst[e] = FC_TANH1(dst[e]);
+        if (yp != NULL && (oy & 1))  /* the 2x2/2 average pool of rows oy - 1 and oy */
+            FC_FN(fc_pool_rows)(dst - row, dst, yp + (oy / 2) * prow, ow / 2, cout);
     }
 }
 

@@ -107,23 +107,27 @@ typedef void (*fc_knr_d)(ptrdiff_t nseg, ptrdiff_t C, const ptrdiff_t *sega,
 /* Wide kernels (channels_last, stride 1, few channels): vectorised along the output
  * row, on a channel-major zero-padded copy of the image ("planar": plane c, row r,
  * column t at xs[c * ldp + r * ldr + t]).
- * Forward: R output rows x CO output channels x one vector of VL columns,
- *     t[o * tso + r * tsr + l] = sum_k xs[off[k] + r * ldr + l] * W[k * CO + o]
- * with off[k] the offset of k = (c, ki, kj); CO is 1, 2, 4 or 8 (kwf[0..3]) and R
- * depends on CO and the ISA (wr[0..3]).
+ * Forward: R output rows x CO output channels x one vector of VL columns, stored
+ * channels_last (transposed in registers) with the bias added,
+ *     y[r * ldy + l * ldc + o] = sum_k xs[off[k] + r * ldr + l] * W[k * CO + o] + bias[o]
+ * for r < nr and l < nl (the rows and lanes past them are computed and dropped), with
+ * off[k] the offset of k = (ki, c, kj); CO is 1, 2, 4, 6 or 8 (fc_wide_co, kwf[0..4])
+ * and R depends on CO and the ISA (wr[0..4]).
  * Weight gradient: CO = wg_co output channels x KJ kernel columns (kwg[KJ - 1], KJ up
  * to FC_WKJ) of one (c, ki), reduced over nq row vectors q,
  *     out[j * ldo + o] += sum_q sum_{l < nl[q]} xa[xo[q] + j * dx + l] * ga[go[q] + o * ldg + l]
  * (lanes past nl[q] of xa are zeroed after the load: a value there may be inf, and
  * inf * 0 would turn a sum into NaN). */
-#define FC_WCO 4
+#define FC_WCO 5
 #define FC_WKJ 5
 typedef void (*fc_kwf_f)(ptrdiff_t K, const ptrdiff_t *off, const float *xs,
-                         ptrdiff_t ldr, const float *W, float *t, ptrdiff_t tso,
-                         ptrdiff_t tsr);
+                         ptrdiff_t ldr, const float *W, const float *bias, float *y,
+                         ptrdiff_t ldy, ptrdiff_t ldc, int nr, int nl);
 typedef void (*fc_kwf_d)(ptrdiff_t K, const ptrdiff_t *off, const double *xs,
-                         ptrdiff_t ldr, const double *W, double *t, ptrdiff_t tso,
-                         ptrdiff_t tsr);
+                         ptrdiff_t ldr, const double *W, const double *bias, double *y,
+                         ptrdiff_t ldy, ptrdiff_t ldc, int nr, int nl);
+/* Output channels of the wide forward kernels kwf[0..FC_WCO-1]. */
+static const int fc_wide_co[FC_WCO] = {1, 2, 4, 6, 8};
 typedef void (*fc_kwg_f)(ptrdiff_t nq, const ptrdiff_t *xo, const ptrdiff_t *go,
                          const ptrdiff_t *nl, const float *xa, ptrdiff_t dx,
                          const float *ga, ptrdiff_t ldg, float *out, ptrdiff_t ldo);
@@ -153,7 +157,7 @@ typedef struct {
     int mr_nr, vl_f, vl_d;  /* rows of the narrow kernels; their vector lengths */
     fc_knr_f knr_f;
     fc_knr_d knr_d;
-    int wr[FC_WCO];  /* rows of the wide forward kernels for 1, 2, 4, 8 channels */
+    int wr[FC_WCO];  /* rows of the wide forward kernels for 1, 2, 4, 6, 8 channels */
     int wg_co;       /* output channels of the wide weight-gradient kernels */
     fc_kwf_f kwf_f[FC_WCO];
     fc_kwf_d kwf_d[FC_WCO];
@@ -161,9 +165,12 @@ typedef struct {
     fc_kwg_d kwg_d[FC_WKJ];
 } fc_isa;
 
-#define FC_KWF(NAME, ATTR, T, VEC, ZERO, LOAD, STORE, SET1, FMA, R, CO, VL)               \
+/* TSTORE(y, ldc, v, CO, nl): the CO vectors v (channel o's VL pixels in v[o]) to
+ * y[l * ldc + o] for l < nl: a transpose, per ISA (fc_wts_*). */
+#define FC_KWF(NAME, ATTR, T, VEC, ZERO, LOAD, SET1, FMA, ADD, TSTORE, R, CO)            \
     ATTR static void NAME(ptrdiff_t K, const ptrdiff_t *off, const T *xs, ptrdiff_t ldr, \
-                          const T *W, T *t, ptrdiff_t tso, ptrdiff_t tsr)               \
+                          const T *W, const T *bias, T *y, ptrdiff_t ldy, ptrdiff_t ldc, \
+                          int nr, int nl)                                               \
     {                                                                                   \
         VEC acc[R][CO];                                                                 \
         ptrdiff_t k;                                                                    \
@@ -183,9 +190,12 @@ typedef struct {
                     acc[r][o] = FMA(xv[r], wv, acc[r][o]);                              \
             }                                                                           \
         }                                                                               \
-        for (r = 0; r < R; r++)                                                         \
+        for (r = 0; r < R && r < nr; r++) {                                             \
+            VEC v[CO];                                                                  \
             for (o = 0; o < CO; o++)                                                    \
-                STORE(t + o * tso + r * tsr, acc[r][o]);                                \
+                v[o] = ADD(acc[r][o], SET1(bias[o]));                                   \
+            TSTORE(y + r * ldy, ldc, v, CO, nl);                                        \
+        }                                                                               \
     }
 
 #define FC_KWG(NAME, ATTR, T, VEC, ZERO, LOAD, XLOAD, FMA, HSUM, CO, KJ)                 \
@@ -217,21 +227,37 @@ typedef struct {
                 out[j * ldo + o] += HSUM(acc[o][j]);                                    \
     }
 
-/* The four wide forward kernels (1, 2, 4, 8 channels) and the FC_WKJ weight-gradient
+/* The five wide forward kernels (1, 2, 4, 6, 8 channels) and the FC_WKJ weight-gradient
  * kernels of one ISA and dtype: NAME##_co1.. and NAME##_kj1.. */
-#define FC_WIDE_SET(NAME, ATTR, T, VEC, ZERO, LOAD, XLOAD, STORE, SET1, FMA, HSUM, VL,   \
-                    R1, R2, R4, R8, GCO)                                                \
-    FC_KWF(NAME##_co1, ATTR, T, VEC, ZERO, LOAD, STORE, SET1, FMA, R1, 1, VL)            \
-    FC_KWF(NAME##_co2, ATTR, T, VEC, ZERO, LOAD, STORE, SET1, FMA, R2, 2, VL)            \
-    FC_KWF(NAME##_co4, ATTR, T, VEC, ZERO, LOAD, STORE, SET1, FMA, R4, 4, VL)            \
-    FC_KWF(NAME##_co8, ATTR, T, VEC, ZERO, LOAD, STORE, SET1, FMA, R8, 8, VL)            \
+#define FC_WIDE_SET(NAME, ATTR, T, VEC, ZERO, LOAD, XLOAD, SET1, FMA, ADD, HSUM, TSTORE, \
+                    R1, R2, R4, R6, R8, GCO)                                            \
+    FC_KWF(NAME##_co1, ATTR, T, VEC, ZERO, LOAD, SET1, FMA, ADD, TSTORE, R1, 1)          \
+    FC_KWF(NAME##_co2, ATTR, T, VEC, ZERO, LOAD, SET1, FMA, ADD, TSTORE, R2, 2)          \
+    FC_KWF(NAME##_co4, ATTR, T, VEC, ZERO, LOAD, SET1, FMA, ADD, TSTORE, R4, 4)          \
+    FC_KWF(NAME##_co6, ATTR, T, VEC, ZERO, LOAD, SET1, FMA, ADD, TSTORE, R6, 6)          \
+    FC_KWF(NAME##_co8, ATTR, T, VEC, ZERO, LOAD, SET1, FMA, ADD, TSTORE, R8, 8)          \
     FC_KWG(NAME##_kj1, ATTR, T, VEC, ZERO, LOAD, XLOAD, FMA, HSUM, GCO, 1)               \
     FC_KWG(NAME##_kj2, ATTR, T, VEC, ZERO, LOAD, XLOAD, FMA, HSUM, GCO, 2)               \
     FC_KWG(NAME##_kj3, ATTR, T, VEC, ZERO, LOAD, XLOAD, FMA, HSUM, GCO, 3)               \
     FC_KWG(NAME##_kj4, ATTR, T, VEC, ZERO, LOAD, XLOAD, FMA, HSUM, GCO, 4)               \
     FC_KWG(NAME##_kj5, ATTR, T, VEC, ZERO, LOAD, XLOAD, FMA, HSUM, GCO, 5)
-#define FC_WIDE_KWF(NAME) {NAME##_co1, NAME##_co2, NAME##_co4, NAME##_co8}
+#define FC_WIDE_KWF(NAME) {NAME##_co1, NAME##_co2, NAME##_co4, NAME##_co6, NAME##_co8}
 #define FC_WIDE_KWG(NAME) {NAME##_kj1, NAME##_kj2, NAME##_kj3, NAME##_kj4, NAME##_kj5}
+
+/* The wide forward's transposed store through a buffer: each vector to buf, then its
+ * nl lanes to their pixels (the portable build's, and double's on the SIMD builds). */
+#define FC_WTS_BUFFER(NAME, ATTR, T, VEC, STORE, VL)                                    \
+    ATTR static inline FC_ALWAYS_INLINE void NAME(T *y, ptrdiff_t ldc, const VEC *v,    \
+                                                  int co, int nl)                       \
+    {                                                                                   \
+        T buf[VL];                                                                      \
+        int o, l;                                                                       \
+        for (o = 0; o < co; o++) {                                                      \
+            STORE(buf, v[o]);                                                           \
+            for (l = 0; l < nl; l++)                                                    \
+                y[l * ldc + o] = buf[l];                                                \
+        }                                                                               \
+    }
 
 #define FC_KNR(NAME, ATTR, T, VEC, ZERO, LOAD, FMA, HSUM, MR, VL)                        \
     ATTR static void NAME(ptrdiff_t nseg, ptrdiff_t C, const ptrdiff_t *sega,          \
@@ -423,10 +449,14 @@ FC_KPX(fc_kpx_portable_f, , float, float, FC_S_ZERO, FC_S_LOAD, FC_S_STORE, FC_S
 FC_KPX(fc_kpx_portable_d, , double, double, FC_S_ZERO, FC_S_LOAD, FC_S_STORE, FC_S_SET1,
        FC_S_FMA, FC_S_ADD, 4, 8, 1)
 #define FC_S_XLOAD(p, n) ((void)(n), *(p))
+FC_WTS_BUFFER(fc_wts_portable_f, , float, float, FC_S_STORE, 1)
+FC_WTS_BUFFER(fc_wts_portable_d, , double, double, FC_S_STORE, 1)
 FC_WIDE_SET(fc_wide_portable_f, , float, float, FC_S_ZERO, FC_S_LOAD, FC_S_XLOAD,
-            FC_S_STORE, FC_S_SET1, FC_S_FMA, FC_S_HSUM, 1, 4, 4, 4, 2, 2)
+            FC_S_SET1, FC_S_FMA, FC_S_ADD, FC_S_HSUM, fc_wts_portable_f, 4, 4, 4, 2, 2,
+            2)
 FC_WIDE_SET(fc_wide_portable_d, , double, double, FC_S_ZERO, FC_S_LOAD, FC_S_XLOAD,
-            FC_S_STORE, FC_S_SET1, FC_S_FMA, FC_S_HSUM, 1, 4, 4, 4, 2, 2)
+            FC_S_SET1, FC_S_FMA, FC_S_ADD, FC_S_HSUM, fc_wts_portable_d, 4, 4, 4, 2, 2,
+            2)
 
 #if FC_X86_DISPATCH
 
@@ -564,7 +594,81 @@ FC_KPX(fc_kpx1_avx512_d, FC_TARGET_AVX512, double, __m512d, _mm512_setzero_pd(),
        _mm512_loadu_pd, _mm512_storeu_pd, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_add_pd,
        12, 1, 8)
 
-/* Wide kernels: 8/8/5/3 rows for 1/2/4/8 channels (at most 24 accumulators); the
+/* The wide forward's float store, 4 channels at a time: a 4 x 4 transpose within each
+ * 128-bit lane (u_i's lane L holds pixel 4 L + i's 4 channels), one 128-bit store per
+ * pixel; 2 channels: pixel pairs, 64 bits a pixel.  EXT(v, L): 128-bit lane L of v.
+ * (Measured, LeNet-5 at batch 128: the output pass's gather from a planar tile cost
+ * C1's forward 0.3 ms of 0.58.) */
+#define FC_WTS4_LANE(d, ldc, nl, L, EXT, u0, u1, u2, u3)                                \
+    if (4 * (L) < (nl)) {                                                               \
+        _mm_storeu_ps((d) + (4 * (L)) * (ldc), EXT(u0, L));                             \
+        if (4 * (L) + 1 < (nl))                                                         \
+            _mm_storeu_ps((d) + (4 * (L) + 1) * (ldc), EXT(u1, L));                     \
+        if (4 * (L) + 2 < (nl))                                                         \
+            _mm_storeu_ps((d) + (4 * (L) + 2) * (ldc), EXT(u2, L));                     \
+        if (4 * (L) + 3 < (nl))                                                         \
+            _mm_storeu_ps((d) + (4 * (L) + 3) * (ldc), EXT(u3, L));                     \
+    }
+#define FC_WTS2_LANE(d, ldc, nl, L, EXT, t0, t1)                                        \
+    if (4 * (L) < (nl)) {                                                               \
+        const __m128 q0 = EXT(t0, L);                                                   \
+        _mm_storel_pi((__m64 *)((d) + (4 * (L)) * (ldc)), q0);                          \
+        if (4 * (L) + 1 < (nl))                                                         \
+            _mm_storeh_pi((__m64 *)((d) + (4 * (L) + 1) * (ldc)), q0);                  \
+        if (4 * (L) + 2 < (nl)) {                                                       \
+            const __m128 q1 = EXT(t1, L);                                               \
+            _mm_storel_pi((__m64 *)((d) + (4 * (L) + 2) * (ldc)), q1);                  \
+            if (4 * (L) + 3 < (nl))                                                     \
+                _mm_storeh_pi((__m64 *)((d) + (4 * (L) + 3) * (ldc)), q1);              \
+        }                                                                               \
+    }
+#define FC_WTS_F(NAME, ATTR, VEC, UNPACKLO, UNPACKHI, UNPACKLO_PD, UNPACKHI_PD, CASTPD,  \
+                 CASTPS, STORE, EXT, LANES, VL)                                         \
+    ATTR static inline FC_ALWAYS_INLINE void NAME(float *y, ptrdiff_t ldc, const VEC *v, \
+                                                  int co, int nl)                       \
+    {                                                                                   \
+        int o = 0, l;                                                                   \
+        for (; o + 4 <= co; o += 4) {                                                   \
+            const VEC t0 = UNPACKLO(v[o], v[o + 1]), t1 = UNPACKHI(v[o], v[o + 1]);     \
+            const VEC t2 = UNPACKLO(v[o + 2], v[o + 3]);                                \
+            const VEC t3 = UNPACKHI(v[o + 2], v[o + 3]);                                \
+            const VEC u0 = CASTPS(UNPACKLO_PD(CASTPD(t0), CASTPD(t2)));                 \
+            const VEC u1 = CASTPS(UNPACKHI_PD(CASTPD(t0), CASTPD(t2)));                 \
+            const VEC u2 = CASTPS(UNPACKLO_PD(CASTPD(t1), CASTPD(t3)));                 \
+            const VEC u3 = CASTPS(UNPACKHI_PD(CASTPD(t1), CASTPD(t3)));                 \
+            FC_WTS4_LANE(y + o, ldc, nl, 0, EXT, u0, u1, u2, u3)                        \
+            FC_WTS4_LANE(y + o, ldc, nl, 1, EXT, u0, u1, u2, u3)                        \
+            if (LANES > 2) {                                                            \
+                FC_WTS4_LANE(y + o, ldc, nl, 2, EXT, u0, u1, u2, u3)                    \
+                FC_WTS4_LANE(y + o, ldc, nl, 3, EXT, u0, u1, u2, u3)                    \
+            }                                                                           \
+        }                                                                               \
+        if (o + 2 <= co) {                                                              \
+            const VEC t0 = UNPACKLO(v[o], v[o + 1]), t1 = UNPACKHI(v[o], v[o + 1]);     \
+            FC_WTS2_LANE(y + o, ldc, nl, 0, EXT, t0, t1)                                \
+            FC_WTS2_LANE(y + o, ldc, nl, 1, EXT, t0, t1)                                \
+            if (LANES > 2) {                                                            \
+                FC_WTS2_LANE(y + o, ldc, nl, 2, EXT, t0, t1)                            \
+                FC_WTS2_LANE(y + o, ldc, nl, 3, EXT, t0, t1)                            \
+            }                                                                           \
+            o += 2;                                                                     \
+        }                                                                               \
+        if (o < co) {                                                                   \
+            float buf[VL];                                                              \
+            STORE(buf, v[o]);                                                           \
+            for (l = 0; l < nl; l++)                                                    \
+                y[l * ldc + o] = buf[l];                                                \
+        }                                                                               \
+    }
+/* (The lane index of EXT must be a constant: LANES > 2 guards lanes 2 and 3 at compile
+ * time, and AVX2's extract is only ever asked for lanes 0 and 1.) */
+#define FC_EXT512(v, L) _mm512_extractf32x4_ps(v, (L) & 3)
+FC_WTS_F(fc_wts_avx512_f, FC_TARGET_AVX512, __m512, _mm512_unpacklo_ps, _mm512_unpackhi_ps,
+         _mm512_unpacklo_pd, _mm512_unpackhi_pd, _mm512_castps_pd, _mm512_castpd_ps,
+         _mm512_storeu_ps, FC_EXT512, 4, 16)
+FC_WTS_BUFFER(fc_wts_avx512_d, FC_TARGET_AVX512, double, __m512d, _mm512_storeu_pd, 8)
+
+/* Wide kernels: 8/8/5/4/3 rows for 1/2/4/6/8 channels (at most 24 accumulators); the
  * weight gradient 4 channels x up to 5 columns.  x loads of a row's last vector are
  * masked to its nl lanes. */
 #define FC_XLOAD512_F(p, n)                                                              \
@@ -572,11 +676,11 @@ FC_KPX(fc_kpx1_avx512_d, FC_TARGET_AVX512, double, __m512d, _mm512_setzero_pd(),
 #define FC_XLOAD512_D(p, n)                                                              \
     _mm512_maskz_mov_pd((__mmask8)((1u << (n)) - 1u), _mm512_loadu_pd(p))
 FC_WIDE_SET(fc_wide_avx512_f, FC_TARGET_AVX512, float, __m512, _mm512_setzero_ps(),
-            _mm512_loadu_ps, FC_XLOAD512_F, _mm512_storeu_ps, _mm512_set1_ps,
-            _mm512_fmadd_ps, _mm512_reduce_add_ps, 16, 8, 8, 5, 3, 4)
+            _mm512_loadu_ps, FC_XLOAD512_F, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,
+            _mm512_reduce_add_ps, fc_wts_avx512_f, 8, 8, 5, 4, 3, 4)
 FC_WIDE_SET(fc_wide_avx512_d, FC_TARGET_AVX512, double, __m512d, _mm512_setzero_pd(),
-            _mm512_loadu_pd, FC_XLOAD512_D, _mm512_storeu_pd, _mm512_set1_pd,
-            _mm512_fmadd_pd, _mm512_reduce_add_pd, 8, 8, 8, 5, 3, 4)
+            _mm512_loadu_pd, FC_XLOAD512_D, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_add_pd,
+            _mm512_reduce_add_pd, fc_wts_avx512_d, 8, 8, 5, 4, 3, 4)
 
 /* --------------------------------------------------------------- AVX2 + FMA ----- */
 
@@ -711,7 +815,12 @@ FC_KPX(fc_kpx1_avx2_d, FC_TARGET_AVX2, double, __m256d, _mm256_setzero_pd(),
        _mm256_loadu_pd, _mm256_storeu_pd, _mm256_set1_pd, _mm256_fmadd_pd, _mm256_add_pd,
        12, 1, 4)
 
-/* Wide kernels: 6/4/2/1 rows for 1/2/4/8 channels; the weight gradient 2 x 5. */
+/* Wide kernels: 6/4/2/2/1 rows for 1/2/4/6/8 channels; the weight gradient 2 x 5. */
+#define FC_EXT256(v, L) _mm256_extractf128_ps(v, (L) & 1)
+FC_WTS_F(fc_wts_avx2_f, FC_TARGET_AVX2, __m256, _mm256_unpacklo_ps, _mm256_unpackhi_ps,
+         _mm256_unpacklo_pd, _mm256_unpackhi_pd, _mm256_castps_pd, _mm256_castpd_ps,
+         _mm256_storeu_ps, FC_EXT256, 2, 8)
+FC_WTS_BUFFER(fc_wts_avx2_d, FC_TARGET_AVX2, double, __m256d, _mm256_storeu_pd, 4)
 FC_TARGET_AVX2 static inline __m256 fc_xload256_f(const float *p, int n)
 {
     const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n),
@@ -725,11 +834,11 @@ FC_TARGET_AVX2 static inline __m256d fc_xload256_d(const double *p, int n)
     return _mm256_and_pd(_mm256_loadu_pd(p), _mm256_castsi256_pd(m));
 }
 FC_WIDE_SET(fc_wide_avx2_f, FC_TARGET_AVX2, float, __m256, _mm256_setzero_ps(),
-            _mm256_loadu_ps, fc_xload256_f, _mm256_storeu_ps, _mm256_set1_ps,
-            _mm256_fmadd_ps, fc_hsum256_f, 8, 6, 4, 2, 1, 2)
+            _mm256_loadu_ps, fc_xload256_f, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps,
+            fc_hsum256_f, fc_wts_avx2_f, 6, 4, 2, 2, 1, 2)
 FC_WIDE_SET(fc_wide_avx2_d, FC_TARGET_AVX2, double, __m256d, _mm256_setzero_pd(),
-            _mm256_loadu_pd, fc_xload256_d, _mm256_storeu_pd, _mm256_set1_pd,
-            _mm256_fmadd_pd, fc_hsum256_d, 4, 6, 4, 2, 1, 2)
+            _mm256_loadu_pd, fc_xload256_d, _mm256_set1_pd, _mm256_fmadd_pd, _mm256_add_pd,
+            fc_hsum256_d, fc_wts_avx2_d, 6, 4, 2, 2, 1, 2)
 
 #endif /* FC_X86_DISPATCH */
 
@@ -742,7 +851,7 @@ static const fc_isa fc_isa_portable = {0, "portable", FC_PORT_MR, FC_PORT_NR, FC
                                        fc_kia_portable_d, 4, 8, 4, 8, fc_kpx_portable_f,
                                        fc_kpx_portable_d, 4, 8, 4, 8, fc_kpx_portable_f,
                                        fc_kpx_portable_d, 4, 1, 1, fc_knr_portable_f,
-                                       fc_knr_portable_d, {4, 4, 4, 2}, 2,
+                                       fc_knr_portable_d, {4, 4, 4, 2, 2}, 2,
                                        FC_WIDE_KWF(fc_wide_portable_f),
                                        FC_WIDE_KWF(fc_wide_portable_d),
                                        FC_WIDE_KWG(fc_wide_portable_f),
@@ -753,7 +862,7 @@ static const fc_isa fc_isa_avx2 = {1, "avx2", 6, 16, 6, 8, fc_kernel_avx2_f,
                                    fc_kia_avx2_f, fc_kia_avx2_d, 6, 16, 6, 8,
                                    fc_kpx_avx2_f, fc_kpx_avx2_d, 12, 8, 12, 4,
                                    fc_kpx1_avx2_f, fc_kpx1_avx2_d, 4, 8, 4, fc_knr_avx2_f,
-                                   fc_knr_avx2_d, {6, 4, 2, 1}, 2,
+                                   fc_knr_avx2_d, {6, 4, 2, 2, 1}, 2,
                                    FC_WIDE_KWF(fc_wide_avx2_f), FC_WIDE_KWF(fc_wide_avx2_d),
                                    FC_WIDE_KWG(fc_wide_avx2_f), FC_WIDE_KWG(fc_wide_avx2_d)};
 static const fc_isa fc_isa_avx512 = {2, "avx512", 8, 32, 8, 16, fc_kernel_avx512_f,
@@ -761,7 +870,7 @@ static const fc_isa fc_isa_avx512 = {2, "avx512", 8, 32, 8, 16, fc_kernel_avx512
                                      fc_kia_avx512_f, fc_kia_avx512_d, 12, 32, 12, 16,
                                      fc_kpx_avx512_f, fc_kpx_avx512_d, 12, 16, 12, 8,
                                      fc_kpx1_avx512_f, fc_kpx1_avx512_d, 6, 16, 8,
-                                     fc_knr_avx512_f, fc_knr_avx512_d, {8, 8, 5, 3}, 4,
+                                     fc_knr_avx512_f, fc_knr_avx512_d, {8, 8, 5, 4, 3}, 4,
                                      FC_WIDE_KWF(fc_wide_avx512_f),
                                      FC_WIDE_KWF(fc_wide_avx512_d),
                                      FC_WIDE_KWG(fc_wide_avx512_f),

@@ -111,18 +111,44 @@ static ptrdiff_t fc_floor_div(ptrdiff_t a, ptrdiff_t b)
     return a >= 0 ? a / b : -((-a + b - 1) / b);
 }
 
+/* The kernel rows ki in [*lo, *hi] (empty when *hi < *lo) whose taps read an image row
+ * for some output row of [oy0, oy0 + nr): the wide forward skips the others, which read
+ * only the planar copy's zero padding (an input gradient's wide padding: LeNet-5's C3
+ * pads grad_y by 4 rows above and below 10). */
+static void fc_wide_taps(const fc_conv *g, ptrdiff_t oy0, ptrdiff_t nr, ptrdiff_t *lo,
+                         ptrdiff_t *hi)
+{
+    /* output row oy's tap ki reads planar row oy + ki * dy; image rows are [pt, pt + h) */
+    const ptrdiff_t l = fc_ceil_div(g->pt - (oy0 + nr - 1), g->dy);
+    const ptrdiff_t h = fc_floor_div(g->pt + g->h - 1 - oy0, g->dy);
+    *lo = l > 0 ? l : 0;
+    *hi = h < g->kh - 1 ? h : g->kh - 1;
+}
+
 /* The wide kernels' block of output channels for the `left` channels still to do: the
- * CO of 1, 2, 4, 8 (index returned) whose R-row blocks waste fewest rows of oh (ties:
- * the larger CO), so a call covers its channels with the least work dropped. */
-static int fc_wide_block(const int *wr, ptrdiff_t left, ptrdiff_t oh)
+ * CO of fc_wide_co (index returned) with the least work per output channel, counted
+ * as the rows its R-row blocks compute times the kernel rows each block runs
+ * (fc_wide_taps), times (R + CO) / (R CO) where loads outnumber multiply-adds (one
+ * channel); ties go to the larger CO. */
+static int fc_wide_block(const int *wr, ptrdiff_t left, const fc_conv *g)
 {
     int b, best = 0;
-    double best_eff = -1.0;
-    for (b = 0; b < 4 && ((ptrdiff_t)1 << b) <= left; b++) {
-        const double eff = (double)oh / (double)((oh + wr[b] - 1) / wr[b] * wr[b]);
-        if (eff >= best_eff - 1e-12) {
+    double best_cost = -1.0;
+    for (b = 0; b < FC_WCO && fc_wide_co[b] <= left; b++) {
+        const ptrdiff_t R = wr[b], CO = fc_wide_co[b];
+        const double load = (double)(R + CO) / (double)(R * CO);
+        double cost = 0.0;
+        ptrdiff_t oy0, lo, hi;
+        for (oy0 = 0; oy0 < g->oh; oy0 += R) {
+            fc_wide_taps(g, oy0, g->oh - oy0 < R ? g->oh - oy0 : R, &lo, &hi);
+            if (hi >= lo)
+                cost += (double)((hi - lo + 1) * R);
+        }
+        if (load > 1.0)
+            cost *= load;
+        if (best_cost < 0.0 || cost <= best_cost * (1.0 + 1e-12)) {
             best = b;
-            best_eff = eff;
+            best_cost = cost;
         }
     }
     return best;
@@ -133,7 +159,7 @@ static int fc_wide_block(const int *wr, ptrdiff_t left, ptrdiff_t oh)
 static ptrdiff_t fc_wide_rows(const int *wr, ptrdiff_t oh, ptrdiff_t kh, ptrdiff_t dy)
 {
     ptrdiff_t b, rows = oh;
-    for (b = 0; b < 4; b++) {
+    for (b = 0; b < FC_WCO; b++) {
         const ptrdiff_t r = (oh + wr[b] - 1) / wr[b] * wr[b];
         if (r > rows)
             rows = r;

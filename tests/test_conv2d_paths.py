@@ -274,6 +274,10 @@ WIDE_CASES = [
     pytest.param(2, 2, 7, 40, 5, 4, 7, 1, ((2, 0), (3, 1)), 1, id="kw7-two-column-blocks"),
     pytest.param(2, 5, 8, 12, 3, 3, 3, 1, 4, 1, id="padding-past-kernel-crops"),
     pytest.param(17, 2, 6, 18, 4, 3, 3, 1, "same", 1, id="many-partials"),
+    # every block size (1, 2, 4, 6, 8 channels) somewhere among the ISAs; padding rows
+    # past the kernel's reach, whose taps the forward skips
+    pytest.param(2, 2, 11, 19, 15, 5, 3, 1, ((4, 4), (1, 1)), 1, id="15-wide-padding"),
+    pytest.param(2, 3, 5, 21, 9, 3, 3, 1, "valid", 1, id="three-rows-nine-channels"),
 ]
 
 
