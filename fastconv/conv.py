@@ -388,10 +388,11 @@ def _wide_images_per_partial(g, dtype, n_per):
 
 
 def _pixel_cols(g, dtype):
-    """The pixel-row kernel's share of useful output-channel columns (0: not used)."""
+    """The pixel-row kernel's share of useful output-channel columns (0: not used), on
+    the tile it would take (the half-width one where _pixel_half says so)."""
     if not _pixel_rows_ok(g, dtype):
         return 0.0
-    nr = _pixel_tile(dtype)[1]
+    nr = _pixel_tile(dtype, _pixel_half(g, dtype))[1]
     return g.c_out / (-(-g.c_out // nr) * nr)
 
 
@@ -497,7 +498,7 @@ def _forward_path(g, dtype):
 
 def _forward_kernels(g, x, w, bias, dtype, relu, tanh):
     """(y, whether tanh is applied): the kernel path that suits g, ReLU fused; tanh
-    only by the wide kernels."""
+    only by the wide and pixel-row kernels."""
     y = _arena.empty(g.y_shape, dtype)
     if y.size == 0:
         return y, False
@@ -523,8 +524,8 @@ def _forward_kernels(g, x, w, bias, dtype, relu, tanh):
         half = _pixel_half(g, dtype)
         _ext.conv2d.px_forward(x.reshape(-1),
                                _pixel_weights(g, w, _pixel_tile(dtype, half)[1]),
-                               bias, y.reshape(-1), _geom(g), relu, half)
-        return y, False
+                               bias, y.reshape(-1), _geom(g), relu, half, tanh=tanh)
+        return y, tanh
     ap = _pack_rows(w.reshape(g.groups, g.c_out // g.groups, g.k_group), mr)
     if _shifted(g, nr):
         _ext.conv2d.forward_shift(x.reshape(-1), ap, bias, y.reshape(-1), _geom(g), relu)
@@ -544,24 +545,32 @@ def _pool_fusable(g, x, dtype, path):
 def _forward_avg_pooled(g, x, weight, bias, dtype, relu=False, tanh=False, keep=False):
     """avg_pool2d(act(conv2d(x)), 2) -- 2x2 windows, stride 2, rows and columns past an
     even count dropped, act ReLU (relu), tanh (tanh) or none -- bit for bit, in the
-    wide kernels' output pass: the full-size output is never written (measured, tanh,
-    batch 32 / 128, ms: LeNet-5's C1 + S2 0.35 -> 0.25 / 1.46 -> 0.94, C3 + S4 0.33 ->
-    0.27 / 0.76 -> 0.65).  With keep, (act(conv2d(x)), its pool): the pool taken from
-    each pair of output rows as they are written (training, where the backward pass
-    needs the activations).  None where g does not run on the wide kernels (or tanh is
-    asked in float64, which they do not fuse)."""
-    if (tanh and dtype != np.float32) or not _pool_fusable(g, x, dtype, "wide"):
+    output pass of the wide or pixel-row kernels, each image pooled while it is in
+    cache: the full-size output is never written (measured, tanh, batch 32 / 128, ms:
+    LeNet-5's C1 + S2 0.35 -> 0.25 / 1.46 -> 0.94, C3 + S4 0.33 -> 0.27 / 0.76 ->
+    0.65).  With keep, (act(conv2d(x)), its pool): the pool taken from each pair of
+    output rows as they are written (training, where the backward pass needs the
+    activations).  None where g runs on neither (or tanh is asked in float64, which they
+    do not fuse)."""
+    if tanh and dtype != np.float32:
         return None
-    w = np.ascontiguousarray(_weight_oihw(g, weight)).reshape(g.c_out, -1)
+    wide = _pool_fusable(g, x, dtype, "wide")
+    if not (wide or _pool_fusable(g, x, dtype, "pixel")):
+        return None
     pooled = _arena.empty((g.n, g.oh // 2, g.ow // 2, g.c_out), dtype)
-    if not keep:
-        _ext.conv2d.wide_forward(x.reshape(-1), w, bias, pooled.reshape(-1), _geom(g),
-                                 relu, tanh, True)
-        return pooled
-    y = _arena.empty(g.y_shape, dtype)
-    _ext.conv2d.wide_forward(x.reshape(-1), w, bias, y.reshape(-1), _geom(g), relu, tanh,
-                             False, pooled.reshape(-1))
-    return y, pooled
+    y = _arena.empty(g.y_shape, dtype) if keep else None
+    out, yq = (pooled, None) if y is None else (y, pooled)
+    if wide:
+        w = np.ascontiguousarray(_weight_oihw(g, weight)).reshape(g.c_out, -1)
+        _ext.conv2d.wide_forward(x.reshape(-1), w, bias, out.reshape(-1), _geom(g), relu,
+                                 tanh, y is None, None if yq is None else yq.reshape(-1))
+    else:
+        half = _pixel_half(g, dtype)
+        _ext.conv2d.px_forward(x.reshape(-1), _pixel_weights(
+            g, _weight_oihw(g, weight), _pixel_tile(dtype, half)[1]), bias,
+            out.reshape(-1), _geom(g), relu, half, tanh=tanh, avg_pool=y is None,
+            yq=None if yq is None else yq.reshape(-1))
+    return pooled if y is None else (y, pooled)
 
 
 def _forward_max_pooled(g, x, weight, bias, dtype, relu=False):

@@ -175,6 +175,10 @@ cdef extern from "conv_kernels_all.h" nogil:
                                  Py_ssize_t c, float *yq)
     void fc_max_pool_2x2_image_d(const double *y, Py_ssize_t oh, Py_ssize_t ow,
                                  Py_ssize_t c, double *yq)
+    void fc_act_pool_image_f(float *y, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t cout,
+                             int act, float *yq)
+    void fc_act_pool_image_d(double *y, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t cout,
+                             int act, double *yq)
     void fc_px_grad_weight_item_f(const fc_conv *g, fc_kpx_f kpx, const float *x,
                                   const float *gy, float *part, Py_ssize_t n_lo,
                                   Py_ssize_t n_hi, float *xp, float *gyp, Py_ssize_t *idx)
@@ -675,25 +679,39 @@ cdef Py_ssize_t _px_xp_len(const fc_conv *g) noexcept nogil:
 @cython.wraparound(False)
 def px_forward(const floating[::1] x, const floating[::1] bpk, const floating[::1] bias,
                floating[::1] y, tuple geom, bint relu=False, bint half=False,
-               bint max_pool=False):
-    """channels_last, one group: y = conv(x) (+ bias) (then ReLU) by the pixel-row
-    kernel (half: its half-width tile); bpk = weights packed (ceil(cout/NR), kg, NR),
-    k = (ki, kj, c), NR of that tile.  max_pool: y is instead the 2x2/2 max pool of that,
-    (N, oh // 2, ow // 2, C_out), each image pooled from a per-thread copy while it is
-    in cache (the full-size output is never written).  Parallel over images."""
+               bint max_pool=False, bint tanh=False, bint avg_pool=False,
+               floating[::1] yq=None):
+    """channels_last, one group: y = conv(x) (+ bias) (then ReLU, or tanh in float32) by
+    the pixel-row kernel (half: its half-width tile); bpk = weights packed
+    (ceil(cout/NR), kg, NR), k = (ki, kj, c), NR of that tile.  max_pool / avg_pool: y
+    is instead the 2x2/2 max / average pool of that, (N, oh // 2, ow // 2, C_out), each
+    image pooled from a per-thread copy while it is in cache (the full-size output is
+    never written); yq (without a pool): the average pool as well as y.  Parallel over
+    images."""
     cdef fc_conv g
     cdef int mr, nr
     cdef fc_kpx_f kf
     cdef fc_kpx_d kd
+    cdef int act = FC_ACT_TANH if tanh else FC_ACT_NONE  # (ReLU: in the kernel)
+    if tanh and (relu or floating is double):
+        raise ValueError("px_forward: tanh is for float32 alone, without relu")
+    if max_pool and avg_pool:
+        raise ValueError("px_forward: max_pool or avg_pool, not both")
+    cdef bint pooled = max_pool or avg_pool
     _px_kernels(floating is double, half, &mr, &nr, &kf, &kd)
     _fill(&g, geom, mr, nr)
     cdef Py_ssize_t xp_len = _px_xp_len(&g), n
     cdef Py_ssize_t idx_len = (g.oh * g.ow + mr - 1) // mr * mr + 2 * g.kh * g.kw
     cdef Py_ssize_t img = g.oh * g.ow * g.cout, x_img = g.h * g.w * g.c
     cdef Py_ssize_t q_img = (g.oh // 2) * (g.ow // 2) * g.cout
-    if y.shape[0] != g.n * (q_img if max_pool else img):
-        raise ValueError(f"px_forward: y must hold {g.n * (q_img if max_pool else img)} "
+    if y.shape[0] != g.n * (q_img if pooled else img):
+        raise ValueError(f"px_forward: y must hold {g.n * (q_img if pooled else img)} "
                          f"elements, got {y.shape[0]}")
+    if yq is not None and (pooled or yq.shape[0] != g.n * q_img):
+        raise ValueError(f"px_forward: yq must hold {g.n * q_img} elements, without a "
+                         f"pool")
+    cdef floating *pq = &yq[0] if yq is not None and q_img > 0 else NULL
+    cdef bint post = act != FC_ACT_NONE or avg_pool or pq != NULL
     cdef const floating *bp_bias = NULL
     if bias is not None:
         bp_bias = &bias[0]
@@ -703,6 +721,8 @@ def px_forward(const floating[::1] x, const floating[::1] bpk, const floating[::
     cdef floating *xp
     cdef floating *tile
     cdef floating *yimg
+    cdef floating *out
+    cdef floating *qout
     cdef Py_ssize_t *idx
     cdef int fail[1]
     cdef int nt = _threads(<double>g.n * g.oh * g.ow * g.cout * g.kg, g.n)
@@ -711,22 +731,29 @@ def px_forward(const floating[::1] x, const floating[::1] bpk, const floating[::
         xp = <floating *>fc_alloc(xp_len * sizeof(floating))
         tile = <floating *>fc_alloc(mr * nr * sizeof(floating))
         idx = <Py_ssize_t *>fc_alloc(idx_len * sizeof(Py_ssize_t))
-        yimg = <floating *>fc_alloc((img if max_pool else 1) * sizeof(floating))
+        yimg = <floating *>fc_alloc((img if pooled else 1) * sizeof(floating))
         if xp == NULL or tile == NULL or idx == NULL or yimg == NULL:
             fail[0] = 1
         for n in prange(g.n, schedule="dynamic", chunksize=1):
             if fail[0] == 0:
-                # max_pool: image n as image 0 of x + n * x_img, written to yimg
+                # pooled: image n as image 0 of x + n * x_img, written to yimg
+                out = yimg if pooled else py + n * img
+                qout = py + n * q_img if avg_pool else (pq + n * q_img if pq != NULL
+                                                        else NULL)
                 if floating is float:
-                    fc_px_forward_image_f(&g, kf, px + n * x_img if max_pool else px, pb,
-                                          bp_bias, yimg if max_pool else py,
-                                          0 if max_pool else n, relu, xp, tile, idx)
+                    fc_px_forward_image_f(&g, kf, px + n * x_img if pooled else px, pb,
+                                          bp_bias, yimg if pooled else py,
+                                          0 if pooled else n, relu, xp, tile, idx)
+                    if post:
+                        fc_act_pool_image_f(out, g.oh, g.ow, g.cout, act, qout)
                     if max_pool:
                         fc_max_pool_2x2_image_f(yimg, g.oh, g.ow, g.cout, py + n * q_img)
                 else:
-                    fc_px_forward_image_d(&g, kd, px + n * x_img if max_pool else px, pb,
-                                          bp_bias, yimg if max_pool else py,
-                                          0 if max_pool else n, relu, xp, tile, idx)
+                    fc_px_forward_image_d(&g, kd, px + n * x_img if pooled else px, pb,
+                                          bp_bias, yimg if pooled else py,
+                                          0 if pooled else n, relu, xp, tile, idx)
+                    if post:
+                        fc_act_pool_image_d(out, g.oh, g.ow, g.cout, act, qout)
                     if max_pool:
                         fc_max_pool_2x2_image_d(yimg, g.oh, g.ow, g.cout, py + n * q_img)
         fc_free(xp)

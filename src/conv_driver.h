@@ -885,6 +885,30 @@ static void FC_FN(fc_pool_rows)(const FC_T *r0, const FC_T *r1, FC_T *out, ptrdi
     }
 }
 
+/* The output pass after a forward kernel has stored image y (oh x ow pixels of cout
+ * channels, channels_last): act (FC_ACT_*) in place a row at a time, and with yq (not
+ * NULL) the 2x2/2 average pool of each pair of rows (fc_pool_rows) into yq, right after
+ * the pair is activated, while it is in cache. */
+FC_CLONES static void FC_FN(fc_act_pool_image)(FC_T *y, ptrdiff_t oh, ptrdiff_t ow,
+                                               ptrdiff_t cout, int act, FC_T *yq)
+{
+    const ptrdiff_t row = ow * cout, prow = (ow / 2) * cout;
+    ptrdiff_t oy, e;
+    for (oy = 0; oy < oh; oy++) {
+        FC_T *dst = y + oy * row;
+        if (act == FC_ACT_RELU)
+            FC_OMP_SIMD
+            for (e = 0; e < row; e++)
+                dst[e] = FC_FN(fc_relu1)(dst[e]);
+        else if (act == FC_ACT_TANH)
+            FC_OMP_SIMD
+            for (e = 0; e < row; e++)
+                dst[e] = FC_TANH1(dst[e]);
+        if (yq != NULL && (oy & 1))  /* the 2x2/2 average pool of rows oy - 1 and oy */
+            FC_FN(fc_pool_rows)(dst - row, dst, yq + (oy / 2) * prow, ow / 2, cout);
+    }
+}
+
 /* Forward of image n, then act (FC_ACT_*: none, ReLU, tanh).  wpk: the weights as
  * blocks of CO output channels (CO chosen by fc_wide_block), block at co0 = (kg, CO)
  * from wpk + co0 * kg, k = (ki, c, kj), so that the taps of kernel rows [lo, hi]
@@ -894,8 +918,7 @@ static void FC_FN(fc_pool_rows)(const FC_T *r0, const FC_T *r1, FC_T *out, ptrdi
  * when the convolution has none), the activation follows in place, a row at a time.
  * With pool, y is instead the 2x2/2 average pool of that output (rows and columns past
  * an even count dropped), the output itself going to the scratch yimg; with yq (not
- * NULL), y is written and its pool goes to yq as well.  Either pool is taken from each
- * pair of rows right after they are activated (fc_pool_rows).
+ * NULL), y is written and its pool goes to yq as well (fc_act_pool_image).
  * Scratch: xs (C * Hs * Ws, Hs from fc_wide_rows, Ws = ceil(ow / vl) * vl +
  * (kw - 1) * dx) and, with pool, yimg (oh * ow * cout). */
 FC_CLONES static void FC_FN(fc_wd_forward_image)(const fc_conv *g,
@@ -911,7 +934,7 @@ FC_CLONES static void FC_FN(fc_wd_forward_image)(const fc_conv *g,
     const ptrdiff_t prow = (ow / 2) * cout;
     FC_T *yo = pool ? yimg : y + n * oh * row;
     FC_T *yp = pool ? y : yq;  /* the pooled output, or NULL */
-    ptrdiff_t co0 = 0, oy0, v, oy, e, lo, hi;
+    ptrdiff_t co0 = 0, oy0, v, lo, hi;
     FC_FN(fc_wd_planar)(x + n * g->h * g->w * g->c, g->h, g->w, g->c, g->pt, g->pl, xs,
                         Hs, Ws);
     while (co0 < cout) {
@@ -934,21 +957,8 @@ FC_CLONES static void FC_FN(fc_wd_forward_image)(const fc_conv *g,
         }
         co0 += CO;
     }
-    if (yp != NULL)
-        yp += n * (oh / 2) * prow;
-    for (oy = 0; oy < oh; oy++) {
-        FC_T *dst = yo + oy * row;
-        if (act == FC_ACT_RELU)
-            FC_OMP_SIMD
-            for (e = 0; e < row; e++)
-                dst[e] = FC_FN(fc_relu1)(dst[e]);
-        else if (act == FC_ACT_TANH)
-            FC_OMP_SIMD
-            for (e = 0; e < row; e++)
-                dst[e] = FC_TANH1(dst[e]);
-        if (yp != NULL && (oy & 1))  /* the 2x2/2 average pool of rows oy - 1 and oy */
-            FC_FN(fc_pool_rows)(dst - row, dst, yp + (oy / 2) * prow, ow / 2, cout);
-    }
+    FC_FN(fc_act_pool_image)(yo, oh, ow, cout, act,
+                             yp != NULL ? yp + n * (oh / 2) * prow : NULL);
 }
 
 /* Weight gradient of images [n_lo, n_hi), accumulated into part (kg, coutp): rows

@@ -198,7 +198,7 @@ typedef struct {
         }                                                                               \
     }
 
-#define FC_KWG(NAME, ATTR, T, VEC, ZERO, LOAD, XLOAD, FMA, HSUM, CO, KJ)                 \
+#define FC_KWG(NAME, ATTR, T, VEC, ZERO, LOAD, XLOAD, QFMA, HSUM, CO, KJ)                \
     ATTR static void NAME(ptrdiff_t nq, const ptrdiff_t *xo, const ptrdiff_t *go,       \
                           const ptrdiff_t *nl, const T *xa, ptrdiff_t dx, const T *ga,  \
                           ptrdiff_t ldg, T *out, ptrdiff_t ldo)                         \
@@ -220,7 +220,7 @@ typedef struct {
                 xv[j] = XLOAD(a + j * dx, n);                                           \
             for (o = 0; o < CO; o++)                                                    \
                 for (j = 0; j < KJ; j++)                                                \
-                    acc[o][j] = FMA(xv[j], gv[o], acc[o][j]);                           \
+                    acc[o][j] = QFMA(xv[j], gv[o], acc[o][j], n);                       \
         }                                                                               \
         for (o = 0; o < CO; o++)                                                        \
             for (j = 0; j < KJ; j++)                                                    \
@@ -229,18 +229,18 @@ typedef struct {
 
 /* The five wide forward kernels (1, 2, 4, 6, 8 channels) and the FC_WKJ weight-gradient
  * kernels of one ISA and dtype: NAME##_co1.. and NAME##_kj1.. */
-#define FC_WIDE_SET(NAME, ATTR, T, VEC, ZERO, LOAD, XLOAD, SET1, FMA, ADD, HSUM, TSTORE, \
-                    R1, R2, R4, R6, R8, GCO)                                            \
+#define FC_WIDE_SET(NAME, ATTR, T, VEC, ZERO, LOAD, XLOAD, SET1, FMA, QFMA, ADD, HSUM,  \
+                    TSTORE, R1, R2, R4, R6, R8, GCO)                                    \
     FC_KWF(NAME##_co1, ATTR, T, VEC, ZERO, LOAD, SET1, FMA, ADD, TSTORE, R1, 1)          \
     FC_KWF(NAME##_co2, ATTR, T, VEC, ZERO, LOAD, SET1, FMA, ADD, TSTORE, R2, 2)          \
     FC_KWF(NAME##_co4, ATTR, T, VEC, ZERO, LOAD, SET1, FMA, ADD, TSTORE, R4, 4)          \
     FC_KWF(NAME##_co6, ATTR, T, VEC, ZERO, LOAD, SET1, FMA, ADD, TSTORE, R6, 6)          \
     FC_KWF(NAME##_co8, ATTR, T, VEC, ZERO, LOAD, SET1, FMA, ADD, TSTORE, R8, 8)          \
-    FC_KWG(NAME##_kj1, ATTR, T, VEC, ZERO, LOAD, XLOAD, FMA, HSUM, GCO, 1)               \
-    FC_KWG(NAME##_kj2, ATTR, T, VEC, ZERO, LOAD, XLOAD, FMA, HSUM, GCO, 2)               \
-    FC_KWG(NAME##_kj3, ATTR, T, VEC, ZERO, LOAD, XLOAD, FMA, HSUM, GCO, 3)               \
-    FC_KWG(NAME##_kj4, ATTR, T, VEC, ZERO, LOAD, XLOAD, FMA, HSUM, GCO, 4)               \
-    FC_KWG(NAME##_kj5, ATTR, T, VEC, ZERO, LOAD, XLOAD, FMA, HSUM, GCO, 5)
+    FC_KWG(NAME##_kj1, ATTR, T, VEC, ZERO, LOAD, XLOAD, QFMA, HSUM, GCO, 1)              \
+    FC_KWG(NAME##_kj2, ATTR, T, VEC, ZERO, LOAD, XLOAD, QFMA, HSUM, GCO, 2)              \
+    FC_KWG(NAME##_kj3, ATTR, T, VEC, ZERO, LOAD, XLOAD, QFMA, HSUM, GCO, 3)              \
+    FC_KWG(NAME##_kj4, ATTR, T, VEC, ZERO, LOAD, XLOAD, QFMA, HSUM, GCO, 4)              \
+    FC_KWG(NAME##_kj5, ATTR, T, VEC, ZERO, LOAD, XLOAD, QFMA, HSUM, GCO, 5)
 #define FC_WIDE_KWF(NAME) {NAME##_co1, NAME##_co2, NAME##_co4, NAME##_co6, NAME##_co8}
 #define FC_WIDE_KWG(NAME) {NAME##_kj1, NAME##_kj2, NAME##_kj3, NAME##_kj4, NAME##_kj5}
 
@@ -449,13 +449,14 @@ FC_KPX(fc_kpx_portable_f, , float, float, FC_S_ZERO, FC_S_LOAD, FC_S_STORE, FC_S
 FC_KPX(fc_kpx_portable_d, , double, double, FC_S_ZERO, FC_S_LOAD, FC_S_STORE, FC_S_SET1,
        FC_S_FMA, FC_S_ADD, 4, 8, 1)
 #define FC_S_XLOAD(p, n) ((void)(n), *(p))
+#define FC_S_QFMA(a, b, c, n) FC_S_FMA(a, b, c)
 FC_WTS_BUFFER(fc_wts_portable_f, , float, float, FC_S_STORE, 1)
 FC_WTS_BUFFER(fc_wts_portable_d, , double, double, FC_S_STORE, 1)
 FC_WIDE_SET(fc_wide_portable_f, , float, float, FC_S_ZERO, FC_S_LOAD, FC_S_XLOAD,
-            FC_S_SET1, FC_S_FMA, FC_S_ADD, FC_S_HSUM, fc_wts_portable_f, 4, 4, 4, 2, 2,
+            FC_S_SET1, FC_S_FMA, FC_S_QFMA, FC_S_ADD, FC_S_HSUM, fc_wts_portable_f, 4, 4, 4, 2, 2,
             2)
 FC_WIDE_SET(fc_wide_portable_d, , double, double, FC_S_ZERO, FC_S_LOAD, FC_S_XLOAD,
-            FC_S_SET1, FC_S_FMA, FC_S_ADD, FC_S_HSUM, fc_wts_portable_d, 4, 4, 4, 2, 2,
+            FC_S_SET1, FC_S_FMA, FC_S_QFMA, FC_S_ADD, FC_S_HSUM, fc_wts_portable_d, 4, 4, 4, 2, 2,
             2)
 
 #if FC_X86_DISPATCH
@@ -669,18 +670,22 @@ FC_WTS_F(fc_wts_avx512_f, FC_TARGET_AVX512, __m512, _mm512_unpacklo_ps, _mm512_u
 FC_WTS_BUFFER(fc_wts_avx512_d, FC_TARGET_AVX512, double, __m512d, _mm512_storeu_pd, 8)
 
 /* Wide kernels: 8/8/5/4/3 rows for 1/2/4/6/8 channels (at most 24 accumulators); the
- * weight gradient 4 channels x up to 5 columns.  x loads of a row's last vector are
- * masked to its nl lanes. */
-#define FC_XLOAD512_F(p, n)                                                              \
-    _mm512_maskz_mov_ps((__mmask16)((1u << (n)) - 1u), _mm512_loadu_ps(p))
-#define FC_XLOAD512_D(p, n)                                                              \
-    _mm512_maskz_mov_pd((__mmask8)((1u << (n)) - 1u), _mm512_loadu_pd(p))
+ * weight gradient 4 channels x up to 5 columns.  The multiply-adds of a row's last
+ * vector are masked to its nl lanes (the accumulator's other lanes are kept: masking
+ * the loads instead costs an instruction on the multiply-add ports per load; measured,
+ * LeNet-5's C1 weight gradient at batch 128 XXX). */
+#define FC_XLOAD512_F(p, n) _mm512_loadu_ps(p)
+#define FC_XLOAD512_D(p, n) _mm512_loadu_pd(p)
+#define FC_QFMA512_F(a, b, c, n)                                                         \
+    _mm512_mask3_fmadd_ps(a, b, c, (__mmask16)((1u << (n)) - 1u))
+#define FC_QFMA512_D(a, b, c, n)                                                         \
+    _mm512_mask3_fmadd_pd(a, b, c, (__mmask8)((1u << (n)) - 1u))
 FC_WIDE_SET(fc_wide_avx512_f, FC_TARGET_AVX512, float, __m512, _mm512_setzero_ps(),
-            _mm512_loadu_ps, FC_XLOAD512_F, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,
-            _mm512_reduce_add_ps, fc_wts_avx512_f, 8, 8, 5, 4, 3, 4)
+            _mm512_loadu_ps, FC_XLOAD512_F, _mm512_set1_ps, _mm512_fmadd_ps, FC_QFMA512_F,
+            _mm512_add_ps, _mm512_reduce_add_ps, fc_wts_avx512_f, 8, 8, 5, 4, 3, 4)
 FC_WIDE_SET(fc_wide_avx512_d, FC_TARGET_AVX512, double, __m512d, _mm512_setzero_pd(),
-            _mm512_loadu_pd, FC_XLOAD512_D, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_add_pd,
-            _mm512_reduce_add_pd, fc_wts_avx512_d, 8, 8, 5, 4, 3, 4)
+            _mm512_loadu_pd, FC_XLOAD512_D, _mm512_set1_pd, _mm512_fmadd_pd, FC_QFMA512_D,
+            _mm512_add_pd, _mm512_reduce_add_pd, fc_wts_avx512_d, 8, 8, 5, 4, 3, 4)
 
 /* --------------------------------------------------------------- AVX2 + FMA ----- */
 
@@ -833,12 +838,14 @@ FC_TARGET_AVX2 static inline __m256d fc_xload256_d(const double *p, int n)
                                          _mm256_setr_epi64x(0, 1, 2, 3));
     return _mm256_and_pd(_mm256_loadu_pd(p), _mm256_castsi256_pd(m));
 }
+#define FC_QFMA256_F(a, b, c, n) _mm256_fmadd_ps(a, b, c)
+#define FC_QFMA256_D(a, b, c, n) _mm256_fmadd_pd(a, b, c)
 FC_WIDE_SET(fc_wide_avx2_f, FC_TARGET_AVX2, float, __m256, _mm256_setzero_ps(),
-            _mm256_loadu_ps, fc_xload256_f, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps,
-            fc_hsum256_f, fc_wts_avx2_f, 6, 4, 2, 2, 1, 2)
+            _mm256_loadu_ps, fc_xload256_f, _mm256_set1_ps, _mm256_fmadd_ps, FC_QFMA256_F,
+            _mm256_add_ps, fc_hsum256_f, fc_wts_avx2_f, 6, 4, 2, 2, 1, 2)
 FC_WIDE_SET(fc_wide_avx2_d, FC_TARGET_AVX2, double, __m256d, _mm256_setzero_pd(),
-            _mm256_loadu_pd, fc_xload256_d, _mm256_set1_pd, _mm256_fmadd_pd, _mm256_add_pd,
-            fc_hsum256_d, fc_wts_avx2_d, 6, 4, 2, 2, 1, 2)
+            _mm256_loadu_pd, fc_xload256_d, _mm256_set1_pd, _mm256_fmadd_pd, FC_QFMA256_D,
+            _mm256_add_pd, fc_hsum256_d, fc_wts_avx2_d, 6, 4, 2, 2, 1, 2)
 
 #endif /* FC_X86_DISPATCH */
 

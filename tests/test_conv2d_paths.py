@@ -318,8 +318,8 @@ def test_wide_kernels_fused_relu_and_no_bias(isa, monkeypatch):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_conv_forward_with_tanh_is_tanh_of_the_convolution(isa, dtype):
     """tanh=True (the Conv2D layer's tanh) on every forward path -- fused into the wide
-    kernels' output pass in float32, a pass after the others -- gives act.tanh of the
-    plain convolution: bit for bit in float64 (np.tanh); in float32 the fused tanh is
+    and pixel-row kernels' output pass in float32, a pass after the others -- gives
+    act.tanh of the plain convolution: bit for bit in float64 (np.tanh); in float32 the fused tanh is
     the same approximation, allowed one ulp for the compiler's different contraction of
     its polynomial, and NaN stays NaN."""
     from fastconv import activations as act
@@ -350,14 +350,15 @@ def test_forward_with_average_pool_is_the_pool_of_the_forward(isa, dtype, act):
     """conv._forward_avg_pooled (a Conv2D and the 2x2/2 AveragePooling2D after it, in
     one pass, for inference) gives avg_pool2d of the activated convolution: bit for bit
     but for the fused tanh's one ulp (see above); odd rows and columns dropped; NaN
-    kept.  None (the layers then run one by one) off the wide kernels and for tanh in
-    float64."""
+    kept.  None (the layers then run one by one) off the wide and pixel-row kernels and
+    for tanh in float64."""
     from fastconv import pooling
     rng = np.random.default_rng(22)
     cases = [((3, 32, 32, 1), (5, 5, 1, 6), "valid"),   # LeNet-5's C1 + S2
              ((2, 14, 14, 6), (5, 5, 6, 16), "valid"),  # C3 + S4
              ((3, 11, 21, 2), (3, 3, 2, 6), "same"),    # odd rows and columns
-             ((2, 9, 10, 5), (3, 3, 5, 40), "same")]    # pixel rows: not fused
+             ((2, 9, 10, 5), (3, 3, 5, 40), "same"),    # pixel rows
+             ((2, 7, 9, 32), (3, 3, 32, 3), "same")]    # narrow: not fused
     fused = 0
     for xs, ws, padding in cases:
         x = rng.standard_normal(xs).astype(dtype)
@@ -367,9 +368,8 @@ def test_forward_with_average_pool_is_the_pool_of_the_forward(isa, dtype, act):
         g = conv._geometry(x.shape, w.shape, 1, padding, 1, 1, "channels_last")
         flags = dict(relu=act == "relu", tanh=act == "tanh")
         got = conv._forward_avg_pooled(g, x, w, b, dtype, **flags)
-        wide = (conv._wide_ok(g, dtype, conv._pixel_cols(g, dtype)) and
-                not conv._narrow_ok(g, dtype))
-        if not wide or (act == "tanh" and dtype == np.float64):
+        fusable = conv._forward_path(g, dtype) in ("wide", "pixel")
+        if not fusable or (act == "tanh" and dtype == np.float64):
             assert got is None
             continue
         fused += 1

@@ -143,8 +143,8 @@ class Conv2D(Layer):
         """pool's forward of this layer's output (activation included) in one pass where
         the kernels fuse them (see Layer._forward_pooled), pool of 2x2 windows with
         stride 2, 'valid', channels_last: an AveragePooling2D after a linear, ReLU or
-        tanh Conv2D on the wide kernels (conv._forward_avg_pooled), or, in inference, a
-        MaxPooling2D after a linear or ReLU Conv2D on the pixel-row kernels
+        tanh Conv2D on the wide or pixel-row kernels (conv._forward_avg_pooled), or, in
+        inference, a MaxPooling2D after a linear or ReLU Conv2D on the pixel-row kernels
         (conv._forward_max_pooled).  In training both layers keep what their backward
         passes read, as their own forward calls would."""
         kind = type(pool)
