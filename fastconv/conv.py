@@ -262,12 +262,13 @@ def _is_dense(g):
 
 
 def _dense_blas(g):
-    """Whether a dense convolution (see _dense) is small enough for NumPy's BLAS on one
-    thread (_blas._SERIAL_BLAS_MACS: every dense layer of LeNet-5 and the CIFAR-10
-    network), as the Dense layer runs it.  Measured, LeNet-5's C5 (batch 32 / 128):
-    forward 0.29 / 0.33 ms on the kernels, 0.07 / 0.17 here; all gradients 0.59 / 0.91
-    against 0.14 / 0.32.  One BLAS thread keeps the result the same for any thread
-    count; larger products stay on the kernels (parallel, and just as invariant)."""
+    """Whether a dense convolution (see _dense) is small enough for the Dense layer's
+    products (_blas._product, below _blas._SERIAL_BLAS_MACS: every dense layer of
+    LeNet-5 and the CIFAR-10 network).  Measured, LeNet-5's C5 (batch 32 / 128): forward
+    0.29 / 0.33 ms on the convolution kernels, 0.07 / 0.17 on one BLAS thread; all
+    gradients 0.59 / 0.91 against 0.14 / 0.32 (see _blas._KERNEL_MIN_MACS for what
+    _product gains over that).  Both keep the result the same for any thread count;
+    larger products stay on the convolution kernels (parallel, and just as invariant)."""
     return _is_dense(g) and g.n * g.k_group * g.c_out < _blas._SERIAL_BLAS_MACS
 
 
@@ -604,10 +605,7 @@ def _tanh_if(y, tanh):
 
 def _conv_forward(g, x, weight, bias, dtype, relu=False, tanh=False):
     if _dense_blas(g):
-        with _blas._SerialBlas():
-            y = x.reshape(g.n, g.k_group) @ _dense_weight(g, weight)
-        if bias is not None:
-            y += bias
+        y = _blas._product(x.reshape(g.n, g.k_group), _dense_weight(g, weight), bias)
         if relu:
             np.maximum(y, 0, out=y)  # NaN stays NaN, as in the kernels
         return _tanh_if(y, tanh).reshape(g.y_shape)
@@ -622,8 +620,7 @@ def _grad_input(g, grad_y, weight, dtype):
     """grad_x: for stride 1, the forward kernels on grad_y with flipped, transposed
     weights (a gather, no scatter); otherwise W^T grad_y scattered back image by image."""
     if _dense_blas(g):
-        with _blas._SerialBlas():
-            gx = grad_y.reshape(g.n, g.c_out) @ _dense_weight(g, weight).T
+        gx = _blas._product(grad_y.reshape(g.n, g.c_out), _dense_weight(g, weight).T)
         return gx.reshape(g.x_shape)
     d = _dense(g, dtype)
     if d is not None:
@@ -665,8 +662,7 @@ def _images_per_partial(g, itemsize):
 def _grad_weight(g, grad_y, x, dtype, with_bias):
     """(grad_weight in the weight's layout, grad_bias or None)."""
     if _dense_blas(g):
-        with _blas._SerialBlas():
-            gw = x.reshape(g.n, g.k_group).T @ grad_y.reshape(g.n, g.c_out)  # (K, C_out)
+        gw = _blas._product(x.reshape(g.n, g.k_group).T, grad_y.reshape(g.n, g.c_out))
         gw = gw.reshape(g.weight_shape) if g.channels_last else np.ascontiguousarray(
             gw.T).reshape(g.weight_shape)
         gb = (_grad_bias_kernel(g, grad_y, dtype,

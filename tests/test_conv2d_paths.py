@@ -672,41 +672,53 @@ def test_dense_forward_on_the_pixel_row_kernel(isa, dtype):
                                   np.empty((3, 6), dtype))
 
 
-def test_dense_layer_forward_takes_the_kernel_product_when_large(monkeypatch):
-    """The Dense layer's forward runs dense_forward from _blas._SPLIT_MACS multiply-adds
-    for C-contiguous arrays of one dtype, a tile of columns or more and inputs that stay
-    in cache (CIFAR-10's Dense 2304 -> 512), NumPy's product otherwise; the layer's
-    output is x @ kernel + bias."""
-    from fastconv import layers as L
-    from fastconv.layers import core
+def test_products_take_the_kernel_where_it_suits(monkeypatch):
+    """_blas._product (the Dense layer's and dense convolutions' products, forward and
+    both gradients) runs dense_forward from _KERNEL_MIN_MACS multiply-adds with a
+    reduction of at least _KERNEL_MIN_K, for arrays of one dtype (any strides), a tile
+    of columns or more and a first operand that stays in cache, NumPy's product
+    otherwise; either way a @ b + bias."""
+    from fastconv import _blas, layers as L
     rng = np.random.default_rng(26)
     x = rng.standard_normal((32, 2304)).astype(np.float32)
     w = rng.standard_normal((2304, 512)).astype(np.float32)
     b = rng.standard_normal(512).astype(np.float32)
-    z = core._kernel_product(x, w, b)
-    assert z is not None
-    np.testing.assert_allclose(z, x.astype(np.float64) @ w + b, rtol=2e-5, atol=2e-3)
-    small = np.ascontiguousarray(x[:, :100])
-    assert core._kernel_product(small, np.ascontiguousarray(w[:100]), b) is None
-    assert core._kernel_product(x, w[:, :16].copy(), b[:16]) is None     # < one tile
-    assert core._kernel_product(x[::2], w, b) is None                    # strided
-    assert core._kernel_product(np.asfortranarray(x), w, b) is None      # not C order
-    assert core._kernel_product(x, w.astype(np.float64), None) is None   # two dtypes
-    big = np.ones((300, 2304), np.float32)                                # 2.8 MB input
-    assert core._kernel_product(big, w, b) is None
-    assert core._kernel_product(big[:200], w, b) is not None
+    suits = _blas._kernel_suits
+    assert suits(x, w, b)
+    np.testing.assert_allclose(_blas._product(x, w, b), x.astype(np.float64) @ w + b,
+                               rtol=2e-5, atol=2e-3)
+    assert not suits(np.ascontiguousarray(x[:, :60]), np.ascontiguousarray(w[:60]), b)
+    assert not suits(x[:4, :64], w[:64, :64], None)                     # few macs
+    assert not suits(x, w[:, :16].copy(), b[:16])                       # < one tile
+    assert not suits(x, w.astype(np.float64), None)                     # two dtypes
+    assert not suits(x, w, b.astype(np.float64))
+    big = np.ones((300, 2304), np.float32)                              # 2.8 MB input
+    assert not suits(big, w, b) and suits(big[:200], w, b)
+    # strided and transposed operands (the gradients' x.T and kernel.T) are copied
+    x5 = rng.standard_normal((128, 400)).astype(np.float32)   # LeNet-5's C5 at batch 128
+    w5 = rng.standard_normal((400, 120)).astype(np.float32)
+    g5 = rng.standard_normal((128, 120)).astype(np.float32)
+    for a_, b_ in ((x5.T, g5), (g5, w5.T), (x[::2], w)):
+        assert suits(a_, b_, None)
+        np.testing.assert_allclose(_blas._product(a_, b_), a_.astype(np.float64) @ b_,
+                                   rtol=2e-5, atol=2e-3)
     calls = []
-    original = core._kernel_product
 
     def spy(*args):
-        out = original(*args)
-        calls.append(out is not None)
+        out = suits(*args)
+        calls.append(out)
         return out
-    monkeypatch.setattr(core, "_kernel_product", spy)
+    monkeypatch.setattr(_blas, "_kernel_suits", spy)
     layer = L.Dense(40, dtype="float64")
-    xs = rng.standard_normal((33, 50))
+    xs = rng.standard_normal((70, 80))
     layer(xs)
-    monkeypatch.setattr(core._blas_module, "_SPLIT_MACS", 1)
+    monkeypatch.setattr(_blas, "_KERNEL_MIN_MACS", 1)
     y = layer(xs)
     assert calls == [False, True]
     np.testing.assert_allclose(y, xs @ layer.kernel + layer.bias, rtol=1e-12, atol=1e-12)
+    gx = layer.backward(np.ones_like(y))
+    np.testing.assert_allclose(gx, np.ones_like(y) @ layer.kernel.T, rtol=1e-12)
+    np.testing.assert_allclose(layer.gradients[0], xs.T @ np.ones_like(y), rtol=1e-12)
+    assert calls[2:] == [True, False]  # weight gradient; input (k = 40 < _KERNEL_MIN_K)
+
+

@@ -3,47 +3,15 @@ import numbers
 
 import numpy as np
 
-from .. import _blas as _blas_module, _ext, _random
+from .. import _ext, _random
 from .. import initializers as _initializers
-from .._validation import _FLOATS
 from .._blas import (_NO_OP, _SERIAL_BLAS_MACS, _blas, _blas_threads,  # noqa: F401
                      _matmul, _NoOp, _SerialBlas)
+from .._blas import _product
 from .base import Layer, check_activation
 from .common import check_layer_data_format, check_positive_int
 
 __all__ = ["Dense", "Flatten", "Dropout", "Activation"]
-
-# The largest input (bytes) _kernel_product takes: dense_forward reads all of it again
-# for every block of kernel columns, so it should stay in cache (CIFAR-10's Dense input
-# at batch 128: 1.2 MB); larger inputs take the BLAS product.
-_KERNEL_PRODUCT_INPUT_BYTES = 2 << 20
-
-
-def _kernel_product(x2, kernel, bias):
-    """x2 @ kernel (+ bias) on the convolution's pixel-row kernel (_ext.conv2d.
-    dense_forward) for forward products from _blas._SPLIT_MACS up to _SERIAL_BLAS_MACS
-    multiply-adds, of C-contiguous arrays of one float dtype, at least one tile of
-    columns and an input of at most _KERNEL_PRODUCT_INPUT_BYTES; else None.  BLAS packs
-    the whole kernel on every call; these read x in place and copy each block of columns
-    once.  Measured, CIFAR-10's Dense 2304 -> 512 (min ms, batch 32 / 128): 0.80-1.03 /
-    2.68-2.76 against 1.26-1.41 / 2.97-3.23 for the split BLAS product (_blas._matmul),
-    ONNX Runtime (weights packed once) 0.74 / 2.08."""
-    m, k = x2.shape
-    n = kernel.shape[1]
-    macs = m * k * n
-    if macs < _blas_module._SPLIT_MACS or macs >= _blas_module._SERIAL_BLAS_MACS:
-        return None  # (first: the cheap tests that small layers fail)
-    dtype = kernel.dtype
-    if not (dtype in _FLOATS and x2.dtype == dtype and
-            x2.nbytes <= _KERNEL_PRODUCT_INPUT_BYTES and
-            x2.flags.c_contiguous and kernel.flags.c_contiguous and
-            (bias is None or (bias.dtype == dtype and bias.flags.c_contiguous)) and
-            n >= _ext.conv2d.pixel_tile(dtype == np.float64)[1]):
-        return None
-    z = np.empty((m, n), dtype)
-    _ext.conv2d.dense_forward(x2, kernel, bias, z)
-    return z
-
 
 class Dense(Layer):
     """``activation(x @ kernel + bias)`` on the last axis; kernel (in, units)."""
@@ -85,23 +53,18 @@ class Dense(Layer):
     def _linear_forward(self, x, training):
         self._x = x
         x2 = x.reshape(-1, x.shape[-1])
-        bias = self.bias if self.use_bias else None
-        z = _kernel_product(x2, self.kernel, bias)
-        if z is None:
-            z = _matmul(x2, self.kernel)
-            if bias is not None:
-                z += bias
+        z = _product(x2, self.kernel, self.bias if self.use_bias else None)
         return z if x.ndim == 2 else z.reshape(x.shape[:-1] + (self.units,))
 
     def _linear_backward(self, grad, need_input_grad):
         x2 = self._x.reshape(-1, self._x.shape[-1])
         g2 = grad.reshape(-1, self.units)
-        self._grads["kernel"] = _matmul(x2.T, g2)
+        self._grads["kernel"] = _product(x2.T, g2)
         if self.use_bias:
             self._grads["bias"] = g2.sum(axis=0)
         if not need_input_grad:
             return None
-        return _matmul(g2, self.kernel.T).reshape(self._x.shape)
+        return _product(g2, self.kernel.T).reshape(self._x.shape)
 
     def get_config(self):
         config = super().get_config()
