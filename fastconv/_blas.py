@@ -182,10 +182,15 @@ def _blas_threads(m, k, n):
 # 0.077, its weight gradient (400, 128, 120) 0.099 / 0.063, F6 (128, 120, 84) 0.027 /
 # 0.019, C5 at batch 32 (32, 400, 120) 0.037 / 0.023; (400, 32, 120) 0.032 / 0.046
 # (k = 32: BLAS), (32, 120, 84) 0.009 / 0.009; CIFAR-10's Dense 2304 -> 512 at batch
-# 32 / 128 0.86 / 2.31 (1.69 in two halves, _matmul) / 0.54 / 1.30.
+# 32 / 128 0.86 / 2.31 (1.69 in two halves, _matmul) / 0.54 / 1.30.  An operand that is
+# not C-contiguous (the gradients' x.T and kernel.T) is copied first, up to
+# _KERNEL_MAX_COPY_BYTES: that Dense's weight gradient at batch 32 (a 295 KB copy)
+# 0.88 -> 0.56 ms, at batch 128 (1.2 MB) 1.29 -> 1.82, its input gradient (a 4.7 MB
+# copy of the kernel) 1.64 -> 9.2.
 _KERNEL_MIN_MACS = 1 << 19
 _KERNEL_MIN_K = 64
 _KERNEL_MAX_INPUT_BYTES = 2 << 20
+_KERNEL_MAX_COPY_BYTES = 512 << 10
 
 
 def _kernel_suits(a, b, bias):
@@ -197,6 +202,8 @@ def _kernel_suits(a, b, bias):
     dtype = b.dtype
     return (dtype in (np.float32, np.float64) and a.dtype == dtype and
             a.nbytes <= _KERNEL_MAX_INPUT_BYTES and
+            (a.flags.c_contiguous or a.nbytes <= _KERNEL_MAX_COPY_BYTES) and
+            (b.flags.c_contiguous or b.nbytes <= _KERNEL_MAX_COPY_BYTES) and
             (bias is None or (bias.dtype == dtype and bias.flags.c_contiguous)) and
             n >= _ext.conv2d.pixel_tile(dtype == np.float64)[1])
 

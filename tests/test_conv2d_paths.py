@@ -694,6 +694,9 @@ def test_products_take_the_kernel_where_it_suits(monkeypatch):
     assert not suits(x, w, b.astype(np.float64))
     big = np.ones((300, 2304), np.float32)                              # 2.8 MB input
     assert not suits(big, w, b) and suits(big[:200], w, b)
+    assert not suits(big[:64].T, big[:64, :512], None)                 # a 590 KB copy
+    assert not suits(big[:8, :512], w.T, None)                          # a 4.7 MB copy
+    assert suits(big[:8, :512], np.ascontiguousarray(w.T), None)
     # strided and transposed operands (the gradients' x.T and kernel.T) are copied
     x5 = rng.standard_normal((128, 400)).astype(np.float32)   # LeNet-5's C5 at batch 128
     w5 = rng.standard_normal((400, 120)).astype(np.float32)
