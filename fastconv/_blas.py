@@ -183,14 +183,22 @@ def _blas_threads(m, k, n):
 # 0.019, C5 at batch 32 (32, 400, 120) 0.037 / 0.023; (400, 32, 120) 0.032 / 0.046
 # (k = 32: BLAS), (32, 120, 84) 0.009 / 0.009; CIFAR-10's Dense 2304 -> 512 at batch
 # 32 / 128 0.86 / 2.31 (1.69 in two halves, _matmul) / 0.54 / 1.30.  An operand that is
-# not C-contiguous (the gradients' x.T and kernel.T) is copied first, up to
-# _KERNEL_MAX_COPY_BYTES: that Dense's weight gradient at batch 32 (a 295 KB copy)
-# 0.88 -> 0.56 ms, at batch 128 (1.2 MB) 1.29 -> 1.82, its input gradient (a 4.7 MB
-# copy of the kernel) 1.64 -> 9.2.
+# not C-contiguous takes the kernel up to _KERNEL_MAX_COPY_BYTES: the transpose of a
+# C-contiguous array (the gradients' x.T and kernel.T) read in place, another copied
+# first.  Measured: LeNet-5's C5 input / weight gradient at batch 128 0.101 / 0.105 ms
+# with the transposes copied, 0.067 / 0.071 read in place; CIFAR-10's Dense weight
+# gradient at batch 32 (x.T, 295 KB) 0.81 -> 0.49, at batch 128 (1.2 MB) 1.45 -> 1.95,
+# its input gradient (the kernel's transpose, 4.7 MB) 1.63 -> 2.12.
 _KERNEL_MIN_MACS = 1 << 19
 _KERNEL_MIN_K = 64
 _KERNEL_MAX_INPUT_BYTES = 2 << 20
 _KERNEL_MAX_COPY_BYTES = 512 << 10
+
+
+def _f_order(a):
+    """Whether 2-D a is the transpose of a C-contiguous array (and not C-contiguous
+    itself): the kernel reads it as that transpose, without a copy."""
+    return not a.flags.c_contiguous and a.T.flags.c_contiguous
 
 
 def _kernel_suits(a, b, bias):
@@ -214,7 +222,10 @@ def _product(a, b, bias=None):
     thread count either way."""
     if _kernel_suits(a, b, bias):
         z = np.empty((a.shape[0], b.shape[1]), b.dtype)
-        _ext.conv2d.dense_forward(np.ascontiguousarray(a), np.ascontiguousarray(b), bias, z)
+        a_t, b_t = _f_order(a), _f_order(b)
+        _ext.conv2d.dense_forward(a.T if a_t else np.ascontiguousarray(a),
+                                  b.T if b_t else np.ascontiguousarray(b), bias, z,
+                                  False, a_t, b_t)
         return z
     z = _matmul(a, b)
     if bias is not None:

@@ -166,11 +166,13 @@ cdef extern from "conv_kernels_all.h" nogil:
     void fc_dense_block_f(fc_kpx_f kpx, Py_ssize_t mr, Py_ssize_t nr, const float *x,
                           Py_ssize_t m, Py_ssize_t k, const float *w, const float *bias,
                           float *y, Py_ssize_t n, Py_ssize_t co0, Py_ssize_t cols,
-                          int relu, float *wb, float *tile, Py_ssize_t *off)
+                          int relu, int x_t, int w_t, float *wb, float *tile,
+                          Py_ssize_t *off)
     void fc_dense_block_d(fc_kpx_d kpx, Py_ssize_t mr, Py_ssize_t nr, const double *x,
                           Py_ssize_t m, Py_ssize_t k, const double *w, const double *bias,
                           double *y, Py_ssize_t n, Py_ssize_t co0, Py_ssize_t cols,
-                          int relu, double *wb, double *tile, Py_ssize_t *off)
+                          int relu, int x_t, int w_t, double *wb, double *tile,
+                          Py_ssize_t *off)
     void fc_max_pool_2x2_image_f(const float *y, Py_ssize_t oh, Py_ssize_t ow,
                                  Py_ssize_t c, float *yq)
     void fc_max_pool_2x2_image_d(const double *y, Py_ssize_t oh, Py_ssize_t ow,
@@ -767,15 +769,21 @@ def px_forward(const floating[::1] x, const floating[::1] bpk, const floating[::
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def dense_forward(const floating[:, ::1] x, const floating[:, ::1] w,
-                  const floating[::1] bias, floating[:, ::1] y, bint relu=False):
+                  const floating[::1] bias, floating[:, ::1] y, bint relu=False,
+                  bint x_t=False, bint w_t=False):
     """y = x @ w (+ bias) (then ReLU), x (m, k), w (k, n), y (m, n), all non-empty: the
     pixel-row kernel on blocks of NR columns of w (each copied once into a per-thread
     buffer) and x's rows read in place, each output the kernel's sum over k in order
-    whatever the thread count.  Parallel over the column blocks."""
-    cdef Py_ssize_t m = x.shape[0], k = x.shape[1], n = w.shape[1]
-    if w.shape[0] != k or y.shape[0] != m or y.shape[1] != n or m * k * n == 0 or \
+    whatever the thread count.  x_t: x is given as x.T, (k, m) row-major; w_t: w as
+    w.T, (n, k) row-major (read where they are, no copy).  Parallel over the column
+    blocks."""
+    cdef Py_ssize_t m = x.shape[1] if x_t else x.shape[0]
+    cdef Py_ssize_t k = x.shape[0] if x_t else x.shape[1]
+    cdef Py_ssize_t kw = w.shape[1] if w_t else w.shape[0]
+    cdef Py_ssize_t n = w.shape[0] if w_t else w.shape[1]
+    if kw != k or y.shape[0] != m or y.shape[1] != n or m * k * n == 0 or \
             (bias is not None and bias.shape[0] != n):
-        raise ValueError(f"dense_forward: shapes x {(m, k)}, w {(w.shape[0], n)}, "
+        raise ValueError(f"dense_forward: shapes x {(m, k)}, w {(kw, n)}, "
                          f"y {(y.shape[0], y.shape[1])} do not match or are empty")
     cdef int mr, nr
     cdef fc_kpx_f kf
@@ -804,10 +812,10 @@ def dense_forward(const floating[:, ::1] x, const floating[:, ::1] w,
             if fail[0] == 0:
                 if floating is float:
                     fc_dense_block_f(kf, mr, nr, px, m, k, pw, bp_bias, py, n, cb * nr,
-                                     min(nr, n - cb * nr), relu, wb, tile, off)
+                                     min(nr, n - cb * nr), relu, x_t, w_t, wb, tile, off)
                 else:
                     fc_dense_block_d(kd, mr, nr, px, m, k, pw, bp_bias, py, n, cb * nr,
-                                     min(nr, n - cb * nr), relu, wb, tile, off)
+                                     min(nr, n - cb * nr), relu, x_t, w_t, wb, tile, off)
         fc_free(wb)
         fc_free(tile)
         fc_free(off)

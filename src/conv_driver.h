@@ -664,42 +664,55 @@ FC_CLONES static void FC_FN(fc_px_forward_image)(const fc_conv *g, FC_FN(fc_kpx_
 }
 
 /* Columns [co0, co0 + cols) (cols <= nr) of a dense layer's y = x w (+ bias) (then
- * ReLU): x (m, k), w (k, n) and y (m, n) row-major.  The block's columns of w are first
+ * ReLU): x (m, k), w (k, n) and y (m, n) row-major -- or, with x_t, x given as its
+ * transpose (k, m) row-major, with w_t, w as its transpose (n, k) row-major (the
+ * gradients' x^T and w^T, read where they are).  The block's columns of w are first
  * copied into wb (k * nr, zero past cols: contiguous, in cache for every tile of rows);
- * the pixel-row kernel then reads x's rows in place.  (Reading w in place, its rows n
- * apart, was 2-3x slower; BLAS packs all of w on every call: measured, see
- * fastconv/layers/core.py.)  Scratch: wb, tile mr * nr, off mr entries.  Rows past m
- * repeat row p0 (dropped). */
+ * the pixel-row kernel then reads x's rows in place (with x_t, each row's elements m
+ * apart).  (Reading w in place, its rows n apart, was 2-3x slower; BLAS packs all of w
+ * on every call: measured, see fastconv/_blas.py.)  Scratch: wb, tile mr * nr, off mr
+ * entries.  Rows past m repeat row p0 (dropped). */
 #ifndef FC_DENSE_PF
 #define FC_DENSE_PF 16  /* rows of w fetched ahead by fc_dense_block's copy */
 #endif
 static void FC_FN(fc_dense_block)(FC_FN(fc_kpx_t) kpx, ptrdiff_t mr, ptrdiff_t nr,
                                   const FC_T *x, ptrdiff_t m, ptrdiff_t k, const FC_T *w,
                                   const FC_T *bias, FC_T *y, ptrdiff_t n, ptrdiff_t co0,
-                                  ptrdiff_t cols, int relu, FC_T *wb, FC_T *tile,
-                                  ptrdiff_t *off)
+                                  ptrdiff_t cols, int relu, int x_t, int w_t, FC_T *wb,
+                                  FC_T *tile, ptrdiff_t *off)
 {
-    const ptrdiff_t zero = 0;
+    const ptrdiff_t zero = 0, xrow = x_t ? 1 : k, xstep = x_t ? m : 1;
     const FC_T *bc = bias ? bias + co0 : NULL;
     ptrdiff_t p0, i, j;
-    for (i = 0; i < k; i++) {
-#if defined(__GNUC__) || defined(__clang__)
-        if (i + FC_DENSE_PF < k) {  /* rows n apart: each a new page, so fetch ahead */
-            const char *ahead = (const char *)(w + (i + FC_DENSE_PF) * n + co0);
-            ptrdiff_t b;
-            for (b = 0; b < (ptrdiff_t)(cols * sizeof(FC_T)); b += 64)
-                __builtin_prefetch(ahead + b);
+    if (w_t) {  /* w^T's rows co0.. are wb's columns */
+        for (j = 0; j < cols; j++) {
+            const FC_T *src = w + (co0 + j) * k;
+            for (i = 0; i < k; i++)
+                wb[i * nr + j] = src[i];
         }
+        for (i = 0; i < k; i++)
+            for (j = cols; j < nr; j++)
+                wb[i * nr + j] = 0;
+    } else {
+        for (i = 0; i < k; i++) {
+#if defined(__GNUC__) || defined(__clang__)
+            if (i + FC_DENSE_PF < k) {  /* rows n apart: each a new page, so fetch ahead */
+                const char *ahead = (const char *)(w + (i + FC_DENSE_PF) * n + co0);
+                ptrdiff_t b;
+                for (b = 0; b < (ptrdiff_t)(cols * sizeof(FC_T)); b += 64)
+                    __builtin_prefetch(ahead + b);
+            }
 #endif
-        memcpy(wb + i * nr, w + i * n + co0, (size_t)cols * sizeof(FC_T));
-        for (j = cols; j < nr; j++)
-            wb[i * nr + j] = 0;
+            memcpy(wb + i * nr, w + i * n + co0, (size_t)cols * sizeof(FC_T));
+            for (j = cols; j < nr; j++)
+                wb[i * nr + j] = 0;
+        }
     }
     for (p0 = 0; p0 < m; p0 += mr) {
         const ptrdiff_t cnt = (m - p0 < mr) ? m - p0 : mr;
         for (i = 0; i < mr; i++)
-            off[i] = (i < cnt ? p0 + i : p0) * k;
-        kpx(1, k, &zero, &zero, x, off, 1, wb, nr, tile, nr, 0);
+            off[i] = (i < cnt ? p0 + i : p0) * xrow;
+        kpx(1, k, &zero, &zero, x, off, xstep, wb, nr, tile, nr, 0);
         for (i = 0; i < cnt; i++)
             FC_FN(fc_tile_store)(y + (p0 + i) * n + co0, tile + i * nr, bc, cols, relu);
     }

@@ -640,10 +640,10 @@ def test_winograd_forward_with_max_pool_is_the_pool_of_the_forward(isa, winograd
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_dense_forward_on_the_pixel_row_kernel(isa, dtype):
-    """_ext.conv2d.dense_forward (the Dense layer's large forward products): x @ w (+
-    bias) (then ReLU) as the float64 product, for column counts that are and are not
-    whole tiles, rows past a tile, a single row; the same bits on one and two threads;
-    mismatched shapes refused."""
+    """_ext.conv2d.dense_forward (the Dense layer's and dense convolutions' products):
+    x @ w (+ bias) (then ReLU) as the float64 product, for column counts that are and
+    are not whole tiles, rows past a tile, a single row; the same bits on one and two
+    threads and with either operand given transposed; mismatched shapes refused."""
     rng = np.random.default_rng(25)
     tol = 1e-12 if dtype == np.float64 else 2e-5
     for m, k, n in [(1, 7, 33), (13, 50, 31), (25, 3, 65), (130, 100, 64), (32, 300, 96)]:
@@ -664,9 +664,20 @@ def test_dense_forward_on_the_pixel_row_kernel(isa, dtype):
                 got[threads] = y
             np.testing.assert_allclose(got[2], want, rtol=tol, atol=tol * np.sqrt(k))
             np.testing.assert_array_equal(got[1], got[2])
+            # x and w given as their transposes (x_t, w_t): the same products, bit for
+            # bit (the same sums in the same order)
+            for x_t, w_t in ((True, False), (False, True), (True, True)):
+                y = np.full((m, n), np.nan, dtype)
+                _ext.conv2d.dense_forward(np.ascontiguousarray(x.T) if x_t else x,
+                                          np.ascontiguousarray(w.T) if w_t else w, bias,
+                                          y, relu, x_t, w_t)
+                np.testing.assert_array_equal(y, got[2])
     x = np.ones((3, 4), dtype)
     with pytest.raises(ValueError, match="shapes"):
         _ext.conv2d.dense_forward(x, np.ones((5, 6), dtype), None, np.empty((3, 6), dtype))
+    with pytest.raises(ValueError, match="shapes"):  # x_t: x is (k, m) = (3, 4)
+        _ext.conv2d.dense_forward(x, np.ones((4, 6), dtype), None, np.empty((3, 6), dtype),
+                                  False, True)
     with pytest.raises(ValueError, match="shapes"):
         _ext.conv2d.dense_forward(x, np.ones((4, 6), dtype), np.ones(5, dtype),
                                   np.empty((3, 6), dtype))
