@@ -34,6 +34,7 @@ from ._blas import _SerialBlas
 from ._serialization import deserialize, serialize
 from ._validation import as_array
 from .layers import LAYER_CLASSES, InputLayer, Layer
+from .layers import base as _layer_base
 from .layers.base import check_shape, unique_name
 
 __all__ = ["Sequential", "load_model", "ModelFileError"]
@@ -385,11 +386,13 @@ class Sequential:
             layer = layers[i]
             if fused and i == last:
                 grad = layer._linear_backward(grad, i > stop)
-            elif i > stop and (
-                    into := layer._backward_into(grad, layers[i - 1])) is not None:
-                # this layer's and the previous activation's gradients in one pass
+            elif i > stop and (into := layer._backward_into(grad, layers[i - 1],
+                                                            i - 1 > stop)) is not None:
+                # this layer's and the previous activation's gradients in one pass (with
+                # PREV_DONE, the previous layer's parameter gradients too)
                 i -= 1
-                grad = layers[i]._linear_backward(into, i > stop)
+                grad = (None if into is _layer_base.PREV_DONE
+                        else layers[i]._linear_backward(into, i > stop))
             else:
                 grad = layer._backward(grad, i > stop)
             i -= 1

@@ -266,15 +266,23 @@ def _avg_backward(g, grad_y, include):
     return grad_x
 
 
-def _avg_backward_tanh(g, grad_y, a):
-    """The gradient through tanh (whose output a is this pooling's input) and then this
-    average pooling, in one pass: channels_last 2x2 windows with stride 2 inside the
-    input, float arrays of one dtype, C-contiguous.  The same values as tanh_backward
-    of _avg_backward's result; None where the fused kernel does not apply."""
-    if not (g.channels_last and (g.kh, g.kw, g.sy, g.sx) == (2, 2, 2, 2)
+def _avg_tanh_fusable(g, grad_y, a):
+    """Whether the gradient through tanh (whose output a is this pooling's input) and
+    then this average pooling can be taken in one pass: channels_last 2x2 windows with
+    stride 2 inside the input, float arrays of one dtype, C-contiguous (see
+    _avg_backward_tanh, and conv._grad_weight_avg_tanh, which takes it further)."""
+    return (g.channels_last and (g.kh, g.kw, g.sy, g.sx) == (2, 2, 2, 2)
             and g.pad_top == g.pad_left == 0 and (g.oh, g.ow) == (g.h // 2, g.w // 2)
             and a.dtype == grad_y.dtype and a.shape == g.x_shape
-            and a.flags.c_contiguous and grad_y.flags.c_contiguous):
+            and a.flags.c_contiguous and grad_y.flags.c_contiguous)
+
+
+def _avg_backward_tanh(g, grad_y, a):
+    """The gradient through tanh (whose output a is this pooling's input) and then this
+    average pooling, in one pass (see _avg_tanh_fusable).  The same values as
+    tanh_backward of _avg_backward's result; None where the fused kernel does not
+    apply."""
+    if not _avg_tanh_fusable(g, grad_y, a):
         return None
     grad_x = _arena.empty(g.x_shape, grad_y.dtype)
     _ext.pool2d.avg_pool_backward_tanh_nhwc(grad_y, a, grad_x)

@@ -206,6 +206,10 @@ cdef extern from "conv_kernels_all.h" nogil:
                                const Py_ssize_t *off, const double *bias, double *y,
                                Py_ssize_t n, int act, int pool, double *yq, double *xs,
                                double *yp, Py_ssize_t Hs, Py_ssize_t Ws)
+    void fc_avg_tanh_grad_image_f(const float *gp, const float *a, float *gy,
+                                  Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t cout)
+    void fc_avg_tanh_grad_image_d(const double *gp, const double *a, double *gy,
+                                  Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t cout)
     void fc_wd_grad_weight_item_f(const fc_conv *g, const fc_kwg_f *kwg, Py_ssize_t gco,
                                   Py_ssize_t vl, const float *x, const float *gy,
                                   float *part, Py_ssize_t n_lo, Py_ssize_t n_hi,
@@ -1256,14 +1260,19 @@ def wide_forward(const floating[::1] x, const floating[:, ::1] w, const floating
 @cython.wraparound(False)
 def wide_grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1] part,
                      tuple geom, Py_ssize_t n_per, double[::1] bsum=None,
-                     Py_ssize_t bias_per=1):
+                     Py_ssize_t bias_per=1, const floating[::1] gp=None,
+                     const floating[::1] a=None):
     """channels_last, one group, stride 1: partial weight gradients by the wide kernels,
     one per group of n_per images; part zeroed, (n_igroups, kg, coutp) -- rows
     k = (ki, kj, c), coutp = C_out rounded up to wide_tile()[1].  With bsum
     ((n + bias_per - 1) // bias_per, C_out), zeroed, and n_per a multiple of bias_per:
     grad_bias's partial sums of groups of bias_per images too (as grad_bias with
     bias_per computes them), in the item of their images, before it reads their
-    grad_y.  Parallel over image groups."""
+    grad_y.  With gp and a (gy then unused, may be None): grad_y is the gradient through
+    tanh (a, the output's shape: tanh's output) of a 2x2/2 average pool whose output
+    gradient is gp (N, oh // 2, ow // 2, C_out), made for each item's images in a
+    per-thread buffer while in cache -- the same values as avg_pool_backward_tanh_nhwc
+    writes, so the same gradients.  Parallel over image groups."""
     cdef fc_conv g
     cdef bint dbl = floating is double
     cdef Py_ssize_t vl = _isa.vl_d if dbl else _isa.vl_f, gco = _isa.wg_co
@@ -1274,13 +1283,31 @@ def wide_grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1
     cdef Py_ssize_t xs_len = n_per * g.c * Hs * Ws
     cdef Py_ssize_t gs_len = n_per * coutp * g.oh * owv * vl
     cdef Py_ssize_t tab_len = 3 * n_per * g.oh * owv
-    cdef Py_ssize_t nig = (g.n + n_per - 1) // n_per, ig, n_lo, n_hi
+    cdef Py_ssize_t nig = (g.n + n_per - 1) // n_per, ig, n_lo, n_hi, i
     cdef Py_ssize_t part_stride = g.kg * coutp
+    cdef Py_ssize_t y_img = g.oh * g.ow * g.cout, x_img = g.h * g.w * g.c, s
+    cdef Py_ssize_t q_img = (g.oh // 2) * (g.ow // 2) * g.cout
+    cdef bint pooled = gp is not None
+    if pooled and (a is None or a.shape[0] != g.n * y_img or gp.shape[0] != g.n * q_img):
+        raise ValueError(f"wide_grad_weight: a must hold {g.n * y_img} and gp "
+                         f"{g.n * q_img} elements")
+    if not pooled and (gy is None or gy.shape[0] != g.n * y_img):
+        raise ValueError(f"wide_grad_weight: gy must hold {g.n * y_img} elements")
     cdef const floating *px = &x[0]
-    cdef const floating *pgy = &gy[0]
+    cdef const floating *pgy = NULL
+    cdef const floating *pgp = NULL
+    cdef const floating *pa = NULL
+    if pooled:
+        pa = &a[0]
+        if q_img > 0:
+            pgp = &gp[0]
+    else:
+        pgy = &gy[0]
     cdef floating *pp = &part[0]
     cdef floating *xs
     cdef floating *gs
+    cdef floating *gys
+    cdef const floating *gyi
     cdef Py_ssize_t *tab
     cdef int fail[1]
     cdef int nt = _threads(<double>g.n * g.oh * g.ow * g.cout * g.kg, nig)
@@ -1293,7 +1320,8 @@ def wide_grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1
         xs = <floating *>fc_alloc(xs_len * sizeof(floating))
         gs = <floating *>fc_alloc(gs_len * sizeof(floating))
         tab = <Py_ssize_t *>fc_alloc(tab_len * sizeof(Py_ssize_t))
-        if xs == NULL or gs == NULL or tab == NULL:
+        gys = <floating *>fc_alloc((n_per * y_img if pooled else 1) * sizeof(floating))
+        if xs == NULL or gs == NULL or tab == NULL or gys == NULL:
             fail[0] = 1
         for ig in prange(nig, schedule="dynamic", chunksize=1):
             if fail[0] == 0:
@@ -1301,28 +1329,47 @@ def wide_grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1
                 n_hi = n_lo + n_per
                 if n_hi > g.n:
                     n_hi = g.n
+                # the items read images [n_lo - s, n_hi - s) of gyi and xi: gy and x
+                # (s = 0), or (pooled) gys, its images made here, and x from image n_lo
+                # on (s = n_lo)
+                gyi = pgy
+                s = 0
+                if pooled:
+                    s = n_lo
+                    gyi = gys
+                    for i in range(n_hi - n_lo):
+                        if floating is float:
+                            fc_avg_tanh_grad_image_f(pgp + (n_lo + i) * q_img,
+                                                     pa + (n_lo + i) * y_img,
+                                                     gys + i * y_img, g.oh, g.ow, g.cout)
+                        else:
+                            fc_avg_tanh_grad_image_d(pgp + (n_lo + i) * q_img,
+                                                     pa + (n_lo + i) * y_img,
+                                                     gys + i * y_img, g.oh, g.ow, g.cout)
                 b_lo = n_lo
                 while pb != NULL and b_lo < n_hi:
                     b_hi = b_lo + bias_per
                     if b_hi > n_hi:
                         b_hi = n_hi
                     if floating is float:
-                        fc_bias_grad_item_f(&g, pgy, pb + b_lo // bias_per * g.cout, b_lo,
-                                            b_hi)
+                        fc_bias_grad_item_f(&g, gyi, pb + b_lo // bias_per * g.cout,
+                                            b_lo - s, b_hi - s)
                     else:
-                        fc_bias_grad_item_d(&g, pgy, pb + b_lo // bias_per * g.cout, b_lo,
-                                            b_hi)
+                        fc_bias_grad_item_d(&g, gyi, pb + b_lo // bias_per * g.cout,
+                                            b_lo - s, b_hi - s)
                     b_lo = b_hi
                 if floating is float:
-                    fc_wd_grad_weight_item_f(&g, _isa.kwg_f, gco, vl, px, pgy,
-                                             pp + ig * part_stride, n_lo, n_hi, xs, gs,
-                                             tab)
+                    fc_wd_grad_weight_item_f(&g, _isa.kwg_f, gco, vl, px + s * x_img, gyi,
+                                             pp + ig * part_stride, n_lo - s, n_hi - s,
+                                             xs, gs, tab)
                 else:
-                    fc_wd_grad_weight_item_d(&g, _isa.kwg_d, gco, vl, px, pgy,
-                                             pp + ig * part_stride, n_lo, n_hi, xs, gs,
-                                             tab)
+                    fc_wd_grad_weight_item_d(&g, _isa.kwg_d, gco, vl, px + s * x_img, gyi,
+                                             pp + ig * part_stride, n_lo - s, n_hi - s,
+                                             xs, gs, tab)
         fc_free(xs)
         fc_free(gs)
         fc_free(tab)
+        fc_free(gys)
     if fail[0]:
         raise MemoryError("conv2d: could not allocate per-thread scratch buffers")
+

@@ -673,7 +673,7 @@ FC_WTS_BUFFER(fc_wts_avx512_d, FC_TARGET_AVX512, double, __m512d, _mm512_storeu_
  * weight gradient 4 channels x up to 5 columns.  The multiply-adds of a row's last
  * vector are masked to its nl lanes (the accumulator's other lanes are kept: masking
  * the loads instead costs an instruction on the multiply-add ports per load; measured,
- * LeNet-5's C1 weight gradient at batch 128 XXX). */
+ * LeNet-5's C1 weight gradient at batch 128 0.39 -> 0.375 ms). */
 #define FC_XLOAD512_F(p, n) _mm512_loadu_ps(p)
 #define FC_XLOAD512_D(p, n) _mm512_loadu_pd(p)
 #define FC_QFMA512_F(a, b, c, n)                                                         \

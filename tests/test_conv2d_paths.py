@@ -736,3 +736,46 @@ def test_products_take_the_kernel_where_it_suits(monkeypatch):
     assert calls[2:] == [True, False]  # weight gradient; input (k = 40 < _KERNEL_MIN_K)
 
 
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_weight_gradient_from_the_average_pool_through_tanh(isa, dtype):
+    """conv._grad_weight_avg_tanh (a tanh Conv2D's parameter gradients straight from
+    the output gradient of the 2x2/2 AveragePooling2D after it, the gradient through
+    both made inside the wide weight gradient) gives _grad_weight of what
+    _avg_backward_tanh writes, bit for bit: even and odd map sizes (an odd last row or
+    column gets no gradient), with and without bias, a batch of several work items;
+    None where the weight gradient does not run on the wide kernels."""
+    from fastconv import pooling
+    rng = np.random.default_rng(27)
+    for n, h, w, c, c_out in [(3, 32, 32, 1, 6), (37, 13, 22, 2, 5), (2, 11, 25, 1, 3),
+                              (2, 11, 9, 1, 3)]:
+        x = rng.standard_normal((n, h, w, c)).astype(dtype)
+        g = conv._geometry(x.shape, (5, 5, c, c_out), 1, "valid", 1, 1, "channels_last")
+        a = np.tanh(rng.standard_normal(g.y_shape)).astype(dtype)
+        a[0, 0, 0, 0] = np.nan  # (its window's gradient is NaN both ways)
+        gp = rng.standard_normal((n, g.oh // 2, g.ow // 2, c_out)).astype(dtype)
+        pg = pooling._geometry(a.shape, 2, None, 0, "channels_last")
+        gy = pooling._avg_backward_tanh(pg, gp, a)
+        assert gy is not None
+        wide = (not (conv._pixel_rows_ok(g, dtype) and conv._pixel_half(g, dtype)) and
+                conv._wide_ok(g, dtype, conv._pixel_cols(g, dtype)))
+        assert wide or (h, c_out) != (32, 6)  # LeNet-5's C1: always on the wide kernels
+        for bias in (True, False):
+            want = conv._grad_weight(g, gy, x, dtype, bias)
+            got = conv._grad_weight_avg_tanh(g, gp, x, a, dtype, bias)
+            if not wide:
+                assert got is None
+                continue
+            np.testing.assert_array_equal(got[0], want[0])
+            if bias:
+                np.testing.assert_array_equal(got[1], want[1])
+            else:
+                assert got[1] is None
+    # not on the wide kernels: the pixel-row kernels' weight gradient (LeNet-5's C3)
+    x = rng.standard_normal((2, 14, 14, 6)).astype(dtype)
+    g = conv._geometry(x.shape, (5, 5, 6, 16), 1, "valid", 1, 1, "channels_last")
+    if conv._pixel_half(g, dtype):
+        a = np.tanh(rng.standard_normal(g.y_shape)).astype(dtype)
+        gp = rng.standard_normal((2, 5, 5, 16)).astype(dtype)
+        assert conv._grad_weight_avg_tanh(g, gp, x, a, dtype, True) is None

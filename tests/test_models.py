@@ -7,6 +7,7 @@ import pytest
 
 import fastconv
 from fastconv import layers as L
+from fastconv.layers.base import PREV_DONE
 from fastconv.models import ModelFileError, Sequential, load_model
 from fastconv.reference import numeric_gradient
 
@@ -364,8 +365,9 @@ def test_progress_bar_on_a_terminal():
 @pytest.mark.parametrize("hw", [(10, 12), (11, 9)])  # pooled maps even; odd (a tail)
 def test_training_step_through_tanh_and_average_pooling(hw, monkeypatch):
     """LeNet-5's pattern, Conv2D(tanh) -> AveragePooling2D(2), whose two gradients the
-    training step takes in one fused pass: the step still moves every weight by minus
-    the finite-difference gradient of the loss, and the fused pass really ran."""
+    training step takes in one fused pass (for the first Conv2D, its parameter
+    gradients too): the step still moves every weight by minus the finite-difference
+    gradient of the loss, and the fused passes really ran."""
     fastconv.set_seed(3)
     kw = {"dtype": "float64"}
     model = Sequential([L.Conv2D(3, 3, activation="tanh", input_shape=hw + (2,), **kw),
@@ -376,9 +378,9 @@ def test_training_step_through_tanh_and_average_pooling(hw, monkeypatch):
     fused = []
     original = L.AveragePooling2D._backward_into
 
-    def spy(self, grad, prev):
-        out = original(self, grad, prev)
-        fused.append(out is not None)
+    def spy(self, grad, prev, prev_input_grad=True):
+        out = original(self, grad, prev, prev_input_grad)
+        fused.append("done" if out is PREV_DONE else out is not None)
         return out
     monkeypatch.setattr(L.AveragePooling2D, "_backward_into", spy)
     rng = np.random.default_rng(2)
@@ -392,9 +394,10 @@ def test_training_step_through_tanh_and_average_pooling(hw, monkeypatch):
     model.train_on_batch(x, y)
     for w0, w1, g in zip(before, model.get_weights(), expected):
         np.testing.assert_allclose(w0 - w1, g, rtol=1e-5, atol=1e-8)
-    # the first pooling (maps 8x10 / 9x7 -> every window inside) is always fused; the
-    # second's maps (3x4 / 3x2) too
-    assert fused and all(fused)
+    # the second pooling's maps (3x4 / 3x2) are fused with the tanh before them; the
+    # first's (8x10 / 9x7, every window inside) with the first Conv2D's whole backward
+    # (no input gradient there: its weight gradient takes the pooling's directly)
+    assert fused == [True, "done"]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

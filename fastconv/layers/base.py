@@ -34,6 +34,11 @@ _ACTIVATIONS = ("relu", "tanh", "sigmoid", "softmax", "linear")
 _name_counts = Counter()
 
 
+# What Layer._backward_into returns when it has taken the layer before it through its
+# backward pass too (parameter gradients stored, no input gradient asked).
+PREV_DONE = object()
+
+
 def clear_session():
     """Reset the automatic layer and model names ("dense", "dense_1", ...)."""
     _name_counts.clear()
@@ -292,10 +297,12 @@ class Layer:
             grad = self._act_backward(grad, self._y)
         return self._linear_backward(grad, need_input_grad)
 
-    def _backward_into(self, grad, prev):
+    def _backward_into(self, grad, prev, prev_input_grad=True):
         """The gradient with respect to the linear output of prev (the layer before this
         one) -- this layer's input gradient taken through prev's activation -- when a
-        fused kernel does both in one pass; None otherwise (the default)."""
+        fused kernel does both in one pass; PREV_DONE when, prev's own input gradient not
+        being needed (prev_input_grad false), a kernel went on to prev's parameter
+        gradients as well (stored in prev); None otherwise (the default)."""
         return None
 
     def _forward_pooled(self, x, pool, training=False):

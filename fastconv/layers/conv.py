@@ -204,6 +204,28 @@ class Conv2D(Layer):
             self._grads["bias"] = gb
         return gx
 
+    def _backward_from_avg_tanh(self, grad_pooled):
+        """This tanh layer's parameter gradients (no input gradient) from the output
+        gradient of the 2x2/2 AveragePooling2D after it (AveragePooling2D._backward_into
+        has checked the pooling), the gradient through both made in cache inside the
+        weight gradient (conv._grad_weight_avg_tanh).  Whether it applied (False: the
+        layers' separate passes run instead)."""
+        x, kernel = self._x, self._op_kernel(self.kernel)
+        ready = self._ready(x, kernel, None)
+        if ready is None or self._y is None:
+            return False
+        out = _conv._grad_weight_avg_tanh(ready[0], grad_pooled, x, self._y, ready[1],
+                                          self.use_bias)
+        if out is None:
+            return False
+        gw, gb = out
+        if not self._last:
+            gw = np.ascontiguousarray(gw.transpose(2, 3, 1, 0))
+        self._grads["kernel"] = gw
+        if self.use_bias:
+            self._grads["bias"] = gb
+        return True
+
     def get_config(self):
         config = super().get_config()
         config.update(

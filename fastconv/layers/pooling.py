@@ -1,7 +1,7 @@
 """Pooling layers: MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D (Keras API)."""
 from .. import pooling as _pool
 from ..shapes import conv_output_shape, normalize_pair, resolve_padding
-from .base import Layer
+from .base import PREV_DONE, Layer
 from .common import check_layer_data_format, check_layer_padding
 
 __all__ = ["MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D"]
@@ -110,16 +110,23 @@ class AveragePooling2D(_Pooling2D):
             return _pool._avg_backward(g, grad, _pool._include_pad(None, g))
         return _pool.avg_pool2d_backward(grad, self._x, self.pool_size, **self._op_args())
 
-    def _backward_into(self, grad, prev):
+    def _backward_into(self, grad, prev, prev_input_grad=True):
         """The gradient with respect to prev's linear output when prev (the layer
         before) ends in tanh: this pooling's and tanh's gradients in one pass
         (pooling._avg_backward_tanh; LeNet-5's C1 -> S2 saves a pass over the largest
-        activations).  None where that kernel does not apply."""
+        activations).  Without prev's input gradient, a Conv2D prev may take its
+        parameter gradients from this pooling's output gradient directly (its
+        _backward_from_avg_tanh, the gradient through both made in cache; then
+        PREV_DONE).  None where no kernel applies."""
         if prev._act_name != "tanh" or prev._y is not self._x or self._x is None:
             return None
         g = self._ready(self._x, grad)
         if g is None:
             return None
+        through = getattr(prev, "_backward_from_avg_tanh", None)
+        if (not prev_input_grad and through is not None and
+                _pool._avg_tanh_fusable(g, grad, self._x) and through(grad)):
+            return PREV_DONE
         return _pool._avg_backward_tanh(g, grad, self._x)
 
 
