@@ -48,6 +48,13 @@ cimport cython
 # tail of a row is computed by the same SIMD code on a zero-padded copy, so every
 # output takes the same branch-free path.  Other CPUs use the portable Cython loops
 # (also forced by building with CFLAGS=-DFASTCONV_NO_SIMD, to test them on x86).
+cdef extern from "pool_grad.h" nogil:
+    void fc_avg_tanh_grad_image_f(const float *gp, const float *a, float *gy,
+                                  Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t cout)
+    void fc_avg_tanh_grad_image_d(const double *gp, const double *a, double *gy,
+                                  Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t cout)
+
+
 cdef extern from *:
     """
     #if (defined(__SSE2__) || defined(_M_X64) \\
@@ -954,59 +961,25 @@ def avg_pool_backward_tanh_nhwc(const floating[:, :, :, ::1] grad_y,
     """grad_x = (grad_y / 4 spread over each 2x2 window) * (1 - a * a), a = tanh's output
     (the shape of grad_x): the gradient through tanh and a 2x2/2 average pool without
     padding in one pass, rounded as avg_pool_backward_nhwc then tanh_backward round it
-    (cells in no window get (1 - a * a) * 0).  Each output row's grad_y / 4 is first
-    spread into a row of the input's width, then both input rows are one contiguous
-    loop that GCC vectorises."""
+    (cells in no window get (1 - a * a) * 0).  Image by image (src/pool_grad.h, the
+    function the wide weight gradient takes it with too), in parallel."""
     cdef Py_ssize_t N = grad_x.shape[0], H = grad_x.shape[1], W = grad_x.shape[2]
     cdef Py_ssize_t C = grad_x.shape[3], OH = grad_y.shape[1], OW = grad_y.shape[2]
-    cdef Py_ssize_t WC = W * C, r, n, oy, ox, c, t, iy
-    cdef int nt = _threads(N * H * W * C)
-    cdef int fail[1]
-    cdef floating *row
-    cdef const floating *gyr
-    cdef const floating *ar
-    cdef floating *gr
-    cdef floating g, v, one = 1, z = 0
+    cdef Py_ssize_t img = H * W * C, q_img = OH * OW * C, n
     if (a.shape[0] != N or a.shape[1] != H or a.shape[2] != W or a.shape[3] != C
             or grad_y.shape[0] != N or grad_y.shape[3] != C
             or OH != H // 2 or OW != W // 2):
         raise ValueError("avg_pool_backward_tanh_nhwc: shapes do not match a 2x2/2 pool")
-    if N == 0 or H * WC == 0:
+    if N == 0 or img == 0:
         return
-    fail[0] = 0
-    with nogil, parallel(num_threads=nt):
-        row = <floating *>malloc(WC * sizeof(floating) + 1)
-        if row == NULL:
-            fail[0] = 1
-        for r in prange(N * (H - H // 2), schedule="static"):
-            # r covers input rows 2 * oy, 2 * oy + 1 of image n (oy < OH), then the odd
-            # tail row H - 1 (no window) of each image
-            if fail[0] == 0:
-                n = r // (H - H // 2)
-                oy = r % (H - H // 2)
-                if oy < OH:
-                    gyr = &grad_y[n, oy, 0, 0]
-                    for ox in range(OW):
-                        for c in range(C):
-                            g = gyr[ox * C + c] / <floating>4
-                            row[2 * ox * C + c] = g
-                            row[(2 * ox + 1) * C + c] = g
-                    for t in range(2 * OW * C, WC):
-                        row[t] = z
-                    for iy in range(2 * oy, 2 * oy + 2):
-                        ar = &a[n, iy, 0, 0]
-                        gr = &grad_x[n, iy, 0, 0]
-                        for t in range(WC):
-                            v = ar[t] * ar[t]
-                            v = one - v
-                            gr[t] = v * row[t]
-                else:
-                    ar = &a[n, H - 1, 0, 0]
-                    gr = &grad_x[n, H - 1, 0, 0]
-                    for t in range(WC):
-                        v = ar[t] * ar[t]
-                        v = one - v
-                        gr[t] = v * z
-        free(row)
-    if fail[0]:
-        raise MemoryError("avg_pool_backward_tanh_nhwc: could not allocate a row buffer")
+    cdef const floating *pg = &grad_y[0, 0, 0, 0] if q_img > 0 else NULL
+    cdef const floating *pa = &a[0, 0, 0, 0]
+    cdef floating *px = &grad_x[0, 0, 0, 0]
+    cdef int nt = _threads(N * img)
+    for n in prange(N, nogil=True, schedule="static", num_threads=nt):
+        if floating is float:
+            fc_avg_tanh_grad_image_f(pg + n * q_img if pg != NULL else NULL, pa + n * img,
+                                     px + n * img, H, W, C)
+        else:
+            fc_avg_tanh_grad_image_d(pg + n * q_img if pg != NULL else NULL, pa + n * img,
+                                     px + n * img, H, W, C)

@@ -974,54 +974,6 @@ FC_CLONES static void FC_FN(fc_wd_forward_image)(const fc_conv *g,
                              yp != NULL ? yp + n * (oh / 2) * prow : NULL);
 }
 
-/* One image's gradient through tanh (a: its output, oh x ow pixels of cout channels,
- * channels_last) and then a 2x2/2 average pool without padding whose output gradient
- * is gp ((oh / 2) x (ow / 2) x cout), into gy: gy = (1 - a * a) * (gp / 4) in each
- * window, (1 - a * a) * 0 in the odd last row or column -- the operations of
- * src/_pool2d.pyx's avg_pool_backward_tanh_nhwc one rounding at a time, so the same
- * bits (1 - a * a is not contracted into a fused multiply-add: FC_NO_CONTRACT). */
-FC_NO_CONTRACT FC_CLONES static void FC_FN(fc_avg_tanh_grad_image)(const FC_T *gp,
-                                                                   const FC_T *a, FC_T *gy,
-                                                                   ptrdiff_t oh,
-                                                                   ptrdiff_t ow,
-                                                                   ptrdiff_t cout)
-{
-    const ptrdiff_t ph = oh / 2, pw = ow / 2, row = ow * cout;
-    const FC_T one = 1, zero = 0;
-    ptrdiff_t iy, px, c, t;
-    for (iy = 0; iy < oh; iy += 2) {
-        /* the pair of rows iy, iy + 1 (iy alone: the odd last row, in no window) */
-        const int pair = iy + 1 < oh;
-        FC_T *d0 = gy + iy * row, *d1 = pair ? d0 + row : d0;
-        const FC_T *a0 = a + iy * row, *a1 = pair ? a0 + row : a0;
-        if (pair) {  /* gp / 4 spread over the windows, into row iy + 1 */
-            const FC_T *gr = gp + (iy / 2) * pw * cout;
-            for (px = 0; px < pw; px++)
-                for (c = 0; c < cout; c++) {
-                    const FC_T g = gr[px * cout + c] / (FC_T)4;
-                    d1[2 * px * cout + c] = g;
-                    d1[(2 * px + 1) * cout + c] = g;
-                }
-            for (t = 2 * pw * cout; t < row; t++)
-                d1[t] = zero;
-        } else {
-            for (t = 0; t < row; t++)
-                d1[t] = zero;
-        }
-        for (t = 0; t < row; t++) {
-            FC_T v = a0[t] * a0[t];
-            v = one - v;
-            d0[t] = v * d1[t];
-        }
-        if (pair)
-            for (t = 0; t < row; t++) {
-                FC_T v = a1[t] * a1[t];
-                v = one - v;
-                d1[t] = v * d1[t];
-            }
-    }
-}
-
 /* Weight gradient of images [n_lo, n_hi), accumulated into part (kg, coutp): rows
  * k = (ki, kj, c) -- the channels_last weight layout -- and coutp = cout rounded up to
  * wg_co columns.  Scratch: xs (n_per * C * Hs * Ws with Hs = oh + (kh - 1) * dy,

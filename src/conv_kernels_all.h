@@ -9,6 +9,7 @@
 #include <math.h>
 #include "conv_kernels.h"
 #include "activation_kernels.h"
+#include "pool_grad.h"
 
 /* One convolution, as the drivers see it.  pt and pl may be negative (cropping): the
  * input gradient of a stride-1 convolution runs the forward driver that way. */
@@ -199,16 +200,6 @@ typedef fc_kwf_f fc_kwf_t_f;
 typedef fc_kwf_d fc_kwf_t_d;
 typedef fc_kwg_f fc_kwg_t_f;
 typedef fc_kwg_d fc_kwg_t_d;
-
-/* Functions whose products and sums must round one at a time (to give the same bits as
- * code built for the baseline, which has no fused multiply-add) in their clones for
- * CPUs that have one: GCC contracts a * b + c across statements otherwise (Clang only
- * within one expression, which these functions do not write). */
-#if defined(__GNUC__) && !defined(__clang__)
-#define FC_NO_CONTRACT __attribute__((optimize("fp-contract=off")))
-#else
-#define FC_NO_CONTRACT
-#endif
 
 /* The activation a forward pass may apply to its output (the wide kernels take all
  * three; the others a flag for ReLU).  tanh: fc_tanh1_f in float32 (the compiled tanh of
