@@ -54,10 +54,12 @@ cdef extern from "conv_kernels_all.h" nogil:
     enum: FC_WKJ
     ctypedef void (*fc_kwf_f)(Py_ssize_t K, const Py_ssize_t *off, const float *xs,
                               Py_ssize_t ldr, const float *W, const float *bias, float *y,
-                              Py_ssize_t ldy, Py_ssize_t ldc, int nr, int nl)
+                              Py_ssize_t ldy, Py_ssize_t ldc, int nr, int nl, int act,
+                              float *yq, Py_ssize_t ldq)
     ctypedef void (*fc_kwf_d)(Py_ssize_t K, const Py_ssize_t *off, const double *xs,
                               Py_ssize_t ldr, const double *W, const double *bias,
-                              double *y, Py_ssize_t ldy, Py_ssize_t ldc, int nr, int nl)
+                              double *y, Py_ssize_t ldy, Py_ssize_t ldc, int nr, int nl,
+                              int act, double *yq, Py_ssize_t ldq)
     const int fc_wide_co[FC_WCO]
     ctypedef void (*fc_kwg_f)(Py_ssize_t nq, const Py_ssize_t *xo, const Py_ssize_t *go,
                               const Py_ssize_t *nl, const float *xa, Py_ssize_t dx,
@@ -87,6 +89,7 @@ cdef extern from "conv_kernels_all.h" nogil:
         fc_knr_d knr_d
         int wr[FC_WCO]
         int wg_co
+        int wpool_f
         fc_kwf_f kwf_f[FC_WCO]
         fc_kwf_d kwf_d[FC_WCO]
         fc_kwg_f kwg_f[FC_WKJ]
@@ -197,11 +200,13 @@ cdef extern from "conv_kernels_all.h" nogil:
                                       Py_ssize_t n, int relu, double *xp, double *tile,
                                       Py_ssize_t *idx)
     void fc_wd_forward_image_f(const fc_conv *g, const fc_kwf_f *kwf, const int *wr,
+                               const int *blk, int nblk, int inkernel,
                                Py_ssize_t vl, const float *x, const float *wpk,
                                const Py_ssize_t *off, const float *bias, float *y,
                                Py_ssize_t n, int act, int pool, float *yq, float *xs,
                                float *yp, Py_ssize_t Hs, Py_ssize_t Ws)
     void fc_wd_forward_image_d(const fc_conv *g, const fc_kwf_d *kwf, const int *wr,
+                               const int *blk, int nblk, int inkernel,
                                Py_ssize_t vl, const double *x, const double *wpk,
                                const Py_ssize_t *off, const double *bias, double *y,
                                Py_ssize_t n, int act, int pool, double *yq, double *xs,
@@ -1216,9 +1221,22 @@ def wide_forward(const floating[::1] x, const floating[:, ::1] w, const floating
             for kj in range(g.kw):
                 off[k] = (c * Hs + ki * g.dy) * Ws + kj * g.dx
                 k += 1
-    while co0 < g.cout:  # the blocks fc_wd_forward_image walks, (K, CO) each
+    # the blocks fc_wd_forward_image walks, (K, CO) each; whether its kernels take the
+    # activation and the pool (an ISA that can, float, blocks of even row counts)
+    cdef int *blk = <int *>fc_alloc(g.cout * sizeof(int))  # (at most one per channel)
+    cdef int nblk = 0
+    cdef int inkernel = _isa.wpool_f and floating is float
+    if blk == NULL:
+        fc_free(wpk)
+        fc_free(off)
+        raise MemoryError("conv2d: could not allocate the packed weights")
+    while co0 < g.cout:
         b = fc_wide_block(_isa.wr, g.cout - co0, &g)
         CO = fc_wide_co[b]
+        blk[nblk] = b
+        nblk += 1
+        if _isa.wr[b] % 2:
+            inkernel = 0
         k = 0
         for ki in range(g.kh):
             for c in range(g.c):
@@ -1243,15 +1261,18 @@ def wide_forward(const floating[::1] x, const floating[:, ::1] w, const floating
         for n in prange(g.n, schedule="dynamic", chunksize=1):
             if fail[0] == 0:
                 if floating is float:
-                    fc_wd_forward_image_f(&g, _isa.kwf_f, _isa.wr, vl, px, wpk, off, pb,
-                                          py, n, act, pool, pq, xs, yimg, Hs, Ws)
+                    fc_wd_forward_image_f(&g, _isa.kwf_f, _isa.wr, blk, nblk, inkernel,
+                                          vl, px, wpk, off, pb, py, n, act, pool, pq, xs,
+                                          yimg, Hs, Ws)
                 else:
-                    fc_wd_forward_image_d(&g, _isa.kwf_d, _isa.wr, vl, px, wpk, off, pb,
-                                          py, n, act, pool, pq, xs, yimg, Hs, Ws)
+                    fc_wd_forward_image_d(&g, _isa.kwf_d, _isa.wr, blk, nblk, inkernel,
+                                          vl, px, wpk, off, pb, py, n, act, pool, pq, xs,
+                                          yimg, Hs, Ws)
         fc_free(xs)
         fc_free(yimg)
     fc_free(wpk)
     fc_free(off)
+    fc_free(blk)
     if fail[0]:
         raise MemoryError("conv2d: could not allocate per-thread scratch buffers")
 

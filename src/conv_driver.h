@@ -922,20 +922,24 @@ FC_CLONES static void FC_FN(fc_act_pool_image)(FC_T *y, ptrdiff_t oh, ptrdiff_t 
     }
 }
 
-/* Forward of image n, then act (FC_ACT_*: none, ReLU, tanh).  wpk: the weights as
- * blocks of CO output channels (CO chosen by fc_wide_block), block at co0 = (kg, CO)
- * from wpk + co0 * kg, k = (ki, c, kj), so that the taps of kernel rows [lo, hi]
- * (fc_wide_taps) are the range k in [lo, hi + 1) * c * kw.
+/* Forward of image n, then act (FC_ACT_*: none, ReLU, tanh).  The output channels go
+ * in nblk blocks, block i of fc_wide_co[blk[i]] channels (fc_wide_block's choices, the
+ * caller's), its weights (kg, CO) from wpk + co0 * kg, k = (ki, c, kj), so that the taps
+ * of kernel rows [lo, hi] (fc_wide_taps) are the range k in [lo, hi + 1) * c * kw.
  * off[k] = c * Hs * Ws + ki * dy * Ws + kj * dx.  The kernels store channels_last output
  * rows (ow * cout contiguous elements) with the bias added (bias: cout values, zeros
- * when the convolution has none), the activation follows in place, a row at a time.
- * With pool, y is instead the 2x2/2 average pool of that output (rows and columns past
- * an even count dropped), the output itself going to the scratch yimg; with yq (not
- * NULL), y is written and its pool goes to yq as well (fc_act_pool_image).
+ * when the convolution has none).  With pool, y is instead the 2x2/2 average pool of
+ * that output (rows and columns past an even count dropped); with yq (not NULL), y is
+ * written and its pool goes to yq as well.  Where the kernels take the activation and
+ * the pool themselves (inkernel: the ISA's wpool for float, every block of an even
+ * number of rows, so that row pairs stay in one call), they do; otherwise the
+ * activation follows in place a row at a time and the pool from each pair of rows
+ * (fc_act_pool_image), the output going to the scratch yimg under pool.
  * Scratch: xs (C * Hs * Ws, Hs from fc_wide_rows, Ws = ceil(ow / vl) * vl +
  * (kw - 1) * dx) and, with pool, yimg (oh * ow * cout). */
 FC_CLONES static void FC_FN(fc_wd_forward_image)(const fc_conv *g,
                                                  const FC_FN(fc_kwf_t) *kwf, const int *wr,
+                                                 const int *blk, int nblk, int inkernel,
                                                  ptrdiff_t vl, const FC_T *x,
                                                  const FC_T *wpk, const ptrdiff_t *off,
                                                  const FC_T *bias, FC_T *y, ptrdiff_t n,
@@ -945,13 +949,16 @@ FC_CLONES static void FC_FN(fc_wd_forward_image)(const fc_conv *g,
     const ptrdiff_t oh = g->oh, ow = g->ow, cout = g->cout, kg = g->kg;
     const ptrdiff_t owv = (ow + vl - 1) / vl, row = ow * cout, ktap = g->c * g->kw;
     const ptrdiff_t prow = (ow / 2) * cout;
-    FC_T *yo = pool ? yimg : y + n * oh * row;
     FC_T *yp = pool ? y : yq;  /* the pooled output, or NULL */
+    FC_T *yo = pool ? (inkernel ? NULL : yimg) : y + n * oh * row;
     ptrdiff_t co0 = 0, oy0, v, lo, hi;
+    int i;
+    if (yp != NULL)
+        yp += n * (oh / 2) * prow;
     FC_FN(fc_wd_planar)(x + n * g->h * g->w * g->c, g->h, g->w, g->c, g->pt, g->pl, xs,
                         Hs, Ws);
-    while (co0 < cout) {
-        const int b = fc_wide_block(wr, cout - co0, g);
+    for (i = 0; i < nblk; i++) {
+        const int b = blk[i];
         const ptrdiff_t CO = fc_wide_co[b], R = wr[b];
         const FC_FN(fc_kwf_t) kern = kwf[b];
         const FC_T *wb = wpk + co0 * kg;
@@ -965,13 +972,16 @@ FC_CLONES static void FC_FN(fc_wd_forward_image)(const fc_conv *g,
             }
             for (v = 0; v < owv; v++)
                 kern(nk, off + k0, xs + oy0 * Ws + v * vl, Ws, wb + k0 * CO, bias + co0,
-                     yo + oy0 * row + v * vl * cout + co0, row, cout, (int)nr,
-                     (int)(ow - v * vl < vl ? ow - v * vl : vl));
+                     yo ? yo + oy0 * row + v * vl * cout + co0 : NULL, row, cout, (int)nr,
+                     (int)(ow - v * vl < vl ? ow - v * vl : vl), inkernel ? act : 0,
+                     inkernel && yp ? yp + (oy0 / 2) * prow + (v * vl / 2) * cout + co0
+                                    : NULL,
+                     prow);
         }
         co0 += CO;
     }
-    FC_FN(fc_act_pool_image)(yo, oh, ow, cout, act,
-                             yp != NULL ? yp + n * (oh / 2) * prow : NULL);
+    if (!inkernel)
+        FC_FN(fc_act_pool_image)(yo, oh, ow, cout, act, yp);
 }
 
 /* Weight gradient of images [n_lo, n_hi), accumulated into part (kg, coutp): rows

@@ -201,12 +201,6 @@ typedef fc_kwf_d fc_kwf_t_d;
 typedef fc_kwg_f fc_kwg_t_f;
 typedef fc_kwg_d fc_kwg_t_d;
 
-/* The activation a forward pass may apply to its output (the wide kernels take all
- * three; the others a flag for ReLU).  tanh: fc_tanh1_f in float32 (the compiled tanh of
- * fastconv.activations); the double instance exists but Python never asks for it. */
-#define FC_ACT_NONE 0
-#define FC_ACT_RELU 1
-#define FC_ACT_TANH 2
 #if defined(__GNUC__) || defined(__clang__)
 #define FC_RESTRICT __restrict__
 #elif defined(_MSC_VER)

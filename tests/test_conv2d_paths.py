@@ -357,6 +357,7 @@ def test_forward_with_average_pool_is_the_pool_of_the_forward(isa, dtype, act):
     cases = [((3, 32, 32, 1), (5, 5, 1, 6), "valid"),   # LeNet-5's C1 + S2
              ((2, 14, 14, 6), (5, 5, 6, 16), "valid"),  # C3 + S4
              ((3, 11, 21, 2), (3, 3, 2, 6), "same"),    # odd rows and columns
+             ((2, 12, 40, 2), (3, 3, 2, 4), "same"),    # wide, blocks of 5 rows (AVX-512)
              ((2, 9, 10, 5), (3, 3, 5, 40), "same"),    # pixel rows
              ((2, 7, 9, 32), (3, 3, 32, 3), "same")]    # narrow: not fused
     fused = 0
