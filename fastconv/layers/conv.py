@@ -197,12 +197,16 @@ class Conv2D(Layer):
             gw = conv2d_grad_weight(grad, x, kernel.shape, **self._op_args())
             if self.use_bias:
                 gb = conv2d_grad_bias(grad, data_format=self.data_format)
+        self._store_gradients(gw, gb)
+        return gx
+
+    def _store_gradients(self, gw, gb):
+        """Keep the op's weight gradient (in the layer's kernel layout) and the bias's."""
         if not self._last:
             gw = np.ascontiguousarray(gw.transpose(2, 3, 1, 0))
         self._grads["kernel"] = gw
         if self.use_bias:
             self._grads["bias"] = gb
-        return gx
 
     def _backward_from_avg_tanh(self, grad_pooled):
         """This tanh layer's parameter gradients (no input gradient) from the output
@@ -218,12 +222,7 @@ class Conv2D(Layer):
                                           self.use_bias)
         if out is None:
             return False
-        gw, gb = out
-        if not self._last:
-            gw = np.ascontiguousarray(gw.transpose(2, 3, 1, 0))
-        self._grads["kernel"] = gw
-        if self.use_bias:
-            self._grads["bias"] = gb
+        self._store_gradients(*out)
         return True
 
     def get_config(self):
