@@ -285,7 +285,7 @@ typedef struct {
         }                                                                               \
     }
 
-#define FC_KNR(NAME, ATTR, T, VEC, ZERO, LOAD, FMA, HSUM, MR, VL)                        \
+#define FC_KNR(NAME, ATTR, T, VEC, ZERO, LOAD, FMA, HSUM4, MR, VL)                       \
     ATTR static void NAME(ptrdiff_t nseg, ptrdiff_t C, const ptrdiff_t *sega,          \
                           const T *xa, const ptrdiff_t *off, const T *W, T *y,          \
                           ptrdiff_t ldy)                                                \
@@ -313,8 +313,18 @@ typedef struct {
             }                                                                           \
         }                                                                               \
         for (i = 0; i < MR; i++)                                                        \
-            for (o = 0; o < FC_NO; o++)                                                 \
-                y[i * ldy + o] = HSUM(acc[i][o]);                                       \
+            HSUM4(y + i * ldy, acc[i]);                                                 \
+    }
+/* HSUM4(dst, v): dst[o] = the sum of v[o]'s lanes, o < FC_NO = 4.  The generic one adds
+ * each vector on its own (HSUM); fc_hsum4_avx512_f / _avx2_f add the four together, a
+ * transpose-and-add tree (measured, cifar.c1's input gradient at batch 128 on the
+ * narrow kernel: 2.48 -> 2.30 ms). */
+#define FC_HSUM4_EACH(NAME, ATTR, T, VEC, HSUM)                                          \
+    ATTR static inline FC_ALWAYS_INLINE void NAME(T *dst, const VEC *v)                  \
+    {                                                                                   \
+        int o;                                                                          \
+        for (o = 0; o < FC_NO; o++)                                                     \
+            dst[o] = HSUM(v[o]);                                                        \
     }
 
 /* The pixel-row kernel for any ISA: MR rows x NV vectors of VL lanes, accumulators in
@@ -467,9 +477,12 @@ FC_PORTABLE_KIA(fc_kia_portable_d, double)
 #define FC_S_FMA(a, b, c) ((c) + (a) * (b))
 #define FC_S_ADD(a, b) ((a) + (b))
 #define FC_S_HSUM(v) (v)
-FC_KNR(fc_knr_portable_f, , float, float, FC_S_ZERO, FC_S_LOAD, FC_S_FMA, FC_S_HSUM, 4, 1)
-FC_KNR(fc_knr_portable_d, , double, double, FC_S_ZERO, FC_S_LOAD, FC_S_FMA, FC_S_HSUM, 4,
-       1)
+FC_HSUM4_EACH(fc_hsum4_portable_f, , float, float, FC_S_HSUM)
+FC_HSUM4_EACH(fc_hsum4_portable_d, , double, double, FC_S_HSUM)
+FC_KNR(fc_knr_portable_f, , float, float, FC_S_ZERO, FC_S_LOAD, FC_S_FMA,
+       fc_hsum4_portable_f, 4, 1)
+FC_KNR(fc_knr_portable_d, , double, double, FC_S_ZERO, FC_S_LOAD, FC_S_FMA,
+       fc_hsum4_portable_d, 4, 1)
 FC_KPX(fc_kpx_portable_f, , float, float, FC_S_ZERO, FC_S_LOAD, FC_S_STORE, FC_S_SET1,
        FC_S_FMA, FC_S_ADD, 4, 8, 1)
 FC_KPX(fc_kpx_portable_d, , double, double, FC_S_ZERO, FC_S_LOAD, FC_S_STORE, FC_S_SET1,
@@ -602,10 +615,27 @@ FC_AVX512_KIA(fc_kia_avx512_d, double, pd, __m512d, 8)
 
 /* 12 pixels x 32 channels (float) / 12 x 16 (double): 24 accumulators, 12 broadcasts
  * and 2 loads per 24 FMAs. */
+FC_TARGET_AVX512 static inline FC_ALWAYS_INLINE void fc_hsum4_avx512_f(float *dst,
+                                                                       const __m512 *v)
+{
+    /* per 128-bit lane: pairs, then quads, of v[0..3] side by side; then the 4 lanes */
+    const __m512 t01 = _mm512_add_ps(_mm512_unpacklo_ps(v[0], v[1]),
+                                     _mm512_unpackhi_ps(v[0], v[1]));
+    const __m512 t23 = _mm512_add_ps(_mm512_unpacklo_ps(v[2], v[3]),
+                                     _mm512_unpackhi_ps(v[2], v[3]));
+    const __m512 u = _mm512_add_ps(
+        _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t01), _mm512_castps_pd(t23))),
+        _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t01), _mm512_castps_pd(t23))));
+    const __m256 h = _mm256_add_ps(
+        _mm512_castps512_ps256(u),
+        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(u), 1)));
+    _mm_storeu_ps(dst, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+}
+FC_HSUM4_EACH(fc_hsum4_avx512_d, FC_TARGET_AVX512, double, __m512d, _mm512_reduce_add_pd)
 FC_KNR(fc_knr_avx512_f, FC_TARGET_AVX512, float, __m512, _mm512_setzero_ps(),
-       _mm512_loadu_ps, _mm512_fmadd_ps, _mm512_reduce_add_ps, 6, 16)
+       _mm512_loadu_ps, _mm512_fmadd_ps, fc_hsum4_avx512_f, 6, 16)
 FC_KNR(fc_knr_avx512_d, FC_TARGET_AVX512, double, __m512d, _mm512_setzero_pd(),
-       _mm512_loadu_pd, _mm512_fmadd_pd, _mm512_reduce_add_pd, 6, 8)
+       _mm512_loadu_pd, _mm512_fmadd_pd, fc_hsum4_avx512_d, 6, 8)
 FC_KPX(fc_kpx_avx512_f, FC_TARGET_AVX512, float, __m512, _mm512_setzero_ps(),
        _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,
        12, 2, 16)
@@ -887,10 +917,23 @@ FC_TARGET_AVX2 static inline double fc_hsum256_d(__m256d v)
     h = _mm_add_sd(h, _mm_unpackhi_pd(h, h));
     return _mm_cvtsd_f64(h);
 }
+FC_TARGET_AVX2 static inline FC_ALWAYS_INLINE void fc_hsum4_avx2_f(float *dst,
+                                                                   const __m256 *v)
+{
+    const __m256 t01 = _mm256_add_ps(_mm256_unpacklo_ps(v[0], v[1]),
+                                     _mm256_unpackhi_ps(v[0], v[1]));
+    const __m256 t23 = _mm256_add_ps(_mm256_unpacklo_ps(v[2], v[3]),
+                                     _mm256_unpackhi_ps(v[2], v[3]));
+    const __m256 u = _mm256_add_ps(
+        _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t01), _mm256_castps_pd(t23))),
+        _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t01), _mm256_castps_pd(t23))));
+    _mm_storeu_ps(dst, _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1)));
+}
+FC_HSUM4_EACH(fc_hsum4_avx2_d, FC_TARGET_AVX2, double, __m256d, fc_hsum256_d)
 FC_KNR(fc_knr_avx2_f, FC_TARGET_AVX2, float, __m256, _mm256_setzero_ps(), _mm256_loadu_ps,
-       _mm256_fmadd_ps, fc_hsum256_f, 4, 8)
+       _mm256_fmadd_ps, fc_hsum4_avx2_f, 4, 8)
 FC_KNR(fc_knr_avx2_d, FC_TARGET_AVX2, double, __m256d, _mm256_setzero_pd(),
-       _mm256_loadu_pd, _mm256_fmadd_pd, fc_hsum256_d, 4, 4)
+       _mm256_loadu_pd, _mm256_fmadd_pd, fc_hsum4_avx2_d, 4, 4)
 FC_KPX(fc_kpx_avx2_f, FC_TARGET_AVX2, float, __m256, _mm256_setzero_ps(),
        _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps,
        6, 2, 8)
