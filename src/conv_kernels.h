@@ -337,25 +337,32 @@ typedef struct {
         T *C, ptrdiff_t ldc, int accumulate)                                           \
     {                                                                                  \
         VEC acc[MR][NV];                                                               \
-        const T *a[MR];                                                                \
+        ptrdiff_t d[MR];                                                               \
         ptrdiff_t s, p;                                                                \
         int i, v;                                                                      \
         for (i = 0; i < MR; i++)                                                       \
             for (v = 0; v < NV; v++)                                                   \
                 acc[i][v] = ZERO;                                                      \
+        /* row i read at a0 + d[i] (d[0] = 0): one moving pointer and MR - 1 constant \
+         * offsets, which (with a count-down loop) fit in the general registers, where \
+         * MR row pointers spilled to the stack (measured, batch 128: LeNet-5's C3     \
+         * weight gradient on the half-width tile 0.38 -> 0.33 ms, cifar.c1's 1.36 ->  \
+         * 1.26; the forward's contiguous case unchanged) */                           \
+        for (i = 0; i < MR; i++)                                                       \
+            d[i] = off[i] - off[0];                                                    \
         for (s = 0; s < nseg; s++) {                                                   \
             const T *b = B + segb[s];                                                  \
-            for (i = 0; i < MR; i++)                                                   \
-                a[i] = xa + off[i] + sega[s];                                          \
-            for (p = 0; p < len; p++) {                                                \
+            const T *a0 = xa + off[0] + sega[s];                                       \
+            for (p = len; p > 0; p--) {                                                \
                 VEC bv[NV];                                                            \
                 for (v = 0; v < NV; v++)                                               \
                     bv[v] = LOAD(b + v * VL);                                          \
                 for (i = 0; i < MR; i++) {                                             \
-                    const VEC av = SET1(a[i][p * as]);                                 \
+                    const VEC av = SET1(i == 0 ? a0[0] : a0[d[i]]);                    \
                     for (v = 0; v < NV; v++)                                           \
                         acc[i][v] = FMA(av, bv[v], acc[i][v]);                         \
                 }                                                                      \
+                a0 += as;                                                              \
                 b += bs;                                                               \
             }                                                                          \
         }                                                                              \
