@@ -535,12 +535,13 @@ def _forward_kernels(g, x, w, bias, dtype, relu, tanh):
     return y, False
 
 
-def _pool_fusable(g, x, dtype, path):
-    """Whether a 2x2/2 pool can be fused into g's forward on the kernels of path (see
-    _forward_path): a pooled output of at least one pixel, a non-empty input, and
-    not a dense convolution."""
-    return (g.oh >= 2 and g.ow >= 2 and not _is_dense(g) and x.size != 0 and
-            _forward_path(g, dtype) == path)
+def _pool_path(g, x, dtype):
+    """The kernels g's forward runs on (_forward_path) where a 2x2/2 pool could be fused
+    into it -- a pooled output of at least one pixel, a non-empty input, not a dense
+    convolution -- else None."""
+    if g.oh >= 2 and g.ow >= 2 and not _is_dense(g) and x.size != 0:
+        return _forward_path(g, dtype)
+    return None
 
 
 def _forward_avg_pooled(g, x, weight, bias, dtype, relu=False, tanh=False, keep=False):
@@ -553,15 +554,13 @@ def _forward_avg_pooled(g, x, weight, bias, dtype, relu=False, tanh=False, keep=
     output rows as they are written (training, where the backward pass needs the
     activations).  None where g runs on neither (or tanh is asked in float64, which they
     do not fuse)."""
-    if tanh and dtype != np.float32:
-        return None
-    wide = _pool_fusable(g, x, dtype, "wide")
-    if not (wide or _pool_fusable(g, x, dtype, "pixel")):
+    path = None if tanh and dtype != np.float32 else _pool_path(g, x, dtype)
+    if path not in ("wide", "pixel"):
         return None
     pooled = _arena.empty((g.n, g.oh // 2, g.ow // 2, g.c_out), dtype)
     y = _arena.empty(g.y_shape, dtype) if keep else None
     out, yq = (pooled, None) if y is None else (y, pooled)
-    if wide:
+    if path == "wide":
         w = np.ascontiguousarray(_weight_oihw(g, weight)).reshape(g.c_out, -1)
         _ext.conv2d.wide_forward(x.reshape(-1), w, bias, out.reshape(-1), _geom(g), relu,
                                  tanh, y is None, None if yq is None else yq.reshape(-1))
@@ -581,13 +580,14 @@ def _forward_max_pooled(g, x, weight, bias, dtype, relu=False):
     output tile holds whole pooling windows, pooled as the tile is written; on the
     pixel-row kernels each image is pooled from a per-thread copy of its output while it
     is in cache.  None where g runs on neither."""
-    if _pool_fusable(g, x, dtype, "winograd"):
+    path = _pool_path(g, x, dtype)
+    if path == "winograd":
         pooled = _arena.empty((g.n, g.oh // 2, g.ow // 2, g.c_out), dtype)
         _ext.conv2d.winograd_forward(x.reshape(-1), _winograd_weights(_weight_oihw(
             g, weight)), bias, pooled.reshape(-1), _geom(g), _winograd_block(), relu, True,
             _WINOGRAD_TILE)
         return pooled
-    if not _pool_fusable(g, x, dtype, "pixel"):
+    if path != "pixel":
         return None
     half = _pixel_half(g, dtype)
     pooled = _arena.empty((g.n, g.oh // 2, g.ow // 2, g.c_out), dtype)
@@ -659,6 +659,19 @@ def _images_per_partial(g, itemsize):
     return int(max(1, min(want, _CHUNK_BYTES // per_image, g.n)))
 
 
+def _grad_weight_path(g, dtype):
+    """The kernels the weight gradient of g (not dense, not empty) runs on: "winograd",
+    "wide", "pixel" (the pixel-row tiles; their half-width tile stays ahead of the wide
+    kernels), or "other" (shifted or packed)."""
+    if _winograd_ok(g, dtype):
+        return "winograd"
+    pixel_rows = _pixel_rows_ok(g, dtype)
+    if not (pixel_rows and _pixel_half(g, dtype)) and _wide_ok(g, dtype,
+                                                              _pixel_cols(g, dtype)):
+        return "wide"
+    return "pixel" if pixel_rows else "other"
+
+
 def _grad_weight(g, grad_y, x, dtype, with_bias):
     """(grad_weight in the weight's layout, grad_bias or None)."""
     if _dense_blas(g):
@@ -691,18 +704,16 @@ def _grad_weight(g, grad_y, x, dtype, with_bias):
     # grad_y (measured, batch 128, weight and bias gradients: CIFAR-10's first layer
     # 1.67 -> 1.59 ms, LeNet-5's C1 0.67 -> 0.54, C3 0.42 -> 0.38; no gain on the
     # Winograd path).
-    winograd = _winograd_ok(g, dtype)
-    pixel_rows = not winograd and _pixel_rows_ok(g, dtype)
-    half = pixel_rows and _pixel_half(g, dtype)
-    wide = not winograd and not half and _wide_ok(g, dtype, _pixel_cols(g, dtype))
+    path = _grad_weight_path(g, dtype)
     bsum = np.zeros((nig, g.c_out)) if with_bias else None
-    if bsum is not None and not (wide or pixel_rows):  # (paths that do not take bsum)
+    if bsum is not None and path not in ("wide", "pixel"):  # (paths that take no bsum)
         _ext.conv2d.grad_bias(grad_y.reshape(-1), bsum.reshape(-1), _geom(g), n_per)
-    if winograd:
+    if path == "winograd":
         return _winograd_grad_weight(g, grad_y, x, dtype), _bias_total(bsum, dtype)
-    if wide:
+    if path == "wide":
         return _wide_grad_weight(g, grad_y, x, dtype, n_per, bsum)
-    if pixel_rows:
+    if path == "pixel":
+        half = _pixel_half(g, dtype)
         mr, nr = _pixel_tile(dtype, half)
         part = np.zeros((nig, -(-g.k_group // mr) * mr, -(-g.c_out // nr) * nr), dtype)
         _ext.conv2d.px_grad_weight(x.reshape(-1), grad_y.reshape(-1), part.reshape(-1),
@@ -765,8 +776,7 @@ def _grad_weight_avg_tanh(g, grad_pooled, x, a, dtype, with_bias):
             a.dtype == grad_pooled.dtype == dtype and a.flags.c_contiguous and
             grad_pooled.flags.c_contiguous and not _is_dense(g)):
         return None
-    if (_winograd_ok(g, dtype) or (_pixel_rows_ok(g, dtype) and _pixel_half(g, dtype)) or
-            not _wide_ok(g, dtype, _pixel_cols(g, dtype))):
+    if _grad_weight_path(g, dtype) != "wide":
         return None
     n_per = _images_per_partial(g, np.dtype(dtype).itemsize)
     bsum = np.zeros((-(-g.n // n_per), g.c_out)) if with_bias else None

@@ -622,17 +622,25 @@ FC_AVX512_KIA(fc_kia_avx512_d, double, pd, __m512d, 8)
 
 /* 12 pixels x 32 channels (float) / 12 x 16 (double): 24 accumulators, 12 broadcasts
  * and 2 loads per 24 FMAs. */
+/* FC_HSUM4_LANES(NAME, ...): u = NAME(v) holds, in each 128-bit lane, the sums of
+ * that lane of v[0], v[1], v[2], v[3] side by side (pairs added, then quads); the
+ * hsum4 functions then add the lanes.  One instance per vector width. */
+#define FC_HSUM4_LANES(NAME, ATTR, VEC, ADD, UNPACKLO, UNPACKHI, UNPACKLO_PD, UNPACKHI_PD, \
+                       CASTPD, CASTPS)                                                   \
+    ATTR static inline FC_ALWAYS_INLINE VEC NAME(const VEC *v)                           \
+    {                                                                                    \
+        const VEC t01 = ADD(UNPACKLO(v[0], v[1]), UNPACKHI(v[0], v[1]));                 \
+        const VEC t23 = ADD(UNPACKLO(v[2], v[3]), UNPACKHI(v[2], v[3]));                 \
+        return ADD(CASTPS(UNPACKLO_PD(CASTPD(t01), CASTPD(t23))),                        \
+                   CASTPS(UNPACKHI_PD(CASTPD(t01), CASTPD(t23))));                       \
+    }
+FC_HSUM4_LANES(fc_hsum4_lanes512, FC_TARGET_AVX512, __m512, _mm512_add_ps,
+               _mm512_unpacklo_ps, _mm512_unpackhi_ps, _mm512_unpacklo_pd,
+               _mm512_unpackhi_pd, _mm512_castps_pd, _mm512_castpd_ps)
 FC_TARGET_AVX512 static inline FC_ALWAYS_INLINE void fc_hsum4_avx512_f(float *dst,
                                                                        const __m512 *v)
 {
-    /* per 128-bit lane: pairs, then quads, of v[0..3] side by side; then the 4 lanes */
-    const __m512 t01 = _mm512_add_ps(_mm512_unpacklo_ps(v[0], v[1]),
-                                     _mm512_unpackhi_ps(v[0], v[1]));
-    const __m512 t23 = _mm512_add_ps(_mm512_unpacklo_ps(v[2], v[3]),
-                                     _mm512_unpackhi_ps(v[2], v[3]));
-    const __m512 u = _mm512_add_ps(
-        _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t01), _mm512_castps_pd(t23))),
-        _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t01), _mm512_castps_pd(t23))));
+    const __m512 u = fc_hsum4_lanes512(v);
     const __m256 h = _mm256_add_ps(
         _mm512_castps512_ps256(u),
         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(u), 1)));
@@ -924,16 +932,13 @@ FC_TARGET_AVX2 static inline double fc_hsum256_d(__m256d v)
     h = _mm_add_sd(h, _mm_unpackhi_pd(h, h));
     return _mm_cvtsd_f64(h);
 }
+FC_HSUM4_LANES(fc_hsum4_lanes256, FC_TARGET_AVX2, __m256, _mm256_add_ps,
+               _mm256_unpacklo_ps, _mm256_unpackhi_ps, _mm256_unpacklo_pd,
+               _mm256_unpackhi_pd, _mm256_castps_pd, _mm256_castpd_ps)
 FC_TARGET_AVX2 static inline FC_ALWAYS_INLINE void fc_hsum4_avx2_f(float *dst,
                                                                    const __m256 *v)
 {
-    const __m256 t01 = _mm256_add_ps(_mm256_unpacklo_ps(v[0], v[1]),
-                                     _mm256_unpackhi_ps(v[0], v[1]));
-    const __m256 t23 = _mm256_add_ps(_mm256_unpacklo_ps(v[2], v[3]),
-                                     _mm256_unpackhi_ps(v[2], v[3]));
-    const __m256 u = _mm256_add_ps(
-        _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t01), _mm256_castps_pd(t23))),
-        _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t01), _mm256_castps_pd(t23))));
+    const __m256 u = fc_hsum4_lanes256(v);
     _mm_storeu_ps(dst, _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1)));
 }
 FC_HSUM4_EACH(fc_hsum4_avx2_d, FC_TARGET_AVX2, double, __m256d, fc_hsum256_d)
