@@ -68,6 +68,12 @@ cdef extern from "conv_kernels_all.h" nogil:
                               const Py_ssize_t *nl, const double *xa, Py_ssize_t dx,
                               const double *ga, Py_ssize_t ldg, double *out,
                               Py_ssize_t ldo)
+    ctypedef void (*fc_kwo_f)(const float *m, Py_ssize_t ms, const float *bias, float *y,
+                              Py_ssize_t rs, Py_ssize_t cs, Py_ssize_t cols, int nrow,
+                              int ncol, int relu, int pool)
+    ctypedef void (*fc_kwo_d)(const double *m, Py_ssize_t ms, const double *bias,
+                              double *y, Py_ssize_t rs, Py_ssize_t cs, Py_ssize_t cols,
+                              int nrow, int ncol, int relu, int pool)
     ctypedef struct fc_isa:
         int id
         const char *name
@@ -94,6 +100,7 @@ cdef extern from "conv_kernels_all.h" nogil:
         fc_kwf_d kwf_d[FC_WCO]
         fc_kwg_f kwg_f[FC_WKJ]
         fc_kwg_d kwg_d[FC_WKJ]
+        fc_kwo_f wg4o_f
     enum: FC_NO
     enum: FC_ACT_NONE, FC_ACT_RELU, FC_ACT_TANH
     ctypedef struct fc_conv:
@@ -243,13 +250,13 @@ cdef extern from "conv_kernels_all.h" nogil:
     void fc_wg_forward_block_f(const fc_conv *g, fc_kpx_f kpx, int tile, const float *x,
                                const float *zero, const float *u, const float *bias,
                                float *y, Py_ssize_t t0, Py_ssize_t cnt, Py_ssize_t th,
-                               Py_ssize_t tw, int relu, int pool, float *v, float *m,
-                               Py_ssize_t *off)
+                               Py_ssize_t tw, int relu, int pool, fc_kwo_f wo, float *v,
+                               float *m, Py_ssize_t *off)
     void fc_wg_forward_block_d(const fc_conv *g, fc_kpx_d kpx, int tile, const double *x,
                                const double *zero, const double *u, const double *bias,
                                double *y, Py_ssize_t t0, Py_ssize_t cnt, Py_ssize_t th,
-                               Py_ssize_t tw, int relu, int pool, double *v, double *m,
-                               Py_ssize_t *off)
+                               Py_ssize_t tw, int relu, int pool, fc_kwo_d wo, double *v,
+                               double *m, Py_ssize_t *off)
     void fc_wg_grad_weight_block_f(const fc_conv *g, fc_kpx_f kpx, int tile,
                                    const float *x,
                                    const float *gy, const float *zero, float *part,
@@ -1094,10 +1101,10 @@ def winograd_forward(const floating[::1] x, const floating[::1] u,
                 cnt = total - t0 if total - t0 < block else block
                 if floating is float:
                     fc_wg_forward_block_f(&g, kf, tile, px, zero, pu, bp_bias, py, t0,
-                                          cnt, th, tw, relu, pool, v, m, off)
+                                          cnt, th, tw, relu, pool, _isa.wg4o_f, v, m, off)
                 else:
                     fc_wg_forward_block_d(&g, kd, tile, px, zero, pu, bp_bias, py, t0,
-                                          cnt, th, tw, relu, pool, v, m, off)
+                                          cnt, th, tw, relu, pool, NULL, v, m, off)
         fc_free(v)
         fc_free(m)
         fc_free(off)

@@ -1268,7 +1268,8 @@ FC_CLONES static void FC_FN(fc_wg4_input)(const fc_conv *g, const FC_T *x,
  * [co0, co0 + cols), as fc_wg_output for 4x4 tiles; with pool, each tile holds 2x2
  * pooling windows, y the pooled output (N, oh / 2, ow / 2, C_out), th x tw tiles
  * covering it.  (Named temporaries, no arrays, so that the loop over channels
- * vectorises: with arrays GCC kept them in memory, 27% of a forward.) */
+ * vectorises: with arrays GCC kept them in memory, 27% of a forward.)  wo: the ISA's
+ * kernel for one tile (fc_kwo_f, the same bits), which then does every tile, or NULL. */
 #define FC_WG4_MCOL(k)                                                                   \
     FC_T s0##k, s1##k, s2##k, s3##k;                                                     \
     FC_WG4_AT(mi[(k) * ms + j], mi[(6 + (k)) * ms + j], mi[(12 + (k)) * ms + j],         \
@@ -1290,7 +1291,7 @@ FC_CLONES static void FC_FN(fc_wg4_output)(const fc_conv *g, const FC_T *m, ptrd
                                            ptrdiff_t ldm, const FC_T *bias, FC_T *y,
                                            ptrdiff_t t0, ptrdiff_t cnt, ptrdiff_t th,
                                            ptrdiff_t tw, ptrdiff_t co0, ptrdiff_t cols,
-                                           int relu, int pool)
+                                           int relu, int pool, FC_FN(fc_kwo_t) wo)
 {
     const ptrdiff_t CO = g->cout, tpi = th * tw;
     const ptrdiff_t oh = pool ? g->oh / 2 : g->oh, ow = pool ? g->ow / 2 : g->ow;
@@ -1302,6 +1303,11 @@ FC_CLONES static void FC_FN(fc_wg4_output)(const fc_conv *g, const FC_T *m, ptrd
         const ptrdiff_t colsx = ow - step * tx < step ? ow - step * tx : step;
         const FC_T *FC_RESTRICT mi = m + i * ldm;
         FC_T *FC_RESTRICT yt = y + ((n * oh + step * ty) * ow + step * tx) * CO + co0;
+        if (wo) {
+            wo(mi, ms, bias ? bias + co0 : NULL, yt, ow * CO, CO, cols, (int)rows,
+               (int)colsx, relu, pool);
+            continue;
+        }
         FC_OMP_SIMD
         for (j = 0; j < cols; j++) {
             const FC_T b = bias ? bias[co0 + j] : (FC_T)0;
@@ -1488,13 +1494,13 @@ FC_CLONES static void FC_FN(fc_wg_grad_weights)(const FC_T *du, ptrdiff_t cpad,
 /* Forward of tiles [t0, t0 + cnt) (cnt <= the block the scratch was sized for) of
  * F(tile x tile, 3x3), tile 2 or 4, E = (tile + 2)^2 entries.  u: U packed (E,
  * ceil(C_out/nr), C, nr), zero past C_out.  Scratch: v E * cnt * C, m E * mr * nr, off
- * mr entries. */
+ * mr entries.  wo: as fc_wg4_output's (tile 4). */
 static void FC_FN(fc_wg_forward_block)(const fc_conv *g, FC_FN(fc_kpx_t) kpx, int tile,
                                        const FC_T *x, const FC_T *zero, const FC_T *u,
                                        const FC_T *bias, FC_T *y, ptrdiff_t t0,
                                        ptrdiff_t cnt, ptrdiff_t th, ptrdiff_t tw,
-                                       int relu, int pool, FC_T *v, FC_T *m,
-                                       ptrdiff_t *off)
+                                       int relu, int pool, FC_FN(fc_kwo_t) wo, FC_T *v,
+                                       FC_T *m, ptrdiff_t *off)
 {
     const ptrdiff_t mr = g->mr, nr = g->nr, C = g->c, es = cnt * C;
     const ptrdiff_t ncb = (g->cout + nr - 1) / nr, zero_seg = 0;
@@ -1517,7 +1523,7 @@ static void FC_FN(fc_wg_forward_block)(const fc_conv *g, FC_FN(fc_kpx_t) kpx, in
                     u + (e * ncb + cb) * C * nr, nr, m + e * mr * nr, nr, 0);
             if (tile == 4)
                 FC_FN(fc_wg4_output)(g, m, mr * nr, nr, bias, y, t0 + q0, qn, th, tw, co0,
-                                     cols, relu, pool);
+                                     cols, relu, pool, wo);
             else
                 FC_FN(fc_wg_output)(g, m, mr * nr, nr, bias, y, t0 + q0, qn, th, tw, co0,
                                     cols, relu, pool);

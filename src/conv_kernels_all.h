@@ -200,6 +200,8 @@ typedef fc_kwf_f fc_kwf_t_f;
 typedef fc_kwf_d fc_kwf_t_d;
 typedef fc_kwg_f fc_kwg_t_f;
 typedef fc_kwg_d fc_kwg_t_d;
+typedef fc_kwo_f fc_kwo_t_f;
+typedef fc_kwo_d fc_kwo_t_d;
 
 #if defined(__GNUC__) || defined(__clang__)
 #define FC_RESTRICT __restrict__

@@ -639,6 +639,41 @@ def test_winograd_forward_with_max_pool_is_the_pool_of_the_forward(isa, winograd
         np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
+@pytest.mark.skipif("avx512" not in AVAILABLE_ISAS, reason="needs AVX-512")
+@pytest.mark.parametrize("x_shape, c_out, padding", [
+    ((2, 15, 15, 32), 64, "same"),   # CIFAR-10's c3: partial last tile row and column
+    ((3, 13, 11, 16), 20, "valid"),  # 11x9 output; a masked vector of 4 channels
+    ((2, 16, 16, 16), 40, "same"),   # whole tiles; 32 + 8 channels
+])
+def test_winograd_tile_output_kernel_gives_the_loops_bits(x_shape, c_out, padding):
+    """F(4x4)'s AVX-512 output transform (fc_wg4o_avx512_f, whole and partial tiles,
+    ReLU, the fused max pool, channel counts that are not whole vectors, NaN) gives the
+    bits of fc_wg4_output's loop, which the AVX2 ISA runs: the two ISAs' pixel-row
+    kernels add each product in the same order, so their M is the same."""
+    assert conv._WINOGRAD_TILE == 4
+    rng = np.random.default_rng(31)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal((3, 3, x_shape[-1], c_out)).astype(np.float32)
+    b = rng.standard_normal(c_out).astype(np.float32)
+    x[0, 5, 6, 1] = np.nan
+    g = conv._geometry(x.shape, w.shape, 1, padding, 1, 1, "channels_last")
+    before = _ext.conv2d.isa()
+    got = {}
+    try:
+        for name in ("avx2", "avx512"):
+            _ext.conv2d.set_isa(name)
+            assert conv._forward_path(g, np.float32) == "winograd"
+            got[name] = [conv._conv2d(x, w, b, 1, padding, 1, 1, "channels_last",
+                                      relu=relu) for relu in (False, True)]
+            got[name] += [conv._forward_max_pooled(g, x, w, b, np.float32, relu=relu)
+                          for relu in (False, True)]
+    finally:
+        _ext.conv2d.set_isa(before)
+    for a, k in zip(got["avx2"], got["avx512"]):
+        assert np.isnan(a).any() and not np.isnan(a).all()
+        np.testing.assert_array_equal(k.view(np.uint32), a.view(np.uint32))
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_dense_forward_on_the_pixel_row_kernel(isa, dtype):
     """_ext.conv2d.dense_forward (the Dense layer's and dense convolutions' products):
