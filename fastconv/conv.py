@@ -287,8 +287,17 @@ def _dense_weight(g, weight):
 # input gradient / weight gradient, F(2x2) -> F(4x4): CIFAR-10's c2 5.7 / 7.0 / 6.0 ->
 # 3.9 / 4.0 / 4.2, c3 2.7 / 2.8 / 3.2 -> 2.3 / 2.2 / 3.0, c4 3.8 / 5.1 / 4.8 -> 3.6 /
 # 3.7 / 4.6 (its 13x13 output fills 4x4 tiles worst); more in docs/performance.md.
+# The gradients take F(5x5, 3x3) where its tiles fit the output better (1.96 products
+# per pixel; errors about 3e-5 of the output's scale against F(4x4)'s 1e-5).
 _WINOGRAD = True
-_WINOGRAD_TILE = 4  # output tile side: 4 for F(4x4, 3x3), 2 for F(2x2, 3x3)
+# Output tile side of the forward: 4 for F(4x4, 3x3), 2 for F(2x2, 3x3).  The forward
+# stays on F(4x4), whose tiles hold whole 2x2 windows: the fused max pool of predict
+# (_forward_max_pooled) runs on the same tiles as the layer's forward, so the two give
+# the same bits.  (F(5x5) would take 0.87x the time of CIFAR-10's c3 forward.)
+_WINOGRAD_TILE = 4
+# Output tile side of the input and weight gradients: None picks F(4x4) or F(5x5) per
+# output size (_winograd_grad_tile); 2, 4 or 5 forces one.
+_WINOGRAD_GRAD_TILE = None
 # Measured (batch 64, 32x32, 'same', ms, forward / input gradient / weight gradient,
 # direct -> Winograd): 16 -> 16 channels 2.03 / 2.05 / 1.87 -> 1.32 / 1.32 / 1.78,
 # 12 -> 32 1.85 / 3.19 / 1.94 -> 1.71 / 2.46 / 1.42; 8 -> 32 and 32 -> 8 about even,
@@ -459,17 +468,33 @@ def _winograd_ok(g, dtype):
             min(g.c_in, g.c_out) >= _WINOGRAD_MIN_CHANNELS)
 
 
-def _winograd_weights(w):
-    """U = G g G^T of w (C_out, C_in, 3, 3), packed for _ext.conv2d.winograd_forward."""
+def _winograd_grad_tile(oh, ow):
+    """The Winograd tile side of a gradient pass whose output (grad_x for the input
+    gradient, the tiles of grad_y for the weight gradient) is oh x ow: F(5x5) where its
+    tiles hold fewer transformed values (tiles * (tile + 2)^2: the products, and the
+    transforms' traffic) than F(4x4)'s, else F(4x4).  CIFAR-10's 30x30, 15x15 and 13x13
+    take F(5x5) (0.77x F(4x4)'s values each), its 32x32 input gradient F(4x4).
+    (Measured, batch 128, ms, F(4x4) -> F(5x5), input gradient / weight and bias
+    gradients: c2 - / 4.45 -> 3.73, c3 1.54 -> 1.33 / 2.06 -> 1.86, c4 2.81 -> 2.49 /
+    3.92 -> 3.39.)  _WINOGRAD_GRAD_TILE, where set, overrides."""
+    if _WINOGRAD_GRAD_TILE is not None:
+        return _WINOGRAD_GRAD_TILE
+    if _WINOGRAD_TILE != 4:  # (F(2x2) forced for the tests: every pass on it)
+        return _WINOGRAD_TILE
+
+    def values(t):
+        return -(-oh // t) * -(-ow // t) * (t + 2) ** 2
+    return 5 if values(5) < values(4) else 4
+
+
+def _winograd_weights(w, tile):
+    """U = G g G^T of w (C_out, C_in, 3, 3) for F(tile x tile, 3x3), packed for
+    _ext.conv2d.winograd_forward."""
     nr = _ext.conv2d.winograd_tile()[1]
-    u = _aligned_empty(_winograd_entries() * -(-w.shape[0] // nr) * w.shape[1] * nr,
+    u = _aligned_empty((tile + 2) ** 2 * -(-w.shape[0] // nr) * w.shape[1] * nr,
                        w.dtype)  # (every element written)
-    _ext.conv2d.winograd_weights(w, u, _WINOGRAD_TILE)
+    _ext.conv2d.winograd_weights(w, u, tile)
     return u
-
-
-def _winograd_entries():
-    return (_WINOGRAD_TILE + 2) ** 2
 
 
 def _winograd_block():
@@ -477,11 +502,13 @@ def _winograd_block():
     return -(-_WINOGRAD_BLOCK // mr) * mr
 
 
-def _forward_oihw(g, x, w, bias, dtype, relu=False, tanh=False):
+def _forward_oihw(g, x, w, bias, dtype, relu=False, tanh=False, winograd_tile=None):
     """y of geometry g for a weight w in (C_out, C_in/groups, kh, kw) order, then ReLU
     (relu) or tanh (tanh, float32: fused into the wide kernels' output pass, a separate
-    in-place pass after the other kernels)."""
-    y, fused = _forward_kernels(g, x, w, bias, dtype, relu, tanh and dtype == np.float32)
+    in-place pass after the other kernels).  winograd_tile: the Winograd tile, where g
+    runs on it (None: _WINOGRAD_TILE, the forward's)."""
+    y, fused = _forward_kernels(g, x, w, bias, dtype, relu, tanh and dtype == np.float32,
+                                winograd_tile or _WINOGRAD_TILE)
     return y if fused else _tanh_if(y, tanh)
 
 
@@ -497,7 +524,7 @@ def _forward_path(g, dtype):
     return "pixel" if _pixel_rows_ok(g, dtype) else "other"
 
 
-def _forward_kernels(g, x, w, bias, dtype, relu, tanh):
+def _forward_kernels(g, x, w, bias, dtype, relu, tanh, winograd_tile):
     """(y, whether tanh is applied): the kernel path that suits g, ReLU fused; tanh
     only by the wide and pixel-row kernels."""
     y = _arena.empty(g.y_shape, dtype)
@@ -509,9 +536,9 @@ def _forward_kernels(g, x, w, bias, dtype, relu, tanh):
     mr, nr = _mr(dtype)
     path = _forward_path(g, dtype)
     if path == "winograd":
-        _ext.conv2d.winograd_forward(x.reshape(-1), _winograd_weights(w), bias,
-                                     y.reshape(-1), _geom(g), _winograd_block(), relu,
-                                     False, _WINOGRAD_TILE)
+        _ext.conv2d.winograd_forward(x.reshape(-1), _winograd_weights(w, winograd_tile),
+                                     bias, y.reshape(-1), _geom(g), _winograd_block(), relu,
+                                     False, winograd_tile)
         return y, False
     if path == "narrow":
         _ext.conv2d.px_forward_narrow(x.reshape(-1), _narrow_weights(g, w), bias,
@@ -584,8 +611,8 @@ def _forward_max_pooled(g, x, weight, bias, dtype, relu=False):
     if path == "winograd":
         pooled = _arena.empty((g.n, g.oh // 2, g.ow // 2, g.c_out), dtype)
         _ext.conv2d.winograd_forward(x.reshape(-1), _winograd_weights(_weight_oihw(
-            g, weight)), bias, pooled.reshape(-1), _geom(g), _winograd_block(), relu, True,
-            _WINOGRAD_TILE)
+            g, weight), _WINOGRAD_TILE), bias, pooled.reshape(-1), _geom(g),
+            _winograd_block(), relu, True, _WINOGRAD_TILE)
         return pooled
     if path != "pixel":
         return None
@@ -638,7 +665,8 @@ def _grad_input(g, grad_y, weight, dtype):
         pb, pr = (g.kh - 1) * g.dy - g.pad_bottom, (g.kw - 1) * g.dx - g.pad_right
         g2 = _Geometry(g.n, g.c_out, g.oh, g.ow, g.c_in, g.groups, g.kh, g.kw, 1, 1, g.dy,
                        g.dx, pt, pb, pl, pr, g.h, g.w, g.channels_last)
-        return _forward_oihw(g2, grad_y, wt, None, dtype)
+        return _forward_oihw(g2, grad_y, wt, None, dtype,
+                             winograd_tile=_winograd_grad_tile(g2.oh, g2.ow))
     gx = np.zeros(g.x_shape, dtype)
     at = _pack_rows(w.reshape(g.groups, cog, g.k_group).transpose(0, 2, 1), mr)
     # Whole images per item, enough of them to fill a strip of NR pixels.
@@ -794,12 +822,13 @@ def _winograd_grad_weight(g, grad_y, x, dtype):
     mr, nr = _ext.conv2d.winograd_tile()
     n_per = max(_WINOGRAD_PARTIAL_IMAGES, -(-g.n // _WINOGRAD_PARTIALS))
     cpad, ldg = -(-g.c_in // mr) * mr, -(-g.c_out // nr) * nr
-    part = np.zeros((-(-g.n // n_per), _winograd_entries() * cpad * ldg), dtype)
+    tile = _winograd_grad_tile(g.oh, g.ow)
+    part = np.zeros((-(-g.n // n_per), (tile + 2) ** 2 * cpad * ldg), dtype)
     _ext.conv2d.winograd_grad_weight(x.reshape(-1), grad_y.reshape(-1), part.reshape(-1),
-                                     _geom(g), n_per, _WINOGRAD_GRAD_BLOCK, _WINOGRAD_TILE)
+                                     _geom(g), n_per, _WINOGRAD_GRAD_BLOCK, tile)
     gw = np.empty(g.weight_shape, dtype)
     _ext.conv2d.winograd_grad_weight_out(_sum_partials(part), gw.reshape(-1), g.c_in,
-                                         g.c_out, cpad, ldg, _WINOGRAD_TILE)
+                                         g.c_out, cpad, ldg, tile)
     return gw
 
 

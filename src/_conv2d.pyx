@@ -68,12 +68,12 @@ cdef extern from "conv_kernels_all.h" nogil:
                               const Py_ssize_t *nl, const double *xa, Py_ssize_t dx,
                               const double *ga, Py_ssize_t ldg, double *out,
                               Py_ssize_t ldo)
-    ctypedef void (*fc_kwo_f)(const float *m, Py_ssize_t ms, const float *bias, float *y,
-                              Py_ssize_t rs, Py_ssize_t cs, Py_ssize_t cols, int nrow,
-                              int ncol, int relu, int pool)
-    ctypedef void (*fc_kwo_d)(const double *m, Py_ssize_t ms, const double *bias,
-                              double *y, Py_ssize_t rs, Py_ssize_t cs, Py_ssize_t cols,
+    ctypedef void (*fc_kwo_f)(int tile, const float *m, Py_ssize_t ms, const float *bias,
+                              float *y, Py_ssize_t rs, Py_ssize_t cs, Py_ssize_t cols,
                               int nrow, int ncol, int relu, int pool)
+    ctypedef void (*fc_kwo_d)(int tile, const double *m, Py_ssize_t ms,
+                              const double *bias, double *y, Py_ssize_t rs, Py_ssize_t cs,
+                              Py_ssize_t cols, int nrow, int ncol, int relu, int pool)
     ctypedef struct fc_isa:
         int id
         const char *name
@@ -100,7 +100,7 @@ cdef extern from "conv_kernels_all.h" nogil:
         fc_kwf_d kwf_d[FC_WCO]
         fc_kwg_f kwg_f[FC_WKJ]
         fc_kwg_d kwg_d[FC_WKJ]
-        fc_kwo_f wg4o_f
+        fc_kwo_f wgo_f
     enum: FC_NO
     enum: FC_ACT_NONE, FC_ACT_RELU, FC_ACT_TANH
     ctypedef struct fc_conv:
@@ -232,6 +232,7 @@ cdef extern from "conv_kernels_all.h" nogil:
                                   double *xs, double *gs, Py_ssize_t *tab)
     const double fc_wg_G[4][3]
     const double fc_wg4_G[6][3]
+    const double fc_wg5_G[7][3]
     enum: FC_WG_NRMAX
     void fc_wg_weights_f(const float *w, Py_ssize_t so, Py_ssize_t sc, Py_ssize_t si,
                          Py_ssize_t sj, Py_ssize_t co_n, Py_ssize_t c_n, const double *G,
@@ -981,7 +982,7 @@ def winograd_tile():
 def winograd_weights(const floating[:, :, :, :] w, floating[::1] u, int tile=2):
     """U = G g G^T of a 3x3 kernel w (C_out, C_in, 3, 3) (any strides) into u, packed
     (E, ceil(C_out/NR), C_in, NR) for the selected build's pixel-row tile, zero past
-    C_out, for F(tile x tile, 3x3) (tile 2 or 4, E = (tile + 2)^2 entries); computed in
+    C_out, for F(tile x tile, 3x3) (tile 2, 4 or 5, E = (tile + 2)^2 entries); computed in
     float64, rounded once.  Every element of u is written.  Parallel over C_in."""
     cdef Py_ssize_t co_n = w.shape[0], c_n = w.shape[1]
     cdef Py_ssize_t nr = _isa.nr_px_d if floating is double else _isa.nr_px_f
@@ -1021,7 +1022,9 @@ cdef const double *_winograd_G(int tile) except NULL:
         return &fc_wg_G[0][0]
     if tile == 4:
         return &fc_wg4_G[0][0]
-    raise ValueError(f"Winograd tile must be 2 or 4, got {tile}")
+    if tile == 5:
+        return &fc_wg5_G[0][0]
+    raise ValueError(f"Winograd tile must be 2, 4 or 5, got {tile}")
 
 
 @cython.boundscheck(False)
@@ -1053,11 +1056,11 @@ def winograd_grad_weight_out(const floating[::1] du, floating[::1] gw, Py_ssize_
 def winograd_forward(const floating[::1] x, const floating[::1] u,
                      const floating[::1] bias, floating[::1] y, tuple geom,
                      Py_ssize_t block, bint relu=False, bint pool=False, int tile=2):
-    """Winograd F(tile x tile, 3x3) forward (tile 2 or 4), channels_last (3x3, stride
-    1, dilation 1, one group): y = conv(x) (+ bias) (then ReLU); u from winograd_weights
-    with the same tile.  pool: y is instead the 2x2/2 max pool of that, (N, oh // 2,
-    ow // 2, C_out), each tile holding whole pooling windows.  Parallel over blocks of
-    `block` tiles (a multiple of MR)."""
+    """Winograd F(tile x tile, 3x3) forward (tile 2, 4 or 5), channels_last (3x3,
+    stride 1, dilation 1, one group): y = conv(x) (+ bias) (then ReLU); u from
+    winograd_weights with the same tile.  pool (tile 2 or 4): y is instead the 2x2/2 max
+    pool of that, (N, oh // 2, ow // 2, C_out), each tile holding whole pooling windows.
+    Parallel over blocks of `block` tiles (a multiple of MR)."""
     cdef fc_conv g
     cdef int mr, nr
     cdef fc_kpx_f kf
@@ -1065,6 +1068,8 @@ def winograd_forward(const floating[::1] x, const floating[::1] u,
     _px_kernels(floating is double, False, &mr, &nr, &kf, &kd)
     _fill(&g, geom, mr, nr)
     _winograd_G(tile)  # (checks tile)
+    if pool and tile % 2:
+        raise ValueError(f"winograd_forward: the fused pool needs an even tile, got {tile}")
     cdef Py_ssize_t E = (tile + 2) * (tile + 2), side = tile // 2 if pool else tile
     cdef Py_ssize_t th = ((g.oh // 2 if pool else g.oh) + side - 1) // side
     cdef Py_ssize_t tw = ((g.ow // 2 if pool else g.ow) + side - 1) // side
@@ -1101,7 +1106,7 @@ def winograd_forward(const floating[::1] x, const floating[::1] u,
                 cnt = total - t0 if total - t0 < block else block
                 if floating is float:
                     fc_wg_forward_block_f(&g, kf, tile, px, zero, pu, bp_bias, py, t0,
-                                          cnt, th, tw, relu, pool, _isa.wg4o_f, v, m, off)
+                                          cnt, th, tw, relu, pool, _isa.wgo_f, v, m, off)
                 else:
                     fc_wg_forward_block_d(&g, kd, tile, px, zero, pu, bp_bias, py, t0,
                                           cnt, th, tw, relu, pool, NULL, v, m, off)

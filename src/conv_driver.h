@@ -1304,7 +1304,7 @@ FC_CLONES static void FC_FN(fc_wg4_output)(const fc_conv *g, const FC_T *m, ptrd
         const FC_T *FC_RESTRICT mi = m + i * ldm;
         FC_T *FC_RESTRICT yt = y + ((n * oh + step * ty) * ow + step * tx) * CO + co0;
         if (wo) {
-            wo(mi, ms, bias ? bias + co0 : NULL, yt, ow * CO, CO, cols, (int)rows,
+            wo(4, mi, ms, bias ? bias + co0 : NULL, yt, ow * CO, CO, cols, (int)rows,
                (int)colsx, relu, pool);
             continue;
         }
@@ -1399,11 +1399,225 @@ FC_CLONES static void FC_FN(fc_wg4_grad_out)(const fc_conv *g, const FC_T *gy,
 #undef FC_WG4_AROW
 #undef FC_WG4_AT
 
-/* ---- Winograd's weight transforms (both tile sizes) --------------------------------
- * G: the L x 3 matrix of the tile (fc_wg_G, fc_wg4_G), L = tile + 2.  Both run in
+/* ---- Winograd F(5x5, 3x3): 5x5 output tiles, 7x7 input patches ---------------------
+ * Points 0, 1, -1, 2, -2, 1/2 and infinity (measured in float32 against the float64
+ * direct product, 32 channels: largest error 1.8e-5 of the output's scale, F(4x4)'s
+ * 1.1e-5; the other sets of six finite points tried were worse), with
+ *
+ *   B^T = [-2  4  5/2  -5  -1/2  1  0;   0  2  -2  -9/2  1/2  1  0;
+ *           0 -2  6   -7/2 -3/2  1  0;   0  1  -3/2 -2   3/2  1  0;
+ *           0 -1  5/2  0   -5/2  1  0;   0  4   0   -5   0    1  0;
+ *           0 -2  4    5/2 -5  -1/2  1]
+ *   G   = [-1/2 0 0; -1/3 -1/3 -1/3; 1/9 -1/9 1/9; 1/36 1/18 1/9;
+ *          -1/60 1/30 -1/15; 32/45 16/45 8/45; 0 0 1]
+ *   A^T = [1 1 1 1 1 1 0; 0 1 -1 2 -2 1/2 0; 0 1 1 4 4 1/4 0;
+ *          0 1 -1 8 -8 1/8 0; 0 1 1 16 16 1/16 1]
+ *
+ * 49 products per (tile, c, co), 1.96 per output pixel; it is chosen over F(4x4) where
+ * its tiles waste less of the output (_winograd_tile_for: CIFAR-10's 15x15 and 13x13
+ * layers, 1.96 and 2.61 products per pixel against F(4x4)'s 2.56 and 3.41).  A^T's
+ * entries are powers of two, as F(4x4)'s.  No fused pool (a tile is not whole 2x2
+ * windows). */
+
+/* The 1-D B^T of (d0, ..., d6) stored to o[0], o[st], ..., o[6 st]. */
+#define FC_WG5_BT(o, st, d0, d1, d2, d3, d4, d5, d6)                                     \
+    {                                                                                    \
+        const FC_T d0_ = (d0), d1_ = (d1), d2_ = (d2), d3_ = (d3);                       \
+        const FC_T d4_ = (d4), d5_ = (d5), d6_ = (d6);                                   \
+        (o)[0] = -2 * d0_ + 4 * d1_ + (FC_T)2.5 * d2_ - 5 * d3_ - (FC_T)0.5 * d4_ + d5_; \
+        (o)[(st)] = 2 * d1_ - 2 * d2_ - (FC_T)4.5 * d3_ + (FC_T)0.5 * d4_ + d5_;         \
+        (o)[2 * (st)] = -2 * d1_ + 6 * d2_ - (FC_T)3.5 * d3_ - (FC_T)1.5 * d4_ + d5_;    \
+        (o)[3 * (st)] = d1_ - (FC_T)1.5 * d2_ - 2 * d3_ + (FC_T)1.5 * d4_ + d5_;         \
+        (o)[4 * (st)] = -d1_ + (FC_T)2.5 * d2_ - (FC_T)2.5 * d4_ + d5_;                  \
+        (o)[5 * (st)] = 4 * d1_ - 5 * d3_ + d5_;                                         \
+        (o)[6 * (st)] = -2 * d1_ + 4 * d2_ + (FC_T)2.5 * d3_ - 5 * d4_ -                 \
+                        (FC_T)0.5 * d5_ + d6_;                                           \
+    }
+
+/* V for tiles [t0, t0 + cnt), as fc_wg4_input: v[e * es + i * C + c], e = 7 i + j. */
+FC_CLONES static void FC_FN(fc_wg5_input)(const fc_conv *g, const FC_T *x,
+                                          const FC_T *zero, ptrdiff_t t0, ptrdiff_t cnt,
+                                          ptrdiff_t th, ptrdiff_t tw, FC_T *v,
+                                          ptrdiff_t es)
+{
+    const ptrdiff_t C = g->c, tpi = th * tw;
+    ptrdiff_t i, c;
+    int a, b;
+    for (i = 0; i < cnt; i++) {
+        const ptrdiff_t t = t0 + i, n = t / tpi, r = t % tpi;
+        const ptrdiff_t iy0 = 5 * (r / tw) - g->pt, ix0 = 5 * (r % tw) - g->pl;
+        FC_T *vi = v + i * C;
+        for (a = 0; a < 7; a++) {  /* row a of d B: (d B)[a][j] at entry 7 a + j */
+            const FC_T *q[7];
+            const ptrdiff_t iy = iy0 + a;
+            for (b = 0; b < 7; b++) {
+                const ptrdiff_t ix = ix0 + b;
+                q[b] = (iy >= 0 && iy < g->h && ix >= 0 && ix < g->w)
+                           ? x + ((n * g->h + iy) * g->w + ix) * C : zero;
+            }
+            {
+                const FC_T *FC_RESTRICT q0 = q[0], *FC_RESTRICT q1 = q[1];
+                const FC_T *FC_RESTRICT q2 = q[2], *FC_RESTRICT q3 = q[3];
+                const FC_T *FC_RESTRICT q4 = q[4], *FC_RESTRICT q5 = q[5];
+                const FC_T *FC_RESTRICT q6 = q[6];
+                FC_T *FC_RESTRICT o = vi + 7 * a * es;
+                FC_OMP_SIMD
+                for (c = 0; c < C; c++)
+                    FC_WG5_BT(o + c, es, q0[c], q1[c], q2[c], q3[c], q4[c], q5[c], q6[c])
+            }
+        }
+        for (b = 0; b < 7; b++) {  /* column b: V[i][b] = sum_a B^T[i][a] (d B)[a][b] */
+            FC_T *FC_RESTRICT o = vi + b * es;
+            FC_OMP_SIMD
+            for (c = 0; c < C; c++)
+                FC_WG5_BT(o + c, 7 * es, o[c], o[7 * es + c], o[14 * es + c],
+                          o[21 * es + c], o[28 * es + c], o[35 * es + c], o[42 * es + c])
+        }
+    }
+}
+#undef FC_WG5_BT
+
+/* The 1-D A^T of (m0, ..., m6): (o0, ..., o4). */
+#define FC_WG5_AT(m0, m1, m2, m3, m4, m5, m6, o0, o1, o2, o3, o4)                        \
+    {                                                                                    \
+        const FC_T a_ = (m1) + (m2), b_ = (m1) - (m2);                                   \
+        const FC_T c_ = (m3) + (m4), d_ = (m3) - (m4), e_ = (m5);                        \
+        o0 = (m0) + a_ + c_ + e_;                                                        \
+        o1 = b_ + 2 * d_ + (FC_T)0.5 * e_;                                               \
+        o2 = a_ + 4 * c_ + (FC_T)0.25 * e_;                                              \
+        o3 = b_ + 8 * d_ + (FC_T)0.125 * e_;                                             \
+        o4 = a_ + 16 * c_ + (FC_T)0.0625 * e_ + (m6);                                    \
+    }
+
+/* Y = A^T M A (+ bias) (then ReLU) for tiles [t0, t0 + cnt) and output channels
+ * [co0, co0 + cols), as fc_wg4_output (no pool; wo likewise). */
+#define FC_WG5_MCOL(k)                                                                   \
+    FC_T s0##k, s1##k, s2##k, s3##k, s4##k;                                              \
+    FC_WG5_AT(mi[(k) * ms + j], mi[(7 + (k)) * ms + j], mi[(14 + (k)) * ms + j],         \
+              mi[(21 + (k)) * ms + j], mi[(28 + (k)) * ms + j], mi[(35 + (k)) * ms + j], \
+              mi[(42 + (k)) * ms + j], s0##k, s1##k, s2##k, s3##k, s4##k)
+#define FC_WG5_OROW(a)                                                                   \
+    {                                                                                    \
+        FC_T o0, o1, o2, o3, o4;                                                         \
+        FC_WG5_AT(s##a##0, s##a##1, s##a##2, s##a##3, s##a##4, s##a##5, s##a##6, o0, o1, \
+                  o2, o3, o4)                                                            \
+        if ((a) < rows) {                                                                \
+            FC_T *yr = yt + (a) * g->ow * CO + j;                                        \
+            o0 += b; o1 += b; o2 += b; o3 += b; o4 += b;                                 \
+            if (relu) {                                                                  \
+                o0 = FC_FN(fc_relu1)(o0); o1 = FC_FN(fc_relu1)(o1);                      \
+                o2 = FC_FN(fc_relu1)(o2); o3 = FC_FN(fc_relu1)(o3);                      \
+                o4 = FC_FN(fc_relu1)(o4);                                                \
+            }                                                                            \
+            yr[0] = o0;                                                                  \
+            if (colsx > 1) yr[CO] = o1;                                                  \
+            if (colsx > 2) yr[2 * CO] = o2;                                              \
+            if (colsx > 3) yr[3 * CO] = o3;                                              \
+            if (colsx > 4) yr[4 * CO] = o4;                                              \
+        }                                                                                \
+    }
+FC_CLONES static void FC_FN(fc_wg5_output)(const fc_conv *g, const FC_T *m, ptrdiff_t ms,
+                                           ptrdiff_t ldm, const FC_T *bias, FC_T *y,
+                                           ptrdiff_t t0, ptrdiff_t cnt, ptrdiff_t th,
+                                           ptrdiff_t tw, ptrdiff_t co0, ptrdiff_t cols,
+                                           int relu, FC_FN(fc_kwo_t) wo)
+{
+    const ptrdiff_t CO = g->cout, tpi = th * tw;
+    ptrdiff_t i, j;
+    for (i = 0; i < cnt; i++) {
+        const ptrdiff_t t = t0 + i, n = t / tpi, r = t % tpi, ty = r / tw, tx = r % tw;
+        const ptrdiff_t rows = g->oh - 5 * ty < 5 ? g->oh - 5 * ty : 5;
+        const ptrdiff_t colsx = g->ow - 5 * tx < 5 ? g->ow - 5 * tx : 5;
+        const FC_T *FC_RESTRICT mi = m + i * ldm;
+        FC_T *FC_RESTRICT yt = y + ((n * g->oh + 5 * ty) * g->ow + 5 * tx) * CO + co0;
+        if (wo) {
+            wo(5, mi, ms, bias ? bias + co0 : NULL, yt, g->ow * CO, CO, cols, (int)rows,
+               (int)colsx, relu, 0);
+            continue;
+        }
+        FC_OMP_SIMD
+        for (j = 0; j < cols; j++) {
+            const FC_T b = bias ? bias[co0 + j] : (FC_T)0;
+            FC_WG5_MCOL(0) FC_WG5_MCOL(1) FC_WG5_MCOL(2) FC_WG5_MCOL(3)
+            FC_WG5_MCOL(4) FC_WG5_MCOL(5) FC_WG5_MCOL(6)
+            FC_WG5_OROW(0) FC_WG5_OROW(1) FC_WG5_OROW(2) FC_WG5_OROW(3) FC_WG5_OROW(4)
+        }
+    }
+}
+#undef FC_WG5_MCOL
+#undef FC_WG5_OROW
+#undef FC_WG5_AT
+
+/* The 1-D A of (g0, ..., g4) stored to o[0], o[st], ..., o[6 st]; A's rows (1 0 0 0 0),
+ * (1 1 1 1 1), (1 -1 1 -1 1), (1 2 4 8 16), (1 -2 4 -8 16), (1 1/2 1/4 1/8 1/16),
+ * (0 0 0 0 1). */
+#define FC_WG5_A(o, st, g0, g1, g2, g3, g4)                                              \
+    {                                                                                    \
+        const FC_T g0_ = (g0), g1_ = (g1), g2_ = (g2), g3_ = (g3), g4_ = (g4);           \
+        const FC_T p_ = g0_ + g2_ + g4_, q_ = g1_ + g3_;                                 \
+        const FC_T r_ = g0_ + 4 * g2_ + 16 * g4_, s_ = 2 * g1_ + 8 * g3_;                \
+        (o)[0] = g0_;                                                                    \
+        (o)[(st)] = p_ + q_;                                                             \
+        (o)[2 * (st)] = p_ - q_;                                                         \
+        (o)[3 * (st)] = r_ + s_;                                                         \
+        (o)[4 * (st)] = r_ - s_;                                                         \
+        (o)[5 * (st)] = g0_ + (FC_T)0.5 * g1_ + (FC_T)0.25 * g2_ + (FC_T)0.125 * g3_ +   \
+                        (FC_T)0.0625 * g4_;                                              \
+        (o)[6 * (st)] = g4_;                                                             \
+    }
+
+/* Mg = A dY A^T for tiles [t0, t0 + cnt), 5x5 tiles of grad_y to 7x7, as
+ * fc_wg4_grad_out: first each row of dY times A^T (to entries 7 a + j, a < 5), then
+ * each column of that by A, in place. */
+FC_CLONES static void FC_FN(fc_wg5_grad_out)(const fc_conv *g, const FC_T *gy,
+                                             const FC_T *zero, ptrdiff_t t0, ptrdiff_t cnt,
+                                             ptrdiff_t th, ptrdiff_t tw, FC_T *mg,
+                                             ptrdiff_t es, ptrdiff_t ldg)
+{
+    const ptrdiff_t CO = g->cout, tpi = th * tw;
+    ptrdiff_t i, co;
+    int a, b, e;
+    for (i = 0; i < cnt; i++) {
+        const ptrdiff_t t = t0 + i, n = t / tpi, r = t % tpi, ty = r / tw, tx = r % tw;
+        FC_T *FC_RESTRICT mi = mg + i * ldg;
+        for (a = 0; a < 5; a++) {
+            const FC_T *q[5];
+            const ptrdiff_t oy = 5 * ty + a;
+            for (b = 0; b < 5; b++) {
+                const ptrdiff_t ox = 5 * tx + b;
+                q[b] = (oy < g->oh && ox < g->ow)
+                           ? gy + ((n * g->oh + oy) * g->ow + ox) * CO : zero;
+            }
+            {
+                const FC_T *FC_RESTRICT q0 = q[0], *FC_RESTRICT q1 = q[1];
+                const FC_T *FC_RESTRICT q2 = q[2], *FC_RESTRICT q3 = q[3];
+                const FC_T *FC_RESTRICT q4 = q[4];
+                FC_T *FC_RESTRICT o = mi + 7 * a * es;
+                FC_OMP_SIMD
+                for (co = 0; co < CO; co++)
+                    FC_WG5_A(o + co, es, q0[co], q1[co], q2[co], q3[co], q4[co])
+            }
+        }
+        for (b = 0; b < 7; b++) {  /* column b: Mg[i][b] = sum_a A[i][a] (dY A^T)[a][b] */
+            FC_T *FC_RESTRICT o = mi + b * es;
+            FC_OMP_SIMD
+            for (co = 0; co < CO; co++)
+                FC_WG5_A(o + co, 7 * es, o[co], o[7 * es + co], o[14 * es + co],
+                         o[21 * es + co], o[28 * es + co])
+        }
+        for (e = 0; e < 49; e++)
+            for (co = CO; co < ldg; co++)
+                mi[e * es + co] = 0;
+    }
+}
+#undef FC_WG5_A
+
+/* ---- Winograd's weight transforms (every tile size) --------------------------------
+ * G: the L x 3 matrix of the tile (fc_wg_G, fc_wg4_G, fc_wg5_G), L = tile + 2.  Both run in
  * float64 and round once, over blocks of output channels so that the inner loops run
  * along C_out, contiguous in channels_last's weights and in the packed U. */
 #define FC_WG_NRMAX 64
+#define FC_WG_LMAX 7  /* L of the largest tile, F(5x5) */
 
 /* U = G g G^T for input channels [c_lo, c_hi) of the 3x3 kernel w (element (co, c, i,
  * j) at w[co * so + c * sc + i * si + j * sj]) into u packed (L * L, ceil(C_out / nr),
@@ -1415,7 +1629,7 @@ FC_CLONES static void FC_FN(fc_wg_weights)(const FC_T *w, ptrdiff_t so, ptrdiff_
                                            ptrdiff_t c_hi)
 {
     const ptrdiff_t ncb = (co_n + nr - 1) / nr;
-    double gk[9][FC_WG_NRMAX], t[6][3][FC_WG_NRMAX];
+    double gk[9][FC_WG_NRMAX], t[FC_WG_LMAX][3][FC_WG_NRMAX];
     ptrdiff_t c, cb, k;
     int a, b, i, j;
     for (c = c_lo; c < c_hi; c++)
@@ -1452,7 +1666,7 @@ FC_CLONES static void FC_FN(fc_wg_grad_weights)(const FC_T *du, ptrdiff_t cpad,
                                                 ptrdiff_t c_n, const double *G, int L,
                                                 FC_T *gw, ptrdiff_t c_lo, ptrdiff_t c_hi)
 {
-    double t[3][6][FC_WG_NRMAX];
+    double t[3][FC_WG_LMAX][FC_WG_NRMAX];
     ptrdiff_t c, co0, k;
     int a, b, i, j;
     for (c = c_lo; c < c_hi; c++)
@@ -1492,9 +1706,9 @@ FC_CLONES static void FC_FN(fc_wg_grad_weights)(const FC_T *du, ptrdiff_t cpad,
 }
 
 /* Forward of tiles [t0, t0 + cnt) (cnt <= the block the scratch was sized for) of
- * F(tile x tile, 3x3), tile 2 or 4, E = (tile + 2)^2 entries.  u: U packed (E,
+ * F(tile x tile, 3x3), tile 2, 4 or 5 (no pool), E = (tile + 2)^2 entries.  u: U packed (E,
  * ceil(C_out/nr), C, nr), zero past C_out.  Scratch: v E * cnt * C, m E * mr * nr, off
- * mr entries.  wo: as fc_wg4_output's (tile 4). */
+ * mr entries.  wo: as fc_wg4_output's (tiles 4 and 5). */
 static void FC_FN(fc_wg_forward_block)(const fc_conv *g, FC_FN(fc_kpx_t) kpx, int tile,
                                        const FC_T *x, const FC_T *zero, const FC_T *u,
                                        const FC_T *bias, FC_T *y, ptrdiff_t t0,
@@ -1507,7 +1721,9 @@ static void FC_FN(fc_wg_forward_block)(const fc_conv *g, FC_FN(fc_kpx_t) kpx, in
     const int E = (tile + 2) * (tile + 2);
     ptrdiff_t q0, i, cb;
     int e;
-    if (tile == 4)
+    if (tile == 5)
+        FC_FN(fc_wg5_input)(g, x, zero, t0, cnt, th, tw, v, es);
+    else if (tile == 4)
         FC_FN(fc_wg4_input)(g, x, zero, t0, cnt, th, tw, v, es);
     else
         FC_FN(fc_wg_input)(g, x, zero, t0, cnt, th, tw, v, es);
@@ -1521,7 +1737,10 @@ static void FC_FN(fc_wg_forward_block)(const fc_conv *g, FC_FN(fc_kpx_t) kpx, in
             for (e = 0; e < E; e++)
                 kpx(1, C, &zero_seg, &zero_seg, v + e * es, off, 1,
                     u + (e * ncb + cb) * C * nr, nr, m + e * mr * nr, nr, 0);
-            if (tile == 4)
+            if (tile == 5)
+                FC_FN(fc_wg5_output)(g, m, mr * nr, nr, bias, y, t0 + q0, qn, th, tw, co0,
+                                     cols, relu, wo);
+            else if (tile == 4)
                 FC_FN(fc_wg4_output)(g, m, mr * nr, nr, bias, y, t0 + q0, qn, th, tw, co0,
                                      cols, relu, pool, wo);
             else
@@ -1589,7 +1808,10 @@ static void FC_FN(fc_wg_grad_weight_block)(const fc_conv *g, FC_FN(fc_kpx_t) kpx
     const int E = (tile + 2) * (tile + 2);
     ptrdiff_t c0, i, cb;
     int e;
-    if (tile == 4) {
+    if (tile == 5) {
+        FC_FN(fc_wg5_input)(g, x, zero, t0, cnt, th, tw, v, es);
+        FC_FN(fc_wg5_grad_out)(g, gy, zero, t0, cnt, th, tw, mg, gs, ldg);
+    } else if (tile == 4) {
         FC_FN(fc_wg4_input)(g, x, zero, t0, cnt, th, tw, v, es);
         FC_FN(fc_wg4_grad_out)(g, gy, zero, t0, cnt, th, tw, mg, gs, ldg);
     } else {

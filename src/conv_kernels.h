@@ -143,18 +143,19 @@ typedef void (*fc_kwg_f)(ptrdiff_t nq, const ptrdiff_t *xo, const ptrdiff_t *go,
 typedef void (*fc_kwg_d)(ptrdiff_t nq, const ptrdiff_t *xo, const ptrdiff_t *go,
                          const ptrdiff_t *nl, const double *xa, ptrdiff_t dx,
                          const double *ga, ptrdiff_t ldg, double *out, ptrdiff_t ldo);
-/* Winograd F(4x4, 3x3) output transform of one tile (conv_driver.h's fc_wg4_output
- * calls it where the ISA has one): the tile's 36 entries at m + e * ms, its channels j <
- * cols contiguous; Y = A^T M A + bias (NULL: none), then ReLU (relu), Y[a][b] stored to
- * y + a * rs + b * cs + j for a < nrow, b < ncol (the tile's part inside the output), or
- * with pool the 2x2 max pools of Y's four 2x2 windows, pool (a, b) likewise (a, b < 2).
- * The operations and their order are fc_wg4_output's loop's, so the same bits. */
-typedef void (*fc_kwo_f)(const float *m, ptrdiff_t ms, const float *bias, float *y,
-                         ptrdiff_t rs, ptrdiff_t cs, ptrdiff_t cols, int nrow, int ncol,
-                         int relu, int pool);
-typedef void (*fc_kwo_d)(const double *m, ptrdiff_t ms, const double *bias, double *y,
-                         ptrdiff_t rs, ptrdiff_t cs, ptrdiff_t cols, int nrow, int ncol,
-                         int relu, int pool);
+/* Winograd F(tile x tile, 3x3) output transform of one tile, tile 4 or 5
+ * (conv_driver.h's fc_wg4_output and fc_wg5_output call it where the ISA has one): the
+ * tile's (tile + 2)^2 entries at m + e * ms, its channels j < cols contiguous; Y = A^T M
+ * A + bias (NULL: none), then ReLU (relu), Y[a][b] stored to y + a * rs + b * cs + j for
+ * a < nrow, b < ncol (the tile's part inside the output), or with pool (tile 4) the 2x2
+ * max pools of Y's four 2x2 windows, pool (a, b) likewise (a, b < 2).  The operations
+ * and their order are those loops', so the same bits. */
+typedef void (*fc_kwo_f)(int tile, const float *m, ptrdiff_t ms, const float *bias,
+                         float *y, ptrdiff_t rs, ptrdiff_t cs, ptrdiff_t cols, int nrow,
+                         int ncol, int relu, int pool);
+typedef void (*fc_kwo_d)(int tile, const double *m, ptrdiff_t ms, const double *bias,
+                         double *y, ptrdiff_t rs, ptrdiff_t cs, ptrdiff_t cols, int nrow,
+                         int ncol, int relu, int pool);
 
 typedef struct {
     int id;            /* 0 portable, 1 avx2, 2 avx512 */
@@ -185,7 +186,7 @@ typedef struct {
     fc_kwf_d kwf_d[FC_WCO];
     fc_kwg_f kwg_f[FC_WKJ];
     fc_kwg_d kwg_d[FC_WKJ];
-    fc_kwo_f wg4o_f;  /* the Winograd F(4x4) output transform of a whole tile, or NULL */
+    fc_kwo_f wgo_f;  /* the Winograd F(4x4) / F(5x5) output transform of a tile, or NULL */
 } fc_isa;
 
 /* TSTORE(y, ldc, v, CO, nl): the CO vectors v (channel o's VL pixels in v[o]) to
@@ -822,53 +823,70 @@ FC_TARGET_AVX512 static inline FC_ALWAYS_INLINE void fc_poolq512_f(float *yq,
     fc_wts_avx512_f8(yq, ldc, p, co, np);
 }
 /* fc_kwo_f for AVX-512: one vector of 16 channels at a time (a masked last one), the
- * six column transforms first (24 values kept in registers), then the four rows.  fc_max4
- * as vectors: w replaces best where best is a number and !(w <= best).  (Against the
- * vectorised loop, whose 36 entry addresses and edge tests spilled to the stack; in-process
+ * column transforms first (held in registers), then the rows.  fc_max4 as vectors: w
+ * replaces best where best is a number and !(w <= best).  (Against the vectorised
+ * loops, whose entry addresses and edge tests spilled to the stack.  F(4x4), in-process
  * interleaved medians at batch 128, ms, forward / forward + ReLU + max pool / input
  * gradient: CIFAR-10's c2 3.85 -> 3.74 / 3.58 -> 3.49 / 3.82 -> 3.64, c3 1.76 -> 1.75 /
  * 1.61 -> 1.57 / 1.71 -> 1.67, c4 2.95 -> 2.92 / 1.57 -> 1.54 / 3.02 -> 2.97: the
- * products and the stores of y bound the rest.) */
-#define FC_WO512_AT(m0, m1, m2, m3, m4, m5, o0, o1, o2, o3)                               \
-    {                                                                                    \
-        const __m512 a_ = _mm512_add_ps(m1, m2), b_ = _mm512_sub_ps(m1, m2);             \
-        const __m512 c_ = _mm512_add_ps(m3, m4), d_ = _mm512_sub_ps(m3, m4);             \
-        o0 = _mm512_add_ps(_mm512_add_ps(m0, a_), c_);                                   \
-        o1 = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), d_, b_);                              \
-        o2 = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), c_, a_);                              \
-        o3 = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), d_, b_), m5);           \
+ * products and the stores of y bound the rest.  F(5x5)'s loop was slower still.) */
+FC_TARGET_AVX512 static inline FC_ALWAYS_INLINE void fc_wo512_at_f(int tile,
+                                                                   const __m512 *m,
+                                                                   __m512 *o)
+{
+    const __m512 a_ = _mm512_add_ps(m[1], m[2]), b_ = _mm512_sub_ps(m[1], m[2]);
+    const __m512 c_ = _mm512_add_ps(m[3], m[4]), d_ = _mm512_sub_ps(m[3], m[4]);
+    if (tile == 4) {  /* fc_wg4_output's FC_WG4_AT */
+        o[0] = _mm512_add_ps(_mm512_add_ps(m[0], a_), c_);
+        o[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), d_, b_);
+        o[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), c_, a_);
+        o[3] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), d_, b_), m[5]);
+    } else {  /* fc_wg5_output's FC_WG5_AT */
+        const __m512 e_ = m[5];
+        o[0] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(m[0], a_), c_), e_);
+        o[1] = _mm512_fmadd_ps(_mm512_set1_ps(0.5f), e_,
+                               _mm512_fmadd_ps(_mm512_set1_ps(2.0f), d_, b_));
+        o[2] = _mm512_fmadd_ps(_mm512_set1_ps(0.25f), e_,
+                               _mm512_fmadd_ps(_mm512_set1_ps(4.0f), c_, a_));
+        o[3] = _mm512_fmadd_ps(_mm512_set1_ps(0.125f), e_,
+                               _mm512_fmadd_ps(_mm512_set1_ps(8.0f), d_, b_));
+        o[4] = _mm512_add_ps(
+            _mm512_fmadd_ps(_mm512_set1_ps(0.0625f), e_,
+                            _mm512_fmadd_ps(_mm512_set1_ps(16.0f), c_, a_)),
+            m[6]);
     }
+}
 FC_TARGET_AVX512 static inline FC_ALWAYS_INLINE __m512 fc_max512_f(__m512 best, __m512 w)
 {
     const __mmask16 num = _mm512_cmp_ps_mask(best, best, _CMP_ORD_Q);
     return _mm512_mask_mov_ps(best, _mm512_mask_cmp_ps_mask(num, w, best, _CMP_NLE_UQ),
                               w);
 }
-FC_TARGET_AVX512 static inline FC_ALWAYS_INLINE void fc_wg4o512_body_f(
-    const float *m, ptrdiff_t ms, const float *bias, float *y, ptrdiff_t rs, ptrdiff_t cs,
-    ptrdiff_t cols, int nrow, int ncol, int relu, int pool)
+/* tile 4 or 5 (a constant where inlined); pool with tile 4 only. */
+FC_TARGET_AVX512 static inline FC_ALWAYS_INLINE void fc_wgo512_body_f(
+    int tile, const float *m, ptrdiff_t ms, const float *bias, float *y, ptrdiff_t rs,
+    ptrdiff_t cs, ptrdiff_t cols, int nrow, int ncol, int relu, int pool)
 {
+    const int L = tile + 2;
     ptrdiff_t j;
-    int a, k;
+    int a, k, i;
     for (j = 0; j < cols; j += 16) {
         const __mmask16 lanes = cols - j >= 16 ? (__mmask16)0xFFFF
                                                : (__mmask16)((1u << (cols - j)) - 1);
         const float *p = m + j;
         const __m512 b = bias ? _mm512_maskz_loadu_ps(lanes, bias + j) : _mm512_setzero_ps();
-        __m512 s[4][6], o[4][4];
-        for (k = 0; k < 6; k++) {  /* column k of A^T M, from entries 6 i + k */
-            const float *q = p + k * ms;
-            FC_WO512_AT(_mm512_maskz_loadu_ps(lanes, q), _mm512_maskz_loadu_ps(lanes, q + 6 * ms),
-                        _mm512_maskz_loadu_ps(lanes, q + 12 * ms),
-                        _mm512_maskz_loadu_ps(lanes, q + 18 * ms),
-                        _mm512_maskz_loadu_ps(lanes, q + 24 * ms),
-                        _mm512_maskz_loadu_ps(lanes, q + 30 * ms), s[0][k], s[1][k], s[2][k],
-                        s[3][k])
+        __m512 s[5][7], o[5][5];
+        for (k = 0; k < L; k++) {  /* column k of A^T M, from entries L i + k */
+            __m512 col[7], sc[5];
+            for (i = 0; i < L; i++)
+                col[i] = _mm512_maskz_loadu_ps(lanes, p + (L * i + k) * ms);
+            fc_wo512_at_f(tile, col, sc);
+            for (a = 0; a < tile; a++)
+                s[a][k] = sc[a];
         }
-        for (a = 0; a < 4; a++) {
-            FC_WO512_AT(s[a][0], s[a][1], s[a][2], s[a][3], s[a][4], s[a][5], o[a][0], o[a][1],
-                        o[a][2], o[a][3])
-            for (k = 0; k < 4; k++) {
+        for (a = 0; a < tile; a++) {
+            fc_wo512_at_f(tile, s[a], o[a]);
+            for (k = 0; k < tile; k++) {
                 o[a][k] = _mm512_add_ps(o[a][k], b);
                 if (relu)
                     o[a][k] = fc_act512_f(o[a][k], FC_ACT_RELU);
@@ -885,28 +903,34 @@ FC_TARGET_AVX512 static inline FC_ALWAYS_INLINE void fc_wg4o512_body_f(
                         _mm512_mask_storeu_ps(y + a * rs + k * cs + j, lanes, best);
                 }
         } else {
-            for (a = 0; a < 4; a++)
-                for (k = 0; k < 4; k++)
+            for (a = 0; a < tile; a++)
+                for (k = 0; k < tile; k++)
                     if (a < nrow && k < ncol)
                         _mm512_mask_storeu_ps(y + a * rs + k * cs + j, lanes, o[a][k]);
         }
     }
 }
-/* The common case with constants: a whole tile, entries MR x NR = 12 x 32 apart (the
- * pixel-row tile, fc_wg_forward_block's scratch), so that the 36 entry addresses are
- * displacements of one register (as variables GCC kept 36 pointers on the stack). */
-FC_TARGET_AVX512 static void fc_wg4o_avx512_f(const float *m, ptrdiff_t ms,
-                                              const float *bias, float *y, ptrdiff_t rs,
-                                              ptrdiff_t cs, ptrdiff_t cols, int nrow,
-                                              int ncol, int relu, int pool)
+/* The common cases with constants: a whole tile, entries MR x NR = 12 x 32 apart (the
+ * pixel-row tile, fc_wg_forward_block's scratch), so that the entry addresses are
+ * displacements of one register (as variables GCC kept them all on the stack). */
+FC_TARGET_AVX512 static void fc_wgo_avx512_f(int tile, const float *m, ptrdiff_t ms,
+                                             const float *bias, float *y, ptrdiff_t rs,
+                                             ptrdiff_t cs, ptrdiff_t cols, int nrow,
+                                             int ncol, int relu, int pool)
 {
-    const int whole = pool ? nrow == 2 && ncol == 2 : nrow == 4 && ncol == 4;
-    if (ms == 12 * 32 && whole)
-        fc_wg4o512_body_f(m, 12 * 32, bias, y, rs, cs, cols, 4, 4, relu, pool);
-    else
-        fc_wg4o512_body_f(m, ms, bias, y, rs, cs, cols, nrow, ncol, relu, pool);
+    if (tile == 5) {
+        if (ms == 12 * 32 && nrow == 5 && ncol == 5)
+            fc_wgo512_body_f(5, m, 12 * 32, bias, y, rs, cs, cols, 5, 5, relu, 0);
+        else
+            fc_wgo512_body_f(5, m, ms, bias, y, rs, cs, cols, nrow, ncol, relu, 0);
+    } else {
+        const int whole = pool ? nrow == 2 && ncol == 2 : nrow == 4 && ncol == 4;
+        if (ms == 12 * 32 && whole)
+            fc_wgo512_body_f(4, m, 12 * 32, bias, y, rs, cs, cols, 4, 4, relu, pool);
+        else
+            fc_wgo512_body_f(4, m, ms, bias, y, rs, cs, cols, nrow, ncol, relu, pool);
+    }
 }
-#undef FC_WO512_AT
 FC_WIDE_SET(fc_wide_avx512_f, FC_TARGET_AVX512, float, __m512, _mm512_setzero_ps(),
             _mm512_loadu_ps, FC_XLOAD512_F, _mm512_set1_ps, _mm512_fmadd_ps, FC_QFMA512_F,
             _mm512_add_ps, _mm512_reduce_add_ps, fc_wts_avx512_f, fc_act512_f,
@@ -1122,7 +1146,7 @@ static const fc_isa fc_isa_avx512 = {2, "avx512", 8, 32, 8, 16, fc_kernel_avx512
                                      FC_WIDE_KWF(fc_wide_avx512_f),
                                      FC_WIDE_KWF(fc_wide_avx512_d),
                                      FC_WIDE_KWG(fc_wide_avx512_f),
-                                     FC_WIDE_KWG(fc_wide_avx512_d), fc_wg4o_avx512_f};
+                                     FC_WIDE_KWG(fc_wide_avx512_d), fc_wgo_avx512_f};
 #endif
 
 /* The best ISA this CPU supports (ignoring FASTCONV_DISABLE_SIMD). */

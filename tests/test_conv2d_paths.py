@@ -125,9 +125,12 @@ WINOGRAD_CASES = [
 ]
 
 
-@pytest.fixture(params=[4, 2], ids=["F4x4", "F2x2"])
+@pytest.fixture(params=[(4, 4), (2, 2), (4, 5), (4, None)],
+                ids=["F4x4", "F2x2", "F5x5-gradients", "default"])
 def winograd_tile(request, monkeypatch):
-    monkeypatch.setattr(conv, "_WINOGRAD_TILE", request.param)
+    """(forward tile, gradient tile) of the Winograd passes (None: chosen per size)."""
+    monkeypatch.setattr(conv, "_WINOGRAD_TILE", request.param[0])
+    monkeypatch.setattr(conv, "_WINOGRAD_GRAD_TILE", request.param[1])
     return request.param
 
 
@@ -641,22 +644,26 @@ def test_winograd_forward_with_max_pool_is_the_pool_of_the_forward(isa, winograd
 
 @pytest.mark.skipif("avx512" not in AVAILABLE_ISAS, reason="needs AVX-512")
 @pytest.mark.parametrize("x_shape, c_out, padding", [
-    ((2, 15, 15, 32), 64, "same"),   # CIFAR-10's c3: partial last tile row and column
+    ((2, 15, 15, 32), 64, "same"),   # CIFAR-10's c3: partial last F(4x4) tiles
     ((3, 13, 11, 16), 20, "valid"),  # 11x9 output; a masked vector of 4 channels
-    ((2, 16, 16, 16), 40, "same"),   # whole tiles; 32 + 8 channels
+    ((2, 16, 16, 16), 40, "same"),   # whole F(4x4) tiles; 32 + 8 channels
+    ((2, 17, 12, 24), 18, "same"),   # partial F(5x5) tiles of the input gradient
 ])
-def test_winograd_tile_output_kernel_gives_the_loops_bits(x_shape, c_out, padding):
-    """F(4x4)'s AVX-512 output transform (fc_wg4o_avx512_f, whole and partial tiles,
-    ReLU, the fused max pool, channel counts that are not whole vectors, NaN) gives the
-    bits of fc_wg4_output's loop, which the AVX2 ISA runs: the two ISAs' pixel-row
-    kernels add each product in the same order, so their M is the same."""
-    assert conv._WINOGRAD_TILE == 4
+def test_winograd_tile_output_kernel_gives_the_loops_bits(x_shape, c_out, padding,
+                                                          monkeypatch):
+    """The AVX-512 output transform of one tile (fc_wgo_avx512_f: F(4x4) with ReLU and
+    the fused max pool, F(5x5) of the input gradient; whole and partial tiles, channel
+    counts that are not whole vectors, NaN) gives the bits of fc_wg4_output's and
+    fc_wg5_output's loops, which the AVX2 ISA runs: the two ISAs' pixel-row kernels add
+    each product in the same order, so their M is the same."""
     rng = np.random.default_rng(31)
     x = rng.standard_normal(x_shape).astype(np.float32)
     w = rng.standard_normal((3, 3, x_shape[-1], c_out)).astype(np.float32)
     b = rng.standard_normal(c_out).astype(np.float32)
     x[0, 5, 6, 1] = np.nan
     g = conv._geometry(x.shape, w.shape, 1, padding, 1, 1, "channels_last")
+    gy = rng.standard_normal(g.y_shape).astype(np.float32)
+    gy[1, 2, 3, 4] = np.nan
     before = _ext.conv2d.isa()
     got = {}
     try:
@@ -667,6 +674,9 @@ def test_winograd_tile_output_kernel_gives_the_loops_bits(x_shape, c_out, paddin
                                       relu=relu) for relu in (False, True)]
             got[name] += [conv._forward_max_pooled(g, x, w, b, np.float32, relu=relu)
                           for relu in (False, True)]
+            for tile in (4, 5):
+                monkeypatch.setattr(conv, "_WINOGRAD_GRAD_TILE", tile)
+                got[name].append(conv._grad_input(g, gy, w, np.float32))
     finally:
         _ext.conv2d.set_isa(before)
     for a, k in zip(got["avx2"], got["avx512"]):
