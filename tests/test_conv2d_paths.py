@@ -642,6 +642,22 @@ def test_winograd_forward_with_max_pool_is_the_pool_of_the_forward(isa, winograd
         np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
+def test_winograd_forward_refuses_a_tile_it_has_not():
+    """winograd_forward takes tiles 2, 4 and 5, the fused pool only the even ones: a
+    clear ValueError otherwise, before any memory is touched."""
+    g = conv._geometry((1, 10, 10, 16), (3, 3, 16, 16), 1, "same", 1, 1, "channels_last")
+    x = np.zeros(g.x_shape, np.float32).reshape(-1)
+    w = np.zeros((16, 16, 3, 3), np.float32)
+    for tile, pool, match in ((3, False, "tile must be 2, 4 or 5, got 3"),
+                              (5, True, "fused pool needs an even tile, got 5")):
+        u = conv._winograd_weights(w, 4)
+        y = np.zeros(g.n * (g.oh // 2) * (g.ow // 2) * 16 if pool else
+                     int(np.prod(g.y_shape)), np.float32)
+        with pytest.raises(ValueError, match=match):
+            _ext.conv2d.winograd_forward(x, u, None, y, conv._geom(g),
+                                         conv._winograd_block(), False, pool, tile)
+
+
 @pytest.mark.skipif("avx512" not in AVAILABLE_ISAS, reason="needs AVX-512")
 @pytest.mark.parametrize("x_shape, c_out, padding", [
     ((2, 15, 15, 32), 64, "same"),   # CIFAR-10's c3: partial last F(4x4) tiles
