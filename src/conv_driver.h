@@ -1081,6 +1081,20 @@ static void FC_FN(fc_wd_grad_weight_item)(const fc_conv *g, const FC_FN(fc_kwg_t
     const FC_T *FC_RESTRICT name##12 = src[12], *FC_RESTRICT name##13 = src[13];         \
     const FC_T *FC_RESTRICT name##14 = src[14], *FC_RESTRICT name##15 = src[15];
 
+/* q[b] = image n's pixel (iy, ix0 + b) of x (C channels) for b < L, or zero (C zeros)
+ * where that lies in the padding: one row of a Winograd tile's input patch. */
+static inline void FC_FN(fc_wg_patch_row)(const fc_conv *g, const FC_T *x,
+                                          const FC_T *zero, ptrdiff_t n, ptrdiff_t iy,
+                                          ptrdiff_t ix0, int L, const FC_T **q)
+{
+    int b;
+    for (b = 0; b < L; b++) {
+        const ptrdiff_t ix = ix0 + b;
+        q[b] = (iy >= 0 && iy < g->h && ix >= 0 && ix < g->w)
+                   ? x + ((n * g->h + iy) * g->w + ix) * g->c : zero;
+    }
+}
+
 /* V for tiles [t0, t0 + cnt): v[e * es + i * C + c].  zero: C zeros (the padding). */
 FC_CLONES static void FC_FN(fc_wg_input)(const fc_conv *g, const FC_T *x, const FC_T *zero,
                                          ptrdiff_t t0, ptrdiff_t cnt, ptrdiff_t th,
@@ -1088,18 +1102,14 @@ FC_CLONES static void FC_FN(fc_wg_input)(const fc_conv *g, const FC_T *x, const 
 {
     const ptrdiff_t C = g->c, tpi = th * tw;
     ptrdiff_t i, c;
-    int a, b;
+    int a;
     for (i = 0; i < cnt; i++) {
         const ptrdiff_t t = t0 + i, n = t / tpi, r = t % tpi;
         const ptrdiff_t iy0 = 2 * (r / tw) - g->pt, ix0 = 2 * (r % tw) - g->pl;
         const FC_T *p[16];
         FC_T *FC_RESTRICT vi = v + i * C;
         for (a = 0; a < 4; a++)
-            for (b = 0; b < 4; b++) {
-                const ptrdiff_t iy = iy0 + a, ix = ix0 + b;
-                p[4 * a + b] = (iy >= 0 && iy < g->h && ix >= 0 && ix < g->w)
-                                   ? x + ((n * g->h + iy) * g->w + ix) * C : zero;
-            }
+            FC_FN(fc_wg_patch_row)(g, x, zero, n, iy0 + a, ix0, 4, p + 4 * a);
         {
             FC_RESTRICT16(p, p)
             FC_OMP_SIMD
@@ -1226,12 +1236,7 @@ FC_CLONES static void FC_FN(fc_wg4_input)(const fc_conv *g, const FC_T *x,
         FC_T *vi = v + i * C;
         for (a = 0; a < 6; a++) {  /* row a of d B: (d B)[a][j] at entry 6 a + j */
             const FC_T *q[6];
-            const ptrdiff_t iy = iy0 + a;
-            for (b = 0; b < 6; b++) {
-                const ptrdiff_t ix = ix0 + b;
-                q[b] = (iy >= 0 && iy < g->h && ix >= 0 && ix < g->w)
-                           ? x + ((n * g->h + iy) * g->w + ix) * C : zero;
-            }
+            FC_FN(fc_wg_patch_row)(g, x, zero, n, iy0 + a, ix0, 6, q);
             {
                 const FC_T *FC_RESTRICT q0 = q[0], *FC_RESTRICT q1 = q[1];
                 const FC_T *FC_RESTRICT q2 = q[2], *FC_RESTRICT q3 = q[3];
@@ -1449,12 +1454,7 @@ FC_CLONES static void FC_FN(fc_wg5_input)(const fc_conv *g, const FC_T *x,
         FC_T *vi = v + i * C;
         for (a = 0; a < 7; a++) {  /* row a of d B: (d B)[a][j] at entry 7 a + j */
             const FC_T *q[7];
-            const ptrdiff_t iy = iy0 + a;
-            for (b = 0; b < 7; b++) {
-                const ptrdiff_t ix = ix0 + b;
-                q[b] = (iy >= 0 && iy < g->h && ix >= 0 && ix < g->w)
-                           ? x + ((n * g->h + iy) * g->w + ix) * C : zero;
-            }
+            FC_FN(fc_wg_patch_row)(g, x, zero, n, iy0 + a, ix0, 7, q);
             {
                 const FC_T *FC_RESTRICT q0 = q[0], *FC_RESTRICT q1 = q[1];
                 const FC_T *FC_RESTRICT q2 = q[2], *FC_RESTRICT q3 = q[3];
