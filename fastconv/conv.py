@@ -287,16 +287,16 @@ def _dense_weight(g, weight):
 # input gradient / weight gradient, F(2x2) -> F(4x4): CIFAR-10's c2 5.7 / 7.0 / 6.0 ->
 # 3.9 / 4.0 / 4.2, c3 2.7 / 2.8 / 3.2 -> 2.3 / 2.2 / 3.0, c4 3.8 / 5.1 / 4.8 -> 3.6 /
 # 3.7 / 4.6 (its 13x13 output fills 4x4 tiles worst); more in docs/performance.md.
-# The gradients take F(5x5, 3x3) where its tiles fit the output better (1.96 products
-# per pixel; errors about 3e-5 of the output's scale against F(4x4)'s 1e-5).
+# F(5x5, 3x3) where its tiles fit the output better (1.96 products per pixel; errors
+# about 3e-5 of the output's scale against F(4x4)'s 1e-5).
 _WINOGRAD = True
-# Output tile side of the forward: 4 for F(4x4, 3x3), 2 for F(2x2, 3x3).  The forward
-# stays on F(4x4), whose tiles hold whole 2x2 windows: the fused max pool of predict
-# (_forward_max_pooled) runs on the same tiles as the layer's forward, so the two give
-# the same bits.  (F(5x5) would take 0.87x the time of CIFAR-10's c3 forward.)
-_WINOGRAD_TILE = 4
-# Output tile side of the input and weight gradients: None picks F(4x4) or F(5x5) per
-# output size (_winograd_grad_tile); 2, 4 or 5 forces one.
+# Output tile sides of the forward and of the input and weight gradients: None picks
+# F(4x4, 3x3) or F(5x5, 3x3) per output size (_winograd_tile_for); 2, 4 or 5 forces
+# F(2x2), F(4x4) or F(5x5).  The fused 2x2 max pool needs an even tile (whole windows
+# in each): a Conv2D that its model may fuse with the MaxPooling2D after it runs its
+# forward on _winograd_pool_tile() either way, so that predict's fused pass and the
+# layer's forward give the same bits (layers/conv.py).
+_WINOGRAD_TILE = None
 _WINOGRAD_GRAD_TILE = None
 # Measured (batch 64, 32x32, 'same', ms, forward / input gradient / weight gradient,
 # direct -> Winograd): 16 -> 16 channels 2.03 / 2.05 / 1.87 -> 1.32 / 1.32 / 1.78,
@@ -468,23 +468,31 @@ def _winograd_ok(g, dtype):
             min(g.c_in, g.c_out) >= _WINOGRAD_MIN_CHANNELS)
 
 
-def _winograd_grad_tile(oh, ow):
-    """The Winograd tile side of a gradient pass whose output (grad_x for the input
-    gradient, the tiles of grad_y for the weight gradient) is oh x ow: F(5x5) where its
-    tiles hold fewer transformed values (tiles * (tile + 2)^2: the products, and the
-    transforms' traffic) than F(4x4)'s, else F(4x4).  CIFAR-10's 30x30, 15x15 and 13x13
-    take F(5x5) (0.77x F(4x4)'s values each), its 32x32 input gradient F(4x4).
-    (Measured, batch 128, ms, F(4x4) -> F(5x5), input gradient / weight and bias
-    gradients: c2 - / 4.45 -> 3.73, c3 1.54 -> 1.33 / 2.06 -> 1.86, c4 2.81 -> 2.49 /
-    3.92 -> 3.39.)  _WINOGRAD_GRAD_TILE, where set, overrides."""
-    if _WINOGRAD_GRAD_TILE is not None:
-        return _WINOGRAD_GRAD_TILE
-    if _WINOGRAD_TILE != 4:  # (F(2x2) forced for the tests: every pass on it)
-        return _WINOGRAD_TILE
+def _winograd_tile_for(oh, ow, forced=None):
+    """The Winograd tile side of a pass whose output (y, grad_x for the input gradient,
+    the tiles of grad_y for the weight gradient) is oh x ow: forced where given, else
+    F(5x5) where its tiles hold fewer transformed values (tiles * (tile + 2)^2: the
+    products, and the transforms' traffic) than F(4x4)'s, else F(4x4).  CIFAR-10's
+    30x30, 15x15 and 13x13 take F(5x5) (0.77x F(4x4)'s values each), c2's 32x32 input
+    gradient F(4x4).  (Measured, batch 128, ms, F(4x4) -> F(5x5), forward / input
+    gradient / weight and bias gradients: c2 3.55 -> 3.08 / - / 4.45 -> 3.73, c3 1.60 ->
+    1.39 / 1.54 -> 1.33 / 2.06 -> 1.86, c4 2.61 -> 2.34 / 2.81 -> 2.49 / 3.92 -> 3.39.)"""
+    if forced is not None:
+        return forced
 
     def values(t):
         return -(-oh // t) * -(-ow // t) * (t + 2) ** 2
     return 5 if values(5) < values(4) else 4
+
+
+def _winograd_grad_tile(oh, ow):
+    return _winograd_tile_for(oh, ow, _WINOGRAD_GRAD_TILE)
+
+
+def _winograd_pool_tile():
+    """The forward tile of a convolution whose 2x2 max pool may be fused: F(4x4), or
+    F(2x2) where forced."""
+    return 2 if _WINOGRAD_TILE == 2 else 4
 
 
 def _winograd_weights(w, tile):
@@ -506,9 +514,10 @@ def _forward_oihw(g, x, w, bias, dtype, relu=False, tanh=False, winograd_tile=No
     """y of geometry g for a weight w in (C_out, C_in/groups, kh, kw) order, then ReLU
     (relu) or tanh (tanh, float32: fused into the wide kernels' output pass, a separate
     in-place pass after the other kernels).  winograd_tile: the Winograd tile, where g
-    runs on it (None: _WINOGRAD_TILE, the forward's)."""
+    runs on it (None: the forward's, _winograd_tile_for)."""
+    tile = winograd_tile or _winograd_tile_for(g.oh, g.ow, _WINOGRAD_TILE)
     y, fused = _forward_kernels(g, x, w, bias, dtype, relu, tanh and dtype == np.float32,
-                                winograd_tile or _WINOGRAD_TILE)
+                                tile)
     return y if fused else _tanh_if(y, tanh)
 
 
@@ -600,7 +609,7 @@ def _forward_avg_pooled(g, x, weight, bias, dtype, relu=False, tanh=False, keep=
     return pooled if y is None else (y, pooled)
 
 
-def _forward_max_pooled(g, x, weight, bias, dtype, relu=False):
+def _forward_max_pooled(g, x, weight, bias, dtype, relu=False, winograd_tile=None):
     """max_pool2d(act(conv2d(x)), 2) -- 2x2 windows, stride 2, rows and columns past an
     even count dropped, act ReLU (relu) or none -- bit for bit, the full-size output never
     written (inference only: the backward passes need it).  On the Winograd kernels each
@@ -609,10 +618,13 @@ def _forward_max_pooled(g, x, weight, bias, dtype, relu=False):
     is in cache.  None where g runs on neither."""
     path = _pool_path(g, x, dtype)
     if path == "winograd":
+        tile = winograd_tile or _winograd_tile_for(g.oh, g.ow, _WINOGRAD_TILE)
+        if tile % 2:  # (F(5x5): no tile holds whole windows)
+            return None
         pooled = _arena.empty((g.n, g.oh // 2, g.ow // 2, g.c_out), dtype)
         _ext.conv2d.winograd_forward(x.reshape(-1), _winograd_weights(_weight_oihw(
-            g, weight), _WINOGRAD_TILE), bias, pooled.reshape(-1), _geom(g),
-            _winograd_block(), relu, True, _WINOGRAD_TILE)
+            g, weight), tile), bias, pooled.reshape(-1), _geom(g), _winograd_block(),
+            relu, True, tile)
         return pooled
     if path != "pixel":
         return None
@@ -630,7 +642,7 @@ def _tanh_if(y, tanh):
     return _activations._tanh_inplace(y) if tanh else y
 
 
-def _conv_forward(g, x, weight, bias, dtype, relu=False, tanh=False):
+def _conv_forward(g, x, weight, bias, dtype, relu=False, tanh=False, winograd_tile=None):
     if _dense_blas(g):
         y = _blas._product(x.reshape(g.n, g.k_group), _dense_weight(g, weight), bias)
         if relu:
@@ -640,7 +652,8 @@ def _conv_forward(g, x, weight, bias, dtype, relu=False, tanh=False):
     if d is not None:
         return _conv_forward(d, x.reshape(d.x_shape), weight.reshape(d.weight_shape), bias,
                              dtype, relu, tanh).reshape(g.y_shape)
-    return _forward_oihw(g, x, _weight_oihw(g, weight), bias, dtype, relu, tanh)
+    return _forward_oihw(g, x, _weight_oihw(g, weight), bias, dtype, relu, tanh,
+                         winograd_tile)
 
 
 def _grad_input(g, grad_y, weight, dtype):
@@ -887,11 +900,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
 
 
 def _conv2d(x, weight, bias, stride, padding, dilation, groups, data_format, relu=False,
-            tanh=False):
+            tanh=False, winograd_tile=None):
     """conv2d, optionally followed by ReLU (relu) or tanh (tanh) in the output pass
     where the kernel has one (the Conv2D layer's activation="relu"/"tanh" forward: one
     pass over y instead of two).  Exactly activations.relu / activations.tanh of
-    conv2d's result."""
+    conv2d's result.  winograd_tile: as _forward_oihw's."""
     check_data_format(data_format)
     dtype, a = _inputs({"x": x, "weight": weight, "bias": bias},
                        {"x": (4, _X_DESC[data_format]), "weight": (4, None),
@@ -901,7 +914,8 @@ def _conv2d(x, weight, bias, stride, padding, dilation, groups, data_format, rel
     if a["bias"] is not None and a["bias"].shape != (g.c_out,):
         raise ValueError(f"bias must have shape ({g.c_out},) to match C_out, got "
                          f"{a['bias'].shape}")
-    return _conv_forward(g, a["x"], a["weight"], a["bias"], dtype, relu, tanh)
+    return _conv_forward(g, a["x"], a["weight"], a["bias"], dtype, relu, tanh,
+                         winograd_tile)
 
 
 def _backward_inputs(grad_y, x, weight, stride, padding, dilation, groups, data_format,

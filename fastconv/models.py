@@ -118,6 +118,7 @@ class Sequential:
                 and layer._input_shape_arg is not None:
             self._input_shape = layer._input_shape_arg
         self._layers.append(layer)
+        self._link_layers()
         if self.built:
             prev = self._layers[-2].output_shape if len(self._layers) > 1 \
                 else (None,) + tuple(self._input_shape)
@@ -130,7 +131,15 @@ class Sequential:
         if not self._layers:
             raise ValueError("pop() on a Sequential model without layers")
         self._checked = None
-        return self._layers.pop()
+        layer = self._layers.pop()
+        layer._set_next(None)
+        self._link_layers()
+        return layer
+
+    def _link_layers(self):
+        """Tell each layer the one after it (Layer._set_next)."""
+        for layer, nxt in zip(self._layers, self._layers[1:] + [None]):
+            layer._set_next(nxt)
 
     def build(self, input_shape=None):
         """Build every layer for inputs of ``input_shape`` (batch axis included)."""

@@ -125,8 +125,8 @@ WINOGRAD_CASES = [
 ]
 
 
-@pytest.fixture(params=[(4, 4), (2, 2), (4, 5), (4, None)],
-                ids=["F4x4", "F2x2", "F5x5-gradients", "default"])
+@pytest.fixture(params=[(4, 4), (2, 2), (5, 5), (4, 5), (None, None)],
+                ids=["F4x4", "F2x2", "F5x5", "F4x4-F5x5-gradients", "default"])
 def winograd_tile(request, monkeypatch):
     """(forward tile, gradient tile) of the Winograd passes (None: chosen per size)."""
     monkeypatch.setattr(conv, "_WINOGRAD_TILE", request.param[0])
@@ -583,7 +583,8 @@ def test_forward_with_max_pool_is_the_pool_of_the_forward(isa, dtype, act):
     pass, for inference) gives max_pool2d of the activated convolution bit for bit: odd
     rows and columns dropped, ties and NaN (the first NaN of a window wins) as the
     pooling kernels have them.  None (the layers then run one by one) off the pixel-row
-    and Winograd kernels."""
+    and Winograd kernels, and on Winograd F(5x5) (no tile holds whole windows), which a
+    Conv2D before a MaxPooling2D avoids by asking for F(4x4) (winograd_tile)."""
     from fastconv import pooling
     rng = np.random.default_rng(24)
     cases = [((3, 12, 12, 32), (3, 3, 32, 32), "valid"),  # CIFAR-10's conv + pool
@@ -601,13 +602,19 @@ def test_forward_with_max_pool_is_the_pool_of_the_forward(isa, dtype, act):
         x[-1, 1, 1, 0] = -np.inf
         g = conv._geometry(x.shape, w.shape, 1, padding, 1, 1, "channels_last")
         got = conv._forward_max_pooled(g, x, w, b, dtype, relu=act == "relu")
-        if conv._forward_path(g, dtype) not in ("pixel", "winograd"):
+        path = conv._forward_path(g, dtype)
+        if path not in ("pixel", "winograd"):
             assert got is None
             continue
+        tile = None
+        if path == "winograd" and conv._winograd_tile_for(g.oh, g.ow) == 5:
+            assert got is None
+            tile = conv._winograd_pool_tile()
+            got = conv._forward_max_pooled(g, x, w, b, dtype, act == "relu", tile)
         fused += 1
         want = pooling.max_pool2d(
-            conv._conv2d(x, w, b, 1, padding, 1, 1, "channels_last", relu=act == "relu"),
-            2, data_format="channels_last")
+            conv._conv2d(x, w, b, 1, padding, 1, 1, "channels_last", relu=act == "relu",
+                         winograd_tile=tile), 2, data_format="channels_last")
         assert got.dtype == dtype and got.shape == want.shape
         assert np.isnan(want).any()
         np.testing.assert_array_equal(got.view(f"u{got.itemsize}"),
@@ -633,13 +640,19 @@ def test_winograd_forward_with_max_pool_is_the_pool_of_the_forward(isa, winograd
     x[0, 3, 4, 0] = np.nan
     g = conv._geometry(x.shape, w.shape, 1, padding, 1, 1, "channels_last")
     assert conv._forward_path(g, np.float32) == "winograd"
+    odd = conv._winograd_tile_for(g.oh, g.ow, conv._WINOGRAD_TILE) % 2
     for relu in (False, True):
-        got = conv._forward_max_pooled(g, x, w, b, np.float32, relu=relu)
-        want = pooling.max_pool2d(
-            conv._conv2d(x, w, b, 1, padding, 1, 1, "channels_last", relu=relu), 2,
-            data_format="channels_last")
-        assert got.shape == want.shape and np.isnan(want).any()
-        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+        # F(5x5) (chosen or forced) fuses no pool: None, the caller runs both passes
+        assert (conv._forward_max_pooled(g, x, w, b, np.float32, relu=relu) is None) == odd
+        for tile in (None, conv._winograd_pool_tile()):
+            got = conv._forward_max_pooled(g, x, w, b, np.float32, relu, tile)
+            if got is None:
+                continue
+            want = pooling.max_pool2d(
+                conv._conv2d(x, w, b, 1, padding, 1, 1, "channels_last", relu=relu,
+                             winograd_tile=tile), 2, data_format="channels_last")
+            assert got.shape == want.shape and np.isnan(want).any()
+            np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
 def test_winograd_forward_refuses_a_tile_it_has_not():
@@ -668,7 +681,7 @@ def test_winograd_forward_refuses_a_tile_it_has_not():
 def test_winograd_tile_output_kernel_gives_the_loops_bits(x_shape, c_out, padding,
                                                           monkeypatch):
     """The AVX-512 output transform of one tile (fc_wgo_avx512_f: F(4x4) with ReLU and
-    the fused max pool, F(5x5) of the input gradient; whole and partial tiles, channel
+    the fused max pool, F(5x5); forward and input gradient; whole and partial tiles, channel
     counts that are not whole vectors, NaN) gives the bits of fc_wg4_output's and
     fc_wg5_output's loops, which the AVX2 ISA runs: the two ISAs' pixel-row kernels add
     each product in the same order, so their M is the same."""
@@ -687,8 +700,9 @@ def test_winograd_tile_output_kernel_gives_the_loops_bits(x_shape, c_out, paddin
             _ext.conv2d.set_isa(name)
             assert conv._forward_path(g, np.float32) == "winograd"
             got[name] = [conv._conv2d(x, w, b, 1, padding, 1, 1, "channels_last",
-                                      relu=relu) for relu in (False, True)]
-            got[name] += [conv._forward_max_pooled(g, x, w, b, np.float32, relu=relu)
+                                      relu=relu, winograd_tile=tile)
+                         for relu in (False, True) for tile in (4, 5)]
+            got[name] += [conv._forward_max_pooled(g, x, w, b, np.float32, relu, 4)
                           for relu in (False, True)]
             for tile in (4, 5):
                 monkeypatch.setattr(conv, "_WINOGRAD_GRAD_TILE", tile)

@@ -446,6 +446,29 @@ def test_predict_and_evaluate_fuse_convolution_and_average_pooling(act, dtype,
     assert all(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
 
+def test_conv2d_before_a_max_pool_takes_the_fused_passes_winograd_tiles():
+    """A Conv2D that its model may fuse with the MaxPooling2D after it runs its forward
+    on Winograd F(4x4) (the fused pass's tiles) even where F(5x5) suits its output
+    better, so that predict gives model(x)'s bits; one before anything else keeps
+    F(5x5); the model tells the layers again when they change (pop, add)."""
+    from fastconv import conv
+    fastconv.set_seed(3)
+    first = L.Conv2D(16, 3, activation="relu", input_shape=(17, 17, 16))
+    second = L.Conv2D(16, 3, activation="relu")
+    model = Sequential([first, L.MaxPooling2D(2), second, L.Flatten(), L.Dense(3)])
+    # 15x15 and 5x5 outputs: F(5x5) by size
+    assert conv._winograd_tile_for(15, 15) == conv._winograd_tile_for(5, 5) == 5
+    assert first._winograd_tile() == 4 and second._winograd_tile() is None
+    x = np.random.default_rng(4).standard_normal((3, 17, 17, 16)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), model(x))
+    single = Sequential([L.Conv2D(16, 3, input_shape=(17, 17, 16)), L.MaxPooling2D(2)])
+    assert single.layers[0]._winograd_tile() == 4
+    single.pop()
+    assert single.layers[0]._winograd_tile() is None
+    single.add(L.MaxPooling2D(3))  # (not fused: 3x3 windows)
+    assert single.layers[0]._winograd_tile() is None
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("act", ["relu", None])
 def test_predict_fuses_convolution_and_max_pooling(act, dtype, monkeypatch):

@@ -305,6 +305,11 @@ class Layer:
         gradients as well (stored in prev); None otherwise (the default)."""
         return None
 
+    def _set_next(self, layer):
+        """The layer after this one in its model (None: the last), told by the model
+        whenever its layers change: a layer whose kernels fuse with the next one's may
+        choose them by it (Conv2D, before a MaxPooling2D)."""
+
     def _forward_pooled(self, x, pool, training=False):
         """The forward of pool (the next layer) on this layer's output, both in one pass;
         in training both layers keep what their backward passes read, otherwise neither

@@ -50,6 +50,7 @@ class Conv2D(Layer):
         self.bias_initializer = _initializers.get(bias_initializer, "bias_initializer")
         self._last = self.data_format == "channels_last"
         self._geometry, self._geometry_key = None, None
+        self._max_pool_next = False  # (see _set_next)
 
     def _rank_desc(self):
         return ("(batch, height, width, channels)" if self._last
@@ -126,6 +127,25 @@ class Conv2D(Layer):
             return None
         return g, dtype
 
+    def _set_next(self, layer):
+        # Before a MaxPooling2D that _forward_pooled fuses, the forward runs on the
+        # Winograd tiles the fused pass takes (F(4x4): whole 2x2 windows), so that
+        # predict and evaluate (fused) give the bits of the layer-by-layer forward;
+        # elsewhere on the tiles that suit the output (F(5x5) for CIFAR-10's c3).
+        self._max_pool_next = (type(layer) is MaxPooling2D and self._fuses(layer) and
+                               self._act_name != "tanh")
+
+    def _winograd_tile(self):
+        return _conv._winograd_pool_tile() if self._max_pool_next else None
+
+    def _fuses(self, pool):
+        """Whether _forward_pooled may fuse pool (the next layer) with this layer."""
+        return (type(pool) in (AveragePooling2D, MaxPooling2D) and
+                pool.pool_size == (2, 2) and pool.strides == (2, 2) and
+                pool.padding == "valid" and
+                pool.data_format == self.data_format == "channels_last" and
+                self._act_name in ("linear", "relu", "tanh"))
+
     def _forward(self, x, relu=False, tanh=False):
         """conv2d of x, then ReLU (relu) or tanh (tanh) where the kernels fuse them."""
         self._x = x
@@ -133,8 +153,10 @@ class Conv2D(Layer):
         bias = self.bias if self.use_bias else None
         ready = self._ready(x, kernel, bias)
         if ready is None:
-            return _conv2d(x, kernel, bias, relu=relu, tanh=tanh, **self._op_args())
-        return _conv._conv_forward(ready[0], x, kernel, bias, ready[1], relu, tanh)
+            return _conv2d(x, kernel, bias, relu=relu, tanh=tanh,
+                           winograd_tile=self._winograd_tile(), **self._op_args())
+        return _conv._conv_forward(ready[0], x, kernel, bias, ready[1], relu, tanh,
+                                   self._winograd_tile())
 
     def _linear_forward(self, x, training):
         return self._forward(x)
@@ -148,10 +170,7 @@ class Conv2D(Layer):
         (conv._forward_max_pooled).  In training both layers keep what their backward
         passes read, as their own forward calls would."""
         kind = type(pool)
-        if not (kind in (AveragePooling2D, MaxPooling2D) and pool.pool_size == (2, 2) and
-                pool.strides == (2, 2) and pool.padding == "valid" and
-                pool.data_format == self.data_format == "channels_last" and
-                self._act_name in ("linear", "relu", "tanh")):
+        if not self._fuses(pool):
             return None
         if kind is MaxPooling2D and (training or self._act_name == "tanh"):
             return None
@@ -162,7 +181,7 @@ class Conv2D(Layer):
         relu = self._act_name == "relu"
         if kind is MaxPooling2D:
             return _conv._forward_max_pooled(ready[0], x, self.kernel, bias, ready[1],
-                                             relu)
+                                             relu, self._winograd_tile())
         out = _conv._forward_avg_pooled(ready[0], x, self.kernel, bias, ready[1],
                                         relu=relu, tanh=self._act_name == "tanh",
                                         keep=training)
