@@ -1418,11 +1418,11 @@ FC_CLONES static void FC_FN(fc_wg4_grad_out)(const fc_conv *g, const FC_T *gy,
  *   A^T = [1 1 1 1 1 1 0; 0 1 -1 2 -2 1/2 0; 0 1 1 4 4 1/4 0;
  *          0 1 -1 8 -8 1/8 0; 0 1 1 16 16 1/16 1]
  *
- * 49 products per (tile, c, co), 1.96 per output pixel; the gradients take it over
- * F(4x4) where its tiles waste less of the output (conv.py's _winograd_grad_tile:
- * CIFAR-10's 15x15 and 13x13 layers, 1.96 and 2.61 products per pixel against F(4x4)'s
- * 2.56 and 3.41).  A^T's entries are powers of two, as F(4x4)'s.  No fused pool (a tile
- * is not whole 2x2 windows). */
+ * 49 products per (tile, c, co), 1.96 per output pixel; conv.py takes it over F(4x4)
+ * where its tiles waste less of the output (_winograd_tile_for: CIFAR-10's 15x15 and
+ * 13x13 layers, 1.96 and 2.61 products per pixel against F(4x4)'s 2.56 and 3.41).  A^T's
+ * entries are powers of two, as F(4x4)'s.  No fused pool (a tile is not whole 2x2
+ * windows). */
 
 /* The 1-D B^T of (d0, ..., d6) stored to o[0], o[st], ..., o[6 st]. */
 #define FC_WG5_BT(o, st, d0, d1, d2, d3, d4, d5, d6)                                     \
