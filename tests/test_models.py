@@ -460,6 +460,7 @@ def test_conv2d_before_a_max_pool_takes_the_fused_passes_winograd_tiles():
     assert conv._winograd_tile_for(15, 15) == conv._winograd_tile_for(5, 5) == 5
     assert first._winograd_tile() == 4 and second._winograd_tile() is None
     x = np.random.default_rng(4).standard_normal((3, 17, 17, 16)).astype(np.float32)
+    assert first._forward_pooled(x, model.layers[1]) is not None  # fused on F(4x4)
     np.testing.assert_array_equal(model.predict(x, verbose=0), model(x))
     single = Sequential([L.Conv2D(16, 3, input_shape=(17, 17, 16)), L.MaxPooling2D(2)])
     assert single.layers[0]._winograd_tile() == 4
