@@ -281,10 +281,11 @@ def _dense_weight(g, weight):
 
 # Winograd (src/conv_driver.h, "Winograd"): channels_last, 3x3, stride 1, dilation 1,
 # one group, float32 (float64 stays on the direct kernels, exact to 1e-10), with enough
-# channels on both sides for its products (see _winograd_ok).  F(4x4, 3x3) by default:
-# 4x fewer multiply-adds than the direct kernels (F(2x2, 3x3): 2.25x; relative errors
-# about 3e-6 and 2e-7 against the float64 reference).  Measured, batch 128, ms, forward /
-# input gradient / weight gradient, F(2x2) -> F(4x4): CIFAR-10's c2 5.7 / 7.0 / 6.0 ->
+# channels on both sides for its products (see _winograd_ok).  F(4x4, 3x3): 4x fewer
+# multiply-adds than the direct kernels (F(2x2, 3x3), now only where forced: 2.25x;
+# relative errors about 3e-6 and 2e-7 against the float64 reference).  Measured, batch
+# 128, ms, forward / input gradient / weight gradient, F(2x2) -> F(4x4): CIFAR-10's c2
+# 5.7 / 7.0 / 6.0 ->
 # 3.9 / 4.0 / 4.2, c3 2.7 / 2.8 / 3.2 -> 2.3 / 2.2 / 3.0, c4 3.8 / 5.1 / 4.8 -> 3.6 /
 # 3.7 / 4.6 (its 13x13 output fills 4x4 tiles worst); more in docs/performance.md.
 # F(5x5, 3x3) where its tiles fit the output better (1.96 products per pixel; errors
@@ -485,6 +486,10 @@ def _winograd_tile_for(oh, ow, forced=None):
     return 5 if values(5) < values(4) else 4
 
 
+def _winograd_forward_tile(oh, ow):
+    return _winograd_tile_for(oh, ow, _WINOGRAD_TILE)
+
+
 def _winograd_grad_tile(oh, ow):
     return _winograd_tile_for(oh, ow, _WINOGRAD_GRAD_TILE)
 
@@ -514,8 +519,8 @@ def _forward_oihw(g, x, w, bias, dtype, relu=False, tanh=False, winograd_tile=No
     """y of geometry g for a weight w in (C_out, C_in/groups, kh, kw) order, then ReLU
     (relu) or tanh (tanh, float32: fused into the wide kernels' output pass, a separate
     in-place pass after the other kernels).  winograd_tile: the Winograd tile, where g
-    runs on it (None: the forward's, _winograd_tile_for)."""
-    tile = winograd_tile or _winograd_tile_for(g.oh, g.ow, _WINOGRAD_TILE)
+    runs on it (None: the forward's, _winograd_forward_tile)."""
+    tile = winograd_tile or _winograd_forward_tile(g.oh, g.ow)
     y, fused = _forward_kernels(g, x, w, bias, dtype, relu, tanh and dtype == np.float32,
                                 tile)
     return y if fused else _tanh_if(y, tanh)
@@ -618,7 +623,7 @@ def _forward_max_pooled(g, x, weight, bias, dtype, relu=False, winograd_tile=Non
     is in cache.  None where g runs on neither."""
     path = _pool_path(g, x, dtype)
     if path == "winograd":
-        tile = winograd_tile or _winograd_tile_for(g.oh, g.ow, _WINOGRAD_TILE)
+        tile = winograd_tile or _winograd_forward_tile(g.oh, g.ow)
         if tile % 2:  # (F(5x5): no tile holds whole windows)
             return None
         pooled = _arena.empty((g.n, g.oh // 2, g.ow // 2, g.c_out), dtype)
