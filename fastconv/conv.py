@@ -285,9 +285,9 @@ def _dense_weight(g, weight):
 # multiply-adds than the direct kernels (F(2x2, 3x3), now only where forced: 2.25x;
 # relative errors about 3e-6 and 2e-7 against the float64 reference).  Measured, batch
 # 128, ms, forward / input gradient / weight gradient, F(2x2) -> F(4x4): CIFAR-10's c2
-# 5.7 / 7.0 / 6.0 ->
-# 3.9 / 4.0 / 4.2, c3 2.7 / 2.8 / 3.2 -> 2.3 / 2.2 / 3.0, c4 3.8 / 5.1 / 4.8 -> 3.6 /
-# 3.7 / 4.6 (its 13x13 output fills 4x4 tiles worst); more in docs/performance.md.
+# 5.7 / 7.0 / 6.0 -> 3.9 / 4.0 / 4.2, c3 2.7 / 2.8 / 3.2 -> 2.3 / 2.2 / 3.0, c4 3.8 /
+# 5.1 / 4.8 -> 3.6 / 3.7 / 4.6 (its 13x13 output fills 4x4 tiles worst); more in
+# docs/performance.md.
 # F(5x5, 3x3) where its tiles fit the output better (1.96 products per pixel; errors
 # about 3e-5 of the output's scale against F(4x4)'s 1e-5).
 _WINOGRAD = True
