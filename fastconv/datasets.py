@@ -18,10 +18,16 @@ Where the files are looked for when no path is given, in this order:
 1. ``$FASTCONV_DATA/<name>`` (``FASTCONV_DATA`` is a folder holding one entry per data
    set: ``fashion-mnist/``, ``mnist/``, ``cifar-10-batches-py/`` or
    ``cifar-10-python.tar.gz``);
-2. the per-user folders ``~/.fastconv/datasets/<name>`` and
+2. the download cache :func:`cache_dir` (``$FASTCONV_HOME/datasets`` when
+   ``FASTCONV_HOME`` is set, else ``~/.fastconv/datasets``) and
    ``${XDG_DATA_HOME:-~/.local/share}/fastconv/datasets/<name>``;
 3. where Debian's packages install them (``apt-get install dataset-fashion-mnist`` puts
    Fashion-MNIST in ``/usr/share/datasets/fashion-mnist``).
+
+Nothing is downloaded unless asked: :func:`download_cifar10` (``fastconv train cifar10
+--download``) fetches the official archive, :data:`CIFAR10_URL` (University of Toronto,
+md5 :data:`CIFAR10_MD5`), into the cache through :func:`get_file`, which writes to a
+temporary file, verifies the checksum, then renames it.
 
 Helpers: :func:`to_categorical`, :func:`pad_images` (28x28 -> 32x32 for LeNet-5),
 :func:`scale_images` (uint8 -> float in [0, 1]), :func:`train_validation_split`, and
@@ -29,17 +35,31 @@ augmentation for training: :func:`random_flip`, :func:`random_shift` (random cro
 zero-padded image) and :func:`mixup`.
 """
 import gzip
+import hashlib
 import io
+import math
 import os
 import pickle
 import posixpath
 import tarfile
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
 import zlib
+
+try:
+    import lzma
+    _LZMA_ERRORS = (lzma.LZMAError,)
+except ImportError:  # Python built without lzma: tarfile cannot open .xz files at all
+    _LZMA_ERRORS = ()
 
 import numpy as np
 
 __all__ = ["load_fashion_mnist", "load_mnist", "load_cifar10", "read_idx",
-           "data_search_paths", "bundled_data_dir", "FASHION_MNIST_CLASSES",
+           "data_search_paths", "bundled_data_dir", "cache_dir", "get_file",
+           "download_cifar10", "DataNotFoundError", "DownloadError", "CIFAR10_URL",
+           "CIFAR10_MD5", "FASHION_MNIST_CLASSES",
            "CIFAR10_CLASSES", "to_categorical", "pad_images", "scale_images",
            "train_validation_split", "random_flip", "random_shift", "mixup"]
 
@@ -49,8 +69,29 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
                    "horse", "ship", "truck")
 
 ENV_VAR = "FASTCONV_DATA"
+HOME_ENV_VAR = "FASTCONV_HOME"
 DEBIAN_DIRS = ("/usr/share/datasets",)
 _BUNDLED_PREFIX = "fashion-mnist-subset-"
+
+#: The official CIFAR-10 archive (python version) and its md5, as published on
+#: https://www.cs.toronto.edu/~kriz/cifar.html and checked by Keras and torchvision.
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR10_SIZE = 170498071  # bytes, for messages only
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A data set was searched for and not found; ``looked`` lists each place tried
+    with the reason, ``dataset`` names the data set (for the command line's hint)."""
+
+    def __init__(self, message, dataset, looked):
+        super().__init__(message)
+        self.dataset = dataset
+        self.looked = list(looked)
+
+
+class DownloadError(OSError):
+    """A download failed (network, HTTP status, truncated transfer)."""
 
 # ----------------------------------------------------------------------------------------
 # where to look
@@ -60,6 +101,19 @@ _BUNDLED_PREFIX = "fashion-mnist-subset-"
 def bundled_data_dir():
     """The folder inside the installed package that holds the bundled data."""
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+
+
+def cache_dir():
+    """The folder downloads go to: ``$FASTCONV_HOME/datasets`` when ``FASTCONV_HOME`` is
+    set, else ``~/.fastconv/datasets`` (read from the environment at call time)."""
+    return _default_cache_dir()
+
+
+def _default_cache_dir():
+    env = os.environ.get(HOME_ENV_VAR)
+    if env:
+        return os.path.join(os.path.expanduser(env), "datasets")
+    return os.path.join(os.path.expanduser("~"), ".fastconv", "datasets")
 
 
 def data_search_paths(name):
@@ -73,7 +127,10 @@ def data_search_paths(name):
     if env:
         roots.append(os.path.expanduser(env))
     home = os.path.expanduser("~")
-    roots.append(os.path.join(home, ".fastconv", "datasets"))
+    roots.append(_default_cache_dir())
+    default_cache = os.path.join(home, ".fastconv", "datasets")
+    if default_cache not in roots:
+        roots.append(default_cache)
     xdg = os.environ.get("XDG_DATA_HOME") or os.path.join(home, ".local", "share")
     roots.append(os.path.join(xdg, "fastconv", "datasets"))
     roots.extend(DEBIAN_DIRS)
@@ -124,7 +181,8 @@ def read_idx(path):
                          f"{ndim} dimensions need {header})")
     shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
     dtype = _IDX_TYPES[code]
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    # Python integers: np.prod in int64 wraps (2**31 * 2**31 * 4 == 0 mod 2**64)
+    expected = header + math.prod(shape) * dtype.itemsize
     if len(data) != expected:
         what = "truncated" if len(data) < expected else "has trailing bytes"
         raise ValueError(f"{path}: IDX file {what}: header announces shape {shape} "
@@ -206,7 +264,8 @@ def _load_idx_dataset(name, path, title):
     if name == "fashion-mnist" and path is None:
         hint += (", or run 'apt-get install dataset-fashion-mnist', or use "
                  "load_fashion_mnist(subset=\"bundled\")")
-    raise FileNotFoundError(f"{title} not found; looked in: " + "; ".join(looked) + hint)
+    raise DataNotFoundError(f"{title} not found; looked in: " + "; ".join(looked) + hint,
+                            name, looked)
 
 
 def load_fashion_mnist(path=None, subset=None):
@@ -309,9 +368,9 @@ def _array_from_bytes(raw, shape, order):
             isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)):
         raise _Refused(f"array shape must be a tuple of ints, got {shape!r:.80}")
     raw = bytes(raw)
-    if len(raw) != int(np.prod(shape, dtype=np.int64)):
+    if len(raw) != math.prod(shape):  # Python ints: no wrap-around on hostile shapes
         raise _Refused(f"array data holds {len(raw)} bytes, shape {shape} "
-                                     f"needs {int(np.prod(shape, dtype=np.int64))}")
+                       f"needs {math.prod(shape)}")
     return np.frombuffer(raw, dtype=np.uint8).reshape(shape, order=order).copy()
 
 
@@ -440,10 +499,11 @@ def _read_cifar_tarball(path):
                 parent, base = posixpath.split(norm)
                 if m.isfile() and base in wanted and posixpath.basename(parent) == _CIFAR_DIR:
                     blobs[base] = tar.extractfile(m).read()
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+    except (tarfile.TarError, EOFError, OSError, zlib.error) + _LZMA_ERRORS as exc:
         if isinstance(exc, FileNotFoundError):
             raise
-        raise ValueError(f"{path}: not a readable CIFAR-10 tarball ({exc})") from None
+        raise ValueError(f"{path}: not a readable CIFAR-10 tarball, corrupted or "
+                         f"truncated ({type(exc).__name__}: {_squash(exc)})") from None
     missing = sorted(wanted - set(blobs))
     if missing:
         raise ValueError(f"{path}: the archive lacks {_CIFAR_DIR}/ "
@@ -487,8 +547,12 @@ def _locate_cifar10(path):
         if os.path.isfile(tb):
             return "tar", tb
         looked.append(f"{root} (no {_CIFAR_DIR}/ nor {_CIFAR_TARBALL})")
-    hint = "" if path is not None else f"; set {ENV_VAR} or pass path="
-    raise FileNotFoundError("CIFAR-10 not found; looked in: " + "; ".join(looked) + hint)
+    hint = "" if path is not None else (
+        f"; pass path= (the official {_CIFAR_TARBALL} or its {_CIFAR_DIR} folder), set "
+        f"{ENV_VAR} to a folder holding either, or call download_cifar10() to fetch "
+        f"{CIFAR10_URL} into {_default_cache_dir()}")
+    raise DataNotFoundError("CIFAR-10 not found; looked in: " + "; ".join(looked) + hint,
+                            "cifar-10", looked)
 
 
 def load_cifar10(path=None):
@@ -500,7 +564,11 @@ def load_cifar10(path=None):
     ``cifar-10-batches-py`` folder, or a folder holding either; without it the folders of
     :func:`data_search_paths` are searched. Pickles are loaded with a restricted unpickler
     (no code can run) and the tarball is read in memory after every member is checked.
-    Corrupted, truncated or foreign files raise ValueError naming the file.
+    Corrupted, truncated or foreign files raise ValueError naming the file; data found
+    nowhere raises :class:`DataNotFoundError` (a FileNotFoundError) listing each place.
+
+    The data are not downloaded here: :func:`download_cifar10` fetches the official
+    archive into :func:`cache_dir`, where this function finds it.
     """
     kind, where = _locate_cifar10(path)
     blobs = _read_cifar_tarball(where) if kind == "tar" else _read_cifar_folder(where)
@@ -514,6 +582,143 @@ def load_cifar10(path=None):
     x_train = np.concatenate([b[0] for b in train])
     y_train = np.concatenate([b[1] for b in train])
     return (x_train, y_train), (x_test, y_test)
+
+
+# ----------------------------------------------------------------------------------------
+# downloads (only when asked)
+# ----------------------------------------------------------------------------------------
+
+_CHUNK = 1 << 20
+
+
+def _squash(exc):
+    """An exception's message on one line."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _file_digest(path, algorithm):
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_hash(value, name, length):
+    if not isinstance(value, str) or len(value) != length or any(
+            c not in "0123456789abcdefABCDEF" for c in value):
+        raise ValueError(f"{name} must be a string of {length} hexadecimal digits, got "
+                         f"{value!r}")
+    return value.lower()
+
+
+def get_file(fname, origin, md5_hash=None, sha256_hash=None, cache_dir=None,
+             timeout=60.0, progress=None):
+    """Download ``origin`` to ``cache_dir/fname`` once, verified by its checksum, and
+    return the local path (after the manner of ``keras.utils.get_file``).
+
+    A file already in the cache whose checksum matches is returned without a download;
+    one that does not match is downloaded again. The transfer goes to a temporary file
+    in ``cache_dir``, is hashed while it is written, and is renamed to ``fname`` only
+    when the checksum matches; otherwise the partial file is deleted and ValueError
+    names the expected and the received checksum. Network failures, HTTP errors and
+    truncated transfers raise :class:`DownloadError` (an OSError) naming the URL.
+
+    Parameters
+    ----------
+    fname : str
+        File name inside ``cache_dir`` (a plain name, no folder).
+    origin : str
+        An ``http://`` or ``https://`` URL.
+    md5_hash, sha256_hash : str
+        The expected checksum in hexadecimal; exactly one must be given (fastconv only
+        downloads what it can verify).
+    cache_dir : str or path-like, optional
+        Default :func:`cache_dir` (``$FASTCONV_HOME/datasets`` or
+        ``~/.fastconv/datasets``); created when missing.
+    timeout : float
+        Seconds to wait for the connection and for each read (default 60).
+    progress : callable, optional
+        Called as ``progress(bytes_done, bytes_total_or_None)`` during the transfer.
+    """
+    if not isinstance(fname, str) or not fname or os.path.basename(fname) != fname \
+            or fname in (".", ".."):
+        raise ValueError(f"fname must be a plain file name without a folder, got "
+                         f"{fname!r}")
+    if not isinstance(origin, str) or urllib.parse.urlsplit(origin).scheme not in (
+            "http", "https"):
+        raise ValueError(f"origin must be an http:// or https:// URL, got {origin!r}")
+    if (md5_hash is None) == (sha256_hash is None):
+        raise ValueError("give exactly one of md5_hash and sha256_hash (got "
+                         f"md5_hash={md5_hash!r}, sha256_hash={sha256_hash!r})")
+    if md5_hash is not None:
+        algorithm, expected = "md5", _check_hash(md5_hash, "md5_hash", 32)
+    else:
+        algorithm, expected = "sha256", _check_hash(sha256_hash, "sha256_hash", 64)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or \
+            not 0 < timeout < float("inf"):
+        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    folder = os.path.expanduser(os.fspath(cache_dir)) if cache_dir is not None \
+        else _default_cache_dir()
+    target = os.path.join(folder, fname)
+    if os.path.isdir(target):
+        raise IsADirectoryError(f"cannot download to {target}: it is a folder")
+    if os.path.isfile(target) and _file_digest(target, algorithm) == expected:
+        return target
+    os.makedirs(folder, exist_ok=True)
+
+    fd, tmp = tempfile.mkstemp(prefix=fname + ".", suffix=".part", dir=folder)
+    try:
+        h = hashlib.new(algorithm)
+        done = 0
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with urllib.request.urlopen(origin, timeout=timeout) as response:
+                    length = response.headers.get("Content-Length")
+                    total = int(length) if length and length.isdigit() else None
+                    while True:
+                        block = response.read(_CHUNK)
+                        if not block:
+                            break
+                        out.write(block)
+                        h.update(block)
+                        done += len(block)
+                        if progress is not None:
+                            progress(done, total)
+            except urllib.error.HTTPError as exc:
+                raise DownloadError(f"downloading {origin} failed: HTTP {exc.code} "
+                                    f"{exc.reason}") from None
+            except urllib.error.URLError as exc:
+                raise DownloadError(f"downloading {origin} failed: "
+                                    f"{_squash(exc.reason)}") from None
+            except (OSError, ValueError) as exc:  # timeouts, resets, bad responses
+                raise DownloadError(f"downloading {origin} failed after {done} bytes: "
+                                    f"{type(exc).__name__}: {_squash(exc)}") from None
+        if total is not None and done != total:
+            raise DownloadError(f"downloading {origin} failed: received {done} of "
+                                f"{total} bytes")
+        got = h.hexdigest()
+        if got != expected:
+            raise ValueError(f"downloaded {origin} has {algorithm} {got}, expected "
+                             f"{expected}: the partial file was deleted (a corrupted "
+                             f"transfer or a changed file on the server)")
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return target
+
+
+def download_cifar10(cache_dir=None, timeout=60.0, progress=None):
+    """Fetch the official CIFAR-10 archive (:data:`CIFAR10_URL`, about 163 MiB) into
+    ``cache_dir`` (default :func:`cache_dir`) unless a copy with the right md5
+    (:data:`CIFAR10_MD5`) is already there; returns the archive's path, which
+    :func:`load_cifar10` reads (and, in the default cache, finds by itself)."""
+    return get_file(_CIFAR_TARBALL, CIFAR10_URL, md5_hash=CIFAR10_MD5,
+                    cache_dir=cache_dir, timeout=timeout, progress=progress)
 
 
 # ----------------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ def check_same(loaded, arrays):
 def clean_env(monkeypatch, tmp_path):
     """No FASTCONV_DATA, a fresh HOME/XDG and no Debian folder: nothing is found."""
     monkeypatch.delenv("FASTCONV_DATA", raising=False)
+    monkeypatch.delenv("FASTCONV_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("XDG_DATA_HOME", raising=False)
     monkeypatch.setattr(ds, "DEBIAN_DIRS", (str(tmp_path / "debian"),))
@@ -115,6 +116,18 @@ def test_read_idx_rejects_bad_files(tmp_path, mutate, match):
     p = tmp_path / "bad"
     p.write_bytes(mutate(good))
     with pytest.raises(ValueError, match=match):
+        ds.read_idx(p)
+
+
+def test_idx_size_check_does_not_wrap(tmp_path):
+    # (2**31, 2**31, 4) bytes is 2**64: an int64 product wraps to 0, so a 16-byte file
+    # (the header alone) looked complete and NumPy failed later without naming the file
+    p = tmp_path / "huge-idx3-ubyte"
+    p.write_bytes(bytes([0, 0, 8, 3]) + (2 ** 31).to_bytes(4, "big") * 2
+                  + (4).to_bytes(4, "big"))
+    assert p.stat().st_size == 16
+    with pytest.raises(ValueError, match=r"huge-idx3-ubyte: IDX file truncated.*"
+                                         r"\(2147483648, 2147483648, 4\)"):
         ds.read_idx(p)
 
 
@@ -424,6 +437,52 @@ def test_cifar_broken_tarballs(tmp_path):
     make_tarball(tb, [("cifar-10-batches-py/data_batch_1", (src / "data_batch_1").read_bytes())])
     with pytest.raises(ValueError, match="lacks.*test_batch"):
         ds.load_cifar10(tb)
+
+
+def test_cifar_corrupted_xz_and_bz2_tarballs_name_the_file(tmp_path):
+    src = tmp_path / "src" / "cifar-10-batches-py"
+    write_cifar_folder(src)
+    for mode in ("xz", "bz2"):
+        tb = tmp_path / f"cifar.tar.{mode}"
+        with tarfile.open(tb, f"w:{mode}") as t:
+            t.add(src, arcname="cifar-10-batches-py")
+        check_cifar_ok = ds.load_cifar10(tb)
+        assert check_cifar_ok[1][0].shape == (3, 32, 32, 3)
+        good = tb.read_bytes()
+        # damage near the end (xz: the block data and index, which lzma checks)
+        for where in (0.5, 0.9, 0.97):
+            blob = bytearray(good)
+            at = int(len(blob) * where)
+            blob[at:at + 8] = bytes(b ^ 0xFF for b in blob[at:at + 8])
+            tb.write_bytes(bytes(blob))
+            with pytest.raises(ValueError, match=rf"cifar\.tar\.{mode}: not a readable "
+                                                 "CIFAR-10 tarball"):
+                ds.load_cifar10(tb)
+
+
+def test_cifar_not_found_is_a_data_not_found_error(clean_env):
+    with pytest.raises(ds.DataNotFoundError) as info:
+        ds.load_cifar10()
+    err = info.value
+    assert isinstance(err, FileNotFoundError)
+    assert err.dataset == "cifar-10" and len(err.looked) >= 3
+    msg = str(err)
+    assert "path=" in msg and "download_cifar10()" in msg and ds.CIFAR10_URL in msg
+    with pytest.raises(ds.DataNotFoundError) as info:
+        ds.load_fashion_mnist()
+    assert info.value.dataset == "fashion-mnist"
+
+
+def test_fastconv_home_is_the_cache_and_searched(clean_env, monkeypatch):
+    home = clean_env / "home"
+    assert ds.cache_dir() == str(home / ".fastconv" / "datasets")
+    monkeypatch.setenv("FASTCONV_HOME", str(clean_env / "fchome"))
+    assert ds.cache_dir() == str(clean_env / "fchome" / "datasets")
+    paths = ds.data_search_paths("mnist")
+    assert paths[0] == str(clean_env / "fchome" / "datasets" / "mnist")
+    assert str(home / ".fastconv" / "datasets" / "mnist") in paths
+    arrays = write_idx_set(clean_env / "fchome" / "datasets" / "mnist")
+    check_same(ds.load_mnist(), arrays)
 
 
 # ---------------------------------------------------------------------------------------
