@@ -36,6 +36,7 @@ zero-padded image) and :func:`mixup`.
 """
 import gzip
 import hashlib
+import http.client
 import io
 import math
 import os
@@ -691,7 +692,8 @@ def get_file(fname, origin, md5_hash=None, sha256_hash=None, cache_dir=None,
             except urllib.error.URLError as exc:
                 raise DownloadError(f"downloading {origin} failed: "
                                     f"{_squash(exc.reason)}") from None
-            except (OSError, ValueError) as exc:  # timeouts, resets, bad responses
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                # timeouts, resets, malformed or cut-short responses
                 raise DownloadError(f"downloading {origin} failed after {done} bytes: "
                                     f"{type(exc).__name__}: {_squash(exc)}") from None
         if total is not None and done != total:
