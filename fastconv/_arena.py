@@ -17,6 +17,12 @@ pass starts (models.Sequential: predict copies the output, evaluate reduces it, 
 training step's caches are replaced by the next step before they are read).  The active
 arena is per thread, and a model keeps one arena per thread (models.Sequential._pass_arena)
 so that passes running at once in several threads never share one.
+
+The bound: an arena keeps only the arrays its last pass handed out.  Arrays of earlier
+passes that the last pass did not take again (another batch size, a training step after
+an inference) are released when it ends, so what an arena holds between passes is at most
+one pass's outputs, whatever shapes it has seen (a server answering requests of any batch
+size does not accumulate buffers).  A pass of a new shape pays the page faults once.
 """
 import threading
 
@@ -55,8 +61,10 @@ class Arena:
 
     def __exit__(self, *exc):
         _local.arena = None
+        free = {}
         for key, arr in self._used:
-            self._free.setdefault(key, []).append(arr)
+            free.setdefault(key, []).append(arr)
+        self._free = free  # (only the last pass's arrays: the bound in the docstring)
         self._used = []
         return False
 

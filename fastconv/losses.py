@@ -147,24 +147,30 @@ class _CrossentropyBase(Loss):
             grad = grad.reshape(logits.shape)
         return per, grad
 
-    def from_logits_value_and_gradient(self, y_true, logits):
+    def from_logits_value_and_gradient(self, y_true, logits, need_gradient=True):
         """Loss and d loss / d logits of softmax(logits) against y_true (fused, stable).
 
-        Returns (loss, probs, grad_logits); probs = softmax(logits).
+        Returns (loss, probs, grad_logits); probs = softmax(logits); grad_logits is None
+        without ``need_gradient``.  Every path of a model with a softmax output and this
+        loss (fit, evaluate, validation, test_on_batch) computes its loss here, so they
+        agree on every prediction, saturated ones included.
         """
         targets = self._targets(y_true, logits)
         if logits.ndim == 2:
             loss, probs = _activations.softmax_cross_entropy(logits, targets)
-            grad = _activations.softmax_cross_entropy_backward(probs, targets)
+            grad = (_activations.softmax_cross_entropy_backward(probs, targets)
+                    if need_gradient else None)
             if self.reduction == "sum":
                 n = logits.shape[0]
-                grad *= grad.dtype.type(n)
+                if grad is not None:
+                    grad *= grad.dtype.type(n)
                 return float(loss) * n, probs, grad
             return float(loss), probs, grad
-        per, grad = self._logits(targets, logits, True)
+        per, grad = self._logits(targets, logits, need_gradient)
         probs = _activations.softmax(logits)
         scale = self._scale(per.size)
-        grad *= grad.dtype.type(scale)
+        if grad is not None:
+            grad *= grad.dtype.type(scale)
         return float(per.sum(dtype=np.float64) * scale), probs, grad
 
 

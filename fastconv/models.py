@@ -66,7 +66,8 @@ class Sequential:
             raise TypeError(f"name must be a non-empty string, got {name!r}")
         self.name = name or unique_name("sequential")
         self._layers = []
-        self._arenas = {}  # thread id -> that thread's arena (see _pass_arena)
+        # each thread's arena (see _pass_arena); released with the thread
+        self._arenas = threading.local()
         self._input_shape = None
         self.built = False
         self.optimizer = None
@@ -291,6 +292,12 @@ class Sequential:
                              f"(shapes {x.shape} and {y.shape})")
         return x, y
 
+    @staticmethod
+    def _check_samples(x, method, name="x"):
+        if x.shape[0] == 0:
+            raise ValueError(f"{method}() needs at least one sample, got {name} of shape "
+                             f"{x.shape}")
+
     def _cast(self, x):
         return np.ascontiguousarray(x, dtype=self.dtype)
 
@@ -301,17 +308,22 @@ class Sequential:
                 x = layer.forward(x, training)
         return x
 
-    def _infer(self, x):
+    def _infer(self, x, logits=False):
         """The forward pass of predict and evaluate (training False, every layer's cache
         cleared after, the result copied or reduced before the next pass): a layer and
         the pooling after it run in one pass where a kernel fuses them
         (Layer._forward_pooled: LeNet-5's C1 + S2 and C3 + S4), and the kernels'
-        outputs reuse the arrays of the previous pass (fastconv/_arena.py)."""
+        outputs reuse the arrays of the previous pass (fastconv/_arena.py).  With
+        ``logits`` the last layer stops before its activation (the fused loss)."""
         layers, i = self._layers, 0
+        last = len(layers) - 1
         with self._pass_arena(), _SerialBlas():  # one BLAS region (fastconv/_blas.py)
-            while i < len(layers):
+            while i <= last:
+                if logits and i == last:
+                    x, i = layers[i]._linear_forward(x, False), i + 1
+                    continue
                 pooled = (layers[i]._forward_pooled(x, layers[i + 1])
-                          if i + 1 < len(layers) else None)
+                          if i < last and not (logits and i + 1 == last) else None)
                 if pooled is not None:
                     x, i = pooled, i + 2
                 else:
@@ -352,8 +364,12 @@ class Sequential:
 
     def _pass_arena(self):
         """This thread's arena of the model: the arrays of its last pass in this
-        thread, for the next one (passes in other threads have their own)."""
-        return self._arenas.setdefault(threading.get_ident(), _Arena())
+        thread, for the next one (passes in other threads have their own, freed when
+        their thread ends)."""
+        arena = getattr(self._arenas, "arena", None)
+        if arena is None:
+            arena = self._arenas.arena = _Arena()
+        return arena
 
     def _train_step(self, x, y):
         layers = self._layers
@@ -408,6 +424,7 @@ class Sequential:
         """One training step; returns the loss (and metrics, as Keras: [loss, ...])."""
         self._assert_compiled("train_on_batch")
         x, y = self._prepare_xy(x, y)
+        self._check_samples(x, "train_on_batch")
         out_shape = self._check_shapes(x.shape)
         loss, y_pred = self._train_batch(self._cast(x), y)
         logs = {"loss": loss}
@@ -419,6 +436,7 @@ class Sequential:
         """Loss (and metrics) of one batch, no update."""
         self._assert_compiled("test_on_batch")
         x, y = self._prepare_xy(x, y)
+        self._check_samples(x, "test_on_batch")
         out_shape = self._check_shapes(x.shape)
         logs = self._evaluate_arrays(x, y, x.shape[0], out_shape)
         return self._logs_result(logs, return_dict)
@@ -438,11 +456,16 @@ class Sequential:
         fns = self._metric_fns(y, out_shape)
         sums = [0.0] * len(fns)
         n = x.shape[0]
+        fused = self._fused()
         for start in range(0, n, batch_size):
             xb = self._cast(x[start:start + batch_size])
             yb = y[start:start + batch_size]
-            pred = self._infer(xb)
-            value = self.loss(yb, pred)
+            if fused:  # the loss from the logits, as in a training step
+                value, pred, _ = self.loss.from_logits_value_and_gradient(
+                    yb, self._infer(xb, logits=True), need_gradient=False)
+            else:
+                pred = self._infer(xb)
+                value = self.loss(yb, pred)
             loss_mean.update(value, xb.shape[0])
             for k, (_, fn) in enumerate(fns):
                 sums[k] += float(np.sum(fn(yb, pred)))
@@ -462,6 +485,7 @@ class Sequential:
         verbose = _check_verbose(verbose)
         batch_size = _check_batch_size(batch_size)
         x, y = self._prepare_xy(x, y)
+        self._check_samples(x, "evaluate")
         out_shape = self._check_shapes(x.shape)
         logs = self._evaluate_arrays(x, y, batch_size, out_shape)
         if verbose:
@@ -511,6 +535,7 @@ class Sequential:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a tuple (x_val, y_val)")
             x_val, y_val = self._prepare_xy(*validation_data, xname="x_val", yname="y_val")
+            self._check_samples(x_val, "fit", "validation_data's x_val")
         elif validation_split:
             split = int(math.floor(x.shape[0] * (1.0 - validation_split)))
             if split == 0 or split == x.shape[0]:
@@ -520,9 +545,7 @@ class Sequential:
             y, y_val = y[:split], y[split:]
         else:
             x_val = y_val = None
-        if x.shape[0] == 0:
-            raise ValueError("fit() needs at least one training sample, got x of shape "
-                             f"{x.shape}")
+        self._check_samples(x, "fit")
         out_shape = self._check_shapes(x.shape)
         if x_val is not None:
             self._check_shapes(x_val.shape)

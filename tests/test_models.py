@@ -666,3 +666,86 @@ def test_predictions_in_several_threads_at_once_are_each_right():
     for k in range(4):
         for g in got[k]:
             np.testing.assert_array_equal(g, want[k])
+
+
+# --------------------------------------------------------------------------- hardening
+def _arena_bytes_after(model, sizes):
+    x = np.random.default_rng(0).standard_normal((max(sizes), 12, 12, 1)).astype(np.float32)
+    for n in sizes:
+        model.predict(x[:n], batch_size=n, verbose=0)
+    return model._pass_arena().nbytes()
+
+
+def test_a_model_keeps_the_arrays_of_its_last_pass_only():
+    """Predictions on many batch sizes (a server answering requests of n images) leave
+    the model holding one pass's arrays, those of the last size, not one set per size."""
+    fastconv.set_seed(3)
+    one = _arena_bytes_after(blob_net(), [7])
+    assert one > 0
+    assert _arena_bytes_after(blob_net(), [5, 9, 13, 2, 11, 7]) == one
+    model = blob_net()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x, y = blob_data(16)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    trained = model._pass_arena().nbytes()
+    model.predict(x[:7], batch_size=7, verbose=0)
+    assert model._pass_arena().nbytes() == one != trained
+
+
+def test_the_arena_of_a_finished_thread_is_released():
+    import gc
+    import threading
+    import weakref
+    model = blob_net()
+    x = blob_data(4)[0]
+    refs = []
+
+    def work():
+        model.predict(x, verbose=0)
+        refs.append(weakref.ref(model._pass_arena()))
+    for _ in range(3):
+        t = threading.Thread(target=work)
+        t.start()
+        t.join()
+    gc.collect()
+    assert len(refs) == 3 and all(r() is None for r in refs)
+    assert model._pass_arena() is model._pass_arena()  # this thread keeps its own
+
+
+@pytest.mark.parametrize("loss", ["sparse_categorical_crossentropy",
+                                  "categorical_crossentropy"])
+def test_every_path_computes_one_loss_for_a_saturated_prediction(loss):
+    """fit, train_on_batch, evaluate, test_on_batch and val_loss take the cross-entropy
+    of a softmax output from its logits: a prediction saturated at logits (100, 0, 0)
+    for label 2 costs lse(z) - z_2 = 100 + log(1 + 2 e^-100) = 100 everywhere (not
+    -log(1e-7) = 16.1 from clipped probabilities)."""
+    model = Sequential([L.Input((2,)), L.Dense(3, activation="softmax")])
+    model.compile(fastconv.optimizers.SGD(0.0), loss)
+    w = np.zeros((2, 3), np.float32)
+    w[0, 0] = 100.0
+    model.set_weights([w, np.zeros(3, np.float32)])
+    x = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    labels = np.array([2, 1])
+    y = labels if loss.startswith("sparse") else np.eye(3, dtype=np.float32)[labels]
+    want = (100.0 + np.log(3.0)) / 2  # second sample: logits 0, 0, 0
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(want, rel=1e-6)
+    assert model.test_on_batch(x, y) == pytest.approx(want, rel=1e-6)
+    assert model.train_on_batch(x, y) == pytest.approx(want, rel=1e-6)
+    hist = model.fit(x, y, batch_size=2, epochs=1, verbose=0, shuffle=False,
+                     validation_data=(x, y)).history
+    assert hist["loss"][0] == pytest.approx(want, rel=1e-6)
+    assert hist["val_loss"][0] == pytest.approx(want, rel=1e-6)
+
+
+def test_empty_batches_are_refused_with_a_clear_message():
+    model = blob_net()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x, y = np.zeros((0, 12, 12, 1), np.float32), np.zeros(0, np.int64)
+    for method in (model.train_on_batch, model.test_on_batch, model.evaluate):
+        with pytest.raises(ValueError, match=rf"{method.__name__}\(\) needs at least one "
+                                             r"sample, got x of shape \(0, 12, 12, 1\)"):
+            method(x, y)
+    xs, ys = blob_data(4)
+    with pytest.raises(ValueError, match="needs at least one sample, got validation_data"):
+        model.fit(xs, ys, validation_data=(x, y), verbose=0)
+    assert model.predict(x, verbose=0).shape == (0, 4)  # an empty batch, an empty result
