@@ -2,21 +2,29 @@
 
     fastconv train lenet5 [--data PATH|auto] [--epochs N] [--batch-size N] [--threads N]
                           [--seed N] [--save FILE] [--plot FILE.png] ...
-    fastconv train cifar10 [--data PATH] ...
-    fastconv evaluate MODEL_FILE [--data PATH|auto|bundled]
+    fastconv train cifar10 [--data PATH] [--download] ...
+    fastconv evaluate MODEL_FILE [--data PATH|auto|bundled] [--download]
     fastconv info
     fastconv bench [benchmark options]
 
 ``fastconv train lenet5`` with no --data trains on the Fashion-MNIST subset bundled in
-the package. Bad arguments and unusable data end with a one-line error on stderr and a
-non-zero exit status (2 for usage errors, 1 for errors found while running); set
-FASTCONV_DEBUG=1 to see the traceback instead.
+the package. CIFAR-10 is read from --data, the search folders of
+fastconv.datasets.data_search_paths, or, with --download only, fetched from its official
+source into the cache folder with its md5 checked.
+
+Bad arguments, unusable files and failures end with a one-line error on stderr and a
+non-zero exit status (2 for usage errors, 1 for errors found while running), never a
+traceback; set FASTCONV_DEBUG=1 to see the traceback instead. ``--save`` is checked
+before training; if the save still fails at the end, the model goes to a fallback file
+whose name is printed.
 """
 import argparse
 import contextlib
+import datetime
 import importlib
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -111,59 +119,92 @@ def _png_path(text):
     return text
 
 
+def _per_network(key, fmt="{}"):
+    """'5 for lenet5, 5 for cifar10': a TRAIN_DEFAULTS entry for the --help text."""
+    return ", ".join(f"{fmt.format(cfg[key]) if cfg[key] != '' else 'none'} for {net}"
+                     for net, cfg in TRAIN_DEFAULTS.items())
+
+
 def build_parser():
     p = _Parser(prog="fastconv", description="fastconv: fast CNN layers on a plain CPU.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
+    from .datasets import CIFAR10_URL
     t = sub.add_parser("train", help="train LeNet-5 or the CIFAR-10 network",
                        description="Train a network and report per-epoch progress, the "
-                       "final test accuracy, total time and samples/s.")
-    t.add_argument("model", choices=sorted(TRAIN_DEFAULTS),
+                       "final test accuracy, total time and samples/s. Options left out "
+                       "take the network's default recipe, shown after each option.")
+    t.add_argument("model", choices=list(TRAIN_DEFAULTS),
                    help="lenet5 (Fashion-MNIST, padded to 32x32) or cifar10 (CIFAR-10)")
     t.add_argument("--data", metavar="PATH",
-                   help="lenet5: a folder with the four Fashion-MNIST/MNIST IDX files, "
+                   help="lenet5: a folder with the four Fashion-MNIST/MNIST IDX files, or "
                    "'auto' to search FASTCONV_DATA, ~/.fastconv/datasets and the Debian "
-                   "package, default: the subset bundled in fastconv; cifar10: "
-                   "cifar-10-python.tar.gz or its cifar-10-batches-py folder (default "
-                   "'auto')")
-    t.add_argument("--epochs", type=_positive_int, help="passes over the training data")
-    t.add_argument("--batch-size", type=_positive_int, help="samples per update")
-    t.add_argument("--optimizer", choices=("adam", "sgd", "rmsprop"))
-    t.add_argument("--lr", type=_positive_float, help="learning rate")
+                   "package (default: the subset bundled in fastconv); cifar10: "
+                   "cifar-10-python.tar.gz or its cifar-10-batches-py folder (default: "
+                   "'auto', the same search)")
+    t.add_argument("--download", action="store_true",
+                   help=f"cifar10 only: when CIFAR-10 is not found, download the "
+                   f"official archive ({CIFAR10_URL}, 163 MiB, md5 checked) into "
+                   f"$FASTCONV_HOME/datasets or ~/.fastconv/datasets (default: off, "
+                   f"nothing is downloaded)")
+    t.add_argument("--epochs", type=_positive_int,
+                   help=f"passes over the training data (default: "
+                   f"{_per_network('epochs')})")
+    t.add_argument("--batch-size", type=_positive_int,
+                   help=f"samples per update (default: {_per_network('batch_size')})")
+    t.add_argument("--optimizer", choices=("adam", "sgd", "rmsprop"),
+                   help=f"(default: {_per_network('optimizer')})")
+    t.add_argument("--lr", type=_positive_float,
+                   help=f"learning rate (default: {_per_network('lr', '{:g}')})")
     t.add_argument("--schedule", choices=("constant", "cosine"),
                    help="learning rate per epoch: constant, or cosine (epoch e of E uses "
-                   "lr * (1 + cos(pi * (e - 1) / E)) / 2)")
+                   f"lr * (1 + cos(pi * (e - 1) / E)) / 2) (default: "
+                   f"{_per_network('schedule')})")
     t.add_argument("--momentum", type=float, default=0.9,
-                   help="momentum for --optimizer sgd (default 0.9, Nesterov off)")
+                   help="momentum for --optimizer sgd, Nesterov off (default: 0.9)")
     t.add_argument("--augment", type=_augment_list, metavar="LIST",
                    help="comma-separated: flip (random left-right), shift (pad 4 and "
-                   "crop), mixup (alpha 0.2); default none")
+                   "crop), mixup (alpha 0.2), or none (default: "
+                   f"{_per_network('augment')})")
     t.add_argument("--validation-split", type=_fraction, default=0.0, metavar="F",
                    help="hold out this fraction of the training data for the validation "
-                   "curve (default 0: the test set is evaluated after every epoch)")
+                   "curve (default: 0, the test set is evaluated after every epoch)")
     t.add_argument("--limit", type=_positive_int, metavar="N",
-                   help="train on the first N training images only (quick trials)")
+                   help="train on the first N training images only, for quick trials "
+                   "(default: all)")
     t.add_argument("--threads", type=_positive_int, metavar="N",
-                   help="OpenMP threads of the kernels and BLAS threads")
+                   help="OpenMP threads of the kernels and BLAS threads (default: "
+                   "OMP_NUM_THREADS, else one per core)")
     t.add_argument("--seed", type=_nonneg_int, default=0,
                    help="seed for initialisation, shuffling, dropout, augmentation "
-                   "(default 0)")
-    t.add_argument("--save", metavar="FILE", help="save the trained model to FILE")
+                   "(default: 0)")
+    t.add_argument("--save", metavar="FILE",
+                   help="save the trained model to FILE, fastconv's .npz format; checked "
+                   "before training (default: not saved)")
     t.add_argument("--plot", type=_png_path, metavar="FILE.png",
-                   help="write loss/accuracy curves (needs matplotlib)")
-    t.add_argument("--quiet", action="store_true", help="print the final result only")
+                   help="write loss/accuracy curves, needs matplotlib (default: none)")
+    t.add_argument("--quiet", action="store_true",
+                   help="print the final result only (default: per-epoch progress)")
 
     e = sub.add_parser("evaluate", help="evaluate a saved model on test data",
                        description="Test loss and accuracy of a model saved by "
-                       "'fastconv train --save' (or model.save).")
+                       "'fastconv train --save' (or model.save). The labels are encoded "
+                       "for the loss the model was compiled with (integers for "
+                       "sparse_categorical_crossentropy, one-hot otherwise).")
     e.add_argument("model_file", metavar="FILE")
     e.add_argument("--data", metavar="PATH",
-                   help="1-channel models: IDX folder, 'auto' or 'bundled' (default "
-                   "'bundled'); 3-channel models: CIFAR-10 tarball or folder (default "
+                   help="1-channel models: IDX folder, 'auto' or 'bundled' (default: "
+                   "'bundled'); 3-channel models: CIFAR-10 tarball or folder (default: "
                    "'auto')")
-    e.add_argument("--batch-size", type=_positive_int, default=256)
-    e.add_argument("--threads", type=_positive_int, metavar="N")
+    e.add_argument("--download", action="store_true",
+                   help="3-channel models: download CIFAR-10 as 'fastconv train cifar10 "
+                   "--download' does when it is not found (default: off)")
+    e.add_argument("--batch-size", type=_positive_int, default=256,
+                   help="samples per forward pass (default: 256)")
+    e.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="OpenMP and BLAS threads (default: OMP_NUM_THREADS, else one per "
+                   "core)")
 
     sub.add_parser("info", help="version, OpenMP, threads, BLAS, data sets found",
                    description="Print the installation's configuration.")
@@ -210,28 +251,71 @@ def _thread_limits(n):
         fastconv.set_num_threads(previous)
 
 
+def _not_found(exc):
+    """A DataNotFoundError re-phrased for the command line (the library's hint speaks of
+    path=, a Python argument)."""
+    from . import datasets
+    looked = "; ".join(exc.looked)
+    if exc.dataset == "cifar-10":
+        return CommandError(
+            f"CIFAR-10 not found; looked in: {looked}. Give --data PATH (the official "
+            f"cifar-10-python.tar.gz or its cifar-10-batches-py folder, from "
+            f"https://www.cs.toronto.edu/~kriz/cifar.html), set {datasets.ENV_VAR} to a "
+            f"folder holding either, or add --download to fetch {datasets.CIFAR10_URL} "
+            f"(163 MiB, md5 {datasets.CIFAR10_MD5} checked) into {datasets.cache_dir()}")
+    title = "Fashion-MNIST" if exc.dataset == "fashion-mnist" else exc.dataset
+    return CommandError(
+        f"{title} not found; looked in: {looked}. Give --data PATH (a folder holding the "
+        f"four IDX files), set {datasets.ENV_VAR} to a folder holding {exc.dataset}/, "
+        f"run 'apt-get install dataset-fashion-mnist', or leave out --data to use the "
+        f"Fashion-MNIST subset bundled in fastconv")
+
+
 def _load_gray(data):
     """Fashion-MNIST-like IDX data for --data None/'bundled'/'auto'/PATH."""
     from . import datasets
     if data in (None, "bundled"):
         return datasets.load_fashion_mnist(subset="bundled"), "bundled Fashion-MNIST subset"
-    if data == "auto":
-        return datasets.load_fashion_mnist(), "Fashion-MNIST"
-    if not os.path.exists(data):
-        raise CommandError(f"--data {data}: no such file or folder")
-    return datasets.load_fashion_mnist(data), f"IDX data in {data}"
+    try:
+        if data == "auto":
+            return datasets.load_fashion_mnist(), "Fashion-MNIST"
+        if not os.path.exists(data):
+            raise CommandError(f"--data {data}: no such file or folder")
+        return datasets.load_fashion_mnist(data), f"IDX data in {data}"
+    except datasets.DataNotFoundError as exc:
+        raise _not_found(exc) from None
 
 
-def _load_cifar(data):
+def _download_progress(emit):
+    marks = {"next": 10}
+
+    def progress(done, total):
+        if total and done * 100 >= marks["next"] * total:
+            emit(f"    {100 * done // total}% ({done / 2 ** 20:.0f} of "
+                 f"{total / 2 ** 20:.0f} MiB)")
+            marks["next"] = 100 * done // total + 10
+    return progress
+
+
+def _load_cifar(data, download=False, emit=print):
     from . import datasets
-    if data in (None, "auto"):
-        return datasets.load_cifar10(), "CIFAR-10"
     if data == "bundled":
         raise CommandError("--data bundled: only Fashion-MNIST is bundled; give the "
-                           "CIFAR-10 tarball or folder")
-    if not os.path.exists(data):
+                           "CIFAR-10 tarball or folder, or --download")
+    if data not in (None, "auto") and not os.path.exists(data):
         raise CommandError(f"--data {data}: no such file or folder")
-    return datasets.load_cifar10(data), f"CIFAR-10 from {data}"
+    try:
+        if data not in (None, "auto"):
+            return datasets.load_cifar10(data), f"CIFAR-10 from {data}"
+        return datasets.load_cifar10(), "CIFAR-10"
+    except datasets.DataNotFoundError as exc:
+        if not download:
+            raise _not_found(exc) from None
+    emit(f"CIFAR-10 not found locally: downloading {datasets.CIFAR10_URL} into "
+         f"{datasets.cache_dir()} (163 MiB)")
+    path = datasets.download_cifar10(progress=_download_progress(emit))
+    emit(f"md5 {datasets.CIFAR10_MD5} verified: {path}")
+    return datasets.load_cifar10(path), f"CIFAR-10 from {path}"
 
 
 def _prepare_gray(x, size=32):
@@ -292,6 +376,89 @@ def _fmt_time(seconds):
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+#: Suffixes of Keras's own formats: fastconv cannot write them (yet), so --save refuses
+#: them before training rather than after.
+_FOREIGN_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def _check_output_target(option, path, refuse_foreign=False):
+    """Refuse, before any training, an output file that cannot be written: a folder, a
+    name ending in a separator, a missing or unwritable folder, a Keras suffix."""
+    if not path or not path.strip():
+        raise CommandError(f"{option}: the file name is empty")
+    suffix = os.path.splitext(path)[1].lower()
+    if refuse_foreign and suffix in _FOREIGN_SUFFIXES:
+        raise CommandError(f"{option} {path}: fastconv cannot write Keras's {suffix} "
+                           f"format (yet); it saves its own .npz format, so give a name "
+                           f"ending in .npz")
+    if os.path.isdir(path) or path.endswith(("/", os.sep)):
+        example = os.path.join(path, "model.npz" if refuse_foreign else "curves.png")
+        raise CommandError(f"{option} {path}: is a folder; give a file name, e.g. "
+                           f"{option} {example}")
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise CommandError(f"{option} {path}: exists and is not a regular file")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.exists(folder):
+        raise CommandError(f"{option} {path}: folder {folder} does not exist")
+    if not os.path.isdir(folder):
+        raise CommandError(f"{option} {path}: {folder} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".fastconv-write-check-", dir=folder)
+    except OSError as exc:
+        raise CommandError(f"{option} {path}: cannot write in folder {folder} "
+                           f"({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _save_model(model, path, name):
+    """model.save(path); when that fails, save to a fallback file (the current folder,
+    else the temporary folder) and raise CommandError saying where the model went."""
+    try:
+        model.save(path)
+        return
+    except (OSError, ValueError) as exc:
+        reason = _one_line(exc)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    folders = []
+    with contextlib.suppress(OSError):
+        folders.append(os.getcwd())
+    folders.append(tempfile.gettempdir())
+    tried = []
+    for folder in folders:
+        fallback = os.path.join(folder, f"fastconv-{name}-{stamp}.npz")
+        if os.path.lexists(fallback):
+            fallback = os.path.join(folder, f"fastconv-{name}-{stamp}-{os.getpid()}.npz")
+        try:
+            model.save(fallback)
+        except (OSError, ValueError) as exc:
+            tried.append(f"{fallback} ({_one_line(exc)})")
+            continue
+        raise CommandError(f"could not save the model to {path} ({reason}); saved it to "
+                           f"{fallback} instead")
+    raise CommandError(f"could not save the model to {path} ({reason}), nor to "
+                       f"{'; '.join(tried)}: the trained model is lost")
+
+
+def _check_download_option(args, model_kind):
+    if not args.download:
+        return
+    if model_kind != "cifar10":
+        raise _UsageError(f"fastconv {args.command}: error: --download fetches CIFAR-10 "
+                          f"only; Fashion-MNIST models use the bundled subset or --data "
+                          f"PATH")
+    if args.data not in (None, "auto"):
+        raise _UsageError(f"fastconv {args.command}: error: --download stores CIFAR-10 "
+                          f"in the cache folder; it cannot be combined with --data "
+                          f"{args.data} (leave out --data)")
+
+
+def _require_samples(n, what, source):
+    if n == 0:
+        raise CommandError(f"the {what} set of {source} is empty (0 images): nothing to "
+                           f"{'train on' if what == 'training' else 'evaluate'}")
+
+
 # ----------------------------------------------------------------------------------------
 # commands
 # ----------------------------------------------------------------------------------------
@@ -313,17 +480,22 @@ def cmd_train(args):
             require_matplotlib()
         except ImportError as exc:
             raise CommandError(f"--plot: {exc}") from None
-    if args.save:
-        folder = os.path.dirname(os.path.abspath(args.save))
-        if not os.path.isdir(folder):
-            raise CommandError(f"--save {args.save}: folder {folder} does not exist")
+    _check_download_option(args, args.model)
+    if args.save is not None:
+        _check_output_target("--save", args.save, refuse_foreign=True)
+    if args.plot is not None:
+        _check_output_target("--plot", args.plot)
 
     t_start = time.perf_counter()
     if args.model == "lenet5":
         ((x_tr, y_tr), (x_te, y_te)), source = _load_gray(args.data)
+        _require_samples(len(x_tr), "training", source)
+        _require_samples(len(x_te), "test", source)
         x_tr, x_te = _prepare_gray(x_tr), _prepare_gray(x_te)
     else:
-        ((x_tr, y_tr), (x_te, y_te)), source = _load_cifar(args.data)
+        ((x_tr, y_tr), (x_te, y_te)), source = _load_cifar(args.data, args.download, emit)
+        _require_samples(len(x_tr), "training", source)
+        _require_samples(len(x_te), "test", source)
         x_tr, x_te = datasets.scale_images(x_tr), datasets.scale_images(x_te)
     num_classes = 10
     if args.limit:
@@ -388,48 +560,113 @@ def cmd_train(args):
     print(f"total time: {_fmt_time(total)} (training {_fmt_time(train_time)}, "
           f"{n_seen / train_time:,.0f} samples/s, {train_time / cfg['epochs']:.1f} s/epoch)",
           flush=True)
-    if args.save:
-        model.save(args.save)
-        emit(f"saved model to {args.save}")
+    save_error = None
+    if args.save is not None:
+        try:
+            _save_model(model, args.save, args.model)
+            emit(f"saved model to {args.save}")
+        except CommandError as exc:  # the model went to a fallback file (or nowhere)
+            save_error = exc
     if args.plot:
         from .plotting import plot_history
-        plot_history(history, args.plot, val_label=val_name,
-                     title=f"{args.model} on {source}")
-        emit(f"wrote training curves to {args.plot}")
+        try:
+            plot_history(history, args.plot, val_label=val_name,
+                         title=f"{args.model} on {source}")
+        except (OSError, ValueError) as exc:
+            if save_error is None:
+                raise
+            save_error = CommandError(f"{save_error}; writing {args.plot} failed too "
+                                      f"({_one_line(exc)})")
+        else:
+            emit(f"wrote training curves to {args.plot}")
+    if save_error is not None:
+        raise save_error
     return 0
 
 
-def _model_input_shape(model):
+_IMAGE_INPUTS = ("images of shape (rows, cols, channels): (28, 28, 1) Fashion-MNIST/MNIST "
+                 "(padded to a larger square model size) or (32, 32, 3) CIFAR-10")
+
+
+def _model_image_shape(model, path):
+    """(rows, cols, channels) the model takes, or CommandError naming what it takes."""
     shape = getattr(model, "input_shape", None)
     if shape is None:
-        raise CommandError("the saved model has no input shape (was it built?)")
-    return tuple(shape)[1:] if len(shape) == 4 else tuple(shape)
+        raise CommandError(f"model {path} has no input shape (it was saved before it "
+                           f"was built)")
+    per_sample = tuple(shape)[1:]
+    if len(per_sample) != 3:
+        raise CommandError(f"model {path} takes inputs of shape {per_sample}; fastconv "
+                           f"evaluate feeds {_IMAGE_INPUTS}")
+    if per_sample[2] not in (1, 3):
+        raise CommandError(f"model {path} takes inputs of shape {per_sample} "
+                           f"({per_sample[2]} channels); fastconv evaluate feeds "
+                           f"{_IMAGE_INPUTS}")
+    return per_sample
+
+
+def _model_classes(model, path):
+    shape = getattr(model, "output_shape", None)
+    if shape is None or len(shape) != 2 or shape[-1] < 2:
+        raise CommandError(f"model {path} outputs shape {shape}; fastconv evaluate needs "
+                           f"one score per class, (None, K) with K >= 2")
+    return int(shape[-1])
+
+
+def _encode_labels(model, y, num_classes):
+    """Labels as the model's loss wants them: integers (N,) for a sparse loss, one-hot
+    (N, K) for every other loss."""
+    from . import datasets, losses
+    labels = np.asarray(y).reshape(len(y))
+    if isinstance(model.loss, losses.SparseCategoricalCrossentropy):
+        return labels.astype(np.int64), labels
+    return datasets.to_categorical(labels, num_classes), labels
 
 
 def cmd_evaluate(args):
-    if not os.path.isfile(args.model_file):
-        raise CommandError(f"model file {args.model_file!r} does not exist")
+    path = args.model_file
+    if os.path.isdir(path):
+        raise CommandError(f"{path} is a folder, not a model file (give the .npz file "
+                           f"written by 'fastconv train --save' or model.save)")
+    if not os.path.exists(path):
+        raise CommandError(f"model file {path!r} does not exist")
     from . import datasets, models
-    model = models.load_model(args.model_file)
-    h, w, c = _model_input_shape(model)
+    model = models.load_model(path)
+    h, w, c = _model_image_shape(model, path)
+    num_classes = _model_classes(model, path)
+    _check_download_option(args, "cifar10" if c == 3 else "lenet5")
     t0 = time.perf_counter()
     if c == 1:
         (_, (x, y)), source = _load_gray(args.data)
-        if x.shape[1:] != (h, w):
-            x = datasets.pad_images(x, size=h) if h == w else x
-        x = datasets.scale_images(x if x.ndim == 4 else x[..., None])
-    elif c == 3:
-        (_, (x, y)), source = _load_cifar(args.data)
-        x = datasets.scale_images(x)
+        _require_samples(len(x), "test", source)
+        if x.shape[1:] != (h, w) and h == w and h >= max(x.shape[1:]):
+            x = datasets.pad_images(x, size=h)
+        x = x if x.ndim == 4 else x[..., None]
     else:
-        raise CommandError(f"model input has {c} channels; evaluate knows 1-channel "
-                           f"(Fashion-MNIST/MNIST) and 3-channel (CIFAR-10) models")
+        (_, (x, y)), source = _load_cifar(args.data, args.download)
+        _require_samples(len(x), "test", source)
     if x.shape[1:] != (h, w, c):
-        raise CommandError(f"model expects inputs {(h, w, c)}, the data is {x.shape[1:]}")
-    y = datasets.to_categorical(y, model.output_shape[-1])
-    loss, acc = model.evaluate(x, y, batch_size=args.batch_size, verbose=0)
+        raise CommandError(f"model {path} takes images of shape {(h, w, c)}; the data "
+                           f"({source}) are {x.shape[1:]}")
+    x = datasets.scale_images(x)
+    top = int(np.max(y)) + 1
+    if top > num_classes:
+        raise CommandError(f"model {path} scores {num_classes} classes; the labels of "
+                           f"{source} reach class {top - 1}")
+    y_model, labels = _encode_labels(model, y, num_classes)
+    logs = {}
+    if getattr(model, "compiled", False) and model.loss is not None:
+        logs = model.evaluate(x, y_model, batch_size=args.batch_size, verbose=0,
+                              return_dict=True)
+    acc = next((logs[k] for k in ("accuracy", "acc", "categorical_accuracy",
+                                  "sparse_categorical_accuracy") if k in logs), None)
+    if acc is None:  # compiled without an accuracy metric, or saved uncompiled
+        pred = model.predict(x, batch_size=args.batch_size, verbose=0)
+        acc = np.mean(np.argmax(pred, axis=-1) == labels)
+    loss_text = (f"loss {logs['loss']:.4f}" if "loss" in logs else
+                 "no loss (the model was saved uncompiled)")
     dt = time.perf_counter() - t0
-    print(f"{args.model_file} on {source}: test accuracy {acc:.4f}, loss {loss:.4f} "
+    print(f"{path} on {source}: test accuracy {float(acc):.4f}, {loss_text} "
           f"({len(x)} images, {_fmt_time(dt)}, {len(x) / dt:,.0f} samples/s)")
     return 0
 
@@ -486,12 +723,28 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "info": cmd_info,
 
 
 def _one_line(exc):
-    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        text = f"{exc.filename}: {exc.strerror}"
+    elif isinstance(exc, MemoryError):
+        text = f"out of memory ({str(exc).strip() or 'MemoryError'})"
+    else:
+        text = str(exc).strip() or type(exc).__name__
     return " ".join(text.split())
 
 
+def _run(args):
+    if args.command in ("train", "evaluate"):
+        with _thread_limits(args.threads):
+            return COMMANDS[args.command](args)
+    return COMMANDS[args.command](args)
+
+
 def main(argv=None):
-    """Run the command line; returns the exit status (0 ok, 1 error, 2 usage)."""
+    """Run the command line; returns the exit status (0 ok, 1 error, 2 usage).
+
+    Every failure is one line on stderr; FASTCONV_DEBUG=1 re-raises it instead, with
+    its traceback.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     try:
@@ -502,22 +755,29 @@ def main(argv=None):
     except _UsageError as exc:
         print(exc, file=sys.stderr)
         return 2
+    debug = bool(os.environ.get("FASTCONV_DEBUG"))
     try:
-        if args.command == "train":
-            with _thread_limits(args.threads):
-                return cmd_train(args)
-        if args.command == "evaluate":
-            with _thread_limits(args.threads):
-                return cmd_evaluate(args)
-        return COMMANDS[args.command](args)
-    except (CommandError, FileNotFoundError, ValueError, TypeError) as exc:
-        if os.environ.get("FASTCONV_DEBUG"):
+        return _run(args)
+    except _UsageError as exc:
+        if debug:
+            raise
+        print(exc, file=sys.stderr)
+        return 2
+    except (CommandError, ValueError, TypeError, OSError, MemoryError) as exc:
+        if debug:
             raise
         print(f"fastconv {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"fastconv {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: still one line, the traceback on request
+        if debug:
+            raise
+        print(f"fastconv {args.command}: internal error: {type(exc).__name__}: "
+              f"{_one_line(exc)} (set FASTCONV_DEBUG=1 to see the traceback, and please "
+              f"report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
