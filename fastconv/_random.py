@@ -55,12 +55,30 @@ def generator_state(gen):
 
 
 def generator_from_state(state, where="generator state"):
-    """Rebuild a Generator from :func:`generator_state`'s output."""
-    if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
-        raise ValueError(f"{where} is not a PCG64 generator state: {state!r}")
+    """Rebuild a Generator from :func:`generator_state`'s output.
+
+    Every field is checked (a PCG64 state: 128-bit ``state``, odd 128-bit ``inc``,
+    ``has_uint32`` 0 or 1, 32-bit ``uinteger``); anything else raises ValueError
+    naming ``where``.
+    """
+    def is_int(value, high):
+        return (isinstance(value, numbers.Integral) and not isinstance(value, bool)
+                and 0 <= value < high)
+
+    if not isinstance(state, dict) or state.get("bit_generator") != "PCG64" \
+            or set(state) != {"bit_generator", "state", "has_uint32", "uinteger"}:
+        raise ValueError(f"{where} is not a PCG64 generator state: {str(state)[:200]}")
+    inner = state["state"]
+    if not isinstance(inner, dict) or set(inner) != {"state", "inc"} \
+            or not is_int(inner["state"], 2**128) or not is_int(inner["inc"], 2**128) \
+            or inner["inc"] % 2 != 1 or not is_int(state["has_uint32"], 2) \
+            or not is_int(state["uinteger"], 2**32):
+        raise ValueError(f"{where} is not a valid PCG64 state (state and odd inc below "
+                         f"2**128, has_uint32 0 or 1, uinteger below 2**32): "
+                         f"{str(state)[:200]}")
     bitgen = np.random.PCG64()
-    try:
-        bitgen.state = state
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ValueError(f"{where} is not a valid PCG64 state: {exc}") from None
+    bitgen.state = {"bit_generator": "PCG64",
+                    "state": {"state": int(inner["state"]), "inc": int(inner["inc"])},
+                    "has_uint32": int(state["has_uint32"]),
+                    "uinteger": int(state["uinteger"])}
     return np.random.Generator(bitgen)

@@ -179,17 +179,33 @@ class Optimizer:
         return self.iterations, slots
 
     def set_state(self, iterations, slots, variables):
-        """Restore :meth:`get_state`'s output for these variables."""
-        self.build(variables)
-        expected = [s for per in self._slots for s in per]
-        slots = list(slots)
-        if slots and len(slots) != len(expected):
-            raise ValueError(f"optimizer {self.name!r} expects {len(expected)} state "
+        """Restore :meth:`get_state`'s output for these variables.
+
+        ``iterations`` is a non-negative int; ``slots`` is empty (no step taken yet) or
+        holds one floating-point array per slot, each of its variable's shape.  Nothing
+        changes when a check fails.
+        """
+        if isinstance(iterations, (bool, np.bool_)) \
+                or not isinstance(iterations, numbers.Integral) or iterations < 0:
+            raise ValueError(f"optimizer {self.name!r}: iterations must be a "
+                             f"non-negative int, got {iterations!r}")
+        variables, slots = list(variables), list(slots)
+        n_expected = self._n_slots() * len(variables)
+        if slots and len(slots) != n_expected:
+            raise ValueError(f"optimizer {self.name!r} expects {n_expected} state "
                              f"arrays for these variables, got {len(slots)}")
-        for target, value in zip(expected, slots):
+        for i, value in enumerate(slots):
+            target = variables[i // self._n_slots()]
+            if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
+                raise TypeError(f"optimizer state array {i} must be a floating-point "
+                                f"ndarray, got {type(value).__name__} "
+                                f"{getattr(value, 'dtype', '')}")
             if value.shape != target.shape:
                 raise ValueError(f"optimizer state array of shape {value.shape} does not "
                                  f"match the variable shape {target.shape}")
+        self.build(variables)
+        expected = [s for per in self._slots for s in per]
+        for target, value in zip(expected, slots):
             np.copyto(target, value, casting="unsafe")
         if not slots:
             self._slots = None
