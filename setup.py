@@ -7,7 +7,8 @@ serial, with one warning.  No ``-march=native``: the code must run on any CPU of
 target architecture, so a wheel built here is safe to distribute.
 
 ``FASTCONV_BOUNDSCHECK=1`` builds with Cython's bounds and wraparound checks on (a
-debug build for the test suite).
+debug build for the test suite).  The extensions are translated and compiled in parallel
+on every core this process may use; ``FASTCONV_BUILD_JOBS=N`` sets the number of jobs.
 """
 import glob
 import os
@@ -79,8 +80,32 @@ def _try_openmp(compiler, cflags, ldflags):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _build_jobs():
+    """Compiler processes to run at once: FASTCONV_BUILD_JOBS, else every core this
+    process may use."""
+    text = os.environ.get("FASTCONV_BUILD_JOBS", "").strip()
+    if text:
+        try:
+            jobs = int(text)
+        except ValueError:
+            jobs = 0
+        if jobs < 1:
+            raise SystemExit(f"FASTCONV_BUILD_JOBS must be a positive integer, got {text!r}")
+        return jobs
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 class BuildExt(build_ext):
-    """build_ext that decides on OpenMP once, for every extension."""
+    """build_ext that decides on OpenMP once, for every extension, and compiles the
+    extensions in parallel (one per core, as ``build_ext -j``) unless told otherwise."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if not self.parallel:
+            self.parallel = _build_jobs()
 
     def build_extensions(self):
         cflags, ldflags, found = [], [], False
@@ -127,7 +152,7 @@ def extensions():
     # The generated C depends on the directives: debug and release builds keep apart.
     flavour = "cython-boundscheck" if _env_flag("FASTCONV_BOUNDSCHECK") else "cython"
     return cythonize(exts, compiler_directives=directives, include_path=["src"],
-                     build_dir=os.path.join("build", flavour))
+                     build_dir=os.path.join("build", flavour), nthreads=_build_jobs())
 
 
 if __name__ == "__main__":

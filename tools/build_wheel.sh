@@ -52,7 +52,7 @@ PY
 echo "== install the repaired wheel with no compiler and test it"
 "$PY" -m venv "$WORK/test"
 CC=false CXX=false "$WORK/test/bin/pip" install -q --only-binary=:all: "$REPAIRED" \
-    pytest pytest-benchmark hypothesis threadpoolctl
+    -r "$ROOT/requirements-test.txt"
 mkdir "$WORK/run"
 cp -r "$ROOT/tests" "$WORK/run/tests"
 cp -r "$ROOT/bench" "$WORK/run/bench"     # tests/test_frontier_smoke.py runs the harness
