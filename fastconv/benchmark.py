@@ -11,6 +11,7 @@ import LAYERS from here) for regression tracking.
 """
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -20,7 +21,8 @@ from . import reference as ref
 from ._config import config, get_num_threads
 from .conv import conv2d, conv2d_backward
 
-__all__ = ["CONV_LAYERS", "POOL_LAYERS", "conv_case", "conv_flops", "run"]
+__all__ = ["CONV_LAYERS", "POOL_LAYERS", "conv_case", "conv_flops", "run",
+           "RATE_LEGEND", "TORCH_INSTALL"]
 
 # name: (C_in, H, W, C_out, k, padding) -- the layers of LeNet-5 and the CIFAR-10 network.
 CONV_LAYERS = {
@@ -125,6 +127,18 @@ def _median_times(fns, repeat, min_time=0.0):
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
+#: What to install for the PyTorch column (the version the comparison was made with).
+TORCH_INSTALL = 'pip install torch==2.13.0 (or pip install "fastconv[compare]")'
+
+#: How the GF/s beside each conv time are computed: fastconv may run a layer with a fast
+#: algorithm (Winograd) that does fewer multiplications than the direct convolution, so
+#: the rate can exceed the machine's peak; it is a direct-equivalent rate.
+RATE_LEGEND = ("GF/s = effective (direct-equivalent) rate: the direct convolution's "
+               "2 x multiply-adds (the backward counts twice the forward) divided by the "
+               "time. Layers fastconv runs with Winograd do fewer multiplications, so "
+               "their effective rate can exceed the machine's peak.")
+
+
 def _import_torch(threads):
     try:
         import torch
@@ -132,6 +146,14 @@ def _import_torch(threads):
         return None
     torch.set_num_threads(threads)
     return torch
+
+
+class _Parser(argparse.ArgumentParser):
+    """One-line errors, as the rest of the ``fastconv`` command."""
+
+    def error(self, message):
+        print(f"{self.prog}: error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        sys.exit(2)
 
 
 def bench_conv(names, batch, repeat, torch=None, naive_batch=1, layouts=("channels_first",
@@ -182,7 +204,7 @@ def format_table(rows, header=""):
             if v is None:
                 cells.append("-")
             elif r.get("gflop"):
-                cells.append(f"{v:.2f} ({r['gflop'] / v * 1e3:.0f} GF/s)")
+                cells.append(f"{v:.2f} ({r['gflop'] / v * 1e3:.0f} eff. GF/s)")
             else:
                 cells.append(f"{v:.2f}")
         if "torch" in systems:
@@ -204,16 +226,17 @@ def environment_header():
 
 
 def run(argv=None):
-    """Command-line entry: print the conv (and pooling) comparison table."""
-    p = argparse.ArgumentParser(prog="fastconv bench", description=__doc__.split("\n")[0])
+    """Command-line entry: print the conv comparison table."""
+    p = _Parser(prog="fastconv bench", description=__doc__.split("\n")[0])
     p.add_argument("--layers", nargs="*", default=list(CONV_LAYERS),
-                   help="conv layers to time (default: all)")
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--repeat", type=int, default=5)
+                   help=f"conv layers to time (default: all, {' '.join(CONV_LAYERS)})")
+    p.add_argument("--batch", type=int, default=128, help="images per call (default: 128)")
+    p.add_argument("--repeat", type=int, default=5,
+                   help="interleaved rounds, at least; short layers get more (default: 5)")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     p.add_argument("--no-naive", action="store_true", help="skip the naive reference")
     p.add_argument("--naive-batch", type=int, default=1,
-                   help="batch the naive loops run on before scaling (default 1: one "
+                   help="batch the naive loops run on before scaling (default: 1, one "
                         "image at a time, as a per-image NumPy loop over output pixels)")
     p.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     args = p.parse_args(argv)
@@ -221,20 +244,34 @@ def run(argv=None):
     if unknown:
         p.error(f"unknown layer(s) {unknown}; choose from {list(CONV_LAYERS)}")
     if args.batch < 1 or args.repeat < 1 or args.naive_batch < 1:
-        p.error("--batch, --repeat and --naive-batch must be positive")
+        p.error(f"--batch, --repeat and --naive-batch must be positive, got "
+                f"{args.batch}, {args.repeat} and {args.naive_batch}")
+    if args.json:  # before the measurements, not after them
+        folder = os.path.dirname(os.path.abspath(args.json))
+        if os.path.isdir(args.json):
+            p.error(f"--json: {args.json} is a folder; give a file name")
+        if not os.path.isdir(folder):
+            p.error(f"--json: folder {folder} does not exist")
     torch = None if args.no_torch else _import_torch(get_num_threads())
     header = environment_header()
     if torch is not None:
         header += f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads"
+    elif args.no_torch:
+        header += "\nPyTorch: left out (--no-torch)"
+    else:
+        header += (f"\nPyTorch: not installed, so the torch column is skipped; for the "
+                   f"comparison: {TORCH_INSTALL}")
     rows = bench_conv(args.layers, args.batch, args.repeat, torch,
                       naive_batch=0 if args.no_naive else args.naive_batch)
     print(format_table(rows, header + f"\nconv2d, batch {args.batch}, float32, median ms "
-                                      "(interleaved)"))
+                                      "(interleaved), effective GF/s beside each time"))
+    print(f"\nNote: {RATE_LEGEND}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"environment": config(), "rows": rows}, f, indent=1)
     print("\nThe whole comparison (pooling, TensorFlow, ONNX Runtime, networks, memory, "
-          "threads, issue-6 targets) from a source checkout:\n"
+          "threads, and the performance targets of docs/performance.md, each judged MET "
+          "or NOT MET) from a source checkout:\n"
           "    python bench/frontier.py [--quick] [--tf-python PATH] [--ort-python PATH] "
           "[--json out.json]\n(see docs/performance.md)")
     return 0

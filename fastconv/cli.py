@@ -755,6 +755,8 @@ def main(argv=None):
     except _UsageError as exc:
         print(exc, file=sys.stderr)
         return 2
+    except SystemExit as exc:  # --help (argparse prints it, then exits)
+        return exc.code if isinstance(exc.code, int) else 0
     debug = bool(os.environ.get("FASTCONV_DEBUG"))
     try:
         return _run(args)

@@ -1,4 +1,6 @@
 """The ``fastconv`` command, run as ``python -m fastconv`` in a subprocess on tiny data."""
+import argparse
+import errno
 import gzip
 import importlib.util
 import os
@@ -6,6 +8,7 @@ import pickle
 import re
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -112,8 +115,35 @@ def test_missing_data_path(tmp_path):
 
 def test_cifar_not_found_lists_places(tmp_path):
     env = {"HOME": str(tmp_path), "FASTCONV_DATA": str(tmp_path / "data")}
-    assert_one_line_error(*run("train", "cifar10", env=env), 1,
-                          r"CIFAR-10 not found; looked in: .*data")
+    rc, out, err = run("train", "cifar10", env=env)
+    assert_one_line_error(rc, out, err, 1, r"CIFAR-10 not found; looked in: .*data")
+    # a command-line user is told about command-line options and the official source,
+    # not about path= (a Python argument)
+    assert "--data PATH" in err and "--download" in err and "path=" not in err
+    assert "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in err
+    assert "c58f30108f718f92721af3b95e74349a" in err
+    assert str(tmp_path / ".fastconv" / "datasets") in err  # where --download puts it
+
+
+def test_help_shows_every_default(capsys):
+    parser = cli.build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name in ("train", "evaluate"):
+        for action in subs.choices[name]._actions:
+            if action.option_strings and action.dest != "help":
+                assert "default" in (action.help or ""), (name, action.option_strings)
+    assert cli.main(["train", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for key, option in (("epochs", "--epochs"), ("batch_size", "--batch-size"),
+                        ("optimizer", "--optimizer"), ("schedule", "--schedule")):
+        values = ", ".join(f"{cfg[key]} for {net}" for net, cfg in cli.TRAIN_DEFAULTS.items())
+        assert f"(default: {values})" in out, option
+    lrs = ", ".join(f"{cfg['lr']:g} for {net}" for net, cfg in cli.TRAIN_DEFAULTS.items())
+    assert f"(default: {lrs})" in out
+    assert "none for lenet5, flip for cifar10" in out
+    assert "(default: 0.9)" in out and "(default: 0)" in out
+    assert cli.main(["evaluate", "--help"]) == 0
+    assert "(default: 256)" in capsys.readouterr().out
 
 
 def test_corrupted_data_is_one_line(tmp_path):
@@ -138,6 +168,22 @@ def test_bench_passes_arguments_on(capsys):
     assert cli.main(["bench", "--help"]) == 0
     assert "usage" in capsys.readouterr().out
     assert cli.main(["bench", "--no-such-option"]) == 2
+
+
+@pytest.mark.skipif(importlib.util.find_spec("fastconv.benchmark") is None,
+                    reason="fastconv.benchmark missing")
+def test_bench_says_why_torch_is_missing_and_labels_rates(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    assert cli.main(["bench", "--layers", "lenet.c5", "--batch", "2", "--repeat", "1",
+                     "--no-naive"]) == 0
+    out = capsys.readouterr().out
+    assert "PyTorch: not installed, so the torch column is skipped" in out
+    assert "pip install torch==2.13.0" in out and 'pip install "fastconv[compare]"' in out
+    assert "effective (direct-equivalent) rate" in out and "Winograd" in out
+    assert re.search(r"lenet\.c5 \| fwd \| [\d.]+ \(\d+ eff\. GF/s\)", out)
+    assert "issue-6" not in out and "performance targets of docs/performance.md" in out
+    assert cli.main(["bench", "--help"]) == 0
+    assert "(default: 128)" in capsys.readouterr().out
 
 
 def test_bench_without_module(monkeypatch, capsys):
@@ -242,3 +288,292 @@ def test_plot_history_checks_its_input(tmp_path):
         out = plotting.plot_history({"loss": [1.0, 0.5], "val_loss": [1.1, 0.7]},
                                     tmp_path / "a.png")
         assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------------------------------
+# --save: checked before training, a fallback when the save fails at the end
+# ---------------------------------------------------------------------------------------
+
+def _unwritable(folder):
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder)
+    except OSError:
+        return True
+    os.close(fd)
+    os.remove(probe)
+    return False
+
+
+def _save_cases(tmp_path):
+    os.makedirs(tmp_path / "existing")
+    (tmp_path / "plain.txt").write_text("a file, not a folder")
+    cases = [
+        (tmp_path / "existing", r"existing: is a folder; give a file name"),
+        (str(tmp_path / "existing") + os.sep, r"is a folder"),
+        (tmp_path / "no" / "such" / "m.npz", r"folder .*such does not exist"),
+        (tmp_path / "plain.txt" / "m.npz", r"plain\.txt is not a folder"),
+        (tmp_path / "m.keras", r"cannot write Keras's \.keras format.*\.npz"),
+        (tmp_path / "m.h5", r"cannot write Keras's \.h5 format"),
+    ]
+    if os.path.isdir("/sys") and _unwritable("/sys"):  # read-only even for root
+        cases.append(("/sys/fastconv-model.npz", r"cannot write in folder /sys"))
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        os.makedirs(locked)
+        os.chmod(locked, 0o500)
+        cases.append((locked / "m.npz", r"cannot write in folder .*locked"))
+    return cases
+
+
+@needs_models
+def test_save_target_refused_before_training(tmp_path, capsys):
+    data = write_idx(tmp_path / "fm", n_train=20, n_test=10)
+    for target, match in _save_cases(tmp_path):
+        rc = cli.main(["train", "lenet5", "--data", str(data), "--epochs", "1",
+                       "--batch-size", "10", "--save", str(target)])
+        out, err = capsys.readouterr()
+        assert_one_line_error(rc, out, err, 1, "--save .*" + match)
+        assert "epoch" not in out and "test accuracy" not in out  # nothing was trained
+
+
+@needs_models
+@pytest.mark.parametrize("cwd_fails", [False, True])
+def test_save_failing_at_the_end_goes_to_a_fallback(tmp_path, monkeypatch, capsys,
+                                                    cwd_fails):
+    from fastconv import models, saving
+    data = write_idx(tmp_path / "fm", n_train=20, n_test=10)
+    target = tmp_path / "out" / "model.npz"
+    os.makedirs(target.parent)
+    cwd, tmp = tmp_path / "cwd", tmp_path / "tmp"
+    os.makedirs(cwd)
+    os.makedirs(tmp)
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(cli.tempfile, "gettempdir", lambda: str(tmp))
+    real_save = saving.save_model
+    failing = [str(target)] + ([str(cwd)] if cwd_fails else [])
+
+    def save_model(model, filepath):
+        path = os.path.abspath(os.fspath(filepath))
+        if path == failing[0] or os.path.dirname(path) in failing[1:]:
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        return real_save(model, filepath)
+
+    monkeypatch.setattr(saving, "save_model", save_model)
+    rc = cli.main(["train", "lenet5", "--data", str(data), "--epochs", "1",
+                   "--batch-size", "10", "--seed", "1", "--save", str(target)])
+    out, err = capsys.readouterr()
+    assert "test accuracy" in out
+    where = tmp if cwd_fails else cwd
+    saved = [f for f in os.listdir(where) if f.endswith(".npz")]
+    assert len(saved) == 1 and re.fullmatch(r"fastconv-lenet5-\d{8}-\d{6}\.npz", saved[0])
+    fallback = os.path.join(where, saved[0])
+    assert_one_line_error(rc, out, err, 1,
+                          rf"could not save the model to {re.escape(str(target))} "
+                          rf"\(.*No space left on device\); saved it to "
+                          rf"{re.escape(fallback)} instead")
+    assert models.load_model(fallback).count_params() == 61706
+    assert not target.exists()
+
+
+# ---------------------------------------------------------------------------------------
+# evaluate: the model's loss decides the labels; shapes and empty sets refused clearly
+# ---------------------------------------------------------------------------------------
+
+def _readme_model(loss="sparse_categorical_crossentropy", metrics=("accuracy",),
+                  compile=True):
+    """The README's Keras-style example model."""
+    from fastconv import layers, models, optimizers
+    fastconv.set_seed(0)
+    model = models.Sequential([
+        layers.Conv2D(6, 5, activation="tanh", input_shape=(32, 32, 1)),
+        layers.AveragePooling2D(2),
+        layers.Conv2D(16, 5, activation="tanh"),
+        layers.AveragePooling2D(2),
+        layers.Flatten(),
+        layers.Dense(10, activation="softmax"),
+    ])
+    if compile:
+        model.compile(optimizers.Adam(), loss, metrics=list(metrics))
+    return model
+
+
+@needs_models
+@pytest.mark.parametrize("loss,metrics,compile", [
+    ("sparse_categorical_crossentropy", ("accuracy",), True),   # the README's example
+    ("categorical_crossentropy", ("accuracy",), True),
+    ("sparse_categorical_crossentropy", (), True),               # no accuracy metric
+    (None, (), False),                                           # saved uncompiled
+])
+def test_evaluate_follows_the_models_loss(tmp_path, capsys, loss, metrics, compile):
+    from fastconv import datasets
+    data = write_idx(tmp_path / "fm", n_train=20, n_test=30)
+    model = _readme_model(loss, metrics, compile)
+    if not compile:
+        model.build((None, 32, 32, 1))
+    path = tmp_path / "m.npz"
+    model.save(path)
+    rc = cli.main(["evaluate", str(path), "--data", str(data)])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    (_, _), (x, y) = datasets.load_fashion_mnist(data)
+    x = datasets.scale_images(datasets.pad_images(x))
+    expected_acc = np.mean(model.predict(x, verbose=0).argmax(axis=1) == y)
+    acc = float(re.search(r"test accuracy ([\d.]+)", out)[1])
+    assert acc == pytest.approx(expected_acc, abs=1e-4)
+    if compile:
+        y_model = y if loss.startswith("sparse") else datasets.to_categorical(y, 10)
+        expected_loss = model.evaluate(x, y_model, verbose=0, return_dict=True)["loss"]
+        assert float(re.search(r"loss ([\d.]+)", out)[1]) == pytest.approx(
+            expected_loss, abs=1e-4)
+    else:
+        assert "no loss" in out
+
+
+@needs_models
+def test_evaluate_rejects_non_image_models_and_wrong_sizes(tmp_path, capsys):
+    from fastconv import layers, models
+    dense = models.Sequential([layers.Dense(10, activation="softmax", input_shape=(784,))])
+    dense.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
+    dense.save(tmp_path / "dense.npz")
+    rc = cli.main(["evaluate", str(tmp_path / "dense.npz")])
+    assert_one_line_error(rc, *capsys.readouterr(), 1,
+                          r"takes inputs of shape \(784,\); .* feeds images .*"
+                          r"\(28, 28, 1\).*\(32, 32, 3\)")
+    small = models.Sequential([layers.Conv2D(4, 3, input_shape=(20, 20, 1)),
+                               layers.Flatten(), layers.Dense(10, activation="softmax")])
+    small.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
+    small.save(tmp_path / "small.npz")
+    rc = cli.main(["evaluate", str(tmp_path / "small.npz")])
+    assert_one_line_error(rc, *capsys.readouterr(), 1,
+                          r"takes images of shape \(20, 20, 1\); the data .* are "
+                          r"\(28, 28, 1\)")
+    five = models.Sequential([layers.Conv2D(4, 5, input_shape=(32, 32, 1)),
+                              layers.Flatten(), layers.Dense(5, activation="softmax")])
+    five.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
+    five.save(tmp_path / "five.npz")
+    rc = cli.main(["evaluate", str(tmp_path / "five.npz")])
+    assert_one_line_error(rc, *capsys.readouterr(), 1,
+                          r"scores 5 classes; the labels .* reach class 9")
+
+
+@needs_models
+def test_empty_test_set_is_refused(tmp_path, capsys):
+    data = write_idx(tmp_path / "fm", n_train=20, n_test=0)
+    model = _readme_model()
+    model.save(tmp_path / "m.npz")
+    rc = cli.main(["evaluate", str(tmp_path / "m.npz"), "--data", str(data)])
+    assert_one_line_error(rc, *capsys.readouterr(), 1,
+                          r"the test set of IDX data in .* is empty \(0 images\)")
+    rc = cli.main(["train", "lenet5", "--data", str(data), "--epochs", "1"])
+    out, err = capsys.readouterr()
+    assert_one_line_error(rc, out, err, 1, r"the test set of .* is empty")
+    assert "epoch" not in out
+
+
+def test_download_option_misuse_is_a_usage_error(capsys):
+    rc = cli.main(["train", "lenet5", "--download"])
+    assert_one_line_error(rc, *capsys.readouterr(), 2, "--download fetches CIFAR-10 only")
+    rc = cli.main(["train", "cifar10", "--download", "--data", "some.tar.gz"])
+    assert_one_line_error(rc, *capsys.readouterr(), 2, "cannot be combined with --data")
+
+
+# ---------------------------------------------------------------------------------------
+# every subcommand, bad files and arguments: one line, non-zero, never a traceback
+# ---------------------------------------------------------------------------------------
+
+def _bad_inputs(tmp_path):
+    """(argv, expected exit status, regex of the message) per bad input."""
+    t = tmp_path
+    good_idx = write_idx(t / "good", n_train=20, n_test=10)
+    trunc = write_idx(t / "trunc", n_train=20, n_test=10)
+    p = trunc / "train-images-idx3-ubyte.gz"
+    p.write_bytes(p.read_bytes()[:60])
+    huge = write_idx(t / "huge", n_train=20, n_test=10)
+    os.remove(huge / "train-images-idx3-ubyte.gz")
+    (huge / "train-images-idx3-ubyte").write_bytes(
+        bytes([0, 0, 8, 3]) + (2 ** 31).to_bytes(4, "big") * 2 + (4).to_bytes(4, "big"))
+    labels = write_idx(t / "labels", n_train=20, n_test=10)
+    with gzip.open(labels / "t10k-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(bytes([0, 0, 8, 1, 0, 0, 0, 10]) + bytes([12] * 10))
+    os.makedirs(t / "empty")
+    cifar = write_cifar(t / "cifar" / "cifar-10-batches-py")
+    import tarfile
+    tgz, txz = t / "c.tar.gz", t / "c.tar.xz"
+    for path, mode in ((tgz, "w:gz"), (txz, "w:xz")):
+        with tarfile.open(path, mode) as tar:
+            tar.add(cifar, arcname="cifar-10-batches-py")
+    tgz.write_bytes(tgz.read_bytes()[:300])
+    blob = bytearray(txz.read_bytes())
+    at = int(len(blob) * 0.9)
+    blob[at:at + 8] = bytes(b ^ 0xFF for b in blob[at:at + 8])
+    txz.write_bytes(bytes(blob))
+    (t / "garbage.bin").write_bytes(b"\x00garbage" * 50)
+    (t / "empty.npz").write_bytes(b"")
+    np.savez(t / "foreign.npz", a=np.zeros(3))
+    np.savez(t / "badjson.npz", config=np.array("{not json"))
+    cases = [
+        (["train", "lenet5", "--data", t / "nowhere"], 1, "no such file or folder"),
+        (["train", "lenet5", "--data", good_idx / "t10k-images-idx3-ubyte.gz"], 1,
+         "must be a folder"),
+        (["train", "lenet5", "--data", t / "empty"], 1, "missing train-images"),
+        (["train", "lenet5", "--data", trunc], 1, r"train-images-idx3-ubyte\.gz"),
+        (["train", "lenet5", "--data", huge], 1, r"huge.*train-images-idx3-ubyte: IDX"),
+        (["train", "lenet5", "--data", labels], 1, r"labels must lie in \[0, 9\]"),
+        (["train", "cifar10", "--data", tgz], 1, r"c\.tar\.gz: not a readable"),
+        (["train", "cifar10", "--data", txz], 1, r"c\.tar\.xz: not a readable"),
+        (["train", "cifar10", "--data", t / "garbage.bin"], 1, r"garbage\.bin"),
+        (["train", "cifar10", "--data", t / "empty"], 1, "CIFAR-10 not found"),
+        (["train", "lenet5", "--save", t / "empty"], 1, "is a folder"),
+        (["train", "lenet5", "--save", t / "m.h5"], 1, r"\.h5"),
+        (["train", "lenet5", "--plot", t / "none" / "c.png"], 1,
+         "does not exist|needs matplotlib"),
+        (["train", "lenet5", "--threads", "0"], 2, "--threads: must be > 0"),
+        (["evaluate", t / "missing.npz"], 1, "does not exist"),
+        (["evaluate", t / "empty"], 1, "is a folder, not a model file"),
+        (["evaluate", t / "garbage.bin"], 1, r"garbage\.bin"),
+        (["evaluate", t / "empty.npz"], 1, r"empty\.npz"),
+        (["evaluate", t / "foreign.npz"], 1, r"foreign\.npz"),
+        (["evaluate", t / "badjson.npz"], 1, r"badjson\.npz"),
+        (["evaluate"], 2, "required: FILE"),
+        (["evaluate", t / "x.npz", "--batch-size", "-1"], 2, "--batch-size"),
+        (["info", "extra"], 2, "unrecognized arguments: extra"),
+        (["bench", "--layers", "nope"], 2, "unknown layer"),
+        (["bench", "--batch", "0"], 2, "must be positive"),
+        (["bench", "--batch", "x"], 2, "invalid int value"),
+        (["bench", "--json", t / "none" / "out.json"], 2, r"--json: folder .* does not"),
+    ]
+    if HAS_MODELS:
+        from fastconv import applications
+        model = applications.lenet5()
+        model.save(t / "lenet.npz")
+        data = t / "lenet.npz"
+        whole = data.read_bytes()
+        (t / "cut.npz").write_bytes(whole[: len(whole) // 2])
+        cases += [
+            (["evaluate", data, "--data", trunc], 1, r"train-images-idx3-ubyte\.gz"),
+            (["evaluate", data, "--data", t / "nowhere"], 1, "no such file or folder"),
+            (["evaluate", data, "--download"], 2, "--download fetches CIFAR-10 only"),
+            (["evaluate", t / "cut.npz"], 1, r"cut\.npz"),
+        ]
+    return cases
+
+
+def test_bad_inputs_never_show_a_traceback(tmp_path, capsys):
+    for argv, status, match in _bad_inputs(tmp_path):
+        argv = [str(a) for a in argv]
+        rc = cli.main(argv)
+        out, err = capsys.readouterr()
+        assert rc == status, (argv, rc, out, err)
+        assert "Traceback" not in err, (argv, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, (argv, err)
+        assert re.search(match, lines[0]), (argv, lines[0])
+        assert lines[0].startswith("fastconv"), lines[0]
+
+
+def test_fastconv_debug_shows_the_traceback(tmp_path):
+    (tmp_path / "garbage.npz").write_bytes(b"not a model")
+    rc, out, err = run("evaluate", tmp_path / "garbage.npz", env={"FASTCONV_DEBUG": "1"})
+    assert rc != 0 and "Traceback" in err and "garbage.npz" in err
+    rc, out, err = run("evaluate", tmp_path / "garbage.npz")
+    assert_one_line_error(rc, out, err, 1, r"garbage\.npz")
