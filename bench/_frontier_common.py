@@ -152,7 +152,8 @@ def naive_pool(name, batch):
 
 # ------------------------------------------------------------- plain Python loops
 # One image, one output channel, stride 1, nested lists: the "plain Python loops"
-# baseline of issue 6.  xp is the zero-padded input [c][row][col], w is [c][i][j].
+# baseline of the performance targets (docs/performance.md).  xp is the zero-padded
+# input [c][row][col], w is [c][i][j].
 def python_conv_forward(xp, w, oh, ow, bias):
     c_in, k = len(w), len(w[0])
     out = [[bias] * ow for _ in range(oh)]

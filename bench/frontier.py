@@ -1,4 +1,4 @@
-"""The issue-6 frontier table: fastconv against PyTorch, TensorFlow and ONNX Runtime.
+"""The frontier table: fastconv against PyTorch, TensorFlow and ONNX Runtime.
 
 One command prints the whole comparison as text (Markdown tables) and optionally JSON:
 
@@ -6,8 +6,9 @@ One command prints the whole comparison as text (Markdown tables) and optionally
         [--tf-python /path/to/python] [--ort-python /path/to/python]
 
 Sections (float32, median milliseconds, every group timed interleaved round-robin):
-  1. layer suite: the seven conv layers (fastconv.benchmark.CONV_LAYERS, GFLOP/s beside
-     the times) and the four pooling layers (POOL_LAYERS), forward and forward + all
+  1. layer suite: the seven conv layers (fastconv.benchmark.CONV_LAYERS, effective
+     GFLOP/s beside the times: the direct convolution's FLOPs over the time, which a
+     Winograd layer can push above the machine's peak) and the four pooling layers (POOL_LAYERS), forward and forward + all
      gradients, fastconv in both layouts and PyTorch (NCHW) in this process; TensorFlow
      and ONNX Runtime in a subprocess with their own interpreter (bench/_peers.py),
      which also times fastconv so that each peer ratio comes from one process;
@@ -21,7 +22,8 @@ Sections (float32, median milliseconds, every group timed interleaved round-robi
      batch and plain Python loops on one image and one output channel, both scaled
      linearly to the benchmark batch;
   5. thread scaling of cifar.c2-c4 with 1 and 2 threads;
-  6. the issue-6 targets, each MET / NOT MET computed from the numbers above.
+  6. the performance targets of docs/performance.md, each MET / NOT MET computed from
+     the numbers above.
 
 Peers that are not given or cannot be imported are skipped and reported as such.
 """
@@ -74,7 +76,8 @@ def environment(torch, threads, no_torch=False):
            "torch": (f"{torch.__version__} ({torch.get_num_threads()} threads)"
                      if torch is not None else
                      "left out (--no-torch)" if no_torch else
-                     "not importable here: skipped")}
+                     "not installed: skipped (pip install torch==2.13.0, or pip "
+                     "install \"fastconv[compare]\")")}
     try:
         with open("/proc/cpuinfo") as f:
             env["cpu"] = next((line.split(":", 1)[1].strip() for line in f
@@ -404,7 +407,8 @@ def _ratio_row(target, row, systems, goal, what):
             "fastconv_ms": fc_best(row["times"])}
 
 def evaluate_targets(results):
-    """Every issue-6 target row, judged from the measurements in ``results``."""
+    """Every performance-target row (docs/performance.md), judged from the measurements
+    in ``results``."""
     out = []
     layers = {(r["section"], r["item"], r["pass"], r["batch"]): r
               for r in results.get("layers", [])}
@@ -554,10 +558,13 @@ def format_nets(rows):
     return _md(header, body)
 
 def format_report(results):
-    parts = ["# fastconv frontier table (issue 6)", "",
+    parts = ["# fastconv frontier table: fastconv against PyTorch, TensorFlow and ONNX "
+             "Runtime", "",
              format_environment(results["environment"], results.get("peer_runs", [])),
-             "", "Median ms, float32, interleaved in one process; conv: (GFLOP/s) beside "
-             "the time; fc = fastconv, the faster of its two layouts; † = measured in "
+             "", "Median ms, float32, interleaved in one process; conv: (effective "
+             "GFLOP/s) beside the time, the direct convolution's FLOPs over the time "
+             "(direct-equivalent: a Winograd layer can exceed the machine's peak); "
+             "fc = fastconv, the faster of its two layouts; † = measured in "
              "the peer process, its ratio against fastconv timed in that same process."]
     if results.get("layers"):
         parts += ["", "## Convolution layers", "", format_layers(results["layers"], "conv"),
@@ -600,7 +607,8 @@ def format_report(results):
                       [[r["item"], r["pass"], str(r["batch"])]
                        + [_ms(r["times"][k]) for k in keys] for r in rows])]
     if results.get("targets"):
-        parts += ["", "## Issue-6 targets (computed from the measurements above)", "",
+        parts += ["", "## Performance targets (docs/performance.md), computed from the "
+                      "measurements above", "",
                   _md(["target", "measured", "goal", "status", "detail"],
                       [[t["target"], _r(t["measured"], "{:.3g}"), t["goal"],
                         f"**{t['status']}**", t["detail"]] for t in results["targets"]])]
