@@ -185,3 +185,38 @@ def test_download_cifar10_into_the_default_cache_is_then_found(server, archive, 
 def test_official_constants():
     assert ds.CIFAR10_URL == "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
     assert ds.CIFAR10_MD5 == "c58f30108f718f92721af3b95e74349a"
+
+
+def test_fastconv_train_cifar10_download(server, archive, tmp_path, monkeypatch, capsys):
+    from fastconv import cli
+    base, handler = server
+    blob, _ = archive
+    handler.files["/cifar-10-python.tar.gz"] = blob
+    monkeypatch.setattr(ds, "CIFAR10_URL", base + "/cifar-10-python.tar.gz")
+    monkeypatch.setenv("FASTCONV_HOME", str(tmp_path / "fchome"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("FASTCONV_DATA", raising=False)
+    monkeypatch.setattr(ds, "DEBIAN_DIRS", ())
+    argv = ["train", "cifar10", "--epochs", "1", "--batch-size", "5", "--limit", "5"]
+    # without --download nothing is fetched, and the error says how to get the data
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "--download" in err and "--data PATH" in err and handler.hits == []
+    # a wrong checksum: one line naming both, no file left in the cache
+    monkeypatch.setattr(ds, "CIFAR10_MD5", "f" * 32)
+    assert cli.main(argv + ["--download"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "f" * 32 in err and md5(blob) in err
+    assert not os.path.exists(tmp_path / "fchome" / "datasets" / "cifar-10-python.tar.gz")
+    # the right checksum: downloaded, verified, trained on
+    monkeypatch.setattr(ds, "CIFAR10_MD5", md5(blob))
+    assert cli.main(argv + ["--download"]) == 0
+    out = capsys.readouterr().out
+    cached = tmp_path / "fchome" / "datasets" / "cifar-10-python.tar.gz"
+    assert f"md5 {md5(blob)} verified: {cached}" in out
+    assert "test accuracy" in out and cached.read_bytes() == blob
+    assert len(handler.hits) == 2
+    # next time the cached archive is found without --download and without a request
+    assert cli.main(argv + ["--quiet"]) == 0
+    assert len(handler.hits) == 2
