@@ -21,14 +21,16 @@ def deserialize(config, registry, what):
     """
     if not isinstance(config, dict) or set(config) - {"class_name", "config"} \
             or "class_name" not in config:
-        raise ValueError(f"a {what} config must be a dict with 'class_name' and "
-                         f"'config', got {config!r}")
+        article = "an" if what[:1] in "aeiou" else "a"
+        raise ValueError(f"{article} {what} config must be a dict with 'class_name' "
+                         f"and 'config', got {str(config)[:200]}")
     name = config["class_name"]
     cls = registry.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise ValueError(f"unknown {what} class {name!r}; known: "
+        raise ValueError(f"unknown {what} class {name!r:.100}; known: "
                          f"{', '.join(sorted(registry))}")
     kwargs = config.get("config", {})
     if not isinstance(kwargs, dict):
-        raise ValueError(f"the config of {what} {name!r} must be a dict, got {kwargs!r}")
+        raise ValueError(f"the config of {what} {name!r} must be a dict, got "
+                         f"{kwargs!r:.200}")
     return cls.from_config(kwargs)

@@ -46,7 +46,8 @@ KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 # Limits of the reader.  The config of any real model is a few kilobytes; deflate never
 # expands data by more than about 1032 times, so a larger declared ratio is a lie.
-_MAX_CONFIG_BYTES = 16 * 2**20
+_MAX_CONFIG_BYTES = 4 * 2**20
+_MAX_LAYERS = 1000        # Sequential.from_config's time grows with the square
 _MAX_DEFLATE_RATIO = 1032
 _MAX_NPY_HEADER = 10000
 _MAX_INT = 2**53          # iterations and sizes above this are not exact as floats
@@ -107,18 +108,19 @@ def _write_atomically(path, write):
     included)."""
     directory = os.path.dirname(os.path.abspath(path))
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
+        st = os.stat(path)
+        mode = st.st_mode & 0o777 if stat.S_ISREG(st.st_mode) else None
     except OSError:
         mode = None  # a new file: os.open applies the umask to 0o666
     tmp = None
     try:
         fd, tmp = _create_temporary(directory, os.path.basename(path))
         with os.fdopen(fd, "wb") as f:
-            if mode is not None:
-                os.fchmod(f.fileno(), mode)
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)  # the permissions of the file it replaces
         os.replace(tmp, path)
         tmp = None
     finally:
@@ -342,18 +344,23 @@ class _Archive:
     def _header(self, name):
         """(shape, fortran_order, dtype, header length) of member ``name``."""
         if name not in self._headers:
-            with self.zip.open(self.members[name]) as m:
-                version = np.lib.format.read_magic(m)
-                if version == (1, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(
-                        m, max_header_size=_MAX_NPY_HEADER)
-                elif version == (2, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(
-                        m, max_header_size=_MAX_NPY_HEADER)
-                else:
-                    raise ValueError(f".npy format version {version} is not read")
-                self._headers[name] = (tuple(shape), bool(fortran), np.dtype(dtype),
-                                       m.tell())
+            try:
+                with self.zip.open(self.members[name]) as m:
+                    version = np.lib.format.read_magic(m)
+                    if version == (1, 0):
+                        shape, fortran, dtype = np.lib.format.read_array_header_1_0(
+                            m, max_header_size=_MAX_NPY_HEADER)
+                    elif version == (2, 0):
+                        shape, fortran, dtype = np.lib.format.read_array_header_2_0(
+                            m, max_header_size=_MAX_NPY_HEADER)
+                    else:
+                        raise ValueError(f".npy format version {version} is not read")
+                    offset = m.tell()
+            except Exception as exc:  # literal_eval, zlib, zipfile: many kinds
+                raise ModelFileError(f"model file {self.path!r}, entry {name!r}: "
+                                     f"unreadable .npy header, truncated or corrupted "
+                                     f"({type(exc).__name__}: {exc})") from None
+            self._headers[name] = (tuple(shape), bool(fortran), np.dtype(dtype), offset)
         return self._headers[name]
 
     def _check_size(self, name, shape, dtype):
@@ -403,11 +410,7 @@ class _Archive:
         if info.file_size > _MAX_CONFIG_BYTES:
             raise ModelFileError(f"model file {self.path!r}: the config entry declares "
                                  f"{info.file_size} bytes, more than a config can be")
-        try:
-            shape, _, dtype, _ = self._header("config")
-        except Exception as exc:
-            raise ModelFileError(f"model file {self.path!r} is truncated or corrupted "
-                                 f"(config entry: {type(exc).__name__}: {exc})") from None
+        shape, _, dtype, _ = self._header("config")
         if shape != () or dtype.kind != "U":
             raise ModelFileError(f"model file {self.path!r}: the config entry must be "
                                  f"a unicode string, got shape {shape} dtype {dtype}")
@@ -492,8 +495,8 @@ def _parse_config(path, text):
             or not all(_is_int(s, 1, _MAX_DIM) for s in shape):
         raise bad(f"model.config.input_shape must be a list of positive ints, got "
                   f"{str(shape)[:80]}")
-    if not isinstance(cfg["layers"], list) or not cfg["layers"]:
-        raise bad("model.config.layers must be a non-empty list")
+    if not isinstance(cfg["layers"], list) or not 1 <= len(cfg["layers"]) <= _MAX_LAYERS:
+        raise bad(f"model.config.layers must be a list of 1 to {_MAX_LAYERS} layers")
     comp = doc["compile"]
     if comp is None:
         if doc["n_optimizer_arrays"] or doc["optimizer_iterations"]:

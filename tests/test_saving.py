@@ -349,22 +349,33 @@ def test_non_regular_files_fail_quickly(saved, tmp_path):
 
     fifo = tmp_path / "pipe.npz"
     os.mkfifo(fifo)
+    with pytest.raises(ModelFileError, match=r"pipe\.npz.*not a regular file"):
+        load_fifo(fifo)
+    link_to_fifo = tmp_path / "to_pipe.npz"
+    link_to_fifo.symlink_to(fifo)
+    with pytest.raises(ModelFileError, match=r"to_pipe\.npz.*not a regular file"):
+        load_fifo(link_to_fifo)
+
+
+def load_fifo(fifo):
+    """load_model(fifo) in a thread; fails the test if it blocks in open()."""
     outcome = []
 
     def run():
         try:
-            load_model(fifo)
+            outcome.append(load_model(fifo))
         except Exception as exc:
             outcome.append(exc)
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
     worker.join(10)
-    if worker.is_alive():  # release a reader stuck in open()
+    if worker.is_alive():  # release the reader stuck in open()
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         worker.join(10)
         pytest.fail("load_model blocked on a FIFO")
-    assert len(outcome) == 1 and isinstance(outcome[0], ModelFileError)
-    assert "pipe.npz" in str(outcome[0]) and "not a regular file" in str(outcome[0])
+    if isinstance(outcome[0], Exception):
+        raise outcome[0]
+    return outcome[0]
 
 
 def test_generator_and_optimizer_states_are_checked():
@@ -560,23 +571,24 @@ def crafted_fields(data):
     return cases
 
 
-def test_fuzz_load_model(saved, tmp_path):
-    """Truncations, byte flips, crafted members and fields, odd paths: each outcome is
-    the saved model, bit for bit, or a ModelFileError; peak memory stays small."""
-    model, x, path, data = saved
-    rng = np.random.default_rng(20240622)
+def damaged(data, rng, n):
+    """(label, bytes, False) of ``n`` truncations and ``4 n`` byte-flipped copies of
+    ``data`` and of its deflated form."""
     cases = []
-    for off in rng.integers(0, len(data), 60):
-        cases.append((f"truncated at {off}", data[:off], False))
-    for _ in range(150):
-        buf = bytearray(data)
-        for pos in rng.integers(0, len(data), rng.integers(1, 4)):
-            buf[pos] ^= int(rng.integers(1, 256))
-        cases.append(("byte flips", bytes(buf), False))
-    cases += [(label, blob, True) for label, blob in crafted_members(data)]
-    cases += [(label, blob, True) for label, blob in crafted_fields(data)]
-    assert len(cases) > 300
+    deflated = archive(members(data), zipfile.ZIP_DEFLATED)
+    for blob, kind in ((data, "stored"), (deflated, "deflated")):
+        for off in rng.integers(0, len(blob), n):
+            cases.append((f"{kind}, truncated at {off}", blob[:off], False))
+        for _ in range(2 * n):
+            buf = bytearray(blob)
+            for pos in rng.integers(0, len(blob), rng.integers(1, 4)):
+                buf[pos] ^= int(rng.integers(1, 256))
+            cases.append((f"{kind}, byte flips", bytes(buf), False))
+    return cases
 
+
+def run_fuzz(saved, tmp_path, cases):
+    model, x, path, _ = saved
     outcomes = {"identical": 0, "error": 0}
     tracemalloc.start()
     t0 = time.perf_counter()
@@ -593,9 +605,41 @@ def test_fuzz_load_model(saved, tmp_path):
             assert not must_fail, f"{label}: loaded"
             assert_identical(loaded, model, x)
             outcomes["identical"] += 1
+        # odd paths: a folder, a FIFO, a dangling symlink, a symlink to the model
+        (tmp_path / "folder.npz").mkdir()
+        with pytest.raises(ModelFileError, match="folder.npz"):
+            load_model(tmp_path / "folder.npz")
+        os.mkfifo(tmp_path / "fifo.npz")
+        with pytest.raises(ModelFileError, match="fifo.npz"):
+            load_fifo(tmp_path / "fifo.npz")
+        (tmp_path / "dangling.npz").symlink_to(tmp_path / "gone.npz")
+        with pytest.raises(FileNotFoundError):
+            load_model(tmp_path / "dangling.npz")
+        (tmp_path / "link.npz").symlink_to(path)
+        assert_identical(load_model(tmp_path / "link.npz"), model, x)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert peak < 64 * 2**20, peak
-    assert outcomes["error"] > 250
-    assert time.perf_counter() - t0 < 60
+    assert time.perf_counter() - t0 < 60 + 0.2 * len(cases)
+    return outcomes
+
+
+def test_fuzz_load_model(saved, tmp_path):
+    """Truncations, byte flips, crafted members and fields, odd paths: each outcome is
+    the saved model, bit for bit, or a ModelFileError; peak memory stays small."""
+    data = saved[3]
+    cases = damaged(data, np.random.default_rng(20240622), 50)
+    cases += [(label, blob, True) for label, blob in crafted_members(data)]
+    cases += [(label, blob, True) for label, blob in crafted_fields(data)]
+    assert len(cases) > 400
+    outcomes = run_fuzz(saved, tmp_path, cases)
+    assert outcomes["error"] > 350
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(4))
+def test_fuzz_load_model_long(saved, tmp_path, seed):
+    cases = damaged(saved[3], np.random.default_rng(seed), 600)
+    outcomes = run_fuzz(saved, tmp_path, cases)
+    assert outcomes["error"] > 0.9 * len(cases)
