@@ -276,14 +276,14 @@ def _load_gray(data):
     from . import datasets
     if data in (None, "bundled"):
         return datasets.load_fashion_mnist(subset="bundled"), "bundled Fashion-MNIST subset"
-    try:
-        if data == "auto":
+    if data == "auto":
+        try:
             return datasets.load_fashion_mnist(), "Fashion-MNIST"
-        if not os.path.exists(data):
-            raise CommandError(f"--data {data}: no such file or folder")
-        return datasets.load_fashion_mnist(data), f"IDX data in {data}"
-    except datasets.DataNotFoundError as exc:
-        raise _not_found(exc) from None
+        except datasets.DataNotFoundError as exc:
+            raise _not_found(exc) from None
+    if not os.path.exists(data):
+        raise CommandError(f"--data {data}: no such file or folder")
+    return datasets.load_fashion_mnist(data), f"IDX data in {data}"
 
 
 def _download_progress(emit):
@@ -304,9 +304,9 @@ def _load_cifar(data, download=False, emit=print):
                            "CIFAR-10 tarball or folder, or --download")
     if data not in (None, "auto") and not os.path.exists(data):
         raise CommandError(f"--data {data}: no such file or folder")
+    if data not in (None, "auto"):
+        return datasets.load_cifar10(data), f"CIFAR-10 from {data}"
     try:
-        if data not in (None, "auto"):
-            return datasets.load_cifar10(data), f"CIFAR-10 from {data}"
         return datasets.load_cifar10(), "CIFAR-10"
     except datasets.DataNotFoundError as exc:
         if not download:
