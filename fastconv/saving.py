@@ -166,10 +166,10 @@ def load_model(filepath, compile=True):
         raise
     except (KeyError, ValueError, TypeError) as exc:
         raise ModelFileError(f"model file {path!r} is inconsistent or corrupted "
-                             f"({type(exc).__name__}: {exc})") from None
+                             f"({type(exc).__name__}: {str(exc)[:300]})") from None
     except Exception as exc:  # anything else a damaged file can provoke
         raise ModelFileError(f"model file {path!r} is truncated or corrupted "
-                             f"({type(exc).__name__}: {exc})") from exc
+                             f"({type(exc).__name__}: {str(exc)[:300]})") from exc
 
 
 def _open_regular(path):
