@@ -376,18 +376,14 @@ def _fmt_time(seconds):
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
-#: Suffixes of Keras's own formats: fastconv cannot write them (yet), so --save refuses
-#: them before training rather than after.
-_FOREIGN_SUFFIXES = (".keras", ".h5", ".hdf5")
-
-
 def _check_output_target(option, path, refuse_foreign=False):
     """Refuse, before any training, an output file that cannot be written: a folder, a
     name ending in a separator, a missing or unwritable folder, a Keras suffix."""
     if not path or not path.strip():
         raise CommandError(f"{option}: the file name is empty")
+    from .saving import KERAS_SUFFIXES  # (save_model refuses them too, after training)
     suffix = os.path.splitext(path)[1].lower()
-    if refuse_foreign and suffix in _FOREIGN_SUFFIXES:
+    if refuse_foreign and suffix in KERAS_SUFFIXES:
         raise CommandError(f"{option} {path}: fastconv cannot write Keras's {suffix} "
                            f"format (yet); it saves its own .npz format, so give a name "
                            f"ending in .npz")

@@ -532,3 +532,13 @@ def test_dense_layer_with_split_products(monkeypatch, rng):
     np.testing.assert_allclose(gx, g @ layer.kernel.T, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(layer._grads["kernel"], x.T @ g, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(layer._grads["bias"], g.sum(axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("shape", ["5", ("5", 3), (2.7, 3), (float("inf"), 3), (True, 3),
+                                   3.0, object()])
+def test_a_shape_argument_takes_ints_only(shape):
+    """A size given as a string, a float (2.7 was truncated to 2; inf raised
+    OverflowError) or a bool is refused, naming the argument and echoing the value."""
+    with pytest.raises(TypeError, match="input_shape must be a tuple of ints, got"):
+        L.Dense(3, input_shape=shape)
+    assert L.Dense(3, input_shape=(np.int64(4),))._input_shape_arg == (4,)

@@ -17,6 +17,7 @@ the activation code in one place.  Forward passes keep references to what the ba
 pass needs (the input, the activation output, pooling indices, the dropout mask); each
 call replaces them, nothing accumulates.
 """
+import numbers
 import re
 from collections import Counter
 
@@ -86,12 +87,15 @@ def check_activation(activation):
 
 def check_shape(shape, name):
     """A shape argument as a tuple of positive ints (None allowed for unknown sizes)."""
-    if isinstance(shape, (int, np.integer)):
-        shape = (shape,)
     try:
-        out = tuple(None if s is None else int(s) for s in shape)
-    except (TypeError, ValueError):
+        items = (shape,) if isinstance(shape, (numbers.Integral, str, bytes)) \
+            else tuple(shape)
+    except TypeError:
         raise TypeError(f"{name} must be a tuple of ints, got {shape!r}") from None
+    if any(s is not None and (isinstance(s, (bool, np.bool_))
+                              or not isinstance(s, numbers.Integral)) for s in items):
+        raise TypeError(f"{name} must be a tuple of ints, got {shape!r}")
+    out = tuple(None if s is None else int(s) for s in items)
     if any(s is not None and s < 1 for s in out):
         raise ValueError(f"{name} must contain positive sizes, got {shape!r}")
     return out
