@@ -35,18 +35,10 @@ augmentation for training: :func:`random_flip`, :func:`random_shift` (random cro
 zero-padded image) and :func:`mixup`.
 """
 import gzip
-import hashlib
-import http.client
-import io
 import math
 import os
-import pickle
 import posixpath
 import tarfile
-import tempfile
-import urllib.error
-import urllib.parse
-import urllib.request
 import zlib
 
 try:
@@ -56,6 +48,11 @@ except ImportError:  # Python built without lzma: tarfile cannot open .xz files 
     _LZMA_ERRORS = ()
 
 import numpy as np
+
+from ._cifar_pickle import unpickle_batch as _unpickle_batch
+from ._download import DownloadError, get_file
+from ._download import default_cache_dir as _default_cache_dir
+from ._download import squash as _squash
 
 __all__ = ["load_fashion_mnist", "load_mnist", "load_cifar10", "read_idx",
            "data_search_paths", "bundled_data_dir", "cache_dir", "get_file",
@@ -70,7 +67,6 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
                    "horse", "ship", "truck")
 
 ENV_VAR = "FASTCONV_DATA"
-HOME_ENV_VAR = "FASTCONV_HOME"
 DEBIAN_DIRS = ("/usr/share/datasets",)
 _BUNDLED_PREFIX = "fashion-mnist-subset-"
 
@@ -91,9 +87,6 @@ class DataNotFoundError(FileNotFoundError):
         self.looked = list(looked)
 
 
-class DownloadError(OSError):
-    """A download failed (network, HTTP status, truncated transfer)."""
-
 # ----------------------------------------------------------------------------------------
 # where to look
 # ----------------------------------------------------------------------------------------
@@ -110,13 +103,6 @@ def cache_dir():
     return _default_cache_dir()
 
 
-def _default_cache_dir():
-    env = os.environ.get(HOME_ENV_VAR)
-    if env:
-        return os.path.join(os.path.expanduser(env), "datasets")
-    return os.path.join(os.path.expanduser("~"), ".fastconv", "datasets")
-
-
 def data_search_paths(name):
     """Folders searched, in order, for the data set ``name`` when no path is given.
 
@@ -128,7 +114,7 @@ def data_search_paths(name):
     if env:
         roots.append(os.path.expanduser(env))
     home = os.path.expanduser("~")
-    roots.append(_default_cache_dir())
+    roots.append(cache_dir())
     default_cache = os.path.join(home, ".fastconv", "datasets")
     if default_cache not in roots:
         roots.append(default_cache)
@@ -317,162 +303,6 @@ _CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 _CIFAR_TEST = "test_batch"
 
 
-class _Refused(pickle.UnpicklingError):
-    """The pickle asked for something a CIFAR-10 batch never holds."""
-
-
-class _NDArrayToken:
-    """Stands in for ``numpy.ndarray`` inside a pickle: only ``_reconstruct`` accepts it."""
-
-    def __call__(self, *args, **kwargs):
-        raise _Refused("calling numpy.ndarray is not allowed here")
-
-    def __repr__(self):
-        return "<numpy.ndarray token>"
-
-
-_NDARRAY = _NDArrayToken()
-
-
-class _UInt8Token:
-    """Stands in for ``numpy.dtype('u1')``; its pickled state may only describe uint8."""
-
-    def __setstate__(self, state):
-        # (version, byteorder, subarray, names, fields, elsize, alignment, flags)
-        if not isinstance(state, tuple) or len(state) < 5 or any(
-                v is not None for v in state[2:5]):
-            raise _Refused(f"only plain uint8 dtypes are allowed, got "
-                                         f"state {state!r:.80}")
-
-
-class _ArrayBuilder:
-    """Receives the pickled state of an ndarray and builds a uint8 array from raw bytes
-    (numpy's own __setstate__ never sees untrusted state)."""
-
-    array = None
-
-    def __setstate__(self, state):
-        if not isinstance(state, tuple) or len(state) not in (4, 5):
-            raise _Refused("malformed ndarray state")
-        shape, dtype, fortran, raw = state[-4:]
-        if not isinstance(dtype, _UInt8Token):
-            raise _Refused("only uint8 arrays are allowed")
-        if isinstance(raw, str):
-            raw = raw.encode("latin1")
-        self.array = _array_from_bytes(raw, shape, "F" if fortran else "C")
-
-
-def _array_from_bytes(raw, shape, order):
-    if not isinstance(raw, (bytes, bytearray, pickle.PickleBuffer)):
-        raise _Refused(f"array data must be bytes, got {type(raw).__name__}")
-    if not (isinstance(shape, tuple) and all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)):
-        raise _Refused(f"array shape must be a tuple of ints, got {shape!r:.80}")
-    raw = bytes(raw)
-    if len(raw) != math.prod(shape):  # Python ints: no wrap-around on hostile shapes
-        raise _Refused(f"array data holds {len(raw)} bytes, shape {shape} "
-                       f"needs {math.prod(shape)}")
-    return np.frombuffer(raw, dtype=np.uint8).reshape(shape, order=order).copy()
-
-
-def _safe_encode(obj, encoding="utf-8"):
-    # Protocol-2 pickles written by Python 3 store bytes as _codecs.encode(str, "latin1").
-    if not isinstance(obj, str) or encoding not in ("latin1", "latin-1"):
-        raise _Refused(
-            f"_codecs.encode is only allowed as (str, 'latin1'), got "
-            f"({type(obj).__name__}, {encoding!r:.40})")
-    return obj.encode("latin1")
-
-
-def _safe_dtype(spec, align=False, copy=False):
-    if spec not in ("u1", b"u1", "|u1", b"|u1", "uint8", b"uint8"):
-        raise _Refused(f"only uint8 arrays are allowed, got dtype {spec!r:.40}")
-    return _UInt8Token()
-
-
-def _safe_reconstruct(subtype, shape, typecode):
-    if subtype is not _NDARRAY:
-        raise _Refused(f"only plain numpy arrays are allowed, got "
-                                     f"{subtype!r:.60}")
-    return _ArrayBuilder()
-
-
-def _safe_frombuffer(buf, dtype, shape, order):
-    # numpy's reduction for pickle protocol 5
-    if not isinstance(dtype, _UInt8Token):
-        raise _Refused("only uint8 arrays are allowed")
-    return _array_from_bytes(buf, shape, "F" if order == "F" else "C")
-
-
-def _finish(obj):
-    return obj.array if isinstance(obj, _ArrayBuilder) else obj
-
-
-_ALLOWED_GLOBALS = {
-    ("_codecs", "encode"): _safe_encode,
-    ("numpy", "dtype"): _safe_dtype,
-    ("numpy", "ndarray"): _NDARRAY,
-    ("numpy.core.multiarray", "_reconstruct"): _safe_reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _safe_reconstruct,
-    ("numpy.core.numeric", "_frombuffer"): _safe_frombuffer,
-    ("numpy._core.numeric", "_frombuffer"): _safe_frombuffer,
-}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Admits dicts, lists, tuples, str/bytes, numbers and plain uint8 ndarrays only."""
-
-    def find_class(self, module, name):
-        try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise _Refused(
-                f"forbidden global {module}.{name} (CIFAR-10 batches hold only dicts, "
-                f"lists, bytes, ints and uint8 arrays)") from None
-
-    def persistent_load(self, pid):
-        raise _Refused("persistent ids are not allowed")
-
-
-def _unpickle_batch(blob, where):
-    try:
-        obj = _RestrictedUnpickler(io.BytesIO(blob), encoding="bytes").load()
-    except _Refused as exc:
-        raise ValueError(f"{where}: refused to load pickle: {exc}") from None
-    except Exception as exc:  # truncated or garbage pickle streams raise many types
-        raise ValueError(f"{where}: not a valid CIFAR-10 batch pickle "
-                         f"({type(exc).__name__}: {exc})") from None
-    if not isinstance(obj, dict):
-        raise ValueError(f"{where}: expected a dict, the pickle holds a "
-                         f"{type(obj).__name__}")
-    batch = {(k.decode("latin1") if isinstance(k, bytes) else k): _finish(v)
-             for k, v in obj.items()}
-    for key in ("data", "labels"):
-        if key not in batch:
-            raise ValueError(f"{where}: missing key {key!r} "
-                             f"(keys: {sorted(map(str, batch))})")
-    labels, data = batch["labels"], batch["data"]
-    if not isinstance(labels, (list, tuple)) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 10 for v in labels):
-        raise ValueError(f"{where}: 'labels' must be a list of ints in [0, 9]")
-    n = len(labels)
-    if isinstance(data, (bytes, bytearray)):
-        if len(data) != n * 3072:
-            raise ValueError(f"{where}: 'data' holds {len(data)} bytes, {n} labels need "
-                             f"{n * 3072}")
-        data = np.frombuffer(bytes(data), dtype=np.uint8).reshape(n, 3072)
-    elif isinstance(data, np.ndarray):
-        if type(data) is not np.ndarray or data.dtype != np.uint8 or data.dtype.fields:
-            raise ValueError(f"{where}: 'data' must be a uint8 array, got {data.dtype}")
-        if data.shape != (n, 3072):
-            raise ValueError(f"{where}: 'data' has shape {data.shape}, expected "
-                             f"({n}, 3072) for {n} labels")
-    else:
-        raise ValueError(f"{where}: 'data' must be a uint8 array or bytes, got "
-                         f"{type(data).__name__}")
-    # rows hold the R, G, B planes of a 32x32 image: (N, 3, 32, 32) -> (N, 32, 32, 3)
-    x = np.ascontiguousarray(data.reshape(n, 3, 32, 32).transpose(0, 2, 3, 1))
-    return x, np.asarray(labels, dtype=np.uint8).reshape(n, 1)
 
 
 def _check_member(tar_path, m):
@@ -551,7 +381,7 @@ def _locate_cifar10(path):
     hint = "" if path is not None else (
         f"; pass path= (the official {_CIFAR_TARBALL} or its {_CIFAR_DIR} folder), set "
         f"{ENV_VAR} to a folder holding either, or call download_cifar10() to fetch "
-        f"{CIFAR10_URL} into {_default_cache_dir()}")
+        f"{CIFAR10_URL} into {cache_dir()}")
     raise DataNotFoundError("CIFAR-10 not found; looked in: " + "; ".join(looked) + hint,
                             "cifar-10", looked)
 
@@ -588,131 +418,6 @@ def load_cifar10(path=None):
 # ----------------------------------------------------------------------------------------
 # downloads (only when asked)
 # ----------------------------------------------------------------------------------------
-
-_CHUNK = 1 << 20
-
-
-def _squash(exc):
-    """An exception's message on one line."""
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _file_digest(path, algorithm):
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _check_hash(value, name, length):
-    if not isinstance(value, str) or len(value) != length or any(
-            c not in "0123456789abcdefABCDEF" for c in value):
-        raise ValueError(f"{name} must be a string of {length} hexadecimal digits, got "
-                         f"{value!r}")
-    return value.lower()
-
-
-def get_file(fname, origin, md5_hash=None, sha256_hash=None, cache_dir=None,
-             timeout=60.0, progress=None):
-    """Download ``origin`` to ``cache_dir/fname`` once, verified by its checksum, and
-    return the local path (after the manner of ``keras.utils.get_file``).
-
-    A file already in the cache whose checksum matches is returned without a download;
-    one that does not match is downloaded again. The transfer goes to a temporary file
-    in ``cache_dir``, is hashed while it is written, and is renamed to ``fname`` only
-    when the checksum matches; otherwise the partial file is deleted and ValueError
-    names the expected and the received checksum. Network failures, HTTP errors and
-    truncated transfers raise :class:`DownloadError` (an OSError) naming the URL.
-
-    Parameters
-    ----------
-    fname : str
-        File name inside ``cache_dir`` (a plain name, no folder).
-    origin : str
-        An ``http://`` or ``https://`` URL.
-    md5_hash, sha256_hash : str
-        The expected checksum in hexadecimal; exactly one must be given (fastconv only
-        downloads what it can verify).
-    cache_dir : str or path-like, optional
-        Default :func:`cache_dir` (``$FASTCONV_HOME/datasets`` or
-        ``~/.fastconv/datasets``); created when missing.
-    timeout : float
-        Seconds to wait for the connection and for each read (default 60).
-    progress : callable, optional
-        Called as ``progress(bytes_done, bytes_total_or_None)`` during the transfer.
-    """
-    if not isinstance(fname, str) or not fname or os.path.basename(fname) != fname \
-            or fname in (".", ".."):
-        raise ValueError(f"fname must be a plain file name without a folder, got "
-                         f"{fname!r}")
-    if not isinstance(origin, str) or urllib.parse.urlsplit(origin).scheme not in (
-            "http", "https"):
-        raise ValueError(f"origin must be an http:// or https:// URL, got {origin!r}")
-    if (md5_hash is None) == (sha256_hash is None):
-        raise ValueError("give exactly one of md5_hash and sha256_hash (got "
-                         f"md5_hash={md5_hash!r}, sha256_hash={sha256_hash!r})")
-    if md5_hash is not None:
-        algorithm, expected = "md5", _check_hash(md5_hash, "md5_hash", 32)
-    else:
-        algorithm, expected = "sha256", _check_hash(sha256_hash, "sha256_hash", 64)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or \
-            not 0 < timeout < float("inf"):
-        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-    folder = os.path.expanduser(os.fspath(cache_dir)) if cache_dir is not None \
-        else _default_cache_dir()
-    target = os.path.join(folder, fname)
-    if os.path.isdir(target):
-        raise IsADirectoryError(f"cannot download to {target}: it is a folder")
-    if os.path.isfile(target) and _file_digest(target, algorithm) == expected:
-        return target
-    os.makedirs(folder, exist_ok=True)
-
-    fd, tmp = tempfile.mkstemp(prefix=fname + ".", suffix=".part", dir=folder)
-    try:
-        h = hashlib.new(algorithm)
-        done = 0
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(origin, timeout=timeout) as response:
-                    length = response.headers.get("Content-Length")
-                    total = int(length) if length and length.isdigit() else None
-                    while True:
-                        block = response.read(_CHUNK)
-                        if not block:
-                            break
-                        out.write(block)
-                        h.update(block)
-                        done += len(block)
-                        if progress is not None:
-                            progress(done, total)
-            except urllib.error.HTTPError as exc:
-                raise DownloadError(f"downloading {origin} failed: HTTP {exc.code} "
-                                    f"{exc.reason}") from None
-            except urllib.error.URLError as exc:
-                raise DownloadError(f"downloading {origin} failed: "
-                                    f"{_squash(exc.reason)}") from None
-            except (OSError, ValueError, http.client.HTTPException) as exc:
-                # timeouts, resets, malformed or cut-short responses
-                raise DownloadError(f"downloading {origin} failed after {done} bytes: "
-                                    f"{type(exc).__name__}: {_squash(exc)}") from None
-        if total is not None and done != total:
-            raise DownloadError(f"downloading {origin} failed: received {done} of "
-                                f"{total} bytes")
-        got = h.hexdigest()
-        if got != expected:
-            raise ValueError(f"downloaded {origin} has {algorithm} {got}, expected "
-                             f"{expected}: the partial file was deleted (a corrupted "
-                             f"transfer or a changed file on the server)")
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return target
-
 
 def download_cifar10(cache_dir=None, timeout=60.0, progress=None):
     """Fetch the official CIFAR-10 archive (:data:`CIFAR10_URL`, about 163 MiB) into
