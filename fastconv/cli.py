@@ -20,14 +20,15 @@ whose name is printed.
 """
 import argparse
 import contextlib
-import datetime
 import importlib
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
+
+from ._cli_io import (CommandError, check_output_target, load_cifar, load_gray, one_line,
+                      prepare_gray, save_model)
 
 __all__ = ["main", "TRAIN_DEFAULTS"]
 
@@ -41,10 +42,6 @@ TRAIN_DEFAULTS = {
                 "augment": "flip", "schedule": "cosine"},
 }
 AUGMENTATIONS = ("flip", "shift", "mixup")
-
-
-class CommandError(Exception):
-    """A problem worth one line on stderr and exit status 1."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -251,78 +248,6 @@ def _thread_limits(n):
         fastconv.set_num_threads(previous)
 
 
-def _not_found(exc):
-    """A DataNotFoundError re-phrased for the command line (the library's hint speaks of
-    path=, a Python argument)."""
-    from . import datasets
-    looked = "; ".join(exc.looked)
-    if exc.dataset == "cifar-10":
-        return CommandError(
-            f"CIFAR-10 not found; looked in: {looked}. Give --data PATH (the official "
-            f"cifar-10-python.tar.gz or its cifar-10-batches-py folder, from "
-            f"https://www.cs.toronto.edu/~kriz/cifar.html), set {datasets.ENV_VAR} to a "
-            f"folder holding either, or add --download to fetch {datasets.CIFAR10_URL} "
-            f"(163 MiB, md5 {datasets.CIFAR10_MD5} checked) into {datasets.cache_dir()}")
-    title = "Fashion-MNIST" if exc.dataset == "fashion-mnist" else exc.dataset
-    return CommandError(
-        f"{title} not found; looked in: {looked}. Give --data PATH (a folder holding the "
-        f"four IDX files), set {datasets.ENV_VAR} to a folder holding {exc.dataset}/, "
-        f"run 'apt-get install dataset-fashion-mnist', or leave out --data to use the "
-        f"Fashion-MNIST subset bundled in fastconv")
-
-
-def _load_gray(data):
-    """Fashion-MNIST-like IDX data for --data None/'bundled'/'auto'/PATH."""
-    from . import datasets
-    if data in (None, "bundled"):
-        return datasets.load_fashion_mnist(subset="bundled"), "bundled Fashion-MNIST subset"
-    if data == "auto":
-        try:
-            return datasets.load_fashion_mnist(), "Fashion-MNIST"
-        except datasets.DataNotFoundError as exc:
-            raise _not_found(exc) from None
-    if not os.path.exists(data):
-        raise CommandError(f"--data {data}: no such file or folder")
-    return datasets.load_fashion_mnist(data), f"IDX data in {data}"
-
-
-def _download_progress(emit):
-    marks = {"next": 10}
-
-    def progress(done, total):
-        if total and done * 100 >= marks["next"] * total:
-            emit(f"    {100 * done // total}% ({done / 2 ** 20:.0f} of "
-                 f"{total / 2 ** 20:.0f} MiB)")
-            marks["next"] = 100 * done // total + 10
-    return progress
-
-
-def _load_cifar(data, download=False, emit=print):
-    from . import datasets
-    if data == "bundled":
-        raise CommandError("--data bundled: only Fashion-MNIST is bundled; give the "
-                           "CIFAR-10 tarball or folder, or --download")
-    if data not in (None, "auto") and not os.path.exists(data):
-        raise CommandError(f"--data {data}: no such file or folder")
-    if data not in (None, "auto"):
-        return datasets.load_cifar10(data), f"CIFAR-10 from {data}"
-    try:
-        return datasets.load_cifar10(), "CIFAR-10"
-    except datasets.DataNotFoundError as exc:
-        if not download:
-            raise _not_found(exc) from None
-    emit(f"CIFAR-10 not found locally: downloading {datasets.CIFAR10_URL} into "
-         f"{datasets.cache_dir()} (163 MiB)")
-    path = datasets.download_cifar10(progress=_download_progress(emit))
-    emit(f"md5 {datasets.CIFAR10_MD5} verified: {path}")
-    return datasets.load_cifar10(path), f"CIFAR-10 from {path}"
-
-
-def _prepare_gray(x, size=32):
-    from . import datasets
-    return datasets.scale_images(datasets.pad_images(x, size=size))
-
-
 def _make_optimizer(name, lr, momentum):
     from . import optimizers
     if name == "adam":
@@ -376,66 +301,6 @@ def _fmt_time(seconds):
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
-def _check_output_target(option, path, refuse_foreign=False):
-    """Refuse, before any training, an output file that cannot be written: a folder, a
-    name ending in a separator, a missing or unwritable folder, a Keras suffix."""
-    if not path or not path.strip():
-        raise CommandError(f"{option}: the file name is empty")
-    from .saving import KERAS_SUFFIXES  # (save_model refuses them too, after training)
-    suffix = os.path.splitext(path)[1].lower()
-    if refuse_foreign and suffix in KERAS_SUFFIXES:
-        raise CommandError(f"{option} {path}: fastconv cannot write Keras's {suffix} "
-                           f"format (yet); it saves its own .npz format, so give a name "
-                           f"ending in .npz")
-    if os.path.isdir(path) or path.endswith(("/", os.sep)):
-        example = os.path.join(path, "model.npz" if refuse_foreign else "curves.png")
-        raise CommandError(f"{option} {path}: is a folder; give a file name, e.g. "
-                           f"{option} {example}")
-    if os.path.lexists(path) and not os.path.isfile(path):
-        raise CommandError(f"{option} {path}: exists and is not a regular file")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.exists(folder):
-        raise CommandError(f"{option} {path}: folder {folder} does not exist")
-    if not os.path.isdir(folder):
-        raise CommandError(f"{option} {path}: {folder} is not a folder")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".fastconv-write-check-", dir=folder)
-    except OSError as exc:
-        raise CommandError(f"{option} {path}: cannot write in folder {folder} "
-                           f"({exc.strerror or exc})") from None
-    os.close(fd)
-    os.unlink(probe)
-
-
-def _save_model(model, path, name):
-    """model.save(path); when that fails, save to a fallback file (the current folder,
-    else the temporary folder) and raise CommandError saying where the model went."""
-    try:
-        model.save(path)
-        return
-    except (OSError, ValueError) as exc:
-        reason = _one_line(exc)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    folders = []
-    with contextlib.suppress(OSError):
-        folders.append(os.getcwd())
-    folders.append(tempfile.gettempdir())
-    tried = []
-    for folder in folders:
-        fallback = os.path.join(folder, f"fastconv-{name}-{stamp}.npz")
-        if os.path.lexists(fallback):
-            fallback = os.path.join(folder, f"fastconv-{name}-{stamp}-{os.getpid()}.npz")
-        try:
-            model.save(fallback)
-        except (OSError, ValueError) as exc:
-            tried.append(f"{fallback} ({_one_line(exc)})")
-            continue
-        raise CommandError(f"could not save the model to {path} ({reason}); saved it to "
-                           f"{fallback} instead")
-    raise CommandError(f"could not save the model to {path} ({reason}), nor to "
-                       f"{'; '.join(tried)}: the trained model is lost")
-
-
 def _check_download_option(args, model_kind):
     if not args.download:
         return
@@ -478,18 +343,18 @@ def cmd_train(args):
             raise CommandError(f"--plot: {exc}") from None
     _check_download_option(args, args.model)
     if args.save is not None:
-        _check_output_target("--save", args.save, refuse_foreign=True)
+        check_output_target("--save", args.save, refuse_foreign=True)
     if args.plot is not None:
-        _check_output_target("--plot", args.plot)
+        check_output_target("--plot", args.plot)
 
     t_start = time.perf_counter()
     if args.model == "lenet5":
-        ((x_tr, y_tr), (x_te, y_te)), source = _load_gray(args.data)
+        ((x_tr, y_tr), (x_te, y_te)), source = load_gray(args.data)
         _require_samples(len(x_tr), "training", source)
         _require_samples(len(x_te), "test", source)
-        x_tr, x_te = _prepare_gray(x_tr), _prepare_gray(x_te)
+        x_tr, x_te = prepare_gray(x_tr), prepare_gray(x_te)
     else:
-        ((x_tr, y_tr), (x_te, y_te)), source = _load_cifar(args.data, args.download, emit)
+        ((x_tr, y_tr), (x_te, y_te)), source = load_cifar(args.data, args.download, emit)
         _require_samples(len(x_tr), "training", source)
         _require_samples(len(x_te), "test", source)
         x_tr, x_te = datasets.scale_images(x_tr), datasets.scale_images(x_te)
@@ -559,7 +424,7 @@ def cmd_train(args):
     save_error = None
     if args.save is not None:
         try:
-            _save_model(model, args.save, args.model)
+            save_model(model, args.save, args.model)
             emit(f"saved model to {args.save}")
         except CommandError as exc:  # the model went to a fallback file (or nowhere)
             save_error = exc
@@ -572,7 +437,7 @@ def cmd_train(args):
             if save_error is None:
                 raise
             save_error = CommandError(f"{save_error}; writing {args.plot} failed too "
-                                      f"({_one_line(exc)})")
+                                      f"({one_line(exc)})")
         else:
             emit(f"wrote training curves to {args.plot}")
     if save_error is not None:
@@ -633,13 +498,13 @@ def cmd_evaluate(args):
     _check_download_option(args, "cifar10" if c == 3 else "lenet5")
     t0 = time.perf_counter()
     if c == 1:
-        (_, (x, y)), source = _load_gray(args.data)
+        (_, (x, y)), source = load_gray(args.data)
         _require_samples(len(x), "test", source)
         if x.shape[1:] != (h, w) and h == w and h >= max(x.shape[1:]):
             x = datasets.pad_images(x, size=h)
         x = x if x.ndim == 4 else x[..., None]
     else:
-        (_, (x, y)), source = _load_cifar(args.data, args.download)
+        (_, (x, y)), source = load_cifar(args.data, args.download)
         _require_samples(len(x), "test", source)
     if x.shape[1:] != (h, w, c):
         raise CommandError(f"model {path} takes images of shape {(h, w, c)}; the data "
@@ -718,16 +583,6 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "info": cmd_info,
             "bench": cmd_bench}
 
 
-def _one_line(exc):
-    if isinstance(exc, OSError) and exc.strerror and exc.filename:
-        text = f"{exc.filename}: {exc.strerror}"
-    elif isinstance(exc, MemoryError):
-        text = f"out of memory ({str(exc).strip() or 'MemoryError'})"
-    else:
-        text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.split())
-
-
 def _run(args):
     if args.command in ("train", "evaluate"):
         with _thread_limits(args.threads):
@@ -764,7 +619,7 @@ def main(argv=None):
     except (CommandError, ValueError, TypeError, OSError, MemoryError) as exc:
         if debug:
             raise
-        print(f"fastconv {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"fastconv {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"fastconv {args.command}: interrupted", file=sys.stderr)
@@ -773,7 +628,7 @@ def main(argv=None):
         if debug:
             raise
         print(f"fastconv {args.command}: internal error: {type(exc).__name__}: "
-              f"{_one_line(exc)} (set FASTCONV_DEBUG=1 to see the traceback, and please "
+              f"{one_line(exc)} (set FASTCONV_DEBUG=1 to see the traceback, and please "
               f"report it)", file=sys.stderr)
         return 1
 

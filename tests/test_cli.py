@@ -348,7 +348,7 @@ def test_save_failing_at_the_end_goes_to_a_fallback(tmp_path, monkeypatch, capsy
     os.makedirs(cwd)
     os.makedirs(tmp)
     monkeypatch.chdir(cwd)
-    monkeypatch.setattr(cli.tempfile, "gettempdir", lambda: str(tmp))
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp))
     real_save = saving.save_model
     failing = [str(target)] + ([str(cwd)] if cwd_fails else [])
 
