@@ -10,15 +10,15 @@ from ._validation import check_int
 
 __all__ = ["show_config", "config", "get_num_threads", "set_num_threads", "num_threads"]
 
-# True in a child created by os.fork() (multiprocessing's "fork" start method).  GNU
-# libgomp's thread pool does not survive fork: a child whose parent had run a parallel
-# region hangs forever in its first one.  Such children run the kernels on one thread.
-_in_forked_child = False
+# GNU libgomp's thread pool does not survive fork: a child whose parent had run a
+# parallel region hangs forever in its first one.  The guard is in the kernels' OpenMP
+# shim (src/omp_shim.h): in a child created by fork, every parallel region runs on one
+# thread whatever set the runtime's count (this module, threadpoolctl, a direct
+# omp_set_num_threads call).  The hook below only makes the runtime's own count agree,
+# for threadpoolctl's reports.
 
 
 def _after_fork_in_child():
-    global _in_forked_child
-    _in_forked_child = True
     _ext.openmp.set_num_threads(1)
 
 
@@ -42,7 +42,7 @@ def set_num_threads(n):
     runtime cannot restart its thread pool there) and a larger ``n`` only warns.
     """
     n = check_int(n, "n")
-    if _in_forked_child and n > 1:
+    if n > 1 and _ext.openmp.in_forked_child():
         warnings.warn("fastconv runs on one thread in a forked child process (the OpenMP "
                       "runtime cannot be used across fork); use the 'spawn' or "
                       "'forkserver' start method for parallel kernels in workers",
