@@ -16,8 +16,9 @@ Semantics follow torch.nn.functional (channels_first) and Keras (channels_last):
 Max-pool indices (``return_indices=True``): an array shaped like the output holding, for
 each output element, the row-major position ``ki * kw + kj`` of the winning cell inside
 its window (the window's origin is its top-left corner, padding included).  The dtype is
-uint8 when the window has at most 256 cells, int32 otherwise: compact, so a layer can
-cache them cheaply and the backward pass does not read x again.
+uint8 when the window has at most 256 cells (compact, so a layer can cache them cheaply
+and the backward pass does not read x again), int64 otherwise (PyTorch's index dtype:
+wide enough for any window, including those of more than 2**31 cells).
 
 The compiled kernels are in src/_pool2d.pyx; results come back in the layout and dtype
 the arguments came in (see fastconv/_validation.py for the dtype policy).
@@ -72,7 +73,7 @@ class _Geometry(NamedTuple):
 
     @property
     def index_dtype(self):
-        return np.dtype(np.uint8) if self.kh * self.kw <= 256 else np.dtype(np.int32)
+        return np.dtype(np.uint8) if self.kh * self.kw <= 256 else np.dtype(np.int64)
 
     def kernel_args(self):
         return (self.kh, self.kw, self.sy, self.sx, self.pad_top, self.pad_left)

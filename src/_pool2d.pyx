@@ -24,7 +24,8 @@ Semantics (shared by all paths, tested against fastconv/reference.py):
   when it is strictly greater, so ties go to the first cell in row-major window order;
   the first NaN of a window wins and stays (NaN propagates).  The argmax is stored as
   the row-major position ``ki * kw + kj`` inside the window (origin at the window's
-  top-left corner, padding included), in uint8 when kh * kw <= 256, else int32.
+  top-left corner, padding included), in uint8 when kh * kw <= 256, else int64 (a
+  window may hold more than 2**31 cells).
 - average: the window sum is accumulated in row-major order in the input's dtype and
   divided by ``kh * kw`` (pads counted) or by the number of real cells (pads excluded).
 - Each output element is produced by exactly one thread in a fixed order, so results
@@ -34,7 +35,7 @@ Semantics (shared by all paths, tested against fastconv/reference.py):
 """
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free, malloc
-from libc.stdint cimport int32_t, uint8_t
+from libc.stdint cimport int64_t, uint8_t
 from libc.string cimport memset
 
 from omp_shim cimport fc_get_max_threads
@@ -224,7 +225,7 @@ ctypedef fused floating:
 
 ctypedef fused index_t:
     uint8_t
-    int32_t
+    int64_t
 
 
 cdef inline Py_ssize_t _imax(Py_ssize_t a, Py_ssize_t b) noexcept nogil:

@@ -54,7 +54,7 @@ CASES = [
     pytest.param(2, 2, 6, 7, (4, 2), 2, (2, 1), id="pair-pad"),
     pytest.param(2, 2, 6, 7, 3, 2, ((1, 0), (0, 1)), id="asym-pad"),
     pytest.param(1, 1, 5, 6, (5, 6), None, 0, id="batch1-pool-is-input"),
-    pytest.param(1, 2, 17, 18, 17, 1, 0, id="17x17-int32-indices"),
+    pytest.param(1, 2, 17, 18, 17, 1, 0, id="17x17-int64-indices"),
 ]
 
 
@@ -74,7 +74,7 @@ def _max_case(rng, n, c, h, w, pool, stride, padding, data_format, dtype):
     gx = fastconv.max_pool2d_backward(gyi, xi, pool, indices=idx, **kw)
     gx_noidx = fastconv.max_pool2d_backward(gyi, xi, pool, **kw)
     assert y.dtype == dtype and gx.dtype == dtype
-    assert idx.dtype == (np.uint8 if pool[0] * pool[1] <= 256 else np.int32)
+    assert idx.dtype == (np.uint8 if pool[0] * pool[1] <= 256 else np.int64)
     np.testing.assert_array_equal(y, y_plain)
     np.testing.assert_array_equal(gx, gx_noidx)
     np.testing.assert_array_equal(_from_layout(y, data_format), y_ref.astype(dtype))
@@ -396,6 +396,45 @@ def test_one_and_two_threads_identical(data_format):
         fastconv.set_num_threads(before)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("x_shape, pool, data_format", [
+    ((1, 1, 16, 16), 16, "channels_first"),     # 256 cells: the last uint8 window
+    ((1, 1, 17, 17), 17, "channels_first"),
+    ((1, 1, 46341, 46341), 46341, "channels_first"),     # 2**31 + 9_282 cells
+    ((1, 1, 2**16, 2**15 + 1), (2**16, 2**15 + 1), "channels_first"),
+    ((1, 2**16, 2**15 + 1, 1), (2**16, 2**15 + 1), "channels_last"),
+])
+def test_index_dtype_holds_every_window_position(x_shape, pool, data_format):
+    """The stored argmax (0 .. kh*kw - 1) fits its dtype for any window (no arrays made)."""
+    g = fastconv.pooling._geometry(x_shape, pool, None, 0, data_format)
+    assert np.iinfo(g.index_dtype).max >= g.kh * g.kw - 1
+    assert g.index_dtype in (np.uint8, np.int64)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+def test_max_pool_window_over_2_31_cells(data_format):
+    """One window of 2**31 + 32_768 cells (x: 8.6 GB float32 of unread zero pages).
+
+    The winner is the last cell, index kh*kw - 1 > 2**31: the index is stored whole and
+    the backward routes the gradient there (an int32 index wrapped negative and the
+    gradient was dropped).
+    """
+    kh, kw = 2**16, 2**15 + 1
+    shape = (1, 1, kh, kw) if data_format == "channels_first" else (1, kh, kw, 1)
+    x = np.zeros(shape, np.float32)
+    plane = x.reshape(kh, kw)
+    plane[-1, -1] = 1.0
+    y, idx = fastconv.max_pool2d(x, (kh, kw), data_format=data_format, return_indices=True)
+    assert y.reshape(()) == 1.0 and int(idx.reshape(())) == kh * kw - 1 > 2**31
+    gx = fastconv.max_pool2d_backward(np.full(y.shape, 2.5, np.float32), x, (kh, kw),
+                                      data_format=data_format, indices=idx)
+    del x, plane
+    g = gx.reshape(kh, kw)
+    assert g[-1, -1] == 2.5
+    g[-1, -1] = 0
+    assert not g.any()
 
 
 def test_out_of_range_indices_never_write_outside_grad_x():
