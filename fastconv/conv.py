@@ -515,20 +515,49 @@ def _winograd_block():
     return -(-_WINOGRAD_BLOCK // mr) * mr
 
 
-def _forward_oihw(g, x, w, bias, dtype, relu=False, tanh=False, winograd_tile=None):
+def _forward_oihw(g, x, w, bias, dtype, relu=False, tanh=False, winograd_tile=None,
+                  finite=None):
     """y of geometry g for a weight w in (C_out, C_in/groups, kh, kw) order, then ReLU
     (relu) or tanh (tanh, float32: fused into the wide kernels' output pass, a separate
     in-place pass after the other kernels).  winograd_tile: the Winograd tile, where g
-    runs on it (None: the forward's, _winograd_forward_tile)."""
+    runs on it (None: the forward's, _winograd_forward_tile).  finite: whether w is
+    finite (_finite), when the caller knows (None: checked here)."""
     tile = winograd_tile or _winograd_forward_tile(g.oh, g.ow)
     y, fused = _forward_kernels(g, x, w, bias, dtype, relu, tanh and dtype == np.float32,
-                                tile)
+                                tile, finite)
     return y if fused else _tanh_if(y, tanh)
 
 
-def _forward_path(g, dtype):
+# Non-finite values follow one rule on every path and layout, the reference's
+# (fastconv/reference.py) and PyTorch's: each op is the arithmetic of its definition on
+# the zero-padded input.  y sums w * x_pad over every tap of the window, padding
+# included (a NaN or infinite weight makes its whole output channel NaN, or infinite
+# where no padding is read); grad_x[i] sums grad_y[o] * w[t] over the (o, t) that read
+# x[i] only; grad_weight[t] sums grad_y[o] * x_pad over the real outputs o.  The fast
+# kernels take shortcuts that assume 0 * v == 0: the channels_last forwards skip kernel
+# rows that read only padding, the stride-1 input gradient gathers over a zero-padded
+# grad_y, the weight-gradient kernels run past the row ends with zeros.  Those hold
+# for finite values only, so a non-finite weight (checked before: a pass over the
+# weight) sends the forward and the input gradient to the kernels without shortcuts,
+# and a non-finite weight gradient (checked after: a pass over the result, so x is not
+# read twice) is recomputed on them.  (Winograd's NaN in x reaching its whole tile is
+# the one documented exception, README "Kernels".)
+def _finite(a):
+    """True when the ndarray a (float32 or float64) holds no NaN or infinity."""
+    return _ALL_FINITE[a.dtype.itemsize](np.ascontiguousarray(a).reshape(-1))
+
+
+# (The specialisations themselves: the fused function's dispatch costs more than the
+# check of a layer's weight.)
+_ALL_FINITE = {4: _ext.conv2d.all_finite["float"], 8: _ext.conv2d.all_finite["double"]}
+
+
+def _forward_path(g, dtype, finite=True):
     """The kernels _forward_kernels runs g on, in their order of preference: "winograd",
-    "narrow", "wide", "pixel" (the pixel-row tiles), or "other" (shifted or packed)."""
+    "narrow", "wide", "pixel" (the pixel-row tiles), or "other" (shifted or packed);
+    "other" alone when the weight is not finite (see _finite)."""
+    if not finite:
+        return "other"
     if _winograd_ok(g, dtype):
         return "winograd"
     if _narrow_ok(g, dtype):
@@ -538,17 +567,22 @@ def _forward_path(g, dtype):
     return "pixel" if _pixel_rows_ok(g, dtype) else "other"
 
 
-def _forward_kernels(g, x, w, bias, dtype, relu, tanh, winograd_tile):
+def _forward_kernels(g, x, w, bias, dtype, relu, tanh, winograd_tile, finite=None):
     """(y, whether tanh is applied): the kernel path that suits g, ReLU fused; tanh
     only by the wide and pixel-row kernels."""
     y = _arena.empty(g.y_shape, dtype)
     if y.size == 0:
         return y, False
+    if finite is None:
+        finite = _finite(w)
     if x.size == 0:  # every window lies in the padding
         y[...] = 0 if bias is None else (bias if g.channels_last else bias[:, None, None])
+        if not finite:  # 0 * w over the window's taps (NaN where w is not finite)
+            zw = (w * 0).reshape(g.c_out, -1).sum(axis=1)
+            y += zw if g.channels_last else zw[:, None, None]
         return (np.maximum(y, 0) if relu else y), False
     mr, nr = _mr(dtype)
-    path = _forward_path(g, dtype)
+    path = _forward_path(g, dtype, finite)
     if path == "winograd":
         _ext.conv2d.winograd_forward(x.reshape(-1), _winograd_weights(w, winograd_tile),
                                      bias, y.reshape(-1), _geom(g), _winograd_block(), relu,
@@ -576,11 +610,11 @@ def _forward_kernels(g, x, w, bias, dtype, relu, tanh, winograd_tile):
     return y, False
 
 
-def _pool_path(g, x, dtype):
+def _pool_path(g, x, weight, dtype):
     """The kernels g's forward runs on (_forward_path) where a 2x2/2 pool could be fused
     into it -- a pooled output of at least one pixel, a non-empty input, not a dense
-    convolution -- else None."""
-    if g.oh >= 2 and g.ow >= 2 and not _is_dense(g) and x.size != 0:
+    convolution, a finite weight (see _finite) -- else None."""
+    if g.oh >= 2 and g.ow >= 2 and not _is_dense(g) and x.size != 0 and _finite(weight):
         return _forward_path(g, dtype)
     return None
 
@@ -595,7 +629,7 @@ def _forward_avg_pooled(g, x, weight, bias, dtype, relu=False, tanh=False, keep=
     output rows as they are written (training, where the backward pass needs the
     activations).  None where g runs on neither (or tanh is asked in float64, which they
     do not fuse)."""
-    path = None if tanh and dtype != np.float32 else _pool_path(g, x, dtype)
+    path = None if tanh and dtype != np.float32 else _pool_path(g, x, weight, dtype)
     if path not in ("wide", "pixel"):
         return None
     pooled = _arena.empty((g.n, g.oh // 2, g.ow // 2, g.c_out), dtype)
@@ -621,7 +655,7 @@ def _forward_max_pooled(g, x, weight, bias, dtype, relu=False, winograd_tile=Non
     output tile holds whole pooling windows, pooled as the tile is written; on the
     pixel-row kernels each image is pooled from a per-thread copy of its output while it
     is in cache.  None where g runs on neither."""
-    path = _pool_path(g, x, dtype)
+    path = _pool_path(g, x, weight, dtype)
     if path == "winograd":
         tile = winograd_tile or _winograd_forward_tile(g.oh, g.ow)
         if tile % 2:  # (F(5x5): no tile holds whole windows)
@@ -674,9 +708,10 @@ def _grad_input(g, grad_y, weight, dtype):
     mr, _ = _mr(dtype)
     cog, cig = g.c_out // g.groups, g.c_in // g.groups
     w = _weight_oihw(g, weight)
-    if g.sy == 1 and g.sx == 1 and g.oh >= g.kh and g.ow >= g.kw:
+    if g.sy == 1 and g.sx == 1 and g.oh >= g.kh and g.ow >= g.kw and _finite(w):
         # (When the output is smaller than the kernel, most of this gather would
-        # multiply padding zeros: the scatter below is cheaper.)
+        # multiply padding zeros: the scatter below is cheaper.  A weight that is not
+        # finite takes the scatter too: the gather's zeros times it would be NaN.)
         wt = (w.reshape(g.groups, cog, cig, g.kh, g.kw)[:, :, :, ::-1, ::-1]
               .transpose(0, 2, 1, 3, 4).reshape(g.c_in, cog, g.kh, g.kw))
         pt, pl = (g.kh - 1) * g.dy - g.pad_top, (g.kw - 1) * g.dx - g.pad_left
@@ -684,7 +719,7 @@ def _grad_input(g, grad_y, weight, dtype):
         g2 = _Geometry(g.n, g.c_out, g.oh, g.ow, g.c_in, g.groups, g.kh, g.kw, 1, 1, g.dy,
                        g.dx, pt, pb, pl, pr, g.h, g.w, g.channels_last)
         return _forward_oihw(g2, grad_y, wt, None, dtype,
-                             winograd_tile=_winograd_grad_tile(g2.oh, g2.ow))
+                             winograd_tile=_winograd_grad_tile(g2.oh, g2.ow), finite=True)
     gx = np.zeros(g.x_shape, dtype)
     at = _pack_rows(w.reshape(g.groups, cog, g.k_group).transpose(0, 2, 1), mr)
     # Whole images per item, enough of them to fill a strip of NR pixels.
@@ -720,6 +755,15 @@ def _grad_weight_path(g, dtype):
 
 def _grad_weight(g, grad_y, x, dtype, with_bias):
     """(grad_weight in the weight's layout, grad_bias or None)."""
+    gw, gb = _grad_weight_kernels(g, grad_y, x, dtype, with_bias)
+    if not _finite(gw):  # the kernels' zeros may have met a NaN or infinity: see _finite
+        gw = _grad_weight_packed(g, grad_y, x, dtype,
+                                 _images_per_partial(g, np.dtype(dtype).itemsize), False)
+    return gw, gb
+
+
+def _grad_weight_kernels(g, grad_y, x, dtype, with_bias):
+    """_grad_weight on the kernels that suit g (exact for finite values)."""
     if _dense_blas(g):
         gw = _blas._product(x.reshape(g.n, g.k_group).T, grad_y.reshape(g.n, g.c_out))
         gw = gw.reshape(g.weight_shape) if g.channels_last else np.ascontiguousarray(
@@ -737,7 +781,6 @@ def _grad_weight(g, grad_y, x, dtype, with_bias):
                                 _images_per_partial(g, np.dtype(dtype).itemsize))
               if with_bias else None)
         return gw.reshape(g.weight_shape), gb
-    cog = g.c_out // g.groups
     if g.n == 0 or g.oh * g.ow == 0:
         gw = np.zeros(g.weight_shape, dtype)
         return gw, (np.zeros(g.c_out, dtype) if with_bias else None)
@@ -768,7 +811,18 @@ def _grad_weight(g, grad_y, x, dtype, with_bias):
         total = _sum_partials(part)
         gw = total[:g.k_group, :g.c_out].reshape(g.kh, g.kw, g.c_in, g.c_out)
         return np.ascontiguousarray(gw), _bias_total(bsum, dtype)
-    shifted = _shifted(g, nr)
+    return _grad_weight_packed(g, grad_y, x, dtype, n_per, _shifted(g, nr)), \
+        _bias_total(bsum, dtype)
+
+
+def _grad_weight_packed(g, grad_y, x, dtype, n_per, shifted):
+    """grad_weight on the shifted (shifted) or the packed implicit-GEMM kernels; the
+    packed ones take no shortcut over zeros (see _finite) and suit any g."""
+    if g.n == 0 or g.oh * g.ow == 0:
+        return np.zeros(g.weight_shape, dtype)
+    mr, nr = _mr(dtype)
+    cog = g.c_out // g.groups
+    nig = -(-g.n // n_per)
     if shifted:
         kg_pad, cog_pad = -(-g.k_group // mr) * mr, -(-cog // nr) * nr
         part = np.zeros((nig, g.groups, kg_pad, cog_pad), dtype)
@@ -787,7 +841,7 @@ def _grad_weight(g, grad_y, x, dtype, with_bias):
     gw = total.reshape(g.c_out, g.c_in // g.groups, g.kh, g.kw)
     if g.channels_last:
         gw = gw.transpose(2, 3, 1, 0)
-    return np.ascontiguousarray(gw), _bias_total(bsum, dtype)
+    return np.ascontiguousarray(gw)
 
 
 def _wide_grad_weight(g, grad_y, x, dtype, n_per, bsum, grad_pooled=None, a=None):
@@ -826,7 +880,10 @@ def _grad_weight_avg_tanh(g, grad_pooled, x, a, dtype, with_bias):
         return None
     n_per = _images_per_partial(g, np.dtype(dtype).itemsize)
     bsum = np.zeros((-(-g.n // n_per), g.c_out)) if with_bias else None
-    return _wide_grad_weight(g, None, x, dtype, n_per, bsum, grad_pooled, a)
+    out = _wide_grad_weight(g, None, x, dtype, n_per, bsum, grad_pooled, a)
+    # (Not finite: the layers' separate passes run instead, whose _grad_weight applies
+    # the rule of _finite.)
+    return out if _finite(out[0]) else None
 
 
 def _bias_total(bsum, dtype):

@@ -17,6 +17,7 @@ flat C-contiguous arrays of one floating dtype and a consistent geometry tuple
 (n, c, h, w, c_out, oh, ow, groups, kh, kw, sy, sx, dy, dx, pad_top, pad_left, last).
 """
 from cython.parallel cimport parallel, prange
+from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memset
 
 from omp_shim cimport fc_get_max_threads
@@ -953,6 +954,35 @@ def px_grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1] 
         fc_free(idx)
     if fail[0]:
         raise MemoryError("conv2d: could not allocate per-thread scratch buffers")
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def all_finite(const floating[::1] a):
+    """True when no element of a is NaN or +-inf (the kernels' shortcuts over zero
+    padding assume 0 * w == 0, which holds for finite w only: fastconv/conv.py).  An
+    integer min over the exponent fields, which the compiler vectorises: all finite iff
+    no element has its exponent bits all set."""
+    cdef Py_ssize_t i, n = a.shape[0]
+    cdef const uint32_t *u
+    cdef const uint64_t *v
+    cdef uint32_t m32 = 0x7F800000U, lo32 = 0x7F800000U
+    cdef uint64_t m64 = 0x7FF0000000000000ULL, lo64 = 0x7FF0000000000000ULL
+    cdef bint finite
+    if n == 0:
+        return True
+    with nogil:
+        if floating is float:
+            u = <const uint32_t *>&a[0]
+            for i in range(n):
+                lo32 = min(lo32, (~u[i]) & m32)
+            finite = lo32 != 0
+        else:
+            v = <const uint64_t *>&a[0]
+            for i in range(n):
+                lo64 = min(lo64, (~v[i]) & m64)
+            finite = lo64 != 0
+    return finite
 
 
 @cython.boundscheck(False)

@@ -821,7 +821,8 @@ def test_weight_gradient_from_the_average_pool_through_tanh(isa, dtype):
     both made inside the wide weight gradient) gives _grad_weight of what
     _avg_backward_tanh writes, bit for bit: even and odd map sizes (an odd last row or
     column gets no gradient), with and without bias, a batch of several work items;
-    None where the weight gradient does not run on the wide kernels."""
+    None where the weight gradient does not run on the wide kernels, or is not finite
+    (the separate passes then apply conv._finite's rule)."""
     from fastconv import pooling
     rng = np.random.default_rng(27)
     for n, h, w, c, c_out in [(3, 32, 32, 1, 6), (37, 13, 22, 2, 5), (2, 11, 25, 1, 3),
@@ -829,7 +830,8 @@ def test_weight_gradient_from_the_average_pool_through_tanh(isa, dtype):
         x = rng.standard_normal((n, h, w, c)).astype(dtype)
         g = conv._geometry(x.shape, (5, 5, c, c_out), 1, "valid", 1, 1, "channels_last")
         a = np.tanh(rng.standard_normal(g.y_shape)).astype(dtype)
-        a[0, 0, 0, 0] = np.nan  # (its window's gradient is NaN both ways)
+        if n == 3:  # (LeNet-5's C1, on the wide kernels: NaN, so None)
+            a[0, 0, 0, 0] = np.nan
         gp = rng.standard_normal((n, g.oh // 2, g.ow // 2, c_out)).astype(dtype)
         pg = pooling._geometry(a.shape, 2, None, 0, "channels_last")
         gy = pooling._avg_backward_tanh(pg, gp, a)
@@ -840,7 +842,7 @@ def test_weight_gradient_from_the_average_pool_through_tanh(isa, dtype):
         for bias in (True, False):
             want = conv._grad_weight(g, gy, x, dtype, bias)
             got = conv._grad_weight_avg_tanh(g, gp, x, a, dtype, bias)
-            if not wide:
+            if not wide or np.isnan(a).any():
                 assert got is None
                 continue
             np.testing.assert_array_equal(got[0], want[0])

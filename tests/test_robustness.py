@@ -27,6 +27,91 @@ def test_nan_and_inf_propagate_through_conv_and_gradients():
     assert np.isnan(gw).all() and np.isnan(gb).all()
 
 
+_NAN_CASES = [
+    # n, c, h, w, c_out, kh, kw, stride, padding, dilation, groups: every kernel path
+    (2, 3, 10, 9, 5, 3, 3, 1, ((0, 3), (1, 1)), 1, 1),     # windows wholly in padding
+    (2, 4, 9, 12, 6, 2, 3, 1, ((2, 0), (1, 3)), (2, 1), 2),
+    (2, 3, 12, 11, 7, 3, 3, 2, 1, 1, 1),                   # scatter input gradient
+    (2, 1, 28, 28, 6, 5, 5, 1, 2, 1, 1),                   # LeNet-5's C1
+    (2, 6, 14, 14, 16, 5, 5, 1, ((0, 4), (0, 0)), 1, 1),
+    (2, 16, 12, 12, 16, 3, 3, 1, 1, 1, 1),                 # Winograd (float32)
+    (3, 8, 7, 40, 24, 3, 3, 1, ((0, 2), (0, 0)), 1, 1),
+]
+_NAN_PATHS = {"default": {}, "no pixel rows": {"_PIXEL_ROWS": False},
+              "wide": {"_pixel_cols": lambda g, dtype: 0.0,
+                       "_narrow_ok": lambda g, dtype: False}}
+
+
+@pytest.mark.parametrize("case", _NAN_CASES)
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+def test_non_finite_values_follow_the_reference_on_every_path(monkeypatch, case,
+                                                              data_format):
+    """A NaN or infinity in the weight, x or grad_y gives the reference's NaN and inf
+    maps (the definition's arithmetic on the zero-padded input, as PyTorch) for y,
+    grad_x and grad_weight, on every path and in both layouts.  A NaN weight makes its
+    whole output channel NaN, windows wholly in the bottom padding included.  (Only
+    Winograd's NaN input reaching its whole tile is exempt: README.)"""
+    from fastconv import conv
+    from fastconv import reference as ref
+    from fastconv.shapes import normalize_pair, normalize_padding, resolve_padding
+    n, c, h, w, c_out, kh, kw, stride, padding, dilation, groups = case
+    stride, dilation = normalize_pair(stride, "stride"), normalize_pair(dilation, "d")
+    k_eff = tuple((k - 1) * d + 1 for k, d in zip((kh, kw), dilation))
+    pads = resolve_padding(normalize_padding(padding), (h, w), k_eff, stride)
+    last = data_format == "channels_last"
+    for where, value in [("w", np.nan), ("w", np.inf), ("x", np.nan), ("gy", np.nan)]:
+        rng = np.random.default_rng(5)
+        x = rng.standard_normal((n, c, h, w))
+        wt = rng.standard_normal((c_out, c // groups, kh, kw))
+        b = rng.standard_normal(c_out)
+        gy = rng.standard_normal(ref.conv2d_forward(x, wt, b, stride, pads, dilation,
+                                                    groups).shape)
+        {"w": wt, "x": x, "gy": gy}[where][-1, 0, -1, kw // 2] = value
+        with np.errstate(all="ignore"):
+            want = (ref.conv2d_forward(x, wt, b, stride, pads, dilation, groups),
+                    ref.conv2d_grad_input(gy, wt, x.shape, stride, pads, dilation, groups),
+                    ref.conv2d_grad_weight(gy, x, wt.shape, stride, pads, dilation,
+                                           groups))
+        if where == "w" and np.isnan(value):
+            assert np.isnan(want[0][:, -1]).all()   # the whole output channel
+        for name, force in _NAN_PATHS.items():
+            with monkeypatch.context() as m:
+                for attr, v in force.items():
+                    m.setattr(conv, attr, v)
+                if where != "w":
+                    m.setattr(conv, "_WINOGRAD", False)  # (the documented exception)
+                for dtype in (np.float32, np.float64):
+                    xi = (ref.to_channels_last(x) if last else x).astype(dtype)
+                    wi = (wt.transpose(2, 3, 1, 0) if last else wt).astype(dtype)
+                    gyi = (ref.to_channels_last(gy) if last else gy).astype(dtype)
+                    args = (stride, padding, dilation, groups, data_format)
+                    with np.errstate(all="ignore"):
+                        y = fastconv.conv2d(xi, wi, b.astype(dtype), *args)
+                        gx, gw, _ = fastconv.conv2d_backward(gyi, xi, wi, *args)
+                    if last:
+                        y, gx = ref.to_channels_first(y), ref.to_channels_first(gx)
+                        gw = gw.transpose(3, 2, 0, 1)
+                    for label, got, ref_a in zip(("y", "grad_x", "grad_weight"),
+                                                 (y, gx, gw), want):
+                        for test in (np.isnan, np.isposinf, np.isneginf):
+                            assert np.array_equal(test(got), test(ref_a)), (
+                                f"{label} {test.__name__} map, {where}={value}, path "
+                                f"{name}, {np.dtype(dtype)}")
+
+
+def test_fused_conv_pool_leaves_non_finite_weights_to_the_separate_passes():
+    """The fused Conv2D + pooling forwards decline a non-finite weight (None), so the
+    layers run the separate passes, which follow the rule above."""
+    from fastconv import conv
+    x = np.random.default_rng(0).standard_normal((2, 28, 28, 1)).astype(np.float32)
+    wt = np.ones((5, 5, 1, 6), np.float32)
+    g = conv._geometry(x.shape, wt.shape, 1, 2, 1, 1, "channels_last")
+    assert conv._forward_avg_pooled(g, x, wt, None, np.float32) is not None
+    wt[4, 2, 0, 5] = np.nan
+    assert conv._forward_avg_pooled(g, x, wt, None, np.float32) is None
+    assert conv._forward_max_pooled(g, x, wt, None, np.float32) is None
+
+
 def _rss_bytes():
     with open("/proc/self/status") as f:
         for line in f:
