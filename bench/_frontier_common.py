@@ -152,7 +152,7 @@ def naive_pool(name, batch):
 
 # ------------------------------------------------------------- plain Python loops
 # One image, one output channel, stride 1, nested lists: the "plain Python loops"
-# baseline of the performance targets (docs/performance.md).  xp is the zero-padded
+# baseline of the performance targets (docs/benchmarks/method.md).  xp is the zero-padded
 # input [c][row][col], w is [c][i][j].
 def python_conv_forward(xp, w, oh, ow, bias):
     c_in, k = len(w), len(w[0])

@@ -23,8 +23,8 @@ after a call returns and slowed whatever ran next in this process (the usual 10 
 settle of `interleaved` did not cover it).  Measured, LeNet-5 inference at batch 128:
 fastconv 4.3-4.4 ms interleaved with the spinning session against 2.7 ms with the
 other, while ONNX Runtime itself took 2.83-2.88 ms spinning and 2.80-2.83 ms not.
-(Runs 13-19 of docs/frontier-runs timed the spinning session alone and fastconv only
-in the first pairing.)
+(Runs 13-19, docs/benchmarks/history.md, timed the spinning session alone and
+fastconv only in the first pairing.)
 Both network implementations are checked against fastconv's predictions.
 """
 import argparse
@@ -58,7 +58,7 @@ def tf_conv(tf, name, batch):
     # tf.function returning only them lets Grappler prune the forward convolution
     # away (measured, cifar.c4 at batch 128: 10.3 ms without y, 15.4 with it, 5.2 the
     # forward alone), which timed TensorFlow's backward against fastconv's forward +
-    # backward in every run up to 23 of docs/frontier-runs.
+    # backward in every run up to 23 (docs/benchmarks/history.md).
     @tf.function
     def fwd_bwd():
         with tf.GradientTape() as tape:

@@ -22,8 +22,8 @@ Sections (float32, median milliseconds, every group timed interleaved round-robi
      batch and plain Python loops on one image and one output channel, both scaled
      linearly to the benchmark batch;
   5. thread scaling of cifar.c2-c4 with 1 and 2 threads;
-  6. the performance targets of docs/performance.md, each MET / NOT MET computed from
-     the numbers above.
+  6. the performance targets of docs/benchmarks/method.md, each MET / NOT MET computed
+     from the numbers above.
 
 Peers that are not given or cannot be imported are skipped and reported as such.
 """
@@ -407,8 +407,8 @@ def _ratio_row(target, row, systems, goal, what):
             "fastconv_ms": fc_best(row["times"])}
 
 def evaluate_targets(results):
-    """Every performance-target row (docs/performance.md), judged from the measurements
-    in ``results``."""
+    """Every performance-target row (docs/benchmarks/method.md), judged from the
+    measurements in ``results``."""
     out = []
     layers = {(r["section"], r["item"], r["pass"], r["batch"]): r
               for r in results.get("layers", [])}
@@ -607,8 +607,8 @@ def format_report(results):
                       [[r["item"], r["pass"], str(r["batch"])]
                        + [_ms(r["times"][k]) for k in keys] for r in rows])]
     if results.get("targets"):
-        parts += ["", "## Performance targets (docs/performance.md), computed from the "
-                      "measurements above", "",
+        parts += ["", "## Performance targets (docs/benchmarks/method.md), computed "
+                      "from the measurements above", "",
                   _md(["target", "measured", "goal", "status", "detail"],
                       [[t["target"], _r(t["measured"], "{:.3g}"), t["goal"],
                         f"**{t['status']}**", t["detail"]] for t in results["targets"]])]

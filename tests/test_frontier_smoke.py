@@ -119,4 +119,4 @@ def test_quick_run_with_fastconv_only(tmp_path, capsys):
         or data["threads"][0]["threads"] == [1]
     statuses = {t["target"]: t["status"] for t in data["targets"]}
     assert statuses["conv fwd+bwd lenet.c5 b2"] == "NOT MEASURED"     # no peer at all
-    assert "Performance targets (docs/performance.md)" in text
+    assert "Performance targets (docs/benchmarks/method.md)" in text
