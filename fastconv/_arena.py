@@ -1,10 +1,10 @@
 """Output arrays reused from one model pass to the next.
 
-A model's pass (an inference, a training step) allocates the same arrays every time (each layer's output, of
-shapes fixed by the batch), many of them megabytes.  Freed at the end of a pass, they go
-back to the operating system, and the next pass pays a page fault for every 4 KB it
-writes again (measured: 2,000 faults and about 15 ms of a 55 ms CIFAR-10 inference at
-batch 128).  Inside ``with arena:`` the kernels' output arrays come from ``arena``:
+A model's pass (an inference, a training step) allocates the same arrays every time
+(each layer's output, of shapes fixed by the batch), many of them megabytes.  Freed at
+the end of a pass, they go back to the operating system, and the next pass pays a page
+fault for every 4 KB it writes again (the cost is in docs/design/algorithms.md,
+"Measurements").  Inside ``with arena:`` the kernels' output arrays come from ``arena``:
 arrays handed out by the previous pass, matched by shape and dtype, or new ones; when
 the pass ends, everything handed out becomes available to the next pass.
 

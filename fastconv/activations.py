@@ -61,7 +61,7 @@ def relu_backward(grad_y, y):
     """grad_y where the output is positive, 0 elsewhere (0 at x == 0, as Keras/PyTorch).
 
     A compiled branch-free select (src/_activations.pyx): np.where's per-element branch
-    is 6x slower on the random signs of real activations.
+    mispredicts on the random signs of real activations (docs/design/algorithms.md).
     """
     gy, y = _grad_pair(grad_y, y)
     gy, y = np.ascontiguousarray(gy), np.ascontiguousarray(y)

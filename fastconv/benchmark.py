@@ -270,10 +270,10 @@ def run(argv=None):
         with open(args.json, "w") as f:
             json.dump({"environment": config(), "rows": rows}, f, indent=1)
     print("\nThe whole comparison (pooling, TensorFlow, ONNX Runtime, networks, memory, "
-          "threads, and the performance targets of docs/performance.md, each judged MET "
-          "or NOT MET) from a source checkout:\n"
+          "threads, and the performance targets of docs/benchmarks/method.md, each "
+          "judged MET or NOT MET) from a source checkout:\n"
           "    python bench/frontier.py [--quick] [--tf-python PATH] [--ort-python PATH] "
-          "[--json out.json]\n(see docs/performance.md)")
+          "[--json out.json]\n(see docs/benchmarks/)")
     return 0
 
 

@@ -343,9 +343,9 @@ class Adam(Optimizer):
 
     def _update_all(self, grads, variables, lr):
         """One compiled call for all variables when they are contiguous arrays of one
-        float dtype with gradients of that dtype (a model's are): LeNet-5's update
-        (10 arrays) 0.33 -> 0.17 ms, where the per-variable calls cost more than the
-        arithmetic.  Anything else (checked before any array changes) goes one
+        float dtype with gradients of that dtype (a model's are): for small models the
+        per-variable calls cost more than the arithmetic (docs/design/algorithms.md).
+        Anything else (checked before any array changes) goes one
         variable at a time."""
         t = variables[0].dtype.type if variables else None
         if not self.amsgrad and t in (np.float32, np.float64):

@@ -181,7 +181,7 @@ def test_bench_says_why_torch_is_missing_and_labels_rates(monkeypatch, capsys):
     assert "pip install torch==2.13.0" in out and 'pip install "fastconv[compare]"' in out
     assert "effective (direct-equivalent) rate" in out and "Winograd" in out
     assert re.search(r"lenet\.c5 \| fwd \| [\d.]+ \(\d+ eff\. GF/s\)", out)
-    assert "issue-6" not in out and "performance targets of docs/performance.md" in out
+    assert "issue-6" not in out and "performance targets of docs/benchmarks/method.md" in out
     assert cli.main(["bench", "--help"]) == 0
     assert "(default: 128)" in capsys.readouterr().out
 
