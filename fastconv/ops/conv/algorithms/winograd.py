@@ -1,0 +1,119 @@
+"""Winograd F(2x2, 3x3), F(4x4, 3x3) and F(5x5, 3x3) (src/conv_driver.h, "Winograd"):
+channels_last, 3x3, stride 1, dilation 1, one group, float32 (float64 stays on the
+direct kernels, exact to 1e-10).  Fewer multiply-adds than the direct kernels (2.25x,
+4x, 5.06x) at relative errors of about 2e-7, 3e-6 and 3e-5 of the output's scale; the
+tile is the one whose tiles hold the fewest transformed values for the output size
+(F(4x4) or F(5x5); F(2x2) only where asked) (docs/design/algorithms.md)."""
+import numpy as np
+
+from .... import _ext
+from ..plan import FORWARD, GRAD_WEIGHT, Algorithm, Plan
+from .common import aligned_empty, images_per_partial, sum_partials
+
+
+def tile_for(oh, ow, forced=None):
+    """The tile side of a pass whose output (y; grad_x for the input gradient; the
+    tiles of grad_y for the weight gradient) is oh x ow: forced where given, else
+    F(5x5) where its tiles hold fewer transformed values (tiles * (tile + 2)^2: the
+    products, and the transforms' traffic) than F(4x4)'s, else F(4x4)."""
+    if forced is not None:
+        return forced
+
+    def values(t):
+        return -(-oh // t) * -(-ow // t) * (t + 2) ** 2
+    return 5 if values(5) < values(4) else 4
+
+
+def chosen_tile(q):
+    """The tile q's pass runs on: the caller's, else the tuning's, else by size."""
+    if q.pass_ == GRAD_WEIGHT:
+        return tile_for(q.g.oh, q.g.ow, q.tuning.winograd_grad_tile)
+    return tile_for(q.g.oh, q.g.ow, q.tile or q.tuning.winograd_tile)
+
+
+def winograd_weights(w, tile):
+    """U = G g G^T of w (C_out, C_in, 3, 3) for F(tile x tile, 3x3), packed for
+    _ext.conv2d.winograd_forward."""
+    nr = _ext.conv2d.winograd_tile()[1]
+    u = aligned_empty((tile + 2) ** 2 * -(-w.shape[0] // nr) * w.shape[1] * nr,
+                      w.dtype)  # (every element written)
+    _ext.conv2d.winograd_weights(w, u, tile)
+    return u
+
+
+def forward_block(t):
+    mr = _ext.conv2d.winograd_tile()[0]
+    return -(-t.winograd_block // mr) * mr
+
+
+class Winograd(Algorithm):
+    passes = (FORWARD, GRAD_WEIGHT)
+    shortcuts = (FORWARD,)
+
+    def __init__(self, tile):
+        self.tile = tile
+        self.name = f"winograd_f{tile}"
+
+    def _supports(self, q):
+        g = q.g
+        if q.dtype != np.float32:
+            return "float64 (float32 only: the direct kernels are exact there)"
+        if not g.channels_last:
+            return "channels_first (channels_last only)"
+        if (g.kh, g.kw) != (3, 3):
+            return f"a {g.kh}x{g.kw} kernel (3x3 only)"
+        if (g.sy, g.sx, g.dy, g.dx) != (1, 1, 1, 1):
+            return (f"stride {g.sy}x{g.sx}, dilation {g.dy}x{g.dx} (needs 1 and 1)")
+        if g.groups != 1:
+            return f"{g.groups} groups (one group only)"
+        if g.oh < 2 or g.ow < 2:
+            return f"a {g.oh}x{g.ow} output (2x2 at least)"
+        return None
+
+    def declines(self, q):
+        low = q.tuning.winograd_min_channels
+        if min(q.g.c_in, q.g.c_out) < low:
+            return (f"{q.g.c_in} -> {q.g.c_out} channels, under {low} (the direct "
+                    "kernels win)")
+        tile = chosen_tile(q)
+        if tile != self.tile:
+            return f"the {tile}x{tile} tile is chosen for this {q.g.oh}x{q.g.ow} output"
+        return None
+
+    def plan(self, q):
+        t = q.tuning
+        if q.pass_ == GRAD_WEIGHT:
+            split = max(t.winograd_partial_images, -(-q.g.n // t.winograd_partials))
+            return Plan(q.pass_, self, q.g, q.dtype, tile=self.tile,
+                        block=t.winograd_grad_block, split=split,
+                        n_per=images_per_partial(q.g, 4, t), isa=q.isa)
+        return Plan(q.pass_, self, q.g, q.dtype, tile=self.tile, block=forward_block(t),
+                    isa=q.isa)
+
+    def details(self, plan):
+        out = [f"tile {plan.tile}x{plan.tile}", f"blocks of {plan.block} tiles"]
+        if plan.pass_ == GRAD_WEIGHT:
+            out.append(f"partial sums of {plan.split} images")
+        return out
+
+    def forward(self, plan, x, w, bias, y, relu, tanh, pool=False):
+        """y (or its 2x2/2 max pool: pool, an even tile) of x."""
+        _ext.conv2d.winograd_forward(x.reshape(-1), winograd_weights(w, plan.tile), bias,
+                                     y.reshape(-1), plan.g.c, plan.block, relu, pool,
+                                     plan.tile)
+        return False
+
+    def grad_weight(self, plan, grad_y, x, bsum):
+        """grad_weight (3, 3, C_in, C_out): partial sums dU over fixed groups of images,
+        added in order, then G^T dU G.  (bsum is filled by the caller.)"""
+        g, dtype, tile = plan.g, plan.dtype, plan.tile
+        mr, nr = _ext.conv2d.winograd_tile()
+        cpad, ldg = -(-g.c_in // mr) * mr, -(-g.c_out // nr) * nr
+        part = np.zeros((-(-g.n // plan.split), (tile + 2) ** 2 * cpad * ldg), dtype)
+        _ext.conv2d.winograd_grad_weight(x.reshape(-1), grad_y.reshape(-1),
+                                         part.reshape(-1), g.c, plan.split, plan.block,
+                                         tile)
+        gw = np.empty(g.weight_shape, dtype)
+        _ext.conv2d.winograd_grad_weight_out(sum_partials(part), gw.reshape(-1), g.c_in,
+                                             g.c_out, cpad, ldg, tile)
+        return gw

@@ -1,0 +1,96 @@
+"""Every threshold the conv engine's choices depend on, in one frozen object.
+
+Each field says in one line why it has its value; the measurements behind the numbers
+are in docs/design/algorithms.md.  ``current()`` is the tuning in force; ``override``
+replaces some fields for the code inside a ``with`` block (tests and benchmarks, e.g. a
+Winograd tile of 2, 4 or 5), in this thread or task only (a ContextVar).  Plans are
+cached per tuning, so an override never sees a plan chosen under another.
+"""
+import contextlib
+import contextvars
+import dataclasses
+import itertools
+
+__all__ = ["Tuning", "current", "override", "DEFAULT"]
+
+_serials = itertools.count()
+
+
+@dataclasses.dataclass(frozen=True)
+class Tuning:
+    # -- weight gradient (every algorithm but Winograd and wide) --
+    #: Most bytes of grad_y one partial weight gradient covers (the batch is cut into
+    #: groups of whole images, one partial sum each, added in a fixed order: the same
+    #: bits on any thread count).
+    chunk_bytes: int = 4 << 20
+    #: Most partial weight gradients (each is zeroed and summed once per call).
+    max_weight_partials: int = 16
+    #: Fewest output pixels a partial covers (fewer, larger partials for small images).
+    min_partial_pixels: int = 64
+    #: Output pixels per packed block of the weight gradient's reduction: its grad_y and
+    #: im2col panels stay in the L2 cache.
+    weight_block_pixels: int = 256
+
+    # -- Winograd F(2x2)/F(4x4)/F(5x5), 3x3 --
+    #: Forward tile side: None picks F(4x4) or F(5x5) by the output size (fewest
+    #: transformed values); 2, 4 or 5 asks for that tile.
+    winograd_tile: object = None
+    #: The same for the input and weight gradients.
+    winograd_grad_tile: object = None
+    #: Fewest input and output channels: below, the direct kernels win (the transforms
+    #: are not paid back by the products).
+    winograd_min_channels: int = 16
+    #: Tiles per forward work item (a multiple of the tile rows MR): their transformed
+    #: input stays in the L2 cache.
+    winograd_block: int = 36
+    #: Tiles per block of the weight gradient, for the same reason.
+    winograd_grad_block: int = 36
+    #: Most partial weight gradients: each is (tile + 2)^2 / 9 times the weight's size,
+    #: zeroed and summed once per call, so fewer pay.
+    winograd_partials: int = 4
+    #: Fewest images per partial weight gradient.
+    winograd_partial_images: int = 16
+
+    # -- pixel-row and wide kernels --
+    #: Whether the pixel-row kernels take their half-width tile (one vector of output
+    #: channels) where C_out fits in it: the full tile would leave half its columns empty.
+    pixel_half: bool = True
+    #: Most partial weight gradients of the wide kernels: each ends with horizontal
+    #: sums, so fewer, longer runs pay.
+    wide_partials: int = 4
+    #: Most bytes of planar x and grad_y copies per wide partial (they stay in cache).
+    wide_scratch: int = 128 << 10
+
+    def __post_init__(self):
+        object.__setattr__(self, "serial", next(_serials))  # (plan-cache key)
+        for name in ("winograd_tile", "winograd_grad_tile"):
+            tile = getattr(self, name)
+            if tile not in (None, 2, 4, 5):
+                raise ValueError(f"{name} must be None, 2, 4 or 5, got {tile!r}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type is int and (type(value) is not int or value < 1):
+                raise ValueError(f"{f.name} must be a positive int, got {value!r}")
+
+
+DEFAULT = Tuning()
+_current = contextvars.ContextVar("fastconv_conv_tuning", default=DEFAULT)
+
+#: The tuning in force (a ContextVar's get: cheap enough for every call).
+current = _current.get
+
+
+@contextlib.contextmanager
+def override(**fields):
+    """Context manager: the current tuning with ``fields`` replaced inside the block.
+    Unknown fields raise TypeError naming them."""
+    names = {f.name for f in dataclasses.fields(Tuning)}
+    unknown = sorted(set(fields) - names)
+    if unknown:
+        raise TypeError(f"override got unknown tuning fields {unknown}; the fields are "
+                        f"{sorted(names)}")
+    token = _current.set(dataclasses.replace(current(), **fields))
+    try:
+        yield current()
+    finally:
+        _current.reset(token)
