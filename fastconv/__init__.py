@@ -35,7 +35,9 @@ finally:
         del _os.environ["GOMP_SPINCOUNT"]
 from ._config import config, get_num_threads, num_threads, set_num_threads, show_config
 from .conv import (conv2d, conv2d_backward, conv2d_grad_bias, conv2d_grad_input,
-                   conv2d_grad_weight, conv2d_output_shape)
+                   conv2d_grad_weight, conv2d_output_shape, explain_conv,
+                   force_conv_algorithm)
+from .ops.conv import conv_algorithms
 from .pooling import (avg_pool2d, avg_pool2d_backward, global_avg_pool2d,
                       global_avg_pool2d_backward, max_pool2d, max_pool2d_backward,
                       pool2d_output_shape)
@@ -48,7 +50,8 @@ from . import (initializers, layers, losses, optimizers, metrics,  # noqa: F401
 __all__ = ["__version__", "show_config", "config", "get_num_threads", "set_num_threads",
            "num_threads",
            "conv2d", "conv2d_backward", "conv2d_grad_input", "conv2d_grad_weight",
-           "conv2d_grad_bias", "conv2d_output_shape",
+           "conv2d_grad_bias", "conv2d_output_shape", "explain_conv",
+           "force_conv_algorithm", "conv_algorithms",
            "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
            "global_avg_pool2d", "global_avg_pool2d_backward", "pool2d_output_shape",
            "set_seed"]

@@ -112,12 +112,13 @@ def test_no_bias_gradient_is_none():
     _check_case(np.random.default_rng(3), 2, 3, 6, 6, 4, 3, 3, bias=False)
 
 
-def test_large_batch_spans_several_chunks(monkeypatch):
+def test_large_batch_spans_several_chunks():
     """Chunking of the batch must not change results (small chunk forced)."""
-    from fastconv import conv
-    monkeypatch.setattr(conv, "_CHUNK_BYTES", 1)  # one image per chunk
-    for fmt in ("channels_first", "channels_last"):
-        _check_case(np.random.default_rng(4), 5, 3, 6, 7, 4, 3, 2, 1, "same", 1, 1, fmt)
+    from fastconv.ops.conv import tuning
+    with tuning.override(chunk_bytes=1):  # one image per chunk
+        for fmt in ("channels_first", "channels_last"):
+            _check_case(np.random.default_rng(4), 5, 3, 6, 7, 4, 3, 2, 1, "same", 1, 1,
+                        fmt)
 
 
 # -- hand-computed case: an independent check of the reference itself -------------------

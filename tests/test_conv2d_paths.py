@@ -1,12 +1,14 @@
 """Every compiled conv2d path against the naive reference, for every micro-kernel build.
 
-fastconv/conv.py picks a path by geometry: the stride-1 "shifted" kernels (padded image
-+ offset table) or the generic implicit GEMM (im2col into packed panels) for the forward
-and weight gradient; for the input gradient, the forward kernels on grad_y with flipped
-weights (stride 1, output at least kernel-sized) or a scatter over groups of whole images.
-Each is checked here on shapes that leave remainders in every blocking (channel counts
-that are not multiples of the micro-tile, pixel counts that are not multiples of a
-strip, several partial weight-gradient sums), with each ISA this CPU can run.
+The conv engine (fastconv/ops/conv) picks an algorithm per pass: for the forward and
+weight gradient Winograd, narrow, wide, pixel-row, the stride-1 "shifted" kernels
+(padded image + offset table) or the generic implicit GEMM (im2col into packed panels);
+for the input gradient, one of the forward's on grad_y with flipped weights (stride 1,
+output at least kernel-sized) or a scatter over groups of whole images.  Each is checked
+here (forced with force_conv_algorithm where the default would not take it) on shapes
+that leave remainders in every blocking (channel counts that are not multiples of the
+micro-tile, pixel counts that are not multiples of a strip, several partial
+weight-gradient sums), with each ISA this CPU can run (the ``isa`` fixture, conftest).
 """
 import os
 import subprocess
@@ -18,18 +20,48 @@ import pytest
 import fastconv
 from fastconv import _ext, conv
 from fastconv import reference as ref
+from fastconv.ops.conv import tuning
+from fastconv.ops.conv.algorithms import winograd as _winograd
+from fastconv.ops.conv.algorithms.dense import dense_chunks
 from fastconv.shapes import normalize_pair, normalize_padding, resolve_padding
 
+F64 = np.float64
 _ISA_ORDER = ["portable", "avx2", "avx512"]
 AVAILABLE_ISAS = _ISA_ORDER[:_ISA_ORDER.index(_ext.conv2d.best_isa()) + 1]
 
 
-@pytest.fixture(params=AVAILABLE_ISAS)
-def isa(request):
-    before = _ext.conv2d.isa()
-    _ext.conv2d.set_isa(request.param)
-    yield request.param
-    _ext.conv2d.set_isa(before)
+def supported_passes(name, x_shape, weight_shape, dtype, weight_finite=True, **kwargs):
+    """{pass: name} for each pass whose algorithm `name` can run this convolution: the
+    keywords of force_conv_algorithm that force it wherever it applies."""
+    out = {}
+    for pass_ in ("forward", "grad_input", "grad_weight"):
+        if name in fastconv.conv_algorithms(pass_) and name in fastconv.explain_conv(
+                x_shape, weight_shape, dtype=dtype, pass_=pass_,
+                weight_finite=weight_finite, **kwargs).runnable:
+            out[pass_] = name
+    return out
+
+
+def _explain(x_shape, w_shape, dtype, pass_="forward", stride=1, padding=0, dilation=1,
+             groups=1, data_format="channels_last"):
+    return fastconv.explain_conv(x_shape, w_shape, stride, padding, dilation, groups,
+                                 data_format, dtype=dtype, pass_=pass_)
+
+
+def _runs(*args, **kwargs):
+    """The algorithm explain_conv chooses."""
+    return _explain(*args, **kwargs).algorithm
+
+
+def _can_run(name, *args, **kwargs):
+    return name in _explain(*args, **kwargs).runnable
+
+
+def _last_supported(name, n, c, h, w, c_out, kh, kw, stride, padding, dilation, dtype):
+    """{pass: name} where the algorithm can run this channels_last, one-group case."""
+    return supported_passes(name, (n, h, w, c), (kh, kw, c, c_out), dtype, stride=stride,
+                            padding=padding, dilation=dilation,
+                            data_format="channels_last")
 
 
 def _pads(padding, hw, khw, stride, dilation):
@@ -38,7 +70,13 @@ def _pads(padding, hw, khw, stride, dilation):
 
 
 def _case(seed, n, c, h, w, c_out, kh, kw, stride, padding, dilation, groups, dtype,
-          data_format):
+          data_format, force=None):
+    """conv2d and conv2d_backward of one random case against the reference; force: the
+    force_conv_algorithm keywords to run them under."""
+    if force:
+        with fastconv.force_conv_algorithm(**force):
+            return _case(seed, n, c, h, w, c_out, kh, kw, stride, padding, dilation, groups,
+                         dtype, data_format)
     rng = np.random.default_rng(seed)
     stride = normalize_pair(stride, "stride")
     dilation = normalize_pair(dilation, "dilation")
@@ -127,11 +165,11 @@ WINOGRAD_CASES = [
 
 @pytest.fixture(params=[(4, 4), (2, 2), (5, 5), (4, 5), (None, None)],
                 ids=["F4x4", "F2x2", "F5x5", "F4x4-F5x5-gradients", "default"])
-def winograd_tile(request, monkeypatch):
+def winograd_tile(request):
     """(forward tile, gradient tile) of the Winograd passes (None: chosen per size)."""
-    monkeypatch.setattr(conv, "_WINOGRAD_TILE", request.param[0])
-    monkeypatch.setattr(conv, "_WINOGRAD_GRAD_TILE", request.param[1])
-    return request.param
+    with tuning.override(winograd_tile=request.param[0],
+                         winograd_grad_tile=request.param[1]):
+        yield request.param
 
 
 @pytest.mark.parametrize("n,c,h,w,c_out,padding", WINOGRAD_CASES)
@@ -139,15 +177,18 @@ def test_winograd_float32(isa, winograd_tile, n, c, h, w, c_out, padding):
     """The Winograd F(4x4, 3x3) and F(2x2, 3x3) kernels: the forward, the stride-1
     input gradient (the forward on grad_y) and the weight gradient, against the naive
     reference; float64, channels_first and narrow channel counts stay off them."""
-    g = conv._geometry((n, h, w, c), (3, 3, c, c_out), 1, padding, 1, 1, "channels_last")
-    assert conv._forward_path(g, np.float32) == "winograd"
-    assert not conv._winograd_ok(g, np.float64)
-    assert not conv._winograd_ok(conv._geometry((n, c, h, w), (c_out, c, 3, 3), 1,
-                                                padding, 1, 1, "channels_first"),
-                                 np.float32)
-    assert not conv._winograd_ok(conv._geometry((n, h, w, 8), (3, 3, 8, c_out), 1,
-                                                padding, 1, 1, "channels_last"),
-                                 np.float32)
+    f4, f2 = winograd_tile[0] or 4, winograd_tile[1]
+    chosen = _runs((n, h, w, c), (3, 3, c, c_out), np.float32, padding=padding)
+    assert chosen.startswith("winograd") and (chosen == f"winograd_f{f4}" or
+                                              winograd_tile[0] is None)
+    assert _runs((n, h, w, c), (3, 3, c, c_out), np.float32, "grad_weight",
+                 padding=padding) == f"winograd_f{f2 or chosen[-1]}" or f2 is None
+    assert not _runs((n, h, w, c), (3, 3, c, c_out), np.float64,
+                     padding=padding).startswith("winograd")
+    assert not _runs((n, c, h, w), (c_out, c, 3, 3), np.float32, padding=padding,
+                     data_format="channels_first").startswith("winograd")
+    assert not _runs((n, h, w, 8), (3, 3, 8, c_out), np.float32,
+                     padding=padding).startswith("winograd")
     _case(15, n, c, h, w, c_out, 3, 3, 1, padding, 1, 1, np.float32, "channels_last")
 
 
@@ -177,13 +218,23 @@ def test_winograd_is_the_same_for_any_thread_count(winograd_tile):
         np.testing.assert_array_equal(a, o)
 
 
+@pytest.mark.parametrize("generic", ["im2col", "shifted"])
 @pytest.mark.parametrize("n,c,h,w,c_out,kh,kw,stride,padding,dilation,groups", PATH_CASES)
-def test_channels_last_without_pixel_rows(isa, monkeypatch, n, c, h, w, c_out, kh, kw,
-                                          stride, padding, dilation, groups):
-    """channels_last through the layout-generic kernels (the pixel-row kernels off)."""
-    monkeypatch.setattr(conv, "_PIXEL_ROWS", False)
+def test_channels_last_on_the_generic_kernels(isa, generic, n, c, h, w, c_out, kh, kw,
+                                              stride, padding, dilation, groups):
+    """channels_last through the layout-generic kernels, forced: im2col (the input
+    gradient's scatter where it does not gather) or the shifted kernels where they run
+    (stride 1)."""
+    force = supported_passes(generic, (n, h, w, c), (kh, kw, c // groups, c_out),
+                             np.float64, stride=stride, padding=padding,
+                             dilation=dilation, groups=groups, data_format="channels_last")
+    if generic == "im2col":
+        assert set(force) >= {"forward", "grad_weight"}
+        force.setdefault("grad_input", "scatter")
+    elif not force:
+        pytest.skip("stride above 1: no shifted kernels")
     _case(13, n, c, h, w, c_out, kh, kw, stride, padding, dilation, groups, np.float64,
-          "channels_last")
+          "channels_last", force)
 
 
 PIXEL_ROW_CASES = [
@@ -207,11 +258,11 @@ def test_pixel_row_paths(isa, dtype, n, c, h, w, c_out, kh, kw, stride, padding,
                          dilation):
     """The channels_last pixel-row kernels (forward, weight gradient, and the stride-1
     input gradient that runs the forward on grad_y with cropping/full padding)."""
-    g = conv._geometry((n, h, w, c), (kh, kw, c, c_out), stride, padding, dilation, 1,
-                       "channels_last")
-    assert conv._pixel_rows_ok(g, dtype)
+    force = _last_supported("pixel", n, c, h, w, c_out, kh, kw, stride, padding, dilation,
+                            dtype)
+    assert set(force) >= {"forward", "grad_weight"}
     _case(14, n, c, h, w, c_out, kh, kw, stride, padding, dilation, 1, dtype,
-          "channels_last")
+          "channels_last", force)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -226,14 +277,18 @@ def test_pixel_row_tile_of_exactly_one_panel(isa, dtype, half, n, c, h, w, kh, k
     place as its panel: the full tile, and the half-width tile (one vector of columns)
     that such layers take where the ISA has one (the forward too when the wide kernels
     do not apply: stride 2)."""
-    c_out = conv._pixel_tile(dtype, half)[1]
-    g = conv._geometry((n, h, w, c), (kh, kw, c, c_out), stride, padding, dilation, 1,
-                       "channels_last")
-    if half and not conv._pixel_half(g, dtype):
+    c_out = _ext.conv2d.pixel_tile(dtype == F64, half)[1]
+    force = _last_supported("pixel", n, c, h, w, c_out, kh, kw, stride, padding, dilation,
+                            dtype)
+    assert set(force) >= {"forward", "grad_weight"}
+    with fastconv.force_conv_algorithm("pixel"):
+        plan = _explain((n, h, w, c), (kh, kw, c, c_out), dtype, "grad_weight",
+                        stride, padding, dilation).plan
+    if half and not plan.half:
         pytest.skip(f"the {isa} build has no half-width pixel-row tile")
-    assert conv._pixel_rows_ok(g, dtype) and conv._pixel_half(g, dtype) == half
+    assert plan.half == half
     _case(15, n, c, h, w, c_out, kh, kw, stride, padding, dilation, 1, dtype,
-          "channels_last")
+          "channels_last", force)
 
 
 NARROW_CASES = [
@@ -250,20 +305,19 @@ NARROW_CASES = [
 def test_narrow_forward_paths(isa, dtype, n, c, h, w, c_out, kh, kw, stride, padding,
                               dilation):
     """The narrow kernel (few output channels, vectorised along the input channels)."""
-    g = conv._geometry((n, h, w, c), (kh, kw, c, c_out), stride, padding, dilation, 1,
-                       "channels_last")
-    assert conv._narrow_ok(g, dtype)
+    force = _last_supported("narrow", n, c, h, w, c_out, kh, kw, stride, padding,
+                            dilation, dtype)
+    assert "forward" in force
     _case(17, n, c, h, w, c_out, kh, kw, stride, padding, dilation, 1, dtype,
-          "channels_last")
+          "channels_last", force)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_narrow_kernel_runs_the_input_gradient_of_few_input_channels(isa, dtype):
     """3 input channels, 32 outputs (cifar.c1's shape): the stride-1 input gradient is a
     forward from 32 to 3 channels, which the narrow kernel computes."""
-    mirrored = conv._geometry((2, 9, 10, 32), (3, 3, 32, 3), 1, "same", 1, 1,
-                              "channels_last")
-    assert conv._narrow_ok(mirrored, dtype)
+    assert _runs((2, 9, 10, 3), (3, 3, 3, 32), dtype, "grad_input",
+                 padding="same") == "narrow"
     _case(18, 2, 3, 9, 10, 32, 3, 3, 1, "same", 1, 1, dtype, "channels_last")
 
 
@@ -286,28 +340,28 @@ WIDE_CASES = [
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n,c,h,w,c_out,kh,kw,stride,padding,dilation", WIDE_CASES)
-def test_wide_paths(isa, monkeypatch, dtype, n, c, h, w, c_out, kh, kw, stride, padding,
-                    dilation):
-    """The wide kernels (few channels, vectorised along the output rows), taken here
-    over the pixel-row and narrow kernels whatever their tiles (they differ by ISA and
-    dtype)."""
-    monkeypatch.setattr(conv, "_pixel_cols", lambda g, dtype: 0.0)
-    monkeypatch.setattr(conv, "_narrow_ok", lambda g, dtype: False)
-    g = conv._geometry((n, h, w, c), (kh, kw, c, c_out), stride, padding, dilation, 1,
-                       "channels_last")
-    assert conv._wide_ok(g, dtype, 0.0)
+def test_wide_paths(isa, dtype, n, c, h, w, c_out, kh, kw, stride, padding, dilation):
+    """The wide kernels (few channels, vectorised along the output rows), forced over
+    the pixel-row and narrow kernels whatever their tiles (they differ by ISA and
+    dtype) on every pass they can run."""
+    force = _last_supported("wide", n, c, h, w, c_out, kh, kw, stride, padding, dilation,
+                            dtype)
+    assert set(force) >= {"forward", "grad_weight"}
     _case(19, n, c, h, w, c_out, kh, kw, stride, padding, dilation, 1, dtype,
-          "channels_last")
+          "channels_last", force)
 
 
-def test_wide_kernels_fused_relu_and_no_bias(isa, monkeypatch):
-    monkeypatch.setattr(conv, "_pixel_cols", lambda g, dtype: 0.0)
-    monkeypatch.setattr(conv, "_narrow_ok", lambda g, dtype: False)
+@pytest.fixture
+def forced_wide():
+    with fastconv.force_conv_algorithm("wide"):
+        yield
+
+
+def test_wide_kernels_fused_relu_and_no_bias(isa, forced_wide):
     rng = np.random.default_rng(20)
     x, w = rng.standard_normal((3, 11, 21, 2)), rng.standard_normal((3, 3, 2, 6))
     b = rng.standard_normal(6)
     g = conv._geometry(x.shape, w.shape, 1, "same", 1, 1, "channels_last")
-    assert conv._wide_ok(g, np.float64, 0.0)
     want = ref.conv2d_forward(ref.to_channels_first(x), w.transpose(3, 2, 0, 1), b, (1, 1),
                               ((1, 1), (1, 1)))
     got = conv._conv_forward(g, x, w, b, np.float64, relu=True)
@@ -405,8 +459,7 @@ def test_wide_weight_gradient_ignores_columns_past_the_row(isa, dtype):
     x = rng.standard_normal((2, 6, 14, 1)).astype(dtype)
     x[:, :, -1, :] = np.inf  # the last column: only kj = 2 reads it for a real pixel
     gy = rng.standard_normal((2, 4, 12, 3)).astype(dtype)
-    g = conv._geometry(x.shape, (3, 3, 1, 3), 1, "valid", 1, 1, "channels_last")
-    assert conv._wide_ok(g, dtype, conv._pixel_cols(g, dtype))
+    assert _runs(x.shape, (3, 3, 1, 3), dtype, "grad_weight") == "wide"
     got = fastconv.conv2d_grad_weight(gy, x, (3, 3, 1, 3), data_format="channels_last")
     with np.errstate(invalid="ignore"):
         want = ref.conv2d_grad_weight(ref.to_channels_first(gy).astype(np.float64),
@@ -421,34 +474,32 @@ def test_wide_weight_gradient_ignores_columns_past_the_row(isa, dtype):
 
 def test_path_selection_is_what_the_cases_claim():
     """The cases above really reach the paths they are named after."""
-    def geom(x_shape, w_shape, **kw):
-        return conv._geometry(x_shape, w_shape, kw.get("stride", 1), kw.get("padding", 0),
-                              1, 1, "channels_first")
-    nr = conv._mr(np.float64)[1]
-    assert conv._shifted(geom((3, 5, 11, 13), (9, 5, 3, 3)), nr)
-    assert not conv._shifted(geom((3, 4, 4, 9), (5, 4, 3, 7)), nr)
-    assert not conv._shifted(geom((3, 3, 11, 10), (7, 3, 3, 3), stride=2), nr)
-    assert not conv._shifted(geom((5, 16, 5, 5), (21, 16, 5, 5)), nr)
-    f64 = np.float64
-    assert conv._dense(geom((5, 16, 5, 5), (21, 16, 5, 5)), f64) is not None
-    assert conv._dense(geom((5, 16, 5, 5), (21, 16, 5, 5), padding=1), f64) is None
-    assert conv._dense(geom((5, 16, 6, 5), (21, 16, 5, 5)), f64) is None
+    def first(x_shape, w_shape, **kw):
+        return _runs(x_shape, w_shape, F64, data_format="channels_first", **kw)
+    assert first((3, 5, 11, 13), (9, 5, 3, 3)) == "shifted"
+    assert first((3, 4, 4, 9), (5, 4, 3, 7)) == "im2col"
+    assert first((3, 3, 11, 10), (7, 3, 3, 3), stride=2) == "im2col"
+    assert first((5, 16, 5, 5), (21, 16, 5, 5)) == "dense"
+    assert not _can_run("dense_1x1", (5, 16, 5, 5), (21, 16, 5, 5), F64, padding=1,
+                        data_format="channels_first")
+    assert not _can_run("dense", (5, 16, 6, 5), (21, 16, 5, 5), F64,
+                        data_format="channels_first")
     # channels_last: the batch as a few one-row images for the pixel-row kernels
-    mr = conv._pixel_tile(f64)[0]
-    assert conv._dense_chunks(8 * mr, mr) == 8 and conv._dense_chunks(mr + 1, mr) is None
-    d = conv._dense(conv._geometry((4 * mr, 5, 5, 16), (5, 5, 16, 40), 1, 0, 1, 1,
-                                   "channels_last"), f64)
-    assert (d.n, d.h, d.w, d.c_in) == (4, 1, mr, 400) and conv._pixel_rows_ok(d, f64)
+    mr = _ext.conv2d.pixel_tile(True)[0]
+    assert dense_chunks(8 * mr, mr) == 8 and dense_chunks(mr + 1, mr) is None
+    with fastconv.force_conv_algorithm("dense_1x1"):
+        plan = _explain((4 * mr, 5, 5, 16), (5, 5, 16, 40), F64).plan
+    d = plan.run_g
+    assert (d.n, d.h, d.w, d.c_in) == (4, 1, mr, 400) and plan.inner.name == "pixel"
     # The pixel-row kernels: channels_last, one group, enough channels and pixels.
-    mr, nr = conv._pixel_tile(np.float32)
-    last = conv._geometry((2, 8, 8, 3), (3, 3, 3, nr), 1, "same", 1, 1, "channels_last")
-    assert conv._pixel_rows_ok(last, np.float32)
-    first = conv._geometry((2, 3, 8, 8), (nr, 3, 3, 3), 1, "same", 1, 1, "channels_first")
-    assert not conv._pixel_rows_ok(first, np.float32)
-    grouped = conv._geometry((2, 8, 8, 4), (3, 3, 2, nr), 1, "same", 1, 2, "channels_last")
-    assert not conv._pixel_rows_ok(grouped, np.float32)
-    narrow = conv._geometry((2, 8, 8, 3), (3, 3, 3, 1), 1, "same", 1, 1, "channels_last")
-    assert not conv._pixel_rows_ok(narrow, np.float32)
+    mr, nr = _ext.conv2d.pixel_tile(False)
+    f32 = np.float32
+    assert _can_run("pixel", (2, 8, 8, 3), (3, 3, 3, nr), f32, padding="same")
+    assert not _can_run("pixel", (2, 3, 8, 8), (nr, 3, 3, 3), f32, padding="same",
+                        data_format="channels_first")
+    assert not _can_run("pixel", (2, 8, 8, 4), (3, 3, 2, nr), f32, padding="same",
+                        groups=2)
+    assert not _can_run("pixel", (2, 8, 8, 3), (3, 3, 3, 1), f32, padding="same")
 
 
 def test_fused_relu_matches_reference():
@@ -502,15 +553,14 @@ DENSE_CASES = [c for c in PATH_CASES if c.id.startswith("dense")]
 
 
 @pytest.mark.parametrize("n,c,h,w,c_out,kh,kw,stride,padding,dilation,groups", DENSE_CASES)
-def test_dense_convolutions_on_the_kernels(isa, monkeypatch, n, c, h, w, c_out, kh, kw,
-                                           stride, padding, dilation, groups):
-    """Dense convolutions too large for one BLAS thread run the kernels (channels_last:
-    the batch as one-row images for the pixel-row kernels)."""
-    from fastconv import _blas
-    monkeypatch.setattr(_blas, "_SERIAL_BLAS_MACS", 0)
+def test_dense_convolutions_on_the_kernels(isa, n, c, h, w, c_out, kh, kw, stride, padding,
+                                           dilation, groups):
+    """Dense convolutions too large for one BLAS thread run the kernels as a 1x1
+    convolution (channels_last: the batch as one-row images for the pixel-row
+    kernels), forced here on small ones."""
     for data_format in ("channels_first", "channels_last"):
         _case(22, n, c, h, w, c_out, kh, kw, stride, padding, dilation, groups,
-              np.float64, data_format)
+              np.float64, data_format, {"name": "dense_1x1"})
 
 
 @pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
@@ -527,8 +577,8 @@ def test_dense_convolution_is_the_same_for_any_blas_thread_count(data_format):
     if data_format == "channels_last":
         x, gy = ref.to_channels_last(x), ref.to_channels_last(gy)
         w = np.ascontiguousarray(w.transpose(2, 3, 1, 0))
-    g = conv._geometry(x.shape, w.shape, 1, 0, 1, 1, data_format)
-    assert conv._dense_blas(g)
+    for pass_ in ("forward", "grad_input", "grad_weight"):
+        assert _runs(x.shape, w.shape, F64, pass_, data_format=data_format) == "dense"
     before = fastconv.get_num_threads()
     results = []
     try:
@@ -640,7 +690,7 @@ def test_winograd_forward_with_max_pool_is_the_pool_of_the_forward(isa, winograd
     x[0, 3, 4, 0] = np.nan
     g = conv._geometry(x.shape, w.shape, 1, padding, 1, 1, "channels_last")
     assert conv._forward_path(g, np.float32) == "winograd"
-    odd = conv._winograd_tile_for(g.oh, g.ow, conv._WINOGRAD_TILE) % 2
+    odd = conv._winograd_tile_for(g.oh, g.ow, tuning.current().winograd_tile) % 2
     for relu in (False, True):
         # F(5x5) (chosen or forced) fuses no pool: None, the caller runs both passes
         assert (conv._forward_max_pooled(g, x, w, b, np.float32, relu=relu) is None) == odd
@@ -663,12 +713,13 @@ def test_winograd_forward_refuses_a_tile_it_has_not():
     w = np.zeros((16, 16, 3, 3), np.float32)
     for tile, pool, match in ((3, False, "tile must be 2, 4 or 5, got 3"),
                               (5, True, "fused pool needs an even tile, got 5")):
-        u = conv._winograd_weights(w, 4)
+        u = _winograd.winograd_weights(w, 4)
         y = np.zeros(g.n * (g.oh // 2) * (g.ow // 2) * 16 if pool else
                      int(np.prod(g.y_shape)), np.float32)
         with pytest.raises(ValueError, match=match):
-            _ext.conv2d.winograd_forward(x, u, None, y, conv._geom(g),
-                                         conv._winograd_block(), False, pool, tile)
+            _ext.conv2d.winograd_forward(x, u, None, y, g.c,
+                                         _winograd.forward_block(tuning.current()), False,
+                                         pool, tile)
 
 
 @pytest.mark.skipif("avx512" not in AVAILABLE_ISAS, reason="needs AVX-512")
@@ -678,8 +729,7 @@ def test_winograd_forward_refuses_a_tile_it_has_not():
     ((2, 16, 16, 16), 40, "same"),   # whole F(4x4) tiles; 32 + 8 channels
     ((2, 17, 12, 24), 18, "same"),   # partial F(5x5) tiles of the input gradient
 ])
-def test_winograd_tile_output_kernel_gives_the_loops_bits(x_shape, c_out, padding,
-                                                          monkeypatch):
+def test_winograd_tile_output_kernel_gives_the_loops_bits(x_shape, c_out, padding):
     """The AVX-512 output transform of one tile (fc_wgo_avx512_f: F(4x4) with ReLU and
     the fused max pool, F(5x5); forward and input gradient; whole and partial tiles, channel
     counts that are not whole vectors, NaN) gives the bits of fc_wg4_output's and
@@ -705,8 +755,8 @@ def test_winograd_tile_output_kernel_gives_the_loops_bits(x_shape, c_out, paddin
             got[name] += [conv._forward_max_pooled(g, x, w, b, np.float32, relu, 4)
                           for relu in (False, True)]
             for tile in (4, 5):
-                monkeypatch.setattr(conv, "_WINOGRAD_GRAD_TILE", tile)
-                got[name].append(conv._grad_input(g, gy, w, np.float32))
+                with tuning.override(winograd_grad_tile=tile):
+                    got[name].append(conv._grad_input(g, gy, w, np.float32))
     finally:
         _ext.conv2d.set_isa(before)
     for a, k in zip(got["avx2"], got["avx512"]):
@@ -836,8 +886,7 @@ def test_weight_gradient_from_the_average_pool_through_tanh(isa, dtype):
         pg = pooling._geometry(a.shape, 2, None, 0, "channels_last")
         gy = pooling._avg_backward_tanh(pg, gp, a)
         assert gy is not None
-        wide = (not (conv._pixel_rows_ok(g, dtype) and conv._pixel_half(g, dtype)) and
-                conv._wide_ok(g, dtype, conv._pixel_cols(g, dtype)))
+        wide = _runs(x.shape, (5, 5, c, c_out), dtype, "grad_weight") == "wide"
         assert wide or (h, c_out) != (32, 6)  # LeNet-5's C1: always on the wide kernels
         for bias in (True, False):
             want = conv._grad_weight(g, gy, x, dtype, bias)
@@ -853,7 +902,8 @@ def test_weight_gradient_from_the_average_pool_through_tanh(isa, dtype):
     # not on the wide kernels: the pixel-row kernels' weight gradient (LeNet-5's C3)
     x = rng.standard_normal((2, 14, 14, 6)).astype(dtype)
     g = conv._geometry(x.shape, (5, 5, 6, 16), 1, "valid", 1, 1, "channels_last")
-    if conv._pixel_half(g, dtype):
+    plan = _explain(x.shape, (5, 5, 6, 16), dtype, "grad_weight").plan
+    if plan.name == "pixel" and plan.half:
         a = np.tanh(rng.standard_normal(g.y_shape)).astype(dtype)
         gp = rng.standard_normal((2, 5, 5, 16)).astype(dtype)
         assert conv._grad_weight_avg_tanh(g, gp, x, a, dtype, True) is None

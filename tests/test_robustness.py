@@ -1,4 +1,5 @@
 """Robustness: NaN/Inf propagation, memory stability, 64-bit index arithmetic."""
+import contextlib
 import sys
 
 import numpy as np
@@ -37,21 +38,42 @@ _NAN_CASES = [
     (2, 16, 12, 12, 16, 3, 3, 1, 1, 1, 1),                 # Winograd (float32)
     (3, 8, 7, 40, 24, 3, 3, 1, ((0, 2), (0, 0)), 1, 1),
 ]
-_NAN_PATHS = {"default": {}, "no pixel rows": {"_PIXEL_ROWS": False},
-              "wide": {"_pixel_cols": lambda g, dtype: 0.0,
-                       "_narrow_ok": lambda g, dtype: False}}
+# Every algorithm that can run a case, forced on each pass it has (besides the default
+# choice); Winograd aside where x or grad_y holds the NaN (the documented exception).
+_NAN_ALGORITHMS = ["narrow", "wide", "pixel", "shifted", "im2col", "scatter", "dense_1x1"]
+
+
+def _nan_paths(x_shape, w_shape, args, where, dtype):
+    from fastconv.ops.conv import tuning
+    stride, padding, dilation, groups, data_format = args
+    paths = {"default": {}}
+    for name in _NAN_ALGORITHMS:
+        force = {}
+        for pass_ in ("forward", "grad_input", "grad_weight"):
+            if name not in fastconv.conv_algorithms(pass_):
+                continue
+            e = fastconv.explain_conv(x_shape, w_shape, stride, padding, dilation, groups,
+                                      data_format, dtype=dtype, pass_=pass_,
+                                      weight_finite=where != "w")
+            if name in e.runnable:
+                force[pass_] = name
+        if force:
+            paths[name] = force
+    def no_winograd():
+        return (tuning.override(winograd_min_channels=1 << 30) if where != "w"
+                else contextlib.nullcontext())
+    return paths, no_winograd
 
 
 @pytest.mark.parametrize("case", _NAN_CASES)
 @pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
-def test_non_finite_values_follow_the_reference_on_every_path(monkeypatch, case,
-                                                              data_format):
+def test_non_finite_values_follow_the_reference_on_every_path(case, data_format):
     """A NaN or infinity in the weight, x or grad_y gives the reference's NaN and inf
     maps (the definition's arithmetic on the zero-padded input, as PyTorch) for y,
-    grad_x and grad_weight, on every path and in both layouts.  A NaN weight makes its
-    whole output channel NaN, windows wholly in the bottom padding included.  (Only
-    Winograd's NaN input reaching its whole tile is exempt: README.)"""
-    from fastconv import conv
+    grad_x and grad_weight, on every algorithm that runs the case and in both layouts.
+    A NaN weight makes its whole output channel NaN, windows wholly in the bottom
+    padding included.  (Only Winograd's NaN input reaching its whole tile is exempt:
+    README.)"""
     from fastconv import reference as ref
     from fastconv.shapes import normalize_pair, normalize_padding, resolve_padding
     n, c, h, w, c_out, kh, kw, stride, padding, dilation, groups = case
@@ -59,6 +81,7 @@ def test_non_finite_values_follow_the_reference_on_every_path(monkeypatch, case,
     k_eff = tuple((k - 1) * d + 1 for k, d in zip((kh, kw), dilation))
     pads = resolve_padding(normalize_padding(padding), (h, w), k_eff, stride)
     last = data_format == "channels_last"
+    args = (stride, padding, dilation, groups, data_format)
     for where, value in [("w", np.nan), ("w", np.inf), ("x", np.nan), ("gy", np.nan)]:
         rng = np.random.default_rng(5)
         x = rng.standard_normal((n, c, h, w))
@@ -74,29 +97,42 @@ def test_non_finite_values_follow_the_reference_on_every_path(monkeypatch, case,
                                            groups))
         if where == "w" and np.isnan(value):
             assert np.isnan(want[0][:, -1]).all()   # the whole output channel
-        for name, force in _NAN_PATHS.items():
-            with monkeypatch.context() as m:
-                for attr, v in force.items():
-                    m.setattr(conv, attr, v)
-                if where != "w":
-                    m.setattr(conv, "_WINOGRAD", False)  # (the documented exception)
-                for dtype in (np.float32, np.float64):
-                    xi = (ref.to_channels_last(x) if last else x).astype(dtype)
-                    wi = (wt.transpose(2, 3, 1, 0) if last else wt).astype(dtype)
-                    gyi = (ref.to_channels_last(gy) if last else gy).astype(dtype)
-                    args = (stride, padding, dilation, groups, data_format)
-                    with np.errstate(all="ignore"):
-                        y = fastconv.conv2d(xi, wi, b.astype(dtype), *args)
-                        gx, gw, _ = fastconv.conv2d_backward(gyi, xi, wi, *args)
-                    if last:
-                        y, gx = ref.to_channels_first(y), ref.to_channels_first(gx)
-                        gw = gw.transpose(3, 2, 0, 1)
-                    for label, got, ref_a in zip(("y", "grad_x", "grad_weight"),
-                                                 (y, gx, gw), want):
-                        for test in (np.isnan, np.isposinf, np.isneginf):
-                            assert np.array_equal(test(got), test(ref_a)), (
-                                f"{label} {test.__name__} map, {where}={value}, path "
-                                f"{name}, {np.dtype(dtype)}")
+        for dtype in (np.float32, np.float64):
+            xi = (ref.to_channels_last(x) if last else x).astype(dtype)
+            wi = (wt.transpose(2, 3, 1, 0) if last else wt).astype(dtype)
+            gyi = (ref.to_channels_last(gy) if last else gy).astype(dtype)
+            paths, no_winograd = _nan_paths(xi.shape, wi.shape, args, where, dtype)
+            for name, force in paths.items():
+                forced = (fastconv.force_conv_algorithm(**force) if force
+                          else contextlib.nullcontext())
+                with no_winograd(), forced, np.errstate(all="ignore"):
+                    y = fastconv.conv2d(xi, wi, b.astype(dtype), *args)
+                    gx, gw, _ = fastconv.conv2d_backward(gyi, xi, wi, *args)
+                if last:
+                    y, gx = ref.to_channels_first(y), ref.to_channels_first(gx)
+                    gw = gw.transpose(3, 2, 0, 1)
+                for label, got, ref_a in zip(("y", "grad_x", "grad_weight"),
+                                             (y, gx, gw), want):
+                    for test in (np.isnan, np.isposinf, np.isneginf):
+                        assert np.array_equal(test(got), test(ref_a)), (
+                            f"{label} {test.__name__} map, {where}={value}, path "
+                            f"{name}, {np.dtype(dtype)}")
+
+
+def test_forcing_a_shortcut_algorithm_on_a_non_finite_weight_raises():
+    """The kernels that assume a finite weight refuse a NaN one, even when forced."""
+    x = np.ones((2, 9, 9, 16), np.float32)
+    w = np.ones((3, 3, 16, 32), np.float32)
+    w[0, 0, 0, 0] = np.nan
+    assert "pixel" in fastconv.explain_conv(x.shape, w.shape, padding=1,
+                                            data_format="channels_last").runnable
+    with fastconv.force_conv_algorithm(forward="pixel"):
+        with pytest.raises(ValueError, match="pixel cannot run.*weight is not finite"):
+            fastconv.conv2d(x, w, padding=1, data_format="channels_last")
+    e = fastconv.explain_conv(x.shape, w.shape, padding=1, data_format="channels_last",
+                              weight_finite=False)
+    assert e.algorithm in ("shifted", "im2col")
+    assert "not finite" in e.refused["pixel"]
 
 
 def test_fused_conv_pool_leaves_non_finite_weights_to_the_separate_passes():

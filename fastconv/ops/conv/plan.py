@@ -233,6 +233,13 @@ class Explanation:
         return self.plan.name
 
     @property
+    def runnable(self):
+        """The names of the algorithms that can run the call (the chosen one first):
+        what force_conv_algorithm accepts for it."""
+        return (self.plan.name,) + tuple(n for n, kind, _ in self.reasons
+                                         if kind != "refused")
+
+    @property
     def refused(self):
         """{name: reason} of every algorithm of the pass that did not run."""
         return {name: reason for name, _, reason in self.reasons}

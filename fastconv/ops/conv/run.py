@@ -39,19 +39,20 @@ def _verbose(driver):
 
 
 def _forward(g, x, weight, bias, dtype, relu=False, tanh=False, tile=None, finite_w=None,
-             ran=None):
+             ran=None, forced=True):
     """y of geometry g (weight in g's layout), then ReLU (relu) or tanh (tanh: fused
     into the wide and pixel-row kernels' output pass in float32, a separate in-place
     pass otherwise).  tile: the Winograd tile asked for (None: the plan's);
-    finite_w: whether the weight is finite, when the caller knows."""
-    plan = select(g, dtype, FORWARD, True, tile)
+    finite_w: whether the weight is finite, when the caller knows; forced=False: the
+    inner call of a rewrite, which force_conv_algorithm does not reach."""
+    plan = select(g, dtype, FORWARD, True, tile, forced)
     alg = plan.algorithm
     if ran is not None:
         ran.append(plan)
     if alg.rewrites:
         d = plan.run_g
         return _forward(d, x.reshape(d.x_shape), weight.reshape(d.weight_shape), bias,
-                        dtype, relu, tanh).reshape(g.y_shape)
+                        dtype, relu, tanh, forced=False).reshape(g.y_shape)
     if getattr(alg, "on_layout", False):
         return alg.forward_layout(plan, x, weight, bias, relu, tanh)
     w = weight_oihw(g, weight)
@@ -61,7 +62,7 @@ def _forward(g, x, weight, bias, dtype, relu=False, tanh=False, tile=None, finit
     if finite_w is None and (x.size == 0 or FORWARD in alg.shortcuts):
         finite_w = finite(w)
     if finite_w is False and FORWARD in alg.shortcuts:
-        plan = select(g, dtype, FORWARD, False, tile)
+        plan = select(g, dtype, FORWARD, False, tile, forced)
         alg = plan.algorithm
         if ran is not None:
             ran[-1] = plan
@@ -75,22 +76,22 @@ def _forward(g, x, weight, bias, dtype, relu=False, tanh=False, tile=None, finit
     return y if fused else _tanh_if(y, tanh)
 
 
-def _grad_input(g, grad_y, weight, dtype, ran=None):
+def _grad_input(g, grad_y, weight, dtype, ran=None, forced=True):
     """grad_x of geometry g (grad_y and x not empty; weight in g's layout)."""
-    plan = select(g, dtype, GRAD_INPUT)
+    plan = select(g, dtype, GRAD_INPUT, True, None, forced)
     alg = plan.algorithm
     if ran is not None:
         ran.append(plan)
     if alg.rewrites:
         d = plan.run_g
         return _grad_input(d, grad_y.reshape(d.y_shape), weight.reshape(d.weight_shape),
-                           dtype).reshape(g.x_shape)
+                           dtype, forced=False).reshape(g.x_shape)
     if getattr(alg, "on_layout", False):
         return alg.grad_input_layout(plan, grad_y, weight)
     w = weight_oihw(g, weight)
     if GRAD_INPUT in alg.shortcuts:
         if not finite(w):  # (the gather's zeros times a NaN weight: the scatter)
-            plan = select(g, dtype, GRAD_INPUT, False)
+            plan = select(g, dtype, GRAD_INPUT, False, None, forced)
             if ran is not None:
                 ran[-1] = plan
             return plan.algorithm.grad_input(plan, grad_y, w)
@@ -98,17 +99,17 @@ def _grad_input(g, grad_y, weight, dtype, ran=None):
     return alg.grad_input(plan, grad_y, w)
 
 
-def _grad_weight(g, grad_y, x, dtype, with_bias, ran=None):
+def _grad_weight(g, grad_y, x, dtype, with_bias, ran=None, forced=True):
     """(grad_weight in g's weight layout, grad_bias or None).  A non-finite result is
     computed again on im2col, which takes no shortcut over zeros."""
-    plan = select(g, dtype, GRAD_WEIGHT)
+    plan = select(g, dtype, GRAD_WEIGHT, True, None, forced)
     alg = plan.algorithm
     if ran is not None:
         ran.append(plan)
     if alg.rewrites:
         d = plan.run_g
         gw, _ = _grad_weight(d, grad_y.reshape(d.y_shape), x.reshape(d.x_shape), dtype,
-                             False)
+                             False, forced=False)
         gw = gw.reshape(g.weight_shape)
         # The bias gradient's partial sums as conv2d_grad_bias groups them (g's images).
         gb = grad_bias(g, grad_y, dtype, plan.n_per) if with_bias else None
