@@ -18,7 +18,7 @@ import numpy as np
 
 from ..._validation import (_FLOATS, as_array, check_data_format, check_ndim,
                             common_float_dtype)
-from . import algorithms as _algorithms  # noqa: F401  (fills the registries)
+from . import algorithms  # (importing it fills the registries)
 from . import plan as _plan
 from .geometry import ConvGeometry, geometry
 from .run import (forward, forward_avg_pooled, forward_max_pooled, grad_input,
@@ -27,7 +27,7 @@ from .algorithms.common import grad_bias as _grad_bias
 
 __all__ = ["conv2d", "conv2d_backward", "conv2d_grad_input", "conv2d_grad_weight",
            "conv2d_grad_bias", "conv2d_output_shape", "explain_conv",
-           "force_conv_algorithm", "conv_algorithms", "forward_avg_pooled",
+           "force_conv_algorithm", "conv_algorithms", "algorithms", "forward_avg_pooled",
            "forward_max_pooled", "grad_weight_avg_tanh"]
 
 force_conv_algorithm = _plan.force
