@@ -9,19 +9,14 @@ import os as _os
 
 # How long idle OpenMP threads spin before they sleep.  The kernels alternate OpenMP
 # regions, a few to a few hundred microseconds apart, with matrix products on the
-# BLAS's own threads.  Sleeping at once (OMP_WAIT_POLICY=PASSIVE, fastconv's default
-# before) makes every region pay a futex wake-up of 70-90 us on a 2-core VM; spinning
-# libgomp's default 300,000 times (about 3 ms) keeps an idle thread on the core a BLAS
-# product that follows needs.  30,000 spins cover the gaps between a network's layers
-# and end before such a product gets far.  Measured here (2 threads, ms; PASSIVE /
-# 30,000 / 300,000): LeNet-5 training step b32 2.22 / 1.43 / 1.44, inference b32 0.56 /
-# 0.34 / 0.34, the CIFAR-10 CNN's step b32 24.0 / 21.2 / 21.7, LeNet-5's S4 average pool
-# b128 0.117 / 0.015 / 0.015, a float32 1000x3000 @ 3000x500 BLAS product right after a
-# region 12.0 / 12.3 / 21.0 (10.4 alone).  Only a default: with OMP_WAIT_POLICY or
-# GOMP_SPINCOUNT in the environment nothing is changed.  GNU libgomp reads it once, as
-# it loads (the compiled kernels' import below, unless another module loaded it first);
-# it is taken out of the environment again after that, so child processes and other
-# libraries see the user's environment.
+# BLAS's own threads: sleeping at once makes every region pay a futex wake-up, spinning
+# libgomp's default 300,000 times keeps an idle thread on the core a following BLAS
+# product needs; 30,000 spins cover the gaps between a network's layers and end before
+# such a product gets far (docs/design/threads.md).  Only a default: with
+# OMP_WAIT_POLICY or GOMP_SPINCOUNT in the environment nothing is changed.  GNU libgomp
+# reads it once, as it loads (the compiled kernels' import below, unless another module
+# loaded it first); it is taken out of the environment again after that, so child
+# processes and other libraries see the user's environment.
 _SPIN_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 _SPIN_DEFAULT = not any(v in _os.environ for v in _SPIN_VARIABLES)
 _OMP_SPIN = ("GOMP_SPINCOUNT=30000 (fastconv's default)" if _SPIN_DEFAULT else

@@ -11,18 +11,10 @@ import numpy as np
 from . import _ext
 
 # Matrix products below this many multiply-adds (all of LeNet-5's and the CIFAR-10
-# network's) run on one BLAS thread (medium ones in two halves: _SPLIT_MACS).  The
-# convolution and pooling kernels run on OpenMP threads; the BLAS keeps a second thread
-# pool, and the two fight for the cores: waking BLAS threads costs more than it saves on
-# small products, on a busy machine a 2-thread product waits a scheduler time slice for
-# its second thread, and spinning BLAS threads slow the next OpenMP kernel.  Measured on
-# 2 shared cores: LeNet-5's 128x120 @ 120x84 product 16 ms on 2 BLAS threads against
-# 0.07 ms on 1; the whole CIFAR-10 training step (Dense 2304 -> 512) 944 ms against 766
-# ms at batch 128, 424 against 219 ms at batch 32.  Only products of several GFLOP,
-# where BLAS threading clearly pays, keep the BLAS's own thread count.  One thread also
-# keeps a product the same for any thread count: OpenBLAS (SkylakeX kernels) rounds some
-# shapes differently on 2 threads (measured: float64 128x400 @ 400x120, float32
-# 1000x3000 @ 3000x500).
+# network's) run on one BLAS thread (medium ones in two halves: _SPLIT_MACS): the BLAS's
+# thread pool and the kernels' OpenMP threads fight for the cores, and one thread gives
+# the same bits for any thread count, which OpenBLAS on 2 threads does not for some
+# shapes (docs/design/algorithms.md, "Dense products").
 _SERIAL_BLAS_MACS = 1 << 28
 _blas_controllers = None
 
@@ -43,9 +35,8 @@ def _blas():
 # The open _SerialBlas regions: the BLAS is on one thread while any is open, and the
 # outermost one saved the counts it restores.  A model opens one region for a whole pass
 # (models.Sequential), so its layers' own regions cost a counter instead of four calls
-# into the BLAS (measured: 7-11 us a product, 3 products in a LeNet-5 inference).  The
-# thread count is the process's, as the regions are: a lock keeps the count right when
-# several Python threads run passes.
+# into the BLAS (docs/design/algorithms.md).  The thread count is the process's, as the
+# regions are: a lock keeps the count right when several Python threads run passes.
 _lock = threading.Lock()
 _depth = 0
 _saved = []
@@ -108,11 +99,10 @@ _NO_OP = _NoOp()
 
 # Products of at least this many multiply-adds (below _SERIAL_BLAS_MACS) are cut in two
 # halves of the output, each a one-thread BLAS product, the second on a helper thread
-# (NumPy releases the GIL in the BLAS): the CIFAR-10 network's Dense 2304 -> 512 at batch
-# 128, 6.6 -> 3.4 ms forward, 5.1 -> 3.0 ms (weight gradient) and 6.6 -> 3.4 ms (input
-# gradient); at batch 32 1.07 -> 0.92 ms forward.  The halves are the same products
-# whatever the thread count (with one OpenMP thread they run one after the other), so
-# the result does not depend on it.
+# (NumPy releases the GIL in the BLAS), which uses both cores without the BLAS's pool
+# (docs/design/algorithms.md).  The halves are the same products whatever the thread
+# count (with one OpenMP thread they run one after the other), so the result does not
+# depend on it.
 _SPLIT_MACS = 1 << 25
 _helper = None
 
@@ -175,20 +165,11 @@ def _blas_threads(m, k, n):
 # in place, parallel over the blocks) for products from _KERNEL_MIN_MACS up to
 # _SERIAL_BLAS_MACS multiply-adds with a reduction of at least _KERNEL_MIN_K, at least
 # one tile of columns and a first operand of at most _KERNEL_MAX_INPUT_BYTES (it reads
-# all of it again for every block of columns, so it should stay in cache).  BLAS packs
-# both operands on every call and, below _SPLIT_MACS, runs on one thread.  Measured
-# (median ms, one-thread BLAS / kernel, 2 threads): LeNet-5's C5 at batch 128 as
-# (m, k, n) = (128, 400, 120) 0.102 / 0.058, its input gradient (128, 120, 400) 0.098 /
-# 0.077, its weight gradient (400, 128, 120) 0.099 / 0.063, F6 (128, 120, 84) 0.027 /
-# 0.019, C5 at batch 32 (32, 400, 120) 0.037 / 0.023; (400, 32, 120) 0.032 / 0.046
-# (k = 32: BLAS), (32, 120, 84) 0.009 / 0.009; CIFAR-10's Dense 2304 -> 512 at batch
-# 32 / 128 0.86 / 2.31 (1.69 in two halves, _matmul) / 0.54 / 1.30.  An operand that is
-# not C-contiguous takes the kernel up to _KERNEL_MAX_COPY_BYTES: the transpose of a
-# C-contiguous array (the gradients' x.T and kernel.T) read in place, another copied
-# first.  Measured: LeNet-5's C5 input / weight gradient at batch 128 0.101 / 0.105 ms
-# with the transposes copied, 0.067 / 0.071 read in place; CIFAR-10's Dense weight
-# gradient at batch 32 (x.T, 295 KB) 0.81 -> 0.49, at batch 128 (1.2 MB) 1.45 -> 1.95,
-# its input gradient (the kernel's transpose, 4.7 MB) 1.63 -> 2.12.
+# all of it again for every block of columns, so it should stay in cache): BLAS packs
+# both operands on every call and, below _SPLIT_MACS, runs on one thread.  An operand
+# that is not C-contiguous takes the kernel up to _KERNEL_MAX_COPY_BYTES (the transpose
+# of a C-contiguous array read in place, another copied first); beyond, the copy costs
+# more than the kernel saves (docs/design/algorithms.md, "Dense products").
 _KERNEL_MIN_MACS = 1 << 19
 _KERNEL_MIN_K = 64
 _KERNEL_MAX_INPUT_BYTES = 2 << 20
