@@ -8,7 +8,7 @@ fault for every 4 KB it writes again (the cost is in docs/design/algorithms.md,
 arrays handed out by the previous pass, matched by shape and dtype, or new ones; when
 the pass ends, everything handed out becomes available to the next pass.
 
-What takes its arrays here: the convolution forward kernels (conv._forward_kernels,
+What takes its arrays here: the convolution forward kernels (fastconv/ops/conv/run.py,
 which input gradients also run on), the pooling forward and backward passes, and the
 activations' gradients -- outputs a model pass consumes or keeps only as the layers'
 caches.  Parameter gradients, which users may keep (``layer.gradients``), never do.
