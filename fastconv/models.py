@@ -10,45 +10,30 @@ backward pass starts from (p - y) / N, as Keras 3 does.
 
 Saved models (``model.save(path)``, ``load_model(path)``): fastconv/saving.py.
 """
-import math
-import numbers
 import threading
 
 import numpy as np
 
 from . import _random
 from . import callbacks as _callbacks
+from . import fusion as _fusion
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
 from . import saving as _saving
+from . import training as _training
 from ._arena import Arena as _Arena
 from ._blas import _SerialBlas
 from ._serialization import deserialize, serialize
 from ._validation import as_array
-from .layers import LAYER_CLASSES, InputLayer, Layer
-from .layers import base as _layer_base
+from .layers import LAYER_CLASSES, Conv2D, InputLayer, Layer
 from .layers.base import check_shape, unique_name
 from .saving import ModelFileError, load_model
 
 __all__ = ["Sequential", "load_model", "ModelFileError"]
 
-
-def _check_verbose(verbose):
-    if verbose == "auto":
-        return 1
-    if verbose in (0, 1, 2) and not isinstance(verbose, bool):
-        return int(verbose)
-    raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
-
-
-def _check_batch_size(batch_size):
-    if batch_size is None:
-        return 32
-    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(
-            batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    return int(batch_size)
+_check_verbose = _training.check_verbose
+_check_batch_size = _training.check_batch_size
 
 
 def _readable_size(nbytes):
@@ -78,6 +63,10 @@ class Sequential:
         self.stop_training = False
         self._rng = _random.make_generator()
         self._checked = None  # (input sample shape, layer count) -> output shape
+        # the steps of each kind of pass (see _steps), compiled when first run
+        self._compiled_steps = {}
+        # False: every layer runs alone (the oracle of the fusion tests)
+        self._fusion = True
         if layers is not None:
             if isinstance(layers, (Layer, InputLayer)):
                 layers = [layers]
@@ -106,7 +95,7 @@ class Sequential:
                 and layer._input_shape_arg is not None:
             self._input_shape = layer._input_shape_arg
         self._layers.append(layer)
-        self._link_layers()
+        self._compiled_steps = {}
         if self.built:
             prev = self._layers[-2].output_shape if len(self._layers) > 1 \
                 else (None,) + tuple(self._input_shape)
@@ -119,15 +108,25 @@ class Sequential:
         if not self._layers:
             raise ValueError("pop() on a Sequential model without layers")
         self._checked = None
-        layer = self._layers.pop()
-        layer._set_next(None)
-        self._link_layers()
-        return layer
+        self._compiled_steps = {}
+        return self._layers.pop()
 
-    def _link_layers(self):
-        """Tell each layer the one after it (Layer._set_next)."""
-        for layer, nxt in zip(self._layers, self._layers[1:] + [None]):
-            layer._set_next(nxt)
+    def _steps(self, mode="plain", logits=False):
+        """The steps a pass runs (fastconv/fusion.py), compiled once per kind of pass
+        until the layers change: mode "inference" (predict, evaluate) or "training"
+        (a training step) fuses what the pattern table fuses in that pass; "plain"
+        (model(x), backward) runs each layer alone.  logits: the last layer runs its
+        linear part only (the fused softmax + cross-entropy loss)."""
+        key = (mode, logits, self._fusion)
+        steps = self._compiled_steps.get(key)
+        if steps is None:
+            nodes = _fusion.chain(self._layers)
+            steps = _fusion.compile_steps(
+                nodes, _fusion.TRAINING if mode == "plain" else mode,
+                fuse=self._fusion and mode != "plain",
+                linear=len(nodes) - 1 if logits else None)
+            self._compiled_steps[key] = steps
+        return steps
 
     def build(self, input_shape=None):
         """Build every layer for inputs of ``input_shape`` (batch axis included)."""
@@ -145,6 +144,7 @@ class Sequential:
             shape = layer.compute_output_shape(shape)
         self._input_shape = tuple(input_shape[1:])
         self.built = True
+        self._compiled_steps = {}
 
     @property
     def input_shape(self):
@@ -214,26 +214,33 @@ class Sequential:
 
     # ------------------------------------------------------------------ summary
     def summary(self, line_length=None, print_fn=None):
-        """Print a Keras-like table: layer (type), output shape, parameter count."""
+        """Print a Keras-like table -- layer (type), output shape, parameter count, and
+        the kernels each Conv2D's forward runs on -- then the layers that predict /
+        evaluate and a training step run as one fused pass (fastconv/fusion.py)."""
         if not self.built:
             raise ValueError(f"model {self.name!r} is not built yet: call build("
                              "input_shape), give the first layer input_shape=..., or "
                              "fit/call it on data first")
-        rows = [("Layer (type)", "Output Shape", "Param #")]
-        for layer in self._layers:
+        rows = [("Layer (type)", "Output Shape", "Param #", "Conv forward")]
+        for step in self._steps():
+            layer = step.layer
+            algorithm = (_fusion.forward_algorithm(layer, step.winograd_tile())
+                         if isinstance(layer, Conv2D) else "")
             rows.append((f"{layer.name} ({type(layer).__name__})",
-                         str(layer.output_shape), f"{layer.count_params():,}"))
+                         str(layer.output_shape), f"{layer.count_params():,}", algorithm))
         widths = [max(32, max(len(r[0]) for r in rows) + 3),
                   max(24, max(len(r[1]) for r in rows) + 2),
-                  max(12, max(len(r[2]) for r in rows) + 1)]
+                  max(12, max(len(r[2]) for r in rows) + 1),
+                  max(len(r[3]) for r in rows) + 2]
         if line_length is not None:
-            widths[0] = max(line_length - widths[1] - widths[2], 20)
+            widths[0] = max(line_length - sum(widths[1:]), 20)
         total = sum(widths)
         lines = [f'Model: "{self.name}"', "_" * total]
 
         def fmt(row):
-            name, shape, count = row
-            return f" {name:<{widths[0] - 1}}{shape:<{widths[1]}}{count:>{widths[2]}}"
+            name, shape, count, algorithm = row
+            return (f" {name:<{widths[0] - 1}}{shape:<{widths[1]}}{count:>{widths[2]}}"
+                    f"  {algorithm}").rstrip()
         lines.append(fmt(rows[0]))
         lines.append("=" * total)
         for i, row in enumerate(rows[1:]):
@@ -249,6 +256,13 @@ class Sequential:
                      f"({_readable_size(tbytes + fbytes)})")
         lines.append(f"Trainable params: {trainable:,} ({_readable_size(tbytes)})")
         lines.append(f"Non-trainable params: {frozen:,} ({_readable_size(fbytes)})")
+        for label, mode, logits in (("predict / evaluate", _fusion.INFERENCE, False),
+                                    ("training", _fusion.TRAINING,
+                                     bool(self._layers) and self._fused())):
+            fused = [f"{step.name}: {step.pattern.name}"
+                     for step in self._steps(mode, logits) if step.pattern is not None]
+            lines.append(f"Fused steps, {label}:" + ("" if fused else " none"))
+            lines.extend(f"  {name}" for name in fused)
         lines.append("_" * total)
         out = print_fn or print
         for line in lines:
@@ -261,6 +275,7 @@ class Sequential:
         self.loss = None if loss is None else _losses.get(loss)
         self._metric_names = _metrics.check_metrics(metrics)
         self.compiled = True
+        self._compiled_steps = {}
 
     def _assert_compiled(self, method):
         if not self.compiled:
@@ -304,30 +319,21 @@ class Sequential:
     # ------------------------------------------------------------------ passes
     def _forward(self, x, training):
         with _SerialBlas():  # one region for the pass (see fastconv/_blas.py)
-            for layer in self._layers:
-                x = layer.forward(x, training)
+            for step in self._steps():
+                x = step.forward(x, training)
         return x
 
     def _infer(self, x, logits=False):
         """The forward pass of predict and evaluate (training False, every layer's cache
-        cleared after, the result copied or reduced before the next pass): a layer and
-        the pooling after it run in one pass where a kernel fuses them
-        (Layer._forward_pooled: LeNet-5's C1 + S2 and C3 + S4), and the kernels'
-        outputs reuse the arrays of the previous pass (fastconv/_arena.py).  With
-        ``logits`` the last layer stops before its activation (the fused loss)."""
-        layers, i = self._layers, 0
-        last = len(layers) - 1
+        cleared after, the result copied or reduced before the next pass) on the
+        inference steps, where a layer and the pooling after it may run as one pass
+        (fastconv/fusion.py: LeNet-5's C1 + S2 and C3 + S4), and the kernels' outputs
+        reuse the arrays of the previous pass (fastconv/_arena.py).  With ``logits``
+        the last layer stops before its activation (the fused loss)."""
+        steps = self._steps(_fusion.INFERENCE, logits)
         with self._pass_arena(), _SerialBlas():  # one BLAS region (fastconv/_blas.py)
-            while i <= last:
-                if logits and i == last:
-                    x, i = layers[i]._linear_forward(x, False), i + 1
-                    continue
-                pooled = (layers[i]._forward_pooled(x, layers[i + 1])
-                          if i < last and not (logits and i + 1 == last) else None)
-                if pooled is not None:
-                    x, i = pooled, i + 2
-                else:
-                    x, i = layers[i].forward(x, False), i + 1
+            for step in steps:
+                x = step.forward(x, False)
         return x
 
     def __call__(self, x, training=False):
@@ -372,20 +378,11 @@ class Sequential:
         return arena
 
     def _train_step(self, x, y):
-        layers = self._layers
-        last = len(layers) - 1
         fused = self._fused()
-        out, i = x, 0
-        while i <= last:  # (a layer and the pooling after it may run as one pass)
-            layer = layers[i]
-            if fused and i == last:
-                out = layer._linear_forward(out, True)
-            elif i < last and (pooled := layer._forward_pooled(out, layers[i + 1],
-                                                                 True)) is not None:
-                out, i = pooled, i + 1
-            else:
-                out = layer.forward(out, True)
-            i += 1
+        steps = self._steps(_fusion.TRAINING, fused)
+        out = x
+        for step in steps:  # (a layer and the pooling after it may run as one pass)
+            out = step.forward(out, True)
         if fused:
             loss, y_pred, grad = self.loss.from_logits_value_and_gradient(y, out)
         else:
@@ -393,23 +390,12 @@ class Sequential:
             y_pred = out
         stop = self._first_trainable()
         grad = np.ascontiguousarray(grad, dtype=self.dtype)
-        i = last
-        while i >= stop:
-            layer = layers[i]
-            if fused and i == last:
-                grad = layer._linear_backward(grad, i > stop)
-            elif i > stop and (into := layer._backward_into(grad, layers[i - 1],
-                                                            i - 1 > stop)) is not None:
-                # this layer's and the previous activation's gradients in one pass (with
-                # PREV_DONE, the previous layer's parameter gradients too)
-                i -= 1
-                grad = (None if into is _layer_base.PREV_DONE
-                        else layers[i]._linear_backward(into, i > stop))
-            else:
-                grad = layer._backward(grad, i > stop)
-            i -= 1
+        for step in reversed(steps):
+            if step.indices[-1] < stop:
+                break
+            grad = step.backward(grad, stop)
         variables, grads = [], []
-        for layer in layers:
+        for layer in self._layers:
             if layer.trainable:
                 variables.extend(layer.weights)
                 grads.extend(layer.gradients)
@@ -517,102 +503,11 @@ class Sequential:
 
         Keras's semantics: ``validation_split`` takes the last fraction of the samples
         (before shuffling); the training set is reshuffled every epoch when ``shuffle``;
-        logged "loss" is the mean of the batch losses weighted by batch size.
+        logged "loss" is the mean of the batch losses weighted by batch size.  (The
+        loop: fastconv/training.py.)
         """
-        self._assert_compiled("fit")
-        verbose = _check_verbose(verbose)
-        batch_size = _check_batch_size(batch_size)
-        for value, label in ((epochs, "epochs"), (initial_epoch, "initial_epoch")):
-            if isinstance(value, (bool, np.bool_)) or not isinstance(
-                    value, numbers.Integral) or value < 0:
-                raise ValueError(f"{label} must be a non-negative int, got {value!r}")
-        x, y = self._prepare_xy(x, y)
-        if isinstance(validation_split, (bool, np.bool_)) or not isinstance(
-                validation_split, numbers.Real) or not 0 <= validation_split < 1:
-            raise ValueError(f"validation_split must be a float in [0, 1), got "
-                             f"{validation_split!r}")
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a tuple (x_val, y_val)")
-            x_val, y_val = self._prepare_xy(*validation_data, xname="x_val", yname="y_val")
-            self._check_samples(x_val, "fit", "validation_data's x_val")
-        elif validation_split:
-            split = int(math.floor(x.shape[0] * (1.0 - validation_split)))
-            if split == 0 or split == x.shape[0]:
-                raise ValueError(f"validation_split={validation_split} leaves an empty "
-                                 f"training or validation set for {x.shape[0]} samples")
-            x, x_val = x[:split], x[split:]
-            y, y_val = y[:split], y[split:]
-        else:
-            x_val = y_val = None
-        self._check_samples(x, "fit")
-        out_shape = self._check_shapes(x.shape)
-        if x_val is not None:
-            self._check_shapes(x_val.shape)
-        fns = self._metric_fns(y, out_shape)
-        # Check the targets against the loss once, on a small slice (clear errors).
-        self.loss._targets(y[:1], np.zeros((1,) + tuple(out_shape[1:]), self.dtype))
-
-        n = x.shape[0]
-        steps = -(-n // batch_size)
-        history = _callbacks.History()
-        cbs = [history] + list(callbacks or [])
-        for cb in cbs:
-            if not isinstance(cb, _callbacks.Callback):
-                raise TypeError(f"callbacks must be fastconv.callbacks.Callback "
-                                f"instances, got {cb!r}")
-        if verbose:
-            cbs.append(_callbacks.ProgbarLogger(verbose))
-        params = {"epochs": epochs, "steps": steps, "batch_size": batch_size,
-                  "verbose": verbose, "samples": n}
-        for cb in cbs:
-            cb.set_model(self)
-            cb.set_params(params)
-        self.stop_training = False
-        for cb in cbs:
-            cb.on_train_begin()
-        logs = {}
-        for epoch in range(initial_epoch, epochs):
-            for cb in cbs:
-                cb.on_epoch_begin(epoch)
-            order = self._rng.permutation(n) if shuffle else None
-            loss_mean = _metrics.Mean()
-            sums = [0.0] * len(fns)
-            seen = 0
-            for step in range(steps):
-                for cb in cbs:
-                    cb.on_train_batch_begin(step)
-                lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
-                if order is None:
-                    xb, yb = x[lo:hi], y[lo:hi]
-                else:
-                    idx = order[lo:hi]
-                    xb, yb = x[idx], y[idx]
-                loss, y_pred = self._train_batch(self._cast(xb), yb)
-                nb = hi - lo
-                seen += nb
-                loss_mean.update(loss, nb)
-                for k, (_, fn) in enumerate(fns):
-                    sums[k] += float(np.sum(fn(yb, y_pred)))
-                logs = {"loss": loss_mean.result()}
-                for (name, _), s in zip(fns, sums):
-                    logs[name] = s / seen
-                batch_logs = dict(logs, size=nb)
-                for cb in cbs:
-                    cb.on_train_batch_end(step, batch_logs)
-            if x_val is not None:
-                val = self._evaluate_arrays(x_val, y_val, batch_size,
-                                            self._check_shapes(x_val.shape))
-                logs.update({f"val_{k}": v for k, v in val.items()})
-            for cb in cbs:
-                cb.on_epoch_end(epoch, dict(logs))
-            if self.stop_training:
-                break
-        self._clear_caches()
-        for cb in cbs:
-            cb.on_train_end(dict(logs))
-        self.history = history
-        return history
+        return _training.fit(self, x, y, batch_size, epochs, verbose, callbacks,
+                             validation_split, validation_data, shuffle, initial_epoch)
 
     # ------------------------------------------------------------------ config / io
     def get_config(self):

@@ -1,13 +1,11 @@
 """Sequential: whole-model gradients, training, progress output, save/load/resume,
 reproducibility and configuration errors."""
-import os
-
 import numpy as np
 import pytest
 
 import fastconv
+from fastconv import fusion
 from fastconv import layers as L
-from fastconv.layers.base import PREV_DONE
 from fastconv.models import ModelFileError, Sequential, load_model
 from fastconv.reference import numeric_gradient
 
@@ -26,6 +24,29 @@ def small_net(dtype="float32", dropout=0.0, act_out="softmax", classes=3):
     layers += [L.Dense(6, activation="sigmoid", **kw),
                L.Dense(classes, activation=act_out, **kw)]
     return Sequential(layers)
+
+
+def spy_pattern(monkeypatch, name, forward=None, backward=None):
+    """Wrap the fused forward / backward of the fusion table's entry name: each call's
+    result goes to forward(out, training) / backward(out)."""
+    pattern = next(p for p in fusion.PATTERNS if p.name == name)
+    if forward is not None:
+        original_forward = pattern.forward
+
+        def spy_forward(a, b, x, training, tile):
+            out = original_forward(a, b, x, training, tile)
+            forward(out, training)
+            return out
+        monkeypatch.setattr(pattern, "forward", spy_forward)
+    if backward is not None:
+        original_backward = pattern.backward
+
+        def spy_backward(a, b, grad, input_grad):
+            out = original_backward(a, b, grad, input_grad)
+            backward(out)
+            return out
+        monkeypatch.setattr(pattern, "backward", spy_backward)
+    return pattern
 
 
 def blob_data(n, seed=0):
@@ -376,13 +397,9 @@ def test_training_step_through_tanh_and_average_pooling(hw, monkeypatch):
                         L.Dense(3, activation="softmax", **kw)])
     model.compile(fastconv.optimizers.SGD(learning_rate=1.0), "categorical_crossentropy")
     fused = []
-    original = L.AveragePooling2D._backward_into
-
-    def spy(self, grad, prev, prev_input_grad=True):
-        out = original(self, grad, prev, prev_input_grad)
-        fused.append("done" if out is PREV_DONE else out is not None)
-        return out
-    monkeypatch.setattr(L.AveragePooling2D, "_backward_into", spy)
+    pattern = spy_pattern(monkeypatch, "conv_avg_pool", backward=lambda out: fused.append(
+        "done" if out is None else out is not fusion.UNFUSED))
+    assert pattern.backward is not None
     rng = np.random.default_rng(2)
     x = rng.standard_normal((3,) + hw + (2,))
     y = np.eye(3)[rng.integers(0, 3, 3)]
@@ -416,15 +433,9 @@ def test_predict_and_evaluate_fuse_convolution_and_average_pooling(act, dtype,
                         L.AveragePooling2D(2, **kw), L.Flatten(**kw),
                         L.Dense(10, activation="softmax", **kw)])
     model.compile("sgd", "categorical_crossentropy")
-    fused = []
-    original = L.Conv2D._forward_pooled
-
-    def spy(self, x, pool, training=False):
-        out = original(self, x, pool, training)
-        (trained if training else fused).append(out is not None)
-        return out
-    trained = []
-    monkeypatch.setattr(L.Conv2D, "_forward_pooled", spy)
+    fused, trained = [], []
+    spy_pattern(monkeypatch, "conv_avg_pool", forward=lambda out, training: (
+        trained if training else fused).append(out is not None))
     rng = np.random.default_rng(5)
     x = rng.standard_normal((9, 31, 32, 1)).astype(dtype)
     y = np.eye(10)[rng.integers(0, 10, 9)]
@@ -446,28 +457,39 @@ def test_predict_and_evaluate_fuse_convolution_and_average_pooling(act, dtype,
     assert all(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
 
-def test_conv2d_before_a_max_pool_takes_the_fused_passes_winograd_tiles():
-    """A Conv2D that its model may fuse with the MaxPooling2D after it runs its forward
-    on Winograd F(4x4) (the fused pass's tiles) even where F(5x5) suits its output
-    better, so that predict gives model(x)'s bits; one before anything else keeps
-    F(5x5); the model tells the layers again when they change (pop, add)."""
+def test_conv2d_before_a_max_pool_takes_the_fused_passes_winograd_tiles(monkeypatch):
+    """A Conv2D that its model fuses with the MaxPooling2D after it (in inference) runs
+    its forward on Winograd F(4x4) (the fused pass's tiles) in every pass, even where
+    F(5x5) suits its output better, so that predict gives model(x)'s bits; one before
+    anything else keeps F(5x5); the model compiles its steps again when its layers
+    change (pop, add)."""
     from fastconv import conv
+
+    def tiles(model, mode="plain"):
+        return [step.winograd_tile() for step in model._steps(mode)]
     fastconv.set_seed(3)
     first = L.Conv2D(16, 3, activation="relu", input_shape=(17, 17, 16))
     second = L.Conv2D(16, 3, activation="relu")
     model = Sequential([first, L.MaxPooling2D(2), second, L.Flatten(), L.Dense(3)])
     # 15x15 and 5x5 outputs: F(5x5) by size
     assert conv._winograd_tile_for(15, 15) == conv._winograd_tile_for(5, 5) == 5
-    assert first._winograd_tile() == 4 and second._winograd_tile() is None
+    assert tiles(model) == tiles(model, "training") == [4, None, None, None, None]
+    steps = model._steps("inference")
+    assert [s.name for s in steps][0] == f"{first.name} + {model.layers[1].name} (fused)"
+    assert tiles(model, "inference") == [4, None, None, None]
     x = np.random.default_rng(4).standard_normal((3, 17, 17, 16)).astype(np.float32)
-    assert first._forward_pooled(x, model.layers[1]) is not None  # fused on F(4x4)
+    fused = []
+    spy_pattern(monkeypatch, "conv_max_pool",
+                forward=lambda out, training: fused.append(out is not None))
     np.testing.assert_array_equal(model.predict(x, verbose=0), model(x))
+    assert fused == [True]  # fused on F(4x4)
     single = Sequential([L.Conv2D(16, 3, input_shape=(17, 17, 16)), L.MaxPooling2D(2)])
-    assert single.layers[0]._winograd_tile() == 4
+    assert tiles(single) == [4, None]
     single.pop()
-    assert single.layers[0]._winograd_tile() is None
+    assert tiles(single) == [None]
     single.add(L.MaxPooling2D(3))  # (not fused: 3x3 windows)
-    assert single.layers[0]._winograd_tile() is None
+    assert tiles(single) == [None, None]
+    assert all(step.pattern is None for step in single._steps("inference"))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -487,27 +509,22 @@ def test_predict_fuses_convolution_and_max_pooling(act, dtype, monkeypatch):
                         L.Dense(10, activation="softmax", **kw)])
     model.compile("rmsprop", "categorical_crossentropy")
     calls = []
-    original = L.Conv2D._forward_pooled
-
-    def spy(self, x, pool, training=False):
-        out = original(self, x, pool, training)
-        calls.append((type(pool).__name__, training, out is not None))
-        return out
-    monkeypatch.setattr(L.Conv2D, "_forward_pooled", spy)
+    spy_pattern(monkeypatch, "conv_max_pool",
+                forward=lambda out, training: calls.append((training, out is not None)))
     rng = np.random.default_rng(7)
     x = rng.standard_normal((6, 18, 17, 3)).astype(dtype)
     y = np.eye(10)[rng.integers(0, 10, 6)]
     want = model(x)  # layer by layer
     assert not calls
     got = model.predict(x, batch_size=6, verbose=0)
-    assert [c for c in calls if c[0] == "MaxPooling2D"] == [("MaxPooling2D", False, True)] * 2
+    assert calls == [(False, True)] * 2
     np.testing.assert_array_equal(got, want)
     np.testing.assert_allclose(model.evaluate(x, y, batch_size=6, verbose=0),
                                model.loss(y, want), rtol=1e-6)
     calls.clear()
     before = model.get_weights()
     model.train_on_batch(x, y)
-    assert [c for c in calls if c[0] == "MaxPooling2D"] == [("MaxPooling2D", True, False)] * 2
+    assert not calls and all(step.pattern is None for step in model._steps("training"))
     assert all(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     np.testing.assert_array_equal(model.predict(x, batch_size=6, verbose=0), model(x))
 
@@ -617,23 +634,18 @@ def test_training_steps_with_fused_convolution_and_pooling_equal_unfused(dtype,
         model.compile("adam", "categorical_crossentropy")
         return model
     fused, plain = make(), make()
-    original = L.Conv2D._forward_pooled
+    plain._fusion = False
     calls = []
-
-    def spy(self, x, pool, training=False):
-        out = original(self, x, pool, training)
-        calls.append(out is not None)
-        return out
+    spy_pattern(monkeypatch, "conv_avg_pool",
+                forward=lambda out, training: calls.append(out is not None))
     rng = np.random.default_rng(11)
     for _ in range(3):
         x = rng.standard_normal((5, 17, 18, 1)).astype(dtype)
         y = np.eye(10)[rng.integers(0, 10, 5)]
-        monkeypatch.setattr(L.Conv2D, "_forward_pooled", spy)
         fused.train_on_batch(x, y)
-        monkeypatch.setattr(L.Conv2D, "_forward_pooled",
-                            lambda self, x, pool, training=False: None)
         plain.train_on_batch(x, y)
-    assert any(calls)
+    assert calls == [True, True] * 3
+    assert all(step.pattern is None for step in plain._steps("training"))
     for a, b in zip(fused.get_weights(), plain.get_weights()):
         np.testing.assert_array_equal(a, b)
 

@@ -16,6 +16,11 @@ linear part directly and differentiates the loss with respect to the logits), an
 the activation code in one place.  Forward passes keep references to what the backward
 pass needs (the input, the activation output, pooling indices, the dropout mask); each
 call replaces them, nothing accumulates.
+
+A layer knows nothing of the layers around it: running a layer and the next one as one
+pass is the model's business (fastconv/fusion.py), which calls a few explicit methods
+of the layers it fuses (e.g. Conv2D._cache_for_backward) and never has a layer read or
+write another.
 """
 import numbers
 import re
@@ -33,11 +38,6 @@ FLOATX = "float32"
 _DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 _ACTIVATIONS = ("relu", "tanh", "sigmoid", "softmax", "linear")
 _name_counts = Counter()
-
-
-# What Layer._backward_into returns when it has taken the layer before it through its
-# backward pass too (parameter gradients stored, no input gradient asked).
-PREV_DONE = object()
 
 
 def clear_session():
@@ -267,12 +267,21 @@ class Layer:
 
     def forward(self, x, training=False):
         """Forward pass without checks: x is a C-contiguous array of the layer dtype."""
-        z = self._linear_forward(x, training)
+        return self._activate(self._linear_forward(x, training))
+
+    def _activate(self, z):
+        """The activation of z, the linear part's output (kept for backward)."""
         if self._act_forward is None:
             return z
         y = (self._act_inplace or self._act_forward)(z)
         self._y = y
         return y
+
+    def _activation_output(self):
+        """The activation's output of the last forward call (None for "linear", or
+        before any call): what a model's fused gradient through the activation reads
+        (fastconv/fusion.py)."""
+        return self._y
 
     def backward(self, grad_y):
         """Gradient with respect to the input of the last forward call.
@@ -300,25 +309,6 @@ class Layer:
         if self._act_backward is not None:
             grad = self._act_backward(grad, self._y)
         return self._linear_backward(grad, need_input_grad)
-
-    def _backward_into(self, grad, prev, prev_input_grad=True):
-        """The gradient with respect to the linear output of prev (the layer before this
-        one) -- this layer's input gradient taken through prev's activation -- when a
-        fused kernel does both in one pass; PREV_DONE when, prev's own input gradient not
-        being needed (prev_input_grad false), a kernel went on to prev's parameter
-        gradients as well (stored in prev); None otherwise (the default)."""
-        return None
-
-    def _set_next(self, layer):
-        """The layer after this one in its model (None: the last), told by the model
-        whenever its layers change: a layer whose kernels fuse with the next one's may
-        choose them by it (Conv2D, before a MaxPooling2D)."""
-
-    def _forward_pooled(self, x, pool, training=False):
-        """The forward of pool (the next layer) on this layer's output, both in one pass;
-        in training both layers keep what their backward passes read, otherwise neither
-        does.  None where no kernel fuses them (the default)."""
-        return None
 
     def _linear_forward(self, x, training):
         """Subclasses: the part before the activation; keep what backward needs."""

@@ -7,7 +7,6 @@ from ..conv import (_conv2d, conv2d_backward, conv2d_grad_bias, conv2d_grad_weig
 from .. import initializers as _initializers
 from ..shapes import normalize_pair
 from .base import Layer
-from .pooling import AveragePooling2D, MaxPooling2D
 from .common import check_layer_data_format, check_layer_padding, check_positive_int
 
 __all__ = ["Conv2D"]
@@ -50,7 +49,6 @@ class Conv2D(Layer):
         self.bias_initializer = _initializers.get(bias_initializer, "bias_initializer")
         self._last = self.data_format == "channels_last"
         self._geometry, self._geometry_key = None, None
-        self._max_pool_next = False  # (see _set_next)
 
     def _rank_desc(self):
         return ("(batch, height, width, channels)" if self._last
@@ -109,8 +107,8 @@ class Conv2D(Layer):
         kernels take as they are (C-contiguous ndarrays of one float dtype, of the
         shapes the geometry asks for), else None and the checked ops run.  The geometry
         is checked once per input and kernel shape -- every call of a layer has the same
-        ones -- where conv2d checks its arguments on every call (measured: LeNet-5's
-        Conv2D forward at batch 1, 84 -> 60 us)."""
+        ones -- where conv2d checks its arguments on every call, which costs a
+        small-batch forward much of its time (docs/design/algorithms.md)."""
         arrays = {"x": x, "weight": kernel, "bias": bias, "grad_y": grad}
         dtype = _conv._ready_dtype(arrays, _RANKS)
         if dtype is None:
@@ -127,80 +125,52 @@ class Conv2D(Layer):
             return None
         return g, dtype
 
-    def _set_next(self, layer):
-        # Before a MaxPooling2D that _forward_pooled fuses, the forward runs on the
-        # Winograd tiles the fused pass takes (F(4x4): whole 2x2 windows), so that
-        # predict and evaluate (fused) give the bits of the layer-by-layer forward;
-        # elsewhere on the tiles that suit the output (F(5x5) for CIFAR-10's c3).
-        self._max_pool_next = (type(layer) is MaxPooling2D and self._fuses(layer) and
-                               self._act_name != "tanh")
-
-    def _winograd_tile(self):
-        return _conv._winograd_pool_tile() if self._max_pool_next else None
-
-    def _fuses(self, pool):
-        """Whether _forward_pooled may fuse pool (the next layer) with this layer."""
-        return (type(pool) in (AveragePooling2D, MaxPooling2D) and
-                pool.pool_size == (2, 2) and pool.strides == (2, 2) and
-                pool.padding == "valid" and
-                pool.data_format == self.data_format == "channels_last" and
-                self._act_name in ("linear", "relu", "tanh"))
-
-    def _forward(self, x, relu=False, tanh=False):
-        """conv2d of x, then ReLU (relu) or tanh (tanh) where the kernels fuse them."""
+    def _forward(self, x, relu=False, tanh=False, winograd_tile=None):
+        """conv2d of x, then ReLU (relu) or tanh (tanh) where the kernels fuse them, on
+        Winograd tiles of side winograd_tile where it runs on them (None: those that
+        suit the output)."""
         self._x = x
         kernel = self._op_kernel(self.kernel)
         bias = self.bias if self.use_bias else None
         ready = self._ready(x, kernel, bias)
         if ready is None:
             return _conv2d(x, kernel, bias, relu=relu, tanh=tanh,
-                           winograd_tile=self._winograd_tile(), **self._op_args())
+                           winograd_tile=winograd_tile, **self._op_args())
         return _conv._conv_forward(ready[0], x, kernel, bias, ready[1], relu, tanh,
-                                   self._winograd_tile())
+                                   winograd_tile)
 
     def _linear_forward(self, x, training):
         return self._forward(x)
 
-    def _forward_pooled(self, x, pool, training=False):
-        """pool's forward of this layer's output (activation included) in one pass where
-        the kernels fuse them (see Layer._forward_pooled), pool of 2x2 windows with
-        stride 2, 'valid', channels_last: an AveragePooling2D after a linear, ReLU or
-        tanh Conv2D on the wide or pixel-row kernels (conv._forward_avg_pooled), or, in
-        inference, a MaxPooling2D after a linear or ReLU Conv2D on the pixel-row kernels
-        (conv._forward_max_pooled).  In training both layers keep what their backward
-        passes read, as their own forward calls would."""
-        kind = type(pool)
-        if not self._fuses(pool):
-            return None
-        if kind is MaxPooling2D and (training or self._act_name == "tanh"):
-            return None
-        bias = self.bias if self.use_bias else None
-        ready = self._ready(x, self.kernel, bias)
-        if ready is None:
-            return None
-        relu = self._act_name == "relu"
-        if kind is MaxPooling2D:
-            return _conv._forward_max_pooled(ready[0], x, self.kernel, bias, ready[1],
-                                             relu, self._winograd_tile())
-        out = _conv._forward_avg_pooled(ready[0], x, self.kernel, bias, ready[1],
-                                        relu=relu, tanh=self._act_name == "tanh",
-                                        keep=training)
-        if out is None or not training:
-            return out
-        y, pooled = out
-        self._x = x
-        self._y = y if self._act_name != "linear" else None
-        pool._x = y
-        return pooled
-
-    def forward(self, x, training=False):
-        if self._act_name not in ("relu", "tanh"):
-            return super().forward(x, training)
+    def forward(self, x, training=False, winograd_tile=None):
+        """The forward pass (see Layer.forward); winograd_tile: the Winograd tile side
+        where the convolution runs on Winograd kernels (None: the one that suits its
+        output).  A model whose inference pass fuses this layer with a 2x2 max pool
+        passes the fused kernel's tile in every pass (fastconv/fusion.py), so that all
+        of them give the same bits."""
+        act = self._act_name
+        if act not in ("relu", "tanh"):
+            return self._activate(self._forward(x, winograd_tile=winograd_tile))
         # The activation fused into the convolution's output pass where the kernel has
         # it (the same values as the activation of conv2d's result).
-        self._y = self._forward(x, relu=self._act_name == "relu",
-                                tanh=self._act_name == "tanh")
+        self._y = self._forward(x, act == "relu", act == "tanh", winograd_tile)
         return self._y
+
+    # ------------------------------------------------ explicit entry points of fusion
+    def _fusable_operands(self, x):
+        """(geometry, dtype, kernel, bias or None) of this layer's convolution of x when
+        the kernels take the arrays as they are, else None: what a fused kernel of the
+        model's (fastconv/fusion.py) runs on.  Only for channels_last layers (the
+        kernel is used in the op's layout as it is)."""
+        bias = self.bias if self.use_bias else None
+        ready = self._ready(x, self.kernel, bias)
+        return None if ready is None else (ready[0], ready[1], self.kernel, bias)
+
+    def _cache_for_backward(self, x, y):
+        """Keep what backward reads after a fused forward computed y, this layer's
+        output (activation included), from x, as forward would have."""
+        self._x = x
+        self._y = y if self._act_name != "linear" else None
 
     def _linear_backward(self, grad, need_input_grad):
         x, kernel = self._x, self._op_kernel(self.kernel)
@@ -228,11 +198,11 @@ class Conv2D(Layer):
             self._grads["bias"] = gb
 
     def _backward_from_avg_tanh(self, grad_pooled):
-        """This tanh layer's parameter gradients (no input gradient) from the output
-        gradient of the 2x2/2 AveragePooling2D after it (AveragePooling2D._backward_into
-        has checked the pooling), the gradient through both made in cache inside the
-        weight gradient (conv._grad_weight_avg_tanh).  Whether it applied (False: the
-        layers' separate passes run instead)."""
+        """This tanh layer's parameter gradients (no input gradient) from grad_pooled,
+        the output gradient of a 2x2/2 average pool of its last output (the model's
+        fused step has checked the pooling: fastconv/fusion.py), the gradient through
+        both made in cache inside the weight gradient (conv._grad_weight_avg_tanh).
+        Whether it applied (False: the layers' separate passes run instead)."""
         x, kernel = self._x, self._op_kernel(self.kernel)
         ready = self._ready(x, kernel, None)
         if ready is None or self._y is None:

@@ -1,7 +1,7 @@
 """Pooling layers: MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D (Keras API)."""
 from .. import pooling as _pool
 from ..shapes import conv_output_shape, normalize_pair, resolve_padding
-from .base import PREV_DONE, Layer
+from .base import Layer
 from .common import check_layer_data_format, check_layer_padding
 
 __all__ = ["MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D"]
@@ -30,8 +30,8 @@ class _Pooling2D(Layer):
         """The pooling's geometry for x when x (and grad, of the output's shape) are
         what the kernels take as they are, else None and the checked ops run.  Checked
         once per input shape (every call of a layer has the same one) where the
-        functional ops check on every call (measured: LeNet-5's AveragePooling2D
-        forward at batch 1, 32 -> 12 us)."""
+        functional ops check on every call, which costs a small-batch forward much of
+        its time (docs/design/algorithms.md)."""
         if not _pool._ready(x) or (grad is not None and not (
                 _pool._ready(grad) and grad.dtype == x.dtype)):
             return None
@@ -110,24 +110,19 @@ class AveragePooling2D(_Pooling2D):
             return _pool._avg_backward(g, grad, _pool._include_pad(None, g))
         return _pool.avg_pool2d_backward(grad, self._x, self.pool_size, **self._op_args())
 
-    def _backward_into(self, grad, prev, prev_input_grad=True):
-        """The gradient with respect to prev's linear output when prev (the layer
-        before) ends in tanh: this pooling's and tanh's gradients in one pass
-        (pooling._avg_backward_tanh; LeNet-5's C1 -> S2 saves a pass over the largest
-        activations).  Without prev's input gradient, a Conv2D prev may take its
-        parameter gradients from this pooling's output gradient directly (its
-        _backward_from_avg_tanh, the gradient through both made in cache; then
-        PREV_DONE).  None where no kernel applies."""
-        if prev._act_name != "tanh" or prev._y is not self._x or self._x is None:
+    # ------------------------------------------------ explicit entry points of fusion
+    def _cache_for_backward(self, x):
+        """Keep what backward reads after a fused forward pooled x (as forward would)."""
+        self._x = x
+
+    def _grad_geometry(self, grad, x):
+        """The pooling's geometry for grad, the output gradient of the last forward,
+        when x is that forward's input and the arrays are what the kernels take as they
+        are; else None.  A model's fused step takes the gradient through this pooling
+        and the activation that made x in one pass with it (fastconv/fusion.py)."""
+        if self._x is None or self._x is not x:
             return None
-        g = self._ready(self._x, grad)
-        if g is None:
-            return None
-        through = getattr(prev, "_backward_from_avg_tanh", None)
-        if (not prev_input_grad and through is not None and
-                _pool._avg_tanh_fusable(g, grad, self._x) and through(grad)):
-            return PREV_DONE
-        return _pool._avg_backward_tanh(g, grad, self._x)
+        return self._ready(x, grad)
 
 
 class GlobalAveragePooling2D(Layer):

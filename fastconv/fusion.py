@@ -1,0 +1,311 @@
+"""Fusion as a model pass: the table of fusion patterns and the step compiler.
+
+Layers know nothing of their neighbours.  A model hands its layers to ``compile_steps``
+as the nodes of a graph, each knowing the nodes it feeds (a Sequential is a chain), and
+runs the list of steps it gets back: a step is one layer, or a group of layers that a
+pattern of ``PATTERNS`` runs as one pass.  A pair (a, b) fuses when a's output goes to
+b alone and b reads a alone, the pattern's layer types and condition match, and the
+pass (inference or training) is one the pattern serves.  The model compiles its steps
+once per pass kind and keeps them until its layers change (add, pop, build, compile).
+
+Each pattern is one entry: layer types, condition, fused forward, fused backward.  A
+fused function returns None (forward) or UNFUSED (backward) where its kernels turn the
+arrays down at run time (a dtype, a shape, a non-finite weight): the step then runs its
+layers one by one, so fused and unfused steps give the same results, bit for bit (the
+tests compare them against the same model with ``fusion=False``).
+
+A pattern may also fix how its first layer runs in every pass (``first_tile``): a
+Conv2D that the inference pass fuses with the 2x2 max pool after it runs its forward on
+the fused kernel's Winograd tiles in every pass, so that predict and model(x) give the
+same bits.  That rule holds with fusion off too (the off switch is a test oracle).
+"""
+from . import conv as _conv
+from . import pooling as _pool
+from .layers.base import Layer
+from .layers.conv import Conv2D
+from .layers.pooling import AveragePooling2D, MaxPooling2D
+
+__all__ = ["INFERENCE", "TRAINING", "PATTERNS", "Pattern", "Node", "chain",
+           "compile_steps", "forward_algorithm"]
+
+INFERENCE, TRAINING = "inference", "training"
+#: what a fused backward returns when its kernels do not apply (the layers' own run)
+UNFUSED = object()
+
+
+class Pattern:
+    """One fusion: ``first`` (a layer class, subclasses included) then ``second`` (that
+    exact class), fused in the passes ``modes`` where ``condition(a, b, mode)`` holds
+    (hyper-parameters only: the model decides once).
+
+    forward(a, b, x, training, tile) -> b's output, or None (the layers run one by one);
+    in training it leaves both layers' caches as their own forward calls would.
+    backward(a, b, grad, a_input_grad) -> a's input gradient (None when not asked), or
+    UNFUSED.  first_tile() -> the Winograd tile a runs on in every pass (None: any)."""
+
+    __slots__ = ("name", "first", "second", "modes", "condition", "forward", "backward",
+                 "first_tile")
+
+    def __init__(self, name, first, second, modes, condition, forward=None,
+                 backward=None, first_tile=None):
+        self.name, self.first, self.second = name, first, second
+        self.modes, self.condition = tuple(modes), condition
+        self.forward, self.backward, self.first_tile = forward, backward, first_tile
+
+    def matches(self, a, b, mode):
+        return (mode in self.modes and isinstance(a, self.first) and
+                type(b) is self.second and self.condition(a, b, mode))
+
+    def __repr__(self):
+        return (f"<Pattern {self.name!r}: {self.first.__name__} + "
+                f"{self.second.__name__} in {', '.join(self.modes)}>")
+
+
+# ------------------------------------------------------------------------ the patterns
+def _conv_pool_ok(conv, pool, mode):
+    """A 2x2/2 'valid' channels_last pool after a linear, ReLU or tanh Conv2D: what the
+    wide and pixel-row kernels pool in their output pass."""
+    return (pool.pool_size == (2, 2) and pool.strides == (2, 2) and
+            pool.padding == "valid" and
+            pool.data_format == conv.data_format == "channels_last" and
+            conv.activation in ("linear", "relu", "tanh"))
+
+
+def _conv_max_ok(conv, pool, mode):
+    return conv.activation != "tanh" and _conv_pool_ok(conv, pool, mode)
+
+
+def _tanh_avg_ok(layer, pool, mode):
+    return layer.activation == "tanh"
+
+
+def _conv_avg_forward(conv, pool, x, training, tile):
+    """conv then its 2x2/2 average pool in one pass (conv._forward_avg_pooled); in
+    training the kernels also write conv's output, which both backward passes read."""
+    ops = conv._fusable_operands(x)
+    if ops is None:
+        return None
+    g, dtype, kernel, bias = ops
+    act = conv.activation
+    out = _conv._forward_avg_pooled(g, x, kernel, bias, dtype, relu=act == "relu",
+                                    tanh=act == "tanh", keep=training)
+    if out is None or not training:
+        return out
+    y, pooled = out
+    conv._cache_for_backward(x, y)
+    pool._cache_for_backward(y)
+    return pooled
+
+
+def _conv_max_forward(conv, pool, x, training, tile):
+    """conv then its 2x2/2 max pool in one pass, the full-size output never written
+    (conv._forward_max_pooled; inference only: the backward passes need it)."""
+    ops = conv._fusable_operands(x)
+    if ops is None:
+        return None
+    g, dtype, kernel, bias = ops
+    return _conv._forward_max_pooled(g, x, kernel, bias, dtype,
+                                     conv.activation == "relu", tile)
+
+
+def _avg_tanh_backward(layer, pool, grad, input_grad):
+    """The gradients of a tanh layer and the average pool of its output in one pass
+    (pooling._avg_backward_tanh), then layer's linear part.  Where layer is a Conv2D
+    whose input gradient is not needed, its parameter gradients straight from the
+    pool's output gradient (Conv2D._backward_from_avg_tanh), None returned."""
+    if layer.activation != "tanh":
+        return UNFUSED
+    a = layer._activation_output()
+    g = pool._grad_geometry(grad, a)
+    if g is None:
+        return UNFUSED
+    if (not input_grad and isinstance(layer, Conv2D) and
+            _pool._avg_tanh_fusable(g, grad, a) and layer._backward_from_avg_tanh(grad)):
+        return None
+    into = _pool._avg_backward_tanh(g, grad, a)
+    if into is None:
+        return UNFUSED
+    return layer._linear_backward(into, input_grad)
+
+
+def _pool_tile():
+    return _conv._winograd_pool_tile()
+
+
+#: The patterns, tried in this order on each pair.
+PATTERNS = (
+    # LeNet-5's C1 + S2 and C3 + S4: the pooled maps written in the convolution's
+    # output pass; with tanh, both gradients in one pass (and C1's weight gradient).
+    Pattern("conv_avg_pool", Conv2D, AveragePooling2D, (INFERENCE, TRAINING),
+            _conv_pool_ok, forward=_conv_avg_forward, backward=_avg_tanh_backward),
+    # The CIFAR-10 network's conv + max pool pairs, in inference.
+    Pattern("conv_max_pool", Conv2D, MaxPooling2D, (INFERENCE,), _conv_max_ok,
+            forward=_conv_max_forward, first_tile=_pool_tile),
+    # Any tanh layer before an average pool (where the forward does not fuse): the
+    # gradient through both in one pass.
+    Pattern("tanh_avg_pool_grad", Layer, AveragePooling2D, (TRAINING,), _tanh_avg_ok,
+            backward=_avg_tanh_backward),
+)
+
+
+# ------------------------------------------------------------------------ the graph
+class Node:
+    """A layer of a model's graph: index (a topological order), the indices of the
+    nodes it reads (inputs) and of those that read it (consumers)."""
+
+    __slots__ = ("index", "layer", "inputs", "consumers")
+
+    def __init__(self, index, layer, inputs=(), consumers=()):
+        self.index, self.layer = index, layer
+        self.inputs, self.consumers = tuple(inputs), tuple(consumers)
+
+
+def chain(layers):
+    """The nodes of a Sequential model: each layer reads the one before."""
+    last = len(layers) - 1
+    return [Node(i, layer, () if i == 0 else (i - 1,), () if i == last else (i + 1,))
+            for i, layer in enumerate(layers)]
+
+
+# ------------------------------------------------------------------------ the steps
+class LayerStep:
+    """One layer run alone.  linear: only its linear part (the output layer of a fused
+    softmax + cross-entropy loss)."""
+
+    __slots__ = ("layer", "indices", "pattern", "_tile", "linear")
+
+    def __init__(self, node, tile=None, linear=False):
+        self.layer, self.indices = node.layer, (node.index,)
+        self.pattern, self._tile, self.linear = None, tile, linear
+
+    @property
+    def layers(self):
+        return (self.layer,)
+
+    @property
+    def name(self):
+        return self.layer.name + (" (linear part)" if self.linear else "")
+
+    def winograd_tile(self):
+        """The Winograd tile the layer runs on (None: the one that suits it)."""
+        return None if self._tile is None else self._tile()
+
+    def forward(self, x, training):
+        layer = self.layer
+        if self.linear:
+            return layer._linear_forward(x, training)
+        if self._tile is not None:
+            return layer.forward(x, training, winograd_tile=self._tile())
+        return layer.forward(x, training)
+
+    def backward(self, grad, stop):
+        """The input gradient (None where index <= stop: the first layer that trains
+        needs none); stores the parameter gradients."""
+        i = self.indices[0]
+        if self.linear:
+            return self.layer._linear_backward(grad, i > stop)
+        return self.layer._backward(grad, i > stop)
+
+
+class FusedStep:
+    """Two layers, a then b, that pattern runs as one pass where its kernels apply."""
+
+    __slots__ = ("layers", "indices", "pattern", "_tile")
+
+    def __init__(self, pattern, a, b, tile=None):
+        self.pattern, self.layers = pattern, (a.layer, b.layer)
+        self.indices, self._tile = (a.index, b.index), tile
+
+    @property
+    def name(self):
+        return " + ".join(layer.name for layer in self.layers) + " (fused)"
+
+    def winograd_tile(self):
+        return None if self._tile is None else self._tile()
+
+    def forward(self, x, training):
+        a, b = self.layers
+        tile = None if self._tile is None else self._tile()
+        fused = self.pattern.forward
+        if fused is not None:
+            y = fused(a, b, x, training, tile)
+            if y is not None:
+                return y
+        y = a.forward(x, training) if tile is None else a.forward(x, training,
+                                                                  winograd_tile=tile)
+        return b.forward(y, training)
+
+    def backward(self, grad, stop):
+        (a, b), i = self.layers, self.indices[0]
+        if i < stop:  # (b's index is stop: b trains, nothing before it does)
+            return b._backward(grad, False)
+        fused = self.pattern.backward
+        if fused is not None:
+            out = fused(a, b, grad, i > stop)
+            if out is not UNFUSED:
+                return out
+        return a._backward(b._backward(grad, True), i > stop)
+
+
+def _first_tiles(nodes):
+    """{node index: tile function} of the first layers that a pattern pins to a tile
+    (decided on the inference pass's fusions, for every pass)."""
+    return {a.index: p.first_tile for p, a, _ in _pairs(nodes, INFERENCE, None)
+            if p.first_tile is not None}
+
+
+def _pairs(nodes, mode, linear):
+    """(pattern, a, b) for each pair of nodes that fuses in mode: a's output read by b
+    alone, b reading a alone, neither taken by an earlier pair, b not the node run
+    linear (index linear)."""
+    taken, out = set(), []
+    for a in nodes:
+        if a.index in taken or len(a.consumers) != 1:
+            continue
+        b = nodes[a.consumers[0]]
+        if b.inputs != (a.index,) or b.index in taken or b.index == linear:
+            continue
+        for pattern in PATTERNS:
+            if pattern.matches(a.layer, b.layer, mode):
+                out.append((pattern, a, b))
+                taken.update((a.index, b.index))
+                break
+    return out
+
+
+def compile_steps(nodes, mode, fuse=True, linear=None):
+    """The steps of a pass over nodes (Node list in topological order) for mode
+    (INFERENCE or TRAINING): pairs fused by the first pattern that matches (none when
+    not fuse); the node of index linear runs its linear part only."""
+    tiles = _first_tiles(nodes)
+    first = {a.index: (p, a, b) for p, a, b in _pairs(nodes, mode, linear)} if fuse \
+        else {}
+    steps, skip = [], set()
+    for node in nodes:
+        if node.index in skip:
+            continue
+        if node.index in first:
+            pattern, a, b = first[node.index]
+            steps.append(FusedStep(pattern, a, b, tiles.get(a.index)))
+            skip.add(b.index)
+        else:
+            steps.append(LayerStep(node, tiles.get(node.index), node.index == linear))
+    return steps
+
+
+def forward_algorithm(conv, winograd_tile=None):
+    """The kernels a built Conv2D's forward runs on for its input shape, by the name
+    conv._forward_path gives them ("dense" for one product per image; Winograd with its
+    tile): what a model's summary shows."""
+    shape = (1,) + tuple(conv.input_shape[1:])
+    if None in shape:
+        return "?"
+    g = _conv._geometry(shape, conv._op_weight_shape(conv.kernel.shape), conv.strides,
+                        conv.padding, conv.dilation_rate, conv.groups, conv.data_format)
+    if _conv._is_dense(g):
+        return "dense"
+    path = _conv._forward_path(g, conv.dtype)
+    if path == "winograd":
+        tile = winograd_tile or _conv._winograd_forward_tile(g.oh, g.ow)
+        return f"winograd F({tile}x{tile})"
+    return path
