@@ -8,6 +8,10 @@ optimizer update of all trainable weights.  A softmax output trained with a
 cross-entropy loss is fused: the loss is computed from the logits (stable) and the
 backward pass starts from (p - y) / N, as Keras 3 does.
 
+Passes run lists of steps, not layers: the model compiles its layers once per kind of
+pass (fastconv/fusion.py), where a layer and the pooling after it may run as one pass.
+The training loop (fit) is fastconv/training.py.
+
 Saved models (``model.save(path)``, ``load_model(path)``): fastconv/saving.py.
 """
 import threading
