@@ -5,8 +5,7 @@ import numpy as np
 
 from .. import _ext, _random
 from .. import initializers as _initializers
-from .._blas import (_NO_OP, _SERIAL_BLAS_MACS, _blas, _blas_threads,  # noqa: F401
-                     _matmul, _NoOp, _product, _SerialBlas)
+from .._blas import _product
 from .base import Layer, check_activation
 from .common import check_layer_data_format, check_positive_int
 
