@@ -21,6 +21,7 @@ same bits.  That rule holds with fusion off too (the off switch is a test oracle
 """
 from . import conv as _conv
 from . import pooling as _pool
+from .ops.conv import plan as _plan
 from .layers.base import Layer
 from .layers.conv import Conv2D
 from .layers.pooling import AveragePooling2D, MaxPooling2D
@@ -293,19 +294,14 @@ def compile_steps(nodes, mode, fuse=True, linear=None):
     return steps
 
 
-def forward_algorithm(conv, winograd_tile=None):
-    """The kernels a built Conv2D's forward runs on for its input shape, by the name
-    conv._forward_path gives them ("dense" for one product per image; Winograd with its
-    tile): what a model's summary shows."""
-    shape = (1,) + tuple(conv.input_shape[1:])
+def forward_algorithm(conv, winograd_tile=None, batch=32):
+    """The conv engine's algorithm (fastconv/ops/conv/plan.py: its name, as
+    explain_conv gives it) for a built Conv2D's forward on a batch of its inputs, on
+    Winograd tiles of side winograd_tile where asked (what a model passes the layer):
+    what a model's summary shows."""
+    shape = (batch,) + tuple(conv.input_shape[1:])
     if None in shape:
         return "?"
     g = _conv._geometry(shape, conv._op_weight_shape(conv.kernel.shape), conv.strides,
                         conv.padding, conv.dilation_rate, conv.groups, conv.data_format)
-    if _conv._is_dense(g):
-        return "dense"
-    path = _conv._forward_path(g, conv.dtype)
-    if path == "winograd":
-        tile = winograd_tile or _conv._winograd_forward_tile(g.oh, g.ow)
-        return f"winograd F({tile}x{tile})"
-    return path
+    return _plan.select(g, conv.dtype, _plan.FORWARD, True, winograd_tile).name

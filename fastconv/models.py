@@ -219,13 +219,14 @@ class Sequential:
     # ------------------------------------------------------------------ summary
     def summary(self, line_length=None, print_fn=None):
         """Print a Keras-like table -- layer (type), output shape, parameter count, and
-        the kernels each Conv2D's forward runs on -- then the layers that predict /
-        evaluate and a training step run as one fused pass (fastconv/fusion.py)."""
+        the algorithm each Conv2D's forward runs on at batch 32 (explain_conv's name)
+        -- then the layers that predict / evaluate and a training step run as one fused
+        pass (fastconv/fusion.py)."""
         if not self.built:
             raise ValueError(f"model {self.name!r} is not built yet: call build("
                              "input_shape), give the first layer input_shape=..., or "
                              "fit/call it on data first")
-        rows = [("Layer (type)", "Output Shape", "Param #", "Conv forward")]
+        rows = [("Layer (type)", "Output Shape", "Param #", "Conv forward (batch 32)")]
         for step in self._steps():
             layer = step.layer
             algorithm = (_fusion.forward_algorithm(layer, step.winograd_tile())

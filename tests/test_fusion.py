@@ -298,7 +298,9 @@ def test_summary_shows_fused_steps_and_conv_kernels():
             assert row.endswith(fusion.forward_algorithm(layer, step.winograd_tile()))
     # c2 and c4 run on the fused max pool's tiles; c3's 15x15 output on F(5x5)
     assert [fusion.forward_algorithm(c, t) for c, t in ((c2, 4), (c3, None), (c4, 4))] \
-        == ["winograd F(4x4)", "winograd F(5x5)", "winograd F(4x4)"]
+        == ["winograd_f4", "winograd_f5", "winograd_f4"]
+    assert fastconv.explain_conv((32, 15, 15, 32), c3.kernel.shape, padding="same",
+                                 data_format="channels_last").algorithm == "winograd_f5"
     pools = [layer.name for layer in model.layers if isinstance(layer, L.MaxPooling2D)]
     assert (f"Fused steps, predict / evaluate:\n  {c2.name} + {pools[0]} (fused): "
             f"conv_max_pool\n  {c4.name} + {pools[1]} (fused): conv_max_pool\n"
