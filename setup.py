@@ -148,7 +148,7 @@ def extensions():
     exts = []
     for pyx in sorted(glob.glob(os.path.join("src", "*.pyx"))):
         name = os.path.splitext(os.path.basename(pyx))[0]
-        exts.append(Extension(f"fastconv.{name}", [pyx], include_dirs=["src"]))
+        exts.append(Extension(f"fastconv.{name}", [pyx], include_dirs=["src", "src/conv"]))
     # The generated C depends on the directives: debug and release builds keep apart.
     flavour = "cython-boundscheck" if _env_flag("FASTCONV_BOUNDSCHECK") else "cython"
     return cythonize(exts, compiler_directives=directives, include_path=["src"],

@@ -1,9 +1,10 @@
 # cython: language_level=3
 """Compiled conv2d kernels: implicit-GEMM forward, weight and input gradients.
 
-The arithmetic lives in C (conv_kernels.h: register-blocked micro-kernels for AVX-512,
-AVX2+FMA and portable C, chosen at run time; conv_driver.h: im2col straight into the
-packed panels, tile stores with the bias fused).  This module only splits the work into
+The arithmetic lives in C under src/conv/ (ukernels/: register-blocked micro-kernels for
+AVX-512, AVX2+FMA and portable C, chosen at run time through isa_config.h; drivers/: one
+file per algorithm, e.g. im2col straight into the packed panels, tile stores with the
+bias fused).  This module only splits the work into
 items and runs them on OpenMP threads, each thread with its own scratch buffers.  One
 thread pool (OpenMP): no BLAS is called, so nothing competes for the cores.
 
@@ -24,7 +25,7 @@ from omp_shim cimport fc_get_max_threads
 
 cimport cython
 
-cdef extern from "conv_kernels_all.h" nogil:
+cdef extern from "conv/conv.h" nogil:
     ctypedef void (*fc_kernel_f)(Py_ssize_t kc, const float *A, const float *B, float *C,
                                  Py_ssize_t ldc, int accumulate)
     ctypedef void (*fc_kernel_d)(Py_ssize_t kc, const double *A, const double *B,
@@ -586,7 +587,7 @@ cdef double *_bias_partials(double[::1] bsum, Py_ssize_t groups,
 def forward_shift(const floating[::1] x, const floating[::1] ap,
                   const floating[::1] bias, floating[::1] y, tuple geom,
                   bint relu=False):
-    """Stride-1 forward through a padded copy of each image (see conv_driver.h).
+    """Stride-1 forward through a padded copy of each image (see src/conv/drivers/shifted.h).
     Parallel over images."""
     cdef fc_conv g
     cdef bint dbl = floating is double
@@ -1153,7 +1154,7 @@ def winograd_forward(const floating[::1] x, const floating[::1] u,
 def winograd_grad_weight(const floating[::1] x, const floating[::1] gy,
                          floating[::1] part, tuple geom, Py_ssize_t n_per,
                          Py_ssize_t block, int tile=2):
-    """Partial weight gradients in Winograd's space (see src/conv_driver.h), one per
+    """Partial weight gradients in Winograd's space (see src/conv/drivers/winograd.h), one per
     group of n_per images: part (groups, E, cpad, ldg) with cpad = C_in rounded up to
     MR and ldg = C_out rounded up to NR, zeroed by the caller.  Each group's tiles are
     taken `block` at a time (the transformed x and grad_y of a block stay in cache)."""

@@ -1,6 +1,6 @@
 /* The gradient through tanh and then a 2x2/2 average pool without padding, one
  * channels_last image: shared by src/_pool2d.pyx (avg_pool_backward_tanh_nhwc) and the
- * wide weight gradient (src/conv_driver.h, which makes it per work item in cache), so
+ * wide weight gradient (src/conv/drivers/wide.h, which makes it per work item in cache), so
  * that both give the same bits with any compiler.
  *
  * gy = (1 - a * a) * (gp / 4) in each window, (1 - a * a) * 0 in an odd last row or

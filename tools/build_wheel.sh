@@ -27,7 +27,8 @@ names = tarfile.open(sys.argv[1]).getnames()
 base = names[0].split("/")[0]
 rel = {n[len(base) + 1:] for n in names if "/" in n}
 need = ["setup.py", "pyproject.toml", "README.md", "LICENSE", "src/_conv2d.pyx",
-        "src/omp_shim.h", "src/omp_shim.pxd", "fastconv/__init__.py",
+        "src/omp_shim.h", "src/omp_shim.pxd", "src/conv/conv.h",
+        "src/conv/isa_config.h", "fastconv/__init__.py",
         "fastconv/data/LICENSE-fashion-mnist.txt"]
 missing = [n for n in need if n not in rel]
 bad = [n for n in rel if n.endswith((".so", ".pyd", ".o", ".pyc")) or n.startswith(

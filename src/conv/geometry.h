@@ -1,15 +1,10 @@
-/* Everything src/_conv2d.pyx needs from C: micro-kernels with runtime ISA dispatch
- * (conv_kernels.h), the geometry of one convolution, and the drivers of conv_driver.h
- * instantiated for float (suffix _f) and double (suffix _d).
- */
-#ifndef FASTCONV_CONV_KERNELS_ALL_H
-#define FASTCONV_CONV_KERNELS_ALL_H
+/* One convolution as the drivers see it (fc_conv), and the shape arithmetic they share:
+ * output runs, im2col row and column tables, the wide algorithm's blocking. */
+#ifndef FASTCONV_CONV_GEOMETRY_H
+#define FASTCONV_CONV_GEOMETRY_H
 
-#include <stdint.h>
-#include <math.h>
-#include "conv_kernels.h"
-#include "activation_kernels.h"
-#include "pool_grad.h"
+#include <stddef.h>
+#include "ukernels/common.h"
 
 /* One convolution, as the drivers see it.  pt and pl may be negative (cropping): the
  * input gradient of a stride-1 convolution runs the forward driver that way. */
@@ -167,82 +162,5 @@ static ptrdiff_t fc_wide_rows(const int *wr, ptrdiff_t oh, ptrdiff_t kh, ptrdiff
     }
     return rows + (kh - 1) * dy;
 }
-
-/* 64-byte aligned scratch (portable: the original pointer is kept just before). */
-static void *fc_alloc(size_t bytes)
-{
-    char *raw = (char *)malloc(bytes + 64 + sizeof(void *));
-    uintptr_t a;
-    if (raw == NULL)
-        return NULL;
-    a = ((uintptr_t)(raw + sizeof(void *)) + 63) & ~(uintptr_t)63;
-    ((void **)a)[-1] = raw;
-    return (void *)a;
-}
-
-static void fc_free(void *p)
-{
-    if (p != NULL)
-        free(((void **)p)[-1]);
-}
-
-typedef fc_kernel_f fc_kernel_t_f;
-typedef fc_kernel_d fc_kernel_t_d;
-typedef fc_kib_f fc_kib_t_f;
-typedef fc_kib_d fc_kib_t_d;
-typedef fc_kia_f fc_kia_t_f;
-typedef fc_kia_d fc_kia_t_d;
-typedef fc_kpx_f fc_kpx_t_f;
-typedef fc_kpx_d fc_kpx_t_d;
-typedef fc_knr_f fc_knr_t_f;
-typedef fc_knr_d fc_knr_t_d;
-typedef fc_kwf_f fc_kwf_t_f;
-typedef fc_kwf_d fc_kwf_t_d;
-typedef fc_kwg_f fc_kwg_t_f;
-typedef fc_kwg_d fc_kwg_t_d;
-typedef fc_kwo_f fc_kwo_t_f;
-typedef fc_kwo_d fc_kwo_t_d;
-
-#if defined(__GNUC__) || defined(__clang__)
-#define FC_RESTRICT __restrict__
-#elif defined(_MSC_VER)
-#define FC_RESTRICT __restrict
-#else
-#define FC_RESTRICT
-#endif
-#if defined(_OPENMP)
-#define FC_OMP_SIMD _Pragma("omp simd")
-#else
-#define FC_OMP_SIMD
-#endif
-
-/* G of Winograd F(2x2, 3x3)'s kernel transform U = G g G^T (conv_driver.h). */
-static const double fc_wg_G[4][3] = {
-    {1.0, 0.0, 0.0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0.0, 0.0, 1.0}};
-/* G of F(4x4, 3x3). */
-static const double fc_wg4_G[6][3] = {
-    {1.0 / 4, 0.0, 0.0}, {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-    {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0.0, 0.0, 1.0}};
-/* G of F(5x5, 3x3). */
-static const double fc_wg5_G[7][3] = {
-    {-1.0 / 2, 0.0, 0.0}, {-1.0 / 3, -1.0 / 3, -1.0 / 3}, {1.0 / 9, -1.0 / 9, 1.0 / 9},
-    {1.0 / 36, 1.0 / 18, 1.0 / 9}, {-1.0 / 60, 1.0 / 30, -1.0 / 15},
-    {32.0 / 45, 16.0 / 45, 8.0 / 45}, {0.0, 0.0, 1.0}};
-
-#define FC_T float
-#define FC_FN(name) name##_f
-#define FC_TANH1(v) fc_tanh1_f(v)
-#include "conv_driver.h"
-#undef FC_T
-#undef FC_FN
-#undef FC_TANH1
-
-#define FC_T double
-#define FC_FN(name) name##_d
-#define FC_TANH1(v) tanh(v)
-#include "conv_driver.h"
-#undef FC_T
-#undef FC_FN
-#undef FC_TANH1
 
 #endif

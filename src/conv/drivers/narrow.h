@@ -1,0 +1,52 @@
+/* The narrow algorithm (channels_last, one group, few output channels): vectorised
+ * along the input channels.
+ *
+ * A template: conv/conv.h includes it once per dtype (FC_T, FC_FN). */
+#ifndef FC_T
+#error "conv/drivers/narrow.h is a template: include conv/conv.h"
+#endif
+
+
+/* Forward of image n with few output channels (channels_last, one group, C a multiple
+ * of the ISA's vector length): the narrow kernel, tiles of mr pixels x FC_NO channels,
+ * vectorised along the input channels.  wn: the weights packed (ceil(cout/FC_NO),
+ * kh*kw, FC_NO, C), zero past cout.  Scratch: xp (see fc_px_image), tile mr*FC_NO,
+ * idx mr + kh*kw entries.  (g->mr is the narrow kernel's row count.) */
+static void FC_FN(fc_px_forward_narrow_image)(const fc_conv *g, FC_FN(fc_knr_t) knr,
+                                              const FC_T *x, const FC_T *wn,
+                                              const FC_T *bias, FC_T *y, ptrdiff_t n,
+                                              int relu, FC_T *xp, FC_T *tile,
+                                              ptrdiff_t *idx)
+{
+    const ptrdiff_t mr = g->mr, C = g->c, P = g->oh * g->ow, khw = g->kh * g->kw;
+    const ptrdiff_t nob = (g->cout + FC_NO - 1) / FC_NO;
+    ptrdiff_t *off = idx, *sega = idx + mr;
+    ptrdiff_t ws, s, ob, p0, i, j, oy, ox;
+    const FC_T *xa = FC_FN(fc_px_image)(g, x, n, xp, &ws);
+    for (s = 0; s < khw; s++)
+        sega[s] = ((s / g->kw) * g->dy * ws + (s % g->kw) * g->dx) * C;
+    for (p0 = 0, oy = 0, ox = 0; p0 < P; p0 += mr) {
+        const ptrdiff_t cnt = (P - p0 < mr) ? P - p0 : mr;
+        for (i = 0; i < cnt; i++) {  /* (oy, ox) walks the pixels in order */
+            off[i] = (oy * g->sy * ws + ox * g->sx) * C;
+            if (++ox == g->ow) {
+                ox = 0;
+                oy++;
+            }
+        }
+        for (; i < mr; i++)  /* rows past the image repeat pixel p0 */
+            off[i] = off[0];
+        for (ob = 0; ob < nob; ob++) {
+            const ptrdiff_t o0 = ob * FC_NO;
+            const ptrdiff_t cols = (g->cout - o0 < FC_NO) ? g->cout - o0 : FC_NO;
+            knr(khw, C, sega, xa, off, wn + ob * khw * FC_NO * C, tile, FC_NO);
+            for (i = 0; i < cnt; i++) {
+                FC_T *dst = y + (n * P + p0 + i) * g->cout + o0;
+                for (j = 0; j < cols; j++) {
+                    FC_T v = tile[i * FC_NO + j] + (bias ? bias[o0 + j] : (FC_T)0);
+                    dst[j] = (relu && v < 0) ? (FC_T)0 : v;
+                }
+            }
+        }
+    }
+}

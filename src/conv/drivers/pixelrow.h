@@ -1,0 +1,276 @@
+/* The pixel-row algorithm (channels_last, one group): windows read in place by the
+ * pixel-row micro-kernel; its dense (fully-connected) and fused-pool uses.
+ *
+ * A template: conv/conv.h includes it once per dtype (FC_T, FC_FN). */
+#ifndef FC_T
+#error "conv/drivers/pixelrow.h is a template: include conv/conv.h"
+#endif
+
+/* ---- channels_last, one group: pixel-row kernels ---------------------------------
+ *
+ * In channels_last the (kj, c) part of a window row is kw * C consecutive elements (for
+ * dilation 1), so the kpx kernel reads the rows of its tile -- output pixels (forward)
+ * or im2col rows k = (ki, kj, c) (weight gradient) -- in place, with no packing and no
+ * columns computed and dropped; only the weights (forward) are packed, once per call.
+ * An image is read where it lies when no window reaches outside it, else from a
+ * zero-padded copy xp of Hp x Wp pixels (the rows and columns the windows cover).
+ */
+
+/* The pixels the windows of image n read: x itself (when every window lies inside the
+ * image) or xp filled with the zero-padded image (pt/pl may be negative: cropping).
+ * *ws receives the row length in pixels.  xp holds Hp * Wp * C elements. */
+static const FC_T *FC_FN(fc_px_image)(const fc_conv *g, const FC_T *x, ptrdiff_t n,
+                                      FC_T *xp, ptrdiff_t *ws)
+{
+    const ptrdiff_t C = g->c;
+    const ptrdiff_t Hp = (g->oh - 1) * g->sy + (g->kh - 1) * g->dy + 1;
+    const ptrdiff_t Wp = (g->ow - 1) * g->sx + (g->kw - 1) * g->dx + 1;
+    ptrdiff_t r, lo, hi;
+    if (g->pt == 0 && g->pl == 0 && Hp <= g->h && Wp <= g->w) {
+        *ws = g->w;
+        return x + n * g->h * g->w * C;
+    }
+    *ws = Wp;
+    lo = g->pl > 0 ? g->pl : 0;    /* columns t of xp with 0 <= t - pl < W */
+    hi = g->w + g->pl < Wp ? g->w + g->pl : Wp;
+    if (hi < lo)
+        hi = lo;
+    for (r = 0; r < Hp; r++) {
+        FC_T *d = xp + r * Wp * C;
+        const ptrdiff_t iy = r - g->pt;
+        if (iy < 0 || iy >= g->h || hi == lo) {
+            memset(d, 0, (size_t)(Wp * C) * sizeof(FC_T));
+            continue;
+        }
+        memset(d, 0, (size_t)(lo * C) * sizeof(FC_T));
+        memcpy(d + lo * C, x + ((n * g->h + iy) * g->w + (lo - g->pl)) * C,
+               (size_t)((hi - lo) * C) * sizeof(FC_T));
+        memset(d + hi * C, 0, (size_t)((Wp - hi) * C) * sizeof(FC_T));
+    }
+    return xp;
+}
+
+static inline FC_T FC_FN(fc_relu1)(FC_T v)
+{
+    return v < 0 ? (FC_T)0 : v;
+}
+
+/* One row of an output tile written out: dst[j] = src[j] (+ bc[j]) (then ReLU) for
+ * j < cols, in one vectorised pass (bc NULL: no bias). */
+static inline void FC_FN(fc_tile_store)(FC_T *dst, const FC_T *src, const FC_T *bc,
+                                        ptrdiff_t cols, int relu)
+{
+    ptrdiff_t j;
+    if (bc && relu) {
+#pragma omp simd
+        for (j = 0; j < cols; j++)
+            dst[j] = FC_FN(fc_relu1)(src[j] + bc[j]);
+    } else if (bc) {
+#pragma omp simd
+        for (j = 0; j < cols; j++)
+            dst[j] = src[j] + bc[j];
+    } else if (relu) {
+#pragma omp simd
+        for (j = 0; j < cols; j++)
+            dst[j] = FC_FN(fc_relu1)(src[j]);
+    } else {
+        memcpy(dst, src, (size_t)cols * sizeof(FC_T));
+    }
+}
+
+/* Forward of image n (channels_last, one group).  bpk: the weights packed
+ * (ceil(cout/nr), kg, nr) with k = (ki, kj, c), zero beyond cout.  Scratch: xp (see
+ * fc_px_image), tile mr*nr, idx ceil(P/mr)*mr + 2*kh*kw entries (P = oh*ow). */
+FC_CLONES static void FC_FN(fc_px_forward_image)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
+                                       const FC_T *x, const FC_T *bpk, const FC_T *bias,
+                                       FC_T *y, ptrdiff_t n, int relu, FC_T *xp,
+                                       FC_T *tile, ptrdiff_t *idx)
+{
+    const ptrdiff_t mr = g->mr, nr = g->nr, C = g->c, P = g->oh * g->ow;
+    const ptrdiff_t ncb = (g->cout + nr - 1) / nr;
+    const ptrdiff_t P_pad = (P + mr - 1) / mr * mr;
+    ptrdiff_t *off = idx, *sega = idx + P_pad, *segb = sega + g->kh * g->kw;
+    ptrdiff_t ws, nseg, len, s, cb, p0, i, p, oy, ox;
+    const FC_T *xa = FC_FN(fc_px_image)(g, x, n, xp, &ws);
+    /* (oy, ox) walks the pixels in order: no division per pixel (measured: CIFAR-10's
+     * first layer at batch 128, the divisions took 14% of its time).  Rows past the
+     * image repeat pixel 0 (dropped). */
+    for (p = 0, oy = 0, ox = 0; p < P_pad; p++) {
+        off[p] = p < P ? (oy * g->sy * ws + ox * g->sx) * C : 0;
+        if (++ox == g->ow) {
+            ox = 0;
+            oy++;
+        }
+    }
+    if (g->dx == 1) {  /* one segment per kernel row: (kj, c) is contiguous */
+        nseg = g->kh;
+        len = g->kw * C;
+        for (s = 0; s < nseg; s++)
+            sega[s] = s * g->dy * ws * C;
+    } else {
+        nseg = g->kh * g->kw;
+        len = C;
+        for (s = 0; s < nseg; s++)
+            sega[s] = ((s / g->kw) * g->dy * ws + (s % g->kw) * g->dx) * C;
+    }
+    for (s = 0; s < nseg; s++)
+        segb[s] = s * len * nr;
+    for (cb = 0; cb < ncb; cb++) {
+        const ptrdiff_t co0 = cb * nr, cols = (g->cout - co0 < nr) ? g->cout - co0 : nr;
+        for (p0 = 0; p0 < P; p0 += mr) {
+            const ptrdiff_t cnt = (P - p0 < mr) ? P - p0 : mr;
+            /* Kernel rows ki that read inside the image for some pixel of the tile
+             * (output rows oy0..oy1): the others multiply zero padding, skipped (the
+             * stride-1 input gradient's gather pads grad_y by kh - 1 rows). */
+            const ptrdiff_t oy0 = p0 / g->ow, oy1 = (p0 + cnt - 1) / g->ow;
+            ptrdiff_t lo = fc_ceil_div(g->pt - oy1 * g->sy, g->dy);
+            ptrdiff_t hi = fc_floor_div(g->h - 1 + g->pt - oy0 * g->sy, g->dy) + 1;
+            const ptrdiff_t per_ki = nseg / g->kh;  /* segments per kernel row */
+            lo = lo < 0 ? 0 : lo;
+            hi = hi > g->kh ? g->kh : hi;
+            if (hi < lo)
+                hi = lo;
+            kpx((hi - lo) * per_ki, len, sega + lo * per_ki, segb + lo * per_ki, xa,
+                off + p0, 1, bpk + cb * g->kg * nr, nr, tile, nr, 0);
+            for (i = 0; i < cnt; i++)
+                FC_FN(fc_tile_store)(y + (n * P + p0 + i) * g->cout + co0, tile + i * nr,
+                                     bias ? bias + co0 : NULL, cols, relu);
+        }
+    }
+}
+
+/* Columns [co0, co0 + cols) (cols <= nr) of a dense layer's y = x w (+ bias) (then
+ * ReLU): x (m, k), w (k, n) and y (m, n) row-major -- or, with x_t, x given as its
+ * transpose (k, m) row-major, with w_t, w as its transpose (n, k) row-major (the
+ * gradients' x^T and w^T, read where they are).  The block's columns of w are first
+ * copied into wb (k * nr, zero past cols: contiguous, in cache for every tile of rows);
+ * the pixel-row kernel then reads x's rows in place (with x_t, each row's elements m
+ * apart).  (Reading w in place, its rows n apart, was 2-3x slower; BLAS packs all of w
+ * on every call: measured, see fastconv/_blas.py.)  Scratch: wb, tile mr * nr, off mr
+ * entries.  Rows past m repeat row p0 (dropped). */
+#ifndef FC_DENSE_PF
+#define FC_DENSE_PF 16  /* rows of w fetched ahead by fc_dense_block's copy */
+#endif
+static void FC_FN(fc_dense_block)(FC_FN(fc_kpx_t) kpx, ptrdiff_t mr, ptrdiff_t nr,
+                                  const FC_T *x, ptrdiff_t m, ptrdiff_t k, const FC_T *w,
+                                  const FC_T *bias, FC_T *y, ptrdiff_t n, ptrdiff_t co0,
+                                  ptrdiff_t cols, int relu, int x_t, int w_t, FC_T *wb,
+                                  FC_T *tile, ptrdiff_t *off)
+{
+    const ptrdiff_t zero = 0, xrow = x_t ? 1 : k, xstep = x_t ? m : 1;
+    const FC_T *bc = bias ? bias + co0 : NULL;
+    ptrdiff_t p0, i, j;
+    if (w_t) {  /* w^T's rows co0.. are wb's columns */
+        for (j = 0; j < cols; j++) {
+            const FC_T *src = w + (co0 + j) * k;
+            for (i = 0; i < k; i++)
+                wb[i * nr + j] = src[i];
+        }
+        for (i = 0; i < k; i++)
+            for (j = cols; j < nr; j++)
+                wb[i * nr + j] = 0;
+    } else {
+        for (i = 0; i < k; i++) {
+#if defined(__GNUC__) || defined(__clang__)
+            if (i + FC_DENSE_PF < k) {  /* rows n apart: each a new page, so fetch ahead */
+                const char *ahead = (const char *)(w + (i + FC_DENSE_PF) * n + co0);
+                ptrdiff_t b;
+                for (b = 0; b < (ptrdiff_t)(cols * sizeof(FC_T)); b += 64)
+                    __builtin_prefetch(ahead + b);
+            }
+#endif
+            memcpy(wb + i * nr, w + i * n + co0, (size_t)cols * sizeof(FC_T));
+            for (j = cols; j < nr; j++)
+                wb[i * nr + j] = 0;
+        }
+    }
+    for (p0 = 0; p0 < m; p0 += mr) {
+        const ptrdiff_t cnt = (m - p0 < mr) ? m - p0 : mr;
+        for (i = 0; i < mr; i++)
+            off[i] = (i < cnt ? p0 + i : p0) * xrow;
+        kpx(1, k, &zero, &zero, x, off, xstep, wb, nr, tile, nr, 0);
+        for (i = 0; i < cnt; i++)
+            FC_FN(fc_tile_store)(y + (p0 + i) * n + co0, tile + i * nr, bc, cols, relu);
+    }
+}
+
+/* fc_max4: the max of a 2x2 window's values in row-major order, as the pooling kernels
+ * take it: the first maximum, or the first NaN (once best is NaN nothing replaces it; a
+ * NaN v replaces a number, as !(v <= best)).  Every fused max pool uses it.
+ * fc_max_pool_2x2_image: the 2x2, stride-2 max pool of one channels_last image y (oh x
+ * ow pixels of C channels; an odd last row or column dropped) into yq ((oh / 2) x
+ * (ow / 2) x C), the same bits as the pooling kernels. */
+static inline FC_T FC_FN(fc_max4)(FC_T w0, FC_T w1, FC_T w2, FC_T w3)
+{
+    FC_T best = w0;
+    best = (best == best && !(w1 <= best)) ? w1 : best;
+    best = (best == best && !(w2 <= best)) ? w2 : best;
+    best = (best == best && !(w3 <= best)) ? w3 : best;
+    return best;
+}
+
+FC_CLONES static void FC_FN(fc_max_pool_2x2_image)(const FC_T *y, ptrdiff_t oh,
+                                                   ptrdiff_t ow, ptrdiff_t C, FC_T *yq)
+{
+    const ptrdiff_t qh = oh / 2, qw = ow / 2;
+    ptrdiff_t i, j, c;
+    for (i = 0; i < qh; i++)
+        for (j = 0; j < qw; j++) {
+            const FC_T *a = y + ((2 * i) * ow + 2 * j) * C, *b = a + ow * C;
+            FC_T *d = yq + (i * qw + j) * C;
+#pragma omp simd
+            for (c = 0; c < C; c++)
+                d[c] = FC_FN(fc_max4)(a[c], a[C + c], b[c], b[C + c]);
+        }
+}
+
+/* Weight gradient of images [n_lo, n_hi) (channels_last, one group), accumulated into
+ * part (ceil(kg/mr)*mr, ceil(cout/nr)*nr): rows k = (ki, kj, c), columns co -- the
+ * channels_last weight layout.  Scratch: xp (see fc_px_image); gyp P * ceil(cout/nr)*nr
+ * (grad_y of one image in panels); idx ceil(kg/mr)*mr + 2*oh entries. */
+static void FC_FN(fc_px_grad_weight_item)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
+                                          const FC_T *x, const FC_T *gy, FC_T *part,
+                                          ptrdiff_t n_lo, ptrdiff_t n_hi, FC_T *xp,
+                                          FC_T *gyp, ptrdiff_t *idx)
+{
+    const ptrdiff_t mr = g->mr, nr = g->nr, C = g->c, P = g->oh * g->ow;
+    const ptrdiff_t nkt = (g->kg + mr - 1) / mr, ncb = (g->cout + nr - 1) / nr;
+    const ptrdiff_t ldc = ncb * nr, kwc = g->kw * C;
+    ptrdiff_t *offk = idx, *sega = idx + nkt * mr, *segb = sega + g->oh;
+    ptrdiff_t n, ws, oy, kt, cb, k, p;
+    for (oy = 0; oy < g->oh; oy++)
+        segb[oy] = oy * g->ow * nr;
+    for (n = n_lo; n < n_hi; n++) {
+        const FC_T *xa = FC_FN(fc_px_image)(g, x, n, xp, &ws);
+        if (n == n_lo)  /* offset of every im2col row k (ws is the same for all images) */
+            for (k = 0; k < nkt * mr; k++) {  /* rows past kg read k = 0 (dropped) */
+                const ptrdiff_t kk = k < g->kg ? k : 0;
+                const ptrdiff_t ki = kk / kwc, kj = (kk % kwc) / C, c = kk % C;
+                offk[k] = (ki * g->dy * ws + kj * g->dx) * C + c;
+            }
+        const FC_T *gyn = gy + n * P * g->cout;
+        const FC_T *panels = gyp;
+        /* grad_y of the image as ncb panels of (P, nr), zero past cout: the kernel's B
+         * rows are then nr apart (a constant) and a panel stays in L1 across k.  With
+         * cout == nr, grad_y is that panel already. */
+        if (g->cout == nr)
+            panels = gyn;
+        else for (cb = 0; cb < ncb; cb++) {
+            const ptrdiff_t co0 = cb * nr, cols = (g->cout - co0 < nr) ? g->cout - co0 : nr;
+            FC_T *d = gyp + cb * P * nr;
+            for (p = 0; p < P; p++) {
+                memcpy(d + p * nr, gyn + p * g->cout + co0, (size_t)cols * sizeof(FC_T));
+                if (cols < nr)
+                    memset(d + p * nr + cols, 0, (size_t)(nr - cols) * sizeof(FC_T));
+            }
+        }
+        for (oy = 0; oy < g->oh; oy++)  /* one segment per output row */
+            sega[oy] = oy * g->sy * ws * C;
+        for (cb = 0; cb < ncb; cb++)
+            for (kt = 0; kt < nkt; kt++)
+                /* (Blocking the output rows to keep x and grad_y in L1 was measured
+                 * slower: every kpx call ends by adding its tile to part.) */
+                kpx(g->oh, g->ow, sega, segb, xa, offk + kt * mr, g->sx * C,
+                    panels + cb * P * nr, nr, part + kt * mr * ldc + cb * nr, ldc, 1);
+    }
+}

@@ -1,0 +1,224 @@
+/* Winograd: the weight transforms and the forward / weight-gradient blocks of tiles
+ * (the transforms of each tile size in winograd-transforms.h).
+ *
+ * A template: conv/conv.h includes it once per dtype (FC_T, FC_FN). */
+#ifndef FC_T
+#error "conv/drivers/winograd.h is a template: include conv/conv.h"
+#endif
+
+/* ---- Winograd's weight transforms (every tile size) --------------------------------
+ * G: the L x 3 matrix of the tile (fc_wg_G, fc_wg4_G, fc_wg5_G), L = tile + 2.  Both run in
+ * float64 and round once, over blocks of output channels so that the inner loops run
+ * along C_out, contiguous in channels_last's weights and in the packed U. */
+#define FC_WG_NRMAX 64
+#define FC_WG_LMAX 7  /* L of the largest tile, F(5x5) */
+
+/* U = G g G^T for input channels [c_lo, c_hi) of the 3x3 kernel w (element (co, c, i,
+ * j) at w[co * so + c * sc + i * si + j * sj]) into u packed (L * L, ceil(C_out / nr),
+ * C, nr), zero past C_out (nr <= FC_WG_NRMAX). */
+FC_CLONES static void FC_FN(fc_wg_weights)(const FC_T *w, ptrdiff_t so, ptrdiff_t sc,
+                                           ptrdiff_t si, ptrdiff_t sj, ptrdiff_t co_n,
+                                           ptrdiff_t c_n, const double *G, int L,
+                                           ptrdiff_t nr, FC_T *u, ptrdiff_t c_lo,
+                                           ptrdiff_t c_hi)
+{
+    const ptrdiff_t ncb = (co_n + nr - 1) / nr;
+    double gk[9][FC_WG_NRMAX], t[FC_WG_LMAX][3][FC_WG_NRMAX];
+    ptrdiff_t c, cb, k;
+    int a, b, i, j;
+    for (c = c_lo; c < c_hi; c++)
+        for (cb = 0; cb < ncb; cb++) {
+            const ptrdiff_t co0 = cb * nr, n = co_n - co0 < nr ? co_n - co0 : nr;
+            for (i = 0; i < 3; i++)
+                for (j = 0; j < 3; j++)
+                    for (k = 0; k < n; k++)
+                        gk[3 * i + j][k] = (double)w[(co0 + k) * so + c * sc + i * si +
+                                                     j * sj];
+            for (a = 0; a < L; a++)  /* t = G g */
+                for (j = 0; j < 3; j++)
+                    FC_OMP_SIMD
+                    for (k = 0; k < n; k++)
+                        t[a][j][k] = G[3 * a] * gk[j][k] + G[3 * a + 1] * gk[3 + j][k] +
+                                     G[3 * a + 2] * gk[6 + j][k];
+            for (a = 0; a < L; a++)  /* (G g) G^T */
+                for (b = 0; b < L; b++) {
+                    FC_T *ub = u + (((a * L + b) * ncb + cb) * c_n + c) * nr;
+                    FC_OMP_SIMD
+                    for (k = 0; k < n; k++)
+                        ub[k] = (FC_T)(t[a][0][k] * G[3 * b] + t[a][1][k] * G[3 * b + 1] +
+                                       t[a][2][k] * G[3 * b + 2]);
+                    for (k = n; k < nr; k++)
+                        ub[k] = 0;
+                }
+        }
+}
+
+/* grad_w = G^T dU G for input channels [c_lo, c_hi): du (L * L, cpad, ldg), gw (3, 3,
+ * C, C_out), in blocks of FC_WG_NRMAX output channels. */
+FC_CLONES static void FC_FN(fc_wg_grad_weights)(const FC_T *du, ptrdiff_t cpad,
+                                                ptrdiff_t ldg, ptrdiff_t co_n,
+                                                ptrdiff_t c_n, const double *G, int L,
+                                                FC_T *gw, ptrdiff_t c_lo, ptrdiff_t c_hi)
+{
+    double t[3][FC_WG_LMAX][FC_WG_NRMAX];
+    ptrdiff_t c, co0, k;
+    int a, b, i, j;
+    for (c = c_lo; c < c_hi; c++)
+        for (co0 = 0; co0 < co_n; co0 += FC_WG_NRMAX) {
+            const ptrdiff_t n = co_n - co0 < FC_WG_NRMAX ? co_n - co0 : FC_WG_NRMAX;
+            for (i = 0; i < 3; i++)  /* t = G^T dU */
+                for (b = 0; b < L; b++) {
+                    FC_OMP_SIMD
+                    for (k = 0; k < n; k++)
+                        t[i][b][k] = 0;
+                    for (a = 0; a < L; a++) {
+                        const double ga = G[3 * a + i];
+                        const FC_T *d = du + ((a * L + b) * cpad + c) * ldg + co0;
+                        FC_OMP_SIMD
+                        for (k = 0; k < n; k++)
+                            t[i][b][k] += ga * (double)d[k];
+                    }
+                }
+            for (i = 0; i < 3; i++)  /* (G^T dU) G */
+                for (j = 0; j < 3; j++) {
+                    FC_T *o = gw + ((i * 3 + j) * c_n + c) * co_n + co0;
+                    double acc[FC_WG_NRMAX];
+                    FC_OMP_SIMD
+                    for (k = 0; k < n; k++)
+                        acc[k] = 0;
+                    for (b = 0; b < L; b++) {
+                        const double gb = G[3 * b + j];
+                        FC_OMP_SIMD
+                        for (k = 0; k < n; k++)
+                            acc[k] += t[i][b][k] * gb;
+                    }
+                    FC_OMP_SIMD
+                    for (k = 0; k < n; k++)
+                        o[k] = (FC_T)acc[k];
+                }
+        }
+}
+
+/* Forward of tiles [t0, t0 + cnt) (cnt <= the block the scratch was sized for) of
+ * F(tile x tile, 3x3), tile 2, 4 or 5 (no pool), E = (tile + 2)^2 entries.  u: U packed (E,
+ * ceil(C_out/nr), C, nr), zero past C_out.  Scratch: v E * cnt * C, m E * mr * nr, off
+ * mr entries.  wo: as fc_wg4_output's (tiles 4 and 5). */
+static void FC_FN(fc_wg_forward_block)(const fc_conv *g, FC_FN(fc_kpx_t) kpx, int tile,
+                                       const FC_T *x, const FC_T *zero, const FC_T *u,
+                                       const FC_T *bias, FC_T *y, ptrdiff_t t0,
+                                       ptrdiff_t cnt, ptrdiff_t th, ptrdiff_t tw,
+                                       int relu, int pool, FC_FN(fc_kwo_t) wo, FC_T *v,
+                                       FC_T *m, ptrdiff_t *off)
+{
+    const ptrdiff_t mr = g->mr, nr = g->nr, C = g->c, es = cnt * C;
+    const ptrdiff_t ncb = (g->cout + nr - 1) / nr, zero_seg = 0;
+    const int E = (tile + 2) * (tile + 2);
+    ptrdiff_t q0, i, cb;
+    int e;
+    if (tile == 5)
+        FC_FN(fc_wg5_input)(g, x, zero, t0, cnt, th, tw, v, es);
+    else if (tile == 4)
+        FC_FN(fc_wg4_input)(g, x, zero, t0, cnt, th, tw, v, es);
+    else
+        FC_FN(fc_wg_input)(g, x, zero, t0, cnt, th, tw, v, es);
+    for (q0 = 0; q0 < cnt; q0 += mr) {
+        const ptrdiff_t qn = (cnt - q0 < mr) ? cnt - q0 : mr;
+        for (i = 0; i < mr; i++)  /* rows past cnt repeat row q0 (dropped) */
+            off[i] = (i < qn ? q0 + i : q0) * C;
+        for (cb = 0; cb < ncb; cb++) {
+            const ptrdiff_t co0 = cb * nr;
+            const ptrdiff_t cols = (g->cout - co0 < nr) ? g->cout - co0 : nr;
+            for (e = 0; e < E; e++)
+                kpx(1, C, &zero_seg, &zero_seg, v + e * es, off, 1,
+                    u + (e * ncb + cb) * C * nr, nr, m + e * mr * nr, nr, 0);
+            if (tile == 5)
+                FC_FN(fc_wg5_output)(g, m, mr * nr, nr, bias, y, t0 + q0, qn, th, tw, co0,
+                                     cols, relu, wo);
+            else if (tile == 4)
+                FC_FN(fc_wg4_output)(g, m, mr * nr, nr, bias, y, t0 + q0, qn, th, tw, co0,
+                                     cols, relu, pool, wo);
+            else
+                FC_FN(fc_wg_output)(g, m, mr * nr, nr, bias, y, t0 + q0, qn, th, tw, co0,
+                                    cols, relu, pool);
+        }
+    }
+}
+
+/* Mg = A dY A^T for tiles [t0, t0 + cnt): mg[e * es + i * ldg + co] for co < C_out, zero
+ * up to ldg; dY outside grad_y (an odd oh or ow) is zero.  A = [1 0; 1 1; 1 -1; 0 -1]. */
+FC_CLONES static void FC_FN(fc_wg_grad_out)(const fc_conv *g, const FC_T *gy,
+                                            const FC_T *zero, ptrdiff_t t0, ptrdiff_t cnt,
+                                            ptrdiff_t th, ptrdiff_t tw, FC_T *mg,
+                                            ptrdiff_t es, ptrdiff_t ldg)
+{
+    const ptrdiff_t CO = g->cout, tpi = th * tw;
+    ptrdiff_t i, co;
+    int e;
+    for (i = 0; i < cnt; i++) {
+        const ptrdiff_t t = t0 + i, n = t / tpi, r = t % tpi, ty = r / tw, tx = r % tw;
+        const int right = 2 * tx + 1 < g->ow, below = 2 * ty + 1 < g->oh;
+        const FC_T *g00 = gy + ((n * g->oh + 2 * ty) * g->ow + 2 * tx) * CO;
+        const FC_T *g01 = right ? g00 + CO : zero, *g10 = below ? g00 + g->ow * CO : zero;
+        const FC_T *g11 = right && below ? g00 + (g->ow + 1) * CO : zero;
+        FC_T *mi = mg + i * ldg;
+        FC_OMP_SIMD
+        for (co = 0; co < CO; co++) {
+            const FC_T a = g00[co], b = g01[co], c = g10[co], d = g11[co];
+            /* row k of A dY is (p, q): (a, b), (a + c, b + d), (a - c, b - d), (-c, -d);
+             * row k of (A dY) A^T is (p, p + q, p - q, -q) */
+#define FC_WG_GROW(k, p, q)                                                              \
+            {                                                                            \
+                const FC_T p_ = (p), q_ = (q);                                           \
+                mi[(4 * (k)) * es + co] = p_;                                            \
+                mi[(4 * (k) + 1) * es + co] = p_ + q_;                                   \
+                mi[(4 * (k) + 2) * es + co] = p_ - q_;                                   \
+                mi[(4 * (k) + 3) * es + co] = -q_;                                       \
+            }
+            FC_WG_GROW(0, a, b)
+            FC_WG_GROW(1, a + c, b + d)
+            FC_WG_GROW(2, a - c, b - d)
+            FC_WG_GROW(3, -c, -d)
+#undef FC_WG_GROW
+        }
+        for (e = 0; e < 16; e++)
+            for (co = CO; co < ldg; co++)
+                mi[e * es + co] = 0;
+    }
+}
+
+/* dU += the weight gradient of tiles [t0, t0 + cnt) in U's space: part[(e * cpad + c) *
+ * ldg + co] (cpad = C rounded up to mr, ldg = C_out rounded up to nr; rows past C are
+ * computed and dropped), tile and E as in fc_wg_forward_block.  Scratch: v E * cnt * C,
+ * mg E * cnt * ldg, off mr entries. */
+static void FC_FN(fc_wg_grad_weight_block)(const fc_conv *g, FC_FN(fc_kpx_t) kpx, int tile,
+                                           const FC_T *x, const FC_T *gy, const FC_T *zero,
+                                           FC_T *part, ptrdiff_t t0, ptrdiff_t cnt,
+                                           ptrdiff_t th, ptrdiff_t tw, FC_T *v, FC_T *mg,
+                                           ptrdiff_t *off)
+{
+    const ptrdiff_t mr = g->mr, nr = g->nr, C = g->c, es = cnt * C;
+    const ptrdiff_t ncb = (g->cout + nr - 1) / nr, ldg = ncb * nr, gs = cnt * ldg;
+    const ptrdiff_t cpad = (C + mr - 1) / mr * mr, zero_seg = 0;
+    const int E = (tile + 2) * (tile + 2);
+    ptrdiff_t c0, i, cb;
+    int e;
+    if (tile == 5) {
+        FC_FN(fc_wg5_input)(g, x, zero, t0, cnt, th, tw, v, es);
+        FC_FN(fc_wg5_grad_out)(g, gy, zero, t0, cnt, th, tw, mg, gs, ldg);
+    } else if (tile == 4) {
+        FC_FN(fc_wg4_input)(g, x, zero, t0, cnt, th, tw, v, es);
+        FC_FN(fc_wg4_grad_out)(g, gy, zero, t0, cnt, th, tw, mg, gs, ldg);
+    } else {
+        FC_FN(fc_wg_input)(g, x, zero, t0, cnt, th, tw, v, es);
+        FC_FN(fc_wg_grad_out)(g, gy, zero, t0, cnt, th, tw, mg, gs, ldg);
+    }
+    for (e = 0; e < E; e++)
+        for (c0 = 0; c0 < C; c0 += mr) {
+            for (i = 0; i < mr; i++)  /* rows c past C read channel c0 (dropped) */
+                off[i] = c0 + i < C ? c0 + i : c0;
+            for (cb = 0; cb < ncb; cb++)
+                kpx(1, cnt, &zero_seg, &zero_seg, v + e * es, off, C,
+                    mg + e * gs + cb * nr, ldg, part + (e * cpad + c0) * ldg + cb * nr,
+                    ldg, 1);
+        }
+}
