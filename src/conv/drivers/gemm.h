@@ -386,3 +386,152 @@ FC_CLONES static void FC_FN(fc_bias_grad_item)(const fc_conv *g, const FC_T *gy,
                         ((acc[4] + acc[5]) + (acc[6] + acc[7]));
         }
 }
+
+/* ---- entry points (src/_conv2d.pyx): one parallel loop each (parallel.h) ---------- */
+
+/* The im2col row table of g (kg rows, then mr + nr spare entries), or NULL. */
+static fc_krow *FC_FN(fc_krows)(const fc_conv *g)
+{
+    fc_krow *kr = (fc_krow *)fc_alloc((g->kg + g->mr + g->nr) * sizeof(fc_krow));
+    if (kr != NULL)
+        fc_fill_krows(g, kr);
+    return kr;
+}
+
+/* g with the packed GEMM tile of the ISA for this dtype. */
+static fc_conv FC_FN(fc_gemm_geometry)(const fc_isa *isa, const fc_conv *g0)
+{
+    fc_conv g = *g0;
+    g.mr = isa->FC_FN(mr);
+    g.nr = isa->FC_FN(nr);
+    return g;
+}
+
+typedef struct {
+    const fc_conv *g;
+    FC_FN(fc_kernel_t) kern;
+    const FC_T *x, *a, *gy, *bias;
+    const fc_krow *kr;
+    FC_T *y;
+    int relu;
+    ptrdiff_t n_per, pcmax, part_stride;
+    double *bsum;
+} FC_FN(fc_gemm_args);
+
+static void FC_FN(fc_gemm_forward_item)(const void *args, ptrdiff_t s, void *const *sc)
+{
+    const FC_FN(fc_gemm_args) *a = (const FC_FN(fc_gemm_args) *)args;
+    FC_FN(fc_forward_strip)(a->g, a->kern, a->x, a->a, a->kr, a->bias, a->y, s, a->relu,
+                            (FC_T *)sc[0], (FC_T *)sc[1], (fc_seg *)sc[2], (fc_col *)sc[3]);
+}
+
+/* y = conv(x) (+ bias) (then ReLU); ap: packed weights (groups, ceil(cog / MR), kg, MR).
+ * Parallel over strips of NR output pixels. */
+static int FC_FN(fc_gemm_forward)(const fc_isa *isa, const fc_conv *g0, const FC_T *x,
+                                  const FC_T *ap, const FC_T *bias, FC_T *y, int relu)
+{
+    const fc_conv g = FC_FN(fc_gemm_geometry)(isa, g0);
+    const ptrdiff_t mr = g.mr, nr = g.nr, total = g.n * g.oh * g.ow;
+    const ptrdiff_t nstrips = (total + nr - 1) / nr;
+    fc_loop lp = fc_loop_of((double)total * g.cout * g.kg, nstrips, 2);
+    FC_FN(fc_gemm_args) a = {&g, isa->FC_FN(kern), x, ap, NULL, bias, NULL, y, relu, 0, 0,
+                             0, NULL};
+    int rc;
+    fc_krow *kr = FC_FN(fc_krows)(&g);
+    if (kr == NULL)
+        return FC_ENOMEM_TABLE;
+    a.kr = kr;
+    fc_scratch(&lp, g.kg * nr * sizeof(FC_T));  /* bp */
+    fc_scratch(&lp, mr * nr * sizeof(FC_T));    /* tile */
+    fc_scratch(&lp, nr * sizeof(fc_seg));
+    fc_scratch(&lp, nr * sizeof(fc_col));
+    rc = fc_parallel_for(&lp, FC_FN(fc_gemm_forward_item), &a);
+    fc_free(kr);
+    return rc;
+}
+
+static void FC_FN(fc_gemm_grad_weight_item)(const void *args, ptrdiff_t it,
+                                            void *const *sc)
+{
+    const FC_FN(fc_gemm_args) *a = (const FC_FN(fc_gemm_args) *)args;
+    const fc_conv *g = a->g;
+    const ptrdiff_t ig = it / g->groups, grp = it % g->groups, n_lo = ig * a->n_per;
+    const ptrdiff_t n_hi = n_lo + a->n_per > g->n ? g->n : n_lo + a->n_per;
+    FC_FN(fc_grad_weight_item)(g, a->kern, a->x, a->gy, a->kr, a->y + ig * a->part_stride,
+                               n_lo, n_hi, grp, a->pcmax, (FC_T *)sc[0], (FC_T *)sc[1],
+                               (fc_seg *)sc[2], (fc_col *)sc[3]);
+}
+
+/* Partial weight gradients, one per group of n_per images: part is zeroed, (n_igroups,
+ * groups, ceil(cog/MR)*MR, ceil(kg/NR)*NR).  Parallel over (image group, conv group). */
+static int FC_FN(fc_gemm_grad_weight)(const fc_isa *isa, const fc_conv *g0, const FC_T *x,
+                                      const FC_T *gy, FC_T *part, ptrdiff_t n_per,
+                                      ptrdiff_t pcmax)
+{
+    const fc_conv g = FC_FN(fc_gemm_geometry)(isa, g0);
+    const ptrdiff_t mr = g.mr, nr = g.nr, nig = (g.n + n_per - 1) / n_per;
+    const ptrdiff_t cog_pad = (g.cog + mr - 1) / mr * mr;
+    const ptrdiff_t kg_pad = (g.kg + nr - 1) / nr * nr;
+    fc_loop lp = fc_loop_of((double)g.n * g.oh * g.ow * g.cout * g.kg, nig * g.groups, 1);
+    FC_FN(fc_gemm_args) a = {&g, isa->FC_FN(kern), x, NULL, gy, NULL, NULL, part, 0, n_per,
+                             pcmax, g.groups * cog_pad * kg_pad, NULL};
+    int rc;
+    fc_krow *kr = FC_FN(fc_krows)(&g);
+    if (kr == NULL)
+        return FC_ENOMEM_TABLE;
+    a.kr = kr;
+    fc_scratch(&lp, cog_pad * pcmax * sizeof(FC_T));  /* ap */
+    fc_scratch(&lp, pcmax * nr * sizeof(FC_T));       /* bp */
+    fc_scratch(&lp, pcmax * sizeof(fc_seg));
+    fc_scratch(&lp, pcmax * sizeof(fc_col));
+    rc = fc_parallel_for(&lp, FC_FN(fc_gemm_grad_weight_item), &a);
+    fc_free(kr);
+    return rc;
+}
+
+static void FC_FN(fc_gemm_grad_input_item)(const void *args, ptrdiff_t it, void *const *sc)
+{
+    const FC_FN(fc_gemm_args) *a = (const FC_FN(fc_gemm_args) *)args;
+    const ptrdiff_t n_lo = it * a->n_per;
+    const ptrdiff_t n_hi = n_lo + a->n_per > a->g->n ? a->g->n : n_lo + a->n_per;
+    FC_FN(fc_grad_input_images)(a->g, a->kern, a->gy, a->a, a->y, n_lo, n_hi,
+                                (FC_T *)sc[0], (FC_T *)sc[1], (fc_seg *)sc[2]);
+}
+
+/* gx (zeroed) += scatter of W^T gy, any stride; at: packed transposed weights (groups,
+ * ceil(kg/MR), cog, MR).  Parallel over groups of n_per whole images (no two threads
+ * add into the same element). */
+static int FC_FN(fc_gemm_grad_input)(const fc_isa *isa, const fc_conv *g0, const FC_T *gy,
+                                     const FC_T *at, FC_T *gx, ptrdiff_t n_per)
+{
+    const fc_conv g = FC_FN(fc_gemm_geometry)(isa, g0);
+    const ptrdiff_t mr = g.mr, nr = g.nr;
+    fc_loop lp = fc_loop_of((double)g.n * g.oh * g.ow * g.cout * g.kg,
+                            (g.n + n_per - 1) / n_per, 1);
+    FC_FN(fc_gemm_args) a = {&g, isa->FC_FN(kern), NULL, at, gy, NULL, NULL, gx, 0, n_per,
+                             0, 0, NULL};
+    fc_scratch(&lp, g.cog * nr * sizeof(FC_T));  /* bp */
+    fc_scratch(&lp, mr * nr * sizeof(FC_T));     /* tile */
+    fc_scratch(&lp, nr * sizeof(fc_seg));
+    return fc_parallel_for(&lp, FC_FN(fc_gemm_grad_input_item), &a);
+}
+
+static void FC_FN(fc_bias_grad_run_item)(const void *args, ptrdiff_t ig, void *const *sc)
+{
+    const FC_FN(fc_gemm_args) *a = (const FC_FN(fc_gemm_args) *)args;
+    const ptrdiff_t n_hi = (ig + 1) * a->n_per > a->g->n ? a->g->n : (ig + 1) * a->n_per;
+    (void)sc;
+    FC_FN(fc_bias_grad_item)(a->g, a->gy, a->bsum + ig * a->g->cout, ig * a->n_per, n_hi);
+}
+
+/* Partial bias gradients (n_igroups, C_out), zeroed, one per group of n_per images
+ * (float64 sums in a fixed order, see fc_bias_grad_item).  Parallel over image groups. */
+static int FC_FN(fc_bias_grad)(const fc_conv *g, const FC_T *gy, double *bsum,
+                               ptrdiff_t n_per)
+{
+    const ptrdiff_t nig = (g->n + n_per - 1) / n_per;
+    fc_loop lp = fc_loop_of((double)g->n * g->oh * g->ow * g->cout / 4, nig, 1);
+    FC_FN(fc_gemm_args) a = {g, NULL, NULL, NULL, gy, NULL, NULL, NULL, 0, n_per, 0, 0,
+                             bsum};
+    return fc_parallel_for(&lp, FC_FN(fc_bias_grad_run_item), &a);
+}

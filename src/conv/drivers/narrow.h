@@ -50,3 +50,45 @@ static void FC_FN(fc_px_forward_narrow_image)(const fc_conv *g, FC_FN(fc_knr_t) 
         }
     }
 }
+
+/* ---- entry point (src/_conv2d.pyx): one parallel loop (parallel.h) ---------------- */
+
+typedef struct {
+    const fc_conv *g;
+    FC_FN(fc_knr_t) knr;
+    const FC_T *x, *wn, *bias;
+    FC_T *y;
+    int relu;
+} FC_FN(fc_narrow_args);
+
+static void FC_FN(fc_narrow_forward_item)(const void *args, ptrdiff_t n, void *const *sc)
+{
+    const FC_FN(fc_narrow_args) *a = (const FC_FN(fc_narrow_args) *)args;
+    FC_FN(fc_px_forward_narrow_image)(a->g, a->knr, a->x, a->wn, a->bias, a->y, n, a->relu,
+                                      (FC_T *)sc[0], (FC_T *)sc[1], (ptrdiff_t *)sc[2]);
+}
+
+/* channels_last, one group, few output channels, C a multiple of the vector length:
+ * y = conv(x) (+ bias) (then ReLU); wn = weights packed (ceil(cout/FC_NO), kh*kw,
+ * FC_NO, C).  Parallel over images. */
+static int FC_FN(fc_narrow_forward)(const fc_isa *isa, const fc_conv *g0, const FC_T *x,
+                                    const FC_T *wn, const FC_T *bias, FC_T *y, int relu)
+{
+    fc_conv g = *g0;
+    fc_loop lp;
+    FC_FN(fc_narrow_args) a;
+    g.mr = isa->mr_nr;
+    g.nr = FC_NO;
+    lp = fc_loop_of((double)g.n * g.oh * g.ow * g.cout * g.kg, g.n, 1);
+    a.g = &g;
+    a.knr = isa->FC_FN(knr);
+    a.x = x;
+    a.wn = wn;
+    a.bias = bias;
+    a.y = y;
+    a.relu = relu;
+    fc_scratch(&lp, FC_FN(fc_px_xp_len)(&g) * sizeof(FC_T));  /* xp */
+    fc_scratch(&lp, g.mr * FC_NO * sizeof(FC_T));            /* tile */
+    fc_scratch(&lp, (g.mr + g.kh * g.kw) * sizeof(ptrdiff_t)); /* idx */
+    return fc_parallel_for(&lp, FC_FN(fc_narrow_forward_item), &a);
+}

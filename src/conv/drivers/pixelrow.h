@@ -274,3 +274,181 @@ static void FC_FN(fc_px_grad_weight_item)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
                     panels + cb * P * nr, nr, part + kt * mr * ldc + cb * nr, ldc, 1);
     }
 }
+
+/* The activation and average pool after a forward (pixel-row and wide algorithms). */
+
+/* One output row of the 2x2/2 average pool, channels_last, from input rows r0 and r1
+ * (pw pixels of C channels out): the window's cells summed in row-major order, then
+ * scaled by 1/4, as src/_pool2d.pyx's average pool rounds. */
+static void FC_FN(fc_pool_rows)(const FC_T *r0, const FC_T *r1, FC_T *out, ptrdiff_t pw,
+                                ptrdiff_t C)
+{
+    ptrdiff_t px, c;
+    for (px = 0; px < pw; px++) {
+        const FC_T *a = r0 + 2 * px * C, *b = a + C, *d = r1 + 2 * px * C, *e = d + C;
+        FC_T *o = out + px * C;
+        FC_OMP_SIMD
+        for (c = 0; c < C; c++)
+            o[c] = (((a[c] + b[c]) + d[c]) + e[c]) * (FC_T)0.25;
+    }
+}
+
+/* The output pass after a forward kernel has stored image y (oh x ow pixels of cout
+ * channels, channels_last): act (FC_ACT_*) in place a row at a time, and with yq (not
+ * NULL) the 2x2/2 average pool of each pair of rows (fc_pool_rows) into yq, right after
+ * the pair is activated, while it is in cache. */
+FC_CLONES static void FC_FN(fc_act_pool_image)(FC_T *y, ptrdiff_t oh, ptrdiff_t ow,
+                                               ptrdiff_t cout, int act, FC_T *yq)
+{
+    const ptrdiff_t row = ow * cout, prow = (ow / 2) * cout;
+    ptrdiff_t oy, e;
+    for (oy = 0; oy < oh; oy++) {
+        FC_T *dst = y + oy * row;
+        if (act == FC_ACT_RELU)
+            FC_OMP_SIMD
+            for (e = 0; e < row; e++)
+                dst[e] = FC_FN(fc_relu1)(dst[e]);
+        else if (act == FC_ACT_TANH)
+            FC_OMP_SIMD
+            for (e = 0; e < row; e++)
+                dst[e] = FC_TANH1(dst[e]);
+        if (yq != NULL && (oy & 1))  /* the 2x2/2 average pool of rows oy - 1 and oy */
+            FC_FN(fc_pool_rows)(dst - row, dst, yq + (oy / 2) * prow, ow / 2, cout);
+    }
+}
+
+/* ---- entry points (src/_conv2d.pyx): one parallel loop each (parallel.h) ---------- */
+
+/* g with the ISA's pixel-row tile for this dtype (half: the half-width tile). */
+static fc_conv FC_FN(fc_px_geometry)(const fc_isa *isa, const fc_conv *g0, int half)
+{
+    fc_conv g = *g0;
+    g.mr = half ? isa->FC_FN(mr_px1) : isa->FC_FN(mr_px);
+    g.nr = half ? isa->FC_FN(nr_px1) : isa->FC_FN(nr_px);
+    return g;
+}
+
+/* Elements of the zero-padded image copy of the pixel-row paths (fc_px_image). */
+static ptrdiff_t FC_FN(fc_px_xp_len)(const fc_conv *g)
+{
+    return ((g->oh - 1) * g->sy + (g->kh - 1) * g->dy + 1) *
+           ((g->ow - 1) * g->sx + (g->kw - 1) * g->dx + 1) * g->c;
+}
+
+typedef struct {
+    const fc_conv *g;
+    FC_FN(fc_kpx_t) kpx;
+    const FC_T *x, *w, *gy, *bias;
+    FC_T *y, *yq;
+    double *bsum;
+    int relu, act, max_pool, avg_pool;
+    ptrdiff_t n_per, part_stride;
+    ptrdiff_t m, k, n, mr, nr;  /* fc_dense_forward */
+    int x_t, w_t;
+} FC_FN(fc_px_args);
+
+static void FC_FN(fc_px_forward_item)(const void *args, ptrdiff_t n, void *const *sc)
+{
+    const FC_FN(fc_px_args) *a = (const FC_FN(fc_px_args) *)args;
+    const fc_conv *g = a->g;
+    const int pooled = a->max_pool || a->avg_pool;
+    const int post = a->act != FC_ACT_NONE || a->avg_pool || a->yq != NULL;
+    const ptrdiff_t img = g->oh * g->ow * g->cout, x_img = g->h * g->w * g->c;
+    const ptrdiff_t q_img = (g->oh / 2) * (g->ow / 2) * g->cout;
+    FC_T *yimg = (FC_T *)sc[3];
+    /* pooled: image n as image 0 of x + n * x_img, written to yimg */
+    FC_T *out = pooled ? yimg : a->y + n * img;
+    FC_T *qout = a->avg_pool ? a->y + n * q_img : (a->yq != NULL ? a->yq + n * q_img : NULL);
+    FC_FN(fc_px_forward_image)(g, a->kpx, pooled ? a->x + n * x_img : a->x, a->w, a->bias,
+                               pooled ? yimg : a->y, pooled ? 0 : n, a->relu,
+                               (FC_T *)sc[0], (FC_T *)sc[1], (ptrdiff_t *)sc[2]);
+    if (post)
+        FC_FN(fc_act_pool_image)(out, g->oh, g->ow, g->cout, a->act, qout);
+    if (a->max_pool)
+        FC_FN(fc_max_pool_2x2_image)(yimg, g->oh, g->ow, g->cout, a->y + n * q_img);
+}
+
+/* channels_last, one group: y = conv(x) (+ bias) (then ReLU, or act) by the pixel-row
+ * kernel (half: its half-width tile); bpk = weights packed (ceil(cout/NR), kg, NR).
+ * max_pool / avg_pool: y is the 2x2/2 pool of that instead, each image pooled from a
+ * per-thread copy; yq (without a pool, may be NULL): the average pool as well as y.
+ * Parallel over images. */
+static int FC_FN(fc_px_forward)(const fc_isa *isa, const fc_conv *g0, int half,
+                                const FC_T *x, const FC_T *bpk, const FC_T *bias, FC_T *y,
+                                int relu, int act, int max_pool, int avg_pool, FC_T *yq)
+{
+    const fc_conv g = FC_FN(fc_px_geometry)(isa, g0, half);
+    const ptrdiff_t mr = g.mr, nr = g.nr, img = g.oh * g.ow * g.cout;
+    const ptrdiff_t idx_len = (g.oh * g.ow + mr - 1) / mr * mr + 2 * g.kh * g.kw;
+    fc_loop lp = fc_loop_of((double)g.n * g.oh * g.ow * g.cout * g.kg, g.n, 1);
+    FC_FN(fc_px_args) a = {&g, half ? isa->FC_FN(kpx1) : isa->FC_FN(kpx), x, bpk, NULL,
+                           bias, y, yq, NULL, relu, act, max_pool, avg_pool, 0, 0,
+                           0, 0, 0, 0, 0, 0, 0};
+    fc_scratch(&lp, FC_FN(fc_px_xp_len)(&g) * sizeof(FC_T));                              /* xp */
+    fc_scratch(&lp, mr * nr * sizeof(FC_T));                                     /* tile */
+    fc_scratch(&lp, idx_len * sizeof(ptrdiff_t));                                 /* idx */
+    fc_scratch(&lp, (max_pool || avg_pool ? img : 1) * sizeof(FC_T));            /* yimg */
+    return fc_parallel_for(&lp, FC_FN(fc_px_forward_item), &a);
+}
+
+static void FC_FN(fc_dense_forward_item)(const void *args, ptrdiff_t cb, void *const *sc)
+{
+    const FC_FN(fc_px_args) *a = (const FC_FN(fc_px_args) *)args;
+    const ptrdiff_t co0 = cb * a->nr, cols = a->n - co0 < a->nr ? a->n - co0 : a->nr;
+    FC_FN(fc_dense_block)(a->kpx, a->mr, a->nr, a->x, a->m, a->k, a->w, a->bias, a->y,
+                          a->n, co0, cols, a->relu, a->x_t, a->w_t, (FC_T *)sc[0],
+                          (FC_T *)sc[1], (ptrdiff_t *)sc[2]);
+}
+
+/* y = x @ w (+ bias) (then ReLU), x (m, k), w (k, n), y (m, n), all non-empty, by the
+ * pixel-row kernel on blocks of NR columns of w (x_t: x given as x.T, w_t: w as w.T).
+ * Parallel over the column blocks. */
+static int FC_FN(fc_dense_forward)(const fc_isa *isa, const FC_T *x, ptrdiff_t m,
+                                   ptrdiff_t k, const FC_T *w, const FC_T *bias, FC_T *y,
+                                   ptrdiff_t n, int relu, int x_t, int w_t)
+{
+    const ptrdiff_t mr = isa->FC_FN(mr_px), nr = isa->FC_FN(nr_px);
+    fc_loop lp = fc_loop_of((double)m * k * n, (n + nr - 1) / nr, 1);
+    FC_FN(fc_px_args) a = {NULL, isa->FC_FN(kpx), x, w, NULL, bias, y, NULL, NULL, relu,
+                           0, 0, 0, 0, 0, m, k, n, mr, nr, x_t, w_t};
+    fc_scratch(&lp, k * nr * sizeof(FC_T));      /* wb */
+    fc_scratch(&lp, mr * nr * sizeof(FC_T));     /* tile */
+    fc_scratch(&lp, mr * sizeof(ptrdiff_t));     /* off */
+    return fc_parallel_for(&lp, FC_FN(fc_dense_forward_item), &a);
+}
+
+static void FC_FN(fc_px_grad_weight_run_item)(const void *args, ptrdiff_t ig,
+                                              void *const *sc)
+{
+    const FC_FN(fc_px_args) *a = (const FC_FN(fc_px_args) *)args;
+    const fc_conv *g = a->g;
+    const ptrdiff_t n_lo = ig * a->n_per;
+    const ptrdiff_t n_hi = n_lo + a->n_per > g->n ? g->n : n_lo + a->n_per;
+    if (a->bsum != NULL)
+        FC_FN(fc_bias_grad_item)(g, a->gy, a->bsum + ig * g->cout, n_lo, n_hi);
+    FC_FN(fc_px_grad_weight_item)(g, a->kpx, a->x, a->gy, a->y + ig * a->part_stride, n_lo,
+                                  n_hi, (FC_T *)sc[0], (FC_T *)sc[1], (ptrdiff_t *)sc[2]);
+}
+
+/* channels_last, one group: partial weight gradients by the pixel-row kernel (half: its
+ * half-width tile), one per group of n_per images; part zeroed, (n_igroups,
+ * ceil(kg/MR)*MR, ceil(cout/NR)*NR).  bsum (n_igroups, C_out), zeroed, or NULL: the
+ * bias gradient's partial sums of the same groups too.  Parallel over image groups. */
+static int FC_FN(fc_px_grad_weight)(const fc_isa *isa, const fc_conv *g0, int half,
+                                    const FC_T *x, const FC_T *gy, FC_T *part,
+                                    ptrdiff_t n_per, double *bsum)
+{
+    const fc_conv g = FC_FN(fc_px_geometry)(isa, g0, half);
+    const ptrdiff_t mr = g.mr, nr = g.nr;
+    const ptrdiff_t cout_pad = (g.cout + nr - 1) / nr * nr;
+    const ptrdiff_t kg_pad = (g.kg + mr - 1) / mr * mr;
+    fc_loop lp = fc_loop_of((double)g.n * g.oh * g.ow * g.cout * g.kg,
+                            (g.n + n_per - 1) / n_per, 1);
+    FC_FN(fc_px_args) a = {&g, half ? isa->FC_FN(kpx1) : isa->FC_FN(kpx), x, NULL, gy,
+                           NULL, part, NULL, bsum, 0, 0, 0, 0, n_per, kg_pad * cout_pad,
+                           0, 0, 0, 0, 0, 0, 0};
+    fc_scratch(&lp, FC_FN(fc_px_xp_len)(&g) * sizeof(FC_T));           /* xp */
+    fc_scratch(&lp, g.oh * g.ow * cout_pad * sizeof(FC_T));     /* gyp */
+    fc_scratch(&lp, (kg_pad + 2 * g.oh) * sizeof(ptrdiff_t));   /* idx */
+    return fc_parallel_for(&lp, FC_FN(fc_px_grad_weight_run_item), &a);
+}

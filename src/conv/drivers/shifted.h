@@ -130,3 +130,104 @@ static void FC_FN(fc_grad_weight_shift_item)(const fc_conv *g, FC_FN(fc_kia_t) k
         }
     }
 }
+
+/* ---- entry points (src/_conv2d.pyx): one parallel loop each (parallel.h) ---------- */
+
+/* off[k] = c*Hp*Wp + ki*dy*Wp + kj*dx for k < kg, then zeros up to length; or NULL. */
+static ptrdiff_t *FC_FN(fc_shift_offsets)(const fc_conv *g, ptrdiff_t length)
+{
+    const ptrdiff_t wp = g->ow + (g->kw - 1) * g->dx, hp = g->oh + (g->kh - 1) * g->dy;
+    ptrdiff_t c, ki, kj, k = 0;
+    ptrdiff_t *off = (ptrdiff_t *)fc_alloc(length * sizeof(ptrdiff_t));
+    if (off == NULL)
+        return NULL;
+    for (c = 0; c < g->cg; c++)
+        for (ki = 0; ki < g->kh; ki++)
+            for (kj = 0; kj < g->kw; kj++)
+                off[k++] = c * hp * wp + ki * g->dy * wp + kj * g->dx;
+    while (k < length)
+        off[k++] = 0;
+    return off;
+}
+
+typedef struct {
+    const fc_conv *g;
+    FC_FN(fc_kib_t) kib;
+    FC_FN(fc_kia_t) kia;
+    const FC_T *x, *a, *gy, *bias;
+    const ptrdiff_t *off;
+    FC_T *y;
+    int relu;
+    ptrdiff_t n_per, pcmax, part_stride;
+} FC_FN(fc_shift_args);
+
+static void FC_FN(fc_shift_forward_item)(const void *args, ptrdiff_t n, void *const *sc)
+{
+    const FC_FN(fc_shift_args) *a = (const FC_FN(fc_shift_args) *)args;
+    FC_FN(fc_forward_shift_image)(a->g, a->kib, a->x, a->a, a->off, a->bias, a->y, n,
+                                  a->relu, (FC_T *)sc[0], (FC_T *)sc[1], (fc_seg *)sc[2]);
+}
+
+/* Stride-1 forward through a padded copy of each image; ap as fc_gemm_forward's.
+ * Parallel over images. */
+static int FC_FN(fc_shift_forward)(const fc_isa *isa, const fc_conv *g0, const FC_T *x,
+                                   const FC_T *ap, const FC_T *bias, FC_T *y, int relu)
+{
+    const fc_conv g = FC_FN(fc_gemm_geometry)(isa, g0);
+    const ptrdiff_t mr = g.mr, nr = g.nr;
+    const ptrdiff_t wp = g.ow + (g.kw - 1) * g.dx, hp = g.oh + (g.kh - 1) * g.dy;
+    fc_loop lp = fc_loop_of((double)g.n * g.oh * wp * g.cout * g.kg, g.n, 1);
+    FC_FN(fc_shift_args) a = {&g, isa->FC_FN(kib), NULL, x, ap, NULL, bias, NULL, y, relu,
+                              0, 0, 0};
+    int rc;
+    ptrdiff_t *off = FC_FN(fc_shift_offsets)(&g, g.kg);
+    if (off == NULL)
+        return FC_ENOMEM_TABLE;
+    a.off = off;
+    fc_scratch(&lp, (g.cg * hp * wp + (g.kw - 1) * g.dx + nr) * sizeof(FC_T));  /* xp */
+    fc_scratch(&lp, mr * nr * sizeof(FC_T));                                   /* tile */
+    fc_scratch(&lp, nr * sizeof(fc_seg));
+    rc = fc_parallel_for(&lp, FC_FN(fc_shift_forward_item), &a);
+    fc_free(off);
+    return rc;
+}
+
+static void FC_FN(fc_shift_grad_weight_item)(const void *args, ptrdiff_t it,
+                                             void *const *sc)
+{
+    const FC_FN(fc_shift_args) *a = (const FC_FN(fc_shift_args) *)args;
+    const fc_conv *g = a->g;
+    const ptrdiff_t ig = it / g->groups, grp = it % g->groups, n_lo = ig * a->n_per;
+    const ptrdiff_t n_hi = n_lo + a->n_per > g->n ? g->n : n_lo + a->n_per;
+    FC_FN(fc_grad_weight_shift_item)(g, a->kia, a->x, a->gy, a->off,
+                                     a->y + ig * a->part_stride, n_lo, n_hi, grp, a->pcmax,
+                                     (FC_T *)sc[0], (FC_T *)sc[1]);
+}
+
+/* Stride-1 partial weight gradients, one per group of n_per images: part zeroed,
+ * (n_igroups, groups, ceil(kg/MR)*MR, ceil(cog/NR)*NR) -- rows k, columns co.
+ * Parallel over (image group, conv group). */
+static int FC_FN(fc_shift_grad_weight)(const fc_isa *isa, const fc_conv *g0,
+                                       const FC_T *x, const FC_T *gy, FC_T *part,
+                                       ptrdiff_t n_per, ptrdiff_t pcmax)
+{
+    const fc_conv g = FC_FN(fc_gemm_geometry)(isa, g0);
+    const ptrdiff_t mr = g.mr, nr = g.nr;
+    const ptrdiff_t wp = g.ow + (g.kw - 1) * g.dx, hp = g.oh + (g.kh - 1) * g.dy;
+    const ptrdiff_t cog_pad = (g.cog + nr - 1) / nr * nr;
+    const ptrdiff_t kg_pad = (g.kg + mr - 1) / mr * mr;
+    const ptrdiff_t nig = (g.n + n_per - 1) / n_per;
+    fc_loop lp = fc_loop_of((double)g.n * g.oh * wp * g.cout * g.kg, nig * g.groups, 1);
+    FC_FN(fc_shift_args) a = {&g, NULL, isa->FC_FN(kia), x, NULL, gy, NULL, NULL, part, 0,
+                              n_per, pcmax, g.groups * kg_pad * cog_pad};
+    int rc;
+    ptrdiff_t *off = FC_FN(fc_shift_offsets)(&g, kg_pad);
+    if (off == NULL)
+        return FC_ENOMEM_TABLE;
+    a.off = off;
+    fc_scratch(&lp, (g.cg * hp * wp + (g.kw - 1) * g.dx + nr) * sizeof(FC_T));  /* xp */
+    fc_scratch(&lp, cog_pad * g.oh * wp * sizeof(FC_T));                       /* gyt */
+    rc = fc_parallel_for(&lp, FC_FN(fc_shift_grad_weight_item), &a);
+    fc_free(off);
+    return rc;
+}

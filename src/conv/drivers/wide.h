@@ -45,46 +45,6 @@ FC_CLONES static void FC_FN(fc_wd_planar)(const FC_T *src, ptrdiff_t H, ptrdiff_
     }
 }
 
-/* One output row of the 2x2/2 average pool, channels_last, from input rows r0 and r1
- * (pw pixels of C channels out): the window's cells summed in row-major order, then
- * scaled by 1/4, as src/_pool2d.pyx's average pool rounds. */
-static void FC_FN(fc_pool_rows)(const FC_T *r0, const FC_T *r1, FC_T *out, ptrdiff_t pw,
-                                ptrdiff_t C)
-{
-    ptrdiff_t px, c;
-    for (px = 0; px < pw; px++) {
-        const FC_T *a = r0 + 2 * px * C, *b = a + C, *d = r1 + 2 * px * C, *e = d + C;
-        FC_T *o = out + px * C;
-        FC_OMP_SIMD
-        for (c = 0; c < C; c++)
-            o[c] = (((a[c] + b[c]) + d[c]) + e[c]) * (FC_T)0.25;
-    }
-}
-
-/* The output pass after a forward kernel has stored image y (oh x ow pixels of cout
- * channels, channels_last): act (FC_ACT_*) in place a row at a time, and with yq (not
- * NULL) the 2x2/2 average pool of each pair of rows (fc_pool_rows) into yq, right after
- * the pair is activated, while it is in cache. */
-FC_CLONES static void FC_FN(fc_act_pool_image)(FC_T *y, ptrdiff_t oh, ptrdiff_t ow,
-                                               ptrdiff_t cout, int act, FC_T *yq)
-{
-    const ptrdiff_t row = ow * cout, prow = (ow / 2) * cout;
-    ptrdiff_t oy, e;
-    for (oy = 0; oy < oh; oy++) {
-        FC_T *dst = y + oy * row;
-        if (act == FC_ACT_RELU)
-            FC_OMP_SIMD
-            for (e = 0; e < row; e++)
-                dst[e] = FC_FN(fc_relu1)(dst[e]);
-        else if (act == FC_ACT_TANH)
-            FC_OMP_SIMD
-            for (e = 0; e < row; e++)
-                dst[e] = FC_TANH1(dst[e]);
-        if (yq != NULL && (oy & 1))  /* the 2x2/2 average pool of rows oy - 1 and oy */
-            FC_FN(fc_pool_rows)(dst - row, dst, yq + (oy / 2) * prow, ow / 2, cout);
-    }
-}
-
 /* Forward of image n, then act (FC_ACT_*: none, ReLU, tanh).  The output channels go
  * in nblk blocks, block i of fc_wide_co[blk[i]] channels (fc_wide_block's choices, the
  * caller's), its weights (kg, CO) from wpk + co0 * kg, k = (ki, c, kj), so that the taps
@@ -191,4 +151,188 @@ static void FC_FN(fc_wd_grad_weight_item)(const fc_conv *g, const FC_FN(fc_kwg_t
                     kwg[nkj - 1](nq, xo, go, nl, xa, g->dx, gs + co0 * ldg, ldg,
                                  out + co0, C * coutp);
             }
+}
+
+/* ---- entry points (src/_conv2d.pyx): one parallel loop each (parallel.h) ---------- */
+
+typedef struct {
+    const fc_conv *g;
+    const FC_FN(fc_kwf_t) *kwf;
+    const FC_FN(fc_kwg_t) *kwg;
+    const int *wr, *blk;
+    int nblk, inkernel, act, pool;
+    ptrdiff_t vl, gco, Hs, Ws, n_per, bias_per, part_stride;
+    const FC_T *x, *w, *gy, *gp, *a, *bias;
+    const ptrdiff_t *off;
+    FC_T *y, *yq;
+    double *bsum;
+} FC_FN(fc_wide_args);
+
+static void FC_FN(fc_wide_forward_item)(const void *args, ptrdiff_t n, void *const *sc)
+{
+    const FC_FN(fc_wide_args) *a = (const FC_FN(fc_wide_args) *)args;
+    FC_FN(fc_wd_forward_image)(a->g, a->kwf, a->wr, a->blk, a->nblk, a->inkernel, a->vl,
+                               a->x, a->w, a->off, a->bias, a->y, n, a->act, a->pool, a->yq,
+                               (FC_T *)sc[0], (FC_T *)sc[1], a->Hs, a->Ws);
+}
+
+/* channels_last, one group, stride 1: y = conv(x) (+ bias) (then act, FC_ACT_*) by the
+ * wide kernels; w = the weights (C_out, kg) row-major, k = (c, ki, kj).  pool: y is
+ * the 2x2/2 average pool of that instead; yq (without pool, may be NULL): that pool as
+ * well as y.  The weights are packed here once (blocks of fc_wide_block's channel
+ * counts, k = (ki, c, kj)).  Parallel over images. */
+static int FC_FN(fc_wide_forward)(const fc_isa *isa, const fc_conv *g0, const FC_T *x,
+                                  const FC_T *w, const FC_T *bias, FC_T *y, int act,
+                                  int pool, FC_T *yq)
+{
+    fc_conv g = *g0;
+    const ptrdiff_t vl = isa->FC_FN(vl), K = g0->kg;
+    ptrdiff_t Hs, Ws, co0 = 0, CO, k, o, c, ki, kj;
+    FC_T *wpk, *pb;
+    ptrdiff_t *off;
+    int *blk, nblk = 0, b, rc;
+    int inkernel = isa->wpool_f && sizeof(FC_T) == sizeof(float);
+    fc_loop lp;
+    FC_FN(fc_wide_args) a;
+    g.mr = g.nr = 0;
+    Hs = fc_wide_rows(isa->wr, g.oh, g.kh, g.dy);
+    Ws = (g.ow + vl - 1) / vl * vl + (g.kw - 1) * g.dx;
+    wpk = (FC_T *)fc_alloc((g.cout * K + g.cout) * sizeof(FC_T));
+    off = (ptrdiff_t *)fc_alloc(K * sizeof(ptrdiff_t));
+    blk = (int *)fc_alloc(g.cout * sizeof(int));  /* (at most one block per channel) */
+    if (wpk == NULL || off == NULL || blk == NULL) {
+        fc_free(wpk);
+        fc_free(off);
+        fc_free(blk);
+        return FC_ENOMEM_TABLE;
+    }
+    pb = wpk + g.cout * K;
+    for (o = 0; o < g.cout; o++)
+        pb[o] = bias != NULL ? bias[o] : 0;
+    /* k = (ki, c, kj) in the kernels (so that a range of kernel rows is a range of k),
+     * (c, ki, kj) in w */
+    k = 0;
+    for (ki = 0; ki < g.kh; ki++)
+        for (c = 0; c < g.c; c++)
+            for (kj = 0; kj < g.kw; kj++)
+                off[k++] = (c * Hs + ki * g.dy) * Ws + kj * g.dx;
+    /* the blocks fc_wd_forward_image walks, (K, CO) each; whether its kernels take the
+     * activation and the pool (an ISA that can, float, blocks of even row counts) */
+    while (co0 < g.cout) {
+        b = fc_wide_block(isa->wr, g.cout - co0, &g);
+        CO = fc_wide_co[b];
+        blk[nblk++] = b;
+        if (isa->wr[b] % 2)
+            inkernel = 0;
+        k = 0;
+        for (ki = 0; ki < g.kh; ki++)
+            for (c = 0; c < g.c; c++)
+                for (kj = 0; kj < g.kw; kj++) {
+                    for (o = 0; o < CO; o++)
+                        wpk[co0 * K + k * CO + o] = w[(co0 + o) * K + (c * g.kh + ki) * g.kw + kj];
+                    k++;
+                }
+        co0 += CO;
+    }
+    lp = fc_loop_of((double)g.n * g.oh * g.ow * g.cout * g.kg, g.n, 1);
+    memset(&a, 0, sizeof a);
+    a.g = &g;
+    a.kwf = isa->FC_FN(kwf);
+    a.wr = isa->wr;
+    a.blk = blk;
+    a.nblk = nblk;
+    a.inkernel = inkernel;
+    a.vl = vl;
+    a.x = x;
+    a.w = wpk;
+    a.off = off;
+    a.bias = pb;
+    a.y = y;
+    a.act = act;
+    a.pool = pool;
+    a.yq = yq;
+    a.Hs = Hs;
+    a.Ws = Ws;
+    fc_scratch(&lp, g.c * Hs * Ws * sizeof(FC_T));                         /* xs */
+    fc_scratch(&lp, (pool ? g.oh * g.ow * g.cout : 1) * sizeof(FC_T));     /* yimg */
+    rc = fc_parallel_for(&lp, FC_FN(fc_wide_forward_item), &a);
+    fc_free(wpk);
+    fc_free(off);
+    fc_free(blk);
+    return rc;
+}
+
+static void FC_FN(fc_wide_grad_weight_item)(const void *args, ptrdiff_t ig,
+                                            void *const *sc)
+{
+    const FC_FN(fc_wide_args) *a = (const FC_FN(fc_wide_args) *)args;
+    const fc_conv *g = a->g;
+    const ptrdiff_t y_img = g->oh * g->ow * g->cout, x_img = g->h * g->w * g->c;
+    const ptrdiff_t q_img = (g->oh / 2) * (g->ow / 2) * g->cout;
+    const ptrdiff_t n_lo = ig * a->n_per;
+    const ptrdiff_t n_hi = n_lo + a->n_per > g->n ? g->n : n_lo + a->n_per;
+    FC_T *gys = (FC_T *)sc[3];
+    const FC_T *gyi = a->gy;
+    ptrdiff_t s = 0, i, b_lo, b_hi;
+    /* the item reads images [n_lo - s, n_hi - s) of gyi and xi: gy and x (s = 0), or
+     * (pooled) gys, its images made here, and x from image n_lo on (s = n_lo) */
+    if (a->pool) {
+        s = n_lo;
+        gyi = gys;
+        for (i = 0; i < n_hi - n_lo; i++)
+            FC_FN(fc_avg_tanh_grad_image)(a->gp + (n_lo + i) * q_img, a->a + (n_lo + i) * y_img,
+                                          gys + i * y_img, g->oh, g->ow, g->cout);
+    }
+    for (b_lo = n_lo; a->bsum != NULL && b_lo < n_hi; b_lo = b_hi) {
+        b_hi = b_lo + a->bias_per > n_hi ? n_hi : b_lo + a->bias_per;
+        FC_FN(fc_bias_grad_item)(g, gyi, a->bsum + b_lo / a->bias_per * g->cout, b_lo - s,
+                                 b_hi - s);
+    }
+    FC_FN(fc_wd_grad_weight_item)(g, a->kwg, a->gco, a->vl, a->x + s * x_img, gyi,
+                                  a->y + ig * a->part_stride, n_lo - s, n_hi - s,
+                                  (FC_T *)sc[0], (FC_T *)sc[1], (ptrdiff_t *)sc[2]);
+}
+
+/* channels_last, one group, stride 1: partial weight gradients by the wide kernels, one
+ * per group of n_per images; part zeroed, (n_igroups, kg, coutp) -- rows
+ * k = (ki, kj, c), coutp = C_out rounded up to the ISA's wg_co.  bsum (or NULL),
+ * zeroed, n_per a multiple of bias_per: the bias gradient's partial sums of groups of
+ * bias_per images too.  pooled (gp and a given, gy unused): grad_y is the gradient
+ * through tanh (a: its output) of a 2x2/2 average pool whose output gradient is gp,
+ * made per item in a per-thread buffer.  Parallel over image groups. */
+static int FC_FN(fc_wide_grad_weight)(const fc_isa *isa, const fc_conv *g0, const FC_T *x,
+                                      const FC_T *gy, FC_T *part, ptrdiff_t n_per,
+                                      double *bsum, ptrdiff_t bias_per, int pooled,
+                                      const FC_T *gp, const FC_T *pa)
+{
+    fc_conv g = *g0;
+    const ptrdiff_t vl = isa->FC_FN(vl), gco = isa->wg_co;
+    const ptrdiff_t owv = (g.ow + vl - 1) / vl;
+    const ptrdiff_t Hs = g.oh + (g.kh - 1) * g.dy, Ws = owv * vl + (g.kw - 1) * g.dx;
+    const ptrdiff_t coutp = (g.cout + gco - 1) / gco * gco;
+    fc_loop lp;
+    FC_FN(fc_wide_args) a;
+    g.mr = g.nr = 0;
+    lp = fc_loop_of((double)g.n * g.oh * g.ow * g.cout * g.kg, (g.n + n_per - 1) / n_per,
+                    1);
+    memset(&a, 0, sizeof a);
+    a.g = &g;
+    a.kwg = isa->FC_FN(kwg);
+    a.gco = gco;
+    a.vl = vl;
+    a.x = x;
+    a.gy = gy;
+    a.pool = pooled;
+    a.gp = gp;
+    a.a = pa;
+    a.y = part;
+    a.n_per = n_per;
+    a.bias_per = bias_per;
+    a.bsum = bsum;
+    a.part_stride = g.kg * coutp;
+    fc_scratch(&lp, n_per * g.c * Hs * Ws * sizeof(FC_T));                      /* xs */
+    fc_scratch(&lp, n_per * coutp * g.oh * owv * vl * sizeof(FC_T));            /* gs */
+    fc_scratch(&lp, 3 * n_per * g.oh * owv * sizeof(ptrdiff_t));                /* tab */
+    fc_scratch(&lp, (pooled ? n_per * g.oh * g.ow * g.cout : 1) * sizeof(FC_T)); /* gys */
+    return fc_parallel_for(&lp, FC_FN(fc_wide_grad_weight_item), &a);
 }

@@ -222,3 +222,194 @@ static void FC_FN(fc_wg_grad_weight_block)(const fc_conv *g, FC_FN(fc_kpx_t) kpx
                     ldg, 1);
         }
 }
+
+/* ---- entry points (src/_conv2d.pyx): one parallel loop each (parallel.h) ---------- */
+
+typedef struct {
+    const fc_conv *g;
+    FC_FN(fc_kpx_t) kpx;
+    FC_FN(fc_kwo_t) wo;
+    int tile, L, relu, pool;
+    const double *G;
+    const FC_T *x, *w, *gy, *bias, *zero;
+    FC_T *y;
+    ptrdiff_t so, sc, si, sj, co_n, c_n, nr, cpad, ldg;
+    ptrdiff_t block, total, th, tw, tpi, n_per, psize;
+} FC_FN(fc_wg_args);
+
+static void FC_FN(fc_wg_weights_item)(const void *args, ptrdiff_t c, void *const *sc)
+{
+    const FC_FN(fc_wg_args) *a = (const FC_FN(fc_wg_args) *)args;
+    (void)sc;
+    FC_FN(fc_wg_weights)(a->w, a->so, a->sc, a->si, a->sj, a->co_n, a->c_n, a->G, a->L,
+                         a->nr, a->y, c, c + 1);
+}
+
+/* U = G g G^T of a 3x3 kernel w (C_out, C_in, 3, 3) (element (co, c, i, j) at
+ * w[co * so + c * sc + i * si + j * sj]) into u, packed for the ISA's pixel-row tile
+ * (fc_wg_weights).  Parallel over C_in. */
+static int FC_FN(fc_wg_weights_run)(const fc_isa *isa, const FC_T *w, ptrdiff_t so,
+                                    ptrdiff_t sc, ptrdiff_t si, ptrdiff_t sj,
+                                    ptrdiff_t co_n, ptrdiff_t c_n, const double *G, int L,
+                                    FC_T *u)
+{
+    fc_loop lp = fc_loop_of((double)co_n * c_n * 400, c_n, 0);
+    FC_FN(fc_wg_args) a;
+    memset(&a, 0, sizeof a);
+    a.w = w;
+    a.so = so;
+    a.sc = sc;
+    a.si = si;
+    a.sj = sj;
+    a.co_n = co_n;
+    a.c_n = c_n;
+    a.G = G;
+    a.L = L;
+    a.nr = isa->FC_FN(nr_px);
+    a.y = u;
+    return fc_parallel_for(&lp, FC_FN(fc_wg_weights_item), &a);
+}
+
+static void FC_FN(fc_wg_grad_weights_item)(const void *args, ptrdiff_t c, void *const *sc)
+{
+    const FC_FN(fc_wg_args) *a = (const FC_FN(fc_wg_args) *)args;
+    (void)sc;
+    FC_FN(fc_wg_grad_weights)(a->w, a->cpad, a->ldg, a->co_n, a->c_n, a->G, a->L, a->y, c,
+                              c + 1);
+}
+
+/* grad_w = G^T dU G: du (E, cpad, ldg) into gw (3, 3, C_in, C_out).  Parallel over
+ * C_in. */
+static int FC_FN(fc_wg_grad_weights_run)(const FC_T *du, FC_T *gw, ptrdiff_t c_n,
+                                         ptrdiff_t co_n, ptrdiff_t cpad, ptrdiff_t ldg,
+                                         const double *G, int L)
+{
+    fc_loop lp = fc_loop_of((double)co_n * c_n * 400, c_n, 0);
+    FC_FN(fc_wg_args) a;
+    memset(&a, 0, sizeof a);
+    a.w = du;
+    a.cpad = cpad;
+    a.ldg = ldg;
+    a.co_n = co_n;
+    a.c_n = c_n;
+    a.G = G;
+    a.L = L;
+    a.y = gw;
+    return fc_parallel_for(&lp, FC_FN(fc_wg_grad_weights_item), &a);
+}
+
+/* n zeros from fc_alloc (freed with fc_free): Winograd's padding row, or NULL. */
+static FC_T *FC_FN(fc_wg_zero_row)(ptrdiff_t n)
+{
+    FC_T *row = (FC_T *)fc_alloc(n > 0 ? n * sizeof(FC_T) : 1);
+    if (row != NULL)
+        memset(row, 0, n * sizeof(FC_T));
+    return row;
+}
+
+static void FC_FN(fc_wg_forward_item)(const void *args, ptrdiff_t it, void *const *sc)
+{
+    const FC_FN(fc_wg_args) *a = (const FC_FN(fc_wg_args) *)args;
+    const ptrdiff_t t0 = it * a->block;
+    const ptrdiff_t cnt = a->total - t0 < a->block ? a->total - t0 : a->block;
+    FC_FN(fc_wg_forward_block)(a->g, a->kpx, a->tile, a->x, a->zero, a->w, a->bias, a->y,
+                               t0, cnt, a->th, a->tw, a->relu, a->pool, a->wo,
+                               (FC_T *)sc[0], (FC_T *)sc[1], (ptrdiff_t *)sc[2]);
+}
+
+/* Winograd F(tile x tile, 3x3) forward (tile 2, 4 or 5), channels_last (3x3, stride 1,
+ * dilation 1, one group): y = conv(x) (+ bias) (then ReLU); u from fc_wg_weights_run.
+ * pool (an even tile): y is the 2x2/2 max pool of that instead.  Parallel over blocks
+ * of `block` tiles (a multiple of MR). */
+static int FC_FN(fc_wg_forward)(const fc_isa *isa, const fc_conv *g0, int tile,
+                                const FC_T *x, const FC_T *u, const FC_T *bias, FC_T *y,
+                                ptrdiff_t block, int relu, int pool)
+{
+    const fc_conv g = FC_FN(fc_px_geometry)(isa, g0, 0);
+    const ptrdiff_t E = (tile + 2) * (tile + 2), side = pool ? tile / 2 : tile;
+    const ptrdiff_t th = ((pool ? g.oh / 2 : g.oh) + side - 1) / side;
+    const ptrdiff_t tw = ((pool ? g.ow / 2 : g.ow) + side - 1) / side;
+    const ptrdiff_t total = g.n * th * tw, items = (total + block - 1) / block;
+    fc_loop lp = fc_loop_of((double)total * E * g.c * g.cout, items, 1);
+    FC_FN(fc_wg_args) a;
+    int rc;
+    memset(&a, 0, sizeof a);
+    a.g = &g;
+    a.kpx = isa->FC_FN(kpx);
+    a.wo = FC_WGO(isa);
+    a.tile = tile;
+    a.x = x;
+    a.w = u;
+    a.bias = bias;
+    a.y = y;
+    a.total = total;
+    a.block = block;
+    a.th = th;
+    a.tw = tw;
+    a.relu = relu;
+    a.pool = pool;
+    a.zero = FC_FN(fc_wg_zero_row)(g.c);
+    if (a.zero == NULL)
+        return FC_ENOMEM_TABLE;
+    fc_scratch(&lp, E * block * g.c * sizeof(FC_T));   /* v */
+    fc_scratch(&lp, E * g.mr * g.nr * sizeof(FC_T));   /* m */
+    fc_scratch(&lp, g.mr * sizeof(ptrdiff_t));         /* off */
+    rc = fc_parallel_for(&lp, FC_FN(fc_wg_forward_item), &a);
+    fc_free((void *)a.zero);
+    return rc;
+}
+
+static void FC_FN(fc_wg_grad_weight_item)(const void *args, ptrdiff_t it, void *const *sc)
+{
+    const FC_FN(fc_wg_args) *a = (const FC_FN(fc_wg_args) *)args;
+    const ptrdiff_t end = a->g->n * a->tpi;
+    const ptrdiff_t t1 = (it + 1) * a->n_per * a->tpi > end ? end
+                                                             : (it + 1) * a->n_per * a->tpi;
+    ptrdiff_t t0, cnt;
+    for (t0 = it * a->n_per * a->tpi; t0 < t1; t0 += cnt) {
+        cnt = t1 - t0 < a->block ? t1 - t0 : a->block;
+        FC_FN(fc_wg_grad_weight_block)(a->g, a->kpx, a->tile, a->x, a->gy, a->zero,
+                                       a->y + it * a->psize, t0, cnt, a->th, a->tw,
+                                       (FC_T *)sc[0], (FC_T *)sc[1], (ptrdiff_t *)sc[2]);
+    }
+}
+
+/* Partial weight gradients in Winograd's space, one per group of n_per images: part
+ * (groups, E, cpad, ldg), cpad = C_in rounded up to MR, ldg = C_out rounded up to NR,
+ * zeroed.  Each group's tiles are taken `block` at a time. */
+static int FC_FN(fc_wg_grad_weight)(const fc_isa *isa, const fc_conv *g0, int tile,
+                                    const FC_T *x, const FC_T *gy, FC_T *part,
+                                    ptrdiff_t n_per, ptrdiff_t block)
+{
+    const fc_conv g = FC_FN(fc_px_geometry)(isa, g0, 0);
+    const ptrdiff_t E = (tile + 2) * (tile + 2);
+    const ptrdiff_t th = (g.oh + tile - 1) / tile, tw = (g.ow + tile - 1) / tile;
+    const ptrdiff_t ldg = (g.cout + g.nr - 1) / g.nr * g.nr;
+    const ptrdiff_t cpad = (g.c + g.mr - 1) / g.mr * g.mr;
+    fc_loop lp = fc_loop_of((double)g.n * th * tw * E * g.c * g.cout,
+                            (g.n + n_per - 1) / n_per, 1);
+    FC_FN(fc_wg_args) a;
+    int rc;
+    memset(&a, 0, sizeof a);
+    a.g = &g;
+    a.kpx = isa->FC_FN(kpx);
+    a.tile = tile;
+    a.x = x;
+    a.gy = gy;
+    a.y = part;
+    a.th = th;
+    a.tw = tw;
+    a.tpi = th * tw;
+    a.n_per = n_per;
+    a.block = block;
+    a.psize = E * cpad * ldg;
+    a.zero = FC_FN(fc_wg_zero_row)(g.c > g.cout ? g.c : g.cout);
+    if (a.zero == NULL)
+        return FC_ENOMEM_TABLE;
+    fc_scratch(&lp, E * block * g.c * sizeof(FC_T));   /* v */
+    fc_scratch(&lp, E * block * ldg * sizeof(FC_T));   /* mg */
+    fc_scratch(&lp, g.mr * sizeof(ptrdiff_t));         /* off */
+    rc = fc_parallel_for(&lp, FC_FN(fc_wg_grad_weight_item), &a);
+    fc_free((void *)a.zero);
+    return rc;
+}
