@@ -9,13 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from . import _ext
+from . import tuning as _tuning
 
-# Matrix products below this many multiply-adds (all of LeNet-5's and the CIFAR-10
-# network's) run on one BLAS thread (medium ones in two halves: _SPLIT_MACS): the BLAS's
+# Matrix products below Tuning.blas_serial_macs multiply-adds (all of LeNet-5's and the
+# CIFAR-10 network's) run on one BLAS thread (medium ones in two halves): the BLAS's
 # thread pool and the kernels' OpenMP threads fight for the cores, and one thread gives
 # the same bits for any thread count, which OpenBLAS on 2 threads does not for some
-# shapes (docs/design/algorithms.md, "Dense products").
-_SERIAL_BLAS_MACS = 1 << 28
+# shapes (docs/design/algorithms.md, "Dense products").  The thresholds are fields of
+# the one tuning object (fastconv/tuning.py), read at call time.
 _blas_controllers = None
 
 
@@ -97,13 +98,12 @@ class _NoOp:
 _NO_OP = _NoOp()
 
 
-# Products of at least this many multiply-adds (below _SERIAL_BLAS_MACS) are cut in two
-# halves of the output, each a one-thread BLAS product, the second on a helper thread
+# Products of at least Tuning.blas_split_macs multiply-adds (below blas_serial_macs) are
+# cut in two halves of the output, each a one-thread BLAS product, the second on a helper thread
 # (NumPy releases the GIL in the BLAS), which uses both cores without the BLAS's pool
 # (docs/design/algorithms.md).  The halves are the same products whatever the thread
 # count (with one OpenMP thread they run one after the other), so the result does not
 # depend on it.
-_SPLIT_MACS = 1 << 25
 _helper = None
 
 
@@ -125,12 +125,14 @@ def _half(size):
 
 def _matmul(a, b):
     """a @ b (2-D ndarrays of one float dtype) with the BLAS threading of
-    _blas_threads, products of _SPLIT_MACS or more cut in two halves."""
+    _blas_threads, products of Tuning.blas_split_macs or more cut in two halves."""
     global _helper
     m, k = a.shape
     n = b.shape[1]
     macs = m * k * n
-    h = _half(m if m >= n else n) if _SPLIT_MACS <= macs < _SERIAL_BLAS_MACS else 0
+    t = _tuning.current()
+    h = (_half(m if m >= n else n) if t.blas_split_macs <= macs < t.blas_serial_macs
+         else 0)
     if h == 0:
         with _blas_threads(m, k, n):
             return a @ b
@@ -154,26 +156,22 @@ def _matmul(a, b):
 
 
 def _blas_threads(m, k, n):
-    """The context for an (m, k) @ (k, n) product (see _SERIAL_BLAS_MACS)."""
-    if m * k * n < _SERIAL_BLAS_MACS:
+    """The context for an (m, k) @ (k, n) product (see Tuning.blas_serial_macs)."""
+    if m * k * n < _tuning.current().blas_serial_macs:
         return _SerialBlas()
     return _AllBlasThreads() if _depth else _NO_OP
 
 
 # _product's own kernel (_ext.conv2d.dense_forward: the convolutions' pixel-row kernel
 # on blocks of NR columns of b, each copied once into a per-thread buffer, a's rows read
-# in place, parallel over the blocks) for products from _KERNEL_MIN_MACS up to
-# _SERIAL_BLAS_MACS multiply-adds with a reduction of at least _KERNEL_MIN_K, at least
-# one tile of columns and a first operand of at most _KERNEL_MAX_INPUT_BYTES (it reads
-# all of it again for every block of columns, so it should stay in cache): BLAS packs
-# both operands on every call and, below _SPLIT_MACS, runs on one thread.  An operand
-# that is not C-contiguous takes the kernel up to _KERNEL_MAX_COPY_BYTES (the transpose
-# of a C-contiguous array read in place, another copied first); beyond, the copy costs
-# more than the kernel saves (docs/design/algorithms.md, "Dense products").
-_KERNEL_MIN_MACS = 1 << 19
-_KERNEL_MIN_K = 64
-_KERNEL_MAX_INPUT_BYTES = 2 << 20
-_KERNEL_MAX_COPY_BYTES = 512 << 10
+# in place, parallel over the blocks) for products from Tuning.kernel_min_macs up to
+# blas_serial_macs multiply-adds with a reduction of at least kernel_min_k, at least one
+# tile of columns and a first operand of at most kernel_max_input_bytes (it reads all of
+# it again for every block of columns, so it should stay in cache): BLAS packs both
+# operands on every call and, below blas_split_macs, runs on one thread.  An operand that
+# is not C-contiguous takes the kernel up to kernel_max_copy_bytes (the transpose of a
+# C-contiguous array read in place, another copied first); beyond, the copy costs more
+# than the kernel saves (docs/design/algorithms.md, "Dense products").
 
 
 def _f_order(a):
@@ -183,16 +181,18 @@ def _f_order(a):
 
 
 def _kernel_suits(a, b, bias):
-    """Whether _product runs a @ b (+ bias) on its kernel (see _KERNEL_MIN_MACS)."""
+    """Whether _product runs a @ b (+ bias) on its kernel (see the comment above)."""
     m, k = a.shape
     n = b.shape[1]
-    if not (_KERNEL_MIN_MACS <= m * k * n < _SERIAL_BLAS_MACS and k >= _KERNEL_MIN_K):
+    t = _tuning.current()
+    if not (t.kernel_min_macs <= m * k * n < t.blas_serial_macs and k >= t.kernel_min_k):
         return False  # (first: the cheap tests that small products fail)
     dtype = b.dtype
+    copy = t.kernel_max_copy_bytes
     return (dtype in (np.float32, np.float64) and a.dtype == dtype and
-            a.nbytes <= _KERNEL_MAX_INPUT_BYTES and
-            (a.flags.c_contiguous or a.nbytes <= _KERNEL_MAX_COPY_BYTES) and
-            (b.flags.c_contiguous or b.nbytes <= _KERNEL_MAX_COPY_BYTES) and
+            a.nbytes <= t.kernel_max_input_bytes and
+            (a.flags.c_contiguous or a.nbytes <= copy) and
+            (b.flags.c_contiguous or b.nbytes <= copy) and
             (bias is None or (bias.dtype == dtype and bias.flags.c_contiguous)) and
             n >= _ext.conv2d.pixel_tile(dtype == np.float64)[1])
 

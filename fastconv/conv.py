@@ -7,7 +7,7 @@ from .ops.conv import (backward as _backward, conv2d, conv2d_act as _conv2d,
                        conv2d_grad_weight, conv2d_output_shape, explain_conv,
                        force_conv_algorithm, _ready_dtype)
 from .ops.conv import plan as _plan
-from .ops.conv import tuning as _tuning
+from . import tuning as _tuning
 from .ops.conv.algorithms.winograd import tile_for as _winograd_tile_for
 from .ops.conv.geometry import ConvGeometry as _Geometry, geometry as _geometry
 from .ops.conv.run import (forward as _run_forward, forward_avg_pooled as _forward_avg_pooled,

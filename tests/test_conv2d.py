@@ -114,7 +114,7 @@ def test_no_bias_gradient_is_none():
 
 def test_large_batch_spans_several_chunks():
     """Chunking of the batch must not change results (small chunk forced)."""
-    from fastconv.ops.conv import tuning
+    from fastconv import tuning
     with tuning.override(chunk_bytes=1):  # one image per chunk
         for fmt in ("channels_first", "channels_last"):
             _check_case(np.random.default_rng(4), 5, 3, 6, 7, 4, 3, 2, 1, "same", 1, 1,

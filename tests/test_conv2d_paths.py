@@ -20,7 +20,7 @@ import pytest
 import fastconv
 from fastconv import _ext, conv
 from fastconv import reference as ref
-from fastconv.ops.conv import tuning
+from fastconv import tuning
 from fastconv.ops.conv.algorithms import winograd as _winograd
 from fastconv.ops.conv.algorithms.dense import dense_chunks
 from fastconv.shapes import normalize_pair, normalize_padding, resolve_padding
@@ -811,8 +811,8 @@ def test_dense_forward_on_the_pixel_row_kernel(isa, dtype):
 
 def test_products_take_the_kernel_where_it_suits(monkeypatch):
     """_blas._product (the Dense layer's and dense convolutions' products, forward and
-    both gradients) runs dense_forward from _KERNEL_MIN_MACS multiply-adds with a
-    reduction of at least _KERNEL_MIN_K, for arrays of one dtype (any strides), a tile
+    both gradients) runs dense_forward from Tuning.kernel_min_macs multiply-adds with a
+    reduction of at least kernel_min_k, for arrays of one dtype (any strides), a tile
     of columns or more and a first operand that stays in cache, NumPy's product
     otherwise; either way a @ b + bias."""
     from fastconv import _blas, layers as L
@@ -852,14 +852,15 @@ def test_products_take_the_kernel_where_it_suits(monkeypatch):
     layer = L.Dense(40, dtype="float64")
     xs = rng.standard_normal((70, 80))
     layer(xs)
-    monkeypatch.setattr(_blas, "_KERNEL_MIN_MACS", 1)
-    y = layer(xs)
-    assert calls == [False, True]
-    np.testing.assert_allclose(y, xs @ layer.kernel + layer.bias, rtol=1e-12, atol=1e-12)
-    gx = layer.backward(np.ones_like(y))
+    with tuning.override(kernel_min_macs=1):
+        y = layer(xs)
+        assert calls == [False, True]
+        np.testing.assert_allclose(y, xs @ layer.kernel + layer.bias, rtol=1e-12,
+                                   atol=1e-12)
+        gx = layer.backward(np.ones_like(y))
     np.testing.assert_allclose(gx, np.ones_like(y) @ layer.kernel.T, rtol=1e-12)
     np.testing.assert_allclose(layer.gradients[0], xs.T @ np.ones_like(y), rtol=1e-12)
-    assert calls[2:] == [True, False]  # weight gradient; input (k = 40 < _KERNEL_MIN_K)
+    assert calls[2:] == [True, False]  # weight gradient; input (k = 40 < kernel_min_k)
 
 
 

@@ -13,7 +13,7 @@ import fastconv
 from fastconv import _ext
 from fastconv import reference as ref
 from fastconv.ops.conv import plan as _plan
-from fastconv.ops.conv import tuning
+from fastconv import tuning
 
 F32, F64 = np.float32, np.float64
 LAST = "channels_last"

@@ -494,20 +494,19 @@ def test_pooling_layers_over_input_sizes_match_the_checked_ops(fmt, rng):
 @pytest.mark.parametrize("m,k,n", [(200, 50, 70), (70, 50, 200), (130, 30, 65), (64, 10, 64),
                                    (1, 5, 300), (300, 7, 1)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_products_split_in_halves_match_the_whole(monkeypatch, rng, m, k, n, dtype):
+def test_products_split_in_halves_match_the_whole(rng, m, k, n, dtype):
     """Medium products are cut in two halves of the output rows (or columns), one on a
     helper thread: every element as the float64 product, and the same bits with one
     OpenMP thread (halves one after the other) as with two."""
-    from fastconv import _blas
-    monkeypatch.setattr(_blas, "_SPLIT_MACS", 1)
+    from fastconv import _blas, tuning
     a = rng.standard_normal((m, k)).astype(dtype)
     b = rng.standard_normal((k, n)).astype(dtype)
     want = a.astype(np.float64) @ b.astype(np.float64)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     for x, y, expect in ((a, b, want), (b.T, a.T, want.T)):  # also transposed views
-        with fastconv.num_threads(2):
+        with tuning.override(blas_split_macs=1), fastconv.num_threads(2):
             two = _blas._matmul(x, y)
-        with fastconv.num_threads(1):
+        with tuning.override(blas_split_macs=1), fastconv.num_threads(1):
             one = _blas._matmul(x, y)
         assert two.dtype == dtype and two.shape == expect.shape
         np.testing.assert_allclose(two, expect, rtol=tol, atol=tol * np.sqrt(k))
@@ -515,12 +514,16 @@ def test_products_split_in_halves_match_the_whole(monkeypatch, rng, m, k, n, dty
     assert _blas._depth == 0
 
 
-def test_dense_layer_with_split_products(monkeypatch, rng):
+def test_dense_layer_with_split_products(rng):
     """The Dense layer's three products with the medium-size paths on for any size (the
     forward on the kernels' product, the gradients through the split): the same as
     NumPy's products of the same arrays."""
-    from fastconv import _blas
-    monkeypatch.setattr(_blas, "_SPLIT_MACS", 1)
+    from fastconv import tuning
+    with tuning.override(blas_split_macs=1):
+        _check_dense_layer_products(rng)
+
+
+def _check_dense_layer_products(rng):
     layer = L.Dense(70, dtype="float64")
     x = rng.standard_normal((130, 90))
     layer(x)  # built

@@ -44,7 +44,7 @@ _NAN_ALGORITHMS = ["narrow", "wide", "pixel", "shifted", "im2col", "scatter", "d
 
 
 def _nan_paths(x_shape, w_shape, args, where, dtype):
-    from fastconv.ops.conv import tuning
+    from fastconv import tuning
     stride, padding, dilation, groups, data_format = args
     paths = {"default": {}}
     for name in _NAN_ALGORITHMS:

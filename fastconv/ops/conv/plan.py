@@ -20,7 +20,7 @@ import sys
 from typing import NamedTuple
 
 from ... import _ext
-from . import tuning as _tuning
+from ... import tuning as _tuning
 from .geometry import ConvGeometry
 
 __all__ = ["FORWARD", "GRAD_INPUT", "GRAD_WEIGHT", "PASSES", "Query", "Plan", "Algorithm",

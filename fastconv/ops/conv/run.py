@@ -11,7 +11,7 @@ import numpy as np
 from ... import _arena, _ext
 from ... import activations as _activations
 from . import plan as _plan
-from . import tuning as _tuning
+from ... import tuning as _tuning
 from .algorithms import IM2COL
 from .algorithms.common import (bias_total, finite, grad_bias, images_per_partial,
                                 weight_oihw)

@@ -74,7 +74,7 @@ class Dense(Algorithm):
     def declines(self, q):
         g = q.g
         macs = g.n * g.k_group * g.c_out
-        if macs >= _blas._SERIAL_BLAS_MACS:
+        if macs >= q.tuning.blas_serial_macs:
             return (f"{macs} multiply-adds, too many for one BLAS thread (the parallel "
                     "kernels take it)")
         return None

@@ -1,4 +1,5 @@
-"""Every threshold the conv engine's choices depend on, in one frozen object.
+"""Every threshold the engine's choices depend on (convolutions and the layers' matrix
+products), in one frozen object.
 
 Each field says in one line why it has its value; the measurements behind the numbers
 are in docs/design/algorithms.md.  ``current()`` is the tuning in force; ``override``
@@ -61,6 +62,26 @@ class Tuning:
     #: Most bytes of planar x and grad_y copies per wide partial (they stay in cache).
     wide_scratch: int = 128 << 10
 
+    # -- the layers' matrix products (fastconv/_blas.py: Dense, dense convolutions) --
+    #: Products below this many multiply-adds run on one BLAS thread: the BLAS's pool
+    #: and the kernels' OpenMP threads fight for the cores, and one thread gives the
+    #: same bits on any thread count.
+    blas_serial_macs: int = 1 << 28
+    #: Products from this many multiply-adds (below blas_serial_macs) are cut in two
+    #: one-thread halves, the second on a helper thread: both cores, no BLAS pool.
+    blas_split_macs: int = 1 << 25
+    #: Fewest multiply-adds for fastconv's own product kernel: below, the call costs
+    #: more than the BLAS's packing it saves.
+    kernel_min_macs: int = 1 << 19
+    #: Shortest reduction for the kernel (its rows must fill the vector registers).
+    kernel_min_k: int = 64
+    #: Largest first operand for the kernel: it is read again for every block of
+    #: columns, so it should stay in cache.
+    kernel_max_input_bytes: int = 2 << 20
+    #: Largest operand that is not C-contiguous the kernel takes (copied or read as a
+    #: transpose); beyond, the copy costs more than the kernel saves.
+    kernel_max_copy_bytes: int = 512 << 10
+
     def __post_init__(self):
         object.__setattr__(self, "serial", next(_serials))  # (plan-cache key)
         for name in ("winograd_tile", "winograd_grad_tile"):
@@ -74,7 +95,7 @@ class Tuning:
 
 
 DEFAULT = Tuning()
-_current = contextvars.ContextVar("fastconv_conv_tuning", default=DEFAULT)
+_current = contextvars.ContextVar("fastconv_tuning", default=DEFAULT)
 
 #: The tuning in force (a ContextVar's get: cheap enough for every call).
 current = _current.get
