@@ -14,9 +14,10 @@ fixed groups of images), and each item is computed by one thread in a fixed orde
 the results are bit-identical for any number of threads.  Items are handed out
 dynamically, which keeps both cores busy when another process takes one of them.
 
-The callers in fastconv/conv.py validate everything; these functions trust their inputs:
-flat C-contiguous arrays of one floating dtype and a consistent geometry tuple
-(n, c, h, w, c_out, oh, ow, groups, kh, kw, sy, sx, dy, dx, pad_top, pad_left, last).
+The callers (fastconv/ops/conv/) validate everything; these functions trust their
+inputs: flat C-contiguous arrays of one floating dtype and a consistent Geometry, the C
+struct of one convolution built once from named fields (fastconv/ops/conv/geometry.py
+keeps one per checked geometry).
 """
 from libc.stdint cimport uint32_t, uint64_t
 
@@ -149,14 +150,37 @@ def wide_tile(bint double):
 
 
 
-cdef void _fill(fc_conv *g, tuple geom) except *:
-    (g.n, g.c, g.h, g.w, g.cout, g.oh, g.ow, g.groups, g.kh, g.kw, g.sy, g.sx, g.dy, g.dx,
-     g.pt, g.pl, g.last) = geom
-    g.cg = g.c // g.groups
-    g.cog = g.cout // g.groups
-    g.kg = g.cg * g.kh * g.kw
-    g.mr = 0  # (each entry point sets the tile of its kernel)
-    g.nr = 0
+cdef class Geometry:
+    """One convolution as the kernels see it: the C struct (fc_conv, src/conv/geometry.h)
+    filled once from named fields.  Entry points copy it and set their kernel's tile.
+    pad_top and pad_left may be negative (the stride-1 input gradient crops)."""
+    cdef fc_conv g
+
+    def __cinit__(self, *, Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t w,
+                  Py_ssize_t c_out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t groups,
+                  Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sy, Py_ssize_t sx,
+                  Py_ssize_t dy, Py_ssize_t dx, Py_ssize_t pad_top, Py_ssize_t pad_left,
+                  bint channels_last):
+        if groups < 1 or c_in % groups or c_out % groups:
+            raise ValueError(f"Geometry: groups={groups} must divide c_in={c_in} and "
+                             f"c_out={c_out}")
+        self.g.n, self.g.c, self.g.h, self.g.w = n, c_in, h, w
+        self.g.cout, self.g.oh, self.g.ow, self.g.groups = c_out, oh, ow, groups
+        self.g.kh, self.g.kw, self.g.sy, self.g.sx = kh, kw, sy, sx
+        self.g.dy, self.g.dx, self.g.pt, self.g.pl = dy, dx, pad_top, pad_left
+        self.g.last = channels_last
+        self.g.cg = c_in // groups
+        self.g.cog = c_out // groups
+        self.g.kg = self.g.cg * kh * kw
+        self.g.mr = 0  # (each entry point sets the tile of its kernel)
+        self.g.nr = 0
+
+    def __repr__(self):
+        g = self.g
+        return (f"Geometry(n={g.n}, c_in={g.c}, h={g.h}, w={g.w}, c_out={g.cout}, "
+                f"oh={g.oh}, ow={g.ow}, groups={g.groups}, kh={g.kh}, kw={g.kw}, "
+                f"sy={g.sy}, sx={g.sx}, dy={g.dy}, dx={g.dx}, pad_top={g.pt}, "
+                f"pad_left={g.pl}, channels_last={bool(g.last)})")
 
 
 cdef int _check(int rc, str who) except -1:
@@ -205,12 +229,11 @@ cdef double *_bias_partials(double[::1] bsum, Py_ssize_t groups,
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def forward(const floating[::1] x, const floating[::1] ap, const floating[::1] bias,
-            floating[::1] y, tuple geom, bint relu=False):
+            floating[::1] y, Geometry geom, bint relu=False):
     """y = conv(x) (+ bias) (then ReLU), flat arrays; ap = packed weights
     (groups, ceil(cog / MR), kg, MR).  Parallel over strips of NR output pixels."""
 
-    cdef fc_conv g
-    _fill(&g, geom)
+    cdef fc_conv g = geom.g
     cdef int rc
     with nogil:
         rc = fc_gemm_forward(floating is double, _isa, &g, _in(x), _in(ap), _opt(bias),
@@ -221,13 +244,12 @@ def forward(const floating[::1] x, const floating[::1] ap, const floating[::1] b
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1] part,
-                tuple geom, Py_ssize_t n_per, Py_ssize_t pcmax):
+                Geometry geom, Py_ssize_t n_per, Py_ssize_t pcmax):
     """Partial weight gradients, one per group of n_per images: part is zeroed,
     (n_igroups, groups, ceil(cog/MR)*MR, ceil(kg/NR)*NR).  Parallel over (image group,
     conv group) items."""
 
-    cdef fc_conv g
-    _fill(&g, geom)
+    cdef fc_conv g = geom.g
     cdef int rc
     with nogil:
         rc = fc_gemm_grad_weight(floating is double, _isa, &g, _in(x), _in(gy), _out(part),
@@ -238,13 +260,12 @@ def grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1] par
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def grad_input_scatter(const floating[::1] gy, const floating[::1] at, floating[::1] gx,
-                       tuple geom, Py_ssize_t n_per):
+                       Geometry geom, Py_ssize_t n_per):
     """gx (zeroed) += scatter of W^T gy, any stride; at = packed transposed weights
     (groups, ceil(kg/MR), cog, MR).  Parallel over groups of n_per whole images (no two
     threads add into the same element)."""
 
-    cdef fc_conv g
-    _fill(&g, geom)
+    cdef fc_conv g = geom.g
     cdef int rc
     with nogil:
         rc = fc_gemm_grad_input(floating is double, _isa, &g, _in(gy), _in(at), _out(gx),
@@ -254,12 +275,11 @@ def grad_input_scatter(const floating[::1] gy, const floating[::1] at, floating[
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def grad_bias(const floating[::1] gy, double[::1] bsum, tuple geom, Py_ssize_t n_per):
+def grad_bias(const floating[::1] gy, double[::1] bsum, Geometry geom, Py_ssize_t n_per):
     """Partial bias gradients (n_igroups, C_out), zeroed, one per group of n_per images
     (float64 sums in a fixed order, see fc_bias_grad_item)."""
 
-    cdef fc_conv g
-    _fill(&g, geom)
+    cdef fc_conv g = geom.g
     with nogil:
         fc_bias_grad(floating is double, &g, _in(gy), &bsum[0], n_per)
 
@@ -267,13 +287,12 @@ def grad_bias(const floating[::1] gy, double[::1] bsum, tuple geom, Py_ssize_t n
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def forward_shift(const floating[::1] x, const floating[::1] ap,
-                  const floating[::1] bias, floating[::1] y, tuple geom,
+                  const floating[::1] bias, floating[::1] y, Geometry geom,
                   bint relu=False):
     """Stride-1 forward through a padded copy of each image (src/conv/drivers/shifted.h).
     Parallel over images."""
 
-    cdef fc_conv g
-    _fill(&g, geom)
+    cdef fc_conv g = geom.g
     cdef int rc
     with nogil:
         rc = fc_shift_forward(floating is double, _isa, &g, _in(x), _in(ap), _opt(bias),
@@ -284,13 +303,12 @@ def forward_shift(const floating[::1] x, const floating[::1] ap,
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def grad_weight_shift(const floating[::1] x, const floating[::1] gy, floating[::1] part,
-                      tuple geom, Py_ssize_t n_per, Py_ssize_t pcmax):
+                      Geometry geom, Py_ssize_t n_per, Py_ssize_t pcmax):
     """Stride-1 partial weight gradients, one per group of n_per images: part zeroed,
     (n_igroups, groups, ceil(kg/MR)*MR, ceil(cog/NR)*NR) -- rows k, columns co.
     Parallel over (image group, conv group)."""
 
-    cdef fc_conv g
-    _fill(&g, geom)
+    cdef fc_conv g = geom.g
     cdef int rc
     with nogil:
         rc = fc_shift_grad_weight(floating is double, _isa, &g, _in(x), _in(gy), _out(part),
@@ -301,7 +319,7 @@ def grad_weight_shift(const floating[::1] x, const floating[::1] gy, floating[::
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def px_forward(const floating[::1] x, const floating[::1] bpk, const floating[::1] bias,
-               floating[::1] y, tuple geom, bint relu=False, bint half=False,
+               floating[::1] y, Geometry geom, bint relu=False, bint half=False,
                bint max_pool=False, bint tanh=False, bint avg_pool=False,
                floating[::1] yq=None):
     """channels_last, one group: y = conv(x) (+ bias) (then ReLU, or tanh in float32) by
@@ -312,14 +330,13 @@ def px_forward(const floating[::1] x, const floating[::1] bpk, const floating[::
     never written); yq (without a pool): the average pool as well as y.  Parallel over
     images."""
 
-    cdef fc_conv g
+    cdef fc_conv g = geom.g
     cdef int act = FC_ACT_TANH if tanh else FC_ACT_NONE  # (ReLU: in the kernel)
     if tanh and (relu or floating is double):
         raise ValueError("px_forward: tanh is for float32 alone, without relu")
     if max_pool and avg_pool:
         raise ValueError("px_forward: max_pool or avg_pool, not both")
     cdef bint pooled = max_pool or avg_pool
-    _fill(&g, geom)
     cdef Py_ssize_t img = g.oh * g.ow * g.cout
     cdef Py_ssize_t q_img = (g.oh // 2) * (g.ow // 2) * g.cout
     if y.shape[0] != g.n * (q_img if pooled else img):
@@ -367,15 +384,14 @@ def dense_forward(const floating[:, ::1] x, const floating[:, ::1] w,
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def px_forward_narrow(const floating[::1] x, const floating[::1] wn,
-                      const floating[::1] bias, floating[::1] y, tuple geom,
+                      const floating[::1] bias, floating[::1] y, Geometry geom,
                       bint relu=False):
     """channels_last, one group, few output channels, C a multiple of the vector length:
     y = conv(x) (+ bias) (then ReLU) by the narrow kernel; wn = weights packed
     (ceil(cout/FC_NO), kh*kw, FC_NO, C).  Parallel over images."""
 
-    cdef fc_conv g
+    cdef fc_conv g = geom.g
     cdef int vl = _isa.vl_d if floating is double else _isa.vl_f
-    _fill(&g, geom)
     if g.groups != 1 or g.c % vl:
         raise ValueError(f"the narrow kernel needs one group and C a multiple of {vl}")
     cdef int rc
@@ -388,7 +404,7 @@ def px_forward_narrow(const floating[::1] x, const floating[::1] wn,
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def px_grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1] part,
-                   tuple geom, Py_ssize_t n_per, bint half=False, double[::1] bsum=None):
+                   Geometry geom, Py_ssize_t n_per, bint half=False, double[::1] bsum=None):
     """channels_last, one group: partial weight gradients by the pixel-row kernel (half:
     its half-width tile), one per group of n_per images; part zeroed, (n_igroups,
     ceil(kg/MR)*MR, ceil(cout/NR)*NR) -- rows k = (ki, kj, c), columns co, (MR, NR) of
@@ -396,8 +412,7 @@ def px_grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1] 
     same groups too (as grad_bias with n_per computes them), each while its group's
     grad_y is about to be read.  Parallel over image groups."""
 
-    cdef fc_conv g
-    _fill(&g, geom)
+    cdef fc_conv g = geom.g
     cdef double *pb = _bias_partials(bsum, (g.n + n_per - 1) // n_per, g.cout)
     cdef int rc
     with nogil:
@@ -519,7 +534,7 @@ def winograd_grad_weight_out(const floating[::1] du, floating[::1] gw, Py_ssize_
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def winograd_forward(const floating[::1] x, const floating[::1] u,
-                     const floating[::1] bias, floating[::1] y, tuple geom,
+                     const floating[::1] bias, floating[::1] y, Geometry geom,
                      Py_ssize_t block, bint relu=False, bint pool=False, int tile=2):
     """Winograd F(tile x tile, 3x3) forward (tile 2, 4 or 5), channels_last (3x3,
     stride 1, dilation 1, one group): y = conv(x) (+ bias) (then ReLU); u from
@@ -527,10 +542,9 @@ def winograd_forward(const floating[::1] x, const floating[::1] u,
     pool of that, (N, oh // 2, ow // 2, C_out), each tile holding whole pooling windows.
     Parallel over blocks of `block` tiles (a multiple of MR)."""
 
-    cdef fc_conv g
+    cdef fc_conv g = geom.g
     cdef int mr = _isa.mr_px_d if floating is double else _isa.mr_px_f
     cdef int nr = _isa.nr_px_d if floating is double else _isa.nr_px_f
-    _fill(&g, geom)
     _winograd_G(tile)  # (checks tile)
     if pool and tile % 2:
         raise ValueError(f"winograd_forward: the fused pool needs an even tile, got {tile}")
@@ -551,17 +565,16 @@ def winograd_forward(const floating[::1] x, const floating[::1] u,
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def winograd_grad_weight(const floating[::1] x, const floating[::1] gy,
-                         floating[::1] part, tuple geom, Py_ssize_t n_per,
+                         floating[::1] part, Geometry geom, Py_ssize_t n_per,
                          Py_ssize_t block, int tile=2):
     """Partial weight gradients in Winograd's space (src/conv/drivers/winograd.h), one per
     group of n_per images: part (groups, E, cpad, ldg) with cpad = C_in rounded up to
     MR and ldg = C_out rounded up to NR, zeroed by the caller.  Each group's tiles are
     taken `block` at a time (the transformed x and grad_y of a block stay in cache)."""
 
-    cdef fc_conv g
+    cdef fc_conv g = geom.g
     cdef int mr = _isa.mr_px_d if floating is double else _isa.mr_px_f
     cdef int nr = _isa.nr_px_d if floating is double else _isa.nr_px_f
-    _fill(&g, geom)
     _winograd_G(tile)  # (checks tile)
     cdef Py_ssize_t E = (tile + 2) * (tile + 2)
     cdef Py_ssize_t ldg = (g.cout + nr - 1) // nr * nr, cpad = (g.c + mr - 1) // mr * mr
@@ -579,7 +592,7 @@ def winograd_grad_weight(const floating[::1] x, const floating[::1] gy,
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def wide_forward(const floating[::1] x, const floating[:, ::1] w, const floating[::1] bias,
-                 floating[::1] y, tuple geom, bint relu=False, bint tanh=False,
+                 floating[::1] y, Geometry geom, bint relu=False, bint tanh=False,
                  bint pool=False, floating[::1] yq=None):
     """channels_last, one group, stride 1: y = conv(x) (+ bias) (then ReLU, or tanh in
     float32) by the wide kernels (vectorised along output rows); w = the weights
@@ -587,8 +600,7 @@ def wide_forward(const floating[::1] x, const floating[:, ::1] w, const floating
     (N, oh // 2, ow // 2, C_out); yq (without pool): that pool as well as y.  Parallel
     over images."""
 
-    cdef fc_conv g
-    _fill(&g, geom)
+    cdef fc_conv g = geom.g
     cdef int act = FC_ACT_TANH if tanh else (FC_ACT_RELU if relu else FC_ACT_NONE)
     if tanh and (relu or floating is double):
         raise ValueError("wide_forward: tanh is for float32 alone, without relu")
@@ -613,7 +625,7 @@ def wide_forward(const floating[::1] x, const floating[:, ::1] w, const floating
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def wide_grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1] part,
-                     tuple geom, Py_ssize_t n_per, double[::1] bsum=None,
+                     Geometry geom, Py_ssize_t n_per, double[::1] bsum=None,
                      Py_ssize_t bias_per=1, const floating[::1] gp=None,
                      const floating[::1] a=None):
     """channels_last, one group, stride 1: partial weight gradients by the wide kernels,
@@ -628,8 +640,7 @@ def wide_grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1
     per-thread buffer while in cache -- the same values as avg_pool_backward_tanh_nhwc
     writes, so the same gradients.  Parallel over image groups."""
 
-    cdef fc_conv g
-    _fill(&g, geom)
+    cdef fc_conv g = geom.g
     cdef Py_ssize_t y_img = g.oh * g.ow * g.cout
     cdef Py_ssize_t q_img = (g.oh // 2) * (g.ow // 2) * g.cout
     cdef bint pooled = gp is not None

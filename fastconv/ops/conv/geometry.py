@@ -5,6 +5,7 @@ shared with pooling."""
 from dataclasses import dataclass
 from functools import cached_property
 
+from ... import _ext
 from ..._validation import check_data_format, check_int
 from ...shapes import (conv_output_shape, memoised, normalize_pair, normalize_padding,
                        resolve_padding)
@@ -73,13 +74,16 @@ class ConvGeometry:
 
     @cached_property
     def c(self):
-        """The geometry tuple the compiled kernels take (see src/_conv2d.pyx).  With 1x1
-        images in and out both layouts are the same memory: the kernels then use the
-        channels_last addressing, whose loops run over pixels instead of row segments."""
+        """The compiled kernels' Geometry (the C struct, src/_conv2d.pyx), built once
+        per checked geometry.  With 1x1 images in and out both layouts are the same
+        memory: the kernels then use the channels_last addressing, whose loops run over
+        pixels instead of row segments."""
         one_pixel = self.h == self.w == self.oh == self.ow == 1
-        return (self.n, self.c_in, self.h, self.w, self.c_out, self.oh, self.ow,
-                self.groups, self.kh, self.kw, self.sy, self.sx, self.dy, self.dx,
-                self.pad_top, self.pad_left, int(self.channels_last or one_pixel))
+        return _ext.conv2d.Geometry(
+            n=self.n, c_in=self.c_in, h=self.h, w=self.w, c_out=self.c_out, oh=self.oh,
+            ow=self.ow, groups=self.groups, kh=self.kh, kw=self.kw, sy=self.sy,
+            sx=self.sx, dy=self.dy, dx=self.dx, pad_top=self.pad_top,
+            pad_left=self.pad_left, channels_last=self.channels_last or one_pixel)
 
     @property
     def is_dense(self):
