@@ -30,8 +30,8 @@ import numpy as np
 from . import _arena, _ext
 from ._validation import (_FLOATS, as_array, check_data_format, check_ndim,
                           common_float_dtype)
-from .shapes import (memoised, normalize_pair, normalize_padding, output_size,
-                     resolve_padding)
+from .shapes import (layout_shape, memoised, normalize_pair, normalize_padding,
+                     output_size, resolve_padding)
 
 __all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
            "global_avg_pool2d", "global_avg_pool2d_backward", "pool2d_output_shape"]
@@ -61,15 +61,11 @@ class _Geometry(NamedTuple):
 
     @property
     def x_shape(self):
-        if self.channels_last:
-            return (self.n, self.h, self.w, self.c)
-        return (self.n, self.c, self.h, self.w)
+        return layout_shape(self.n, self.c, self.h, self.w, self.channels_last)
 
     @property
     def y_shape(self):
-        if self.channels_last:
-            return (self.n, self.oh, self.ow, self.c)
-        return (self.n, self.c, self.oh, self.ow)
+        return layout_shape(self.n, self.c, self.oh, self.ow, self.channels_last)
 
     @property
     def index_dtype(self):

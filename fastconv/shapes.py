@@ -17,7 +17,7 @@ import numbers
 import numpy as np
 
 __all__ = ["normalize_pair", "normalize_padding", "resolve_padding", "output_size",
-           "conv_output_shape", "memoised"]
+           "conv_output_shape", "memoised", "layout_shape"]
 
 _NOT_PLAIN = object()
 _INT = frozenset([int])
@@ -140,3 +140,9 @@ def conv_output_shape(in_hw, kernel_hw, stride_hw, pads, dilation_hw=(1, 1),
                 f"{axis} {n + pb + pa} of {name} (size {n}, padding {pb}+{pa})")
         out.append(output_size(n, k_eff, s, pb, pa))
     return tuple(out)
+
+
+def layout_shape(n, c, h, w, channels_last):
+    """The 4-D shape of n images of c channels and h x w pixels in the layout: the
+    x_shape and y_shape of every windowed op's geometry (conv, pooling)."""
+    return (n, h, w, c) if channels_last else (n, c, h, w)

@@ -7,8 +7,8 @@ from functools import cached_property
 
 from ... import _ext
 from ..._validation import check_data_format, check_int
-from ...shapes import (conv_output_shape, memoised, normalize_pair, normalize_padding,
-                       resolve_padding)
+from ...shapes import (conv_output_shape, layout_shape, memoised, normalize_pair,
+                       normalize_padding, resolve_padding)
 
 __all__ = ["ConvGeometry", "geometry", "check_geometry"]
 
@@ -51,15 +51,11 @@ class ConvGeometry:
 
     @property
     def x_shape(self):
-        if self.channels_last:
-            return (self.n, self.h, self.w, self.c_in)
-        return (self.n, self.c_in, self.h, self.w)
+        return layout_shape(self.n, self.c_in, self.h, self.w, self.channels_last)
 
     @property
     def y_shape(self):
-        if self.channels_last:
-            return (self.n, self.oh, self.ow, self.c_out)
-        return (self.n, self.c_out, self.oh, self.ow)
+        return layout_shape(self.n, self.c_out, self.oh, self.ow, self.channels_last)
 
     @property
     def weight_shape(self):
