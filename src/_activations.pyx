@@ -2,16 +2,16 @@
 """Compiled pointwise kernels, only where they measurably beat NumPy.
 
 relu's gradient is a select, ``grad_y if y > 0 else 0``.  NumPy's ``np.where`` (and
-``copyto(where=...)``) run it with a data-dependent branch per element: on the random
-signs of a layer's output that is ~10 ns per element, 6-10x slower than this kernel
-(bench/bench_activations.py), where the load comes before the select, so the loop has
-no branch and GCC vectorises it.  relu itself is memory-bound: np.maximum runs on one
-thread, this kernel on all of them (2x on 2 cores, as fast as PyTorch).  The tanh and
+``copyto(where=...)``) run it with a data-dependent branch per element, slow on the
+random signs of a layer's output; here the load comes before the select, so the loop
+has no branch and GCC vectorises it (docs/design/algorithms.md).  relu itself is
+memory-bound: np.maximum runs on one thread, this kernel on all of them.  The tanh and
 sigmoid gradients are one pass here instead of NumPy's three (and two temporaries),
 with the same operations in the same order.  tanh, exp and the other activations stay
 NumPy ufuncs (its SIMD tanh and exp, which a portable build could not beat).  Dropout
-draws its mask here from a counter-based generator (a 32-bit hash of index and seed): NumPy's
-bit generator alone took 3.8 ms for a CIFAR-10 layer's mask, 4x the whole kernel.
+draws its mask here from a counter-based generator (a 32-bit hash of index and seed),
+because NumPy's bit generator alone is slower than the whole kernel
+(docs/design/algorithms.md).
 
 Arrays come flattened and C-contiguous from fastconv/activations.py, of one dtype.
 """
@@ -134,7 +134,9 @@ def tanh_f32(const float[::1] x, float[::1] out):
         return
     cdef const float *px = &x[0]
     cdef float *po = &out[0]
-    if nt == 1:  # no parallel region (LeNet-5's C5 at batch 32, 32 x 120: 6.8 -> 3.5 us)
+    # No parallel region for small arrays: waking a thread costs more than it saves
+    # (docs/design/algorithms.md).
+    if nt == 1:
         with nogil:
             fc_tanh_f(px, po, n)
         return

@@ -3,10 +3,8 @@
 NumPy's six with temporaries.  The operations and their order are those of the NumPy
 code in fastconv/optimizers.py, each rounded to the variable's dtype (compiled for the
 baseline instruction set, so no FMA contraction on x86-64), so the results are the same
-bit for bit.  Measured: the CIFAR-10 network's RMSprop step (1.25 M parameters) took
-8-9 ms in NumPy (7-9% of a training step at batch 32), 1.75 ms here (vectorised: the
-build passes -fno-math-errno, and float32 uses sqrtf); LeNet-5's Adam step (62 k
-parameters in 10 arrays) 0.63 -> 0.42 ms.
+bit for bit.  One pass is several times faster than NumPy's (it vectorises: the build
+passes -fno-math-errno, and float32 uses sqrtf) (docs/design/algorithms.md).
 """
 from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE,
                              PyBuffer_Release, PyObject_GetBuffer)
@@ -94,8 +92,8 @@ def adam(const floating[::1] g, floating[::1] w, floating[::1] m, floating[::1] 
 def adam_all(list grads, list ws, list ms, list vs, floating alpha,
              floating one_minus_beta_1, floating one_minus_beta_2, floating eps):
     """adam() on every (grads[i], ws[i], ms[i], vs[i]), C-contiguous arrays of alpha's
-    dtype, any shape: one call per step instead of one per variable (whose argument
-    checks and buffer handling cost ~20 us each, more than LeNet-5's small updates).
+    dtype, any shape: one call per step instead of one per variable, whose argument
+    checks and buffer handling outweigh small updates (docs/design/algorithms.md).
     Every buffer is checked before any array is changed (ValueError otherwise)."""
     cdef Py_ssize_t k, j, nv = len(ws)
     cdef Py_ssize_t itemsize = sizeof(floating)

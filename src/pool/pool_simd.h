@@ -121,9 +121,9 @@ static int fc_max_back_row_2x2_f32(const float *g, const unsigned char *idx, flo
 
 /* One output row of the 2x2/2 average, channels_last: output pixel ox averages the
    C channels of pixels 2ox, 2ox+1 of input rows r0 and r1, four channels per
-   vector (measured, batch 128: 16-64 channels 10-20% faster than the portable
-   loop, LeNet-5's 6 unchanged), summed in the window's row-major order like the
-   portable loop.  (* 0.25 and / 4 round the same: both scale by a power of two.) */
+   vector (faster than the portable loop from 16 channels: docs/design/algorithms.md),
+   summed in the window's row-major order like the portable loop.  (* 0.25 and / 4
+   round the same: both scale by a power of two.) */
 static void fc_avg_row_nhwc_2x2_f32(const float *r0, const float *r1, float *y,
                                     Py_ssize_t ow, Py_ssize_t C)
 {

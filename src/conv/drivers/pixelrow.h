@@ -92,9 +92,9 @@ FC_CLONES static void FC_FN(fc_px_forward_image)(const fc_conv *g, FC_FN(fc_kpx_
     ptrdiff_t *off = idx, *sega = idx + P_pad, *segb = sega + g->kh * g->kw;
     ptrdiff_t ws, nseg, len, s, cb, p0, i, p, oy, ox;
     const FC_T *xa = FC_FN(fc_px_image)(g, x, n, xp, &ws);
-    /* (oy, ox) walks the pixels in order: no division per pixel (measured: CIFAR-10's
-     * first layer at batch 128, the divisions took 14% of its time).  Rows past the
-     * image repeat pixel 0 (dropped). */
+    /* (oy, ox) walks the pixels in order: a division per pixel was a visible share of
+     * a layer's time (docs/design/algorithms.md).  Rows past the image repeat pixel 0
+     * (dropped). */
     for (p = 0, oy = 0, ox = 0; p < P_pad; p++) {
         off[p] = p < P ? (oy * g->sy * ws + ox * g->sx) * C : 0;
         if (++ox == g->ow) {
@@ -145,9 +145,9 @@ FC_CLONES static void FC_FN(fc_px_forward_image)(const fc_conv *g, FC_FN(fc_kpx_
  * gradients' x^T and w^T, read where they are).  The block's columns of w are first
  * copied into wb (k * nr, zero past cols: contiguous, in cache for every tile of rows);
  * the pixel-row kernel then reads x's rows in place (with x_t, each row's elements m
- * apart).  (Reading w in place, its rows n apart, was 2-3x slower; BLAS packs all of w
- * on every call: measured, see fastconv/_blas.py.)  Scratch: wb, tile mr * nr, off mr
- * entries.  Rows past m repeat row p0 (dropped). */
+ * apart).  (Reading w in place, its rows n apart, was slower; BLAS packs all of w on
+ * every call: docs/design/algorithms.md.)  Scratch: wb, tile mr * nr, off mr entries.
+ * Rows past m repeat row p0 (dropped). */
 #ifndef FC_DENSE_PF
 #define FC_DENSE_PF 16  /* rows of w fetched ahead by fc_dense_block's copy */
 #endif
@@ -268,8 +268,8 @@ static void FC_FN(fc_px_grad_weight_item)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
             sega[oy] = oy * g->sy * ws * C;
         for (cb = 0; cb < ncb; cb++)
             for (kt = 0; kt < nkt; kt++)
-                /* (Blocking the output rows to keep x and grad_y in L1 was measured
-                 * slower: every kpx call ends by adding its tile to part.) */
+                /* (Not blocked over output rows to keep x and grad_y in L1: every kpx
+                 * call ends by adding its tile to part (docs/design/algorithms.md).) */
                 kpx(g->oh, g->ow, sega, segb, xa, offk + kt * mr, g->sx * C,
                     panels + cb * P * nr, nr, part + kt * mr * ldc + cb * nr, ldc, 1);
     }

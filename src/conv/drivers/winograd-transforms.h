@@ -46,7 +46,7 @@
 
 /* name0 ... name15: restrict copies of the pointers src[0 .. 15] (the rows a transform
  * reads: with them GCC vectorises its loop over channels; through the array it did not,
- * and F(2x2)'s input transform ran scalar, 68% of a forward). */
+ * and the input transform ran scalar (docs/design/algorithms.md)). */
 #define FC_RESTRICT16(name, src)                                                         \
     const FC_T *FC_RESTRICT name##0 = src[0], *FC_RESTRICT name##1 = src[1];             \
     const FC_T *FC_RESTRICT name##2 = src[2], *FC_RESTRICT name##3 = src[3];             \
@@ -249,8 +249,9 @@ FC_CLONES static void FC_FN(fc_wg4_input)(const fc_conv *g, const FC_T *x,
  * [co0, co0 + cols), as fc_wg_output for 4x4 tiles; with pool, each tile holds 2x2
  * pooling windows, y the pooled output (N, oh / 2, ow / 2, C_out), th x tw tiles
  * covering it.  (Named temporaries, no arrays, so that the loop over channels
- * vectorises: with arrays GCC kept them in memory, 27% of a forward.)  wo: the ISA's
- * kernel for one tile (fc_kwo_f, the same bits), which then does every tile, or NULL. */
+ * vectorises: with arrays GCC kept them in memory (docs/design/algorithms.md).)
+ * wo: the ISA's kernel for one tile (fc_kwo_f, the same bits), which then does every
+ * tile, or NULL. */
 #define FC_WG4_MCOL(k)                                                                   \
     FC_T s0##k, s1##k, s2##k, s3##k;                                                     \
     FC_WG4_AT(mi[(k) * ms + j], mi[(6 + (k)) * ms + j], mi[(12 + (k)) * ms + j],         \
@@ -381,9 +382,8 @@ FC_CLONES static void FC_FN(fc_wg4_grad_out)(const fc_conv *g, const FC_T *gy,
 #undef FC_WG4_AT
 
 /* ---- Winograd F(5x5, 3x3): 5x5 output tiles, 7x7 input patches ---------------------
- * Points 0, 1, -1, 2, -2, 1/2 and infinity (measured in float32 against the float64
- * direct product, 32 channels: largest error 1.8e-5 of the output's scale, F(4x4)'s
- * 1.1e-5; the other sets of six finite points tried were worse), with
+ * Points 0, 1, -1, 2, -2, 1/2 and infinity (the most accurate in float32 of the sets of
+ * six finite points tried: docs/design/algorithms.md), with
  *
  *   B^T = [-2  4  5/2  -5  -1/2  1  0;   0  2  -2  -9/2  1/2  1  0;
  *           0 -2  6   -7/2 -3/2  1  0;   0  1  -3/2 -2   3/2  1  0;
@@ -394,10 +394,10 @@ FC_CLONES static void FC_FN(fc_wg4_grad_out)(const fc_conv *g, const FC_T *gy,
  *   A^T = [1 1 1 1 1 1 0; 0 1 -1 2 -2 1/2 0; 0 1 1 4 4 1/4 0;
  *          0 1 -1 8 -8 1/8 0; 0 1 1 16 16 1/16 1]
  *
- * 49 products per (tile, c, co), 1.96 per output pixel; conv.py takes it over F(4x4)
- * where its tiles waste less of the output (_winograd_tile_for: CIFAR-10's 15x15 and
- * 13x13 layers, 1.96 and 2.61 products per pixel against F(4x4)'s 2.56 and 3.41).  A^T's
- * entries are powers of two, as F(4x4)'s.  No fused pool (a tile is not whole 2x2
+ * 49 products per (tile, c, co), 1.96 per output pixel; tile_for in
+ * fastconv/ops/conv/algorithms/winograd.py takes it over F(4x4) where its tiles waste
+ * less of the output (docs/design/algorithms.md).  A^T's entries are powers of two, as
+ * F(4x4)'s.  No fused pool (a tile is not whole 2x2
  * windows). */
 
 /* The 1-D B^T of (d0, ..., d6) stored to o[0], o[st], ..., o[6 st]. */

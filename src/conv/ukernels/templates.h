@@ -147,8 +147,7 @@
     }
 /* HSUM4(dst, v): dst[o] = the sum of v[o]'s lanes, o < FC_NO = 4.  The generic one adds
  * each vector on its own (HSUM); fc_hsum4_avx512_f / _avx2_f add the four together, a
- * transpose-and-add tree (measured, cifar.c1's input gradient at batch 128 on the
- * narrow kernel: 2.48 -> 2.30 ms). */
+ * transpose-and-add tree, which is faster (docs/design/algorithms.md). */
 #define FC_HSUM4_EACH(NAME, ATTR, T, VEC, HSUM)                                          \
     ATTR static inline FC_ALWAYS_INLINE void NAME(T *dst, const VEC *v)                  \
     {                                                                                   \
@@ -175,9 +174,7 @@
                 acc[i][v] = ZERO;                                                      \
         /* row i read at a0 + d[i] (d[0] = 0): one moving pointer and MR - 1 constant \
          * offsets, which (with a count-down loop) fit in the general registers, where \
-         * MR row pointers spilled to the stack (measured, batch 128: LeNet-5's C3     \
-         * weight gradient on the half-width tile 0.38 -> 0.33 ms, cifar.c1's 1.36 ->  \
-         * 1.26; the forward's contiguous case unchanged) */                           \
+         * MR row pointers spilled to the stack (docs/design/algorithms.md) */         \
         for (i = 0; i < MR; i++)                                                       \
             d[i] = off[i] - off[0];                                                    \
         for (s = 0; s < nseg; s++) {                                                   \

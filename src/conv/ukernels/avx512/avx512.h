@@ -139,8 +139,8 @@ FC_HSUM4_EACH(fc_hsum4_avx512_d, FC_TARGET_AVX512, double, __m512d, _mm512_reduc
 /* The wide forward's float store, 4 channels at a time: a 4 x 4 transpose within each
  * 128-bit lane (u_i's lane L holds pixel 4 L + i's 4 channels), one 128-bit store per
  * pixel; 2 channels: pixel pairs, 64 bits a pixel.  EXT(v, L): 128-bit lane L of v.
- * (Measured, LeNet-5 at batch 128: the output pass's gather from a planar tile cost
- * C1's forward 0.3 ms of 0.58.) */
+ * (The output pass's gather from a planar tile it replaces was half of a small
+ * layer's forward: docs/design/algorithms.md.) */
 #define FC_WTS4_LANE(d, ldc, nl, L, EXT, u0, u1, u2, u3)                                \
     if (4 * (L) < (nl)) {                                                               \
         _mm_storeu_ps((d) + (4 * (L)) * (ldc), EXT(u0, L));                             \
@@ -223,9 +223,8 @@ FC_WTS_BUFFER(fc_wts_avx512_d, FC_TARGET_AVX512, double, __m512d, _mm512_storeu_
  * multiply-add, as the compiler contracts the scalar form), the pool of a pair of rows
  * in the pooling kernels' order ((top-left + top-right) + bottom-left) + bottom-right,
  * then * 1/4, on the even lanes, which a permute gathers into 8 for the store.
- * (Measured, LeNet-5's C1 + S2 at batch 128, forward with tanh and the pool, ms: in
- * training (the activations kept) 0.47 -> 0.29, in inference 0.43 -> 0.22, against the
- * pass after the kernels, fc_act_pool_image.) */
+ * (In registers, it saves the pass after the kernels, fc_act_pool_image:
+ * docs/design/algorithms.md.) */
 FC_TARGET_AVX512 static inline FC_ALWAYS_INLINE __m512 fc_act512_f(__m512 v, int act)
 {
     if (act == FC_ACT_RELU) {

@@ -6,12 +6,9 @@
 
 /* fc_kwo_f for AVX-512: one vector of 16 channels at a time (a masked last one), the
  * column transforms first (held in registers), then the rows.  fc_max4 as vectors: w
- * replaces best where best is a number and !(w <= best).  (Against the vectorised
- * loops, whose entry addresses and edge tests spilled to the stack.  F(4x4), in-process
- * interleaved medians at batch 128, ms, forward / forward + ReLU + max pool / input
- * gradient: CIFAR-10's c2 3.85 -> 3.74 / 3.58 -> 3.49 / 3.82 -> 3.64, c3 1.76 -> 1.75 /
- * 1.61 -> 1.57 / 1.71 -> 1.67, c4 2.95 -> 2.92 / 1.57 -> 1.54 / 3.02 -> 2.97: the
- * products and the stores of y bound the rest.  F(5x5)'s loop was slower still.) */
+ * replaces best where best is a number and !(w <= best).  (A little faster than the
+ * vectorised loops, whose entry addresses and edge tests spilled to the stack:
+ * docs/design/algorithms.md.) */
 FC_TARGET_AVX512 static inline FC_ALWAYS_INLINE void fc_wo512_at_f(int tile,
                                                                    const __m512 *m,
                                                                    __m512 *o)
