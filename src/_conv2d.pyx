@@ -425,9 +425,10 @@ def px_grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1] 
 @cython.wraparound(False)
 def all_finite(const floating[::1] a):
     """True when no element of a is NaN or +-inf (the kernels' shortcuts over zero
-    padding assume 0 * w == 0, which holds for finite w only: fastconv/conv.py).  An
-    integer min over the exponent fields, which the compiler vectorises: all finite iff
-    no element has its exponent bits all set."""
+    padding assume 0 * w == 0, which holds for finite w only:
+    fastconv/ops/conv/algorithms/common.py).  An integer min over the exponent fields,
+    which the compiler vectorises: all finite iff no element has its exponent bits all
+    set."""
     cdef Py_ssize_t i, n = a.shape[0]
     cdef const uint32_t *u
     cdef const uint64_t *v

@@ -1,7 +1,7 @@
 /* The micro-kernel builds, one table per ISA with named fields, filled at compile time;
  * fc_default_isa() picks one at start-up (fastconv._conv2d.set_isa() another).  Adding
  * an ISA: its ukernels/<isa>/ files, a table here, a case in fc_best_isa and
- * fc_isa_by_name (docs/design/ explains the steps). */
+ * fc_isa_by_name (docs/design/adding.md explains the steps). */
 #ifndef FASTCONV_ISA_CONFIG_H
 #define FASTCONV_ISA_CONFIG_H
 

@@ -1,9 +1,10 @@
 /* Convolution drivers around the micro-kernels of conv/ukernels/: implicit GEMM.
  *
- * Nothing here allocates or spawns threads: src/_conv2d.pyx splits the work into items
- * (a strip of output pixels, an image, a group of images), runs them in an OpenMP loop,
- * and hands each thread its own scratch buffers.  An item is computed entirely by one
- * thread in an order fixed by the shapes, so results never depend on the thread count.
+ * Nothing here allocates or spawns threads: src/conv/parallel.h splits the work into
+ * items (a strip of output pixels, an image, a group of images), runs them in an OpenMP
+ * loop, and hands each thread its own scratch buffers.  An item is computed entirely by
+ * one thread in an order fixed by the shapes, so results never depend on the thread
+ * count.
  *
  * Every product has the same orientation: rows (MR) are channels, columns (NR) are output
  * pixels, flattened over the batch as j = (n * oh + oy) * ow + ox.  The im2col step writes

@@ -20,9 +20,10 @@
  *
  * The SIMD builds are compiled per function with GCC/Clang's target attribute, so the
  * extension itself is built for the baseline CPU (no -mavx / -march flags) and runs
- * anywhere; fc_select_isa() picks the best build the CPU and OS support (GCC/Clang's
- * __builtin_cpu_supports checks both).  Other compilers (MSVC) get the portable build.
- * FASTCONV_DISABLE_SIMD=1 in the environment forces the portable build.
+ * anywhere; fc_best_isa() in conv/isa_config.h picks the best build the CPU and OS
+ * support (GCC/Clang's __builtin_cpu_supports checks both) and fc_default_isa() starts
+ * with it, or with the portable build when FASTCONV_DISABLE_SIMD=1 is in the
+ * environment.  Other compilers (MSVC) get the portable build.
  *
  * Within one ISA the order of every floating-point operation depends only on the
  * shapes, never on the thread count, so results are bit-identical for any thread count.

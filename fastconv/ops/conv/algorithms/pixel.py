@@ -1,9 +1,9 @@
-"""The pixel-row kernels (src/conv_driver.h, "channels_last, one group"): tiles of MR
-output pixels x NR output channels that read every window in place (the (kj, c) part
-of a window row is contiguous in channels_last).  Faster than the shifted kernels,
-which compute and drop the padding columns, where C_out fills a tile and images fill
-MR rows (docs/design/algorithms.md).  The weight gradient takes the bias gradient's
-partial sums in the same work items."""
+"""The pixel-row kernels (src/conv/drivers/pixelrow.h): tiles of MR output pixels x NR
+output channels that read every window in place (the (kj, c) part of a window row is
+contiguous in channels_last).  Faster than the shifted kernels, which compute and drop
+the padding columns, where C_out fills a tile and images fill MR rows
+(docs/design/algorithms.md).  The weight gradient takes the bias gradient's partial
+sums in the same work items."""
 import numpy as np
 
 from .... import _ext

@@ -1,7 +1,7 @@
-"""The wide kernels (src/conv_driver.h, "few channels: wide kernels"): channels_last,
-one group, stride 1, vectorised along the output rows of a channel-major copy of each
-image.  They take the layers whose channel counts leave the pixel-row tiles mostly
-empty (LeNet-5's C1 and C3; docs/design/algorithms.md)."""
+"""The wide kernels (src/conv/drivers/wide.h): channels_last, one group, stride 1,
+vectorised along the output rows of a channel-major copy of each image.  They take the
+layers whose channel counts leave the pixel-row tiles mostly empty (LeNet-5's C1 and
+C3; docs/design/algorithms.md)."""
 import numpy as np
 
 from .... import _ext

@@ -1,4 +1,4 @@
-"""Winograd F(2x2, 3x3), F(4x4, 3x3) and F(5x5, 3x3) (src/conv_driver.h, "Winograd"):
+"""Winograd F(2x2, 3x3), F(4x4, 3x3) and F(5x5, 3x3) (src/conv/drivers/winograd.h):
 channels_last, 3x3, stride 1, dilation 1, one group, float32 (float64 stays on the
 direct kernels, exact to 1e-10).  Fewer multiply-adds than the direct kernels (2.25x,
 4x, 5.06x) at relative errors of about 2e-7, 3e-6 and 3e-5 of the output's scale; the
