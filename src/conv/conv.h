@@ -37,49 +37,12 @@ typedef fc_kwo_d fc_kwo_t_d;
 #define FC_RESTRICT __restrict
 #else
 #define FC_RESTRICT
-/* The entry points of src/_conv2d.pyx, by dtype (dbl: float64; the arrays come as void
- * pointers): each runs one parallel loop (parallel.h) and returns 0 or FC_ENOMEM*. */
-#define fc_gemm_forward(dbl, ...) FC_BY_DTYPE(dbl, fc_gemm_forward, __VA_ARGS__)
-#define fc_gemm_grad_weight(dbl, ...) FC_BY_DTYPE(dbl, fc_gemm_grad_weight, __VA_ARGS__)
-#define fc_gemm_grad_input(dbl, ...) FC_BY_DTYPE(dbl, fc_gemm_grad_input, __VA_ARGS__)
-#define fc_bias_grad(dbl, ...) FC_BY_DTYPE(dbl, fc_bias_grad, __VA_ARGS__)
-#define fc_shift_forward(dbl, ...) FC_BY_DTYPE(dbl, fc_shift_forward, __VA_ARGS__)
-#define fc_shift_grad_weight(dbl, ...) FC_BY_DTYPE(dbl, fc_shift_grad_weight, __VA_ARGS__)
-#define fc_px_forward(dbl, ...) FC_BY_DTYPE(dbl, fc_px_forward, __VA_ARGS__)
-#define fc_dense_forward(dbl, ...) FC_BY_DTYPE(dbl, fc_dense_forward, __VA_ARGS__)
-#define fc_px_grad_weight(dbl, ...) FC_BY_DTYPE(dbl, fc_px_grad_weight, __VA_ARGS__)
-#define fc_narrow_forward(dbl, ...) FC_BY_DTYPE(dbl, fc_narrow_forward, __VA_ARGS__)
-#define fc_wide_forward(dbl, ...) FC_BY_DTYPE(dbl, fc_wide_forward, __VA_ARGS__)
-#define fc_wide_grad_weight(dbl, ...) FC_BY_DTYPE(dbl, fc_wide_grad_weight, __VA_ARGS__)
-#define fc_wg_weights_run(dbl, ...) FC_BY_DTYPE(dbl, fc_wg_weights_run, __VA_ARGS__)
-#define fc_wg_grad_weights_run(dbl, ...) FC_BY_DTYPE(dbl, fc_wg_grad_weights_run, __VA_ARGS__)
-#define fc_wg_forward(dbl, ...) FC_BY_DTYPE(dbl, fc_wg_forward, __VA_ARGS__)
-#define fc_wg_grad_weight(dbl, ...) FC_BY_DTYPE(dbl, fc_wg_grad_weight, __VA_ARGS__)
-
 #endif
+
 #if defined(_OPENMP)
 #define FC_OMP_SIMD _Pragma("omp simd")
 #else
 #define FC_OMP_SIMD
-/* The entry points of src/_conv2d.pyx, by dtype (dbl: float64; the arrays come as void
- * pointers): each runs one parallel loop (parallel.h) and returns 0 or FC_ENOMEM*. */
-#define fc_gemm_forward(dbl, ...) FC_BY_DTYPE(dbl, fc_gemm_forward, __VA_ARGS__)
-#define fc_gemm_grad_weight(dbl, ...) FC_BY_DTYPE(dbl, fc_gemm_grad_weight, __VA_ARGS__)
-#define fc_gemm_grad_input(dbl, ...) FC_BY_DTYPE(dbl, fc_gemm_grad_input, __VA_ARGS__)
-#define fc_bias_grad(dbl, ...) FC_BY_DTYPE(dbl, fc_bias_grad, __VA_ARGS__)
-#define fc_shift_forward(dbl, ...) FC_BY_DTYPE(dbl, fc_shift_forward, __VA_ARGS__)
-#define fc_shift_grad_weight(dbl, ...) FC_BY_DTYPE(dbl, fc_shift_grad_weight, __VA_ARGS__)
-#define fc_px_forward(dbl, ...) FC_BY_DTYPE(dbl, fc_px_forward, __VA_ARGS__)
-#define fc_dense_forward(dbl, ...) FC_BY_DTYPE(dbl, fc_dense_forward, __VA_ARGS__)
-#define fc_px_grad_weight(dbl, ...) FC_BY_DTYPE(dbl, fc_px_grad_weight, __VA_ARGS__)
-#define fc_narrow_forward(dbl, ...) FC_BY_DTYPE(dbl, fc_narrow_forward, __VA_ARGS__)
-#define fc_wide_forward(dbl, ...) FC_BY_DTYPE(dbl, fc_wide_forward, __VA_ARGS__)
-#define fc_wide_grad_weight(dbl, ...) FC_BY_DTYPE(dbl, fc_wide_grad_weight, __VA_ARGS__)
-#define fc_wg_weights_run(dbl, ...) FC_BY_DTYPE(dbl, fc_wg_weights_run, __VA_ARGS__)
-#define fc_wg_grad_weights_run(dbl, ...) FC_BY_DTYPE(dbl, fc_wg_grad_weights_run, __VA_ARGS__)
-#define fc_wg_forward(dbl, ...) FC_BY_DTYPE(dbl, fc_wg_forward, __VA_ARGS__)
-#define fc_wg_grad_weight(dbl, ...) FC_BY_DTYPE(dbl, fc_wg_grad_weight, __VA_ARGS__)
-
 #endif
 
 /* G of Winograd F(2x2, 3x3)'s kernel transform U = G g G^T (drivers/winograd.h). */
