@@ -4,7 +4,8 @@
  * only for long rows and falls back to unpredictable branches on short ones
  * (docs/design/algorithms.md); a row's tail goes through the same SIMD code on a
  * zero-padded copy, so every output takes the same branch-free path.  Other CPUs, and
- * builds with CFLAGS=-DFASTCONV_NO_SIMD, use the portable Cython loops of src/_pool2d.pyx.
+ * builds with CFLAGS=-DFASTCONV_NO_SIMD, use the portable Cython loops of src/_pool2d.pyx
+ * and src/pool/nchw.pxi.
  * Included by src/_pool2d.pyx after Python.h (Py_ssize_t).
  */
 #ifndef FASTCONV_POOL_SIMD_H
