@@ -548,6 +548,15 @@ class Sequential:
         file (fastconv/saving.py: the format, written atomically)."""
         _saving.save_model(self, filepath)
 
+    def save_weights(self, filepath):
+        """Write the weights only to one ``.npz`` file (fastconv/saving.py)."""
+        _saving.save_weights(self, filepath)
+
+    def load_weights(self, filepath):
+        """Load weights written by save_weights (or a model file's) into this built
+        model; every array is checked first (fastconv/saving.py)."""
+        _saving.load_weights(self, filepath)
+
     def __repr__(self):
         return (f"<Sequential {self.name!r}: {len(self._layers)} layers, "
                 f"{self.count_params() if self.built else '?'} params>")

@@ -36,10 +36,12 @@ from . import losses as _losses
 from . import optimizers as _optimizers
 from ._serialization import deserialize
 
-__all__ = ["save_model", "load_model", "ModelFileError"]
+__all__ = ["save_model", "load_model", "save_weights", "load_weights", "ModelFileError"]
 
 FILE_FORMAT = "fastconv.Sequential"
 FILE_VERSION = 1
+WEIGHTS_FORMAT = "fastconv.weights"
+WEIGHTS_VERSION = 1
 
 #: suffixes of Keras's own files, which fastconv cannot write or read yet
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -62,6 +64,20 @@ class ModelFileError(ValueError):
 
 
 # --------------------------------------------------------------------------- saving
+def _fspath(filepath):
+    path = os.fspath(filepath)
+    return path if isinstance(path, str) else os.fsdecode(path)
+
+
+def _refuse_keras_suffix(path, what="save to"):
+    name = path.lower()
+    suffix = ".weights.h5" if name.endswith(".weights.h5") else os.path.splitext(name)[1]
+    if suffix in KERAS_SUFFIXES or suffix == ".weights.h5":
+        raise ValueError(f"cannot {what} {path!r}: Keras {suffix} files are not "
+                         f"supported yet; fastconv saves its own format, give a path "
+                         f"ending in '.npz'")
+
+
 def save_model(model, filepath):
     """Write architecture, weights, optimizer state and generator states to one file.
 
@@ -70,14 +86,8 @@ def save_model(model, filepath):
     the umask allows; an existing file keeps its mode.  Keras's own formats
     (``.keras``, ``.h5``) are refused: fastconv writes ``.npz`` files only.
     """
-    path = os.fspath(filepath)
-    if not isinstance(path, str):
-        path = os.fsdecode(path)
-    suffix = os.path.splitext(path)[1].lower()
-    if suffix in KERAS_SUFFIXES:
-        raise ValueError(f"cannot save to {path!r}: Keras {suffix} files are not "
-                         f"supported yet; fastconv saves its own format, give a path "
-                         f"ending in '.npz'")
+    path = _fspath(filepath)
+    _refuse_keras_suffix(path)
     if not model.built:
         raise ValueError(f"model {model.name!r} is not built: build it or run it on "
                          "data before save()")
@@ -98,6 +108,26 @@ def save_model(model, filepath):
                "model": _random.generator_state(model._rng),
                "layers": {layer.name: _random.generator_state(layer.generator)
                           for layer in model._layers if hasattr(layer, "generator")}}}
+    arrays["config"] = np.array(json.dumps(doc, allow_nan=False))
+    _write_atomically(path, lambda f: np.savez(f, **arrays))
+
+
+def save_weights(model, filepath):
+    """Write the model's weights only (Keras's order) to one ``.npz`` file.
+
+    The members are ``config.npy`` (a JSON document: format, version, number of
+    arrays) and ``weight_NNNNN.npy``; written atomically like save_model.  Keras's
+    formats (``.weights.h5``, ``.h5``, ``.keras``) are refused.
+    """
+    path = _fspath(filepath)
+    _refuse_keras_suffix(path)
+    if not model.built:
+        raise ValueError(f"model {model.name!r} is not built: build it or run it on "
+                         "data before save_weights()")
+    weights = model.weights
+    arrays = {f"weight_{i:05d}": w for i, w in enumerate(weights)}
+    doc = {"format": WEIGHTS_FORMAT, "format_version": WEIGHTS_VERSION,
+           "n_weights": len(weights)}
     arrays["config"] = np.array(json.dumps(doc, allow_nan=False))
     _write_atomically(path, lambda f: np.savez(f, **arrays))
 
@@ -170,6 +200,73 @@ def load_model(filepath, compile=True):
     except Exception as exc:  # anything else a damaged file can provoke
         raise ModelFileError(f"model file {path!r} is truncated or corrupted "
                              f"({type(exc).__name__}: {str(exc)[:300]})") from exc
+
+
+def load_weights(model, filepath):
+    """Copy the weights in ``filepath`` (written by save_weights, or a whole model
+    file written by save_model) into the built ``model``.
+
+    Every array is checked against the model's weight shapes and dtypes and read
+    before any weight changes, so a bad file leaves the model as it was.  Raises
+    ModelFileError (naming the file) for a file that is not such an archive or does
+    not fit the model, FileNotFoundError when ``filepath`` does not exist.
+    """
+    path = _fspath(filepath)
+    if not model.built:
+        raise ValueError(f"model {model.name!r} is not built: build it or run it on "
+                         "data before load_weights()")
+    f = _open_regular(path)
+    try:
+        with f:
+            arrays = _read_weights(path, f, model)
+    except ModelFileError:
+        raise
+    except Exception as exc:  # anything else a damaged file can provoke
+        raise ModelFileError(f"weights file {path!r} is truncated or corrupted "
+                             f"({type(exc).__name__}: {str(exc)[:300]})") from None
+    model.set_weights(arrays)
+
+
+def _read_weights(path, f, model):
+    archive = _Archive(path, f)
+    text = archive.read_config()
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant,
+                         parse_float=_finite_float, object_pairs_hook=_unique_keys)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise ModelFileError(f"weights file {path!r} has an unreadable config "
+                             f"({type(exc).__name__})") from None
+    fmt = doc.get("format") if isinstance(doc, dict) else None
+    if fmt == FILE_FORMAT:  # a whole model: its weights
+        doc = _parse_config(path, text)
+        archive.check_members(doc["n_weights"], doc["n_optimizer_arrays"])
+    elif fmt == WEIGHTS_FORMAT:
+        keys = {"format", "format_version", "n_weights"}
+        if set(doc) != keys:
+            raise ModelFileError(f"weights file {path!r} has an invalid config: fields "
+                                 f"{sorted(set(doc) ^ keys)} missing or unexpected")
+        if not _is_int(doc["format_version"]) or \
+                doc["format_version"] != WEIGHTS_VERSION:
+            raise ModelFileError(f"weights file {path!r} has format version "
+                                 f"{str(doc['format_version'])[:40]!r}; this fastconv "
+                                 f"reads version {WEIGHTS_VERSION}")
+        if not _is_int(doc["n_weights"]):
+            raise ModelFileError(f"weights file {path!r} has an invalid config: "
+                                 f"n_weights must be a non-negative int, got "
+                                 f"{str(doc['n_weights'])[:40]}")
+        archive.check_members(doc["n_weights"], 0)
+    else:
+        raise ModelFileError(f"{path!r} is not a fastconv weights file (format "
+                             f"{str(fmt)[:80]!r})")
+    targets = model.weights
+    if doc["n_weights"] != len(targets):
+        raise ModelFileError(f"weights file {path!r} holds {doc['n_weights']} weight "
+                             f"arrays, model {model.name!r} has {len(targets)}")
+    names = [f"{layer.name}.{n}" for layer in model._layers
+             for n in layer._weight_names]
+    for i, (w, name) in enumerate(zip(targets, names)):
+        archive.check_array(f"weight_{i:05d}", w.shape, w.dtype, name)
+    return [archive.read_array(f"weight_{i:05d}") for i in range(len(targets))]
 
 
 def _open_regular(path):

@@ -82,8 +82,11 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split,
         cb.set_model(model)
         cb.set_params(params)
     model.stop_training = False
+    model._initial_epoch = None  # a callback (BackupAndRestore) may set it: resume there
     for cb in cbs:
         cb.on_train_begin()
+    if model._initial_epoch is not None:
+        initial_epoch = model._initial_epoch
     logs = {}
     for epoch in range(initial_epoch, epochs):
         for cb in cbs:
