@@ -375,3 +375,271 @@ def test_load_weights_errors(tmp_path):
         model.load_weights(tmp_path / "missing.npz")
     with pytest.raises(ValueError, match="not built"):
         Sequential([L.Dense(3)]).load_weights(path)
+
+
+# --------------------------------------------------------------------------- BackupAndRestore
+def conv_net():
+    fastconv.set_seed(0)
+    model = Sequential([L.Conv2D(3, 3, activation="relu", input_shape=(6, 6, 1)),
+                        L.Flatten(), L.Dropout(0.3), L.Dense(3, activation="softmax")])
+    model.compile(optimizers.Adam(learning_rate=0.01), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def conv_data():
+    rs = np.random.RandomState(1)
+    return rs.rand(40, 6, 6, 1).astype(np.float32), rs.randint(0, 3, 40)
+
+
+class Interrupt(Callback):
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at = (epoch, batch)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            raise KeyboardInterrupt
+
+
+class Halve(Callback):
+    """Halves the rate at each epoch end: the rate of a resumed fit must come back."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.optimizer.learning_rate = self.model.optimizer.learning_rate / 2
+
+
+def test_backup_and_restore_resumes_an_interrupted_fit(tmp_path):
+    # (Keras restores no callback's own state: ReduceLROnPlateau's wait and best
+    # restart with the resumed fit, so only stateless callbacks replay exactly.)
+    x, y = conv_data()
+    reference = conv_net()
+    reference.fit(x, y, epochs=5, batch_size=8, verbose=0, callbacks=[Halve()])
+    backup = tmp_path / "backup"
+    model = conv_net()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, epochs=5, batch_size=8, verbose=0,
+                  callbacks=[Halve(), BackupAndRestore(backup), Interrupt(2, 1)])
+    assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 2
+    assert sorted(os.listdir(backup)) == ["epoch-000002.npz", "training_metadata.json"]
+    model = conv_net()  # a new process would start from scratch
+    history = model.fit(x, y, epochs=5, batch_size=8, verbose=0,
+                        callbacks=[Halve(), BackupAndRestore(backup)])
+    assert history.epoch == [2, 3, 4]
+    assert not backup.exists()  # delete_checkpoint
+    for a, b in zip(reference.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert model.optimizer.iterations == reference.optimizer.iterations
+    assert model.optimizer.learning_rate == reference.optimizer.learning_rate == \
+        0.01 / 32
+
+
+def test_backup_and_restore_arguments(tmp_path):
+    with pytest.raises(ValueError, match="Empty `backup_dir`"):
+        BackupAndRestore("")
+    with pytest.raises(ValueError, match="save_freq must be 'epoch'"):
+        BackupAndRestore(tmp_path, save_freq=10)
+    (tmp_path / "training_metadata.json").write_text("{not json")
+    with pytest.raises(ModelFileError, match="training_metadata.json"):
+        drive(BackupAndRestore(tmp_path), tiny_model(), losses(1.0))
+    x, y = conv_data()
+    model = conv_net()
+    model.fit(x, y, epochs=1, verbose=0,
+              callbacks=[BackupAndRestore(tmp_path / "keep", delete_checkpoint=False)])
+    assert (tmp_path / "keep" / "epoch-000001.npz").exists()
+
+
+KILL_SCRIPT = textwrap.dedent('''
+    import json, os, signal, sys
+    import numpy as np
+    sys.path.insert(0, sys.argv[1])
+    import fastconv
+    from fastconv import layers as L, optimizers
+    from fastconv.callbacks import BackupAndRestore, Callback
+    from fastconv.models import Sequential
+
+    mode, backup, out = sys.argv[2], sys.argv[3], sys.argv[4]
+    fastconv.set_seed(0)
+    model = Sequential([L.Conv2D(3, 3, activation="relu", input_shape=(6, 6, 1)),
+                        L.Flatten(), L.Dropout(0.3), L.Dense(3, activation="softmax")])
+    model.compile(optimizers.Adam(learning_rate=0.01),
+                  "sparse_categorical_crossentropy")
+    rs = np.random.RandomState(1)
+    x, y = rs.rand(40, 6, 6, 1).astype(np.float32), rs.randint(0, 3, 40)
+
+    class Spy(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+            # the generator that draws this epoch's shuffling order
+            with open(out + ".rng", "a") as f:
+                f.write(json.dumps([epoch, str(model._rng.bit_generator.state)]) + "\\n")
+
+        def on_train_batch_end(self, batch, logs=None):
+            if mode == "kill" and self.epoch == 2 and batch == 1:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    cbs = [Spy()] if mode == "plain" else [BackupAndRestore(backup), Spy()]
+    model.fit(x, y, epochs=5, batch_size=8, verbose=0, callbacks=cbs)
+    np.savez(out, *model.get_weights())
+''')
+
+
+def test_backup_and_restore_after_sigkill(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(KILL_SCRIPT)
+    backup = str(tmp_path / "backup")
+
+    def run(mode, out):
+        return subprocess.run([sys.executable, str(script), ROOT, mode, backup,
+                               str(tmp_path / out)], capture_output=True, text=True,
+                              timeout=120)
+    killed = run("kill", "killed.npz")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not (tmp_path / "killed.npz").exists()
+    assert os.path.exists(os.path.join(backup, "epoch-000002.npz"))
+    resumed = run("resume", "resumed.npz")
+    assert resumed.returncode == 0, resumed.stderr
+    plain = run("plain", "plain.npz")
+    assert plain.returncode == 0, plain.stderr
+    assert not os.path.exists(backup)
+
+    def rng_log(name):
+        with open(tmp_path / (name + ".rng")) as f:
+            return [json.loads(line) for line in f]
+    plain_rng = rng_log("plain.npz")
+    assert [e for e, _ in rng_log("killed.npz")] == [0, 1, 2]
+    assert rng_log("killed.npz") == plain_rng[:3]
+    # the resumed run starts at epoch 2 with the generator of the uninterrupted run:
+    # it shuffles the same batches
+    assert rng_log("resumed.npz") == plain_rng[2:]
+    with np.load(tmp_path / "resumed.npz") as a, np.load(tmp_path / "plain.npz") as b:
+        assert len(a.files) == len(b.files) == 4
+        for k in a.files:
+            np.testing.assert_array_equal(a[k], b[k])
+
+
+# --------------------------------------------------------------------------- Keras parity
+@pytest.fixture(scope="module")
+def keras():
+    return pytest.importorskip("keras")
+
+
+def keras_model(keras, lr=0.1):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(keras.optimizers.SGD(learning_rate=lr), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    rs = np.random.RandomState(0)
+    model.evaluate(rs.rand(4, 4), rs.randint(0, 3, 4), verbose=0)  # builds the metrics
+    return model
+
+
+def both(keras, ours, theirs, seq, lr=0.1, weights=False):
+    """(fastconv's, Keras's) decisions on ``seq``: stop epoch, rate path, and the
+    weights left (each weight set to the epoch number when ``weights``)."""
+    out = []
+    for cb, model in ((ours, tiny_model(lr=lr)), (theirs, keras_model(keras, lr))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            stopped, lrs = drive(cb, model, seq, epoch_weights if weights else None)
+        out.append((stopped, lrs, [float(w.flat[0]) for w in model.get_weights()]))
+    return out
+
+
+@pytest.mark.parametrize("kwargs, values, stop, best", EARLY_CASES)
+@pytest.mark.parametrize("restore", [False, True])
+def test_keras_parity_early_stopping(keras, kwargs, values, stop, best, restore):
+    kwargs = dict(kwargs, restore_best_weights=restore)
+    ours, theirs = EarlyStopping(**kwargs), keras.callbacks.EarlyStopping(**kwargs)
+    (s1, _, w1), (s2, _, w2) = both(keras, ours, theirs, losses(*values), weights=True)
+    assert s1 == s2 and ours.stopped_epoch == theirs.stopped_epoch
+    assert ours.best_epoch == theirs.best_epoch and ours.wait == theirs.wait
+    assert w1 == w2
+
+
+@pytest.mark.parametrize("monitor, mode", [("val_accuracy", "auto"), ("loss", "auto"),
+                                           ("val_accuracy", "min"), ("accuracy", "max")])
+def test_keras_parity_early_stopping_modes(keras, monitor, mode):
+    seq = losses(0.5, 0.6, 0.55, 0.58, 0.62, 0.61, 0.6, key=monitor)
+    kw = dict(monitor=monitor, mode=mode, patience=2, min_delta=0.01)
+    (s1, _, _), (s2, _, _) = both(keras, EarlyStopping(**kw),
+                                  keras.callbacks.EarlyStopping(**kw), seq)
+    assert s1 == s2
+
+
+RLR_CASES = [
+    (dict(factor=0.5, patience=2, cooldown=2, min_lr=0.02),
+     [1.0] * 9 + [0.5, 0.6, 0.7]),
+    (dict(factor=0.1, patience=0, min_lr=1e-4), [1.0] * 8),
+    (dict(factor=0.2, patience=1, min_delta=0.05, cooldown=1),
+     [1.0, 0.97, 0.9, 0.88, 0.8, 0.79, 0.78, 0.5, 0.51, 0.52, 0.53]),
+    (dict(monitor="val_accuracy", factor=0.5, patience=1),
+     [0.5, 0.6, 0.6, 0.7, 0.65, 0.64, 0.9]),
+]
+
+
+@pytest.mark.parametrize("kwargs, values", RLR_CASES)
+def test_keras_parity_reduce_lr_on_plateau(keras, kwargs, values):
+    key = kwargs.get("monitor", "val_loss")
+    ours, theirs = ReduceLROnPlateau(**kwargs), keras.callbacks.ReduceLROnPlateau(**kwargs)
+    (_, l1, _), (_, l2, _) = both(keras, ours, theirs, losses(*values, key=key))
+    assert l1 == pytest.approx(l2, rel=1e-6)  # Keras keeps the rate in float32
+    assert (ours.wait, ours.cooldown_counter) == (theirs.wait, theirs.cooldown_counter)
+
+
+def test_keras_parity_learning_rate_scheduler(keras):
+    def schedule(epoch, lr):
+        return lr if epoch < 2 else lr * 0.9
+
+    (_, l1, _), (_, l2, _) = both(keras, LearningRateScheduler(schedule),
+                                  keras.callbacks.LearningRateScheduler(schedule),
+                                  losses(1, 1, 1, 1, 1))
+    assert l1 == pytest.approx(l2, rel=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, key, values", [
+    (dict(save_best_only=True), "val_loss", [1.0, 0.5, 0.7, 0.25, 0.25, 0.1]),
+    (dict(save_best_only=True, monitor="val_accuracy"), "val_accuracy",
+     [0.5, 0.7, 0.65, 0.8]),
+    (dict(save_best_only=True, monitor="loss", initial_value_threshold=0.6), "loss",
+     [0.7, 0.5, 0.55, 0.4]),
+    (dict(), "val_loss", [1.0, 2.0, 3.0]),
+])
+def test_keras_parity_checkpoint_files(keras, tmp_path, kwargs, key, values):
+    names = "m-{epoch:02d}-" + "{" + key + ":.2f}"
+    seq = losses(*values, key=key)
+    drive(ModelCheckpoint(str(tmp_path / "ours" / (names + ".npz")), **kwargs),
+          tiny_model(), seq)
+    drive(keras.callbacks.ModelCheckpoint(str(tmp_path / "keras" / (names + ".keras")),
+                                          **kwargs), keras_model(keras), seq)
+    ours = sorted(p[:-4] for p in os.listdir(tmp_path / "ours"))
+    theirs = sorted(p[:-6] for p in os.listdir(tmp_path / "keras"))
+    assert ours == theirs
+
+
+def test_keras_parity_csv_logger(keras, tmp_path):
+    seq = [{"loss": 0.5, "accuracy": 0.25}, {"loss": 0.25, "accuracy": np.float32(0.5)},
+           {"loss": 0.125}]
+    drive(CSVLogger(tmp_path / "ours.csv"), tiny_model(), seq)
+    drive(keras.callbacks.CSVLogger(str(tmp_path / "keras.csv")), keras_model(keras), seq)
+    assert (tmp_path / "ours.csv").read_text() == (tmp_path / "keras.csv").read_text()
+    drive(CSVLogger(tmp_path / "ours.csv", separator=";", append=True), tiny_model(),
+          [{"val_loss": 1.0, "loss": 2.0}])
+    drive(keras.callbacks.CSVLogger(str(tmp_path / "keras.csv"), separator=";",
+                                    append=True), keras_model(keras),
+          [{"val_loss": 1.0, "loss": 2.0}])
+    assert (tmp_path / "ours.csv").read_text() == (tmp_path / "keras.csv").read_text()
+
+
+@pytest.mark.parametrize("loss", [1.0, float("nan"), float("inf"), -float("inf")])
+def test_keras_parity_terminate_on_nan(keras, loss):
+    results = []
+    for cb, model in ((TerminateOnNaN(), tiny_model()),
+                      (keras.callbacks.TerminateOnNaN(), keras_model(keras))):
+        cb.set_model(model)
+        model.stop_training = False
+        cb.on_train_batch_end(2, {"loss": loss})
+        results.append(model.stop_training)
+    assert results[0] == results[1]
