@@ -129,17 +129,11 @@ def test_early_stopping_missing_monitor_warns():
 def test_early_stopping_in_fit():
     rs = np.random.RandomState(0)
     x, y = rs.rand(16, 4).astype(np.float32), rs.randint(0, 3, 16)
-
-    class Fake(Callback):  # replaces the loss by a crafted sequence
-        values = iter([1.0, 0.8, 0.9, 0.85, 0.7, 0.6])
-
-        def on_epoch_end(self, epoch, logs=None):
-            pass
     model = tiny_model()
     seq = iter([1.0, 0.8, 0.9, 0.85, 0.7, 0.6])
     orig = EarlyStopping.on_epoch_end
 
-    class Crafted(EarlyStopping):
+    class Crafted(EarlyStopping):  # sees a crafted loss sequence
         def on_epoch_end(self, epoch, logs=None):
             orig(self, epoch, dict(logs, loss=next(seq)))
     history = model.fit(x, y, epochs=6, verbose=0,
