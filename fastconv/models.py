@@ -63,6 +63,8 @@ class Sequential:
         self.loss = None
         self.compiled = False
         self._metric_names = []
+        # the metric objects of _metric_fns and the shapes they were made for
+        self._metric_objects = ([], None)
         self.history = None
         self.stop_training = False
         self._rng = _random.make_generator()
@@ -279,6 +281,7 @@ class Sequential:
         self.optimizer = _optimizers.get(optimizer)
         self.loss = None if loss is None else _losses.get(loss)
         self._metric_names = _metrics.check_metrics(metrics)
+        self._metric_objects = ([], None)
         self.compiled = True
         self._compiled_steps = {}
 
@@ -289,9 +292,9 @@ class Sequential:
             raise ValueError(f"{method}() needs a loss: call compile(optimizer, loss=...)")
 
     def _fused(self):
-        return (isinstance(self.loss, (_losses.CategoricalCrossentropy,
-                                       _losses.SparseCategoricalCrossentropy))
-                and not self.loss.from_logits and self._layers[-1].activation == "softmax")
+        """Whether the loss comes from the output layer's linear part: a softmax output
+        with a categorical cross-entropy, a sigmoid one with binary cross-entropy."""
+        return self.loss.fuses_with(getattr(self._layers[-1], "activation", None))
 
     # ------------------------------------------------------------------ data
     def _prepare_x(self, x, name="x"):
@@ -408,8 +411,24 @@ class Sequential:
             self.optimizer.apply(grads, variables)
         return loss, y_pred
 
+    @property
+    def metrics(self):
+        """The metric objects of compile(metrics=...) as the last fit / evaluate /
+        *_on_batch made them (names resolved for their targets), holding that run's
+        state: a confusion matrix is read here (``model.metrics[i].result()``)."""
+        return list(self._metric_objects[0])
+
     def _metric_fns(self, y, y_pred_shape):
-        return [_metrics.resolve(m, y.shape, y_pred_shape) for m in self._metric_names]
+        """The metric objects for targets like ``y`` and outputs of ``y_pred_shape``
+        (made once per kind of targets: "accuracy" depends on it), reset."""
+        key = (y.ndim, y.shape[-1] if y.ndim else None, tuple(y_pred_shape[1:]))
+        metrics, made_for = self._metric_objects
+        if made_for != key:
+            metrics = _metrics.compile_metrics(self._metric_names, y.shape, y_pred_shape)
+            self._metric_objects = (metrics, key)
+        for metric in metrics:
+            metric.reset_state()
+        return metrics
 
     def train_on_batch(self, x, y, return_dict=False):
         """One training step; returns the loss (and metrics, as Keras: [loss, ...])."""
@@ -418,10 +437,11 @@ class Sequential:
         self._check_samples(x, "train_on_batch")
         out_shape = self._check_shapes(x.shape)
         loss, y_pred = self._train_batch(self._cast(x), y)
-        logs = {"loss": loss}
-        for name, fn in self._metric_fns(y, out_shape):
-            logs[name] = float(np.mean(fn(y, y_pred)))
-        return self._logs_result(logs, return_dict)
+        metrics = self._metric_fns(y, out_shape)
+        for metric in metrics:
+            metric.update_state(y, y_pred)
+        return self._logs_result(_metrics.scalar_results(metrics, {"loss": loss}),
+                                 return_dict)
 
     def test_on_batch(self, x, y, return_dict=False):
         """Loss (and metrics) of one batch, no update."""
@@ -443,9 +463,8 @@ class Sequential:
         return list(logs.values())
 
     def _evaluate_arrays(self, x, y, batch_size, out_shape):
-        loss_mean = _metrics.Mean()
-        fns = self._metric_fns(y, out_shape)
-        sums = [0.0] * len(fns)
+        loss_mean = _metrics.Mean(name="loss")
+        metrics = self._metric_fns(y, out_shape)
         n = x.shape[0]
         fused = self._fused()
         for start in range(0, n, batch_size):
@@ -457,14 +476,11 @@ class Sequential:
             else:
                 pred = self._infer(xb)
                 value = self.loss(yb, pred)
-            loss_mean.update(value, xb.shape[0])
-            for k, (_, fn) in enumerate(fns):
-                sums[k] += float(np.sum(fn(yb, pred)))
+            loss_mean.update_state(value, sample_weight=xb.shape[0])
+            for metric in metrics:
+                metric.update_state(yb, pred)
         self._clear_caches()
-        logs = {"loss": loss_mean.result()}
-        for (name, _), s in zip(fns, sums):
-            logs[name] = s / n if n else 0.0
-        return logs
+        return _metrics.scalar_results(metrics, {"loss": loss_mean.result()})
 
     def _clear_caches(self):
         for layer in self._layers:
@@ -541,7 +557,7 @@ class Sequential:
             return None
         return {"optimizer": serialize(self.optimizer),
                 "loss": None if self.loss is None else serialize(self.loss),
-                "metrics": list(self._metric_names)}
+                "metrics": _metrics.names_for_saving(self._metric_names)}
 
     def save(self, filepath):
         """Write architecture, weights, optimizer state and generator states to one

@@ -62,7 +62,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split,
     out_shape = model._check_shapes(x.shape)
     if x_val is not None:
         model._check_shapes(x_val.shape)
-    fns = model._metric_fns(y, out_shape)
+    metrics = model._metric_fns(y, out_shape)
     # Check the targets against the loss once, on a small slice (clear errors).
     model.loss._targets(y[:1], np.zeros((1,) + tuple(out_shape[1:]), model.dtype))
 
@@ -92,9 +92,9 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split,
         for cb in cbs:
             cb.on_epoch_begin(epoch)
         order = model._rng.permutation(n) if shuffle else None
-        loss_mean = _metrics.Mean()
-        sums = [0.0] * len(fns)
-        seen = 0
+        loss_mean = _metrics.Mean(name="loss")
+        for metric in metrics:
+            metric.reset_state()
         for step in range(steps):
             for cb in cbs:
                 cb.on_train_batch_begin(step)
@@ -106,13 +106,10 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split,
                 xb, yb = x[idx], y[idx]
             loss, y_pred = model._train_batch(model._cast(xb), yb)
             nb = hi - lo
-            seen += nb
-            loss_mean.update(loss, nb)
-            for k, (_, fn) in enumerate(fns):
-                sums[k] += float(np.sum(fn(yb, y_pred)))
-            logs = {"loss": loss_mean.result()}
-            for (name, _), s in zip(fns, sums):
-                logs[name] = s / seen
+            loss_mean.update_state(loss, sample_weight=nb)
+            for metric in metrics:
+                metric.update_state(yb, y_pred)
+            logs = _metrics.scalar_results(metrics, {"loss": loss_mean.result()})
             batch_logs = dict(logs, size=nb)
             for cb in cbs:
                 cb.on_train_batch_end(step, batch_logs)
