@@ -9,6 +9,8 @@ from .base import FLOATX, Input, InputLayer, Layer, clear_session
 from .conv import Conv2D
 from .core import Activation, Dense, Dropout, Flatten
 from .pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
+from .preprocessing import (Normalization, RandomCrop, RandomFlip, RandomRotation,
+                            RandomTranslation, RandomZoom, Rescaling)
 
 # Keras's aliases.
 Convolution2D = Conv2D
@@ -19,9 +21,12 @@ GlobalAvgPool2D = GlobalAveragePooling2D
 #: The only classes a saved model may name (see fastconv.models.load_model).
 LAYER_CLASSES = {cls.__name__: cls for cls in (
     InputLayer, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten,
-    Dense, Dropout, Activation)}
+    Dense, Dropout, Activation, Rescaling, Normalization, RandomFlip, RandomTranslation,
+    RandomZoom, RandomRotation, RandomCrop)}
 
 __all__ = ["Layer", "InputLayer", "Input", "Conv2D", "Convolution2D", "MaxPooling2D",
            "MaxPool2D", "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D",
            "GlobalAvgPool2D", "Flatten", "Dense", "Dropout", "Activation",
-           "LAYER_CLASSES", "FLOATX", "clear_session"]
+           "Rescaling", "Normalization", "RandomFlip", "RandomTranslation",
+           "RandomZoom", "RandomRotation", "RandomCrop", "LAYER_CLASSES", "FLOATX",
+           "clear_session"]
