@@ -5,8 +5,11 @@ as the nodes of a graph, each knowing the nodes it feeds (a Sequential is a chai
 runs the list of steps it gets back: a step is one layer, or a group of layers that a
 pattern of ``PATTERNS`` runs as one pass.  A pair (a, b) fuses when a's output goes to
 b alone and b reads a alone, the pattern's layer types and condition match, and the
-pass (inference or training) is one the pattern serves.  The model compiles its steps
-once per pass kind and keeps them until its layers change (add, pop, build, compile).
+pass (inference or training) is one the pattern serves.  A layer with an activity
+regularizer never fuses as the first of a pair: the penalty reads its output, which a
+fused pass may never write (the model computes it after the layer's step).  The model
+compiles its steps once per pass kind and keeps them until its layers change (add, pop,
+build, compile).
 
 Each pattern is one entry: layer types, condition, fused forward, fused backward.  A
 fused function returns None (forward) or UNFUSED (backward) where its kernels turn the
@@ -266,6 +269,8 @@ def _pairs(nodes, mode, linear):
         b = nodes[a.consumers[0]]
         if b.inputs != (a.index,) or b.index in taken or b.index == linear:
             continue
+        if getattr(a.layer, "activity_regularizer", None) is not None:
+            continue  # its output is read by its penalty too: the model needs it
         for pattern in PATTERNS:
             if pattern.matches(a.layer, b.layer, mode):
                 out.append((pattern, a, b))

@@ -331,18 +331,36 @@ class Sequential:
                 x = step.forward(x, training)
         return x
 
-    def _infer(self, x, logits=False):
+    def _infer(self, x, logits=False, activity=None):
         """The forward pass of predict and evaluate (training False, every layer's cache
         cleared after, the result copied or reduced before the next pass) on the
         inference steps, where a layer and the pooling after it may run as one pass
         (fastconv/fusion.py: LeNet-5's C1 + S2 and C3 + S4), and the kernels' outputs
         reuse the arrays of the previous pass (fastconv/_arena.py).  With ``logits``
-        the last layer stops before its activation (the fused loss)."""
+        the last layer stops before its activation (the fused loss).  With a list
+        ``activity``, the activity penalties of the layers' outputs are appended to
+        it."""
         steps = self._steps(_fusion.INFERENCE, logits)
         with self._pass_arena(), _SerialBlas():  # one BLAS region (fastconv/_blas.py)
             for step in steps:
                 x = step.forward(x, False)
+                if activity is not None:
+                    last = step.layers[-1]
+                    if last.activity_regularizer is not None and \
+                            not getattr(step, "linear", False):
+                        activity.append(last._activity_penalty(x)[0])
         return x
+
+    def _inference_penalty(self, activity, pred, fused):
+        """The regularization terms of an evaluation batch (Keras 3's test_step adds
+        them to the loss as its train_step does): the weight penalties, the activity
+        penalties _infer collected in ``activity``, and the output layer's on ``pred``
+        where the loss was fused (its pass stopped at the logits)."""
+        penalty = self._weight_penalty() + sum(activity)
+        last = self._layers[-1]
+        if fused and last.activity_regularizer is not None:
+            penalty += last._activity_penalty(pred)[0]
+        return penalty
 
     def __call__(self, x, training=False):
         """Forward pass of a batch (checked)."""
@@ -385,7 +403,28 @@ class Sequential:
             arena = self._arenas.arena = _Arena()
         return arena
 
+    def _regularized(self):
+        """Whether any layer has a regularizer or a constraint (else the training
+        step and evaluate run exactly as without this feature)."""
+        return any(getattr(layer, "activity_regularizer", None) is not None
+                   or getattr(layer, "_regularizers", None)
+                   or getattr(layer, "_constraints", None) for layer in self._layers)
+
+    def _weight_penalty(self):
+        """The sum of the weight penalties of the trainable layers (Keras's
+        regularization losses), a float."""
+        return float(sum(layer._weight_penalty() for layer in self._layers))
+
     def _train_step(self, x, y):
+        """Forward, loss, backward, update.  With regularizers (Keras 3's
+        compute_loss): the loss is the compiled loss plus the weight penalties (of the
+        weights before the update) plus each activity penalty (of the layer's output,
+        divided by the batch size); the penalties' gradients are added to the weights'
+        gradients and to the output gradients of the layers with activity
+        regularizers; constraints are applied to the weights after the update
+        (Keras: ``variable.assign(constraint(variable))``)."""
+        if self._regularized():
+            return self._train_step_regularized(x, y)
         fused = self._fused()
         steps = self._steps(_fusion.TRAINING, fused)
         out = x
@@ -410,6 +449,54 @@ class Sequential:
         if variables:
             self.optimizer.apply(grads, variables)
         return loss, y_pred
+
+    def _train_step_regularized(self, x, y):
+        """_train_step of a model with regularizers or constraints.  A layer with an
+        activity regularizer ends its step (fastconv/fusion.py fuses no pair whose
+        first layer has one), so its output is a step's output here."""
+        fused = self._fused()
+        steps = self._steps(_fusion.TRAINING, fused)
+        penalty = self._weight_penalty()
+        activity_grads = {}  # step position -> gradient of its output's penalty
+        out = x
+        for k, step in enumerate(steps):
+            out = step.forward(out, True)
+            last = step.layers[-1]
+            if last.activity_regularizer is not None and not getattr(step, "linear",
+                                                                     False):
+                value, activity_grads[k] = last._activity_penalty(out)
+                penalty += value
+        if fused:
+            loss, y_pred, grad = self.loss.from_logits_value_and_gradient(y, out)
+            last = self._layers[-1]
+            if last.activity_regularizer is not None:
+                # the output's penalty, through the activation to the logits
+                value, g = last._activity_penalty(y_pred)
+                penalty += value
+                grad = grad + last._act_backward(
+                    np.ascontiguousarray(g, dtype=self.dtype), y_pred)
+        else:
+            loss, grad = self.loss.value_and_gradient(y, out)
+            y_pred = out
+        stop = self._first_trainable()
+        grad = np.ascontiguousarray(grad, dtype=self.dtype)
+        for k in range(len(steps) - 1, -1, -1):
+            step = steps[k]
+            if step.indices[-1] < stop:
+                break
+            if k in activity_grads:
+                grad = grad + activity_grads[k]
+            grad = step.backward(grad, stop)
+        variables, grads = [], []
+        trainable = [layer for layer in self._layers if layer.trainable]
+        for layer in trainable:
+            variables.extend(layer.weights)
+            grads.extend(layer._regularized_gradients())
+        if variables:
+            self.optimizer.apply(grads, variables)
+            for layer in trainable:
+                layer._apply_constraints()
+        return float(loss) + penalty, y_pred
 
     @property
     def metrics(self):
@@ -467,15 +554,20 @@ class Sequential:
         metrics = self._metric_fns(y, out_shape)
         n = x.shape[0]
         fused = self._fused()
+        regularized = self._regularized()
         for start in range(0, n, batch_size):
             xb = self._cast(x[start:start + batch_size])
             yb = y[start:start + batch_size]
+            activity = [] if regularized else None
             if fused:  # the loss from the logits, as in a training step
                 value, pred, _ = self.loss.from_logits_value_and_gradient(
-                    yb, self._infer(xb, logits=True), need_gradient=False)
+                    yb, self._infer(xb, logits=True, activity=activity),
+                    need_gradient=False)
             else:
-                pred = self._infer(xb)
+                pred = self._infer(xb, activity=activity)
                 value = self.loss(yb, pred)
+            if regularized:
+                value = float(value) + self._inference_penalty(activity, pred, fused)
             loss_mean.update_state(value, sample_weight=xb.shape[0])
             for metric in metrics:
                 metric.update_state(yb, pred)

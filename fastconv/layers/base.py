@@ -17,6 +17,15 @@ the activation code in one place.  Forward passes keep references to what the ba
 pass needs (the input, the activation output, pooling indices, the dropout mask); each
 call replaces them, nothing accumulates.
 
+Regularization (fastconv/regularizers.py, fastconv/constraints.py), as Keras: any layer
+takes ``activity_regularizer`` (a penalty on its output, divided by the batch size);
+layers with a kernel and a bias (Conv2D, Dense) take ``kernel_regularizer``,
+``bias_regularizer``, ``kernel_constraint`` and ``bias_constraint``.  The layer gives
+the penalties and their gradients (``losses``, ``_weight_penalty``,
+``_regularized_gradients``, ``_activity_penalty``) and applies its constraints
+(``_apply_constraints``); the model adds them to its loss and gradients and calls the
+constraints after each optimizer update.
+
 A layer knows nothing of the layers around it: running a layer and the next one as one
 pass is the model's business (fastconv/fusion.py), which calls a few explicit methods
 of the layers it fuses (e.g. Conv2D._cache_for_backward) and never has a layer read or
@@ -29,7 +38,9 @@ from collections import Counter
 import numpy as np
 
 from .. import activations as _activations
+from .. import constraints as _constraints
 from .. import initializers as _initializers
+from .. import regularizers as _regularizers
 from .._validation import as_array
 
 __all__ = ["Layer", "InputLayer", "Input", "FLOATX", "unique_name", "clear_session"]
@@ -114,7 +125,7 @@ class Layer:
     _fresh_linear_output = False
 
     def __init__(self, *, name=None, trainable=True, dtype=None, input_shape=None,
-                 **kwargs):
+                 activity_regularizer=None, **kwargs):
         if kwargs:
             raise TypeError(f"{type(self).__name__} got unexpected keyword argument(s) "
                             f"{', '.join(sorted(kwargs))}")
@@ -125,6 +136,12 @@ class Layer:
         self.dtype = check_dtype(dtype)
         self._input_shape_arg = (None if input_shape is None
                                  else check_shape(input_shape, "input_shape"))
+        self.activity_regularizer = _regularizers.get(activity_regularizer,
+                                                      "activity_regularizer")
+        # weight name -> Regularizer / Constraint (set by layers with weights)
+        self._regularizers = {}
+        self._constraints = {}
+        self._activity_loss = None  # of the last __call__ (see losses)
         self.built = False
         self.input_shape = None
         self.output_shape = None
@@ -207,6 +224,100 @@ class Layer:
     def count_params(self):
         return int(sum(w.size for w in self.weights))
 
+    # ----------------------------------------------------------------- regularization
+    def _set_weight_regularization(self, kernel_regularizer=None, bias_regularizer=None,
+                                   kernel_constraint=None, bias_constraint=None):
+        """Check and keep the Keras arguments of a layer with a kernel and a bias."""
+        regs = {"kernel": _regularizers.get(kernel_regularizer, "kernel_regularizer"),
+                "bias": _regularizers.get(bias_regularizer, "bias_regularizer")}
+        cons = {"kernel": _constraints.get(kernel_constraint, "kernel_constraint"),
+                "bias": _constraints.get(bias_constraint, "bias_constraint")}
+        self._regularizers = {k: v for k, v in regs.items() if v is not None}
+        self._constraints = {k: v for k, v in cons.items() if v is not None}
+
+    def _weight_regularization_config(self):
+        """The config entries of the arguments of _set_weight_regularization (only
+        those given)."""
+        config = {}
+        for wname, reg in self._regularizers.items():
+            config[f"{wname}_regularizer"] = _regularizers.serialize_regularizer(reg)
+        for wname, con in self._constraints.items():
+            config[f"{wname}_constraint"] = _constraints.serialize_constraint(con)
+        return config
+
+    @property
+    def kernel_regularizer(self):
+        return self._regularizers.get("kernel")
+
+    @property
+    def bias_regularizer(self):
+        return self._regularizers.get("bias")
+
+    @property
+    def kernel_constraint(self):
+        return self._constraints.get("kernel")
+
+    @property
+    def bias_constraint(self):
+        return self._constraints.get("bias")
+
+    def _regularized_weights(self):
+        """[(weight name, array, regularizer)] of the weights that are penalized: those
+        with a regularizer, while the layer trains (Keras penalizes trainable weights
+        only)."""
+        if not self.trainable or not self._regularizers:
+            return []
+        return [(n, getattr(self, n), self._regularizers[n])
+                for n in self._weight_names if n in self._regularizers]
+
+    def _weight_penalty(self):
+        """The sum of the weight penalties (0.0 without any)."""
+        return float(sum(reg.value(w) for _, w, reg in self._regularized_weights()))
+
+    def _regularized_gradients(self):
+        """``gradients`` with each penalized weight's penalty gradient added (new
+        arrays for those; the stored gradients are left as backward made them)."""
+        grads = self.gradients
+        if not self._regularizers or not self.trainable:
+            return grads
+        out = []
+        for wname, g in zip(self._weight_names, grads):
+            reg = self._regularizers.get(wname)
+            if reg is not None and g is not None:
+                w = getattr(self, wname)
+                g = g + reg.gradient(w).astype(g.dtype, copy=False)
+            out.append(g)
+        return out
+
+    def _apply_constraints(self):
+        """Project the constrained weights in place (after an optimizer update)."""
+        for wname, con in self._constraints.items():
+            if wname in self._weight_names:
+                w = getattr(self, wname)
+                np.copyto(w, con(w), casting="unsafe")
+
+    def _activity_penalty(self, y):
+        """activity_regularizer(y) / batch size (Keras's divide_no_nan) and its
+        gradient with respect to y; (0.0, None) without an activity regularizer."""
+        reg = self.activity_regularizer
+        if reg is None:
+            return 0.0, None
+        n = y.shape[0] if y.ndim else 1
+        if n == 0:
+            return 0.0, np.zeros_like(y)
+        value = reg.value(y) / n
+        grad = reg.gradient(y)
+        grad = (grad / grad.dtype.type(n)).astype(y.dtype, copy=False)
+        return value, grad
+
+    @property
+    def losses(self):
+        """Keras's ``layer.losses``: the activity penalty of the last call
+        ``layer(x)`` (if any) and the penalty of each regularized weight, as floats."""
+        out = [] if self._activity_loss is None else [self._activity_loss]
+        out += [reg.value(w) for _, w, reg in self._regularized_weights()]
+        return out
+
     # ----------------------------------------------------------------- shapes
     def _check_rank(self, shape, what):
         ndim = len(shape)
@@ -263,7 +374,10 @@ class Layer:
         else:
             self._check_input_shape(arr.shape)
         arr = np.ascontiguousarray(arr, dtype=self.dtype)
-        return self.forward(arr, training=bool(training))
+        y = self.forward(arr, training=bool(training))
+        if self.activity_regularizer is not None:
+            self._activity_loss = self._activity_penalty(y)[0]
+        return y
 
     def forward(self, x, training=False):
         """Forward pass without checks: x is a C-contiguous array of the layer dtype."""
@@ -330,6 +444,9 @@ class Layer:
                   "dtype": self.dtype.name}
         if self._input_shape_arg is not None:
             config["input_shape"] = list(self._input_shape_arg)
+        if self.activity_regularizer is not None:
+            config["activity_regularizer"] = _regularizers.serialize_regularizer(
+                self.activity_regularizer)
         return config
 
     @classmethod

@@ -30,7 +30,9 @@ class Conv2D(Layer):
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
                  data_format=None, dilation_rate=(1, 1), groups=1, activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", **kwargs):
+                 bias_initializer="zeros", kernel_regularizer=None,
+                 bias_regularizer=None, kernel_constraint=None, bias_constraint=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.filters = check_positive_int(filters, "filters")
         self.kernel_size = normalize_pair(kernel_size, "kernel_size")
@@ -47,6 +49,8 @@ class Conv2D(Layer):
         self.kernel_initializer = _initializers.get(kernel_initializer,
                                                     "kernel_initializer")
         self.bias_initializer = _initializers.get(bias_initializer, "bias_initializer")
+        self._set_weight_regularization(kernel_regularizer, bias_regularizer,
+                                        kernel_constraint, bias_constraint)
         self._last = self.data_format == "channels_last"
         self._geometry, self._geometry_key = None, None
 
@@ -224,5 +228,6 @@ class Conv2D(Layer):
             kernel_initializer=_initializers.serialize_initializer(
                 self.kernel_initializer),
             bias_initializer=_initializers.serialize_initializer(self.bias_initializer))
+        config.update(self._weight_regularization_config())
         return config
 

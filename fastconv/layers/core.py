@@ -19,7 +19,9 @@ class Dense(Layer):
     _fresh_linear_output = True
 
     def __init__(self, units, activation=None, use_bias=True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, kernel_constraint=None,
+                 bias_constraint=None, **kwargs):
         if isinstance(units, (bool, np.bool_)) or not isinstance(units, numbers.Integral) \
                 or units <= 0:
             raise ValueError(f"units must be a positive int, got {units!r}")
@@ -30,6 +32,8 @@ class Dense(Layer):
         self.kernel_initializer = _initializers.get(kernel_initializer,
                                                     "kernel_initializer")
         self.bias_initializer = _initializers.get(bias_initializer, "bias_initializer")
+        self._set_weight_regularization(kernel_regularizer, bias_regularizer,
+                                        kernel_constraint, bias_constraint)
 
     def _rank_desc(self):
         return "(batch, ..., features)"
@@ -71,6 +75,7 @@ class Dense(Layer):
             kernel_initializer=_initializers.serialize_initializer(
                 self.kernel_initializer),
             bias_initializer=_initializers.serialize_initializer(self.bias_initializer))
+        config.update(self._weight_regularization_config())
         return config
 
 
