@@ -111,11 +111,48 @@ def _progress_callback(emit, every=10):
     return _Progress()
 
 
-def _epoch_lr(lr, schedule, epoch, epochs):
-    """The learning rate of epoch ``epoch`` (1-based) of ``epochs``."""
-    if schedule == "cosine":
-        return lr * 0.5 * (1.0 + np.cos(np.pi * (epoch - 1) / epochs))
-    return lr
+def _cosine_schedule(lr, epochs):
+    """Keras LearningRateScheduler function: epoch e (0-based) of ``epochs`` trains at
+    lr * (1 + cos(pi * e / epochs)) / 2."""
+    def schedule(epoch, current_lr):
+        return float(lr * 0.5 * (1.0 + np.cos(np.pi * epoch / epochs)))
+    return schedule
+
+
+def _epoch_report(emit, x_val, y_val, val_name, epochs, t_fit):
+    """The per-epoch line of ``fastconv train``: evaluates (x_val, y_val) after each
+    epoch (batch 256, outside the epoch's timing) and keeps the curves in ``.history``;
+    a diverged loss stops the run with a CommandError."""
+    from .callbacks import Callback
+
+    class _EpochReport(Callback):
+        def __init__(self):
+            super().__init__()
+            self.history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
+            self.train_time = 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            dt = time.perf_counter() - self.t0
+            self.train_time += dt
+            loss, acc = logs["loss"], logs["accuracy"]
+            val_loss, val_acc = self.model.evaluate(x_val, y_val, batch_size=256,
+                                                    verbose=0)
+            for k, v in (("loss", loss), ("accuracy", acc), ("val_loss", val_loss),
+                         ("val_accuracy", val_acc)):
+                self.history[k].append(float(v))
+            if not np.isfinite(loss):
+                raise CommandError(f"epoch {epoch + 1}: the loss diverged ({loss}); "
+                                   f"lower --lr")
+            lr = float(self.model.optimizer.learning_rate)
+            emit(f"epoch {epoch + 1:>2}/{epochs}  loss {loss:.4f}  acc {acc:.4f}  "
+                 f"{val_name}_loss {val_loss:.4f}  {val_name}_acc {val_acc:.4f}  "
+                 f"lr {lr:.2g}  {self.params['samples'] / dt:,.0f} samples/s  "
+                 f"{dt:.1f} s  (elapsed {_fmt_time(time.perf_counter() - t_fit)})")
+
+    return _EpochReport()
 
 
 def _fmt_time(seconds):
@@ -207,30 +244,25 @@ def cmd_train(args):
          f"augmentation {', '.join(sorted(kinds)) or 'none'}, "
          f"seed {args.seed}, threads {fastconv.get_num_threads()}")
 
-    progress = _progress_callback(emit)
-    history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
-    train_time = 0.0
+    from .callbacks import LearningRateScheduler
+    callbacks = []
+    if cfg["schedule"] == "cosine":
+        callbacks.append(LearningRateScheduler(_cosine_schedule(cfg["lr"], cfg["epochs"])))
+    if not args.quiet:
+        callbacks.append(_progress_callback(emit))
     t_fit = time.perf_counter()
-    for epoch in range(1, cfg["epochs"] + 1):
-        x_ep, y_ep = _augment(x_tr, y_tr, kinds, rng) if kinds else (x_tr, y_tr)
-        lr = _epoch_lr(cfg["lr"], cfg["schedule"], epoch, cfg["epochs"])
-        model.optimizer.learning_rate = lr
-        t0 = time.perf_counter()
-        h = model.fit(x_ep, y_ep, batch_size=cfg["batch_size"], epochs=1, shuffle=True,
-                      verbose=0, callbacks=None if args.quiet else [progress])
-        dt = time.perf_counter() - t0
-        train_time += dt
-        val_loss, val_acc = model.evaluate(x_val, y_val, batch_size=256, verbose=0)
-        loss, acc = h.history["loss"][-1], h.history["accuracy"][-1]
-        for k, v in (("loss", loss), ("accuracy", acc), ("val_loss", val_loss),
-                     ("val_accuracy", val_acc)):
-            history[k].append(float(v))
-        if not np.isfinite(loss):
-            raise CommandError(f"epoch {epoch}: the loss diverged ({loss}); lower --lr")
-        emit(f"epoch {epoch:>2}/{cfg['epochs']}  loss {loss:.4f}  acc {acc:.4f}  "
-             f"{val_name}_loss {val_loss:.4f}  {val_name}_acc {val_acc:.4f}  "
-             f"lr {lr:.2g}  {len(x_ep) / dt:,.0f} samples/s  {dt:.1f} s  "
-             f"(elapsed {_fmt_time(time.perf_counter() - t_fit)})")
+    report = _epoch_report(emit, x_val, y_val, val_name, cfg["epochs"], t_fit)
+    callbacks.append(report)
+    fit = dict(batch_size=cfg["batch_size"], shuffle=True, verbose=0, callbacks=callbacks)
+    if not kinds:
+        model.fit(x_tr, y_tr, epochs=cfg["epochs"], **fit)
+    else:
+        # Augmentation is re-drawn for each epoch: one fit call per epoch until fit
+        # takes a generator (the schedule still comes from the callback).
+        for epoch in range(cfg["epochs"]):
+            x_ep, y_ep = _augment(x_tr, y_tr, kinds, rng)
+            model.fit(x_ep, y_ep, initial_epoch=epoch, epochs=epoch + 1, **fit)
+    history, train_time = report.history, report.train_time
 
     if val_name == "test":
         test_loss, test_acc = history["val_loss"][-1], history["val_accuracy"][-1]
