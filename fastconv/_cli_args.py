@@ -3,7 +3,8 @@ types and the parser (fastconv/cli.py runs the commands)."""
 import argparse
 import math
 
-__all__ = ["TRAIN_DEFAULTS", "AUGMENTATIONS", "UsageError", "build_parser"]
+__all__ = ["TRAIN_DEFAULTS", "AUGMENTATIONS", "TUNE_DEFAULTS", "TUNE_SPACE",
+           "UsageError", "build_parser"]
 
 #: Default recipe per network: chosen so that ``fastconv train lenet5`` on the bundled
 #: subset finishes well within 2 minutes on 2 cores above 80 % test accuracy, and the
@@ -15,6 +16,12 @@ TRAIN_DEFAULTS = {
                 "augment": "flip", "schedule": "cosine"},
 }
 AUGMENTATIONS = ("flip", "shift", "mixup")
+
+#: ``fastconv tune lenet5``: its defaults and search space (the default recipe above is
+#: always the first trial, so the best is at least as good as it).
+TUNE_DEFAULTS = {"trials": 20, "epochs": 1, "validation_split": 0.1}
+TUNE_SPACE = {"optimizer": ("adam", "rmsprop", "sgd"), "lr": (1e-4, 1e-2),
+              "batch_size": (32, 64, 128)}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,6 +76,16 @@ def _fraction(text):
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
+    return value
+
+
+def _open_fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1), got {text}")
     return value
 
 
@@ -158,7 +175,8 @@ def build_parser():
                    help="print the final result only (default: per-epoch progress)")
 
     e = sub.add_parser("evaluate", help="evaluate a saved model on test data",
-                       description="Test loss and accuracy of a model saved by "
+                       description="Test loss, accuracy and confusion matrix of a model "
+                       "saved by "
                        "'fastconv train --save' (or model.save). The labels are encoded "
                        "for the loss the model was compiled with (integers for "
                        "sparse_categorical_crossentropy, one-hot otherwise).")
@@ -175,6 +193,44 @@ def build_parser():
     e.add_argument("--threads", type=_positive_int, metavar="N",
                    help="OpenMP and BLAS threads (default: OMP_NUM_THREADS, else one per "
                    "core)")
+    e.add_argument("--plot", type=_png_path, metavar="FILE.png",
+                   help="draw the confusion matrix, needs matplotlib (default: none)")
+
+    lo, hi = TUNE_SPACE["lr"]
+    default = TRAIN_DEFAULTS["lenet5"]
+    u = sub.add_parser("tune", help="hyper-parameter search for LeNet-5 (needs optuna)",
+                       description=f"Search the learning rate (log-uniform in [{lo:g}, "
+                       f"{hi:g}]), batch size ({', '.join(map(str, TUNE_SPACE['batch_size']))}"
+                       f") and optimizer ({', '.join(TUNE_SPACE['optimizer'])}; sgd with "
+                       f"momentum 0.9) of LeNet-5 with Optuna (TPE sampler, median "
+                       f"pruner), each trial trained with the cosine schedule and scored "
+                       f"by its validation accuracy. The first trial is the default "
+                       f"recipe ({default['optimizer']}, lr {default['lr']:g}, batch "
+                       f"{default['batch_size']}). Prints every trial, the best one and "
+                       f"its test accuracy. Needs the optional extra: "
+                       f"pip install \"fastconv[tune]\".")
+    u.add_argument("model", choices=["lenet5"], help="lenet5 (Fashion-MNIST)")
+    u.add_argument("--data", metavar="PATH",
+                   help="a folder with the four Fashion-MNIST/MNIST IDX files, or 'auto' "
+                   "(default: the subset bundled in fastconv)")
+    u.add_argument("--trials", type=_positive_int, default=TUNE_DEFAULTS["trials"],
+                   metavar="N", help=f"trials to run (default: {TUNE_DEFAULTS['trials']})")
+    u.add_argument("--epochs", type=_positive_int, default=TUNE_DEFAULTS["epochs"],
+                   help=f"epochs per trial (default: {TUNE_DEFAULTS['epochs']})")
+    u.add_argument("--validation-split", type=_open_fraction, metavar="F",
+                   default=TUNE_DEFAULTS["validation_split"],
+                   help=f"fraction of the training data that scores the trials (default: "
+                   f"{TUNE_DEFAULTS['validation_split']:g})")
+    u.add_argument("--limit", type=_positive_int, metavar="N",
+                   help="use the first N training images only (default: all)")
+    u.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="OpenMP and BLAS threads (default: OMP_NUM_THREADS, else one per "
+                   "core)")
+    u.add_argument("--seed", type=_nonneg_int, default=0,
+                   help="seed of the sampler, the split and the trials: the same seed "
+                   "gives the same trials (default: 0)")
+    u.add_argument("--plot", type=_png_path, metavar="FILE.png",
+                   help="draw the optimisation history, needs matplotlib (default: none)")
 
     sub.add_parser("info", help="version, OpenMP, threads, BLAS, data sets found",
                    description="Print the installation's configuration.")

@@ -3,12 +3,15 @@
     fastconv train lenet5 [--data PATH|auto] [--epochs N] [--batch-size N] [--threads N]
                           [--seed N] [--save FILE] [--plot FILE.png] ...
     fastconv train cifar10 [--data PATH] [--download] ...
-    fastconv evaluate MODEL_FILE [--data PATH|auto|bundled] [--download]
+    fastconv evaluate MODEL_FILE [--data PATH|auto|bundled] [--download] [--plot FILE.png]
+    fastconv tune lenet5 [--trials N] [--epochs E] [--seed S] [--plot FILE.png] [--data ...]
     fastconv info
     fastconv bench [benchmark options]
 
 ``fastconv train lenet5`` with no --data trains on the Fashion-MNIST subset bundled in
-the package. CIFAR-10 is read from --data, the search folders of
+the package; ``fastconv evaluate`` prints the confusion matrix; ``fastconv tune``
+searches LeNet-5's learning rate, batch size and optimizer with Optuna (the optional
+extra ``fastconv[tune]``). CIFAR-10 is read from --data, the search folders of
 fastconv.datasets.data_search_paths, or, with --download only, fetched from its official
 source into the cache folder with its md5 checked.
 
@@ -27,7 +30,7 @@ import time
 
 import numpy as np
 
-from ._cli_args import TRAIN_DEFAULTS, build_parser
+from ._cli_args import TRAIN_DEFAULTS, TUNE_SPACE, build_parser
 from ._cli_args import UsageError as _UsageError
 from ._cli_io import (CommandError, check_output_target, load_cifar, load_gray, one_line,
                       prepare_gray, save_model)
@@ -172,6 +175,18 @@ def _check_download_option(args, model_kind):
                           f"{args.data} (leave out --data)")
 
 
+def _check_plot_option(args):
+    """Before any work: matplotlib is there and the --plot file can be written."""
+    if args.plot is None:
+        return
+    from .plotting import require_matplotlib
+    try:
+        require_matplotlib()
+    except ImportError as exc:
+        raise CommandError(f"--plot: {exc}") from None
+    check_output_target("--plot", args.plot)
+
+
 def _require_samples(n, what, source):
     if n == 0:
         raise CommandError(f"the {what} set of {source} is empty (0 images): nothing to "
@@ -193,17 +208,10 @@ def cmd_train(args):
             cfg[key] = value
     kinds = set(filter(None, cfg["augment"].split(",")))
     emit = _out(args.quiet)
-    if args.plot:
-        from .plotting import require_matplotlib
-        try:
-            require_matplotlib()
-        except ImportError as exc:
-            raise CommandError(f"--plot: {exc}") from None
+    _check_plot_option(args)
     _check_download_option(args, args.model)
     if args.save is not None:
         check_output_target("--save", args.save, refuse_foreign=True)
-    if args.plot is not None:
-        check_output_target("--plot", args.plot)
 
     t_start = time.perf_counter()
     if args.model == "lenet5":
@@ -298,6 +306,98 @@ def cmd_train(args):
     return 0
 
 
+def cmd_tune(args):
+    from . import tuner
+    try:
+        optuna = tuner.require_optuna()
+    except ImportError as exc:
+        raise CommandError(str(exc)) from None
+    _check_plot_option(args)
+    import fastconv
+    from . import applications, datasets
+    from .callbacks import LearningRateScheduler
+
+    t_start = time.perf_counter()
+    ((x_tr, y_tr), (x_te, y_te)), source = load_gray(args.data)
+    _require_samples(len(x_tr), "training", source)
+    _require_samples(len(x_te), "test", source)
+    x_tr, x_te = prepare_gray(x_tr), prepare_gray(x_te)
+    if args.limit:
+        x_tr, y_tr = x_tr[:args.limit], y_tr[:args.limit]
+    num_classes = 10
+    y_tr = datasets.to_categorical(y_tr, num_classes)
+    y_te = datasets.to_categorical(y_te, num_classes)
+    (x_tr, y_tr), (x_val, y_val) = datasets.train_validation_split(
+        x_tr, y_tr, args.validation_split, seed=args.seed)
+    if len(x_tr) == 0 or len(x_val) == 0:
+        raise CommandError(f"--validation-split {args.validation_split:g} of "
+                           f"{len(x_tr) + len(x_val)} images leaves an empty training or "
+                           f"validation set")
+    default = TRAIN_DEFAULTS["lenet5"]
+    first = {"optimizer": default["optimizer"], "lr": default["lr"],
+             "batch_size": default["batch_size"]}
+    lo, hi = TUNE_SPACE["lr"]
+    print(f"fastconv {fastconv.__version__}: tuning lenet5 on {source}: {len(x_tr)} "
+          f"training, {len(x_val)} validation images; {args.trials} trials of "
+          f"{args.epochs} epoch{'s' if args.epochs > 1 else ''}, seed {args.seed}, "
+          f"threads {fastconv.get_num_threads()}", flush=True)
+    print(f"search: optimizer {'/'.join(TUNE_SPACE['optimizer'])} (sgd momentum 0.9), "
+          f"lr {lo:g}..{hi:g} (log), batch size "
+          f"{'/'.join(map(str, TUNE_SPACE['batch_size']))}, cosine schedule; trial 1 is "
+          f"the default recipe", flush=True)
+
+    def build(trial):
+        optimizer = trial.suggest_categorical("optimizer", TUNE_SPACE["optimizer"])
+        lr = trial.suggest_float("lr", lo, hi, log=True)
+        trial.suggest_categorical("batch_size", TUNE_SPACE["batch_size"])
+        model = applications.lenet5(input_shape=x_tr.shape[1:], num_classes=num_classes,
+                                    compile=False)
+        model.compile(optimizer=_make_optimizer(optimizer, lr, 0.9),
+                      loss="categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    def schedule(trial):
+        return [LearningRateScheduler(_cosine_schedule(trial.params["lr"], args.epochs))]
+
+    def report(study, trial):
+        line = tuner._trial_line(trial, args.trials, "val_acc")
+        print(line + ("  [default recipe]" if trial.number == 0 else ""), flush=True)
+
+    try:
+        result = tuner.search(
+            build, x_tr, y_tr, n_trials=args.trials, validation_data=(x_val, y_val),
+            epochs=args.epochs, objective="val_accuracy", seed=args.seed,
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=3),
+            callbacks=schedule, enqueue_trials=[first], study_callbacks=[report])
+    except ValueError as exc:
+        if "no trial completed" not in str(exc):
+            raise
+        raise CommandError(str(exc)) from None
+    best = result.best_trial
+    study = result.study
+    params = "  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                       for k, v in best.params.items())
+    trial0 = study.trials[0]
+    baseline = (f"{trial0.value:.4f}" if trial0.state.name == "COMPLETE"
+                else trial0.state.name.lower())
+    print(f"best trial: {best.number + 1}  {params}  val_acc {best.value:.4f} (default "
+          f"recipe: {baseline})")
+    test_loss, test_acc = result.best_model.evaluate(x_te, y_te, batch_size=256,
+                                                     verbose=0)
+    print(f"best trial's test accuracy: {test_acc:.4f} (loss {test_loss:.4f}, "
+          f"{len(x_te)} images)")
+    states = [t.state.name for t in study.trials]
+    print(f"total time: {_fmt_time(time.perf_counter() - t_start)} ({len(states)} "
+          f"trials: {states.count('COMPLETE')} complete, {states.count('PRUNED')} "
+          f"pruned, {states.count('FAIL')} failed)", flush=True)
+    if args.plot:
+        from .plotting import plot_optimization_history
+        plot_optimization_history(study, args.plot, title=f"fastconv tune lenet5 on "
+                                  f"{source}", value_label="validation accuracy")
+        print(f"wrote the optimisation history to {args.plot}")
+    return 0
+
+
 _IMAGE_INPUTS = ("images of shape (rows, cols, channels): (28, 28, 1) Fashion-MNIST/MNIST "
                  "(padded to a larger square model size) or (32, 32, 3) CIFAR-10")
 
@@ -344,7 +444,8 @@ def cmd_evaluate(args):
                            f"written by 'fastconv train --save' or model.save)")
     if not os.path.exists(path):
         raise CommandError(f"model file {path!r} does not exist")
-    from . import datasets, models
+    _check_plot_option(args)
+    from . import datasets, metrics, models
     model = models.load_model(path)
     h, w, c = _model_image_shape(model, path)
     num_classes = _model_classes(model, path)
@@ -374,6 +475,7 @@ def cmd_evaluate(args):
                               return_dict=True)
     acc = next((logs[k] for k in ("accuracy", "acc", "categorical_accuracy",
                                   "sparse_categorical_accuracy") if k in logs), None)
+    pred = None
     if acc is None:  # compiled without an accuracy metric, or saved uncompiled
         pred = model.predict(x, batch_size=args.batch_size, verbose=0)
         acc = np.mean(np.argmax(pred, axis=-1) == labels)
@@ -382,7 +484,50 @@ def cmd_evaluate(args):
     dt = time.perf_counter() - t0
     print(f"{path} on {source}: test accuracy {float(acc):.4f}, {loss_text} "
           f"({len(x)} images, {_fmt_time(dt)}, {len(x) / dt:,.0f} samples/s)")
+    if pred is None:
+        pred = model.predict(x, batch_size=args.batch_size, verbose=0)
+    confusion = metrics.ConfusionMatrix(num_classes=num_classes)
+    confusion.update_state(labels.astype(np.int64), pred)
+    matrix = confusion.result()
+    names = _class_names(source, c, num_classes)
+    for line in format_confusion_matrix(matrix, names):
+        print(line)
+    if args.plot:
+        from .plotting import plot_confusion_matrix
+        plot_confusion_matrix(matrix, args.plot, class_names=names,
+                              title=f"{os.path.basename(path)} on {source}")
+        print(f"wrote the confusion matrix to {args.plot}")
     return 0
+
+
+def _class_names(source, channels, num_classes):
+    """The class names of the data evaluated, where known (None otherwise)."""
+    from . import datasets
+    if num_classes != 10:
+        return None
+    if channels == 3:
+        return list(datasets.CIFAR10_CLASSES)
+    if "Fashion-MNIST" in source:
+        return list(datasets.FASHION_MNIST_CLASSES)
+    return None
+
+
+def format_confusion_matrix(matrix, class_names=None):
+    """The lines printing ``matrix``: rows true classes (numbered, with their names when
+    given), columns predicted classes (numbered), counts in the cells."""
+    m = np.asarray(matrix)
+    k = m.shape[0]
+    cells = [[f"{v:.0f}" if float(v).is_integer() else f"{v:.3g}" for v in row]
+             for row in m]
+    width = max(3, max((len(c) for row in cells for c in row), default=1))
+    labels = [f"{i} {class_names[i]}" if class_names else f"{i}" for i in range(k)]
+    corner = "true \\ predicted"
+    left = max(len(corner), max(len(t) for t in labels))
+    lines = ["confusion matrix (rows: true class, columns: predicted class):",
+             f"  {corner:<{left}}" + "".join(f" {j:>{width}}" for j in range(k))]
+    for label, row in zip(labels, cells):
+        lines.append(f"  {label:<{left}}" + "".join(f" {c:>{width}}" for c in row))
+    return lines
 
 
 def _data_status():
@@ -432,12 +577,12 @@ def cmd_bench(args):
     return result if isinstance(result, int) else 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "info": cmd_info,
-            "bench": cmd_bench}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "tune": cmd_tune,
+            "info": cmd_info, "bench": cmd_bench}
 
 
 def _run(args):
-    if args.command in ("train", "evaluate"):
+    if args.command in ("train", "evaluate", "tune"):
         with _thread_limits(args.threads):
             return COMMANDS[args.command](args)
     return COMMANDS[args.command](args)

@@ -1,7 +1,9 @@
-"""Training curves as a PNG (needs matplotlib: ``pip install fastconv[plot]``)."""
+"""Training curves, confusion matrices and optimisation histories as PNG files (needs
+matplotlib: ``pip install fastconv[plot]``)."""
 import os
 
-__all__ = ["MATPLOTLIB_HINT", "require_matplotlib", "plot_history"]
+__all__ = ["MATPLOTLIB_HINT", "require_matplotlib", "plot_history", "plot_confusion_matrix",
+           "plot_optimization_history"]
 
 MATPLOTLIB_HINT = ("plotting needs matplotlib, an optional extra: "
                    "pip install 'fastconv[plot]' (or pip install matplotlib)")
@@ -56,6 +58,72 @@ def plot_history(history, path, title=None, val_label="validation"):
             ax.legend()
     if title:
         fig.suptitle(title)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion_matrix(matrix, path, class_names=None, title=None):
+    """Draw a confusion matrix (rows true classes, columns predicted, counts in the
+    cells) to the PNG file ``path``; returns the path written."""
+    import numpy as np
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] == 0:
+        raise ValueError(f"matrix must be a square (K, K) array, got shape {m.shape}")
+    k = m.shape[0]
+    names = [str(i) for i in range(k)] if class_names is None else list(class_names)
+    if len(names) != k:
+        raise ValueError(f"class_names has {len(names)} names for {k} classes")
+    path = os.fspath(path)
+    plt = require_matplotlib()
+    size = max(4.0, 0.6 * k + 2.5)
+    fig, ax = plt.subplots(figsize=(size + 1, size), constrained_layout=True)
+    image = ax.imshow(m, cmap="Blues")
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    ax.set_xticks(range(k), names, rotation=45, ha="right")
+    ax.set_yticks(range(k), names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    top = m.max() if m.size else 0.0
+    for i in range(k):
+        for j in range(k):
+            value = m[i, j]
+            text = f"{value:.0f}" if float(value).is_integer() else f"{value:.2g}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="white" if top and value > top / 2 else "black")
+    if title:
+        ax.set_title(title)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_optimization_history(study, path, title=None, value_label="objective value"):
+    """Draw an Optuna study's objective value per trial and the best value so far to
+    the PNG file ``path`` (pruned and failed trials are left out); returns the path."""
+    trials = [t for t in study.trials if t.state.name == "COMPLETE"]
+    if not trials:
+        raise ValueError("the study has no completed trial to plot")
+    path = os.fspath(path)
+    plt = require_matplotlib()
+    from matplotlib.ticker import MaxNLocator
+    maximize = study.direction.name == "MAXIMIZE"
+    numbers = [t.number + 1 for t in trials]
+    values = [float(t.value) for t in trials]
+    best, running = [], None
+    for v in values:
+        running = v if running is None else (max(running, v) if maximize
+                                             else min(running, v))
+        best.append(running)
+    fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
+    ax.plot(numbers, values, "o", label="trial")
+    ax.step(numbers, best, "-", where="post", label="best so far")
+    ax.set_xlabel("trial")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(value_label)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    ax.set_title(title or "optimisation history")
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

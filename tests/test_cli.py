@@ -94,6 +94,12 @@ def write_cifar(folder, n=6, seed=0):
     (("train", "lenet5", "--validation-split", "1.5"), r"must lie in \[0, 1\)"),
     (("train", "lenet5", "--frobnicate"), "unrecognized arguments: --frobnicate"),
     (("fly",), "invalid choice: 'fly'"),
+    (("tune",), "required: model"),
+    (("tune", "cifar10"), "invalid choice: 'cifar10'"),
+    (("tune", "lenet5", "--trials", "0"), "--trials: must be > 0, got 0"),
+    (("tune", "lenet5", "--validation-split", "0"), r"must lie in \(0, 1\)"),
+    (("tune", "lenet5", "--plot", "history.svg"), "must end in .png"),
+    (("evaluate", "m.npz", "--plot", "cm.jpg"), "must end in .png"),
 ])
 def test_usage_errors_in_process(capsys, args, match):
     rc = cli.main(list(args))
@@ -264,6 +270,93 @@ def test_train_lenet5_learns_tiny_problem(tmp_path):
     assert acc > 0.5  # a band per class is easy; chance is 0.1
 
 
+@needs_models
+def test_train_cosine_schedule_comes_from_the_library(tmp_path, capsys, monkeypatch):
+    """The per-epoch cosine rates are set by fastconv.callbacks.LearningRateScheduler."""
+    from fastconv.callbacks import LearningRateScheduler
+    calls = []
+    original = LearningRateScheduler.on_epoch_begin
+
+    def spy(self, epoch, logs=None):
+        calls.append(epoch)
+        return original(self, epoch, logs)
+
+    monkeypatch.setattr(LearningRateScheduler, "on_epoch_begin", spy)
+    data = write_idx(tmp_path / "fm", n_train=40, n_test=20)
+    rc = cli.main(["train", "lenet5", "--data", str(data), "--epochs", "4", "--lr", "0.002",
+                   "--batch-size", "20"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert calls == [0, 1, 2, 3]
+    lrs = re.findall(r"^epoch .*  lr ([\d.e-]+)  ", out, re.M)
+    assert lrs == ["0.002", "0.0017", "0.001", "0.00029"]
+    rc = cli.main(["train", "lenet5", "--data", str(data), "--epochs", "2", "--lr", "0.002",
+                   "--schedule", "constant", "--augment", "shift"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert calls == [0, 1, 2, 3]
+    assert re.findall(r"^epoch .*  lr ([\d.e-]+)  ", out, re.M) == ["0.002", "0.002"]
+
+
+# ---------------------------------------------------------------------------------------
+# fastconv tune
+# ---------------------------------------------------------------------------------------
+
+HAS_OPTUNA = importlib.util.find_spec("optuna") is not None
+
+
+@needs_models
+@pytest.mark.skipif(not HAS_OPTUNA, reason="optuna is not installed")
+def test_tune_lenet5_tiny(tmp_path):
+    data = write_idx(tmp_path / "fm", n_train=120, n_test=30)
+    args = ["tune", "lenet5", "--data", data, "--trials", "3", "--epochs", "2",
+            "--threads", "1"]
+    has_mpl = importlib.util.find_spec("matplotlib") is not None
+    plot = tmp_path / "history.png"
+    rc, out, err = run(*args, *(["--plot", plot] if has_mpl else []))
+    assert rc == 0, err
+    assert err == ""
+    assert "110 training, 10 validation images; 3 trials of 2 epochs, seed 0" in out
+    trials = re.findall(r"^trial (\d)/3  optimizer (\w+)  lr ([\d.e-]+)  batch_size "
+                        r"(\d+)  (val_acc [\d.]+|pruned after epoch 1)  \([\d.]+ s\)(.*)$",
+                        out, re.M)
+    assert [t[0] for t in trials] == ["1", "2", "3"]
+    assert trials[0][1:4] == ("adam", "0.002", "64")
+    assert trials[0][5] == "  [default recipe]"
+    best = re.search(r"^best trial: (\d)  optimizer \w+  lr [\d.e-]+  batch_size \d+  "
+                     r"val_acc ([\d.]+) \(default recipe: ([\d.]+)\)$", out, re.M)
+    assert float(best[2]) >= float(best[3])
+    assert re.search(r"^best trial's test accuracy: [\d.]+ \(loss [\d.]+, 30 images\)$",
+                     out, re.M)
+    assert re.search(r"^total time: .* \(3 trials: \d complete, \d pruned, 0 failed\)$",
+                     out, re.M)
+    if has_mpl:
+        assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # the same seed gives the same trials
+    rc, out2, err2 = run(*args)
+    assert rc == 0, err2
+    def results(text):
+        return [re.sub(r"\([\d.]+ s\)", "", line) for line in text.splitlines()
+                if line.startswith(("trial ", "best "))]
+    assert len(results(out)) == 5
+    assert results(out2) == results(out)
+
+
+def test_tune_without_optuna_names_the_extra(tmp_path, capsys, monkeypatch):
+    fake = tmp_path / "fake" / "optuna"
+    os.makedirs(fake)
+    (fake / "__init__.py").write_text("raise ImportError('no optuna here')\n")
+    env = {"PYTHONPATH": str(tmp_path / "fake") + os.pathsep + ROOT}
+    rc, out, err = run("tune", "lenet5", "--trials", "8", env=env)
+    assert_one_line_error(rc, out, err, 1,
+                          r'^fastconv tune: error: .*optuna.*pip install "fastconv\[tune\]"')
+    assert out == ""
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    rc = cli.main(["tune", "lenet5"])
+    assert_one_line_error(rc, *capsys.readouterr(), 1, r'pip install "fastconv\[tune\]"')
+
+
 @pytest.mark.slow
 @needs_models
 def test_main_job_default_recipe_reaches_80_percent():
@@ -427,6 +520,69 @@ def test_evaluate_follows_the_models_loss(tmp_path, capsys, loss, metrics, compi
             expected_loss, abs=1e-4)
     else:
         assert "no loss" in out
+    # the confusion matrix: rows true classes, columns predicted (no names: IDX data)
+    expected = np.zeros((10, 10), int)
+    np.add.at(expected, (y, model.predict(x, verbose=0).argmax(axis=1)), 1)
+    assert parse_confusion(out) == ([str(i) for i in range(10)], expected.tolist())
+
+
+def parse_confusion(out):
+    """(row labels, counts) of the confusion matrix printed by fastconv evaluate."""
+    lines = out.splitlines()
+    start = lines.index("confusion matrix (rows: true class, columns: predicted class):")
+    header = lines[start + 1].split()
+    assert header[:3] == ["true", "\\", "predicted"]
+    assert header[3:] == [str(i) for i in range(10)]
+    labels, rows = [], []
+    for line in lines[start + 2:start + 12]:
+        m = re.match(r"^  (\d(?: \S.*?)?) +((?: +\d+){10})$", line)
+        assert m, line
+        labels.append(m[1])
+        rows.append([int(v) for v in m[2].split()])
+    return labels, rows
+
+
+@needs_models
+def test_evaluate_names_the_classes_and_plots_the_confusion_matrix(tmp_path, capsys):
+    model = _readme_model()
+    model.save(tmp_path / "m.npz")
+    args = ["evaluate", str(tmp_path / "m.npz")]
+    has_mpl = importlib.util.find_spec("matplotlib") is not None
+    if has_mpl:
+        args += ["--plot", str(tmp_path / "cm.png")]
+    rc = cli.main(args)
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    labels, rows = parse_confusion(out)
+    assert labels == [f"{i} {name}" for i, name in
+                      enumerate(fastconv.datasets.FASHION_MNIST_CLASSES)]
+    assert np.sum(rows) == 2000  # the bundled test images
+    acc = float(re.search(r"test accuracy ([\d.]+)", out)[1])
+    assert np.trace(rows) / 2000 == pytest.approx(acc, abs=1e-4)
+    if has_mpl:
+        assert (tmp_path / "cm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"wrote the confusion matrix to {tmp_path / 'cm.png'}" in out
+
+
+def test_evaluate_plot_without_matplotlib_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    model = _readme_model()
+    model.save(tmp_path / "m.npz")
+    rc = cli.main(["evaluate", str(tmp_path / "m.npz"), "--plot", str(tmp_path / "c.png")])
+    out, err = capsys.readouterr()
+    assert_one_line_error(rc, out, err, 1, r"--plot: .*pip install 'fastconv\[plot\]'")
+    assert out == ""
+
+
+def test_format_confusion_matrix():
+    lines = cli.format_confusion_matrix(np.array([[3, 0], [12, 1]]), ["cat", "dog"])
+    assert lines[1:] == ["  true \\ predicted   0   1",
+                         "  0 cat              3   0",
+                         "  1 dog             12   1"]
+    lines = cli.format_confusion_matrix(np.array([[1.5, 0], [0, 1000]]))
+    assert lines[1:] == ["  true \\ predicted    0    1",
+                         "  0                 1.5    0",
+                         "  1                   0 1000"]
 
 
 @needs_models
