@@ -40,7 +40,8 @@ from . import activations  # noqa: F401  (fastconv.activations.relu, get, ...)
 from . import datasets  # noqa: F401  (fastconv.datasets.load_fashion_mnist, ...)
 from ._random import set_seed
 from . import (initializers, layers, losses, optimizers, metrics,  # noqa: F401
-               callbacks, models, applications)
+               callbacks, models, applications, schedules, regularizers, constraints,
+               augmentation, tuner)
 
 __all__ = ["__version__", "show_config", "config", "get_num_threads", "set_num_threads",
            "num_threads",
