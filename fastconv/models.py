@@ -26,6 +26,7 @@ from . import metrics as _metrics
 from . import optimizers as _optimizers
 from . import saving as _saving
 from . import training as _training
+from . import utils as _utils
 from ._arena import Arena as _Arena
 from ._blas import _SerialBlas
 from ._serialization import deserialize, serialize
@@ -63,6 +64,7 @@ class Sequential:
         self.loss = None
         self.compiled = False
         self._metric_names = []
+        self._weighted_metric_names = []  # compile(weighted_metrics=...)
         # the metric objects of _metric_fns and the shapes they were made for
         self._metric_objects = ([], None)
         self.history = None
@@ -276,11 +278,16 @@ class Sequential:
             out(line)
 
     # ------------------------------------------------------------------ compile
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
-        """Set the optimizer (name or object), loss (name or object) and metrics."""
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None,
+                weighted_metrics=None):
+        """Set the optimizer (name or object), loss (name or object) and metrics.
+
+        As Keras: ``metrics`` ignore sample and class weights, ``weighted_metrics``
+        are weighted by them (a name in both lists logs as ``weighted_<name>``)."""
         self.optimizer = _optimizers.get(optimizer)
         self.loss = None if loss is None else _losses.get(loss)
         self._metric_names = _metrics.check_metrics(metrics)
+        self._weighted_metric_names = _metrics.check_metrics(weighted_metrics)
         self._metric_objects = ([], None)
         self.compiled = True
         self._compiled_steps = {}
@@ -386,13 +393,13 @@ class Sequential:
                 return i
         return len(self._layers)
 
-    def _train_batch(self, x, y):
+    def _train_batch(self, x, y, sample_weight=None):
         """One step on prepared arrays; returns (loss, y_pred).  The kernels' outputs
         reuse the arrays of the previous step or pass (fastconv/_arena.py): the layers'
         caches of the last step are replaced before they are read, input gradients are
         consumed within the step, and the parameter gradients never come from it."""
         with self._pass_arena(), _SerialBlas():  # one BLAS region (fastconv/_blas.py)
-            return self._train_step(x, y)
+            return self._train_step(x, y, sample_weight=sample_weight)
 
     def _pass_arena(self):
         """This thread's arena of the model: the arrays of its last pass in this
@@ -415,7 +422,7 @@ class Sequential:
         regularization losses), a float."""
         return float(sum(layer._weight_penalty() for layer in self._layers))
 
-    def _train_step(self, x, y):
+    def _train_step(self, x, y, sample_weight=None):
         """Forward, loss, backward, update.  With regularizers (Keras 3's
         compute_loss): the loss is the compiled loss plus the weight penalties (of the
         weights before the update) plus each activity penalty (of the layer's output,
@@ -424,16 +431,19 @@ class Sequential:
         regularizers; constraints are applied to the weights after the update
         (Keras: ``variable.assign(constraint(variable))``)."""
         if self._regularized():
-            return self._train_step_regularized(x, y)
+            return self._train_step_regularized(x, y,
+                                                sample_weight=sample_weight)
         fused = self._fused()
         steps = self._steps(_fusion.TRAINING, fused)
         out = x
         for step in steps:  # (a layer and the pooling after it may run as one pass)
             out = step.forward(out, True)
         if fused:
-            loss, y_pred, grad = self.loss.from_logits_value_and_gradient(y, out)
+            loss, y_pred, grad = self.loss.from_logits_value_and_gradient(
+                y, out, sample_weight=sample_weight)
         else:
-            loss, grad = self.loss.value_and_gradient(y, out)
+            loss, grad = self.loss.value_and_gradient(y, out,
+                                                      sample_weight=sample_weight)
             y_pred = out
         stop = self._first_trainable()
         grad = np.ascontiguousarray(grad, dtype=self.dtype)
@@ -450,7 +460,7 @@ class Sequential:
             self.optimizer.apply(grads, variables)
         return loss, y_pred
 
-    def _train_step_regularized(self, x, y):
+    def _train_step_regularized(self, x, y, sample_weight=None):
         """_train_step of a model with regularizers or constraints.  A layer with an
         activity regularizer ends its step (fastconv/fusion.py fuses no pair whose
         first layer has one), so its output is a step's output here."""
@@ -467,7 +477,8 @@ class Sequential:
                 value, activity_grads[k] = last._activity_penalty(out)
                 penalty += value
         if fused:
-            loss, y_pred, grad = self.loss.from_logits_value_and_gradient(y, out)
+            loss, y_pred, grad = self.loss.from_logits_value_and_gradient(
+                y, out, sample_weight=sample_weight)
             last = self._layers[-1]
             if last.activity_regularizer is not None:
                 # the output's penalty, through the activation to the logits
@@ -476,7 +487,8 @@ class Sequential:
                 grad = grad + last._act_backward(
                     np.ascontiguousarray(g, dtype=self.dtype), y_pred)
         else:
-            loss, grad = self.loss.value_and_gradient(y, out)
+            loss, grad = self.loss.value_and_gradient(y, out,
+                                                      sample_weight=sample_weight)
             y_pred = out
         stop = self._first_trainable()
         grad = np.ascontiguousarray(grad, dtype=self.dtype)
@@ -512,31 +524,57 @@ class Sequential:
         metrics, made_for = self._metric_objects
         if made_for != key:
             metrics = _metrics.compile_metrics(self._metric_names, y.shape, y_pred_shape)
+            weighted = _metrics.compile_metrics(self._weighted_metric_names, y.shape,
+                                                y_pred_shape)
+            names = {m.name for m in metrics}
+            for metric in weighted:
+                if metric.name in names:
+                    metric.name = f"weighted_{metric.name}"
+                metric._fastconv_weighted = True
+            metrics = metrics + weighted
             self._metric_objects = (metrics, key)
         for metric in metrics:
             metric.reset_state()
         return metrics
 
-    def train_on_batch(self, x, y, return_dict=False):
-        """One training step; returns the loss (and metrics, as Keras: [loss, ...])."""
+    @staticmethod
+    def _update_metrics(metrics, y, y_pred, sample_weight):
+        """Update the metrics with a batch; only the weighted_metrics get the sample
+        weights (Keras 3's CompileMetrics)."""
+        for metric in metrics:
+            metric.update_state(
+                y, y_pred, sample_weight=sample_weight
+                if getattr(metric, "_fastconv_weighted", False) else None)
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
+                       return_dict=False):
+        """One training step; returns the loss (and metrics, as Keras: [loss, ...]).
+        ``sample_weight`` (one weight per sample) or ``class_weight`` ({class:
+        weight}) weight the loss (Keras's weighted mean) and the metrics."""
         self._assert_compiled("train_on_batch")
         x, y = self._prepare_xy(x, y)
         self._check_samples(x, "train_on_batch")
+        w = _utils.weights_for(y, sample_weight, class_weight)
         out_shape = self._check_shapes(x.shape)
-        loss, y_pred = self._train_batch(self._cast(x), y)
+        if w is None:
+            loss, y_pred = self._train_batch(self._cast(x), y)
+        else:
+            loss, y_pred = self._train_batch(self._cast(x), y, sample_weight=w)
         metrics = self._metric_fns(y, out_shape)
-        for metric in metrics:
-            metric.update_state(y, y_pred)
+        self._update_metrics(metrics, y, y_pred, w)
         return self._logs_result(_metrics.scalar_results(metrics, {"loss": loss}),
                                  return_dict)
 
-    def test_on_batch(self, x, y, return_dict=False):
-        """Loss (and metrics) of one batch, no update."""
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False,
+                      class_weight=None):
+        """Loss (and metrics) of one batch, no update (``class_weight``: not in
+        Keras's test_on_batch, accepted as in train_on_batch)."""
         self._assert_compiled("test_on_batch")
         x, y = self._prepare_xy(x, y)
         self._check_samples(x, "test_on_batch")
+        w = _utils.weights_for(y, sample_weight, class_weight)
         out_shape = self._check_shapes(x.shape)
-        logs = self._evaluate_arrays(x, y, x.shape[0], out_shape)
+        logs = self._evaluate_arrays(x, y, x.shape[0], out_shape, w)
         return self._logs_result(logs, return_dict)
 
     def predict_on_batch(self, x):
@@ -549,56 +587,96 @@ class Sequential:
             return logs["loss"]
         return list(logs.values())
 
-    def _evaluate_arrays(self, x, y, batch_size, out_shape):
+    def _evaluate_arrays(self, x, y, batch_size, out_shape, sample_weight=None):
+        del out_shape  # (checked by the caller; _evaluate_batches reads the cache)
+        return self._evaluate_batches(
+            _utils.ArrayAdapter(x, y, sample_weight, batch_size), "x")
+
+    def _evaluate_batches(self, data, where, method="evaluate"):
+        """Loss and metrics over the batches of an adapter (fastconv/utils.py):
+        the loss is the mean of the batches' (weighted) losses weighted by batch
+        size, as Keras's loss tracker; the metrics get the sample weights."""
         loss_mean = _metrics.Mean(name="loss")
-        metrics = self._metric_fns(y, out_shape)
-        n = x.shape[0]
+        arrays = isinstance(data, _utils.ArrayAdapter)
+        metrics = None
+        if arrays:
+            metrics = self._metric_fns(data.y, self._check_shapes(data.x.shape))
         fused = self._fused()
         regularized = self._regularized()
-        for start in range(0, n, batch_size):
-            xb = self._cast(x[start:start + batch_size])
-            yb = y[start:start + batch_size]
-            activity = [] if regularized else None
-            if fused:  # the loss from the logits, as in a training step
-                value, pred, _ = self.loss.from_logits_value_and_gradient(
-                    yb, self._infer(xb, logits=True, activity=activity),
-                    need_gradient=False)
-            else:
-                pred = self._infer(xb, activity=activity)
-                value = self.loss(yb, pred)
-            if regularized:
-                value = float(value) + self._inference_penalty(activity, pred, fused)
-            loss_mean.update_state(value, sample_weight=xb.shape[0])
-            for metric in metrics:
-                metric.update_state(yb, pred)
+        count = 0
+        with data.epoch(None) as batches:
+            for xb, yb, wb in batches:
+                if not arrays:
+                    xb, yb, wb = _training.prepare_batch(self, xb, yb, wb, method, where)
+                    out_shape = self._check_shapes(xb.shape)
+                    if metrics is None:
+                        metrics = self._metric_fns(yb, out_shape)
+                xb = self._cast(xb)
+                activity = [] if regularized else None
+                if fused:  # the loss from the logits, as in a training step
+                    value, pred, _ = self.loss.from_logits_value_and_gradient(
+                        yb, self._infer(xb, logits=True, activity=activity),
+                        need_gradient=False, sample_weight=wb)
+                else:
+                    pred = self._infer(xb, activity=activity)
+                    value = self.loss(yb, pred, sample_weight=wb)
+                if regularized:
+                    value = float(value) + self._inference_penalty(activity, pred, fused)
+                loss_mean.update_state(value, sample_weight=xb.shape[0])
+                self._update_metrics(metrics, yb, pred, wb)
+                count += 1
         self._clear_caches()
+        if count == 0:
+            raise ValueError(f"{method}(): {where} gave no batches (a generator already "
+                             f"read to its end? give steps / validation_steps to read "
+                             f"a fixed number of batches from it each time)")
         return _metrics.scalar_results(metrics, {"loss": loss_mean.result()})
 
     def _clear_caches(self):
         for layer in self._layers:
             layer._clear_cache()
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False):
-        """Loss (and metrics) over a data set: a float, or [loss, accuracy, ...]."""
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto",
+                 sample_weight=None, steps=None, return_dict=False, class_weight=None):
+        """Loss (and metrics) over a data set: a float, or [loss, accuracy, ...].
+
+        ``x``: an array (with targets ``y``), a generator or a ``fastconv.utils.
+        Sequence`` of (x, y[, sample_weight]) batches (``steps`` of them, or all).
+        ``sample_weight`` / ``class_weight`` (not in Keras's evaluate) as in fit."""
         self._assert_compiled("evaluate")
         verbose = _check_verbose(verbose)
         batch_size = _check_batch_size(batch_size)
-        x, y = self._prepare_xy(x, y)
-        self._check_samples(x, "evaluate")
-        out_shape = self._check_shapes(x.shape)
-        logs = self._evaluate_arrays(x, y, batch_size, out_shape)
+        steps = _utils.check_steps(steps, "steps")
+        data = _utils.adapter(x, y, sample_weight, class_weight, batch_size,
+                              steps=steps)
+        if data is None:
+            x, y = self._prepare_xy(x, y)
+            self._check_samples(x, "evaluate")
+            w = _utils.weights_for(y, sample_weight, class_weight)
+            self._check_shapes(x.shape)
+            data = _utils.ArrayAdapter(x, y, w, batch_size, steps=steps)
+        logs = self._evaluate_batches(data, "x")
         if verbose:
-            steps = -(-x.shape[0] // batch_size)
-            print(f"{steps}/{steps}{_callbacks._format_logs(logs)}")
+            n = data.num_batches
+            print(f"{n}/{n}{_callbacks._format_logs(logs)}" if n is not None
+                  else _callbacks._format_logs(logs).lstrip(" -"))
         return self._logs_result(logs, return_dict)
 
-    def predict(self, x, batch_size=None, verbose="auto"):
-        """Model outputs for ``x``, computed ``batch_size`` samples at a time."""
+    def predict(self, x, batch_size=None, verbose="auto", steps=None):
+        """Model outputs for ``x``, computed ``batch_size`` samples at a time; ``x``
+        may be a generator or a Sequence (of x, (x,), (x, y) or (x, y, w) batches:
+        only x is used), read for ``steps`` batches or to its end."""
         verbose = _check_verbose(verbose)
         batch_size = _check_batch_size(batch_size)
+        steps = _utils.check_steps(steps, "steps")
+        data = _utils.adapter(x, batch_size=batch_size, steps=steps)
+        if data is not None:
+            return self._predict_batches(data, verbose)
         x = self._prepare_x(x)
         out_shape = self._check_shapes(x.shape)
         n = x.shape[0]
+        if steps is not None:
+            n = min(n, steps * batch_size)
         out = np.empty((n,) + tuple(out_shape[1:]), dtype=self.dtype)
         for start in range(0, n, batch_size):
             out[start:start + batch_size] = self._infer(
@@ -609,18 +687,43 @@ class Sequential:
             print(f"{steps}/{steps}")
         return out
 
+    def _predict_batches(self, data, verbose):
+        outs = []
+        with data.epoch(None) as batches:
+            for xb, _, _ in batches:
+                xb = self._prepare_x(xb)
+                self._check_shapes(xb.shape)
+                outs.append(self._infer(self._cast(xb)).copy())
+        self._clear_caches()
+        if not outs:
+            raise ValueError("predict(): x gave no batches")
+        if verbose:
+            print(f"{len(outs)}/{len(outs)}")
+        return np.concatenate(outs)
+
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto",
             callbacks=None, validation_split=0.0, validation_data=None, shuffle=True,
-            initial_epoch=0):
+            class_weight=None, sample_weight=None, initial_epoch=0,
+            steps_per_epoch=None, validation_steps=None):
         """Train for ``epochs`` passes over (x, y); returns a History.
 
         Keras's semantics: ``validation_split`` takes the last fraction of the samples
         (before shuffling); the training set is reshuffled every epoch when ``shuffle``;
-        logged "loss" is the mean of the batch losses weighted by batch size.  (The
-        loop: fastconv/training.py.)
+        logged "loss" is the mean of the batch losses weighted by batch size.
+
+        ``x`` may be a generator or a ``fastconv.utils.Sequence`` of (x, y[,
+        sample_weight]) batches (``steps_per_epoch`` of them per epoch, or all), and
+        ``validation_data`` too (``validation_steps``): fastconv/utils.py says how.
+        ``sample_weight`` (one weight per sample) or ``class_weight`` ({class:
+        weight}) weight each sample's loss (Keras's weighted mean: the weighted sum
+        over the batch size) and the metrics.  Callbacks follow Keras 3: one logs
+        dict per epoch shared by all of them, History last, ``stop_training``
+        checked after every batch.  (The loop: fastconv/training.py.)
         """
         return _training.fit(self, x, y, batch_size, epochs, verbose, callbacks,
-                             validation_split, validation_data, shuffle, initial_epoch)
+                             validation_split, validation_data, shuffle, initial_epoch,
+                             class_weight, sample_weight, steps_per_epoch,
+                             validation_steps)
 
     # ------------------------------------------------------------------ config / io
     def get_config(self):
@@ -649,7 +752,10 @@ class Sequential:
             return None
         return {"optimizer": serialize(self.optimizer),
                 "loss": None if self.loss is None else serialize(self.loss),
-                "metrics": _metrics.names_for_saving(self._metric_names)}
+                "metrics": _metrics.names_for_saving(self._metric_names),
+                **({"weighted_metrics": _metrics.names_for_saving(
+                    self._weighted_metric_names)} if self._weighted_metric_names
+                   else {})}
 
     def save(self, filepath):
         """Write architecture, weights, optimizer state and generator states to one

@@ -8,6 +8,7 @@ import numpy as np
 
 from . import callbacks as _callbacks
 from . import metrics as _metrics
+from . import utils as _utils
 
 __all__ = ["fit", "check_verbose", "check_batch_size"]
 
@@ -29,55 +30,127 @@ def check_batch_size(batch_size):
     return int(batch_size)
 
 
-def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split,
-        validation_data, shuffle, initial_epoch):
-    """Sequential.fit (see there) of model."""
-    model._assert_compiled("fit")
-    verbose = check_verbose(verbose)
-    batch_size = check_batch_size(batch_size)
+def _check_epochs(epochs, initial_epoch):
     for value, label in ((epochs, "epochs"), (initial_epoch, "initial_epoch")):
         if isinstance(value, (bool, np.bool_)) or not isinstance(
                 value, numbers.Integral) or value < 0:
             raise ValueError(f"{label} must be a non-negative int, got {value!r}")
-    x, y = model._prepare_xy(x, y)
-    if isinstance(validation_split, (bool, np.bool_)) or not isinstance(
-            validation_split, numbers.Real) or not 0 <= validation_split < 1:
-        raise ValueError(f"validation_split must be a float in [0, 1), got "
-                         f"{validation_split!r}")
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError("validation_data must be a tuple (x_val, y_val)")
-        x_val, y_val = model._prepare_xy(*validation_data, xname="x_val", yname="y_val")
-        model._check_samples(x_val, "fit", "validation_data's x_val")
-    elif validation_split:
-        split = int(math.floor(x.shape[0] * (1.0 - validation_split)))
-        if split == 0 or split == x.shape[0]:
-            raise ValueError(f"validation_split={validation_split} leaves an empty "
-                             f"training or validation set for {x.shape[0]} samples")
-        x, x_val = x[:split], x[split:]
-        y, y_val = y[:split], y[split:]
-    else:
-        x_val = y_val = None
-    model._check_samples(x, "fit")
-    out_shape = model._check_shapes(x.shape)
-    if x_val is not None:
-        model._check_shapes(x_val.shape)
-    metrics = model._metric_fns(y, out_shape)
-    # Check the targets against the loss once, on a small slice (clear errors).
-    model.loss._targets(y[:1], np.zeros((1,) + tuple(out_shape[1:]), model.dtype))
 
-    n = x.shape[0]
-    steps = -(-n // batch_size)
-    history = _callbacks.History()
-    cbs = [history] + list(callbacks or [])
+
+def _callback_list(callbacks, verbose):
+    """Keras 3's CallbackList: the user's callbacks in their order, then a
+    ProgbarLogger (when verbose and none was given), then a History unless one was
+    given (that one is reused where it stands).  Returns (history, callbacks)."""
+    cbs = list(callbacks or [])
     for cb in cbs:
         if not isinstance(cb, _callbacks.Callback):
             raise TypeError(f"callbacks must be fastconv.callbacks.Callback "
                             f"instances, got {cb!r}")
-    if verbose:
+    if verbose and not any(isinstance(cb, _callbacks.ProgbarLogger) for cb in cbs):
         cbs.append(_callbacks.ProgbarLogger(verbose))
-    params = {"epochs": epochs, "steps": steps, "batch_size": batch_size,
-              "verbose": verbose, "samples": n}
+    given = [cb for cb in cbs if isinstance(cb, _callbacks.History)]
+    if given:
+        history = given[-1]  # (Keras keeps the last one it sees)
+    else:
+        history = _callbacks.History()
+        cbs.append(history)
+    return history, cbs
+
+
+def prepare_batch(model, xb, yb, wb, method, where):
+    """A batch of a generator or Sequence, checked as arrays are: (x, y, w)."""
+    if yb is None:
+        raise ValueError(f"{method}() needs targets: {where} yielded a batch without y "
+                         f"(yield (x, y) or (x, y, sample_weight))")
+    xb, yb = model._prepare_xy(xb, yb)
+    model._check_samples(xb, method, f"a batch of {where}")
+    return xb, yb, _utils.weights_for(yb, wb, None)
+
+
+def _split_validation(x, y, w, validation_split):
+    split = int(math.floor(x.shape[0] * (1.0 - validation_split)))
+    if split == 0 or split == x.shape[0]:
+        raise ValueError(f"validation_split={validation_split} leaves an empty "
+                         f"training or validation set for {x.shape[0]} samples")
+    val = (x[split:], y[split:], None if w is None else w[split:])
+    return x[:split], y[:split], None if w is None else w[:split], val
+
+
+def _validation_adapter(model, validation_data, validation_steps, batch_size):
+    """The adapter of validation_data: (x_val, y_val[, w_val]) arrays, a generator
+    or a Sequence."""
+    data = _utils.adapter(validation_data, steps=validation_steps,
+                          where="validation_data")
+    if data is not None:
+        return data
+    if not isinstance(validation_data, (tuple, list)) or \
+            len(validation_data) not in (2, 3):
+        raise ValueError("validation_data must be a tuple (x_val, y_val) or (x_val, "
+                         "y_val, val_sample_weight), a generator or a Sequence")
+    x_val, y_val = model._prepare_xy(*validation_data[:2], xname="x_val", yname="y_val")
+    w_val = None
+    if len(validation_data) == 3:
+        w_val = _utils.weights_for(y_val, validation_data[2], None, "y_val")
+    return _array_validation(model, x_val, y_val, w_val, batch_size, validation_steps)
+
+
+def _array_validation(model, x_val, y_val, w_val, batch_size, validation_steps):
+    model._check_samples(x_val, "fit", "validation_data's x_val")
+    model._check_shapes(x_val.shape)
+    return _utils.ArrayAdapter(x_val, y_val, w_val, batch_size, False, validation_steps)
+
+
+def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split,
+        validation_data, shuffle, initial_epoch, class_weight=None, sample_weight=None,
+        steps_per_epoch=None, validation_steps=None):
+    """Sequential.fit (see there) of model."""
+    model._assert_compiled("fit")
+    verbose = check_verbose(verbose)
+    batch_size = check_batch_size(batch_size)
+    _check_epochs(epochs, initial_epoch)
+    steps_per_epoch = _utils.check_steps(steps_per_epoch, "steps_per_epoch")
+    validation_steps = _utils.check_steps(validation_steps, "validation_steps")
+    if isinstance(validation_split, (bool, np.bool_)) or not isinstance(
+            validation_split, numbers.Real) or not 0 <= validation_split < 1:
+        raise ValueError(f"validation_split must be a float in [0, 1), got "
+                         f"{validation_split!r}")
+    train = _utils.adapter(x, y, sample_weight, class_weight, batch_size, shuffle,
+                           steps_per_epoch)
+    val = None
+    metrics = None
+    samples = None
+    if train is None:  # arrays
+        x, y = model._prepare_xy(x, y)
+        w = _utils.weights_for(y, sample_weight, class_weight)
+        if validation_data is None and validation_split:
+            x, y, w, (x_val, y_val, w_val) = _split_validation(x, y, w,
+                                                               validation_split)
+            val = (x_val, y_val, w_val)
+        model._check_samples(x, "fit")
+        out_shape = model._check_shapes(x.shape)
+        if validation_data is not None:
+            val = _validation_adapter(model, validation_data, validation_steps,
+                                      batch_size)
+        elif val is not None:
+            val = _array_validation(model, *val, batch_size, validation_steps)
+        metrics = model._metric_fns(y, out_shape)
+        # Check the targets against the loss once, on a small slice (clear errors).
+        model.loss._targets(y[:1], np.zeros((1,) + tuple(out_shape[1:]), model.dtype))
+        train = _utils.ArrayAdapter(x, y, w, batch_size, shuffle, steps_per_epoch)
+        samples = x.shape[0]
+    else:
+        if validation_split:
+            raise ValueError("validation_split is only supported for array inputs: give "
+                             "validation_data with a generator or a Sequence")
+        if validation_data is not None:
+            val = _validation_adapter(model, validation_data, validation_steps,
+                                      batch_size)
+    arrays = isinstance(train, _utils.ArrayAdapter)
+
+    history, cbs = _callback_list(callbacks, verbose)
+    known_steps = train.num_batches
+    params = {"epochs": epochs, "steps": known_steps, "batch_size": batch_size,
+              "verbose": verbose, "samples": samples}
     for cb in cbs:
         cb.set_model(model)
         cb.set_params(params)
@@ -87,42 +160,62 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split,
         cb.on_train_begin()
     if model._initial_epoch is not None:
         initial_epoch = model._initial_epoch
-    logs = {}
+    training_logs = {}
     for epoch in range(initial_epoch, epochs):
+        if train.exhausted:  # a generator read to its end cannot give another epoch
+            _utils.warn_ran_out()
+            break
         for cb in cbs:
             cb.on_epoch_begin(epoch)
-        order = model._rng.permutation(n) if shuffle else None
         loss_mean = _metrics.Mean(name="loss")
-        for metric in metrics:
+        for metric in metrics or ():
             metric.reset_state()
-        for step in range(steps):
-            for cb in cbs:
-                cb.on_train_batch_begin(step)
-            lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
-            if order is None:
-                xb, yb = x[lo:hi], y[lo:hi]
-            else:
-                idx = order[lo:hi]
-                xb, yb = x[idx], y[idx]
-            loss, y_pred = model._train_batch(model._cast(xb), yb)
-            nb = hi - lo
-            loss_mean.update_state(loss, sample_weight=nb)
-            for metric in metrics:
-                metric.update_state(yb, y_pred)
-            logs = _metrics.scalar_results(metrics, {"loss": loss_mean.result()})
-            batch_logs = dict(logs, size=nb)
-            for cb in cbs:
-                cb.on_train_batch_end(step, batch_logs)
-        if x_val is not None:
-            val = model._evaluate_arrays(x_val, y_val, batch_size,
-                                         model._check_shapes(x_val.shape))
-            logs.update({f"val_{k}": v for k, v in val.items()})
-        for cb in cbs:
-            cb.on_epoch_end(epoch, dict(logs))
+        logs = {}
+        seen = 0
+        with train.epoch(model._rng) as batches:
+            for step, (xb, yb, wb) in enumerate(batches):
+                if not arrays:
+                    xb, yb, wb = prepare_batch(model, xb, yb, wb, "fit", "x")
+                    out_shape = model._check_shapes(xb.shape)
+                    if metrics is None:
+                        metrics = model._metric_fns(yb, out_shape)
+                    if known_steps is None:  # (the count so far, for the progress bar)
+                        params["steps"] = max(params["steps"] or 0, step + 1)
+                for cb in cbs:
+                    cb.on_train_batch_begin(step)
+                if wb is None:
+                    loss, y_pred = model._train_batch(model._cast(xb), yb)
+                else:
+                    loss, y_pred = model._train_batch(model._cast(xb), yb,
+                                                      sample_weight=wb)
+                nb = xb.shape[0]
+                loss_mean.update_state(loss, sample_weight=nb)
+                model._update_metrics(metrics, yb, y_pred, wb)
+                logs = _metrics.scalar_results(metrics, {"loss": loss_mean.result()})
+                batch_logs = dict(logs, size=nb)
+                for cb in cbs:
+                    cb.on_train_batch_end(step, batch_logs)
+                seen += 1
+                if model.stop_training:  # checked after every batch, as Keras 3
+                    break
+        if seen == 0:  # (a generator that ended exactly at an epoch's end)
+            _utils.warn_ran_out()
+            break
+        if train.exhausted and train.num_batches is not None \
+                and seen < train.num_batches:
+            _utils.warn_ran_out()
+            model.stop_training = True
+        epoch_logs = dict(logs)
+        if val is not None:
+            val_logs = model._evaluate_batches(val, "validation_data")
+            epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
+        for cb in cbs:  # one logs dict, shared by every callback (History last)
+            cb.on_epoch_end(epoch, epoch_logs)
+        training_logs = epoch_logs
         if model.stop_training:
             break
     model._clear_caches()
     for cb in cbs:
-        cb.on_train_end(dict(logs))
+        cb.on_train_end(training_logs)
     model.history = history
     return history

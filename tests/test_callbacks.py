@@ -245,12 +245,25 @@ def test_terminate_on_nan(capsys):
         TerminateOnNaN(raise_error=True).on_train_batch_end(1, {"loss": float("nan")})
 
 
+class CountBatches(Callback):
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches.append(batch)
+
+
 def test_terminate_on_nan_in_fit():
+    """As Keras 3: stop_training is checked after every batch, so fit stops at the
+    first bad batch (that epoch still ends: on_epoch_end, History)."""
     x = np.full((8, 4), np.nan, np.float32)
     y = np.zeros(8, np.int64)
+    count = CountBatches()
     history = tiny_model().fit(x, y, epochs=5, batch_size=2, verbose=0,
-                               callbacks=[TerminateOnNaN()])
+                               callbacks=[TerminateOnNaN(), count])
     assert history.epoch == [0]
+    assert count.batches == [0]
 
 
 # --------------------------------------------------------------------------- History
@@ -261,6 +274,22 @@ def test_history_keeps_growing_when_reused():
     drive(h, model, losses(3.0))
     assert h.history == {"val_loss": [1.0, 2.0, 3.0]} and h.epoch == [0]
     assert model.history is h
+
+
+def test_history_passed_to_fit_is_reused():
+    """As Keras 3's CallbackList: a History in callbacks is the one fit fills and
+    returns (no second one); it runs where it stands, after the callbacks before it."""
+    x = np.random.RandomState(0).rand(8, 4).astype(np.float32)
+    y = np.arange(8) % 3
+    model = tiny_model()
+    h = History()
+    returned = model.fit(x, y, epochs=2, batch_size=4, verbose=0, callbacks=[h])
+    assert returned is h and model.history is h
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0, callbacks=[h])
+    assert len(h.history["loss"]) == 3 and h.epoch == [0]
+    lr = LearningRateScheduler(lambda epoch, lr: lr)
+    returned = model.fit(x, y, epochs=1, batch_size=4, verbose=0, callbacks=[lr])
+    assert returned.history["learning_rate"] == [pytest.approx(0.1)]
 
 
 # --------------------------------------------------------------------------- ModelCheckpoint
@@ -637,3 +666,17 @@ def test_keras_parity_terminate_on_nan(keras, loss):
         cb.on_train_batch_end(2, {"loss": loss})
         results.append(model.stop_training)
     assert results[0] == results[1]
+
+
+def test_keras_parity_terminate_on_nan_in_fit(keras):
+    x = np.full((8, 4), np.nan, np.float32)
+    y = np.zeros(8, np.int64)
+    ours, theirs = CountBatches(), keras.callbacks.LambdaCallback()
+    theirs_batches = []
+    theirs.on_train_batch_end = lambda batch, logs=None: theirs_batches.append(batch)
+    h = tiny_model().fit(x, y, epochs=3, batch_size=2, verbose=0,
+                         callbacks=[TerminateOnNaN(), ours])
+    hk = keras_model(keras).fit(x, y, epochs=3, batch_size=2, verbose=0,
+                                callbacks=[keras.callbacks.TerminateOnNaN(), theirs])
+    assert ours.batches == theirs_batches
+    assert h.epoch == hk.epoch
