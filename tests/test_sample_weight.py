@@ -214,3 +214,46 @@ def test_keras_parity_weighted_fit(loss, targets, kind):
     np.testing.assert_allclose(tb["loss"], tbk["loss"], rtol=1e-5)
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def regularized_model(dtype="float64", lr=0.05):
+    from fastconv import regularizers as R
+    fastconv.set_seed(0)
+    model = Sequential([L.Dense(5, activation="tanh", input_shape=(4,), dtype=dtype,
+                                kernel_regularizer=R.L2(0.01)),
+                        L.Dense(3, activation="softmax", dtype=dtype)])
+    model.compile(optimizers.SGD(learning_rate=lr), "sparse_categorical_crossentropy")
+    return model
+
+
+def test_regularized_model_takes_the_weights():
+    """With a regularizer (the other training step): the weighted loss plus the
+    penalty, and the gradient of both (duplicated samples: the loss part scales by
+    sum(w) / N, the penalty part does not, so compare the loss part only)."""
+    x, y = data()
+    w = np.array([0, 1, 2, 3, 1, 1, 2, 0, 1, 4, 1, 2])
+    reg = regularized_model()
+    plain = dense_model(dtype="float64", metrics=())
+    plain.set_weights(reg.get_weights())
+    penalty = reg._weight_penalty()
+    np.testing.assert_allclose(
+        reg.evaluate(x, y, sample_weight=w, batch_size=12, verbose=0),
+        plain.evaluate(x, y, sample_weight=w, batch_size=12, verbose=0,
+                       return_dict=True)["loss"] + penalty,
+        rtol=1e-12)
+    # the step: weighted minus unweighted-with-zero-weights isolates the loss part
+    a, b = regularized_model(), regularized_model()
+    start = a.get_weights()
+    a.train_on_batch(x, y, sample_weight=w)
+    b.train_on_batch(x, y, sample_weight=np.zeros(12))
+    dup, zero = regularized_model(lr=0.05 * w.sum() / 12), regularized_model()
+    dup.train_on_batch(np.repeat(x, w, axis=0), np.repeat(y, w, axis=0))
+    zero.train_on_batch(x, y, sample_weight=np.zeros(12))
+    # loss part of the update: (a - b); of the duplicated run: (dup - zero), the
+    # penalty's part of dup being scaled by sum(w) / N
+    scale = w.sum() / 12
+    for s, wa, wb, wd, wz in zip(start, a.get_weights(), b.get_weights(),
+                                 dup.get_weights(), zero.get_weights()):
+        loss_part = wa - wb
+        dup_loss_part = (wd - s) - scale * (wz - s)
+        np.testing.assert_allclose(loss_part, dup_loss_part, rtol=1e-9, atol=1e-14)
