@@ -92,7 +92,28 @@ def _augment(x, y, kinds, rng):
     return x, y
 
 
-def _progress_callback(emit, every=10):
+def _epoch_augmented(model, x, y, kinds, rng, batch_size):
+    """A fastconv.utils.Sequence of the training set augmented anew at each epoch's
+    start (_augment with rng), its samples in an order drawn from the model's generator
+    as fit draws it for arrays: the batches of one augmented copy per epoch shuffled
+    by fit."""
+    from .utils import Sequence
+
+    class EpochAugmented(Sequence):
+        def __len__(self):
+            return -(-len(x) // batch_size)
+
+        def on_epoch_begin(self):
+            self.x, self.y = _augment(x, y, kinds, rng)
+            self.order = model._rng.permutation(len(x))
+
+        def __getitem__(self, i):
+            idx = self.order[i * batch_size:(i + 1) * batch_size]
+            return self.x[idx], self.y[idx]
+    return EpochAugmented()
+
+
+def _progress_callback(emit, samples, every=10):
     """Prints a line every 1/every of an epoch when the epoch is long (>= 200 steps)."""
     from .callbacks import Callback
 
@@ -105,7 +126,7 @@ def _progress_callback(emit, every=10):
 
         def on_train_batch_end(self, batch, logs=None):
             if batch in self.marks:
-                done = min((batch + 1) * self.params["batch_size"], self.params["samples"])
+                done = min((batch + 1) * self.params["batch_size"], samples)
                 dt = time.perf_counter() - self.t0
                 emit(f"    {batch + 1}/{self.steps}  loss {logs['loss']:.4f}  "
                      f"acc {logs.get('accuracy', float('nan')):.4f}  "
@@ -122,7 +143,7 @@ def _cosine_schedule(lr, epochs):
     return schedule
 
 
-def _epoch_report(emit, x_val, y_val, val_name, epochs, t_fit):
+def _epoch_report(emit, x_val, y_val, val_name, epochs, t_fit, samples):
     """The per-epoch line of ``fastconv train``: evaluates (x_val, y_val) after each
     epoch (batch 256, outside the epoch's timing) and keeps the curves in ``.history``;
     a diverged loss stops the run with a CommandError."""
@@ -152,7 +173,7 @@ def _epoch_report(emit, x_val, y_val, val_name, epochs, t_fit):
             lr = float(self.model.optimizer.learning_rate)
             emit(f"epoch {epoch + 1:>2}/{epochs}  loss {loss:.4f}  acc {acc:.4f}  "
                  f"{val_name}_loss {val_loss:.4f}  {val_name}_acc {val_acc:.4f}  "
-                 f"lr {lr:.2g}  {self.params['samples'] / dt:,.0f} samples/s  "
+                 f"lr {lr:.2g}  {samples / dt:,.0f} samples/s  "
                  f"{dt:.1f} s  (elapsed {_fmt_time(time.perf_counter() - t_fit)})")
 
     return _EpochReport()
@@ -257,19 +278,17 @@ def cmd_train(args):
     if cfg["schedule"] == "cosine":
         callbacks.append(LearningRateScheduler(_cosine_schedule(cfg["lr"], cfg["epochs"])))
     if not args.quiet:
-        callbacks.append(_progress_callback(emit))
+        callbacks.append(_progress_callback(emit, len(x_tr)))
     t_fit = time.perf_counter()
-    report = _epoch_report(emit, x_val, y_val, val_name, cfg["epochs"], t_fit)
+    report = _epoch_report(emit, x_val, y_val, val_name, cfg["epochs"], t_fit, len(x_tr))
     callbacks.append(report)
     fit = dict(batch_size=cfg["batch_size"], shuffle=True, verbose=0, callbacks=callbacks)
     if not kinds:
         model.fit(x_tr, y_tr, epochs=cfg["epochs"], **fit)
-    else:
-        # Augmentation is re-drawn for each epoch: one fit call per epoch until fit
-        # takes a generator (the schedule still comes from the callback).
-        for epoch in range(cfg["epochs"]):
-            x_ep, y_ep = _augment(x_tr, y_tr, kinds, rng)
-            model.fit(x_ep, y_ep, initial_epoch=epoch, epochs=epoch + 1, **fit)
+    else:  # augmentation re-drawn at each epoch's start, by the Sequence
+        fit.update(shuffle=False)
+        model.fit(_epoch_augmented(model, x_tr, y_tr, kinds, rng, cfg["batch_size"]),
+                  epochs=cfg["epochs"], **fit)
     history, train_time = report.history, report.train_time
 
     if val_name == "test":

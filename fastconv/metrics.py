@@ -17,6 +17,7 @@ prediction has a last axis of 1, sparse categorical accuracy when the targets ha
 axis fewer than the prediction (or a last axis of 1 against several classes), and
 categorical accuracy otherwise.
 """
+import abc
 import numbers
 
 import numpy as np
@@ -101,8 +102,9 @@ def same_rank(x1, x2, expand_rank_1=True):
 
 
 # ------------------------------------------------------------------ metric objects
-class Metric:
-    """Base class (Keras's ``keras.metrics.Metric``)."""
+class Metric(abc.ABC):
+    """Base class (Keras's ``keras.metrics.Metric``): subclasses define update_state,
+    result and reset_state."""
     name = "metric"
 
     def __init__(self, name=None):
@@ -112,14 +114,17 @@ class Metric:
             self.name = name
         self.reset_state()
 
+    @abc.abstractmethod
     def update_state(self, y_true, y_pred, sample_weight=None):
-        raise NotImplementedError
+        """Accumulate a batch."""
 
+    @abc.abstractmethod
     def result(self):
-        raise NotImplementedError
+        """The metric over everything accumulated since the last reset."""
 
+    @abc.abstractmethod
     def reset_state(self):
-        raise NotImplementedError
+        """Forget what was accumulated."""
 
     def get_config(self):
         return {"name": self.name}

@@ -13,6 +13,7 @@ float32 value as a Python float.
 Optimizers evaluate their schedule at ``iterations`` before each step; a schedule is
 saved inside the optimizer's config and rebuilt from :data:`_SCHEDULES` by name.
 """
+import abc
 import math
 import numbers
 
@@ -56,11 +57,12 @@ def _name(value, default):
     return value
 
 
-class LearningRateSchedule:
+class LearningRateSchedule(abc.ABC):
     """Base class: ``schedule(step) -> learning rate`` (step = optimizer.iterations)."""
 
+    @abc.abstractmethod
     def __call__(self, step):
-        raise NotImplementedError(f"{type(self).__name__} must define __call__(step)")
+        """The learning rate at optimizer step ``step``."""
 
     @classmethod
     def from_config(cls, config):

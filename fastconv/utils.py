@@ -32,6 +32,7 @@ What the adapters do (the decisions, where Keras leaves room):
   categorical targets (a last axis of 1 is squeezed), rounded; a class missing from the
   dict weighs 1.  It cannot be combined with sample weights.
 """
+import abc
 import collections
 import concurrent.futures
 import numbers
@@ -53,7 +54,7 @@ class DataWorkerError(RuntimeError):
     with its traceback, is the ``__cause__``)."""
 
 
-class Sequence:
+class Sequence(abc.ABC):
     """Base class of a data set read by batch (Keras 3's ``PyDataset``).
 
     Subclasses define ``__len__`` (the number of batches) and ``__getitem__(i)``
@@ -100,11 +101,13 @@ class Sequence:
     def max_queue_size(self, value):
         self._max_queue_size = _check_positive_int(value, "max_queue_size")
 
+    @abc.abstractmethod
     def __len__(self):
-        raise NotImplementedError(f"{type(self).__name__} must define __len__")
+        """The number of batches."""
 
+    @abc.abstractmethod
     def __getitem__(self, index):
-        raise NotImplementedError(f"{type(self).__name__} must define __getitem__")
+        """Batch ``index``."""
 
     @property
     def num_batches(self):

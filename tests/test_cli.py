@@ -733,3 +733,32 @@ def test_fastconv_debug_shows_the_traceback(tmp_path):
     assert rc != 0 and "Traceback" in err and "garbage.npz" in err
     rc, out, err = run("evaluate", tmp_path / "garbage.npz")
     assert_one_line_error(rc, out, err, 1, r"garbage\.npz")
+
+
+@needs_models
+@pytest.mark.parametrize("kinds", [{"flip"}, {"flip", "shift", "mixup"}])
+def test_train_augments_each_epoch_through_a_sequence(kinds):
+    """fastconv train's augmentation is a fastconv.utils.Sequence re-augmented at each
+    epoch's start: one fit call gives the weights of the former loop (one augmented
+    copy per epoch, each a fit of one epoch shuffled by fit)."""
+    from fastconv import applications
+    rng0 = np.random.default_rng(5)
+    x = rng0.random((40, 32, 32, 1), dtype=np.float32)
+    y = fastconv.datasets.to_categorical(rng0.integers(0, 10, 40), 10)
+
+    def model_and_rng():
+        fastconv.set_seed(3)
+        model = applications.lenet5()
+        model.compile(fastconv.optimizers.Adam(1e-3), "categorical_crossentropy")
+        return model, np.random.default_rng(11)
+    loop, rng = model_and_rng()
+    for epoch in range(3):
+        xa, ya = cli._augment(x, y, kinds, rng)
+        loop.fit(xa, ya, batch_size=16, initial_epoch=epoch, epochs=epoch + 1,
+                 shuffle=True, verbose=0)
+    seq_model, rng = model_and_rng()
+    seq = cli._epoch_augmented(seq_model, x, y, kinds, rng, 16)
+    assert isinstance(seq, fastconv.utils.Sequence) and len(seq) == 3
+    seq_model.fit(seq, epochs=3, shuffle=False, verbose=0)
+    for a, b in zip(loop.get_weights(), seq_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
