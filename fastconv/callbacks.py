@@ -23,7 +23,8 @@ __all__ = ["Callback", "History", "ProgbarLogger", "EarlyStopping", "ReduceLROnP
 class Callback:
     """Base class; override any hook.  ``self.model`` is the model being trained.
 
-    Setting ``self.model.stop_training = True`` ends ``fit`` after the current epoch.
+    Setting ``self.model.stop_training = True`` ends ``fit`` after the current batch
+    (the epoch then ends as usual: validation and ``on_epoch_end``), as in Keras 3.
     """
 
     def __init__(self):
@@ -123,33 +124,38 @@ class ProgbarLogger(Callback):
         self._last_draw = 0.0
         self._drawn = 0
         self._seen = 0
+        self._batches = 0
 
     def on_train_batch_end(self, batch, logs=None):
         logs = dict(logs or {})
         self._seen += logs.pop("size", 0)
+        self._batches = batch + 1
         if not self._interactive():
             return
         now = time.perf_counter()
-        steps = self.params.get("steps")
-        if now - self._last_draw < 0.1 and batch + 1 < steps:
+        steps = self.params.get("steps")  # (None: a generator of unknown length)
+        if now - self._last_draw < 0.1 and (steps is None or batch + 1 < steps):
             return
         self._last_draw = now
         done = batch + 1
-        width = 20
-        filled = int(width * done / steps)
-        bar = "=" * max(filled - 1, 0) + (">" if filled < width else "=") + \
-            "." * (width - filled)
         elapsed = now - self._start
-        eta = elapsed / done * (steps - done)
-        line = (f"{done:>{len(str(steps))}}/{steps} [{bar}] - ETA: "
-                f"{_format_time(eta)}{_format_logs(logs)}")
+        if steps is None:
+            line = f"{done}/Unknown - {_format_time(elapsed)}{_format_logs(logs)}"
+        else:
+            width = 20
+            filled = int(width * done / steps)
+            bar = "=" * max(filled - 1, 0) + (">" if filled < width else "=") + \
+                "." * (width - filled)
+            eta = elapsed / done * (steps - done)
+            line = (f"{done:>{len(str(steps))}}/{steps} [{bar}] - ETA: "
+                    f"{_format_time(eta)}{_format_logs(logs)}")
         self.stream.write("\r" + line.ljust(self._drawn))
         self._drawn = len(line)
         self.stream.flush()
 
     def on_epoch_end(self, epoch, logs=None):
         elapsed = time.perf_counter() - self._start
-        steps = self.params.get("steps")
+        steps = self.params.get("steps") or self._batches
         rate = self._seen / elapsed if elapsed > 0 else float("inf")
         line = (f"{steps}/{steps} - {_format_time(elapsed)} - "
                 f"{_format_time(elapsed / max(steps, 1))}/step - "

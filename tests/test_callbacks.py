@@ -680,3 +680,24 @@ def test_keras_parity_terminate_on_nan_in_fit(keras):
                                 callbacks=[keras.callbacks.TerminateOnNaN(), theirs])
     assert ours.batches == theirs_batches
     assert h.epoch == hk.epoch
+
+
+def test_progress_bar_of_a_generator_of_unknown_length():
+    """With steps unknown (a generator without steps_per_epoch) the bar counts the
+    batches as Keras does ("3/Unknown") and the epoch line gives the count seen."""
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    stream = Terminal()
+    bar = fastconv.callbacks.ProgbarLogger(1, stream=stream)
+    bar.set_params({"epochs": 1, "steps": None})
+    bar.on_epoch_begin(0)
+    for batch in range(3):
+        bar.on_train_batch_end(batch, {"loss": 1.0, "size": 4})
+    bar.on_epoch_end(0, {"loss": 1.0})
+    out = stream.getvalue()
+    assert "1/Unknown" in out
+    final = out.rsplit("\r", 1)[1]
+    assert final.startswith("3/3 - ") and "samples/s - loss: 1.0000" in final
