@@ -9,8 +9,9 @@ from .base import FLOATX, Input, InputLayer, Layer, clear_session
 from .conv import Conv2D
 from .core import Activation, Dense, Dropout, Flatten
 from .pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
-from .preprocessing import (Normalization, RandomCrop, RandomFlip, RandomRotation,
-                            RandomTranslation, RandomZoom, Rescaling)
+from .image_augmentation import (RandomCrop, RandomFlip, RandomRotation,
+                                 RandomTranslation, RandomZoom)
+from .preprocessing import Normalization, Rescaling
 
 # Keras's aliases.
 Convolution2D = Conv2D
