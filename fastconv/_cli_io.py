@@ -1,13 +1,17 @@
 """The command line's files: reading the data sets for ``fastconv train`` and
-``evaluate``, checking an output file before training, and saving a trained model
-somewhere safe when its target fails (fastconv/cli.py runs the commands)."""
+``evaluate``, checking an output file (and --plot's matplotlib) before training,
+saving a trained model somewhere safe when its target fails, and the confusion matrix
+``fastconv evaluate`` prints (fastconv/cli.py runs the commands)."""
 import contextlib
 import datetime
 import os
 import tempfile
 
+import numpy as np
+
 __all__ = ["CommandError", "one_line", "load_gray", "load_cifar", "prepare_gray",
-           "check_output_target", "save_model", "download_progress"]
+           "check_output_target", "save_model", "download_progress", "check_plot_option",
+           "require_samples", "dataset_class_names", "format_confusion_matrix"]
 
 
 class CommandError(Exception):
@@ -154,3 +158,51 @@ def one_line(exc):
     else:
         text = str(exc).strip() or type(exc).__name__
     return " ".join(text.split())
+
+
+def check_plot_option(args):
+    """Before any work: matplotlib is there and the --plot file can be written."""
+    if args.plot is None:
+        return
+    from .plotting import require_matplotlib
+    try:
+        require_matplotlib()
+    except ImportError as exc:
+        raise CommandError(f"--plot: {exc}") from None
+    check_output_target("--plot", args.plot)
+
+
+def require_samples(n, what, source):
+    if n == 0:
+        raise CommandError(f"the {what} set of {source} is empty (0 images): nothing to "
+                           f"{'train on' if what == 'training' else 'evaluate'}")
+
+
+def dataset_class_names(source, channels, num_classes):
+    """The class names of the data evaluated, where known (None otherwise)."""
+    from . import datasets
+    if num_classes != 10:
+        return None
+    if channels == 3:
+        return list(datasets.CIFAR10_CLASSES)
+    if "Fashion-MNIST" in source:
+        return list(datasets.FASHION_MNIST_CLASSES)
+    return None
+
+
+def format_confusion_matrix(matrix, class_names=None):
+    """The lines printing ``matrix``: rows true classes (numbered, with their names when
+    given), columns predicted classes (numbered), counts in the cells."""
+    m = np.asarray(matrix)
+    k = m.shape[0]
+    cells = [[f"{v:.0f}" if float(v).is_integer() else f"{v:.3g}" for v in row]
+             for row in m]
+    width = max(3, max((len(c) for row in cells for c in row), default=1))
+    labels = [f"{i} {class_names[i]}" if class_names else f"{i}" for i in range(k)]
+    corner = "true \\ predicted"
+    left = max(len(corner), max(len(t) for t in labels))
+    lines = ["confusion matrix (rows: true class, columns: predicted class):",
+             f"  {corner:<{left}}" + "".join(f" {j:>{width}}" for j in range(k))]
+    for label, row in zip(labels, cells):
+        lines.append(f"  {label:<{left}}" + "".join(f" {c:>{width}}" for c in row))
+    return lines

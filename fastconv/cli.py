@@ -20,6 +20,9 @@ non-zero exit status (2 for usage errors, 1 for errors found while running), nev
 traceback; set FASTCONV_DEBUG=1 to see the traceback instead. ``--save`` is checked
 before training; if the save still fails at the end, the model goes to a fallback file
 whose name is printed.
+
+The arguments and default recipes are in fastconv/_cli_args.py, the files, checks and
+printed tables in fastconv/_cli_io.py, ``fastconv tune`` in fastconv/_cli_tune.py.
 """
 import argparse
 import contextlib
@@ -30,10 +33,12 @@ import time
 
 import numpy as np
 
-from ._cli_args import TRAIN_DEFAULTS, TUNE_SPACE, build_parser
+from ._cli_args import TRAIN_DEFAULTS, build_parser
 from ._cli_args import UsageError as _UsageError
-from ._cli_io import (CommandError, check_output_target, load_cifar, load_gray, one_line,
-                      prepare_gray, save_model)
+from ._cli_io import (CommandError, check_output_target, check_plot_option,
+                      dataset_class_names, format_confusion_matrix, load_cifar, load_gray,
+                      one_line, prepare_gray, require_samples, save_model)
+from ._cli_tune import cmd_tune
 
 __all__ = ["main", "TRAIN_DEFAULTS"]
 
@@ -196,24 +201,6 @@ def _check_download_option(args, model_kind):
                           f"{args.data} (leave out --data)")
 
 
-def _check_plot_option(args):
-    """Before any work: matplotlib is there and the --plot file can be written."""
-    if args.plot is None:
-        return
-    from .plotting import require_matplotlib
-    try:
-        require_matplotlib()
-    except ImportError as exc:
-        raise CommandError(f"--plot: {exc}") from None
-    check_output_target("--plot", args.plot)
-
-
-def _require_samples(n, what, source):
-    if n == 0:
-        raise CommandError(f"the {what} set of {source} is empty (0 images): nothing to "
-                           f"{'train on' if what == 'training' else 'evaluate'}")
-
-
 # ----------------------------------------------------------------------------------------
 # commands
 # ----------------------------------------------------------------------------------------
@@ -229,7 +216,7 @@ def cmd_train(args):
             cfg[key] = value
     kinds = set(filter(None, cfg["augment"].split(",")))
     emit = _out(args.quiet)
-    _check_plot_option(args)
+    check_plot_option(args)
     _check_download_option(args, args.model)
     if args.save is not None:
         check_output_target("--save", args.save, refuse_foreign=True)
@@ -237,13 +224,13 @@ def cmd_train(args):
     t_start = time.perf_counter()
     if args.model == "lenet5":
         ((x_tr, y_tr), (x_te, y_te)), source = load_gray(args.data)
-        _require_samples(len(x_tr), "training", source)
-        _require_samples(len(x_te), "test", source)
+        require_samples(len(x_tr), "training", source)
+        require_samples(len(x_te), "test", source)
         x_tr, x_te = prepare_gray(x_tr), prepare_gray(x_te)
     else:
         ((x_tr, y_tr), (x_te, y_te)), source = load_cifar(args.data, args.download, emit)
-        _require_samples(len(x_tr), "training", source)
-        _require_samples(len(x_te), "test", source)
+        require_samples(len(x_tr), "training", source)
+        require_samples(len(x_te), "test", source)
         x_tr, x_te = datasets.scale_images(x_tr), datasets.scale_images(x_te)
     num_classes = 10
     if args.limit:
@@ -325,98 +312,6 @@ def cmd_train(args):
     return 0
 
 
-def cmd_tune(args):
-    from . import tuner
-    try:
-        optuna = tuner.require_optuna()
-    except ImportError as exc:
-        raise CommandError(str(exc)) from None
-    _check_plot_option(args)
-    import fastconv
-    from . import applications, datasets
-    from .callbacks import LearningRateScheduler
-
-    t_start = time.perf_counter()
-    ((x_tr, y_tr), (x_te, y_te)), source = load_gray(args.data)
-    _require_samples(len(x_tr), "training", source)
-    _require_samples(len(x_te), "test", source)
-    x_tr, x_te = prepare_gray(x_tr), prepare_gray(x_te)
-    if args.limit:
-        x_tr, y_tr = x_tr[:args.limit], y_tr[:args.limit]
-    num_classes = 10
-    y_tr = datasets.to_categorical(y_tr, num_classes)
-    y_te = datasets.to_categorical(y_te, num_classes)
-    (x_tr, y_tr), (x_val, y_val) = datasets.train_validation_split(
-        x_tr, y_tr, args.validation_split, seed=args.seed)
-    if len(x_tr) == 0 or len(x_val) == 0:
-        raise CommandError(f"--validation-split {args.validation_split:g} of "
-                           f"{len(x_tr) + len(x_val)} images leaves an empty training or "
-                           f"validation set")
-    default = TRAIN_DEFAULTS["lenet5"]
-    first = {"optimizer": default["optimizer"], "lr": default["lr"],
-             "batch_size": default["batch_size"]}
-    lo, hi = TUNE_SPACE["lr"]
-    print(f"fastconv {fastconv.__version__}: tuning lenet5 on {source}: {len(x_tr)} "
-          f"training, {len(x_val)} validation images; {args.trials} trials of "
-          f"{args.epochs} epoch{'s' if args.epochs > 1 else ''}, seed {args.seed}, "
-          f"threads {fastconv.get_num_threads()}", flush=True)
-    print(f"search: optimizer {'/'.join(TUNE_SPACE['optimizer'])} (sgd momentum 0.9), "
-          f"lr {lo:g}..{hi:g} (log), batch size "
-          f"{'/'.join(map(str, TUNE_SPACE['batch_size']))}, cosine schedule; trial 1 is "
-          f"the default recipe", flush=True)
-
-    def build(trial):
-        optimizer = trial.suggest_categorical("optimizer", TUNE_SPACE["optimizer"])
-        lr = trial.suggest_float("lr", lo, hi, log=True)
-        trial.suggest_categorical("batch_size", TUNE_SPACE["batch_size"])
-        model = applications.lenet5(input_shape=x_tr.shape[1:], num_classes=num_classes,
-                                    compile=False)
-        model.compile(optimizer=_make_optimizer(optimizer, lr, 0.9),
-                      loss="categorical_crossentropy", metrics=["accuracy"])
-        return model
-
-    def schedule(trial):
-        return [LearningRateScheduler(_cosine_schedule(trial.params["lr"], args.epochs))]
-
-    def report(study, trial):
-        line = tuner._trial_line(trial, args.trials, "val_acc")
-        print(line + ("  [default recipe]" if trial.number == 0 else ""), flush=True)
-
-    try:
-        result = tuner.search(
-            build, x_tr, y_tr, n_trials=args.trials, validation_data=(x_val, y_val),
-            epochs=args.epochs, objective="val_accuracy", seed=args.seed,
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=3),
-            callbacks=schedule, enqueue_trials=[first], study_callbacks=[report])
-    except ValueError as exc:
-        if "no trial completed" not in str(exc):
-            raise
-        raise CommandError(str(exc)) from None
-    best = result.best_trial
-    study = result.study
-    params = "  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
-                       for k, v in best.params.items())
-    trial0 = study.trials[0]
-    baseline = (f"{trial0.value:.4f}" if trial0.state.name == "COMPLETE"
-                else trial0.state.name.lower())
-    print(f"best trial: {best.number + 1}  {params}  val_acc {best.value:.4f} (default "
-          f"recipe: {baseline})")
-    test_loss, test_acc = result.best_model.evaluate(x_te, y_te, batch_size=256,
-                                                     verbose=0)
-    print(f"best trial's test accuracy: {test_acc:.4f} (loss {test_loss:.4f}, "
-          f"{len(x_te)} images)")
-    states = [t.state.name for t in study.trials]
-    print(f"total time: {_fmt_time(time.perf_counter() - t_start)} ({len(states)} "
-          f"trials: {states.count('COMPLETE')} complete, {states.count('PRUNED')} "
-          f"pruned, {states.count('FAIL')} failed)", flush=True)
-    if args.plot:
-        from .plotting import plot_optimization_history
-        plot_optimization_history(study, args.plot, title=f"fastconv tune lenet5 on "
-                                  f"{source}", value_label="validation accuracy")
-        print(f"wrote the optimisation history to {args.plot}")
-    return 0
-
-
 _IMAGE_INPUTS = ("images of shape (rows, cols, channels): (28, 28, 1) Fashion-MNIST/MNIST "
                  "(padded to a larger square model size) or (32, 32, 3) CIFAR-10")
 
@@ -463,7 +358,7 @@ def cmd_evaluate(args):
                            f"written by 'fastconv train --save' or model.save)")
     if not os.path.exists(path):
         raise CommandError(f"model file {path!r} does not exist")
-    _check_plot_option(args)
+    check_plot_option(args)
     from . import datasets, metrics, models
     model = models.load_model(path)
     h, w, c = _model_image_shape(model, path)
@@ -472,13 +367,13 @@ def cmd_evaluate(args):
     t0 = time.perf_counter()
     if c == 1:
         (_, (x, y)), source = load_gray(args.data)
-        _require_samples(len(x), "test", source)
+        require_samples(len(x), "test", source)
         if x.shape[1:] != (h, w) and h == w and h >= max(x.shape[1:]):
             x = datasets.pad_images(x, size=h)
         x = x if x.ndim == 4 else x[..., None]
     else:
         (_, (x, y)), source = load_cifar(args.data, args.download)
-        _require_samples(len(x), "test", source)
+        require_samples(len(x), "test", source)
     if x.shape[1:] != (h, w, c):
         raise CommandError(f"model {path} takes images of shape {(h, w, c)}; the data "
                            f"({source}) are {x.shape[1:]}")
@@ -508,7 +403,7 @@ def cmd_evaluate(args):
     confusion = metrics.ConfusionMatrix(num_classes=num_classes)
     confusion.update_state(labels.astype(np.int64), pred)
     matrix = confusion.result()
-    names = _class_names(source, c, num_classes)
+    names = dataset_class_names(source, c, num_classes)
     for line in format_confusion_matrix(matrix, names):
         print(line)
     if args.plot:
@@ -517,36 +412,6 @@ def cmd_evaluate(args):
                               title=f"{os.path.basename(path)} on {source}")
         print(f"wrote the confusion matrix to {args.plot}")
     return 0
-
-
-def _class_names(source, channels, num_classes):
-    """The class names of the data evaluated, where known (None otherwise)."""
-    from . import datasets
-    if num_classes != 10:
-        return None
-    if channels == 3:
-        return list(datasets.CIFAR10_CLASSES)
-    if "Fashion-MNIST" in source:
-        return list(datasets.FASHION_MNIST_CLASSES)
-    return None
-
-
-def format_confusion_matrix(matrix, class_names=None):
-    """The lines printing ``matrix``: rows true classes (numbered, with their names when
-    given), columns predicted classes (numbered), counts in the cells."""
-    m = np.asarray(matrix)
-    k = m.shape[0]
-    cells = [[f"{v:.0f}" if float(v).is_integer() else f"{v:.3g}" for v in row]
-             for row in m]
-    width = max(3, max((len(c) for row in cells for c in row), default=1))
-    labels = [f"{i} {class_names[i]}" if class_names else f"{i}" for i in range(k)]
-    corner = "true \\ predicted"
-    left = max(len(corner), max(len(t) for t in labels))
-    lines = ["confusion matrix (rows: true class, columns: predicted class):",
-             f"  {corner:<{left}}" + "".join(f" {j:>{width}}" for j in range(k))]
-    for label, row in zip(labels, cells):
-        lines.append(f"  {label:<{left}}" + "".join(f" {c:>{width}}" for c in row))
-    return lines
 
 
 def _data_status():
