@@ -10,7 +10,9 @@ backward pass starts from (p - y) / N, as Keras 3 does.
 
 Passes run lists of steps, not layers: the model compiles its layers once per kind of
 pass (fastconv/fusion.py), where a layer and the pooling after it may run as one pass.
-The training loop (fit) is fastconv/training.py.
+The passes themselves -- the training step, the inference pass, the evaluate and predict
+loops and their metrics -- are fastconv/_passes.py, summary's table fastconv/_summary.py
+(the methods here delegate); the training loop (fit) is fastconv/training.py.
 
 Saved models (``model.save(path)``, ``load_model(path)``): fastconv/saving.py.
 """
@@ -18,7 +20,9 @@ import threading
 
 import numpy as np
 
+from . import _passes
 from . import _random
+from . import _summary
 from . import callbacks as _callbacks
 from . import fusion as _fusion
 from . import losses as _losses
@@ -31,7 +35,7 @@ from ._arena import Arena as _Arena
 from ._blas import _SerialBlas
 from ._serialization import deserialize, serialize
 from ._validation import as_array
-from .layers import LAYER_CLASSES, Conv2D, InputLayer, Layer
+from .layers import LAYER_CLASSES, InputLayer, Layer
 from .layers.base import check_shape, unique_name
 from .saving import ModelFileError, load_model
 
@@ -39,13 +43,6 @@ __all__ = ["Sequential", "load_model", "ModelFileError"]
 
 _check_verbose = _training.check_verbose
 _check_batch_size = _training.check_batch_size
-
-
-def _readable_size(nbytes):
-    for unit in ("B", "KB", "MB", "GB"):
-        if nbytes < 1024 or unit == "GB":
-            return f"{nbytes:.2f} {unit}"
-        nbytes /= 1024.0
 
 
 class Sequential:
@@ -225,57 +222,8 @@ class Sequential:
         """Print a Keras-like table -- layer (type), output shape, parameter count, and
         the algorithm each Conv2D's forward runs on at batch 32 (explain_conv's name)
         -- then the layers that predict / evaluate and a training step run as one fused
-        pass (fastconv/fusion.py)."""
-        if not self.built:
-            raise ValueError(f"model {self.name!r} is not built yet: call build("
-                             "input_shape), give the first layer input_shape=..., or "
-                             "fit/call it on data first")
-        rows = [("Layer (type)", "Output Shape", "Param #", "Conv forward (batch 32)")]
-        for step in self._steps():
-            layer = step.layer
-            algorithm = (_fusion.forward_algorithm(layer, step.winograd_tile())
-                         if isinstance(layer, Conv2D) else "")
-            rows.append((f"{layer.name} ({type(layer).__name__})",
-                         str(layer.output_shape), f"{layer.count_params():,}", algorithm))
-        widths = [max(32, max(len(r[0]) for r in rows) + 3),
-                  max(24, max(len(r[1]) for r in rows) + 2),
-                  max(12, max(len(r[2]) for r in rows) + 1),
-                  max(len(r[3]) for r in rows) + 2]
-        if line_length is not None:
-            widths[0] = max(line_length - sum(widths[1:]), 20)
-        total = sum(widths)
-        lines = [f'Model: "{self.name}"', "_" * total]
-
-        def fmt(row):
-            name, shape, count, algorithm = row
-            return (f" {name:<{widths[0] - 1}}{shape:<{widths[1]}}{count:>{widths[2]}}"
-                    f"  {algorithm}").rstrip()
-        lines.append(fmt(rows[0]))
-        lines.append("=" * total)
-        for i, row in enumerate(rows[1:]):
-            lines.append(fmt(row))
-            lines.append("_" * total if i < len(rows) - 2 else "=" * total)
-        if len(rows) == 1:
-            lines.append("=" * total)
-        trainable = sum(w.size for w in self.trainable_weights)
-        frozen = sum(w.size for w in self.non_trainable_weights)
-        tbytes = sum(w.nbytes for w in self.trainable_weights)
-        fbytes = sum(w.nbytes for w in self.non_trainable_weights)
-        lines.append(f"Total params: {trainable + frozen:,} "
-                     f"({_readable_size(tbytes + fbytes)})")
-        lines.append(f"Trainable params: {trainable:,} ({_readable_size(tbytes)})")
-        lines.append(f"Non-trainable params: {frozen:,} ({_readable_size(fbytes)})")
-        for label, mode, logits in (("predict / evaluate", _fusion.INFERENCE, False),
-                                    ("training", _fusion.TRAINING,
-                                     bool(self._layers) and self._fused())):
-            fused = [f"{step.name}: {step.pattern.name}"
-                     for step in self._steps(mode, logits) if step.pattern is not None]
-            lines.append(f"Fused steps, {label}:" + ("" if fused else " none"))
-            lines.extend(f"  {name}" for name in fused)
-        lines.append("_" * total)
-        out = print_fn or print
-        for line in lines:
-            out(line)
+        pass (fastconv/fusion.py).  (The table: fastconv/_summary.py.)"""
+        _summary.summary(self, line_length, print_fn)
 
     # ------------------------------------------------------------------ compile
     def compile(self, optimizer="rmsprop", loss=None, metrics=None,
@@ -339,35 +287,13 @@ class Sequential:
         return x
 
     def _infer(self, x, logits=False, activity=None):
-        """The forward pass of predict and evaluate (training False, every layer's cache
-        cleared after, the result copied or reduced before the next pass) on the
-        inference steps, where a layer and the pooling after it may run as one pass
-        (fastconv/fusion.py: LeNet-5's C1 + S2 and C3 + S4), and the kernels' outputs
-        reuse the arrays of the previous pass (fastconv/_arena.py).  With ``logits``
-        the last layer stops before its activation (the fused loss).  With a list
-        ``activity``, the activity penalties of the layers' outputs are appended to
-        it."""
-        steps = self._steps(_fusion.INFERENCE, logits)
-        with self._pass_arena(), _SerialBlas():  # one BLAS region (fastconv/_blas.py)
-            for step in steps:
-                x = step.forward(x, False)
-                if activity is not None:
-                    last = step.layers[-1]
-                    if last.activity_regularizer is not None and \
-                            not getattr(step, "linear", False):
-                        activity.append(last._activity_penalty(x)[0])
-        return x
+        """The forward pass of predict and evaluate, on the inference steps
+        (fastconv/_passes.py)."""
+        return _passes.infer(self, x, logits, activity)
 
     def _inference_penalty(self, activity, pred, fused):
-        """The regularization terms of an evaluation batch (Keras 3's test_step adds
-        them to the loss as its train_step does): the weight penalties, the activity
-        penalties _infer collected in ``activity``, and the output layer's on ``pred``
-        where the loss was fused (its pass stopped at the logits)."""
-        penalty = self._weight_penalty() + sum(activity)
-        last = self._layers[-1]
-        if fused and last.activity_regularizer is not None:
-            penalty += last._activity_penalty(pred)[0]
-        return penalty
+        """The regularization terms of an evaluation batch (fastconv/_passes.py)."""
+        return _passes.inference_penalty(self, activity, pred, fused)
 
     def __call__(self, x, training=False):
         """Forward pass of a batch (checked)."""
@@ -423,92 +349,12 @@ class Sequential:
         return float(sum(layer._weight_penalty() for layer in self._layers))
 
     def _train_step(self, x, y, sample_weight=None):
-        """Forward, loss, backward, update.  With regularizers (Keras 3's
-        compute_loss): the loss is the compiled loss plus the weight penalties (of the
-        weights before the update) plus each activity penalty (of the layer's output,
-        divided by the batch size); the penalties' gradients are added to the weights'
-        gradients and to the output gradients of the layers with activity
-        regularizers; constraints are applied to the weights after the update
-        (Keras: ``variable.assign(constraint(variable))``)."""
-        if self._regularized():
-            return self._train_step_regularized(x, y,
-                                                sample_weight=sample_weight)
-        fused = self._fused()
-        steps = self._steps(_fusion.TRAINING, fused)
-        out = x
-        for step in steps:  # (a layer and the pooling after it may run as one pass)
-            out = step.forward(out, True)
-        if fused:
-            loss, y_pred, grad = self.loss.from_logits_value_and_gradient(
-                y, out, sample_weight=sample_weight)
-        else:
-            loss, grad = self.loss.value_and_gradient(y, out,
-                                                      sample_weight=sample_weight)
-            y_pred = out
-        stop = self._first_trainable()
-        grad = np.ascontiguousarray(grad, dtype=self.dtype)
-        for step in reversed(steps):
-            if step.indices[-1] < stop:
-                break
-            grad = step.backward(grad, stop)
-        variables, grads = [], []
-        for layer in self._layers:
-            if layer.trainable:
-                variables.extend(layer.weights)
-                grads.extend(layer.gradients)
-        if variables:
-            self.optimizer.apply(grads, variables)
-        return loss, y_pred
+        """Forward, loss, backward, update (fastconv/_passes.py)."""
+        return _passes.train_step(self, x, y, sample_weight=sample_weight)
 
     def _train_step_regularized(self, x, y, sample_weight=None):
-        """_train_step of a model with regularizers or constraints.  A layer with an
-        activity regularizer ends its step (fastconv/fusion.py fuses no pair whose
-        first layer has one), so its output is a step's output here."""
-        fused = self._fused()
-        steps = self._steps(_fusion.TRAINING, fused)
-        penalty = self._weight_penalty()
-        activity_grads = {}  # step position -> gradient of its output's penalty
-        out = x
-        for k, step in enumerate(steps):
-            out = step.forward(out, True)
-            last = step.layers[-1]
-            if last.activity_regularizer is not None and not getattr(step, "linear",
-                                                                     False):
-                value, activity_grads[k] = last._activity_penalty(out)
-                penalty += value
-        if fused:
-            loss, y_pred, grad = self.loss.from_logits_value_and_gradient(
-                y, out, sample_weight=sample_weight)
-            last = self._layers[-1]
-            if last.activity_regularizer is not None:
-                # the output's penalty, through the activation to the logits
-                value, g = last._activity_penalty(y_pred)
-                penalty += value
-                grad = grad + last._act_backward(
-                    np.ascontiguousarray(g, dtype=self.dtype), y_pred)
-        else:
-            loss, grad = self.loss.value_and_gradient(y, out,
-                                                      sample_weight=sample_weight)
-            y_pred = out
-        stop = self._first_trainable()
-        grad = np.ascontiguousarray(grad, dtype=self.dtype)
-        for k in range(len(steps) - 1, -1, -1):
-            step = steps[k]
-            if step.indices[-1] < stop:
-                break
-            if k in activity_grads:
-                grad = grad + activity_grads[k]
-            grad = step.backward(grad, stop)
-        variables, grads = [], []
-        trainable = [layer for layer in self._layers if layer.trainable]
-        for layer in trainable:
-            variables.extend(layer.weights)
-            grads.extend(layer._regularized_gradients())
-        if variables:
-            self.optimizer.apply(grads, variables)
-            for layer in trainable:
-                layer._apply_constraints()
-        return float(loss) + penalty, y_pred
+        """_train_step with regularizers or constraints (fastconv/_passes.py)."""
+        return _passes.train_step_regularized(self, x, y, sample_weight=sample_weight)
 
     @property
     def metrics(self):
@@ -518,33 +364,10 @@ class Sequential:
         return list(self._metric_objects[0])
 
     def _metric_fns(self, y, y_pred_shape):
-        """The metric objects for targets like ``y`` and outputs of ``y_pred_shape``
-        (made once per kind of targets: "accuracy" depends on it), reset."""
-        key = (y.ndim, y.shape[-1] if y.ndim else None, tuple(y_pred_shape[1:]))
-        metrics, made_for = self._metric_objects
-        if made_for != key:
-            metrics = _metrics.compile_metrics(self._metric_names, y.shape, y_pred_shape)
-            weighted = _metrics.compile_metrics(self._weighted_metric_names, y.shape,
-                                                y_pred_shape)
-            names = {m.name for m in metrics}
-            for metric in weighted:
-                if metric.name in names:
-                    metric.name = f"weighted_{metric.name}"
-                metric._fastconv_weighted = True
-            metrics = metrics + weighted
-            self._metric_objects = (metrics, key)
-        for metric in metrics:
-            metric.reset_state()
-        return metrics
+        """The metric objects for targets like ``y``, reset (fastconv/_passes.py)."""
+        return _passes.metric_fns(self, y, y_pred_shape)
 
-    @staticmethod
-    def _update_metrics(metrics, y, y_pred, sample_weight):
-        """Update the metrics with a batch; only the weighted_metrics get the sample
-        weights (Keras 3's CompileMetrics)."""
-        for metric in metrics:
-            metric.update_state(
-                y, y_pred, sample_weight=sample_weight
-                if getattr(metric, "_fastconv_weighted", False) else None)
+    _update_metrics = staticmethod(_passes.update_metrics)
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
                        return_dict=False):
@@ -593,44 +416,8 @@ class Sequential:
             _utils.ArrayAdapter(x, y, sample_weight, batch_size), "x")
 
     def _evaluate_batches(self, data, where, method="evaluate"):
-        """Loss and metrics over the batches of an adapter (fastconv/utils.py):
-        the loss is the mean of the batches' (weighted) losses weighted by batch
-        size, as Keras's loss tracker; the metrics get the sample weights."""
-        loss_mean = _metrics.Mean(name="loss")
-        arrays = isinstance(data, _utils.ArrayAdapter)
-        metrics = None
-        if arrays:
-            metrics = self._metric_fns(data.y, self._check_shapes(data.x.shape))
-        fused = self._fused()
-        regularized = self._regularized()
-        count = 0
-        with data.epoch(None) as batches:
-            for xb, yb, wb in batches:
-                if not arrays:
-                    xb, yb, wb = _training.prepare_batch(self, xb, yb, wb, method, where)
-                    out_shape = self._check_shapes(xb.shape)
-                    if metrics is None:
-                        metrics = self._metric_fns(yb, out_shape)
-                xb = self._cast(xb)
-                activity = [] if regularized else None
-                if fused:  # the loss from the logits, as in a training step
-                    value, pred, _ = self.loss.from_logits_value_and_gradient(
-                        yb, self._infer(xb, logits=True, activity=activity),
-                        need_gradient=False, sample_weight=wb)
-                else:
-                    pred = self._infer(xb, activity=activity)
-                    value = self.loss(yb, pred, sample_weight=wb)
-                if regularized:
-                    value = float(value) + self._inference_penalty(activity, pred, fused)
-                loss_mean.update_state(value, sample_weight=xb.shape[0])
-                self._update_metrics(metrics, yb, pred, wb)
-                count += 1
-        self._clear_caches()
-        if count == 0:
-            raise ValueError(f"{method}(): {where} gave no batches (a generator already "
-                             f"read to its end? give steps / validation_steps to read "
-                             f"a fixed number of batches from it each time)")
-        return _metrics.scalar_results(metrics, {"loss": loss_mean.result()})
+        """Loss and metrics over the batches of an adapter (fastconv/_passes.py)."""
+        return _passes.evaluate_batches(self, data, where, method)
 
     def _clear_caches(self):
         for layer in self._layers:
@@ -666,40 +453,10 @@ class Sequential:
         """Model outputs for ``x``, computed ``batch_size`` samples at a time; ``x``
         may be a generator or a Sequence (of x, (x,), (x, y) or (x, y, w) batches:
         only x is used), read for ``steps`` batches or to its end."""
-        verbose = _check_verbose(verbose)
-        batch_size = _check_batch_size(batch_size)
-        steps = _utils.check_steps(steps, "steps")
-        data = _utils.adapter(x, batch_size=batch_size, steps=steps)
-        if data is not None:
-            return self._predict_batches(data, verbose)
-        x = self._prepare_x(x)
-        out_shape = self._check_shapes(x.shape)
-        n = x.shape[0]
-        if steps is not None:
-            n = min(n, steps * batch_size)
-        out = np.empty((n,) + tuple(out_shape[1:]), dtype=self.dtype)
-        for start in range(0, n, batch_size):
-            out[start:start + batch_size] = self._infer(
-                self._cast(x[start:start + batch_size]))
-        self._clear_caches()
-        if verbose:
-            steps = -(-n // batch_size)
-            print(f"{steps}/{steps}")
-        return out
+        return _passes.predict(self, x, batch_size, verbose, steps)
 
     def _predict_batches(self, data, verbose):
-        outs = []
-        with data.epoch(None) as batches:
-            for xb, _, _ in batches:
-                xb = self._prepare_x(xb)
-                self._check_shapes(xb.shape)
-                outs.append(self._infer(self._cast(xb)).copy())
-        self._clear_caches()
-        if not outs:
-            raise ValueError("predict(): x gave no batches")
-        if verbose:
-            print(f"{len(outs)}/{len(outs)}")
-        return np.concatenate(outs)
+        return _passes.predict_batches(self, data, verbose)
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto",
             callbacks=None, validation_split=0.0, validation_data=None, shuffle=True,
