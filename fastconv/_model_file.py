@@ -310,11 +310,16 @@ def parse_config(path, text):
     if comp is None:
         if doc["n_optimizer_arrays"] or doc["optimizer_iterations"]:
             raise bad("optimizer state without compile arguments")
-    elif not isinstance(comp, dict) or set(comp) != {"optimizer", "loss", "metrics"}:
-        raise bad("compile must be null or have exactly optimizer, loss and metrics")
-    elif not isinstance(comp["metrics"], list) \
-            or not all(isinstance(m, str) for m in comp["metrics"]):
-        raise bad("compile.metrics must be a list of names")
+    else:
+        keys = {"optimizer", "loss", "metrics"}
+        if not isinstance(comp, dict) or not keys <= set(comp) \
+                or not set(comp) <= keys | {"weighted_metrics"}:
+            raise bad("compile must be null or have exactly optimizer, loss and "
+                      "metrics, and optionally weighted_metrics")
+        for key in ("metrics", "weighted_metrics"):
+            if key in comp and (not isinstance(comp[key], list) or not all(
+                    isinstance(m, str) for m in comp[key])):
+                raise bad(f"compile.{key} must be a list of names")
     rs = doc["random_state"]
     if not isinstance(rs, dict) or set(rs) != {"model", "layers"} \
             or not isinstance(rs["layers"], dict):

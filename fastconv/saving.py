@@ -160,8 +160,9 @@ def _create_temporary(directory, base):
 # --------------------------------------------------------------------------- loading
 def load_model(filepath, compile=True):
     """Rebuild a model written by ``Sequential.save``: architecture, weights and, with
-    ``compile=True``, optimizer (with its state), loss, metrics and generator states,
-    so that training resumes exactly where it stopped.
+    ``compile=True``, optimizer (with its state), loss, metrics (weighted_metrics
+    included) and generator states, so that training resumes exactly where it
+    stopped.
 
     Raises ModelFileError (a ValueError naming the file) for anything that is not an
     intact fastconv model file, FileNotFoundError when ``filepath`` does not exist.
@@ -259,7 +260,8 @@ def _load(path, f, compile):
                                             "optimizer"),
                       loss=None if comp["loss"] is None else deserialize(
                           comp["loss"], _losses._CLASSES, "loss"),
-                      metrics=comp["metrics"])
+                      metrics=comp["metrics"],
+                      weighted_metrics=comp.get("weighted_metrics"))
         variables = [w for layer in model._layers if layer.trainable
                      for w in layer.weights]
         n_o = doc["n_optimizer_arrays"]

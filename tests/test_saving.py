@@ -142,6 +142,56 @@ def test_a_saved_model_loads_identically(saved, tmp_path):
                      model, x)
 
 
+def test_weighted_metrics_are_saved_and_restored(tmp_path):
+    model, x = tiny_model()
+    y = np.random.default_rng(1).integers(0, 4, len(x))
+    w = np.random.default_rng(2).random(len(x))
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"],
+                  weighted_metrics=["accuracy", "sparse_top_k_categorical_accuracy"])
+    model.fit(x, y, sample_weight=w, batch_size=4, epochs=1, verbose=0)
+    path = tmp_path / "weighted.npz"
+    model.save(path)
+    doc = json.loads(config_text(path.read_bytes()))
+    assert doc["compile"]["weighted_metrics"] == [
+        "accuracy", "sparse_top_k_categorical_accuracy"]
+    loaded = load_model(path)
+    assert_identical(loaded, model, x)
+    logs = model.evaluate(x, y, sample_weight=w, verbose=0, return_dict=True)
+    assert set(logs) == {"loss", "accuracy", "weighted_accuracy",
+                         "sparse_top_k_categorical_accuracy"}
+    assert loaded.evaluate(x, y, sample_weight=w, verbose=0, return_dict=True) == logs
+    # the weighted metrics are weighted: unweighted they would equal accuracy
+    acc = (np.argmax(model.predict(x, verbose=0), 1) == y).astype(float)
+    np.testing.assert_allclose(logs["weighted_accuracy"], (w * acc).sum() / w.sum(),
+                               rtol=1e-12)
+    # a model compiled without them saves no such field, and loads without them
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.save(path)
+    assert "weighted_metrics" not in json.loads(config_text(path.read_bytes()))[
+        "compile"]
+    assert set(load_model(path).evaluate(x, y, sample_weight=w, verbose=0,
+                                         return_dict=True)) == {"loss", "accuracy"}
+
+
+@pytest.mark.parametrize("value", [None, "accuracy", [1], ["accuracy", None],
+                                   {"accuracy": 1}])
+def test_weighted_metrics_must_be_a_list_of_names(saved, tmp_path, value):
+    _, _, _, data = saved
+    with pytest.raises(ModelFileError, match=r"case\.npz.*compile\.weighted_metrics"):
+        load_bytes(tmp_path, with_field(data, setter("compile", "weighted_metrics",
+                                                     value=value)))
+
+
+def test_unknown_weighted_metrics_and_compile_fields_are_refused(saved, tmp_path):
+    _, _, _, data = saved
+    with pytest.raises(ModelFileError, match=r"case\.npz"):
+        load_bytes(tmp_path, with_field(data, setter("compile", "weighted_metrics",
+                                                     value=["no_such_metric"])))
+    with pytest.raises(ModelFileError, match=r"case\.npz.*optionally weighted_metrics"):
+        load_bytes(tmp_path, with_field(data, setter("compile", "sample_weight_mode",
+                                                     value=[])))
+
+
 def test_unbalanced_npy_header_is_a_model_file_error(saved, tmp_path):
     _, _, _, data = saved
     bad = archive([(n, npy_raw("{'descr': '<f4', 'fortran_order': False, 'shape': (")
