@@ -22,7 +22,9 @@ from fastconv.callbacks import (BackupAndRestore, Callback, CSVLogger, EarlyStop
                                 ReduceLROnPlateau, TerminateOnNaN)
 from fastconv.models import ModelFileError, Sequential
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The folder the fastconv under test is imported from (the installed package's
+# site-packages, or a development checkout built in place), for subprocesses.
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
 
 
 def tiny_model(lr=0.1, metrics=("accuracy",), optimizer=None):
@@ -516,7 +518,7 @@ def test_backup_and_restore_after_sigkill(tmp_path):
     backup = str(tmp_path / "backup")
 
     def run(mode, out):
-        return subprocess.run([sys.executable, str(script), ROOT, mode, backup,
+        return subprocess.run([sys.executable, str(script), PACKAGE_PARENT, mode, backup,
                                str(tmp_path / out)], capture_output=True, text=True,
                               timeout=120)
     killed = run("kill", "killed.npz")
