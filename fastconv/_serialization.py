@@ -6,7 +6,7 @@ in are ever instantiated, so a saved model cannot make fastconv import or call a
 else.
 """
 
-__all__ = ["serialize", "deserialize"]
+__all__ = ["serialize", "deserialize", "resolve"]
 
 
 def serialize(obj):
@@ -34,3 +34,23 @@ def deserialize(config, registry, what):
         raise ValueError(f"the config of {what} {name!r} must be a dict, got "
                          f"{kwargs!r:.200}")
     return cls.from_config(kwargs)
+
+
+def resolve(identifier, base, registry, aliases, what, allow_none=False):
+    """The object an argument names (Keras's ``get``): an instance of ``base`` as it is,
+    a name from ``aliases`` or ``registry`` (each a zero-argument factory), or a config
+    dict (deserialize); None when ``allow_none``.  ``what`` names the argument in
+    errors."""
+    if (identifier is None and allow_none) or isinstance(identifier, base):
+        return identifier
+    if isinstance(identifier, str):
+        make = aliases.get(identifier) or registry.get(identifier)
+        if make is None:
+            raise ValueError(f"unknown {what} {identifier!r}; known: "
+                             f"{', '.join(sorted(set(aliases) | set(registry)))}")
+        return make()
+    if isinstance(identifier, dict):
+        return deserialize(identifier, registry, what)
+    kinds = "None, a name" if allow_none else "a name"
+    raise TypeError(f"{what} must be {kinds}, a config dict or a "
+                    f"{base.__module__}.{base.__name__}, got {identifier!r:.200}")

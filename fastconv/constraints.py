@@ -26,7 +26,7 @@ import numbers
 
 import numpy as np
 
-from ._serialization import deserialize, serialize
+from ._serialization import resolve, serialize
 
 __all__ = ["Constraint", "MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm", "get",
            "serialize_constraint", "max_norm", "min_max_norm", "non_neg", "unit_norm"]
@@ -189,18 +189,7 @@ _ALIASES = {"max_norm": MaxNorm, "min_max_norm": MinMaxNorm, "non_neg": NonNeg,
 
 def get(identifier, name="constraint"):
     """A Constraint (or None) from None, an instance, a name or a config dict."""
-    if identifier is None or isinstance(identifier, Constraint):
-        return identifier
-    if isinstance(identifier, str):
-        cls = _ALIASES.get(identifier) or _CLASSES.get(identifier)
-        if cls is None:
-            raise ValueError(f"unknown {name} {identifier!r}; known: "
-                             f"{', '.join(sorted(set(_ALIASES) | set(_CLASSES)))}")
-        return cls()
-    if isinstance(identifier, dict):
-        return deserialize(identifier, _CLASSES, name)
-    raise TypeError(f"{name} must be None, a name, a config dict or a "
-                    f"fastconv.constraints.Constraint, got {identifier!r:.200}")
+    return resolve(identifier, Constraint, _CLASSES, _ALIASES, name, allow_none=True)
 
 
 def serialize_constraint(constraint):

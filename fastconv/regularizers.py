@@ -23,7 +23,7 @@ import numbers
 
 import numpy as np
 
-from ._serialization import deserialize, serialize
+from ._serialization import resolve, serialize
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "OrthogonalRegularizer", "get",
            "serialize_regularizer", "l1", "l2", "l1_l2", "orthogonal_regularizer"]
@@ -211,18 +211,7 @@ _ALIASES = {"l1": L1, "l2": L2, "l1l2": L1L2,
 
 def get(identifier, name="regularizer"):
     """A Regularizer (or None) from None, an instance, a name or a config dict."""
-    if identifier is None or isinstance(identifier, Regularizer):
-        return identifier
-    if isinstance(identifier, str):
-        make = _ALIASES.get(identifier) or _CLASSES.get(identifier)
-        if make is None:
-            raise ValueError(f"unknown {name} {identifier!r}; known: "
-                             f"{', '.join(sorted(set(_ALIASES) | set(_CLASSES)))}")
-        return make()
-    if isinstance(identifier, dict):
-        return deserialize(identifier, _CLASSES, name)
-    raise TypeError(f"{name} must be None, a name, a config dict or a "
-                    f"fastconv.regularizers.Regularizer, got {identifier!r:.200}")
+    return resolve(identifier, Regularizer, _CLASSES, _ALIASES, name, allow_none=True)
 
 
 def serialize_regularizer(regularizer):
