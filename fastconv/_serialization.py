@@ -6,7 +6,7 @@ in are ever instantiated, so a saved model cannot make fastconv import or call a
 else.
 """
 
-__all__ = ["serialize", "deserialize", "resolve"]
+__all__ = ["serialize", "deserialize", "resolve", "ConfigEquality"]
 
 
 def serialize(obj):
@@ -54,3 +54,23 @@ def resolve(identifier, base, registry, aliases, what, allow_none=False):
     kinds = "None, a name" if allow_none else "a name"
     raise TypeError(f"{what} must be {kinds}, a config dict or a "
                     f"{base.__module__}.{base.__name__}, got {identifier!r:.200}")
+
+
+class ConfigEquality:
+    """from_config, equality (and a hash) by class and get_config, and a repr of the
+    config: for the small configured objects of the registries (regularizers,
+    constraints)."""
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __hash__(self):
+        return hash((type(self).__name__, repr(sorted(self.get_config().items()))))
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"

@@ -26,7 +26,7 @@ import numbers
 
 import numpy as np
 
-from ._serialization import resolve, serialize
+from ._serialization import ConfigEquality, resolve, serialize
 
 __all__ = ["Constraint", "MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm", "get",
            "serialize_constraint", "max_norm", "min_max_norm", "non_neg", "unit_norm"]
@@ -85,7 +85,7 @@ def _array(w):
     return w
 
 
-class Constraint:
+class Constraint(ConfigEquality):
     """Base class: ``c(w)`` -> the constrained array (a new one)."""
 
     def __call__(self, w):
@@ -93,20 +93,6 @@ class Constraint:
 
     def get_config(self):
         return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __hash__(self):
-        return hash(type(self).__name__)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 def _axis_config(axis):

@@ -23,7 +23,7 @@ import numbers
 
 import numpy as np
 
-from ._serialization import resolve, serialize
+from ._serialization import ConfigEquality, resolve, serialize
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "OrthogonalRegularizer", "get",
            "serialize_regularizer", "l1", "l2", "l1_l2", "orthogonal_regularizer"]
@@ -47,7 +47,7 @@ def _array(w):
     return w
 
 
-class Regularizer:
+class Regularizer(ConfigEquality):
     """Base class: ``reg(w)`` (or ``reg.value(w)``) -> float penalty;
     ``reg.gradient(w)`` -> d penalty / d w."""
 
@@ -63,20 +63,6 @@ class Regularizer:
 
     def get_config(self):
         return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __hash__(self):
-        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class L1L2(Regularizer):
