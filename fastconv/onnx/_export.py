@@ -1,0 +1,359 @@
+"""fastconv model -> ONNX graph.
+
+The exporter walks the model's layers with one value per fastconv tensor: the name of
+the ONNX tensor that holds it and ``perm``, how its axes are arranged there (ONNX axis
+i holds fastconv axis perm[i]).  A channels_last Conv2D needs its input as NCHW, so its
+input is transposed to perm (0, 3, 1, 2) and its output comes out that way; layers that
+work on any layout (activations, Rescaling, ...) keep the perm they get, and a Transpose
+is written only where a layer needs another arrangement (Flatten: fastconv's order;
+the model's output: fastconv's layout).  Each layer class has one function in
+``EXPORTERS`` (looked up along the class's MRO by name).
+"""
+import os
+
+import numpy as np
+
+from ..shapes import resolve_padding
+from ._proto import check_opset, inverse, require_onnx
+
+__all__ = ["export", "EXPORTERS", "ACTIVATIONS"]
+
+_ELEM = {np.dtype(np.float32): 1, np.dtype(np.float64): 11}
+
+
+class _Value:
+    """A fastconv tensor inside the ONNX graph: name, perm (see the module doc),
+    fastconv shape (batch None)."""
+    __slots__ = ("name", "perm", "shape")
+
+    def __init__(self, name, perm, shape):
+        self.name, self.perm, self.shape = name, tuple(perm), tuple(shape)
+
+    def axis(self, fc_axis):
+        """The ONNX axis holding fastconv axis fc_axis."""
+        return self.perm.index(fc_axis % len(self.shape))
+
+
+class _Graph:
+    """Nodes and initializers of the graph being written."""
+
+    def __init__(self, onnx, dtype, opset):
+        self.onnx, self.dtype, self.opset = onnx, np.dtype(dtype), opset
+        self.nodes, self.initializers, self._used = [], [], set()
+
+    def unique(self, base):
+        name, i = base, 1
+        while name in self._used:
+            name, i = f"{base}_{i}", i + 1
+        self._used.add(name)
+        return name
+
+    def const(self, array, base, dtype=None):
+        arr = np.ascontiguousarray(array, dtype=dtype or self.dtype)
+        name = self.unique(base)
+        self.initializers.append(self.onnx.numpy_helper.from_array(arr, name))
+        return name
+
+    def node(self, op, inputs, base, **attrs):
+        out = self.unique(base)
+        self.nodes.append(self.onnx.helper.make_node(
+            op, list(inputs), [out], name=self.unique(f"{base}/{op}"), **attrs))
+        return out
+
+    def arrange(self, v, perm, base):
+        """v with its ONNX tensor arranged as perm (a Transpose when it is not)."""
+        perm = tuple(perm)
+        if v.perm == perm:
+            return v
+        inv = inverse(v.perm)
+        q = [inv[p] for p in perm]
+        return _Value(self.node("Transpose", [v.name], f"{base}/transpose", perm=q),
+                      perm, v.shape)
+
+    def layout(self, array, v):
+        """A constant that broadcasts against fastconv value v (trailing-aligned, as
+        NumPy), rearranged to broadcast against v's ONNX tensor."""
+        arr = np.asarray(array, dtype=self.dtype)
+        nd = len(v.shape)
+        if arr.ndim > nd:
+            arr = arr.reshape(arr.shape[arr.ndim - nd:])
+        arr = arr.reshape((1,) * (nd - arr.ndim) + arr.shape)
+        return arr.transpose(v.perm)
+
+
+_NCHW_OF_NHWC = (0, 3, 1, 2)
+
+
+def _image_perm(layer):
+    """The perm an NCHW ONNX operator needs for the input of this 4-D layer."""
+    return _NCHW_OF_NHWC if layer.data_format == "channels_last" else (0, 1, 2, 3)
+
+
+def _hw(layer, shape):
+    return (shape[1], shape[2]) if layer.data_format == "channels_last" \
+        else (shape[2], shape[3])
+
+
+def _onnx_pads(pads):
+    (t, b), (left, r) = pads
+    return [int(t), int(left), int(b), int(r)]
+
+
+# ------------------------------------------------------------------- activations
+def _unary(op, **attrs):
+    return lambda g, x, axis, base: g.node(op, [x], base, **attrs)
+
+
+def _softmax(g, x, axis, base):
+    return g.node("Softmax", [x], base, axis=axis)
+
+
+def _hard_sigmoid(g, x, axis, base):
+    return g.node("HardSigmoid", [x], base, alpha=1.0 / 6.0, beta=0.5)
+
+
+def _hard_swish(g, x, axis, base):
+    if g.opset >= 14:
+        return g.node("HardSwish", [x], base)
+    return g.node("Mul", [x, _hard_sigmoid(g, x, axis, base)], base)
+
+
+def _swish(g, x, axis, base):
+    return g.node("Mul", [x, g.node("Sigmoid", [x], base)], base)
+
+
+def _gelu(g, x, axis, base):
+    # 0.5 x (1 + erf(x / sqrt 2)): Gelu itself is opset 20 only.
+    half = g.const(np.float64(0.5), f"{base}/half")
+    one = g.const(np.float64(1.0), f"{base}/one")
+    root2 = g.const(np.sqrt(np.float64(2.0)), f"{base}/sqrt2")
+    erf = g.node("Erf", [g.node("Div", [x, root2], base)], base)
+    return g.node("Mul", [g.node("Mul", [x, half], base),
+                          g.node("Add", [erf, one], base)], base)
+
+
+def _relu6(g, x, axis, base):
+    return _clip(g, x, 0.0, 6.0, base)
+
+
+def _clip(g, x, low, high, base):
+    inputs = [x, g.const(np.float64(low), f"{base}/min")]
+    if high is not None:
+        inputs.append(g.const(np.float64(high), f"{base}/max"))
+    return g.node("Clip", inputs, base)
+
+
+#: activation name -> (graph, ONNX input name, ONNX axis of the last fastconv axis,
+#: base name) -> ONNX output name
+ACTIVATIONS = {
+    "linear": lambda g, x, axis, base: x,
+    "relu": _unary("Relu"),
+    "tanh": _unary("Tanh"),
+    "sigmoid": _unary("Sigmoid"),
+    "softmax": _softmax,
+    "relu6": _relu6,
+    "elu": _unary("Elu", alpha=1.0),
+    "selu": _unary("Selu", alpha=1.6732632423543772, gamma=1.0507009873554805),
+    "softplus": _unary("Softplus"),
+    "leaky_relu": _unary("LeakyRelu", alpha=0.2),
+    "gelu": _gelu,
+    "swish": _swish,
+    "silu": _swish,
+    "hard_sigmoid": _hard_sigmoid,
+    "hard_swish": _hard_swish,
+}
+
+
+def _activate(g, layer, v, base):
+    name = getattr(layer, "activation", "linear")
+    fn = ACTIVATIONS.get(name)
+    if fn is None:
+        raise ValueError(f"layer {layer.name!r}: activation {name!r} has no ONNX export "
+                         f"(known: {', '.join(sorted(ACTIVATIONS))})")
+    return _Value(fn(g, v.name, v.axis(-1), base), v.perm, v.shape)
+
+
+# ------------------------------------------------------------------- layers
+def _conv2d(g, layer, v, out_shape):
+    v = g.arrange(v, _image_perm(layer), layer.name)
+    kh, kw = layer.kernel_size
+    dh, dw = layer.dilation_rate
+    pads = resolve_padding(layer.padding, _hw(layer, v.shape),
+                           ((kh - 1) * dh + 1, (kw - 1) * dw + 1), layer.strides)
+    inputs = [v.name, g.const(layer.kernel.transpose(3, 2, 0, 1), f"{layer.name}/W")]
+    if layer.use_bias:
+        inputs.append(g.const(layer.bias, f"{layer.name}/B"))
+    y = g.node("Conv", inputs, layer.name, kernel_shape=[kh, kw],
+               strides=list(layer.strides), dilations=list(layer.dilation_rate),
+               group=layer.groups, pads=_onnx_pads(pads))
+    return _Value(y, v.perm, out_shape)
+
+
+def _pool(op, **extra):
+    def export(g, layer, v, out_shape):
+        v = g.arrange(v, _image_perm(layer), layer.name)
+        pads = resolve_padding(layer.padding, _hw(layer, v.shape), layer.pool_size,
+                               layer.strides)
+        y = g.node(op, [v.name], layer.name, kernel_shape=list(layer.pool_size),
+                   strides=list(layer.strides), pads=_onnx_pads(pads), **extra)
+        return _Value(y, v.perm, out_shape)
+    return export
+
+
+def _global_pool(op):
+    def export(g, layer, v, out_shape):
+        v = g.arrange(v, _image_perm(layer), layer.name)
+        y = g.node(op, [v.name], layer.name)  # (N, C, 1, 1)
+        if getattr(layer, "keepdims", False):
+            return _Value(y, v.perm, out_shape)
+        return _Value(g.node("Flatten", [y], layer.name, axis=1), (0, 1), out_shape)
+    return export
+
+
+def _flatten(g, layer, v, out_shape):
+    nd = len(v.shape)
+    if layer.data_format == "channels_first" and nd > 2:
+        perm = (0,) + tuple(range(2, nd)) + (1,)
+    else:
+        perm = tuple(range(nd))
+    v = g.arrange(v, perm, layer.name)
+    return _Value(g.node("Flatten", [v.name], layer.name, axis=1), (0, 1), out_shape)
+
+
+def _dense(g, layer, v, out_shape):
+    v = g.arrange(v, tuple(range(len(v.shape))), layer.name)
+    kernel = g.const(layer.kernel, f"{layer.name}/W")
+    if len(v.shape) == 2:
+        inputs = [v.name, kernel]
+        if layer.use_bias:
+            inputs.append(g.const(layer.bias, f"{layer.name}/B"))
+        y = g.node("Gemm", inputs, layer.name)
+    else:
+        y = g.node("MatMul", [v.name, kernel], layer.name)
+        if layer.use_bias:
+            y = g.node("Add", [y, g.const(layer.bias, f"{layer.name}/B")], layer.name)
+    return _Value(y, v.perm, out_shape)
+
+
+def _identity(g, layer, v, out_shape):
+    return v
+
+
+def _rescaling(g, layer, v, out_shape):
+    y = g.node("Mul", [v.name, g.const(g.layout(layer._scale, v), f"{layer.name}/scale")],
+               layer.name)
+    if np.any(layer._offset != 0):
+        y = g.node("Add", [y, g.const(g.layout(layer._offset, v),
+                                      f"{layer.name}/offset")], layer.name)
+    return _Value(y, v.perm, out_shape)
+
+
+def _normalization(g, layer, v, out_shape):
+    mean, denom = layer._stats()
+    m = g.const(g.layout(mean, v), f"{layer.name}/mean")
+    d = g.const(g.layout(denom, v), f"{layer.name}/denominator")
+    if layer.invert:
+        y = g.node("Add", [g.node("Mul", [v.name, d], layer.name), m], layer.name)
+    else:
+        y = g.node("Div", [g.node("Sub", [v.name, m], layer.name), d], layer.name)
+    return _Value(y, v.perm, out_shape)
+
+
+#: layer class name -> (graph, layer, input _Value, fastconv output shape) -> the
+#: _Value of the layer's linear part (its activation is added after)
+EXPORTERS = {
+    "Conv2D": _conv2d,
+    "MaxPooling2D": _pool("MaxPool"),
+    "AveragePooling2D": _pool("AveragePool", count_include_pad=0),
+    "GlobalAveragePooling2D": _global_pool("GlobalAveragePool"),
+    "GlobalMaxPooling2D": _global_pool("GlobalMaxPool"),
+    "Flatten": _flatten,
+    "Dense": _dense,
+    "Dropout": _identity,
+    "Activation": _identity,
+    "Rescaling": _rescaling,
+    "Normalization": _normalization,
+}
+
+# Layers that only act in training (augmentation): identity at inference.
+for _name in ("RandomFlip", "RandomTranslation", "RandomZoom", "RandomRotation",
+              "RandomCrop"):
+    EXPORTERS[_name] = _identity
+
+
+def _exporter(layer):
+    for cls in type(layer).__mro__:
+        fn = EXPORTERS.get(cls.__name__)
+        if fn is not None:
+            return fn
+    raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) has no ONNX export; "
+                     f"exported layers: {', '.join(sorted(EXPORTERS))}")
+
+
+def export_layer(g, layer, v):
+    """The _Value of layer's output (activation included) from its input v."""
+    out_shape = tuple(layer.compute_output_shape(v.shape))
+    y = _exporter(layer)(g, layer, v, out_shape)
+    return _activate(g, layer, y, layer.name)
+
+
+def _value_info(onnx, name, dtype, shape):
+    dims = ["N" if s is None else int(s) for s in shape]
+    return onnx.helper.make_tensor_value_info(name, _ELEM[dtype], dims)
+
+
+def _sequential_graph(g, model):
+    if not model.built or model.input_shape is None:
+        raise ValueError(f"model {model.name!r} is not built: call build(input_shape) or "
+                         "run it on data before exporting it")
+    shape = (None,) + tuple(model.input_shape[1:])
+    v = _Value("input", range(len(shape)), shape)
+    g._used.add("input")
+    inputs = [("input", shape)]
+    for layer in model.layers:
+        v = export_layer(g, layer, v)
+    v = g.arrange(v, range(len(v.shape)), "output")
+    if v.name == "input":
+        v = _Value(g.node("Identity", [v.name], "output"), v.perm, v.shape)
+    return inputs, [(v.name, v.shape)]
+
+
+def export(model, path, opset=17):
+    """Write ``model`` (a built Sequential) to ``path`` as an ONNX model of ``opset``
+    (13 to 21).  The ONNX input and output have the model's layout and dtype, with
+    a symbolic batch axis "N"; the model is checked with onnx.checker before writing,
+    and the file is written to a temporary name, then renamed."""
+    opset = check_opset(opset)
+    onnx = require_onnx()
+    if not hasattr(model, "layers"):
+        raise TypeError(f"model must be a fastconv model, got {type(model).__name__}")
+    path = os.fspath(path)
+    dtype = np.dtype(model.dtype)
+    if dtype not in _ELEM:
+        raise TypeError(f"model dtype must be float32 or float64, got {dtype}")
+    g = _Graph(onnx, dtype, opset)
+    inputs, outputs = _sequential_graph(g, model)
+    graph = onnx.helper.make_graph(
+        g.nodes, model.name,
+        [_value_info(onnx, n, dtype, s) for n, s in inputs],
+        [_value_info(onnx, n, dtype, s) for n, s in outputs],
+        initializer=g.initializers)
+    proto = onnx.helper.make_model(
+        graph, producer_name="fastconv",
+        opset_imports=[onnx.helper.make_operatorsetid("", opset)])
+    proto.ir_version = min(proto.ir_version, _IR_FOR_OPSET.get(opset, 10))
+    onnx.checker.check_model(proto)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(proto.SerializeToString())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+# The newest IR version of the ONNX release that introduced each opset, so that
+# runtimes of that release open the file (onnx.helper.VERSION_TABLE).
+_IR_FOR_OPSET = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8, 19: 9, 20: 9, 21: 10}

@@ -1,0 +1,204 @@
+"""fastconv -> ONNX (fastconv.onnx.export): onnx.checker and ONNX Runtime's predictions
+against fastconv's own, for the reference networks in both data formats and a model per
+layer type."""
+import sys
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import applications, layers
+from fastconv.models import Sequential
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+import fastconv.onnx as fonnx  # noqa: E402
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def _ort_predict(path, x):
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (inp,) = sess.get_inputs()
+    return sess.run(None, {inp.name: x})[0]
+
+
+def assert_exports(model, x, tmp_path, opset=17, name="model.onnx"):
+    """Export model, check the file, and compare ONNX Runtime's output with fastconv's
+    (1e-5 of the output's scale); returns the ONNX model."""
+    path = tmp_path / name
+    fonnx.export(model, path, opset=opset)
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    assert proto.opset_import[0].version == opset
+    expected = model.predict(x, verbose=0)
+    got = _ort_predict(path, x)
+    assert got.shape == expected.shape
+    scale = max(float(np.abs(expected).max()), 1e-3)
+    err = float(np.abs(got - expected).max())
+    assert err <= 1e-5 * scale, (err, scale)
+    return proto
+
+
+def channels_first_copy(model):
+    """The same network with every layer channels_first, and the same weights (a
+    fastconv kernel has the same shape in both formats; Flatten orders as Keras)."""
+    new = []
+    for layer in model.layers:
+        config = layer.get_config()
+        config.pop("input_shape", None)
+        if "data_format" in config:
+            config["data_format"] = "channels_first"
+        new.append(type(layer).from_config(config))
+    h, w, c = model.input_shape[1:]
+    copy = Sequential([layers.Input((c, h, w))] + new)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+@pytest.mark.parametrize("build", [applications.lenet5, applications.cifar10_cnn])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_reference_networks_match_onnx_runtime(build, data_format, tmp_path):
+    fastconv.set_seed(1)
+    model = build(compile=False)
+    x = _rng().standard_normal((4,) + model.input_shape[1:]).astype(np.float32)
+    if data_format == "channels_first":
+        model = channels_first_copy(model)
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    proto = assert_exports(model, x, tmp_path)
+    ops = [n.op_type for n in proto.graph.node]
+    # channels_last: one Transpose into NCHW, one back before Flatten; channels_first:
+    # the same single one before Flatten (fastconv's Flatten orders H, W, C).
+    assert ops.count("Transpose") == (2 if data_format == "channels_last" else 1)
+    assert ops.count("Dropout") == 0
+
+
+def test_channels_first_flatten_order_survives(tmp_path):
+    """A wrong Flatten order would permute the Dense inputs: check against Keras's
+    order computed by hand."""
+    fastconv.set_seed(2)
+    model = Sequential([layers.Input((2, 3, 4)), layers.Flatten(data_format=
+                                                                "channels_first")])
+    x = _rng(2).standard_normal((2, 2, 3, 4)).astype(np.float32)
+    assert_exports(model, x, tmp_path)
+    got = _ort_predict(tmp_path / "model.onnx", x)
+    np.testing.assert_array_equal(got, x.transpose(0, 2, 3, 1).reshape(2, -1))
+
+
+def _layer_models(fmt):
+    """(name, model, input shape) with every exported layer kind and option."""
+    last = fmt == "channels_last"
+
+    def img(h, w, c):
+        return (h, w, c) if last else (c, h, w)
+
+    kw = dict(data_format=fmt)
+    return [
+        ("conv_groups_dilation_same", [
+            layers.Conv2D(6, (3, 2), strides=(2, 1), padding="same", groups=2,
+                          dilation_rate=1, activation="relu", **kw),
+            layers.Conv2D(4, 3, dilation_rate=(2, 1), padding="same", **kw),
+            layers.Conv2D(3, (2, 3), use_bias=False, activation="sigmoid", **kw)],
+         img(11, 9, 4)),
+        ("pooling_same_and_valid", [
+            layers.MaxPooling2D(3, strides=2, padding="same", **kw),
+            layers.AveragePooling2D((2, 3), strides=(1, 2), padding="same", **kw),
+            layers.AveragePooling2D(2, **kw), layers.MaxPooling2D((1, 2), **kw)],
+         img(13, 15, 3)),
+        ("global_pool_dense_softmax", [
+            layers.Conv2D(5, 3, activation="tanh", **kw),
+            layers.GlobalAveragePooling2D(**kw), layers.Dropout(0.5),
+            layers.Dense(7, activation="softmax")], img(8, 7, 2)),
+        ("global_pool_keepdims_softmax_on_channels", [
+            layers.GlobalAveragePooling2D(keepdims=True, **kw),
+            layers.Activation("softmax")], img(5, 6, 4)),
+        ("dense_on_images_and_activations", [
+            layers.Dense(3, activation="tanh"), layers.Activation("relu"),
+            layers.Flatten(**kw), layers.Dense(4, use_bias=False),
+            layers.Activation("sigmoid"), layers.Activation("linear")],
+         img(4, 5, 2)),
+    ]
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("case", range(5))
+def test_each_layer_kind_matches_onnx_runtime(case, data_format, tmp_path):
+    fastconv.set_seed(3 + case)
+    name, stack, shape = _layer_models(data_format)[case]
+    model = Sequential([layers.Input(shape)] + stack)
+    for layer in model.layers:
+        if layer.use_bias if hasattr(layer, "use_bias") else False:
+            layer.bias[...] = _rng(case).standard_normal(layer.bias.shape)
+    x = _rng(10 + case).standard_normal((3,) + shape).astype(np.float32)
+    assert_exports(model, x, tmp_path)
+
+
+def test_preprocessing_layers_match_onnx_runtime(tmp_path):
+    fastconv.set_seed(4)
+    x = _rng(4).standard_normal((5, 6, 7, 3)).astype(np.float32) * 3 + 1
+    norm = layers.Normalization()
+    norm.adapt(x)
+    inverted = layers.Normalization(axis=(1, 3), mean=np.arange(18.).reshape(6, 3),
+                                    variance=np.full((6, 3), 4.0), invert=True)
+    model = Sequential([
+        layers.Input((6, 7, 3)), layers.Rescaling(np.array([0.5, 2.0, -1.0]), offset=0.25),
+        norm, inverted, layers.RandomFlip(), layers.Rescaling(1 / 255),
+        layers.Conv2D(2, 3), layers.Rescaling(2.0, offset=np.array([1.0, -1.0]))])
+    assert_exports(model, x, tmp_path)
+
+
+def test_channels_first_rescaling_broadcasts_on_trailing_axes(tmp_path):
+    model = Sequential([layers.Input((3, 4, 5)), layers.Conv2D(3, 1, data_format=
+                                                                "channels_first"),
+                        layers.Rescaling(np.arange(1.0, 6.0))])
+    x = _rng(5).standard_normal((2, 3, 4, 5)).astype(np.float32)
+    assert_exports(model, x, tmp_path)
+
+
+def test_float64_model_exports_double_tensors(tmp_path):
+    model = Sequential([layers.Input((6,)), layers.Dense(3, dtype="float64",
+                                                         activation="softmax")])
+    x = _rng(6).standard_normal((4, 6))
+    proto = assert_exports(model, x, tmp_path)
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+
+
+@pytest.mark.parametrize("opset", [13, 14, 18, 21])
+def test_opsets(opset, tmp_path):
+    fastconv.set_seed(7)
+    model = applications.lenet5(compile=False)
+    x = _rng(7).standard_normal((2, 32, 32, 1)).astype(np.float32)
+    assert_exports(model, x, tmp_path, opset=opset)
+
+
+@pytest.mark.parametrize("opset", [12, 22, 0])
+def test_opset_out_of_range(opset, tmp_path):
+    with pytest.raises(ValueError, match=rf"opset must be in \[13, 21\], got {opset}"):
+        fonnx.export(applications.lenet5(compile=False), tmp_path / "m.onnx", opset)
+    assert not (tmp_path / "m.onnx").exists()
+    with pytest.raises(TypeError, match="opset must be an int.*'17'"):
+        fonnx.export(applications.lenet5(compile=False), tmp_path / "m.onnx", "17")
+
+
+def test_unbuilt_model_and_unknown_layer_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="is not built"):
+        fonnx.export(Sequential([layers.Dense(3)]), tmp_path / "m.onnx")
+
+    class Doubler(layers.Layer):
+        def _linear_forward(self, x, training):
+            return 2 * x
+
+    model = Sequential([layers.Input((3,)), Doubler(name="doubler")])
+    with pytest.raises(ValueError, match="'doubler' \\(Doubler\\) has no ONNX export"):
+        fonnx.export(model, tmp_path / "m.onnx")
+    with pytest.raises(TypeError, match="fastconv model"):
+        fonnx.export(object(), tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_onnx_names_the_extra(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(ImportError, match=r"fastconv\[onnx\]"):
+        fonnx.export(applications.lenet5(compile=False), tmp_path / "m.onnx")
