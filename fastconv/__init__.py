@@ -33,6 +33,9 @@ from .conv import (conv2d, conv2d_backward, conv2d_grad_bias, conv2d_grad_input,
                    conv2d_grad_weight, conv2d_output_shape, explain_conv,
                    force_conv_algorithm)
 from .ops.conv import conv_algorithms
+from .conv_transpose import (conv_transpose2d, conv_transpose2d_backward,
+                             conv_transpose2d_grad_bias, conv_transpose2d_grad_input,
+                             conv_transpose2d_grad_weight, conv_transpose2d_output_shape)
 from .pooling import (avg_pool2d, avg_pool2d_backward, global_avg_pool2d,
                       global_avg_pool2d_backward, max_pool2d, max_pool2d_backward,
                       pool2d_output_shape)
@@ -48,6 +51,9 @@ __all__ = ["__version__", "show_config", "config", "get_num_threads", "set_num_t
            "conv2d", "conv2d_backward", "conv2d_grad_input", "conv2d_grad_weight",
            "conv2d_grad_bias", "conv2d_output_shape", "explain_conv",
            "force_conv_algorithm", "conv_algorithms",
+           "conv_transpose2d", "conv_transpose2d_backward", "conv_transpose2d_grad_input",
+           "conv_transpose2d_grad_weight", "conv_transpose2d_grad_bias",
+           "conv_transpose2d_output_shape",
            "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
            "global_avg_pool2d", "global_avg_pool2d_backward", "pool2d_output_shape",
            "set_seed"]

@@ -217,7 +217,7 @@ class BackupAndRestore(Callback):
                                  f"compiled with {type(model.optimizer).__name__}")
             iterations, slots = saved.optimizer.get_state()
             variables = [w for layer in model._layers if layer.trainable
-                         for w in layer.weights]
+                         for w in layer.trainable_weights]
             model.optimizer.set_state(iterations, slots, variables)
             if not isinstance(getattr(model.optimizer, "_learning_rate", None),
                               LearningRateSchedule) and not isinstance(

@@ -85,8 +85,8 @@ def train_step(model, x, y, sample_weight=None):
     variables, grads = [], []
     for layer in model._layers:
         if layer.trainable:
-            variables.extend(layer.weights)
-            grads.extend(layer.gradients)
+            variables.extend(layer.trainable_weights)
+            grads.extend(layer.trainable_gradients)
     if variables:
         model.optimizer.apply(grads, variables)
     return loss, y_pred
@@ -134,7 +134,7 @@ def train_step_regularized(model, x, y, sample_weight=None):
     variables, grads = [], []
     trainable = [layer for layer in model._layers if layer.trainable]
     for layer in trainable:
-        variables.extend(layer.weights)
+        variables.extend(layer.trainable_weights)
         grads.extend(layer._regularized_gradients())
     if variables:
         model.optimizer.apply(grads, variables)

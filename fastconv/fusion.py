@@ -15,7 +15,9 @@ Each pattern is one entry: layer types, condition, fused forward, fused backward
 fused function returns None (forward) or UNFUSED (backward) where its kernels turn the
 arrays down at run time (a dtype, a shape, a non-finite weight): the step then runs its
 layers one by one, so fused and unfused steps give the same results, bit for bit (the
-tests compare them against the same model with ``fusion=False``).
+tests compare them against the same model with ``fusion=False``) -- except
+conv_batch_norm, which folds the normalization into the kernel and bias and so agrees
+to float32 rounding.
 
 A pattern may also fix how its first layer runs in every pass (``first_tile``): a
 Conv2D that the inference pass fuses with the 2x2 max pool after it runs its forward on
@@ -27,6 +29,7 @@ from . import pooling as _pool
 from .ops.conv import plan as _plan
 from .layers.base import Layer
 from .layers.conv import Conv2D
+from .layers.normalization import BatchNormalization
 from .layers.pooling import AveragePooling2D, MaxPooling2D
 
 __all__ = ["INFERENCE", "TRAINING", "PATTERNS", "Pattern", "Node", "chain",
@@ -132,6 +135,29 @@ def _avg_tanh_backward(layer, pool, grad, input_grad):
     return layer._linear_backward(into, input_grad)
 
 
+def _conv_bn_ok(conv, bn, mode):
+    """A linear Conv2D (a DepthwiseConv2D too) and a BatchNormalization of its output
+    channels."""
+    channel_axes = (3, -1) if conv.data_format == "channels_last" else (1, -3)
+    return conv.activation == "linear" and bn.axis in channel_axes
+
+
+def _conv_bn_forward(conv, bn, x, training, tile):
+    """conv with bn's inference-mode normalization folded into its kernel and bias
+    (BatchNormalization.folded, recomputed on every call: the weights of either
+    layer may have changed, and the kernel is small next to the output)."""
+    if training:
+        return None
+    last = conv.data_format == "channels_last"
+    kernel, bias = bn.folded(conv._op_kernel(conv.kernel),
+                             conv.bias if conv.use_bias else None, 3 if last else 0)
+    ready = conv._ready(x, kernel, bias)
+    if ready is None:
+        return None
+    return _conv._conv_forward(ready[0], x, kernel, bias, ready[1],
+                               winograd_tile=tile)
+
+
 def _pool_tile():
     return _conv._winograd_pool_tile()
 
@@ -145,6 +171,10 @@ PATTERNS = (
     # The CIFAR-10 network's conv + max pool pairs, in inference.
     Pattern("conv_max_pool", Conv2D, MaxPooling2D, (INFERENCE,), _conv_max_ok,
             forward=_conv_max_forward, first_tile=_pool_tile),
+    # A convolution then a batch normalization (ResNet, MobileNet) in inference: one
+    # convolution with the normalization folded into its kernel and bias.
+    Pattern("conv_batch_norm", Conv2D, BatchNormalization, (INFERENCE,), _conv_bn_ok,
+            forward=_conv_bn_forward),
     # Any tanh layer before an average pool (where the forward does not fuse): the
     # gradient through both in one pass.
     Pattern("tanh_avg_pool_grad", Layer, AveragePooling2D, (TRAINING,), _tanh_avg_ok,

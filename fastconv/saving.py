@@ -263,7 +263,7 @@ def _load(path, f, compile):
                       metrics=comp["metrics"],
                       weighted_metrics=comp.get("weighted_metrics"))
         variables = [w for layer in model._layers if layer.trainable
-                     for w in layer.weights]
+                     for w in layer.trainable_weights]
         n_o = doc["n_optimizer_arrays"]
         per = model.optimizer._n_slots()
         if n_o not in (0, per * len(variables)):

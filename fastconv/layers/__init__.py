@@ -7,14 +7,18 @@ from ``layer.backward(grad_y)`` and keeps its parameter gradients in
 """
 from .base import FLOATX, Input, InputLayer, Layer, clear_session
 from .conv import Conv2D
+from .conv_variants import Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from .core import Activation, Dense, Dropout, Flatten
 from .pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
 from .image_augmentation import (RandomCrop, RandomFlip, RandomRotation,
                                  RandomTranslation, RandomZoom)
+from .normalization import BatchNormalization
 from .preprocessing import Normalization, Rescaling
 
 # Keras's aliases.
 Convolution2D = Conv2D
+Convolution2DTranspose = Conv2DTranspose
+SeparableConvolution2D = SeparableConv2D
 MaxPool2D = MaxPooling2D
 AvgPool2D = AveragePooling2D
 GlobalAvgPool2D = GlobalAveragePooling2D
@@ -23,11 +27,14 @@ GlobalAvgPool2D = GlobalAveragePooling2D
 LAYER_CLASSES = {cls.__name__: cls for cls in (
     InputLayer, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten,
     Dense, Dropout, Activation, Rescaling, Normalization, RandomFlip, RandomTranslation,
-    RandomZoom, RandomRotation, RandomCrop)}
+    RandomZoom, RandomRotation, RandomCrop,
+    BatchNormalization, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose)}
 
 __all__ = ["Layer", "InputLayer", "Input", "Conv2D", "Convolution2D", "MaxPooling2D",
            "MaxPool2D", "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D",
            "GlobalAvgPool2D", "Flatten", "Dense", "Dropout", "Activation",
            "Rescaling", "Normalization", "RandomFlip", "RandomTranslation",
            "RandomZoom", "RandomRotation", "RandomCrop", "LAYER_CLASSES", "FLOATX",
-           "clear_session"]
+           "clear_session",
+           "BatchNormalization", "DepthwiseConv2D", "SeparableConv2D",
+           "SeparableConvolution2D", "Conv2DTranspose", "Convolution2DTranspose"]

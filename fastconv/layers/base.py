@@ -146,6 +146,7 @@ class Layer:
         self.input_shape = None
         self.output_shape = None
         self._weight_names = []
+        self._frozen_names = set()  # weights that never train (add_weight(trainable=))
         self._grads = {}
         self._axes = {}
         self._act_name, self._act_forward, self._act_backward = "linear", None, None
@@ -170,12 +171,15 @@ class Layer:
         return self._act_name
 
     # ----------------------------------------------------------------- weights
-    def add_weight(self, name, shape, initializer):
-        """Create a weight array ``self.<name>`` of this layer's dtype."""
+    def add_weight(self, name, shape, initializer, trainable=True):
+        """Create a weight array ``self.<name>`` of this layer's dtype; a weight made
+        with ``trainable=False`` (moving statistics) is never trained."""
         init = _initializers.get(initializer, f"{name}_initializer")
         value = np.ascontiguousarray(init(shape, self.dtype))
         setattr(self, name, value)
         self._weight_names.append(name)
+        if not trainable:
+            self._frozen_names.add(name)
         return value
 
     @property
@@ -183,13 +187,25 @@ class Layer:
         """The weight arrays (live, in Keras's order), e.g. [kernel, bias]."""
         return [getattr(self, n) for n in self._weight_names]
 
+    def _trainable_names(self):
+        if not self.trainable:
+            return []
+        return [n for n in self._weight_names if n not in self._frozen_names]
+
     @property
     def trainable_weights(self):
-        return self.weights if self.trainable else []
+        """The weights an optimizer updates (none while ``trainable`` is False)."""
+        return [getattr(self, n) for n in self._trainable_names()]
 
     @property
     def non_trainable_weights(self):
-        return [] if self.trainable else self.weights
+        names = set(self._trainable_names())
+        return [getattr(self, n) for n in self._weight_names if n not in names]
+
+    @property
+    def trainable_gradients(self):
+        """The gradients of ``trainable_weights`` (of the last backward pass)."""
+        return [self._grads.get(n) for n in self._trainable_names()]
 
     @property
     def gradients(self):
@@ -275,13 +291,15 @@ class Layer:
         return float(sum(reg.value(w) for _, w, reg in self._regularized_weights()))
 
     def _regularized_gradients(self):
-        """``gradients`` with each penalized weight's penalty gradient added (new
-        arrays for those; the stored gradients are left as backward made them)."""
-        grads = self.gradients
-        if not self._regularizers or not self.trainable:
+        """``trainable_gradients`` with each penalized weight's penalty gradient added
+        (new arrays for those; the stored gradients are left as backward made
+        them)."""
+        names = self._trainable_names()
+        grads = [self._grads.get(n) for n in names]
+        if not self._regularizers:
             return grads
         out = []
-        for wname, g in zip(self._weight_names, grads):
+        for wname, g in zip(names, grads):
             reg = self._regularizers.get(wname)
             if reg is not None and g is not None:
                 w = getattr(self, wname)

@@ -1,0 +1,239 @@
+"""BatchNormalization: Keras 3's layer (arguments, defaults, weights, update rule).
+
+Training (``layer(x, training=True)`` on a trainable layer) normalizes with the batch's
+mean and biased variance over every axis but ``axis`` and updates the moving
+statistics as Keras 3 does, with the same biased variance:
+
+    moving_mean     = moving_mean * momentum + mean * (1 - momentum)
+    moving_variance = moving_variance * momentum + variance * (1 - momentum)
+
+(PyTorch's BatchNorm2d uses the unbiased variance there, and momentum_torch =
+1 - momentum.)  Inference, and a frozen layer (``trainable=False``, as Keras), use the
+moving statistics.  Either way the output is ``x * scale + shift`` per channel, with
+scale = gamma / sqrt(variance + epsilon) and shift = beta - mean * scale; the
+statistics are summed in float64.
+
+The backward pass of a training forward is the full batch-norm gradient (through the
+batch mean and variance); after an inference forward it is the affine map's.  The
+moving statistics are non-trainable weights: in ``weights`` (Keras's order gamma, beta,
+moving_mean, moving_variance) but not in ``trainable_weights``, and without a gradient.
+In a model's inference pass a BatchNormalization after a convolution is folded into
+the convolution's kernel and bias (fastconv/fusion.py, ``folded``).
+"""
+import numbers
+
+import numpy as np
+
+from .. import constraints as _constraints
+from .. import initializers as _initializers
+from .. import regularizers as _regularizers
+from .base import Layer
+
+__all__ = ["BatchNormalization"]
+
+
+def _real(value, name, low=None, high=None):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if (low is not None and value < low) or (high is not None and value > high) or \
+            not np.isfinite(value):
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
+    return value
+
+
+class BatchNormalization(Layer):
+    """Batch normalization over every axis but ``axis`` (see the module docstring)."""
+
+    _min_ndim = 2
+    _cache_attrs = ("_x", "_stats")
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones",
+                 moving_mean_initializer="zeros", moving_variance_initializer="ones",
+                 beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
+                 gamma_constraint=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
+            raise TypeError(f"axis must be an int, got {axis!r}")
+        self.axis = int(axis)
+        self.momentum = _real(momentum, "momentum", 0.0, 1.0)
+        self.epsilon = _real(epsilon, "epsilon", 0.0)
+        for flag, name in ((center, "center"), (scale, "scale")):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {flag!r}")
+        self.center, self.scale = bool(center), bool(scale)
+        self.beta_initializer = _initializers.get(beta_initializer, "beta_initializer")
+        self.gamma_initializer = _initializers.get(gamma_initializer,
+                                                   "gamma_initializer")
+        self.moving_mean_initializer = _initializers.get(
+            moving_mean_initializer, "moving_mean_initializer")
+        self.moving_variance_initializer = _initializers.get(
+            moving_variance_initializer, "moving_variance_initializer")
+        regs = {"gamma": _regularizers.get(gamma_regularizer, "gamma_regularizer"),
+                "beta": _regularizers.get(beta_regularizer, "beta_regularizer")}
+        cons = {"gamma": _constraints.get(gamma_constraint, "gamma_constraint"),
+                "beta": _constraints.get(beta_constraint, "beta_constraint")}
+        self._regularizers = {k: v for k, v in regs.items() if v is not None}
+        self._constraints = {k: v for k, v in cons.items() if v is not None}
+        self._view_key = self._view_val = None
+
+    @property
+    def gamma_regularizer(self):
+        return self._regularizers.get("gamma")
+
+    @property
+    def beta_regularizer(self):
+        return self._regularizers.get("beta")
+
+    @property
+    def gamma_constraint(self):
+        return self._constraints.get("gamma")
+
+    @property
+    def beta_constraint(self):
+        return self._constraints.get("beta")
+
+    # ------------------------------------------------------------------ shapes
+    def _axis_of(self, shape):
+        ndim = len(shape)
+        if not -ndim <= self.axis < ndim:
+            raise ValueError(f"axis {self.axis} of layer {self.name!r} is out of bounds "
+                             f"for input shape {tuple(shape)}")
+        return self.axis % ndim
+
+    def _build(self, input_shape):
+        axis = self._axis_of(input_shape)
+        if axis == 0:
+            raise ValueError(f"axis of layer {self.name!r} must not be the batch axis, "
+                             f"got axis={self.axis} for input shape {input_shape}")
+        channels = input_shape[axis]
+        if channels is None:
+            raise ValueError(f"layer {self.name!r} needs a known size on axis "
+                             f"{self.axis}, got input shape {input_shape}")
+        self._axes = {axis: channels}
+        shape = (channels,)
+        if self.scale:
+            self.add_weight("gamma", shape, self.gamma_initializer)
+        if self.center:
+            self.add_weight("beta", shape, self.beta_initializer)
+        self.add_weight("moving_mean", shape, self.moving_mean_initializer,
+                        trainable=False)
+        self.add_weight("moving_variance", shape, self.moving_variance_initializer,
+                        trainable=False)
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        self._check_rank(shape, "input shape")
+        self._axis_of(shape)
+        return shape
+
+    def _view(self, shape):
+        """(shape of x as (A, C) or (A, C, B) around the channel axis, reduction
+        axes, shape the per-channel vectors broadcast as)."""
+        if shape != self._view_key:
+            axis = self._axis_of(shape)
+            a = int(np.prod(shape[:axis], dtype=np.int64))
+            b = int(np.prod(shape[axis + 1:], dtype=np.int64))
+            c = shape[axis]
+            self._view_val = (((a, c), (0,), (c,)) if b == 1 else
+                              ((a, c, b), (0, 2), (c, 1)))
+            self._view_key = shape
+        return self._view_val
+
+    # ------------------------------------------------------------------ passes
+    def _params(self, dtype=np.float64):
+        gamma = self.gamma.astype(dtype) if self.scale else None
+        beta = self.beta.astype(dtype) if self.center else None
+        return gamma, beta
+
+    def _affine(self, mean, var):
+        """(scale, shift) in float64 of the normalization by mean and var."""
+        gamma, beta = self._params()
+        inv = 1.0 / np.sqrt(var + self.epsilon)
+        scale = inv if gamma is None else inv * gamma
+        shift = -mean * scale
+        if beta is not None:
+            shift += beta
+        return inv, scale, shift
+
+    def folded(self, kernel, bias, channel_axis):
+        """A convolution's (kernel, bias) with this inference-mode normalization of its
+        output folded in, computed in float64 and returned in the kernel's dtype:
+        kernel scaled along channel_axis (its output channels), bias (None: zeros)
+        mapped through the affine map.  (The fusion of conv + batch norm.)"""
+        mean = self.moving_mean.astype(np.float64)
+        _, scale, shift = self._affine(mean, self.moving_variance.astype(np.float64))
+        bshape = [1] * kernel.ndim
+        bshape[channel_axis] = -1
+        k = (kernel.astype(np.float64) * scale.reshape(bshape)).astype(kernel.dtype)
+        b = shift if bias is None else bias.astype(np.float64) * scale + shift
+        return np.ascontiguousarray(k), b.astype(kernel.dtype)
+
+    def _linear_forward(self, x, training):
+        shape, axes, bshape = self._view(x.shape)
+        x2 = x.reshape(shape)
+        m = x2.size // shape[1] if x2.size else 0
+        train = bool(training) and self.trainable and m > 0
+        if train:
+            mean = np.sum(x2, axis=axes, dtype=np.float64) / m
+            centered = x2 - mean.astype(x.dtype).reshape(bshape)
+            var = np.sum(np.square(centered, out=centered), axis=axes,
+                         dtype=np.float64) / m
+            del centered
+            mom = self.momentum
+            for target, value in ((self.moving_mean, mean), (self.moving_variance, var)):
+                np.copyto(target, target.astype(np.float64) * mom + value * (1.0 - mom),
+                          casting="unsafe")
+        else:
+            mean = self.moving_mean.astype(np.float64)
+            var = self.moving_variance.astype(np.float64)
+        inv, scale, shift = self._affine(mean, var)
+        y = x2 * scale.astype(x.dtype).reshape(bshape)
+        y += shift.astype(x.dtype).reshape(bshape)
+        self._x = x
+        self._stats = (train, mean, inv, m)
+        return y.reshape(x.shape)
+
+    def _linear_backward(self, grad, need_input_grad):
+        shape, axes, bshape = self._view(self._x.shape)
+        train, mean, inv, m = self._stats
+        x2, g2 = self._x.reshape(shape), grad.reshape(shape)
+        dtype = g2.dtype
+        centered = x2 - mean.astype(dtype).reshape(bshape)
+        dbeta = np.sum(g2, axis=axes, dtype=np.float64)
+        dxhat_sum = np.sum(centered * g2, axis=axes, dtype=np.float64)  # * inv below
+        dgamma = dxhat_sum * inv
+        gamma = self.gamma.astype(np.float64) if self.scale else 1.0
+        if self.scale:
+            self._grads["gamma"] = dgamma.astype(dtype)
+        if self.center:
+            self._grads["beta"] = dbeta.astype(dtype)
+        if not need_input_grad:
+            return None
+        a = gamma * inv  # dy -> dx of the affine map
+        if not train or m == 0:
+            return (g2 * a.astype(dtype).reshape(bshape)).reshape(self._x.shape)
+        # dx = a * (g - mean(g) - xhat * mean(g * xhat)), xhat = centered * inv
+        coef = (-a * inv * dgamma / m).astype(dtype).reshape(bshape)
+        const = (-a * dbeta / m).astype(dtype).reshape(bshape)
+        dx = np.multiply(centered, coef, out=centered)
+        dx += const
+        dx += g2 * a.astype(dtype).reshape(bshape)
+        return dx.reshape(self._x.shape)
+
+    # ------------------------------------------------------------------ config
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            axis=self.axis, momentum=self.momentum, epsilon=self.epsilon,
+            center=self.center, scale=self.scale,
+            beta_initializer=_initializers.serialize_initializer(self.beta_initializer),
+            gamma_initializer=_initializers.serialize_initializer(
+                self.gamma_initializer),
+            moving_mean_initializer=_initializers.serialize_initializer(
+                self.moving_mean_initializer),
+            moving_variance_initializer=_initializers.serialize_initializer(
+                self.moving_variance_initializer))
+        config.update(self._weight_regularization_config())
+        return config
