@@ -245,3 +245,23 @@ def test_bad_arguments_raise_clear_errors():
     layer(np.zeros((1, 5, 5, 2)))
     with pytest.raises(ValueError, match="size 2 on axis"):
         layer(np.zeros((1, 5, 5, 3)))
+
+
+@pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
+def test_depthwise_conv2d_exports_to_onnx(fmt, tmp_path, rng):
+    """A DepthwiseConv2D is a grouped Conv2D for the ONNX exporter too."""
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    import fastconv.onnx
+    shape = (7, 6, 3) if fmt == "channels_last" else (3, 7, 6)
+    model = Sequential([L.Input(shape),
+                        L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2,
+                                          data_format=fmt, activation="relu")])
+    model.set_weights([rng.standard_normal(w.shape).astype(np.float32)
+                       for w in model.weights])
+    path = str(tmp_path / "dw.onnx")
+    fastconv.onnx.export(model, path)
+    x = rng.standard_normal((2,) + shape).astype(np.float32)
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)

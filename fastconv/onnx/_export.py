@@ -180,7 +180,10 @@ def _conv2d(g, layer, v, out_shape):
     dh, dw = layer.dilation_rate
     pads = resolve_padding(layer.padding, _hw(layer, v.shape),
                            ((kh - 1) * dh + 1, (kw - 1) * dw + 1), layer.strides)
-    inputs = [v.name, g.const(layer.kernel.transpose(3, 2, 0, 1), f"{layer.name}/W")]
+    kernel = layer._op_kernel(layer.kernel)  # (a DepthwiseConv2D's: grouped)
+    if layer.data_format == "channels_last":
+        kernel = kernel.transpose(3, 2, 0, 1)
+    inputs = [v.name, g.const(kernel, f"{layer.name}/W")]
     if layer.use_bias:
         inputs.append(g.const(layer.bias, f"{layer.name}/B"))
     y = g.node("Conv", inputs, layer.name, kernel_shape=[kh, kw],
