@@ -40,11 +40,17 @@ from ._serialization import deserialize
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "ModelFileError"]
 
-#: suffixes of Keras's own files, which fastconv cannot write or read yet
+#: suffixes of Keras's own files (read and written by fastconv/keras_files)
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
 # --------------------------------------------------------------------------- saving
+def _keras_files():
+    """Keras's .keras / .h5 files (fastconv/keras_files), imported when used."""
+    from . import keras_files
+    return keras_files
+
+
 def _fspath(filepath):
     path = os.fspath(filepath)
     return path if isinstance(path, str) else os.fsdecode(path)
@@ -64,10 +70,12 @@ def save_model(model, filepath):
 
     The data go to a temporary file in the same directory, then replace
     ``filepath`` atomically (os.replace).  A new file is created with the permissions
-    the umask allows; an existing file keeps its mode.  Keras's own formats
-    (``.keras``, ``.h5``) are refused: fastconv writes ``.npz`` files only.
+    the umask allows; an existing file keeps its mode.  A Keras name (``.keras``,
+    ``.h5``, ``.hdf5``) writes Keras's format instead (fastconv/keras_files).
     """
     path = _fspath(filepath)
+    if _keras_files().is_keras_path(path):
+        return _keras_files().save_model(model, path)
     _refuse_keras_suffix(path)
     if not model.built:
         raise ValueError(f"model {model.name!r} is not built: build it or run it on "
@@ -97,10 +105,12 @@ def save_weights(model, filepath):
     """Write the model's weights only (Keras's order) to one ``.npz`` file.
 
     The members are ``config.npy`` (a JSON document: format, version, number of
-    arrays) and ``weight_NNNNN.npy``; written atomically like save_model.  Keras's
-    formats (``.weights.h5``, ``.h5``, ``.keras``) are refused.
+    arrays) and ``weight_NNNNN.npy``; written atomically like save_model.  A Keras
+    name (``.weights.h5``, ``.h5``) writes Keras's layout (fastconv/keras_files).
     """
     path = _fspath(filepath)
+    if _keras_files().is_keras_path(path):
+        return _keras_files().save_weights(model, path)
     _refuse_keras_suffix(path)
     if not model.built:
         raise ValueError(f"model {model.name!r} is not built: build it or run it on "
@@ -167,9 +177,9 @@ def load_model(filepath, compile=True):
     Raises ModelFileError (a ValueError naming the file) for anything that is not an
     intact fastconv model file, FileNotFoundError when ``filepath`` does not exist.
     """
-    path = os.fspath(filepath)
-    if not isinstance(path, str):
-        path = os.fsdecode(path)
+    path = _fspath(filepath)
+    if _keras_files().is_keras_path(path):
+        return _keras_files().load_model(path, compile=compile)
     f = open_regular(path)
     try:
         with f:
@@ -194,6 +204,8 @@ def load_weights(model, filepath):
     not fit the model, FileNotFoundError when ``filepath`` does not exist.
     """
     path = _fspath(filepath)
+    if _keras_files().is_keras_path(path):
+        return _keras_files().load_weights(model, path)
     if not model.built:
         raise ValueError(f"model {model.name!r} is not built: build it or run it on "
                          "data before load_weights()")

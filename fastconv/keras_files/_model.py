@@ -1,0 +1,231 @@
+"""Keras model configs <-> fastconv models, and the weights each layer expects.
+
+A model config becomes unbuilt fastconv layers first; the weight shapes they will
+have are then worked out without allocating anything (each layer is built on a copy
+whose initializers only record what they are asked for), so the file's datasets are
+checked against them before the model and its weights exist.
+"""
+import copy
+import inspect
+
+import numpy as np
+
+from .. import initializers as _initializers
+from .._model_file import ModelFileError
+from . import _config
+
+__all__ = ["parse_model", "plan_weights", "model_to_keras", "compile_from_keras",
+           "weight_layers"]
+
+_MAX_LAYERS = 10000
+
+
+class _Recorder(_initializers.Initializer):
+    """An initializer that notes (shape, dtype) and allocates nothing."""
+
+    def __init__(self, asked):
+        self.asked = asked
+
+    def __call__(self, shape, dtype="float32"):
+        self.asked.append((tuple(int(s) for s in shape), np.dtype(dtype)))
+        return np.empty((0,), dtype=dtype)
+
+
+class Parsed:
+    """A model config read from a file: its class, name, input shape and layers."""
+
+    def __init__(self, kind, name, input_shape, layers, input_name=None):
+        self.kind = kind
+        self.name = name
+        self.input_shape = input_shape
+        self.layers = layers
+        self.input_name = input_name
+
+
+def _model_config(path, doc):
+    if not isinstance(doc, dict) or not isinstance(doc.get("class_name"), str):
+        raise ModelFileError(f"Keras file {path!r}: the model config must be a dict "
+                             f"with a class_name, got {str(doc)[:120]}")
+    kind = doc["class_name"]
+    module = doc.get("module")
+    if module is not None and module not in ("keras", "keras.models") \
+            or doc.get("registered_name") not in (None, kind):
+        raise ModelFileError(f"Keras file {path!r}: model class {kind[:80]!r} from "
+                             f"module {str(module)[:80]!r} is a custom object; "
+                             f"fastconv reads Keras's own models only")
+    cfg = doc.get("config")
+    if kind == "Sequential" and isinstance(cfg, list):  # Keras 2.2's layer list
+        cfg = {"name": "sequential", "layers": cfg}
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("layers"), list) \
+            or not 1 <= len(cfg["layers"]) <= _MAX_LAYERS:
+        raise ModelFileError(f"Keras file {path!r}: the model config must hold a "
+                             f"list of 1 to {_MAX_LAYERS} layers")
+    name = cfg.get("name") or kind.lower()
+    if not isinstance(name, str):
+        raise ModelFileError(f"Keras file {path!r}: the model name must be a string, "
+                             f"got {str(name)[:80]}")
+    return kind, name, cfg
+
+
+def parse_model(path, doc):
+    """Parsed (layers unbuilt) of a Keras model config document."""
+    kind, name, cfg = _model_config(path, doc)
+    if kind != "Sequential":
+        raise ModelFileError(f"Keras file {path!r}: model class {kind[:80]!r} is not "
+                             f"supported; fastconv reads Sequential models")
+    entries = list(cfg["layers"])
+    input_shape, input_name = None, None
+    first = entries[0]
+    if isinstance(first, dict) and first.get("class_name") == "InputLayer":
+        _config.check_object(path, "input", "the input layer", {**first, "config": {}},
+                             "keras.layers")
+        icfg = first.get("config")
+        if not isinstance(icfg, dict):
+            raise ModelFileError(f"Keras file {path!r}: the InputLayer config must be "
+                                 f"a dict")
+        input_name = icfg.get("name")
+        shape = icfg.get("batch_shape", icfg.get("batch_input_shape"))
+        input_shape = _config.input_shape_from_keras(path, input_name, shape)
+        _config.keras_dtype(path, input_name, icfg.get("dtype"))
+        for key in ("sparse", "ragged", "optional"):
+            if icfg.get(key) not in (None, False):
+                raise ModelFileError(f"Keras file {path!r}: input option {key}="
+                                     f"{str(icfg[key])[:40]} is not supported")
+        entries = entries[1:]
+    if not entries:
+        raise ModelFileError(f"Keras file {path!r}: the model has no layers")
+    layers = [_config.layer_from_keras(path, e) for e in entries]
+    if input_shape is None:
+        input_shape = layers[0]._input_shape_arg
+    if input_shape is None:
+        shape = cfg.get("build_input_shape") or \
+            (doc.get("build_config") or {}).get("input_shape")
+        if shape is None:
+            raise ModelFileError(f"Keras file {path!r}: the model's input shape is not "
+                                 f"given (no InputLayer, batch_input_shape or "
+                                 f"build_input_shape)")
+        input_shape = _config.input_shape_from_keras(path, name, shape)
+    names = [layer.name for layer in layers]
+    if len(set(names)) != len(names):
+        raise ModelFileError(f"Keras file {path!r}: layer names repeat")
+    return Parsed(kind, name, input_shape, layers, input_name)
+
+
+def _plan_layer(path, layer, shape):
+    """([(shape, dtype)] of the weights ``layer`` creates for inputs of ``shape``,
+    output shape), allocating nothing."""
+    dry = copy.copy(layer)
+    asked = []
+    for attr, value in vars(layer).items():
+        if isinstance(value, _initializers.Initializer):
+            setattr(dry, attr, _Recorder(asked))
+    try:
+        dry.build(shape)
+        out = dry.compute_output_shape(shape)
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"Keras file {path!r}, layer {layer.name!r}: {exc}") \
+            from None
+    if len(asked) != len(dry._weight_names):
+        raise ModelFileError(f"Keras file {path!r}: cannot plan the weights of layer "
+                             f"{layer.name!r}")
+    return asked, out
+
+
+def plan_weights(path, parsed):
+    """[[(shape, dtype)] per layer] of a Parsed model, allocating nothing."""
+    shape = (None,) + tuple(parsed.input_shape)
+    plan = []
+    for layer in parsed.layers:
+        asked, shape = _plan_layer(path, layer, shape)
+        plan.append(asked)
+    return plan
+
+
+def nbytes(plan):
+    """Bytes of all planned weights."""
+    return sum(int(np.prod(s, dtype=np.int64)) * d.itemsize
+               for shapes in plan for s, d in shapes)
+
+
+def build(parsed):
+    """The fastconv model of a Parsed config (built, weights from the initializers)."""
+    from ..models import Sequential
+    model = Sequential(name=parsed.name)
+    for layer in parsed.layers:
+        model.add(layer)
+    model.build((None,) + tuple(parsed.input_shape))
+    return model
+
+
+def weight_layers(model):
+    """The model's layers, in order (InputLayer excluded)."""
+    return list(model.layers)
+
+
+# --------------------------------------------------------------------------- compile
+def compile_from_keras(model, compile_cfg):
+    """Compile ``model`` as the file's compile config says when fastconv has its loss,
+    metrics and optimizer; leave it uncompiled otherwise (returns whether it
+    compiled)."""
+    from .. import losses, metrics, optimizers
+    if not isinstance(compile_cfg, dict):
+        return False
+    try:
+        loss = compile_cfg.get("loss")
+        if not isinstance(loss, str):
+            return False
+        loss = losses.get(loss)
+        names = compile_cfg.get("metrics") or []
+        if isinstance(names, str):
+            names = [names]
+        names = [m for m in names if isinstance(m, str)]
+        metrics.check_metrics(names)
+        opt = compile_cfg.get("optimizer", compile_cfg.get("optimizer_config"))
+        optimizer = _optimizer(opt, optimizers)
+    except (TypeError, ValueError, KeyError):
+        return False
+    model.compile(optimizer=optimizer, loss=loss, metrics=names)
+    return True
+
+
+def _optimizer(obj, optimizers):
+    if isinstance(obj, str):
+        return optimizers.get(obj)
+    if not isinstance(obj, dict) or obj.get("module") not in (None, "keras.optimizers") \
+            or obj.get("registered_name") not in (None, obj.get("class_name")):
+        raise ValueError("not a Keras optimizer")
+    cls = optimizers._CLASSES.get(obj.get("class_name"))
+    if cls is None or not isinstance(obj.get("config"), dict):
+        raise ValueError("unknown optimizer")
+    params = inspect.signature(cls).parameters
+    kwargs = {k: v for k, v in obj["config"].items()
+              if k in params and k != "name" and v is not None
+              and isinstance(v, (int, float, bool))}
+    return cls(**kwargs)
+
+
+# --------------------------------------------------------------------------- writing
+def model_to_keras(model):
+    """(Keras 3 model config, [(keras class, layer name, weights)]) of a fastconv
+    Sequential model."""
+    from ..models import Sequential
+    if type(model) is not Sequential:
+        raise TypeError(f"Keras files hold Sequential models here, got "
+                        f"{type(model).__name__}")
+    if not model.built:
+        raise ValueError(f"model {model.name!r} is not built: build it or run it on "
+                         f"data before saving it")
+    layers = model.layers
+    dtype = model.dtype.name
+    entries = [_config.input_layer_to_keras(f"{model.name}_input",
+                                            model.input_shape[1:], dtype)]
+    entries += [_config.layer_to_keras(layer) for layer in layers]
+    config = {"name": model.name, "trainable": True,
+              "dtype": _config.dtype_policy(dtype), "layers": entries,
+              "build_input_shape": list(model.input_shape)}
+    doc = {"module": "keras", "class_name": "Sequential", "config": config,
+           "registered_name": None,
+           "build_config": {"input_shape": list(model.input_shape)}}
+    weights = [(type(layer).__name__, layer.name, layer.get_weights())
+               for layer in layers]
+    return doc, weights
