@@ -3,7 +3,11 @@ import importlib
 
 import numpy as np
 
-__all__ = ["require_onnx", "OPSET_RANGE", "check_opset", "FLOAT_TYPES", "inverse"]
+__all__ = ["require_onnx", "OPSET_RANGE", "check_opset", "FLOAT_TYPES", "inverse", "BATCH"]
+
+#: Stands for an unknown batch size in folded shape arithmetic (Shape of a runtime
+#: tensor whose batch axis has no fixed size).
+BATCH = 2 ** 31 - 1
 
 #: The opsets export writes (and load is tested on).
 OPSET_RANGE = (13, 21)
