@@ -4,6 +4,10 @@ Every backward function takes the forward OUTPUT ``y`` (what a layer caches), no
 input: ``relu_backward(grad_y, y)`` and so on.  :func:`get` maps Keras's names to the
 (forward, backward) pair.
 
+Keras 3's other activations (relu6, leaky_relu, elu, selu, gelu, silu/swish,
+hard_sigmoid, hard_silu/hard_swish, softplus) are in fastconv/_more_activations.py,
+re-exported here and registered under Keras's names.
+
 These are plain NumPy (one or two passes over memory with in-place ufuncs, already at
 memory speed), except relu and its gradient, compiled in src/_activations.pyx because
 that measurably pays (bench/bench_activations.py): NumPy runs the gradient's select with
@@ -15,11 +19,23 @@ dtypes are refused.
 import numpy as np
 
 from . import _arena, _ext
+from ._more_activations import (elu, elu_backward, erf, erfc, gelu, gelu_backward,
+                                gelu_input_backward, hard_sigmoid, hard_sigmoid_backward,
+                                hard_silu, hard_silu_backward, hard_silu_input_backward,
+                                leaky_relu, leaky_relu_backward, relu6, relu6_backward,
+                                selu, selu_backward, silu, silu_backward,
+                                silu_input_backward, softplus, softplus_backward)
 from ._validation import as_array, common_float_dtype
 
 __all__ = ["relu", "relu_backward", "tanh", "tanh_backward", "sigmoid",
            "sigmoid_backward", "softmax", "softmax_backward", "linear", "linear_backward",
-           "get", "softmax_cross_entropy", "softmax_cross_entropy_backward"]
+           "get", "softmax_cross_entropy", "softmax_cross_entropy_backward",
+           "relu6", "relu6_backward", "leaky_relu", "leaky_relu_backward", "elu",
+           "elu_backward", "selu", "selu_backward", "softplus", "softplus_backward",
+           "hard_sigmoid", "hard_sigmoid_backward", "silu", "silu_backward",
+           "silu_input_backward", "gelu", "gelu_backward", "gelu_input_backward",
+           "hard_silu", "hard_silu_backward", "hard_silu_input_backward", "erf", "erfc",
+           "swish", "hard_swish"]
 
 
 def _float(x, name="x"):
@@ -192,7 +208,22 @@ _ACTIVATIONS = {
     "sigmoid": (sigmoid, sigmoid_backward),
     "softmax": (softmax, softmax_backward),
     "linear": (linear, linear_backward),
+    "relu6": (relu6, relu6_backward),
+    "leaky_relu": (leaky_relu, leaky_relu_backward),
+    "elu": (elu, elu_backward),
+    "selu": (selu, selu_backward),
+    "gelu": (gelu, gelu_backward),
+    "silu": (silu, silu_backward),
+    "swish": (silu, silu_backward),
+    "hard_sigmoid": (hard_sigmoid, hard_sigmoid_backward),
+    "hard_silu": (hard_silu, hard_silu_backward),
+    "hard_swish": (hard_silu, hard_silu_backward),
+    "softplus": (softplus, softplus_backward),
 }
+
+# Keras's aliases.
+swish = silu
+hard_swish = hard_silu
 
 
 # In-place forms of the activations that have one (see _tanh_inplace).

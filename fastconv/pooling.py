@@ -20,6 +20,10 @@ uint8 when the window has at most 256 cells (compact, so a layer can cache them 
 and the backward pass does not read x again), int64 otherwise (PyTorch's index dtype:
 wide enough for any window, including those of more than 2**31 cells).
 
+Global max pooling splits the gradient of a maximum equally among the cells that tie
+for it (TensorFlow's reduce_max gradient, hence Keras's GlobalMaxPooling2D).  SoftPool
+(:func:`soft_pool2d`) is described at its function.
+
 The compiled kernels are in src/_pool2d.pyx; results come back in the layout and dtype
 the arguments came in (see fastconv/_validation.py for the dtype policy).
 """
@@ -34,7 +38,9 @@ from .shapes import (layout_shape, memoised, normalize_pair, normalize_padding,
                      output_size, resolve_padding)
 
 __all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
-           "global_avg_pool2d", "global_avg_pool2d_backward", "pool2d_output_shape"]
+           "global_avg_pool2d", "global_avg_pool2d_backward", "pool2d_output_shape",
+           "global_max_pool2d", "global_max_pool2d_backward", "soft_pool2d",
+           "soft_pool2d_backward"]
 
 _X_DESC = {"channels_first": "a 4-D array (N, C, H, W) for channels_first",
            "channels_last": "a 4-D array (N, H, W, C) for channels_last"}
@@ -336,3 +342,125 @@ def global_avg_pool2d_backward(grad_y, x_shape, data_format="channels_first"):
     dtype = common_float_dtype({"grad_y": gy})
     gy4 = np.ascontiguousarray(gy, dtype=dtype).reshape(g.y_shape)
     return _avg_backward(g, gy4, True)
+
+
+# ---- global max ----------------------------------------------------------------------
+
+def global_max_pool2d(x, data_format="channels_first"):
+    """Max over the spatial axes: (N, C, H, W) or (N, H, W, C) -> (N, C), as Keras
+    ``GlobalMaxPooling2D`` (NaN propagates)."""
+    xa = _x_input(x, data_format)
+    xa = xa.astype(common_float_dtype({"x": xa}), copy=False)
+    _global_geometry(xa.shape, data_format)
+    return np.max(xa, axis=(1, 2) if data_format == "channels_last" else (2, 3))
+
+
+def global_max_pool2d_backward(grad_y, x, data_format="channels_first"):
+    """Gradient of :func:`global_max_pool2d`: each (n, c)'s gradient split equally
+    among the cells equal to its maximum (all NaN cells, when the maximum is NaN)."""
+    dtype, gy, xa = _grad_input_2d(grad_y, x, data_format)
+    xa = xa.astype(dtype, copy=False)
+    axes = (1, 2) if data_format == "channels_last" else (2, 3)
+    top = np.max(xa, axis=axes, keepdims=True)
+    mask = (xa == top) | (np.isnan(xa) & np.isnan(top))
+    count = np.sum(mask, axis=axes, keepdims=True, dtype=dtype)
+    share = gy.astype(dtype, copy=False).reshape(top.shape) / count
+    return np.multiply(mask, share, dtype=dtype)
+
+
+def _grad_input_2d(grad_y, x, data_format):
+    """grad_y (N, C) and x (4-D) of a global pooling, checked together."""
+    xa = _x_input(x, data_format)
+    gy = as_array(grad_y, "grad_y")
+    check_ndim(gy, "grad_y", 2, "a 2-D array (N, C)")
+    g = _global_geometry(xa.shape, data_format)
+    if gy.shape != (g.n, g.c):
+        raise ValueError(f"grad_y must have shape (N, C) = {(g.n, g.c)} for x of shape "
+                         f"{xa.shape} ({data_format}), got {gy.shape}")
+    return common_float_dtype({"grad_y": gy, "x": xa}), gy, xa
+
+
+# ---- SoftPool --------------------------------------------------------------------------
+
+def _soft_padded(x, g, fill):
+    """x with the geometry's padding filled with ``fill`` (x itself without padding)."""
+    hw = ((g.pad_top, g.pad_bottom), (g.pad_left, g.pad_right))
+    if hw == ((0, 0), (0, 0)):
+        return x
+    pads = ((0, 0),) + hw + ((0, 0),) if g.channels_last else ((0, 0), (0, 0)) + hw
+    return np.pad(x, pads, constant_values=fill)
+
+
+def _soft_offsets(g):
+    """For each cell (a, b) of the window: the index of the padded input's cells that
+    cell reads, one per output pixel (an output-shaped strided view)."""
+    for a in range(g.kh):
+        rows = slice(a, a + g.sy * (g.oh - 1) + 1, g.sy)
+        for b in range(g.kw):
+            cols = slice(b, b + g.sx * (g.ow - 1) + 1, g.sx)
+            yield ((slice(None), rows, cols, slice(None)) if g.channels_last
+                   else (slice(None), slice(None), rows, cols))
+
+
+def _soft_forward(g, x):
+    """(y, (m, s)): the SoftPool output, each window's maximum m and its sum s of
+    exp(x - m), which the gradient reuses."""
+    values = _soft_padded(x, g, 0)
+    shifted = _soft_padded(x, g, -np.inf)
+    m = None
+    for idx in _soft_offsets(g):
+        m = shifted[idx].copy() if m is None else np.maximum(m, shifted[idx], out=m)
+    s, t = np.zeros_like(m), np.zeros_like(m)
+    for idx in _soft_offsets(g):
+        e = np.exp(shifted[idx] - m)
+        s += e
+        e *= values[idx]
+        t += e
+    t /= s
+    return t, (m, s)
+
+
+def _soft_backward(g, grad_y, x, y, stats):
+    """d SoftPool / d x: each window adds grad_y * p_i * (1 + x_i - y) to its cell i,
+    p_i = exp(x_i - m) / s (the softmax weight of the cell)."""
+    m, s = stats
+    values = _soft_padded(x, g, 0)
+    shifted = _soft_padded(x, g, -np.inf)
+    gs = grad_y / s
+    grad = np.zeros(values.shape, x.dtype)
+    one = x.dtype.type(1)
+    for idx in _soft_offsets(g):
+        term = np.exp(shifted[idx] - m)
+        term *= gs
+        term *= (values[idx] - y) + one
+        grad[idx] += term
+    if grad.shape == x.shape:
+        return grad
+    hw = (slice(g.pad_top, g.pad_top + g.h), slice(g.pad_left, g.pad_left + g.w))
+    index = (slice(None),) + hw if g.channels_last else (slice(None), slice(None)) + hw
+    return np.ascontiguousarray(grad[index])
+
+
+def soft_pool2d(x, pool_size, stride=None, padding=0, data_format="channels_first"):
+    """SoftPool (Stergiou, Poppe and Kalliatakis, "Refining activation downsampling
+    with SoftPool", ICCV 2021): each window's output is the softmax-weighted sum of its
+    cells, sum_i exp(x_i) x_i / sum_j exp(x_j), computed with the window's maximum
+    subtracted (no overflow for any finite input).  Padded cells (``"same"`` or numeric
+    padding) are absent from the window, not zeros.  Arguments as for
+    :func:`max_pool2d`; x must be finite."""
+    xa = _x_input(x, data_format)
+    xa = np.ascontiguousarray(xa, dtype=common_float_dtype({"x": xa}))
+    g = _geometry(xa.shape, pool_size, stride, padding, data_format)
+    return _soft_forward(g, xa)[0]
+
+
+def soft_pool2d_backward(grad_y, x, pool_size, stride=None, padding=0,
+                         data_format="channels_first"):
+    """Gradient of :func:`soft_pool2d` with respect to x: with p the window's softmax
+    weights and y its output, d y / d x_i = p_i (1 + x_i - y)."""
+    dtype, gy, xa = _grad_input(grad_y, x, data_format)
+    xa = np.ascontiguousarray(xa, dtype=dtype)
+    g = _geometry(xa.shape, pool_size, stride, padding, data_format)
+    _check_grad_shape(gy, g)
+    y, stats = _soft_forward(g, xa)
+    return _soft_backward(g, np.ascontiguousarray(gy, dtype=dtype), xa, y, stats)

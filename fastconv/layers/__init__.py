@@ -10,6 +10,9 @@ from .conv import Conv2D
 from .conv_variants import Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from .core import Activation, Dense, Dropout, Flatten
 from .pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
+from .pooling import GlobalMaxPooling2D, SoftPooling2D
+from .reshaping import Cropping2D, UpSampling2D, ZeroPadding2D
+from .activation_layers import ELU, LeakyReLU, ReLU
 from .image_augmentation import (RandomCrop, RandomFlip, RandomRotation,
                                  RandomTranslation, RandomZoom)
 from .normalization import BatchNormalization
@@ -22,6 +25,7 @@ SeparableConvolution2D = SeparableConv2D
 MaxPool2D = MaxPooling2D
 AvgPool2D = AveragePooling2D
 GlobalAvgPool2D = GlobalAveragePooling2D
+GlobalMaxPool2D = GlobalMaxPooling2D
 
 #: The only classes a saved model may name (see fastconv.models.load_model).
 LAYER_CLASSES = {cls.__name__: cls for cls in (
@@ -29,6 +33,9 @@ LAYER_CLASSES = {cls.__name__: cls for cls in (
     Dense, Dropout, Activation, Rescaling, Normalization, RandomFlip, RandomTranslation,
     RandomZoom, RandomRotation, RandomCrop,
     BatchNormalization, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose)}
+LAYER_CLASSES.update({cls.__name__: cls for cls in (
+    GlobalMaxPooling2D, SoftPooling2D, ZeroPadding2D, Cropping2D, UpSampling2D, ReLU,
+    LeakyReLU, ELU)})
 
 __all__ = ["Layer", "InputLayer", "Input", "Conv2D", "Convolution2D", "MaxPooling2D",
            "MaxPool2D", "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D",
@@ -37,4 +44,6 @@ __all__ = ["Layer", "InputLayer", "Input", "Conv2D", "Convolution2D", "MaxPoolin
            "RandomZoom", "RandomRotation", "RandomCrop", "LAYER_CLASSES", "FLOATX",
            "clear_session",
            "BatchNormalization", "DepthwiseConv2D", "SeparableConv2D",
-           "SeparableConvolution2D", "Conv2DTranspose", "Convolution2DTranspose"]
+           "SeparableConvolution2D", "Conv2DTranspose", "Convolution2DTranspose",
+           "GlobalMaxPooling2D", "GlobalMaxPool2D", "SoftPooling2D",
+           "ZeroPadding2D", "Cropping2D", "UpSampling2D", "ReLU", "LeakyReLU", "ELU"]

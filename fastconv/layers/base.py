@@ -47,7 +47,7 @@ __all__ = ["Layer", "InputLayer", "Input", "FLOATX", "unique_name", "clear_sessi
 
 FLOATX = "float32"
 _DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
-_ACTIVATIONS = ("relu", "tanh", "sigmoid", "softmax", "linear")
+_ACTIVATIONS = tuple(_activations._ACTIVATIONS)
 _name_counts = Counter()
 
 

@@ -1,10 +1,13 @@
-"""Pooling layers: MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D (Keras API)."""
+"""Pooling layers: MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
+GlobalMaxPooling2D (Keras API), and SoftPooling2D (SoftPool, fastconv.pooling.soft_pool2d:
+not a Keras layer)."""
 from .. import pooling as _pool
 from ..shapes import conv_output_shape, normalize_pair, resolve_padding
 from .base import Layer
 from .common import check_layer_data_format, check_layer_padding
 
-__all__ = ["MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D"]
+__all__ = ["MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
+           "GlobalMaxPooling2D", "SoftPooling2D"]
 
 
 class _Pooling2D(Layer):
@@ -125,8 +128,29 @@ class AveragePooling2D(_Pooling2D):
         return self._ready(x, grad)
 
 
-class GlobalAveragePooling2D(Layer):
-    """Mean over height and width: (N, C), or (N, 1, 1, C) with keepdims=True."""
+class SoftPooling2D(_Pooling2D):
+    """SoftPool (Stergiou et al., 2021): each window's softmax-weighted sum of its
+    cells, sum_i exp(x_i) x_i / sum_j exp(x_j); with 'same' padding the padded cells
+    are absent from the window.  Arguments as MaxPooling2D's."""
+    _cache_attrs = ("_x", "_soft")
+
+    def _linear_forward(self, x, training):
+        self._x = x
+        g = _pool._geometry(x.shape, self.pool_size, self.strides, self.padding,
+                            self.data_format)
+        y, stats = _pool._soft_forward(g, x)
+        self._soft = (g, y, stats)
+        return y
+
+    def _linear_backward(self, grad, need_input_grad):
+        if not need_input_grad:
+            return None
+        g, y, stats = self._soft
+        return _pool._soft_backward(g, grad, self._x, y, stats)
+
+
+class _GlobalPooling2D(Layer):
+    """A reduction over height and width: (N, C), or (N, 1, 1, C) with keepdims=True."""
     _ndim = 4
 
     def __init__(self, data_format=None, keepdims=False, **kwargs):
@@ -147,6 +171,15 @@ class GlobalAveragePooling2D(Layer):
             return (n, c)
         return (n, 1, 1, c) if self._last else (n, c, 1, 1)
 
+    def get_config(self):
+        config = super().get_config()
+        config.update(data_format=self.data_format, keepdims=self.keepdims)
+        return config
+
+
+class GlobalAveragePooling2D(_GlobalPooling2D):
+    """Mean over height and width: (N, C), or (N, 1, 1, C) with keepdims=True."""
+
     def _linear_forward(self, x, training):
         self._x = x
         y = _pool.global_avg_pool2d(x, data_format=self.data_format)
@@ -161,7 +194,21 @@ class GlobalAveragePooling2D(Layer):
         return _pool.global_avg_pool2d_backward(grad, self._x.shape,
                                                 data_format=self.data_format)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(data_format=self.data_format, keepdims=self.keepdims)
-        return config
+
+class GlobalMaxPooling2D(_GlobalPooling2D):
+    """Max over height and width: (N, C), or (N, 1, 1, C) with keepdims=True.  The
+    gradient of a maximum is split equally among tied cells (TensorFlow's rule)."""
+
+    def _linear_forward(self, x, training):
+        self._x = x
+        y = _pool.global_max_pool2d(x, data_format=self.data_format)
+        if self.keepdims:
+            y = y.reshape(self.compute_output_shape(x.shape))
+        return y
+
+    def _linear_backward(self, grad, need_input_grad):
+        if not need_input_grad:
+            return None
+        grad = grad.reshape(grad.shape[0], -1)
+        return _pool.global_max_pool2d_backward(grad, self._x,
+                                                data_format=self.data_format)
