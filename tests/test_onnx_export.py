@@ -39,6 +39,10 @@ def assert_exports(model, x, tmp_path, opset=17, name="model.onnx"):
     scale = max(float(np.abs(expected).max()), 1e-3)
     err = float(np.abs(got - expected).max())
     assert err <= 1e-5 * scale, (err, scale)
+    # ... and fastconv.onnx.load reads it back as a model with the same predictions
+    back = fonnx.load(path)
+    err = float(np.abs(back.predict(x, verbose=0) - expected).max())
+    assert err <= 1e-5 * scale, ("round trip", err, scale)
     return proto
 
 
@@ -133,6 +137,62 @@ def test_each_layer_kind_matches_onnx_runtime(case, data_format, tmp_path):
             layer.bias[...] = _rng(case).standard_normal(layer.bias.shape)
     x = _rng(10 + case).standard_normal((3,) + shape).astype(np.float32)
     assert_exports(model, x, tmp_path)
+
+
+def _randomize(model, seed):
+    """Random weights (batch-norm variances positive)."""
+    r = _rng(seed)
+    for layer in model.layers:
+        layer.set_weights([r.uniform(0.5, 2.0, w.shape) if n == "moving_variance"
+                           else r.standard_normal(w.shape) * 0.5
+                           for n, w in zip(layer._weight_names, layer.weights)])
+    return model
+
+
+def _conv_variant_models(fmt):
+    last = fmt == "channels_last"
+
+    def img(h, w, c):
+        return (h, w, c) if last else (c, h, w)
+
+    kw = dict(data_format=fmt)
+    channel = -1 if last else 1
+    return [
+        ("separable", [
+            layers.SeparableConv2D(5, 3, strides=2, padding="same", depth_multiplier=2,
+                                   activation="relu", **kw),
+            layers.SeparableConv2D(4, (2, 3), dilation_rate=(2, 1), use_bias=False, **kw),
+            layers.DepthwiseConv2D(3, padding="same", depth_multiplier=3, **kw)],
+         img(11, 10, 3)),
+        ("transpose", [
+            layers.Conv2DTranspose(4, 3, strides=2, padding="same", activation="tanh",
+                                   **kw),
+            layers.Conv2DTranspose(3, 4, strides=2, padding="same", **kw),
+            layers.Conv2DTranspose(2, 3, strides=(2, 1), output_padding=(1, 0), **kw),
+            layers.Conv2DTranspose(2, (2, 3), dilation_rate=2, use_bias=False, **kw),
+            layers.Conv2DTranspose(2, 3, strides=3, padding="same", output_padding=1,
+                                   **kw)],
+         img(5, 4, 3)),
+        ("batch_norm", [
+            layers.Conv2D(4, 3, **kw), layers.BatchNormalization(axis=channel),
+            layers.BatchNormalization(axis=2, scale=False, epsilon=0.1),
+            layers.Flatten(**kw), layers.Dense(5), layers.BatchNormalization(center=False),
+            layers.Activation("relu")],
+         img(7, 6, 2)),
+    ]
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("case", range(3))
+def test_conv_variants_and_batch_norm_match_onnx_runtime(case, data_format, tmp_path):
+    fastconv.set_seed(20 + case)
+    name, stack, shape = _conv_variant_models(data_format)[case]
+    model = _randomize(Sequential([layers.Input(shape)] + stack), case)
+    x = _rng(20 + case).standard_normal((3,) + shape).astype(np.float32)
+    proto = assert_exports(model, x, tmp_path)
+    ops = {n.op_type for n in proto.graph.node}
+    assert {"separable": "Conv", "transpose": "ConvTranspose",
+            "batch_norm": "BatchNormalization"}[name] in ops
 
 
 def test_preprocessing_layers_match_onnx_runtime(tmp_path):

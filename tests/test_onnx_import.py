@@ -135,6 +135,35 @@ def test_pytorch_networks_load_with_pytorch_predictions(which, data_format, tmp_
                                      else shape[1:] + shape[:1])
 
 
+def _decoder(crop):
+    nn = _torch().nn
+    extra = [nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1, output_padding=1)] \
+        if crop else []
+    return nn.Sequential(
+        nn.ConvTranspose2d(3, 4, 4, stride=2, padding=1), nn.ReLU(), nn.BatchNorm2d(4),
+        nn.ConvTranspose2d(4, 2, 3, stride=1, padding=1),
+        nn.ConvTranspose2d(2, 2, 2, stride=2, dilation=1), *extra,
+        nn.ConvTranspose2d(extra and 3 or 2, 2, 3, stride=2), nn.Sigmoid())
+
+
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("crop", [False, True])
+def test_pytorch_transposed_convolutions_load(crop, data_format, tmp_path):
+    if crop and getattr(layers, "Cropping2D", None) is None:
+        pytest.skip("this fastconv has no Cropping2D")
+    _torch().manual_seed(4)
+    net = _randomize_bn(_decoder(crop))
+    x = _rng(4).standard_normal((2, 3, 5, 4)).astype(np.float32)
+    expected = _torch_export(net, x, tmp_path / "dec.onnx", 17)
+    model = fonnx.load(tmp_path / "dec.onnx", data_format=data_format)
+    assert_close(_predict(model, x, data_format), expected)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    # the batch norm after a ReLU stays a layer (nothing to fold it into)
+    assert kinds[:3] == ["Conv2DTranspose", "BatchNormalization", "Conv2DTranspose"]
+    assert model.layers[0].padding == "same" and model.layers[0].activation == "relu"
+    assert model.layers[1].axis == (1 if data_format == "channels_first" else 3)
+
+
 @pytest.mark.parametrize("opset", range(13, 22))
 def test_pytorch_export_of_each_opset_loads(opset, tmp_path):
     _torch().manual_seed(opset)

@@ -192,6 +192,74 @@ def _conv2d(g, layer, v, out_shape):
     return _Value(y, v.perm, out_shape)
 
 
+def _onnx_weight(layer, kernel):
+    """A conv2d-op kernel of layer's data format as ONNX's (C_out, C_in/g, kh, kw)."""
+    return kernel.transpose(3, 2, 0, 1) if layer.data_format == "channels_last" \
+        else kernel
+
+
+def _separable_conv2d(g, layer, v, out_shape):
+    v = g.arrange(v, _image_perm(layer), layer.name)
+    dw, pw, groups = layer._ops()
+    kh, kw = layer.kernel_size
+    dh, ddw = layer.dilation_rate
+    pads = resolve_padding(layer.padding, _hw(layer, v.shape),
+                           ((kh - 1) * dh + 1, (kw - 1) * ddw + 1), layer.strides)
+    mid = g.node("Conv", [v.name, g.const(_onnx_weight(layer, dw), f"{layer.name}/DW")],
+                 f"{layer.name}/depthwise", kernel_shape=[kh, kw],
+                 strides=list(layer.strides), dilations=list(layer.dilation_rate),
+                 group=groups, pads=_onnx_pads(pads))
+    inputs = [mid, g.const(_onnx_weight(layer, pw), f"{layer.name}/PW")]
+    if layer.use_bias:
+        inputs.append(g.const(layer.bias, f"{layer.name}/B"))
+    return _Value(g.node("Conv", inputs, layer.name, kernel_shape=[1, 1]), v.perm,
+                  out_shape)
+
+
+def _conv2d_transpose(g, layer, v, out_shape):
+    v = g.arrange(v, _image_perm(layer), layer.name)
+    kh, kw = layer.kernel_size
+    dh, dw = layer.dilation_rate
+    k_eff = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
+    out_hw = _hw(layer, out_shape)
+    # The convolution this one transposes runs on the output with these pads; the
+    # rows it leaves out at the end are ONNX's output_padding.
+    pads = resolve_padding(layer.padding, out_hw, k_eff, layer.strides)
+    extra = [o - ((n - 1) * s + k - pb - pa) for o, n, s, k, (pb, pa) in
+             zip(out_hw, _hw(layer, v.shape), layer.strides, k_eff, pads)]
+    inputs = [v.name, g.const(layer.kernel.transpose(3, 2, 0, 1), f"{layer.name}/W")]
+    if layer.use_bias:
+        inputs.append(g.const(layer.bias, f"{layer.name}/B"))
+    y = g.node("ConvTranspose", inputs, layer.name, kernel_shape=[kh, kw],
+               strides=list(layer.strides), dilations=list(layer.dilation_rate),
+               pads=_onnx_pads(pads), output_padding=extra)
+    return _Value(y, v.perm, out_shape)
+
+
+def _batch_normalization(g, layer, v, out_shape):
+    axis = layer.axis % len(v.shape)
+    c = v.shape[axis]
+    ones, zeros = np.ones(c), np.zeros(c)
+    gamma = layer.gamma if layer.scale else ones
+    beta = layer.beta if layer.center else zeros
+    if v.axis(axis) == 1:  # ONNX's channel axis
+        inputs = [v.name] + [g.const(a, f"{layer.name}/{n}") for a, n in (
+            (gamma, "scale"), (beta, "B"), (layer.moving_mean, "mean"),
+            (layer.moving_variance, "var"))]
+        return _Value(g.node("BatchNormalization", inputs, layer.name,
+                             epsilon=layer.epsilon), v.perm, out_shape)
+    # Another axis: the same map as x * scale + shift, per channel.
+    _, scale, shift = layer._affine(layer.moving_mean.astype(np.float64),
+                                    layer.moving_variance.astype(np.float64))
+    shape = [1] * len(v.shape)
+    shape[axis] = c
+    y = g.node("Mul", [v.name, g.const(g.layout(scale.reshape(shape), v),
+                                       f"{layer.name}/scale")], layer.name)
+    y = g.node("Add", [y, g.const(g.layout(shift.reshape(shape), v),
+                                  f"{layer.name}/shift")], layer.name)
+    return _Value(y, v.perm, out_shape)
+
+
 def _pool(op, **extra):
     def export(g, layer, v, out_shape):
         v = g.arrange(v, _image_perm(layer), layer.name)
@@ -266,6 +334,9 @@ def _normalization(g, layer, v, out_shape):
 #: _Value of the layer's linear part (its activation is added after)
 EXPORTERS = {
     "Conv2D": _conv2d,
+    "SeparableConv2D": _separable_conv2d,
+    "Conv2DTranspose": _conv2d_transpose,
+    "BatchNormalization": _batch_normalization,
     "MaxPooling2D": _pool("MaxPool"),
     "AveragePooling2D": _pool("AveragePool", count_include_pad=0),
     "GlobalAveragePooling2D": _global_pool("GlobalAveragePool"),

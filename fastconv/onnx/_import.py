@@ -3,9 +3,10 @@
 The graph's nodes are visited in their (topological) order.  A node whose inputs are
 all constants (initializers, Constant nodes, shapes of runtime tensors) and whose
 operator is shape arithmetic or a plain array operation is evaluated with NumPy
-(``FOLD``): the Shape -> Gather -> Unsqueeze -> Concat -> Reshape patterns exporters
-write fold into one constant target shape.  Every other node becomes a layer spec
-(fastconv/onnx/_ops.py), or is an alias of its input (Identity, Dropout, Transpose).
+(``FOLD``, fastconv/onnx/_fold.py): the Shape -> Gather -> Unsqueeze -> Concat ->
+Reshape patterns exporters write fold into one constant target shape.  Every other
+node becomes a layer spec (fastconv/onnx/_ops.py, _ops_image.py), or is an alias of
+its input (Identity, Dropout, Transpose).
 
 A runtime tensor is a ``_Dyn``: the fastconv tensor holding it (``fc``: "input" or the
 name of the layer that makes it), ``perm`` (ONNX axis i is fastconv axis perm[i]:
@@ -189,7 +190,7 @@ class Converter:
         self.input_name = inp.name
 
     def run(self):
-        from . import _ops
+        from . import _fold, _ops
         for init in self.proto.graph.initializer:
             self.consts[init.name] = tensor_to_array(init, self.path)
         if self.proto.graph.sparse_initializer:
@@ -200,8 +201,8 @@ class Converter:
                 raise self.error(node, f"operator {node.op_type!r} of domain "
                                        f"{node.domain!r} is not supported")
             inputs = [n for n in node.input if n]
-            if node.op_type in _ops.FOLD and all(n in self.consts for n in inputs):
-                _ops.fold(self, node)
+            if node.op_type in _fold.FOLD and all(n in self.consts for n in inputs):
+                _fold.fold(self, node)
             elif node.op_type in _ops.CONVERTERS:
                 _ops.CONVERTERS[node.op_type](self, node)
             else:
@@ -305,7 +306,8 @@ def _fuse_pair(prev, spec):
     """Fold spec into prev, the layer before it (its only consumer); True if done."""
     kind, pkind = spec.cls.__name__, prev.cls.__name__
     linear = prev.kwargs.get("activation", "linear") in (None, "linear")
-    if kind == "Activation" and pkind in ("Conv2D", "Dense") and linear:
+    if kind == "Activation" and pkind in ("Conv2D", "Dense", "Conv2DTranspose") \
+            and linear:
         prev.kwargs["activation"] = spec.kwargs["activation"]
         return True
     if spec.affine is not None and pkind in ("Conv2D", "Dense") and linear:

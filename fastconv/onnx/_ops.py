@@ -1,285 +1,18 @@
-"""The ONNX operators load reads: ``FOLD`` (NumPy on constants) and ``CONVERTERS``
-(a runtime node -> a layer spec or an alias; see fastconv/onnx/_import.py)."""
+"""The runtime operators fastconv.onnx.load reads: ``CONVERTERS`` (a runtime node ->
+a layer spec or an alias; see fastconv/onnx/_import.py)."""
 import numpy as np
 
 from .. import layers as _layers
 from ..layers.base import check_activation
-from ..shapes import resolve_padding
+from ._fold import FOLD, shape_of
+from ._ops_image import IMAGE_CONVERTERS
 from ._proto import BATCH, inverse
 
-__all__ = ["FOLD", "CONVERTERS", "fold", "supported"]
-
-# Folded results may not outgrow their inputs by more than this (elements).
-_FOLD_SLACK = 1 << 16
+__all__ = ["CONVERTERS", "supported"]
 
 
 def supported():
     return sorted(set(FOLD) | set(CONVERTERS))
-
-
-def _layer(name):
-    """The fastconv layer class of that name, None if this fastconv has none."""
-    return getattr(_layers, name, None)
-
-
-# ----------------------------------------------------------------- constant folding
-def _axes(c, node, a, vals, i=1):
-    """The axes of Squeeze / Unsqueeze / ReduceMean: attribute (older opsets) or input."""
-    if "axes" in a:
-        return list(a["axes"])
-    if i < len(vals) and vals[i] is not None:
-        return [int(v) for v in np.asarray(vals[i]).ravel()]
-    return None
-
-
-def _unsqueeze(c, node, a, vals):
-    axes = _axes(c, node, a, vals)
-    x = vals[0]
-    rank = x.ndim + len(axes)
-    out = x
-    for ax in sorted(ax % rank for ax in axes):
-        out = np.expand_dims(out, ax)
-    return [out]
-
-
-def _squeeze(c, node, a, vals):
-    axes = _axes(c, node, a, vals)
-    x = vals[0]
-    if axes is None:
-        return [np.squeeze(x)]
-    return [np.squeeze(x, axis=tuple(ax % x.ndim for ax in axes))]
-
-
-def _reshape_const(c, node, a, vals):
-    x, shape = vals[0], [int(v) for v in vals[1]]
-    if not a.get("allowzero", 0):
-        shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
-    return [x.reshape(shape)]
-
-
-def _gather(c, node, a, vals):
-    data, idx = vals[0], np.asarray(vals[1], dtype=np.int64)
-    axis = a.get("axis", 0)
-    out_size = idx.size * (data.size // max(data.shape[axis], 1))
-    if out_size > data.size + idx.size + _FOLD_SLACK:
-        raise c.error(node, f"folding would make {out_size} elements")
-    return [np.take(data, idx, axis=axis)]
-
-
-def _slice(c, node, a, vals):
-    x = vals[0]
-    starts, ends = vals[1], vals[2]
-    axes = vals[3] if len(vals) > 3 and vals[3] is not None else range(len(starts))
-    steps = vals[4] if len(vals) > 4 and vals[4] is not None else [1] * len(starts)
-    index = [slice(None)] * x.ndim
-    for s, e, ax, st in zip(starts, ends, axes, steps):
-        index[int(ax)] = slice(int(s), int(e), int(st))
-    return [x[tuple(index)]]
-
-
-def _binary(fn):
-    def run(c, node, a, vals):
-        x, y = vals[0], vals[1]
-        shape = np.broadcast_shapes(np.shape(x), np.shape(y))
-        if int(np.prod(shape, dtype=np.int64)) > np.size(x) + np.size(y) + _FOLD_SLACK:
-            raise c.error(node, f"folding would broadcast to shape {shape}")
-        return [np.asarray(fn(x, y))]
-    return run
-
-
-def _div(x, y):
-    if np.issubdtype(np.result_type(x, y), np.integer):
-        return np.trunc(np.true_divide(x, y)).astype(np.result_type(x, y))
-    return np.divide(x, y)
-
-
-def _constant(c, node, a, vals):
-    for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
-        if key in a:
-            dtype = np.float32 if "float" in key else (np.int64 if "int" in key else None)
-            return [np.asarray(a[key], dtype=dtype)]
-    raise c.error(node, "Constant without a value fastconv reads")
-
-
-_CAST = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64,
-         9: np.bool_, 10: np.float16, 11: np.float64}
-
-
-def _cast(c, node, a, vals):
-    to = a.get("to")
-    if to not in _CAST:
-        raise c.error(node, f"Cast to type {to} is not supported")
-    return [vals[0].astype(_CAST[to])]
-
-
-def _shape_of(shape, a):
-    shape = np.asarray(shape, dtype=np.int64)
-    return [shape[a.get("start", 0):a.get("end", len(shape))]]
-
-
-def _flatten_const(c, node, a, vals):
-    x, axis = vals[0], a.get("axis", 1) % max(vals[0].ndim, 1)
-    return [x.reshape(int(np.prod(x.shape[:axis], dtype=np.int64)), -1)]
-
-
-FOLD = {
-    "Constant": _constant,
-    "Identity": lambda c, node, a, vals: [vals[0]],
-    "Dropout": lambda c, node, a, vals: [vals[0]],
-    "Shape": lambda c, node, a, vals: _shape_of(np.shape(vals[0]), a),
-    "Gather": _gather,
-    "Unsqueeze": _unsqueeze,
-    "Squeeze": _squeeze,
-    "Concat": lambda c, node, a, vals: [np.concatenate(
-        [np.atleast_1d(v) for v in vals], axis=a.get("axis", 0))],
-    "Cast": _cast,
-    "Reshape": _reshape_const,
-    "Transpose": lambda c, node, a, vals: [np.transpose(vals[0], a.get("perm"))],
-    "Flatten": _flatten_const,
-    "Slice": _slice,
-    "Add": _binary(np.add),
-    "Sub": _binary(np.subtract),
-    "Mul": _binary(np.multiply),
-    "Div": _binary(_div),
-}
-
-
-def fold(c, node):
-    """Evaluate node on constants; its outputs become constants."""
-    a = c.attrs(node)
-    vals = [c.consts[n] if n else None for n in node.input]
-    try:
-        outs = FOLD[node.op_type](c, node, a, vals)
-    except (ValueError, TypeError, IndexError) as exc:
-        raise c.error(node, f"cannot evaluate on its constant inputs: {exc}") from None
-    for name, value in zip(node.output, outs):
-        if name:
-            c.consts[name] = np.asarray(value)
-
-
-# ----------------------------------------------------------------- images
-def _image(c, node, x):
-    """The data_format of the layer running NCHW operator node on x."""
-    if len(x.shape) != 4:
-        raise c.error(node, f"needs a 4-D (N, C, H, W) tensor, got shape {x.shape}")
-    if x.perm == (0, 1, 2, 3):
-        return "channels_first"
-    if x.perm == (0, 3, 1, 2):
-        return "channels_last"
-    raise c.error(node, "its input is transposed in a way no fastconv layer reads "
-                        "(NCHW operators need the tensor as NCHW or NHWC)")
-
-
-def _padding(c, node, x, a, k_eff, strides):
-    """'valid', 'same', or explicit ((top, bottom), (left, right))."""
-    auto = a.get("auto_pad", "NOTSET")
-    if auto == "VALID":
-        return "valid"
-    if auto == "SAME_UPPER":
-        return "same"
-    hw = x.shape[2:]
-    same = resolve_padding("same", hw, k_eff, strides)
-    if auto == "SAME_LOWER":
-        pads = tuple((max(t, b), min(t, b)) for t, b in same)
-    elif auto == "NOTSET":
-        p = a.get("pads", [0, 0, 0, 0])
-        pads = ((p[0], p[2]), (p[1], p[3]))
-    else:
-        raise c.error(node, f"auto_pad {auto!r} is not an ONNX value")
-    if pads == ((0, 0), (0, 0)):
-        return "valid"
-    if pads == tuple(same):
-        return "same"
-    return pads
-
-
-def _zero_pad(c, node, x, pads, fmt):
-    """x padded with zeros by a ZeroPadding2D layer (explicit ONNX pads)."""
-    cls = _layer("ZeroPadding2D")
-    if cls is None:
-        raise c.error(node, f"pads {pads} are neither 0 nor Keras's 'same', and this "
-                            f"fastconv has no ZeroPadding2D")
-    if any(p < 0 for pair in pads for p in pair):
-        raise c.error(node, f"negative pads {pads} are not supported")
-    c.add(node, cls, dict(padding=pads, data_format=fmt), [x], x.perm)
-    return c.dyn[node.output[0]]
-
-
-def _conv(c, node):
-    x, w, b = c.runtime(node), c.const(node, 1), c.const(node, 2, required=False)
-    a = c.attrs(node)
-    fmt = _image(c, node, x)
-    if w.ndim != 4:
-        raise c.error(node, f"only 2-D convolutions are supported, weight shape {w.shape}")
-    m, _, kh, kw = w.shape
-    strides = tuple(a.get("strides", [1, 1]))
-    dil = tuple(a.get("dilations", [1, 1]))
-    padding = _padding(c, node, x, a, ((kh - 1) * dil[0] + 1, (kw - 1) * dil[1] + 1),
-                       strides)
-    if not isinstance(padding, str):
-        x, padding = _zero_pad(c, node, x, padding, fmt), "valid"
-    weights = [w.transpose(2, 3, 1, 0).astype(c.dtype)]
-    if b is not None:
-        weights.append(b.astype(c.dtype))
-    c.add(node, _layers.Conv2D,
-          dict(filters=int(m), kernel_size=(int(kh), int(kw)), strides=strides,
-               padding=padding, data_format=fmt, dilation_rate=dil,
-               groups=a.get("group", 1), use_bias=b is not None),
-          [x], x.perm, weights)
-
-
-def _pool(kind):
-    def convert(c, node):
-        x, a = c.runtime(node), c.attrs(node)
-        fmt = _image(c, node, x)
-        if len(node.output) > 1 and node.output[1]:
-            raise c.error(node, "the Indices output is not supported")
-        ks = tuple(a["kernel_shape"])
-        strides = tuple(a.get("strides", [1, 1]))
-        if tuple(a.get("dilations", [1, 1])) != (1, 1) or a.get("storage_order", 0):
-            raise c.error(node, "dilated pooling is not supported")
-        padding = _padding(c, node, x, a, ks, strides)
-        if a.get("ceil_mode", 0):
-            pads = resolve_padding(padding, x.shape[2:], ks, strides)
-            for n, k, s, (p0, p1) in zip(x.shape[2:], ks, strides, pads):
-                if (n + p0 + p1 - k) % s:
-                    raise c.error(node, "ceil_mode=1 that changes the output size is "
-                                        "not supported")
-        if kind == "AveragePooling2D" and a.get("count_include_pad", 0) \
-                and padding != "valid":
-            x, padding = _zero_pad(c, node, x, resolve_padding(
-                padding, x.shape[2:], ks, strides), fmt), "valid"
-        if not isinstance(padding, str):
-            raise c.error(node, f"pads {padding} are neither 0 nor Keras's 'same' "
-                                f"(fastconv pooling layers take 'valid' or 'same')")
-        c.add(node, _layers.LAYER_CLASSES[kind],
-              dict(pool_size=ks, strides=strides, padding=padding, data_format=fmt),
-              [x], x.perm)
-    return convert
-
-
-def _global_pool(kind):
-    def convert(c, node):
-        x = c.runtime(node)
-        cls = _layer(kind)
-        if cls is None:
-            raise c.error(node, f"this fastconv has no {kind}")
-        c.add(node, cls, dict(data_format=_image(c, node, x), keepdims=True), [x],
-              x.perm)
-    return convert
-
-
-def _reduce_mean(c, node):
-    x, a = c.runtime(node), c.attrs(node)
-    vals = [None] + [c.const(node, i) for i in range(1, len(node.input))]
-    axes = sorted(ax % max(len(x.shape), 1) for ax in (_axes(c, node, a, vals) or []))
-    if len(x.shape) != 4 or axes != [2, 3]:
-        raise c.error(node, f"only the mean over H and W of an NCHW tensor is "
-                            f"supported, got axes {axes} of shape {x.shape}")
-    keep = bool(a.get("keepdims", 1))
-    c.add(node, _layers.GlobalAveragePooling2D,
-          dict(data_format=_image(c, node, x), keepdims=keep), [x],
-          x.perm if keep else (0, 1))
 
 
 # ----------------------------------------------------------------- matrices
@@ -387,10 +120,13 @@ def _batch_norm(c, node):
     s = gamma / np.sqrt(var + a.get("epsilon", 1e-5))
     o = beta - mean * s
     axis = x.perm[1]
-    shape = [1] * (len(x.shape) - 1)
-    shape[axis - 1] = -1
-    scale, offset = s.reshape(shape), o.reshape(shape)
-    _affine(c, node, x, scale, offset)
+    if x.flat is not None:
+        s, o, gamma, beta, mean, var = (v[x.flat] for v in (s, o, gamma, beta, mean, var))
+    # Folded into the layer before it where it can be (_import._fuse), else a layer.
+    affine = (s, o, axis - len(x.shape))
+    c.add(node, _layers.BatchNormalization,
+          dict(axis=axis, epsilon=a.get("epsilon", 1e-5)), [x], x.perm,
+          [v.astype(c.dtype) for v in (gamma, beta, mean, var)], affine, x.flat)
 
 
 def _activation(name, check=None):
@@ -410,11 +146,14 @@ def _activation(name, check=None):
 def _softmax_axis(c, node, x, a):
     r = len(x.shape)
     axis = a.get("axis", -1 if c.opset >= 13 else 1) % r
-    if axis != r - 1 and (c.opset >= 13 or any(s != 1 for s in x.shape[axis + 1:])):
-        raise c.error(node, f"softmax over axis {axis} of rank {r}: fastconv's softmax "
-                            f"runs over the last axis")
-    if x.perm[r - 1] != r - 1:
-        raise c.error(node, "the softmax axis is not the last in fastconv's layout")
+    # (before opset 13 Softmax ran over all axes from axis on)
+    if c.opset < 13 and any(s != 1 for s in x.shape[axis + 1:]):
+        raise c.error(node, f"softmax over axes {axis}.. of shape {x.shape}: fastconv's "
+                            f"softmax runs over one axis")
+    if x.perm[axis] != r - 1:
+        raise c.error(node, f"softmax over axis {axis} of shape {x.shape}, which is not "
+                            f"the last in fastconv's layout (fastconv's softmax runs "
+                            f"over the last axis)")
 
 
 def _hard_sigmoid_args(c, node, x, a):
@@ -443,10 +182,15 @@ def _flatten_to(c, node, x):
     sample = x.shape[1:]
     idx = np.arange(int(np.prod(sample, dtype=np.int64))).reshape(sample)
     inv = inverse(x.perm)
-    order = idx.transpose([inv[k] - 1 for k in range(1, len(x.shape))]).ravel()
-    flat = None if np.array_equal(order, np.arange(order.size)) else order
+    fc = idx.transpose([inv[k] - 1 for k in range(1, len(x.shape))])
+    # Flatten("channels_first") moves the fastconv tensor's axis 1 last first.
+    orders = {"channels_last": fc.ravel(),
+              "channels_first": np.moveaxis(fc, 0, -1).ravel()}
+    for fmt, order in orders.items():
+        if np.array_equal(order, np.arange(order.size)):
+            return c.add(node, _layers.Flatten, dict(data_format=fmt), [x], (0, 1))
     c.add(node, _layers.Flatten, dict(data_format="channels_last"), [x], (0, 1),
-          flat=flat)
+          flat=orders["channels_last"])
 
 
 def _flatten(c, node):
@@ -496,7 +240,7 @@ def _transpose(c, node):
 
 def _shape(c, node):
     x = c.runtime(node)
-    c.consts[node.output[0]] = _shape_of([c.batch] + list(x.shape[1:]),
+    c.consts[node.output[0]] = shape_of([c.batch] + list(x.shape[1:]),
                                          c.attrs(node))[0]
 
 
@@ -515,13 +259,7 @@ def _concat(c, node):
                         "which this fastconv cannot build")
 
 
-CONVERTERS = {
-    "Conv": _conv,
-    "MaxPool": _pool("MaxPooling2D"),
-    "AveragePool": _pool("AveragePooling2D"),
-    "GlobalAveragePool": _global_pool("GlobalAveragePooling2D"),
-    "GlobalMaxPool": _global_pool("GlobalMaxPooling2D"),
-    "ReduceMean": _reduce_mean,
+CONVERTERS = dict(IMAGE_CONVERTERS, **{
     "Gemm": _gemm,
     "MatMul": _matmul,
     "Add": _arith("Add"),
@@ -543,4 +281,4 @@ CONVERTERS = {
     "Dropout": _passthrough,
     "Identity": _passthrough,
     "Concat": _concat,
-}
+})
