@@ -27,7 +27,7 @@ from fastconv.models import ModelFileError, Sequential  # noqa: E402
 
 KERAS_PYTHON = os.environ.get("FASTCONV_KERAS_PYTHON", "/tmp/venv-tf/bin/python")
 NETWORKS = ["lenet5_channels_last", "lenet5_channels_first", "cifar10_channels_last",
-            "cifar10_channels_first"]
+            "cifar10_channels_first", "mixed_channels_last", "mixed_channels_first"]
 
 
 PRELUDE = r"""
@@ -67,11 +67,27 @@ def cifar10(fmt):
         L.Dropout(0.25), L.Flatten(**kw), L.Dense(512, activation="relu"),
         L.Dropout(0.5), L.Dense(10, activation="softmax")], name="cifar10_" + fmt)
 
-for make in (lenet5, cifar10):
+def mixed(fmt):
+    shape = (12, 10, 3) if fmt == "channels_last" else (3, 12, 10)
+    kw = dict(data_format=fmt)
+    ax = -1 if fmt == "channels_last" else 1
+    return keras.Sequential([
+        keras.Input(shape), L.Conv2D(4, 3, padding="same", **kw),
+        L.BatchNormalization(axis=ax), L.Activation("relu"),
+        L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="relu", **kw),
+        L.SeparableConv2D(5, 3, strides=2, **kw),
+        L.BatchNormalization(axis=ax, center=False, epsilon=0.01),
+        L.Conv2DTranspose(3, 3, strides=2, padding="same", **kw),
+        L.GlobalAveragePooling2D(**kw), L.Dense(4, activation="softmax")],
+        name="mixed_" + fmt)
+
+for make in (lenet5, cifar10, mixed):
     for fmt in ("channels_last", "channels_first"):
         m = make(fmt)
-        m.set_weights([rng.normal(0, 0.2, w.shape).astype("float32")
-                       for w in m.get_weights()])
+        m.set_weights([np.abs(rng.normal(0.5, 0.2, w.shape)).astype("float32")
+                       if "variance" in w.path else
+                       rng.normal(0, 0.2, w.shape).astype("float32")
+                       for w in m.weights])
         m.compile(optimizer="adam", loss="categorical_crossentropy",
                   metrics=["accuracy"])
         name = m.name
@@ -179,17 +195,39 @@ def lenet5_channels_first():
         L.Dense(10, activation="softmax")], name="fc_lenet5_cf")
 
 
+def mixed(data_format):
+    """BatchNormalization, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose."""
+    kw = dict(data_format=data_format)
+    last = data_format == "channels_last"
+    ax = -1 if last else 1
+    return Sequential([
+        L.Input((12, 10, 3) if last else (3, 12, 10)),
+        L.Conv2D(4, 3, padding="same", **kw), L.BatchNormalization(axis=ax),
+        L.Activation("relu"),
+        L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="relu", **kw),
+        L.SeparableConv2D(5, 3, strides=2, **kw),
+        L.BatchNormalization(axis=ax, center=False, epsilon=0.01),
+        L.Conv2DTranspose(3, 3, strides=2, padding="same", **kw),
+        L.GlobalAveragePooling2D(**kw), L.Dense(4, activation="softmax")],
+        name="fc_mixed_" + data_format)
+
+
 def randomize(model, seed):
+    """Random weights (biases and batch statistics included; variances positive)."""
     rng = np.random.default_rng(seed)
-    model.set_weights([rng.normal(0, 0.2, w.shape).astype(w.dtype)
-                       for w in model.get_weights()])
+    names = [n for layer in model.layers for n in layer._weight_names]
+    model.set_weights([np.abs(rng.normal(0.5, 0.2, w.shape)).astype(w.dtype)
+                       if n == "moving_variance" else
+                       rng.normal(0, 0.2, w.shape).astype(w.dtype)
+                       for n, w in zip(names, model.get_weights())])
     return model
 
 
 def test_fastconv_files_load_in_keras_with_the_same_predictions(tmp_path):
     rng = np.random.default_rng(5)
     made = {"fc_lenet5": applications.lenet5(), "fc_cifar10": applications.cifar10_cnn(),
-            "fc_lenet5_cf": lenet5_channels_first()}
+            "fc_lenet5_cf": lenet5_channels_first(),
+            "fc_mixed_cl": mixed("channels_last"), "fc_mixed_cf": mixed("channels_first")}
     expected = {}
     for i, (name, model) in enumerate(made.items()):
         randomize(model, i)

@@ -61,10 +61,34 @@ TABLE = {
     "Dropout": Spec(("rate", "noise_shape", "seed")),
     "Activation": Spec(("activation",)),
     "Rescaling": Spec(("scale", "offset")),
+    "BatchNormalization": Spec(
+        ("axis", "momentum", "epsilon", "center", "scale", "beta_initializer",
+         "gamma_initializer", "moving_mean_initializer", "moving_variance_initializer",
+         "beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint"),
+        {"synchronized": False, "renorm": False, "renorm_clipping": None,
+         "renorm_momentum": 0.99}),
+    "DepthwiseConv2D": Spec(
+        ("kernel_size", "strides", "padding", "depth_multiplier", "data_format",
+         "dilation_rate", "activation", "use_bias", "depthwise_initializer",
+         "bias_initializer", "depthwise_regularizer", "bias_regularizer",
+         "activity_regularizer", "depthwise_constraint", "bias_constraint")),
+    "SeparableConv2D": Spec(
+        ("filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate",
+         "depth_multiplier", "activation", "use_bias", "depthwise_initializer",
+         "pointwise_initializer", "bias_initializer", "depthwise_regularizer",
+         "pointwise_regularizer", "bias_regularizer", "activity_regularizer",
+         "depthwise_constraint", "pointwise_constraint", "bias_constraint")),
+    "Conv2DTranspose": Spec(
+        ("filters", "kernel_size", "strides", "padding", "output_padding", "data_format",
+         "dilation_rate", "activation", "use_bias", "kernel_initializer",
+         "bias_initializer", "kernel_regularizer", "bias_regularizer",
+         "activity_regularizer", "kernel_constraint", "bias_constraint")),
 }
 
 #: Keras's aliases of the same classes
 _ALIASES = {"Convolution2D": "Conv2D", "MaxPool2D": "MaxPooling2D",
+            "Convolution2DTranspose": "Conv2DTranspose",
+            "SeparableConvolution2D": "SeparableConv2D",
             "AvgPool2D": "AveragePooling2D", "GlobalAvgPool2D": "GlobalAveragePooling2D"}
 
 _DEFAULT = object()  # an option left at fastconv's default
