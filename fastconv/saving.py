@@ -111,6 +111,9 @@ def save_weights(model, filepath):
     path = _fspath(filepath)
     if _keras_files().is_keras_path(path):
         return _keras_files().save_weights(model, path)
+    if path.lower().endswith(".safetensors"):
+        from .convert import save_safetensors
+        return save_safetensors(model, path)
     _refuse_keras_suffix(path)
     if not model.built:
         raise ValueError(f"model {model.name!r} is not built: build it or run it on "
@@ -206,6 +209,9 @@ def load_weights(model, filepath):
     path = _fspath(filepath)
     if _keras_files().is_keras_path(path):
         return _keras_files().load_weights(model, path)
+    if path.lower().endswith(".safetensors"):
+        from .convert import load_safetensors
+        return load_safetensors(model, path)
     if not model.built:
         raise ValueError(f"model {model.name!r} is not built: build it or run it on "
                          "data before load_weights()")
