@@ -9,6 +9,7 @@ try:
     from . import _pool2d as pool2d
     from . import _activations as activations
     from . import _optim as optim
+    from . import _batchnorm as batchnorm
 except ImportError as exc:  # pragma: no cover - exercised by tests/test_build.py
     raise ImportError(
         "fastconv's compiled kernels could not be imported "
@@ -18,4 +19,4 @@ except ImportError as exc:  # pragma: no cover - exercised by tests/test_build.p
         "imports the installed package and not the unbuilt folder."
     ) from exc
 
-__all__ = ["conv2d", "openmp", "pool2d", "activations", "optim"]
+__all__ = ["conv2d", "openmp", "pool2d", "activations", "optim", "batchnorm"]

@@ -249,3 +249,28 @@ def test_bad_arguments_raise_clear_errors():
     bn(np.zeros((2, 3, 3, 4)))
     with pytest.raises(ValueError, match="size 4 on axis"):
         bn(np.zeros((2, 3, 3, 5)))
+
+
+@pytest.mark.parametrize("shape,axis", [((16, 24, 24, 16), -1), ((16, 16, 24, 24), 1),
+                                        ((37, 5, 7, 3), -1)])
+def test_compiled_passes_give_the_same_bits_on_one_and_two_threads(shape, axis, rng):
+    """Work items depend on the shapes only (src/_batchnorm.pyx): thread counts agree
+    bit for bit, and the float32 result is NumPy's float64 formula rounded."""
+    import fastconv
+    x = (rng.standard_normal(shape) * 3 + 2).astype(np.float32)
+    up = rng.standard_normal(shape).astype(np.float32)
+    results = []
+    for threads in (1, 2):
+        with fastconv.num_threads(threads):
+            layer = random_bn(np.random.default_rng(0), shape, dtype="float32", axis=axis)
+            y = layer(x, training=True)
+            gx = layer.backward(up)
+            results.append([y, gx] + layer.trainable_gradients + layer.get_weights())
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    layer = random_bn(np.random.default_rng(0), shape, axis=axis)
+    xd = x.astype(np.float64)
+    y64 = layer(xd, training=True)
+    gx64 = layer.backward(up.astype(np.float64))
+    np.testing.assert_allclose(results[0][0], y64, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(results[0][1], gx64, rtol=1e-4, atol=1e-5)

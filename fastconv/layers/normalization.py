@@ -11,7 +11,9 @@ statistics as Keras 3 does, with the same biased variance:
 1 - momentum.)  Inference, and a frozen layer (``trainable=False``, as Keras), use the
 moving statistics.  Either way the output is ``x * scale + shift`` per channel, with
 scale = gamma / sqrt(variance + epsilon) and shift = beta - mean * scale; the
-statistics are summed in float64.
+statistics are summed in float64.  The passes over the data are compiled
+(src/_batchnorm.pyx): the training forward reads x twice and writes y once, the
+backward reads x and the gradient twice and writes the input gradient once.
 
 The backward pass of a training forward is the full batch-norm gradient (through the
 batch mean and variance); after an inference forward it is the affine map's.  The
@@ -24,32 +26,13 @@ import numbers
 
 import numpy as np
 
+from .. import _ext
 from .. import constraints as _constraints
 from .. import initializers as _initializers
 from .. import regularizers as _regularizers
 from .base import Layer
 
 __all__ = ["BatchNormalization"]
-
-
-def _wide_rows(a, c):
-    """k: the most rows of a (A, C) array (A divisible by k, k * C at most 256 values)
-    summed as one row of k * C values: NumPy sums a wide row per step much faster
-    than a narrow one (channels_last statistics with few channels)."""
-    k = max(1, 256 // c)
-    while a % k:
-        k -= 1
-    return k
-
-
-def _channel_sum(x, view):
-    """Per-channel float64 sums of x in its (A, C) or (A, C, B) view."""
-    shape, axes, _, k = view
-    if len(shape) == 3:
-        return np.sum(x, axis=axes, dtype=np.float64)
-    a, c = shape
-    return np.sum(x.reshape(a // k, k * c), axis=0, dtype=np.float64).reshape(k, c) \
-        .sum(axis=0)
 
 
 def _real(value, name, low=None, high=None):
@@ -149,17 +132,24 @@ class BatchNormalization(Layer):
         return shape
 
     def _view(self, shape):
-        """(shape of x as (A, C) or (A, C, B) around the channel axis, reduction
-        axes, shape the per-channel vectors broadcast as, _wide_rows of (A, C))."""
+        """(A, C, B): x's shape as rows, channels and the values after the channel
+        axis (1 for channels_last), and the work items of the sums over it."""
         if shape != self._view_key:
             axis = self._axis_of(shape)
             a = int(np.prod(shape[:axis], dtype=np.int64))
             b = int(np.prod(shape[axis + 1:], dtype=np.int64))
             c = shape[axis]
-            self._view_val = (((a, c), (0,), (c,), _wide_rows(a, c)) if b == 1 else
-                              ((a, c, b), (0, 2), (c, 1), 1))
+            self._view_val = (a, c, b, _ext.batchnorm.n_items(a, c, b))
             self._view_key = shape
         return self._view_val
+
+    def _sums(self, view, x, g, mean, mode):
+        """Per-channel float64 sums (src/_batchnorm.pyx channel_sums; mode 0: x, 1:
+        (x - mean)^2, 2: g then g * (x - mean))."""
+        a, c, b, items = view
+        partial = np.empty((items, 2 * c if mode == 2 else c), np.float64)
+        return np.asarray(_ext.batchnorm.channel_sums(x, g, mean, partial, a, c, b,
+                                                      mode))
 
     # ------------------------------------------------------------------ passes
     def _params(self, dtype=np.float64):
@@ -192,15 +182,13 @@ class BatchNormalization(Layer):
 
     def _linear_forward(self, x, training):
         view = self._view(x.shape)
-        shape, bshape = view[0], view[2]
-        x2 = x.reshape(shape)
-        m = x2.size // shape[1] if x2.size else 0
+        a, c, b = view[:3]
+        m = a * b
+        flat = x.reshape(-1)
         train = bool(training) and self.trainable and m > 0
         if train:
-            mean = _channel_sum(x2, view) / m
-            centered = x2 - mean.astype(x.dtype).reshape(bshape)
-            var = _channel_sum(np.square(centered, out=centered), view) / m
-            del centered
+            mean = self._sums(view, flat, flat, np.zeros(c), 0) / m
+            var = self._sums(view, flat, flat, mean, 1) / m
             mom = self.momentum
             for target, value in ((self.moving_mean, mean), (self.moving_variance, var)):
                 np.copyto(target, target.astype(np.float64) * mom + value * (1.0 - mom),
@@ -209,22 +197,26 @@ class BatchNormalization(Layer):
             mean = self.moving_mean.astype(np.float64)
             var = self.moving_variance.astype(np.float64)
         inv, scale, shift = self._affine(mean, var)
-        y = x2 * scale.astype(x.dtype).reshape(bshape)
-        y += shift.astype(x.dtype).reshape(bshape)
+        y = np.empty_like(x)
+        if m:
+            _ext.batchnorm.affine(flat, scale.astype(x.dtype), shift.astype(x.dtype),
+                                  y.reshape(-1), a, c, b)
         self._x = x
         self._stats = (train, mean, inv, m)
-        return y.reshape(x.shape)
+        return y
 
     def _linear_backward(self, grad, need_input_grad):
-        view = self._view(self._x.shape)
-        shape, bshape = view[0], view[2]
+        x = self._x
+        view = self._view(x.shape)
+        a, c, b = view[:3]
         train, mean, inv, m = self._stats
-        x2, g2 = self._x.reshape(shape), grad.reshape(shape)
-        dtype = g2.dtype
-        centered = x2 - mean.astype(dtype).reshape(bshape)
-        dbeta = _channel_sum(g2, view)
-        prod = centered * g2
-        dgamma = _channel_sum(prod, view) * inv
+        dtype = grad.dtype
+        flat_x, flat_g = x.reshape(-1), grad.reshape(-1)
+        if m:
+            sums = self._sums(view, flat_x, flat_g, mean, 2)
+            dbeta, dgamma = sums[:c], sums[c:] * inv
+        else:
+            dbeta = dgamma = np.zeros(c)
         gamma = self.gamma.astype(np.float64) if self.scale else 1.0
         if self.scale:
             self._grads["gamma"] = dgamma.astype(dtype)
@@ -232,16 +224,20 @@ class BatchNormalization(Layer):
             self._grads["beta"] = dbeta.astype(dtype)
         if not need_input_grad:
             return None
-        a = gamma * inv  # dy -> dx of the affine map
-        if not train or m == 0:
-            return (g2 * a.astype(dtype).reshape(bshape)).reshape(self._x.shape)
-        # dx = a * (g - mean(g) - xhat * mean(g * xhat)), xhat = centered * inv
-        coef = (-a * inv * dgamma / m).astype(dtype).reshape(bshape)
-        const = (-a * dbeta / m).astype(dtype).reshape(bshape)
-        dx = np.multiply(centered, coef, out=centered)
-        dx += const
-        dx += np.multiply(g2, a.astype(dtype).reshape(bshape), out=prod)
-        return dx.reshape(self._x.shape)
+        k = gamma * inv  # dy -> dx of the affine map
+        dx = np.empty_like(grad)
+        if not m:
+            return dx
+        if not train:
+            _ext.batchnorm.affine(flat_g, k.astype(dtype), np.zeros(c, dtype),
+                                  dx.reshape(-1), a, c, b)
+            return dx
+        # dx = k * (g - mean(g) - xhat * mean(g * xhat)), xhat = (x - mean) * inv
+        _ext.batchnorm.backward_input(
+            flat_g, flat_x, mean.astype(dtype), k.astype(dtype),
+            (-k * inv * dgamma / m).astype(dtype), (-k * dbeta / m).astype(dtype),
+            dx.reshape(-1), a, c, b)
+        return dx
 
     # ------------------------------------------------------------------ config
     def get_config(self):
