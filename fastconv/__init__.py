@@ -42,6 +42,8 @@ from .pooling import (avg_pool2d, avg_pool2d_backward, global_avg_pool2d,
 from . import activations  # noqa: F401  (fastconv.activations.relu, get, ...)
 from . import datasets  # noqa: F401  (fastconv.datasets.load_fashion_mnist, ...)
 from ._random import set_seed
+from .layers import Input
+from .functional import Model
 from . import (initializers, layers, losses, optimizers, metrics,  # noqa: F401
                callbacks, models, applications, schedules, regularizers, constraints,
                augmentation, tuner)
@@ -56,4 +58,4 @@ __all__ = ["__version__", "show_config", "config", "get_num_threads", "set_num_t
            "conv_transpose2d_output_shape",
            "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
            "global_avg_pool2d", "global_avg_pool2d_backward", "pool2d_output_shape",
-           "set_seed"]
+           "set_seed", "Input", "Model"]

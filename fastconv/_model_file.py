@@ -292,9 +292,47 @@ def parse_config(path, text):
                       f"{str(doc[key])[:40]}")
     model = doc["model"]
     if not isinstance(model, dict) or set(model) != {"class_name", "config"} \
-            or model["class_name"] != "Sequential":
-        raise bad("model must be {'class_name': 'Sequential', 'config': {...}}")
+            or model["class_name"] not in ("Sequential", "Functional"):
+        raise bad("model must be {'class_name': 'Sequential' or 'Functional', "
+                  "'config': {...}}")
     cfg = model["config"]
+    if model["class_name"] == "Functional":
+        _check_functional(cfg, bad)
+    else:
+        _check_sequential(cfg, bad)
+    comp = doc["compile"]
+    if comp is None:
+        if doc["n_optimizer_arrays"] or doc["optimizer_iterations"]:
+            raise bad("optimizer state without compile arguments")
+    else:
+        keys = {"optimizer", "loss", "metrics"}
+        if not isinstance(comp, dict) or not keys <= set(comp) \
+                or not set(comp) <= keys | {"weighted_metrics", "loss_weights"}:
+            raise bad("compile must be null or have exactly optimizer, loss and "
+                      "metrics, and optionally weighted_metrics and loss_weights")
+        for key in ("metrics", "weighted_metrics"):
+            if key in comp and not _names(comp[key]) and not (
+                    isinstance(comp[key], list)
+                    and all(_names(m) for m in comp[key])):
+                raise bad(f"compile.{key} must be a list of names (or of lists of "
+                          f"names, one per output)")
+        weights = comp.get("loss_weights", [])
+        if not isinstance(weights, list) or not all(
+                isinstance(w, (int, float)) and not isinstance(w, bool)
+                for w in weights):
+            raise bad("compile.loss_weights must be a list of numbers")
+    rs = doc["random_state"]
+    if not isinstance(rs, dict) or set(rs) != {"model", "layers"} \
+            or not isinstance(rs["layers"], dict):
+        raise bad("random_state must have a model state and a layers dict")
+    return doc
+
+
+def _names(value):
+    return isinstance(value, list) and all(isinstance(m, str) for m in value)
+
+
+def _check_sequential(cfg, bad):
     if not isinstance(cfg, dict) or set(cfg) != {"name", "input_shape", "layers"}:
         raise bad("model.config must have exactly name, input_shape and layers")
     if not isinstance(cfg["name"], str) or not cfg["name"]:
@@ -306,25 +344,32 @@ def parse_config(path, text):
                   f"{str(shape)[:80]}")
     if not isinstance(cfg["layers"], list) or not 1 <= len(cfg["layers"]) <= _MAX_LAYERS:
         raise bad(f"model.config.layers must be a list of 1 to {_MAX_LAYERS} layers")
-    comp = doc["compile"]
-    if comp is None:
-        if doc["n_optimizer_arrays"] or doc["optimizer_iterations"]:
-            raise bad("optimizer state without compile arguments")
-    else:
-        keys = {"optimizer", "loss", "metrics"}
-        if not isinstance(comp, dict) or not keys <= set(comp) \
-                or not set(comp) <= keys | {"weighted_metrics"}:
-            raise bad("compile must be null or have exactly optimizer, loss and "
-                      "metrics, and optionally weighted_metrics")
-        for key in ("metrics", "weighted_metrics"):
-            if key in comp and (not isinstance(comp[key], list) or not all(
-                    isinstance(m, str) for m in comp[key])):
-                raise bad(f"compile.{key} must be a list of names")
-    rs = doc["random_state"]
-    if not isinstance(rs, dict) or set(rs) != {"model", "layers"} \
-            or not isinstance(rs["layers"], dict):
-        raise bad("random_state must have a model state and a layers dict")
-    return doc
+
+
+def _check_functional(cfg, bad):
+    """The fields of a functional config (the graph itself is checked as it is
+    built: fastconv/_graph_config.py)."""
+    keys = {"name", "trainable", "layers", "input_layers", "output_layers"}
+    if not isinstance(cfg, dict) or set(cfg) != keys:
+        raise bad(f"model.config of a functional model must have exactly "
+                  f"{sorted(keys)}")
+    if not isinstance(cfg["name"], str) or not cfg["name"]:
+        raise bad("model.config.name must be a non-empty string")
+    layers = cfg["layers"]
+    if not isinstance(layers, list) or not 2 <= len(layers) <= _MAX_LAYERS:
+        raise bad(f"model.config.layers must be a list of 2 to {_MAX_LAYERS} layers")
+    for entry in layers:
+        if not isinstance(entry, dict) or set(entry) != {"class_name", "config", "name",
+                                                         "inbound_nodes"} \
+                or not isinstance(entry["name"], str) \
+                or not isinstance(entry["inbound_nodes"], list) \
+                or len(entry["inbound_nodes"]) > _MAX_LAYERS:
+            raise bad(f"each layer of model.config.layers must have exactly "
+                      f"class_name, config, name and inbound_nodes, got "
+                      f"{str(entry)[:120]}")
+    for key in ("input_layers", "output_layers"):
+        if not isinstance(cfg[key], (list, dict)) or not cfg[key]:
+            raise bad(f"model.config.{key} must be a non-empty list or dict")
 
 
 def parse_weights_config(path, text):

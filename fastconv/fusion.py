@@ -185,7 +185,8 @@ PATTERNS = (
 # ------------------------------------------------------------------------ the graph
 class Node:
     """A layer of a model's graph: index (a topological order), the indices of the
-    nodes it reads (inputs) and of those that read it (consumers)."""
+    nodes it reads (inputs; -(k + 1) for the model's input k) and of those that read
+    it (consumers; -(k + 1) where it is the model's output k)."""
 
     __slots__ = ("index", "layer", "inputs", "consumers")
 
@@ -232,13 +233,14 @@ class LayerStep:
             return layer.forward(x, training, winograd_tile=self._tile())
         return layer.forward(x, training)
 
-    def backward(self, grad, stop):
-        """The input gradient (None where index <= stop: the first layer that trains
-        needs none); stores the parameter gradients."""
-        i = self.indices[0]
+    def backward(self, grad, wants):
+        """The input gradient (None where not wanted: ``wants`` is a list of bools by
+        node index, or the index of the first node that trains, which wants none and
+        nor does any before it); stores the parameter gradients."""
+        want = _wanted(wants, self.indices[0])
         if self.linear:
-            return self.layer._linear_backward(grad, i > stop)
-        return self.layer._backward(grad, i > stop)
+            return self.layer._linear_backward(grad, want)
+        return self.layer._backward(grad, want)
 
 
 class FusedStep:
@@ -269,35 +271,55 @@ class FusedStep:
                                                                   winograd_tile=tile)
         return b.forward(y, training)
 
-    def backward(self, grad, stop):
-        (a, b), i = self.layers, self.indices[0]
-        if i < stop:  # (b's index is stop: b trains, nothing before it does)
+    def backward(self, grad, wants):
+        """a's input gradient (see LayerStep.backward); a does not run where b's
+        input gradient is not wanted (b trains, nothing before it does)."""
+        (a, b), (i, j) = self.layers, self.indices
+        if not _wanted(wants, j):
             return b._backward(grad, False)
+        want = _wanted(wants, i)
         fused = self.pattern.backward
         if fused is not None:
-            out = fused(a, b, grad, i > stop)
+            out = fused(a, b, grad, want)
             if out is not UNFUSED:
                 return out
-        return a._backward(b._backward(grad, True), i > stop)
+        return a._backward(b._backward(grad, True), want)
+
+
+def _wanted(wants, index):
+    """Whether node index's input gradient is wanted (see LayerStep.backward)."""
+    if isinstance(wants, int):
+        return index > wants
+    return wants[index]
 
 
 def _first_tiles(nodes):
     """{node index: tile function} of the first layers that a pattern pins to a tile
     (decided on the inference pass's fusions, for every pass)."""
-    return {a.index: p.first_tile for p, a, _ in _pairs(nodes, INFERENCE, None)
+    return {a.index: p.first_tile for p, a, _ in _pairs(nodes, INFERENCE, ())
             if p.first_tile is not None}
+
+
+def _indices(linear):
+    if linear is None:
+        return frozenset()
+    if isinstance(linear, int):
+        return frozenset((linear,))
+    return frozenset(linear)
 
 
 def _pairs(nodes, mode, linear):
     """(pattern, a, b) for each pair of nodes that fuses in mode: a's output read by b
-    alone, b reading a alone, neither taken by an earlier pair, b not the node run
-    linear (index linear)."""
+    alone (and not a model output), b reading a alone, neither taken by an earlier
+    pair, b not a node run linear (indices linear), a of one input."""
     taken, out = set(), []
     for a in nodes:
-        if a.index in taken or len(a.consumers) != 1:
-            continue
+        if a.index in taken or len(a.consumers) != 1 or a.consumers[0] < 0:
+            continue  # (a negative consumer: a's output is a model output)
         b = nodes[a.consumers[0]]
-        if b.inputs != (a.index,) or b.index in taken or b.index == linear:
+        if b.inputs != (a.index,) or b.index in taken or b.index in linear:
+            continue
+        if getattr(a.layer, "_multi_input", False):
             continue
         if getattr(a.layer, "activity_regularizer", None) is not None:
             continue  # its output is read by its penalty too: the model needs it
@@ -312,7 +334,9 @@ def _pairs(nodes, mode, linear):
 def compile_steps(nodes, mode, fuse=True, linear=None):
     """The steps of a pass over nodes (Node list in topological order) for mode
     (INFERENCE or TRAINING): pairs fused by the first pattern that matches (none when
-    not fuse); the node of index linear runs its linear part only."""
+    not fuse); the node of index linear (or the nodes of a collection of indices)
+    runs its linear part only."""
+    linear = _indices(linear)
     tiles = _first_tiles(nodes)
     first = {a.index: (p, a, b) for p, a, b in _pairs(nodes, mode, linear)} if fuse \
         else {}
@@ -325,7 +349,7 @@ def compile_steps(nodes, mode, fuse=True, linear=None):
             steps.append(FusedStep(pattern, a, b, tiles.get(a.index)))
             skip.add(b.index)
         else:
-            steps.append(LayerStep(node, tiles.get(node.index), node.index == linear))
+            steps.append(LayerStep(node, tiles.get(node.index), node.index in linear))
     return steps
 
 

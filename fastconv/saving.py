@@ -89,7 +89,7 @@ def save_model(model, filepath):
     for i, s in enumerate(slots):
         arrays[f"optimizer_{i:05d}"] = s
     doc = {"format": FILE_FORMAT, "format_version": FILE_VERSION,
-           "model": {"class_name": "Sequential", "config": model.get_config()},
+           "model": {"class_name": model._config_class, "config": model.get_config()},
            "compile": model._compile_config(),
            "optimizer_iterations": iterations,
            "n_weights": len(model.weights), "n_optimizer_arrays": len(slots),
@@ -172,7 +172,8 @@ def _create_temporary(directory, base):
 
 # --------------------------------------------------------------------------- loading
 def load_model(filepath, compile=True):
-    """Rebuild a model written by ``Sequential.save``: architecture, weights and, with
+    """Rebuild a model written by ``model.save`` (a Sequential or a functional Model):
+    architecture, weights and, with
     ``compile=True``, optimizer (with its state), loss, metrics (weighted_metrics
     included) and generator states, so that training resumes exactly where it
     stopped.
@@ -243,23 +244,24 @@ def _read_weights(path, f, model):
 
 
 def _load(path, f, compile):
-    from .models import Sequential
+    from .models import Model, Sequential
 
     archive = Archive(path, f)
     doc = parse_config(path, archive.read_config())
     archive.check_members(doc["n_weights"], doc["n_optimizer_arrays"])
     model_cfg = doc["model"]["config"]
+    functional = doc["model"]["class_name"] == "Functional"
 
     # Check every weight header against the shapes the architecture gives, before the
     # model (and so its weights) is built.
-    plan = _weight_plan(path, model_cfg)
+    plan = (_functional_weight_plan if functional else _weight_plan)(path, model_cfg)
     if len(plan) != doc["n_weights"]:
         raise ModelFileError(f"model file {path!r}: the architecture has {len(plan)} "
                              f"weight arrays, the file says {doc['n_weights']}")
     for i, (name, shape, dtype) in enumerate(plan):
         archive.check_array(f"weight_{i:05d}", shape, dtype, name)
 
-    model = Sequential.from_config(model_cfg)
+    model = (Model if functional else Sequential).from_config(model_cfg)
     built = [(w.shape, w.dtype) for w in model.weights]
     if built != [(shape, dtype) for _, shape, dtype in plan]:
         raise ModelFileError(f"model file {path!r}: the built model's weights "
@@ -274,14 +276,18 @@ def _load(path, f, compile):
 
     comp = doc["compile"]
     if compile and comp is not None:
+        loss = comp["loss"]
+        if isinstance(loss, list):
+            loss = [None if x is None else deserialize(x, _losses._CLASSES, "loss")
+                    for x in loss]
+        elif loss is not None:
+            loss = deserialize(loss, _losses._CLASSES, "loss")
         model.compile(optimizer=deserialize(comp["optimizer"], _optimizers._CLASSES,
                                             "optimizer"),
-                      loss=None if comp["loss"] is None else deserialize(
-                          comp["loss"], _losses._CLASSES, "loss"),
-                      metrics=comp["metrics"],
-                      weighted_metrics=comp.get("weighted_metrics"))
-        variables = [w for layer in model._layers if layer.trainable
-                     for w in layer.trainable_weights]
+                      loss=loss, metrics=comp["metrics"],
+                      weighted_metrics=comp.get("weighted_metrics"),
+                      loss_weights=comp.get("loss_weights"))
+        variables = model.trainable_weights
         n_o = doc["n_optimizer_arrays"]
         per = model.optimizer._n_slots()
         if n_o not in (0, per * len(variables)):
@@ -310,6 +316,20 @@ def _load(path, f, compile):
     return model
 
 
+def _dry_layers(layers, asked):
+    """Copies of layers whose initializers only record what they are asked for (in
+    asked[layer name])."""
+    dry = []
+    for layer in layers:
+        copy_ = copy.copy(layer)
+        asked[layer.name] = []
+        for attr, value in vars(layer).items():
+            if isinstance(value, _initializers.Initializer):
+                setattr(copy_, attr, _Recorder(asked[layer.name]))
+        dry.append(copy_)
+    return dry
+
+
 def _weight_plan(path, cfg):
     """[(description, shape, dtype)] of the weights the architecture ``cfg`` creates,
     worked out without allocating them: each layer is built on a copy whose initializers
@@ -329,19 +349,44 @@ def _weight_plan(path, cfg):
             raise ModelFileError(f"model file {path!r}: the config has a "
                                  f"{type(layer).__name__} among its layers (an input "
                                  f"shape is given by model.config.input_shape)")
-        dry = copy.copy(layer)
-        asked = []
-        for attr, value in vars(layer).items():
-            if isinstance(value, _initializers.Initializer):
-                setattr(dry, attr, _Recorder(asked))
+        asked = {}
+        dry = _dry_layers([layer], asked)[0]
         dry.build(shape)
-        names = list(dry._weight_names)
-        if len(asked) != len(names):
-            raise ModelFileError(f"model file {path!r}: cannot plan the weights of "
-                                 f"layer {layer.name!r}")
-        plan += [(f"{layer.name}.{n}", s, d) for n, (s, d) in zip(names, asked)]
+        plan += _planned(path, dry, asked[layer.name])
         shape = dry.compute_output_shape(shape)
     return plan
+
+
+def _planned(path, dry, asked):
+    names = list(dry._weight_names)
+    if len(asked) != len(names):
+        raise ModelFileError(f"model file {path!r}: cannot plan the weights of "
+                             f"layer {dry.name!r}")
+    return [(f"{dry.name}.{n}", s, d) for n, (s, d) in zip(names, asked)]
+
+
+def _functional_weight_plan(path, cfg):
+    """_weight_plan of a functional config: its graph built on dry copies of its
+    layers (fastconv/_graph_config.py)."""
+    from ._graph_config import from_config
+    from .functional import Model
+    from .layers import LAYER_CLASSES
+
+    asked = {}
+
+    def make_dry(entry):
+        layer = deserialize({"class_name": entry.get("class_name"),
+                             "config": entry.get("config", {})}, LAYER_CLASSES, "layer")
+        return _dry_layers([layer], asked)[0]
+
+    gen = _random.get_generator()
+    saved = gen.bit_generator.state
+    try:
+        model = from_config(Model, cfg, make_dry)
+    finally:
+        gen.bit_generator.state = saved
+    return [p for layer in model._layers for p in _planned(path, layer,
+                                                           asked[layer.name])]
 
 
 class _Recorder(_initializers.Initializer):

@@ -1,6 +1,7 @@
-"""The training loop of a model (Sequential.fit) and the arguments it shares with
-evaluate and predict.  One step of it -- forward, loss, backward, update -- is the
-model's (Sequential._train_batch, over the steps of fastconv/fusion.py)."""
+"""The training loop of a model (Model.fit, Sequential's too) and the arguments it
+shares with evaluate and predict.  One step of it -- forward, loss, backward, update --
+is the model's (Model._train_batch, fastconv/_passes.py over the steps of
+fastconv/fusion.py)."""
 import math
 import numbers
 
@@ -67,6 +68,16 @@ def prepare_batch(model, xb, yb, wb, method, where):
     return xb, yb, _utils.weights_for(yb, wb, None)
 
 
+def _check_targets(model, y, out_shape):
+    """The loss of each output accepts its targets (y: one sample)."""
+    if not model._multi_output():
+        model.loss._targets(y, np.zeros((1,) + tuple(out_shape[1:]), model.dtype))
+        return
+    for loss, yk, shape in zip(model._output_losses, y.arrays, out_shape):
+        if loss is not None:
+            loss._targets(yk, np.zeros((1,) + tuple(shape[1:]), model.dtype))
+
+
 def _split_validation(x, y, w, validation_split):
     split = int(math.floor(x.shape[0] * (1.0 - validation_split)))
     if split == 0 or split == x.shape[0]:
@@ -96,14 +107,14 @@ def _validation_adapter(model, validation_data, validation_steps, batch_size):
 
 def _array_validation(model, x_val, y_val, w_val, batch_size, validation_steps):
     model._check_samples(x_val, "fit", "validation_data's x_val")
-    model._check_shapes(x_val.shape)
+    model._check_x(x_val)
     return _utils.ArrayAdapter(x_val, y_val, w_val, batch_size, False, validation_steps)
 
 
 def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split,
         validation_data, shuffle, initial_epoch, class_weight=None, sample_weight=None,
         steps_per_epoch=None, validation_steps=None):
-    """Sequential.fit (see there) of model."""
+    """Model.fit (see there) of model."""
     model._assert_compiled("fit")
     verbose = check_verbose(verbose)
     batch_size = check_batch_size(batch_size)
@@ -127,7 +138,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split,
                                                                validation_split)
             val = (x_val, y_val, w_val)
         model._check_samples(x, "fit")
-        out_shape = model._check_shapes(x.shape)
+        out_shape = model._check_x(x)
         if validation_data is not None:
             val = _validation_adapter(model, validation_data, validation_steps,
                                       batch_size)
@@ -135,7 +146,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split,
             val = _array_validation(model, *val, batch_size, validation_steps)
         metrics = model._metric_fns(y, out_shape)
         # Check the targets against the loss once, on a small slice (clear errors).
-        model.loss._targets(y[:1], np.zeros((1,) + tuple(out_shape[1:]), model.dtype))
+        _check_targets(model, y[:1], out_shape)
         train = _utils.ArrayAdapter(x, y, w, batch_size, shuffle, steps_per_epoch)
         samples = x.shape[0]
     else:
@@ -176,7 +187,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split,
             for step, (xb, yb, wb) in enumerate(batches):
                 if not arrays:
                     xb, yb, wb = prepare_batch(model, xb, yb, wb, "fit", "x")
-                    out_shape = model._check_shapes(xb.shape)
+                    out_shape = model._check_x(xb)
                     if metrics is None:
                         metrics = model._metric_fns(yb, out_shape)
                     if known_steps is None:  # (the count so far, for the progress bar)

@@ -17,6 +17,8 @@ from .image_augmentation import (RandomCrop, RandomFlip, RandomRotation,
                                  RandomTranslation, RandomZoom)
 from .normalization import BatchNormalization
 from .preprocessing import Normalization, Rescaling
+from .merge import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract,
+                    add, average, concatenate, maximum, minimum, multiply, subtract)
 
 # Keras's aliases.
 Convolution2D = Conv2D
@@ -36,6 +38,8 @@ LAYER_CLASSES = {cls.__name__: cls for cls in (
 LAYER_CLASSES.update({cls.__name__: cls for cls in (
     GlobalMaxPooling2D, SoftPooling2D, ZeroPadding2D, Cropping2D, UpSampling2D, ReLU,
     LeakyReLU, ELU)})
+LAYER_CLASSES.update({cls.__name__: cls for cls in (
+    Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate)})
 
 __all__ = ["Layer", "InputLayer", "Input", "Conv2D", "Convolution2D", "MaxPooling2D",
            "MaxPool2D", "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D",
@@ -46,4 +50,7 @@ __all__ = ["Layer", "InputLayer", "Input", "Conv2D", "Convolution2D", "MaxPoolin
            "BatchNormalization", "DepthwiseConv2D", "SeparableConv2D",
            "SeparableConvolution2D", "Conv2DTranspose", "Convolution2DTranspose",
            "GlobalMaxPooling2D", "GlobalMaxPool2D", "SoftPooling2D",
-           "ZeroPadding2D", "Cropping2D", "UpSampling2D", "ReLU", "LeakyReLU", "ELU"]
+           "ZeroPadding2D", "Cropping2D", "UpSampling2D", "ReLU", "LeakyReLU", "ELU",
+           "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
+           "Concatenate", "add", "subtract", "multiply", "average", "maximum",
+           "minimum", "concatenate"]

@@ -41,6 +41,7 @@ from .. import activations as _activations
 from .. import constraints as _constraints
 from .. import initializers as _initializers
 from .. import regularizers as _regularizers
+from .. import _graph
 from .._validation import as_array
 
 __all__ = ["Layer", "InputLayer", "Input", "FLOATX", "unique_name", "clear_session"]
@@ -147,6 +148,7 @@ class Layer:
         self.output_shape = None
         self._weight_names = []
         self._frozen_names = set()  # weights that never train (add_weight(trainable=))
+        self._inbound_nodes = []  # the calls on symbolic tensors (fastconv/_graph.py)
         self._grads = {}
         self._axes = {}
         self._act_name, self._act_forward, self._act_backward = "linear", None, None
@@ -385,7 +387,10 @@ class Layer:
 
     # ----------------------------------------------------------------- passes
     def __call__(self, x, training=False):
-        """Forward pass on an array (built on first use from its shape)."""
+        """Forward pass on an array (built on first use from its shape); on symbolic
+        tensors (fastconv.Input), the symbolic output of a functional model's graph."""
+        if _graph.is_symbolic(x):
+            return _graph.call_symbolic(self, x)
         arr = as_array(x, "x")
         if not self.built:
             self.build(arr.shape)
@@ -483,11 +488,24 @@ class Layer:
 
 
 class InputLayer(Layer):
-    """Declares the input shape of a Sequential model (no weights, no computation)."""
+    """The input of a model: declares the shape of one sample (no weights, no
+    computation).  ``layer.output`` is its symbolic tensor (what ``Input`` returns)."""
 
-    def __init__(self, shape=None, batch_size=None, name=None, dtype=None, **kwargs):
+    def __init__(self, shape=None, batch_size=None, name=None, dtype=None,
+                 batch_shape=None, **kwargs):
         if shape is None and "input_shape" in kwargs:
             shape = kwargs.pop("input_shape")
+        if kwargs.get("sparse") is False:  # (Keras 3's config; dense inputs only)
+            del kwargs["sparse"]
+        if batch_shape is not None:  # Keras 3's config: (batch, *shape)
+            if shape is not None:
+                raise ValueError(f"give shape or batch_shape to InputLayer, not both; "
+                                 f"got shape={shape!r}, batch_shape={batch_shape!r}")
+            batch_shape = check_shape(batch_shape, "batch_shape")
+            if len(batch_shape) < 2:
+                raise ValueError(f"batch_shape must include the batch axis and one "
+                                 f"sample's axes, got {batch_shape!r}")
+            shape, batch_size = batch_shape[1:], batch_shape[0]
         if shape is None:
             raise ValueError("InputLayer needs shape=(...) (the shape of one sample)")
         shape = check_shape(shape, "shape")
@@ -496,6 +514,10 @@ class InputLayer(Layer):
             batch_size = check_shape((batch_size,), "batch_size")[0]
         self.batch_size = batch_size
         self.shape = shape
+        self.built = True
+        self.input_shape = self.output_shape = (None,) + shape
+        self.output = _graph.SymNode(self, (), False, (batch_size,) + shape,
+                                     self.dtype).output
 
     def get_config(self):
         return {"shape": list(self.shape), "batch_size": self.batch_size,
@@ -503,5 +525,7 @@ class InputLayer(Layer):
 
 
 def Input(shape=None, batch_size=None, name=None, dtype=None):
-    """Keras's ``Input(shape=...)`` for ``Sequential([Input((32, 32, 1)), ...])``."""
-    return InputLayer(shape=shape, batch_size=batch_size, name=name, dtype=dtype)
+    """Keras's ``Input(shape=...)``: the symbolic input tensor of a functional model
+    (``fastconv.Model(inputs, outputs)``), also the first entry of a Sequential."""
+    return InputLayer(shape=shape, batch_size=batch_size, name=name,
+                      dtype=dtype).output
