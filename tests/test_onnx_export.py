@@ -25,9 +25,10 @@ def _ort_predict(path, x):
     return sess.run(None, {inp.name: x})[0]
 
 
-def assert_exports(model, x, tmp_path, opset=17, name="model.onnx"):
+def assert_exports(model, x, tmp_path, opset=17, name="model.onnx", round_trip=True):
     """Export model, check the file, and compare ONNX Runtime's output with fastconv's
-    (1e-5 of the output's scale); returns the ONNX model."""
+    (1e-5 of the output's scale), then (round_trip) the output of the model
+    fastconv.onnx.load makes of the file; returns the ONNX model."""
     path = tmp_path / name
     fonnx.export(model, path, opset=opset)
     proto = onnx.load(str(path))
@@ -39,6 +40,8 @@ def assert_exports(model, x, tmp_path, opset=17, name="model.onnx"):
     scale = max(float(np.abs(expected).max()), 1e-3)
     err = float(np.abs(got - expected).max())
     assert err <= 1e-5 * scale, (err, scale)
+    if not round_trip:
+        return proto
     # ... and fastconv.onnx.load reads it back as a model with the same predictions
     back = fonnx.load(path)
     err = float(np.abs(back.predict(x, verbose=0) - expected).max())
@@ -193,6 +196,58 @@ def test_conv_variants_and_batch_norm_match_onnx_runtime(case, data_format, tmp_
     ops = {n.op_type for n in proto.graph.node}
     assert {"separable": "Conv", "transpose": "ConvTranspose",
             "batch_norm": "BatchNormalization"}[name] in ops
+
+
+def _small_layer_models(fmt):
+    last = fmt == "channels_last"
+
+    def img(h, w, c):
+        return (h, w, c) if last else (c, h, w)
+
+    kw = dict(data_format=fmt)
+    acts = ["relu6", "leaky_relu", "elu", "selu", "gelu", "swish", "silu",
+            "hard_sigmoid", "hard_swish", "hard_silu", "softplus"]
+    return [
+        ("reshaping", [
+            layers.ZeroPadding2D(((1, 2), (0, 3)), **kw), layers.Conv2D(3, 2, **kw),
+            layers.Cropping2D(((0, 1), (2, 1)), **kw), layers.UpSampling2D((2, 3), **kw),
+            layers.UpSampling2D(2, interpolation="bilinear", **kw),
+            layers.GlobalMaxPooling2D(**kw)], img(5, 4, 2)),
+        ("global_max_keepdims", [
+            layers.GlobalMaxPooling2D(keepdims=True, **kw), layers.Flatten(**kw)],
+         img(9, 8, 3)),
+        ("activation_layers", [
+            layers.ReLU(), layers.Conv2D(3, 1, **kw), layers.ReLU(max_value=6.0),
+            layers.Conv2D(3, 1, **kw), layers.ReLU(max_value=0.5),
+            layers.Conv2D(3, 1, **kw), layers.LeakyReLU(), layers.Conv2D(3, 1, **kw),
+            layers.LeakyReLU(0.2), layers.Conv2D(3, 1, **kw), layers.ELU(0.7),
+            layers.Conv2D(3, 1, **kw), layers.ELU()], img(4, 3, 3)),
+        ("activations", [layers.Conv2D(4, 1, activation=a, **kw) for a in acts],
+         img(3, 4, 2)),
+        # (not read back by fastconv.onnx.load: Exp, Greater and Where, Erf)
+        ("soft_pooling", [
+            layers.SoftPooling2D(2, **kw), layers.SoftPooling2D(3, strides=2,
+                                                                padding="same", **kw)],
+         img(9, 8, 3)),
+        ("general_relu", [
+            layers.ReLU(negative_slope=0.1, threshold=0.5), layers.Conv2D(3, 1, **kw),
+            layers.ReLU(max_value=1.0, negative_slope=0.2, threshold=0.3)],
+         img(4, 3, 3)),
+        ("gelu_before_opset_20", [layers.Conv2D(4, 1, activation="gelu", **kw)],
+         img(3, 4, 2)),
+    ]
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("case", range(7))
+def test_small_layers_match_onnx_runtime(case, data_format, tmp_path):
+    fastconv.set_seed(30 + case)
+    name, stack, shape = _small_layer_models(data_format)[case]
+    model = _randomize(Sequential([layers.Input(shape)] + stack), case)
+    x = _rng(30 + case).standard_normal((3,) + shape).astype(np.float32) * 2
+    # opset 20 has Gelu
+    assert_exports(model, x, tmp_path, opset=20 if name == "activations" else 17,
+                   round_trip=case < 4)
 
 
 def test_preprocessing_layers_match_onnx_runtime(tmp_path):

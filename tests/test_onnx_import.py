@@ -164,6 +164,53 @@ def test_pytorch_transposed_convolutions_load(crop, data_format, tmp_path):
     assert model.layers[1].axis == (1 if data_format == "channels_first" else 3)
 
 
+def _small_net(gelu):
+    nn = _torch().nn
+
+    class Small(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pad = nn.ZeroPad2d((1, 2, 0, 1))
+            self.c1, self.c2 = nn.Conv2d(3, 6, 3), nn.Conv2d(6, 6, 1)
+            self.c3, self.c4 = nn.Conv2d(6, 6, 1), nn.Conv2d(6, 4, 1)
+            self.acts = nn.ModuleList([
+                nn.LeakyReLU(0.1), nn.ELU(0.5), nn.Hardtanh(0.0, 3.0), nn.SiLU(),
+                nn.Hardswish(), nn.Hardsigmoid(), nn.Softplus(), nn.ELU(), nn.ReLU6(),
+                nn.GELU() if gelu else nn.Identity(), nn.LeakyReLU(0.2)])
+            self.up1 = nn.Upsample(scale_factor=2, mode="nearest")
+            self.up2 = nn.Upsample(scale_factor=(1, 3), mode="bilinear",
+                                   align_corners=False)
+
+        def forward(self, x):
+            a = self.acts
+            x = a[0](self.c1(self.pad(x)))
+            x = a[2](a[1](x))[:, :, 1:, :-1]
+            x = a[4](a[3](self.c2(self.up1(x))))
+            x = a[6](a[5](self.c3(x)))
+            x = a[8](a[7](self.up2(x)))
+            x = a[10](a[9](self.c4(x)))
+            return torch.nn.functional.adaptive_max_pool2d(x, 1).flatten(1)
+    return Small()
+
+
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("opset", [17, 20])
+def test_pytorch_small_layers_load(opset, data_format, tmp_path):
+    _torch().manual_seed(6)
+    net = _small_net(gelu=opset >= 20).eval()
+    x = _rng(6).standard_normal((3, 3, 7, 6)).astype(np.float32) * 2
+    expected = _torch_export(net, x, tmp_path / "small.onnx", opset)
+    model = fonnx.load(tmp_path / "small.onnx", data_format=data_format)
+    assert_close(_predict(model, x, data_format), expected)
+    kinds = {type(layer).__name__ for layer in model.layers}
+    assert {"ZeroPadding2D", "Cropping2D", "UpSampling2D", "LeakyReLU", "ELU", "ReLU",
+            "GlobalMaxPooling2D"} <= kinds
+    acts = {layer.activation for layer in model.layers}
+    assert {"leaky_relu", "silu", "hard_swish", "hard_sigmoid", "softplus", "elu",
+            "relu6"} <= acts
+    assert ("gelu" in acts) == (opset >= 20)
+
+
 @pytest.mark.parametrize("opset", range(13, 22))
 def test_pytorch_export_of_each_opset_loads(opset, tmp_path):
     _torch().manual_seed(opset)

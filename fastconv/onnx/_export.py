@@ -49,7 +49,7 @@ class _Graph:
         return name
 
     def const(self, array, base, dtype=None):
-        arr = np.ascontiguousarray(array, dtype=dtype or self.dtype)
+        arr = np.array(array, dtype=dtype or self.dtype, order="C")  # 0-d stays 0-d
         name = self.unique(base)
         self.initializers.append(self.onnx.numpy_helper.from_array(arr, name))
         return name
@@ -123,7 +123,9 @@ def _swish(g, x, axis, base):
 
 
 def _gelu(g, x, axis, base):
-    # 0.5 x (1 + erf(x / sqrt 2)): Gelu itself is opset 20 only.
+    if g.opset >= 20:
+        return g.node("Gelu", [x], base)
+    # 0.5 x (1 + erf(x / sqrt 2)) before Gelu (opset 20)
     half = g.const(np.float64(0.5), f"{base}/half")
     one = g.const(np.float64(1.0), f"{base}/one")
     root2 = g.const(np.sqrt(np.float64(2.0)), f"{base}/sqrt2")
@@ -161,6 +163,7 @@ ACTIVATIONS = {
     "silu": _swish,
     "hard_sigmoid": _hard_sigmoid,
     "hard_swish": _hard_swish,
+    "hard_silu": _hard_swish,
 }
 
 
@@ -260,6 +263,78 @@ def _batch_normalization(g, layer, v, out_shape):
     return _Value(y, v.perm, out_shape)
 
 
+def _spatial_axes(layer, v):
+    """The ONNX axes of layer's height and width in v."""
+    hw = (1, 2) if layer.data_format == "channels_last" else (2, 3)
+    return [v.axis(a) for a in hw]
+
+
+def _zero_padding2d(g, layer, v, out_shape):
+    v = g.arrange(v, _image_perm(layer), layer.name)
+    begin, end = [0, 0, 0, 0], [0, 0, 0, 0]
+    for axis, (b, e) in zip(_spatial_axes(layer, v), layer.padding):
+        begin[axis], end[axis] = b, e
+    pads = g.const(np.array(begin + end), f"{layer.name}/pads", np.int64)
+    return _Value(g.node("Pad", [v.name, pads], layer.name, mode="constant"), v.perm,
+                  out_shape)
+
+
+def _cropping2d(g, layer, v, out_shape):
+    v = g.arrange(v, _image_perm(layer), layer.name)
+    axes = _spatial_axes(layer, v)
+    hw = _hw(layer, v.shape)
+    starts = [b for b, _ in layer.cropping]
+    ends = [n - e for n, (_, e) in zip(hw, layer.cropping)]
+    inputs = [v.name] + [g.const(np.array(a), f"{layer.name}/{n}", np.int64)
+                         for a, n in ((starts, "starts"), (ends, "ends"), (axes, "axes"))]
+    return _Value(g.node("Slice", inputs, layer.name), v.perm, out_shape)
+
+
+def _upsampling2d(g, layer, v, out_shape):
+    v = g.arrange(v, _image_perm(layer), layer.name)
+    scales = [1.0] * 4
+    for axis, f in zip(_spatial_axes(layer, v), layer.size):
+        scales[axis] = float(f)
+    if layer.interpolation == "nearest":  # pixel i reads floor(i / f): a repeat
+        attrs = dict(mode="nearest", coordinate_transformation_mode="asymmetric",
+                     nearest_mode="floor")
+    else:  # Keras's bilinear: half-pixel centres, edges clamped
+        attrs = dict(mode="linear", coordinate_transformation_mode="half_pixel")
+    y = g.node("Resize", [v.name, "", g.const(np.array(scales), f"{layer.name}/scales",
+                                              np.float32)], layer.name, **attrs)
+    return _Value(y, v.perm, out_shape)
+
+
+def _soft_pooling2d(g, layer, v, out_shape):
+    # sum(exp(x) x) / sum(exp(x)) per window, as the ratio of two averages over the
+    # same cells
+    v = g.arrange(v, _image_perm(layer), layer.name)
+    e = g.node("Exp", [v.name], layer.name)
+    pool = _pool("AveragePool", count_include_pad=0)
+    num = pool(g, layer, _Value(g.node("Mul", [e, v.name], layer.name), v.perm,
+                                v.shape), out_shape)
+    den = pool(g, layer, _Value(e, v.perm, v.shape), out_shape)
+    return _Value(g.node("Div", [num.name, den.name], layer.name), v.perm, out_shape)
+
+
+def _relu_layer(g, layer, v, out_shape):
+    x, base = v.name, layer.name
+    slope, top, thr = layer.negative_slope, layer.max_value, layer.threshold
+    if slope == 0 and thr == 0:
+        y = g.node("Relu", [x], base) if top is None else _clip(g, x, 0.0, top, base)
+        return _Value(y, v.perm, out_shape)
+    t = g.const(np.float64(thr), f"{base}/threshold")
+    zero = g.const(np.float64(0.0), f"{base}/zero")
+    y = g.node("Where", [g.node("Greater", [x, t], base), x, zero], base)
+    if top is not None:
+        y = g.node("Min", [y, g.const(np.float64(top), f"{base}/max")], base)
+    if slope:
+        below = g.node("Min", [g.node("Sub", [x, t], base), zero], base)
+        y = g.node("Add", [y, g.node("Mul", [below, g.const(
+            np.float64(slope), f"{base}/slope")], base)], base)
+    return _Value(y, v.perm, out_shape)
+
+
 def _pool(op, **extra):
     def export(g, layer, v, out_shape):
         v = g.arrange(v, _image_perm(layer), layer.name)
@@ -346,6 +421,15 @@ EXPORTERS = {
     "Dropout": _identity,
     "Activation": _identity,
     "Rescaling": _rescaling,
+    "ZeroPadding2D": _zero_padding2d,
+    "Cropping2D": _cropping2d,
+    "UpSampling2D": _upsampling2d,
+    "SoftPooling2D": _soft_pooling2d,
+    "ReLU": _relu_layer,
+    "LeakyReLU": lambda g, layer, v, out_shape: _Value(g.node(
+        "LeakyRelu", [v.name], layer.name, alpha=layer.negative_slope), v.perm, out_shape),
+    "ELU": lambda g, layer, v, out_shape: _Value(g.node(
+        "Elu", [v.name], layer.name, alpha=layer.alpha), v.perm, out_shape),
     "Normalization": _normalization,
 }
 

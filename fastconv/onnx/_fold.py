@@ -106,7 +106,17 @@ def _flatten_const(c, node, a, vals):
     return [x.reshape(int(np.prod(x.shape[:axis], dtype=np.int64)), -1)]
 
 
+def _constant_of_shape(c, node, a, vals):
+    shape = [int(v) for v in np.ravel(vals[0])]
+    size = int(np.prod(shape, dtype=np.int64))
+    if any(d < 0 for d in shape) or size > _FOLD_SLACK:
+        raise c.error(node, f"folding would make a constant of shape {shape}")
+    value = a.get("value", np.zeros(1, np.float32))
+    return [np.full(shape, np.ravel(value)[0], dtype=value.dtype)]
+
+
 FOLD = {
+    "ConstantOfShape": _constant_of_shape,
     "Constant": _constant,
     "Identity": lambda c, node, a, vals: [vals[0]],
     "Dropout": lambda c, node, a, vals: [vals[0]],

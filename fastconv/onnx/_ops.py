@@ -163,17 +163,68 @@ def _hard_sigmoid_args(c, node, x, a):
                             f"hard_sigmoid) is supported")
 
 
+def _scalar(c, node, i):
+    value = c.const(node, i, required=False)
+    if value is None:
+        return None
+    if np.size(value) != 1:
+        raise c.error(node, f"input {i} must be a scalar, got shape {np.shape(value)}")
+    return float(np.ravel(value)[0])
+
+
 def _clip(c, node):
-    low = c.const(node, 1, required=False)
-    high = c.const(node, 2, required=False)
-    low = None if low is None else float(low)
-    high = None if high is None else float(high)
+    low, high = _scalar(c, node, 1), _scalar(c, node, 2)
     if low == 0.0 and high is None:
         return _activation("relu")(c, node)
     if low == 0.0 and high == 6.0:
         return _activation("relu6")(c, node)
-    raise c.error(node, f"Clip to [{low}, {high}]: only [0, inf) (relu) and [0, 6] "
-                        f"(relu6) are supported")
+    if low == 0.0 and high > 0:
+        x = c.runtime(node)
+        return c.add(node, _layers.ReLU, dict(max_value=high), [x], x.perm, flat=x.flat)
+    raise c.error(node, f"Clip to [{low}, {high}]: only [0, max] and [0, inf) (ReLU) "
+                        f"are supported")
+
+
+def _layer_or_activation(cls_name, attr, default, activation, keras_default):
+    """An ONNX activation with one parameter: fastconv's activation when the
+    parameter is Keras's default for it, else the layer class with that argument."""
+    def convert(c, node):
+        value = c.attrs(node).get(attr, default)
+        if np.isclose(value, keras_default, rtol=1e-6, atol=0):
+            return _activation(activation)(c, node)
+        x = c.runtime(node)
+        c.add(node, getattr(_layers, cls_name), {
+            "negative_slope" if cls_name == "LeakyReLU" else "alpha": value}, [x],
+            x.perm, flat=x.flat)
+    return convert
+
+
+def _selu_args(c, node, x, a):
+    from .._more_activations import SELU_ALPHA, SELU_SCALE
+    got = [a.get("alpha", 1.67326319217681884765625), a.get("gamma",
+                                                             1.05070102214813232421875)]
+    if not np.allclose(got, [SELU_ALPHA, SELU_SCALE], rtol=1e-6):
+        raise c.error(node, f"Selu alpha, gamma = {got}: only the standard constants "
+                            f"are supported")
+
+
+def _gelu_args(c, node, x, a):
+    if a.get("approximate", "none") != "none":
+        raise c.error(node, "only the exact (erf) Gelu is supported")
+
+
+def _silu_or_mul(c, node):
+    """Mul(x, Sigmoid(x)) as the silu activation, else Mul (see _arith)."""
+    if all(n in c.dyn for n in node.input[:2]):
+        a, b = (c.dyn[n] for n in node.input[:2])
+        for x, s in ((a, b), (b, a)):
+            spec = next((p for p in c.specs if p.output == s.fc), None)
+            if spec is not None and spec.cls is _layers.Activation and \
+                    spec.kwargs["activation"] == "sigmoid" and spec.inputs == [x.fc] \
+                    and s.perm == x.perm and s.flat is None and x.flat is None:
+                return c.add(node, _layers.Activation, dict(activation="silu"), [x],
+                             x.perm)
+    return _arith("Mul")(c, node)
 
 
 # ----------------------------------------------------------------- shapes
@@ -264,7 +315,7 @@ CONVERTERS = dict(IMAGE_CONVERTERS, **{
     "MatMul": _matmul,
     "Add": _arith("Add"),
     "Sub": _arith("Sub"),
-    "Mul": _arith("Mul"),
+    "Mul": _silu_or_mul,
     "Div": _arith("Div"),
     "BatchNormalization": _batch_norm,
     "Relu": _activation("relu"),
@@ -274,6 +325,11 @@ CONVERTERS = dict(IMAGE_CONVERTERS, **{
     "HardSwish": _activation("hard_swish"),
     "HardSigmoid": _activation("hard_sigmoid", _hard_sigmoid_args),
     "Clip": _clip,
+    "LeakyRelu": _layer_or_activation("LeakyReLU", "alpha", 0.01, "leaky_relu", 0.2),
+    "Elu": _layer_or_activation("ELU", "alpha", 1.0, "elu", 1.0),
+    "Selu": _activation("selu", _selu_args),
+    "Softplus": _activation("softplus"),
+    "Gelu": _activation("gelu", _gelu_args),
     "Flatten": _flatten,
     "Reshape": _reshape,
     "Transpose": _transpose,

@@ -1,5 +1,7 @@
 """The image operators of fastconv.onnx.load: Conv, ConvTranspose, pooling, Pad,
 Resize (a runtime node -> a layer spec; see fastconv/onnx/_import.py)."""
+import numpy as np
+
 from .. import layers as _layers
 from ..shapes import resolve_padding
 from ._fold import axes_of
@@ -159,6 +161,114 @@ def _transpose_geometry(c, node, a, hw, full):
     return (p[0], p[1]), out
 
 
+def _pad(c, node):
+    """Pad of H and W with zeros (ZeroPadding2D; negative pads: Cropping2D)."""
+    x, a = c.runtime(node), c.attrs(node)
+    fmt = _image(c, node, x)
+    pads = [int(p) for p in c.const(node, 1)]
+    value = c.const(node, 2, required=False)
+    axes = c.const(node, 3, required=False)
+    axes = [0, 1, 2, 3] if axes is None else [int(v) % 4 for v in axes]
+    full = [0] * 8
+    for i, ax in enumerate(axes):
+        full[ax], full[ax + 4] = pads[i], pads[i + len(axes)]
+    if a.get("mode", "constant") != "constant" or (value is not None and np.any(value)):
+        raise c.error(node, "only padding with zeros is supported")
+    if any(full[i] for i in (0, 1, 4, 5)):
+        raise c.error(node, f"pads {pads} pad the batch or channel axis")
+    grow = ((max(full[2], 0), max(full[6], 0)), (max(full[3], 0), max(full[7], 0)))
+    cut = ((max(-full[2], 0), max(-full[6], 0)), (max(-full[3], 0), max(-full[7], 0)))
+    if grow != ((0, 0), (0, 0)) or cut == ((0, 0), (0, 0)):
+        x = _zero_pad(c, node, x, grow, fmt)
+    if cut != ((0, 0), (0, 0)):
+        _crop(c, node, x, cut, fmt)
+
+
+def _crop(c, node, x, cut, fmt):
+    cls = layer_class("Cropping2D")
+    if cls is None:
+        raise c.error(node, "this fastconv has no Cropping2D")
+    c.add(node, cls, dict(cropping=cut, data_format=fmt), [x], x.perm)
+
+
+def _slice(c, node):
+    """Slice of H and W with step 1 (Cropping2D)."""
+    x = c.runtime(node)
+    fmt = _image(c, node, x)
+    starts, ends = c.const(node, 1), c.const(node, 2)
+    axes = c.const(node, 3, required=False)
+    steps = c.const(node, 4, required=False)
+    axes = range(len(starts)) if axes is None else [int(v) % 4 for v in axes]
+    cut = {2: (0, 0), 3: (0, 0)}
+    for i, ax in enumerate(axes):
+        if steps is not None and int(steps[i]) != 1 or ax not in cut:
+            raise c.error(node, "only step-1 slices of H and W are supported")
+        begin, end, _ = slice(int(starts[i]), int(ends[i])).indices(x.shape[ax])
+        if end <= begin:
+            raise c.error(node, f"the slice leaves axis {ax} empty")
+        cut[ax] = (begin, x.shape[ax] - end)
+    _crop(c, node, x, (cut[2], cut[3]), fmt)
+
+
+def _source_index(a, i, n_in, n_out, scale):
+    """The input index nearest-neighbour Resize reads for output index i (ONNX)."""
+    mode = a.get("coordinate_transformation_mode", "half_pixel")
+    if mode == "asymmetric":
+        v = i / scale
+    elif mode == "align_corners":
+        v = 0.0 if n_out == 1 else i * (n_in - 1) / (n_out - 1)
+    elif mode == "tf_half_pixel_for_nn":
+        v = (i + 0.5) / scale
+    elif mode == "pytorch_half_pixel" and n_out == 1:
+        v = 0.0
+    else:  # half_pixel, pytorch_half_pixel
+        v = (i + 0.5) / scale - 0.5
+    rounding = a.get("nearest_mode", "round_prefer_floor")
+    r = {"floor": np.floor(v), "ceil": np.ceil(v), "round_prefer_ceil": np.floor(v + 0.5)
+         }.get(rounding, np.ceil(v - 0.5))
+    return int(min(max(r, 0), n_in - 1))
+
+
+def _resize(c, node):
+    """Resize of H and W by integer factors (UpSampling2D)."""
+    x, a = c.runtime(node), c.attrs(node)
+    fmt = _image(c, node, x)
+    scales = c.const(node, 2, required=False)
+    sizes = c.const(node, 3, required=False)
+    if sizes is not None and np.size(sizes):
+        out = [int(v) for v in sizes][-4:]
+        scales = [o / n if n else 1.0 for o, n in zip(out, [1, 1] + list(x.shape[2:]))]
+    elif scales is not None and np.size(scales) == 4:
+        scales = [float(v) for v in scales]
+        out = [None, x.shape[1]] + [int(np.floor(n * s)) for n, s in
+                                     zip(x.shape[2:], scales[2:])]
+    else:
+        raise c.error(node, "needs constant scales or sizes for all 4 axes")
+    factors = tuple(o // n for o, n in zip(out[2:], x.shape[2:]))
+    if scales[:2] != [1.0, 1.0] or any(o != n * f or f < 1 for o, n, f in
+                                       zip(out[2:], x.shape[2:], factors)):
+        raise c.error(node, f"only integer upsampling of H and W is supported, scales "
+                            f"{scales}")
+    mode = a.get("mode", "nearest")
+    ctm = a.get("coordinate_transformation_mode", "half_pixel")
+    if mode == "nearest":
+        for n, o, s in zip(x.shape[2:], out[2:], scales[2:]):
+            if any(_source_index(a, i, n, o, s) != i * n // o for i in range(o)):
+                raise c.error(node, f"nearest resize with {ctm!r} and "
+                                    f"{a.get('nearest_mode', 'round_prefer_floor')!r} "
+                                    f"is not a repeat of each pixel")
+        interpolation = "nearest"
+    elif mode == "linear" and ctm in ("half_pixel", "pytorch_half_pixel") and \
+            not a.get("antialias", 0):
+        interpolation = "bilinear"
+    else:
+        raise c.error(node, f"mode {mode!r} with {ctm!r}: only nearest and half-pixel "
+                            f"linear resizes are supported")
+    c.add(node, layer_class("UpSampling2D"), dict(size=factors, data_format=fmt,
+                                                  interpolation=interpolation), [x],
+          x.perm)
+
+
 def _pool(kind):
     def convert(c, node):
         x, a = c.runtime(node), c.attrs(node)
@@ -216,6 +326,9 @@ def _reduce_mean(c, node):
 IMAGE_CONVERTERS = {
     "Conv": _conv,
     "ConvTranspose": _conv_transpose,
+    "Pad": _pad,
+    "Slice": _slice,
+    "Resize": _resize,
     "MaxPool": _pool("MaxPooling2D"),
     "AveragePool": _pool("AveragePooling2D"),
     "GlobalAveragePool": _global_pool("GlobalAveragePooling2D"),
