@@ -274,3 +274,18 @@ def test_compiled_passes_give_the_same_bits_on_one_and_two_threads(shape, axis, 
     gx64 = layer.backward(up.astype(np.float64))
     np.testing.assert_allclose(results[0][0], y64, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(results[0][1], gx64, rtol=1e-4, atol=1e-5)
+
+
+def test_strided_inputs_and_gradients(rng):
+    """Views (a transposed or sliced array from the layer before) give the results of
+    their contiguous copies."""
+    x = rng.standard_normal((5, 4, 6, 7)).transpose(0, 2, 3, 1)[:, ::2]  # (5, 3, 7, 4)
+    up = rng.standard_normal((5, 4, 3, 7)).transpose(0, 2, 3, 1)
+    layer, layer2 = random_bn(rng, x.shape), random_bn(rng, x.shape)
+    layer2.set_weights(layer.get_weights())
+    y = layer.forward(x, True)
+    gx = layer._backward(up, True)
+    np.testing.assert_allclose(y, layer2.forward(np.ascontiguousarray(x), True),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gx, layer2._backward(np.ascontiguousarray(up), True),
+                               rtol=1e-12, atol=1e-12)

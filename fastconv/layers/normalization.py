@@ -181,6 +181,7 @@ class BatchNormalization(Layer):
         return np.ascontiguousarray(k), b.astype(kernel.dtype)
 
     def _linear_forward(self, x, training):
+        x = np.ascontiguousarray(x)  # (the kernels read and write flat arrays)
         view = self._view(x.shape)
         a, c, b = view[:3]
         m = a * b
@@ -197,7 +198,7 @@ class BatchNormalization(Layer):
             mean = self.moving_mean.astype(np.float64)
             var = self.moving_variance.astype(np.float64)
         inv, scale, shift = self._affine(mean, var)
-        y = np.empty_like(x)
+        y = np.empty(x.shape, x.dtype)
         if m:
             _ext.batchnorm.affine(flat, scale.astype(x.dtype), shift.astype(x.dtype),
                                   y.reshape(-1), a, c, b)
@@ -206,7 +207,7 @@ class BatchNormalization(Layer):
         return y
 
     def _linear_backward(self, grad, need_input_grad):
-        x = self._x
+        x, grad = self._x, np.ascontiguousarray(grad)
         view = self._view(x.shape)
         a, c, b = view[:3]
         train, mean, inv, m = self._stats
@@ -225,7 +226,7 @@ class BatchNormalization(Layer):
         if not need_input_grad:
             return None
         k = gamma * inv  # dy -> dx of the affine map
-        dx = np.empty_like(grad)
+        dx = np.empty(grad.shape, dtype)
         if not m:
             return dx
         if not train:
