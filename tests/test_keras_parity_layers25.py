@@ -215,3 +215,46 @@ def test_keras_configs_name_the_same_arguments():
                     "output_padding", "center", "scale"):
             if key in kcfg:
                 assert ours.get_config()[key] == kcfg[key], (type(ours).__name__, key)
+
+
+def residual_pair():
+    """A ResNet basic block (conv, batch norm, relu, conv, batch norm, add, relu) with a
+    strided 1x1 projection, built in both as functional models."""
+    def build(mod, inp_fn, model_fn):
+        inp = inp_fn((8, 8, 3))
+        y = mod.Conv2D(4, 3, strides=2, padding="same", use_bias=False)(inp)
+        y = mod.BatchNormalization(momentum=0.9)(y)
+        y = mod.Activation("relu")(y)
+        y = mod.Conv2D(4, 3, padding="same", use_bias=False)(y)
+        y = mod.BatchNormalization(momentum=0.9)(y)
+        short = mod.Conv2D(4, 1, strides=2, use_bias=False)(inp)
+        short = mod.BatchNormalization(momentum=0.9)(short)
+        y = mod.Activation("relu")(mod.Add()([y, short]))
+        y = mod.GlobalAveragePooling2D()(y)
+        return model_fn(inp, mod.Dense(3, activation="softmax")(y))
+    from fastconv.models import Model
+    return (build(KL, keras.Input, keras.Model), build(fl, fastconv.Input, Model))
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_residual_block_with_batch_norm_trains_as_keras(opt):
+    k, f = residual_pair()
+    kopt, fopt = optimizers(opt)
+    k.compile(optimizer=kopt, loss="categorical_crossentropy", jit_compile=False)
+    f.compile(optimizer=fopt, loss="categorical_crossentropy")
+    weights = k.get_weights()
+    k.set_weights(weights)
+    f.set_weights(weights)
+    assert [w.shape for w in f.get_weights()] == [w.shape for w in weights]
+    for step in range(3):
+        rng = np.random.default_rng(10 + step)
+        x = (rng.standard_normal((12, 8, 8, 3)) + 0.3).astype(np.float32)
+        y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 12)]
+        assert f.train_on_batch(x, y) == pytest.approx(float(k.train_on_batch(x, y)),
+                                                       rel=1e-5, abs=1e-6)
+        for i, (a, b) in enumerate(zip(f.get_weights(), k.get_weights())):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5,
+                                       err_msg=f"weight {i} after step {step}")
+    x = RNG.standard_normal((5, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(f.predict(x, verbose=0), k.predict(x, verbose=0),
+                               rtol=1e-4, atol=1e-5)

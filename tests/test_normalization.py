@@ -289,3 +289,29 @@ def test_strided_inputs_and_gradients(rng):
                                rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(gx, layer2._backward(np.ascontiguousarray(up), True),
                                rtol=1e-12, atol=1e-12)
+
+
+def test_the_fold_applies_inside_a_functional_graph(rng):
+    """A residual block: both conv + batch norm pairs fold in predict, and agree with
+    the model without fusion."""
+    import fastconv
+    from fastconv.models import Model
+
+    def block():
+        inp = fastconv.Input((8, 8, 4))
+        y = L.Conv2D(4, 3, padding="same", use_bias=False)(inp)
+        y = L.Activation("relu")(L.BatchNormalization()(y))
+        y = L.BatchNormalization()(L.Conv2D(4, 3, padding="same")(y))
+        y = L.Activation("relu")(L.Add()([y, inp]))
+        return Model(inp, L.Dense(3)(L.GlobalAveragePooling2D()(y)))
+    model, plain = block(), block()
+    for m in (model, plain):
+        m.compile("sgd", "mse")
+    randomize(model, rng)
+    plain.set_weights(model.get_weights())
+    plain._fusion = False
+    steps = model._steps(fusion.INFERENCE, False)
+    assert [s.pattern.name for s in steps if s.pattern] == ["conv_batch_norm"] * 2
+    x = rng.standard_normal((5, 8, 8, 4)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(x, verbose=0), plain.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-5)
