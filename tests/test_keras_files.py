@@ -27,7 +27,8 @@ from fastconv.models import ModelFileError, Sequential  # noqa: E402
 
 KERAS_PYTHON = os.environ.get("FASTCONV_KERAS_PYTHON", "/tmp/venv-tf/bin/python")
 NETWORKS = ["lenet5_channels_last", "lenet5_channels_first", "cifar10_channels_last",
-            "cifar10_channels_first", "mixed_channels_last", "mixed_channels_first"]
+            "cifar10_channels_first", "mixed_channels_last", "mixed_channels_first",
+            "small_layers_channels_last", "small_layers_channels_first"]
 
 
 PRELUDE = r"""
@@ -81,7 +82,20 @@ def mixed(fmt):
         L.GlobalAveragePooling2D(**kw), L.Dense(4, activation="softmax")],
         name="mixed_" + fmt)
 
-for make in (lenet5, cifar10, mixed):
+def small_layers(fmt):
+    shape = (9, 8, 2) if fmt == "channels_last" else (2, 9, 8)
+    kw = dict(data_format=fmt)
+    return keras.Sequential([
+        keras.Input(shape), L.ZeroPadding2D(((1, 2), (0, 1)), **kw),
+        L.Conv2D(4, 3, activation="gelu", **kw), L.Cropping2D(((1, 0), (1, 1)), **kw),
+        L.UpSampling2D((2, 1), interpolation="bilinear", **kw),
+        L.ReLU(max_value=1.5, negative_slope=0.1, threshold=0.05),
+        L.Conv2D(4, 3, activation="silu", **kw), L.LeakyReLU(0.2),
+        L.UpSampling2D(2, **kw), L.Conv2D(3, 1, activation="relu6", **kw), L.ELU(0.7),
+        L.GlobalMaxPooling2D(**kw), L.Dense(5, activation="hard_sigmoid")],
+        name="small_layers_" + fmt)
+
+for make in (lenet5, cifar10, mixed, small_layers):
     for fmt in ("channels_last", "channels_first"):
         m = make(fmt)
         m.set_weights([np.abs(rng.normal(0.5, 0.2, w.shape)).astype("float32")
@@ -212,6 +226,22 @@ def mixed(data_format):
         name="fc_mixed_" + data_format)
 
 
+def small_layers(data_format):
+    """Padding, cropping, upsampling, activation layers and newer activations."""
+    kw = dict(data_format=data_format)
+    last = data_format == "channels_last"
+    return Sequential([
+        L.Input((9, 8, 2) if last else (2, 9, 8)),
+        L.ZeroPadding2D(((1, 2), (0, 1)), **kw), L.Conv2D(4, 3, activation="gelu", **kw),
+        L.Cropping2D(((1, 0), (1, 1)), **kw),
+        L.UpSampling2D((2, 1), interpolation="bilinear", **kw),
+        L.ReLU(max_value=1.5, negative_slope=0.1, threshold=0.05),
+        L.Conv2D(4, 3, activation="silu", **kw), L.LeakyReLU(0.2),
+        L.UpSampling2D(2, **kw), L.Conv2D(3, 1, activation="relu6", **kw), L.ELU(0.7),
+        L.GlobalMaxPooling2D(**kw), L.Dense(5, activation="hard_sigmoid")],
+        name="fc_small_" + data_format)
+
+
 def randomize(model, seed):
     """Random weights (biases and batch statistics included; variances positive)."""
     rng = np.random.default_rng(seed)
@@ -223,11 +253,20 @@ def randomize(model, seed):
     return model
 
 
-def test_fastconv_files_load_in_keras_with_the_same_predictions(tmp_path):
+MADE = {"fc_lenet5": applications.lenet5, "fc_cifar10": applications.cifar10_cnn,
+        "fc_lenet5_cf": lenet5_channels_first,
+        "fc_mixed_cl": lambda: mixed("channels_last"),
+        "fc_mixed_cf": lambda: mixed("channels_first"),
+        "fc_small_cl": lambda: small_layers("channels_last"),
+        "fc_small_cf": lambda: small_layers("channels_first")}
+
+
+@pytest.mark.parametrize("names", [
+    ["fc_lenet5", "fc_mixed_cf"],
+    pytest.param(sorted(MADE), marks=pytest.mark.slow)], ids=["some", "all"])
+def test_fastconv_files_load_in_keras_with_the_same_predictions(tmp_path, names):
     rng = np.random.default_rng(5)
-    made = {"fc_lenet5": applications.lenet5(), "fc_cifar10": applications.cifar10_cnn(),
-            "fc_lenet5_cf": lenet5_channels_first(),
-            "fc_mixed_cl": mixed("channels_last"), "fc_mixed_cf": mixed("channels_first")}
+    made = {name: MADE[name]() for name in names}
     expected = {}
     for i, (name, model) in enumerate(made.items()):
         randomize(model, i)

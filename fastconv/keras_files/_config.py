@@ -33,12 +33,13 @@ class Spec:
     ``keys``: options with the same name and meaning in both; ``fixed``: Keras options
     fastconv lacks, with the value fastconv's behaviour equals (written on save,
     required on load); ``fc_class``: the fastconv class name (default: the Keras
-    one)."""
+    one); ``renames``: older Keras names of ``keys``, accepted when reading."""
 
-    def __init__(self, keys=(), fixed=None, fc_class=None):
+    def __init__(self, keys=(), fixed=None, fc_class=None, renames=None):
         self.keys = tuple(keys)
         self.fixed = dict(fixed or {})
         self.fc_class = fc_class
+        self.renames = dict(renames or {})  # older Keras names of options, read only
 
 
 _CONV_KEYS = ("filters", "kernel_size", "strides", "padding", "data_format",
@@ -83,13 +84,21 @@ TABLE = {
          "dilation_rate", "activation", "use_bias", "kernel_initializer",
          "bias_initializer", "kernel_regularizer", "bias_regularizer",
          "activity_regularizer", "kernel_constraint", "bias_constraint")),
+    "GlobalMaxPooling2D": Spec(("data_format", "keepdims")),
+    "ZeroPadding2D": Spec(("padding", "data_format")),
+    "Cropping2D": Spec(("cropping", "data_format")),
+    "UpSampling2D": Spec(("size", "data_format", "interpolation")),
+    "ReLU": Spec(("max_value", "negative_slope", "threshold")),
+    "LeakyReLU": Spec(("negative_slope",), renames={"alpha": "negative_slope"}),
+    "ELU": Spec(("alpha",)),
 }
 
 #: Keras's aliases of the same classes
 _ALIASES = {"Convolution2D": "Conv2D", "MaxPool2D": "MaxPooling2D",
             "Convolution2DTranspose": "Conv2DTranspose",
             "SeparableConvolution2D": "SeparableConv2D",
-            "AvgPool2D": "AveragePooling2D", "GlobalAvgPool2D": "GlobalAveragePooling2D"}
+            "AvgPool2D": "AveragePooling2D", "GlobalAvgPool2D": "GlobalAveragePooling2D",
+            "GlobalMaxPool2D": "GlobalMaxPooling2D"}
 
 _DEFAULT = object()  # an option left at fastconv's default
 _KINDS = {"initializer": "keras.initializers", "regularizer": "keras.regularizers",
@@ -222,6 +231,7 @@ def layer_from_keras(path, entry):
     for key, value in cfg.items():
         if key in ("name", "dtype", "trainable"):
             continue
+        key = spec.renames.get(key, key)
         if key in spec.keys:
             value = _from_keras_value(path, label, key, value)
             if value is not _DEFAULT:
