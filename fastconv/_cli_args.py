@@ -239,4 +239,7 @@ def build_parser():
                        "PyTorch", add_help=False,
                        description="Runs fastconv.benchmark; options are passed on.")
     b.add_argument("bench_args", nargs=argparse.REMAINDER)
+
+    from ._cli_convert import add_parsers  # convert, predict
+    add_parsers(sub, _positive_int)
     return p

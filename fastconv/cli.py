@@ -38,6 +38,7 @@ from ._cli_args import UsageError as _UsageError
 from ._cli_io import (CommandError, check_output_target, check_plot_option,
                       dataset_class_names, format_confusion_matrix, load_cifar, load_gray,
                       one_line, prepare_gray, require_samples, save_model)
+from . import _cli_convert
 from ._cli_tune import cmd_tune
 
 __all__ = ["main", "TRAIN_DEFAULTS"]
@@ -359,8 +360,8 @@ def cmd_evaluate(args):
     if not os.path.exists(path):
         raise CommandError(f"model file {path!r} does not exist")
     check_plot_option(args)
-    from . import datasets, metrics, models
-    model = models.load_model(path)
+    from . import datasets, metrics
+    model = _cli_convert.load_any(path)  # any model format (fastconv/_cli_convert.py)
     h, w, c = _model_image_shape(model, path)
     num_classes = _model_classes(model, path)
     _check_download_option(args, "cifar10" if c == 3 else "lenet5")
@@ -462,7 +463,7 @@ def cmd_bench(args):
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "tune": cmd_tune,
-            "info": cmd_info, "bench": cmd_bench}
+            "info": cmd_info, "bench": cmd_bench, **_cli_convert.COMMANDS}
 
 
 def _run(args):
