@@ -232,6 +232,14 @@ def test_bad_arguments_raise_clear_errors():
         L.Conv2DTranspose(2, 3, strides=2, output_padding=2)
     with pytest.raises(ValueError, match="strides > 1 is not supported with dilation_rate"):
         L.Conv2DTranspose(2, 3, strides=2, dilation_rate=2)
+    with pytest.raises(ValueError, match="unknown depthwise_regularizer 'nope'"):
+        L.DepthwiseConv2D(3, depthwise_regularizer="nope")
+    with pytest.raises(ValueError, match="unknown depthwise_initializer 'nope'"):
+        L.DepthwiseConv2D(3, depthwise_initializer="nope")
+    with pytest.raises(TypeError, match="pointwise_constraint must be None"):
+        L.SeparableConv2D(2, 3, pointwise_constraint=3)
+    with pytest.raises(ValueError, match="unknown depthwise_regularizer 'nope'"):
+        L.SeparableConv2D(2, 3, depthwise_regularizer="nope")
     with pytest.raises(ValueError, match="kernel_size must be positive"):
         L.DepthwiseConv2D(0)
     with pytest.raises(ValueError, match="data_format must be"):

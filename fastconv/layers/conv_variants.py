@@ -84,6 +84,13 @@ class DepthwiseConv2D(Conv2D):
                  depthwise_regularizer=None, bias_regularizer=None,
                  depthwise_constraint=None, bias_constraint=None, **kwargs):
         self.depth_multiplier = check_positive_int(depth_multiplier, "depth_multiplier")
+        # (checked under their own names; Conv2D keeps them as the kernel's)
+        depthwise_initializer = _initializers.get(depthwise_initializer,
+                                                  "depthwise_initializer")
+        depthwise_regularizer = _regularizers.get(depthwise_regularizer,
+                                                  "depthwise_regularizer")
+        depthwise_constraint = _constraints.get(depthwise_constraint,
+                                                "depthwise_constraint")
         super().__init__(
             1, kernel_size, strides=strides, padding=padding, data_format=data_format,
             dilation_rate=dilation_rate, groups=1, activation=activation,
@@ -182,10 +189,14 @@ class _ConvArgs(Layer):
                 else "(batch, channels, height, width)")
 
     def _set_regularization(self, regularizers, constraints):
-        """{weight: argument} of regularizers and constraints, checked and kept."""
-        regs = {k: _regularizers.get(v, f"{k}_regularizer")
+        """{weight: argument} of regularizers and constraints, checked and kept (the
+        arguments are named after the weight without "_kernel", as Keras's)."""
+        def arg(weight, kind):
+            return f"{weight.replace('_kernel', '')}_{kind}"
+        regs = {k: _regularizers.get(v, arg(k, "regularizer"))
                 for k, v in regularizers.items()}
-        cons = {k: _constraints.get(v, f"{k}_constraint") for k, v in constraints.items()}
+        cons = {k: _constraints.get(v, arg(k, "constraint"))
+                for k, v in constraints.items()}
         self._regularizers = {k: v for k, v in regs.items() if v is not None}
         self._constraints = {k: v for k, v in cons.items() if v is not None}
 
