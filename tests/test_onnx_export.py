@@ -250,6 +250,42 @@ def test_small_layers_match_onnx_runtime(case, data_format, tmp_path):
                    round_trip=case < 4)
 
 
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_functional_models_match_onnx_runtime(data_format, tmp_path):
+    """A residual block, a concatenation, every merge layer, a shared layer, two
+    inputs and two outputs."""
+    fastconv.set_seed(40)
+    last = data_format == "channels_last"
+    kw = dict(data_format=data_format)
+    shape = (6, 5, 3) if last else (3, 6, 5)
+    a, b = fastconv.Input(shape, name="a"), fastconv.Input(shape, name="b")
+    conv = layers.Conv2D(3, 3, padding="same", **kw)
+    y = layers.BatchNormalization(axis=-1 if last else 1)(conv(a))
+    y = layers.ReLU()(layers.Add()([y, a]))
+    z = conv(b)  # shared
+    merged = [cls()([y, z]) for cls in (layers.Subtract, layers.Multiply,
+                                        layers.Average, layers.Maximum, layers.Minimum)]
+    cat = layers.Concatenate(axis=-1 if last else 1)(merged + [y])
+    out1 = layers.Dense(4, activation="softmax")(
+        layers.GlobalAveragePooling2D(**kw)(cat))
+    out2 = layers.Conv2D(2, 1, **kw)(cat)
+    model = _randomize(fastconv.Model([a, b], [out1, out2]), 40)
+    r = _rng(40)
+    xs = [r.standard_normal((3,) + shape).astype(np.float32) for _ in range(2)]
+    path = tmp_path / "f.onnx"
+    fonnx.export(model, path)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["a", "b"]
+    got = sess.run(None, {"a": xs[0], "b": xs[1]})
+    want = model.predict(xs, verbose=0)
+    back = fonnx.load(path).predict(xs, verbose=0)
+    for g_, w_, b_ in zip(got, want, back):
+        scale = float(np.abs(w_).max())
+        assert np.abs(g_ - w_).max() <= 1e-5 * scale
+        assert np.abs(b_ - w_).max() <= 1e-5 * scale
+
+
 def test_preprocessing_layers_match_onnx_runtime(tmp_path):
     fastconv.set_seed(4)
     x = _rng(4).standard_normal((5, 6, 7, 3)).astype(np.float32) * 3 + 1

@@ -211,6 +211,83 @@ def test_pytorch_small_layers_load(opset, data_format, tmp_path):
     assert ("gelu" in acts) == (opset >= 20)
 
 
+def _residual_net():
+    nn = _torch().nn
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8),
+                                      nn.ReLU())
+            self.a = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, bias=False),
+                                   nn.BatchNorm2d(8), nn.ReLU(),
+                                   nn.Conv2d(8, 8, 3, padding=1, bias=False),
+                                   nn.BatchNorm2d(8))
+            self.down = nn.Conv2d(8, 4, 1, stride=2)
+            self.b = nn.Conv2d(8, 4, 3, stride=2, padding=1)
+            self.head = nn.Linear(8, 5)
+
+        def forward(self, x):
+            x = self.stem(x)
+            x = torch.relu(x + self.a(x))
+            x = torch.cat([self.down(x), torch.sigmoid(self.b(x)) * self.down(x)], 1)
+            return self.head(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(x, 1),
+                                           1))
+    return Block()
+
+
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+def test_pytorch_residual_block_loads_as_a_functional_model(data_format, tmp_path):
+    _torch().manual_seed(8)
+    net = _randomize_bn(_residual_net())
+    x = _rng(8).standard_normal((3, 3, 8, 6)).astype(np.float32)
+    expected = _torch_export(net, x, tmp_path / "res.onnx", 17)
+    model = fonnx.load(tmp_path / "res.onnx", data_format=data_format)
+    assert type(model).__name__ == "Model"
+    assert_close(_predict(model, x, data_format), expected)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert {"Add", "Concatenate", "Multiply"} <= set(kinds)
+    # the stride-2 convolution with pads (1, 1) on an even size: ZeroPadding2D first
+    assert "ZeroPadding2D" in kinds and "BatchNormalization" not in kinds
+
+
+def test_several_inputs_and_outputs(tmp_path):
+    r = _rng(9)
+    inits = {"w": r.standard_normal((4, 2, 3, 3)).astype(np.float32),
+             "m": r.standard_normal((4, 3)).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["y"]),
+             helper.make_node("Max", ["c", "x2"], ["mx"]),
+             helper.make_node("GlobalAveragePool", ["mx"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("MatMul", ["f", "m"], ["y2"])]
+    graph = helper.make_graph(
+        nodes, "two", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                     ["N", 2, 5, 5]),
+                       helper.make_tensor_value_info("x2", TensorProto.FLOAT,
+                                                     ["N", 4, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 5, 5]),
+         helper.make_tensor_value_info("y2", TensorProto.FLOAT, ["N", 3])],
+        initializer=[numpy_helper.from_array(v, k) for k, v in inits.items()])
+    proto = helper.make_model(graph, opset_imports=[helper.make_operatorsetid("", 17)])
+    proto.ir_version = 8
+    onnx.save(proto, str(tmp_path / "two.onnx"))
+    ort = pytest.importorskip("onnxruntime")
+    x = r.standard_normal((2, 2, 5, 5)).astype(np.float32)
+    x2 = r.standard_normal((2, 4, 5, 5)).astype(np.float32)
+    sess = ort.InferenceSession(str(tmp_path / "two.onnx"),
+                                providers=["CPUExecutionProvider"])
+    want = sess.run(None, {"x": x, "x2": x2})
+    for fmt in ("channels_first", "channels_last"):
+        model = fonnx.load(tmp_path / "two.onnx", data_format=fmt)
+        xs = [x, x2] if fmt == "channels_first" else [
+            np.ascontiguousarray(a.transpose(0, 2, 3, 1)) for a in (x, x2)]
+        got = model.predict(xs, verbose=0)
+        assert_close(got[0] if fmt == "channels_first" else
+                     got[0].transpose(0, 3, 1, 2), want[0])
+        assert_close(got[1], want[1])
+
+
 @pytest.mark.parametrize("opset", range(13, 22))
 def test_pytorch_export_of_each_opset_loads(opset, tmp_path):
     _torch().manual_seed(opset)
@@ -352,9 +429,11 @@ def test_what_fastconv_layers_cannot_express_is_refused(tmp_path):
     soft = helper.make_node("Softmax", ["x"], ["y"], axis=1, name="sm")
     with pytest.raises(OnnxImportError, match="'sm'.*last axis"):
         fonnx.load(_one_node(tmp_path, soft, name="s.onnx"))
-    add = helper.make_node("Add", ["x", "x"], ["y"], name="residual")
-    with pytest.raises(OnnxImportError, match="'residual'.*two runtime tensors"):
-        fonnx.load(_one_node(tmp_path, add, name="a.onnx"))
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]),
+             helper.make_node("Add", ["x", "t"], ["y"], name="mixed")]
+    path = _save(tmp_path, nodes, {}, ["N", 3, 3, 3], ["N", 3, 3, 3], name="a.onnx")
+    with pytest.raises(OnnxImportError, match="'mixed'.*arranged differently"):
+        fonnx.load(path)
     with pytest.raises(ValueError, match="data_format must be.*'NHWC'"):
         fonnx.load(path, data_format="NHWC")
 

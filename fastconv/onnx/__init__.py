@@ -14,7 +14,7 @@ it.  Nothing in a file is executed: a graph is read as data, an operator outside
 supported list raises an error naming the operator and its node, and external tensor
 data is read only from files inside the model's own folder.
 """
-from ._export import export
+from ._export_model import export
 from ._import import load
 from ._tensors import OnnxImportError
 

@@ -1,4 +1,4 @@
-"""fastconv model -> ONNX graph.
+"""fastconv layers -> ONNX nodes (the model and the file: fastconv/onnx/_export_model.py).
 
 The exporter walks the model's layers with one value per fastconv tensor: the name of
 the ONNX tensor that holds it and ``perm``, how its axes are arranged there (ONNX axis
@@ -9,14 +9,12 @@ is written only where a layer needs another arrangement (Flatten: fastconv's ord
 the model's output: fastconv's layout).  Each layer class has one function in
 ``EXPORTERS`` (looked up along the class's MRO by name).
 """
-import os
-
 import numpy as np
 
 from ..shapes import resolve_padding
-from ._proto import check_opset, inverse, require_onnx
+from ._proto import inverse
 
-__all__ = ["export", "EXPORTERS", "ACTIVATIONS"]
+__all__ = ["EXPORTERS", "ACTIVATIONS", "export_layer"]
 
 _ELEM = {np.dtype(np.float32): 1, np.dtype(np.float64): 11}
 
@@ -449,69 +447,9 @@ def _exporter(layer):
 
 
 def export_layer(g, layer, v):
-    """The _Value of layer's output (activation included) from its input v."""
-    out_shape = tuple(layer.compute_output_shape(v.shape))
+    """The _Value of layer's output (activation included) from its input v (a list
+    of them for a layer of several inputs)."""
+    out_shape = tuple(layer.compute_output_shape(
+        [u.shape for u in v] if isinstance(v, list) else v.shape))
     y = _exporter(layer)(g, layer, v, out_shape)
     return _activate(g, layer, y, layer.name)
-
-
-def _value_info(onnx, name, dtype, shape):
-    dims = ["N" if s is None else int(s) for s in shape]
-    return onnx.helper.make_tensor_value_info(name, _ELEM[dtype], dims)
-
-
-def _sequential_graph(g, model):
-    if not model.built or model.input_shape is None:
-        raise ValueError(f"model {model.name!r} is not built: call build(input_shape) or "
-                         "run it on data before exporting it")
-    shape = (None,) + tuple(model.input_shape[1:])
-    v = _Value("input", range(len(shape)), shape)
-    g._used.add("input")
-    inputs = [("input", shape)]
-    for layer in model.layers:
-        v = export_layer(g, layer, v)
-    v = g.arrange(v, range(len(v.shape)), "output")
-    if v.name == "input":
-        v = _Value(g.node("Identity", [v.name], "output"), v.perm, v.shape)
-    return inputs, [(v.name, v.shape)]
-
-
-def export(model, path, opset=17):
-    """Write ``model`` (a built Sequential) to ``path`` as an ONNX model of ``opset``
-    (13 to 21).  The ONNX input and output have the model's layout and dtype, with
-    a symbolic batch axis "N"; the model is checked with onnx.checker before writing,
-    and the file is written to a temporary name, then renamed."""
-    opset = check_opset(opset)
-    onnx = require_onnx()
-    if not hasattr(model, "layers"):
-        raise TypeError(f"model must be a fastconv model, got {type(model).__name__}")
-    path = os.fspath(path)
-    dtype = np.dtype(model.dtype)
-    if dtype not in _ELEM:
-        raise TypeError(f"model dtype must be float32 or float64, got {dtype}")
-    g = _Graph(onnx, dtype, opset)
-    inputs, outputs = _sequential_graph(g, model)
-    graph = onnx.helper.make_graph(
-        g.nodes, model.name,
-        [_value_info(onnx, n, dtype, s) for n, s in inputs],
-        [_value_info(onnx, n, dtype, s) for n, s in outputs],
-        initializer=g.initializers)
-    proto = onnx.helper.make_model(
-        graph, producer_name="fastconv",
-        opset_imports=[onnx.helper.make_operatorsetid("", opset)])
-    proto.ir_version = min(proto.ir_version, _IR_FOR_OPSET.get(opset, 10))
-    onnx.checker.check_model(proto)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(proto.SerializeToString())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
-# The newest IR version of the ONNX release that introduced each opset, so that
-# runtimes of that release open the file (onnx.helper.VERSION_TABLE).
-_IR_FOR_OPSET = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8, 19: 9, 20: 9, 21: 10}

@@ -25,6 +25,7 @@ from collections import Counter
 import numpy as np
 
 from ..layers import Input
+from ..functional import Model
 from ..models import Sequential
 from ._proto import BATCH, FLOAT_TYPES, inverse, require_onnx
 from ._tensors import OnnxImportError, read_model, tensor_to_array
@@ -71,7 +72,7 @@ class Converter:
         self.opset = _default_opset(proto, path)
         self.dtype = None
         self.batch = BATCH
-        self.input_name = None
+        self.inputs = []  # (ONNX name, fastconv id) of the graph's inputs
 
     # ------------------------------------------------------------ errors, names
     def error(self, node, message):
@@ -82,7 +83,7 @@ class Converter:
         base = "".join(c if c.isalnum() or c in "_-." else "_"
                        for c in (node.name or node.op_type.lower())).strip("_") or "node"
         name, i = base, 1
-        while name in self._names or name == "input":
+        while name in self._names:
             name, i = f"{base}_{i}", i + 1
         self._names.add(name)
         return name
@@ -156,38 +157,41 @@ class Converter:
         self.dyn[node.output[0]] = dyn
 
     # ------------------------------------------------------------ the graph
-    def graph_input(self):
+    def graph_inputs(self):
         graph = self.proto.graph
         known = {t.name for t in graph.initializer}
         inputs = [i for i in graph.input if i.name not in known]
-        if len(inputs) != 1:
-            raise OnnxImportError(f"{self.path}: fastconv models have one input, the "
-                                  f"graph has {len(inputs)} "
-                                  f"({', '.join(i.name for i in inputs)})")
-        inp = inputs[0]
-        ttype = inp.type.tensor_type
-        if ttype.elem_type not in FLOAT_TYPES:
-            raise OnnxImportError(f"{self.path}: input {inp.name!r} has element type "
-                                  f"{ttype.elem_type}; fastconv takes float32 or float64")
-        self.dtype = FLOAT_TYPES[ttype.elem_type]
-        dims = list(ttype.shape.dim)
-        if len(dims) < 2:
-            raise OnnxImportError(f"{self.path}: input {inp.name!r} needs a batch axis "
-                                  f"and a known shape, got rank {len(dims)}")
-        if dims[0].HasField("dim_value"):
-            self.batch = int(dims[0].dim_value)
-        shape = [None]
-        for i, d in enumerate(dims[1:], 1):
-            if not d.HasField("dim_value") or d.dim_value < 1:
-                raise OnnxImportError(f"{self.path}: input {inp.name!r} axis {i} has no "
-                                      f"fixed size ({d.dim_param or '?'}); fastconv "
-                                      f"needs every size but the batch's")
-            shape.append(int(d.dim_value))
-        perm = tuple(range(len(shape)))
-        if len(shape) == 4 and self.data_format == "channels_last":
-            perm = (0, 3, 1, 2)
-        self.dyn[inp.name] = _Dyn("input", perm, shape)
-        self.input_name = inp.name
+        if not inputs:
+            raise OnnxImportError(f"{self.path}: the graph has no input")
+        for k, inp in enumerate(inputs):
+            ttype = inp.type.tensor_type
+            if ttype.elem_type not in FLOAT_TYPES:
+                raise OnnxImportError(f"{self.path}: input {inp.name!r} has element type "
+                                      f"{ttype.elem_type}; fastconv takes float32 or "
+                                      f"float64")
+            if self.dtype not in (None, FLOAT_TYPES[ttype.elem_type]):
+                raise OnnxImportError(f"{self.path}: the inputs have different dtypes")
+            self.dtype = FLOAT_TYPES[ttype.elem_type]
+            dims = list(ttype.shape.dim)
+            if len(dims) < 2:
+                raise OnnxImportError(f"{self.path}: input {inp.name!r} needs a batch "
+                                      f"axis and a known shape, got rank {len(dims)}")
+            if dims[0].HasField("dim_value"):
+                self.batch = int(dims[0].dim_value)
+            shape = [None]
+            for i, d in enumerate(dims[1:], 1):
+                if not d.HasField("dim_value") or d.dim_value < 1:
+                    raise OnnxImportError(f"{self.path}: input {inp.name!r} axis {i} has "
+                                          f"no fixed size ({d.dim_param or '?'}); "
+                                          f"fastconv needs every size but the batch's")
+                shape.append(int(d.dim_value))
+            perm = tuple(range(len(shape)))
+            if len(shape) == 4 and self.data_format == "channels_last":
+                perm = (0, 3, 1, 2)
+            fc = "input" if k == 0 else f"input_{k}"
+            self._names.add(fc)
+            self.dyn[inp.name] = _Dyn(fc, perm, shape)
+            self.inputs.append((inp.name, fc))
 
     def run(self):
         from . import _fold, _ops
@@ -195,7 +199,7 @@ class Converter:
             self.consts[init.name] = tensor_to_array(init, self.path)
         if self.proto.graph.sparse_initializer:
             raise OnnxImportError(f"{self.path}: sparse initializers are not supported")
-        self.graph_input()
+        self.graph_inputs()
         for node in self.proto.graph.node:
             if node.domain not in ("", "ai.onnx"):
                 raise self.error(node, f"operator {node.op_type!r} of domain "
@@ -212,38 +216,62 @@ class Converter:
 
     # ------------------------------------------------------------ the model
     def build_model(self):
-        outputs = self.proto.graph.output
-        if len(outputs) != 1:
-            raise OnnxImportError(f"{self.path}: the graph has {len(outputs)} outputs; "
-                                  f"a Sequential model has one")
-        out = self.dyn.get(outputs[0].name)
-        if out is None or out.fc == "input":
-            raise OnnxImportError(f"{self.path}: output {outputs[0].name!r} is not "
-                                  f"computed by any layer fastconv can make")
-        if out.flat is not None:
-            raise OnnxImportError(f"{self.path}: output {outputs[0].name!r} is a "
-                                  f"flattened tensor in ONNX's order; load with "
-                                  f"data_format='channels_first'")
-        specs, output = _fuse(_reachable(self.specs, out.fc), out.fc)
+        outputs = []
+        for out in self.proto.graph.output:
+            dyn = self.dyn.get(out.name)
+            if dyn is None or dyn.fc in {fc for _, fc in self.inputs}:
+                raise OnnxImportError(f"{self.path}: output {out.name!r} is not "
+                                      f"computed by any layer fastconv can make")
+            if dyn.flat is not None:
+                raise OnnxImportError(f"{self.path}: output {out.name!r} is a "
+                                      f"flattened tensor in ONNX's order; load with "
+                                      f"data_format='channels_first'")
+            outputs.append(dyn.fc)
+        specs, outputs = _fuse(_reachable(self.specs, outputs), outputs)
+        name = _model_name(self.proto, self.path)
         prev = "input"
         for spec in specs:
             if spec.inputs != [prev]:
-                raise OnnxImportError(
-                    f"{self.path}: the graph branches (layer {spec.output!r} takes "
-                    f"{', '.join(spec.inputs)}); only chains of operators load as a "
-                    f"Sequential model")
+                break
             prev = spec.output
-        if prev != output:
-            raise OnnxImportError(f"{self.path}: the output is not made by the last "
-                                  f"layer of the chain")
-        first = self.dyn[self.input_name]
-        model = Sequential([Input(first.fc_shape[1:], dtype=self.dtype.name)]
-                           + [spec.cls(**spec.kwargs) for spec in specs],
-                           name=_model_name(self.proto, self.path))
-        for spec, layer in zip(specs, model.layers):
-            if spec.weights is not None:
-                layer.set_weights(spec.weights)
-        return model
+        else:
+            if len(self.inputs) == 1 and outputs == [prev]:
+                model = Sequential([self._input(0)] + [spec.cls(**spec.kwargs)
+                                                       for spec in specs], name=name)
+                _set_weights(model.layers, specs)
+                return model
+        return self._functional(specs, outputs, name)
+
+    def _input(self, k):
+        onnx_name, fc = self.inputs[k]
+        return Input(self.dyn[onnx_name].fc_shape[1:], dtype=self.dtype.name,
+                     name=fc)
+
+    def _functional(self, specs, outputs, name):
+        """A functional Model of the specs (a graph with branches or several inputs
+        or outputs)."""
+        tensors = {fc: self._input(k) for k, (_, fc) in enumerate(self.inputs)}
+        made = []
+        for spec in specs:
+            layer = spec.cls(**spec.kwargs)
+            args = [tensors[fc] for fc in spec.inputs]
+            tensors[spec.output] = layer(args if getattr(layer, "_multi_input", False)
+                                         else args[0])
+            made.append(layer)
+        _set_weights(made, specs)
+        ins = [tensors[fc] for _, fc in self.inputs]
+        outs = [tensors[fc] for fc in outputs]
+        try:
+            return Model(ins[0] if len(ins) == 1 else ins,
+                         outs[0] if len(outs) == 1 else outs, name=name)
+        except ValueError as exc:
+            raise OnnxImportError(f"{self.path}: {exc}") from None
+
+
+def _set_weights(made, specs):
+    for spec, layer in zip(specs, made):
+        if spec.weights is not None:
+            layer.set_weights(spec.weights)
 
 
 def _default_opset(proto, path):
@@ -262,10 +290,10 @@ def _model_name(proto, path):
     return "".join(c if c.isalnum() or c in "_-." else "_" for c in name) or "onnx_model"
 
 
-def _reachable(specs, output):
-    """The specs the output depends on, in order."""
+def _reachable(specs, outputs):
+    """The specs the outputs depend on, in order."""
     by_output = {s.output: s for s in specs}
-    need, stack = set(), [output]
+    need, stack = set(), list(outputs)
     while stack:
         fc = stack.pop()
         if fc in need or fc not in by_output:
@@ -275,14 +303,15 @@ def _reachable(specs, output):
     return [s for s in specs if s.output in need]
 
 
-def _fuse(specs, output):
+def _fuse(specs, outputs):
     """Fold single-consumer pairs into one layer (see the module docstring); returns
-    the specs left and the id of the output tensor."""
+    the specs left and the ids of the output tensors."""
+    outputs = list(outputs)
     changed = True
     while changed:
         changed = False
         uses = Counter(fc for s in specs for fc in s.inputs)
-        uses[output] += 1
+        uses.update(outputs)
         by_output = {s.output: s for s in specs}
         for spec in specs:
             if len(spec.inputs) != 1 or spec.inputs[0] not in by_output \
@@ -294,12 +323,11 @@ def _fuse(specs, output):
                 for other in specs:
                     other.inputs = [prev.output if fc == spec.output else fc
                                     for fc in other.inputs]
-                if output == spec.output:
-                    output = prev.output
+                outputs = [prev.output if fc == spec.output else fc for fc in outputs]
                 specs = [s for s in specs if s is not spec]
                 changed = True
                 break
-    return specs, output
+    return specs, outputs
 
 
 def _fuse_pair(prev, spec):

@@ -87,12 +87,38 @@ def _affine(c, node, x, scale, offset):
           affine=affine, flat=x.flat)
 
 
+_MERGE = {"Add": "Add", "Sum": "Add", "Sub": "Subtract", "Mul": "Multiply",
+          "Mean": "Average", "Max": "Maximum", "Min": "Minimum"}
+
+
+def _merge(c, node, kind, axis=None):
+    """A merge layer (Add, ..., Concatenate) of runtime tensors alike arranged."""
+    xs = [c.runtime(node, i) for i in range(len(node.input))]
+    first = xs[0]
+    if any(x.perm != first.perm or len(x.shape) != len(first.shape) or
+           (x.flat is None) != (first.flat is None) or
+           (x.flat is not None and not np.array_equal(x.flat, first.flat)) for x in xs):
+        raise c.error(node, "its inputs are arranged differently in fastconv's layout")
+    kwargs = {} if axis is None else dict(axis=first.perm[axis % len(first.shape)])
+    if len(xs) == 1:
+        return c.alias(node, first)
+    c.add(node, getattr(_layers, kind), kwargs, xs, first.perm, flat=first.flat)
+
+
+def _variadic(op):
+    def convert(c, node):
+        if not all(n in c.dyn for n in node.input):
+            raise c.error(node, f"{op} of runtime tensors and constants is not "
+                                f"supported")
+        _merge(c, node, _MERGE[op])
+    return convert
+
+
 def _arith(op):
     def convert(c, node):
         dyn = [i for i in (0, 1) if node.input[i] in c.dyn]
         if len(dyn) == 2:
-            raise c.error(node, f"{op} of two runtime tensors needs a graph model "
-                                f"(branches), which this fastconv cannot build")
+            return _merge(c, node, _MERGE[op])
         i = dyn[0]
         x = c.dyn[node.input[i]]
         k = _to_fastconv(c, node, x, c.const(node, 1 - i))
@@ -306,8 +332,9 @@ def _passthrough(c, node):
 
 
 def _concat(c, node):
-    raise c.error(node, "Concat of runtime tensors needs a graph model (branches), "
-                        "which this fastconv cannot build")
+    if not all(n in c.dyn for n in node.input):
+        raise c.error(node, "Concat of runtime tensors and constants is not supported")
+    _merge(c, node, "Concatenate", c.attrs(node)["axis"])
 
 
 CONVERTERS = dict(IMAGE_CONVERTERS, **{
@@ -337,4 +364,8 @@ CONVERTERS = dict(IMAGE_CONVERTERS, **{
     "Dropout": _passthrough,
     "Identity": _passthrough,
     "Concat": _concat,
+    "Sum": _variadic("Sum"),
+    "Mean": _variadic("Mean"),
+    "Max": _variadic("Max"),
+    "Min": _variadic("Min"),
 })
