@@ -39,6 +39,8 @@ from .conv_transpose import (conv_transpose2d, conv_transpose2d_backward,
 from .pooling import (avg_pool2d, avg_pool2d_backward, global_avg_pool2d,
                       global_avg_pool2d_backward, max_pool2d, max_pool2d_backward,
                       pool2d_output_shape)
+from .pooling import (global_max_pool2d, global_max_pool2d_backward, soft_pool2d,
+                      soft_pool2d_backward)
 from . import activations  # noqa: F401  (fastconv.activations.relu, get, ...)
 from . import datasets  # noqa: F401  (fastconv.datasets.load_fashion_mnist, ...)
 from ._random import set_seed
@@ -58,4 +60,5 @@ __all__ = ["__version__", "show_config", "config", "get_num_threads", "set_num_t
            "conv_transpose2d_output_shape",
            "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
            "global_avg_pool2d", "global_avg_pool2d_backward", "pool2d_output_shape",
-           "set_seed", "Input", "Model"]
+           "global_max_pool2d", "global_max_pool2d_backward", "soft_pool2d",
+           "soft_pool2d_backward", "set_seed", "Input", "Model"]

@@ -113,65 +113,102 @@ _Q = (2.56852019228982242e00, 1.87295284992346047e00, 5.27905102951428412e-1,
 _SQRPI = 5.6418958354775628695e-1  # 1 / sqrt(pi)
 
 
+def _poly(t, lead, coefs):
+    """(((lead t + c0) t + c1) ... ) t + c_last, by Horner's rule in place."""
+    out = t * lead
+    for c in coefs[:-1]:
+        out += c
+        out *= t
+    out += coefs[-1]
+    return out
+
+
 def _erf_small(y):
     """erf(y) for |y| <= 0.5 (Cody's first interval)."""
     z = y * y
-    num, den = _A[4] * z, z
-    for a, b in zip(_A[:3], _B[:3]):
-        num = (num + a) * z
-        den = (den + b) * z
-    return y * (num + _A[3]) / (den + _B[3])
+    num = _poly(z, _A[4], _A[:4])
+    num /= _poly(z, 1.0, _B)
+    num *= y
+    return num
+
+
+def _erfc_mid(y):
+    """erfc(y) exp(y**2) for 0.5 <= y <= 4 (Cody's second interval)."""
+    num = _poly(y, _C[8], _C[:8])
+    num /= _poly(y, 1.0, _D)
+    return num
+
+
+def _erfc_far(y):
+    """erfc(y) exp(y**2) for y > 4 (Cody's third interval)."""
+    z = 1.0 / (y * y)
+    r = _poly(z, _P[5], _P[:5])
+    r /= _poly(z, 1.0, _Q)
+    r *= z
+    np.subtract(_SQRPI, r, out=r)
+    r /= y
+    return r
 
 
 def _erfc_large(y):
-    """erfc(y) for y >= 0.5 (Cody's second and third intervals)."""
+    """erfc(y) for y >= 0.5 (or NaN): each interval's rational function on its own
+    entries, times exp(-y**2)."""
     with np.errstate(divide="ignore", over="ignore", invalid="ignore",
                      under="ignore"):
-        num, den = _C[8] * y, y.copy()
-        for c, d in zip(_C[:7], _D[:7]):
-            num = (num + c) * y
-            den = (den + d) * y
-        r_mid = (num + _C[7]) / (den + _D[7])
-        z = 1.0 / (y * y)
-        num, den = _P[5] * z, z
-        for p, q in zip(_P[:4], _Q[:4]):
-            num = (num + p) * z
-            den = (den + q) * z
-        r_far = (_SQRPI - z * (num + _P[4]) / (den + _Q[4])) / y
+        mid = y <= 4.0
+        if mid.all():
+            r = _erfc_mid(y)
+        else:
+            r = np.empty_like(y)
+            r[mid] = _erfc_mid(y[mid])
+            far = ~mid
+            r[far] = _erfc_far(y[far])
         # exp(-y*y) as exp(-ys*ys) * exp(-(y - ys)(y + ys)), ys = y rounded down to
         # 1/16: exact squares, so no error from rounding y*y (Cody's device).
-        ys = np.trunc(y * 16.0) / 16.0
-        scale = np.exp(-ys * ys) * np.exp(-(y - ys) * (y + ys))
-        out = np.where(y <= 4.0, r_mid, r_far) * scale
-    return np.where(np.isnan(y), y, np.where(np.isinf(y), 0.0, out))
+        ys = np.trunc(y * 16.0)
+        ys /= -16.0                     # -ys
+        d = np.add(y, ys)               # y - ys
+        d *= ys - y                     # -(y - ys)(y + ys)
+        np.exp(d, out=d)
+        r *= d
+        ys *= ys
+        np.negative(ys, out=ys)
+        np.exp(ys, out=ys)
+        r *= ys
+    if not np.isfinite(y).all():
+        r = np.where(np.isinf(y), 0.0, np.where(np.isnan(y), y, r))
+    return r
+
+
+def _erf_pieces(x, inner_fn, tail_fn):
+    """inner_fn(v, erf v) where |v| <= 0.5 and tail_fn(v, erfc |v|) elsewhere, for v
+    = x in float64: each interval computed on its own entries only."""
+    v = _float(x).astype(np.float64, copy=False)
+    a = np.abs(v)
+    small = a <= 0.5
+    if small.all():
+        return inner_fn(v, _erf_small(v))
+    if not small.any():
+        return tail_fn(v, _erfc_large(a))
+    out = np.empty(v.shape)
+    out[small] = inner_fn(v[small], _erf_small(v[small]))
+    big = ~small
+    out[big] = tail_fn(v[big], _erfc_large(a[big]))
+    return out
 
 
 def erfc(x):
     """The complementary error function 1 - erf(x), to float64 precision (relative
     precision kept in the right tail, where erfc is tiny)."""
-    x = _float(x)
-    v = x.astype(np.float64)
-    a = np.abs(v)
-    small = a <= 0.5
-    out = np.empty(v.shape)
-    out[small] = 1.0 - _erf_small(v[small])
-    big = ~small
-    tail = _erfc_large(a[big])
-    out[big] = np.where(v[big] < 0, 2.0 - tail, tail)
-    return out.astype(x.dtype, copy=False)
+    out = _erf_pieces(x, lambda v, e: 1.0 - e,
+                      lambda v, t: np.where(v < 0, 2.0 - t, t))
+    return out.astype(_float(x).dtype, copy=False)
 
 
 def erf(x):
     """The error function, to float64 precision."""
-    x = _float(x)
-    v = x.astype(np.float64)
-    a = np.abs(v)
-    small = a <= 0.5
-    out = np.empty(v.shape)
-    out[small] = _erf_small(v[small])
-    big = ~small
-    out[big] = np.copysign(1.0 - _erfc_large(a[big]), v[big])
-    return out.astype(x.dtype, copy=False)
+    out = _erf_pieces(x, lambda v, e: e, lambda v, t: np.copysign(1.0 - t, v))
+    return out.astype(_float(x).dtype, copy=False)
 
 
 # ---- piecewise linear: relu6, leaky_relu, hard_sigmoid --------------------------------

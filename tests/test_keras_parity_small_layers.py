@@ -148,3 +148,12 @@ def test_gelu_tail_matches_tensorflow_erfc_form():
     x = np.linspace(-12, -4, 33, dtype=np.float32)
     np.testing.assert_allclose(act.gelu(x), np.asarray(keras.activations.gelu(x)),
                                rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("data_format", FORMATS)
+def test_global_max_pooling_ties_share_the_gradient_as_tensorflow(data_format):
+    x = np.random.default_rng(5).integers(0, 3, (3, 4, 4, 2)).astype(np.float32)
+    x = x if data_format == "channels_last" else np.ascontiguousarray(
+        x.transpose(0, 3, 1, 2))
+    check(KL.GlobalMaxPooling2D(data_format=data_format),
+          fl.GlobalMaxPooling2D(data_format=data_format), x, rtol=1e-6, atol=1e-7)

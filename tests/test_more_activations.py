@@ -136,6 +136,11 @@ def test_erf_and_erfc_are_accurate_to_float64():
     special = act.erfc(np.array([np.inf, -np.inf, np.nan]))
     assert special[0] == 0 and special[1] == 2 and np.isnan(special[2])
     assert act.erf(np.float32(0.5)).dtype == np.float32
+    # shapes kept whether the entries fall in one interval, both, or none
+    for arr in (np.full((2, 3), 0.1), np.full((2, 3), 3.0), np.zeros((2, 0)),
+                np.array([[0.1, 3.0], [-7.0, -0.2]])):
+        assert act.erf(arr).shape == arr.shape == act.erfc(arr).shape
+        np.testing.assert_allclose(act.erf(arr) + act.erfc(arr), 1.0, rtol=1e-15)
 
 
 @pytest.mark.parametrize("name", NEW)
