@@ -173,6 +173,13 @@ def build_parser():
                    help="write loss/accuracy curves, needs matplotlib (default: none)")
     t.add_argument("--quiet", action="store_true",
                    help="print the final result only (default: per-epoch progress)")
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel training over MPI, run under 'mpirun -n N': "
+                   "--batch-size samples per rank and step, rank 0 prints and writes "
+                   "(docs/distributed.md) (default: one process)")
+    t.add_argument("--lr-scaling", choices=("linear", "none"), default="linear",
+                   help="with --distributed: multiply --lr by the number of ranks "
+                   "(linear) or keep it (none) (default: linear)")
 
     e = sub.add_parser("evaluate", help="evaluate a saved model on test data",
                        description="Test loss, accuracy and confusion matrix of a model "

@@ -221,6 +221,10 @@ def cmd_train(args):
     _check_download_option(args, args.model)
     if args.save is not None:
         check_output_target("--save", args.save, refuse_foreign=True)
+    dist = None
+    if getattr(args, "distributed", False):  # under mpirun (fastconv/distributed/_cli.py)
+        from .distributed import _cli as dist
+        dist.scale_recipe(cfg, args, emit)
 
     t_start = time.perf_counter()
     if args.model == "lenet5":
@@ -251,7 +255,8 @@ def cmd_train(args):
     fastconv.set_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     model = build(input_shape=x_tr.shape[1:], num_classes=num_classes)
-    model.compile(optimizer=_make_optimizer(cfg["optimizer"], cfg["lr"], args.momentum),
+    optimizer = _make_optimizer(cfg["optimizer"], cfg["lr"], args.momentum)
+    model.compile(optimizer=dist.wrap_optimizer(optimizer) if dist else optimizer,
                   loss="categorical_crossentropy", metrics=["accuracy"])
     emit(f"fastconv {fastconv.__version__}: training {args.model} on {source}: "
          f"{len(x_tr)} training, {len(x_val)} {val_name} images "
@@ -271,7 +276,13 @@ def cmd_train(args):
     report = _epoch_report(emit, x_val, y_val, val_name, cfg["epochs"], t_fit, len(x_tr))
     callbacks.append(report)
     fit = dict(batch_size=cfg["batch_size"], shuffle=True, verbose=0, callbacks=callbacks)
-    if not kinds:
+    if dist:  # this rank's shard, augmented batch by batch
+        data, first = dist.training_data(x_tr, y_tr, cfg["batch_size"], args.seed,
+                                         (lambda xb, yb, r: _augment(xb, yb, kinds, r))
+                                         if kinds else None)
+        callbacks[:0] = first
+        model.fit(data, epochs=cfg["epochs"], **dict(fit, shuffle=False))
+    elif not kinds:
         model.fit(x_tr, y_tr, epochs=cfg["epochs"], **fit)
     else:  # augmentation re-drawn at each epoch's start, by the Sequence
         fit.update(shuffle=False)
@@ -467,6 +478,9 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "tune": cmd_tune,
 
 
 def _run(args):
+    if getattr(args, "distributed", False):
+        from .distributed._cli import run
+        return run(COMMANDS[args.command], args)
     if args.command in ("train", "evaluate", "tune"):
         with _thread_limits(args.threads):
             return COMMANDS[args.command](args)

@@ -1,0 +1,189 @@
+"""Data-parallel scaling on this machine, and the alpha-beta model of the allreduce.
+
+    python bench/bench_distributed.py [--nets lenet5 cifar10_cnn] [--steps 20]
+
+1. One process with 2 OpenMP threads trains at the global batch G (training steps
+   on random data, the median of ``--steps`` steps after 3 warm-up steps).
+2. ``mpirun -n 2`` of this file (``--worker``): 2 ranks of 1 thread each at batch
+   G / 2, with DistributedOptimizer: overlapped (buckets of 256 KiB started during
+   backward) and not (every gradient averaged after backward).  Each rank reports its
+   step time and the part of it spent waiting for MPI in ``apply``.
+3. In the same launch: MPI_Allreduce of 8 B to 16 MiB on loopback, fitted to
+   ``t(n) = a + b * n`` (the 2-rank allreduce's latency a and inverse bandwidth b).
+
+Prints one JSON document (results) and the tables of docs/distributed.md, with the
+projection of the scaling efficiency at 4, 16 and 64 nodes over 10/25/100 Gb/s links
+(see ``project``).  The machine may be shared: medians, and say so when quoting.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+MPIRUN_FLAGS = ["--allow-run-as-root", "--oversubscribe", "--mca", "btl", "self,tcp",
+                "--mca", "btl_tcp_if_include", "lo", "--mca", "pml", "ob1"]
+GLOBAL_BATCH = {"lenet5": 128, "cifar10_cnn": 64, "resnet20": 64}
+#: assumed per-message latency of TCP over Ethernet between nodes (alpha), seconds
+LINK_ALPHA = 30e-6
+LINKS_GBPS = (10, 25, 100)
+LINK_EFFICIENCY = 0.9  # the share of the line rate an allreduce gets
+
+
+def _model(net):
+    import fastconv
+    from fastconv import applications
+    fastconv.set_seed(0)
+    return getattr(applications, net)()
+
+
+def _data(model, batch, seed=0):
+    shape = model.input_shape[1:]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch,) + tuple(shape)).astype(np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, batch)]
+    return x, y
+
+
+def time_steps(model, x, y, steps, averager=None):
+    """Median step time and median MPI wait per step (seconds)."""
+    times, waits = [], []
+    for i in range(steps + 3):
+        before = averager.stats["comm_seconds"] if averager else 0.0
+        t0 = time.perf_counter()
+        model.train_on_batch(x, y)
+        dt = time.perf_counter() - t0
+        if i >= 3:
+            times.append(dt)
+            waits.append((averager.stats["comm_seconds"] - before) if averager else 0.0)
+    return float(np.median(times)), float(np.median(waits))
+
+
+def single(nets, steps):
+    import fastconv
+    fastconv.set_num_threads(2)
+    out = {}
+    for net in nets:
+        model = _model(net)
+        x, y = _data(model, GLOBAL_BATCH[net])
+        t, _ = time_steps(model, x, y, steps)
+        out[net] = {"step_s": t, "samples_per_s": GLOBAL_BATCH[net] / t,
+                    "params": int(model.count_params())}
+    return out
+
+
+def allreduce_fit(comm):
+    """(a, b, [(bytes, seconds)]): 2-rank MPI_Allreduce times fitted to a + b n."""
+    from mpi4py import MPI
+    rows = []
+    for n in [8 << k for k in range(0, 22, 3)]:
+        buf = np.ones(n // 4, np.float32)
+        reps = max(5, min(200, (1 << 24) // n))
+        ts = []
+        for _ in range(reps):
+            comm.Barrier()
+            t0 = time.perf_counter()
+            comm.Allreduce(MPI.IN_PLACE, buf)
+            ts.append(time.perf_counter() - t0)
+        rows.append((n, float(np.median(ts))))
+    ns, ts = np.array([r[0] for r in rows], float), np.array([r[1] for r in rows])
+    b, a = np.polyfit(ns, ts, 1)
+    return max(float(a), float(ts[0])), float(b), rows
+
+
+def worker(nets, steps):
+    import fastconv.distributed as dist
+    from fastconv import optimizers
+    dist.init(threads=1)
+    comm = dist.comm()
+    result = {"ranks": dist.size()}
+    for net in nets:
+        per_rank = GLOBAL_BATCH[net] // dist.size()
+        row = {}
+        for label, kwargs in (("overlap", {"bucket_bytes": 256 << 10}),
+                              ("no_overlap", {"overlap": False})):
+            model = _model(net)
+            opt = model.optimizer
+            model.compile(dist.DistributedOptimizer(
+                optimizers.get({"class_name": type(opt).__name__,
+                                "config": opt.get_config()}), model=model, **kwargs),
+                model.loss, metrics=None)
+            x, y = _data(model, per_rank, seed=dist.rank())
+            t, wait = time_steps(model, x, y, steps, model.optimizer._averager)
+            t = float(comm.allreduce(t, op=__import__("mpi4py").MPI.MAX))
+            row[label] = {"step_s": t, "samples_per_s": GLOBAL_BATCH[net] / t,
+                          "comm_share": wait / t}
+        result[net] = row
+    a, b, rows = allreduce_fit(comm)
+    result["allreduce"] = {"alpha_s": a, "beta_s_per_byte": b, "rows": rows}
+    if dist.is_root():
+        print("RESULT " + json.dumps(result), flush=True)
+
+
+def project(params_bytes, sample_s, alpha, beta, nodes):
+    """Ring allreduce over p nodes: T = 2 (p - 1) alpha + 2 (p - 1) / p * n * beta.
+    Efficiency at per-node batch B, no overlap: B s / (B s + T); the batch for 80 %:
+    B >= 4 T / s."""
+    p = nodes
+    t = 2 * (p - 1) * alpha + 2 * (p - 1) / p * params_bytes * beta
+    return t, (lambda batch: batch * sample_s / (batch * sample_s + t)), 4 * t / sample_s
+
+
+def report(one, two):
+    lines = ["| network | params | 1 x 2 threads (samples/s) | 2 x 1 thread, overlap | "
+             "comm share | 2 x 1 thread, no overlap | comm share |",
+             "|---|---|---|---|---|---|---|"]
+    for net, r in one.items():
+        o, n = two[net]["overlap"], two[net]["no_overlap"]
+        lines.append(f"| {net} | {r['params']:,} | {r['samples_per_s']:,.0f} | "
+                     f"{o['samples_per_s']:,.0f} | {o['comm_share']:.1%} | "
+                     f"{n['samples_per_s']:,.0f} | {n['comm_share']:.1%} |")
+    ar = two["allreduce"]
+    lines += ["", f"loopback 2-rank allreduce: alpha {ar['alpha_s'] * 1e6:.1f} us, "
+              f"bandwidth {1 / ar['beta_s_per_byte'] / 1e9:.2f} GB/s", "",
+              "| network | link | nodes | allreduce (ms) | efficiency at batch 64/node | "
+              "batch/node for 80 % |", "|---|---|---|---|---|---|"]
+    for net, r in one.items():
+        sample_s = r["step_s"] / GLOBAL_BATCH[net]  # one node = this machine, 2 threads
+        for gbps in LINKS_GBPS:
+            beta = 8 / (gbps * 1e9 * LINK_EFFICIENCY)
+            for nodes in (4, 16, 64):
+                t, eff, need = project(4 * r["params"], sample_s, LINK_ALPHA, beta, nodes)
+                lines.append(f"| {net} | {gbps} Gb/s | {nodes} | {t * 1e3:.2f} | "
+                             f"{eff(64):.0%} | {int(np.ceil(need))} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nets", nargs="+", default=["lenet5", "cifar10_cnn"])
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        worker(args.nets, args.steps)
+        return
+    one = single(args.nets, args.steps)
+    mpirun = shutil.which("mpirun")
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    proc = subprocess.run([mpirun, *MPIRUN_FLAGS, "-n", "2", sys.executable,
+                           os.path.abspath(__file__), "--worker", "--steps",
+                           str(args.steps), "--nets", *args.nets],
+                          env=env, capture_output=True, text=True, timeout=3600)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")),
+                None)
+    if proc.returncode or line is None:
+        sys.exit(f"mpirun failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    two = json.loads(line[7:])
+    print(json.dumps({"single_2_threads": one, "two_ranks": two}, indent=1))
+    print(report(one, two))
+
+
+if __name__ == "__main__":
+    main()
