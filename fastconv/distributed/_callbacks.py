@@ -22,10 +22,6 @@ from . import _comm
 __all__ = ["BroadcastCallback", "MetricAverageCallback", "ShardedSequence"]
 
 
-def _trainable_variables(model):
-    return [w for layer in model._layers if layer.trainable for w in layer.weights]
-
-
 def broadcast_model(model, root=0):
     """Give every rank root's weights and optimizer state (in place); returns the
     number of arrays broadcast."""
@@ -45,7 +41,7 @@ def broadcast_model(model, root=0):
         slots = [np.empty(shape, np.dtype(dt)) for shape, dt in shapes]
     _comm.broadcast_arrays(slots, root)
     if _comm.rank() != root:
-        opt.set_state(iterations, slots, _trainable_variables(model))
+        opt.set_state(iterations, slots, model.trainable_weights)
         if lr is not None:
             opt.learning_rate = lr
     return n + len(slots)

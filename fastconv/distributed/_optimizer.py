@@ -60,10 +60,9 @@ class _GradientAverager:
 
     def layer_ready(self, layer):
         """The hook: bucket ``layer``'s gradients, start the bucket when full."""
-        if _comm.size() == 1 or not self.overlap or not layer.trainable \
-                or not layer.weights:
+        if _comm.size() == 1 or not self.overlap or not layer.trainable_weights:
             return
-        for g in layer.gradients:
+        for g in layer.trainable_gradients:
             if g is None or id(g) in self._seen:
                 continue
             if self._open and g.dtype != self._open[0].dtype:
