@@ -196,8 +196,9 @@ def bucketing():
     check(stats[0]["overlapped"] == 0 and stats[0]["at_apply"] == steps, stats[0])
     check(stats[1]["overlapped"] >= 3 * steps, stats[1])
     check(stats[2]["overlapped"] == 0 and stats[2]["at_apply"] == steps, stats[2])
+    counts = [(s["overlapped"], s["at_apply"]) for s in stats]
     return (f"256 B buckets and no overlap equal 4 MiB buckets bit for bit; "
-            f"buckets overlapped/at apply: {[(s['overlapped'], s['at_apply']) for s in stats]}")
+            f"buckets overlapped/at apply: {counts}")
 
 
 class _Fail(Callback):
