@@ -6,8 +6,8 @@ channels_first: A = batch, B = pixels), flattened and C-contiguous, of one dtype
 per-channel sums are float64 and deterministic: the A rows are cut into work items that
 depend on the shapes only (``n_items``), each item sums its rows into its own row of
 ``partial``, and the items' rows are added in item order, so the result does not depend
-on the thread count.  The training forward reads x twice (sum, then the squares of its
-differences to the mean) and writes y once; the backward reads x and the gradient twice
+on the thread count.  The training forward reads x twice (the moments about a shift,
+then the affine map) and writes y once; the backward reads x and the gradient twice
 and writes the input gradient once, where NumPy's formulation makes several passes and
 temporaries.
 """
@@ -30,77 +30,67 @@ cdef inline int _threads(Py_ssize_t n) noexcept nogil:
     return 1 if n < _SERIAL_ELEMENTS else fc_get_max_threads()
 
 
+def _check(name, Py_ssize_t size, Py_ssize_t expected):
+    if size != expected:
+        raise ValueError(f"{name} has {size} values, the kernel expects {expected}")
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 @cython.cdivision(True)
-cdef void _item_sums(const floating[::1] x, const floating[::1] g, const double[::1] mean,
+cdef void _item_sums(const floating[::1] x, const floating[::1] g, const double[::1] shift,
                      double[:, ::1] partial, Py_ssize_t item, Py_ssize_t n_items,
-                     Py_ssize_t A, Py_ssize_t C, Py_ssize_t B, int mode) noexcept nogil:
-    """Item's sums into partial[item, :C] (and [C:2C]).  mode 0: sum of x; 1: sum of
-    (x - mean)^2; 2: sum of g and sum of g * (x - mean)."""
+                     Py_ssize_t A, Py_ssize_t C, Py_ssize_t B, int grad) noexcept nogil:
+    """Item's sums into partial[item, :C] and [C:2C], with d = x - shift[c]: the sums
+    of d and d * d (grad 0), or of g and g * d (grad 1)."""
     cdef Py_ssize_t a0 = item * A // n_items, a1 = (item + 1) * A // n_items
     cdef Py_ssize_t a, c, b, off
-    cdef double s0, s1, s2, s3, t0, t1, t2, t3, d, m
-    for c in range(partial.shape[1]):
+    cdef double s0, s1, s2, s3, t0, t1, t2, t3, d0, d1, d2, d3, m, v0, v1, v2, v3
+    for c in range(2 * C):
         partial[item, c] = 0
     for a in range(a0, a1):
         if B == 1:
             off = a * C
-            if mode == 0:
-                for c in range(C):
-                    partial[item, c] += x[off + c]
-            elif mode == 1:
-                for c in range(C):
-                    d = x[off + c] - mean[c]
-                    partial[item, c] += d * d
-            else:
-                for c in range(C):
-                    partial[item, c] += g[off + c]
-                    partial[item, C + c] += g[off + c] * (x[off + c] - mean[c])
+            for c in range(C):
+                d0 = x[off + c] - shift[c]
+                v0 = g[off + c] if grad else d0
+                partial[item, c] += v0
+                partial[item, C + c] += v0 * d0
             continue
         for c in range(C):
             off = (a * C + c) * B
-            m = mean[c] if mode else 0.0
+            m = shift[c]
             s0 = s1 = s2 = s3 = t0 = t1 = t2 = t3 = 0
             b = 0
             while b + 4 <= B:
-                if mode == 0:
-                    s0 += x[off + b]
-                    s1 += x[off + b + 1]
-                    s2 += x[off + b + 2]
-                    s3 += x[off + b + 3]
-                elif mode == 1:
-                    d = x[off + b] - m
-                    s0 += d * d
-                    d = x[off + b + 1] - m
-                    s1 += d * d
-                    d = x[off + b + 2] - m
-                    s2 += d * d
-                    d = x[off + b + 3] - m
-                    s3 += d * d
+                d0 = x[off + b] - m
+                d1 = x[off + b + 1] - m
+                d2 = x[off + b + 2] - m
+                d3 = x[off + b + 3] - m
+                if grad:
+                    v0 = g[off + b]
+                    v1 = g[off + b + 1]
+                    v2 = g[off + b + 2]
+                    v3 = g[off + b + 3]
                 else:
-                    s0 += g[off + b]
-                    s1 += g[off + b + 1]
-                    s2 += g[off + b + 2]
-                    s3 += g[off + b + 3]
-                    t0 += g[off + b] * (x[off + b] - m)
-                    t1 += g[off + b + 1] * (x[off + b + 1] - m)
-                    t2 += g[off + b + 2] * (x[off + b + 2] - m)
-                    t3 += g[off + b + 3] * (x[off + b + 3] - m)
+                    v0, v1, v2, v3 = d0, d1, d2, d3
+                s0 += v0
+                s1 += v1
+                s2 += v2
+                s3 += v3
+                t0 += v0 * d0
+                t1 += v1 * d1
+                t2 += v2 * d2
+                t3 += v3 * d3
                 b += 4
             while b < B:
-                if mode == 0:
-                    s0 += x[off + b]
-                elif mode == 1:
-                    d = x[off + b] - m
-                    s0 += d * d
-                else:
-                    s0 += g[off + b]
-                    t0 += g[off + b] * (x[off + b] - m)
+                d0 = x[off + b] - m
+                v0 = g[off + b] if grad else d0
+                s0 += v0
+                t0 += v0 * d0
                 b += 1
             partial[item, c] += (s0 + s1) + (s2 + s3)
-            if mode == 2:
-                partial[item, C + c] += (t0 + t1) + (t2 + t3)
+            partial[item, C + c] += (t0 + t1) + (t2 + t3)
 
 
 def n_items(Py_ssize_t A, Py_ssize_t C, Py_ssize_t B):
@@ -111,16 +101,23 @@ def n_items(Py_ssize_t A, Py_ssize_t C, Py_ssize_t B):
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def channel_sums(const floating[::1] x, const floating[::1] g, const double[::1] mean,
+def channel_sums(const floating[::1] x, const floating[::1] g, const double[::1] shift,
                  double[:, ::1] partial, Py_ssize_t A, Py_ssize_t C, Py_ssize_t B,
-                 int mode):
-    """Per-channel float64 sums of x's (A, C, B) view (see _item_sums for mode);
-    partial: (n_items(A, C, B), C or 2C) scratch.  Returns its column sums in item
-    order."""
+                 int grad):
+    """Per-channel float64 sums over x's (A, C, B) view, d = x - shift[c]: of d and
+    d * d (grad 0: the moments about shift), or of g and g * d (grad 1: the sums of
+    the backward pass); partial: (n_items(A, C, B), 2C) scratch.  Returns the 2C sums
+    (the items' rows added in item order)."""
     cdef Py_ssize_t items = partial.shape[0], i, c
     cdef int nt = _threads(A * C * B)
+    _check("x", x.shape[0], A * C * B)
+    _check("g", g.shape[0], A * C * B)
+    _check("shift", shift.shape[0], C)
+    _check("partial's row", partial.shape[1], 2 * C)
+    if items < 1 or items > max(A, 1):
+        raise ValueError(f"partial must have 1 to {max(A, 1)} rows, got {items}")
     for i in prange(items, nogil=True, schedule="static", num_threads=nt):
-        _item_sums(x, g, mean, partial, i, items, A, C, B, mode)
+        _item_sums(x, g, shift, partial, i, items, A, C, B, grad)
     out = [0.0] * partial.shape[1]
     cdef double s
     for c in range(partial.shape[1]):
@@ -139,6 +136,10 @@ def affine(const floating[::1] x, const floating[::1] scale, const floating[::1]
     cdef Py_ssize_t a, c, b, off
     cdef floating s, t
     cdef int nt = _threads(A * C * B)
+    _check("x", x.shape[0], A * C * B)
+    _check("y", y.shape[0], A * C * B)
+    _check("scale", scale.shape[0], C)
+    _check("shift", shift.shape[0], C)
     for a in prange(A, nogil=True, schedule="static", num_threads=nt):
         if B == 1:
             for c in range(C):
@@ -163,6 +164,10 @@ def backward_input(const floating[::1] g, const floating[::1] x,
     cdef Py_ssize_t a, c, b, off
     cdef floating m, p, q, r
     cdef int nt = _threads(A * C * B)
+    for name, arr in (("g", g), ("x", x), ("dx", dx)):
+        _check(name, arr.shape[0], A * C * B)
+    for name, arr in (("mean", mean), ("a_g", a_g), ("a_x", a_x), ("const_", const_)):
+        _check(name, arr.shape[0], C)
     for a in prange(A, nogil=True, schedule="static", num_threads=nt):
         if B == 1:
             for c in range(C):

@@ -143,13 +143,14 @@ class BatchNormalization(Layer):
             self._view_key = shape
         return self._view_val
 
-    def _sums(self, view, x, g, mean, mode):
-        """Per-channel float64 sums (src/_batchnorm.pyx channel_sums; mode 0: x, 1:
-        (x - mean)^2, 2: g then g * (x - mean))."""
+    def _sums(self, view, x, g, shift, grad):
+        """Per-channel float64 sums, d = x - shift: of d and d * d (grad False), of g
+        and g * d (grad True) (src/_batchnorm.pyx channel_sums)."""
         a, c, b, items = view
-        partial = np.empty((items, 2 * c if mode == 2 else c), np.float64)
-        return np.asarray(_ext.batchnorm.channel_sums(x, g, mean, partial, a, c, b,
-                                                      mode))
+        partial = np.empty((items, 2 * c), np.float64)
+        sums = np.asarray(_ext.batchnorm.channel_sums(x, g, shift, partial, a, c, b,
+                                                      int(grad)))
+        return sums[:c], sums[c:]
 
     # ------------------------------------------------------------------ passes
     def _params(self, dtype=np.float64):
@@ -188,8 +189,12 @@ class BatchNormalization(Layer):
         flat = x.reshape(-1)
         train = bool(training) and self.trainable and m > 0
         if train:
-            mean = self._sums(view, flat, flat, np.zeros(c), 0) / m
-            var = self._sums(view, flat, flat, mean, 1) / m
+            # one pass: the moments about the first sample's values, d = x - shift;
+            # E[d^2] - E[d]^2 in float64 cancels only by (mean - shift)^2 / var
+            shift = x.reshape(a, c, b)[0, :, 0].astype(np.float64)
+            s1, s2 = self._sums(view, flat, flat, shift, False)
+            mean = shift + s1 / m
+            var = np.maximum(s2 / m - (s1 / m) ** 2, 0.0)
             mom = self.momentum
             for target, value in ((self.moving_mean, mean), (self.moving_variance, var)):
                 np.copyto(target, target.astype(np.float64) * mom + value * (1.0 - mom),
@@ -214,8 +219,8 @@ class BatchNormalization(Layer):
         dtype = grad.dtype
         flat_x, flat_g = x.reshape(-1), grad.reshape(-1)
         if m:
-            sums = self._sums(view, flat_x, flat_g, mean, 2)
-            dbeta, dgamma = sums[:c], sums[c:] * inv
+            dbeta, dgamma = self._sums(view, flat_x, flat_g, mean, True)
+            dgamma = dgamma * inv
         else:
             dbeta = dgamma = np.zeros(c)
         gamma = self.gamma.astype(np.float64) if self.scale else 1.0
