@@ -38,13 +38,13 @@ def _forward(self, x, training):
     view = self._view(x.shape)
     a, c, b = view[:3]
     flat = x.reshape(-1)
-    total = _allreduce_sum(np.append(self._sums(view, flat, flat, np.zeros(c), 0),
-                                     a * b))
+    total = _allreduce_sum(np.append(self._sums(view, flat, flat, np.zeros(c),
+                                                False)[0], a * b))
     m = total[-1]
     if m == 0:
         return type(self)._linear_forward(self, x, False)
     mean = total[:c] / m
-    var = _allreduce_sum(self._sums(view, flat, flat, mean, 1)) / m
+    var = _allreduce_sum(self._sums(view, flat, flat, mean, False)[1]) / m
     mom = self.momentum
     for target, value in ((self.moving_mean, mean), (self.moving_variance, var)):
         np.copyto(target, target.astype(np.float64) * mom + value * (1.0 - mom),
@@ -70,7 +70,7 @@ def _backward(self, grad, need_input_grad):
     _, mean, inv, m = self._stats
     dtype = grad.dtype
     flat_x, flat_g = x.reshape(-1), grad.reshape(-1)
-    sums = self._sums(view, flat_x, flat_g, mean, 2)
+    sums = np.concatenate(self._sums(view, flat_x, flat_g, mean, True))
     if self.scale:  # the rank's own: the DistributedOptimizer averages them
         self._grads["gamma"] = (sums[c:] * inv).astype(dtype)
     if self.center:
