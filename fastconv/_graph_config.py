@@ -103,8 +103,18 @@ def _refs_of(node_data, where):
     raise ValueError(f"{where}: unreadable node {str(node_data)[:200]}")
 
 
+def _plain(value):
+    """value with every tuple a list (a config from memory rather than JSON)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 def from_config(cls, config, make_layer=None):
     """cls(inputs, outputs, name) of a functional config (see the module doc)."""
+    config = _plain(config)
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list) \
             or "input_layers" not in config or "output_layers" not in config:
         raise ValueError(f"a functional model config needs 'layers', 'input_layers' "

@@ -376,3 +376,66 @@ def test_input_keeps_working_in_sequential():
     assert t.shape == (None, 5) and t.node.layer.name == "named"
     with pytest.raises(TypeError, match="output of layer"):
         Sequential([L.Dense(2)(t)])
+
+
+def bn_residual(seed=6):
+    fastconv.set_seed(seed)
+    x = fastconv.Input((5, 5, 3), dtype="float64")
+    h = L.Conv2D(3, 3, padding="same", **F64)(x)
+    h = L.BatchNormalization(gamma_initializer="random_normal",
+                             beta_initializer="random_normal", **F64)(h)
+    h = L.Add(**F64)([L.Activation("tanh", **F64)(h), x])
+    h = L.BatchNormalization(gamma_initializer="random_normal",
+                             beta_initializer="random_normal", **F64)(h)
+    return Model(x, L.Dense(2, **F64)(L.Flatten(**F64)(h)))
+
+
+def test_batch_normalization_in_a_graph_training_gradients():
+    """Training mode (batch statistics): input and trainable-weight gradients of
+    sum(up * model(x, training=True)) by finite differences, random gamma / beta."""
+    model = bn_residual()
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((4, 5, 5, 3))
+    up = rng.standard_normal((4, 2))
+    model(x, training=True)
+    gx = model.backward(up)
+    grads = {id(w): g.copy() for layer in model.layers
+             for w, g in zip(layer.trainable_weights, layer.trainable_gradients)}
+
+    def f():
+        return float(np.sum(up * model(x, training=True)))
+    np.testing.assert_allclose(gx, numeric_gradient(f, x), rtol=1e-6, atol=1e-8)
+    for w in model.trainable_weights:
+        np.testing.assert_allclose(grads[id(w)], numeric_gradient(f, w), rtol=1e-6,
+                                   atol=1e-8)
+
+
+def test_optimizer_sees_trainable_weights_only():
+    """BatchNormalization's moving statistics are weights (Keras's order) that the
+    optimizer never sees: one fit step moves them by the momentum rule only."""
+    model = bn_residual(7)
+    conv, bn = model.layers[1], model.layers[2]
+    assert isinstance(bn, L.BatchNormalization)
+    assert [w.shape for w in model.weights[2:6]] == [(3,)] * 4
+    assert len(model.weights) == 2 + 4 + 4 + 2
+    assert len(model.trainable_weights) == 2 + 2 + 2 + 2
+    model.compile(fastconv.optimizers.SGD(0.1), "mse")
+    x = np.random.default_rng(0).standard_normal((6, 5, 5, 3))
+    batch_mean = conv(x).mean(axis=(0, 1, 2))  # (the weights before the step)
+    model.fit(x, np.zeros((6, 2)), epochs=1, batch_size=6, verbose=0)
+    assert model.optimizer.iterations == 1
+    np.testing.assert_allclose(bn.moving_mean, 0.01 * batch_mean, rtol=1e-10)
+
+
+def test_normalization_layer_is_trainable_with_frozen_statistics():
+    norm = L.Normalization(axis=-1)
+    norm.adapt(np.random.default_rng(0).standard_normal((20, 3)) * 4 + 1)
+    assert norm.trainable and norm.trainable_weights == []
+    x = fastconv.Input((3,))
+    model = Model(x, L.Dense(1)(norm(x)))
+    model.compile("sgd", "mse")
+    stats = [w.copy() for w in norm.weights]
+    model.fit(np.ones((4, 3), np.float32), np.zeros((4, 1), np.float32), verbose=0)
+    for a, b in zip(stats, norm.weights):
+        np.testing.assert_array_equal(a, b)
+    assert len(model.trainable_weights) == 2

@@ -1,6 +1,7 @@
-"""Parity of functional models with Keras 3: a residual block with Add, a
-Concatenate of two branches, a shared layer, two outputs; Keras's weights through
-set_weights give Keras's predictions, and three SGD steps give Keras's weights.
+"""Parity of functional models with Keras 3: a residual block (conv, batch norm) with
+Add, a Concatenate of two branches, a shared layer, two outputs; Keras's weights
+through set_weights give Keras's predictions, and three SGD steps give Keras's weights
+and moving statistics.
 
 Skipped when keras is not importable; run it in the TensorFlow environment:
 
@@ -24,7 +25,10 @@ KL = keras.layers
 def build(lib, L, input_fn, model_cls):
     """The same graph in Keras (lib=keras) or fastconv."""
     x = input_fn((8, 8, 3))
-    h = L.Conv2D(4, 3, padding="same", activation="relu", name="c1")(x)
+    h = L.Conv2D(4, 3, padding="same", name="c1")(x)
+    h = L.Activation("relu", name="r1")(L.BatchNormalization(
+        momentum=0.9, gamma_initializer="random_normal",
+        beta_initializer="random_normal", name="bn1")(h))
     h = L.Conv2D(3, 3, padding="same", name="c2")(h)
     h = L.Add(name="add")([h, x])
     a = L.Conv2D(2, 1, activation="tanh", name="branch_a")(h)
@@ -101,3 +105,29 @@ def test_two_outputs_match_keras_losses_and_weights():
     ke = k.evaluate(x, y, verbose=0)
     fe = f.evaluate(x, y, verbose=0)
     np.testing.assert_allclose(fe, ke, rtol=1e-5)
+
+
+def test_model_from_a_keras_functional_config():
+    """Keras's own get_config() (inbound_nodes, input_layers, output_layers) builds
+    the same graph here, each layer entry made by a translator (what a reader of
+    .keras files passes as make_layer)."""
+    from fastconv.keras_files._config import layer_from_keras
+
+    k, _ = pair()
+    merges = {"Add": fl.Add, "Concatenate": fl.Concatenate, "Average": fl.Average}
+
+    def make_layer(entry):
+        cfg = entry["config"]
+        if entry["class_name"] == "InputLayer":
+            return fl.InputLayer(batch_shape=cfg["batch_shape"], name=cfg["name"])
+        if entry["class_name"] in merges:
+            extra = {"axis": cfg["axis"]} if "axis" in cfg else {}
+            return merges[entry["class_name"]](name=cfg["name"], **extra)
+        return layer_from_keras("<keras config>", entry)
+
+    f = fastconv.Model.from_config(k.get_config(), make_layer=make_layer)
+    assert [la.name for la in f.layers] == [la.name for la in k.layers]
+    f.set_weights(k.get_weights())
+    x = np.random.default_rng(3).standard_normal((4, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(f.predict(x, verbose=0), k.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)

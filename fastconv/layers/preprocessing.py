@@ -94,9 +94,8 @@ class Normalization(Layer):
     ``variance`` (broadcast to the kept axes, right-aligned, as Keras), or call
     ``adapt(data)`` before training: the statistics then live in the non-trainable
     weights ``mean`` and ``variance`` (saved with the model; zeros and ones until
-    adapted).  The layer has nothing to train: ``layer.trainable`` is always False
-    (``trainable=`` is kept in the config only), so models and optimizers leave the
-    statistics alone.
+    adapted).  The layer has nothing to train: its weights are non-trainable (as
+    Keras's), so optimizers leave the statistics alone whatever ``trainable`` says.
     """
 
     def __init__(self, axis=-1, mean=None, variance=None, invert=False, **kwargs):
@@ -126,7 +125,6 @@ class Normalization(Layer):
                                  f"{len(axis)} (axis={axis}), got shape {m.shape}")
             if np.any(v < 0):
                 raise ValueError("variance must be >= 0")
-        self._trainable_arg = True
         super().__init__(**kwargs)
         self.axis = axis
         self.input_mean = None if mean is None else config_value(mean)
@@ -136,14 +134,6 @@ class Normalization(Layer):
         self._variance_initializer = _ones_init()
         self._broadcast_shape = None
         self.mean = self.variance = None
-
-    @property
-    def trainable(self):
-        return False
-
-    @trainable.setter
-    def trainable(self, value):
-        self._trainable_arg = bool(value)
 
     def _build(self, input_shape):
         ndim = len(input_shape)
@@ -164,8 +154,10 @@ class Normalization(Layer):
                                       for d in range(ndim))
         stats_shape = tuple(input_shape[d] for d in keep)
         if self.input_mean is None:
-            self.add_weight("mean", stats_shape, self._mean_initializer)
-            self.add_weight("variance", stats_shape, self._variance_initializer)
+            self.add_weight("mean", stats_shape, self._mean_initializer,
+                            trainable=False)
+            self.add_weight("variance", stats_shape, self._variance_initializer,
+                            trainable=False)
         else:
             m = np.asarray(self.input_mean, dtype=np.float64)
             v = np.asarray(self.input_variance, dtype=np.float64)
@@ -246,7 +238,6 @@ class Normalization(Layer):
 
     def get_config(self):
         config = super().get_config()
-        config["trainable"] = self._trainable_arg
         config.update(axis=list(self.axis), invert=self.invert, mean=self.input_mean,
                       variance=self.input_variance)
         return config
