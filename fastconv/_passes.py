@@ -53,8 +53,8 @@ def backward(model, grad_y):
             raise ValueError(f"grad_y of model {model.name!r} (output {name!r}) must have "
                              f"the shape {shape} of the last output, got {g.shape}")
         out.append(np.ascontiguousarray(g, dtype=model.dtype))
-    needs, wants = plan.graph.needs(input_grads=True)
-    needs = [True] * len(needs)
+    wants = plan.graph.needs(input_grads=True)[1]
+    needs = [True] * len(wants)
     with _SerialBlas():
         grads = plan.backward(out, caches, needs, wants)
     return [g if g is None else np.ascontiguousarray(g) for g in grads]

@@ -28,26 +28,27 @@ class Graph:
         counts = Counter(node.layer for node in self.nodes)
         self.shared = {layer for layer, c in counts.items() if c > 1}
         self.multi = [getattr(node.layer, "_multi_input", False) for node in self.nodes]
-
-    @property
-    def layers(self):
-        """The layers of the nodes, each once, in node order."""
-        return list(dict.fromkeys(node.layer for node in self.nodes))
+        #: the layers of the nodes, each once, in node order
+        self.layers = list(dict.fromkeys(node.layer for node in self.nodes))
+        self._needs = {}
 
     def needs(self, input_grads=False):
         """(needs, wants): per node, whether backward runs it and whether its input
-        gradient is asked for; input_grads: the model inputs' gradients are wanted."""
+        gradient is asked for; input_grads: the model inputs' gradients are wanted.
+        Kept per set of trainable flags (the weights are fixed once built)."""
+        layers = self.layers
+        key = (input_grads,) + tuple(layer.trainable for layer in layers)
+        cached = self._needs.get(key)
+        if cached is not None:
+            return cached
+        trains = {layer: bool(layer.trainable_weights) for layer in layers}
         needs, wants = [], []
-        trains = {}
         for node in self.nodes:
-            layer = node.layer
-            if layer not in trains:
-                trains[layer] = bool(layer.trainable_weights)
             want = any(needs[s] if s >= 0 else input_grads for s in node.inputs)
             wants.append(want)
-            needs.append(want or trains[layer])
+            needs.append(want or trains[node.layer])
+        self._needs[key] = (needs, wants)
         return needs, wants
-
 
 class Plan:
     """The steps of one kind of pass over a graph, with what the runner needs: each

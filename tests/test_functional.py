@@ -439,3 +439,23 @@ def test_normalization_layer_is_trainable_with_frozen_statistics():
     for a, b in zip(stats, norm.weights):
         np.testing.assert_array_equal(a, b)
     assert len(model.trainable_weights) == 2
+
+
+def test_conv_batch_norm_folds_inside_a_graph():
+    """The inference pass folds a conv's BatchNormalization (its output read by the
+    BN alone), not one whose conv output is also read by the skip connection."""
+    fastconv.set_seed(8)
+    x = fastconv.Input((6, 6, 3))
+    c1 = L.Conv2D(3, 3, padding="same")(x)
+    h = L.BatchNormalization(gamma_initializer="random_normal",
+                             moving_mean_initializer="random_normal")(c1)
+    c2 = L.Conv2D(3, 1)(h)
+    y = L.Add()([L.BatchNormalization()(c2), c2])  # c2 read twice: no fold
+    model = Model(x, L.Flatten()(y))
+    fused = [s.name for s in model._steps(fusion.INFERENCE) if s.pattern]
+    assert fused == [f"{model.layers[1].name} + {model.layers[2].name} (fused)"]
+    xv = np.random.default_rng(0).standard_normal((4, 6, 6, 3)).astype(np.float32)
+    folded = model.predict(xv, verbose=0)
+    model._fusion = False
+    np.testing.assert_allclose(folded, model.predict(xv, verbose=0), rtol=1e-5,
+                               atol=1e-5)
