@@ -5,11 +5,14 @@
 1. One process with 2 OpenMP threads trains at the global batch G (training steps
    on random data, the median of ``--steps`` steps after 3 warm-up steps).
 2. ``mpirun -n 2`` of this file (``--worker``): 2 ranks of 1 thread each at batch
-   G / 2, with DistributedOptimizer: overlapped (buckets of 256 KiB started during
-   backward) and not (every gradient averaged after backward).  Each rank reports its
-   step time and the part of it spent waiting for MPI in ``apply``.
-3. In the same launch: MPI_Allreduce of 8 B to 16 MiB on loopback, fitted to
-   ``t(n) = a + b * n`` (the 2-rank allreduce's latency a and inverse bandwidth b).
+   G / 2: without averaging (each rank trains alone: the compute under the same
+   contention), and with DistributedOptimizer overlapped (buckets of 64 KiB started
+   during backward) and not (every gradient averaged after backward).  The
+   communication share of a step is 1 - local step / distributed step; the wait
+   share is the time ``apply`` waited for MPI (it includes waiting for the slower
+   rank).
+3. In the same launch: MPI_Allreduce of 8 B to 16 MiB on loopback: the latency
+   (alpha, small messages) and the inverse bandwidth (beta, large ones).
 
 Prints one JSON document (results) and the tables of docs/distributed.md, with the
 projection of the scaling efficiency at 4, 16 and 64 nodes over 10/25/100 Gb/s links
@@ -79,12 +82,14 @@ def single(nets, steps):
 
 
 def allreduce_fit(comm):
-    """(a, b, [(bytes, seconds)]): 2-rank MPI_Allreduce times fitted to a + b n."""
+    """(alpha, beta, [(bytes, seconds)]): 2-rank MPI_Allreduce medians; alpha is the
+    median time of the messages up to 512 B, beta the slope between 2 MiB and
+    16 MiB (the bandwidth regime)."""
     from mpi4py import MPI
     rows = []
     for n in [8 << k for k in range(0, 22, 3)]:
-        buf = np.ones(n // 4, np.float32)
-        reps = max(5, min(200, (1 << 24) // n))
+        buf = np.ones(n // 4 or 1, np.float32)
+        reps = max(7, min(300, (1 << 24) // n))
         ts = []
         for _ in range(reps):
             comm.Barrier()
@@ -92,12 +97,15 @@ def allreduce_fit(comm):
             comm.Allreduce(MPI.IN_PLACE, buf)
             ts.append(time.perf_counter() - t0)
         rows.append((n, float(np.median(ts))))
-    ns, ts = np.array([r[0] for r in rows], float), np.array([r[1] for r in rows])
-    b, a = np.polyfit(ns, ts, 1)
-    return max(float(a), float(ts[0])), float(b), rows
+    alpha = float(np.median([t for n, t in rows if n <= 512]))
+    (n1, t1), (n2, t2) = rows[-2], rows[-1]
+    beta = max((t2 - t1) / (n2 - n1), 1e-12)
+    return alpha, float(beta), rows
 
 
 def worker(nets, steps):
+    from mpi4py import MPI
+
     import fastconv.distributed as dist
     from fastconv import optimizers
     dist.init(threads=1)
@@ -106,19 +114,26 @@ def worker(nets, steps):
     for net in nets:
         per_rank = GLOBAL_BATCH[net] // dist.size()
         row = {}
-        for label, kwargs in (("overlap", {"bucket_bytes": 256 << 10}),
+        for label, kwargs in (("local", None),
+                              ("overlap", {"bucket_bytes": 64 << 10}),
                               ("no_overlap", {"overlap": False})):
             model = _model(net)
-            opt = model.optimizer
-            model.compile(dist.DistributedOptimizer(
-                optimizers.get({"class_name": type(opt).__name__,
-                                "config": opt.get_config()}), model=model, **kwargs),
-                model.loss, metrics=None)
+            if kwargs is not None:
+                opt = model.optimizer
+                model.compile(dist.DistributedOptimizer(
+                    optimizers.get({"class_name": type(opt).__name__,
+                                    "config": opt.get_config()}), model=model,
+                    **kwargs), model.loss, metrics=None)
             x, y = _data(model, per_rank, seed=dist.rank())
-            t, wait = time_steps(model, x, y, steps, model.optimizer._averager)
-            t = float(comm.allreduce(t, op=__import__("mpi4py").MPI.MAX))
+            comm.Barrier()
+            t, wait = time_steps(model, x, y, steps,
+                                 getattr(model.optimizer, "_averager", None))
+            t = float(comm.allreduce(t, op=MPI.MAX))
             row[label] = {"step_s": t, "samples_per_s": GLOBAL_BATCH[net] / t,
-                          "comm_share": wait / t}
+                          "wait_share": wait / t}
+        for label in ("overlap", "no_overlap"):  # the step time beyond the local one
+            r = row[label]
+            r["comm_share"] = max(0.0, 1.0 - row["local"]["step_s"] / r["step_s"])
         result[net] = row
     a, b, rows = allreduce_fit(comm)
     result["allreduce"] = {"alpha_s": a, "beta_s_per_byte": b, "rows": rows}
@@ -136,27 +151,36 @@ def project(params_bytes, sample_s, alpha, beta, nodes):
 
 
 def report(one, two):
-    lines = ["| network | params | 1 x 2 threads (samples/s) | 2 x 1 thread, overlap | "
-             "comm share | 2 x 1 thread, no overlap | comm share |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| network | params | 1 x 2 threads | 2 x 1 thread, no averaging | "
+             "2 x 1, overlap | comm share (wait) | 2 x 1, no overlap | "
+             "comm share (wait) |", "|---|---|---|---|---|---|---|---|"]
     for net, r in one.items():
-        o, n = two[net]["overlap"], two[net]["no_overlap"]
+        loc, o, n = (two[net][k] for k in ("local", "overlap", "no_overlap"))
         lines.append(f"| {net} | {r['params']:,} | {r['samples_per_s']:,.0f} | "
-                     f"{o['samples_per_s']:,.0f} | {o['comm_share']:.1%} | "
-                     f"{n['samples_per_s']:,.0f} | {n['comm_share']:.1%} |")
+                     f"{loc['samples_per_s']:,.0f} | {o['samples_per_s']:,.0f} | "
+                     f"{o['comm_share']:.0%} ({o['wait_share']:.0%}) | "
+                     f"{n['samples_per_s']:,.0f} | {n['comm_share']:.0%} "
+                     f"({n['wait_share']:.0%}) |")
     ar = two["allreduce"]
-    lines += ["", f"loopback 2-rank allreduce: alpha {ar['alpha_s'] * 1e6:.1f} us, "
+    lines += ["", "samples/s of the global batch "
+              + ", ".join(f"{k} {v}" for k, v in GLOBAL_BATCH.items() if k in one),
+              "", f"loopback 2-rank allreduce: alpha {ar['alpha_s'] * 1e6:.1f} us, "
               f"bandwidth {1 / ar['beta_s_per_byte'] / 1e9:.2f} GB/s", "",
-              "| network | link | nodes | allreduce (ms) | efficiency at batch 64/node | "
-              "batch/node for 80 % |", "|---|---|---|---|---|---|"]
+              "| network | node | link | nodes | allreduce (ms) | "
+              "efficiency at batch 64/node | batch/node for 80 % |",
+              "|---|---|---|---|---|---|---|"]
     for net, r in one.items():
-        sample_s = r["step_s"] / GLOBAL_BATCH[net]  # one node = this machine, 2 threads
-        for gbps in LINKS_GBPS:
-            beta = 8 / (gbps * 1e9 * LINK_EFFICIENCY)
-            for nodes in (4, 16, 64):
-                t, eff, need = project(4 * r["params"], sample_s, LINK_ALPHA, beta, nodes)
-                lines.append(f"| {net} | {gbps} Gb/s | {nodes} | {t * 1e3:.2f} | "
-                             f"{eff(64):.0%} | {int(np.ceil(need))} |")
+        for node, speedup in (("this machine", 1), ("16x faster", 16)):
+            # one node = this machine's 2 cores, or a node 16 times faster
+            sample_s = r["step_s"] / GLOBAL_BATCH[net] / speedup
+            for gbps in LINKS_GBPS:
+                beta = 8 / (gbps * 1e9 * LINK_EFFICIENCY)
+                for nodes in (4, 16, 64):
+                    t, eff, need = project(4 * r["params"], sample_s, LINK_ALPHA, beta,
+                                           nodes)
+                    lines.append(f"| {net} | {node} | {gbps} Gb/s | {nodes} | "
+                                 f"{t * 1e3:.2f} | {eff(64):.0%} | "
+                                 f"{int(np.ceil(need))} |")
     return "\n".join(lines)
 
 
