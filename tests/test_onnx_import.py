@@ -251,6 +251,47 @@ def test_pytorch_residual_block_loads_as_a_functional_model(data_format, tmp_pat
     assert "ZeroPadding2D" in kinds and "BatchNormalization" not in kinds
 
 
+def _inverted_residual():
+    nn = _torch().nn
+    f = torch.nn.functional
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False),
+                                      nn.BatchNorm2d(16), nn.Hardswish())
+            self.expand = nn.Sequential(
+                nn.Conv2d(16, 32, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU6(),
+                nn.Conv2d(32, 32, 3, 1, 1, groups=32, bias=False), nn.BatchNorm2d(32),
+                nn.ReLU6())
+            self.se1, self.se2 = nn.Conv2d(32, 8, 1), nn.Conv2d(8, 32, 1)
+            self.project = nn.Sequential(nn.Conv2d(32, 16, 1, bias=False),
+                                         nn.BatchNorm2d(16))
+            self.head = nn.Linear(16, 7)
+
+        def forward(self, x):
+            x = self.stem(x)
+            y = self.expand(x)
+            w = f.hardsigmoid(self.se2(torch.relu(self.se1(
+                f.adaptive_avg_pool2d(y, 1)))))
+            x = x + self.project(y * w)  # squeeze-excitation, residual
+            return self.head(x.mean((2, 3)))
+    return Block()
+
+
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+def test_pytorch_inverted_residual_with_squeeze_excitation(data_format, tmp_path):
+    """MobileNet's block: depthwise convolution, ReLU6, Hardswish, a broadcast Mul."""
+    _torch().manual_seed(10)
+    net = _randomize_bn(_inverted_residual())
+    x = _rng(10).standard_normal((3, 3, 16, 14)).astype(np.float32)
+    expected = _torch_export(net, x, tmp_path / "mb.onnx", 17)
+    model = fonnx.load(tmp_path / "mb.onnx", data_format=data_format)
+    assert_close(_predict(model, x, data_format), expected)
+    depthwise = [la for la in model.layers if getattr(la, "groups", 1) == 32]
+    assert len(depthwise) == 1 and depthwise[0].activation == "relu6"
+
+
 def test_several_inputs_and_outputs(tmp_path):
     r = _rng(9)
     inits = {"w": r.standard_normal((4, 2, 3, 3)).astype(np.float32),
@@ -315,6 +356,10 @@ def test_fastconv_export_loads_back_as_the_same_network(build, tmp_path):
                for layer in back.layers)
     x = _rng(3).standard_normal((3,) + model.input_shape[1:]).astype(np.float32)
     assert_close(back.predict(x, verbose=0), model.predict(x, verbose=0))
+    # channels_last: the graph's input is NHWC already (it transposes it to NCHW)
+    last = fonnx.load(tmp_path / "m.onnx", data_format="channels_last")
+    assert last.input_shape == model.input_shape
+    assert_close(last.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
 # ----------------------------------------------------------------- hand-made graphs

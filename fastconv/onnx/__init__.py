@@ -1,13 +1,15 @@
 """ONNX import and export (needs the ``onnx`` package: ``pip install "fastconv[onnx]"``).
 
-- ``export(model, path, opset=17)`` writes a fastconv model as an ONNX file.
+- ``export(model, path, opset=17)`` writes a fastconv model (Sequential or functional
+  Model) as an ONNX file.
   channels_last layers run on ONNX's NCHW operators between Transpose nodes (the
   model's input and output keep fastconv's layout); channels_first models are NCHW
   throughout.
 - ``load(path, data_format="channels_first")`` builds a fastconv model from an ONNX
-  file (a Sequential model for a chain of operators).  ``data_format="channels_last"``
-  gives a model that takes (N, H, W, C) images where the ONNX model takes (N, C, H, W)
-  (the weights rearranged, the predictions the same).
+  file: Sequential for a chain of operators, a functional Model for a graph with
+  branches or several inputs or outputs.  ``data_format="channels_last"`` gives a
+  model that takes (N, H, W, C) images where the ONNX model takes (N, C, H, W) (the
+  weights rearranged, the predictions the same).
 
 The onnx package is imported on first use, so ``import fastconv.onnx`` works without
 it.  Nothing in a file is executed: a graph is read as data, an operator outside the

@@ -186,12 +186,21 @@ class Converter:
                                           f"fastconv needs every size but the batch's")
                 shape.append(int(d.dim_value))
             perm = tuple(range(len(shape)))
-            if len(shape) == 4 and self.data_format == "channels_last":
+            if len(shape) == 4 and self.data_format == "channels_last" and \
+                    not self._transposed_to_nchw(inp.name):
                 perm = (0, 3, 1, 2)
             fc = "input" if k == 0 else f"input_{k}"
             self._names.add(fc)
             self.dyn[inp.name] = _Dyn(fc, perm, shape)
             self.inputs.append((inp.name, fc))
+
+    def _transposed_to_nchw(self, name):
+        """Whether every node reading graph input name transposes it from NHWC to
+        NCHW (the input is then NHWC already, as in graphs exported from Keras)."""
+        readers = [n for n in self.proto.graph.node if name in n.input]
+        return bool(readers) and all(
+            n.op_type == "Transpose" and list(self.attrs(n).get("perm", [])) ==
+            [0, 3, 1, 2] for n in readers)
 
     def run(self):
         from . import _fold, _ops
@@ -360,10 +369,13 @@ def _fuse_pair(prev, spec):
 def load(path, data_format="channels_first"):
     """A fastconv model made from the ONNX file at path.
 
-    data_format: "channels_first" (the layers take the ONNX model's (N, C, H, W)
-    tensors as they are) or "channels_last" (the model takes and gives images as
-    (N, H, W, C), the weights rearranged to match).  A chain of operators becomes a
-    Sequential model.  Raises OnnxImportError (a ValueError) naming the file for a
+    data_format: "channels_first" (the model takes the ONNX model's inputs as they
+    are: (N, C, H, W) images for most exports) or "channels_last" (the model takes
+    and gives images as (N, H, W, C): an (N, C, H, W) input is taken transposed and
+    the weights rearranged to match; an input the graph itself transposes from
+    NHWC, as in exports of Keras models, is NHWC already).  A chain of operators
+    becomes a Sequential model, a graph with branches or several inputs or outputs
+    a functional Model.  Raises OnnxImportError (a ValueError) naming the file for a
     file fastconv does not read, naming the node and operator for an operator it does
     not support; external data is read only from the model's own folder."""
     if data_format not in ("channels_first", "channels_last"):
