@@ -55,8 +55,10 @@ def test_two_ranks_match_one_process_and_stay_identical():
     (relative 2e-5), ranks bit-identical after every step, with and without
     regularizers; broadcast; fit on a ShardedSequence = one process of the global
     batch; any bucket size and no overlap give the same bits; synchronized
-    BatchNormalization: 2 x 32 = 1 x 64."""
-    checks = ["broadcast", "equivalence", "regularized", "fit", "bucketing", "syncbn"]
+    BatchNormalization: 2 x 32 = 1 x 64, in a Sequential and in a functional model
+    (a residual block)."""
+    checks = ["broadcast", "equivalence", "regularized", "fit", "bucketing", "syncbn",
+              "functional"]
     proc, _ = run_mpi([WORKER, *checks])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for check in checks:
