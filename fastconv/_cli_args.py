@@ -180,6 +180,9 @@ def build_parser():
     t.add_argument("--lr-scaling", choices=("linear", "none"), default="linear",
                    help="with --distributed: multiply --lr by the number of ranks "
                    "(linear) or keep it (none) (default: linear)")
+    t.add_argument("--sync-bn", action="store_true",
+                   help="with --distributed: BatchNormalization statistics over the "
+                   "global batch (default: each rank's own)")
 
     e = sub.add_parser("evaluate", help="evaluate a saved model on test data",
                        description="Test loss, accuracy and confusion matrix of a model "

@@ -277,9 +277,9 @@ def cmd_train(args):
     callbacks.append(report)
     fit = dict(batch_size=cfg["batch_size"], shuffle=True, verbose=0, callbacks=callbacks)
     if dist:  # this rank's shard, augmented batch by batch
-        data, first = dist.training_data(x_tr, y_tr, cfg["batch_size"], args.seed,
+        data, first = dist.training_data(model, x_tr, y_tr, cfg["batch_size"], args,
                                          (lambda xb, yb, r: _augment(xb, yb, kinds, r))
-                                         if kinds else None)
+                                         if kinds else None, emit)
         callbacks[:0] = first
         model.fit(data, epochs=cfg["epochs"], **dict(fit, shuffle=False))
     elif not kinds:

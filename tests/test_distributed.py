@@ -103,12 +103,13 @@ def test_cli_train_distributed(tmp_path):
     out_file = tmp_path / "l5.npz"
     proc, _ = run_mpi(["-m", "fastconv", "train", "lenet5", "--distributed",
                        "--limit", "512", "--epochs", "1", "--batch-size", "32",
-                       "--lr-scaling", "linear", "--save", out_file])
+                       "--lr-scaling", "linear", "--sync-bn", "--save", out_file])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     line = "distributed: 2 ranks x 1 threads, batch 32 per rank, global batch 64, " \
            "lr 0.004 (linear scaling of 0.002)"
     assert proc.stdout.count(line) == 1, proc.stdout
     assert proc.stdout.count("test accuracy:") == 1, proc.stdout
+    assert "distributed: 0 BatchNormalization layers synchronized" in proc.stdout
     model = load_model(out_file)
     assert model.optimizer.learning_rate == pytest.approx(0.004)  # scaled, epoch 1
 

@@ -8,7 +8,8 @@ command does differently on N ranks.
   by the number of ranks with ``--lr-scaling linear`` (Goyal et al. 2017), kept with
   ``none``; both batches and the rate are printed.
 - training_data(): the rank's ShardedSequence (augmentation drawn per batch from a
-  generator of the seed and the rank) and the callbacks of a data-parallel fit.
+  generator of the seed and the rank) and the callbacks of a data-parallel fit;
+  ``--sync-bn`` synchronizes the BatchNormalization statistics (sync_batch_norm).
 """
 import contextlib
 import os
@@ -19,6 +20,7 @@ import numpy as np
 from . import _comm
 from ._callbacks import BroadcastCallback, MetricAverageCallback, ShardedSequence
 from ._optimizer import DistributedOptimizer
+from ._sync_bn import sync_batch_norm
 
 __all__ = ["run", "scale_recipe", "wrap_optimizer", "training_data"]
 
@@ -59,11 +61,15 @@ def wrap_optimizer(optimizer):
     return DistributedOptimizer(optimizer)
 
 
-def training_data(x, y, batch_size, seed, augment=None):
-    """(the rank's Sequence, the callbacks to put first in fit's list)."""
+def training_data(model, x, y, batch_size, args, augment=None, emit=print):
+    """(the rank's Sequence, the callbacks to put first in fit's list); with
+    ``--sync-bn`` the model's BatchNormalization layers synchronized."""
+    if args.sync_bn:
+        emit(f"distributed: {sync_batch_norm(model)} BatchNormalization layers "
+             f"synchronized")
     per_batch = None if augment is None else _PerBatch(
-        augment, np.random.default_rng([seed, _comm.rank()]))
-    seq = ShardedSequence(x, y, batch_size, seed=seed, augment=per_batch)
+        augment, np.random.default_rng([args.seed, _comm.rank()]))
+    seq = ShardedSequence(x, y, batch_size, seed=args.seed, augment=per_batch)
     return seq, [BroadcastCallback(), seq.callback, MetricAverageCallback()]
 
 

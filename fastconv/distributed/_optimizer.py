@@ -2,7 +2,7 @@
 before its update (Horovod's design).
 
 During backward the model calls ``model._gradient_hooks`` with each layer once its
-parameter gradients are final (fastconv/_passes.py).  The averager copies them into a
+parameter gradients are final (fastconv/_runner.py).  The averager copies them into a
 fusion buffer; when the buffer holds ``bucket_bytes`` or more it starts a non-blocking
 MPI_Iallreduce (sum) on it and opens a new one, so that communication runs while
 backward goes on through the earlier layers (each later hook also calls MPI_Testall to
