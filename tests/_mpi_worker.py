@@ -187,6 +187,46 @@ def functional():
     return f"8 Adam steps, worst relative {err:.2e}"
 
 
+def _reuse_gradient_arrays(layer):
+    """Make ``layer`` write each backward's gradients into the same arrays."""
+    backward = layer._linear_backward
+
+    def reusing(grad, need_input_grad):
+        kept = dict(layer._grads)
+        out = backward(grad, need_input_grad)
+        for k, v in kept.items():
+            np.copyto(v, layer._grads[k])
+            layer._grads[k] = v
+        return out
+    layer._linear_backward = reusing
+
+
+def abandoned():
+    """Hooks of a step whose update never ran (buckets in flight) change nothing in
+    the next step, even for a layer that reuses its gradient arrays."""
+    x, y = data(64, seed=10)
+    results = []
+    for stray in (False, True):
+        model = net(seed=3)
+        model.compile(dist.DistributedOptimizer(optimizers.SGD(0.1), bucket_bytes=64,
+                                                model=model), "categorical_crossentropy")
+        model.train_on_batch(x[:32], y[:32])
+        for layer in model.layers:
+            if layer.trainable_weights:
+                _reuse_gradient_arrays(layer)
+        if stray:  # the hooks of a backward pass without its update
+            for layer in reversed(model.layers):
+                if layer.trainable_weights:
+                    for hook in model._gradient_hooks:
+                        hook(layer)
+            check(model.optimizer._averager._inflight, "no bucket in flight")
+        model.train_on_batch(x[32:], y[32:])
+        results.append(model.get_weights())
+    check(all(np.array_equal(a, b) for a, b in zip(*results)),
+          "a step without update changed the next one")
+    return "the next step is unchanged"
+
+
 def broadcast():
     model = net(seed=100 + dist.rank())
     model.compile(optimizers.Adam(0.01), "categorical_crossentropy")
@@ -302,7 +342,7 @@ def main(argv):
     checks = {"equivalence": equivalence, "broadcast": broadcast,
               "fit": lambda: fit()[1], "bucketing": bucketing,
               "regularized": lambda: equivalence(regularized=True), "syncbn": syncbn,
-              "functional": functional}
+              "functional": functional, "abandoned": abandoned}
     for name in argv:
         result = checks[name]()
         if dist.is_root():

@@ -56,9 +56,9 @@ def test_two_ranks_match_one_process_and_stay_identical():
     regularizers; broadcast; fit on a ShardedSequence = one process of the global
     batch; any bucket size and no overlap give the same bits; synchronized
     BatchNormalization: 2 x 32 = 1 x 64, in a Sequential and in a functional model
-    (a residual block)."""
+    (a residual block); the buckets of a step without update are dropped."""
     checks = ["broadcast", "equivalence", "regularized", "fit", "bucketing", "syncbn",
-              "functional"]
+              "functional", "abandoned"]
     proc, _ = run_mpi([WORKER, *checks])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for check in checks:

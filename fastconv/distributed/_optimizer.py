@@ -38,7 +38,6 @@ class _GradientAverager:
     def __init__(self, bucket_bytes, overlap=True):
         self.bucket_bytes = bucket_bytes
         self.overlap = overlap
-        self._models = []
         self._reset()
         #: counters for tests and the benchmark: buckets started during backward,
         #: buckets averaged in apply, seconds spent in apply waiting for MPI
@@ -49,6 +48,7 @@ class _GradientAverager:
         self._open_bytes = 0
         self._inflight = []      # (request, buffer, gradients)
         self._seen = set()       # id of every gradient bucketed this step
+        self._layers = set()     # id of every layer seen this step
 
     def attach(self, model):
         """Register the gradient-ready hook on ``model`` (once)."""
@@ -62,6 +62,9 @@ class _GradientAverager:
         """The hook: bucket ``layer``'s gradients, start the bucket when full."""
         if _comm.size() == 1 or not self.overlap or not layer.trainable_weights:
             return
+        if id(layer) in self._layers:  # a step whose update never ran: drop it
+            self._discard()
+        self._layers.add(id(layer))
         for g in layer.trainable_gradients:
             if g is None or id(g) in self._seen:
                 continue
@@ -76,6 +79,13 @@ class _GradientAverager:
         elif self._inflight:
             from mpi4py import MPI
             MPI.Request.Testall([r for r, _, _ in self._inflight])
+
+    def _discard(self):
+        """Complete and forget the buckets of an abandoned step (every rank
+        abandons the same one, so the collectives still match)."""
+        from mpi4py import MPI
+        MPI.Request.Waitall([r for r, _, _ in self._inflight])
+        self._reset()
 
     def _start(self):
         from mpi4py import MPI
