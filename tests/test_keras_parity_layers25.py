@@ -44,7 +44,8 @@ def check_layer(make_keras, make_fast, shape, fmt):
     """Keras's layer in channels_last is the oracle of both formats (the channels_first
     input is the channels_last one transposed); in channels_first, Keras's own
     channels_first layer is compared too where it agrees with its channels_last one
-    (it does not for a DepthwiseConv2D with strides and a bias on TensorFlow's CPU)."""
+    (it does not for a DepthwiseConv2D or SeparableConv2D with strides and a bias on
+    TensorFlow: Keras adds that bias wrongly)."""
     x_last = sample(shape, "channels_last")
     k_last = make_keras("channels_last")
     k_last.build(x_last.shape)
@@ -258,3 +259,49 @@ def test_residual_block_with_batch_norm_trains_as_keras(opt):
     x = RNG.standard_normal((5, 8, 8, 3)).astype(np.float32)
     np.testing.assert_allclose(f.predict(x, verbose=0), k.predict(x, verbose=0),
                                rtol=1e-4, atol=1e-5)
+
+
+def variants_pair(fmt):
+    shape = (9, 8, 3) if fmt == "channels_last" else (3, 9, 8)
+    axis = -1 if fmt == "channels_last" else 1
+    # (Keras on TensorFlow adds the bias of a strided channels_first depthwise or
+    # separable convolution wrongly: see check_layer)
+    strides = 2 if fmt == "channels_last" else 1
+
+    def layers(mod):
+        return [mod.DepthwiseConv2D(3, depth_multiplier=2, padding="same",
+                                    data_format=fmt, activation="relu"),
+                mod.BatchNormalization(axis=axis),
+                mod.SeparableConv2D(4, (3, 2), strides=strides, data_format=fmt,
+                                    activation="tanh"),
+                mod.Conv2DTranspose(4, 3, strides=2, padding="same", data_format=fmt),
+                mod.Conv2D(4, 3, groups=2, data_format=fmt, activation="relu"),
+                mod.Flatten(), mod.Dense(4, activation="softmax")]
+
+    k = keras.Sequential([keras.Input(shape)] + layers(KL))
+    f = Sequential([fl.Input(shape)] + layers(fl))
+    return k, f, shape
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_new_layers_train_as_keras(fmt, opt):
+    """Three training steps through every new layer give Keras's weights: the
+    gradients of each follow Keras's conventions and weight layouts."""
+    k, f, shape = variants_pair(fmt)
+    kopt, fopt = optimizers(opt)
+    k.compile(optimizer=kopt, loss="categorical_crossentropy", jit_compile=False)
+    f.compile(optimizer=fopt, loss="categorical_crossentropy")
+    weights = [w if w.ndim > 1 else RNG.uniform(0.5, 1.5, w.shape).astype(np.float32)
+               for w in k.get_weights()]  # (non-zero biases; variances positive)
+    k.set_weights(weights)
+    f.set_weights(weights)
+    for step in range(3):
+        rng = np.random.default_rng(20 + step)
+        x = rng.standard_normal((10,) + shape).astype(np.float32)
+        y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 10)]
+        assert f.train_on_batch(x, y) == pytest.approx(float(k.train_on_batch(x, y)),
+                                                       rel=1e-5, abs=1e-6)
+        for i, (a, b) in enumerate(zip(f.get_weights(), k.get_weights())):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5,
+                                       err_msg=f"weight {i} after step {step}")
