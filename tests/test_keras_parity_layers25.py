@@ -305,3 +305,33 @@ def test_new_layers_train_as_keras(fmt, opt):
         for i, (a, b) in enumerate(zip(f.get_weights(), k.get_weights())):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5,
                                        err_msg=f"weight {i} after step {step}")
+
+
+def test_frozen_batch_norm_trains_as_keras():
+    """trainable=False: the layer normalizes with its moving statistics in training
+    too (Keras's rule), its backward is the affine map's, nothing of it updates."""
+    k, f, shape = bn_pair("channels_last")
+    k.layers[1].trainable = False
+    f.layers[1].trainable = False
+    kopt, fopt = optimizers("sgd")
+    k.compile(optimizer=kopt, loss="categorical_crossentropy", jit_compile=False)
+    f.compile(optimizer=fopt, loss="categorical_crossentropy")
+    weights = k.get_weights()
+    weights[1:5] = [RNG.uniform(0.5, 1.5, 4).astype(np.float32),
+                    RNG.standard_normal(4).astype(np.float32),
+                    RNG.standard_normal(4).astype(np.float32),
+                    RNG.uniform(0.5, 1.5, 4).astype(np.float32)]
+    k.set_weights(weights)
+    f.set_weights(weights)
+    assert len(f.trainable_weights) == len(k.trainable_weights) == 3
+    for step in range(3):
+        rng = np.random.default_rng(30 + step)
+        x = rng.standard_normal((8,) + shape).astype(np.float32)
+        y = np.eye(5, dtype=np.float32)[rng.integers(0, 5, 8)]
+        assert f.train_on_batch(x, y) == pytest.approx(float(k.train_on_batch(x, y)),
+                                                       rel=1e-5, abs=1e-6)
+        for i, (a, b) in enumerate(zip(f.get_weights(), k.get_weights())):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5,
+                                       err_msg=f"weight {i} after step {step}")
+    for a, b in zip(f.get_weights()[1:5], weights[1:5]):
+        np.testing.assert_array_equal(a, b)
