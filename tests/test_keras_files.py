@@ -28,7 +28,9 @@ from fastconv.models import ModelFileError, Sequential  # noqa: E402
 KERAS_PYTHON = os.environ.get("FASTCONV_KERAS_PYTHON", "/tmp/venv-tf/bin/python")
 NETWORKS = ["lenet5_channels_last", "lenet5_channels_first", "cifar10_channels_last",
             "cifar10_channels_first", "mixed_channels_last", "mixed_channels_first",
-            "small_layers_channels_last", "small_layers_channels_first"]
+            "small_layers_channels_last", "small_layers_channels_first",
+            "resnet20_channels_last", "resnet20_channels_first",
+            "mobilenet_v2_channels_last"]
 
 
 PRELUDE = r"""
@@ -95,9 +97,42 @@ def small_layers(fmt):
         L.GlobalMaxPooling2D(**kw), L.Dense(5, activation="hard_sigmoid")],
         name="small_layers_" + fmt)
 
-for make in (lenet5, cifar10, mixed, small_layers):
+def resnet20(fmt):
+    # He et al.'s CIFAR ResNet-20 (v1): 3 stages of 3 basic blocks, 16/32/64 filters
+    shape = (32, 32, 3) if fmt == "channels_last" else (3, 32, 32)
+    kw = dict(data_format=fmt)
+    ax = -1 if fmt == "channels_last" else 1
+
+    def conv_bn(x, filters, strides=1, relu=True):
+        x = L.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False,
+                     **kw)(x)
+        x = L.BatchNormalization(axis=ax)(x)
+        return L.Activation("relu")(x) if relu else x
+
+    inp = keras.Input(shape)
+    x = conv_bn(inp, 16)
+    for stage, filters in enumerate((16, 32, 64)):
+        for block in range(3):
+            strides = 2 if stage and not block else 1
+            y = conv_bn(conv_bn(x, filters, strides), filters, relu=False)
+            if strides != 1:
+                x = L.Conv2D(filters, 1, strides=2, **kw)(x)
+            x = L.ReLU()(L.Add()([x, y]))
+    x = L.GlobalAveragePooling2D(**kw)(x)
+    return keras.Model(inp, L.Dense(10, activation="softmax")(x), name="resnet20_" + fmt)
+
+def mobilenet_v2(fmt):
+    if fmt != "channels_last":
+        return None
+    m = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35,
+                                       weights=None, classes=10)
+    return keras.Model(m.inputs, m.outputs, name="mobilenet_v2_" + fmt)
+
+for make in (lenet5, cifar10, mixed, small_layers, resnet20, mobilenet_v2):
     for fmt in ("channels_last", "channels_first"):
         m = make(fmt)
+        if m is None:
+            continue
         m.set_weights([np.abs(rng.normal(0.5, 0.2, w.shape)).astype("float32")
                        if "variance" in w.path else
                        rng.normal(0, 0.2, w.shape).astype("float32")

@@ -80,8 +80,8 @@ def _check_planned(path, parsed, plan, available):
 
 
 def _finish(parsed, arrays, doc, compile):
-    model = _model.build(parsed)
-    for layer, values in zip(_model.weight_layers(model), arrays):
+    model, layers = _model.build(parsed)
+    for layer, values in zip(layers, arrays):
         if values:
             layer.set_weights(values)
     if compile:
@@ -211,7 +211,7 @@ def save_weights(model, filepath):
 
 
 def _weight_names(model, layer_name):
-    layer = next(la for la in _model.weight_layers(model) if la.name == layer_name)
+    layer = next(la for la in model.layers if la.name == layer_name)
     return list(layer._weight_names)
 
 

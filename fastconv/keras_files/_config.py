@@ -91,6 +91,8 @@ TABLE = {
     "ReLU": Spec(("max_value", "negative_slope", "threshold")),
     "LeakyReLU": Spec(("negative_slope",), renames={"alpha": "negative_slope"}),
     "ELU": Spec(("alpha",)),
+    "Add": Spec(), "Subtract": Spec(), "Multiply": Spec(), "Average": Spec(),
+    "Maximum": Spec(), "Minimum": Spec(), "Concatenate": Spec(("axis",)),
 }
 
 #: Keras's aliases of the same classes

@@ -34,12 +34,15 @@ class _Recorder(_initializers.Initializer):
 class Parsed:
     """A model config read from a file: its class, name, input shape and layers."""
 
-    def __init__(self, kind, name, input_shape, layers, input_name=None):
+    def __init__(self, kind, name, input_shape, layers, input_name=None, path=None,
+                 config=None):
         self.kind = kind
         self.name = name
         self.input_shape = input_shape
         self.layers = layers
         self.input_name = input_name
+        self.path = path
+        self.config = config  # a functional model's config
 
 
 def _model_config(path, doc):
@@ -48,7 +51,8 @@ def _model_config(path, doc):
                              f"with a class_name, got {str(doc)[:120]}")
     kind = doc["class_name"]
     module = doc.get("module")
-    if module is not None and module not in ("keras", "keras.models") \
+    if module is not None and not (module in ("keras", "keras.models") or (
+            isinstance(module, str) and module.startswith("keras.src.models."))) \
             or doc.get("registered_name") not in (None, kind):
         raise ModelFileError(f"Keras file {path!r}: model class {kind[:80]!r} from "
                              f"module {str(module)[:80]!r} is a custom object; "
@@ -70,27 +74,17 @@ def _model_config(path, doc):
 def parse_model(path, doc):
     """Parsed (layers unbuilt) of a Keras model config document."""
     kind, name, cfg = _model_config(path, doc)
+    if kind in ("Functional", "Model"):
+        return _parse_functional(path, name, cfg)
     if kind != "Sequential":
         raise ModelFileError(f"Keras file {path!r}: model class {kind[:80]!r} is not "
-                             f"supported; fastconv reads Sequential models")
+                             f"supported; fastconv reads Sequential and Functional "
+                             f"models")
     entries = list(cfg["layers"])
     input_shape, input_name = None, None
     first = entries[0]
     if isinstance(first, dict) and first.get("class_name") == "InputLayer":
-        _config.check_object(path, "input", "the input layer", {**first, "config": {}},
-                             "keras.layers")
-        icfg = first.get("config")
-        if not isinstance(icfg, dict):
-            raise ModelFileError(f"Keras file {path!r}: the InputLayer config must be "
-                                 f"a dict")
-        input_name = icfg.get("name")
-        shape = icfg.get("batch_shape", icfg.get("batch_input_shape"))
-        input_shape = _config.input_shape_from_keras(path, input_name, shape)
-        _config.keras_dtype(path, input_name, icfg.get("dtype"))
-        for key in ("sparse", "ragged", "optional"):
-            if icfg.get(key) not in (None, False):
-                raise ModelFileError(f"Keras file {path!r}: input option {key}="
-                                     f"{str(icfg[key])[:40]} is not supported")
+        input_name, input_shape, _ = _input_entry(path, first)
         entries = entries[1:]
     if not entries:
         raise ModelFileError(f"Keras file {path!r}: the model has no layers")
@@ -109,6 +103,85 @@ def parse_model(path, doc):
     if len(set(names)) != len(names):
         raise ModelFileError(f"Keras file {path!r}: layer names repeat")
     return Parsed(kind, name, input_shape, layers, input_name)
+
+
+def _input_entry(path, entry):
+    """(name, sample shape, dtype) of a Keras InputLayer entry."""
+    _config.check_object(path, "input", "the input layer", {**entry, "config": {}},
+                         "keras.layers")
+    icfg = entry.get("config")
+    if not isinstance(icfg, dict):
+        raise ModelFileError(f"Keras file {path!r}: the InputLayer config must be a "
+                             f"dict")
+    name = icfg.get("name", entry.get("name"))
+    if not isinstance(name, str) or not name:
+        raise ModelFileError(f"Keras file {path!r}: an InputLayer needs a name")
+    shape = icfg.get("batch_shape", icfg.get("batch_input_shape"))
+    if shape is None and isinstance(icfg.get("shape"), list):
+        shape = [None] + icfg["shape"]
+    shape = _config.input_shape_from_keras(path, name, shape)
+    dtype = _config.keras_dtype(path, name, icfg.get("dtype"))
+    for key in ("sparse", "ragged", "optional"):
+        if icfg.get(key) not in (None, False):
+            raise ModelFileError(f"Keras file {path!r}: input option {key}="
+                                 f"{str(icfg[key])[:40]} is not supported")
+    return name, shape, dtype
+
+
+# --------------------------------------------------------------------------- functional
+def _parse_functional(path, name, cfg):
+    entries = cfg["layers"]
+    layers, names = [], set()
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str):
+            raise ModelFileError(f"Keras file {path!r}: a layer entry must be a dict "
+                                 f"with a class_name, got {str(entry)[:120]}")
+        if entry["class_name"] == "InputLayer":
+            label = _input_entry(path, entry)[0]
+        else:
+            layer = _config.layer_from_keras(path, entry)
+            label = layer.name
+            layers.append(layer)
+        if entry.get("name", label) != label or label in names:
+            raise ModelFileError(f"Keras file {path!r}: layer {label!r} is named twice "
+                                 f"or its entry and config names differ")
+        names.add(label)
+    return Parsed("Functional", name, None, layers, path=path, config=cfg)
+
+
+def _make_layer(path, dry, made):
+    """Model.from_config's make_layer: fresh layers from Keras entries (with
+    initializers that allocate nothing when ``dry``), noted in ``made``."""
+    from ..layers import InputLayer
+
+    def make(entry):
+        if entry.get("class_name") == "InputLayer":
+            name, shape, dtype = _input_entry(path, entry)
+            return InputLayer(shape=shape, name=name, dtype=dtype)
+        layer = _config.layer_from_keras(path, entry)
+        if dry:
+            asked = []
+            for attr, value in list(vars(layer).items()):
+                if isinstance(value, _initializers.Initializer):
+                    setattr(layer, attr, _Recorder(asked))
+            layer._asked = asked
+        made.append(layer)
+        return layer
+    return make
+
+
+def _functional(parsed, dry):
+    from ..functional import Model
+    made = []
+    try:
+        model = Model.from_config(parsed.config,
+                                  make_layer=_make_layer(parsed.path, dry, made))
+    except ModelFileError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"Keras file {parsed.path!r}: the functional graph "
+                             f"cannot be built ({exc})") from None
+    return model, made
 
 
 def _plan_layer(path, layer, shape):
@@ -133,6 +206,15 @@ def _plan_layer(path, layer, shape):
 
 def plan_weights(path, parsed):
     """[[(shape, dtype)] per layer] of a Parsed model, allocating nothing."""
+    if parsed.kind == "Functional":
+        _, made = _functional(parsed, dry=True)
+        plan = []
+        for layer in made:
+            if len(layer._asked) != len(layer._weight_names):
+                raise ModelFileError(f"Keras file {path!r}: cannot plan the weights of "
+                                     f"layer {layer.name!r}")
+            plan.append(layer._asked)
+        return plan
     shape = (None,) + tuple(parsed.input_shape)
     plan = []
     for layer in parsed.layers:
@@ -149,17 +231,20 @@ def nbytes(plan):
 
 def build(parsed):
     """The fastconv model of a Parsed config (built, weights from the initializers)."""
+    if parsed.kind == "Functional":
+        model, made = _functional(parsed, dry=False)
+        return model, made
     from ..models import Sequential
     model = Sequential(name=parsed.name)
     for layer in parsed.layers:
         model.add(layer)
     model.build((None,) + tuple(parsed.input_shape))
-    return model
+    return model, model.layers
 
 
 def weight_layers(model):
     """The model's layers, in order (InputLayer excluded)."""
-    return list(model.layers)
+    return [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
 
 
 # --------------------------------------------------------------------------- compile
@@ -207,14 +292,13 @@ def _optimizer(obj, optimizers):
 # --------------------------------------------------------------------------- writing
 def model_to_keras(model):
     """(Keras 3 model config, [(keras class, layer name, weights)]) of a fastconv
-    Sequential model."""
+    Sequential or functional model."""
     from ..models import Sequential
-    if type(model) is not Sequential:
-        raise TypeError(f"Keras files hold Sequential models here, got "
-                        f"{type(model).__name__}")
-    if not model.built:
-        raise ValueError(f"model {model.name!r} is not built: build it or run it on "
-                         f"data before saving it")
+    if not getattr(model, "built", False):
+        raise ValueError(f"model {getattr(model, 'name', model)!r} is not built: build "
+                         f"it or run it on data before saving it")
+    if not isinstance(model, Sequential):
+        return _functional_to_keras(model)
     layers = model.layers
     dtype = model.dtype.name
     entries = [_config.input_layer_to_keras(f"{model.name}_input",
@@ -228,4 +312,34 @@ def model_to_keras(model):
            "build_config": {"input_shape": list(model.input_shape)}}
     weights = [(type(layer).__name__, layer.name, layer.get_weights())
                for layer in layers]
+    return doc, weights
+
+
+def _functional_to_keras(model):
+    from ..functional import Model
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be a fastconv model, got {type(model).__name__}")
+    fc = model.get_config()
+    by_name = {layer.name: layer for layer in model.layers}
+    entries = []
+    for entry in fc["layers"]:
+        layer = by_name[entry["name"]]
+        if type(layer).__name__ == "InputLayer":
+            out = _config.input_layer_to_keras(layer.name, layer.shape, layer.dtype.name)
+        else:
+            out = _config.layer_to_keras(layer)
+        out["name"] = layer.name
+        out["inbound_nodes"] = entry["inbound_nodes"]
+        entries.append(out)
+
+    def single(refs):
+        return refs[0] if isinstance(refs, list) and len(refs) == 1 else refs
+    config = {"name": model.name, "trainable": True, "layers": entries,
+              "input_layers": single(fc["input_layers"]),
+              "output_layers": single(fc["output_layers"])}
+    doc = {"module": "keras.src.models.functional", "class_name": "Functional",
+           "config": config, "registered_name": "Functional",
+           "build_config": {"input_shape": None}}
+    weights = [(type(layer).__name__, layer.name, layer.get_weights())
+               for layer in model.layers]
     return doc, weights
