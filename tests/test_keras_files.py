@@ -41,6 +41,7 @@ import numpy as np
 import keras
 from keras import layers as L
 out = sys.argv[1]
+only = sys.argv[2].split(",") if len(sys.argv) > 2 else None
 """
 
 MAKE = PRELUDE + r"""
@@ -130,6 +131,8 @@ def mobilenet_v2(fmt):
 
 for make in (lenet5, cifar10, mixed, small_layers, resnet20, mobilenet_v2):
     for fmt in ("channels_last", "channels_first"):
+        if only is not None and f"{make.__name__}_{fmt}" not in only:
+            continue
         m = make(fmt)
         if m is None:
             continue
@@ -171,22 +174,46 @@ def close(got, want):
     assert err <= 1e-5 * scale, err
 
 
-def run_keras(script, folder):
+def run_keras(script, folder, *args):
     if not os.path.exists(KERAS_PYTHON):
         pytest.skip(f"no Keras interpreter at {KERAS_PYTHON} (FASTCONV_KERAS_PYTHON)")
     env = dict(os.environ, PYTHONPATH="")
-    proc = subprocess.run([KERAS_PYTHON, "-c", script, str(folder)], env=env,
+    proc = subprocess.run([KERAS_PYTHON, "-c", script, str(folder), *args], env=env,
                           capture_output=True, text=True, timeout=600)
     if "No module named 'keras'" in proc.stderr:
         pytest.skip(f"{KERAS_PYTHON} has no keras")
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]
 
 
+#: made by Keras in the default run; the other networks' tests are marked slow
+CORE = ["lenet5_channels_last", "lenet5_channels_first", "mixed_channels_last",
+        "resnet20_channels_last"]
+
+
 @pytest.fixture(scope="module")
-def keras_made(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("keras_made")
+def keras_core(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("keras_core")
+    run_keras(MAKE, folder, ",".join(CORE))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def keras_all(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("keras_all")
     run_keras(MAKE, folder)
     return folder
+
+
+def networks(names):
+    return [n if n in CORE else pytest.param(n, marks=pytest.mark.slow) for n in names]
+
+
+@pytest.fixture
+def keras_made(request):
+    """The folder of Keras's files for the test's network."""
+    callspec = getattr(request.node, "callspec", None)
+    net = callspec.params.get("net", CORE[0]) if callspec else CORE[0]
+    return request.getfixturevalue("keras_core" if net in CORE else "keras_all")
 
 
 @pytest.fixture
@@ -199,7 +226,7 @@ def no_keras(monkeypatch):
 
 
 # --------------------------------------------------------------------------- Keras -> fastconv
-@pytest.mark.parametrize("net", NETWORKS)
+@pytest.mark.parametrize("net", networks(NETWORKS))
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
 def test_keras_model_files_load_with_keras_predictions(keras_made, no_keras, net,
                                                        suffix):
@@ -213,7 +240,9 @@ def test_keras_model_files_load_with_keras_predictions(keras_made, no_keras, net
     assert type(model.loss).__name__ == "CategoricalCrossentropy"
 
 
-@pytest.mark.parametrize("net", ["lenet5_channels_last", "cifar10_channels_first"])
+@pytest.mark.parametrize("net", networks(["lenet5_channels_last",
+                                          "cifar10_channels_first",
+                                          "resnet20_channels_last"]))
 def test_keras_weights_file_loads_into_a_fastconv_model(keras_made, no_keras, net):
     x = np.load(keras_made / f"{net}.x.npy")
     arch = models.load_model(keras_made / f"{net}.keras")
@@ -277,6 +306,41 @@ def small_layers(data_format):
         name="fc_small_" + data_format)
 
 
+def resnet20(data_format):
+    """A CIFAR ResNet-20 (v1) as a fastconv functional model."""
+    kw = dict(data_format=data_format)
+    ax = -1 if data_format == "channels_last" else 1
+
+    def conv_bn(x, filters, strides=1, relu=True):
+        x = L.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False,
+                     **kw)(x)
+        x = L.BatchNormalization(axis=ax)(x)
+        return L.Activation("relu")(x) if relu else x
+
+    inp = fastconv.Input((32, 32, 3) if ax == -1 else (3, 32, 32))
+    x = conv_bn(inp, 16)
+    for stage, filters in enumerate((16, 32, 64)):
+        for block in range(3):
+            strides = 2 if stage and not block else 1
+            y = conv_bn(conv_bn(x, filters, strides), filters, relu=False)
+            if strides != 1:
+                x = L.Conv2D(filters, 1, strides=2, **kw)(x)
+            x = L.ReLU()(L.Add()([x, y]))
+    out = L.Dense(10, activation="softmax")(L.GlobalAveragePooling2D(**kw)(x))
+    return fastconv.Model(inp, out, name="fc_resnet20_" + data_format)
+
+
+def two_inputs():
+    """Two inputs and two outputs, Concatenate, Multiply, Subtract."""
+    a, b = fastconv.Input((6, 6, 2), name="a"), fastconv.Input((6, 6, 2), name="b")
+    c = L.Conv2D(3, 3, padding="same", activation="tanh")
+    left, right = c(a), c(b)  # a shared layer
+    m = L.Concatenate()([L.Multiply()([left, right]), L.Subtract()([a, b])])
+    flat = L.Flatten()(m)
+    return fastconv.Model([a, b], [L.Dense(4, activation="softmax")(flat),
+                                   L.Dense(1)(flat)], name="fc_two")
+
+
 def randomize(model, seed):
     """Random weights (biases and batch statistics included; variances positive)."""
     rng = np.random.default_rng(seed)
@@ -293,11 +357,13 @@ MADE = {"fc_lenet5": applications.lenet5, "fc_cifar10": applications.cifar10_cnn
         "fc_mixed_cl": lambda: mixed("channels_last"),
         "fc_mixed_cf": lambda: mixed("channels_first"),
         "fc_small_cl": lambda: small_layers("channels_last"),
-        "fc_small_cf": lambda: small_layers("channels_first")}
+        "fc_small_cf": lambda: small_layers("channels_first"),
+        "fc_resnet20_cl": lambda: resnet20("channels_last"),
+        "fc_resnet20_cf": lambda: resnet20("channels_first")}
 
 
 @pytest.mark.parametrize("names", [
-    ["fc_lenet5", "fc_mixed_cf"],
+    ["fc_lenet5", "fc_mixed_cf", "fc_resnet20_cl"],
     pytest.param(sorted(MADE), marks=pytest.mark.slow)], ids=["some", "all"])
 def test_fastconv_files_load_in_keras_with_the_same_predictions(tmp_path, names):
     rng = np.random.default_rng(5)
@@ -347,6 +413,28 @@ def test_round_trip_keeps_predictions_and_config(tmp_path, suffix):
         got, want = a.get_config(), b.get_config()
         assert got == want, (a.name, got, want)
     assert os.listdir(tmp_path) == [f"m{suffix}"]  # nothing else written
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_functional_round_trip_with_two_inputs_and_outputs(tmp_path, suffix):
+    model = randomize(two_inputs(), 3)
+    rng = np.random.default_rng(1)
+    x = [rng.random((2, 6, 6, 2), dtype=np.float32) for _ in range(2)]
+    model.save(tmp_path / f"m{suffix}")
+    back = models.load_model(tmp_path / f"m{suffix}")
+    for got, want in zip(back.predict(x, verbose=0), model.predict(x, verbose=0)):
+        np.testing.assert_array_equal(got, want)
+    assert back.input_names == ["a", "b"]
+    assert len(back.get_weights()) == 6  # the shared convolution once: 3 layers x 2
+
+
+def test_resnet20_weights_round_trip(tmp_path):
+    model = randomize(resnet20("channels_last"), 4)
+    model.save_weights(tmp_path / "w.weights.h5")
+    other = resnet20("channels_last")
+    other.load_weights(tmp_path / "w.weights.h5")
+    for a, b in zip(model.get_weights(), other.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("name", ["w.weights.h5", "w.h5"])
