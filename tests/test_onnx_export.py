@@ -82,6 +82,32 @@ def test_reference_networks_match_onnx_runtime(build, data_format, tmp_path):
     assert ops.count("Dropout") == 0
 
 
+def _randomize_batch_norms(model, seed):
+    """Batch-norm statistics and affine weights away from the identity."""
+    r = _rng(seed)
+    for layer in model.layers:
+        if type(layer).__name__ == "BatchNormalization":
+            layer.set_weights([r.uniform(0.5, 1.5, w.shape) if n in (
+                "gamma", "moving_variance") else r.normal(0, 0.2, w.shape)
+                for n, w in zip(layer._weight_names, layer.weights)])
+    return model
+
+
+@pytest.mark.parametrize("name", ["resnet20", "mobilenet_v2"])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_modern_networks_match_onnx_runtime(name, data_format, tmp_path):
+    build = getattr(applications, name, None)
+    if build is None:
+        pytest.skip(f"this fastconv has no applications.{name}")
+    fastconv.set_seed(50)
+    shape = (32, 32, 3) if data_format == "channels_last" else (3, 32, 32)
+    kwargs = dict(alpha=0.35, classes=10) if name == "mobilenet_v2" else {}
+    model = _randomize_batch_norms(build(input_shape=shape, data_format=data_format,
+                                         compile=False, **kwargs), 50)
+    x = _rng(50).standard_normal((2,) + shape).astype(np.float32)
+    assert_exports(model, x, tmp_path)
+
+
 def test_channels_first_flatten_order_survives(tmp_path):
     """A wrong Flatten order would permute the Dense inputs: check against Keras's
     order computed by hand."""

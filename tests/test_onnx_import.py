@@ -194,7 +194,7 @@ def _small_net(gelu):
 
 
 @pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
-@pytest.mark.parametrize("opset", [17, 20])
+@pytest.mark.parametrize("opset", [12, 17, 20])
 def test_pytorch_small_layers_load(opset, data_format, tmp_path):
     _torch().manual_seed(6)
     net = _small_net(gelu=opset >= 20).eval()
@@ -329,7 +329,7 @@ def test_several_inputs_and_outputs(tmp_path):
         assert_close(got[1], want[1])
 
 
-@pytest.mark.parametrize("opset", range(13, 22))
+@pytest.mark.parametrize("opset", range(11, 22))
 def test_pytorch_export_of_each_opset_loads(opset, tmp_path):
     _torch().manual_seed(opset)
     net = _lenet().eval()

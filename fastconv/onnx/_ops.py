@@ -239,17 +239,21 @@ def _gelu_args(c, node, x, a):
         raise c.error(node, "only the exact (erf) Gelu is supported")
 
 
+_GATED = {"sigmoid": "silu", "hard_sigmoid": "hard_swish"}
+
+
 def _silu_or_mul(c, node):
-    """Mul(x, Sigmoid(x)) as the silu activation, else Mul (see _arith)."""
+    """Mul(x, Sigmoid(x)) as the silu activation (HardSigmoid: hard_swish), else Mul
+    (see _arith)."""
     if all(n in c.dyn for n in node.input[:2]):
         a, b = (c.dyn[n] for n in node.input[:2])
         for x, s in ((a, b), (b, a)):
             spec = next((p for p in c.specs if p.output == s.fc), None)
             if spec is not None and spec.cls is _layers.Activation and \
-                    spec.kwargs["activation"] == "sigmoid" and spec.inputs == [x.fc] \
+                    spec.kwargs["activation"] in _GATED and spec.inputs == [x.fc] \
                     and s.perm == x.perm and s.flat is None and x.flat is None:
-                return c.add(node, _layers.Activation, dict(activation="silu"), [x],
-                             x.perm)
+                return c.add(node, _layers.Activation, dict(
+                    activation=_GATED[spec.kwargs["activation"]]), [x], x.perm)
     return _arith("Mul")(c, node)
 
 
