@@ -292,13 +292,13 @@ def _reshape(c, node):
     size = int(np.prod(sample, dtype=np.int64))
     first, rest = target[0], target[1:]
     if not allow_zero:
-        rest = [sample[i] if s == 0 and i < len(sample) else s for i, s in enumerate(rest,
-                                                                                     0)]
+        rest = [sample[i] if s == 0 and i < len(sample) else s
+                for i, s in enumerate(rest)]
     batch_kept = first in (c.batch, BATCH) or (first == 0 and not allow_zero)
     if first == -1 and -1 not in rest:
         batch_kept = int(np.prod(rest, dtype=np.int64)) == size
-    if batch_kept and rest.count(-1) == 1:
-        known = int(np.prod([s for s in rest if s != -1], dtype=np.int64))
+    known = int(np.prod([s for s in rest if s != -1], dtype=np.int64))
+    if batch_kept and rest.count(-1) == 1 and known > 0:
         rest = [size // known if s == -1 else s for s in rest]
     if not batch_kept or int(np.prod(rest, dtype=np.int64)) != size:
         raise c.error(node, f"reshape of {x.shape} to {target}: only reshapes that keep "
