@@ -1,7 +1,8 @@
 """Weights from and to PyTorch state dicts, and safetensors files.
 
 ``from_torch_state_dict(model, state_dict)`` maps the modules of a PyTorch state dict,
-in their order, onto the fastconv layers that have weights, in theirs:
+in their order, onto the fastconv layers that have weights, in ``model.layers`` order
+(for a functional model, the order of its config):
 
     fastconv layer        PyTorch module(s)            transform
     Conv2D                Conv2d                       weight (O, I/g, kh, kw) -> (kh, kw, I/g, O)

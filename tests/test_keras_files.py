@@ -658,3 +658,49 @@ def test_unsupported_layer_is_not_written(tmp_path):
     with pytest.raises(ValueError, match="'custom' \\(Custom\\) cannot be written"):
         model.save(tmp_path / "c.keras")
     assert os.listdir(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- minimal env
+MINIMAL = r"""
+import sys
+sys.path[:0] = [sys.argv[1]]
+import importlib
+for name in ("keras", "tensorflow", "torch", "onnx", "safetensors", "PIL", "pytest"):
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        continue
+    raise SystemExit(f"{name} is importable")
+import numpy as np
+import fastconv
+from fastconv import models
+folder, net = sys.argv[2], sys.argv[3]
+x = np.load(f"{folder}/{net}.x.npy")
+want = np.load(f"{folder}/{net}.y.npy")
+for suffix in (".keras", ".h5"):
+    got = models.load_model(f"{folder}/{net}{suffix}").predict(x, verbose=0)
+    print(suffix, float(np.abs(got - want).max()))
+"""
+
+
+def test_lenet5_keras_files_load_with_only_numpy_h5py_and_fastconv(keras_made, tmp_path):
+    """A Python without site-packages, given numpy, h5py, threadpoolctl (fastconv's
+    dependency) and fastconv only, loads Keras's LeNet-5 files."""
+    import threadpoolctl
+    env_dir = tmp_path / "env"
+    env_dir.mkdir()
+    for module in (np, h5py, fastconv):
+        folder = os.path.dirname(module.__file__)
+        os.symlink(folder, env_dir / os.path.basename(folder))
+        libs = folder + ".libs"
+        if os.path.isdir(libs):
+            os.symlink(libs, env_dir / os.path.basename(libs))
+    os.symlink(threadpoolctl.__file__, env_dir / "threadpoolctl.py")
+    proc = subprocess.run([sys.executable, "-S", "-s", "-E", "-c", MINIMAL, str(env_dir),
+                           str(keras_made), "lenet5_channels_last"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout
+    lines = proc.stdout.split("\n")
+    for suffix in (".keras", ".h5"):
+        err = float(next(x for x in lines if x.startswith(suffix)).split()[1])
+        assert err <= 1e-5

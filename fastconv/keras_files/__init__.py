@@ -6,6 +6,8 @@
   ``model_config`` attribute, the weights in the ``model_weights`` group;
 - ``.weights.h5`` (Keras 3's ``save_weights``) and legacy ``.h5`` weights files.
 
+Sequential and functional models (Keras's functional config: InputLayer entries and
+inbound_nodes) of the layers in fastconv/keras_files/_config.py's table.
 ``fastconv.models.load_model``, ``model.save``, ``model.save_weights`` and
 ``model.load_weights`` come here for these suffixes (fastconv/saving.py).  Files
 written here load in Keras 3.15 (``keras.saving.load_model`` / ``load_weights``) with
