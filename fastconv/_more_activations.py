@@ -342,30 +342,32 @@ def softplus_backward(grad_y, y):
 
 # ---- not one-to-one: silu, gelu, hard_silu (backward needs x) -------------------------
 
-def _sigmoid64(v):
-    """sigmoid(v) in v's dtype: e / (1 + e), e = exp(-|v|), is sigmoid(-|v|)."""
-    e = np.exp(-np.abs(v))
-    s = e / (1.0 + e)
-    positive = np.greater_equal(v, 0)
-    out = np.subtract(1.0, s, dtype=s.dtype)
-    out *= positive
-    s *= ~positive
-    out += s
-    return out
-
-
 def silu(x):
-    """x * sigmoid(x) (Keras's silu, alias swish)."""
+    """x * sigmoid(x) = x / (1 + exp(-x)) (Keras's silu, alias swish); exp(-x)
+    overflowing to inf gives the right limit, -0."""
     x = _float(x)
-    s = _sigmoid64(x).astype(x.dtype, copy=False)
-    return _remember(x * s, "silu", x)
+    with np.errstate(over="ignore", invalid="ignore"):
+        den = np.exp(np.negative(x))
+        den += 1
+        y = np.divide(x, den, out=den)
+    return _remember(y, "silu", x)
 
 
 def silu_input_backward(grad_y, x):
-    """grad_y * s * (1 + x (1 - s)), s = sigmoid(x)."""
+    """grad_y * s * (1 + x (1 - s)), s = sigmoid(x) = 1 / (1 + e), 1 - s = e s with e =
+    exp(-x) (no cancellation; 1 where e overflows)."""
     gy, x = _grad_pair(grad_y, x, "x")
-    s = _sigmoid64(x).astype(x.dtype, copy=False)
-    return gy * (s * (1 + x * (1 - s)))
+    with np.errstate(over="ignore", invalid="ignore"):
+        e = np.exp(np.negative(x))
+        s = np.add(e, 1)
+        np.reciprocal(s, out=s)
+        e *= s
+        np.fmin(e, 1, out=e)
+        e *= x
+        e += 1
+        e *= s
+        e *= gy
+    return e
 
 
 def silu_backward(grad_y, y):
