@@ -134,11 +134,7 @@ def map_graph(inputs, outputs):
     finished, in_progress, order = set(), set(), []
     layer_index = {}
 
-    def visit(node, via):
-        if node in finished:
-            return
-        if node in in_progress:
-            raise ValueError(f"the graph has a cycle through layer {node.layer.name!r}")
+    def enter(node, via):
         layer_index.setdefault(node.layer, len(layer_index))
         if node.is_input and node not in in_pos:
             names = ", ".join(repr(t.name) for t in inputs)
@@ -147,14 +143,29 @@ def map_graph(inputs, outputs):
                 f"input {node.layer.name!r} {node.output.shape}, which is not among the "
                 f"model's inputs ({names}); a tensor of another graph?")
         in_progress.add(node)
-        for t in node.inputs:
-            visit(t.node, node.layer)
-        in_progress.discard(node)
-        finished.add(node)
-        order.append(node)
 
-    for t in outputs:
-        visit(t.node, t.node.layer)
+    for t in outputs:  # depth first, without recursion (graphs may be deep)
+        if t.node in finished:
+            continue
+        enter(t.node, t.node.layer)
+        stack = [(t.node, 0)]
+        while stack:
+            node, i = stack[-1]
+            if i < len(node.inputs):
+                stack[-1] = (node, i + 1)
+                child = node.inputs[i].node
+                if child in finished:
+                    continue
+                if child in in_progress:
+                    raise ValueError(f"the graph has a cycle through layer "
+                                     f"{child.layer.name!r}")
+                enter(child, node.layer)
+                stack.append((child, 0))
+                continue
+            stack.pop()
+            in_progress.discard(node)
+            finished.add(node)
+            order.append(node)
     unused = [t for t in inputs if t.node not in finished]
     if unused:
         raise ValueError(f"model input(s) {', '.join(tensor_label(t) for t in unused)} "

@@ -459,3 +459,47 @@ def test_conv_batch_norm_folds_inside_a_graph():
     model._fusion = False
     np.testing.assert_allclose(folded, model.predict(xv, verbose=0), rtol=1e-5,
                                atol=1e-5)
+
+
+def test_two_inputs_two_outputs_gradients_and_generator_data():
+    fastconv.set_seed(10)
+    a, b = fastconv.Input((3,), dtype="float64"), fastconv.Input((2,), dtype="float64")
+    h = L.Concatenate(**F64)([L.Dense(4, activation="tanh", **F64)(a), b])
+    shared = L.Dense(3, activation="sigmoid", bias_initializer="random_normal", **F64)
+    model = Model([a, b], [shared(h), L.Subtract(**F64)([shared(h), L.Dense(
+        3, **F64)(b)])])
+    rng = np.random.default_rng(5)
+    xa, xb = rng.standard_normal((2, 3)), rng.standard_normal((2, 2))
+    ups = [rng.standard_normal((2, 3)), rng.standard_normal((2, 3))]
+    model([xa, xb])
+    ga, gb = model.backward(ups)
+    grads = [g.copy() for layer in model.layers for g in layer.gradients]
+
+    def f():
+        y1, y2 = model([xa, xb])
+        return float(np.sum(ups[0] * y1) + np.sum(ups[1] * y2))
+    np.testing.assert_allclose(ga, numeric_gradient(f, xa), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(gb, numeric_gradient(f, xb), rtol=1e-6, atol=1e-8)
+    for w, g in zip(model.weights, grads):
+        np.testing.assert_allclose(g, numeric_gradient(f, w), rtol=1e-6, atol=1e-8)
+    model.compile("sgd", "mse")
+
+    def batches():
+        while True:
+            yield [xa, xb], [np.zeros((2, 3)), np.zeros((2, 3))]
+    logs = model.fit(batches(), steps_per_epoch=2, epochs=2, verbose=0).history
+    assert logs["loss"][1] < logs["loss"][0]
+    with pytest.raises(ValueError, match="2 arrays"):
+        model.predict([xa], verbose=0)
+
+
+def test_a_deep_chain_maps_without_recursion():
+    """1,500 calls: the graph is walked without recursion."""
+    x = fastconv.Input((2,))
+    h = x
+    for _ in range(1500):
+        h = L.Activation("linear")(h)
+    model = Model(x, L.Dense(1)(h))
+    assert len(model._calls) == 1501
+    xv = np.ones((3, 2), np.float32)
+    np.testing.assert_array_equal(model(xv), model.layers[-1](xv))
