@@ -17,7 +17,7 @@ from ._serialization import serialize
 from ._validation import as_array
 
 __all__ = ["Multi", "gather", "output_losses", "output_metric_names",
-           "output_metrics", "compile_config"]
+           "output_metrics", "compile_config", "check_inputs"]
 
 
 class Multi:
@@ -206,4 +206,23 @@ def compile_config(model):
         out["weighted_metrics"] = weighted
     if any(w != 1.0 for w in model._loss_weights):
         out["loss_weights"] = list(model._loss_weights)
+    return out
+
+
+def check_inputs(model, x):
+    """Model._check_x: the arrays x (an array or a Multi) against the model's Input
+    shapes (None matches any size), once per shape; the output shape(s)."""
+    arrays = [x] if not isinstance(x, Multi) else x.arrays
+    key = tuple(a.shape[1:] for a in arrays)
+    if model._checked is not None and model._checked[0] == key:
+        return model._checked[1]
+    for t, a in zip(model._inputs, arrays):
+        want = t.shape[1:]
+        if len(want) != a.ndim - 1 or any(
+                w is not None and w != s for w, s in zip(want, a.shape[1:])):
+            raise ValueError(f"input {t.name!r} of model {model.name!r} expects arrays "
+                             f"of shape {(None,) + tuple(want)}, got {a.shape}")
+    shapes = [t.shape for t in model._outputs]
+    out = shapes[0] if len(shapes) == 1 else shapes
+    model._checked = (key, out)
     return out

@@ -170,18 +170,16 @@ def train_step(model, x, y, sample_weight=None):
     needs, wants = plan.graph.needs()
     plan.backward(grads, caches, needs, wants, model._gradient_hooks, activity)
     variables, gradients = [], []
-    for layer in model._layers:
-        weights = layer.trainable_weights
-        if weights:
-            variables.extend(weights)
-            gradients.extend(layer._regularized_gradients() if regularized
-                             else layer.trainable_gradients)
+    trained = model._trained_layers()
+    for layer in trained:
+        variables.extend(layer.trainable_weights)
+        gradients.extend(layer._regularized_gradients() if regularized
+                         else layer.trainable_gradients)
     if variables:
         model.optimizer.apply(gradients, variables)
         if regularized:
-            for layer in model._layers:
-                if layer.trainable_weights:
-                    layer._apply_constraints()
+            for layer in trained:
+                layer._apply_constraints()
     if regularized:
         return float(loss) + penalty, y_pred
     return loss, y_pred

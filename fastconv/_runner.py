@@ -50,6 +50,19 @@ class Graph:
         self._needs[key] = (needs, wants)
         return needs, wants
 
+    def layers_before(self, sources):
+        """The layers of the nodes that the sources (node indices; negative ones,
+        model inputs, ignored) are computed from, themselves included."""
+        todo = [s for s in sources if s >= 0]
+        reached = set()
+        while todo:
+            i = todo.pop()
+            if i not in reached:
+                reached.add(i)
+                todo.extend(s for s in self.nodes[i].inputs if s >= 0)
+        return {self.nodes[i].layer for i in reached}
+
+
 class Plan:
     """The steps of one kind of pass over a graph, with what the runner needs: each
     step's input sources and the values it may drop after it (read by no later step

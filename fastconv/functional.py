@@ -174,21 +174,7 @@ class Model:
     def _check_x(self, x):
         """Check the input arrays x (an array or a Multi) against the inputs; returns
         the output shape (a list of them with several outputs)."""
-        arrays = [x] if not isinstance(x, _model_io.Multi) else x.arrays
-        key = tuple(a.shape[1:] for a in arrays)
-        if self._checked is not None and self._checked[0] == key:
-            return self._checked[1]
-        for t, a in zip(self._inputs, arrays):
-            want = t.shape[1:]
-            if len(want) != a.ndim - 1 or any(
-                    w is not None and w != s for w, s in zip(want, a.shape[1:])):
-                raise ValueError(f"input {t.name!r} of model {self.name!r} expects "
-                                 f"arrays of shape {(None,) + tuple(want)}, got "
-                                 f"{a.shape}")
-        shapes = [t.shape for t in self._outputs]
-        out = shapes[0] if len(shapes) == 1 else shapes
-        self._checked = (key, out)
-        return out
+        return _model_io.check_inputs(self, x)
 
     # ------------------------------------------------------------------ weights
     @property
@@ -270,6 +256,22 @@ class Model:
         self._metric_objects = ([], None)
         self.compiled = True
         self._compiled_steps = {}
+
+    def _trained_layers(self):
+        """The layers whose weights the optimizer updates, in the model's order: those
+        with trainable weights on a path to an output that has a loss."""
+        graph = self._graph()
+        key = ("trained", tuple(loss is None for loss in self._output_losses),
+               tuple(layer.trainable for layer in graph.layers))
+        layers = self._compiled_steps.get(key)
+        if layers is None:
+            used = graph.layers_before([s for s, loss in zip(graph.outputs,
+                                                            self._output_losses)
+                                        if loss is not None])
+            layers = self._compiled_steps[key] = [
+                layer for layer in self._layers
+                if layer in used and layer.trainable_weights]
+        return layers
 
     def _multi_output(self):
         return len(self._output_losses) > 1

@@ -287,7 +287,8 @@ def _load(path, f, compile):
                       loss=loss, metrics=comp["metrics"],
                       weighted_metrics=comp.get("weighted_metrics"),
                       loss_weights=comp.get("loss_weights"))
-        variables = model.trainable_weights
+        variables = [w for layer in model._trained_layers()
+                     for w in layer.trainable_weights]
         n_o = doc["n_optimizer_arrays"]
         per = model.optimizer._n_slots()
         if n_o not in (0, per * len(variables)):

@@ -503,3 +503,30 @@ def test_a_deep_chain_maps_without_recursion():
     assert len(model._calls) == 1501
     xv = np.ones((3, 2), np.float32)
     np.testing.assert_array_equal(model(xv), model.layers[-1](xv))
+
+
+def test_an_output_without_a_loss_leaves_its_layer_alone(tmp_path):
+    x = fastconv.Input((3,))
+    head = L.Dense(2, name="no_loss_head")
+    model = Model(x, [L.Dense(1, name="fit_head")(x), head(x)])
+    model.compile(fastconv.optimizers.Adam(0.1), loss=["mse", None])
+    before = head.get_weights()
+    xv = np.ones((4, 3), np.float32)
+    model.fit(xv, [np.ones((4, 1), np.float32), np.zeros((4, 2), np.float32)],
+              epochs=2, verbose=0)
+    for a, b in zip(before, head.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert model.evaluate(xv, [np.ones((4, 1)), np.zeros((4, 2))], verbose=0,
+                          return_dict=True).keys() == {"loss", "fit_head_loss"}
+    model.save(tmp_path / "m.npz")  # the optimizer's state: the trained layer only
+    loaded = load_model(tmp_path / "m.npz")
+    assert loaded.optimizer.get_state()[0] == model.optimizer.get_state()[0] == 2
+
+
+def test_input_arrays_are_checked_against_the_inputs():
+    model = two_in_two_out(2)
+    x, _ = two_in_two_out_data(4)
+    with pytest.raises(ValueError, match=r"input 'img'.*\(None, 6, 6, 1\), got \(4, 5, 6, 1\)"):
+        model.predict([x[0][:, :5], x[1]], verbose=0)
+    with pytest.raises(ValueError, match="keyed by"):
+        model.predict({"img": x[0], "other": x[1]}, verbose=0)
