@@ -17,7 +17,7 @@ from ._serialization import serialize
 from ._validation import as_array
 
 __all__ = ["Multi", "gather", "output_losses", "output_metric_names",
-           "output_metrics", "compile_config", "check_inputs"]
+           "output_metrics", "compile_config", "check_inputs", "compile_outputs"]
 
 
 class Multi:
@@ -226,3 +226,25 @@ def check_inputs(model, x):
     out = shapes[0] if len(shapes) == 1 else shapes
     model._checked = (key, out)
     return out
+
+
+def compile_outputs(model, loss, loss_weights, metrics, weighted_metrics):
+    """compile()'s loss, loss_weights and metrics on model: per output (several
+    outputs), or as one Loss and one metric list (one output)."""
+    names = model.output_names if model.built else ["output"]
+    if len(names) > 1:
+        model._output_losses, model._loss_weights = output_losses(loss, loss_weights,
+                                                                  names)
+        model.loss = (model._output_losses if isinstance(loss, (list, tuple, dict))
+                      else model._output_losses[0])
+        model._metric_names = output_metric_names(metrics, names)
+        model._weighted_metric_names = output_metric_names(weighted_metrics, names)
+        return
+    if isinstance(loss, (list, tuple)) and len(loss) == 1:
+        loss = loss[0]
+    model.loss = None if loss is None else _losses.get(loss)
+    model._output_losses, model._loss_weights = [model.loss], [1.0]
+    if loss_weights is not None:
+        model._loss_weights = output_losses(None, loss_weights, names)[1]
+    model._metric_names = _metrics.check_metrics(metrics)
+    model._weighted_metric_names = _metrics.check_metrics(weighted_metrics)

@@ -28,7 +28,6 @@ from . import _random
 from . import _runner
 from . import _summary
 from . import fusion as _fusion
-from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
 from . import saving as _saving
@@ -119,6 +118,31 @@ class Model:
     @property
     def outputs(self):
         return list(self._outputs)
+
+    @property
+    def input(self):
+        """The input tensor (a list with several inputs), as Keras's model.input."""
+        return self._inputs[0] if self._single_input else list(self._inputs)
+
+    @property
+    def output(self):
+        """The output tensor (a list with several outputs), as Keras's model.output."""
+        return self._outputs[0] if self._single_output else list(self._outputs)
+
+    def get_layer(self, name=None, index=None):
+        """The layer called ``name`` (or at ``index`` in ``layers``)."""
+        if index is not None:
+            if name is not None:
+                raise ValueError("give get_layer a name or an index, not both")
+            if not -len(self._layers) <= index < len(self._layers):
+                raise ValueError(f"index {index!r} is out of range: model "
+                                 f"{self.name!r} has {len(self._layers)} layers")
+            return self._layers[index]
+        for layer in self._layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"no layer named {name!r} in model {self.name!r}; its layers: "
+                         f"{', '.join(la.name for la in self._layers)}")
 
     def _graph_parts(self):
         """(fusion Nodes, output sources, number of inputs) of the graph."""
@@ -233,25 +257,7 @@ class Model:
         As Keras: ``metrics`` ignore sample and class weights, ``weighted_metrics``
         are weighted by them (a name in both lists logs as ``weighted_<name>``)."""
         optimizer = _optimizers.get(optimizer)
-        names = self.output_names if self.built else ["output"]
-        if len(names) > 1:
-            self._output_losses, self._loss_weights = _model_io.output_losses(
-                loss, loss_weights, names)
-            self.loss = (self._output_losses if isinstance(loss, (list, tuple, dict))
-                         else self._output_losses[0])
-            self._metric_names = _model_io.output_metric_names(metrics, names)
-            self._weighted_metric_names = _model_io.output_metric_names(
-                weighted_metrics, names)
-        else:
-            if isinstance(loss, (list, tuple)) and len(loss) == 1:
-                loss = loss[0]
-            self.loss = None if loss is None else _losses.get(loss)
-            self._output_losses, self._loss_weights = [self.loss], [1.0]
-            if loss_weights is not None:
-                self._loss_weights = _model_io.output_losses(
-                    None, loss_weights, names)[1]
-            self._metric_names = _metrics.check_metrics(metrics)
-            self._weighted_metric_names = _metrics.check_metrics(weighted_metrics)
+        _model_io.compile_outputs(self, loss, loss_weights, metrics, weighted_metrics)
         self.optimizer = optimizer
         self._metric_objects = ([], None)
         self.compiled = True

@@ -530,3 +530,26 @@ def test_input_arrays_are_checked_against_the_inputs():
         model.predict([x[0][:, :5], x[1]], verbose=0)
     with pytest.raises(ValueError, match="keyed by"):
         model.predict({"img": x[0], "other": x[1]}, verbose=0)
+
+
+def test_layer_and_model_input_output_and_get_layer():
+    """Keras's feature extraction: a model from an inner layer's output shares the
+    layers (and weights) of the first."""
+    model, _ = residual_model()
+    add = next(la for la in model.layers if isinstance(la, L.Add))
+    assert model.get_layer(add.name) is add and model.get_layer(index=0) is \
+        model.layers[0]
+    assert model.input is model.inputs[0] and model.output is model.outputs[0]
+    assert [t.name for t in add.input] == [model.layers[2].name, model.layers[0].name]
+    features = Model(model.input, add.output)
+    x = np.random.default_rng(0).standard_normal((2, 5, 6, 3))
+    np.testing.assert_array_equal(
+        features.predict(x, verbose=0),
+        add([model.layers[2](model.layers[1](x)), x]))
+    with pytest.raises(ValueError, match="no layer named 'nope'"):
+        model.get_layer("nope")
+    shared = L.Dense(2)
+    t = fastconv.Input((3,))
+    shared(t), shared(t)
+    with pytest.raises(ValueError, match="2 calls"):
+        shared.output

@@ -436,6 +436,24 @@ class Layer:
         grad = np.ascontiguousarray(grad, dtype=self.dtype)
         return self._backward(grad, True)
 
+    @property
+    def output(self):
+        """The symbolic output of this layer's call in a functional graph (Keras's
+        ``layer.output``; a layer called several times has one per call)."""
+        return self._only_node("output").output
+
+    @property
+    def input(self):
+        """The symbolic input(s) of this layer's call (Keras's ``layer.input``)."""
+        node = self._only_node("input")
+        return list(node.inputs) if node.as_list else node.inputs[0]
+
+    def _only_node(self, what):
+        if len(self._inbound_nodes) != 1:
+            raise ValueError(f"layer {self.name!r} has {len(self._inbound_nodes)} "
+                             f"calls on symbolic tensors, so no single {what}")
+        return self._inbound_nodes[0]
+
     def _last_output_shape(self):
         if self._y is not None:
             return self._y.shape
@@ -516,8 +534,7 @@ class InputLayer(Layer):
         self.shape = shape
         self.built = True
         self.input_shape = self.output_shape = (None,) + shape
-        self.output = _graph.SymNode(self, (), False, (batch_size,) + shape,
-                                     self.dtype).output
+        _graph.SymNode(self, (), False, (batch_size,) + shape, self.dtype)
 
     def get_config(self):
         return {"shape": list(self.shape), "batch_size": self.batch_size,
