@@ -347,24 +347,53 @@ def test_save_load_round_trip_of_a_functional_model(tmp_path):
     assert h1 == h2
 
 
-def test_unknown_class_in_a_functional_file_raises_model_file_error(tmp_path):
+def rewrite_config(path, edit):
+    """Rewrite the JSON config of the model file at path through edit(doc)."""
+    import io
     import json
     import zipfile
-    model = two_in_two_out(4)
-    path = tmp_path / "m.npz"
-    model.save(path)
     with zipfile.ZipFile(path) as z:
         members = {n: z.read(n) for n in z.namelist()}
-    import io
     doc = json.loads(str(np.load(io.BytesIO(members["config.npy"]))[()]))
-    doc["model"]["config"]["layers"][2]["class_name"] = "Lambda"
+    edit(doc)
     buf = io.BytesIO()
     np.save(buf, np.array(json.dumps(doc)))
     members["config.npy"] = buf.getvalue()
     with zipfile.ZipFile(path, "w") as z:
         for n, data in members.items():
             z.writestr(n, data)
-    with pytest.raises(ModelFileError, match="unknown layer class 'Lambda'"):
+
+
+def _set_class(doc):
+    doc["model"]["config"]["layers"][2]["class_name"] = "Lambda"
+
+
+def _dangling(doc):
+    node = doc["model"]["config"]["layers"][2]["inbound_nodes"][0]
+    node["args"][0]["config"]["keras_history"] = ["ghost", 0, 0]
+
+
+def _cycle(doc):
+    layers = doc["model"]["config"]["layers"]
+    first = next(e for e in layers if e["inbound_nodes"])
+    last = layers[-1]
+    first["inbound_nodes"][0]["args"][0]["config"]["keras_history"] = \
+        [last["name"], 0, 0]
+
+
+def _extra_key(doc):
+    doc["model"]["config"]["layers"][1]["module"] = "os"
+
+
+@pytest.mark.parametrize("edit,match", [
+    (_set_class, "unknown layer class 'Lambda'"), (_dangling, "'ghost'"),
+    (_cycle, "wait on each other"), (_extra_key, "exactly class_name, config")])
+def test_bad_functional_files_raise_model_file_error(tmp_path, edit, match):
+    model = two_in_two_out(4)
+    path = tmp_path / "m.npz"
+    model.save(path)
+    rewrite_config(path, edit)
+    with pytest.raises(ModelFileError, match=match):
         load_model(path)
 
 

@@ -4,7 +4,9 @@ Concatenate): layers of several inputs, for functional models.
 The protocol of a layer with several inputs (``_multi_input = True``): ``build`` and
 ``compute_output_shape`` take a list of shapes, ``forward`` a list of arrays (of the
 layer's dtype, C-contiguous) and returns one array; ``_backward(grad, need_input_grad)``
-returns the list of input gradients (None when not needed), one per input.
+returns the list of input gradients (None when not needed), one per input; they may be
+one array (Add's), which is safe because no layer writes into the gradient it is
+given.
 
 Shapes follow Keras: the element-wise layers take inputs of one rank whose sizes agree
 axis by axis, where a size 1 broadcasts (the gradient of a broadcast input is summed
@@ -176,8 +178,8 @@ class Add(_ElementWise):
         return out if len(xs) > 1 else out.copy()
 
     def _merge_grads(self, grad):
-        # a copy per input after the first: the runner may hand them to layers apart
-        return self._grads_like(grad, [grad] + [grad.copy() for _ in self._x[1:]])
+        # one array for every input: layers only read the gradient they are given
+        return self._grads_like(grad, [grad] * len(self._x))
 
 
 class Subtract(_ElementWise):
@@ -222,7 +224,7 @@ class Average(_ElementWise):
 
     def _merge_grads(self, grad):
         g = grad / grad.dtype.type(len(self._x))
-        return self._grads_like(grad, [g] + [g.copy() for _ in self._x[1:]])
+        return self._grads_like(grad, [g] * len(self._x))
 
 
 class _Extremum(_ElementWise):
