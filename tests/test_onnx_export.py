@@ -312,6 +312,17 @@ def test_functional_models_match_onnx_runtime(data_format, tmp_path):
         assert np.abs(b_ - w_).max() <= 1e-5 * scale
 
 
+def test_hard_swish_before_opset_14(tmp_path):
+    """No HardSwish operator before opset 14: x * HardSigmoid(x), read back as the
+    activation."""
+    model = _randomize(Sequential([layers.Input((4, 4, 2)), layers.Conv2D(
+        3, 1, activation="hard_swish")]), 60)
+    x = _rng(60).standard_normal((2, 4, 4, 2)).astype(np.float32) * 3
+    proto = assert_exports(model, x, tmp_path, opset=13)
+    assert "HardSwish" not in {n.op_type for n in proto.graph.node}
+    assert fonnx.load(tmp_path / "model.onnx").layers[-1].activation == "hard_swish"
+
+
 def test_preprocessing_layers_match_onnx_runtime(tmp_path):
     fastconv.set_seed(4)
     x = _rng(4).standard_normal((5, 6, 7, 3)).astype(np.float32) * 3 + 1

@@ -449,6 +449,51 @@ def test_constant_arithmetic_on_images_becomes_rescaling(tmp_path):
         assert_close(_predict(model, x, fmt), _ort(path, x))
 
 
+@pytest.mark.parametrize("case", ["pad_crop", "slice", "resize_half_pixel",
+                                  "resize_sizes_tf_nn", "resize_linear", "avg_pad"])
+def test_spatial_operators_match_onnx_runtime(case, tmp_path):
+    i64 = np.int64
+    inits, attrs = {}, {}
+    if case == "pad_crop":
+        inits["p"] = np.array([0, 0, 2, -1, 0, 0, -1, 3], i64)
+        node, out = helper.make_node("Pad", ["x", "p"], ["y"]), [5, 9]
+    elif case == "slice":
+        inits.update(s=np.array([1, -3], i64), e=np.array([100, -1], i64),
+                     a=np.array([2, 3], i64))
+        node, out = helper.make_node("Slice", ["x", "s", "e", "a"], ["y"]), [3, 2]
+    else:
+        inits["r"] = np.zeros(0, np.float32)
+        if case == "resize_sizes_tf_nn":
+            inits["sz"] = np.array([2, 3, 8, 18], i64)
+            ins, attrs = ["x", "r", "", "sz"], dict(
+                coordinate_transformation_mode="tf_half_pixel_for_nn",
+                nearest_mode="floor")
+        else:
+            inits["sc"] = np.array([1, 1, 3, 2], np.float32)
+            ins = ["x", "r", "sc"]
+            attrs = dict(mode="linear") if case == "resize_linear" else {}
+        node = helper.make_node("Resize", ins, ["y"], **attrs)
+        out = [8, 18] if case == "resize_sizes_tf_nn" else [12, 12]
+    if case == "avg_pad":
+        node = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 2],
+                                pads=[1, 0, 1, 1], count_include_pad=1)
+        out = [4, 6]
+    batch = 2 if case == "resize_sizes_tf_nn" else "N"  # (sizes fix the batch)
+    path = _save(tmp_path, [node], inits, [batch, 3, 4, 6], [batch, 3] + out)
+    x = _rng(12).standard_normal((2, 3, 4, 6)).astype(np.float32)
+    for fmt in ("channels_first", "channels_last"):
+        assert_close(_predict(fonnx.load(path, data_format=fmt), x, fmt), _ort(path, x))
+
+
+def test_resize_that_is_not_a_repeat_is_refused(tmp_path):
+    inits = {"r": np.zeros(0, np.float32), "sc": np.array([1, 1, 3, 3], np.float32)}
+    node = helper.make_node("Resize", ["x", "r", "sc"], ["y"], name="up",
+                            coordinate_transformation_mode="asymmetric")
+    path = _save(tmp_path, [node], inits, ["N", 2, 4, 4], ["N", 2, 12, 12])
+    with pytest.raises(OnnxImportError, match="'up'.*not a repeat"):
+        fonnx.load(path)
+
+
 # ----------------------------------------------------------------- unsupported
 def _one_node(tmp_path, node, inits=None, shape=("N", 3, 4, 4), out=None, **kw):
     return _save(tmp_path, [node], inits or {}, list(shape), out or list(shape), **kw)

@@ -5,6 +5,7 @@ import numpy as np
 from .. import layers as _layers
 from ..shapes import resolve_padding
 from ._fold import axes_of
+from ._proto import BATCH
 
 __all__ = ["IMAGE_CONVERTERS", "layer_class"]
 
@@ -235,9 +236,12 @@ def _resize(c, node):
     fmt = _image(c, node, x)
     scales = c.const(node, 2, required=False)
     sizes = c.const(node, 3, required=False)
-    if sizes is not None and np.size(sizes):
-        out = [int(v) for v in sizes][-4:]
-        scales = [o / n if n else 1.0 for o, n in zip(out, [1, 1] + list(x.shape[2:]))]
+    if sizes is not None and np.size(sizes) == 4:
+        out = [int(v) for v in sizes]
+        if out[0] in (c.batch, BATCH):  # (a fixed or folded batch size)
+            out[0] = None
+        scales = [1.0 if o is None else o / n for o, n in
+                  zip(out, [None, x.shape[1]] + list(x.shape[2:]))]
     elif scales is not None and np.size(scales) == 4:
         scales = [float(v) for v in scales]
         out = [None, x.shape[1]] + [int(np.floor(n * s)) for n, s in
