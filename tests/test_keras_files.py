@@ -704,3 +704,45 @@ def test_lenet5_keras_files_load_with_only_numpy_h5py_and_fastconv(keras_made, t
     for suffix in (".keras", ".h5"):
         err = float(next(x for x in lines if x.startswith(suffix)).split()[1])
         assert err <= 1e-5
+
+
+def functional_saved(tmp_path):
+    model = two_inputs()
+    model.save(tmp_path / "ok.keras")
+    with zipfile.ZipFile(tmp_path / "ok.keras") as z:
+        config = json.loads(z.read("config.json"))
+        weights = z.read("model.weights.h5")
+    os.unlink(tmp_path / "ok.keras")
+    return config, weights
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda layers: layers[2]["inbound_nodes"][0]["args"][0]["config"]
+     .__setitem__("keras_history", ["ghost", 0, 0]), "'ghost', which the config does "
+     "not define"),
+    (lambda layers: layers[2]["inbound_nodes"][0]["kwargs"].__setitem__(
+        "function", "os.system"), r"call arguments \['function'\] are not supported"),
+    (lambda layers: layers[2]["inbound_nodes"][0]["args"][0]["config"]
+     .__setitem__("keras_history", [layers[2]["name"], 0, 0]), "cycle"),
+])
+def test_broken_functional_graphs_are_refused(tmp_path, edit, match):
+    config, weights = functional_saved(tmp_path)
+    layers = config["config"]["layers"]
+    assert layers[2]["class_name"] == "Conv2D"
+    edit(layers)
+    refused(tmp_path, "graph.keras", keras_zip(config, weights), match)
+
+
+@pytest.mark.slow
+def test_keras_mobilenet_v2_through_fastconv_back_to_keras(keras_all, tmp_path):
+    """Keras's MobileNetV2 file -> fastconv -> .keras / .h5 -> Keras: Keras's own
+    predictions."""
+    net = "mobilenet_v2_channels_last"
+    model = models.load_model(keras_all / f"{net}.keras")
+    np.save(tmp_path / "mnv2.x.npy", np.load(keras_all / f"{net}.x.npy"))
+    model.save(tmp_path / "mnv2.keras")
+    model.save(tmp_path / "mnv2.h5")
+    run_keras(PREDICT, tmp_path)
+    for suffix in (".keras", ".h5"):
+        close(np.load(tmp_path / f"mnv2{suffix}.keras_y.npy"),
+              np.load(keras_all / f"{net}.y.npy"))
