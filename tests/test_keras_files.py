@@ -413,6 +413,11 @@ def test_round_trip_keeps_predictions_and_config(tmp_path, suffix):
         got, want = a.get_config(), b.get_config()
         assert got == want, (a.name, got, want)
     assert os.listdir(tmp_path) == [f"m{suffix}"]  # nothing else written
+    # compiled as it was (the optimizer's state is not kept)
+    assert type(back.optimizer).__name__ == "RMSprop"
+    assert back.optimizer.get_config() == model.optimizer.get_config()
+    assert type(back.loss).__name__ == "SparseCategoricalCrossentropy"
+    assert back._metric_names == ["accuracy"]
 
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])

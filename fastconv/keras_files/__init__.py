@@ -19,7 +19,9 @@ such a model, or does not fit it, raises ModelFileError (a ValueError) naming th
 after reading no more than the model it describes; a failed save leaves no file.
 Compilation: ``compile=True`` compiles the model when fastconv has the file's loss,
 metrics and optimizer class (optimizer state is not restored); otherwise the model is
-returned uncompiled.
+returned uncompiled.  Saving a compiled model writes its compile config (optimizer,
+loss, metrics; no optimizer state: Keras compiles it and says it skipped the
+optimizer's variables).
 """
 import os
 
@@ -182,6 +184,13 @@ def save_model(model, filepath):
         h.attrs["keras_version"] = _h5.KERAS_VERSION
         h.attrs["model_config"] = _h5.json_text(
             {"class_name": doc["class_name"], "config": doc["config"]})
+        comp = doc.get("compile_config")
+        if comp is not None:  # Keras's legacy training_config
+            h.attrs["training_config"] = _h5.json_text(
+                {"loss": comp["loss"], "metrics": comp["metrics"],
+                 "weighted_metrics": None, "loss_weights": None,
+                 "optimizer_config": {"class_name": comp["optimizer"]["class_name"],
+                                      "config": comp["optimizer"]["config"]}})
         _h5.write_legacy_weights(h.create_group("model_weights"), weights)
     data = _archive.h5_bytes(write_h5)
     _write_atomically(path, lambda f: f.write(data))

@@ -257,9 +257,12 @@ def compile_from_keras(model, compile_cfg):
         return False
     try:
         loss = compile_cfg.get("loss")
-        if not isinstance(loss, str):
+        if isinstance(loss, dict):
+            loss = _keras_object(loss, "keras.losses", losses._CLASSES)
+        elif isinstance(loss, str):
+            loss = losses.get(loss)
+        else:
             return False
-        loss = losses.get(loss)
         names = compile_cfg.get("metrics") or []
         if isinstance(names, str):
             names = [names]
@@ -276,17 +279,44 @@ def compile_from_keras(model, compile_cfg):
 def _optimizer(obj, optimizers):
     if isinstance(obj, str):
         return optimizers.get(obj)
-    if not isinstance(obj, dict) or obj.get("module") not in (None, "keras.optimizers") \
+    return _keras_object(obj, "keras.optimizers", optimizers._CLASSES)
+
+
+def _keras_object(obj, module, classes):
+    """An instance of ``classes[class_name]`` from a serialized Keras object, given
+    the numeric and boolean options its constructor has (nothing else is passed)."""
+    if not isinstance(obj, dict) or obj.get("module") not in (None, module) \
             or obj.get("registered_name") not in (None, obj.get("class_name")):
-        raise ValueError("not a Keras optimizer")
-    cls = optimizers._CLASSES.get(obj.get("class_name"))
+        raise ValueError(f"not one of {module}")
+    cls = classes.get(obj.get("class_name"))
     if cls is None or not isinstance(obj.get("config"), dict):
-        raise ValueError("unknown optimizer")
+        raise ValueError(f"unknown class in {module}")
     params = inspect.signature(cls).parameters
     kwargs = {k: v for k, v in obj["config"].items()
               if k in params and k != "name" and v is not None
               and isinstance(v, (int, float, bool))}
     return cls(**kwargs)
+
+
+def compile_to_keras(model):
+    """Keras 3's compile_config of a compiled fastconv model (None when uncompiled or
+    when its optimizer has a schedule, which is not written)."""
+    if not getattr(model, "compiled", False) or model.loss is None \
+            or model.optimizer is None:
+        return None
+    opt = model.optimizer.get_config()
+    loss = model.loss.get_config()
+    if not all(v is None or isinstance(v, (int, float, bool, str))
+               for v in list(opt.values()) + list(loss.values())):
+        return None
+    metrics = [m for m in getattr(model, "_metric_names", []) if isinstance(m, str)]
+    return {"optimizer": {"module": "keras.optimizers",
+                          "class_name": type(model.optimizer).__name__, "config": opt,
+                          "registered_name": None},
+            "loss": {"module": "keras.losses", "class_name": type(model.loss).__name__,
+                     "config": loss, "registered_name": None},
+            "loss_weights": None, "metrics": metrics or None, "weighted_metrics": None,
+            "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
 
 
 # --------------------------------------------------------------------------- writing
@@ -310,6 +340,9 @@ def model_to_keras(model):
     doc = {"module": "keras", "class_name": "Sequential", "config": config,
            "registered_name": None,
            "build_config": {"input_shape": list(model.input_shape)}}
+    compiled = compile_to_keras(model)
+    if compiled is not None:
+        doc["compile_config"] = compiled
     weights = [(type(layer).__name__, layer.name, layer.get_weights())
                for layer in layers]
     return doc, weights
@@ -340,6 +373,9 @@ def _functional_to_keras(model):
     doc = {"module": "keras.src.models.functional", "class_name": "Functional",
            "config": config, "registered_name": "Functional",
            "build_config": {"input_shape": None}}
+    compiled = compile_to_keras(model) if len(model.output_names) == 1 else None
+    if compiled is not None:
+        doc["compile_config"] = compiled
     weights = [(type(layer).__name__, layer.name, layer.get_weights())
                for layer in model.layers]
     return doc, weights
