@@ -135,6 +135,22 @@ def test_pytorch_networks_load_with_pytorch_predictions(which, data_format, tmp_
                                      else shape[1:] + shape[:1])
 
 
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+def test_flatten_order_carried_through_batch_norm_to_linear(data_format, tmp_path):
+    """channels_last: the NHWC flatten's order is carried through BatchNorm1d and
+    ReLU (their parameters permuted) to the Linear's rows."""
+    nn = _torch().nn
+    _torch().manual_seed(11)
+    net = _randomize_bn(nn.Sequential(nn.Conv2d(2, 3, 3), nn.Flatten(),
+                                      nn.BatchNorm1d(36), nn.ReLU(), nn.Linear(36, 5)))
+    x = _rng(11).standard_normal((4, 2, 6, 5)).astype(np.float32)
+    expected = _torch_export(net, x, tmp_path / "fbn.onnx", 17)
+    model = fonnx.load(tmp_path / "fbn.onnx", data_format=data_format)
+    assert [type(la).__name__ for la in model.layers] == [
+        "Conv2D", "Flatten", "BatchNormalization", "Activation", "Dense"]
+    assert_close(_predict(model, x, data_format), expected)
+
+
 def _decoder(crop):
     nn = _torch().nn
     extra = [nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1, output_padding=1)] \
