@@ -42,12 +42,15 @@ SELU_SCALE = 1.0507009873554804934193349852946
 
 
 def _float(x, name="x"):
+    """x as a float array; a 0-d x as a 1-element array (as activations.relu gives)."""
     arr = as_array(x, name)
-    return arr.astype(common_float_dtype({name: arr}), copy=False)
+    return arr.astype(common_float_dtype({name: arr}), copy=False).reshape(
+        arr.shape or (1,))
 
 
 def _grad_pair(grad_y, y, yname="y"):
     gy, ya = as_array(grad_y, "grad_y"), as_array(y, yname)
+    gy, ya = gy.reshape(gy.shape or (1,)), ya.reshape(ya.shape or (1,))
     dtype = common_float_dtype({"grad_y": gy, yname: ya})
     if gy.shape != ya.shape:
         raise ValueError(f"grad_y must have the shape of {yname} {ya.shape}, got "

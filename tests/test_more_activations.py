@@ -218,3 +218,13 @@ def test_argument_errors():
         act.softplus(np.ones(3, np.float16))
     with pytest.raises(ValueError, match=r"max_value must be finite and >= 0.0, got -1"):
         more.general_relu(np.ones(2), max_value=-1)
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_scalars_and_integer_gradients(name):
+    fwd, bwd = act.get(name)
+    y = fwd(0.5)                       # a 0-d input gives a 1-element array, as relu
+    assert y.shape == (1,) and y.dtype == np.float64
+    np.testing.assert_allclose(y, ORACLES[name](0.5), rtol=1e-15)
+    y32 = fwd(np.array([0.5, -1.5, 2.0], np.float32))
+    assert bwd(np.ones(3, dtype=np.int64), y32).dtype == np.float32  # ints follow y
