@@ -182,3 +182,22 @@ def test_errors():
     with pytest.raises(ValueError, match=r"grad_y must be a 4-D batch whose height and "
                                          r"width are multiples of size \(2, 2\)"):
         upsampling2d_backward(np.ones((1, 3, 4, 1)), 2)
+
+
+@pytest.mark.parametrize("data_format", FORMATS)
+@pytest.mark.parametrize("make", [
+    lambda df: L.ZeroPadding2D(1, data_format=df), lambda df: L.Cropping2D(1, data_format=df),
+    lambda df: L.UpSampling2D(2, data_format=df),
+    lambda df: L.UpSampling2D(2, data_format=df, interpolation="bilinear"),
+    lambda df: L.GlobalMaxPooling2D(data_format=df),
+    lambda df: L.GlobalMaxPooling2D(data_format=df, keepdims=True),
+    lambda df: L.GlobalAveragePooling2D(data_format=df, keepdims=True),
+    lambda df: L.SoftPooling2D(data_format=df), lambda df: L.ReLU(6.0),
+    lambda df: L.LeakyReLU(), lambda df: L.ELU()])
+def test_empty_batches(make, data_format):
+    layer = make(data_format)
+    x = np.zeros((0, 4, 4, 3) if data_format == "channels_last" else (0, 3, 4, 4),
+                 np.float32)
+    y = layer(x)
+    assert y.shape == (0,) + layer.compute_output_shape((None,) + x.shape[1:])[1:]
+    assert layer.backward(np.zeros_like(y)).shape == x.shape

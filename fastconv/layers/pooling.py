@@ -171,6 +171,10 @@ class _GlobalPooling2D(Layer):
             return (n, c)
         return (n, 1, 1, c) if self._last else (n, c, 1, 1)
 
+    def _flat(self, grad):
+        """The output gradient as (N, C) (it is (N, 1, 1, C) with keepdims)."""
+        return grad.reshape(grad.shape[0], self._x.shape[-1 if self._last else 1])
+
     def get_config(self):
         config = super().get_config()
         config.update(data_format=self.data_format, keepdims=self.keepdims)
@@ -190,7 +194,7 @@ class GlobalAveragePooling2D(_GlobalPooling2D):
     def _linear_backward(self, grad, need_input_grad):
         if not need_input_grad:
             return None
-        grad = grad.reshape(grad.shape[0], -1)
+        grad = self._flat(grad)
         return _pool.global_avg_pool2d_backward(grad, self._x.shape,
                                                 data_format=self.data_format)
 
@@ -209,6 +213,6 @@ class GlobalMaxPooling2D(_GlobalPooling2D):
     def _linear_backward(self, grad, need_input_grad):
         if not need_input_grad:
             return None
-        grad = grad.reshape(grad.shape[0], -1)
+        grad = self._flat(grad)
         return _pool.global_max_pool2d_backward(grad, self._x,
                                                 data_format=self.data_format)

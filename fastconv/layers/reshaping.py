@@ -198,8 +198,8 @@ def _upsampled(x, size, interpolation, last, transpose=False):
             return np.ascontiguousarray(y)
         h, w = h // fh, w // fw
         if last:
-            return x.reshape(n, h, fh, w, fw, -1).sum(axis=(2, 4))
-        return x.reshape(n, -1, h, fh, w, fw).sum(axis=(3, 5))
+            return x.reshape(n, h, fh, w, fw, x.shape[3]).sum(axis=(2, 4))
+        return x.reshape(n, x.shape[1], h, fh, w, fw).sum(axis=(3, 5))
     if transpose:
         h, w = h // fh, w // fw
         mh, mw = _bilinear_matrix(h, fh, x.dtype).T, _bilinear_matrix(w, fw, x.dtype).T
@@ -208,7 +208,7 @@ def _upsampled(x, size, interpolation, last, transpose=False):
     oh, ow = mh.shape[0], mw.shape[0]
     if last:
         c = x.shape[3]
-        t = np.matmul(mh, x.reshape(n, x.shape[1], -1))           # (n, oh, W*c)
+        t = np.matmul(mh, x.reshape(n, x.shape[1], x.shape[2] * c))  # (n, oh, W*c)
         t = np.matmul(mw, t.reshape(n * oh, x.shape[2], c))       # (n*oh, ow, c)
         return np.ascontiguousarray(t.reshape(n, oh, ow, c))
     t = np.matmul(x, mw.T)                                        # (n, c, H, ow)
