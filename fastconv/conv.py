@@ -38,6 +38,7 @@ def _winograd_pool_tile():
 
 
 _PATHS = {"narrow": "narrow", "wide": "wide", "pixel": "pixel", "shifted": "other",
+          "depthwise": "other",
           "im2col": "other"}
 
 

@@ -6,6 +6,7 @@
 #define FASTCONV_ISA_CONFIG_H
 
 #include "ukernels/common.h"
+#include "ukernels/depthwise.h"
 
 typedef struct {
     int id;            /* 0 portable, 1 avx2, 2 avx512 */
@@ -37,6 +38,8 @@ typedef struct {
     fc_kwg_f kwg_f[FC_WKJ];
     fc_kwg_d kwg_d[FC_WKJ];
     fc_kwo_f wgo_f;  /* the Winograd F(4x4) / F(5x5) output transform of a tile, or NULL */
+    const fc_dwk_f *dw_f;  /* the depthwise kernels (ukernels/depthwise.h) */
+    const fc_dwk_d *dw_d;
 } fc_isa;
 
 #include "ukernels/portable/f32-gemm-4x8-portable.h"
@@ -115,6 +118,8 @@ static const fc_isa fc_isa_portable = {
     .kwg_f = FC_WIDE_KWG(fc_wide_portable_f),
     .kwg_d = FC_WIDE_KWG(fc_wide_portable_d),
     .wgo_f = NULL,
+    .dw_f = &fc_dwk_portable_f,
+    .dw_d = &fc_dwk_portable_d,
 };
 #if FC_X86_DISPATCH
 static const fc_isa fc_isa_avx2 = {
@@ -155,6 +160,8 @@ static const fc_isa fc_isa_avx2 = {
     .kwg_f = FC_WIDE_KWG(fc_wide_avx2_f),
     .kwg_d = FC_WIDE_KWG(fc_wide_avx2_d),
     .wgo_f = NULL,
+    .dw_f = &fc_dwk_avx2_f,
+    .dw_d = &fc_dwk_avx2_d,
 };
 static const fc_isa fc_isa_avx512 = {
     .id = 2,
@@ -194,6 +201,8 @@ static const fc_isa fc_isa_avx512 = {
     .kwg_f = FC_WIDE_KWG(fc_wide_avx512_f),
     .kwg_d = FC_WIDE_KWG(fc_wide_avx512_d),
     .wgo_f = fc_wgo_avx512_f,
+    .dw_f = &fc_dwk_avx512_f,
+    .dw_d = &fc_dwk_avx512_d,
 };
 #endif
 

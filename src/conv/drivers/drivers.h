@@ -34,3 +34,4 @@
 #include "wide.h"
 #include "winograd-transforms.h"
 #include "winograd.h"
+#include "depthwise.h"

@@ -1,0 +1,237 @@
+/* The depthwise micro-kernels (groups == C_in; drivers/depthwise.h), one template
+ * instantiated per ISA and dtype: FC_DW(SUF, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1,
+ * FMA) defines fc_dwf_SUF, fc_dwr_SUF, fc_dwa_SUF, fc_dwd_SUF and fc_dwg_SUF, and the
+ * table fc_dwk_SUF of the five.  VEC is the ISA's vector of VL elements of T (the
+ * portable build: T itself, VL 1); FMA(a, b, c) = a * b + c.  Channel and row tails
+ * past the last whole vector run as scalars, in an order fixed by the shapes.
+ *
+ *   fwd (channels_last, vectorised over channels), for p < np, c < C:
+ *       y[p * ys + c] = bias[c] (or 0) + sum_t x[p * xs + xo[t] + c] * w[wo[t] + c]
+ *   rows (channels_first, vectorised over the output row), o < len:
+ *       y[o] = b + sum_t wt[t] * x[xo[t] + o]
+ *   axpy: y[o] += a * x[o], o < len
+ *   dot: sum_r sum_o a[r * lda + o] * b[r * ldb + o], r < nr, o < len
+ *   gw (channels_last weight gradient), c < C:
+ *       part[wo[t] + c] += sum_p gy[p * gs + c] * x[p * xs + xo[t] + c]          */
+#ifndef FASTCONV_UK_DEPTHWISE
+#define FASTCONV_UK_DEPTHWISE
+
+#include "common.h"
+
+#define FC_DWK_TYPES(T, S)                                                               \
+    typedef struct {                                                                     \
+        void (*fwd)(ptrdiff_t nt, const ptrdiff_t *xo, const ptrdiff_t *wo, const T *x, \
+                    ptrdiff_t xs, const T *w, const T *bias, T *y, ptrdiff_t ys,        \
+                    ptrdiff_t np, ptrdiff_t C);                                          \
+        void (*rows)(ptrdiff_t nt, const ptrdiff_t *xo, const T *wt, const T *x, T *y,  \
+                     ptrdiff_t len, T b);                                                \
+        void (*axpy)(ptrdiff_t len, T a, const T *x, T *y);                              \
+        T (*dot)(ptrdiff_t nr, ptrdiff_t len, const T *a, ptrdiff_t lda, const T *b,     \
+                 ptrdiff_t ldb);                                                         \
+        void (*gw)(ptrdiff_t nt, const ptrdiff_t *xo, const ptrdiff_t *wo, const T *x,  \
+                   ptrdiff_t xs, const T *gy, ptrdiff_t gs, ptrdiff_t np, ptrdiff_t C,  \
+                   T *part);                                                             \
+    } fc_dwk_##S;
+
+FC_DWK_TYPES(float, f)
+FC_DWK_TYPES(double, d)
+
+#define FC_DW(SUF, S, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA)                    \
+    ATTR static void fc_dwf_##SUF(ptrdiff_t nt, const ptrdiff_t *xo, const ptrdiff_t *wo,\
+                                  const T *x, ptrdiff_t xs, const T *w, const T *bias,  \
+                                  T *y, ptrdiff_t ys, ptrdiff_t np, ptrdiff_t C)        \
+    {                                                                                    \
+        ptrdiff_t p = 0, c, t;                                                           \
+        for (; p + 4 <= np; p += 4) {                                                    \
+            const T *xp = x + p * xs;                                                    \
+            T *yp = y + p * ys;                                                          \
+            for (c = 0; c + 2 * VL <= C; c += 2 * VL) {                                  \
+                VEC a00, a01, a10, a11, a20, a21, a30, a31, w0, w1;                      \
+                a00 = bias ? LOAD(bias + c) : ZERO;                                      \
+                a01 = bias ? LOAD(bias + c + VL) : ZERO;                                 \
+                a10 = a00; a11 = a01; a20 = a00; a21 = a01; a30 = a00; a31 = a01;        \
+                for (t = 0; t < nt; t++) {                                               \
+                    const T *s = xp + xo[t] + c;                                         \
+                    w0 = LOAD(w + wo[t] + c);                                            \
+                    w1 = LOAD(w + wo[t] + c + VL);                                       \
+                    a00 = FMA(LOAD(s), w0, a00);                                         \
+                    a01 = FMA(LOAD(s + VL), w1, a01);                                    \
+                    a10 = FMA(LOAD(s + xs), w0, a10);                                    \
+                    a11 = FMA(LOAD(s + xs + VL), w1, a11);                               \
+                    a20 = FMA(LOAD(s + 2 * xs), w0, a20);                                \
+                    a21 = FMA(LOAD(s + 2 * xs + VL), w1, a21);                           \
+                    a30 = FMA(LOAD(s + 3 * xs), w0, a30);                                \
+                    a31 = FMA(LOAD(s + 3 * xs + VL), w1, a31);                           \
+                }                                                                        \
+                STORE(yp + c, a00); STORE(yp + c + VL, a01);                             \
+                STORE(yp + ys + c, a10); STORE(yp + ys + c + VL, a11);                   \
+                STORE(yp + 2 * ys + c, a20); STORE(yp + 2 * ys + c + VL, a21);           \
+                STORE(yp + 3 * ys + c, a30); STORE(yp + 3 * ys + c + VL, a31);           \
+            }                                                                            \
+            if (c < C) /* the channels past the last pair of vectors, pixel by pixel */  \
+                fc_dwf1_##SUF(nt, xo, wo, xp, xs, w, bias, yp, ys, 4, C, c);             \
+        }                                                                                \
+        if (p < np)                                                                      \
+            fc_dwf1_##SUF(nt, xo, wo, x + p * xs, xs, w, bias, y + p * ys, ys, np - p, C,\
+                          0);                                                            \
+    }                                                                                    \
+                                                                                         \
+    ATTR static void fc_dwr_##SUF(ptrdiff_t nt, const ptrdiff_t *xo, const T *wt,       \
+                                  const T *x, T *y, ptrdiff_t len, T b)                 \
+    {                                                                                    \
+        ptrdiff_t o = 0, t;                                                              \
+        for (; o + 4 * VL <= len; o += 4 * VL) {                                         \
+            VEC a0 = SET1(b), a1 = a0, a2 = a0, a3 = a0, wv;                             \
+            for (t = 0; t < nt; t++) {                                                   \
+                const T *s = x + xo[t] + o;                                              \
+                wv = SET1(wt[t]);                                                        \
+                a0 = FMA(LOAD(s), wv, a0);                                               \
+                a1 = FMA(LOAD(s + VL), wv, a1);                                          \
+                a2 = FMA(LOAD(s + 2 * VL), wv, a2);                                      \
+                a3 = FMA(LOAD(s + 3 * VL), wv, a3);                                      \
+            }                                                                            \
+            STORE(y + o, a0); STORE(y + o + VL, a1);                                     \
+            STORE(y + o + 2 * VL, a2); STORE(y + o + 3 * VL, a3);                        \
+        }                                                                                \
+        for (; o + VL <= len; o += VL) {                                                 \
+            VEC a0 = SET1(b);                                                            \
+            for (t = 0; t < nt; t++)                                                     \
+                a0 = FMA(LOAD(x + xo[t] + o), SET1(wt[t]), a0);                          \
+            STORE(y + o, a0);                                                            \
+        }                                                                                \
+        for (; o < len; o++) {                                                           \
+            T a = b;                                                                     \
+            for (t = 0; t < nt; t++)                                                     \
+                a += x[xo[t] + o] * wt[t];                                               \
+            y[o] = a;                                                                    \
+        }                                                                                \
+    }                                                                                    \
+                                                                                         \
+    ATTR static void fc_dwa_##SUF(ptrdiff_t len, T a, const T *x, T *y)                 \
+    {                                                                                    \
+        ptrdiff_t o = 0;                                                                 \
+        const VEC av = SET1(a);                                                          \
+        for (; o + 2 * VL <= len; o += 2 * VL) {                                         \
+            STORE(y + o, FMA(LOAD(x + o), av, LOAD(y + o)));                             \
+            STORE(y + o + VL, FMA(LOAD(x + o + VL), av, LOAD(y + o + VL)));              \
+        }                                                                                \
+        for (; o + VL <= len; o += VL)                                                   \
+            STORE(y + o, FMA(LOAD(x + o), av, LOAD(y + o)));                             \
+        for (; o < len; o++)                                                             \
+            y[o] += x[o] * a;                                                            \
+    }                                                                                    \
+                                                                                         \
+    ATTR static T fc_dwd_##SUF(ptrdiff_t nr, ptrdiff_t len, const T *a, ptrdiff_t lda,  \
+                               const T *b, ptrdiff_t ldb)                               \
+    {                                                                                    \
+        VEC s0 = ZERO, s1 = ZERO;                                                        \
+        T lanes[2 * VL], tail = 0, total = 0;                                            \
+        ptrdiff_t r, o, i;                                                               \
+        for (r = 0; r < nr; r++) {                                                       \
+            const T *ar = a + r * lda, *br = b + r * ldb;                                \
+            for (o = 0; o + 2 * VL <= len; o += 2 * VL) {                                \
+                s0 = FMA(LOAD(ar + o), LOAD(br + o), s0);                                \
+                s1 = FMA(LOAD(ar + o + VL), LOAD(br + o + VL), s1);                      \
+            }                                                                            \
+            for (; o < len; o++)                                                         \
+                tail += ar[o] * br[o];                                                   \
+        }                                                                                \
+        STORE(lanes, s0);                                                                \
+        STORE(lanes + VL, s1);                                                           \
+        for (i = 0; i < 2 * VL; i++)                                                     \
+            total += lanes[i];                                                           \
+        return total + tail;                                                             \
+    }                                                                                    \
+                                                                                         \
+    ATTR static void fc_dwg_##SUF(ptrdiff_t nt, const ptrdiff_t *xo, const ptrdiff_t *wo,\
+                                  const T *x, ptrdiff_t xs, const T *gy, ptrdiff_t gs,  \
+                                  ptrdiff_t np, ptrdiff_t C, T *part)                   \
+    {                                                                                    \
+        ptrdiff_t c = 0, t, p;                                                           \
+        for (; c + 4 * VL <= C; c += 4 * VL)                                             \
+            for (t = 0; t < nt; t++) {                                                   \
+                VEC a0 = ZERO, a1 = ZERO, a2 = ZERO, a3 = ZERO;                          \
+                const T *s = x + xo[t] + c, *g = gy + c;                                 \
+                T *dst = part + wo[t] + c;                                               \
+                for (p = 0; p < np; p++, s += xs, g += gs) {                             \
+                    a0 = FMA(LOAD(g), LOAD(s), a0);                                      \
+                    a1 = FMA(LOAD(g + VL), LOAD(s + VL), a1);                            \
+                    a2 = FMA(LOAD(g + 2 * VL), LOAD(s + 2 * VL), a2);                    \
+                    a3 = FMA(LOAD(g + 3 * VL), LOAD(s + 3 * VL), a3);                    \
+                }                                                                        \
+                STORE(dst, FMA(a0, SET1((T)1), LOAD(dst)));                              \
+                STORE(dst + VL, FMA(a1, SET1((T)1), LOAD(dst + VL)));                    \
+                STORE(dst + 2 * VL, FMA(a2, SET1((T)1), LOAD(dst + 2 * VL)));            \
+                STORE(dst + 3 * VL, FMA(a3, SET1((T)1), LOAD(dst + 3 * VL)));            \
+            }                                                                            \
+        for (; c + VL <= C; c += VL)                                                     \
+            for (t = 0; t < nt; t++) {                                                   \
+                VEC a0 = ZERO;                                                           \
+                const T *s = x + xo[t] + c, *g = gy + c;                                 \
+                for (p = 0; p < np; p++, s += xs, g += gs)                               \
+                    a0 = FMA(LOAD(g), LOAD(s), a0);                                      \
+                STORE(part + wo[t] + c, FMA(a0, SET1((T)1), LOAD(part + wo[t] + c)));    \
+            }                                                                            \
+        for (; c < C; c++)                                                               \
+            for (t = 0; t < nt; t++) {                                                   \
+                T a0 = 0;                                                                \
+                for (p = 0; p < np; p++)                                                 \
+                    a0 += gy[p * gs + c] * x[p * xs + xo[t] + c];                        \
+                part[wo[t] + c] += a0;                                                   \
+            }                                                                            \
+    }                                                                                    \
+                                                                                         \
+    static const fc_dwk_##S fc_dwk_##SUF = {fc_dwf_##SUF, fc_dwr_##SUF, fc_dwa_##SUF,   \
+                                            fc_dwd_##SUF, fc_dwg_##SUF};
+
+/* fwd's pixels one at a time from channel c0 on: whole vectors, then scalars. */
+#define FC_DW1(SUF, ATTR, T, VEC, VL, ZERO, LOAD, STORE, FMA)                            \
+    ATTR static void fc_dwf1_##SUF(ptrdiff_t nt, const ptrdiff_t *xo,                    \
+                                   const ptrdiff_t *wo, const T *x, ptrdiff_t xs,       \
+                                   const T *w, const T *bias, T *y, ptrdiff_t ys,       \
+                                   ptrdiff_t np, ptrdiff_t C, ptrdiff_t c0)             \
+    {                                                                                    \
+        ptrdiff_t p, c, t;                                                               \
+        for (p = 0; p < np; p++) {                                                       \
+            const T *xp = x + p * xs;                                                    \
+            T *yp = y + p * ys;                                                          \
+            for (c = c0; c + VL <= C; c += VL) {                                         \
+                VEC a0 = bias ? LOAD(bias + c) : ZERO;                                   \
+                for (t = 0; t < nt; t++)                                                 \
+                    a0 = FMA(LOAD(xp + xo[t] + c), LOAD(w + wo[t] + c), a0);             \
+                STORE(yp + c, a0);                                                       \
+            }                                                                            \
+            for (; c < C; c++) {                                                         \
+                T a0 = bias ? bias[c] : (T)0;                                            \
+                for (t = 0; t < nt; t++)                                                 \
+                    a0 += xp[xo[t] + c] * w[wo[t] + c];                                  \
+                yp[c] = a0;                                                              \
+            }                                                                            \
+        }                                                                                \
+    }
+
+#define FC_DW_ALL(SUF, S, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA)               \
+    FC_DW1(SUF, ATTR, T, VEC, VL, ZERO, LOAD, STORE, FMA)                                \
+    FC_DW(SUF, S, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA)
+
+#define FC_DW_SCALAR_STORE(p, v) (*(p) = (v))
+#define FC_DW_SCALAR_LOAD(p) (*(p))
+#define FC_DW_SCALAR_SET1(x) (x)
+#define FC_DW_SCALAR_FMA(a, b, c) ((c) + (a) * (b))
+
+FC_DW_ALL(portable_f, f, , float, float, 1, 0, FC_DW_SCALAR_LOAD, FC_DW_SCALAR_STORE,
+          FC_DW_SCALAR_SET1, FC_DW_SCALAR_FMA)
+FC_DW_ALL(portable_d, d, , double, double, 1, 0, FC_DW_SCALAR_LOAD, FC_DW_SCALAR_STORE,
+          FC_DW_SCALAR_SET1, FC_DW_SCALAR_FMA)
+#if FC_X86_DISPATCH
+FC_DW_ALL(avx2_f, f, FC_TARGET_AVX2, float, __m256, 8, _mm256_setzero_ps(),
+          _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps)
+FC_DW_ALL(avx2_d, d, FC_TARGET_AVX2, double, __m256d, 4, _mm256_setzero_pd(),
+          _mm256_loadu_pd, _mm256_storeu_pd, _mm256_set1_pd, _mm256_fmadd_pd)
+FC_DW_ALL(avx512_f, f, FC_TARGET_AVX512, float, __m512, 16, _mm512_setzero_ps(),
+          _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps)
+FC_DW_ALL(avx512_d, d, FC_TARGET_AVX512, double, __m512d, 8, _mm512_setzero_pd(),
+          _mm512_loadu_pd, _mm512_storeu_pd, _mm512_set1_pd, _mm512_fmadd_pd)
+#endif
+
+#endif
