@@ -131,3 +131,33 @@ def test_model_from_a_keras_functional_config():
     x = np.random.default_rng(3).standard_normal((4, 8, 8, 3)).astype(np.float32)
     np.testing.assert_allclose(f.predict(x, verbose=0), k.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_every_merge_layer_trains_as_keras():
+    """Two inputs through Subtract, Multiply, Maximum, Minimum, Average, Add and
+    Concatenate (axis 1): three Adam steps give Keras's losses and weights."""
+    def net(L, input_fn, model_cls):
+        a, b = input_fn((4, 3)), input_fn((4, 3))
+        da = L.Dense(3, activation="tanh", name="da")(a)
+        db = L.Dense(3, name="db")(b)
+        merged = [L.Subtract(name="sub")([da, db]), L.Multiply(name="mul")([da, db, a]),
+                  L.Maximum(name="max")([da, db]), L.Minimum(name="min")([db, a]),
+                  L.Average(name="avg")([da, b]), L.Add(name="sum")([da, db, b])]
+        h = L.Concatenate(axis=1, name="cat")(merged)
+        out = L.Dense(2, name="out")(L.Flatten(name="flat")(h))
+        return model_cls([a, b], out)
+    k = net(KL, lambda s: keras.Input(s), keras.Model)
+    f = net(fl, lambda s: fastconv.Input(s), fastconv.Model)
+    f.set_weights(k.get_weights())
+    rng = np.random.default_rng(4)
+    x = [rng.standard_normal((9, 4, 3)).astype(np.float32) for _ in range(2)]
+    y = rng.standard_normal((9, 2)).astype(np.float32)
+    np.testing.assert_allclose(f.predict(x, verbose=0), k.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    k.compile(keras.optimizers.Adam(0.01), "mse")
+    f.compile(fastconv.optimizers.Adam(0.01), "mse")
+    kh = k.fit(x, y, batch_size=3, epochs=1, shuffle=False, verbose=0).history
+    fh = f.fit(x, y, batch_size=3, epochs=1, shuffle=False, verbose=0).history
+    np.testing.assert_allclose(fh["loss"], kh["loss"], rtol=1e-5)
+    for a, b in zip(f.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
