@@ -13,7 +13,7 @@ inputs are the negative sources -1, -2, ..., model outputs the negative consumer
 import collections
 
 __all__ = ["KerasTensor", "SymNode", "is_symbolic", "call_symbolic", "map_graph",
-           "runner_nodes", "tensor_label"]
+           "runner_nodes", "tensor_label", "inline"]
 
 
 class KerasTensor:
@@ -107,6 +107,43 @@ def call_symbolic(layer, x):
                                        for t in tensors) else None
     return SymNode(layer, tensors, as_list, (batch,) + tuple(out_shape[1:]),
                    layer.dtype).output
+
+
+def inline(model, x):
+    """A model called on KerasTensors x: each of its calls repeated, in order, on the
+    tensors x leads to (a Sequential: its layers in a chain), so that its layers
+    become calls of the graph x belongs to, with their weights shared.  Returns the
+    list of output tensors.  (Keras keeps a nested model as one layer; here its
+    layers are listed, and ordered, among the calling model's.)"""
+    tensors = list(x) if isinstance(x, (list, tuple)) else [x]
+    if not all(isinstance(t, KerasTensor) for t in tensors):
+        raise TypeError(f"model {model.name!r} was called on symbolic tensors mixed "
+                        f"with other values: {x!r:.120}")
+    calls = getattr(model, "_calls", None)
+    if calls is None:  # a Sequential: its layers in a chain
+        if len(tensors) != 1:
+            raise ValueError(f"model {model.name!r} takes one input, got "
+                             f"{len(tensors)} tensors")
+        h = tensors[0]
+        for layer in model._layers:
+            h = layer(h)
+        return [h]
+    if len(tensors) != len(model._inputs):
+        raise ValueError(f"model {model.name!r} takes {len(model._inputs)} inputs, got "
+                         f"{len(tensors)} tensors "
+                         f"({', '.join(tensor_label(t) for t in tensors)})")
+    mapped = {}
+    for t, new in zip(model._inputs, tensors):
+        if len(t.shape) != len(new.shape) or any(
+                a is not None and b is not None and a != b
+                for a, b in zip(t.shape[1:], new.shape[1:])):
+            raise ValueError(f"input {t.name!r} of model {model.name!r} expects shape "
+                             f"{t.shape}, got {tensor_label(new)}")
+        mapped[t.node] = new
+    for node in calls:
+        args = [mapped[t.node] for t in node.inputs]
+        mapped[node] = node.layer(args if node.as_list else args[0])
+    return [mapped[t.node] for t in model._outputs]
 
 
 def _input_positions(inputs):

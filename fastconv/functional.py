@@ -373,11 +373,11 @@ class Model:
         return _passes.inference_penalty(self, activity, pred, fused)
 
     def __call__(self, x, training=False):
-        """Forward pass of a batch (checked); arrays as the model's outputs are."""
+        """Forward pass of a batch (checked); arrays as the model's outputs are.  On
+        symbolic tensors, the model's calls are repeated on them (its layers join
+        the calling graph, their weights shared: fastconv/_graph.py, inline)."""
         if _graph.is_symbolic(x):
-            raise TypeError(f"model {self.name!r} was called on symbolic tensors: "
-                            "fastconv models are not layers of other models (build "
-                            "one Model from the layers instead)")
+            return self._structure(_graph.inline(self, x))
         x = self._prepare_x(x)
         self._check_x(x)
         return self._structure(_passes.call(self, self._cast(x), bool(training)))

@@ -582,3 +582,23 @@ def test_layer_and_model_input_output_and_get_layer():
     shared(t), shared(t)
     with pytest.raises(ValueError, match="2 calls"):
         shared.output
+
+
+def test_a_model_called_on_tensors_shares_its_layers():
+    fastconv.set_seed(11)
+    backbone = Sequential([L.Input((6, 6, 2)), L.Conv2D(3, 3, activation="relu"),
+                           L.Flatten()])
+    t = fastconv.Input((48,))
+    head = Model(t, L.Dense(2, activation="softmax")(L.Dense(4)(t)))
+    x = fastconv.Input((6, 6, 2))
+    model = Model(x, head(backbone(x)))
+    assert model.count_params() == backbone.count_params() + head.count_params()
+    xv = np.random.default_rng(0).standard_normal((5, 6, 6, 2)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(xv, verbose=0),
+                               head.predict(backbone.predict(xv, verbose=0),
+                                            verbose=0), rtol=1e-6)
+    model.compile(fastconv.optimizers.SGD(0.5), "sparse_categorical_crossentropy")
+    model.fit(xv, np.array([0, 1, 0, 1, 1]), epochs=1, verbose=0)
+    np.testing.assert_array_equal(backbone.get_weights()[0], model.get_weights()[0])
+    with pytest.raises(ValueError, match="expects shape"):
+        head(fastconv.Input((47,)))
