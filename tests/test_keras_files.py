@@ -76,7 +76,9 @@ def mixed(fmt):
     kw = dict(data_format=fmt)
     ax = -1 if fmt == "channels_last" else 1
     return keras.Sequential([
-        keras.Input(shape), L.Conv2D(4, 3, padding="same", **kw),
+        keras.Input(shape), L.RandomFlip(**kw), L.RandomRotation(0.2, **kw),
+        L.RandomTranslation(0.1, 0.2, **kw), L.RandomZoom(0.1, **kw),
+        L.Conv2D(4, 3, padding="same", **kw),
         L.BatchNormalization(axis=ax), L.Activation("relu"),
         L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="relu", **kw),
         L.SeparableConv2D(5, 3, strides=2, **kw),
@@ -279,7 +281,9 @@ def mixed(data_format):
     last = data_format == "channels_last"
     ax = -1 if last else 1
     return Sequential([
-        L.Input((12, 10, 3) if last else (3, 12, 10)),
+        L.Input((12, 10, 3) if last else (3, 12, 10)), L.RandomFlip(**kw),
+        L.RandomRotation(0.2, **kw), L.RandomTranslation(0.1, 0.2, **kw),
+        L.RandomZoom(0.1, **kw),
         L.Conv2D(4, 3, padding="same", **kw), L.BatchNormalization(axis=ax),
         L.Activation("relu"),
         L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="relu", **kw),
@@ -391,7 +395,7 @@ def small_model(**kw):
     fastconv.set_seed(0)
     model = Sequential([
         L.Input((9, 8, 2)),
-        L.Rescaling(0.5, offset=0.1),
+        L.Rescaling(0.5, offset=0.1), L.RandomCrop(8, 7, seed=2),
         L.Conv2D(4, (3, 2), strides=(2, 1), padding="same", activation="relu",
                  kernel_regularizer="l2", **kw),
         L.MaxPooling2D(2, padding="same"), L.Dropout(0.3, seed=3),
@@ -464,9 +468,9 @@ def test_file_layout_is_keras_3s(tmp_path):
     model.save_weights(tmp_path / "w.weights.h5")
     with h5py.File(tmp_path / "w.weights.h5") as f:
         assert sorted(f["layers"]) == sorted(
-            ["rescaling", "conv2d", "max_pooling2d", "dropout", "conv2d_1",
+            ["rescaling", "random_crop", "conv2d", "max_pooling2d", "dropout", "conv2d_1",
              "activation", "global_average_pooling2d", "dense"])
-        assert f["layers/conv2d_1/vars"].attrs["name"] == model.layers[4].name
+        assert f["layers/conv2d_1/vars"].attrs["name"] == model.layers[5].name
         assert f["layers/conv2d_1/vars/0"].shape == (1, 1, 4, 3)
         assert len(f["layers/conv2d_1/vars"]) == 1
 
@@ -558,7 +562,7 @@ def test_code_and_unknown_layers_are_refused(tmp_path, entry, match):
 ])
 def test_unsupported_options_name_the_option_and_layer(tmp_path, key, value, match):
     config, weights = saved(tmp_path)
-    conv = config["config"]["layers"][2]
+    conv = config["config"]["layers"][3]
     assert conv["class_name"] == "Conv2D"
     conv["config"][key] = value
     err = refused(tmp_path, "opt.keras", keras_zip(config, weights), match)
@@ -568,7 +572,7 @@ def test_unsupported_options_name_the_option_and_layer(tmp_path, key, value, mat
 def test_unknown_initializer_falls_back_and_keeps_predictions(tmp_path):
     model = small_model()
     config, weights = saved(tmp_path, model)
-    config["config"]["layers"][2]["config"]["kernel_initializer"] = {
+    config["config"]["layers"][3]["config"]["kernel_initializer"] = {
         "module": "keras.initializers", "class_name": "Orthogonal",
         "config": {"gain": 1.0, "seed": None}, "registered_name": None}
     (tmp_path / "init.keras").write_bytes(keras_zip(config, weights))

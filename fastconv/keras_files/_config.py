@@ -50,6 +50,7 @@ _DENSE_KEYS = ("units", "activation", "use_bias", "kernel_initializer",
                "bias_initializer", "kernel_regularizer", "bias_regularizer",
                "activity_regularizer", "kernel_constraint", "bias_constraint")
 _POOL_KEYS = ("pool_size", "strides", "padding", "data_format")
+_TRANSFORM_KEYS = ("fill_mode", "interpolation", "seed", "fill_value", "data_format")
 
 #: Keras class name -> Spec; only these classes are read or written.
 TABLE = {
@@ -93,6 +94,12 @@ TABLE = {
     "ELU": Spec(("alpha",)),
     "Add": Spec(), "Subtract": Spec(), "Multiply": Spec(), "Average": Spec(),
     "Maximum": Spec(), "Minimum": Spec(), "Concatenate": Spec(("axis",)),
+    # augmentation: identity in inference (RandomCrop: a central crop), as Keras
+    "RandomFlip": Spec(("mode", "seed", "data_format")),
+    "RandomTranslation": Spec(_TRANSFORM_KEYS + ("height_factor", "width_factor")),
+    "RandomZoom": Spec(_TRANSFORM_KEYS + ("height_factor", "width_factor")),
+    "RandomRotation": Spec(_TRANSFORM_KEYS + ("factor",)),
+    "RandomCrop": Spec(("height", "width", "seed", "data_format")),
 }
 
 #: Keras's aliases of the same classes
