@@ -236,7 +236,12 @@ def broadcast():
     iterations, slots = model.optimizer.get_state()
     check(same_on_all_ranks(model.get_weights() + slots), "broadcast left ranks apart")
     check(dist.comm().allreduce(iterations) == iterations * dist.size(), "iterations")
-    return f"{n} arrays"
+    # metric averaging: the mean over the ranks (0, 1, ... -> (size - 1) / 2)
+    logs = {"loss": float(dist.rank()), "accuracy": 0.25 * dist.rank(), "name": "x"}
+    dist.MetricAverageCallback().on_epoch_end(0, logs)
+    half = (dist.size() - 1) / 2
+    check(logs == {"loss": half, "accuracy": 0.25 * half, "name": "x"}, str(logs))
+    return f"{n} arrays; averaged logs {logs}"
 
 
 def fit(bucket_bytes=dist.DEFAULT_BUCKET_BYTES, overlap=True):
