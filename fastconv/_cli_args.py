@@ -3,18 +3,26 @@ types and the parser (fastconv/cli.py runs the commands)."""
 import argparse
 import math
 
-__all__ = ["TRAIN_DEFAULTS", "AUGMENTATIONS", "TUNE_DEFAULTS", "TUNE_SPACE",
+__all__ = ["TRAIN_DEFAULTS", "TRAIN_DATA", "AUGMENTATIONS", "TUNE_DEFAULTS", "TUNE_SPACE",
            "UsageError", "build_parser"]
 
 #: Default recipe per network: chosen so that ``fastconv train lenet5`` on the bundled
 #: subset finishes well within 2 minutes on 2 cores above 80 % test accuracy, and the
 #: CIFAR-10 network passes the Keras example's 71.6 % after 5 epochs (docs/results.md).
+#: ResNet-20 takes the standard CIFAR recipe (He et al. 2016, with a cosine schedule
+#: in place of the step one): pad-4 crop and flip, SGD with momentum 0.9, decoupled
+#: weight decay 5e-3 (w -= lr * 5e-3 * w each step: with momentum 0.9 about the decay
+#: of PyTorch's coupled weight_decay=5e-4), batch 128, learning rate 0.1.
 TRAIN_DEFAULTS = {
     "lenet5": {"epochs": 5, "batch_size": 64, "optimizer": "adam", "lr": 2e-3,
-               "augment": "", "schedule": "cosine"},
+               "augment": "", "schedule": "cosine", "weight_decay": 0.0},
     "cifar10": {"epochs": 5, "batch_size": 32, "optimizer": "adam", "lr": 1e-3,
-                "augment": "flip", "schedule": "cosine"},
+                "augment": "flip", "schedule": "cosine", "weight_decay": 0.0},
+    "resnet20": {"epochs": 40, "batch_size": 128, "optimizer": "sgd", "lr": 0.1,
+                 "augment": "shift,flip", "schedule": "cosine", "weight_decay": 5e-3},
 }
+#: The data each network trains on ("gray": Fashion-MNIST/MNIST IDX, "cifar": CIFAR-10).
+TRAIN_DATA = {"lenet5": "gray", "cifar10": "cifar", "resnet20": "cifar"}
 AUGMENTATIONS = ("flip", "shift", "mixup")
 
 #: ``fastconv tune lenet5``: its defaults and search space (the default recipe above is
@@ -69,6 +77,16 @@ def _positive_float(text):
     return value
 
 
+def _nonneg_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    if not value >= 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def _fraction(text):
     try:
         value = float(text)
@@ -118,12 +136,13 @@ def build_parser():
     sub.required = True
 
     from .datasets import CIFAR10_URL
-    t = sub.add_parser("train", help="train LeNet-5 or the CIFAR-10 network",
+    t = sub.add_parser("train", help="train LeNet-5, the CIFAR-10 network or ResNet-20",
                        description="Train a network and report per-epoch progress, the "
                        "final test accuracy, total time and samples/s. Options left out "
                        "take the network's default recipe, shown after each option.")
     t.add_argument("model", choices=list(TRAIN_DEFAULTS),
-                   help="lenet5 (Fashion-MNIST, padded to 32x32) or cifar10 (CIFAR-10)")
+                   help="lenet5 (Fashion-MNIST, padded to 32x32), cifar10 (the Keras "
+                   "example's CNN on CIFAR-10) or resnet20 (ResNet-20 on CIFAR-10)")
     t.add_argument("--data", metavar="PATH",
                    help="lenet5: a folder with the four Fashion-MNIST/MNIST IDX files, or "
                    "'auto' to search FASTCONV_DATA, ~/.fastconv/datasets and the Debian "
@@ -150,6 +169,10 @@ def build_parser():
                    f"{_per_network('schedule')})")
     t.add_argument("--momentum", type=float, default=0.9,
                    help="momentum for --optimizer sgd, Nesterov off (default: 0.9)")
+    t.add_argument("--weight-decay", type=_nonneg_float, metavar="WD",
+                   help="decoupled weight decay, w -= lr * WD * w at each step (Keras's "
+                   f"optimizer weight_decay) (default: "
+                   f"{_per_network('weight_decay', '{:g}')})")
     t.add_argument("--augment", type=_augment_list, metavar="LIST",
                    help="comma-separated: flip (random left-right), shift (pad 4 and "
                    "crop), mixup (alpha 0.2), or none (default: "

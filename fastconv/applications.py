@@ -1,6 +1,7 @@
-"""The two networks of fastconv: LeNet-5 and the classic Keras CIFAR-10 CNN.
+"""fastconv's networks: LeNet-5 and the classic Keras CIFAR-10 CNN (below), ResNet for
+CIFAR-10 and MobileNetV2 (functional models, fastconv/_modern_nets.py).
 
-Both return Sequential models built for their input shape and compiled (the optimizer
+LeNet-5 and the CIFAR-10 CNN return Sequential models built for their input shape and compiled (the optimizer
 and loss can be replaced by calling ``compile`` again).  They use channels_last inputs,
 as Keras does: ``(batch, 32, 32, 1)`` for LeNet-5 and ``(batch, 32, 32, 3)`` for
 CIFAR-10.
@@ -11,7 +12,9 @@ from .layers.base import check_shape
 from .models import Sequential
 from .optimizers import RMSprop
 
-__all__ = ["lenet5", "cifar10_cnn"]
+from ._modern_nets import mobilenet_v2, resnet, resnet20
+
+__all__ = ["lenet5", "cifar10_cnn", "resnet", "resnet20", "mobilenet_v2"]
 
 
 def _input_shape(input_shape):

@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from ._cli_args import TRAIN_DEFAULTS, build_parser
+from ._cli_args import TRAIN_DATA, TRAIN_DEFAULTS, build_parser
 from ._cli_args import UsageError as _UsageError
 from ._cli_io import (CommandError, check_output_target, check_plot_option,
                       dataset_class_names, format_confusion_matrix, load_cifar, load_gray,
@@ -78,13 +78,14 @@ def _thread_limits(n):
         fastconv.set_num_threads(previous)
 
 
-def _make_optimizer(name, lr, momentum):
+def _make_optimizer(name, lr, momentum, weight_decay=0.0):
     from . import optimizers
+    wd = {"weight_decay": weight_decay} if weight_decay else {}
     if name == "adam":
-        return optimizers.Adam(learning_rate=lr)
+        return optimizers.Adam(learning_rate=lr, **wd)
     if name == "rmsprop":
-        return optimizers.RMSprop(learning_rate=lr)
-    return optimizers.SGD(learning_rate=lr, momentum=momentum)
+        return optimizers.RMSprop(learning_rate=lr, **wd)
+    return optimizers.SGD(learning_rate=lr, momentum=momentum, **wd)
 
 
 def _augment(x, y, kinds, rng):
@@ -211,14 +212,16 @@ def cmd_train(args):
     from . import datasets
 
     cfg = dict(TRAIN_DEFAULTS[args.model])
-    for key in ("epochs", "batch_size", "optimizer", "lr", "augment", "schedule"):
+    for key in ("epochs", "batch_size", "optimizer", "lr", "augment", "schedule",
+                "weight_decay"):
         value = getattr(args, key)
         if value is not None:
             cfg[key] = value
     kinds = set(filter(None, cfg["augment"].split(",")))
     emit = _out(args.quiet)
     check_plot_option(args)
-    _check_download_option(args, args.model)
+    _check_download_option(args, "cifar10" if TRAIN_DATA[args.model] == "cifar"
+                           else args.model)
     if args.save is not None:
         check_output_target("--save", args.save, refuse_foreign=True)
     dist = None
@@ -227,7 +230,7 @@ def cmd_train(args):
         dist.scale_recipe(cfg, args, emit)
 
     t_start = time.perf_counter()
-    if args.model == "lenet5":
+    if TRAIN_DATA[args.model] == "gray":
         ((x_tr, y_tr), (x_te, y_te)), source = load_gray(args.data)
         require_samples(len(x_tr), "training", source)
         require_samples(len(x_te), "test", source)
@@ -251,18 +254,21 @@ def cmd_train(args):
     t_data = time.perf_counter() - t_start
 
     from . import applications
-    build = applications.lenet5 if args.model == "lenet5" else applications.cifar10_cnn
+    build = {"lenet5": applications.lenet5, "cifar10": applications.cifar10_cnn,
+             "resnet20": applications.resnet20}[args.model]
     fastconv.set_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     model = build(input_shape=x_tr.shape[1:], num_classes=num_classes)
-    optimizer = _make_optimizer(cfg["optimizer"], cfg["lr"], args.momentum)
+    optimizer = _make_optimizer(cfg["optimizer"], cfg["lr"], args.momentum,
+                                cfg["weight_decay"])
     model.compile(optimizer=dist.wrap_optimizer(optimizer) if dist else optimizer,
                   loss="categorical_crossentropy", metrics=["accuracy"])
     emit(f"fastconv {fastconv.__version__}: training {args.model} on {source}: "
          f"{len(x_tr)} training, {len(x_val)} {val_name} images "
          f"(loaded in {t_data:.1f} s)")
+    decay = f"weight decay {cfg['weight_decay']:g}, " if cfg["weight_decay"] else ""
     emit(f"recipe: {cfg['epochs']} epochs, batch {cfg['batch_size']}, {cfg['optimizer']} "
-         f"lr {cfg['lr']:g} ({cfg['schedule']}), "
+         f"lr {cfg['lr']:g} ({cfg['schedule']}), {decay}"
          f"augmentation {', '.join(sorted(kinds)) or 'none'}, "
          f"seed {args.seed}, threads {fastconv.get_num_threads()}")
 
