@@ -66,7 +66,8 @@ def resnet(depth, input_shape=(32, 32, 3), num_classes=10, data_format=None,
     16, 32 and 64 filters (the first block of stages 2 and 3 has stride 2 and a 1x1
     projection shortcut with BatchNormalization), global average pooling and a softmax
     Dense layer.  Convolutions have no bias (BatchNormalization follows each) and He
-    normal initialization.  ``depth=20``: 272,474 weights (270,410 trainable).
+    normal initialization.  ``depth=20``: 274,042 weights, 272,474 of them trainable
+    (the rest are the moving statistics of BatchNormalization).
 
     Compiled (unless ``compile=False``) with SGD (momentum 0.9, learning rate 0.1),
     categorical cross-entropy (one-hot labels) and accuracy; ``fastconv train resnet20``

