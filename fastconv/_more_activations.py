@@ -482,15 +482,18 @@ def general_relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
 
 def general_relu_input_backward(grad_y, x, negative_slope=0.0, max_value=None,
                                 threshold=0.0):
-    """Gradient of :func:`general_relu` from its input x: 1 on threshold < x <
-    max_value, negative_slope below the threshold, 0 elsewhere (TensorFlow's choice at
-    the kinks: the leaky branch at x == 0 when there is no max_value or threshold)."""
+    """Gradient of :func:`general_relu` from its input x: 1 on threshold < x <=
+    max_value, negative_slope below the threshold, 0 elsewhere, with Keras/
+    TensorFlow's choices at the kinks (the leaky branch at x == 0 when there is no
+    max_value or threshold; 0 at x == 6 for ReLU6)."""
     slope, top, thr = _relu_args(negative_slope, max_value, threshold)
     gy, x = _grad_pair(grad_y, x, "x")
     t = x.dtype.type
     d = (x > t(thr)).astype(x.dtype)
     if top is not None:
-        d *= x < t(top)
+        # Keras clips with clip_by_value (the gradient passes at max_value), except
+        # ReLU6 without a threshold, which runs TensorFlow's relu6 (it does not)
+        d *= (x < t(top)) if (top == 6.0 and thr == 0) else (x <= t(top))
     if slope:
         below = (x <= t(thr)) if (top is None and thr == 0) else (x < t(thr))
         d += below * t(slope)

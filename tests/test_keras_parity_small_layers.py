@@ -157,3 +157,29 @@ def test_global_max_pooling_ties_share_the_gradient_as_tensorflow(data_format):
         x.transpose(0, 3, 1, 2))
     check(KL.GlobalMaxPooling2D(data_format=data_format),
           fl.GlobalMaxPooling2D(data_format=data_format), x, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(max_value=5.0), dict(max_value=6.0),
+                                    dict(max_value=6.0, negative_slope=0.1),
+                                    dict(max_value=5.0, negative_slope=0.1),
+                                    dict(threshold=1.0), dict(negative_slope=0.1),
+                                    dict(threshold=1.0, negative_slope=0.1),
+                                    dict(threshold=1.0, max_value=5.0),
+                                    dict(threshold=2.0, max_value=1.0)])
+def test_relu_gradient_at_the_kinks_is_tensorflows(kwargs):
+    x = np.array([-1, 0, 0.5, 1, 2, 5, 6, 7], np.float32)
+    ours = fl.ReLU(**kwargs)
+    y = ours(x)
+    ky, kg = keras_value_and_grad(KL.ReLU(**kwargs), x, np.ones_like(x))
+    np.testing.assert_array_equal(y, ky)
+    np.testing.assert_array_equal(ours.backward(np.ones_like(y)), kg)
+
+
+@pytest.mark.parametrize("name", ["relu6", "hard_sigmoid", "hard_silu", "leaky_relu",
+                                  "elu", "selu"])
+def test_activation_gradients_at_the_kinks_are_tensorflows(name):
+    x = np.array([-3, 0, 3, 6], np.float32)
+    fwd, bwd = act.get(name)
+    _, kg = keras_value_and_grad(keras.activations.get(name), x, np.ones_like(x))
+    # elu/selu's y + alpha cancels in float32 (TensorFlow's activations + 1 too)
+    np.testing.assert_allclose(bwd(np.ones_like(x), fwd(x)), kg, rtol=3e-6)
