@@ -755,3 +755,56 @@ def test_keras_mobilenet_v2_through_fastconv_back_to_keras(keras_all, tmp_path):
     for suffix in (".keras", ".h5"):
         close(np.load(tmp_path / f"mnv2{suffix}.keras_y.npy"),
               np.load(keras_all / f"{net}.y.npy"))
+
+
+# --------------------------------------------------------------------------- Keras 2
+def keras2(value):
+    """A Keras 3 config as Keras 2 / tf.keras wrote it: no module or registered
+    names, dtype strings, batch_input_shape, BatchNormalization's axis as a list."""
+    if isinstance(value, list):
+        return [keras2(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if value.get("class_name") == "DTypePolicy":
+        return value["config"]["name"]
+    out = {k: keras2(v) for k, v in value.items()
+           if k not in ("module", "registered_name", "build_config", "optional")}
+    if "batch_shape" in out:
+        out["batch_input_shape"] = out.pop("batch_shape")
+    if out.get("class_name") == "BatchNormalization":
+        out["config"]["axis"] = [out["config"]["axis"] % 4]
+    return out
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_keras2_h5_model_file(tmp_path, data_format):
+    """The layout of tf.keras 2's model.save("x.h5"): weight names "layer/kernel:0"."""
+    model = randomize(mixed(data_format), 8)
+    model.save(tmp_path / "m.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as z:
+        config = json.loads(z.read("config.json"))
+    with h5py.File(tmp_path / "k2.h5", "w") as f:
+        f.attrs["keras_version"] = "2.15.0"
+        f.attrs["backend"] = "tensorflow"
+        f.attrs["model_config"] = json.dumps(
+            {"class_name": "Sequential", "config": keras2(config["config"])})
+        g = f.create_group("model_weights")
+        g.attrs["layer_names"] = [la.name.encode() for la in model.layers]
+        for layer in model.layers:
+            lg = g.create_group(layer.name)
+            names = [f"{layer.name}/{w}:0" for w in layer._weight_names]
+            lg.attrs["weight_names"] = [n.encode() for n in names]
+            for n, w in zip(names, layer.get_weights()):
+                lg.create_dataset(n, data=w)
+    back = models.load_model(tmp_path / "k2.h5")
+    x = np.random.default_rng(2).random((2,) + model.input_shape[1:], dtype=np.float32)
+    np.testing.assert_array_equal(back.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_nested_model_is_refused_clearly(tmp_path):
+    config, weights = saved(tmp_path)
+    config["config"]["layers"].insert(2, {"module": "keras", "class_name": "Sequential",
+                                          "config": {"name": "inner", "layers": []},
+                                          "registered_name": None})
+    refused(tmp_path, "nested.keras", keras_zip(config, weights),
+            "'inner'.*nested as a layer")

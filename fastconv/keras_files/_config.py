@@ -209,6 +209,10 @@ def layer_class(path, entry):
     name = entry["class_name"]
     cfg = entry.get("config")
     label = cfg.get("name", name) if isinstance(cfg, dict) else name
+    if name in ("Sequential", "Functional", "Model"):
+        raise ModelFileError(f"{_where(path, label)}: a model nested as a layer is not "
+                             f"supported; save the inner model's layers in the outer "
+                             f"model")
     if name in _CODE_CLASSES:
         raise ModelFileError(f"{_where(path, label)}: {name} layers hold code; "
                              f"fastconv never runs code from a file (use layers it "
@@ -241,6 +245,9 @@ def layer_from_keras(path, entry):
         if key in ("name", "dtype", "trainable"):
             continue
         key = spec.renames.get(key, key)
+        if key == "axis" and name == "BatchNormalization" and isinstance(value, list) \
+                and len(value) == 1:
+            value = value[0]  # Keras 2 writes [3]
         if key in spec.keys:
             value = _from_keras_value(path, label, key, value)
             if value is not _DEFAULT:
