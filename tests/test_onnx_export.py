@@ -87,8 +87,8 @@ def _randomize_batch_norms(model, seed):
     r = _rng(seed)
     for layer in model.layers:
         if type(layer).__name__ == "BatchNormalization":
-            layer.set_weights([r.uniform(0.5, 1.5, w.shape) if n in (
-                "gamma", "moving_variance") else r.normal(0, 0.2, w.shape)
+            layer.set_weights([r.uniform(0.8, 1.2, w.shape) if n in (
+                "gamma", "moving_variance") else r.normal(0, 0.1, w.shape)
                 for n, w in zip(layer._weight_names, layer.weights)])
     return model
 
@@ -104,6 +104,9 @@ def test_modern_networks_match_onnx_runtime(name, data_format, tmp_path):
     kwargs = dict(alpha=0.35, classes=10) if name == "mobilenet_v2" else {}
     model = _randomize_batch_norms(build(input_shape=shape, data_format=data_format,
                                          compile=False, **kwargs), 50)
+    # Compared as logits: a softmax near saturation turns the networks' float32
+    # rounding (Winograd's included) into relative errors of its small outputs.
+    model.layers[-1]._set_activation("linear")
     x = _rng(50).standard_normal((2,) + shape).astype(np.float32)
     assert_exports(model, x, tmp_path)
 
