@@ -363,7 +363,11 @@ MADE = {"fc_lenet5": applications.lenet5, "fc_cifar10": applications.cifar10_cnn
         "fc_small_cl": lambda: small_layers("channels_last"),
         "fc_small_cf": lambda: small_layers("channels_first"),
         "fc_resnet20_cl": lambda: resnet20("channels_last"),
-        "fc_resnet20_cf": lambda: resnet20("channels_first")}
+        "fc_resnet20_cf": lambda: resnet20("channels_first"),
+        "fc_app_resnet20_cf": lambda: applications.resnet20(
+            input_shape=(3, 32, 32), data_format="channels_first"),
+        "fc_app_mobilenet_v2": lambda: applications.mobilenet_v2(
+            input_shape=(32, 32, 3), alpha=0.35, classes=10)}
 
 
 @pytest.mark.parametrize("names", [
@@ -740,6 +744,17 @@ def test_broken_functional_graphs_are_refused(tmp_path, edit, match):
     assert layers[2]["class_name"] == "Conv2D"
     edit(layers)
     refused(tmp_path, "graph.keras", keras_zip(config, weights), match)
+
+
+@pytest.mark.slow
+def test_keras_mobilenet_v2_weights_load_into_fastconv_mobilenet_v2(keras_all):
+    """Keras's MobileNetV2 weights file fills fastconv.applications.mobilenet_v2 (the
+    same layers in the same order): Keras's predictions."""
+    net = "mobilenet_v2_channels_last"
+    model = applications.mobilenet_v2(input_shape=(32, 32, 3), alpha=0.35, classes=10)
+    model.load_weights(keras_all / f"{net}.weights.h5")
+    close(model.predict(np.load(keras_all / f"{net}.x.npy"), verbose=0),
+          np.load(keras_all / f"{net}.y.npy"))
 
 
 @pytest.mark.slow
