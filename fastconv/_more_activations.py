@@ -233,6 +233,14 @@ def relu6(x):
     return np.clip(x, 0, 6, out=np.empty_like(x))
 
 
+def _relu6_inplace(z):
+    """relu6(z) written over z, a float array nothing else refers to (a layer's fresh
+    output; see activations._INPLACE): the same values without a new array."""
+    if z.ndim == 0 or not z.flags.writeable:
+        return relu6(z)
+    return np.clip(z, 0, 6, out=z)
+
+
 def relu6_backward(grad_y, y):
     """grad_y where 0 < y < 6, 0 elsewhere."""
     gy, y = _grad_pair(grad_y, y)
@@ -266,6 +274,16 @@ def hard_sigmoid(x):
     np.clip(out, 0, 6, out=out)
     out /= x.dtype.type(6)
     return out
+
+
+def _hard_sigmoid_inplace(z):
+    """hard_sigmoid(z) written over z (as _relu6_inplace)."""
+    if z.ndim == 0 or not z.flags.writeable:
+        return hard_sigmoid(z)
+    z += z.dtype.type(3)
+    np.clip(z, 0, 6, out=z)
+    z /= z.dtype.type(6)
+    return z
 
 
 def hard_sigmoid_backward(grad_y, y):

@@ -19,6 +19,7 @@ dtypes are refused.
 import numpy as np
 
 from . import _arena, _ext
+from . import _more_activations as _more
 from ._more_activations import (elu, elu_backward, erf, erfc, gelu, gelu_backward,
                                 gelu_input_backward, hard_sigmoid, hard_sigmoid_backward,
                                 hard_silu, hard_silu_backward, hard_silu_input_backward,
@@ -227,7 +228,8 @@ hard_swish = hard_silu
 
 
 # In-place forms of the activations that have one (see _tanh_inplace).
-_INPLACE = {"tanh": _tanh_inplace, "softmax": _softmax_inplace}
+_INPLACE = {"tanh": _tanh_inplace, "softmax": _softmax_inplace,
+            "relu6": _more._relu6_inplace, "hard_sigmoid": _more._hard_sigmoid_inplace}
 
 
 def get(name):

@@ -228,3 +228,22 @@ def test_scalars_and_integer_gradients(name):
     np.testing.assert_allclose(y, ORACLES[name](0.5), rtol=1e-15)
     y32 = fwd(np.array([0.5, -1.5, 2.0], np.float32))
     assert bwd(np.ones(3, dtype=np.int64), y32).dtype == np.float32  # ints follow y
+
+
+@pytest.mark.parametrize("name", ["relu6", "hard_sigmoid"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_in_place_forms_give_the_same_values_over_their_input(name, dtype):
+    z = (np.random.default_rng(8).standard_normal((5, 7)) * 5).astype(dtype)
+    expected = act.get(name)[0](z)
+    out = act._INPLACE[name](z)
+    assert out is z
+    np.testing.assert_array_equal(out, expected)
+    ro = expected.copy()
+    ro.flags.writeable = False
+    assert act._INPLACE[name](ro) is not ro          # read-only: a new array
+    layer = L.Dense(4, activation=name, dtype=dtype)  # a fresh linear output: in place
+    x = z[:, :3].copy()
+    y = layer(x)
+    np.testing.assert_allclose(y, act.get(name)[0](x @ layer.kernel + layer.bias),
+                               rtol=1e-6, atol=1e-7)
+    assert layer._act_inplace is act._INPLACE[name]
