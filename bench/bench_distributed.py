@@ -39,42 +39,10 @@ LINKS_GBPS = (10, 25, 100)
 LINK_EFFICIENCY = 0.9  # the share of the line rate an allreduce gets
 
 
-def resnet20(input_shape=(32, 32, 3), num_classes=10):
-    """ResNet-20 of He et al. (2016) for CIFAR-10 (3 stages of 3 basic blocks, 16/32/64
-    filters, 1x1 projection shortcuts where the shape changes, batch norm), compiled
-    with SGD(0.1, momentum 0.9): fastconv.applications.resnet20 when it exists."""
-    import fastconv
-    from fastconv import applications, optimizers
-    from fastconv import layers as L
-    if hasattr(applications, "resnet20"):
-        return applications.resnet20()
-
-    def conv(h, filters, strides=1, kernel=3):
-        return L.Conv2D(filters, kernel, strides=strides, padding="same",
-                        use_bias=False)(h)
-
-    inp = fastconv.Input(input_shape)
-    h = L.Activation("relu")(L.BatchNormalization()(conv(inp, 16)))
-    for stage, filters in enumerate((16, 32, 64)):
-        for block in range(3):
-            strides = 2 if stage and not block else 1
-            r = L.Activation("relu")(L.BatchNormalization()(conv(h, filters, strides)))
-            r = L.BatchNormalization()(conv(r, filters))
-            if strides != 1:
-                h = L.BatchNormalization()(conv(h, filters, strides, kernel=1))
-            h = L.Activation("relu")(L.Add()([h, r]))
-    out = L.Dense(num_classes, activation="softmax")(L.GlobalAveragePooling2D()(h))
-    model = fastconv.Model(inp, out)
-    model.compile(optimizers.SGD(0.1, momentum=0.9), "categorical_crossentropy")
-    return model
-
-
 def _model(net):
     import fastconv
     from fastconv import applications
     fastconv.set_seed(0)
-    if net == "resnet20":
-        return resnet20()
     return getattr(applications, net)()
 
 
