@@ -308,6 +308,26 @@ def test_pytorch_inverted_residual_with_squeeze_excitation(data_format, tmp_path
     assert len(depthwise) == 1 and depthwise[0].activation == "relu6"
 
 
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+def test_resnet_stem_max_pool_with_pads_after_relu(data_format, tmp_path):
+    """torchvision's stem: conv 7x7/2 pad 3, BN, ReLU, MaxPool 3x3/2 pad 1 (pads
+    that are not 'same': zeros are exact after a ReLU)."""
+    nn = _torch().nn
+    _torch().manual_seed(12)
+    net = _randomize_bn(nn.Sequential(
+        nn.Conv2d(3, 8, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(8),
+        nn.ReLU(), nn.MaxPool2d(3, stride=2, padding=1), nn.Flatten(),
+        nn.Linear(8 * 4 * 4, 3)))
+    x = _rng(12).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    expected = _torch_export(net, x, tmp_path / "stem.onnx", 17)
+    model = fonnx.load(tmp_path / "stem.onnx", data_format=data_format)
+    assert [type(la).__name__ for la in model.layers] == [
+        "ZeroPadding2D", "Conv2D", "ZeroPadding2D", "MaxPooling2D", "Flatten",
+        "Dense"]
+    assert model.layers[1].activation == "relu"
+    assert_close(_predict(model, x, data_format), expected)
+
+
 def test_several_inputs_and_outputs(tmp_path):
     r = _rng(9)
     inits = {"w": r.standard_normal((4, 2, 3, 3)).astype(np.float32),

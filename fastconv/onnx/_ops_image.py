@@ -273,6 +273,22 @@ def _resize(c, node):
           x.perm)
 
 
+_NON_NEGATIVE = ("relu", "relu6", "sigmoid", "softmax", "hard_sigmoid")
+
+
+def _non_negative(c, x):
+    """Whether runtime tensor x is the output of an activation >= 0 (a layer spec of
+    this load)."""
+    spec = next((s for s in c.specs if s.output == x.fc), None)
+    if spec is None:
+        return False
+    if spec.cls is _layers.Activation:
+        return spec.kwargs.get("activation") in _NON_NEGATIVE
+    if spec.cls is layer_class("ReLU"):
+        return spec.kwargs.get("negative_slope", 0.0) == 0.0
+    return False
+
+
 def _pool(kind):
     def convert(c, node):
         x, a = c.runtime(node), c.attrs(node)
@@ -294,9 +310,15 @@ def _pool(kind):
                 and padding != "valid":
             x, padding = _zero_pad(c, node, x, resolve_padding(
                 padding, x.shape[2:], ks, strides), fmt), "valid"
+        if not isinstance(padding, str) and kind == "MaxPooling2D" and \
+                _non_negative(c, x):
+            # zeros never win a max over values >= 0: padding with zeros is exact
+            x, padding = _zero_pad(c, node, x, padding, fmt), "valid"
         if not isinstance(padding, str):
             raise c.error(node, f"pads {padding} are neither 0 nor Keras's 'same' "
-                                f"(fastconv pooling layers take 'valid' or 'same')")
+                                f"(fastconv pooling layers take 'valid' or 'same'; "
+                                f"a max pool's input may be padded when it is the "
+                                f"output of a ReLU)")
         c.add(node, _layers.LAYER_CLASSES[kind],
               dict(pool_size=ks, strides=strides, padding=padding, data_format=fmt),
               [x], x.perm)
