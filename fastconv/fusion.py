@@ -27,6 +27,7 @@ same bits.  That rule holds with fusion off too (the off switch is a test oracle
 from . import conv as _conv
 from . import pooling as _pool
 from .ops.conv import plan as _plan
+from .layers.activation_layers import ReLU
 from .layers.base import Layer
 from .layers.conv import Conv2D
 from .layers.normalization import BatchNormalization
@@ -158,6 +159,36 @@ def _conv_bn_forward(conv, bn, x, training, tile):
                                winograd_tile=tile)
 
 
+#: the activation codes of src/_batchnorm.pyx by ReLU kind
+_BN_ACT = {"relu": 1, "relu6": 2}
+
+
+def _bn_relu_ok(bn, relu, mode):
+    """A BatchNormalization (not a subclass: the synchronized one runs its own
+    statistics) then a plain ReLU or ReLU(6.0)."""
+    return type(bn) is BatchNormalization and relu._kind in _BN_ACT
+
+
+def _bn_relu_forward(bn, relu, x, training, tile):
+    """The normalization and the activation in one pass (BatchNormalization._normalize);
+    the ReLU keeps its output, which is all its backward reads, as its input too."""
+    if x.dtype.char not in "fd" or bn.dtype != x.dtype:
+        return None
+    y = bn._normalize(x, training, _BN_ACT[relu._kind])
+    relu._x = relu._out = y
+    return y
+
+
+def _bn_relu_backward(bn, relu, grad, input_grad):
+    """The gradient through the activation taken inside the normalization's two
+    backward passes (after a training forward; the layers' own run otherwise)."""
+    y = relu._out
+    if (bn._stats is None or not bn._stats[0] or y is None or grad.dtype != y.dtype or
+            grad.shape != y.shape or y.dtype.char not in "fd"):
+        return UNFUSED
+    return bn._normalize_backward(grad, input_grad, y, _BN_ACT[relu._kind])
+
+
 def _pool_tile():
     return _conv._winograd_pool_tile()
 
@@ -175,6 +206,10 @@ PATTERNS = (
     # convolution with the normalization folded into its kernel and bias.
     Pattern("conv_batch_norm", Conv2D, BatchNormalization, (INFERENCE,), _conv_bn_ok,
             forward=_conv_bn_forward),
+    # ResNet's and MobileNetV2's BatchNormalization + ReLU (or ReLU6) where the
+    # normalization is not folded into a convolution: one pass forward, two backward.
+    Pattern("batch_norm_relu", BatchNormalization, ReLU, (INFERENCE, TRAINING),
+            _bn_relu_ok, forward=_bn_relu_forward, backward=_bn_relu_backward),
     # Any tanh layer before an average pool (where the forward does not fuse): the
     # gradient through both in one pass.
     Pattern("tanh_avg_pool_grad", Layer, AveragePooling2D, (TRAINING,), _tanh_avg_ok,

@@ -143,13 +143,14 @@ class BatchNormalization(Layer):
             self._view_key = shape
         return self._view_val
 
-    def _sums(self, view, x, g, shift, grad):
-        """Per-channel float64 sums, d = x - shift: of d and d * d (grad False), of g
-        and g * d (grad True) (src/_batchnorm.pyx channel_sums)."""
+    def _sums(self, view, x, g, shift, grad, y=None, act=0):
+        """Per-channel float64 sums, d = x - shift: of d and d * d (grad False), of v
+        and v * d (grad True), v = g through the activation act (0 none, 1 relu, 2
+        relu6) whose output is y (src/_batchnorm.pyx channel_sums_act)."""
         a, c, b, items = view
         partial = np.empty((items, 2 * c), np.float64)
-        sums = np.asarray(_ext.batchnorm.channel_sums(x, g, shift, partial, a, c, b,
-                                                      int(grad)))
+        sums = np.asarray(_ext.batchnorm.channel_sums_act(
+            x, g, g if y is None else y, shift, partial, a, c, b, int(grad), act))
         return sums[:c], sums[c:]
 
     # ------------------------------------------------------------------ passes
@@ -182,6 +183,11 @@ class BatchNormalization(Layer):
         return np.ascontiguousarray(k), b.astype(kernel.dtype)
 
     def _linear_forward(self, x, training):
+        return self._normalize(x, training, 0)
+
+    def _normalize(self, x, training, act):
+        """The forward pass, with the activation act (0 none, 1 relu, 2 relu6) applied
+        in the same pass (fastconv/fusion.py, batch_norm_relu)."""
         x = np.ascontiguousarray(x)  # (the kernels read and write flat arrays)
         view = self._view(x.shape)
         a, c, b = view[:3]
@@ -205,21 +211,29 @@ class BatchNormalization(Layer):
         inv, scale, shift = self._affine(mean, var)
         y = np.empty(x.shape, x.dtype)
         if m:
-            _ext.batchnorm.affine(flat, scale.astype(x.dtype), shift.astype(x.dtype),
-                                  y.reshape(-1), a, c, b)
+            _ext.batchnorm.affine_act(flat, scale.astype(x.dtype), shift.astype(x.dtype),
+                                      y.reshape(-1), a, c, b, act)
         self._x = x
         self._stats = (train, mean, inv, m)
         return y
 
     def _linear_backward(self, grad, need_input_grad):
+        return self._normalize_backward(grad, need_input_grad, None, 0)
+
+    def _normalize_backward(self, grad, need_input_grad, y, act):
+        """The backward pass; grad is the gradient of the activation act's output y
+        (act 0: of this layer's output, y None), taken through the activation in the
+        same passes.  An activation needs a training forward (the fused step runs
+        the layers one by one otherwise)."""
         x, grad = self._x, np.ascontiguousarray(grad)
         view = self._view(x.shape)
         a, c, b = view[:3]
         train, mean, inv, m = self._stats
         dtype = grad.dtype
         flat_x, flat_g = x.reshape(-1), grad.reshape(-1)
+        flat_y = flat_g if y is None else np.ascontiguousarray(y).reshape(-1)
         if m:
-            dbeta, dgamma = self._sums(view, flat_x, flat_g, mean, True)
+            dbeta, dgamma = self._sums(view, flat_x, flat_g, mean, True, flat_y, act)
             dgamma = dgamma * inv
         else:
             dbeta = dgamma = np.zeros(c)
@@ -239,10 +253,10 @@ class BatchNormalization(Layer):
                                   dx.reshape(-1), a, c, b)
             return dx
         # dx = k * (g - mean(g) - xhat * mean(g * xhat)), xhat = (x - mean) * inv
-        _ext.batchnorm.backward_input(
-            flat_g, flat_x, mean.astype(dtype), k.astype(dtype),
+        _ext.batchnorm.backward_input_act(
+            flat_g, flat_y, flat_x, mean.astype(dtype), k.astype(dtype),
             (-k * inv * dgamma / m).astype(dtype), (-k * dbeta / m).astype(dtype),
-            dx.reshape(-1), a, c, b)
+            dx.reshape(-1), a, c, b, act)
         return dx
 
     # ------------------------------------------------------------------ config

@@ -1,0 +1,236 @@
+"""The batch_norm_relu fusion (fastconv/fusion.py) and its kernels (src/_batchnorm.pyx
+affine_act, channel_sums_act, backward_input_act): fused = unfused bit for bit in
+models, the fused passes against a NumPy float64 reference, 1 and 2 threads alike."""
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import _ext
+from fastconv import fusion
+from fastconv import layers as L
+from fastconv.models import Sequential
+
+
+
+def spy(monkeypatch):
+    """Record the results of batch_norm_relu's fused forward / backward:
+    {"forward": [(training, fused?)], "backward": [fused?]}."""
+    pattern = next(p for p in fusion.PATTERNS if p.name == "batch_norm_relu")
+    seen = {"forward": [], "backward": []}
+    forward, backward = pattern.forward, pattern.backward
+
+    def spy_forward(a, b, x, training, tile):
+        out = forward(a, b, x, training, tile)
+        seen["forward"].append((training, out is not None))
+        return out
+
+    def spy_backward(a, b, grad, input_grad):
+        out = backward(a, b, grad, input_grad)
+        seen["backward"].append(out is not fusion.UNFUSED)
+        return out
+    monkeypatch.setattr(pattern, "forward", spy_forward)
+    monkeypatch.setattr(pattern, "backward", spy_backward)
+    return seen
+
+
+def fused_names(model, mode):
+    return [step.pattern.name for step in model._steps(mode) if step.pattern is not None]
+
+
+def train_pair(make, x, y, steps=3):
+    """make() twice, fused and with fusion off: `steps` training steps and predict."""
+    fused, plain = make(), make()
+    plain._fusion = False
+    for _ in range(steps):
+        fused.train_on_batch(x, y)
+        plain.train_on_batch(x, y)
+    return fused, plain, fused.predict(x, verbose=0), plain.predict(x, verbose=0)
+
+
+def assert_same_model(fused, plain, got, want):
+    """Weights (moving statistics too) bit for bit; predictions to rounding (the
+    conv_batch_norm fold runs in the fused model's inference only)."""
+    tol = 1e-5 if got.dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    for a, b in zip(fused.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def make_model(dtype, data_format, max_value, frozen=False, first_act="linear"):
+    def make():
+        fastconv.set_seed(31)
+        kw = {"dtype": dtype}
+        shape = (9, 8, 5) if data_format == "channels_last" else (5, 9, 8)
+        axis = -1 if data_format == "channels_last" else 1
+        model = Sequential([
+            L.Conv2D(6, 3, padding="same", activation=first_act, input_shape=shape,
+                     data_format=data_format, **kw),
+            L.BatchNormalization(axis=axis, beta_initializer="random_normal",
+                                 gamma_initializer="random_normal",
+                                 trainable=not frozen, **kw),
+            L.ReLU(max_value, **kw),
+            L.Conv2D(4, 3, data_format=data_format, **kw),
+            L.BatchNormalization(axis=axis, momentum=0.9, **kw),
+            L.ReLU(max_value, **kw),
+            L.GlobalAveragePooling2D(data_format=data_format, **kw),
+            L.Dense(3, activation="softmax", **kw)])
+        model.compile("adam", "categorical_crossentropy")
+        return model
+    return make
+
+
+@pytest.mark.parametrize("max_value", [None, 6.0])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_bn_relu_fused_equals_unfused_in_training(dtype, data_format, max_value,
+                                                   monkeypatch):
+    """Three Adam steps and predict, fused and unfused, bit for bit (weights and moving
+    statistics); the fused forward and backward ran in every training step."""
+    seen = spy(monkeypatch)
+    rng = np.random.default_rng(32)
+    x = rng.standard_normal((6,) + make_model(dtype, data_format, max_value)()
+                            .input_shape[1:]).astype(dtype) * 3
+    y = np.eye(3)[rng.integers(0, 3, 6)]
+    fused, plain, got, want = train_pair(make_model(dtype, data_format, max_value), x, y)
+    assert_same_model(fused, plain, got, want)
+    assert fused_names(fused, "training") == ["batch_norm_relu"] * 2
+    assert not fused_names(plain, "training")
+    # inference: the conv_batch_norm fold takes the pairs first
+    assert fused_names(fused, "inference") == ["conv_batch_norm"] * 2
+    assert seen["forward"] == [(True, True)] * 6
+    assert seen["backward"] == [True] * 6
+
+
+@pytest.mark.parametrize("max_value", [None, 6.0])
+def test_bn_relu_fused_in_inference_and_frozen(max_value, monkeypatch):
+    """After a ReLU Conv2D (no fold) the pair fuses in inference too; a frozen
+    normalization (moving statistics in training) runs the fused forward and the
+    layers' own backward (UNFUSED), with the same bits either way."""
+    seen = spy(monkeypatch)
+    make = make_model("float32", "channels_last", max_value, frozen=True,
+                      first_act="relu")
+    rng = np.random.default_rng(33)
+    x = rng.standard_normal((5, 9, 8, 5)).astype(np.float32) * 3
+    y = np.eye(3)[rng.integers(0, 3, 5)]
+    fused, plain, got, want = train_pair(make, x, y)
+    assert_same_model(fused, plain, got, want)
+    assert fused_names(fused, "inference") == ["batch_norm_relu", "conv_batch_norm"]
+    assert (False, True) in seen["forward"]
+    assert False in seen["backward"] and True in seen["backward"]
+
+
+def test_the_pattern_takes_plain_relu_and_relu6_only():
+    bn = L.BatchNormalization()
+    for relu, fuses in ((L.ReLU(), True), (L.ReLU(6.0), True), (L.ReLU(5.0), False),
+                        (L.ReLU(negative_slope=0.1), False), (L.LeakyReLU(), False)):
+        got = any(p.matches(bn, relu, mode) for p in fusion.PATTERNS
+                  for mode in (fusion.TRAINING, fusion.INFERENCE))
+        assert got == fuses, relu
+
+
+# ------------------------------------------------------------------------ the kernels
+def act_ref(z, act):
+    return z if act == 0 else np.maximum(z, 0) if act == 1 else np.clip(z, 0, 6)
+
+
+def act_grad_ref(g, y, act):
+    if act == 0:
+        return g
+    keep = y > 0 if act == 1 else (y > 0) & (y < 6)
+    return g * keep
+
+
+def bn_act_reference(x, gamma, beta, g, act, eps, axis):
+    """Training forward and backward of batch norm + act in float64, NumPy formulas."""
+    axis = axis % x.ndim
+    axes = tuple(i for i in range(x.ndim) if i != axis)
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    mean = x.mean(axes, keepdims=True)
+    var = x.var(axes, keepdims=True)
+    xhat = (x - mean) / np.sqrt(var + eps)
+    y = act_ref(xhat * gamma.reshape(shape) + beta.reshape(shape), act)
+    v = act_grad_ref(g, y, act)
+    m = x.size // x.shape[axis]
+    dbeta = v.sum(axes)
+    dgamma = (v * xhat).sum(axes)
+    dxhat = v * gamma.reshape(shape)
+    dx = (dxhat - dxhat.sum(axes, keepdims=True) / m -
+          xhat * (dxhat * xhat).sum(axes, keepdims=True) / m) / np.sqrt(var + eps)
+    return y, dx, dgamma, dbeta
+
+
+def bn_act_fused(x, gamma, beta, g, act, eps, axis):
+    bn = L.BatchNormalization(axis=axis, epsilon=eps, dtype=x.dtype)
+    bn.build(x.shape)
+    bn.gamma[...] = gamma
+    bn.beta[...] = beta
+    y = bn._normalize(x, True, act)
+    dx = bn._normalize_backward(g, True, y, act)
+    return y, dx, bn._grads["gamma"], bn._grads["beta"]
+
+
+@pytest.mark.parametrize("act", [0, 1, 2])
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_fused_passes_match_numpy_in_float64(act, axis):
+    rng = np.random.default_rng(34 + act)
+    x = rng.standard_normal((7, 5, 6, 4)) * 4 + 1
+    c = x.shape[axis]
+    gamma, beta = rng.standard_normal(c) * 2, rng.standard_normal(c) * 3
+    g = rng.standard_normal(x.shape)
+    got = bn_act_fused(x, gamma, beta, g, act, 1e-3, axis)
+    want = bn_act_reference(x, gamma, beta, g, act, 1e-3, axis)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("act", [1, 2])
+def test_fused_passes_match_numpy_in_float32(act):
+    """float32 within 1e-4 relative of the float64 reference (the sums are float64)."""
+    rng = np.random.default_rng(40)
+    x = rng.standard_normal((16, 6, 6, 8)) * 4
+    gamma, beta = rng.standard_normal(8) * 2, rng.standard_normal(8) * 3
+    g = rng.standard_normal(x.shape)
+    got = bn_act_fused(x.astype(np.float32), gamma.astype(np.float32),
+                       beta.astype(np.float32), g.astype(np.float32), act, 1e-3, -1)
+    want = bn_act_reference(x, gamma, beta, g, act, 1e-3, -1)
+    for a, b in zip(got, want):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_one_and_two_threads_give_the_same_bits(axis):
+    """Large enough (> 65536 values) for the kernels to use every thread."""
+    rng = np.random.default_rng(41)
+    x = rng.standard_normal((32, 16, 12, 12)).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    c = x.shape[axis]
+    gamma, beta = rng.standard_normal(c), rng.standard_normal(c)
+    before = fastconv.get_num_threads()
+    try:
+        out = []
+        for n in (1, 2):
+            fastconv.set_num_threads(n)
+            out.append(bn_act_fused(x, gamma, beta, g, 2, 1e-3, axis))
+    finally:
+        fastconv.set_num_threads(before)
+    for a, b in zip(*out):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_nan_and_signed_zero_round_as_the_unfused_passes():
+    """The forward's activation rounds as relu / np.clip do: NaN propagates."""
+    z = np.array([np.nan, -0.0, 0.0, -1.0, 3.0, 6.0, 7.0, np.inf, -np.inf], np.float32)
+    one, zero = np.ones(1, np.float32), np.zeros(1, np.float32)
+    for act, ref in ((1, fastconv.activations.relu(z)), (2, np.clip(z, 0, 6))):
+        out = np.empty_like(z)
+        _ext.batchnorm.affine_act(z, one, zero, out, z.size, 1, 1, act)
+        np.testing.assert_array_equal(out, ref)
+        assert not np.signbit(out[1])
+
+
+def test_bad_activation_code_raises():
+    x = np.ones(4)
+    with pytest.raises(ValueError, match="act must be 0, 1 or 2, got 3"):
+        _ext.batchnorm.affine_act(x, np.ones(1), np.zeros(1), np.empty(4), 4, 1, 1, 3)
