@@ -190,8 +190,9 @@ def build_parser():
                    help="seed for initialisation, shuffling, dropout, augmentation "
                    "(default: 0)")
     t.add_argument("--save", metavar="FILE",
-                   help="save the trained model to FILE, fastconv's .npz format; checked "
-                   "before training (default: not saved)")
+                   help="save the trained model to FILE: fastconv's .npz format, or "
+                   "Keras's .keras / .h5 (needs h5py); checked before training "
+                   "(default: not saved)")
     t.add_argument("--plot", type=_png_path, metavar="FILE.png",
                    help="write loss/accuracy curves, needs matplotlib (default: none)")
     t.add_argument("--quiet", action="store_true",

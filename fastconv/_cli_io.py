@@ -4,6 +4,7 @@ saving a trained model somewhere safe when its target fails, and the confusion m
 ``fastconv evaluate`` prints (fastconv/cli.py runs the commands)."""
 import contextlib
 import datetime
+import importlib.util
 import os
 import tempfile
 
@@ -90,19 +91,24 @@ def prepare_gray(x, size=32):
     return datasets.scale_images(datasets.pad_images(x, size=size))
 
 
-def check_output_target(option, path, refuse_foreign=False):
+def h5py_available():
+    return importlib.util.find_spec("h5py") is not None
+
+
+def check_output_target(option, path, model=False):
     """Refuse, before any training, an output file that cannot be written: a folder, a
-    name ending in a separator, a missing or unwritable folder, a Keras suffix."""
+    name ending in a separator, a missing or unwritable folder; with model=True, a Keras
+    file (.keras, .h5) when h5py, which writes them, is not installed."""
     if not path or not path.strip():
         raise CommandError(f"{option}: the file name is empty")
-    from .saving import KERAS_SUFFIXES  # (save_model refuses them too, after training)
+    from .saving import KERAS_SUFFIXES
     suffix = os.path.splitext(path)[1].lower()
-    if refuse_foreign and suffix in KERAS_SUFFIXES:
-        raise CommandError(f"{option} {path}: fastconv cannot write Keras's {suffix} "
-                           f"format (yet); it saves its own .npz format, so give a name "
-                           f"ending in .npz")
+    if model and suffix in KERAS_SUFFIXES and not h5py_available():
+        raise CommandError(f"{option} {path}: writing Keras's {suffix} format needs "
+                           f"h5py (pip install 'fastconv[keras]'); or give a name ending "
+                           f"in .npz, fastconv's own format")
     if os.path.isdir(path) or path.endswith(("/", os.sep)):
-        example = os.path.join(path, "model.npz" if refuse_foreign else "curves.png")
+        example = os.path.join(path, "model.npz" if model else "curves.png")
         raise CommandError(f"{option} {path}: is a folder; give a file name, e.g. "
                            f"{option} {example}")
     if os.path.lexists(path) and not os.path.isfile(path):

@@ -223,7 +223,7 @@ def cmd_train(args):
     _check_download_option(args, "cifar10" if TRAIN_DATA[args.model] == "cifar"
                            else args.model)
     if args.save is not None:
-        check_output_target("--save", args.save, refuse_foreign=True)
+        check_output_target("--save", args.save, model=True)
     dist = None
     if getattr(args, "distributed", False):  # under mpirun (fastconv/distributed/_cli.py)
         from .distributed import _cli as dist
