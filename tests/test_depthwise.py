@@ -23,6 +23,7 @@ CASES = [
     pytest.param(2, 9, 3, 3, 1, 3, 2, "valid", 1, id="one-output-pixel"),
     pytest.param(2, 3, 1, 1, 1, 3, 1, 1, 1, id="1x1-image"),
     pytest.param(1, 35, 6, 29, 1, 3, 1, 0, 1, id="wide-rows-35ch"),
+    pytest.param(1, 3, 4, 32, 1, 3, 1, "same", 1, id="rows-of-whole-vectors"),
     pytest.param(1, 7, 4, 5, 3, 2, 1, ((0, 1), (1, 0)), 1, id="2x2-asymmetric-pad"),
 ]
 

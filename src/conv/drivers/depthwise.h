@@ -318,6 +318,14 @@ static void FC_FN(fc_dw_fwd_plane)(const void *args, ptrdiff_t it, void *const *
         const ptrdiff_t co = c * M + j;
         const FC_T b = a->bias ? a->bias[co] : (FC_T)0;
         FC_T *yp = a->y + (n * CO + co) * g->oh * g->ow;
+        if (a->n_per) {  /* one run over the rows at pitch sy * Wq, then the crop */
+            const ptrdiff_t pitch = g->sy * Wq, ox = g->ow;
+            FC_T *run = (FC_T *)sc[2];
+            a->k->rows(khw, xo, a->w + co * khw, xs, run, (g->oh - 1) * pitch + ox, b);
+            for (oy = 0; oy < g->oh; oy++)
+                memcpy(yp + oy * ox, run + oy * pitch, ox * sizeof(FC_T));
+            continue;
+        }
         for (oy = 0; oy < g->oh; oy++)
             a->k->rows(khw, xo, a->w + co * khw, xs + oy * g->sy * Wq, yp + oy * g->ow,
                        g->ow, b);
@@ -404,6 +412,8 @@ static int FC_FN(fc_dw_run)(const fc_isa *isa, const fc_conv *g, fc_item_fn item
         fc_dw_dims(g, &Hp, &Wq);
         fc_scratch(&lp, (size_t)(g->sx * Hp * Wq) * sizeof(FC_T));
         fc_scratch(&lp, (size_t)khw * sizeof(ptrdiff_t));
+        if (item == FC_FN(fc_dw_fwd_plane) && n_per)  /* the forward's run of rows */
+            fc_scratch(&lp, (size_t)(Hp * Wq) * sizeof(FC_T));
     } else {
         fc_scratch(&lp, (size_t)(2 * khw) * sizeof(ptrdiff_t));
     }
@@ -414,11 +424,20 @@ static int FC_FN(fc_dw_run)(const fc_isa *isa, const fc_conv *g, fc_item_fn item
 static int FC_FN(fc_dw_forward)(const fc_isa *isa, const fc_conv *g, const FC_T *x,
                                 const FC_T *wk, const FC_T *bias, FC_T *y)
 {
+    ptrdiff_t Hp, Wq, vl = isa->FC_FN(vl), flat;
+    double rows_cost, flat_cost;
     if (g->last)
         return FC_FN(fc_dw_run)(isa, g, FC_FN(fc_dw_fwd_row), g->n * g->oh, 0, x, wk, bias,
                                 NULL, y, 0);
+    /* Rows shorter than a few vectors leave scalar tails: one run over all rows at the
+     * padded pitch (computing the columns between them too) where that costs fewer
+     * vector steps, a scalar counted as one.  (n_per carries the choice.) */
+    fc_dw_dims(g, &Hp, &Wq);
+    rows_cost = (double)g->oh * (g->ow / vl + g->ow % vl);
+    flat_cost = (double)(((g->oh - 1) * g->sy * Wq + g->ow + vl - 1) / vl);
+    flat = flat_cost < rows_cost;
     return FC_FN(fc_dw_run)(isa, g, FC_FN(fc_dw_fwd_plane), g->n * g->c, 1, x, wk, bias,
-                            NULL, y, 0);
+                            NULL, y, flat);
 }
 
 /* gx = the input gradient of grad_y gy (every element written). */
