@@ -24,6 +24,8 @@ ctypedef fused floating:
 cdef enum:
     # Below this many elements one thread does the whole call.
     _SERIAL_ELEMENTS = 65536
+    # The values of an activation's gradient staged at a time (a multiple of 4).
+    _CHUNK = 256
 
 
 cdef inline int _threads(Py_ssize_t n) noexcept nogil:
@@ -35,26 +37,124 @@ def _check(name, Py_ssize_t size, Py_ssize_t expected):
         raise ValueError(f"{name} has {size} values, the kernel expects {expected}")
 
 
-cdef inline floating _act(floating z, int act) noexcept nogil:
-    """The activation act of z (0: none, 1: relu, 2: relu6), as fastconv.activations'
-    relu and np.clip(z, 0, 6) round it (NaN propagates, -0.0 becomes +0.0)."""
-    if act == 0 or z != z:
-        return z
-    if not z > 0:
-        z = 0
-    if act == 2 and not z < 6:
-        z = 6
-    return z
+cdef inline floating _relu(floating z) noexcept nogil:
+    """As fastconv.activations.relu: NaN propagates, -0.0 becomes +0.0."""
+    return 0 if z <= 0 else z
 
 
-cdef inline floating _act_grad(floating g, floating y, int act) noexcept nogil:
-    """g through the activation act of output y: g (act 0); g where y > 0, else +0
-    (relu, as relu_backward); g * (0 < y < 6) (relu6, as relu6_backward)."""
+cdef inline floating _relu6(floating z) noexcept nogil:
+    """As np.clip(z, 0, 6): NaN propagates, -0.0 becomes +0.0."""
+    z = 0 if z <= 0 else z
+    return 6 if z >= 6 else z
+
+
+cdef inline floating _relu_grad(floating g, floating y) noexcept nogil:
+    """As relu_backward: g where y > 0, else +0."""
+    return g if y > 0 else 0
+
+
+cdef inline floating _relu6_grad(floating g, floating y) noexcept nogil:
+    """As relu6_backward: g * (0 < y < 6)."""
+    return g * <floating>((y > 0) & (y < 6))
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef void _grad_chunk(const floating *g, const floating *y, floating *out, Py_ssize_t n,
+                      int act) noexcept nogil:
+    """out = g through the activation act (1 relu, 2 relu6) of output y, n values."""
+    cdef Py_ssize_t i
     if act == 1:
-        return g if y > 0 else 0
+        for i in range(n):
+            out[i] = _relu_grad(g[i], y[i])
+    else:
+        for i in range(n):
+            out[i] = _relu6_grad(g[i], y[i])
+
+
+cdef inline floating _v(const floating *g, const floating *y, Py_ssize_t i,
+                        int act) noexcept nogil:
+    """g[i] through the activation act (0 none, 1 relu, 2 relu6) of output y[i]."""
+    if act == 1:
+        return _relu_grad(g[i], y[i])
     if act == 2:
-        return g * (1 if (y > 0 and y < 6) else 0)
-    return g
+        return _relu6_grad(g[i], y[i])
+    return g[i]
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.cdivision(True)
+cdef void _row_sums(const floating *xp, const floating *gp, const floating *yp, double m,
+                    Py_ssize_t n, int mode, int act, double *s, double *t) noexcept nogil:
+    """s += sum of v, t += sum of v * d over n values, d = x - m, v = d (mode 0) or
+    g through act (mode 1), in four interleaved partial sums.  One loop per mode and
+    act, so each is straight-line code the compiler vectorises."""
+    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0, t0 = 0, t1 = 0, t2 = 0, t3 = 0
+    cdef double d0, d1, d2, d3, v0, v1, v2, v3
+    cdef Py_ssize_t b = 0, j, k
+    cdef floating buf[_CHUNK]
+    if mode == 0:
+        while b + 4 <= n:
+            d0 = xp[b] - m
+            d1 = xp[b + 1] - m
+            d2 = xp[b + 2] - m
+            d3 = xp[b + 3] - m
+            s0 += d0
+            s1 += d1
+            s2 += d2
+            s3 += d3
+            t0 += d0 * d0
+            t1 += d1 * d1
+            t2 += d2 * d2
+            t3 += d3 * d3
+            b += 4
+    elif act == 0:
+        while b + 4 <= n:
+            v0 = gp[b]
+            v1 = gp[b + 1]
+            v2 = gp[b + 2]
+            v3 = gp[b + 3]
+            s0 += v0
+            s1 += v1
+            s2 += v2
+            s3 += v3
+            t0 += v0 * (xp[b] - m)
+            t1 += v1 * (xp[b + 1] - m)
+            t2 += v2 * (xp[b + 2] - m)
+            t3 += v3 * (xp[b + 3] - m)
+            b += 4
+    else:
+        # the activation's gradient into buf first (a select the compiler vectorises;
+        # in the sums' loop it would be a branch), a chunk of _CHUNK (a multiple of 4,
+        # so each value keeps its partial sum) at a time
+        while b < n:
+            k = min(<Py_ssize_t>_CHUNK, n - b)
+            _grad_chunk(gp + b, yp + b, buf, k, act)
+            j = 0
+            while j + 4 <= k:
+                s0 += buf[j]
+                s1 += buf[j + 1]
+                s2 += buf[j + 2]
+                s3 += buf[j + 3]
+                t0 += buf[j] * (xp[b + j] - m)
+                t1 += buf[j + 1] * (xp[b + j + 1] - m)
+                t2 += buf[j + 2] * (xp[b + j + 2] - m)
+                t3 += buf[j + 3] * (xp[b + j + 3] - m)
+                j += 4
+            while j < k:  # (the last chunk only)
+                s0 += buf[j]
+                t0 += buf[j] * (xp[b + j] - m)
+                j += 1
+            b += k
+    while b < n:
+        d0 = xp[b] - m
+        v0 = d0 if mode == 0 else _v(gp, yp, b, act)
+        s0 += v0
+        t0 += v0 * d0
+        b += 1
+    s[0] += (s0 + s1) + (s2 + s3)
+    t[0] += (t0 + t1) + (t2 + t3)
 
 
 @cython.boundscheck(False)
@@ -66,10 +166,11 @@ cdef void _item_sums(const floating[::1] x, const floating[::1] g, const floatin
                      int grad, int act) noexcept nogil:
     """Item's sums into partial[item, :C] and [C:2C], with d = x - shift[c]: the sums
     of d and d * d (grad 0), or of v and v * d (grad 1), v = g through the activation
-    act of the output y (_act_grad)."""
+    act of the output y (0 none, 1 relu, 2 relu6)."""
     cdef Py_ssize_t a0 = item * A // n_items, a1 = (item + 1) * A // n_items
-    cdef Py_ssize_t a, c, b, off
-    cdef double s0, s1, s2, s3, t0, t1, t2, t3, d0, d1, d2, d3, m, v0, v1, v2, v3
+    cdef Py_ssize_t a, c, c0, k, off
+    cdef double d0, v0
+    cdef floating buf[_CHUNK]
     cdef double *p1 = &partial[item, 0]
     cdef double *p2 = p1 + C
     cdef const double *sh = &shift[0]
@@ -78,57 +179,35 @@ cdef void _item_sums(const floating[::1] x, const floating[::1] g, const floatin
     cdef const floating *yp = &y[0]
     for c in range(2 * C):
         p1[c] = 0
-    if B == 1:
-        # channels_last: raw pointers, so the loop over c vectorises
+    if B > 1:
         for a in range(a0, a1):
-            off = a * C
-            if grad:
-                for c in range(C):
-                    d0 = xp[off + c] - sh[c]
-                    v0 = _act_grad(gp[off + c], yp[off + c], act)
-                    p1[c] += v0
-                    p2[c] += v0 * d0
-            else:
-                for c in range(C):
-                    d0 = xp[off + c] - sh[c]
-                    p1[c] += d0
-                    p2[c] += d0 * d0
+            for c in range(C):
+                off = (a * C + c) * B
+                _row_sums(xp + off, gp + off, yp + off, sh[c], B, grad, act, p1 + c,
+                          p2 + c)
         return
+    # channels_last: raw pointers and one loop per case, so the loop over c vectorises
     for a in range(a0, a1):
-        for c in range(C):
-            off = (a * C + c) * B
-            m = shift[c]
-            s0 = s1 = s2 = s3 = t0 = t1 = t2 = t3 = 0
-            b = 0
-            while b + 4 <= B:
-                d0 = xp[off + b] - m
-                d1 = xp[off + b + 1] - m
-                d2 = xp[off + b + 2] - m
-                d3 = xp[off + b + 3] - m
-                if grad:
-                    v0 = _act_grad(gp[off + b], yp[off + b], act)
-                    v1 = _act_grad(gp[off + b + 1], yp[off + b + 1], act)
-                    v2 = _act_grad(gp[off + b + 2], yp[off + b + 2], act)
-                    v3 = _act_grad(gp[off + b + 3], yp[off + b + 3], act)
-                else:
-                    v0, v1, v2, v3 = d0, d1, d2, d3
-                s0 += v0
-                s1 += v1
-                s2 += v2
-                s3 += v3
-                t0 += v0 * d0
-                t1 += v1 * d1
-                t2 += v2 * d2
-                t3 += v3 * d3
-                b += 4
-            while b < B:
-                d0 = xp[off + b] - m
-                v0 = _act_grad(gp[off + b], yp[off + b], act) if grad else d0
-                s0 += v0
-                t0 += v0 * d0
-                b += 1
-            p1[c] += (s0 + s1) + (s2 + s3)
-            p2[c] += (t0 + t1) + (t2 + t3)
+        off = a * C
+        if not grad:
+            for c in range(C):
+                d0 = xp[off + c] - sh[c]
+                p1[c] += d0
+                p2[c] += d0 * d0
+        elif act == 0:
+            for c in range(C):
+                v0 = gp[off + c]
+                p1[c] += v0
+                p2[c] += v0 * (xp[off + c] - sh[c])
+        else:
+            c0 = 0
+            while c0 < C:
+                k = min(<Py_ssize_t>_CHUNK, C - c0)
+                _grad_chunk(gp + off + c0, yp + off + c0, buf, k, act)
+                for c in range(k):
+                    p1[c0 + c] += buf[c]
+                    p2[c0 + c] += buf[c] * (xp[off + c0 + c] - sh[c0 + c])
+                c0 += k
 
 
 def n_items(Py_ssize_t A, Py_ssize_t C, Py_ssize_t B):
@@ -256,15 +335,21 @@ def affine_act(const floating[::1] x, const floating[::1] scale,
         raise ValueError(f"act must be 0, 1 or 2, got {act}")
     for a in prange(A, nogil=True, schedule="static", num_threads=nt):
         if B == 1:
-            for c in range(C):
-                y[a * C + c] = _act(x[a * C + c] * scale[c] + shift[c], act)
-        else:
-            for c in range(C):
-                off = (a * C + c) * B
-                s = scale[c]
-                t = shift[c]
+            _affine_row(&x[a * C], &scale[0], &shift[0], &y[a * C], C, act)
+            continue
+        for c in range(C):
+            off = (a * C + c) * B
+            s = scale[c]
+            t = shift[c]
+            if act == 0:
                 for b in range(B):
-                    y[off + b] = _act(x[off + b] * s + t, act)
+                    y[off + b] = x[off + b] * s + t
+            elif act == 1:
+                for b in range(B):
+                    y[off + b] = _relu(x[off + b] * s + t)
+            else:
+                for b in range(B):
+                    y[off + b] = _relu6(x[off + b] * s + t)
 
 
 @cython.boundscheck(False)
@@ -277,8 +362,7 @@ def backward_input_act(const floating[::1] g, const floating[::1] y,
     """backward_input with g taken through the activation act whose output is y
     (_act_grad): v = act'(g); dx = v * a_g[c] + (x - mean[c]) * a_x[c] + const_[c].
     dx may be g itself (the gradient overwritten in place)."""
-    cdef Py_ssize_t a, c, b, off, i
-    cdef floating m, p, q, r, v
+    cdef Py_ssize_t a, c, off
     cdef int nt = _threads(A * C * B)
     for name, arr in (("g", g), ("y", y), ("x", x), ("dx", dx)):
         _check(name, arr.shape[0], A * C * B)
@@ -287,13 +371,73 @@ def backward_input_act(const floating[::1] g, const floating[::1] y,
     if act < 0 or act > 2:
         raise ValueError(f"act must be 0, 1 or 2, got {act}")
     for a in prange(A, nogil=True, schedule="static", num_threads=nt):
+        if B == 1:
+            _bwd_row(&g[0], &y[0], &x[0], &mean[0], &a_g[0], &a_x[0], &const_[0],
+                     &dx[0], a * C, C, act)
+        else:
+            for c in range(C):
+                off = (a * C + c) * B
+                _bwd_channel(&g[off], &y[off], &x[off], mean[c], a_g[c], a_x[c],
+                             const_[c], &dx[off], B, act)
+
+
+cdef void _affine_row(const floating *x, const floating *s, const floating *t,
+                     floating *y, Py_ssize_t C, int act) noexcept nogil:
+    """affine_act over one channels_last row of C values."""
+    cdef Py_ssize_t c
+    if act == 0:
         for c in range(C):
-            off = (a * C + c) * B
-            m = mean[c]
-            p = a_g[c]
-            q = a_x[c]
-            r = const_[c]
-            for b in range(B):
-                i = off + b
-                v = _act_grad(g[i], y[i], act)
-                dx[i] = (v * p + (x[i] - m) * q) + r
+            y[c] = x[c] * s[c] + t[c]
+    elif act == 1:
+        for c in range(C):
+            y[c] = _relu(x[c] * s[c] + t[c])
+    else:
+        for c in range(C):
+            y[c] = _relu6(x[c] * s[c] + t[c])
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef void _bwd_row(const floating *g, const floating *y, const floating *x,
+                   const floating *mean, const floating *p, const floating *q,
+                   const floating *r, floating *dx, Py_ssize_t off, Py_ssize_t C,
+                   int act) noexcept nogil:
+    """backward_input_act over one channels_last row of C values at off."""
+    cdef Py_ssize_t c
+    cdef floating v
+    g = g + off
+    y = y + off
+    x = x + off
+    dx = dx + off
+    if act == 0:
+        for c in range(C):
+            dx[c] = (g[c] * p[c] + (x[c] - mean[c]) * q[c]) + r[c]
+    elif act == 1:
+        for c in range(C):
+            v = _relu_grad(g[c], y[c])
+            dx[c] = (v * p[c] + (x[c] - mean[c]) * q[c]) + r[c]
+    else:
+        for c in range(C):
+            v = _relu6_grad(g[c], y[c])
+            dx[c] = (v * p[c] + (x[c] - mean[c]) * q[c]) + r[c]
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef void _bwd_channel(const floating *g, const floating *y, const floating *x,
+                       floating m, floating p, floating q, floating r, floating *dx,
+                       Py_ssize_t B, int act) noexcept nogil:
+    """backward_input_act over B values of one channel."""
+    cdef Py_ssize_t b
+    cdef floating v
+    if act == 0:
+        for b in range(B):
+            dx[b] = (g[b] * p + (x[b] - m) * q) + r
+    elif act == 1:
+        for b in range(B):
+            v = _relu_grad(g[b], y[b])
+            dx[b] = (v * p + (x[b] - m) * q) + r
+    else:
+        for b in range(B):
+            v = _relu6_grad(g[b], y[b])
+            dx[b] = (v * p + (x[b] - m) * q) + r
