@@ -37,14 +37,18 @@ class ReLU(_ActivationLayer):
                       "relu6" if plain and top == 6.0 else "general")
 
     def _linear_forward(self, x, training):
-        self._x = x
         if self._kind == "relu":
             self._out = _act.relu(x)
         elif self._kind == "relu6":
             self._out = _more.relu6(x)
         else:
+            self._x = x
             return _more.general_relu(x, self.negative_slope, self.max_value,
                                       self.threshold)
+        # the gradients of relu and relu6 read the output alone: the input (often a
+        # tensor nothing else keeps, the sum of a residual block) is not held, and
+        # _x is the output, of the same shape
+        self._x = self._out
         return self._out
 
     def _linear_backward(self, grad, need_input_grad):

@@ -20,7 +20,8 @@ batch mean and variance); after an inference forward it is the affine map's.  Th
 moving statistics are non-trainable weights: in ``weights`` (Keras's order gamma, beta,
 moving_mean, moving_variance) but not in ``trainable_weights``, and without a gradient.
 In a model's inference pass a BatchNormalization after a convolution is folded into
-the convolution's kernel and bias (fastconv/fusion.py, ``folded``).
+the convolution's kernel and bias (fastconv/fusion.py, ``folded``); one followed by a
+plain ReLU or ReLU(6.0) runs with the activation inside its passes (``batch_norm_relu``).
 """
 import numbers
 
