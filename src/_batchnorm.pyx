@@ -25,7 +25,7 @@ cdef enum:
     # Below this many elements one thread does the whole call.
     _SERIAL_ELEMENTS = 65536
     # The values of an activation's gradient staged at a time (a multiple of 4).
-    _CHUNK = 256
+    _CHUNK = 1024
 
 
 cdef inline int _threads(Py_ssize_t n) noexcept nogil:
@@ -168,7 +168,7 @@ cdef void _item_sums(const floating[::1] x, const floating[::1] g, const floatin
     of d and d * d (grad 0), or of v and v * d (grad 1), v = g through the activation
     act of the output y (0 none, 1 relu, 2 relu6)."""
     cdef Py_ssize_t a0 = item * A // n_items, a1 = (item + 1) * A // n_items
-    cdef Py_ssize_t a, c, c0, k, off
+    cdef Py_ssize_t a, c, c0, k, off, i, rows
     cdef double d0, v0
     cdef floating buf[_CHUNK]
     cdef double *p1 = &partial[item, 0]
@@ -187,6 +187,20 @@ cdef void _item_sums(const floating[::1] x, const floating[::1] g, const floatin
                           p2 + c)
         return
     # channels_last: raw pointers and one loop per case, so the loop over c vectorises
+    if grad and act and C <= _CHUNK:
+        # the activation's gradient of several rows staged at once
+        rows = _CHUNK // C
+        a = a0
+        while a < a1:
+            k = min(rows, a1 - a)
+            _grad_chunk(gp + a * C, yp + a * C, buf, k * C, act)
+            for i in range(k):
+                off = (a + i) * C
+                for c in range(C):
+                    p1[c] += buf[i * C + c]
+                    p2[c] += buf[i * C + c] * (xp[off + c] - sh[c])
+            a += k
+        return
     for a in range(a0, a1):
         off = a * C
         if not grad:

@@ -234,3 +234,24 @@ def test_bad_activation_code_raises():
     x = np.ones(4)
     with pytest.raises(ValueError, match="act must be 0, 1 or 2, got 3"):
         _ext.batchnorm.affine_act(x, np.ones(1), np.zeros(1), np.empty(4), 4, 1, 1, 3)
+
+
+@pytest.mark.parametrize("act", [1, 2])
+@pytest.mark.parametrize("shape", [(40, 1100, 1), (6, 3, 1030), (9, 17, 1)])
+def test_fused_sums_equal_the_sums_of_the_unfused_gradient(shape, act):
+    """channel_sums_act = channel_sums of the activation's gradient, bit for bit, also
+    where a row (channels_last, > 1024 channels) or a channel's run (channels_first)
+    is longer than the staging buffer."""
+    rng = np.random.default_rng(42)
+    a, c, b = shape
+    x = rng.standard_normal(a * c * b).astype(np.float32)
+    g = rng.standard_normal(x.size).astype(np.float32)
+    y = rng.uniform(-3, 9, x.size).astype(np.float32)
+    shift = rng.standard_normal(c)
+    items = _ext.batchnorm.n_items(a, c, b)
+    dz = (fastconv.activations.relu_backward(g, y) if act == 1 else
+          fastconv._more_activations.relu6_backward(g, y))
+    want = _ext.batchnorm.channel_sums(x, dz, shift, np.empty((items, 2 * c)), a, c, b, 1)
+    got = _ext.batchnorm.channel_sums_act(x, g, y, shift, np.empty((items, 2 * c)), a, c,
+                                          b, 1, act)
+    np.testing.assert_array_equal(got, want)
