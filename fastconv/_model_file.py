@@ -74,6 +74,28 @@ def open_regular(path):
         raise
 
 
+def check_zip_entry(info, where, file_size):
+    """Refuse a zip entry (zipfile.ZipInfo) that cannot be read safely, before reading
+    it: encrypted, compressed by another method than stored/deflated, past the end of
+    the file (of file_size bytes), a stored size that disagrees with the declared one,
+    or a declared size beyond what deflate can produce from its compressed bytes (a zip
+    bomb).  ``where`` names the file and entry in the ModelFileError."""
+    if info.flag_bits & 0x1:
+        raise ModelFileError(f"{where} is encrypted")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise ModelFileError(f"{where} uses compression method {info.compress_type}; "
+                             f"only stored (0) and deflated (8) are read")
+    if info.header_offset < 0 or info.header_offset + info.compress_size > file_size:
+        raise ModelFileError(f"{where} extends past the end of the file ({file_size} "
+                             f"bytes): truncated or corrupted")
+    if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
+        raise ModelFileError(f"{where} is stored with {info.compress_size} bytes but "
+                             f"declares {info.file_size}: corrupted")
+    if info.file_size > _MAX_DEFLATE_RATIO * info.compress_size + 64:
+        raise ModelFileError(f"{where} declares {info.file_size} bytes from "
+                             f"{info.compress_size} compressed: corrupted (or a zip bomb)")
+
+
 class Archive:
     """The members of a model file, read with every size checked first."""
 
@@ -117,24 +139,8 @@ class Archive:
         self._headers = {}
 
     def _check_info(self, info):
-        where = f"model file {self.path!r}, entry {info.filename!r}"
-        if info.flag_bits & 0x1:
-            raise ModelFileError(f"{where} is encrypted")
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise ModelFileError(f"{where} uses compression method "
-                                 f"{info.compress_type}; only stored (0) and deflated "
-                                 f"(8) are read")
-        if info.header_offset < 0 or \
-                info.header_offset + info.compress_size > self.file_size:
-            raise ModelFileError(f"{where} extends past the end of the file "
-                                 f"({self.file_size} bytes): truncated or corrupted")
-        if info.compress_type == zipfile.ZIP_STORED and \
-                info.compress_size != info.file_size:
-            raise ModelFileError(f"{where} is stored with {info.compress_size} bytes "
-                                 f"but declares {info.file_size}: corrupted")
-        if info.file_size > _MAX_DEFLATE_RATIO * info.compress_size + 64:
-            raise ModelFileError(f"{where} declares {info.file_size} bytes from "
-                                 f"{info.compress_size} compressed: corrupted")
+        check_zip_entry(info, f"model file {self.path!r}, entry {info.filename!r}",
+                        self.file_size)
 
     def check_members(self, n_weights, n_optimizer):
         """The archive holds exactly config, n_weights weights and n_optimizer slots."""

@@ -13,12 +13,11 @@ import os
 import time
 import zipfile
 
-from .._model_file import ModelFileError
+from .._model_file import ModelFileError, check_zip_entry
 
 __all__ = ["KerasArchive", "write_archive", "parse_json"]
 
 MEMBERS = ("metadata.json", "config.json", "model.weights.h5")
-_MAX_DEFLATE_RATIO = 1032
 MAX_JSON_BYTES = 16 * 2**20
 
 
@@ -83,25 +82,8 @@ class KerasArchive:
                                      f"{name!r} entry)")
 
     def _check_info(self, info):
-        where = f"Keras file {self.path!r}, entry {info.filename!r}"
-        if info.flag_bits & 0x1:
-            raise ModelFileError(f"{where} is encrypted")
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise ModelFileError(f"{where} uses compression method "
-                                 f"{info.compress_type}; only stored (0) and deflated "
-                                 f"(8) are read")
-        if info.header_offset < 0 or \
-                info.header_offset + info.compress_size > self.file_size:
-            raise ModelFileError(f"{where} extends past the end of the file "
-                                 f"({self.file_size} bytes): truncated or corrupted")
-        if info.compress_type == zipfile.ZIP_STORED and \
-                info.compress_size != info.file_size:
-            raise ModelFileError(f"{where} is stored with {info.compress_size} bytes "
-                                 f"but declares {info.file_size}: corrupted")
-        if info.file_size > _MAX_DEFLATE_RATIO * info.compress_size + 64:
-            raise ModelFileError(f"{where} declares {info.file_size} bytes from "
-                                 f"{info.compress_size} compressed: corrupted (or a zip "
-                                 f"bomb)")
+        check_zip_entry(info, f"Keras file {self.path!r}, entry {info.filename!r}",
+                        self.file_size)
 
     def size(self, name):
         return self.members[name].file_size
