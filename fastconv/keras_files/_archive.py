@@ -13,7 +13,7 @@ import os
 import time
 import zipfile
 
-from .._model_file import ModelFileError, check_zip_entry
+from .._model_file import ModelFileError, _unique_keys, check_zip_entry
 
 __all__ = ["KerasArchive", "write_archive", "parse_json"]
 
@@ -23,15 +23,6 @@ MAX_JSON_BYTES = 16 * 2**20
 
 def _reject_constant(name):
     raise ValueError(f"{name} is not allowed")
-
-
-def _unique_keys(pairs):
-    out = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"key {key[:40]!r} appears twice")
-        out[key] = value
-    return out
 
 
 def parse_json(path, text, what):
