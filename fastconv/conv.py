@@ -25,10 +25,13 @@ _KEPT = (_backward, _conv2d, _ready_dtype, _winograd_tile_for, _Geometry, _geome
          _grad_weight_avg_tanh)
 
 
-def _conv_forward(g, x, weight, bias, dtype, relu=False, tanh=False, winograd_tile=None):
+def _conv_forward(g, x, weight, bias, dtype, relu=False, tanh=False, winograd_tile=None,
+                  prepared=None):
     """conv2d's y for the checked geometry g and arrays (weight in g's layout), then
-    ReLU or tanh (see ops.conv.conv2d_act); winograd_tile: the Winograd tile asked for."""
-    return _run_forward(g, x, weight, bias, dtype, relu, tanh, winograd_tile)
+    ReLU or tanh (see ops.conv.conv2d_act); winograd_tile: the Winograd tile asked for;
+    prepared: where the weight's packed forms are kept (ops/conv/prepared.py)."""
+    return _run_forward(g, x, weight, bias, dtype, relu, tanh, winograd_tile,
+                        prepared=prepared)
 
 
 def _winograd_pool_tile():

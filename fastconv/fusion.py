@@ -24,6 +24,8 @@ Conv2D that the inference pass fuses with the 2x2 max pool after it runs its for
 the fused kernel's Winograd tiles in every pass, so that predict and model(x) give the
 same bits.  That rule holds with fusion off too (the off switch is a test oracle).
 """
+import numpy as np
+
 from . import conv as _conv
 from . import pooling as _pool
 from .ops.conv import plan as _plan
@@ -112,8 +114,9 @@ def _conv_max_forward(conv, pool, x, training, tile):
     if ops is None:
         return None
     g, dtype, kernel, bias = ops
+    prepared = None if training else conv._prepared_for("kernel", conv.kernel)
     return _conv._forward_max_pooled(g, x, kernel, bias, dtype,
-                                     conv.activation == "relu", tile)
+                                     conv.activation == "relu", tile, prepared)
 
 
 def _avg_tanh_backward(layer, pool, grad, input_grad):
@@ -145,18 +148,23 @@ def _conv_bn_ok(conv, bn, mode):
 
 def _conv_bn_forward(conv, bn, x, training, tile):
     """conv with bn's inference-mode normalization folded into its kernel and bias
-    (BatchNormalization.folded, recomputed on every call: the weights of either
-    layer may have changed, and the kernel is small next to the output)."""
+    (BatchNormalization.folded), the folded and packed kernels kept between calls
+    while neither layer's weights (nor the epsilon) change (Conv2D._prepared_for)."""
     if training:
         return None
     last = conv.data_format == "channels_last"
-    kernel, bias = bn.folded(conv._op_kernel(conv.kernel),
-                             conv.bias if conv.use_bias else None, 3 if last else 0)
+    bias = conv.bias if conv.use_bias else None
+    prepared = conv._prepared_for(
+        "batch_norm", conv.kernel, bias, bn.gamma if bn.scale else None,
+        bn.beta if bn.center else None, bn.moving_mean, bn.moving_variance,
+        np.float64(bn.epsilon))
+    kernel, bias = prepared.get("folded", lambda: bn.folded(
+        conv._op_kernel(conv.kernel), bias, 3 if last else 0))
     ready = conv._ready(x, kernel, bias)
     if ready is None:
         return None
     return _conv._conv_forward(ready[0], x, kernel, bias, ready[1],
-                               winograd_tile=tile)
+                               winograd_tile=tile, prepared=prepared)
 
 
 #: the activation codes of src/_batchnorm.pyx by ReLU kind

@@ -5,6 +5,7 @@ from .. import conv as _conv
 from ..conv import (_conv2d, conv2d_backward, conv2d_grad_bias, conv2d_grad_weight,
                     conv2d_output_shape)
 from .. import initializers as _initializers
+from ..ops.conv.prepared import Prepared
 from ..shapes import normalize_pair
 from .base import Layer
 from .common import check_layer_data_format, check_layer_padding, check_positive_int
@@ -53,6 +54,7 @@ class Conv2D(Layer):
                                         kernel_constraint, bias_constraint)
         self._last = self.data_format == "channels_last"
         self._geometry, self._geometry_key = None, None
+        self._prepared = {}
 
     def _rank_desc(self):
         return ("(batch, height, width, channels)" if self._last
@@ -129,22 +131,38 @@ class Conv2D(Layer):
             return None
         return g, dtype
 
-    def _forward(self, x, relu=False, tanh=False, winograd_tile=None):
+    def _prepared_for(self, purpose, *arrays):
+        """The Prepared (fastconv/ops/conv/prepared.py) of this layer's inference
+        forwards by purpose -- "kernel": made from the kernel; "batch_norm": with a
+        batch normalization folded in (fastconv/fusion.py) -- current for arrays, the
+        weights its values are made from."""
+        prepared = self._prepared.get(purpose)
+        if prepared is None:
+            prepared = self._prepared[purpose] = Prepared()
+        return prepared.of(*arrays)
+
+    def _forward(self, x, relu=False, tanh=False, winograd_tile=None, training=True):
         """conv2d of x, then ReLU (relu) or tanh (tanh) where the kernels fuse them, on
         Winograd tiles of side winograd_tile where it runs on them (None: those that
-        suit the output)."""
+        suit the output).  In inference (not training) the kernel in the op's layout
+        and the kernels' packing of it are kept between calls while the kernel keeps
+        its bits."""
         self._x = x
-        kernel = self._op_kernel(self.kernel)
+        if training:
+            prepared, kernel = None, self._op_kernel(self.kernel)
+        else:
+            prepared = self._prepared_for("kernel", self.kernel)
+            kernel = prepared.get("op_kernel", lambda: self._op_kernel(self.kernel))
         bias = self.bias if self.use_bias else None
         ready = self._ready(x, kernel, bias)
         if ready is None:
             return _conv2d(x, kernel, bias, relu=relu, tanh=tanh,
                            winograd_tile=winograd_tile, **self._op_args())
         return _conv._conv_forward(ready[0], x, kernel, bias, ready[1], relu, tanh,
-                                   winograd_tile)
+                                   winograd_tile, prepared)
 
     def _linear_forward(self, x, training):
-        return self._forward(x)
+        return self._forward(x, training=training)
 
     def forward(self, x, training=False, winograd_tile=None):
         """The forward pass (see Layer.forward); winograd_tile: the Winograd tile side
@@ -154,10 +172,11 @@ class Conv2D(Layer):
         of them give the same bits."""
         act = self._act_name
         if act not in ("relu", "tanh"):
-            return self._activate(self._forward(x, winograd_tile=winograd_tile))
+            return self._activate(self._forward(x, winograd_tile=winograd_tile,
+                                                training=training))
         # The activation fused into the convolution's output pass where the kernel has
         # it (the same values as the activation of conv2d's result).
-        self._y = self._forward(x, act == "relu", act == "tanh", winograd_tile)
+        self._y = self._forward(x, act == "relu", act == "tanh", winograd_tile, training)
         return self._y
 
     # ------------------------------------------------ explicit entry points of fusion

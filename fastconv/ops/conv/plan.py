@@ -104,6 +104,12 @@ class Algorithm:
     def details(self, plan):
         return []
 
+    def pack(self, plan, w):
+        """The forward's weight w (C_out, C_in/groups, kh, kw) as its kernels read it,
+        which forward(..., packed=) then takes in its place (kept between inference
+        calls: prepared.py); None where the kernels read w as it is."""
+        return None
+
     def __repr__(self):
         return f"<conv algorithm {self.name}>"
 

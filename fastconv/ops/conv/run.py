@@ -39,12 +39,14 @@ def _verbose(driver):
 
 
 def _forward(g, x, weight, bias, dtype, relu=False, tanh=False, tile=None, finite_w=None,
-             ran=None, forced=True):
+             ran=None, forced=True, prepared=None):
     """y of geometry g (weight in g's layout), then ReLU (relu) or tanh (tanh: fused
     into the wide and pixel-row kernels' output pass in float32, a separate in-place
     pass otherwise).  tile: the Winograd tile asked for (None: the plan's);
     finite_w: whether the weight is finite, when the caller knows; forced=False: the
-    inner call of a rewrite, which force_conv_algorithm does not reach."""
+    inner call of a rewrite, which force_conv_algorithm does not reach; prepared: a
+    Prepared (prepared.py) whose values are made from weight, where the packed weight
+    and its finiteness are kept between calls (inference)."""
     plan = select(g, dtype, FORWARD, True, tile, forced)
     alg = plan.algorithm
     if ran is not None:
@@ -52,7 +54,8 @@ def _forward(g, x, weight, bias, dtype, relu=False, tanh=False, tile=None, finit
     if alg.rewrites:
         d = plan.run_g
         return _forward(d, x.reshape(d.x_shape), weight.reshape(d.weight_shape), bias,
-                        dtype, relu, tanh, forced=False).reshape(g.y_shape)
+                        dtype, relu, tanh, forced=False,
+                        prepared=prepared).reshape(g.y_shape)
     if getattr(alg, "on_layout", False):
         return alg.forward_layout(plan, x, weight, bias, relu, tanh)
     w = weight_oihw(g, weight)
@@ -60,7 +63,8 @@ def _forward(g, x, weight, bias, dtype, relu=False, tanh=False, tile=None, finit
     if y.size == 0:
         return y
     if finite_w is None and (x.size == 0 or FORWARD in alg.shortcuts):
-        finite_w = finite(w)
+        finite_w = (finite(w) if prepared is None else
+                    prepared.get("finite", lambda: finite(w)))
     if finite_w is False and FORWARD in alg.shortcuts:
         plan = select(g, dtype, FORWARD, False, tile, forced)
         alg = plan.algorithm
@@ -72,8 +76,22 @@ def _forward(g, x, weight, bias, dtype, relu=False, tanh=False, tile=None, finit
             zw = (w * 0).reshape(g.c_out, -1).sum(axis=1)
             y += zw if g.channels_last else zw[:, None, None]
         return np.maximum(y, 0) if relu else y
-    fused = alg.forward(plan, x, w, bias, y, relu, tanh and dtype == np.float32)
+    packed = _packed(prepared, plan, w)
+    if packed is None:
+        fused = alg.forward(plan, x, w, bias, y, relu, tanh and dtype == np.float32)
+    else:
+        fused = alg.forward(plan, x, w, bias, y, relu, tanh and dtype == np.float32,
+                            packed=packed)
     return y if fused else _tanh_if(y, tanh)
+
+
+def _packed(prepared, plan, w):
+    """plan's packed form of w (Algorithm.pack) kept in prepared, None where there is
+    no prepared or the algorithm reads w as it is."""
+    if prepared is None:
+        return None
+    return prepared.get((plan.algorithm.name, plan.tile),
+                        lambda: plan.algorithm.pack(plan, w))
 
 
 def _grad_input(g, grad_y, weight, dtype, ran=None, forced=True):
@@ -180,13 +198,14 @@ def forward_avg_pooled(g, x, weight, bias, dtype, relu=False, tanh=False, keep=F
     return pooled if y is None else (y, pooled)
 
 
-def forward_max_pooled(g, x, weight, bias, dtype, relu=False, winograd_tile=None):
+def forward_max_pooled(g, x, weight, bias, dtype, relu=False, winograd_tile=None,
+                       prepared=None):
     """max_pool2d(act(conv2d(x)), 2) -- 2x2 windows, stride 2, rows and columns past an
     even count dropped, act ReLU (relu) or none -- bit for bit, the full-size output
     never written (inference only: the backward passes need it).  On Winograd each
     output tile holds whole pooling windows (an even tile), pooled as it is written; on
     the pixel-row kernels each image is pooled from a per-thread copy of its output
-    while in cache.  None where g runs on neither."""
+    while in cache.  None where g runs on neither.  prepared: as forward's."""
     plan = _pool_plan(g, x, weight, dtype, winograd_tile)
     if plan is None:
         return None
@@ -197,10 +216,13 @@ def forward_max_pooled(g, x, weight, bias, dtype, relu=False, winograd_tile=None
         return None
     pooled = _arena.empty((g.n, g.oh // 2, g.ow // 2, g.c_out), dtype)
     w = weight_oihw(g, weight)
+    packed = _packed(prepared, plan, w)
     if plan.name == "pixel":
-        plan.algorithm.forward(plan, x, w, bias, pooled, relu, False, max_pool=True)
+        plan.algorithm.forward(plan, x, w, bias, pooled, relu, False, max_pool=True,
+                               packed=packed)
     else:
-        plan.algorithm.forward(plan, x, w, bias, pooled, relu, False, pool=True)
+        plan.algorithm.forward(plan, x, w, bias, pooled, relu, False, pool=True,
+                               packed=packed)
     return pooled
 
 

@@ -61,9 +61,13 @@ class Depthwise(Algorithm):
             out.append(f"partial sums of {plan.n_per} images")
         return out
 
-    def forward(self, plan, x, w, bias, y, relu, tanh):
+    def pack(self, plan, w):
+        return _packed(plan.g, w)
+
+    def forward(self, plan, x, w, bias, y, relu, tanh, packed=None):
         g = plan.g
-        _ext.conv2d.dw_forward(x.reshape(-1), _packed(g, w), bias, y.reshape(-1), g.c)
+        wp = self.pack(plan, w) if packed is None else packed
+        _ext.conv2d.dw_forward(x.reshape(-1), wp, bias, y.reshape(-1), g.c)
         if relu:
             np.maximum(y, 0, out=y)
         return False

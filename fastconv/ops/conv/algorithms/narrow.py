@@ -48,7 +48,11 @@ class Narrow(Algorithm):
         mr, no, vl = plan.tile
         return [f"{mr} pixels x {no} channels, vectors of {vl} input channels"]
 
-    def forward(self, plan, x, w, bias, y, relu, tanh):
-        _ext.conv2d.px_forward_narrow(x.reshape(-1), narrow_weights(plan.g, w), bias,
-                                      y.reshape(-1), plan.g.c, relu)
+    def pack(self, plan, w):
+        return narrow_weights(plan.g, w)
+
+    def forward(self, plan, x, w, bias, y, relu, tanh, packed=None):
+        wp = self.pack(plan, w) if packed is None else packed
+        _ext.conv2d.px_forward_narrow(x.reshape(-1), wp, bias, y.reshape(-1), plan.g.c,
+                                      relu)
         return False

@@ -72,10 +72,14 @@ class PixelRows(Algorithm):
             out.append(f"partial sums of {plan.n_per} images")
         return out
 
+    def pack(self, plan, w):
+        return pixel_weights(plan.g, w, plan.tile[1])
+
     def forward(self, plan, x, w, bias, y, relu, tanh, max_pool=False, avg_pool=False,
-                yq=None):
+                yq=None, packed=None):
         """y (or its 2x2/2 pool: max_pool, avg_pool; yq: the pool beside y) of x."""
-        _ext.conv2d.px_forward(x.reshape(-1), pixel_weights(plan.g, w, plan.tile[1]), bias,
+        wp = self.pack(plan, w) if packed is None else packed
+        _ext.conv2d.px_forward(x.reshape(-1), wp, bias,
                                y.reshape(-1), plan.g.c, relu, plan.half, max_pool,
                                tanh=tanh, avg_pool=avg_pool,
                                yq=None if yq is None else yq.reshape(-1))

@@ -72,12 +72,15 @@ class Wide(Algorithm):
             out.append(f"partial sums of {plan.split} images")
         return out
 
-    def forward(self, plan, x, w, bias, y, relu, tanh, pool=False, yq=None):
+    def pack(self, plan, w):
+        return np.ascontiguousarray(w).reshape(plan.g.c_out, -1)
+
+    def forward(self, plan, x, w, bias, y, relu, tanh, pool=False, yq=None, packed=None):
         """y (or its 2x2/2 average pool: pool; yq: the pool beside y) of x."""
         g = plan.g
-        _ext.conv2d.wide_forward(x.reshape(-1), np.ascontiguousarray(w).reshape(g.c_out, -1),
-                                 bias, y.reshape(-1), g.c, relu, tanh, pool,
-                                 None if yq is None else yq.reshape(-1))
+        wp = self.pack(plan, w) if packed is None else packed
+        _ext.conv2d.wide_forward(x.reshape(-1), wp, bias, y.reshape(-1), g.c, relu, tanh,
+                                 pool, None if yq is None else yq.reshape(-1))
         return tanh
 
     def grad_weight(self, plan, grad_y, x, bsum, grad_pooled=None, a=None):

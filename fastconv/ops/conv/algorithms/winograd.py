@@ -96,11 +96,14 @@ class Winograd(Algorithm):
             out.append(f"partial sums of {plan.split} images")
         return out
 
-    def forward(self, plan, x, w, bias, y, relu, tanh, pool=False):
+    def pack(self, plan, w):
+        return winograd_weights(w, plan.tile)
+
+    def forward(self, plan, x, w, bias, y, relu, tanh, pool=False, packed=None):
         """y (or its 2x2/2 max pool: pool, an even tile) of x."""
-        _ext.conv2d.winograd_forward(x.reshape(-1), winograd_weights(w, plan.tile), bias,
-                                     y.reshape(-1), plan.g.c, plan.block, relu, pool,
-                                     plan.tile)
+        u = self.pack(plan, w) if packed is None else packed
+        _ext.conv2d.winograd_forward(x.reshape(-1), u, bias, y.reshape(-1), plan.g.c,
+                                     plan.block, relu, pool, plan.tile)
         return False
 
     def grad_weight(self, plan, grad_y, x, bsum):
