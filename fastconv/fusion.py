@@ -44,31 +44,36 @@ UNFUSED = object()
 
 
 class Pattern:
-    """One fusion: ``first`` (a layer class, subclasses included) then ``second`` (that
-    exact class), fused in the passes ``modes`` where ``condition(a, b, mode)`` holds
-    (hyper-parameters only: the model decides once).
+    """One fusion: a run of layers of the classes ``layers`` (the first matched with
+    its subclasses, the others exactly), fused in the passes ``modes`` where
+    ``condition(*run, mode)`` holds (hyper-parameters only: the model decides once).
 
-    forward(a, b, x, training, tile) -> b's output, or None (the layers run one by one);
-    in training it leaves both layers' caches as their own forward calls would.
-    backward(a, b, grad, a_input_grad) -> a's input gradient (None when not asked), or
-    UNFUSED.  first_tile() -> the Winograd tile a runs on in every pass (None: any)."""
+    forward(*run, x, training, tile) -> the last layer's output, or None (the layers
+    run one by one); in training it leaves the layers' caches as their own forward
+    calls would.  backward(*run, grad, first_input_grad) -> the first layer's input
+    gradient (None when not asked), or UNFUSED.  first_tile() -> the Winograd tile
+    the first layer runs on in every pass (None: any)."""
 
-    __slots__ = ("name", "first", "second", "modes", "condition", "forward", "backward",
+    __slots__ = ("name", "layers", "modes", "condition", "forward", "backward",
                  "first_tile")
 
-    def __init__(self, name, first, second, modes, condition, forward=None,
-                 backward=None, first_tile=None):
-        self.name, self.first, self.second = name, first, second
+    def __init__(self, name, layers, modes, condition, forward=None, backward=None,
+                 first_tile=None):
+        self.name, self.layers = name, tuple(layers)
         self.modes, self.condition = tuple(modes), condition
         self.forward, self.backward, self.first_tile = forward, backward, first_tile
 
-    def matches(self, a, b, mode):
-        return (mode in self.modes and isinstance(a, self.first) and
-                type(b) is self.second and self.condition(a, b, mode))
+    def matches(self, *run_and_mode):
+        """Whether the layers (a, b[, c, ...]) fuse in mode: matches(a, b, mode)."""
+        *run, mode = run_and_mode
+        return (mode in self.modes and len(run) == len(self.layers) and
+                isinstance(run[0], self.layers[0]) and
+                all(type(layer) is cls for layer, cls in zip(run[1:], self.layers[1:]))
+                and self.condition(*run, mode))
 
     def __repr__(self):
-        return (f"<Pattern {self.name!r}: {self.first.__name__} + "
-                f"{self.second.__name__} in {', '.join(self.modes)}>")
+        names = " + ".join(cls.__name__ for cls in self.layers)
+        return f"<Pattern {self.name!r}: {names} in {', '.join(self.modes)}>"
 
 
 # ------------------------------------------------------------------------ the patterns
@@ -146,10 +151,11 @@ def _conv_bn_ok(conv, bn, mode):
     return conv.activation == "linear" and bn.axis in channel_axes
 
 
-def _conv_bn_forward(conv, bn, x, training, tile):
+def _conv_bn_forward(conv, bn, x, training, tile, relu=False):
     """conv with bn's inference-mode normalization folded into its kernel and bias
-    (BatchNormalization.folded), the folded and packed kernels kept between calls
-    while neither layer's weights (nor the epsilon) change (Conv2D._prepared_for)."""
+    (BatchNormalization.folded), then ReLU where relu (in the kernels' output pass),
+    the folded and packed kernels kept between calls while neither layer's weights
+    (nor the epsilon) change (Conv2D._prepared_for)."""
     if training:
         return None
     last = conv.data_format == "channels_last"
@@ -163,8 +169,20 @@ def _conv_bn_forward(conv, bn, x, training, tile):
     ready = conv._ready(x, kernel, bias)
     if ready is None:
         return None
-    return _conv._conv_forward(ready[0], x, kernel, bias, ready[1],
+    return _conv._conv_forward(ready[0], x, kernel, bias, ready[1], relu,
                                winograd_tile=tile, prepared=prepared)
+
+
+def _conv_bn_relu_ok(conv, bn, relu, mode):
+    """conv_batch_norm's pair, then a plain ReLU or ReLU(6.0) (relu6 clipped after)."""
+    return _conv_bn_ok(conv, bn, mode) and relu._kind in _BN_ACT
+
+
+def _conv_bn_relu_forward(conv, bn, relu, x, training, tile):
+    y = _conv_bn_forward(conv, bn, x, training, tile, relu=True)
+    if y is not None and relu._kind == "relu6":
+        np.minimum(y, 6.0, out=y)
+    return y
 
 
 #: the activation codes of src/_batchnorm.pyx by ReLU kind
@@ -205,22 +223,26 @@ def _pool_tile():
 PATTERNS = (
     # LeNet-5's C1 + S2 and C3 + S4: the pooled maps written in the convolution's
     # output pass; with tanh, both gradients in one pass (and C1's weight gradient).
-    Pattern("conv_avg_pool", Conv2D, AveragePooling2D, (INFERENCE, TRAINING),
+    Pattern("conv_avg_pool", (Conv2D, AveragePooling2D), (INFERENCE, TRAINING),
             _conv_pool_ok, forward=_conv_avg_forward, backward=_avg_tanh_backward),
     # The CIFAR-10 network's conv + max pool pairs, in inference.
-    Pattern("conv_max_pool", Conv2D, MaxPooling2D, (INFERENCE,), _conv_max_ok,
+    Pattern("conv_max_pool", (Conv2D, MaxPooling2D), (INFERENCE,), _conv_max_ok,
             forward=_conv_max_forward, first_tile=_pool_tile),
-    # A convolution then a batch normalization (ResNet, MobileNet) in inference: one
-    # convolution with the normalization folded into its kernel and bias.
-    Pattern("conv_batch_norm", Conv2D, BatchNormalization, (INFERENCE,), _conv_bn_ok,
+    # A convolution, a batch normalization and a ReLU (ResNet, MobileNet) in
+    # inference: one convolution with the normalization folded into its kernel and
+    # bias and the ReLU in its output pass (ReLU6: then clipped in place).
+    Pattern("conv_batch_norm_relu", (Conv2D, BatchNormalization, ReLU), (INFERENCE,),
+            _conv_bn_relu_ok, forward=_conv_bn_relu_forward),
+    # A convolution then a batch normalization alone: the fold.
+    Pattern("conv_batch_norm", (Conv2D, BatchNormalization), (INFERENCE,), _conv_bn_ok,
             forward=_conv_bn_forward),
     # ResNet's and MobileNetV2's BatchNormalization + ReLU (or ReLU6) where the
     # normalization is not folded into a convolution: one pass forward, two backward.
-    Pattern("batch_norm_relu", BatchNormalization, ReLU, (INFERENCE, TRAINING),
+    Pattern("batch_norm_relu", (BatchNormalization, ReLU), (INFERENCE, TRAINING),
             _bn_relu_ok, forward=_bn_relu_forward, backward=_bn_relu_backward),
     # Any tanh layer before an average pool (where the forward does not fuse): the
     # gradient through both in one pass.
-    Pattern("tanh_avg_pool_grad", Layer, AveragePooling2D, (TRAINING,), _tanh_avg_ok,
+    Pattern("tanh_avg_pool_grad", (Layer, AveragePooling2D), (TRAINING,), _tanh_avg_ok,
             backward=_avg_tanh_backward),
 )
 
@@ -287,13 +309,14 @@ class LayerStep:
 
 
 class FusedStep:
-    """Two layers, a then b, that pattern runs as one pass where its kernels apply."""
+    """A run of layers (two or more, each reading the one before) that pattern runs
+    as one pass where its kernels apply."""
 
     __slots__ = ("layers", "indices", "pattern", "_tile")
 
-    def __init__(self, pattern, a, b, tile=None):
-        self.pattern, self.layers = pattern, (a.layer, b.layer)
-        self.indices, self._tile = (a.index, b.index), tile
+    def __init__(self, pattern, run, tile=None):
+        self.pattern, self.layers = pattern, tuple(node.layer for node in run)
+        self.indices, self._tile = tuple(node.index for node in run), tile
 
     @property
     def name(self):
@@ -303,30 +326,34 @@ class FusedStep:
         return None if self._tile is None else self._tile()
 
     def forward(self, x, training):
-        a, b = self.layers
         tile = None if self._tile is None else self._tile()
         fused = self.pattern.forward
         if fused is not None:
-            y = fused(a, b, x, training, tile)
+            y = fused(*self.layers, x, training, tile)
             if y is not None:
                 return y
-        y = a.forward(x, training) if tile is None else a.forward(x, training,
-                                                                  winograd_tile=tile)
-        return b.forward(y, training)
+        first, rest = self.layers[0], self.layers[1:]
+        y = first.forward(x, training) if tile is None else first.forward(
+            x, training, winograd_tile=tile)
+        for layer in rest:
+            y = layer.forward(y, training)
+        return y
 
     def backward(self, grad, wants):
-        """a's input gradient (see LayerStep.backward); a does not run where b's
-        input gradient is not wanted (b trains, nothing before it does)."""
-        (a, b), (i, j) = self.layers, self.indices
-        if not _wanted(wants, j):
-            return b._backward(grad, False)
-        want = _wanted(wants, i)
+        """The first layer's input gradient (see LayerStep.backward); the layers
+        before one whose input gradient is not wanted do not run (they do not train)."""
+        layers, indices = self.layers, self.indices
         fused = self.pattern.backward
-        if fused is not None:
-            out = fused(a, b, grad, want)
+        if fused is not None and all(_wanted(wants, i) for i in indices[1:]):
+            out = fused(*layers, grad, _wanted(wants, indices[0]))
             if out is not UNFUSED:
                 return out
-        return a._backward(b._backward(grad, True), want)
+        for layer, index in zip(layers[::-1], indices[::-1]):
+            want = _wanted(wants, index)
+            grad = layer._backward(grad, want)
+            if not want:
+                return None
+        return grad
 
 
 def _wanted(wants, index):
@@ -339,7 +366,7 @@ def _wanted(wants, index):
 def _first_tiles(nodes):
     """{node index: tile function} of the first layers that a pattern pins to a tile
     (decided on the inference pass's fusions, for every pass)."""
-    return {a.index: p.first_tile for p, a, _ in _pairs(nodes, INFERENCE, ())
+    return {run[0].index: p.first_tile for p, run in _groups(nodes, INFERENCE, ())
             if p.first_tile is not None}
 
 
@@ -351,46 +378,58 @@ def _indices(linear):
     return frozenset(linear)
 
 
-def _pairs(nodes, mode, linear):
-    """(pattern, a, b) for each pair of nodes that fuses in mode: a's output read by b
-    alone (and not a model output), b reading a alone, neither taken by an earlier
-    pair, b not a node run linear (indices linear), a of one input."""
+def _run_from(nodes, a, length, taken, linear):
+    """The run of length nodes from a, each the only reader of the one before and
+    reading it alone (none a model output before the last, none with an activity
+    regularizer before the last, none taken, none after a run linear), or None."""
+    run = [a]
+    while len(run) < length:
+        prev = run[-1]
+        if len(prev.consumers) != 1 or prev.consumers[0] < 0:
+            return None  # (a negative consumer: prev's output is a model output)
+        if getattr(prev.layer, "activity_regularizer", None) is not None:
+            return None  # its output is read by its penalty too: the model needs it
+        nxt = nodes[prev.consumers[0]]
+        if nxt.inputs != (prev.index,) or nxt.index in taken or nxt.index in linear:
+            return None
+        run.append(nxt)
+    return run
+
+
+def _groups(nodes, mode, linear):
+    """(pattern, run of nodes) for each run that fuses in mode, the first pattern in
+    table order that matches at each node winning (see _run_from; the first node of
+    one input)."""
     taken, out = set(), []
     for a in nodes:
-        if a.index in taken or len(a.consumers) != 1 or a.consumers[0] < 0:
-            continue  # (a negative consumer: a's output is a model output)
-        b = nodes[a.consumers[0]]
-        if b.inputs != (a.index,) or b.index in taken or b.index in linear:
+        if a.index in taken or getattr(a.layer, "_multi_input", False):
             continue
-        if getattr(a.layer, "_multi_input", False):
-            continue
-        if getattr(a.layer, "activity_regularizer", None) is not None:
-            continue  # its output is read by its penalty too: the model needs it
         for pattern in PATTERNS:
-            if pattern.matches(a.layer, b.layer, mode):
-                out.append((pattern, a, b))
-                taken.update((a.index, b.index))
+            run = _run_from(nodes, a, len(pattern.layers), taken, linear)
+            if run is not None and pattern.matches(*(n.layer for n in run), mode):
+                out.append((pattern, run))
+                taken.update(n.index for n in run)
                 break
     return out
 
 
 def compile_steps(nodes, mode, fuse=True, linear=None):
     """The steps of a pass over nodes (Node list in topological order) for mode
-    (INFERENCE or TRAINING): pairs fused by the first pattern that matches (none when
-    not fuse); the node of index linear (or the nodes of a collection of indices)
-    runs its linear part only."""
+    (INFERENCE or TRAINING): runs of nodes fused by the first pattern that matches
+    (none when not fuse); the node of index linear (or the nodes of a collection of
+    indices) runs its linear part only."""
     linear = _indices(linear)
     tiles = _first_tiles(nodes)
-    first = {a.index: (p, a, b) for p, a, b in _pairs(nodes, mode, linear)} if fuse \
-        else {}
+    first = {run[0].index: (p, run) for p, run in _groups(nodes, mode, linear)} \
+        if fuse else {}
     steps, skip = [], set()
     for node in nodes:
         if node.index in skip:
             continue
         if node.index in first:
-            pattern, a, b = first[node.index]
-            steps.append(FusedStep(pattern, a, b, tiles.get(a.index)))
-            skip.add(b.index)
+            pattern, run = first[node.index]
+            steps.append(FusedStep(pattern, run, tiles.get(node.index)))
+            skip.update(n.index for n in run[1:])
         else:
             steps.append(LayerStep(node, tiles.get(node.index), node.index in linear))
     return steps

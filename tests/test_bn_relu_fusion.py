@@ -95,8 +95,8 @@ def test_bn_relu_fused_equals_unfused_in_training(dtype, data_format, max_value,
     assert_same_model(fused, plain, got, want)
     assert fused_names(fused, "training") == ["batch_norm_relu"] * 2
     assert not fused_names(plain, "training")
-    # inference: the conv_batch_norm fold takes the pairs first
-    assert fused_names(fused, "inference") == ["conv_batch_norm"] * 2
+    # inference: the conv_batch_norm fold takes the convolutions first, with the ReLU
+    assert fused_names(fused, "inference") == ["conv_batch_norm_relu"] * 2
     assert seen["forward"] == [(True, True)] * 6
     assert seen["backward"] == [True] * 6
 
@@ -114,7 +114,8 @@ def test_bn_relu_fused_in_inference_and_frozen(max_value, monkeypatch):
     y = np.eye(3)[rng.integers(0, 3, 5)]
     fused, plain, got, want = train_pair(make, x, y)
     assert_same_model(fused, plain, got, want)
-    assert fused_names(fused, "inference") == ["batch_norm_relu", "conv_batch_norm"]
+    assert fused_names(fused, "inference") == ["batch_norm_relu",
+                                               "conv_batch_norm_relu"]
     assert (False, True) in seen["forward"]
     assert False in seen["backward"] and True in seen["backward"]
 

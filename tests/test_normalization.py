@@ -156,15 +156,16 @@ def test_model_training_updates_moving_statistics_not_through_the_optimizer(rng)
     assert len(model.non_trainable_weights) == 2
 
 
-def fold_model(fmt, activation=None, use_bias=True, depthwise=False):
+def fold_model(fmt, activation=None, use_bias=True, depthwise=False, tail=None):
     axis = -1 if fmt == "channels_last" else 1
     shape = (9, 8, 3) if fmt == "channels_last" else (3, 9, 8)
     conv = (L.DepthwiseConv2D(3, depth_multiplier=2, data_format=fmt, use_bias=use_bias,
                               activation=activation) if depthwise else
             L.Conv2D(5, 3, strides=2, padding="same", data_format=fmt, use_bias=use_bias,
                      activation=activation))
+    tail = L.Activation("relu") if tail is None else tail()
     return Sequential([L.Input(shape), conv, L.BatchNormalization(axis=axis),
-                       L.Activation("relu"), L.Flatten(), L.Dense(3)]), shape
+                       tail, L.Flatten(), L.Dense(3)]), shape
 
 
 def randomize(model, rng):
@@ -194,6 +195,37 @@ def test_conv_batch_norm_fold_predicts_as_the_unfused_model(fmt, depthwise, use_
         expected = plain.predict(x, verbose=0)
         got = model.predict(x, verbose=0)
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+        randomize(model, rng)
+
+
+@pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("depthwise", [False, True])
+@pytest.mark.parametrize("tail,name", [
+    (lambda: L.ReLU(), "conv_batch_norm_relu"),
+    (lambda: L.ReLU(6.0), "conv_batch_norm_relu"),
+    (lambda: L.ReLU(5.0), "conv_batch_norm"),     # (not a kind the kernels run)
+    (lambda: L.LeakyReLU(), "conv_batch_norm")])
+def test_conv_batch_norm_relu_predicts_as_the_unfused_model(fmt, depthwise, tail, name,
+                                                            rng):
+    """The fold with the ReLU (ReLU6) after it in the convolution's output pass; the
+    unfused model the oracle, the inputs scaled so that ReLU6 clips some outputs."""
+    model, shape = fold_model(fmt, depthwise=depthwise, tail=tail)
+    model.compile("sgd", "mse")
+    randomize(model, rng)
+    steps = model._steps(fusion.INFERENCE, False)
+    assert [s.pattern.name for s in steps if s.pattern] == [name]
+    plain, _ = fold_model(fmt, depthwise=depthwise, tail=tail)
+    plain.compile("sgd", "mse")
+    plain._fusion = False
+    x = rng.standard_normal((6,) + shape).astype(np.float32) * 8
+    for _ in range(2):
+        plain.set_weights(model.get_weights())
+        expected = plain.predict(x, verbose=0)
+        got = model.predict(x, verbose=0)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+        relu_out = model.layers[2].forward(model.layers[1].forward(
+            model.layers[0].forward(x)))
+        assert (relu_out <= 0).any() and (relu_out > 0).any()
         randomize(model, rng)
 
 
