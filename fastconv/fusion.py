@@ -3,21 +3,21 @@
 Layers know nothing of their neighbours.  A model hands its layers to ``compile_steps``
 as the nodes of a graph, each knowing the nodes it feeds (a Sequential is a chain), and
 runs the list of steps it gets back: a step is one layer, or a group of layers that a
-pattern of ``PATTERNS`` runs as one pass.  A pair (a, b) fuses when a's output goes to
-b alone and b reads a alone, the pattern's layer types and condition match, and the
-pass (inference or training) is one the pattern serves.  A layer with an activity
-regularizer never fuses as the first of a pair: the penalty reads its output, which a
-fused pass may never write (the model computes it after the layer's step).  The model
-compiles its steps once per pass kind and keeps them until its layers change (add, pop,
-build, compile).
+pattern of ``PATTERNS`` runs as one pass.  A run (a, b, ...) fuses when each layer's
+output goes to the next alone and each reads the one before alone, the pattern's layer
+types and condition match, and the pass (inference or training) is one the pattern
+serves.  A layer with an activity regularizer never fuses before another: the penalty
+reads its output, which a fused pass may never write (the model computes it after the
+layer's step).  The model compiles its steps once per pass kind and keeps them until
+its layers change (add, pop, build, compile).
 
 Each pattern is one entry: layer types, condition, fused forward, fused backward.  A
 fused function returns None (forward) or UNFUSED (backward) where its kernels turn the
 arrays down at run time (a dtype, a shape, a non-finite weight): the step then runs its
 layers one by one, so fused and unfused steps give the same results, bit for bit (the
 tests compare them against the same model with ``fusion=False``) -- except
-conv_batch_norm, which folds the normalization into the kernel and bias and so agrees
-to float32 rounding.
+conv_batch_norm(_relu), which folds the normalization into the kernel and bias and so
+agrees to float32 rounding.
 
 A pattern may also fix how its first layer runs in every pass (``first_tile``): a
 Conv2D that the inference pass fuses with the 2x2 max pool after it runs its forward on
