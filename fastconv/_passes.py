@@ -168,7 +168,9 @@ def train_step(model, x, y, sample_weight=None):
     grads = [None if g is None else np.ascontiguousarray(g, dtype=model.dtype)
              for g in grads]
     needs, wants = plan.graph.needs()
-    plan.backward(grads, caches, needs, wants, model._gradient_hooks, activity)
+    plan.backward(grads, caches, needs, wants, model._gradient_hooks, activity,
+                  release=True)
+    del caches
     variables, gradients = [], []
     trained = model._trained_layers()
     for layer in trained:

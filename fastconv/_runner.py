@@ -118,10 +118,14 @@ class Plan:
                     activity[k] = last._activity_penalty(out)
         return [values[s] for s in self.graph.outputs], caches
 
-    def backward(self, out_grads, caches, needs, wants, hooks=(), activity=None):
+    def backward(self, out_grads, caches, needs, wants, hooks=(), activity=None,
+                 release=False):
         """Backpropagate the outputs' gradients; returns the gradients of the model
         inputs (None where not wanted).  needs / wants: Graph.needs; activity: the
-        forward's activity penalties, whose gradients join their steps' outputs'."""
+        forward's activity penalties, whose gradients join their steps' outputs';
+        release: drop each step's layer caches once its backward has run (a training
+        step, which backpropagates once: the saved activations go as the pass moves
+        back, not at the next forward)."""
         acc = {}
         for s, g in zip(self.graph.outputs, out_grads):
             _accumulate(acc, s, g)
@@ -148,6 +152,9 @@ class Plan:
                         _accumulate(acc, nodes[first].inputs[0], grad_in)
                 for layer in self.shared_steps[k]:
                     _sum_gradients(summed, layer)
+            if release:
+                for layer in step.layers:
+                    layer._clear_cache()
             for layer in self.final[k]:
                 if layer in summed:
                     layer._grads = summed.pop(layer)

@@ -32,6 +32,7 @@ from .ops.conv import plan as _plan
 from .layers.activation_layers import ReLU
 from .layers.base import Layer
 from .layers.conv import Conv2D
+from .layers.merge import Add
 from .layers.normalization import BatchNormalization
 from .layers.pooling import AveragePooling2D, MaxPooling2D
 
@@ -205,6 +206,21 @@ def _bn_relu_forward(bn, relu, x, training, tile):
     return y
 
 
+def _add_relu_ok(add, relu, mode):
+    """A residual block's sum then a plain ReLU."""
+    return relu._kind == "relu"
+
+
+def _add_relu_forward(add, relu, xs, training, tile):
+    """The sum and the ReLU in one compiled pass (Add._forward_relu); the ReLU keeps
+    its output as its input too, as its own forward does.  The backward is the
+    layers' own: the ReLU's reads its output, the sum's the inputs' shapes."""
+    y = add._forward_relu(xs)
+    if y is not None:
+        relu._x = relu._out = y
+    return y
+
+
 def _bn_relu_backward(bn, relu, grad, input_grad):
     """The gradient through the activation taken inside the normalization's two
     backward passes (after a training forward; the layers' own run otherwise)."""
@@ -240,6 +256,10 @@ PATTERNS = (
     # normalization is not folded into a convolution: one pass forward, two backward.
     Pattern("batch_norm_relu", (BatchNormalization, ReLU), (INFERENCE, TRAINING),
             _bn_relu_ok, forward=_bn_relu_forward, backward=_bn_relu_backward),
+    # ResNet's residual sum and the ReLU after it: one pass, both passes (a fused
+    # forward; the layers' own backward).
+    Pattern("add_relu", (Add, ReLU), (INFERENCE, TRAINING), _add_relu_ok,
+            forward=_add_relu_forward),
     # Any tanh layer before an average pool (where the forward does not fuse): the
     # gradient through both in one pass.
     Pattern("tanh_avg_pool_grad", (Layer, AveragePooling2D), (TRAINING,), _tanh_avg_ok,
@@ -398,11 +418,11 @@ def _run_from(nodes, a, length, taken, linear):
 
 def _groups(nodes, mode, linear):
     """(pattern, run of nodes) for each run that fuses in mode, the first pattern in
-    table order that matches at each node winning (see _run_from; the first node of
-    one input)."""
+    table order that matches at each node winning (see _run_from).  A first layer of
+    several inputs (a merge) gets the list of them, as the runner passes it."""
     taken, out = set(), []
     for a in nodes:
-        if a.index in taken or getattr(a.layer, "_multi_input", False):
+        if a.index in taken:
             continue
         for pattern in PATTERNS:
             run = _run_from(nodes, a, len(pattern.layers), taken, linear)

@@ -57,6 +57,23 @@ def relu(const floating[::1] x, floating[::1] out):
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
+def add(const floating[::1] a, const floating[::1] b, floating[::1] out, bint relu):
+    """out = a + b, then (relu) as relu() takes it: the sum of a residual block and its
+    activation in one pass on all threads (NumPy's add runs on one).  out may be a."""
+    cdef Py_ssize_t i, n = a.shape[0]
+    cdef floating v, z = 0
+    cdef int nt = 1 if n < _SERIAL_ELEMENTS else fc_get_max_threads()
+    if relu:
+        for i in prange(n, nogil=True, schedule="static", num_threads=nt):
+            v = a[i] + b[i]
+            out[i] = z if v <= 0 else v
+    else:
+        for i in prange(n, nogil=True, schedule="static", num_threads=nt):
+            out[i] = a[i] + b[i]
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
 def tanh_backward(const floating[::1] grad_y, const floating[::1] y, floating[::1] out):
     """out = (1 - y * y) * grad_y, rounded as NumPy's three passes round it."""
     cdef Py_ssize_t i, n = y.shape[0]

@@ -312,3 +312,48 @@ def test_summary_shows_fused_steps_and_conv_kernels():
     assert text.count(": conv_avg_pool") == 4  # two pairs, in both passes
     row = next(line for line in lines if line.startswith(f" {lenet.layers[4].name} "))
     assert row.endswith("  dense")  # C5: one product per image
+
+
+# ------------------------------------------------------------------- residual add + relu
+def residual_model(dtype, three=False):
+    fastconv.set_seed(41)
+    inp = fastconv.Input((6, 6, 4), dtype=dtype)
+    a = L.Conv2D(4, 3, padding="same", dtype=dtype)(inp)
+    b = L.Conv2D(4, 1, dtype=dtype)(inp)
+    parts = [a, b] + ([L.Conv2D(4, 1, use_bias=False, dtype=dtype)(inp)] if three else [])
+    h = L.ReLU(dtype=dtype)(L.Add(dtype=dtype)(parts))
+    h = L.Conv2D(5, 3, dtype=dtype)(h)
+    out = L.Dense(3, activation="softmax", dtype=dtype)(L.Flatten(dtype=dtype)(h))
+    model = fastconv.Model(inp, out)
+    model.compile("adam", "categorical_crossentropy")
+    return model
+
+
+@pytest.mark.parametrize("three", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_add_relu_fused_equals_unfused(dtype, three, monkeypatch):
+    """The residual sum and its ReLU in one pass: predict and three Adam steps bit for
+    bit against the same model unfused; the fused forward ran in both passes."""
+    seen = spy(monkeypatch, "add_relu")
+    rng = np.random.default_rng(42)
+    x = rng.standard_normal((5, 6, 6, 4)).astype(dtype)
+    y = np.eye(3)[rng.integers(0, 3, 5)]
+    fused, plain = residual_model(dtype, three), residual_model(dtype, three)
+    plain.set_weights(fused.get_weights())
+    plain._fusion = False
+    assert [n for n, _ in fused_names(fused, "training")] == ["add_relu"]
+    assert [n for n, _ in fused_names(fused, "inference")] == ["add_relu"]
+    for _ in range(3):
+        assert fused.train_on_batch(x, y) == plain.train_on_batch(x, y)
+    for a, b in zip(fused.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(fused.predict(x, verbose=0), plain.predict(x, verbose=0))
+    assert seen["forward"] == [(True, True)] * 3 + [(False, True)]
+
+
+def test_add_relu_takes_a_plain_relu_only():
+    pattern = next(p for p in fusion.PATTERNS if p.name == "add_relu")
+    for relu, fuses in ((L.ReLU(), True), (L.ReLU(6.0), False),
+                        (L.ReLU(negative_slope=0.1), False)):
+        assert pattern.matches(L.Add(), relu, fusion.TRAINING) == fuses
+    assert not pattern.matches(L.Subtract(), L.ReLU(), fusion.TRAINING)

@@ -17,12 +17,18 @@ import numbers
 
 import numpy as np
 
+from .. import _ext
 from .._validation import as_array
 from .base import Layer
 
 __all__ = ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
            "Concatenate", "add", "subtract", "multiply", "average", "maximum",
            "minimum", "concatenate"]
+
+
+def _stand_in(a):
+    """An array of a's shape and dtype that holds no data (every element one zero)."""
+    return np.broadcast_to(np.zeros((), a.dtype), a.shape)
 
 
 def _shapes_text(shapes):
@@ -93,10 +99,16 @@ class _Merge(Layer, metaclass=abc.ABCMeta):
             self._activity_loss = self._activity_penalty(y)[0]
         return y
 
+    #: whether backward reads the inputs' values (else only their shapes and dtypes:
+    #: the layer keeps zero-stride stand-ins, not the arrays, which in a residual
+    #: network are the largest activations, held until the step's backward)
+    _reads_inputs = True
+
     def forward(self, x, training=False):
-        self._x = list(x)
+        xs = list(x)
+        self._x = xs if self._reads_inputs else [_stand_in(a) for a in xs]
         self._y = None
-        return self._merge(self._x)
+        return self._merge(xs)
 
     def backward(self, grad_y):
         """The gradients with respect to each input of the last forward call."""
@@ -170,12 +182,43 @@ class _ElementWise(_Merge):
 
 class Add(_ElementWise):
     """The sum of its inputs (Keras's Add)."""
+    _reads_inputs = False
 
     def _merge(self, xs):
+        out = self._sum(xs)
+        if out is not None:
+            return out
         out = xs[0]
         for x in xs[1:]:
             out = out + x
         return out if len(xs) > 1 else out.copy()
+
+    def _sum(self, xs, relu=False):
+        """The sum of xs, left to right, then ReLU where relu, on the compiled kernel
+        (all threads, one pass; the bits of NumPy's sum and of relu()), where the
+        inputs are two or more C-contiguous float arrays of one shape and dtype; else
+        None."""
+        first = xs[0]
+        if (len(xs) < 2 or first.dtype.char not in "fd" or
+                not all(type(x) is np.ndarray and x.shape == first.shape and
+                        x.dtype == first.dtype and x.flags.c_contiguous for x in xs)):
+            return None
+        out = np.empty(first.shape, first.dtype)
+        flat = out.reshape(-1)
+        last = len(xs) - 1
+        _ext.activations.add(first.reshape(-1), xs[1].reshape(-1), flat, relu and last == 1)
+        for k in range(2, len(xs)):
+            _ext.activations.add(flat, xs[k].reshape(-1), flat, relu and k == last)
+        return out
+
+    def _forward_relu(self, xs):
+        """relu(the sum of xs) in one pass, the layer's backward cache left as forward
+        leaves it (fastconv/fusion.py, add_relu); None where _sum does not apply."""
+        xs = list(xs)
+        y = self._sum(xs, relu=True)
+        if y is not None:
+            self._x, self._y = [_stand_in(a) for a in xs], None
+        return y
 
     def _merge_grads(self, grad):
         # one array for every input: layers only read the gradient they are given
@@ -184,6 +227,7 @@ class Add(_ElementWise):
 
 class Subtract(_ElementWise):
     """inputs[0] - inputs[1] (Keras's Subtract: exactly two inputs)."""
+    _reads_inputs = False
     _min_inputs = _max_inputs = 2
 
     def _merge(self, xs):
@@ -215,6 +259,7 @@ class Multiply(_ElementWise):
 
 class Average(_ElementWise):
     """The mean of its inputs (Keras's Average: the sum, then divided by the count)."""
+    _reads_inputs = False
 
     def _merge(self, xs):
         out = xs[0]
@@ -266,6 +311,7 @@ class Minimum(_Extremum):
 
 class Concatenate(_Merge):
     """Its inputs joined along ``axis`` (Keras's Concatenate, axis=-1)."""
+    _reads_inputs = False
 
     def __init__(self, axis=-1, **kwargs):
         if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
