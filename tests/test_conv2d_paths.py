@@ -908,3 +908,43 @@ def test_weight_gradient_from_the_average_pool_through_tanh(isa, dtype):
         a = np.tanh(rng.standard_normal(g.y_shape)).astype(dtype)
         gp = rng.standard_normal((2, 5, 5, 16)).astype(dtype)
         assert conv._grad_weight_avg_tanh(g, gp, x, a, dtype, True) is None
+
+
+# (n, c, h, w, c_out, dilation): 1x1 convolutions over images of a few pixels, one
+# pixel, odd sizes, dilation (a 1x1 kernel ignores it), a bias gradient over chunks
+POINTWISE_CASES = [(32, 24, 2, 2, 40, 1), (48, 16, 1, 1, 33, 1), (12, 5, 3, 5, 64, 2),
+                   (24, 64, 1, 3, 17, 1)]
+
+
+@pytest.mark.parametrize("n,c,h,w,c_out,dilation", POINTWISE_CASES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pointwise_runs_the_batch_as_rows(isa, n, c, h, w, c_out, dilation, dtype):
+    """A channels_last 1x1 convolution as a few long rows of the batch's pixels, forced
+    on all three passes: the reference's results (float64 to 1e-10)."""
+    force = {p: "pointwise" for p in ("forward", "grad_input", "grad_weight")}
+    xs, ws = (n, h, w, c), (1, 1, c, c_out)
+    for p in force:
+        plan = fastconv.explain_conv(xs, ws, dilation=dilation, data_format="channels_last",
+                                     dtype=dtype, pass_=p)
+        assert "pointwise" in plan.runnable
+    with fastconv.force_conv_algorithm(**force):
+        plan = fastconv.explain_conv(xs, ws, dilation=dilation, dtype=dtype,
+                                     data_format="channels_last").plan
+    d = plan.run_g
+    assert d.n * d.w == n * h * w and d.h == 1 and plan.inner.name == "pixel"
+    _case(31, n, c, h, w, c_out, 1, 1, 1, 0, dilation, 1, dtype, "channels_last", force)
+
+
+def test_pointwise_is_for_small_images_and_refuses_the_rest():
+    f32 = np.float32
+    assert _runs((128, 2, 2, 192), (1, 1, 192, 64), f32) == "pointwise"
+    assert _runs((128, 1, 1, 960), (1, 1, 960, 160), f32) == "pointwise"
+    assert _runs((8, 56, 56, 64), (1, 1, 64, 256), f32) != "pointwise"  # rows fill tiles
+    mr = _ext.conv2d.pixel_tile(False)[0]
+    for xs, ws, kw in [((32, 2, 2, 24), (1, 1, 24, 40), {"padding": 1}),
+                       ((32, 4, 4, 24), (1, 1, 24, 40), {"stride": 2}),
+                       ((32, 2, 2, 24), (3, 3, 24, 40), {"padding": "same"}),
+                       ((32, 2, 2, 24), (1, 1, 12, 40), {"groups": 2}),
+                       ((32, 24, 2, 2), (40, 24, 1, 1), {"data_format": "channels_first"}),
+                       ((1, 1, mr + 1, 24), (1, 1, 24, 40), {})]:   # no rows to cut
+        assert not _can_run("pointwise", xs, ws, f32, **kw), (xs, kw)

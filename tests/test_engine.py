@@ -22,6 +22,8 @@ LAST = "channels_last"
 EXAMPLES = [
     ((32, 5, 5, 16), (5, 5, 16, 120), {}, F32, "forward", "dense"),
     ((256, 4, 4, 256), (4, 4, 256, 256), {}, F32, "forward", "dense_1x1"),
+    ((128, 2, 2, 192), (1, 1, 192, 64), {}, F32, "forward", "pointwise"),
+    ((128, 2, 2, 192), (1, 1, 192, 64), {}, F32, "grad_weight", "pointwise"),
     ((8, 32, 32, 32), (3, 3, 32, 32), {"padding": 1}, F32, "forward", "winograd_f4"),
     ((8, 15, 15, 32), (3, 3, 32, 64), {"padding": 1}, F32, "forward", "winograd_f5"),
     ((8, 15, 15, 32), (3, 3, 32, 64), {"padding": 1}, F32, "grad_weight", "winograd_f5"),
@@ -127,7 +129,8 @@ def test_forced_algorithms_give_the_reference():
              ((3, 12, 21, 2), (3, 3, 2, 6), 1, "same"),
              ((2, 8, 9, 16), (3, 3, 16, 24), 1, 1),
              ((2, 9, 10, 5), (3, 3, 5, 40), 2, "same"),
-             ((24, 4, 4, 8), (4, 4, 8, 20), 1, "valid")]
+             ((24, 4, 4, 8), (4, 4, 8, 20), 1, "valid"),
+             ((24, 2, 3, 8), (1, 1, 8, 36), 1, "valid")]
     forced = 0
     for xs, ws, stride, padding in cases:
         x = rng.standard_normal(xs)

@@ -37,10 +37,12 @@ _NAN_CASES = [
     (2, 6, 14, 14, 16, 5, 5, 1, ((0, 4), (0, 0)), 1, 1),
     (2, 16, 12, 12, 16, 3, 3, 1, 1, 1, 1),                 # Winograd (float32)
     (3, 8, 7, 40, 24, 3, 3, 1, ((0, 2), (0, 0)), 1, 1),
+    (16, 8, 2, 3, 36, 1, 1, 1, 0, 1, 1),                   # pointwise (channels_last)
 ]
 # Every algorithm that can run a case, forced on each pass it has (besides the default
 # choice); Winograd aside where x or grad_y holds the NaN (the documented exception).
-_NAN_ALGORITHMS = ["narrow", "wide", "pixel", "shifted", "im2col", "scatter", "dense_1x1"]
+_NAN_ALGORITHMS = ["narrow", "wide", "pixel", "shifted", "im2col", "scatter", "dense_1x1",
+                   "pointwise"]
 
 
 def _nan_paths(x_shape, w_shape, args, where, dtype):

@@ -128,3 +128,74 @@ class Dense1x1(Algorithm):
     def details(self, plan):
         d = plan.run_g
         return [f"as {d.n} image(s) of {d.h}x{d.w} pixels"]
+
+
+def _tile_waste(pixels, mr):
+    """Tile rows computed per useful output pixel when `pixels` pixels are cut into
+    tiles of mr."""
+    return -(-pixels // mr) * mr / pixels
+
+
+def pointwise_refusal(g):
+    """None where g is a pointwise convolution that a reshape makes one product over
+    the whole batch: channels_last, a 1x1 kernel, stride 1, no padding, one group."""
+    if not g.channels_last:
+        return "channels_first (the batch's pixels are not one matrix)"
+    if (g.kh, g.kw) != (1, 1):
+        return f"a {g.kh}x{g.kw} kernel (1x1 only)"
+    if (g.sy, g.sx) != (1, 1):
+        return f"stride {g.sy}x{g.sx} (needs 1)"
+    if any((g.pad_top, g.pad_bottom, g.pad_left, g.pad_right)):
+        return "padding (none allowed)"
+    if g.groups != 1:
+        return f"{g.groups} groups (one group only)"
+    return None
+
+
+def as_rows(g, dtype):
+    """The pointwise g as a 1x1 convolution of a few images of one long row each (the
+    batch's pixels in order: x.reshape is free), cut as dense_chunks cuts a batch;
+    None where no cut gives rows the pixel-row kernels take."""
+    pixels = g.n * g.oh * g.ow
+    chunks = dense_chunks(pixels, pixel_tile(dtype)[0])
+    if chunks is None:
+        return None
+    d = g.as_dense(chunks, pixels // chunks, True)
+    return d if rows_refusal(d, dtype) is None else None
+
+
+class Pointwise(Algorithm):
+    """A 1x1 convolution in channels_last is one (pixels, C_in) @ (C_in, C_out) product
+    over the whole batch: run on the pixel-row kernels as a few long rows (the plan's
+    run_g), where the images' own rows would leave the tiles partly empty (images of a
+    few pixels: MobileNet's last stages, 7x7 and smaller)."""
+    name = "pointwise"
+    passes = _ALL
+    rewrites = True
+
+    def _supports(self, q):
+        reason = pointwise_refusal(q.g)
+        if reason is None and as_rows(q.g, q.dtype) is None:
+            reason = (f"{q.g.n * q.g.oh * q.g.ow} pixels make no rows the pixel-row "
+                      "kernels take")
+        return reason
+
+    def declines(self, q):
+        g, mr = q.g, pixel_tile(q.dtype)[0]
+        d = as_rows(g, q.dtype)
+        own, rows = _tile_waste(g.oh * g.ow, mr), _tile_waste(d.ow, mr)
+        if rows_refusal(g, q.dtype) is None and own <= rows * 1.0625:
+            return (f"the images' own {g.oh}x{g.ow} pixels fill the {mr}-pixel tiles "
+                    f"as well ({own:.3f} rows per pixel against {rows:.3f})")
+        return None
+
+    def plan(self, q):
+        d = as_rows(q.g, q.dtype)
+        inner = select(d, q.dtype, q.pass_, q.finite, None, forced=False)
+        return Plan(q.pass_, self, q.g, q.dtype, run_g=d, inner=inner,
+                    n_per=images_per_partial(q.g, np.dtype(q.dtype).itemsize, q.tuning),
+                    isa=q.isa)
+
+    def details(self, plan):
+        d = plan.run_g
+        return [f"as {d.n} image(s) of {d.h}x{d.w} pixels"]

@@ -62,11 +62,14 @@ class Im2col(Algorithm):
             out.append(f"partial sums of {plan.n_per} images")
         return out
 
-    def forward(self, plan, x, w, bias, y, relu, tanh):
+    def pack(self, plan, w):
+        return _packed_weight(plan.g, w, plan.tile[0])
+
+    def forward(self, plan, x, w, bias, y, relu, tanh, packed=None):
         g = plan.g
         run = _ext.conv2d.forward_shift if self.shifted else _ext.conv2d.forward
-        run(x.reshape(-1), _packed_weight(g, w, plan.tile[0]), bias, y.reshape(-1), g.c,
-            relu)
+        wp = self.pack(plan, w) if packed is None else packed
+        run(x.reshape(-1), wp, bias, y.reshape(-1), g.c, relu)
         return False
 
     def grad_weight(self, plan, grad_y, x, bsum):
