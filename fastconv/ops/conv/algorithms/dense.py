@@ -118,8 +118,12 @@ class Dense1x1(Algorithm):
     def _supports(self, q):
         return _not_dense(q.g)
 
+    def run_geometry(self, g, dtype):
+        """The 1x1 convolution the call runs as."""
+        return as_1x1(g, dtype)
+
     def plan(self, q):
-        d = as_1x1(q.g, q.dtype)
+        d = self.run_geometry(q.g, q.dtype)
         inner = select(d, q.dtype, q.pass_, q.finite, None, forced=False)
         return Plan(q.pass_, self, q.g, q.dtype, run_g=d, inner=inner,
                     n_per=images_per_partial(q.g, np.dtype(q.dtype).itemsize, q.tuning),
@@ -164,14 +168,12 @@ def as_rows(g, dtype):
     return d if rows_refusal(d, dtype) is None else None
 
 
-class Pointwise(Algorithm):
+class Pointwise(Dense1x1):
     """A 1x1 convolution in channels_last is one (pixels, C_in) @ (C_in, C_out) product
     over the whole batch: run on the pixel-row kernels as a few long rows (the plan's
     run_g), where the images' own rows would leave the tiles partly empty (images of a
     few pixels: MobileNet's last stages, 7x7 and smaller)."""
     name = "pointwise"
-    passes = _ALL
-    rewrites = True
 
     def _supports(self, q):
         reason = pointwise_refusal(q.g)
@@ -189,13 +191,5 @@ class Pointwise(Algorithm):
                     f"as well ({own:.3f} rows per pixel against {rows:.3f})")
         return None
 
-    def plan(self, q):
-        d = as_rows(q.g, q.dtype)
-        inner = select(d, q.dtype, q.pass_, q.finite, None, forced=False)
-        return Plan(q.pass_, self, q.g, q.dtype, run_g=d, inner=inner,
-                    n_per=images_per_partial(q.g, np.dtype(q.dtype).itemsize, q.tuning),
-                    isa=q.isa)
-
-    def details(self, plan):
-        d = plan.run_g
-        return [f"as {d.n} image(s) of {d.h}x{d.w} pixels"]
+    def run_geometry(self, g, dtype):
+        return as_rows(g, dtype)
