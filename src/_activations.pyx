@@ -74,6 +74,24 @@ def add(const floating[::1] a, const floating[::1] b, floating[::1] out, bint re
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
+def clamp(floating[::1] x, double lo, double hi):
+    """x clamped in place: lo where x < lo, hi where x > hi (NaN and -0.0 kept: the
+    ReLU of the conv kernels' output pass with lo = 0, NumPy's minimum with lo = -inf),
+    on all threads."""
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef floating v, low = <floating>lo, high = <floating>hi
+    cdef int nt = 1 if n < _SERIAL_ELEMENTS else fc_get_max_threads()
+    for i in prange(n, nogil=True, schedule="static", num_threads=nt):
+        v = x[i]
+        if v < low:
+            v = low
+        if v > high:
+            v = high
+        x[i] = v
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
 def tanh_backward(const floating[::1] grad_y, const floating[::1] y, floating[::1] out):
     """out = (1 - y * y) * grad_y, rounded as NumPy's three passes round it."""
     cdef Py_ssize_t i, n = y.shape[0]

@@ -323,3 +323,26 @@ def test_float32_tanh_in_place_and_on_views(size):
     np.testing.assert_array_equal(base, x)  # the view's array untouched
     np.testing.assert_array_equal(act.tanh(x.reshape(-1, 1)[::3]),
                                   want.reshape(-1, 1)[::3])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_clamp_kernel_is_the_conv_relu_and_numpy_minimum(dtype):
+    """_activations.clamp in place: with lo = 0 the conv kernels' ReLU (v < 0 ? 0 : v,
+    -0.0 and NaN kept), with lo = -inf NumPy's minimum, bit for bit; large enough to
+    run on all threads."""
+    from fastconv import _ext
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal(300_001) * 8).astype(dtype)
+    x[:6] = [np.nan, -0.0, 0.0, 6.0, -np.inf, np.inf]
+    relu = x.copy()
+    _ext.activations.clamp(relu, 0.0, np.inf)
+    want = np.where(x < 0, dtype(0), x)
+    np.testing.assert_array_equal(relu.view(f"u{x.itemsize}"), want.view(f"u{x.itemsize}"))
+    assert np.signbit(relu[1]) and np.isnan(relu[0])
+    top = relu.copy()
+    _ext.activations.clamp(top, -np.inf, 6.0)
+    want6 = np.minimum(relu, dtype(6))
+    np.testing.assert_array_equal(top.view(f"u{x.itemsize}"), want6.view(f"u{x.itemsize}"))
+    both = x.copy()
+    _ext.activations.clamp(both, 0.0, 6.0)
+    np.testing.assert_array_equal(both.view(f"u{x.itemsize}"), want6.view(f"u{x.itemsize}"))
