@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 import fastconv
+from fastconv import _contention
 from fastconv import reference as ref
 from fastconv.benchmark import CONV_LAYERS, POOL_LAYERS
 
@@ -21,6 +22,11 @@ __all__ = ["interleaved", "pool_case", "pool_flops", "fastconv_pool", "torch_poo
 # spinning session (bench/_peers.py, _ort_fastest).
 SECOND = " (next to spinning ORT)"
 
+
+# The benchmarks time kernels on a quiet machine: fastconv's drop to one thread while
+# the cores are taken (fastconv/_contention.py) stays off, or a peer's spinning threads
+# in this process would send fastconv to one thread (bench_under_load.py turns it on).
+_contention.ENABLED = False
 
 SETTLE_SECONDS = 0.01
 

@@ -25,6 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import fastconv  # noqa: E402
+from fastconv import _contention  # noqa: E402
 
 import bench_models  # noqa: E402
 import bench_modern_nets  # noqa: E402
@@ -94,12 +95,16 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--busy", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-adapt", action="store_true",
+                   help="keep all threads under load (fastconv/_contention.py off)")
     args = p.parse_args(argv)
+    _contention.ENABLED = not args.no_adapt   # (_frontier_common turned it off)
     import torch
     fastconv.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
     print(f"fastconv {fastconv.__version__}, torch {torch.__version__}, {args.threads} "
-          f"threads, load before {os.getloadavg()[0]:.2f}")
+          f"threads, one thread under load: {'on' if _contention.ENABLED else 'off'}, "
+          f"load before {os.getloadavg()[0]:.2f}")
     results = measure(torch, args.nets, args.batch, args.rounds, args.busy)
     print(report(results, args.batch, args.busy))
     return 0

@@ -15,7 +15,7 @@ from . import fusion as _fusion
 from . import metrics as _metrics
 from . import training as _training
 from . import utils as _utils
-from . import _model_io
+from . import _contention, _model_io
 from ._blas import _SerialBlas
 from ._validation import as_array
 
@@ -71,7 +71,8 @@ def infer(model, x, logits=False, activity=None):
     layers' outputs are appended to it.  Returns the outputs' list."""
     plan = model._plan(_fusion.INFERENCE, logits)
     penalties = None if activity is None else {}
-    with model._pass_arena(), _SerialBlas():  # one BLAS region (fastconv/_blas.py)
+    # one BLAS region (fastconv/_blas.py); one thread while the cores are taken
+    with model._pass_arena(), _SerialBlas(), _contention.BatchThreads():
         outs, _ = plan.forward(model._inputs_list(x), False, penalties)
     if activity is not None:
         activity.extend(p[0] for _, p in sorted(penalties.items()))
@@ -138,6 +139,13 @@ def output_losses(model, y, outs, fused, sample_weight, need_gradient=True):
 
 
 def train_step(model, x, y, sample_weight=None):
+    """_train_step on one thread while other processes hold the cores
+    (fastconv/_contention.py)."""
+    with _contention.BatchThreads():
+        return _train_step(model, x, y, sample_weight)
+
+
+def _train_step(model, x, y, sample_weight=None):
     """Forward, loss, backward, update.  With regularizers (Keras 3's
     compute_loss): the loss is the compiled loss plus the weight penalties (of the
     weights before the update) plus each activity penalty (of the layer's output,
