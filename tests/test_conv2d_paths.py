@@ -948,3 +948,16 @@ def test_pointwise_is_for_small_images_and_refuses_the_rest():
                        ((32, 24, 2, 2), (40, 24, 1, 1), {"data_format": "channels_first"}),
                        ((1, 1, mr + 1, 24), (1, 1, 24, 40), {})]:   # no rows to cut
         assert not _can_run("pointwise", xs, ws, f32, **kw), (xs, kw)
+
+
+@pytest.mark.parametrize("n", [1, 3, 4])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pixel_forward_splits_small_batches_over_channel_blocks(isa, n, dtype):
+    """Under FC_PX_SPLIT_IMAGES images the pixel-row forward gives each block of NR
+    output channels its own work item (batch 1 on all cores): the reference's output,
+    with a last block part full, stride 2 and padding."""
+    nr = _ext.conv2d.pixel_tile(dtype == np.float64)[1]
+    force = {"forward": "pixel"}
+    _case(41, n, 5, 9, 7, 3 * nr + 5, 3, 3, 1, 1, 1, 1, dtype, "channels_last", force)
+    _case(42, n, 6, 11, 10, 2 * nr + 1, 3, 3, 2, "same", 1, 1, dtype, "channels_last",
+          force)

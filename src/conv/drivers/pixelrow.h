@@ -84,10 +84,10 @@ static inline void FC_FN(fc_tile_store)(FC_T *dst, const FC_T *src, const FC_T *
 FC_CLONES static void FC_FN(fc_px_forward_image)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
                                        const FC_T *x, const FC_T *bpk, const FC_T *bias,
                                        FC_T *y, ptrdiff_t n, int relu, FC_T *xp,
-                                       FC_T *tile, ptrdiff_t *idx)
+                                       FC_T *tile, ptrdiff_t *idx, ptrdiff_t cb0,
+                                       ptrdiff_t cb1)
 {
     const ptrdiff_t mr = g->mr, nr = g->nr, C = g->c, P = g->oh * g->ow;
-    const ptrdiff_t ncb = (g->cout + nr - 1) / nr;
     const ptrdiff_t P_pad = (P + mr - 1) / mr * mr;
     ptrdiff_t *off = idx, *sega = idx + P_pad, *segb = sega + g->kh * g->kw;
     ptrdiff_t ws, nseg, len, s, cb, p0, i, p, oy, ox;
@@ -115,7 +115,7 @@ FC_CLONES static void FC_FN(fc_px_forward_image)(const fc_conv *g, FC_FN(fc_kpx_
     }
     for (s = 0; s < nseg; s++)
         segb[s] = s * len * nr;
-    for (cb = 0; cb < ncb; cb++) {
+    for (cb = cb0; cb < cb1; cb++) {
         const ptrdiff_t co0 = cb * nr, cols = (g->cout - co0 < nr) ? g->cout - co0 : nr;
         for (p0 = 0; p0 < P; p0 += mr) {
             const ptrdiff_t cnt = (P - p0 < mr) ? P - p0 : mr;
@@ -343,14 +343,19 @@ typedef struct {
     double *bsum;
     int relu, act, max_pool, avg_pool;
     ptrdiff_t n_per, part_stride;
+    ptrdiff_t parts;            /* fc_px_forward: work items per image */
     ptrdiff_t m, k, n, mr, nr;  /* fc_dense_forward */
     int x_t, w_t;
 } FC_FN(fc_px_args);
 
-static void FC_FN(fc_px_forward_item)(const void *args, ptrdiff_t n, void *const *sc)
+static void FC_FN(fc_px_forward_item)(const void *args, ptrdiff_t it, void *const *sc)
 {
     const FC_FN(fc_px_args) *a = (const FC_FN(fc_px_args) *)args;
     const fc_conv *g = a->g;
+    /* item it: image n, its part-th share of the channel blocks */
+    const ptrdiff_t n = it / a->parts, part = it % a->parts;
+    const ptrdiff_t ncb = (g->cout + g->nr - 1) / g->nr;
+    const ptrdiff_t cb0 = ncb * part / a->parts, cb1 = ncb * (part + 1) / a->parts;
     const int pooled = a->max_pool || a->avg_pool;
     const int post = a->act != FC_ACT_NONE || a->avg_pool || a->yq != NULL;
     const ptrdiff_t img = g->oh * g->ow * g->cout, x_img = g->h * g->w * g->c;
@@ -361,7 +366,7 @@ static void FC_FN(fc_px_forward_item)(const void *args, ptrdiff_t n, void *const
     FC_T *qout = a->avg_pool ? a->y + n * q_img : (a->yq != NULL ? a->yq + n * q_img : NULL);
     FC_FN(fc_px_forward_image)(g, a->kpx, pooled ? a->x + n * x_img : a->x, a->w, a->bias,
                                pooled ? yimg : a->y, pooled ? 0 : n, a->relu,
-                               (FC_T *)sc[0], (FC_T *)sc[1], (ptrdiff_t *)sc[2]);
+                               (FC_T *)sc[0], (FC_T *)sc[1], (ptrdiff_t *)sc[2], cb0, cb1);
     if (post)
         FC_FN(fc_act_pool_image)(out, g->oh, g->ow, g->cout, a->act, qout);
     if (a->max_pool)
@@ -372,7 +377,10 @@ static void FC_FN(fc_px_forward_item)(const void *args, ptrdiff_t n, void *const
  * kernel (half: its half-width tile); bpk = weights packed (ceil(cout/NR), kg, NR).
  * max_pool / avg_pool: y is the 2x2/2 pool of that instead, each image pooled from a
  * per-thread copy; yq (without a pool, may be NULL): the average pool as well as y.
- * Parallel over images. */
+ * Parallel over images; a batch of fewer than FC_PX_SPLIT_IMAGES images, with no
+ * pool or output pass, over each image's blocks of NR output channels too (batch 1:
+ * the cores share the image; each item copies the padded image it reads). */
+#define FC_PX_SPLIT_IMAGES 4
 static int FC_FN(fc_px_forward)(const fc_isa *isa, const fc_conv *g0, int half,
                                 const FC_T *x, const FC_T *bpk, const FC_T *bias, FC_T *y,
                                 int relu, int act, int max_pool, int avg_pool, FC_T *yq)
@@ -380,10 +388,13 @@ static int FC_FN(fc_px_forward)(const fc_isa *isa, const fc_conv *g0, int half,
     const fc_conv g = FC_FN(fc_px_geometry)(isa, g0, half);
     const ptrdiff_t mr = g.mr, nr = g.nr, img = g.oh * g.ow * g.cout;
     const ptrdiff_t idx_len = (g.oh * g.ow + mr - 1) / mr * mr + 2 * g.kh * g.kw;
-    fc_loop lp = fc_loop_of((double)g.n * g.oh * g.ow * g.cout * g.kg, g.n, 1);
+    const int whole = max_pool || avg_pool || act != FC_ACT_NONE || yq != NULL;
+    const ptrdiff_t parts = (!whole && g.n < FC_PX_SPLIT_IMAGES) ? (g.cout + nr - 1) / nr
+                                                                  : 1;
+    fc_loop lp = fc_loop_of((double)g.n * g.oh * g.ow * g.cout * g.kg, g.n * parts, 1);
     FC_FN(fc_px_args) a = {&g, half ? isa->FC_FN(kpx1) : isa->FC_FN(kpx), x, bpk, NULL,
                            bias, y, yq, NULL, relu, act, max_pool, avg_pool, 0, 0,
-                           0, 0, 0, 0, 0, 0, 0};
+                           parts, 0, 0, 0, 0, 0, 0, 0};
     fc_scratch(&lp, FC_FN(fc_px_xp_len)(&g) * sizeof(FC_T));                              /* xp */
     fc_scratch(&lp, mr * nr * sizeof(FC_T));                                     /* tile */
     fc_scratch(&lp, idx_len * sizeof(ptrdiff_t));                                 /* idx */
@@ -410,7 +421,7 @@ static int FC_FN(fc_dense_forward)(const fc_isa *isa, const FC_T *x, ptrdiff_t m
     const ptrdiff_t mr = isa->FC_FN(mr_px), nr = isa->FC_FN(nr_px);
     fc_loop lp = fc_loop_of((double)m * k * n, (n + nr - 1) / nr, 1);
     FC_FN(fc_px_args) a = {NULL, isa->FC_FN(kpx), x, w, NULL, bias, y, NULL, NULL, relu,
-                           0, 0, 0, 0, 0, m, k, n, mr, nr, x_t, w_t};
+                           0, 0, 0, 0, 0, 1, m, k, n, mr, nr, x_t, w_t};
     fc_scratch(&lp, k * nr * sizeof(FC_T));      /* wb */
     fc_scratch(&lp, mr * nr * sizeof(FC_T));     /* tile */
     fc_scratch(&lp, mr * sizeof(ptrdiff_t));     /* off */
@@ -446,7 +457,7 @@ static int FC_FN(fc_px_grad_weight)(const fc_isa *isa, const fc_conv *g0, int ha
                             (g.n + n_per - 1) / n_per, 1);
     FC_FN(fc_px_args) a = {&g, half ? isa->FC_FN(kpx1) : isa->FC_FN(kpx), x, NULL, gy,
                            NULL, part, NULL, bsum, 0, 0, 0, 0, n_per, kg_pad * cout_pad,
-                           0, 0, 0, 0, 0, 0, 0};
+                           1, 0, 0, 0, 0, 0, 0, 0};
     fc_scratch(&lp, FC_FN(fc_px_xp_len)(&g) * sizeof(FC_T));           /* xp */
     fc_scratch(&lp, g.oh * g.ow * cout_pad * sizeof(FC_T));     /* gyp */
     fc_scratch(&lp, (kg_pad + 2 * g.oh) * sizeof(ptrdiff_t));   /* idx */
