@@ -20,6 +20,8 @@ struct of one convolution built once from named fields (fastconv/ops/conv/geomet
 keeps one per checked geometry).
 """
 from libc.stdint cimport uint32_t, uint64_t
+from libc.string cimport memcmp
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBuffer_Release, PyObject_GetBuffer
 
 cimport cython
 
@@ -124,6 +126,25 @@ def set_isa(str name):
         raise ValueError(f"isa must be one of the builds this CPU supports (best: "
                          f"{best_isa()!r}; 'portable' always works), got {name!r}")
     _isa = p
+
+
+def same_bytes(a, b):
+    """Whether two C-contiguous buffers (arrays of any dtype) hold the same bytes (a
+    memcmp, no copies: the per-call check of the prepared weights,
+    fastconv/ops/conv/prepared.py).  BufferError for a non-contiguous one."""
+    cdef Py_buffer va, vb
+    cdef bint same
+    PyObject_GetBuffer(a, &va, PyBUF_C_CONTIGUOUS)
+    try:
+        PyObject_GetBuffer(b, &vb, PyBUF_C_CONTIGUOUS)
+        try:
+            same = va.len == vb.len and (va.len == 0 or
+                                         memcmp(va.buf, vb.buf, va.len) == 0)
+        finally:
+            PyBuffer_Release(&vb)
+    finally:
+        PyBuffer_Release(&va)
+    return same
 
 
 def micro_tile(bint double):
