@@ -206,7 +206,8 @@ class Add(_ElementWise):
         out = np.empty(first.shape, first.dtype)
         flat = out.reshape(-1)
         last = len(xs) - 1
-        _ext.activations.add(first.reshape(-1), xs[1].reshape(-1), flat, relu and last == 1)
+        _ext.activations.add(first.reshape(-1), xs[1].reshape(-1), flat,
+                             relu and last == 1)
         for k in range(2, len(xs)):
             _ext.activations.add(flat, xs[k].reshape(-1), flat, relu and k == last)
         return out
