@@ -59,7 +59,8 @@ def measure(torch, nets, batch, rounds, busy):
     fns = {net: step_fns(torch, net, batch) for net in nets}
     quiet = {net: interleaved(f, rounds) for net, f in fns.items()}
     stop = mp.Event()
-    spinners = [mp.Process(target=_spin, args=(stop,), daemon=True) for _ in range(busy)]
+    spinners = [mp.Process(target=_spin, args=(stop,), daemon=True)
+                for _ in range(busy)]
     for p in spinners:
         p.start()
     time.sleep(1.0)
@@ -73,9 +74,9 @@ def measure(torch, nets, batch, rounds, busy):
 
 
 def report(results, batch, busy):
-    lines = [f"| network (batch {batch}) | fastconv quiet | fastconv loaded | fastconv "
-             f"slowdown | torch quiet | torch loaded | torch slowdown | target: fastconv's "
-             f"slowdown <= torch's |",
+    lines = [f"| network (batch {batch}) | fastconv quiet | fastconv loaded | "
+             "fastconv slowdown | torch quiet | torch loaded | torch slowdown | "
+             "target: fastconv's slowdown <= torch's |",
              "|---|---|---|---|---|---|---|---|"]
     for net, r in results.items():
         fq, fl = r["fastconv"]
@@ -83,8 +84,8 @@ def report(results, batch, busy):
         ok = "met" if fl / fq <= tl / tq else "**not met**"
         lines.append(f"| {net} | {fq:.2f} | {fl:.2f} | {fl / fq:.2f}x | {tq:.2f} | "
                      f"{tl:.2f} | {tl / tq:.2f}x | {ok} |")
-    lines.append(f"\n(ms per training step, medians of interleaved rounds; loaded: {busy} "
-                 "busy processes beside the benchmark)")
+    lines.append("\n(ms per training step, medians of interleaved rounds; loaded: "
+                 f"{busy} busy processes beside the benchmark)")
     return "\n".join(lines)
 
 
