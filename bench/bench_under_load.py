@@ -2,7 +2,7 @@
 processes keep both cores busy (issue 24: each network's loaded / quiet ratio no
 larger than PyTorch's).
 
-    PYTHONPATH=. python bench/bench_under_load.py [--nets lenet5 cifar10 resnet20
+    PYTHONPATH=. python bench/bench_under_load.py [--nets lenet5 cifar10_cnn resnet20
         mobilenet_v2] [--batch 32] [--rounds 7]
 
 Each network's fastconv (channels_last) and PyTorch (its faster memory format for the
@@ -31,7 +31,7 @@ import bench_models  # noqa: E402
 import bench_modern_nets  # noqa: E402
 from _frontier_common import interleaved  # noqa: E402
 
-NETS = ("lenet5", "cifar10", "resnet20", "mobilenet_v2")
+NETS = ("lenet5", "cifar10_cnn", "resnet20", "mobilenet_v2")
 
 
 def _spin(stop):
@@ -44,7 +44,7 @@ def _spin(stop):
 
 def step_fns(torch, net, batch):
     """{system: training step} for net at batch."""
-    if net in ("lenet5", "cifar10"):
+    if net in ("lenet5", "cifar10_cnn"):
         fc_train, _ = bench_models.fastconv_steps(net, batch)
         torch_train, _ = bench_models.torch_steps(torch, net, batch)
     else:
