@@ -13,7 +13,9 @@ most every INTERVAL seconds from the model's batch loops (train_step, infer).  I
 only when the cores this thread may run on are taken -- by other processes, or by more
 threads of this one than there are cores -- so a busy host seen through a container's
 cpuset does not trip it, and idle spinning threads do not either.  While it grows by
-more than BUSY of the wall time, the batches run on one thread; after FIRST_RETRY
+more than BUSY of the wall time (a quarter: one busy process beside two threads on two
+cores makes a third; short commands and daemons, a few milliseconds in half a second,
+do not), the batches run on one thread; after FIRST_RETRY
 seconds (doubling up to MAX_RETRY while the cores stay taken) one interval runs on all
 threads again to see whether they came free.  Results do not change: the kernels give
 the same bits on any number of threads (docs/design/threads.md).
@@ -30,8 +32,8 @@ from . import _ext
 
 __all__ = ["BatchThreads", "threads_for"]
 
-INTERVAL = 0.1       # seconds between readings
-BUSY = 0.1           # run-queue delay per second of wall time that means "taken"
+INTERVAL = 0.5       # seconds between readings
+BUSY = 0.25          # run-queue delay per second of wall time that means "taken"
 FIRST_RETRY = 1.0    # seconds on one thread before the first try on all threads
 MAX_RETRY = 32.0
 
