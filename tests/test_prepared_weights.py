@@ -135,3 +135,24 @@ def test_prepared_compares_bits():
     assert p.of(a.reshape(3, 1), np.zeros(2)).get("k", lambda: 6) == 6  # None -> array
     assert p.of(a.reshape(3, 1)).get("k", lambda: 7) == 7                # fewer arrays
     assert p.get("k", lambda: 8) == 7
+
+
+def test_packs_are_kept_per_isa():
+    """Predictions after switching the kernels' ISA (whose panels differ in width)
+    equal a fresh model's: a pack made for one ISA is never fed to another's kernels."""
+    from fastconv import _ext
+    isas = ["portable", "avx2", "avx512"]
+    available = isas[:isas.index(_ext.conv2d.best_isa()) + 1]
+    if len(available) < 2:
+        pytest.skip("one ISA on this CPU")
+    model = _net()
+    x = np.random.default_rng(8).standard_normal((2, 12, 12, 16)).astype(np.float32)
+    before = _ext.conv2d.isa()
+    try:
+        for isa in available[::-1] + available:
+            _ext.conv2d.set_isa(isa)
+            np.testing.assert_allclose(model.predict(x, verbose=0),
+                                       _fresh_prediction(model, x, "channels_last"),
+                                       rtol=0, atol=0)
+    finally:
+        _ext.conv2d.set_isa(before)

@@ -87,10 +87,11 @@ def _forward(g, x, weight, bias, dtype, relu=False, tanh=False, tile=None, finit
 
 def _packed(prepared, plan, w):
     """plan's packed form of w (Algorithm.pack) kept in prepared, None where there is
-    no prepared or the algorithm reads w as it is."""
+    no prepared or the algorithm reads w as it is.  Kept by algorithm, tile and ISA:
+    the panels' widths are the ISA's."""
     if prepared is None:
         return None
-    return prepared.get((plan.algorithm.name, plan.tile),
+    return prepared.get((plan.algorithm.name, plan.tile, plan.isa),
                         lambda: plan.algorithm.pack(plan, w))
 
 
