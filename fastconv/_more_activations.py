@@ -27,6 +27,7 @@ import weakref
 
 import numpy as np
 
+from . import _arena, _ext
 from ._validation import as_array, common_float_dtype
 
 __all__ = ["relu6", "relu6_backward", "leaky_relu", "leaky_relu_backward", "elu",
@@ -228,25 +229,35 @@ def _factor(mask, where_true, where_false, dtype):
 
 
 def relu6(x):
-    """min(max(x, 0), 6)."""
-    x = _float(x)
-    return np.clip(x, 0, 6, out=np.empty_like(x))
+    """min(max(x, 0), 6) (NaN and -0.0 kept, as TensorFlow's), compiled on all threads
+    (src/_activations.pyx clamp)."""
+    x = np.ascontiguousarray(_float(x))
+    out = np.empty(x.shape, x.dtype)
+    if out.size:
+        _ext.activations.clamp(x.reshape(-1), 0.0, 6.0, out.reshape(-1))
+    return out
 
 
 def _relu6_inplace(z):
     """relu6(z) written over z, a float array nothing else refers to (a layer's fresh
     output; see activations._INPLACE): the same values without a new array."""
-    if z.ndim == 0 or not z.flags.writeable:
+    if z.ndim == 0 or not z.flags.writeable or not z.flags.c_contiguous:
         return relu6(z)
-    return np.clip(z, 0, 6, out=z)
+    flat = z.reshape(-1)
+    _ext.activations.clamp(flat, 0.0, 6.0, flat)
+    return z
 
 
 def relu6_backward(grad_y, y):
-    """grad_y where 0 < y < 6, 0 elsewhere."""
+    """grad_y where 0 < y < 6, 0 elsewhere (a select: a NaN or inf in grad_y outside the
+    band does not leak), compiled on all threads."""
     gy, y = _grad_pair(grad_y, y)
-    mask = np.greater(y, 0)
-    mask &= np.less(y, 6)
-    return np.multiply(gy, mask, dtype=gy.dtype)
+    gy, y = np.ascontiguousarray(gy), np.ascontiguousarray(y)
+    out = _arena.empty(y.shape, y.dtype)
+    if out.size:
+        _ext.activations.band_backward(gy.reshape(-1), y.reshape(-1), 0.0, 6.0,
+                                       out.reshape(-1))
+    return out
 
 
 def leaky_relu(x, negative_slope=0.2):

@@ -181,9 +181,12 @@ def _conv_bn_relu_ok(conv, bn, relu, mode):
 
 
 def _conv_bn_relu_forward(conv, bn, relu, x, training, tile):
-    y = _conv_bn_forward(conv, bn, x, training, tile, relu=True)
-    if y is not None and relu._kind == "relu6":   # (np.minimum's values, all threads)
-        _ext.activations.clamp(y.reshape(-1), -np.inf, 6.0)
+    if relu._kind == "relu":   # in the kernels' output pass
+        return _conv_bn_forward(conv, bn, x, training, tile, relu=True)
+    y = _conv_bn_forward(conv, bn, x, training, tile)
+    if y is not None:   # relu6: one clamp to [0, 6] after (-0.0 kept, as the kernels')
+        flat = y.reshape(-1)
+        _ext.activations.clamp(flat, 0.0, 6.0, flat)
     return y
 
 

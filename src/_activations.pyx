@@ -74,10 +74,10 @@ def add(const floating[::1] a, const floating[::1] b, floating[::1] out, bint re
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def clamp(floating[::1] x, double lo, double hi):
-    """x clamped in place: lo where x < lo, hi where x > hi (NaN and -0.0 kept: the
-    ReLU of the conv kernels' output pass with lo = 0, NumPy's minimum with lo = -inf),
-    on all threads."""
+def clamp(const floating[::1] x, double lo, double hi, floating[::1] out):
+    """out = x clamped: lo where x < lo, hi where x > hi (NaN and -0.0 kept: the ReLU
+    of the conv kernels' output pass with lo = 0, NumPy's minimum with lo = -inf,
+    relu6 with [0, 6]), on all threads.  out may be x."""
     cdef Py_ssize_t i, n = x.shape[0]
     cdef floating v, low = <floating>lo, high = <floating>hi
     cdef int nt = 1 if n < _SERIAL_ELEMENTS else fc_get_max_threads()
@@ -87,7 +87,22 @@ def clamp(floating[::1] x, double lo, double hi):
             v = low
         if v > high:
             v = high
-        x[i] = v
+        out[i] = v
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def band_backward(const floating[::1] grad_y, const floating[::1] y, double lo, double hi,
+                  floating[::1] out):
+    """out = grad_y where lo < y < hi, else +0 (relu6's gradient with [0, 6]: a select,
+    as relu_backward, so a NaN or inf in grad_y does not leak)."""
+    cdef Py_ssize_t i, n = y.shape[0]
+    cdef floating g, v, z = 0, low = <floating>lo, high = <floating>hi
+    cdef int nt = 1 if n < _SERIAL_ELEMENTS else fc_get_max_threads()
+    for i in prange(n, nogil=True, schedule="static", num_threads=nt):
+        g = grad_y[i]
+        v = y[i]
+        out[i] = g if (v > low) & (v < high) else z
 
 
 @cython.boundscheck(False)

@@ -335,14 +335,46 @@ def test_clamp_kernel_is_the_conv_relu_and_numpy_minimum(dtype):
     x = (rng.standard_normal(300_001) * 8).astype(dtype)
     x[:6] = [np.nan, -0.0, 0.0, 6.0, -np.inf, np.inf]
     relu = x.copy()
-    _ext.activations.clamp(relu, 0.0, np.inf)
+    _ext.activations.clamp(relu, 0.0, np.inf, relu)
     want = np.where(x < 0, dtype(0), x)
     np.testing.assert_array_equal(relu.view(f"u{x.itemsize}"), want.view(f"u{x.itemsize}"))
     assert np.signbit(relu[1]) and np.isnan(relu[0])
     top = relu.copy()
-    _ext.activations.clamp(top, -np.inf, 6.0)
+    _ext.activations.clamp(top, -np.inf, 6.0, top)
     want6 = np.minimum(relu, dtype(6))
     np.testing.assert_array_equal(top.view(f"u{x.itemsize}"), want6.view(f"u{x.itemsize}"))
     both = x.copy()
-    _ext.activations.clamp(both, 0.0, 6.0)
+    _ext.activations.clamp(both, 0.0, 6.0, both)
     np.testing.assert_array_equal(both.view(f"u{x.itemsize}"), want6.view(f"u{x.itemsize}"))
+    into = np.full_like(x, 99)   # out apart from x: x unchanged
+    before = x.copy()
+    _ext.activations.clamp(x, 0.0, 6.0, into)
+    np.testing.assert_array_equal(into.view(f"u{x.itemsize}"), want6.view(f"u{x.itemsize}"))
+    np.testing.assert_array_equal(x.view(f"u{x.itemsize}"), before.view(f"u{x.itemsize}"))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu6_and_its_gradient_against_numpy(dtype):
+    """relu6 (compiled clamp) against np.clip by value, -0.0 and NaN kept; its gradient
+    a select against np.where: grad_y inside (0, 6), +0 elsewhere even where grad_y is
+    NaN or inf; large enough for all threads; the in-place variant the same."""
+    from fastconv import _more_activations as more
+    rng = np.random.default_rng(8)
+    x = (rng.standard_normal((3, 100_003)) * 5).astype(dtype)
+    x[0, :6] = [np.nan, -0.0, 0.0, 6.0, -np.inf, np.inf]
+    y = more.relu6(x)
+    want = np.clip(x, 0, 6)
+    np.testing.assert_array_equal(y, want)
+    assert y.dtype == dtype and np.signbit(y[0, 1]) and np.isnan(y[0, 0])
+    z = x.copy()
+    assert more._relu6_inplace(z) is z
+    np.testing.assert_array_equal(z, want)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    g[0, :6] = [1, 2, 3, 4, 5, 6]
+    g[1, :4] = [np.nan, np.inf, np.nan, -np.inf]
+    y[1, :4] = [-1.0, 7.0, 3.0, 0.0]
+    out = more.relu6_backward(g, y)
+    want_g = np.where((y > 0) & (y < 6), g, dtype(0))
+    np.testing.assert_array_equal(out, want_g)
+    assert np.isnan(out[1, 2]) and out[1, 0] == 0 and out[1, 1] == 0 and out[1, 3] == 0
+    assert not np.signbit(out[1, 3])

@@ -69,7 +69,8 @@ class Depthwise(Algorithm):
         wp = self.pack(plan, w) if packed is None else packed
         _ext.conv2d.dw_forward(x.reshape(-1), wp, bias, y.reshape(-1), g.c)
         if relu:   # (as the other kernels' output pass: -0.0 and NaN kept)
-            _ext.activations.clamp(y.reshape(-1), 0.0, np.inf)
+            flat = y.reshape(-1)
+            _ext.activations.clamp(flat, 0.0, np.inf, flat)
         return False
 
     def grad_input(self, plan, grad_y, w, out):
