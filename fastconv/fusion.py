@@ -26,7 +26,6 @@ same bits.  That rule holds with fusion off too (the off switch is a test oracle
 """
 import numpy as np
 
-from . import _ext
 from . import conv as _conv
 from . import pooling as _pool
 from .ops.conv import plan as _plan
@@ -176,18 +175,15 @@ def _conv_bn_forward(conv, bn, x, training, tile, relu=False):
 
 
 def _conv_bn_relu_ok(conv, bn, relu, mode):
-    """conv_batch_norm's pair, then a plain ReLU or ReLU(6.0) (relu6 clipped after)."""
+    """conv_batch_norm's pair, then a plain ReLU or ReLU(6.0)."""
     return _conv_bn_ok(conv, bn, mode) and relu._kind in _BN_ACT
 
 
 def _conv_bn_relu_forward(conv, bn, relu, x, training, tile):
-    if relu._kind == "relu":   # in the kernels' output pass
-        return _conv_bn_forward(conv, bn, x, training, tile, relu=True)
-    y = _conv_bn_forward(conv, bn, x, training, tile)
-    if y is not None:   # relu6: one clamp to [0, 6] after (-0.0 kept, as the kernels')
-        flat = y.reshape(-1)
-        _ext.activations.clamp(flat, 0.0, 6.0, flat)
-    return y
+    # (ReLU6 in the output pass of the kernels that have it, else a clamp after:
+    # ops/conv/run.py)
+    return _conv_bn_forward(conv, bn, x, training, tile,
+                            relu=_plan.RELU6 if relu._kind == "relu6" else True)
 
 
 #: the activation codes of src/_batchnorm.pyx by ReLU kind

@@ -29,7 +29,7 @@ cdef extern from "conv/conv.h" nogil:
     enum: FC_WCO
     enum: FC_WKJ
     enum: FC_NO
-    enum: FC_ACT_NONE, FC_ACT_RELU, FC_ACT_TANH
+    enum: FC_ACT_NONE, FC_ACT_RELU, FC_ACT_TANH, FC_RELU6
     enum: FC_ENOMEM, FC_ENOMEM_TABLE
     enum: FC_WG_NRMAX
     ctypedef struct fc_isa:
@@ -106,6 +106,9 @@ ctypedef fused floating:
     double
 
 cdef const fc_isa *_isa = fc_default_isa()
+
+#: px_forward's relu code for ReLU6 (the ReLU, then the bound 6, in the output pass).
+RELU6 = FC_RELU6
 
 
 def isa():
@@ -346,10 +349,11 @@ def grad_weight_shift(const floating[::1] x, const floating[::1] gy, floating[::
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def px_forward(const floating[::1] x, const floating[::1] bpk, const floating[::1] bias,
-               floating[::1] y, Geometry geom, bint relu=False, bint half=False,
+               floating[::1] y, Geometry geom, int relu=0, bint half=False,
                bint max_pool=False, bint tanh=False, bint avg_pool=False,
                floating[::1] yq=None):
-    """channels_last, one group: y = conv(x) (+ bias) (then ReLU, or tanh in float32) by
+    """channels_last, one group: y = conv(x) (+ bias) (then ReLU -- relu 1 -- or ReLU6
+    -- relu 2, FC_RELU6 -- or tanh in float32) by
     the pixel-row kernel (half: its half-width tile); bpk = weights packed
     (ceil(cout/NR), kg, NR), k = (ki, kj, c), NR of that tile.  max_pool / avg_pool: y
     is instead the 2x2/2 max / average pool of that, (N, oh // 2, ow // 2, C_out), each
@@ -359,6 +363,8 @@ def px_forward(const floating[::1] x, const floating[::1] bpk, const floating[::
 
     cdef fc_conv g = geom.g
     cdef int act = FC_ACT_TANH if tanh else FC_ACT_NONE  # (ReLU: in the kernel)
+    if relu < 0 or relu > FC_RELU6:
+        raise ValueError(f"px_forward: relu must be 0, 1 or {FC_RELU6}, got {relu}")
     if tanh and (relu or floating is double):
         raise ValueError("px_forward: tanh is for float32 alone, without relu")
     if max_pool and avg_pool:

@@ -514,6 +514,66 @@ def test_fused_relu_matches_reference():
         np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
 
 
+RELU6_CASES = [  # (x_shape NHWC, kh, kw, c_out, stride, groups)
+    ((2, 9, 8, 5), 1, 1, 19, 1, 1),    # 1x1 (pixel rows, ...)
+    ((8, 2, 2, 16), 1, 1, 24, 1, 1),   # 1x1 on tiny images (pointwise)
+    ((3, 8, 8, 4), 3, 3, 20, 1, 1),    # 3x3 (Winograd, pixel rows, ...)
+    ((2, 9, 9, 6), 3, 3, 10, 2, 1),    # strided
+    ((2, 8, 7, 8), 3, 3, 8, 1, 8),     # depthwise
+    ((1, 6, 6, 6), 3, 3, 4, 1, 2),     # grouped
+]
+
+
+@pytest.mark.parametrize("x_shape,kh,kw,c_out,stride,groups", RELU6_CASES)
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_relu6_on_every_forward_algorithm(isa, x_shape, kh, kw, c_out, stride,
+                                                 groups, data_format, dtype):
+    """relu=RELU6 (conv_batch_norm_relu's ReLU6): each forward algorithm that can run
+    the call, forced, gives clip(conv2d, 0, 6) -- in its output pass (the algorithms
+    with relu6) or by the clamp after -- with values well beyond 6 and below 0."""
+    from fastconv.ops.conv.plan import RELU6
+    rng = np.random.default_rng(15)
+    n, h, w_, c = x_shape
+    x = (rng.standard_normal(x_shape) * 3).astype(dtype)
+    wt = rng.standard_normal((kh, kw, c // groups, c_out)).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype)
+    if data_format == "channels_first":
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        wt = np.ascontiguousarray(wt.transpose(3, 2, 0, 1))
+    pad = (kh - 1) // 2
+    g = conv._geometry(x.shape, wt.shape, stride, pad, 1, groups, data_format)
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    ran = []
+    for name in fastconv.conv_algorithms("forward"):
+        if name not in fastconv.explain_conv(x.shape, wt.shape, stride, pad, 1, groups,
+                                             data_format, dtype=dtype).runnable:
+            continue
+        with fastconv.force_conv_algorithm(forward=name):
+            plain = conv._conv_forward(g, x, wt, b, dtype)
+            y = conv._conv_forward(g, x, wt, b, dtype, relu=RELU6)
+        want = np.clip(plain, 0, 6)
+        assert (plain > 6).any() and (plain < 0).any()
+        np.testing.assert_allclose(y, want, rtol=tol, atol=tol, err_msg=name)
+        assert y.max() <= 6 and y.min() >= 0
+        ran.append(name)
+    assert ran
+
+
+def test_fused_relu6_cases_reach_the_relu6_kernels():
+    """Every algorithm that applies ReLU6 in its own output pass runs some case above
+    (channels_last, float32)."""
+    from fastconv.ops.conv.plan import registry
+    fused = {a.name for a in registry("forward") if a.relu6}
+    seen = set()
+    for (n, h, w, c), kh, kw, c_out, stride, groups in RELU6_CASES:
+        seen.update(fastconv.explain_conv((n, h, w, c), (kh, kw, c // groups, c_out),
+                                          stride, (kh - 1) // 2, 1, groups,
+                                          "channels_last", dtype="float32").runnable)
+    assert {"pixel", "pointwise", "depthwise"} <= seen
+    assert fused and fused <= seen, fused - seen
+
+
 def _all_results(x, w, b, gy, padding, data_format):
     return (fastconv.conv2d(x, w, b, padding=padding, data_format=data_format),
             *fastconv.conv2d_backward(gy, x, w, padding=padding, data_format=data_format),

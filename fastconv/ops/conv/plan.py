@@ -28,6 +28,10 @@ __all__ = ["FORWARD", "GRAD_INPUT", "GRAD_WEIGHT", "PASSES", "Query", "Plan", "A
 
 FORWARD, GRAD_INPUT, GRAD_WEIGHT = "forward", "grad_input", "grad_weight"
 PASSES = (FORWARD, GRAD_INPUT, GRAD_WEIGHT)
+#: The forward's relu argument for ReLU6 (min(max(y, 0), 6)); False/True: none/ReLU.
+#: Algorithms with ``relu6`` apply it in their output pass, run.py clamps after the
+#: others' ReLU.
+RELU6 = _ext.conv2d.RELU6
 VERBOSE = os.environ.get("FASTCONV_VERBOSE", "") not in ("", "0")
 
 _NOT_FINITE = "the weight is not finite (NaN/inf weights take kernels without shortcuts)"
@@ -82,6 +86,7 @@ class Algorithm:
     passes = ()
     shortcuts = ()
     rewrites = False     # runs the call as another convolution (see Plan.inner)
+    relu6 = False        # forward takes relu=RELU6: ReLU6 in its output pass (run.py)
 
     def supports(self, q):
         """None, or the one-line reason this algorithm cannot run q."""

@@ -15,7 +15,7 @@ from ... import tuning as _tuning
 from .algorithms import IM2COL
 from .algorithms.common import (bias_total, finite, grad_bias, images_per_partial,
                                 weight_oihw)
-from .plan import FORWARD, GRAD_INPUT, GRAD_WEIGHT, select
+from .plan import FORWARD, GRAD_INPUT, GRAD_WEIGHT, RELU6, select
 
 __all__ = ["forward", "grad_input", "grad_weight", "forward_avg_pooled",
            "forward_max_pooled", "grad_weight_avg_tanh"]
@@ -40,9 +40,10 @@ def _verbose(driver):
 
 def _forward(g, x, weight, bias, dtype, relu=False, tanh=False, tile=None, finite_w=None,
              ran=None, forced=True, prepared=None):
-    """y of geometry g (weight in g's layout), then ReLU (relu) or tanh (tanh: fused
-    into the wide and pixel-row kernels' output pass in float32, a separate in-place
-    pass otherwise).  tile: the Winograd tile asked for (None: the plan's);
+    """y of geometry g (weight in g's layout), then ReLU (relu True; relu RELU6: ReLU6,
+    in the output pass of the algorithms with ``relu6``, a clamp after the others') or
+    tanh (tanh: fused into the wide and pixel-row kernels' output pass in float32, a
+    separate in-place pass otherwise).  tile: the Winograd tile asked for (None: the plan's);
     finite_w: whether the weight is finite, when the caller knows; forced=False: the
     inner call of a rewrite, which force_conv_algorithm does not reach; prepared: a
     Prepared (prepared.py) whose values are made from weight, where the packed weight
@@ -56,8 +57,11 @@ def _forward(g, x, weight, bias, dtype, relu=False, tanh=False, tile=None, finit
         return _forward(d, x.reshape(d.x_shape), weight.reshape(d.weight_shape), bias,
                         dtype, relu, tanh, forced=False,
                         prepared=prepared).reshape(g.y_shape)
+    bound = relu == RELU6 and not alg.relu6   # ReLU6 as a clamp after the ReLU
+    if bound:
+        relu = True
     if getattr(alg, "on_layout", False):
-        return alg.forward_layout(plan, x, weight, bias, relu, tanh)
+        return _bound6_if(alg.forward_layout(plan, x, weight, bias, relu, tanh), bound)
     w = weight_oihw(g, weight)
     y = _arena.empty(g.y_shape, dtype)
     if y.size == 0:
@@ -75,14 +79,25 @@ def _forward(g, x, weight, bias, dtype, relu=False, tanh=False, tile=None, finit
         if finite_w is False:  # 0 * w over the window's taps (NaN where w is not finite)
             zw = (w * 0).reshape(g.c_out, -1).sum(axis=1)
             y += zw if g.channels_last else zw[:, None, None]
-        return np.maximum(y, 0) if relu else y
+        return _bound6_if(np.maximum(y, 0), relu == RELU6 or bound) if relu else y
     packed = _packed(prepared, plan, w)
     if packed is None:
         fused = alg.forward(plan, x, w, bias, y, relu, tanh and dtype == np.float32)
     else:
         fused = alg.forward(plan, x, w, bias, y, relu, tanh and dtype == np.float32,
                             packed=packed)
-    return y if fused else _tanh_if(y, tanh)
+    return _bound6_if(y if fused else _tanh_if(y, tanh), bound)
+
+
+def _bound6_if(y, bound):
+    """y clamped at 6 in place where bound (after a ReLU: ReLU6; -0.0 and NaN kept)."""
+    if bound and y.size:
+        if y.flags.c_contiguous:
+            flat = y.reshape(-1)
+            _ext.activations.clamp(flat, -np.inf, 6.0, flat)
+        else:
+            np.minimum(y, y.dtype.type(6), out=y)
+    return y
 
 
 def _packed(prepared, plan, w):

@@ -55,13 +55,31 @@ static inline FC_T FC_FN(fc_relu1)(FC_T v)
     return v < 0 ? (FC_T)0 : v;
 }
 
-/* One row of an output tile written out: dst[j] = src[j] (+ bc[j]) (then ReLU) for
- * j < cols, in one vectorised pass (bc NULL: no bias). */
+/* ReLU6 as activations.relu6 takes it: NaN and -0.0 kept. */
+static inline FC_T FC_FN(fc_relu6_1)(FC_T v)
+{
+    v = v < 0 ? (FC_T)0 : v;
+    return v > (FC_T)6 ? (FC_T)6 : v;
+}
+
+/* One row of an output tile written out: dst[j] = src[j] (+ bc[j]) (then ReLU, or
+ * ReLU6 where relu is FC_RELU6) for j < cols, in one vectorised pass (bc NULL: no
+ * bias). */
 static inline void FC_FN(fc_tile_store)(FC_T *dst, const FC_T *src, const FC_T *bc,
                                         ptrdiff_t cols, int relu)
 {
     ptrdiff_t j;
-    if (bc && relu) {
+    if (relu == FC_RELU6) {
+        if (bc) {
+#pragma omp simd
+            for (j = 0; j < cols; j++)
+                dst[j] = FC_FN(fc_relu6_1)(src[j] + bc[j]);
+        } else {
+#pragma omp simd
+            for (j = 0; j < cols; j++)
+                dst[j] = FC_FN(fc_relu6_1)(src[j]);
+        }
+    } else if (bc && relu) {
 #pragma omp simd
         for (j = 0; j < cols; j++)
             dst[j] = FC_FN(fc_relu1)(src[j] + bc[j]);

@@ -138,6 +138,10 @@ typedef void (*fc_kwf_d)(ptrdiff_t K, const ptrdiff_t *off, const double *xs,
 #define FC_ACT_NONE 0
 #define FC_ACT_RELU 1
 #define FC_ACT_TANH 2
+/* The relu flag of the pixel-row forward (fc_tile_store): 1 max(v, 0); FC_RELU6 also
+ * min(., 6) (ReLU6: MobileNet's bound, one pass with the store).  The other forward
+ * kernels take 0 or 1 alone (Python passes FC_RELU6 only to the pixel-row paths). */
+#define FC_RELU6 2
 /* Output channels of the wide forward kernels kwf[0..FC_WCO-1]. */
 static const int fc_wide_co[FC_WCO] = {1, 2, 4, 6, 8};
 typedef void (*fc_kwg_f)(ptrdiff_t nq, const ptrdiff_t *xo, const ptrdiff_t *go,

@@ -52,6 +52,7 @@ def pixel_weights(g, w, nr):
 
 class PixelRows(Algorithm):
     name = "pixel"
+    relu6 = True   # (px_forward: relu=2)
     passes = (FORWARD, GRAD_WEIGHT)
     shortcuts = (FORWARD,)
     takes_bias_sums = True
@@ -80,7 +81,7 @@ class PixelRows(Algorithm):
         """y (or its 2x2/2 pool: max_pool, avg_pool; yq: the pool beside y) of x."""
         wp = self.pack(plan, w) if packed is None else packed
         _ext.conv2d.px_forward(x.reshape(-1), wp, bias,
-                               y.reshape(-1), plan.g.c, relu, plan.half, max_pool,
+                               y.reshape(-1), plan.g.c, int(relu), plan.half, max_pool,
                                tanh=tanh, avg_pool=avg_pool,
                                yq=None if yq is None else yq.reshape(-1))
         return tanh
