@@ -95,7 +95,7 @@ cdef extern from "conv/conv.h" nogil:
                           const void *x, const void *gy, void *part, Py_ssize_t n_per,
                           Py_ssize_t block)
     int fc_dw_forward(bint dbl, const fc_isa *isa, const fc_conv *g, const void *x,
-                      const void *wk, const void *bias, void *y)
+                      const void *wk, const void *bias, void *y, int relu)
     int fc_dw_grad_input(bint dbl, const fc_isa *isa, const fc_conv *g, const void *gy,
                          const void *wk, void *gx)
     int fc_dw_grad_weight(bint dbl, const fc_isa *isa, const fc_conv *g, const void *x,
@@ -715,16 +715,19 @@ cdef int _dw_check(fc_conv g, Py_ssize_t wk_size, str what) except -1:
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def dw_forward(const floating[::1] x, const floating[::1] wk, const floating[::1] bias,
-               floating[::1] y, Geometry geom):
-    """Depthwise (groups == C_in): y = conv(x) (+ bias); wk (kh*kw, C_out) for
-    channels_last, (C_out, kh*kw) for channels_first.  Parallel over output rows
+               floating[::1] y, Geometry geom, int relu=0):
+    """Depthwise (groups == C_in): y = conv(x) (+ bias), then ReLU (relu 1) or ReLU6
+    (relu RELU6) on each output row or plane while it is in cache; wk (kh*kw, C_out)
+    for channels_last, (C_out, kh*kw) for channels_first.  Parallel over output rows
     (channels_last) or planes (channels_first)."""
     cdef fc_conv g = geom.g
     _dw_check(g, wk.shape[0], "wk")
+    if relu < 0 or relu > FC_RELU6:
+        raise ValueError(f"dw_forward: relu must be 0, 1 or {FC_RELU6}, got {relu}")
     cdef int rc
     with nogil:
         rc = fc_dw_forward(floating is double, _isa, &g, _in(x), _in(wk), _opt(bias),
-                           _out(y))
+                           _out(y), relu)
     _check(rc, "conv2d")
 
 

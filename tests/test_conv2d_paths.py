@@ -531,7 +531,8 @@ def test_fused_relu6_on_every_forward_algorithm(isa, x_shape, kh, kw, c_out, str
                                                  groups, data_format, dtype):
     """relu=RELU6 (conv_batch_norm_relu's ReLU6): each forward algorithm that can run
     the call, forced, gives clip(conv2d, 0, 6) -- in its output pass (the algorithms
-    with relu6) or by the clamp after -- with values well beyond 6 and below 0."""
+    with relu6) or by the clamp after -- with values well beyond 6 and below 0; and
+    relu=True max(conv2d, 0)."""
     from fastconv.ops.conv.plan import RELU6
     rng = np.random.default_rng(15)
     n, h, w_, c = x_shape
@@ -552,10 +553,13 @@ def test_fused_relu6_on_every_forward_algorithm(isa, x_shape, kh, kw, c_out, str
         with fastconv.force_conv_algorithm(forward=name):
             plain = conv._conv_forward(g, x, wt, b, dtype)
             y = conv._conv_forward(g, x, wt, b, dtype, relu=RELU6)
+            y_relu = conv._conv_forward(g, x, wt, b, dtype, relu=True)
         want = np.clip(plain, 0, 6)
         assert (plain > 6).any() and (plain < 0).any()
         np.testing.assert_allclose(y, want, rtol=tol, atol=tol, err_msg=name)
         assert y.max() <= 6 and y.min() >= 0
+        np.testing.assert_allclose(y_relu, np.maximum(plain, 0), rtol=tol, atol=tol,
+                                   err_msg=name)
         ran.append(name)
     assert ran
 

@@ -138,7 +138,24 @@ typedef struct {
     const FC_T *x, *w, *bias, *gy;
     FC_T *y;
     ptrdiff_t n_per;
+    int relu;   /* the forward's output pass: 0, 1 (ReLU) or FC_RELU6 */
 } FC_FN(fc_dw_args);
+
+/* ReLU (relu 1) or ReLU6 (FC_RELU6) over y[0, len) in place, as fc_tile_store applies
+ * them: the forward's output pass, run on each row or plane while it is in cache. */
+static void FC_FN(fc_dw_act)(FC_T *y, ptrdiff_t len, int relu)
+{
+    ptrdiff_t i;
+    if (relu == FC_RELU6) {
+#pragma omp simd
+        for (i = 0; i < len; i++)
+            y[i] = FC_FN(fc_relu6_1)(y[i]);
+    } else if (relu) {
+#pragma omp simd
+        for (i = 0; i < len; i++)
+            y[i] = FC_FN(fc_relu1)(y[i]);
+    }
+}
 
 /* ---- channels_last ------------------------------------------------------------------ */
 static void FC_FN(fc_dw_fwd_row)(const void *args, ptrdiff_t it, void *const *sc)
@@ -196,6 +213,7 @@ static void FC_FN(fc_dw_fwd_row)(const void *args, ptrdiff_t it, void *const *sc
             yrow[ox * CO + co] = s;
         }
     }
+    FC_FN(fc_dw_act)(yrow, g->ow * CO, a->relu);
 }
 
 static void FC_FN(fc_dw_gin_row)(const void *args, ptrdiff_t it, void *const *sc)
@@ -324,11 +342,12 @@ static void FC_FN(fc_dw_fwd_plane)(const void *args, ptrdiff_t it, void *const *
             a->k->rows(khw, xo, a->w + co * khw, xs, run, (g->oh - 1) * pitch + ox, b);
             for (oy = 0; oy < g->oh; oy++)
                 memcpy(yp + oy * ox, run + oy * pitch, ox * sizeof(FC_T));
-            continue;
+        } else {
+            for (oy = 0; oy < g->oh; oy++)
+                a->k->rows(khw, xo, a->w + co * khw, xs + oy * g->sy * Wq,
+                           yp + oy * g->ow, g->ow, b);
         }
-        for (oy = 0; oy < g->oh; oy++)
-            a->k->rows(khw, xo, a->w + co * khw, xs + oy * g->sy * Wq, yp + oy * g->ow,
-                       g->ow, b);
+        FC_FN(fc_dw_act)(yp, g->oh * g->ow, a->relu);
     }
 }
 
@@ -391,7 +410,8 @@ static void FC_FN(fc_dw_gw_plane)(const void *args, ptrdiff_t it, void *const *s
 /* ---- entry points (src/_conv2d.pyx) --------------------------------------------------- */
 static int FC_FN(fc_dw_run)(const fc_isa *isa, const fc_conv *g, fc_item_fn item,
                             ptrdiff_t items, int plane, const FC_T *x, const FC_T *w,
-                            const FC_T *bias, const FC_T *gy, FC_T *y, ptrdiff_t n_per)
+                            const FC_T *bias, const FC_T *gy, FC_T *y, ptrdiff_t n_per,
+                            int relu)
 {
     const ptrdiff_t khw = g->kh * g->kw;
     const double macs = (double)g->n * g->oh * g->ow * g->cout * khw;
@@ -407,6 +427,7 @@ static int FC_FN(fc_dw_run)(const fc_isa *isa, const fc_conv *g, fc_item_fn item
     a.gy = gy;
     a.y = y;
     a.n_per = n_per;
+    a.relu = relu;
     if (plane) {
         ptrdiff_t Hp, Wq;
         fc_dw_dims(g, &Hp, &Wq);
@@ -420,15 +441,15 @@ static int FC_FN(fc_dw_run)(const fc_isa *isa, const fc_conv *g, fc_item_fn item
     return fc_parallel_for(&lp, item, &a);
 }
 
-/* y = depthwise conv(x) (+ bias). */
+/* y = depthwise conv(x) (+ bias), then ReLU (relu 1) or ReLU6 (FC_RELU6). */
 static int FC_FN(fc_dw_forward)(const fc_isa *isa, const fc_conv *g, const FC_T *x,
-                                const FC_T *wk, const FC_T *bias, FC_T *y)
+                                const FC_T *wk, const FC_T *bias, FC_T *y, int relu)
 {
     ptrdiff_t Hp, Wq, vl = isa->FC_FN(vl), flat;
     double rows_cost, flat_cost;
     if (g->last)
         return FC_FN(fc_dw_run)(isa, g, FC_FN(fc_dw_fwd_row), g->n * g->oh, 0, x, wk, bias,
-                                NULL, y, 0);
+                                NULL, y, 0, relu);
     /* Rows shorter than a few vectors leave scalar tails: one run over all rows at the
      * padded pitch (computing the columns between them too) where that costs fewer
      * vector steps, a scalar counted as one.  (n_per carries the choice.) */
@@ -437,7 +458,7 @@ static int FC_FN(fc_dw_forward)(const fc_isa *isa, const fc_conv *g, const FC_T 
     flat_cost = (double)(((g->oh - 1) * g->sy * Wq + g->ow + vl - 1) / vl);
     flat = flat_cost < rows_cost;
     return FC_FN(fc_dw_run)(isa, g, FC_FN(fc_dw_fwd_plane), g->n * g->c, 1, x, wk, bias,
-                            NULL, y, flat);
+                            NULL, y, flat, relu);
 }
 
 /* gx = the input gradient of grad_y gy (every element written). */
@@ -446,9 +467,9 @@ static int FC_FN(fc_dw_grad_input)(const fc_isa *isa, const fc_conv *g, const FC
 {
     if (g->last)
         return FC_FN(fc_dw_run)(isa, g, FC_FN(fc_dw_gin_row), g->n * g->h, 0, NULL, wk,
-                                NULL, gy, gx, 0);
+                                NULL, gy, gx, 0, 0);
     return FC_FN(fc_dw_run)(isa, g, FC_FN(fc_dw_gin_plane), g->n * g->c, 1, NULL, wk,
-                            NULL, gy, gx, 0);
+                            NULL, gy, gx, 0, 0);
 }
 
 /* part (zeroed) += the weight gradient's partial sums, one per group of n_per images:
@@ -460,7 +481,7 @@ static int FC_FN(fc_dw_grad_weight)(const fc_isa *isa, const fc_conv *g, const F
     if (g->last)
         return FC_FN(fc_dw_run)(isa, g, FC_FN(fc_dw_gw_block),
                                 groups * ((g->cout + FC_DW_CB - 1) / FC_DW_CB), 0, x, NULL,
-                                NULL, gy, part, n_per);
+                                NULL, gy, part, n_per, 0);
     return FC_FN(fc_dw_run)(isa, g, FC_FN(fc_dw_gw_plane), groups * g->c, 1, x, NULL,
-                            NULL, gy, part, n_per);
+                            NULL, gy, part, n_per, 0);
 }

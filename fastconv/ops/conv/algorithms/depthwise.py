@@ -7,7 +7,7 @@ channel blocks for the weight gradient), so a single image uses every core."""
 import numpy as np
 
 from .... import _ext
-from ..plan import FORWARD, GRAD_INPUT, GRAD_WEIGHT, RELU6, Algorithm, Plan
+from ..plan import FORWARD, GRAD_INPUT, GRAD_WEIGHT, Algorithm, Plan
 from .common import images_per_partial, sum_partials
 
 __all__ = ["Depthwise"]
@@ -32,7 +32,7 @@ class Depthwise(Algorithm):
     forward of grad_y through the flipped kernel (a gather); the others gather taps
     (channels_last) or scatter rows into a padded copy (channels_first)."""
     name = "depthwise"
-    relu6 = True   # (the clamp after dw_forward)
+    relu6 = True   # (dw_forward: relu=2)
     passes = (FORWARD, GRAD_INPUT, GRAD_WEIGHT)
     shortcuts = (FORWARD, GRAD_INPUT)   # (taps over the padding are skipped)
 
@@ -68,10 +68,8 @@ class Depthwise(Algorithm):
     def forward(self, plan, x, w, bias, y, relu, tanh, packed=None):
         g = plan.g
         wp = self.pack(plan, w) if packed is None else packed
-        _ext.conv2d.dw_forward(x.reshape(-1), wp, bias, y.reshape(-1), g.c)
-        if relu:   # (as the other kernels' output pass: -0.0 and NaN kept)
-            flat = y.reshape(-1)
-            _ext.activations.clamp(flat, 0.0, 6.0 if relu == RELU6 else np.inf, flat)
+        # (relu: True, or RELU6, applied as the other kernels' output pass applies it)
+        _ext.conv2d.dw_forward(x.reshape(-1), wp, bias, y.reshape(-1), g.c, int(relu))
         return False
 
     def grad_input(self, plan, grad_y, w, out):
