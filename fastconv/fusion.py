@@ -34,19 +34,24 @@ from .layers.base import Layer
 from .layers.conv import Conv2D
 from .layers.merge import Add
 from .layers.normalization import BatchNormalization
+from .layers.conv_variants import DepthwiseConv2D
 from .layers.pooling import AveragePooling2D, MaxPooling2D
+from .layers.reshaping import ZeroPadding2D
 
 __all__ = ["INFERENCE", "TRAINING", "PATTERNS", "Pattern", "Node", "chain",
            "compile_steps", "forward_algorithm"]
 
 INFERENCE, TRAINING = "inference", "training"
+#: the convolutions a ZeroPadding2D folds into (not first in their patterns: exact types)
+_CONVS = (Conv2D, DepthwiseConv2D)
 #: what a fused backward returns when its kernels do not apply (the layers' own run)
 UNFUSED = object()
 
 
 class Pattern:
     """One fusion: a run of layers of the classes ``layers`` (the first matched with
-    its subclasses, the others exactly), fused in the passes ``modes`` where
+    its subclasses, the others exactly; a tuple of classes: any of them), fused in the
+    passes ``modes`` where
     ``condition(*run, mode)`` holds (hyper-parameters only: the model decides once).
 
     forward(*run, x, training, tile) -> the last layer's output, or None (the layers
@@ -69,11 +74,13 @@ class Pattern:
         *run, mode = run_and_mode
         return (mode in self.modes and len(run) == len(self.layers) and
                 isinstance(run[0], self.layers[0]) and
-                all(type(layer) is cls for layer, cls in zip(run[1:], self.layers[1:]))
+                all(type(layer) in (cls if isinstance(cls, tuple) else (cls,))
+                    for layer, cls in zip(run[1:], self.layers[1:]))
                 and self.condition(*run, mode))
 
     def __repr__(self):
-        names = " + ".join(cls.__name__ for cls in self.layers)
+        names = " + ".join("/".join(c.__name__ for c in cls) if isinstance(cls, tuple)
+                           else cls.__name__ for cls in self.layers)
         return f"<Pattern {self.name!r}: {names} in {', '.join(self.modes)}>"
 
 
@@ -152,11 +159,12 @@ def _conv_bn_ok(conv, bn, mode):
     return conv.activation == "linear" and bn.axis in channel_axes
 
 
-def _conv_bn_forward(conv, bn, x, training, tile, relu=False):
+def _conv_bn_forward(conv, bn, x, training, tile, relu=False, padding=None):
     """conv with bn's inference-mode normalization folded into its kernel and bias
     (BatchNormalization.folded), then ReLU where relu (in the kernels' output pass),
     the folded and packed kernels kept between calls while neither layer's weights
-    (nor the epsilon) change (Conv2D._prepared_for)."""
+    (nor the epsilon) change (Conv2D._prepared_for); padding: explicit padding in
+    place of the layer's (Conv2D._ready)."""
     if training:
         return None
     last = conv.data_format == "channels_last"
@@ -167,7 +175,7 @@ def _conv_bn_forward(conv, bn, x, training, tile, relu=False):
         np.float64(bn.epsilon))
     kernel, bias = prepared.get("folded", lambda: bn.folded(
         conv._op_kernel(conv.kernel), bias, 3 if last else 0))
-    ready = conv._ready(x, kernel, bias)
+    ready = conv._ready(x, kernel, bias, padding=padding)
     if ready is None:
         return None
     return _conv._conv_forward(ready[0], x, kernel, bias, ready[1], relu,
@@ -183,6 +191,26 @@ def _conv_bn_relu_forward(conv, bn, relu, x, training, tile):
     # (ReLU6 in the output pass of the kernels that have it, else a clamp after:
     # ops/conv/run.py)
     return _conv_bn_forward(conv, bn, x, training, tile,
+                            relu=_plan.RELU6 if relu._kind == "relu6" else True)
+
+
+def _pad_conv_ok(pad, conv, *rest_and_mode):
+    """A ZeroPadding2D then a 'valid' convolution of the same data format (MobileNetV2's
+    stride-2 blocks, ResNet-50's stem), the rest as conv_batch_norm(_relu) asks."""
+    *rest, mode = rest_and_mode
+    ok = _conv_bn_relu_ok if rest[1:] else _conv_bn_ok
+    return (pad.data_format == conv.data_format and conv.padding == "valid" and
+            ok(conv, *rest, mode))
+
+
+def _pad_conv_bn_forward(pad, conv, bn, x, training, tile):
+    """conv_batch_norm with the padding as the convolution's own: the padded copy of
+    x is never made."""
+    return _conv_bn_forward(conv, bn, x, training, tile, padding=pad.padding)
+
+
+def _pad_conv_bn_relu_forward(pad, conv, bn, relu, x, training, tile):
+    return _conv_bn_forward(conv, bn, x, training, tile, padding=pad.padding,
                             relu=_plan.RELU6 if relu._kind == "relu6" else True)
 
 
@@ -252,6 +280,13 @@ PATTERNS = (
     # A convolution then a batch normalization alone: the fold.
     Pattern("conv_batch_norm", (Conv2D, BatchNormalization), (INFERENCE,), _conv_bn_ok,
             forward=_conv_bn_forward),
+    # The same after a ZeroPadding2D, which becomes the convolution's padding
+    # (MobileNetV2's stride-2 depthwise convolutions; Keras's ResNet-50 stem).
+    Pattern("pad_conv_batch_norm_relu",
+            (ZeroPadding2D, _CONVS, BatchNormalization, ReLU), (INFERENCE,),
+            _pad_conv_ok, forward=_pad_conv_bn_relu_forward),
+    Pattern("pad_conv_batch_norm", (ZeroPadding2D, _CONVS, BatchNormalization),
+            (INFERENCE,), _pad_conv_ok, forward=_pad_conv_bn_forward),
     # ResNet's and MobileNetV2's BatchNormalization + ReLU (or ReLU6) where the
     # normalization is not folded into a convolution: one pass forward, two backward.
     Pattern("batch_norm_relu", (BatchNormalization, ReLU), (INFERENCE, TRAINING),

@@ -229,6 +229,59 @@ def test_conv_batch_norm_relu_predicts_as_the_unfused_model(fmt, depthwise, tail
         randomize(model, rng)
 
 
+def pad_model(fmt, depthwise, relu, padding, strides):
+    axis = -1 if fmt == "channels_last" else 1
+    shape = (9, 8, 4) if fmt == "channels_last" else (4, 9, 8)
+    conv = (L.DepthwiseConv2D(3, strides=strides, data_format=fmt) if depthwise else
+            L.Conv2D(5, 3, strides=strides, data_format=fmt))
+    layers = [L.Input(shape), L.ZeroPadding2D(padding, data_format=fmt), conv,
+              L.BatchNormalization(axis=axis)]
+    if relu is not None:
+        layers.append(relu())
+    return Sequential(layers + [L.Flatten(), L.Dense(3)]), shape
+
+
+@pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("depthwise", [False, True])
+@pytest.mark.parametrize("relu,name", [
+    (lambda: L.ReLU(6.0), "pad_conv_batch_norm_relu"),
+    (lambda: L.ReLU(), "pad_conv_batch_norm_relu"),
+    (None, "pad_conv_batch_norm")])
+@pytest.mark.parametrize("padding,strides", [(((0, 1), (0, 1)), 2), ((2, 1), 1)])
+def test_zero_padding_folds_into_the_convolution(fmt, depthwise, relu, name, padding,
+                                                 strides, rng):
+    """ZeroPadding2D + a 'valid' convolution + BatchNormalization (+ ReLU/ReLU6): in
+    inference the padding is the convolution's own (no padded copy), predictions as
+    the unfused model's (the oracle), asymmetric padding (Keras's correct_pad) too."""
+    model, shape = pad_model(fmt, depthwise, relu, padding, strides)
+    model.compile("sgd", "mse")
+    randomize(model, rng)
+    steps = model._steps(fusion.INFERENCE, False)
+    assert [s.pattern.name for s in steps if s.pattern] == [name]
+    assert not any(s.pattern and s.pattern.name.startswith("pad_")
+                   for s in model._steps(fusion.TRAINING, False))
+    plain, _ = pad_model(fmt, depthwise, relu, padding, strides)
+    plain.compile("sgd", "mse")
+    plain._fusion = False
+    plain.set_weights(model.get_weights())
+    x = rng.standard_normal((6,) + shape).astype(np.float32) * 8
+    expected = plain.predict(x, verbose=0)   # (float32 rounding of sums of this scale)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5,
+                               atol=1e-6 * np.abs(expected).max())
+
+
+def test_zero_padding_folds_only_into_a_valid_convolution_of_its_format():
+    pattern = next(p for p in fusion.PATTERNS if p.name == "pad_conv_batch_norm")
+    pad, bn = L.ZeroPadding2D(1), L.BatchNormalization()
+    assert pattern.matches(pad, L.Conv2D(2, 3), bn, fusion.INFERENCE)
+    assert pattern.matches(pad, L.DepthwiseConv2D(3), bn, fusion.INFERENCE)
+    assert not pattern.matches(pad, L.Conv2D(2, 3), bn, fusion.TRAINING)
+    assert not pattern.matches(pad, L.Conv2D(2, 3, padding="same"), bn, fusion.INFERENCE)
+    assert not pattern.matches(pad, L.Conv2D(2, 3, data_format="channels_first"), bn,
+                               fusion.INFERENCE)
+    assert not pattern.matches(pad, L.SeparableConv2D(2, 3), bn, fusion.INFERENCE)
+
+
 def test_the_fold_needs_a_linear_conv_and_the_channel_axis():
     conv, bn = L.Conv2D(2, 3, activation="relu"), L.BatchNormalization()
     pattern = next(p for p in fusion.PATTERNS if p.name == "conv_batch_norm")

@@ -108,22 +108,25 @@ class Conv2D(Layer):
         kh, kw, cg, f = kshape
         return (f, cg, kh, kw)
 
-    def _ready(self, x, kernel, bias, grad=None):
+    def _ready(self, x, kernel, bias, grad=None, padding=None):
         """(geometry, dtype) of this layer's convolution when the arrays are what the
         kernels take as they are (C-contiguous ndarrays of one float dtype, of the
         shapes the geometry asks for), else None and the checked ops run.  The geometry
         is checked once per input and kernel shape -- every call of a layer has the same
         ones -- where conv2d checks its arguments on every call, which costs a
-        small-batch forward much of its time (docs/design/algorithms.md)."""
+        small-batch forward much of its time (docs/design/algorithms.md).  padding: an
+        explicit ((top, bottom), (left, right)) in place of the layer's (a ZeroPadding2D
+        folded into a 'valid' convolution: fastconv/fusion.py)."""
         arrays = {"x": x, "weight": kernel, "bias": bias, "grad_y": grad}
         dtype = _conv._ready_dtype(arrays, _RANKS)
         if dtype is None:
             return None
-        key = (x.shape, kernel.shape)
+        key = (x.shape, kernel.shape, padding)
         if key != self._geometry_key:
-            self._geometry = _conv._geometry(x.shape, kernel.shape, self.strides,
-                                             self.padding, self.dilation_rate, self.groups,
-                                             self.data_format)
+            self._geometry = _conv._geometry(
+                x.shape, kernel.shape, self.strides,
+                self.padding if padding is None else padding, self.dilation_rate,
+                self.groups, self.data_format)
             self._geometry_key = key
         g = self._geometry
         if ((bias is not None and bias.shape != (g.c_out,)) or
