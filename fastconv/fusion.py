@@ -214,6 +214,24 @@ def _pad_conv_bn_relu_forward(pad, conv, bn, relu, x, training, tile):
                             relu=_plan.RELU6 if relu._kind == "relu6" else True)
 
 
+def _pad_conv_alone_ok(pad, conv, mode):
+    """A ZeroPadding2D then a linear 'valid' convolution of the same data format."""
+    return (pad.data_format == conv.data_format and conv.padding == "valid" and
+            conv.activation == "linear")
+
+
+def _pad_conv_forward(pad, conv, x, training, tile):
+    """The convolution of x with the padding as its own: it keeps x and that padding,
+    not a padded copy, for its backward (which then runs on them alone)."""
+    return conv._forward(x, winograd_tile=tile, training=training, padding=pad.padding)
+
+
+def _pad_conv_backward(pad, conv, grad, input_grad):
+    """The convolution's backward on the padded geometry: its input gradient is the
+    gradient of the unpadded x (the crop ZeroPadding2D's backward would make)."""
+    return conv._backward(grad, input_grad)
+
+
 #: the activation codes of src/_batchnorm.pyx by ReLU kind
 _BN_ACT = {"relu": 1, "relu6": 2}
 
@@ -287,6 +305,10 @@ PATTERNS = (
             _pad_conv_ok, forward=_pad_conv_bn_relu_forward),
     Pattern("pad_conv_batch_norm", (ZeroPadding2D, _CONVS, BatchNormalization),
             (INFERENCE,), _pad_conv_ok, forward=_pad_conv_bn_forward),
+    # And a ZeroPadding2D before a linear convolution in any pass: in training the
+    # convolution keeps the unpadded input for its backward, not a second, padded copy.
+    Pattern("pad_conv", (ZeroPadding2D, _CONVS), (INFERENCE, TRAINING),
+            _pad_conv_alone_ok, forward=_pad_conv_forward, backward=_pad_conv_backward),
     # ResNet's and MobileNetV2's BatchNormalization + ReLU (or ReLU6) where the
     # normalization is not folded into a convolution: one pass forward, two backward.
     Pattern("batch_norm_relu", (BatchNormalization, ReLU), (INFERENCE, TRAINING),

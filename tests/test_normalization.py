@@ -258,8 +258,9 @@ def test_zero_padding_folds_into_the_convolution(fmt, depthwise, relu, name, pad
     randomize(model, rng)
     steps = model._steps(fusion.INFERENCE, False)
     assert [s.pattern.name for s in steps if s.pattern] == [name]
-    assert not any(s.pattern and s.pattern.name.startswith("pad_")
-                   for s in model._steps(fusion.TRAINING, False))
+    # (training: the padding folds, the normalization does not)
+    assert "pad_conv" in [s.pattern.name for s in model._steps(fusion.TRAINING, False)
+                          if s.pattern]
     plain, _ = pad_model(fmt, depthwise, relu, padding, strides)
     plain.compile("sgd", "mse")
     plain._fusion = False
@@ -268,6 +269,45 @@ def test_zero_padding_folds_into_the_convolution(fmt, depthwise, relu, name, pad
     expected = plain.predict(x, verbose=0)   # (float32 rounding of sums of this scale)
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5,
                                atol=1e-6 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("depthwise", [False, True])
+@pytest.mark.parametrize("first", [False, True])
+def test_zero_padding_folds_into_a_training_convolution(fmt, depthwise, first, rng):
+    """pad_conv in training: the convolution runs on the padded geometry and keeps the
+    unpadded input; three SGD steps give the unfused model's weights (the oracle), with
+    the pair inside the model (the input gradient runs through it: the fused backward)
+    or first (no input gradient: the convolution's own backward on its kept padding)."""
+    def build():
+        axis = -1 if fmt == "channels_last" else 1
+        shape = (9, 8, 4) if fmt == "channels_last" else (4, 9, 8)
+        conv = (L.DepthwiseConv2D(3, strides=2, data_format=fmt) if depthwise else
+                L.Conv2D(4, 3, strides=2, data_format=fmt))
+        head = [] if first else [L.Conv2D(4, 1, data_format=fmt)]
+        layers = ([L.Input(shape)] + head +
+                  [L.ZeroPadding2D(((0, 1), (1, 2)), data_format=fmt), conv,
+                   L.BatchNormalization(axis=axis), L.ReLU(6.0), L.Flatten(),
+                   L.Dense(3)])
+        model = Sequential(layers)
+        model.compile(SGD(0.05, momentum=0.9), "mse")
+        return model, shape
+
+    model, shape = build()
+    randomize(model, rng)
+    names = [s.pattern.name for s in model._steps(fusion.TRAINING, False) if s.pattern]
+    assert "pad_conv" in names
+    plain, _ = build()
+    plain._fusion = False
+    plain.set_weights(model.get_weights())
+    x = rng.standard_normal((6,) + shape).astype(np.float32)
+    y = rng.standard_normal((6, 3)).astype(np.float32)
+    for _ in range(3):
+        model.train_on_batch(x, y)
+        plain.train_on_batch(x, y)
+    for got, want in zip(model.get_weights(), plain.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(plain.get_weights()[-2], model.get_weights()[-2] * 0)
 
 
 def test_zero_padding_folds_only_into_a_valid_convolution_of_its_format():
@@ -280,6 +320,11 @@ def test_zero_padding_folds_only_into_a_valid_convolution_of_its_format():
     assert not pattern.matches(pad, L.Conv2D(2, 3, data_format="channels_first"), bn,
                                fusion.INFERENCE)
     assert not pattern.matches(pad, L.SeparableConv2D(2, 3), bn, fusion.INFERENCE)
+    alone = next(p for p in fusion.PATTERNS if p.name == "pad_conv")
+    assert alone.matches(pad, L.Conv2D(2, 3), fusion.TRAINING)
+    assert alone.matches(pad, L.DepthwiseConv2D(3), fusion.INFERENCE)
+    assert not alone.matches(pad, L.Conv2D(2, 3, activation="relu"), fusion.TRAINING)
+    assert not alone.matches(pad, L.Conv2D(2, 3, padding="same"), fusion.TRAINING)
 
 
 def test_the_fold_needs_a_linear_conv_and_the_channel_axis():

@@ -23,7 +23,7 @@ class Conv2D(Layer):
     format, so Keras weights load as they are; the bias has shape (filters,).
     """
     _ndim = 4
-    _cache_attrs = ("_x",)
+    _cache_attrs = ("_x", "_x_padding")
 
     # _linear_forward's output is a new array (activations may overwrite it)
     _fresh_linear_output = True
@@ -60,8 +60,9 @@ class Conv2D(Layer):
         return ("(batch, height, width, channels)" if self._last
                 else "(batch, channels, height, width)")
 
-    def _op_args(self):
-        return dict(stride=self.strides, padding=self.padding,
+    def _op_args(self, padding=None):
+        return dict(stride=self.strides,
+                    padding=self.padding if padding is None else padding,
                     dilation=self.dilation_rate, groups=self.groups,
                     data_format=self.data_format)
 
@@ -144,23 +145,25 @@ class Conv2D(Layer):
             prepared = self._prepared[purpose] = Prepared()
         return prepared.of(*arrays)
 
-    def _forward(self, x, relu=False, tanh=False, winograd_tile=None, training=True):
+    def _forward(self, x, relu=False, tanh=False, winograd_tile=None, training=True,
+                 padding=None):
         """conv2d of x, then ReLU (relu) or tanh (tanh) where the kernels fuse them, on
         Winograd tiles of side winograd_tile where it runs on them (None: those that
         suit the output).  In inference (not training) the kernel in the op's layout
         and the kernels' packing of it are kept between calls while the kernel keeps
-        its bits."""
-        self._x = x
+        its bits.  padding: explicit padding in place of the layer's (_ready), kept
+        with x for the backward."""
+        self._x, self._x_padding = x, padding
         if training:
             prepared, kernel = None, self._op_kernel(self.kernel)
         else:
             prepared = self._prepared_for("kernel", self.kernel)
             kernel = prepared.get("op_kernel", lambda: self._op_kernel(self.kernel))
         bias = self.bias if self.use_bias else None
-        ready = self._ready(x, kernel, bias)
+        ready = self._ready(x, kernel, bias, padding=padding)
         if ready is None:
             return _conv2d(x, kernel, bias, relu=relu, tanh=tanh,
-                           winograd_tile=winograd_tile, **self._op_args())
+                           winograd_tile=winograd_tile, **self._op_args(padding))
         return _conv._conv_forward(ready[0], x, kernel, bias, ready[1], relu, tanh,
                                    winograd_tile, prepared)
 
@@ -195,21 +198,22 @@ class Conv2D(Layer):
     def _cache_for_backward(self, x, y):
         """Keep what backward reads after a fused forward computed y, this layer's
         output (activation included), from x, as forward would have."""
-        self._x = x
+        self._x, self._x_padding = x, None
         self._y = y if self._act_name != "linear" else None
 
     def _linear_backward(self, grad, need_input_grad):
-        x, kernel = self._x, self._op_kernel(self.kernel)
-        ready = self._ready(x, kernel, None, grad)
+        # (on the padding the forward ran with: the layer's, or a folded ZeroPadding2D's)
+        x, kernel, padding = self._x, self._op_kernel(self.kernel), self._x_padding
+        ready = self._ready(x, kernel, None, grad, padding=padding)
         if ready is not None:
             gx, gw, gb = _conv._backward(ready[0], grad, x, kernel, ready[1],
                                          need_input_grad, True, with_bias=self.use_bias)
         elif need_input_grad:
             gx, gw, gb = conv2d_backward(grad, x, kernel, has_bias=self.use_bias,
-                                         **self._op_args())
+                                         **self._op_args(padding))
         else:
             gx, gb = None, None
-            gw = conv2d_grad_weight(grad, x, kernel.shape, **self._op_args())
+            gw = conv2d_grad_weight(grad, x, kernel.shape, **self._op_args(padding))
             if self.use_bias:
                 gb = conv2d_grad_bias(grad, data_format=self.data_format)
         self._store_gradients(gw, gb)
