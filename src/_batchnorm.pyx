@@ -28,6 +28,15 @@ cdef enum:
     _CHUNK = 1024
 
 
+cdef extern from "batchnorm_kernels.h" nogil:
+    void fc_bn_sums_last_f(const float *x, const float *g, const float *y,
+                           const double *shift, Py_ssize_t rows, Py_ssize_t C, int grad,
+                           int act, double *p1, double *p2)
+    void fc_bn_sums_last_d(const double *x, const double *g, const double *y,
+                           const double *shift, Py_ssize_t rows, Py_ssize_t C, int grad,
+                           int act, double *p1, double *p2)
+
+
 cdef inline int _threads(Py_ssize_t n) noexcept nogil:
     return 1 if n < _SERIAL_ELEMENTS else fc_get_max_threads()
 
@@ -54,8 +63,8 @@ cdef inline floating _relu_grad(floating g, floating y) noexcept nogil:
 
 
 cdef inline floating _relu6_grad(floating g, floating y) noexcept nogil:
-    """As relu6_backward: g * (0 < y < 6)."""
-    return g * <floating>((y > 0) & (y < 6))
+    """As relu6_backward: g where 0 < y < 6, else +0."""
+    return g if (y > 0) & (y < 6) else 0
 
 
 @cython.boundscheck(False)
@@ -186,42 +195,12 @@ cdef void _item_sums(const floating[::1] x, const floating[::1] g, const floatin
                 _row_sums(xp + off, gp + off, yp + off, sh[c], B, grad, act, p1 + c,
                           p2 + c)
         return
-    # channels_last: raw pointers and one loop per case, so the loop over c vectorises
-    if grad and act and C <= _CHUNK:
-        # the activation's gradient of several rows staged at once
-        rows = _CHUNK // C
-        a = a0
-        while a < a1:
-            k = min(rows, a1 - a)
-            _grad_chunk(gp + a * C, yp + a * C, buf, k * C, act)
-            for i in range(k):
-                off = (a + i) * C
-                for c in range(C):
-                    p1[c] += buf[i * C + c]
-                    p2[c] += buf[i * C + c] * (xp[off + c] - sh[c])
-            a += k
-        return
-    for a in range(a0, a1):
-        off = a * C
-        if not grad:
-            for c in range(C):
-                d0 = xp[off + c] - sh[c]
-                p1[c] += d0
-                p2[c] += d0 * d0
-        elif act == 0:
-            for c in range(C):
-                v0 = gp[off + c]
-                p1[c] += v0
-                p2[c] += v0 * (xp[off + c] - sh[c])
-        else:
-            c0 = 0
-            while c0 < C:
-                k = min(<Py_ssize_t>_CHUNK, C - c0)
-                _grad_chunk(gp + off + c0, yp + off + c0, buf, k, act)
-                for c in range(k):
-                    p1[c0 + c] += buf[c]
-                    p2[c0 + c] += buf[c] * (xp[off + c0 + c] - sh[c0 + c])
-                c0 += k
+    # channels_last: blocks of channels summed in registers (batchnorm_kernels.h)
+    off = a0 * C
+    if floating is float:
+        fc_bn_sums_last_f(xp + off, gp + off, yp + off, sh, a1 - a0, C, grad, act, p1, p2)
+    else:
+        fc_bn_sums_last_d(xp + off, gp + off, yp + off, sh, a1 - a0, C, grad, act, p1, p2)
 
 
 def n_items(Py_ssize_t A, Py_ssize_t C, Py_ssize_t B):
