@@ -9,9 +9,9 @@ arrays handed out by the previous pass, matched by shape and dtype, or new ones;
 the pass ends, everything handed out becomes available to the next pass.
 
 What takes its arrays here: the convolution forward kernels (fastconv/ops/conv/run.py,
-which input gradients also run on), the pooling forward and backward passes, and the
-activations' gradients -- outputs a model pass consumes or keeps only as the layers'
-caches.  Parameter gradients, which users may keep (``layer.gradients``), never do.
+which input gradients also run on), the pooling forward and backward passes, the
+activations' gradients, BatchNormalization's output and input gradient and Add's
+compiled sum -- outputs a model pass consumes or keeps only as the layers' caches.  Parameter gradients, which users may keep (``layer.gradients``), never do.
 The caller guarantees that nothing handed out during a pass is referenced once the next
 pass starts (models.Sequential: predict copies the output, evaluate reduces it, a
 training step's caches are replaced by the next step before they are read).  The active
