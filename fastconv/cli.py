@@ -78,14 +78,24 @@ def _thread_limits(n):
         fastconv.set_num_threads(previous)
 
 
-def _make_optimizer(name, lr, momentum, weight_decay=0.0):
+def _make_optimizer(name, lr, momentum, weight_decay=0.0, nesterov=False):
     from . import optimizers
     wd = {"weight_decay": weight_decay} if weight_decay else {}
     if name == "adam":
         return optimizers.Adam(learning_rate=lr, **wd)
     if name == "rmsprop":
         return optimizers.RMSprop(learning_rate=lr, **wd)
-    return optimizers.SGD(learning_rate=lr, momentum=momentum, **wd)
+    return optimizers.SGD(learning_rate=lr, momentum=momentum, nesterov=nesterov, **wd)
+
+
+def _set_bn_momentum(model, momentum):
+    """The recipe's BatchNormalization momentum on every such layer of model; how many
+    there are."""
+    from .layers import BatchNormalization
+    layers = [layer for layer in model.layers if isinstance(layer, BatchNormalization)]
+    for layer in layers:
+        layer.momentum = momentum
+    return len(layers)
 
 
 def _augment(x, y, kinds, rng):
@@ -213,7 +223,7 @@ def cmd_train(args):
 
     cfg = dict(TRAIN_DEFAULTS[args.model])
     for key in ("epochs", "batch_size", "optimizer", "lr", "augment", "schedule",
-                "weight_decay"):
+                "weight_decay", "label_smoothing", "nesterov", "bn_momentum"):
         value = getattr(args, key)
         if value is not None:
             cfg[key] = value
@@ -259,14 +269,27 @@ def cmd_train(args):
     fastconv.set_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     model = build(input_shape=x_tr.shape[1:], num_classes=num_classes)
+    if cfg["bn_momentum"] is not None:
+        if not _set_bn_momentum(model, cfg["bn_momentum"]):
+            raise CommandError(f"--bn-momentum: {args.model} has no BatchNormalization "
+                               f"layers")
     optimizer = _make_optimizer(cfg["optimizer"], cfg["lr"], args.momentum,
-                                cfg["weight_decay"])
+                                cfg["weight_decay"], cfg["nesterov"])
+    from .losses import CategoricalCrossentropy
+    loss = (CategoricalCrossentropy(label_smoothing=cfg["label_smoothing"])
+            if cfg["label_smoothing"] else "categorical_crossentropy")
     model.compile(optimizer=dist.wrap_optimizer(optimizer) if dist else optimizer,
-                  loss="categorical_crossentropy", metrics=["accuracy"])
+                  loss=loss, metrics=["accuracy"])
     emit(f"fastconv {fastconv.__version__}: training {args.model} on {source}: "
          f"{len(x_tr)} training, {len(x_val)} {val_name} images "
          f"(loaded in {t_data:.1f} s)")
     decay = f"weight decay {cfg['weight_decay']:g}, " if cfg["weight_decay"] else ""
+    if cfg["optimizer"] == "sgd" and cfg["nesterov"]:
+        decay += "Nesterov, "
+    if cfg["label_smoothing"]:
+        decay += f"label smoothing {cfg['label_smoothing']:g}, "
+    if cfg["bn_momentum"] is not None:
+        decay += f"BatchNormalization momentum {cfg['bn_momentum']:g}, "
     emit(f"recipe: {cfg['epochs']} epochs, batch {cfg['batch_size']}, {cfg['optimizer']} "
          f"lr {cfg['lr']:g} ({cfg['schedule']}), {decay}"
          f"augmentation {', '.join(sorted(kinds)) or 'none'}, "

@@ -177,9 +177,7 @@ cdef void _item_sums(const floating[::1] x, const floating[::1] g, const floatin
     of d and d * d (grad 0), or of v and v * d (grad 1), v = g through the activation
     act of the output y (0 none, 1 relu, 2 relu6)."""
     cdef Py_ssize_t a0 = item * A // n_items, a1 = (item + 1) * A // n_items
-    cdef Py_ssize_t a, c, c0, k, off, i, rows
-    cdef double d0, v0
-    cdef floating buf[_CHUNK]
+    cdef Py_ssize_t a, c, off
     cdef double *p1 = &partial[item, 0]
     cdef double *p2 = p1 + C
     cdef const double *sh = &shift[0]

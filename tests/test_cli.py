@@ -261,6 +261,33 @@ def test_train_cifar10_tiny_with_augmentation(tmp_path):
 
 
 @needs_models
+def test_train_resnet20_recipe_options_reach_the_model(tmp_path):
+    """resnet20's recipe: Nesterov, label smoothing 0.1 and BatchNormalization momentum
+    0.9 by default, each in the recipe line and in the saved model; each can be turned
+    off; --bn-momentum on a network without BatchNormalization is a one-line error."""
+    from fastconv.layers import BatchNormalization
+    from fastconv.models import load_model
+    data = write_cifar(tmp_path / "cifar-10-batches-py")
+    for extra, shown, momentum, smoothing in (
+            ((), True, 0.9, 0.1),
+            (("--no-nesterov", "--label-smoothing", "0", "--bn-momentum", "0.99"),
+             False, 0.99, 0.0)):
+        saved = tmp_path / f"r{len(extra)}.npz"
+        rc, out, err = run("train", "resnet20", "--data", data, "--epochs", "1",
+                           "--batch-size", "10", "--save", saved, *extra, timeout=300)
+        assert rc == 0, err
+        assert ("Nesterov, label smoothing 0.1, " in out) == shown, out
+        assert f"BatchNormalization momentum {momentum:g}," in out
+        model = load_model(saved)
+        bns = [layer for layer in model.layers if isinstance(layer, BatchNormalization)]
+        assert len(bns) == 21 and all(layer.momentum == momentum for layer in bns)
+        assert model.optimizer.nesterov == shown
+        assert getattr(model.loss, "label_smoothing", 0.0) == smoothing
+    rc, out, err = run("train", "lenet5", "--bn-momentum", "0.9", "--epochs", "1")
+    assert_one_line_error(rc, out, err, 1, "lenet5 has no BatchNormalization layers")
+
+
+@needs_models
 def test_train_lenet5_learns_tiny_problem(tmp_path):
     data = write_idx(tmp_path / "fm", n_train=300, n_test=100)
     rc, out, err = run("train", "lenet5", "--data", data, "--epochs", "3",
