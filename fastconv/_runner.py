@@ -17,6 +17,8 @@ After a layer's last node has run backward (its gradients are final), each of
 """
 from collections import Counter
 
+from .layers.merge import sum_arrays
+
 __all__ = ["Graph", "Plan"]
 
 
@@ -165,8 +167,15 @@ class Plan:
 
 
 def _accumulate(acc, source, grad):
+    """acc[source] plus grad (a tensor's gradient from one more of its readers): a new
+    array, never written in place -- a layer may hand the same gradient to several
+    inputs (Add) -- summed on all threads where the compiled kernel takes the arrays."""
     prev = acc.get(source)
-    acc[source] = grad if prev is None else prev + grad
+    if prev is None:
+        acc[source] = grad
+        return
+    total = sum_arrays((prev, grad))
+    acc[source] = prev + grad if total is None else total
 
 
 def _save(layer):

@@ -38,6 +38,26 @@ def _stand_in_of(shape, dtype):
     return np.broadcast_to(np.zeros((), dtype), shape)
 
 
+def sum_arrays(xs, relu=False):
+    """The sum of xs, left to right, then ReLU where relu, on the compiled kernel (all
+    threads, one pass; the bits of NumPy's sum and of relu()) into an array of the pass
+    arena (fastconv/_arena.py), where xs are two or more C-contiguous float arrays of
+    one shape and dtype; else None.  (Add's forward; the model's backward summing the
+    gradients of a tensor read by several layers.)"""
+    first = xs[0]
+    if (len(xs) < 2 or first.dtype.char not in "fd" or
+            not all(type(x) is np.ndarray and x.shape == first.shape and
+                    x.dtype == first.dtype and x.flags.c_contiguous for x in xs)):
+        return None
+    out = _arena.empty(first.shape, first.dtype)
+    flat = out.reshape(-1)
+    last = len(xs) - 1
+    _ext.activations.add(first.reshape(-1), xs[1].reshape(-1), flat, relu and last == 1)
+    for k in range(2, len(xs)):
+        _ext.activations.add(flat, xs[k].reshape(-1), flat, relu and k == last)
+    return out
+
+
 def _shapes_text(shapes):
     return ", ".join(str(tuple(s)) for s in shapes)
 
@@ -201,23 +221,7 @@ class Add(_ElementWise):
         return out if len(xs) > 1 else out.copy()
 
     def _sum(self, xs, relu=False):
-        """The sum of xs, left to right, then ReLU where relu, on the compiled kernel
-        (all threads, one pass; the bits of NumPy's sum and of relu()), where the
-        inputs are two or more C-contiguous float arrays of one shape and dtype; else
-        None."""
-        first = xs[0]
-        if (len(xs) < 2 or first.dtype.char not in "fd" or
-                not all(type(x) is np.ndarray and x.shape == first.shape and
-                        x.dtype == first.dtype and x.flags.c_contiguous for x in xs)):
-            return None
-        out = _arena.empty(first.shape, first.dtype)   # a pass output (_arena.py)
-        flat = out.reshape(-1)
-        last = len(xs) - 1
-        _ext.activations.add(first.reshape(-1), xs[1].reshape(-1), flat,
-                             relu and last == 1)
-        for k in range(2, len(xs)):
-            _ext.activations.add(flat, xs[k].reshape(-1), flat, relu and k == last)
-        return out
+        return sum_arrays(xs, relu)
 
     def _forward_relu(self, xs):
         """relu(the sum of xs) in one pass, the layer's backward cache left as forward
