@@ -10,8 +10,10 @@ the pass ends, everything handed out becomes available to the next pass.
 
 What takes its arrays here: the convolution forward kernels (fastconv/ops/conv/run.py,
 which input gradients also run on), the pooling forward and backward passes, the
-activations' gradients, BatchNormalization's output and input gradient and Add's
-compiled sum -- outputs a model pass consumes or keeps only as the layers' caches.  Parameter gradients, which users may keep (``layer.gradients``), never do.
+activations' gradients, BatchNormalization's output and input gradient, Add's compiled
+sum and the backward's sums of gradients -- outputs a model pass consumes or keeps only
+as the layers' caches.  Parameter gradients, which users may keep
+(``layer.gradients``), never do.
 The caller guarantees that nothing handed out during a pass is referenced once the next
 pass starts (models.Sequential: predict copies the output, evaluate reduces it, a
 training step's caches are replaced by the next step before they are read).  The active
@@ -23,7 +25,16 @@ passes that the last pass did not take again (another batch size, a training ste
 an inference) are released when it ends, so what an arena holds between passes is at most
 one pass's outputs, whatever shapes it has seen (a server answering requests of any batch
 size does not accumulate buffers).  A pass of a new shape pays the page faults once.
+
+Within a pass, an array handed out earlier that nothing refers to any more (its
+CPython reference count is the arena's own: no variable, cache or view of it is left,
+as when a training step drops each layer's caches as its backward runs) is handed out
+again for the same shape and dtype before a new one is made.  So an arena holds about
+the arrays a pass has alive at once, not every array the pass ever wrote: without it,
+the gradients of a training step's backward stayed allocated beside the activations
+(ResNet-20 at batch 128: 528 MiB at peak instead of 328).
 """
+import sys
 import threading
 
 import numpy as np
@@ -39,18 +50,35 @@ def empty(shape, dtype):
     return arena.take(shape, dtype)
 
 
+def _refs(items, i):
+    """The reference count of items[i], as take() sees it."""
+    return sys.getrefcount(items[i])
+
+
+#: what _refs counts for an array that only its list refers to (measured, so that it
+#: holds for the interpreter at hand)
+_ONLY_THE_LIST = _refs([np.empty(1)], 0)
+
+
 class Arena:
     """Arrays of the last pass, by (shape, dtype); a context manager for one pass."""
 
     def __init__(self):
         self._free = {}
-        self._used = []
+        self._used = {}   # this pass's arrays, by key
 
     def take(self, shape, dtype):
         key = (tuple(shape), np.dtype(dtype))
         stack = self._free.get(key)
-        arr = stack.pop() if stack else np.empty(key[0], key[1])
-        self._used.append((key, arr))
+        used = self._used.setdefault(key, [])
+        if stack:
+            arr = stack.pop()
+        else:
+            for i in range(len(used)):   # one of this pass's that nothing refers to
+                if _refs(used, i) <= _ONLY_THE_LIST:
+                    return used[i]
+            arr = np.empty(key[0], key[1])
+        used.append(arr)
         return arr
 
     def __enter__(self):
@@ -61,11 +89,8 @@ class Arena:
 
     def __exit__(self, *exc):
         _local.arena = None
-        free = {}
-        for key, arr in self._used:
-            free.setdefault(key, []).append(arr)
-        self._free = free  # (only the last pass's arrays: the bound in the docstring)
-        self._used = []
+        self._free = self._used  # (only the last pass's arrays: the bound above)
+        self._used = {}
         return False
 
     def nbytes(self):

@@ -557,6 +557,30 @@ def test_inference_arena_reuses_arrays_between_passes_only():
     assert _arena.empty((3, 4), np.float32) is not a  # outside: plain np.empty
 
 
+def test_arena_hands_out_again_within_a_pass_what_nothing_refers_to():
+    """Inside a pass an array nobody refers to any more (no variable, no view) is handed
+    out again for its shape and dtype; one still referred to, directly or through a
+    view, never is; the next pass gets every array of this one."""
+    from fastconv import _arena
+    arena = _arena.Arena()
+    with arena:
+        a = _arena.empty((5, 2), np.float32)
+        a_id = id(a)
+        b = _arena.empty((5, 2), np.float32)
+        del a
+        c = _arena.empty((5, 2), np.float32)
+        assert id(c) == a_id and c is not b      # a's array, recycled
+        view = c.reshape(-1)
+        del c
+        d = _arena.empty((5, 2), np.float32)
+        assert d is not view.base and d is not b  # a view keeps its base out
+        assert _arena.empty((5, 2), np.float64).dtype == np.float64
+    assert arena.nbytes() == 3 * 40 + 80
+    with arena:
+        taken = [_arena.empty((5, 2), np.float32) for _ in range(4)]
+    assert {id(view.base), id(b), id(d)} < {id(t) for t in taken}
+
+
 def test_predictions_survive_later_passes_and_match_the_layers():
     """predict hands out copies: later predictions (which reuse the pass's arrays) leave
     earlier results alone, and every prediction equals the layers run one by one."""
