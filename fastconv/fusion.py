@@ -32,9 +32,9 @@ from .ops.conv import plan as _plan
 from .layers.activation_layers import ReLU
 from .layers.base import Layer
 from .layers.conv import Conv2D
+from .layers.conv_variants import DepthwiseConv2D
 from .layers.merge import Add
 from .layers.normalization import BatchNormalization
-from .layers.conv_variants import DepthwiseConv2D
 from .layers.pooling import AveragePooling2D, MaxPooling2D
 from .layers.reshaping import ZeroPadding2D
 
@@ -187,11 +187,14 @@ def _conv_bn_relu_ok(conv, bn, relu, mode):
     return _conv_bn_ok(conv, bn, mode) and relu._kind in _BN_ACT
 
 
+def _relu_code(relu):
+    """The conv forward's relu argument for a plain ReLU or ReLU(6.0) layer (ReLU6 in
+    the output pass of the kernels that have it, else a clamp after: ops/conv/run.py)."""
+    return _plan.RELU6 if relu._kind == "relu6" else True
+
+
 def _conv_bn_relu_forward(conv, bn, relu, x, training, tile):
-    # (ReLU6 in the output pass of the kernels that have it, else a clamp after:
-    # ops/conv/run.py)
-    return _conv_bn_forward(conv, bn, x, training, tile,
-                            relu=_plan.RELU6 if relu._kind == "relu6" else True)
+    return _conv_bn_forward(conv, bn, x, training, tile, relu=_relu_code(relu))
 
 
 def _pad_conv_ok(pad, conv, *rest_and_mode):
@@ -211,7 +214,7 @@ def _pad_conv_bn_forward(pad, conv, bn, x, training, tile):
 
 def _pad_conv_bn_relu_forward(pad, conv, bn, relu, x, training, tile):
     return _conv_bn_forward(conv, bn, x, training, tile, padding=pad.padding,
-                            relu=_plan.RELU6 if relu._kind == "relu6" else True)
+                            relu=_relu_code(relu))
 
 
 def _pad_conv_alone_ok(pad, conv, mode):
