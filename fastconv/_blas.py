@@ -1,10 +1,8 @@
 """The layers' matrix products (the Dense layer, dense convolutions): fastconv's own
 kernel where it beats the BLAS (_product), else NumPy's BLAS with its threading chosen
-here: one BLAS thread for small products, two one-thread halves on two Python threads
+here: one BLAS thread for small products, two one-thread halves on the kernels' OpenMP threads
 for medium ones, the BLAS's own threads for very large ones."""
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -99,21 +97,11 @@ _NO_OP = _NoOp()
 
 
 # Products of at least Tuning.blas_split_macs multiply-adds (below blas_serial_macs) are
-# cut in two halves of the output, each a one-thread BLAS product, the second on a helper thread
-# (NumPy releases the GIL in the BLAS), which uses both cores without the BLAS's pool
+# cut in two halves of the output, each a one-thread BLAS product on one of the kernels'
+# OpenMP threads (run_products), which uses both cores without the BLAS's pool
 # (docs/design/algorithms.md).  The halves are the same products whatever the thread
-# count (with one OpenMP thread they run one after the other), so the result does not
+# count (with one thread they run one after the other), so the result does not
 # depend on it.
-_helper = None
-
-
-def _reset_helper():
-    global _helper
-    _helper = None  # the helper thread does not exist in a forked child
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_helper)
 
 
 def _half(size):
@@ -126,7 +114,6 @@ def _half(size):
 def _matmul(a, b):
     """a @ b (2-D ndarrays of one float dtype) with the BLAS threading of
     _blas_threads, products of Tuning.blas_split_macs or more cut in two halves."""
-    global _helper
     m, k = a.shape
     n = b.shape[1]
     macs = m * k * n
@@ -137,22 +124,46 @@ def _matmul(a, b):
         with _blas_threads(m, k, n):
             return a @ b
     out = np.empty((m, n), np.result_type(a, b))
-    if m >= n:
-        halves = ((a[:h], b, out[:h]), (a[h:], b, out[h:]))
-    else:
-        halves = ((a, b[:, :h], out[:, :h]), (a, b[:, h:], out[:, h:]))
-    with _SerialBlas():
-        if _ext.openmp.get_max_threads() < 2:
-            for x, y, z in halves:
-                np.matmul(x, y, out=z)
-            return out
-        if _helper is None:
-            _helper = ThreadPoolExecutor(1, thread_name_prefix="fastconv-blas")
-        (x0, y0, z0), (x1, y1, z1) = halves
-        second = _helper.submit(np.matmul, x1, y1, out=z1)
-        np.matmul(x0, y0, out=z0)
-        second.result()
+    return banded_matmul(a, b, out, (0, h, m if m >= n else n), m >= n)
+
+
+def bands(size, parts, align=64):
+    """Edges (0, ..., size) cutting size into at most parts bands of a multiple of
+    align (the last one shorter)."""
+    step = -(-max(-(-size // parts), 1) // align) * align
+    return tuple(range(0, size, step)) + (size,)
+
+
+def banded_matmul(a, b, out, edges, rows=True):
+    """out = a @ b as one-thread BLAS products over bands of out's rows (rows) or
+    columns between edges (run_products).  The bands are the caller's, not the thread
+    count's: the same products, so the same bits, on any number of threads."""
+    run_products([(a[lo:hi], b, out[lo:hi]) if rows else (a, b[:, lo:hi], out[:, lo:hi])
+                  for lo, hi in zip(edges, edges[1:]) if hi > lo])
     return out
+
+
+def run_products(jobs):
+    """np.matmul(a, b, out=out) for each (a, b, out[, then]) of jobs (then(out) after
+    it, on the same thread: work on the band while in cache), each on one BLAS thread,
+    on the kernels' OpenMP threads (NumPy releases the GIL in the BLAS).  Neither the
+    BLAS's own pool nor Python threads: their threads and the kernels' idle OpenMP
+    threads, which spin a while after each kernel, would take the cores from each
+    other (fastconv/__init__.py, GOMP_SPINCOUNT)."""
+    with _SerialBlas():
+        threads = _ext.openmp.get_max_threads()
+        if threads < 2 or len(jobs) < 2:
+            for job in jobs:
+                _run_one(job)
+        else:
+            _ext.openmp.run_jobs(jobs, _run_one, threads)
+
+
+def _run_one(job):
+    x, y, z, *then = job
+    np.matmul(x, y, out=z)
+    if then:
+        then[0](z)
 
 
 def _blas_threads(m, k, n):

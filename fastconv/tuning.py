@@ -70,6 +70,17 @@ class Tuning:
     #: Products from this many multiply-adds (below blas_serial_macs) are cut in two
     #: one-thread halves, the second on a helper thread: both cores, no BLAS pool.
     blas_split_macs: int = 1 << 25
+    #: Multiply-adds per band of a product cut into one-thread BLAS products
+    #: (algorithms/blas.py): the bands depend on the shape only.
+    blas_band_macs: int = 1 << 21
+    #: Most bands per product.
+    blas_max_bands: int = 8
+    #: Most output bytes per band of a product whose output pass (bias, activation)
+    #: runs on each band after its product, while in cache.
+    blas_band_bytes: int = 256 << 10
+    #: Largest weight of a pointwise convolution the pixel-row kernels run (they read
+    #: all of it for every image; the BLAS keeps blocks of it in cache).
+    pointwise_weight_bytes: int = 256 << 10
     #: Fewest multiply-adds for fastconv's own product kernel: below, the call costs
     #: more than the BLAS's packing it saves.
     kernel_min_macs: int = 1 << 19

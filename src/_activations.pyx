@@ -92,6 +92,65 @@ def clamp(const floating[::1] x, double lo, double hi, floating[::1] out):
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
+cdef inline void _bias_act_row(floating *y, const floating *b, Py_ssize_t C,
+                               int act) noexcept nogil:
+    cdef Py_ssize_t c
+    cdef floating v, z = 0, six = 6
+    if b != NULL:
+        if act == 2:
+            for c in range(C):
+                v = y[c] + b[c]
+                v = z if v < 0 else v
+                y[c] = six if v > six else v
+        elif act == 1:
+            for c in range(C):
+                v = y[c] + b[c]
+                y[c] = z if v < 0 else v
+        else:
+            for c in range(C):
+                y[c] = y[c] + b[c]
+    elif act == 2:
+        for c in range(C):
+            v = y[c]
+            v = z if v < 0 else v
+            y[c] = six if v > six else v
+    elif act == 1:
+        for c in range(C):
+            v = y[c]
+            y[c] = z if v < 0 else v
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def bias_act(floating[::1] y, const floating[::1] bias, Py_ssize_t C, int act,
+             bint serial=False):
+    """In place over y's rows of C: y += bias (None: no bias), then act as the conv
+    kernels' output pass applies it (0 none, 1 ReLU, 2 ReLU6; NaN and -0.0 kept): the
+    output pass of a convolution run as a BLAS product, on all threads, or (serial) on
+    the calling thread without the GIL (one band of a product, on its Python thread)."""
+    cdef Py_ssize_t r, rows
+    cdef int nt
+    if C <= 0 or y.shape[0] % C:
+        raise ValueError(f"y's {y.shape[0]} elements are not rows of C={C}")
+    if bias is not None and bias.shape[0] != C:
+        raise ValueError(f"bias has {bias.shape[0]} elements, expected C={C}")
+    if act < 0 or act > 2:
+        raise ValueError(f"act must be 0, 1 or 2, got {act}")
+    cdef bint has_bias = bias is not None
+    cdef const floating *b = &bias[0] if has_bias else NULL
+    rows = y.shape[0] // C
+    if serial or y.shape[0] < _SERIAL_ELEMENTS:
+        with nogil:
+            for r in range(rows):
+                _bias_act_row(&y[r * C], b, C, act)
+        return
+    nt = fc_get_max_threads()
+    for r in prange(rows, nogil=True, schedule="static", num_threads=nt):
+        _bias_act_row(&y[r * C], b, C, act)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
 def band_backward(const floating[::1] grad_y, const floating[::1] y, double lo, double hi,
                   floating[::1] out):
     """out = grad_y where lo < y < hi, else +0 (relu6's gradient with [0, 6]: a select,

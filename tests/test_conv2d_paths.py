@@ -1025,3 +1025,130 @@ def test_pixel_forward_splits_small_batches_over_channel_blocks(isa, n, dtype):
     _case(41, n, 5, 9, 7, 3 * nr + 5, 3, 3, 1, 1, 1, 1, dtype, "channels_last", force)
     _case(42, n, 6, 11, 10, 2 * nr + 1, 3, 3, 2, "same", 1, 1, dtype, "channels_last",
           force)
+
+
+# -- pointwise convolutions on NumPy's BLAS ------------------------------------------------
+POINTWISE_BLAS_CASES = [  # (x_shape NHWC, c_out): bands of rows, of columns, one band
+    ((1, 1, 1, 37), 70),       # one pixel (batch-1 latency): the default's choice
+    ((3, 2, 3, 64), 40),       # fewer pixels than a tile
+    ((2, 13, 11, 19), 33),     # rows cut into bands, odd sizes
+    ((4, 1, 1, 300), 900),     # columns cut into bands (a weight over the L2 budget)
+    ((0, 3, 3, 8), 5),         # an empty batch
+]
+
+
+@pytest.mark.parametrize("x_shape,c_out", POINTWISE_BLAS_CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pointwise_blas_passes_match_the_reference(x_shape, c_out, dtype):
+    """pointwise_blas, forced on every pass, against the reference loops: the forward
+    with bias and ReLU / ReLU6 / tanh, the input gradient, the weight and bias
+    gradients (float64 to 1e-10, float32 to 2e-5 relative)."""
+    from fastconv.ops.conv.plan import RELU6
+    rng = np.random.default_rng(21)
+    c = x_shape[3]
+    x = (rng.standard_normal(x_shape) * 3).astype(dtype)
+    w = (rng.standard_normal((1, 1, c, c_out)) / np.sqrt(max(c, 1))).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype)
+    gy = rng.standard_normal(x_shape[:3] + (c_out,)).astype(dtype)
+    x64, w64 = ref.to_channels_first(x.astype(F64)), w.astype(F64).transpose(3, 2, 0, 1)
+    gy64 = ref.to_channels_first(gy.astype(F64))
+    want = ref.to_channels_last(ref.conv2d_forward(x64, w64, b.astype(F64)))
+    want_gx = ref.to_channels_last(ref.conv2d_grad_input(gy64, w64, x64.shape))
+    want_gw = ref.conv2d_grad_weight(gy64, x64, w64.shape).transpose(2, 3, 1, 0)
+    tol = 1e-10 if dtype == np.float64 else 2e-5
+    scale = max(1.0, np.abs(want).max(initial=0))
+    g = conv._geometry(x.shape, w.shape, 1, 0, 1, 1, "channels_last")
+    with fastconv.force_conv_algorithm("pointwise_blas"):
+        y = conv._conv_forward(g, x, w, b, dtype)
+        y6 = conv._conv_forward(g, x, w, b, dtype, relu=RELU6)
+        yr = conv._conv_forward(g, x, w, b, dtype, relu=True)
+        yt = conv._conv_forward(g, x, w, b, dtype, tanh=True)
+        gx, gw, gb = fastconv.conv2d_backward(gy, x, w, data_format="channels_last")
+    assert y.shape == want.shape and y.dtype == dtype
+    np.testing.assert_allclose(y, want, rtol=tol, atol=tol * scale)
+    np.testing.assert_allclose(y6, np.clip(want, 0, 6), rtol=tol, atol=tol * scale)
+    np.testing.assert_allclose(yr, np.maximum(want, 0), rtol=tol, atol=tol * scale)
+    np.testing.assert_allclose(yt, np.tanh(want), rtol=tol, atol=tol)
+    if y.size:
+        assert (want > 6).any() and (want < 0).any()   # (the clamps have work)
+    np.testing.assert_allclose(gx, want_gx, rtol=tol, atol=tol * max(1, np.abs(want_gx).max(initial=0)))
+    np.testing.assert_allclose(gw, want_gw, rtol=tol, atol=tol * max(1, np.abs(want_gw).max(initial=0)))
+    np.testing.assert_allclose(gb, gy64.sum(axis=(0, 2, 3)), rtol=tol, atol=tol * 10)
+
+
+def test_pointwise_blas_is_chosen_by_the_shape_rule():
+    """The default order: the forward of fewer pixels than a pixel-row tile and the
+    input gradient of a weight over the L2 budget run on the BLAS; a forward whose
+    pixels fill the tiles, and every weight gradient, stay on the pixel-row kernels."""
+    mr = _ext.conv2d.pixel_tile(False)[0]
+    assert _runs((1, 1, 1, 320), (1, 1, 320, 1280), "float32") == "pointwise_blas"
+    assert _runs((1, 1, mr - 1, 64), (1, 1, 64, 64), "float32") == "pointwise_blas"
+    assert _runs((2, 8, 8, 64), (1, 1, 64, 64), "float32") != "pointwise_blas"
+    big = (1, 1, 512, 512)   # 1 MiB in float32
+    assert tuning.current().pointwise_weight_bytes < 512 * 512 * 4
+    assert _runs((2, 8, 8, 512), big, "float32", pass_="grad_input") == "pointwise_blas"
+    assert _runs((2, 8, 8, 64), (1, 1, 64, 64), "float32",
+                 pass_="grad_input") != "pointwise_blas"
+    assert _runs((2, 8, 8, 512), big, "float32", pass_="grad_weight") != "pointwise_blas"
+    with tuning.override(pointwise_weight_bytes=512 * 512 * 4):
+        assert _runs((2, 8, 8, 512), big, "float32",
+                     pass_="grad_input") != "pointwise_blas"
+
+
+def test_pointwise_blas_bits_do_not_depend_on_the_thread_count():
+    """The bands are the shape's, not the threads': one thread and two give the same
+    bits (forward with its output pass, input and weight gradients)."""
+    rng = np.random.default_rng(22)
+    x = rng.standard_normal((2, 9, 10, 200)).astype(np.float32)
+    w = rng.standard_normal((1, 1, 200, 700)).astype(np.float32)
+    b = rng.standard_normal(700).astype(np.float32)
+    gy = rng.standard_normal((2, 9, 10, 700)).astype(np.float32)
+    out = []
+    before = _ext.openmp.get_max_threads()
+    try:
+        for threads in (1, 2):
+            _ext.openmp.set_num_threads(threads)
+            with fastconv.force_conv_algorithm("pointwise_blas"):
+                y = fastconv.conv2d(x, w, b, data_format="channels_last")
+                out.append((y, *fastconv.conv2d_backward(gy, x, w,
+                                                         data_format="channels_last")))
+    finally:
+        _ext.openmp.set_num_threads(before)
+    for a, b_ in zip(*out):
+        assert _ext.conv2d.same_bytes(a, b_)
+
+
+def test_run_jobs_raises_a_jobs_exception_after_all_jobs():
+    """_ext.openmp.run_jobs runs every job on the OpenMP threads and raises the first
+    exception a job raised, in the caller."""
+    done = []
+
+    def run(job):
+        if job == 3:
+            raise ValueError("job 3")
+        done.append(job)
+    with pytest.raises(ValueError, match="job 3"):
+        _ext.openmp.run_jobs(list(range(6)), run, 2)
+    assert sorted(done) == [0, 1, 2, 4, 5]
+
+
+def test_bias_act_matches_the_kernels_output_pass():
+    """bias_act: y + bias, then ReLU / ReLU6 keeping NaN and -0.0 as the conv kernels'
+    output pass does; bad sizes raise ValueError."""
+    y = np.array([[-1.0, 2.0, 7.0], [np.nan, -0.5, 3.0]], np.float32)
+    bias = np.array([0.5, 0.5, 0.5], np.float32)
+    for act, want in ((0, y + bias), (1, np.where(y + bias < 0, 0, y + bias)),
+                      (2, np.clip(y + bias, 0, 6))):
+        for serial in (False, True):
+            z = y.copy().reshape(-1)
+            _ext.activations.bias_act(z, bias, 3, act, serial)
+            np.testing.assert_array_equal(z.reshape(2, 3), want)
+    z = np.array([-0.0, -2.0], np.float64)
+    _ext.activations.bias_act(z, None, 2, 1)
+    assert np.signbit(z[0]) and z[1] == 0
+    with pytest.raises(ValueError, match="rows of C=4"):
+        _ext.activations.bias_act(np.zeros(6, np.float32), None, 4, 0)
+    with pytest.raises(ValueError, match="bias has 2"):
+        _ext.activations.bias_act(np.zeros(6, np.float32), np.zeros(2, np.float32), 3, 0)
+    with pytest.raises(ValueError, match="act must be"):
+        _ext.activations.bias_act(np.zeros(6, np.float32), None, 3, 3)

@@ -1,0 +1,134 @@
+"""Pointwise convolutions as NumPy's BLAS products (docs/design/algorithms.md).
+
+A 1x1 convolution in channels_last (stride 1, no padding, one group) is one product
+over the whole batch: y (P, C_out) = x (P, C_in) @ w (C_in, C_out) with P the batch's
+pixels, and its gradients are grad_x = grad_y @ w^T and grad_w = x^T @ grad_y.  The
+BLAS packs both operands into cache-sized blocks, which the pixel-row kernels (reading
+x's rows in place, the whole reduction per tile) do not: where the reduction is long,
+the BLAS is faster.  The products run on one BLAS thread each, cut into bands of rows
+or columns (the weight gradient: of the reduction, partial sums added in order) that
+depend on the shape only, spread over Python threads (_blas.run_products): the same
+bits on any thread count.  Bias and activation follow in one compiled pass.
+"""
+import numpy as np
+
+from .... import _arena, _blas, _ext
+from .... import activations as _activations
+from .... import tuning as _tuning
+from ..plan import FORWARD, GRAD_INPUT, GRAD_WEIGHT, Algorithm, Plan
+from .common import grad_bias, images_per_partial, pixel_tile, sum_partials
+from .dense import pointwise_refusal
+
+
+def _parts(macs, t):
+    """Bands a product of macs multiply-adds is cut into (shape only)."""
+    return int(max(1, min(t.blas_max_bands, macs // t.blas_band_macs)))
+
+
+def _product(a, b, out, t, then=None):
+    """out = a @ b in bands of out's longer side; then(band) on each band of rows after
+    its product (while in cache), or on the whole of out after all bands of columns."""
+    m, n = out.shape
+    rows = m >= n
+    parts = _parts(m * a.shape[1] * n, t)
+    if rows and then is not None:  # bands whose output stays in the L2 cache
+        parts = max(parts, -(-out.nbytes // t.blas_band_bytes))
+    edges = _blas.bands(m if rows else n, parts, 64 if rows else 16)
+    if rows:
+        _blas.run_products([(a[lo:hi], b, out[lo:hi]) + ((then,) if then else ())
+                            for lo, hi in zip(edges, edges[1:])])
+    else:
+        _blas.banded_matmul(a, b, out, edges, False)
+        if then is not None:
+            then(out)
+    return out
+
+
+def _output_pass(bias, act, c_out):
+    """The output pass (bias, then act: 0 none, 1 ReLU, 2 ReLU6) on a band of rows, on
+    the band's own thread without the GIL; None when there is nothing to do."""
+    if bias is None and not act:
+        return None
+
+    def run(band):
+        _ext.activations.bias_act(band.reshape(-1), bias, c_out, act, True)
+    return run
+
+
+class PointwiseBlas(Algorithm):
+    """(P, C_in) @ (C_in, C_out) on NumPy's BLAS where the batch has fewer pixels than a
+    pixel-row tile (batch-1 latency at a network's last stages: the tiles would be
+    mostly empty), and the input gradient where the weight is too large for the L2
+    cache (the pixel-row kernels pack it on every call and stream all of it for every
+    image; the BLAS keeps blocks of it in cache)."""
+    name = "pointwise_blas"
+    passes = (FORWARD, GRAD_INPUT, GRAD_WEIGHT)
+    on_layout = True   # takes the weight in the call's layout
+    relu6 = True       # (bias_act: act 2)
+
+    def _supports(self, q):
+        return pointwise_refusal(q.g)
+
+    def declines(self, q):
+        g = q.g
+        if q.pass_ == GRAD_WEIGHT:
+            return ("the pixel-row weight gradient's partial sums are as fast "
+                    "(docs/design/algorithms.md)")
+        pixels, mr = g.n * g.oh * g.ow, pixel_tile(q.dtype)[0]
+        if pixels < mr:
+            return None   # (the pixel-row tiles would be mostly empty)
+        weight = g.c_in * g.c_out * np.dtype(q.dtype).itemsize
+        if q.pass_ == GRAD_INPUT and weight > q.tuning.pointwise_weight_bytes:
+            return None
+        reason = f"{pixels} pixels fill the {mr}-pixel tiles of the pixel-row kernels"
+        if q.pass_ == FORWARD:
+            return reason + ", which read the weight packed once for inference"
+        return reason + f" and the weight of {weight} bytes stays in the L2 cache"
+
+    def plan(self, q):
+        return Plan(q.pass_, self, q.g, q.dtype,
+                    n_per=images_per_partial(q.g, np.dtype(q.dtype).itemsize, q.tuning),
+                    isa=q.isa)
+
+    def details(self, plan):
+        g = plan.g
+        p = g.n * g.oh * g.ow
+        m, k, n = {FORWARD: (p, g.c_in, g.c_out), GRAD_INPUT: (p, g.c_out, g.c_in),
+                   GRAD_WEIGHT: (g.c_in, p, g.c_out)}[plan.pass_]
+        return [f"({m}, {k}) @ ({k}, {n}) on NumPy's BLAS"]
+
+    def forward_layout(self, plan, x, weight, bias, relu, tanh):
+        g, t = plan.g, _tuning.current()
+        p = g.n * g.oh * g.ow
+        y = _arena.empty((p, g.c_out), plan.dtype)
+        _product(np.ascontiguousarray(x).reshape(p, g.c_in),
+                 weight.reshape(g.c_in, g.c_out), y, t,
+                 _output_pass(bias, int(relu), g.c_out))
+        if tanh:
+            _activations._tanh_inplace(y)
+        return y.reshape(g.y_shape)
+
+    def grad_input_layout(self, plan, grad_y, weight):
+        g, t = plan.g, _tuning.current()
+        p = g.n * g.oh * g.ow
+        gx = _arena.empty((p, g.c_in), plan.dtype)
+        _product(np.ascontiguousarray(grad_y).reshape(p, g.c_out),
+                 weight.reshape(g.c_in, g.c_out).T, gx, t)
+        return gx.reshape(g.x_shape)
+
+    def grad_weight_layout(self, plan, grad_y, x, with_bias):
+        """x^T @ grad_y as partial products over bands of the pixels, added in order."""
+        g, t = plan.g, _tuning.current()
+        p = g.n * g.oh * g.ow
+        a = np.ascontiguousarray(x).reshape(p, g.c_in)
+        b = np.ascontiguousarray(grad_y).reshape(p, g.c_out)
+        if p == 0:
+            gw = np.zeros(g.weight_shape, plan.dtype)
+            return gw, (np.zeros(g.c_out, plan.dtype) if with_bias else None)
+        edges = _blas.bands(p, _parts(p * g.c_in * g.c_out, t), 64)
+        part = np.empty((len(edges) - 1, g.c_in, g.c_out), plan.dtype)
+        _blas.run_products([(a[lo:hi].T, b[lo:hi], part[i])
+                            for i, (lo, hi) in enumerate(zip(edges, edges[1:]))])
+        gw = sum_partials(part).reshape(g.weight_shape)
+        gb = grad_bias(g, grad_y, plan.dtype, plan.n_per) if with_bias else None
+        return gw, gb
