@@ -182,7 +182,7 @@ static void FC_FN(fc_dw_fwd_row)(const void *args, ptrdiff_t it, void *const *sc
     }
     if (hi > lo)
         a->k->fwd(nt, xo, wo, ximg + (lo * g->sx - g->pl) * C, g->sx * C, a->w, a->bias,
-                  yrow + lo * CO, CO, hi - lo, C);
+                  yrow + lo * CO, CO, hi - lo, C, a->relu);
     for (ox = 0; ox < g->ow; ox++) {
         const ptrdiff_t ix0 = ox * g->sx - g->pl;
         ptrdiff_t ne = 0;
@@ -203,7 +203,8 @@ static void FC_FN(fc_dw_fwd_row)(const void *args, ptrdiff_t it, void *const *sc
             }
         }
         if (M == 1) {
-            a->k->fwd(ne, xo, wo, ximg, 0, a->w, a->bias, yrow + ox * CO, 0, 1, C);
+            a->k->fwd(ne, xo, wo, ximg, 0, a->w, a->bias, yrow + ox * CO, 0, 1, C,
+                      a->relu);
             continue;
         }
         for (co = 0; co < CO; co++) {
@@ -212,8 +213,8 @@ static void FC_FN(fc_dw_fwd_row)(const void *args, ptrdiff_t it, void *const *sc
                 s += ximg[xo[t] + co / M] * a->w[wo[t] + co];
             yrow[ox * CO + co] = s;
         }
+        FC_FN(fc_dw_act)(yrow + ox * CO, CO, a->relu);
     }
-    FC_FN(fc_dw_act)(yrow, g->ow * CO, a->relu);
 }
 
 static void FC_FN(fc_dw_gin_row)(const void *args, ptrdiff_t it, void *const *sc)
@@ -239,7 +240,7 @@ static void FC_FN(fc_dw_gin_row)(const void *args, ptrdiff_t it, void *const *sc
             }
         }
         if (M == 1) {
-            a->k->fwd(nt, go, wo, a->gy, 0, a->w, NULL, gxrow + ix * C, 0, 1, C);
+            a->k->fwd(nt, go, wo, a->gy, 0, a->w, NULL, gxrow + ix * C, 0, 1, C, 0);
             continue;
         }
         for (c = 0; c < C; c++) {

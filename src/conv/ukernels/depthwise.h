@@ -6,7 +6,9 @@
  * past the last whole vector run as scalars, in an order fixed by the shapes.
  *
  *   fwd (channels_last, vectorised over channels), for p < np, c < C:
- *       y[p * ys + c] = bias[c] (or 0) + sum_t x[p * xs + xo[t] + c] * w[wo[t] + c]
+ *       y[p * ys + c] = act(bias[c] (or 0) + sum_t x[p * xs + xo[t] + c] * w[wo[t] + c])
+ *       with act (0 none, 1 ReLU, 2 ReLU6: FC_RELU6) on the registers before the store,
+ *       NaN and -0.0 kept as the pixel-row kernels' output pass keeps them
  *   rows (channels_first, vectorised over the output row), o < len:
  *       y[o] = b + sum_t wt[t] * x[xo[t] + o]
  *   axpy: y[o] += a * x[o], o < len
@@ -22,7 +24,7 @@
     typedef struct {                                                                     \
         void (*fwd)(ptrdiff_t nt, const ptrdiff_t *xo, const ptrdiff_t *wo, const T *x, \
                     ptrdiff_t xs, const T *w, const T *bias, T *y, ptrdiff_t ys,        \
-                    ptrdiff_t np, ptrdiff_t C);                                          \
+                    ptrdiff_t np, ptrdiff_t C, int act);                                 \
         void (*rows)(ptrdiff_t nt, const ptrdiff_t *xo, const T *wt, const T *x, T *y,  \
                      ptrdiff_t len, T b);                                                \
         void (*axpy)(ptrdiff_t len, T a, const T *x, T *y);                              \
@@ -36,10 +38,11 @@
 FC_DWK_TYPES(float, f)
 FC_DWK_TYPES(double, d)
 
-#define FC_DW(SUF, S, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA)                    \
+#define FC_DW(SUF, S, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)       \
     ATTR static void fc_dwf_##SUF(ptrdiff_t nt, const ptrdiff_t *xo, const ptrdiff_t *wo,\
                                   const T *x, ptrdiff_t xs, const T *w, const T *bias,  \
-                                  T *y, ptrdiff_t ys, ptrdiff_t np, ptrdiff_t C)        \
+                                  T *y, ptrdiff_t ys, ptrdiff_t np, ptrdiff_t C,        \
+                                  int act)                                               \
     {                                                                                    \
         ptrdiff_t p = 0, c, t;                                                           \
         for (; p + 4 <= np; p += 4) {                                                    \
@@ -63,17 +66,28 @@ FC_DWK_TYPES(double, d)
                     a30 = FMA(LOAD(s + 3 * xs), w0, a30);                                \
                     a31 = FMA(LOAD(s + 3 * xs + VL), w1, a31);                           \
                 }                                                                        \
+                if (act) {                                                               \
+                    const VEC z = ZERO, six = SET1((T)6);                                \
+                    a00 = FC_DW_ACTV(a00, act, z, six, MAXV, MINV);                      \
+                    a01 = FC_DW_ACTV(a01, act, z, six, MAXV, MINV);                      \
+                    a10 = FC_DW_ACTV(a10, act, z, six, MAXV, MINV);                      \
+                    a11 = FC_DW_ACTV(a11, act, z, six, MAXV, MINV);                      \
+                    a20 = FC_DW_ACTV(a20, act, z, six, MAXV, MINV);                      \
+                    a21 = FC_DW_ACTV(a21, act, z, six, MAXV, MINV);                      \
+                    a30 = FC_DW_ACTV(a30, act, z, six, MAXV, MINV);                      \
+                    a31 = FC_DW_ACTV(a31, act, z, six, MAXV, MINV);                      \
+                }                                                                        \
                 STORE(yp + c, a00); STORE(yp + c + VL, a01);                             \
                 STORE(yp + ys + c, a10); STORE(yp + ys + c + VL, a11);                   \
                 STORE(yp + 2 * ys + c, a20); STORE(yp + 2 * ys + c + VL, a21);           \
                 STORE(yp + 3 * ys + c, a30); STORE(yp + 3 * ys + c + VL, a31);           \
             }                                                                            \
             if (c < C) /* the channels past the last pair of vectors, pixel by pixel */  \
-                fc_dwf1_##SUF(nt, xo, wo, xp, xs, w, bias, yp, ys, 4, C, c);             \
+                fc_dwf1_##SUF(nt, xo, wo, xp, xs, w, bias, yp, ys, 4, C, c, act);        \
         }                                                                                \
         if (p < np)                                                                      \
             fc_dwf1_##SUF(nt, xo, wo, x + p * xs, xs, w, bias, y + p * ys, ys, np - p, C,\
-                          0);                                                            \
+                          0, act);                                                       \
     }                                                                                    \
                                                                                          \
     ATTR static void fc_dwr_##SUF(ptrdiff_t nt, const ptrdiff_t *xo, const T *wt,       \
@@ -184,12 +198,21 @@ FC_DWK_TYPES(double, d)
     static const fc_dwk_##S fc_dwk_##SUF = {fc_dwf_##SUF, fc_dwr_##SUF, fc_dwa_##SUF,   \
                                             fc_dwd_##SUF, fc_dwg_##SUF};
 
+/* The output pass's activation on a vector (or scalar) v: act 1 ReLU, 2 ReLU6
+ * (FC_RELU6), with MAXV(z, v) = z > v ? z : v and MINV(six, v) = six < v ? six : v (the
+ * x86 max/min with that operand order): NaN and -0.0 pass through as in the pixel-row
+ * kernels' fc_relu1 / fc_relu6_1. */
+#define FC_DW_ACTV(v, act, z, six, MAXV, MINV)                                           \
+    ((act) == 2 ? MINV(six, MAXV(z, v)) : MAXV(z, v))
+#define FC_DW_SCALAR_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define FC_DW_SCALAR_MIN(a, b) ((a) < (b) ? (a) : (b))
+
 /* fwd's pixels one at a time from channel c0 on: whole vectors, then scalars. */
-#define FC_DW1(SUF, ATTR, T, VEC, VL, ZERO, LOAD, STORE, FMA)                            \
+#define FC_DW1(SUF, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)       \
     ATTR static void fc_dwf1_##SUF(ptrdiff_t nt, const ptrdiff_t *xo,                    \
                                    const ptrdiff_t *wo, const T *x, ptrdiff_t xs,       \
                                    const T *w, const T *bias, T *y, ptrdiff_t ys,       \
-                                   ptrdiff_t np, ptrdiff_t C, ptrdiff_t c0)             \
+                                   ptrdiff_t np, ptrdiff_t C, ptrdiff_t c0, int act)    \
     {                                                                                    \
         ptrdiff_t p, c, t;                                                               \
         for (p = 0; p < np; p++) {                                                       \
@@ -199,20 +222,25 @@ FC_DWK_TYPES(double, d)
                 VEC a0 = bias ? LOAD(bias + c) : ZERO;                                   \
                 for (t = 0; t < nt; t++)                                                 \
                     a0 = FMA(LOAD(xp + xo[t] + c), LOAD(w + wo[t] + c), a0);             \
+                if (act)                                                                 \
+                    a0 = FC_DW_ACTV(a0, act, ZERO, SET1((T)6), MAXV, MINV);              \
                 STORE(yp + c, a0);                                                       \
             }                                                                            \
             for (; c < C; c++) {                                                         \
                 T a0 = bias ? bias[c] : (T)0;                                            \
                 for (t = 0; t < nt; t++)                                                 \
                     a0 += xp[xo[t] + c] * w[wo[t] + c];                                  \
+                if (act)                                                                 \
+                    a0 = FC_DW_ACTV(a0, act, (T)0, (T)6, FC_DW_SCALAR_MAX,               \
+                                    FC_DW_SCALAR_MIN);                                   \
                 yp[c] = a0;                                                              \
             }                                                                            \
         }                                                                                \
     }
 
-#define FC_DW_ALL(SUF, S, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA)               \
-    FC_DW1(SUF, ATTR, T, VEC, VL, ZERO, LOAD, STORE, FMA)                                \
-    FC_DW(SUF, S, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA)
+#define FC_DW_ALL(SUF, S, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)   \
+    FC_DW1(SUF, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)              \
+    FC_DW(SUF, S, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)
 
 #define FC_DW_SCALAR_STORE(p, v) (*(p) = (v))
 #define FC_DW_SCALAR_LOAD(p) (*(p))
@@ -220,18 +248,22 @@ FC_DWK_TYPES(double, d)
 #define FC_DW_SCALAR_FMA(a, b, c) ((c) + (a) * (b))
 
 FC_DW_ALL(portable_f, f, , float, float, 1, 0, FC_DW_SCALAR_LOAD, FC_DW_SCALAR_STORE,
-          FC_DW_SCALAR_SET1, FC_DW_SCALAR_FMA)
+          FC_DW_SCALAR_SET1, FC_DW_SCALAR_FMA, FC_DW_SCALAR_MAX, FC_DW_SCALAR_MIN)
 FC_DW_ALL(portable_d, d, , double, double, 1, 0, FC_DW_SCALAR_LOAD, FC_DW_SCALAR_STORE,
-          FC_DW_SCALAR_SET1, FC_DW_SCALAR_FMA)
+          FC_DW_SCALAR_SET1, FC_DW_SCALAR_FMA, FC_DW_SCALAR_MAX, FC_DW_SCALAR_MIN)
 #if FC_X86_DISPATCH
 FC_DW_ALL(avx2_f, f, FC_TARGET_AVX2, float, __m256, 8, _mm256_setzero_ps(),
-          _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps)
+          _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps,
+          _mm256_max_ps, _mm256_min_ps)
 FC_DW_ALL(avx2_d, d, FC_TARGET_AVX2, double, __m256d, 4, _mm256_setzero_pd(),
-          _mm256_loadu_pd, _mm256_storeu_pd, _mm256_set1_pd, _mm256_fmadd_pd)
+          _mm256_loadu_pd, _mm256_storeu_pd, _mm256_set1_pd, _mm256_fmadd_pd,
+          _mm256_max_pd, _mm256_min_pd)
 FC_DW_ALL(avx512_f, f, FC_TARGET_AVX512, float, __m512, 16, _mm512_setzero_ps(),
-          _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps)
+          _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps,
+          _mm512_max_ps, _mm512_min_ps)
 FC_DW_ALL(avx512_d, d, FC_TARGET_AVX512, double, __m512d, 8, _mm512_setzero_pd(),
-          _mm512_loadu_pd, _mm512_storeu_pd, _mm512_set1_pd, _mm512_fmadd_pd)
+          _mm512_loadu_pd, _mm512_storeu_pd, _mm512_set1_pd, _mm512_fmadd_pd,
+          _mm512_max_pd, _mm512_min_pd)
 #endif
 
 #endif
