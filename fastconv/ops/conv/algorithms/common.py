@@ -98,4 +98,7 @@ _ALL_FINITE = {4: _ext.conv2d.all_finite["float"], 8: _ext.conv2d.all_finite["do
 
 def finite(a):
     """True when the ndarray a (float32 or float64) holds no NaN or infinity."""
-    return _ALL_FINITE[a.dtype.itemsize](np.ascontiguousarray(a).reshape(-1))
+    flat = a.ravel(order="K")   # (in memory order: a view of a permuted array)
+    if not flat.flags.c_contiguous:
+        flat = np.ascontiguousarray(flat)
+    return _ALL_FINITE[a.dtype.itemsize](flat)

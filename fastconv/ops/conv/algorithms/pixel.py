@@ -8,7 +8,7 @@ import numpy as np
 
 from .... import _ext
 from ..plan import FORWARD, GRAD_WEIGHT, Algorithm, Plan
-from .common import aligned_zeros, images_per_partial, pixel_tile, sum_partials
+from .common import aligned_empty, images_per_partial, pixel_tile, sum_partials
 
 
 def half_tile(g, dtype, t):
@@ -42,11 +42,14 @@ def useful_columns(g, dtype, t):
 def pixel_weights(g, w, nr):
     """(C_out, C_in, kh, kw) -> (ceil(C_out/nr), kh*kw*C_in, nr), zero past C_out."""
     wk = w.transpose(2, 3, 1, 0).reshape(g.k_group, g.c_out)
-    ncb = -(-g.c_out // nr)
-    out = aligned_zeros(ncb * g.k_group * nr, w.dtype).reshape(ncb, g.k_group, nr)
-    for cb in range(ncb):
-        cols = wk[:, cb * nr:(cb + 1) * nr]
-        out[cb, :, :cols.shape[1]] = cols
+    ncb, full = -(-g.c_out // nr), g.c_out // nr
+    out = aligned_empty(ncb * g.k_group * nr, w.dtype).reshape(ncb, g.k_group, nr)
+    if full:   # (one strided copy for all whole blocks)
+        out[:full] = wk[:, :full * nr].reshape(g.k_group, full, nr).transpose(1, 0, 2)
+    if ncb > full:
+        rest = g.c_out - full * nr
+        out[full, :, :rest] = wk[:, full * nr:]
+        out[full, :, rest:] = 0
     return out.reshape(-1)
 
 
