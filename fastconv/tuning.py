@@ -62,6 +62,11 @@ class Tuning:
     #: Most bytes of planar x and grad_y copies per wide partial (they stay in cache).
     wide_scratch: int = 128 << 10
 
+    # -- the strided input gradient as phases (algorithms/phases.py) --
+    #: Fewest multiply-adds for the phases: below, their sy * sx forward calls cost
+    #: more than the scatter.
+    phases_min_macs: int = 1 << 22
+
     # -- the layers' matrix products (fastconv/_blas.py: Dense, dense convolutions) --
     #: Products below this many multiply-adds run on one BLAS thread: the BLAS's pool
     #: and the kernels' OpenMP threads fight for the cores, and one thread gives the

@@ -1152,3 +1152,64 @@ def test_bias_act_matches_the_kernels_output_pass():
         _ext.activations.bias_act(np.zeros(6, np.float32), np.zeros(2, np.float32), 3, 0)
     with pytest.raises(ValueError, match="act must be"):
         _ext.activations.bias_act(np.zeros(6, np.float32), None, 3, 3)
+
+
+# -- the strided input gradient as phases ------------------------------------------------
+PHASES_CASES = [  # (x_shape NCHW, c_out, kh, kw, stride, padding ((t, b), (l, r)))
+    ((2, 5, 16, 16), 7, 3, 3, (2, 2), ((0, 1), (0, 1))),   # "same", stride 2
+    ((2, 4, 15, 13), 6, 3, 3, (2, 2), ((1, 1), (1, 1))),   # odd sizes
+    ((1, 3, 17, 19), 5, 5, 4, (3, 2), ((2, 1), (0, 3))),   # kernel > stride, mixed
+    ((2, 6, 12, 12), 4, 1, 1, (2, 2), ((0, 0), (0, 0))),   # 1x1: three empty phases
+    ((2, 3, 11, 10), 4, 2, 3, (3, 4), ((0, 0), (1, 0))),   # kernel < stride
+    ((3, 4, 10, 10), 5, 3, 3, (4, 4), ((0, 0), (0, 0))),   # rows no window reads
+    ((1, 8, 8, 8), 16, 2, 2, (2, 2), ((0, 0), (0, 0))),    # U-Net up-convolution
+    ((2, 3, 5, 5), 2, 3, 3, (2, 2), ((3, 3), (2, 2))),     # padding beyond the kernel
+    ((1, 2, 4, 4), 3, 4, 4, (2, 2), ((0, 0), (0, 0))),     # one output pixel
+]
+
+
+@pytest.mark.parametrize("x_shape,c_out,kh,kw,stride,padding", PHASES_CASES)
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_phases_grad_input_matches_the_reference(x_shape, c_out, kh, kw, stride, padding,
+                                                 data_format, dtype):
+    """phases, forced, against the scatter of the reference loops: every phase of every
+    stride, kernels larger and smaller than the stride (empty phases), odd sizes,
+    asymmetric padding, rows that no window reads (float64 to 1e-10, float32 2e-5)."""
+    rng = np.random.default_rng(31)
+    n, c, h, w_ = x_shape
+    w64 = rng.standard_normal((c_out, c, kh, kw))
+    oh = (h + sum(padding[0]) - kh) // stride[0] + 1
+    ow = (w_ + sum(padding[1]) - kw) // stride[1] + 1
+    gy64 = rng.standard_normal((n, c_out, oh, ow))
+    want = ref.conv2d_grad_input(gy64, w64, x_shape, stride, padding)
+    gy, w = gy64.astype(dtype), w64.astype(dtype)
+    xs = x_shape
+    if data_format == "channels_last":
+        gy, w = ref.to_channels_last(gy), np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+        xs = (n, h, w_, c)
+    assert fastconv.explain_conv(xs, w.shape, stride, padding, 1, 1, data_format,
+                                 dtype=dtype, pass_="grad_input").runnable.count("phases")
+    with fastconv.force_conv_algorithm(grad_input="phases"):
+        got = fastconv.conv2d_grad_input(gy, w, xs, stride, padding,
+                                         data_format=data_format)
+    if data_format == "channels_last":
+        got = ref.to_channels_first(got)
+    tol = 1e-10 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * max(1, np.abs(want).max()))
+
+
+def test_phases_take_strided_channels_last_gradients_by_the_rule():
+    """The default order: channels_last stride-2 input gradients with enough work run
+    as phases; small ones, channels_first, stride 1, dilation and groups do not."""
+    f32 = "float32"
+    big = ((128, 32, 32, 16), (3, 3, 16, 32))
+    assert _runs(*big, f32, pass_="grad_input", stride=2, padding=((0, 1), (0, 1))) \
+        == "phases"
+    assert _runs((2, 9, 9, 4), (3, 3, 4, 6), f32, pass_="grad_input", stride=2) \
+        != "phases"
+    assert _runs((128, 16, 32, 32), (32, 16, 3, 3), f32, pass_="grad_input", stride=2,
+                 padding=((0, 1), (0, 1)), data_format="channels_first") != "phases"
+    for kw in ({"stride": 1}, {"stride": 2, "dilation": 2}, {"stride": 2, "groups": 2}):
+        w = (3, 3, 16 // kw.get("groups", 1), 32)
+        assert not _can_run("phases", big[0], w, f32, pass_="grad_input", **kw), kw

@@ -12,12 +12,13 @@ from .dense import Dense, Dense1x1, Pointwise
 from .depthwise import Depthwise
 from .direct import Im2col, Scatter, Shifted
 from .narrow import Narrow
+from .phases import Phases
 from .pixel import PixelRows
 from .wide import Wide
 from .winograd import Winograd, tile_for
 
 __all__ = ["DENSE", "DENSE_1X1", "POINTWISE_BLAS", "POINTWISE", "DEPTHWISE", "WINOGRAD", "NARROW", "WIDE", "PIXEL", "SHIFTED",
-           "IM2COL", "SCATTER", "Gather"]
+           "IM2COL", "PHASES", "SCATTER", "Gather"]
 
 
 class Gather(Algorithm):
@@ -75,6 +76,7 @@ POINTWISE_BLAS = PointwiseBlas()
 WINOGRAD = (Winograd(2), Winograd(4), Winograd(5))
 NARROW, WIDE, PIXEL = Narrow(), Wide(), PixelRows()
 SHIFTED, IM2COL, SCATTER = Shifted(), Im2col(), Scatter()
+PHASES = Phases()
 
 # (Depthwise runs its own stride-1 input gradient: not a Gather.)
 _FORWARD = [DENSE, DENSE_1X1, POINTWISE_BLAS, POINTWISE, DEPTHWISE, *WINOGRAD, NARROW,
@@ -82,7 +84,7 @@ _FORWARD = [DENSE, DENSE_1X1, POINTWISE_BLAS, POINTWISE, DEPTHWISE, *WINOGRAD, N
 register({
     FORWARD: _FORWARD,
     GRAD_INPUT: [DENSE, DENSE_1X1, POINTWISE_BLAS, POINTWISE, DEPTHWISE]
-    + [Gather(a) for a in _FORWARD[5:]] + [SCATTER],
+    + [Gather(a) for a in _FORWARD[5:]] + [PHASES, SCATTER],
     GRAD_WEIGHT: [DENSE, DENSE_1X1, POINTWISE_BLAS, POINTWISE, DEPTHWISE, *WINOGRAD, WIDE,
                   PIXEL, SHIFTED, IM2COL],
 })
