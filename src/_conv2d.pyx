@@ -20,8 +20,9 @@ struct of one convolution built once from named fields (fastconv/ops/conv/geomet
 keeps one per checked geometry).
 """
 from libc.stdint cimport uint32_t, uint64_t
-from libc.string cimport memcmp
-from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBuffer_Release, PyObject_GetBuffer
+from libc.string cimport memcmp, strcmp
+from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBuffer_Release,
+                             PyObject_GetBuffer)
 
 cimport cython
 
@@ -129,6 +130,52 @@ def set_isa(str name):
         raise ValueError(f"isa must be one of the builds this CPU supports (best: "
                          f"{best_isa()!r}; 'portable' always works), got {name!r}")
     _isa = p
+
+
+def same_all(tuple kept, tuple arrays):
+    """Whether each of arrays holds the shape, format and bytes of the C-contiguous
+    copy kept at its place (None where None): the per-call check of the prepared
+    weights in one call.  False also where an array is not C-contiguous or exposes no
+    buffer (the caller then compares in Python, fastconv/ops/conv/prepared.py)."""
+    cdef Py_ssize_t i, n = len(kept)
+    if len(arrays) != n:
+        return False
+    for i in range(n):
+        k, a = kept[i], arrays[i]
+        if k is None or a is None:
+            if not (k is None and a is None):
+                return False
+        elif not _same_buffer(k, a):
+            return False
+    return True
+
+
+cdef bint _same_buffer(object k, object a):
+    cdef Py_buffer vk, va
+    cdef bint same = False
+    cdef int d
+    try:
+        PyObject_GetBuffer(a, &va, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+    except (BufferError, TypeError, ValueError):
+        return False
+    try:
+        PyObject_GetBuffer(k, &vk, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+        try:
+            same = (va.len == vk.len and va.ndim == vk.ndim and
+                    va.itemsize == vk.itemsize and va.format != NULL and
+                    vk.format != NULL and strcmp(va.format, vk.format) == 0)
+            if same:
+                for d in range(va.ndim):
+                    if va.shape[d] != vk.shape[d]:
+                        same = False
+                        break
+            if same and va.len:
+                same = memcmp(va.buf, vk.buf, va.len) == 0
+        finally:
+            PyBuffer_Release(&vk)
+    finally:
+        PyBuffer_Release(&va)
+    return same
 
 
 def same_bytes(a, b):

@@ -1213,3 +1213,19 @@ def test_phases_take_strided_channels_last_gradients_by_the_rule():
     for kw in ({"stride": 1}, {"stride": 2, "dilation": 2}, {"stride": 2, "groups": 2}):
         w = (3, 3, 16 // kw.get("groups", 1), 32)
         assert not _can_run("phases", big[0], w, f32, pass_="grad_input", **kw), kw
+
+
+def test_same_all_compares_shape_format_and_bytes():
+    """_ext.conv2d.same_all (Prepared.of's one-call check): True only where every array
+    has the kept copy's shape, dtype and bytes (None only for None); a non-contiguous
+    array or a non-buffer gives False (the Python comparison then decides)."""
+    same_all = _ext.conv2d.same_all
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    k = a.copy()
+    assert same_all((k, None, np.float64(1e-3)), (a, None, np.float64(1e-3)))
+    changed = a.copy()
+    changed[1, 2] = -0.0 if changed[1, 2] == 0 else 0.0
+    for other in (a.reshape(3, 2), a.astype(np.float64), a.T, changed, None, [0, 1],
+                  np.float64(2e-3)):
+        assert not same_all((k,), (other,)), other
+    assert not same_all((k, None), (a, a)) and not same_all((k,), (a, a))
