@@ -11,24 +11,32 @@ from ..plan import FORWARD, GRAD_WEIGHT, Algorithm, Plan
 from .common import aligned_empty, images_per_partial, sum_partials
 
 
-def tile_for(oh, ow, forced=None):
+def tile_for(oh, ow, forced=None, n=None):
     """The tile side of a pass whose output (y; grad_x for the input gradient; the
     tiles of grad_y for the weight gradient) is oh x ow: forced where given, else
     F(5x5) where its tiles hold fewer transformed values (tiles * (tile + 2)^2: the
-    products, and the transforms' traffic) than F(4x4)'s, else F(4x4)."""
+    products, and the transforms' traffic) than F(4x4)'s, else F(4x4).  With n (the
+    forward's batch), F(2x2) where its values are fewer still when the tiles are
+    counted as the products run them, in blocks of the kernels' MR rows: where the
+    bigger tiles are too few to fill a block (batch 1 on 8x8 and smaller maps)."""
     if forced is not None:
         return forced
 
-    def values(t):
-        return -(-oh // t) * -(-ow // t) * (t + 2) ** 2
-    return 5 if values(5) < values(4) else 4
-
-
+    def values(t, mr=1):
+        tiles = (n or 1) * -(-oh // t) * -(-ow // t)
+        return -(-tiles // mr) * mr * (t + 2) ** 2
+    best = 5 if values(5) < values(4) else 4
+    if n is not None:
+        mr = _ext.conv2d.winograd_tile()[0]
+        if values(2, mr) < values(best, mr):
+            return 2
+    return best
 def chosen_tile(q):
     """The tile q's pass runs on: the caller's, else the tuning's, else by size."""
     if q.pass_ == GRAD_WEIGHT:
         return tile_for(q.g.oh, q.g.ow, q.tuning.winograd_grad_tile)
-    return tile_for(q.g.oh, q.g.ow, q.tile or q.tuning.winograd_tile)
+    return tile_for(q.g.oh, q.g.ow, q.tile or q.tuning.winograd_tile,
+                    q.g.n if q.pass_ == FORWARD else None)
 
 
 def winograd_weights(w, tile):
@@ -41,9 +49,21 @@ def winograd_weights(w, tile):
     return u
 
 
-def forward_block(t):
+def tiles_of(g, tile):
+    """Output tiles of a forward of g on tile x tile tiles."""
+    return g.n * -(-g.oh // tile) * -(-g.ow // tile)
+
+
+def forward_block(t, tiles=None):
+    """Tiles per forward work item: the tuning's (rounded up to the tile rows MR), and
+    for a call of few tiles (batch 1) at most an eighth of them (at least MR), so
+    that it still splits into work items for several threads (by the shape: the same
+    items on any thread count)."""
     mr = _ext.conv2d.winograd_tile()[0]
-    return -(-t.winograd_block // mr) * mr
+    block = -(-t.winograd_block // mr) * mr
+    if tiles is not None:
+        block = min(block, max(mr, -(-tiles // (8 * mr)) * mr))
+    return block
 
 
 class Winograd(Algorithm):
@@ -87,8 +107,8 @@ class Winograd(Algorithm):
             return Plan(q.pass_, self, q.g, q.dtype, tile=self.tile,
                         block=t.winograd_grad_block, split=split,
                         n_per=images_per_partial(q.g, 4, t), isa=q.isa)
-        return Plan(q.pass_, self, q.g, q.dtype, tile=self.tile, block=forward_block(t),
-                    isa=q.isa)
+        return Plan(q.pass_, self, q.g, q.dtype, tile=self.tile,
+                    block=forward_block(t, tiles_of(q.g, self.tile)), isa=q.isa)
 
     def details(self, plan):
         out = [f"tile {plan.tile}x{plan.tile}", f"blocks of {plan.block} tiles"]
