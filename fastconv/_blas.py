@@ -1,7 +1,7 @@
 """The layers' matrix products (the Dense layer, dense convolutions): fastconv's own
 kernel where it beats the BLAS (_product), else NumPy's BLAS with its threading chosen
-here: one BLAS thread for small products, two one-thread halves on the kernels' OpenMP threads
-for medium ones, the BLAS's own threads for very large ones."""
+here: one BLAS thread for small products, two one-thread halves on the kernels' OpenMP
+threads for medium ones, the BLAS's own threads for very large ones."""
 import threading
 
 import numpy as np

@@ -1027,7 +1027,7 @@ def test_pixel_forward_splits_small_batches_over_channel_blocks(isa, n, dtype):
           force)
 
 
-# -- pointwise convolutions on NumPy's BLAS ------------------------------------------------
+# -- pointwise convolutions on NumPy's BLAS ---------------------------------------------
 POINTWISE_BLAS_CASES = [  # (x_shape NHWC, c_out): bands of rows, of columns, one band
     ((1, 1, 1, 37), 70),       # one pixel (batch-1 latency): the default's choice
     ((3, 2, 3, 64), 40),       # fewer pixels than a tile
@@ -1071,8 +1071,9 @@ def test_pointwise_blas_passes_match_the_reference(x_shape, c_out, dtype):
     np.testing.assert_allclose(yt, np.tanh(want), rtol=tol, atol=tol)
     if y.size:
         assert (want > 6).any() and (want < 0).any()   # (the clamps have work)
-    np.testing.assert_allclose(gx, want_gx, rtol=tol, atol=tol * max(1, np.abs(want_gx).max(initial=0)))
-    np.testing.assert_allclose(gw, want_gw, rtol=tol, atol=tol * max(1, np.abs(want_gw).max(initial=0)))
+    for got, want_g in ((gx, want_gx), (gw, want_gw)):
+        np.testing.assert_allclose(got, want_g, rtol=tol,
+                                   atol=tol * max(1, np.abs(want_g).max(initial=0)))
     np.testing.assert_allclose(gb, gy64.sum(axis=(0, 2, 3)), rtol=tol, atol=tol * 10)
 
 

@@ -17,8 +17,8 @@ from .pixel import PixelRows
 from .wide import Wide
 from .winograd import Winograd, tile_for
 
-__all__ = ["DENSE", "DENSE_1X1", "POINTWISE_BLAS", "POINTWISE", "DEPTHWISE", "WINOGRAD", "NARROW", "WIDE", "PIXEL", "SHIFTED",
-           "IM2COL", "PHASES", "SCATTER", "Gather"]
+__all__ = ["DENSE", "DENSE_1X1", "POINTWISE_BLAS", "POINTWISE", "DEPTHWISE", "WINOGRAD",
+           "NARROW", "WIDE", "PIXEL", "SHIFTED", "IM2COL", "PHASES", "SCATTER", "Gather"]
 
 
 class Gather(Algorithm):
