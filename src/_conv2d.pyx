@@ -85,16 +85,16 @@ cdef extern from "conv/conv.h" nogil:
                             const void *a)
     int fc_wg_weights_run(bint dbl, const fc_isa *isa, const void *w, Py_ssize_t so,
                           Py_ssize_t sc, Py_ssize_t si, Py_ssize_t sj, Py_ssize_t co_n,
-                          Py_ssize_t c_n, const double *G, int L, void *u)
+                          Py_ssize_t c_n, const double *G, int L, void *u, int half)
     int fc_wg_grad_weights_run(bint dbl, const void *du, void *gw, Py_ssize_t c_n,
                                Py_ssize_t co_n, Py_ssize_t cpad, Py_ssize_t ldg,
                                const double *G, int L)
     int fc_wg_forward(bint dbl, const fc_isa *isa, const fc_conv *g, int tile,
                       const void *x, const void *u, const void *bias, void *y,
-                      Py_ssize_t block, int relu, int pool)
+                      Py_ssize_t block, int relu, int pool, int half)
     int fc_wg_grad_weight(bint dbl, const fc_isa *isa, const fc_conv *g, int tile,
                           const void *x, const void *gy, void *part, Py_ssize_t n_per,
-                          Py_ssize_t block)
+                          Py_ssize_t block, int half)
     int fc_dw_forward(bint dbl, const fc_isa *isa, const fc_conv *g, const void *x,
                       const void *wk, const void *bias, void *y, int relu)
     int fc_dw_grad_input(bint dbl, const fc_isa *isa, const fc_conv *g, const void *gy,
@@ -548,8 +548,11 @@ def pack_rows(const floating[:, :, :] mat, floating[::1] out, Py_ssize_t mr):
                         out[o + i] = mat[g, r, k] if r < rows else 0
 
 
-def winograd_tile():
-    """(MR, NR) of the Winograd products (the pixel-row kernel's tile, float32)."""
+def winograd_tile(bint half=False):
+    """(MR, NR) of the Winograd products (the pixel-row kernel's tile, float32; half:
+    its half-width tile, one vector of output channels)."""
+    if half:
+        return _isa.mr_px1_f, _isa.nr_px1_f
     return _isa.mr_px_f, _isa.nr_px_f
 
 
@@ -565,14 +568,17 @@ cdef const double *_winograd_G(int tile) except NULL:
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def winograd_weights(const floating[:, :, :, :] w, floating[::1] u, int tile=2):
+def winograd_weights(const floating[:, :, :, :] w, floating[::1] u, int tile=2,
+                     bint half=False):
     """U = G g G^T of a 3x3 kernel w (C_out, C_in, 3, 3) (any strides) into u, packed
     (E, ceil(C_out/NR), C_in, NR) for the selected build's pixel-row tile, zero past
     C_out, for F(tile x tile, 3x3) (tile 2, 4 or 5, E = (tile + 2)^2 entries); computed in
-    float64, rounded once.  Every element of u is written.  Parallel over C_in."""
+    float64, rounded once (half: for the half-width tile).  Every element of u is
+    written.  Parallel over C_in."""
 
     cdef Py_ssize_t co_n = w.shape[0], c_n = w.shape[1]
-    cdef Py_ssize_t nr = _isa.nr_px_d if floating is double else _isa.nr_px_f
+    cdef Py_ssize_t nr = ((_isa.nr_px1_d if half else _isa.nr_px_d) if floating is double
+                          else (_isa.nr_px1_f if half else _isa.nr_px_f))
     cdef Py_ssize_t ncb = (co_n + nr - 1) // nr
     cdef const double *G = _winograd_G(tile)
     cdef int L = tile + 2
@@ -588,7 +594,7 @@ def winograd_weights(const floating[:, :, :, :] w, floating[::1] u, int tile=2):
     cdef Py_ssize_t si = w.strides[2] // isz, sj = w.strides[3] // isz
     with nogil:
         fc_wg_weights_run(floating is double, _isa, <const void *>&w[0, 0, 0, 0], so, sc,
-                          si, sj, co_n, c_n, G, L, _out(u))
+                          si, sj, co_n, c_n, G, L, _out(u), half)
 
 
 @cython.boundscheck(False)
@@ -616,16 +622,20 @@ def winograd_grad_weight_out(const floating[::1] du, floating[::1] gw, Py_ssize_
 @cython.wraparound(False)
 def winograd_forward(const floating[::1] x, const floating[::1] u,
                      const floating[::1] bias, floating[::1] y, Geometry geom,
-                     Py_ssize_t block, bint relu=False, bint pool=False, int tile=2):
+                     Py_ssize_t block, bint relu=False, bint pool=False, int tile=2,
+                     bint half=False):
     """Winograd F(tile x tile, 3x3) forward (tile 2, 4 or 5), channels_last (3x3,
     stride 1, dilation 1, one group): y = conv(x) (+ bias) (then ReLU); u from
     winograd_weights with the same tile.  pool (tile 2 or 4): y is instead the 2x2/2 max
     pool of that, (N, oh // 2, ow // 2, C_out), each tile holding whole pooling windows.
-    Parallel over blocks of `block` tiles (a multiple of MR)."""
+    Parallel over blocks of `block` tiles (a multiple of MR).  half: the products on
+    the half-width tile (u from winograd_weights with half)."""
 
     cdef fc_conv g = geom.g
-    cdef int mr = _isa.mr_px_d if floating is double else _isa.mr_px_f
-    cdef int nr = _isa.nr_px_d if floating is double else _isa.nr_px_f
+    cdef int mr = ((_isa.mr_px1_d if half else _isa.mr_px_d) if floating is double
+                   else (_isa.mr_px1_f if half else _isa.mr_px_f))
+    cdef int nr = ((_isa.nr_px1_d if half else _isa.nr_px_d) if floating is double
+                   else (_isa.nr_px1_f if half else _isa.nr_px_f))
     _winograd_G(tile)  # (checks tile)
     if pool and tile % 2:
         raise ValueError(f"winograd_forward: the fused pool needs an even tile, got {tile}")
@@ -639,7 +649,7 @@ def winograd_forward(const floating[::1] x, const floating[::1] u,
     cdef int rc
     with nogil:
         rc = fc_wg_forward(floating is double, _isa, &g, tile, _in(x), _in(u), _opt(bias),
-                           _out(y), block, relu, pool)
+                           _out(y), block, relu, pool, half)
     _check(rc, "conv2d")
 
 
@@ -647,15 +657,18 @@ def winograd_forward(const floating[::1] x, const floating[::1] u,
 @cython.wraparound(False)
 def winograd_grad_weight(const floating[::1] x, const floating[::1] gy,
                          floating[::1] part, Geometry geom, Py_ssize_t n_per,
-                         Py_ssize_t block, int tile=2):
+                         Py_ssize_t block, int tile=2, bint half=False):
     """Partial weight gradients in Winograd's space (src/conv/drivers/winograd.h), one per
     group of n_per images: part (groups, E, cpad, ldg) with cpad = C_in rounded up to
-    MR and ldg = C_out rounded up to NR, zeroed by the caller.  Each group's tiles are
-    taken `block` at a time (the transformed x and grad_y of a block stay in cache)."""
+    MR and ldg = C_out rounded up to NR (half: the half-width tile's), zeroed by the
+    caller.  Each group's tiles are taken `block` at a time (the transformed x and
+    grad_y of a block stay in cache)."""
 
     cdef fc_conv g = geom.g
-    cdef int mr = _isa.mr_px_d if floating is double else _isa.mr_px_f
-    cdef int nr = _isa.nr_px_d if floating is double else _isa.nr_px_f
+    cdef int mr = ((_isa.mr_px1_d if half else _isa.mr_px_d) if floating is double
+                   else (_isa.mr_px1_f if half else _isa.mr_px_f))
+    cdef int nr = ((_isa.nr_px1_d if half else _isa.nr_px_d) if floating is double
+                   else (_isa.nr_px1_f if half else _isa.nr_px_f))
     _winograd_G(tile)  # (checks tile)
     cdef Py_ssize_t E = (tile + 2) * (tile + 2)
     cdef Py_ssize_t ldg = (g.cout + nr - 1) // nr * nr, cpad = (g.c + mr - 1) // mr * mr
@@ -666,7 +679,7 @@ def winograd_grad_weight(const floating[::1] x, const floating[::1] gy,
     cdef int rc
     with nogil:
         rc = fc_wg_grad_weight(floating is double, _isa, &g, tile, _in(x), _in(gy),
-                               _out(part), n_per, block)
+                               _out(part), n_per, block, half)
     _check(rc, "conv2d")
 
 

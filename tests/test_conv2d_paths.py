@@ -1248,3 +1248,25 @@ def test_winograd_tiles_and_blocks_for_batch_one():
     assert _winograd.forward_block(t, 16) == mr < full
     assert _winograd.forward_block(t, 10 ** 6) == full
     assert mr <= _winograd.forward_block(t, 64) <= full
+
+
+def test_winograd_products_take_the_half_tile_for_few_output_channels():
+    """Where C_out fits in one vector of the pixel-row tile (16 float32 on AVX-512),
+    every Winograd pass runs its products on the half-width tile (the full one would
+    compute zeros in half its columns); more channels, or pixel_half off, the full.
+    (WINOGRAD_CASES check the values on every ISA.)"""
+    half_nr, full_nr = _ext.conv2d.winograd_tile(True)[1], _ext.conv2d.winograd_tile()[1]
+    if half_nr >= full_nr:
+        pytest.skip("this build has no half-width tile")
+    for pass_ in ("forward", "grad_weight"):
+        plan = _explain((8, 16, 16, 32), (3, 3, 32, half_nr), "float32", pass_,
+                        padding=1).plan
+        assert plan.name.startswith("winograd") and plan.half, pass_
+        assert not _explain((8, 16, 16, 32), (3, 3, 32, half_nr + 1), "float32", pass_,
+                            padding=1).plan.half
+    gi = _explain((8, 16, 16, half_nr), (3, 3, half_nr, 32), "float32", "grad_input",
+                  padding=1).plan
+    assert gi.name.startswith("winograd") and gi.inner.half   # (the mirrored forward)
+    with tuning.override(pixel_half=False):
+        assert not _explain((8, 16, 16, 32), (3, 3, 32, half_nr), "float32",
+                            padding=1).plan.half

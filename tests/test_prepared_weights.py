@@ -96,7 +96,8 @@ def test_inference_packs_once(monkeypatch):
     calls = []
     real = _winograd.winograd_weights
     monkeypatch.setattr(_winograd, "winograd_weights",
-                        lambda w, tile: calls.append(tile) or real(w, tile))
+                        lambda w, tile, half=False: calls.append(tile) or
+                        real(w, tile, half))
     model = _net()
     x = np.random.default_rng(5).standard_normal((2, 12, 12, 16)).astype(np.float32)
     model.predict(x, verbose=0)

@@ -251,7 +251,7 @@ static void FC_FN(fc_wg_weights_item)(const void *args, ptrdiff_t c, void *const
 static int FC_FN(fc_wg_weights_run)(const fc_isa *isa, const FC_T *w, ptrdiff_t so,
                                     ptrdiff_t sc, ptrdiff_t si, ptrdiff_t sj,
                                     ptrdiff_t co_n, ptrdiff_t c_n, const double *G, int L,
-                                    FC_T *u)
+                                    FC_T *u, int half)
 {
     fc_loop lp = fc_loop_of((double)co_n * c_n * 400, c_n, 0);
     FC_FN(fc_wg_args) a;
@@ -265,7 +265,7 @@ static int FC_FN(fc_wg_weights_run)(const fc_isa *isa, const FC_T *w, ptrdiff_t 
     a.c_n = c_n;
     a.G = G;
     a.L = L;
-    a.nr = isa->FC_FN(nr_px);
+    a.nr = half ? isa->FC_FN(nr_px1) : isa->FC_FN(nr_px);
     a.y = u;
     return fc_parallel_for(&lp, FC_FN(fc_wg_weights_item), &a);
 }
@@ -323,9 +323,9 @@ static void FC_FN(fc_wg_forward_item)(const void *args, ptrdiff_t it, void *cons
  * of `block` tiles (a multiple of MR). */
 static int FC_FN(fc_wg_forward)(const fc_isa *isa, const fc_conv *g0, int tile,
                                 const FC_T *x, const FC_T *u, const FC_T *bias, FC_T *y,
-                                ptrdiff_t block, int relu, int pool)
+                                ptrdiff_t block, int relu, int pool, int half)
 {
-    const fc_conv g = FC_FN(fc_px_geometry)(isa, g0, 0);
+    const fc_conv g = FC_FN(fc_px_geometry)(isa, g0, half);
     const ptrdiff_t E = (tile + 2) * (tile + 2), side = pool ? tile / 2 : tile;
     const ptrdiff_t th = ((pool ? g.oh / 2 : g.oh) + side - 1) / side;
     const ptrdiff_t tw = ((pool ? g.ow / 2 : g.ow) + side - 1) / side;
@@ -335,7 +335,7 @@ static int FC_FN(fc_wg_forward)(const fc_isa *isa, const fc_conv *g0, int tile,
     int rc;
     memset(&a, 0, sizeof a);
     a.g = &g;
-    a.kpx = isa->FC_FN(kpx);
+    a.kpx = half ? isa->FC_FN(kpx1) : isa->FC_FN(kpx);
     a.wo = FC_WGO(isa);
     a.tile = tile;
     a.x = x;
@@ -379,9 +379,9 @@ static void FC_FN(fc_wg_grad_weight_item)(const void *args, ptrdiff_t it, void *
  * zeroed.  Each group's tiles are taken `block` at a time. */
 static int FC_FN(fc_wg_grad_weight)(const fc_isa *isa, const fc_conv *g0, int tile,
                                     const FC_T *x, const FC_T *gy, FC_T *part,
-                                    ptrdiff_t n_per, ptrdiff_t block)
+                                    ptrdiff_t n_per, ptrdiff_t block, int half)
 {
-    const fc_conv g = FC_FN(fc_px_geometry)(isa, g0, 0);
+    const fc_conv g = FC_FN(fc_px_geometry)(isa, g0, half);
     const ptrdiff_t E = (tile + 2) * (tile + 2);
     const ptrdiff_t th = (g.oh + tile - 1) / tile, tw = (g.ow + tile - 1) / tile;
     const ptrdiff_t ldg = (g.cout + g.nr - 1) / g.nr * g.nr;
@@ -392,7 +392,7 @@ static int FC_FN(fc_wg_grad_weight)(const fc_isa *isa, const fc_conv *g0, int ti
     int rc;
     memset(&a, 0, sizeof a);
     a.g = &g;
-    a.kpx = isa->FC_FN(kpx);
+    a.kpx = half ? isa->FC_FN(kpx1) : isa->FC_FN(kpx);
     a.tile = tile;
     a.x = x;
     a.gy = gy;

@@ -39,14 +39,22 @@ def chosen_tile(q):
                     q.g.n if q.pass_ == FORWARD else None)
 
 
-def winograd_weights(w, tile):
+def winograd_weights(w, tile, half=False):
     """U = G g G^T of w (C_out, C_in, 3, 3) for F(tile x tile, 3x3), packed for
-    _ext.conv2d.winograd_forward."""
-    nr = _ext.conv2d.winograd_tile()[1]
+    _ext.conv2d.winograd_forward (half: for its half-width tile)."""
+    nr = _ext.conv2d.winograd_tile(half)[1]
     u = aligned_empty((tile + 2) ** 2 * -(-w.shape[0] // nr) * w.shape[1] * nr,
                       w.dtype)  # (every element written)
-    _ext.conv2d.winograd_weights(w, u, tile)
+    _ext.conv2d.winograd_weights(w, u, tile, half)
     return u
+
+
+def half_products(c_out, t):
+    """Whether the products run on the half-width tile (one vector of output
+    channels): where C_out fits in it and the full tile would leave half its columns
+    computing zeros (as the pixel-row kernels' half_tile)."""
+    half_nr, full_nr = _ext.conv2d.winograd_tile(True)[1], _ext.conv2d.winograd_tile()[1]
+    return t.pixel_half and c_out <= half_nr < full_nr
 
 
 def tiles_of(g, tile):
@@ -54,12 +62,12 @@ def tiles_of(g, tile):
     return g.n * -(-g.oh // tile) * -(-g.ow // tile)
 
 
-def forward_block(t, tiles=None):
+def forward_block(t, tiles=None, half=False):
     """Tiles per forward work item: the tuning's (rounded up to the tile rows MR), and
     for a call of few tiles (batch 1) at most an eighth of them (at least MR), so
     that it still splits into work items for several threads (by the shape: the same
     items on any thread count)."""
-    mr = _ext.conv2d.winograd_tile()[0]
+    mr = _ext.conv2d.winograd_tile(half)[0]
     block = -(-t.winograd_block // mr) * mr
     if tiles is not None:
         block = min(block, max(mr, -(-tiles // (8 * mr)) * mr))
@@ -102,40 +110,44 @@ class Winograd(Algorithm):
 
     def plan(self, q):
         t = q.tuning
+        half = half_products(q.g.c_out, t)
         if q.pass_ == GRAD_WEIGHT:
             split = max(t.winograd_partial_images, -(-q.g.n // t.winograd_partials))
-            return Plan(q.pass_, self, q.g, q.dtype, tile=self.tile,
-                        block=t.winograd_grad_block, split=split,
+            mr = _ext.conv2d.winograd_tile(half)[0]
+            return Plan(q.pass_, self, q.g, q.dtype, tile=self.tile, half=half,
+                        block=-(-t.winograd_grad_block // mr) * mr, split=split,
                         n_per=images_per_partial(q.g, 4, t), isa=q.isa)
-        return Plan(q.pass_, self, q.g, q.dtype, tile=self.tile,
-                    block=forward_block(t, tiles_of(q.g, self.tile)), isa=q.isa)
+        return Plan(q.pass_, self, q.g, q.dtype, tile=self.tile, half=half,
+                    block=forward_block(t, tiles_of(q.g, self.tile), half), isa=q.isa)
 
     def details(self, plan):
         out = [f"tile {plan.tile}x{plan.tile}", f"blocks of {plan.block} tiles"]
+        if plan.half:
+            out.append("half-width products")
         if plan.pass_ == GRAD_WEIGHT:
             out.append(f"partial sums of {plan.split} images")
         return out
 
     def pack(self, plan, w):
-        return winograd_weights(w, plan.tile)
+        return winograd_weights(w, plan.tile, plan.half)
 
     def forward(self, plan, x, w, bias, y, relu, tanh, pool=False, packed=None):
         """y (or its 2x2/2 max pool: pool, an even tile) of x."""
         u = self.pack(plan, w) if packed is None else packed
         _ext.conv2d.winograd_forward(x.reshape(-1), u, bias, y.reshape(-1), plan.g.c,
-                                     plan.block, relu, pool, plan.tile)
+                                     plan.block, relu, pool, plan.tile, plan.half)
         return False
 
     def grad_weight(self, plan, grad_y, x, bsum):
         """grad_weight (3, 3, C_in, C_out): partial sums dU over fixed groups of images,
         added in order, then G^T dU G.  (bsum is filled by the caller.)"""
         g, dtype, tile = plan.g, plan.dtype, plan.tile
-        mr, nr = _ext.conv2d.winograd_tile()
+        mr, nr = _ext.conv2d.winograd_tile(plan.half)
         cpad, ldg = -(-g.c_in // mr) * mr, -(-g.c_out // nr) * nr
         part = np.zeros((-(-g.n // plan.split), (tile + 2) ** 2 * cpad * ldg), dtype)
         _ext.conv2d.winograd_grad_weight(x.reshape(-1), grad_y.reshape(-1),
                                          part.reshape(-1), g.c, plan.split, plan.block,
-                                         tile)
+                                         tile, plan.half)
         gw = np.empty(g.weight_shape, dtype)
         _ext.conv2d.winograd_grad_weight_out(sum_partials(part), gw.reshape(-1), g.c_in,
                                              g.c_out, cpad, ldg, tile)

@@ -90,22 +90,28 @@ FC_TARGET_AVX512 static inline FC_ALWAYS_INLINE void fc_wgo512_body_f(
     }
 }
 /* The common cases with constants: a whole tile, entries MR x NR = 12 x 32 apart (the
- * pixel-row tile, fc_wg_forward_block's scratch), so that the entry addresses are
- * displacements of one register (as variables GCC kept them all on the stack). */
+ * pixel-row tile, fc_wg_forward_block's scratch) or 12 x 16 (its half-width tile), so
+ * that the entry addresses are displacements of one register (as variables GCC kept
+ * them all on the stack). */
 FC_TARGET_AVX512 static void fc_wgo_avx512_f(int tile, const float *m, ptrdiff_t ms,
                                              const float *bias, float *y, ptrdiff_t rs,
                                              ptrdiff_t cs, ptrdiff_t cols, int nrow,
                                              int ncol, int relu, int pool)
 {
     if (tile == 5) {
-        if (ms == 12 * 32 && nrow == 5 && ncol == 5)
+        const int whole = nrow == 5 && ncol == 5;
+        if (ms == 12 * 32 && whole)
             fc_wgo512_body_f(5, m, 12 * 32, bias, y, rs, cs, cols, 5, 5, relu, 0);
+        else if (ms == 12 * 16 && whole)
+            fc_wgo512_body_f(5, m, 12 * 16, bias, y, rs, cs, cols, 5, 5, relu, 0);
         else
             fc_wgo512_body_f(5, m, ms, bias, y, rs, cs, cols, nrow, ncol, relu, 0);
     } else {
         const int whole = pool ? nrow == 2 && ncol == 2 : nrow == 4 && ncol == 4;
         if (ms == 12 * 32 && whole)
             fc_wgo512_body_f(4, m, 12 * 32, bias, y, rs, cs, cols, 4, 4, relu, pool);
+        else if (ms == 12 * 16 && whole)
+            fc_wgo512_body_f(4, m, 12 * 16, bias, y, rs, cs, cols, 4, 4, relu, pool);
         else
             fc_wgo512_body_f(4, m, ms, bias, y, rs, cs, cols, nrow, ncol, relu, pool);
     }
