@@ -41,8 +41,8 @@ def _winograd_pool_tile():
 
 
 _PATHS = {"narrow": "narrow", "wide": "wide", "pixel": "pixel", "shifted": "other",
-          "depthwise": "other",
-          "im2col": "other"}
+          "depthwise": "other", "im2col": "other", "pointwise": "other",
+          "pointwise_blas": "other"}
 
 
 def _forward_path(g, dtype, finite=True):
