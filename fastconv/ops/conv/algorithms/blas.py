@@ -16,7 +16,7 @@ from .... import _arena, _blas, _ext
 from .... import activations as _activations
 from .... import tuning as _tuning
 from ..plan import FORWARD, GRAD_INPUT, GRAD_WEIGHT, Algorithm, Plan
-from .common import grad_bias, images_per_partial, pixel_tile, sum_partials
+from .common import grad_bias, partials_of, pixel_tile, sum_partials
 from .dense import pointwise_refusal
 
 
@@ -87,7 +87,7 @@ class PointwiseBlas(Algorithm):
 
     def plan(self, q):
         return Plan(q.pass_, self, q.g, q.dtype,
-                    n_per=images_per_partial(q.g, np.dtype(q.dtype).itemsize, q.tuning),
+                    n_per=partials_of(q),
                     isa=q.isa)
 
     def details(self, plan):

@@ -74,6 +74,11 @@ def grad_bias(g, grad_y, dtype, n_per):
     return bias_total(bsum, dtype)
 
 
+def partials_of(q):
+    """images_per_partial of a Query's geometry, dtype and tuning."""
+    return images_per_partial(q.g, np.dtype(q.dtype).itemsize, q.tuning)
+
+
 def images_per_partial(g, itemsize, t):
     """Images per partial weight gradient (shapes only, so the same bits on any thread
     count): at most t.max_weight_partials partials, each covering at least

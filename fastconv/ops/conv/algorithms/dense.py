@@ -12,7 +12,7 @@ import numpy as np
 from .... import _blas
 from .... import activations as _activations
 from ..plan import FORWARD, GRAD_INPUT, GRAD_WEIGHT, Algorithm, Plan, select
-from .common import grad_bias, images_per_partial, pixel_tile
+from .common import grad_bias, partials_of, pixel_tile
 from .pixel import rows_refusal
 
 _ALL = (FORWARD, GRAD_INPUT, GRAD_WEIGHT)
@@ -81,7 +81,7 @@ class Dense(Algorithm):
 
     def plan(self, q):
         return Plan(q.pass_, self, q.g, q.dtype,
-                    n_per=images_per_partial(q.g, np.dtype(q.dtype).itemsize, q.tuning),
+                    n_per=partials_of(q),
                     isa=q.isa)
 
     def details(self, plan):
@@ -126,7 +126,7 @@ class Dense1x1(Algorithm):
         d = self.run_geometry(q.g, q.dtype)
         inner = select(d, q.dtype, q.pass_, q.finite, None, forced=False)
         return Plan(q.pass_, self, q.g, q.dtype, run_g=d, inner=inner,
-                    n_per=images_per_partial(q.g, np.dtype(q.dtype).itemsize, q.tuning),
+                    n_per=partials_of(q),
                     isa=q.isa)
 
     def details(self, plan):

@@ -8,7 +8,7 @@ import numpy as np
 
 from .... import _ext
 from ..plan import FORWARD, GRAD_WEIGHT, Algorithm, Plan
-from .common import aligned_empty, images_per_partial, pixel_tile, sum_partials
+from .common import aligned_empty, partials_of, pixel_tile, sum_partials
 
 
 def half_tile(g, dtype, t):
@@ -66,7 +66,7 @@ class PixelRows(Algorithm):
     def plan(self, q):
         half = half_tile(q.g, q.dtype, q.tuning)
         return Plan(q.pass_, self, q.g, q.dtype, tile=pixel_tile(q.dtype, half), half=half,
-                    n_per=images_per_partial(q.g, np.dtype(q.dtype).itemsize, q.tuning),
+                    n_per=partials_of(q),
                     isa=q.isa)
 
     def details(self, plan):
