@@ -42,7 +42,7 @@ def _winograd_pool_tile():
 
 _PATHS = {"narrow": "narrow", "wide": "wide", "pixel": "pixel", "shifted": "other",
           "depthwise": "other", "im2col": "other", "pointwise": "other",
-          "pointwise_blas": "other"}
+          "pointwise_blas": "other", "im2col_blas": "other"}
 
 
 def _forward_path(g, dtype, finite=True):

@@ -86,6 +86,12 @@ class Tuning:
     #: Largest weight of a pointwise convolution the pixel-row kernels run (they read
     #: all of it for every image; the BLAS keeps blocks of it in cache).
     pointwise_weight_bytes: int = 256 << 10
+    #: Fewest weight bytes per output pixel of a call for im2col_blas to take it by
+    #: default: each weight value then serves too few pixels for the kernels that
+    #: pack (or transform) the weight on every call.
+    blas_weight_bytes_per_pixel: int = 16 << 10
+    #: Largest column matrix (bytes) im2col_blas makes.
+    blas_col_bytes: int = 64 << 20
     #: Fewest multiply-adds for fastconv's own product kernel: below, the call costs
     #: more than the BLAS's packing it saves.
     kernel_min_macs: int = 1 << 19

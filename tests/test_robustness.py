@@ -42,7 +42,7 @@ _NAN_CASES = [
 # Every algorithm that can run a case, forced on each pass it has (besides the default
 # choice); Winograd aside where x or grad_y holds the NaN (the documented exception).
 _NAN_ALGORITHMS = ["narrow", "wide", "pixel", "shifted", "im2col", "scatter", "dense_1x1",
-                   "pointwise", "pointwise_blas", "phases"]
+                   "pointwise", "pointwise_blas", "im2col_blas", "phases"]
 
 
 def _nan_paths(x_shape, w_shape, args, where, dtype):

@@ -7,7 +7,7 @@ applied; grad_weight(plan, grad_y, x, bsum) -> grad_weight), then its place belo
 forward algorithm also serves the stride-1 input gradient through Gather.
 """
 from ..plan import FORWARD, GRAD_INPUT, GRAD_WEIGHT, Algorithm, Plan, Query, register
-from .blas import PointwiseBlas
+from .blas import Im2colBlas, PointwiseBlas
 from .dense import Dense, Dense1x1, Pointwise
 from .depthwise import Depthwise
 from .direct import Im2col, Scatter, Shifted
@@ -17,8 +17,8 @@ from .pixel import PixelRows
 from .wide import Wide
 from .winograd import Winograd, tile_for
 
-__all__ = ["DENSE", "DENSE_1X1", "POINTWISE_BLAS", "POINTWISE", "DEPTHWISE", "WINOGRAD",
-           "NARROW", "WIDE", "PIXEL", "SHIFTED", "IM2COL", "PHASES", "SCATTER", "Gather"]
+__all__ = ["DENSE", "DENSE_1X1", "POINTWISE_BLAS", "IM2COL_BLAS", "POINTWISE", "DEPTHWISE",
+           "WINOGRAD", "NARROW", "WIDE", "PIXEL", "SHIFTED", "IM2COL", "PHASES", "SCATTER", "Gather"]
 
 
 class Gather(Algorithm):
@@ -72,20 +72,20 @@ class Gather(Algorithm):
 
 
 DENSE, DENSE_1X1, POINTWISE, DEPTHWISE = Dense(), Dense1x1(), Pointwise(), Depthwise()
-POINTWISE_BLAS = PointwiseBlas()
+POINTWISE_BLAS, IM2COL_BLAS = PointwiseBlas(), Im2colBlas()
 WINOGRAD = (Winograd(2), Winograd(4), Winograd(5))
 NARROW, WIDE, PIXEL = Narrow(), Wide(), PixelRows()
 SHIFTED, IM2COL, SCATTER = Shifted(), Im2col(), Scatter()
 PHASES = Phases()
 
 # (Depthwise runs its own stride-1 input gradient: not a Gather.)
-_FORWARD = [DENSE, DENSE_1X1, POINTWISE_BLAS, POINTWISE, DEPTHWISE, *WINOGRAD, NARROW,
-            WIDE, PIXEL, SHIFTED, IM2COL]
+_FORWARD = [DENSE, DENSE_1X1, POINTWISE_BLAS, IM2COL_BLAS, POINTWISE, DEPTHWISE,
+            *WINOGRAD, NARROW, WIDE, PIXEL, SHIFTED, IM2COL]
 register({
     FORWARD: _FORWARD,
-    GRAD_INPUT: [DENSE, DENSE_1X1, POINTWISE_BLAS, POINTWISE, DEPTHWISE]
-    + [Gather(a) for a in _FORWARD[5:]] + [PHASES, SCATTER],
-    GRAD_WEIGHT: [DENSE, DENSE_1X1, POINTWISE_BLAS, POINTWISE, DEPTHWISE, *WINOGRAD, WIDE,
-                  PIXEL, SHIFTED, IM2COL],
+    GRAD_INPUT: [DENSE, DENSE_1X1, POINTWISE_BLAS, IM2COL_BLAS, POINTWISE, DEPTHWISE]
+    + [Gather(a) for a in _FORWARD[6:]] + [PHASES, SCATTER],
+    GRAD_WEIGHT: [DENSE, DENSE_1X1, POINTWISE_BLAS, IM2COL_BLAS, POINTWISE, DEPTHWISE,
+                  *WINOGRAD, WIDE, PIXEL, SHIFTED, IM2COL],
 })
 

@@ -9,6 +9,15 @@ the BLAS is faster.  The products run on one BLAS thread each, cut into bands of
 or columns (the weight gradient: of the reduction, partial sums added in order) that
 depend on the shape only, spread over Python threads (_blas.run_products): the same
 bits on any thread count.  Bias and activation follow in one compiled pass.
+
+Any other channels_last convolution of one group is the same three products over its
+column matrix (im2col_blas): col (P, kh * kw * C_in), row p the window of output pixel
+p in the weight's (kh, kw, C_in) order, zero in the padding; grad_x is the column
+gradient grad_y @ w^T added back into the windows.  Made whole for the call (its
+workspace: P * kh * kw * C_in values, at most Tuning.blas_col_bytes), so it is the
+default only where the call has few pixels and a large weight: there every kernel
+that packs the weight per call streams all of it for little work, and the BLAS's
+packing is the better one.
 """
 import numpy as np
 
@@ -125,10 +134,154 @@ class PointwiseBlas(Algorithm):
         if p == 0:
             gw = np.zeros(g.weight_shape, plan.dtype)
             return gw, (np.zeros(g.c_out, plan.dtype) if with_bias else None)
-        edges = _blas.bands(p, _parts(p * g.c_in * g.c_out, t), 64)
-        part = np.empty((len(edges) - 1, g.c_in, g.c_out), plan.dtype)
-        _blas.run_products([(a[lo:hi].T, b[lo:hi], part[i])
-                            for i, (lo, hi) in enumerate(zip(edges, edges[1:]))])
-        gw = sum_partials(part).reshape(g.weight_shape)
+        gw = _reduction_product(a, b, t).reshape(g.weight_shape)
+        gb = grad_bias(g, grad_y, plan.dtype, plan.n_per) if with_bias else None
+        return gw, gb
+
+
+def _reduction_product(a, b, t):
+    """a^T @ b (a (P, K), b (P, N), P >= 1): in bands of the output where P is the
+    shortest side (a few pixels' weight gradient), else as partial products over
+    bands of the P rows added in order (the same bits on any thread count)."""
+    p, k = a.shape
+    n = b.shape[1]
+    if p < min(k, n):
+        return _product(a.T, b, np.empty((k, n), np.result_type(a, b)), t)
+    edges = _blas.bands(p, _parts(p * k * n, t), 64)
+    part = np.empty((len(edges) - 1, k, n), np.result_type(a, b))
+    _blas.run_products([(a[lo:hi].T, b[lo:hi], part[i])
+                        for i, (lo, hi) in enumerate(zip(edges, edges[1:]))])
+    return sum_partials(part)
+
+
+def _pads(g):
+    """(crop, pad): per side (top, bottom, left, right), the rows or columns of x that
+    g's padding crops (negative padding) and the zeros it adds."""
+    sides = (g.pad_top, g.pad_bottom, g.pad_left, g.pad_right)
+    return tuple(max(0, -s) for s in sides), tuple(max(0, s) for s in sides)
+
+
+def _padded(g, x):
+    """x (N, H, W, C) with g's padding: a zero-padded copy, or x itself (none)."""
+    (ct, cb, cl, cr), (pt, pb, pl, pr) = _pads(g)
+    if not any((ct, cb, cl, cr, pt, pb, pl, pr)):
+        return x
+    n, h, w, c = x.shape
+    xs = x[:, ct:h - cb, cl:w - cr]
+    xp = np.zeros((n, xs.shape[1] + pt + pb, xs.shape[2] + pl + pr, c), x.dtype)
+    xp[:, pt:pt + xs.shape[1], pl:pl + xs.shape[2]] = xs
+    return xp
+
+
+def _tap(g, xp, i, j):
+    """The view of padded xp that tap (i, j) of every window reads: (N, oh, ow, C)."""
+    y0, x0 = i * g.dy, j * g.dx
+    return xp[:, y0:y0 + (g.oh - 1) * g.sy + 1:g.sy, x0:x0 + (g.ow - 1) * g.sx + 1:g.sx]
+
+
+def columns(g, x):
+    """The column matrix of x (channels_last) for g: (P, kh * kw * C_in)."""
+    xp = _padded(g, np.asarray(x))
+    p = g.n * g.oh * g.ow
+    if (g.kh, g.kw, g.sy, g.sx) == (1, 1, 1, 1) and xp.shape[1:3] == (g.oh, g.ow):
+        return np.ascontiguousarray(xp).reshape(p, g.c_in)
+    col = np.empty((g.n, g.oh, g.ow, g.kh, g.kw, g.c_in), x.dtype)
+    for i in range(g.kh):
+        for j in range(g.kw):
+            col[:, :, :, i, j] = _tap(g, xp, i, j)
+    return col.reshape(p, -1)
+
+
+def add_columns(g, dcol, dtype):
+    """The input gradient from the column gradient dcol (P, kh * kw * C_in): each
+    window's values added back where they were read, in tap order (what falls in the
+    padding dropped, the cropped rows and columns zero)."""
+    (ct, cb, cl, cr), (pt, pb, pl, pr) = _pads(g)
+    n, h, w, c = g.x_shape
+    hs, ws = h - ct - cb, w - cl - cr
+    gxp = np.zeros((n, hs + pt + pb, ws + pl + pr, c), dtype)
+    d = dcol.reshape(g.n, g.oh, g.ow, g.kh, g.kw, c)
+    for i in range(g.kh):
+        for j in range(g.kw):
+            _tap(g, gxp, i, j)[...] += d[:, :, :, i, j]
+    if gxp.shape == tuple(g.x_shape):
+        return gxp
+    gx = np.zeros(g.x_shape, dtype)
+    gx[:, ct:ct + hs, cl:cl + ws] = gxp[:, pt:pt + hs, pl:pl + ws]
+    return gx
+
+
+class Im2colBlas(Algorithm):
+    """Any channels_last convolution of one group as products over its column matrix
+    on NumPy's BLAS (see the module's docstring); the default where the weight has
+    Tuning.blas_weight_bytes_per_pixel or more per output pixel of the call (batch 1
+    at a network's last stages: ResNet's and VGG's 3x3 layers at 14x14 and 7x7 with
+    512-1024 channels)."""
+    name = "im2col_blas"
+    passes = (FORWARD, GRAD_INPUT, GRAD_WEIGHT)
+    on_layout = True
+    relu6 = True
+
+    def _supports(self, q):
+        g = q.g
+        if not g.channels_last:
+            return "channels_first (the column matrix's rows are channels_last pixels)"
+        if g.groups != 1:
+            return f"{g.groups} groups (one group only)"
+        col = g.n * g.oh * g.ow * g.k_group * np.dtype(q.dtype).itemsize
+        if col > q.tuning.blas_col_bytes:
+            return (f"a column matrix of {col} bytes (Tuning.blas_col_bytes: "
+                    f"{q.tuning.blas_col_bytes})")
+        return None
+
+    def declines(self, q):
+        g, t = q.g, q.tuning
+        pixels = g.n * g.oh * g.ow
+        weight = g.k_group * g.c_out * np.dtype(q.dtype).itemsize
+        if weight < pixels * t.blas_weight_bytes_per_pixel:
+            return (f"{pixels} output pixels use the weight of {weight} bytes enough "
+                    "for the kernels that pack it per call")
+        return None
+
+    def plan(self, q):
+        return Plan(q.pass_, self, q.g, q.dtype, n_per=partials_of(q), isa=q.isa)
+
+    def details(self, plan):
+        g = plan.g
+        p, k = g.n * g.oh * g.ow, g.k_group
+        m, k, n = {FORWARD: (p, k, g.c_out), GRAD_INPUT: (p, g.c_out, k),
+                   GRAD_WEIGHT: (k, p, g.c_out)}[plan.pass_]
+        return [f"({m}, {k}) @ ({k}, {n}) on NumPy's BLAS over a column matrix"]
+
+    def forward_layout(self, plan, x, weight, bias, relu, tanh):
+        g, t = plan.g, _tuning.current()
+        p = g.n * g.oh * g.ow
+        y = _arena.empty((p, g.c_out), plan.dtype)
+        if p:
+            _product(columns(g, x), weight.reshape(g.k_group, g.c_out), y, t,
+                     _output_pass(bias, int(relu), g.c_out))
+        if tanh:
+            _activations._tanh_inplace(y)
+        return y.reshape(g.y_shape)
+
+    def grad_input_layout(self, plan, grad_y, weight):
+        g, t = plan.g, _tuning.current()
+        p = g.n * g.oh * g.ow
+        if p == 0:
+            return np.zeros(g.x_shape, plan.dtype)
+        dcol = np.empty((p, g.k_group), plan.dtype)
+        _product(np.ascontiguousarray(grad_y).reshape(p, g.c_out),
+                 weight.reshape(g.k_group, g.c_out).T, dcol, t)
+        return add_columns(g, dcol, plan.dtype)
+
+    def grad_weight_layout(self, plan, grad_y, x, with_bias):
+        g, t = plan.g, _tuning.current()
+        p = g.n * g.oh * g.ow
+        if p == 0:
+            gw = np.zeros(g.weight_shape, plan.dtype)
+        else:
+            gw = _reduction_product(columns(g, x),
+                                    np.ascontiguousarray(grad_y).reshape(p, g.c_out),
+                                    t).reshape(g.weight_shape)
         gb = grad_bias(g, grad_y, plan.dtype, plan.n_per) if with_bias else None
         return gw, gb
