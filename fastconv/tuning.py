@@ -86,6 +86,9 @@ class Tuning:
     #: Largest weight of a pointwise convolution the pixel-row kernels run (they read
     #: all of it for every image; the BLAS keeps blocks of it in cache).
     pointwise_weight_bytes: int = 256 << 10
+    #: Most output channels of a pointwise convolution whose every pass runs on the
+    #: BLAS (pointwise_blas): the kernels' output vectors would be mostly empty lanes.
+    pointwise_blas_max_c_out: int = 4
     #: Fewest weight bytes per output pixel of a call for im2col_blas to take it by
     #: default: each weight value then serves too few pixels for the kernels that
     #: pack (or transform) the weight on every call.

@@ -70,6 +70,12 @@ ctypedef fused index_t:
     int64_t
 
 
+cdef enum:
+    # Channels per block of the channels_last max pool's winners kept as int, and per
+    # work item of its backward (a batch of one still splits over the threads).
+    _CBLOCK = 32
+
+
 cdef inline Py_ssize_t _imax(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     return a if a > b else b
 
@@ -150,12 +156,15 @@ cdef void _max_row_nhwc(const floating *xn, floating *yr, index_t *ir, bint stor
                         Py_ssize_t H, Py_ssize_t W, Py_ssize_t C, Py_ssize_t OW,
                         Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sx, Py_ssize_t y0,
                         Py_ssize_t pl) noexcept nogil:
-    cdef Py_ssize_t ox, c, iy, ix, x0, ylo, yhi, xlo, xhi, k
+    cdef Py_ssize_t ox, c, c0, cn, iy, ix, x0, ylo, yhi, xlo, xhi, k, k0
     cdef const floating *src
     cdef floating *yo
     cdef index_t *io
     cdef floating v, b
     cdef bint w
+    # the winners' positions as int (the width the compiler vectorises next to the
+    # values), stored as index_t once per block of channels
+    cdef int kb[_CBLOCK]
     ylo = _imax(y0, 0)
     yhi = _imin(y0 + kh, H)
     for ox in range(OW):
@@ -165,30 +174,40 @@ cdef void _max_row_nhwc(const floating *xn, floating *yr, index_t *ir, bint stor
         yo = yr + ox * C
         io = ir + ox * C if store else ir
         src = xn + (ylo * W + xlo) * C
-        k = (ylo - y0) * kw + (xlo - x0)
+        k0 = (ylo - y0) * kw + (xlo - x0)   # the first cell's position
         for c in range(C):
             yo[c] = src[c]
         if store:
-            for c in range(C):
-                io[c] = <index_t>k
+            c0 = 0
+            while c0 < C:
+                cn = _imin(<Py_ssize_t>_CBLOCK, C - c0)
+                for c in range(cn):
+                    kb[c] = <int>k0
+                for iy in range(ylo, yhi):
+                    for ix in range(xlo, xhi):
+                        if iy == ylo and ix == xlo:
+                            continue
+                        src = xn + (iy * W + ix) * C + c0
+                        k = (iy - y0) * kw + (ix - x0)
+                        for c in range(cn):
+                            v = src[c]
+                            b = yo[c0 + c]
+                            w = (not (v <= b)) & (b == b)
+                            yo[c0 + c] = v if w else b
+                            kb[c] = <int>k if w else kb[c]
+                for c in range(cn):
+                    io[c0 + c] = <index_t>kb[c]
+                c0 += _CBLOCK
+            continue
         for iy in range(ylo, yhi):
             for ix in range(xlo, xhi):
                 if iy == ylo and ix == xlo:
                     continue
                 src = xn + (iy * W + ix) * C
-                k = (iy - y0) * kw + (ix - x0)
-                if store:
-                    for c in range(C):
-                        v = src[c]
-                        b = yo[c]
-                        w = (not (v <= b)) & (b == b)
-                        yo[c] = v if w else b
-                        io[c] = <index_t>k if w else io[c]
-                else:
-                    for c in range(C):
-                        v = src[c]
-                        b = yo[c]
-                        yo[c] = v if (not (v <= b)) & (b == b) else b
+                for c in range(C):
+                    v = src[c]
+                    b = yo[c]
+                    yo[c] = v if (not (v <= b)) & (b == b) else b
 
 
 cdef void _avg_row_nhwc(const floating *xn, floating *yr,
@@ -284,17 +303,22 @@ cdef void _back_row_nhwc_2x2(const floating *gyr, const index_t *ir, bint is_max
         memset(gn + 2 * OH * W * C, 0, (H - 2 * OH) * W * C * sizeof(floating))
 
 
-cdef void _max_back_image_nhwc(const floating *gyn, const index_t *idn, floating *gn,
-                               Py_ssize_t H, Py_ssize_t W, Py_ssize_t C, Py_ssize_t OH,
-                               Py_ssize_t OW, Py_ssize_t kh, Py_ssize_t kw,
-                               Py_ssize_t sy, Py_ssize_t sx, Py_ssize_t pt,
+cdef void _max_back_block_nhwc(const floating *gyn, const index_t *idn, floating *gn,
+                               Py_ssize_t H, Py_ssize_t W, Py_ssize_t C, Py_ssize_t c0,
+                               Py_ssize_t cn, Py_ssize_t OH, Py_ssize_t OW,
+                               Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sy,
+                               Py_ssize_t sx, Py_ssize_t pt,
                                Py_ssize_t pl) noexcept nogil:
-    cdef Py_ssize_t oy, ox, c, iy, ix, y0, x0, ylo, yhi, xlo, xhi, k
+    """Channels [c0, c0 + cn) (cn <= _CBLOCK) of one image's input gradient: each
+    window's gradient added to its winner, windows in row-major order."""
+    cdef Py_ssize_t oy, ox, c, iy, ix, y0, x0, ylo, yhi, xlo, xhi, p
     cdef const floating *g
     cdef const index_t *ik
     cdef floating *dst
-    cdef floating z = 0
-    memset(gn, 0, H * W * C * sizeof(floating))
+    cdef floating z = 0, gv
+    cdef int ki, kb[_CBLOCK]   # the window's winners as int (see _max_row_nhwc)
+    for p in range(H * W):
+        memset(gn + p * C + c0, 0, cn * sizeof(floating))
     for oy in range(OH):
         y0 = oy * sy - pt
         ylo = _imax(y0, 0)
@@ -303,14 +327,17 @@ cdef void _max_back_image_nhwc(const floating *gyn, const index_t *idn, floating
             x0 = ox * sx - pl
             xlo = _imax(x0, 0)
             xhi = _imin(x0 + kw, W)
-            g = gyn + (oy * OW + ox) * C
-            ik = idn + (oy * OW + ox) * C
+            g = gyn + (oy * OW + ox) * C + c0
+            ik = idn + (oy * OW + ox) * C + c0
+            for c in range(cn):
+                kb[c] = <int>ik[c]
             for iy in range(ylo, yhi):
                 for ix in range(xlo, xhi):
-                    k = (iy - y0) * kw + (ix - x0)
-                    dst = gn + (iy * W + ix) * C
-                    for c in range(C):
-                        dst[c] = dst[c] + (g[c] if <Py_ssize_t>ik[c] == k else z)
+                    ki = <int>((iy - y0) * kw + (ix - x0))
+                    dst = gn + (iy * W + ix) * C + c0
+                    for c in range(cn):   # (g read unconditionally: if-converted)
+                        gv = g[c]
+                        dst[c] = dst[c] + (gv if kb[c] == ki else z)
 
 
 cdef void _avg_back_image_nhwc(const floating *gyn, floating *gn,
@@ -499,7 +526,7 @@ def max_pool_backward_nhwc(const floating[:, :, :, ::1] grad_y,
     """grad_x (written in full) = grad_y routed to the stored window positions idx."""
     cdef Py_ssize_t N = grad_x.shape[0], H = grad_x.shape[1], W = grad_x.shape[2]
     cdef Py_ssize_t C = grad_x.shape[3], OH = grad_y.shape[1], OW = grad_y.shape[2]
-    cdef Py_ssize_t n, r, oy
+    cdef Py_ssize_t n, r, oy, c0, blocks
     cdef bint fast = _is_2x2(kh, kw, sy, sx, pt, pl, H, W, OH, OW)
     cdef int nt = _threads(N * C * H * W)
     if N == 0 or H * W * C == 0:
@@ -517,10 +544,16 @@ def max_pool_backward_nhwc(const floating[:, :, :, ::1] grad_y,
             _back_row_nhwc_2x2(gyb + r * OW * C, ib + r * OW * C, True,
                                gb + n * H * W * C, H, W, C, oy, OH, OW)
     else:
-        for n in prange(N, nogil=True, schedule="static", num_threads=nt):
-            _max_back_image_nhwc(gyb + n * OH * OW * C, ib + n * OH * OW * C,
-                                 gb + n * H * W * C, H, W, C, OH, OW, kh, kw, sy, sx,
-                                 pt, pl)
+        # work items: (image, block of channels), so that batch 1 splits too; each
+        # item owns its channels of every pixel (no two write the same value)
+        blocks = (C + _CBLOCK - 1) // _CBLOCK
+        for r in prange(N * blocks, nogil=True, schedule="static", num_threads=nt):
+            n = r // blocks
+            c0 = (r % blocks) * _CBLOCK
+            _max_back_block_nhwc(gyb + n * OH * OW * C, ib + n * OH * OW * C,
+                                 gb + n * H * W * C, H, W, C, c0,
+                                 _imin(<Py_ssize_t>_CBLOCK, C - c0), OH, OW, kh, kw,
+                                 sy, sx, pt, pl)
 
 
 @cython.boundscheck(False)

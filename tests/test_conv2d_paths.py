@@ -1080,9 +1080,10 @@ def test_pointwise_blas_passes_match_the_reference(x_shape, c_out, dtype):
 
 
 def test_pointwise_blas_is_chosen_by_the_shape_rule():
-    """The default order: the forward of fewer pixels than a pixel-row tile and the
-    input gradient of a weight over the L2 budget run on the BLAS; a forward whose
-    pixels fill the tiles, and every weight gradient, stay on the pixel-row kernels."""
+    """The default order: the forward of fewer pixels than a pixel-row tile, the
+    input gradient of a weight over the L2 budget and every pass of a few output
+    channels run on the BLAS; a forward whose pixels fill the tiles, and the other
+    weight gradients, stay on the pixel-row kernels."""
     mr = _ext.conv2d.pixel_tile(False)[0]
     assert _runs((1, 1, 1, 320), (1, 1, 320, 1280), "float32") == "pointwise_blas"
     assert _runs((1, 1, mr - 1, 64), (1, 1, 64, 64), "float32") == "pointwise_blas"
@@ -1096,6 +1097,13 @@ def test_pointwise_blas_is_chosen_by_the_shape_rule():
     with tuning.override(pointwise_weight_bytes=512 * 512 * 4):
         assert _runs((2, 8, 8, 512), big, "float32",
                      pass_="grad_input") != "pointwise_blas"
+    # every pass of a few output channels (a segmentation head), and not past the bound
+    few = tuning.current().pointwise_blas_max_c_out
+    for pass_ in ("forward", "grad_input", "grad_weight"):
+        assert _runs((1, 64, 64, 64), (1, 1, 64, few), "float32",
+                     pass_=pass_) == "pointwise_blas"
+        assert _runs((1, 64, 64, 64), (1, 1, 64, 2 * few + 8), "float32",
+                     pass_=pass_) != "pointwise_blas"
 
 
 def test_pointwise_blas_bits_do_not_depend_on_the_thread_count():

@@ -45,6 +45,8 @@ CASES = [
     pytest.param(2, 2, 9, 8, (3, 2), (2, 1), 0, id="rect-pool-stride21"),
     pytest.param(2, 3, 9, 11, 3, 2, 0, id="overlap-3x3-s2"),
     pytest.param(2, 3, 9, 11, 3, 2, 1, id="overlap-3x3-s2-pad1"),
+    # channels_last max pool: blocks of 32 channels and a tail, a batch of one split
+    pytest.param(1, 70, 9, 11, 3, 2, 1, id="overlap-3x3-s2-pad1-channel-blocks"),
     pytest.param(2, 2, 10, 11, 2, 3, 0, id="gapped-2x2-s3"),
     pytest.param(2, 2, 9, 7, 2, 2, "same", id="same-2x2-odd"),
     pytest.param(2, 2, 7, 8, 3, 1, "same", id="same-3x3-s1"),

@@ -67,9 +67,11 @@ def _output_pass(bias, act, c_out):
 class PointwiseBlas(Algorithm):
     """(P, C_in) @ (C_in, C_out) on NumPy's BLAS where the batch has fewer pixels than a
     pixel-row tile (batch-1 latency at a network's last stages: the tiles would be
-    mostly empty), and the input gradient where the weight is too large for the L2
-    cache (the pixel-row kernels pack it on every call and stream all of it for every
-    image; the BLAS keeps blocks of it in cache)."""
+    mostly empty), every pass where C_out is at most Tuning.pointwise_blas_max_c_out
+    (a segmentation head's 1x1: the kernels' output vectors would be mostly empty),
+    and the input gradient where the weight is too large for the L2 cache (the
+    pixel-row kernels pack it on every call and stream all of it for every image; the
+    BLAS keeps blocks of it in cache)."""
     name = "pointwise_blas"
     passes = (FORWARD, GRAD_INPUT, GRAD_WEIGHT)
     on_layout = True   # takes the weight in the call's layout
@@ -80,6 +82,8 @@ class PointwiseBlas(Algorithm):
 
     def declines(self, q):
         g = q.g
+        if g.c_out <= q.tuning.pointwise_blas_max_c_out:
+            return None   # (every kernel's output tile would be mostly empty lanes)
         if q.pass_ == GRAD_WEIGHT:
             return ("the pixel-row weight gradient's partial sums are as fast "
                     "(docs/design/algorithms.md)")
