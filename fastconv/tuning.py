@@ -41,6 +41,9 @@ class Tuning:
     #: Fewest input and output channels: below, the direct kernels win (the transforms
     #: are not paid back by the products).
     winograd_min_channels: int = 16
+    #: The weight's transform (on every call) as this many tile rows of products per
+    #: transformed value, in the choice of the tile (algorithms/winograd.py tile_for).
+    winograd_weight_rows: int = 32
     #: Tiles per forward work item (a multiple of the tile rows MR): their transformed
     #: input stays in the L2 cache.
     winograd_block: int = 36

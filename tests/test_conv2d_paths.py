@@ -690,6 +690,12 @@ def test_disable_simd_environment_variable_forces_portable(tmp_path):
                                rtol=1e-12, atol=1e-12)
 
 
+def _forward_tile(x, w, padding):
+    """The Winograd tile the engine's forward of this channels_last call runs on."""
+    return fastconv.explain_conv(x.shape, w.shape, padding=padding,
+                                 data_format="channels_last", dtype=x.dtype).plan.tile
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("act", ["linear", "relu"])
 def test_forward_with_max_pool_is_the_pool_of_the_forward(isa, dtype, act):
@@ -721,7 +727,7 @@ def test_forward_with_max_pool_is_the_pool_of_the_forward(isa, dtype, act):
             assert got is None
             continue
         tile = None
-        if path == "winograd" and conv._winograd_tile_for(g.oh, g.ow) == 5:
+        if path == "winograd" and _forward_tile(x, w, padding) == 5:
             assert got is None
             tile = conv._winograd_pool_tile()
             got = conv._forward_max_pooled(g, x, w, b, dtype, act == "relu", tile)
@@ -754,7 +760,7 @@ def test_winograd_forward_with_max_pool_is_the_pool_of_the_forward(isa, winograd
     x[0, 3, 4, 0] = np.nan
     g = conv._geometry(x.shape, w.shape, 1, padding, 1, 1, "channels_last")
     assert conv._forward_path(g, np.float32) == "winograd"
-    odd = conv._winograd_tile_for(g.oh, g.ow, tuning.current().winograd_tile) % 2
+    odd = _forward_tile(x, w, padding) % 2
     for relu in (False, True):
         # F(5x5) (chosen or forced) fuses no pool: None, the caller runs both passes
         assert (conv._forward_max_pooled(g, x, w, b, np.float32, relu=relu) is None) == odd
@@ -1260,6 +1266,28 @@ def test_winograd_tiles_and_blocks_for_batch_one():
     assert _winograd.forward_block(t, 16) == mr < full
     assert _winograd.forward_block(t, 10 ** 6) == full
     assert mr <= _winograd.forward_block(t, 64) <= full
+
+
+def test_winograd_tile_weighs_the_weight_transform():
+    """Where the weight is transformed on every call (Tuning.winograd_weight_rows),
+    few tiles choose the tile with fewer transformed values per weight: batch 1 at
+    14x14 runs F(2x2) on every pass (F(5x5) by the tiles alone), while a training
+    batch keeps F(4x4)/F(5x5) (the transform is small beside its products)."""
+    rows = tuning.current().winograd_weight_rows
+    assert rows > 0
+    assert _winograd.tile_for(14, 14, n=1) == 5
+    assert _winograd.tile_for(14, 14, n=1, weight_rows=rows) == 2
+    assert _winograd.tile_for(14, 14, weight_rows=rows, images=1) == 2
+    assert _winograd.tile_for(32, 32, n=128, weight_rows=rows) == 4
+    assert _winograd.tile_for(30, 30, weight_rows=rows, images=128) == 5
+    for pass_ in ("forward", "grad_input", "grad_weight"):
+        assert _runs((1, 14, 14, 256), (3, 3, 256, 256), "float32", pass_=pass_,
+                     padding=1) == "winograd_f2"
+        assert _runs((128, 32, 32, 16), (3, 3, 16, 16), "float32", pass_=pass_,
+                     padding=1) == "winograd_f4"
+    with tuning.override(winograd_weight_rows=1):   # (the tiles alone, nearly)
+        assert _runs((1, 14, 14, 256), (3, 3, 256, 256), "float32", padding=1) == \
+            "winograd_f5"
 
 
 def test_winograd_products_take_the_half_tile_for_few_output_channels():

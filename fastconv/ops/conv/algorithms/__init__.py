@@ -35,7 +35,8 @@ class Gather(Algorithm):
 
     def _forward_query(self, q):
         g2 = q.g.mirrored()
-        tile = tile_for(g2.oh, g2.ow, q.tuning.winograd_grad_tile)
+        tile = tile_for(g2.oh, g2.ow, q.tuning.winograd_grad_tile, g2.n,
+                        q.tuning.winograd_weight_rows)
         return Query(g2, q.dtype, FORWARD, True, tile, q.isa, q.tuning)
 
     def _supports(self, q):

@@ -11,32 +11,40 @@ from ..plan import FORWARD, GRAD_WEIGHT, Algorithm, Plan
 from .common import aligned_empty, images_per_partial, sum_partials
 
 
-def tile_for(oh, ow, forced=None, n=None):
+def tile_for(oh, ow, forced=None, n=None, weight_rows=0, images=None):
     """The tile side of a pass whose output (y; grad_x for the input gradient; the
     tiles of grad_y for the weight gradient) is oh x ow: forced where given, else
     F(5x5) where its tiles hold fewer transformed values (tiles * (tile + 2)^2: the
     products, and the transforms' traffic) than F(4x4)'s, else F(4x4).  With n (the
     forward's batch), F(2x2) where its values are fewer still when the tiles are
     counted as the products run them, in blocks of the kernels' MR rows: where the
-    bigger tiles are too few to fill a block (batch 1 on 8x8 and smaller maps)."""
+    bigger tiles are too few to fill a block (batch 1 on 8x8 and smaller maps).
+    weight_rows (Tuning.winograd_weight_rows) counts the weight's transform, made on
+    every call, as that many more tile rows over images (default n, else 1): at few
+    tiles it decides, and the tile with fewer values per weight wins (batch 1 at
+    14x14: F(5x5)'s transform costs more than its products save), F(2x2) included."""
     if forced is not None:
         return forced
+    imgs = images or n or 1
 
     def values(t, mr=1):
-        tiles = (n or 1) * -(-oh // t) * -(-ow // t)
-        return -(-tiles // mr) * mr * (t + 2) ** 2
+        tiles = imgs * -(-oh // t) * -(-ow // t)
+        return (-(-tiles // mr) * mr + weight_rows) * (t + 2) ** 2
     best = 5 if values(5) < values(4) else 4
-    if n is not None:
-        mr = _ext.conv2d.winograd_tile()[0]
-        if values(2, mr) < values(best, mr):
-            return 2
+    mr = _ext.conv2d.winograd_tile()[0] if n is not None else 1
+    if (n is not None or weight_rows) and values(2, mr) < values(best, mr):
+        return 2
     return best
+
+
 def chosen_tile(q):
     """The tile q's pass runs on: the caller's, else the tuning's, else by size."""
+    rows = q.tuning.winograd_weight_rows
     if q.pass_ == GRAD_WEIGHT:
-        return tile_for(q.g.oh, q.g.ow, q.tuning.winograd_grad_tile)
+        return tile_for(q.g.oh, q.g.ow, q.tuning.winograd_grad_tile, weight_rows=rows,
+                        images=q.g.n)
     return tile_for(q.g.oh, q.g.ow, q.tile or q.tuning.winograd_tile,
-                    q.g.n if q.pass_ == FORWARD else None)
+                    q.g.n if q.pass_ == FORWARD else None, rows)
 
 
 def winograd_weights(w, tile, half=False):
