@@ -613,6 +613,34 @@ def test_results_identical_for_any_thread_count(data_format):
             np.testing.assert_array_equal(a, o)
 
 
+def test_pixel_weight_gradient_of_one_image_splits_its_columns():
+    """A batch of one is one group of images: the pixel-row weight gradient cuts its
+    columns into groups of blocks instead (work for several threads).  The same bits
+    on 1, 2 and 3 threads, the bias gradient taken once, and the reference's values."""
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((1, 9, 11, 13))
+    w = rng.standard_normal((3, 3, 13, 150))
+    gy = rng.standard_normal((1, 9, 11, 150))
+    before = fastconv.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            fastconv.set_num_threads(threads)
+            with fastconv.force_conv_algorithm(grad_weight="pixel"):
+                results.append(fastconv.conv2d_backward(gy, x, w, padding=1,
+                                                        data_format="channels_last")[1:])
+    finally:
+        fastconv.set_num_threads(before)
+    for other in results[1:]:
+        for a, o in zip(results[0], other):
+            np.testing.assert_array_equal(a, o)
+    gw, gb = results[0]
+    want = ref.conv2d_grad_weight(ref.to_channels_first(gy), ref.to_channels_first(x),
+                                  w.transpose(3, 2, 0, 1).shape, pads=((1, 1), (1, 1)))
+    np.testing.assert_allclose(gw, want.transpose(2, 3, 1, 0), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(gb, gy.sum(axis=(0, 1, 2)), rtol=1e-12, atol=1e-12)
+
+
 DENSE_CASES = [c for c in PATH_CASES if c.id.startswith("dense")]
 
 

@@ -243,13 +243,15 @@ FC_CLONES static void FC_FN(fc_max_pool_2x2_image)(const FC_T *y, ptrdiff_t oh,
 }
 
 /* Weight gradient of images [n_lo, n_hi) (channels_last, one group), accumulated into
- * part (ceil(kg/mr)*mr, ceil(cout/nr)*nr): rows k = (ki, kj, c), columns co -- the
- * channels_last weight layout.  Scratch: xp (see fc_px_image); gyp P * ceil(cout/nr)*nr
- * (grad_y of one image in panels); idx ceil(kg/mr)*mr + 2*oh entries. */
+ * the column blocks [cb0, cb1) of part (ceil(kg/mr)*mr, ceil(cout/nr)*nr): rows k =
+ * (ki, kj, c), columns co -- the channels_last weight layout.  Scratch: xp (see
+ * fc_px_image); gyp P * ceil(cout/nr)*nr (grad_y of one image in panels); idx
+ * ceil(kg/mr)*mr + 2*oh entries. */
 static void FC_FN(fc_px_grad_weight_item)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
                                           const FC_T *x, const FC_T *gy, FC_T *part,
-                                          ptrdiff_t n_lo, ptrdiff_t n_hi, FC_T *xp,
-                                          FC_T *gyp, ptrdiff_t *idx)
+                                          ptrdiff_t n_lo, ptrdiff_t n_hi, ptrdiff_t cb0,
+                                          ptrdiff_t cb1, FC_T *xp, FC_T *gyp,
+                                          ptrdiff_t *idx)
 {
     const ptrdiff_t mr = g->mr, nr = g->nr, C = g->c, P = g->oh * g->ow;
     const ptrdiff_t nkt = (g->kg + mr - 1) / mr, ncb = (g->cout + nr - 1) / nr;
@@ -273,7 +275,7 @@ static void FC_FN(fc_px_grad_weight_item)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
          * cout == nr, grad_y is that panel already. */
         if (g->cout == nr)
             panels = gyn;
-        else for (cb = 0; cb < ncb; cb++) {
+        else for (cb = cb0; cb < cb1; cb++) {
             const ptrdiff_t co0 = cb * nr, cols = (g->cout - co0 < nr) ? g->cout - co0 : nr;
             FC_T *d = gyp + cb * P * nr;
             for (p = 0; p < P; p++) {
@@ -284,7 +286,7 @@ static void FC_FN(fc_px_grad_weight_item)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
         }
         for (oy = 0; oy < g->oh; oy++)  /* one segment per output row */
             sega[oy] = oy * g->sy * ws * C;
-        for (cb = 0; cb < ncb; cb++)
+        for (cb = cb0; cb < cb1; cb++)
             for (kt = 0; kt < nkt; kt++)
                 /* (Not blocked over output rows to keep x and grad_y in L1: every kpx
                  * call ends by adding its tile to part (docs/design/algorithms.md).) */
@@ -446,23 +448,31 @@ static int FC_FN(fc_dense_forward)(const fc_isa *isa, const FC_T *x, ptrdiff_t m
     return fc_parallel_for(&lp, FC_FN(fc_dense_forward_item), &a);
 }
 
-static void FC_FN(fc_px_grad_weight_run_item)(const void *args, ptrdiff_t ig,
+static void FC_FN(fc_px_grad_weight_run_item)(const void *args, ptrdiff_t item,
                                               void *const *sc)
 {
     const FC_FN(fc_px_args) *a = (const FC_FN(fc_px_args) *)args;
     const fc_conv *g = a->g;
-    const ptrdiff_t n_lo = ig * a->n_per;
+    const ptrdiff_t ncb = (g->cout + g->nr - 1) / g->nr, cg = item % a->parts;
+    const ptrdiff_t ig = item / a->parts, n_lo = ig * a->n_per;
     const ptrdiff_t n_hi = n_lo + a->n_per > g->n ? g->n : n_lo + a->n_per;
-    if (a->bsum != NULL)
+    if (a->bsum != NULL && cg == 0)
         FC_FN(fc_bias_grad_item)(g, a->gy, a->bsum + ig * g->cout, n_lo, n_hi);
     FC_FN(fc_px_grad_weight_item)(g, a->kpx, a->x, a->gy, a->y + ig * a->part_stride, n_lo,
-                                  n_hi, (FC_T *)sc[0], (FC_T *)sc[1], (ptrdiff_t *)sc[2]);
+                                  n_hi, cg * ncb / a->parts, (cg + 1) * ncb / a->parts,
+                                  (FC_T *)sc[0], (FC_T *)sc[1], (ptrdiff_t *)sc[2]);
 }
+
+/* Work items the weight gradient aims for: where the batch gives fewer groups of
+ * images (batch 1: one), each group's columns are cut into groups of column blocks
+ * too.  Columns do not share sums, so any cut gives the same bits. */
+#define FC_PX_GW_ITEMS 8
 
 /* channels_last, one group: partial weight gradients by the pixel-row kernel (half: its
  * half-width tile), one per group of n_per images; part zeroed, (n_igroups,
  * ceil(kg/MR)*MR, ceil(cout/NR)*NR).  bsum (n_igroups, C_out), zeroed, or NULL: the
- * bias gradient's partial sums of the same groups too.  Parallel over image groups. */
+ * bias gradient's partial sums of the same groups too.  Parallel over image groups and,
+ * for few groups, groups of column blocks (FC_PX_GW_ITEMS). */
 static int FC_FN(fc_px_grad_weight)(const fc_isa *isa, const fc_conv *g0, int half,
                                     const FC_T *x, const FC_T *gy, FC_T *part,
                                     ptrdiff_t n_per, double *bsum)
@@ -471,11 +481,14 @@ static int FC_FN(fc_px_grad_weight)(const fc_isa *isa, const fc_conv *g0, int ha
     const ptrdiff_t mr = g.mr, nr = g.nr;
     const ptrdiff_t cout_pad = (g.cout + nr - 1) / nr * nr;
     const ptrdiff_t kg_pad = (g.kg + mr - 1) / mr * mr;
-    fc_loop lp = fc_loop_of((double)g.n * g.oh * g.ow * g.cout * g.kg,
-                            (g.n + n_per - 1) / n_per, 1);
+    const ptrdiff_t groups = (g.n + n_per - 1) / n_per, ncb = cout_pad / nr;
+    const ptrdiff_t want = (FC_PX_GW_ITEMS + groups - 1) / groups;
+    const ptrdiff_t cgroups = want < ncb ? want : ncb;
+    fc_loop lp = fc_loop_of((double)g.n * g.oh * g.ow * g.cout * g.kg, groups * cgroups,
+                            1);
     FC_FN(fc_px_args) a = {&g, half ? isa->FC_FN(kpx1) : isa->FC_FN(kpx), x, NULL, gy,
                            NULL, part, NULL, bsum, 0, 0, 0, 0, n_per, kg_pad * cout_pad,
-                           1, 0, 0, 0, 0, 0, 0, 0};
+                           cgroups, 0, 0, 0, 0, 0, 0, 0};
     fc_scratch(&lp, FC_FN(fc_px_xp_len)(&g) * sizeof(FC_T));           /* xp */
     fc_scratch(&lp, g.oh * g.ow * cout_pad * sizeof(FC_T));     /* gyp */
     fc_scratch(&lp, (kg_pad + 2 * g.oh) * sizeof(ptrdiff_t));   /* idx */
