@@ -192,21 +192,23 @@ def test_winograd_float32(isa, winograd_tile, n, c, h, w, c_out, padding):
     _case(15, n, c, h, w, c_out, 3, 3, 1, padding, 1, 1, np.float32, "channels_last")
 
 
-def test_winograd_is_the_same_for_any_thread_count(winograd_tile):
-    """The Winograd forward and gradients give the same bits on one and two threads
-    (each output from one tile's product; the weight gradient's partial sums over
-    fixed groups of images, added in order)."""
+@pytest.mark.parametrize("n", [24, 1])
+def test_winograd_is_the_same_for_any_thread_count(winograd_tile, n):
+    """The Winograd forward and gradients give the same bits on one, two and three
+    threads (each output from one tile's product; the weight gradient's partial sums
+    over fixed groups of images, added in order; with fewer groups than threads, a
+    batch of one, each group's entries cut into parts)."""
     rng = np.random.default_rng(16)
-    x = rng.standard_normal((24, 16, 16, 32)).astype(np.float32)
+    x = rng.standard_normal((n, 16, 16, 32)).astype(np.float32)
     w = rng.standard_normal((3, 3, 32, 48)).astype(np.float32)
     b = rng.standard_normal(48).astype(np.float32)
-    gy = rng.standard_normal((24, 16, 16, 48)).astype(np.float32)
+    gy = rng.standard_normal((n, 16, 16, 48)).astype(np.float32)
     g = conv._geometry(x.shape, w.shape, 1, "same", 1, 1, "channels_last")
     assert conv._forward_path(g, np.float32) == "winograd"
     before = fastconv.get_num_threads()
     results = []
     try:
-        for threads in (1, 2):
+        for threads in (1, 2, 3):
             fastconv.set_num_threads(threads)
             results.append((fastconv.conv2d(x, w, b, padding="same",
                                             data_format="channels_last"),
@@ -214,8 +216,17 @@ def test_winograd_is_the_same_for_any_thread_count(winograd_tile):
                                                       data_format="channels_last")))
     finally:
         fastconv.set_num_threads(before)
-    for a, o in zip(*results):
-        np.testing.assert_array_equal(a, o)
+    for other in results[1:]:
+        for a, o in zip(results[0], other):
+            np.testing.assert_array_equal(a, o)
+    # and the weight gradient against the reference loops (float64), where the batch
+    # of one cuts the entries
+    want = ref.conv2d_grad_weight(ref.to_channels_first(gy.astype(F64)),
+                                  ref.to_channels_first(x.astype(F64)),
+                                  (48, 32, 3, 3), pads=((1, 1), (1, 1)))
+    gw = results[0][2]
+    np.testing.assert_allclose(gw, want.transpose(2, 3, 1, 0), rtol=2e-3,
+                               atol=2e-4 * np.abs(want).max())
 
 
 @pytest.mark.parametrize("generic", ["im2col", "shifted"])

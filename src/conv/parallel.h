@@ -50,6 +50,17 @@ static int fc_threads(double macs, ptrdiff_t items)
     return t > 1 ? t : 1;
 }
 
+/* Parts per group for a call of `macs` multiply-adds made of `groups` groups of work,
+ * each of which can be cut into up to `most` parts that give the same bits however it
+ * is cut (columns, entries that share no sums): enough parts that the items cover the
+ * call's threads, no more (each part repeats some of its group's set-up work). */
+static ptrdiff_t fc_parts_per_group(double macs, ptrdiff_t groups, ptrdiff_t most)
+{
+    const ptrdiff_t t = fc_threads(macs, groups * most);
+    const ptrdiff_t want = (t + groups - 1) / groups;
+    return want < most ? want : most;
+}
+
 #define FC_SCRATCH_MAX 4
 
 /* A parallel loop: items 0 .. items - 1 on `threads` threads, handed out `chunk` at a

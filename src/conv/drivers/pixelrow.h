@@ -463,16 +463,11 @@ static void FC_FN(fc_px_grad_weight_run_item)(const void *args, ptrdiff_t item,
                                   (FC_T *)sc[0], (FC_T *)sc[1], (ptrdiff_t *)sc[2]);
 }
 
-/* Work items the weight gradient aims for: where the batch gives fewer groups of
- * images (batch 1: one), each group's columns are cut into groups of column blocks
- * too.  Columns do not share sums, so any cut gives the same bits. */
-#define FC_PX_GW_ITEMS 8
-
 /* channels_last, one group: partial weight gradients by the pixel-row kernel (half: its
  * half-width tile), one per group of n_per images; part zeroed, (n_igroups,
  * ceil(kg/MR)*MR, ceil(cout/NR)*NR).  bsum (n_igroups, C_out), zeroed, or NULL: the
  * bias gradient's partial sums of the same groups too.  Parallel over image groups and,
- * for few groups, groups of column blocks (FC_PX_GW_ITEMS). */
+ * for fewer groups than threads, parts of their column blocks. */
 static int FC_FN(fc_px_grad_weight)(const fc_isa *isa, const fc_conv *g0, int half,
                                     const FC_T *x, const FC_T *gy, FC_T *part,
                                     ptrdiff_t n_per, double *bsum)
@@ -481,11 +476,12 @@ static int FC_FN(fc_px_grad_weight)(const fc_isa *isa, const fc_conv *g0, int ha
     const ptrdiff_t mr = g.mr, nr = g.nr;
     const ptrdiff_t cout_pad = (g.cout + nr - 1) / nr * nr;
     const ptrdiff_t kg_pad = (g.kg + mr - 1) / mr * mr;
-    const ptrdiff_t groups = (g.n + n_per - 1) / n_per, ncb = cout_pad / nr;
-    const ptrdiff_t want = (FC_PX_GW_ITEMS + groups - 1) / groups;
-    const ptrdiff_t cgroups = want < ncb ? want : ncb;
-    fc_loop lp = fc_loop_of((double)g.n * g.oh * g.ow * g.cout * g.kg, groups * cgroups,
-                            1);
+    const double macs = (double)g.n * g.oh * g.ow * g.cout * g.kg;
+    const ptrdiff_t groups = (g.n + n_per - 1) / n_per;
+    /* fewer groups than threads (batch 1: one): each group's column blocks cut into
+     * parts too (columns share no sums: the same bits however cut) */
+    const ptrdiff_t cgroups = fc_parts_per_group(macs, groups, cout_pad / nr);
+    fc_loop lp = fc_loop_of(macs, groups * cgroups, 1);
     FC_FN(fc_px_args) a = {&g, half ? isa->FC_FN(kpx1) : isa->FC_FN(kpx), x, NULL, gy,
                            NULL, part, NULL, bsum, 0, 0, 0, 0, n_per, kg_pad * cout_pad,
                            cgroups, 0, 0, 0, 0, 0, 0, 0};

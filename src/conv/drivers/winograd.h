@@ -186,15 +186,15 @@ FC_CLONES static void FC_FN(fc_wg_grad_out)(const fc_conv *g, const FC_T *gy,
     }
 }
 
-/* dU += the weight gradient of tiles [t0, t0 + cnt) in U's space: part[(e * cpad + c) *
- * ldg + co] (cpad = C rounded up to mr, ldg = C_out rounded up to nr; rows past C are
- * computed and dropped), tile and E as in fc_wg_forward_block.  Scratch: v E * cnt * C,
- * mg E * cnt * ldg, off mr entries. */
+/* dU += the weight gradient of tiles [t0, t0 + cnt) in U's space, its entries [e0, e1):
+ * part[(e * cpad + c) * ldg + co] (cpad = C rounded up to mr, ldg = C_out rounded up to
+ * nr; rows past C are computed and dropped), tile and E as in fc_wg_forward_block.
+ * Scratch: v E * cnt * C, mg E * cnt * ldg, off mr entries. */
 static void FC_FN(fc_wg_grad_weight_block)(const fc_conv *g, FC_FN(fc_kpx_t) kpx, int tile,
                                            const FC_T *x, const FC_T *gy, const FC_T *zero,
                                            FC_T *part, ptrdiff_t t0, ptrdiff_t cnt,
-                                           ptrdiff_t th, ptrdiff_t tw, FC_T *v, FC_T *mg,
-                                           ptrdiff_t *off)
+                                           ptrdiff_t th, ptrdiff_t tw, int e0, int e1,
+                                           FC_T *v, FC_T *mg, ptrdiff_t *off)
 {
     const ptrdiff_t mr = g->mr, nr = g->nr, C = g->c, es = cnt * C;
     const ptrdiff_t ncb = (g->cout + nr - 1) / nr, ldg = ncb * nr, gs = cnt * ldg;
@@ -212,7 +212,8 @@ static void FC_FN(fc_wg_grad_weight_block)(const fc_conv *g, FC_FN(fc_kpx_t) kpx
         FC_FN(fc_wg_input)(g, x, zero, t0, cnt, th, tw, v, es);
         FC_FN(fc_wg_grad_out)(g, gy, zero, t0, cnt, th, tw, mg, gs, ldg);
     }
-    for (e = 0; e < E; e++)
+    (void)E;
+    for (e = e0; e < e1; e++)
         for (c0 = 0; c0 < C; c0 += mr) {
             for (i = 0; i < mr; i++)  /* rows c past C read channel c0 (dropped) */
                 off[i] = c0 + i < C ? c0 + i : c0;
@@ -235,6 +236,7 @@ typedef struct {
     FC_T *y;
     ptrdiff_t so, sc, si, sj, co_n, c_n, nr, cpad, ldg;
     ptrdiff_t block, total, th, tw, tpi, n_per, psize;
+    ptrdiff_t parts;   /* fc_wg_grad_weight: work items per group of images */
 } FC_FN(fc_wg_args);
 
 static void FC_FN(fc_wg_weights_item)(const void *args, ptrdiff_t c, void *const *sc)
@@ -362,21 +364,26 @@ static int FC_FN(fc_wg_forward)(const fc_isa *isa, const fc_conv *g0, int tile,
 static void FC_FN(fc_wg_grad_weight_item)(const void *args, ptrdiff_t it, void *const *sc)
 {
     const FC_FN(fc_wg_args) *a = (const FC_FN(fc_wg_args) *)args;
-    const ptrdiff_t end = a->g->n * a->tpi;
-    const ptrdiff_t t1 = (it + 1) * a->n_per * a->tpi > end ? end
-                                                             : (it + 1) * a->n_per * a->tpi;
+    const ptrdiff_t ig = it / a->parts, eg = it % a->parts, end = a->g->n * a->tpi;
+    const ptrdiff_t t1 = (ig + 1) * a->n_per * a->tpi > end ? end
+                                                             : (ig + 1) * a->n_per * a->tpi;
+    const int E = (a->tile + 2) * (a->tile + 2);
+    const int e0 = (int)(eg * E / a->parts), e1 = (int)((eg + 1) * E / a->parts);
     ptrdiff_t t0, cnt;
-    for (t0 = it * a->n_per * a->tpi; t0 < t1; t0 += cnt) {
+    for (t0 = ig * a->n_per * a->tpi; t0 < t1; t0 += cnt) {
         cnt = t1 - t0 < a->block ? t1 - t0 : a->block;
         FC_FN(fc_wg_grad_weight_block)(a->g, a->kpx, a->tile, a->x, a->gy, a->zero,
-                                       a->y + it * a->psize, t0, cnt, a->th, a->tw,
+                                       a->y + ig * a->psize, t0, cnt, a->th, a->tw, e0, e1,
                                        (FC_T *)sc[0], (FC_T *)sc[1], (ptrdiff_t *)sc[2]);
     }
 }
 
+
 /* Partial weight gradients in Winograd's space, one per group of n_per images: part
  * (groups, E, cpad, ldg), cpad = C_in rounded up to MR, ldg = C_out rounded up to NR,
- * zeroed.  Each group's tiles are taken `block` at a time. */
+ * zeroed.  Each group's tiles are taken `block` at a time.  Parallel over the groups
+ * and, for fewer groups than threads, parts of the entries E (which share no sums: the
+ * same bits however cut). */
 static int FC_FN(fc_wg_grad_weight)(const fc_isa *isa, const fc_conv *g0, int tile,
                                     const FC_T *x, const FC_T *gy, FC_T *part,
                                     ptrdiff_t n_per, ptrdiff_t block, int half)
@@ -386,11 +393,16 @@ static int FC_FN(fc_wg_grad_weight)(const fc_isa *isa, const fc_conv *g0, int ti
     const ptrdiff_t th = (g.oh + tile - 1) / tile, tw = (g.ow + tile - 1) / tile;
     const ptrdiff_t ldg = (g.cout + g.nr - 1) / g.nr * g.nr;
     const ptrdiff_t cpad = (g.c + g.mr - 1) / g.mr * g.mr;
-    fc_loop lp = fc_loop_of((double)g.n * th * tw * E * g.c * g.cout,
-                            (g.n + n_per - 1) / n_per, 1);
+    const double macs = (double)g.n * th * tw * E * g.c * g.cout;
+    const ptrdiff_t groups = (g.n + n_per - 1) / n_per;
+    /* fewer groups than threads (up to winograd_partial_images images make one): each
+     * group's entries cut into parts too, each transforming the group's tiles again */
+    const ptrdiff_t parts = fc_parts_per_group(macs, groups, E);
+    fc_loop lp = fc_loop_of(macs, groups * parts, 1);
     FC_FN(fc_wg_args) a;
     int rc;
     memset(&a, 0, sizeof a);
+    a.parts = parts;
     a.g = &g;
     a.kpx = half ? isa->FC_FN(kpx1) : isa->FC_FN(kpx);
     a.tile = tile;
