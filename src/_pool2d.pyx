@@ -75,6 +75,9 @@ cdef enum:
     # work item of its backward (a batch of one still splits over the threads).
     _CBLOCK = 32
 
+# Windows of more cells keep their winners' positions whole (int64 indices), unblocked.
+cdef Py_ssize_t _INT_MAX = 2147483647
+
 
 cdef inline Py_ssize_t _imax(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     return a if a > b else b
@@ -177,6 +180,22 @@ cdef void _max_row_nhwc(const floating *xn, floating *yr, index_t *ir, bint stor
         k0 = (ylo - y0) * kw + (xlo - x0)   # the first cell's position
         for c in range(C):
             yo[c] = src[c]
+        if store and kh * kw > _INT_MAX:   # (positions past an int: whole, scalar)
+            for c in range(C):
+                io[c] = <index_t>k0
+            for iy in range(ylo, yhi):
+                for ix in range(xlo, xhi):
+                    if iy == ylo and ix == xlo:
+                        continue
+                    src = xn + (iy * W + ix) * C
+                    k = (iy - y0) * kw + (ix - x0)
+                    for c in range(C):
+                        v = src[c]
+                        b = yo[c]
+                        w = (not (v <= b)) & (b == b)
+                        yo[c] = v if w else b
+                        io[c] = <index_t>k if w else io[c]
+            continue
         if store:
             c0 = 0
             while c0 < C:
@@ -329,6 +348,15 @@ cdef void _max_back_block_nhwc(const floating *gyn, const index_t *idn, floating
             xhi = _imin(x0 + kw, W)
             g = gyn + (oy * OW + ox) * C + c0
             ik = idn + (oy * OW + ox) * C + c0
+            if kh * kw > _INT_MAX:   # (positions past an int: compared whole, scalar)
+                for iy in range(ylo, yhi):
+                    for ix in range(xlo, xhi):
+                        dst = gn + (iy * W + ix) * C + c0
+                        for c in range(cn):
+                            gv = g[c]
+                            dst[c] = dst[c] + (gv if <Py_ssize_t>ik[c] == (
+                                (iy - y0) * kw + (ix - x0)) else z)
+                continue
             for c in range(cn):
                 kb[c] = <int>ik[c]
             for iy in range(ylo, yhi):

@@ -7,8 +7,9 @@ BLAS packs both operands into cache-sized blocks, which the pixel-row kernels (r
 x's rows in place, the whole reduction per tile) do not: where the reduction is long,
 the BLAS is faster.  The products run on one BLAS thread each, cut into bands of rows
 or columns (the weight gradient: of the reduction, partial sums added in order) that
-depend on the shape only, spread over Python threads (_blas.run_products): the same
-bits on any thread count.  Bias and activation follow in one compiled pass.
+depend on the shape only, started on the kernels' OpenMP threads
+(_blas.run_products): the same bits on any thread count.  Bias and activation follow
+on each band in one compiled pass.
 
 Any other channels_last convolution of one group is the same three products over its
 column matrix (im2col_blas): col (P, kh * kw * C_in), row p the window of output pixel
