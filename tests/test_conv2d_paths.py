@@ -332,6 +332,34 @@ def test_narrow_kernel_runs_the_input_gradient_of_few_input_channels(isa, dtype)
     _case(18, 2, 3, 9, 10, 32, 3, 3, 1, "same", 1, 1, dtype, "channels_last")
 
 
+def test_narrow_forward_of_one_image_splits_its_pixels():
+    """A batch of one: the narrow forward cuts the image's pixel tiles into parts for
+    the threads (each with its own padded copy).  The same bits on 1, 2 and 3 threads
+    (17 x 19 pixels, enough work for threads; the last tile partly past the image) and
+    the reference's values."""
+    rng = np.random.default_rng(19)
+    x = rng.standard_normal((1, 19, 19, 32))
+    w = rng.standard_normal((3, 3, 32, 5))
+    b = rng.standard_normal(5)
+    assert _runs(x.shape, w.shape, np.float64, padding=(0, 1)) == "narrow"
+    before = fastconv.get_num_threads()
+    out = []
+    try:
+        for threads in (1, 2, 3):
+            fastconv.set_num_threads(threads)
+            out.append(fastconv.conv2d(x, w, b, padding=(0, 1),
+                                       data_format="channels_last"))
+    finally:
+        fastconv.set_num_threads(before)
+    for other in out[1:]:
+        np.testing.assert_array_equal(out[0], other)
+    assert out[0].shape == (1, 17, 19, 5)
+    want = ref.conv2d_forward(ref.to_channels_first(x), w.transpose(3, 2, 0, 1), b,
+                              pads=((0, 0), (1, 1)))
+    np.testing.assert_allclose(out[0], ref.to_channels_last(want), rtol=1e-12,
+                               atol=1e-12)
+
+
 WIDE_CASES = [
     # n, c, h, w, c_out, kh, kw, stride, padding, dilation -- one group, channels_last,
     # stride 1, few channels: the wide kernels (forward, weight gradient, and the input

@@ -7,25 +7,26 @@
 #endif
 
 
-/* Forward of image n with few output channels (channels_last, one group, C a multiple
- * of the ISA's vector length): the narrow kernel, tiles of mr pixels x FC_NO channels,
- * vectorised along the input channels.  wn: the weights packed (ceil(cout/FC_NO),
- * kh*kw, FC_NO, C), zero past cout.  Scratch: xp (see fc_px_image), tile mr*FC_NO,
- * idx mr + kh*kw entries.  (g->mr is the narrow kernel's row count.) */
+/* Forward of image n's output pixels [p_lo, p_hi) (p_lo a multiple of mr) with few
+ * output channels (channels_last, one group, C a multiple of the ISA's vector length):
+ * the narrow kernel, tiles of mr pixels x FC_NO channels, vectorised along the input
+ * channels.  wn: the weights packed (ceil(cout/FC_NO), kh*kw, FC_NO, C), zero past
+ * cout.  Scratch: xp (see fc_px_image), tile mr*FC_NO, idx mr + kh*kw entries.
+ * (g->mr is the narrow kernel's row count.) */
 static void FC_FN(fc_px_forward_narrow_image)(const fc_conv *g, FC_FN(fc_knr_t) knr,
                                               const FC_T *x, const FC_T *wn,
                                               const FC_T *bias, FC_T *y, ptrdiff_t n,
-                                              int relu, FC_T *xp, FC_T *tile,
-                                              ptrdiff_t *idx)
+                                              ptrdiff_t p_lo, ptrdiff_t p_hi, int relu,
+                                              FC_T *xp, FC_T *tile, ptrdiff_t *idx)
 {
     const ptrdiff_t mr = g->mr, C = g->c, P = g->oh * g->ow, khw = g->kh * g->kw;
     const ptrdiff_t nob = (g->cout + FC_NO - 1) / FC_NO;
     ptrdiff_t *off = idx, *sega = idx + mr;
-    ptrdiff_t ws, s, ob, p0, i, j, oy, ox;
+    ptrdiff_t ws, s, ob, p0, i, j, oy = p_lo / g->ow, ox = p_lo % g->ow;
     const FC_T *xa = FC_FN(fc_px_image)(g, x, n, xp, &ws);
     for (s = 0; s < khw; s++)
         sega[s] = ((s / g->kw) * g->dy * ws + (s % g->kw) * g->dx) * C;
-    for (p0 = 0, oy = 0, ox = 0; p0 < P; p0 += mr) {
+    for (p0 = p_lo; p0 < p_hi; p0 += mr) {
         const ptrdiff_t cnt = (P - p0 < mr) ? P - p0 : mr;
         for (i = 0; i < cnt; i++) {  /* (oy, ox) walks the pixels in order */
             off[i] = (oy * g->sy * ws + ox * g->sx) * C;
@@ -59,27 +60,38 @@ typedef struct {
     const FC_T *x, *wn, *bias;
     FC_T *y;
     int relu;
+    ptrdiff_t parts;   /* work items per image */
 } FC_FN(fc_narrow_args);
 
-static void FC_FN(fc_narrow_forward_item)(const void *args, ptrdiff_t n, void *const *sc)
+static void FC_FN(fc_narrow_forward_item)(const void *args, ptrdiff_t it, void *const *sc)
 {
     const FC_FN(fc_narrow_args) *a = (const FC_FN(fc_narrow_args) *)args;
-    FC_FN(fc_px_forward_narrow_image)(a->g, a->knr, a->x, a->wn, a->bias, a->y, n, a->relu,
-                                      (FC_T *)sc[0], (FC_T *)sc[1], (ptrdiff_t *)sc[2]);
+    const fc_conv *g = a->g;
+    const ptrdiff_t n = it / a->parts, part = it % a->parts, mr = g->mr;
+    const ptrdiff_t tiles = (g->oh * g->ow + mr - 1) / mr, P = g->oh * g->ow;
+    const ptrdiff_t p_lo = tiles * part / a->parts * mr;
+    const ptrdiff_t p_hi = tiles * (part + 1) / a->parts * mr;
+    FC_FN(fc_px_forward_narrow_image)(g, a->knr, a->x, a->wn, a->bias, a->y, n, p_lo,
+                                      p_hi < P ? p_hi : P, a->relu, (FC_T *)sc[0],
+                                      (FC_T *)sc[1], (ptrdiff_t *)sc[2]);
 }
 
 /* channels_last, one group, few output channels, C a multiple of the vector length:
  * y = conv(x) (+ bias) (then ReLU); wn = weights packed (ceil(cout/FC_NO), kh*kw,
- * FC_NO, C).  Parallel over images. */
+ * FC_NO, C).  Parallel over images and, for fewer images than threads, parts of their
+ * pixel tiles (each part fills its own padded copy of the image). */
 static int FC_FN(fc_narrow_forward)(const fc_isa *isa, const fc_conv *g0, const FC_T *x,
                                     const FC_T *wn, const FC_T *bias, FC_T *y, int relu)
 {
     fc_conv g = *g0;
     fc_loop lp;
     FC_FN(fc_narrow_args) a;
+    double macs;
     g.mr = isa->mr_nr;
     g.nr = FC_NO;
-    lp = fc_loop_of((double)g.n * g.oh * g.ow * g.cout * g.kg, g.n, 1);
+    macs = (double)g.n * g.oh * g.ow * g.cout * g.kg;
+    a.parts = fc_parts_per_group(macs, g.n, (g.oh * g.ow + g.mr - 1) / g.mr);
+    lp = fc_loop_of(macs, g.n * a.parts, 1);
     a.g = &g;
     a.knr = isa->FC_FN(knr);
     a.x = x;
