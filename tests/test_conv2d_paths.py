@@ -332,6 +332,33 @@ def test_narrow_kernel_runs_the_input_gradient_of_few_input_channels(isa, dtype)
     _case(18, 2, 3, 9, 10, 32, 3, 3, 1, "same", 1, 1, dtype, "channels_last")
 
 
+def test_pixel_forward_of_one_image_splits_its_pixels():
+    """A batch of one with a single block of output channels: the pixel-row forward
+    cuts the image's pixel tiles into parts (each with its own padded copy).  The same
+    bits on 1, 2 and 3 threads and the reference's values (MobileNet's stem shape,
+    smaller)."""
+    rng = np.random.default_rng(20)
+    x = rng.standard_normal((1, 61, 59, 3))   # (31 x 30 pixels: enough for threads)
+    w = rng.standard_normal((3, 3, 3, 29))
+    b = rng.standard_normal(29)
+    assert _runs(x.shape, w.shape, np.float64, stride=2, padding=1) == "pixel"
+    before = fastconv.get_num_threads()
+    out = []
+    try:
+        for threads in (1, 2, 3):
+            fastconv.set_num_threads(threads)
+            out.append(fastconv.conv2d(x, w, b, stride=2, padding=1,
+                                       data_format="channels_last"))
+    finally:
+        fastconv.set_num_threads(before)
+    for other in out[1:]:
+        np.testing.assert_array_equal(out[0], other)
+    want = ref.conv2d_forward(ref.to_channels_first(x), w.transpose(3, 2, 0, 1), b,
+                              stride=(2, 2), pads=((1, 1), (1, 1)))
+    np.testing.assert_allclose(out[0], ref.to_channels_last(want), rtol=1e-12,
+                               atol=1e-12)
+
+
 def test_narrow_forward_of_one_image_splits_its_pixels():
     """A batch of one: the narrow forward cuts the image's pixel tiles into parts for
     the threads (each with its own padded copy).  The same bits on 1, 2 and 3 threads
@@ -652,10 +679,11 @@ def test_results_identical_for_any_thread_count(data_format):
             np.testing.assert_array_equal(a, o)
 
 
-def test_pixel_weight_gradient_of_one_image_splits_its_columns():
+def test_pixel_weight_gradient_of_one_image_splits_its_tiles():
     """A batch of one is one group of images: the pixel-row weight gradient cuts its
-    columns into groups of blocks instead (work for several threads).  The same bits
-    on 1, 2 and 3 threads, the bias gradient taken once, and the reference's values."""
+    tiles (column block x row block) into parts instead (work for several threads).
+    The same bits on 1, 2 and 3 threads, the bias gradient taken once, and the
+    reference's values."""
     rng = np.random.default_rng(15)
     x = rng.standard_normal((1, 9, 11, 13))
     w = rng.standard_normal((3, 3, 13, 150))

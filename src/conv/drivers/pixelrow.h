@@ -96,14 +96,15 @@ static inline void FC_FN(fc_tile_store)(FC_T *dst, const FC_T *src, const FC_T *
     }
 }
 
-/* Forward of image n (channels_last, one group).  bpk: the weights packed
+/* Forward of image n (channels_last, one group): its channel blocks [cb0, cb1) and
+ * output pixels [p_lo, p_hi) (p_lo a multiple of mr).  bpk: the weights packed
  * (ceil(cout/nr), kg, nr) with k = (ki, kj, c), zero beyond cout.  Scratch: xp (see
  * fc_px_image), tile mr*nr, idx ceil(P/mr)*mr + 2*kh*kw entries (P = oh*ow). */
 FC_CLONES static void FC_FN(fc_px_forward_image)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
                                        const FC_T *x, const FC_T *bpk, const FC_T *bias,
                                        FC_T *y, ptrdiff_t n, int relu, FC_T *xp,
                                        FC_T *tile, ptrdiff_t *idx, ptrdiff_t cb0,
-                                       ptrdiff_t cb1)
+                                       ptrdiff_t cb1, ptrdiff_t p_lo, ptrdiff_t p_hi)
 {
     const ptrdiff_t mr = g->mr, nr = g->nr, C = g->c, P = g->oh * g->ow;
     const ptrdiff_t P_pad = (P + mr - 1) / mr * mr;
@@ -135,7 +136,7 @@ FC_CLONES static void FC_FN(fc_px_forward_image)(const fc_conv *g, FC_FN(fc_kpx_
         segb[s] = s * len * nr;
     for (cb = cb0; cb < cb1; cb++) {
         const ptrdiff_t co0 = cb * nr, cols = (g->cout - co0 < nr) ? g->cout - co0 : nr;
-        for (p0 = 0; p0 < P; p0 += mr) {
+        for (p0 = p_lo; p0 < p_hi; p0 += mr) {
             const ptrdiff_t cnt = (P - p0 < mr) ? P - p0 : mr;
             /* Kernel rows ki that read inside the image for some pixel of the tile
              * (output rows oy0..oy1): the others multiply zero padding, skipped (the
@@ -243,21 +244,22 @@ FC_CLONES static void FC_FN(fc_max_pool_2x2_image)(const FC_T *y, ptrdiff_t oh,
 }
 
 /* Weight gradient of images [n_lo, n_hi) (channels_last, one group), accumulated into
- * the column blocks [cb0, cb1) of part (ceil(kg/mr)*mr, ceil(cout/nr)*nr): rows k =
- * (ki, kj, c), columns co -- the channels_last weight layout.  Scratch: xp (see
- * fc_px_image); gyp P * ceil(cout/nr)*nr (grad_y of one image in panels); idx
- * ceil(kg/mr)*mr + 2*oh entries. */
+ * the tiles [q0, q1) of part (ceil(kg/mr)*mr, ceil(cout/nr)*nr), tile q = (column block
+ * q / nkt, row block q % nkt): rows k = (ki, kj, c), columns co -- the channels_last
+ * weight layout.  Scratch: xp (see fc_px_image); gyp P * ceil(cout/nr)*nr (grad_y of
+ * one image in panels); idx ceil(kg/mr)*mr + 2*oh entries. */
 static void FC_FN(fc_px_grad_weight_item)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
                                           const FC_T *x, const FC_T *gy, FC_T *part,
-                                          ptrdiff_t n_lo, ptrdiff_t n_hi, ptrdiff_t cb0,
-                                          ptrdiff_t cb1, FC_T *xp, FC_T *gyp,
+                                          ptrdiff_t n_lo, ptrdiff_t n_hi, ptrdiff_t q0,
+                                          ptrdiff_t q1, FC_T *xp, FC_T *gyp,
                                           ptrdiff_t *idx)
 {
     const ptrdiff_t mr = g->mr, nr = g->nr, C = g->c, P = g->oh * g->ow;
     const ptrdiff_t nkt = (g->kg + mr - 1) / mr, ncb = (g->cout + nr - 1) / nr;
     const ptrdiff_t ldc = ncb * nr, kwc = g->kw * C;
     ptrdiff_t *offk = idx, *sega = idx + nkt * mr, *segb = sega + g->oh;
-    ptrdiff_t n, ws, oy, kt, cb, k, p;
+    const ptrdiff_t cb0 = q0 / nkt, cb1 = (q1 - 1) / nkt + 1;  /* (the blocks it reads) */
+    ptrdiff_t n, ws, oy, kt, cb, k, p, q;
     for (oy = 0; oy < g->oh; oy++)
         segb[oy] = oy * g->ow * nr;
     for (n = n_lo; n < n_hi; n++) {
@@ -286,12 +288,14 @@ static void FC_FN(fc_px_grad_weight_item)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
         }
         for (oy = 0; oy < g->oh; oy++)  /* one segment per output row */
             sega[oy] = oy * g->sy * ws * C;
-        for (cb = cb0; cb < cb1; cb++)
-            for (kt = 0; kt < nkt; kt++)
-                /* (Not blocked over output rows to keep x and grad_y in L1: every kpx
-                 * call ends by adding its tile to part (docs/design/algorithms.md).) */
-                kpx(g->oh, g->ow, sega, segb, xa, offk + kt * mr, g->sx * C,
-                    panels + cb * P * nr, nr, part + kt * mr * ldc + cb * nr, ldc, 1);
+        for (q = q0; q < q1; q++) {
+            cb = q / nkt;
+            kt = q % nkt;
+            /* (Not blocked over output rows to keep x and grad_y in L1: every kpx
+             * call ends by adding its tile to part (docs/design/algorithms.md).) */
+            kpx(g->oh, g->ow, sega, segb, xa, offk + kt * mr, g->sx * C,
+                panels + cb * P * nr, nr, part + kt * mr * ldc + cb * nr, ldc, 1);
+        }
     }
 }
 
@@ -366,16 +370,21 @@ typedef struct {
     ptrdiff_t parts;            /* fc_px_forward: work items per image */
     ptrdiff_t m, k, n, mr, nr;  /* fc_dense_forward */
     int x_t, w_t;
+    ptrdiff_t pparts;           /* fc_px_forward: parts of an image's pixel tiles */
 } FC_FN(fc_px_args);
 
 static void FC_FN(fc_px_forward_item)(const void *args, ptrdiff_t it, void *const *sc)
 {
     const FC_FN(fc_px_args) *a = (const FC_FN(fc_px_args) *)args;
     const fc_conv *g = a->g;
-    /* item it: image n, its part-th share of the channel blocks */
+    /* item it: image n, a share of its channel blocks and of its pixel tiles */
     const ptrdiff_t n = it / a->parts, part = it % a->parts;
-    const ptrdiff_t ncb = (g->cout + g->nr - 1) / g->nr;
-    const ptrdiff_t cb0 = ncb * part / a->parts, cb1 = ncb * (part + 1) / a->parts;
+    const ptrdiff_t cparts = a->parts / a->pparts, cpart = part / a->pparts;
+    const ptrdiff_t ppart = part % a->pparts, P = g->oh * g->ow;
+    const ptrdiff_t ncb = (g->cout + g->nr - 1) / g->nr, tiles = (P + g->mr - 1) / g->mr;
+    const ptrdiff_t cb0 = ncb * cpart / cparts, cb1 = ncb * (cpart + 1) / cparts;
+    const ptrdiff_t p_lo = tiles * ppart / a->pparts * g->mr;
+    const ptrdiff_t p_hi = tiles * (ppart + 1) / a->pparts * g->mr;
     const int pooled = a->max_pool || a->avg_pool;
     const int post = a->act != FC_ACT_NONE || a->avg_pool || a->yq != NULL;
     const ptrdiff_t img = g->oh * g->ow * g->cout, x_img = g->h * g->w * g->c;
@@ -386,7 +395,8 @@ static void FC_FN(fc_px_forward_item)(const void *args, ptrdiff_t it, void *cons
     FC_T *qout = a->avg_pool ? a->y + n * q_img : (a->yq != NULL ? a->yq + n * q_img : NULL);
     FC_FN(fc_px_forward_image)(g, a->kpx, pooled ? a->x + n * x_img : a->x, a->w, a->bias,
                                pooled ? yimg : a->y, pooled ? 0 : n, a->relu,
-                               (FC_T *)sc[0], (FC_T *)sc[1], (ptrdiff_t *)sc[2], cb0, cb1);
+                               (FC_T *)sc[0], (FC_T *)sc[1], (ptrdiff_t *)sc[2], cb0, cb1,
+                               p_lo, p_hi < P ? p_hi : P);
     if (post)
         FC_FN(fc_act_pool_image)(out, g->oh, g->ow, g->cout, a->act, qout);
     if (a->max_pool)
@@ -399,7 +409,9 @@ static void FC_FN(fc_px_forward_item)(const void *args, ptrdiff_t it, void *cons
  * per-thread copy; yq (without a pool, may be NULL): the average pool as well as y.
  * Parallel over images; a batch of fewer than FC_PX_SPLIT_IMAGES images, with no
  * pool or output pass, over each image's blocks of NR output channels too (batch 1:
- * the cores share the image; each item copies the padded image it reads). */
+ * the cores share the image; each item copies the padded image it reads), and where
+ * those items are still fewer than the threads (few channel blocks), over parts of
+ * the image's pixel tiles (pixels share no sums: the same bits however cut). */
 #define FC_PX_SPLIT_IMAGES 4
 static int FC_FN(fc_px_forward)(const fc_isa *isa, const fc_conv *g0, int half,
                                 const FC_T *x, const FC_T *bpk, const FC_T *bias, FC_T *y,
@@ -409,12 +421,15 @@ static int FC_FN(fc_px_forward)(const fc_isa *isa, const fc_conv *g0, int half,
     const ptrdiff_t mr = g.mr, nr = g.nr, img = g.oh * g.ow * g.cout;
     const ptrdiff_t idx_len = (g.oh * g.ow + mr - 1) / mr * mr + 2 * g.kh * g.kw;
     const int whole = max_pool || avg_pool || act != FC_ACT_NONE || yq != NULL;
-    const ptrdiff_t parts = (!whole && g.n < FC_PX_SPLIT_IMAGES) ? (g.cout + nr - 1) / nr
-                                                                  : 1;
-    fc_loop lp = fc_loop_of((double)g.n * g.oh * g.ow * g.cout * g.kg, g.n * parts, 1);
+    const double macs = (double)g.n * g.oh * g.ow * g.cout * g.kg;
+    const ptrdiff_t cparts = (!whole && g.n < FC_PX_SPLIT_IMAGES) ? (g.cout + nr - 1) / nr
+                                                                   : 1;
+    const ptrdiff_t pparts = whole ? 1 : fc_parts_per_group(macs, g.n * cparts,
+                                                            (g.oh * g.ow + mr - 1) / mr);
+    fc_loop lp = fc_loop_of(macs, g.n * cparts * pparts, 1);
     FC_FN(fc_px_args) a = {&g, half ? isa->FC_FN(kpx1) : isa->FC_FN(kpx), x, bpk, NULL,
                            bias, y, yq, NULL, relu, act, max_pool, avg_pool, 0, 0,
-                           parts, 0, 0, 0, 0, 0, 0, 0};
+                           cparts * pparts, 0, 0, 0, 0, 0, 0, 0, pparts};
     fc_scratch(&lp, FC_FN(fc_px_xp_len)(&g) * sizeof(FC_T));                              /* xp */
     fc_scratch(&lp, mr * nr * sizeof(FC_T));                                     /* tile */
     fc_scratch(&lp, idx_len * sizeof(ptrdiff_t));                                 /* idx */
@@ -454,12 +469,13 @@ static void FC_FN(fc_px_grad_weight_run_item)(const void *args, ptrdiff_t item,
     const FC_FN(fc_px_args) *a = (const FC_FN(fc_px_args) *)args;
     const fc_conv *g = a->g;
     const ptrdiff_t ncb = (g->cout + g->nr - 1) / g->nr, cg = item % a->parts;
+    const ptrdiff_t nq = ncb * ((g->kg + g->mr - 1) / g->mr);   /* tiles of part */
     const ptrdiff_t ig = item / a->parts, n_lo = ig * a->n_per;
     const ptrdiff_t n_hi = n_lo + a->n_per > g->n ? g->n : n_lo + a->n_per;
     if (a->bsum != NULL && cg == 0)
         FC_FN(fc_bias_grad_item)(g, a->gy, a->bsum + ig * g->cout, n_lo, n_hi);
     FC_FN(fc_px_grad_weight_item)(g, a->kpx, a->x, a->gy, a->y + ig * a->part_stride, n_lo,
-                                  n_hi, cg * ncb / a->parts, (cg + 1) * ncb / a->parts,
+                                  n_hi, cg * nq / a->parts, (cg + 1) * nq / a->parts,
                                   (FC_T *)sc[0], (FC_T *)sc[1], (ptrdiff_t *)sc[2]);
 }
 
@@ -467,7 +483,7 @@ static void FC_FN(fc_px_grad_weight_run_item)(const void *args, ptrdiff_t item,
  * half-width tile), one per group of n_per images; part zeroed, (n_igroups,
  * ceil(kg/MR)*MR, ceil(cout/NR)*NR).  bsum (n_igroups, C_out), zeroed, or NULL: the
  * bias gradient's partial sums of the same groups too.  Parallel over image groups and,
- * for fewer groups than threads, parts of their column blocks. */
+ * for fewer groups than threads, parts of their tiles of part. */
 static int FC_FN(fc_px_grad_weight)(const fc_isa *isa, const fc_conv *g0, int half,
                                     const FC_T *x, const FC_T *gy, FC_T *part,
                                     ptrdiff_t n_per, double *bsum)
@@ -478,9 +494,11 @@ static int FC_FN(fc_px_grad_weight)(const fc_isa *isa, const fc_conv *g0, int ha
     const ptrdiff_t kg_pad = (g.kg + mr - 1) / mr * mr;
     const double macs = (double)g.n * g.oh * g.ow * g.cout * g.kg;
     const ptrdiff_t groups = (g.n + n_per - 1) / n_per;
-    /* fewer groups than threads (batch 1: one): each group's column blocks cut into
-     * parts too (columns share no sums: the same bits however cut) */
-    const ptrdiff_t cgroups = fc_parts_per_group(macs, groups, cout_pad / nr);
+    /* fewer groups than threads (batch 1: one): each group's tiles of part (column
+     * block x row block) cut into parts too (they share no sums: the same bits however
+     * cut) */
+    const ptrdiff_t cgroups = fc_parts_per_group(macs, groups,
+                                                 (cout_pad / nr) * (kg_pad / mr));
     fc_loop lp = fc_loop_of(macs, groups * cgroups, 1);
     FC_FN(fc_px_args) a = {&g, half ? isa->FC_FN(kpx1) : isa->FC_FN(kpx), x, NULL, gy,
                            NULL, part, NULL, bsum, 0, 0, 0, 0, n_per, kg_pad * cout_pad,
