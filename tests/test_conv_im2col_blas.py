@@ -131,3 +131,37 @@ def test_im2col_blas_bits_do_not_depend_on_the_thread_count():
         _ext.openmp.set_num_threads(before)
     for a, b in zip(*out):
         assert _ext.conv2d.same_bytes(a, b)
+
+
+def test_im2col_blas_on_cropping_geometries():
+    """The phases of a strided input gradient run forwards whose padding may be
+    negative (a crop of x): im2col_blas, forced on those geometries, against the
+    reference on x cropped and then padded (forward, input and weight gradients)."""
+    from fastconv.ops.conv.algorithms.phases import phases
+    rng = np.random.default_rng(33)
+    g = conv._geometry((1, 11, 11, 3), (4, 4, 3, 4), 3, 2, 1, 1, "channels_last")
+    cropping = [pg for *_, pg in phases(g) if pg is not None and
+                min(pg.pad_top, pg.pad_bottom, pg.pad_left, pg.pad_right) < 0]
+    assert cropping   # (the case has them)
+    for pg in cropping:
+        x = rng.standard_normal(pg.x_shape)
+        w = rng.standard_normal(pg.weight_shape)
+        gy = rng.standard_normal(pg.y_shape)
+        t, b, l, r = pg.pad_top, pg.pad_bottom, pg.pad_left, pg.pad_right
+        crop = x[:, max(0, -t):pg.h - max(0, -b), max(0, -l):pg.w - max(0, -r)]
+        pads = ((max(t, 0), max(b, 0)), (max(l, 0), max(r, 0)))
+        xc, w64 = ref.to_channels_first(crop), w.transpose(3, 2, 0, 1)
+        want = ref.conv2d_forward(xc, w64, pads=pads)
+        gyc = ref.to_channels_first(gy)
+        want_gx = np.zeros(pg.x_shape)
+        want_gx[:, max(0, -t):pg.h - max(0, -b), max(0, -l):pg.w - max(0, -r)] = \
+            ref.to_channels_last(ref.conv2d_grad_input(gyc, w64, xc.shape, pads=pads))
+        want_gw = ref.conv2d_grad_weight(gyc, xc, w64.shape, pads=pads)
+        with fastconv.force_conv_algorithm("im2col_blas"):
+            y = conv._conv_forward(pg, x, w, None, F64)
+            gx = conv._backward(pg, gy, x, w, F64, True, False)[0]
+            gw = conv._backward(pg, gy, x, w, F64, False, True)[1]
+        np.testing.assert_allclose(y, ref.to_channels_last(want), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(gx, want_gx, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(gw, want_gw.transpose(2, 3, 1, 0), rtol=1e-12,
+                                   atol=1e-12)
