@@ -56,8 +56,11 @@ static int fc_threads(double macs, ptrdiff_t items)
  * call's threads, no more (each part repeats some of its group's set-up work). */
 static ptrdiff_t fc_parts_per_group(double macs, ptrdiff_t groups, ptrdiff_t most)
 {
-    const ptrdiff_t t = fc_threads(macs, groups * most);
-    const ptrdiff_t want = (t + groups - 1) / groups;
+    ptrdiff_t t, want;
+    if (most <= 1 || groups < 1)  /* (one part: also where a group has no work) */
+        return 1;
+    t = fc_threads(macs, groups * most);
+    want = (t + groups - 1) / groups;
     return want < most ? want : most;
 }
 

@@ -142,6 +142,13 @@ def _grad_weight(g, grad_y, x, dtype, with_bias, ran=None, forced=True):
     alg = plan.algorithm
     if ran is not None:
         ran.append(plan)
+    # (empty shapes: no algorithm's kernels run)
+    if g.n == 0 or g.oh * g.ow == 0 or g.c_out == 0:
+        return np.zeros(g.weight_shape, dtype), (np.zeros(g.c_out, dtype) if with_bias
+                                                 else None)
+    if g.k_group == 0:   # no input channels: an empty weight, the bias's sums alone
+        return np.zeros(g.weight_shape, dtype), (grad_bias(g, grad_y, dtype, plan.n_per)
+                                                 if with_bias else None)
     if alg.rewrites:
         d = plan.run_g
         gw, _ = _grad_weight(d, grad_y.reshape(d.y_shape), x.reshape(d.x_shape), dtype,
@@ -151,9 +158,6 @@ def _grad_weight(g, grad_y, x, dtype, with_bias, ran=None, forced=True):
         gb = grad_bias(g, grad_y, dtype, plan.n_per) if with_bias else None
     elif getattr(alg, "on_layout", False):
         gw, gb = alg.grad_weight_layout(plan, grad_y, x, with_bias)
-    elif g.n == 0 or g.oh * g.ow == 0:
-        return np.zeros(g.weight_shape, dtype), (np.zeros(g.c_out, dtype) if with_bias
-                                                 else None)
     else:
         # The bias gradient's partial sums over the groups of n_per images that
         # conv2d_grad_bias makes (the same bits); the pixel-row and wide kernels take

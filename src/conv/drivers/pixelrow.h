@@ -258,8 +258,12 @@ static void FC_FN(fc_px_grad_weight_item)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
     const ptrdiff_t nkt = (g->kg + mr - 1) / mr, ncb = (g->cout + nr - 1) / nr;
     const ptrdiff_t ldc = ncb * nr, kwc = g->kw * C;
     ptrdiff_t *offk = idx, *sega = idx + nkt * mr, *segb = sega + g->oh;
-    const ptrdiff_t cb0 = q0 / nkt, cb1 = (q1 - 1) / nkt + 1;  /* (the blocks it reads) */
+    ptrdiff_t cb0, cb1;   /* (the column blocks its tiles read) */
     ptrdiff_t n, ws, oy, kt, cb, k, p, q;
+    if (q1 <= q0)  /* (no tiles: an empty weight) */
+        return;
+    cb0 = q0 / nkt;
+    cb1 = (q1 - 1) / nkt + 1;
     for (oy = 0; oy < g->oh; oy++)
         segb[oy] = oy * g->ow * nr;
     for (n = n_lo; n < n_hi; n++) {

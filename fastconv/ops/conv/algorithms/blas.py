@@ -115,9 +115,10 @@ class PointwiseBlas(Algorithm):
         g, t = plan.g, _tuning.current()
         p = g.n * g.oh * g.ow
         y = _arena.empty((p, g.c_out), plan.dtype)
-        _product(np.ascontiguousarray(x).reshape(p, g.c_in),
-                 weight.reshape(g.c_in, g.c_out), y, t,
-                 _output_pass(bias, int(relu), g.c_out))
+        if y.size:
+            _product(np.ascontiguousarray(x).reshape(p, g.c_in),
+                     weight.reshape(g.c_in, g.c_out), y, t,
+                     _output_pass(bias, int(relu), g.c_out))
         if tanh:
             _activations._tanh_inplace(y)
         return y.reshape(g.y_shape)
@@ -262,7 +263,7 @@ class Im2colBlas(Algorithm):
         g, t = plan.g, _tuning.current()
         p = g.n * g.oh * g.ow
         y = _arena.empty((p, g.c_out), plan.dtype)
-        if p:
+        if y.size:
             _product(columns(g, x), weight.reshape(g.k_group, g.c_out), y, t,
                      _output_pass(bias, int(relu), g.c_out))
         if tanh:

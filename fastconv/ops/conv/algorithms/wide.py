@@ -18,7 +18,7 @@ def wide_images_per_partial(g, dtype, n_per, t):
     row = -(-g.ow // vl) * vl
     per_image = (g.c_in * (g.oh + (g.kh - 1) * g.dy) * (row + (g.kw - 1) * g.dx) +
                  -(-g.c_out // gco) * gco * g.oh * row) * np.dtype(dtype).itemsize
-    fits = max(1, t.wide_scratch // per_image)
+    fits = max(1, t.wide_scratch // max(per_image, 1))   # (no channels: nothing to copy)
     return int(max(n_per, min(-(-g.n // t.wide_partials), fits)))
 
 
