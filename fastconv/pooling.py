@@ -101,6 +101,10 @@ def _check_geometry(x_shape, pool_size, stride, padding, data_format):
     (pt, pb), (pl, pr) = resolve_padding(padding, (h, w), (kh, kw), (sy, sx))
     for axis, k, size, before, after in (("height", kh, h, pt, pb),
                                          ("width", kw, w, pl, pr)):
+        if size == 0 and before + after > 0:   # (as PyTorch, which refuses it)
+            raise ValueError(
+                f"x with shape {tuple(x_shape)} ({data_format}) has an empty {axis}: "
+                f"every window of its padding {before}+{after} would hold no input")
         if k > size + before + after:
             raise ValueError(
                 f"pool_size {axis} {k} is larger than the padded input {axis} "

@@ -468,6 +468,12 @@ X = np.zeros((1, 2, 6, 6))
     (lambda: fastconv.avg_pool2d(np.zeros((2, 6, 6)), 2, data_format="channels_last"),
      ValueError, r"x must be a 4-D array \(N, H, W, C\) for channels_last"),
     (lambda: fastconv.max_pool2d(X, 0), ValueError, r"pool_size must be positive, got 0"),
+    # an empty map with padding: every window would lie in the padding (PyTorch refuses)
+    (lambda: fastconv.soft_pool2d(np.zeros((1, 0, 0, 2)), 2, 1, 1,
+                                  data_format="channels_last"),
+     ValueError, r"has an empty height: every window of its padding 1\+1"),
+    (lambda: fastconv.max_pool2d(np.zeros((1, 2, 3, 0)), 2, 1, 1), ValueError,
+     r"has an empty width"),
     (lambda: fastconv.max_pool2d(X, (2, 2, 2)), ValueError,
      r"pool_size must be an int or a pair of ints, got \(2, 2, 2\)"),
     (lambda: fastconv.max_pool2d(X, 2.5), TypeError, r"pool_size must be an int"),
