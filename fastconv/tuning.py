@@ -64,6 +64,9 @@ class Tuning:
     wide_partials: int = 4
     #: Most bytes of planar x and grad_y copies per wide partial (they stay in cache).
     wide_scratch: int = 128 << 10
+    #: Multiply-adds the wide kernels' planar copy costs per value copied, in their
+    #: choice against the pixel-row tile (a transposing copy of x for every call).
+    wide_copy_macs: int = 16
 
     # -- the strided input gradient as phases (algorithms/phases.py) --
     #: Fewest multiply-adds for the phases: below, their sy * sx forward calls cost

@@ -1363,6 +1363,20 @@ def test_winograd_tiles_and_blocks_for_batch_one():
     assert mr <= _winograd.forward_block(t, 64) <= full
 
 
+def test_wide_choice_weighs_its_planar_copies():
+    """The wide kernels copy x into planes on every call: a 1x1 layer with many input
+    channels and 24 outputs (MobileNetV2's projections) goes to the pixel-row tile,
+    while LeNet-5's C1 (5x5, 6 outputs) stays wide; without the copy's weight the
+    1x1 layer would be wide (the lanes' share alone)."""
+    from fastconv import tuning
+    assert _runs((8, 56, 56, 144), (1, 1, 144, 24), "float32") == "pixel"
+    assert _runs((128, 16, 16, 96), (1, 1, 96, 24), "float32",
+                 pass_="grad_weight") == "pixel"
+    assert _runs((128, 32, 32, 1), (5, 5, 1, 6), "float32", padding="valid") == "wide"
+    with tuning.override(wide_copy_macs=1):
+        assert _runs((8, 56, 56, 144), (1, 1, 144, 24), "float32") == "wide"
+
+
 def test_winograd_tile_weighs_the_weight_transform():
     """Where the weight is transformed on every call (Tuning.winograd_weight_rows),
     few tiles choose the tile with fewer transformed values per weight: batch 1 at

@@ -52,10 +52,14 @@ class Wide(Algorithm):
         vl = _ext.conv2d.wide_tile(dtype == FLOAT64)[0]
         lanes = g.ow / (-(-g.ow // vl) * vl)
         rows = g.oh / (-(-g.oh // 5) * 5)  # blocks of about 5 rows (fc_wide_block)
+        # the planar copies of x (and grad_y) cost about wide_copy_macs multiply-adds
+        # a value: per output pixel, C_in values against kh kw C_in C_out products
+        copy = 1 + q.tuning.wide_copy_macs / (g.kh * g.kw * max(g.c_out, 1))
         cols = useful_columns(g, dtype, q.tuning)
-        if lanes * rows <= cols:
+        if lanes * rows / copy <= cols:
             return (f"the pixel-row tile uses {cols:.2f} of its columns, the wide "
-                    f"kernels {lanes * rows:.2f} of their lanes")
+                    f"kernels {lanes * rows:.2f} of their lanes, {lanes * rows / copy:.2f} "
+                    "with their planar copies")
         return None
 
     def plan(self, q):
