@@ -359,6 +359,34 @@ def test_pixel_forward_of_one_image_splits_its_pixels():
                                atol=1e-12)
 
 
+def test_depthwise_weight_gradient_of_one_image_splits_its_channels():
+    """A batch of one with fewer channel blocks than threads: the channels_last
+    depthwise weight gradient takes narrower blocks of whole vectors (40 channels, a
+    tail).  The same bits on 1, 2 and 3 threads and the reference's values."""
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((1, 90, 90, 40))   # (2.9e6 multiply-adds: two threads)
+    w = rng.standard_normal((3, 3, 1, 40))
+    gy = rng.standard_normal((1, 90, 90, 40))
+    assert _runs(x.shape, w.shape, np.float64, "grad_weight", padding=1,
+                 groups=40) == "depthwise"
+    before = fastconv.get_num_threads()
+    out = []
+    try:
+        for threads in (1, 2, 3):
+            fastconv.set_num_threads(threads)
+            out.append(fastconv.conv2d_backward(gy, x, w, padding=1, groups=40,
+                                                data_format="channels_last")[1:])
+    finally:
+        fastconv.set_num_threads(before)
+    for other in out[1:]:
+        for a, o in zip(out[0], other):
+            np.testing.assert_array_equal(a, o)
+    want = ref.conv2d_grad_weight(ref.to_channels_first(gy), ref.to_channels_first(x),
+                                  (40, 1, 3, 3), pads=((1, 1), (1, 1)), groups=40)
+    np.testing.assert_allclose(out[0][0], want.transpose(2, 3, 1, 0), rtol=1e-11,
+                               atol=1e-11)
+
+
 def test_narrow_forward_of_one_image_splits_its_pixels():
     """A batch of one: the narrow forward cuts the image's pixel tiles into parts for
     the threads (each with its own padded copy).  The same bits on 1, 2 and 3 threads

@@ -6,7 +6,8 @@
  *       the fwd kernel (4 pixels x 2 vectors of channels per step), the edge pixels one
  *       by one with only their taps inside the image.  The input gradient gathers, for
  *       each input pixel, the taps whose output pixel exists (any stride); the weight
- *       gradient's items are (group of images, block of FC_DW_CB channels).
+ *       gradient's items are (group of images, block of FC_DW_CB channels, narrower
+ *       where they would be fewer than the threads).
  *   channels_first: vectorised over the output row.  Items are planes (n, c): the plane
  *       is copied zero-padded and split by column phase (column q * sx + ph of the
  *       padded plane at xs[ph][r][q]), so a tap of a strided convolution reads a
@@ -138,6 +139,7 @@ typedef struct {
     const FC_T *x, *w, *bias, *gy;
     FC_T *y;
     ptrdiff_t n_per;
+    ptrdiff_t cb;   /* the weight gradient's channels per work item (channels_last) */
     int relu;   /* the forward's output pass: 0, 1 (ReLU) or FC_RELU6 */
 } FC_FN(fc_dw_args);
 
@@ -253,16 +255,16 @@ static void FC_FN(fc_dw_gin_row)(const void *args, ptrdiff_t it, void *const *sc
     }
 }
 
-/* Item (group of images, block of FC_DW_CB output channels): y is the partial sums
+/* Item (group of images, block of a->cb output channels): y is the partial sums
  * (groups, kh * kw, C_out). */
 static void FC_FN(fc_dw_gw_block)(const void *args, ptrdiff_t it, void *const *sc)
 {
     const FC_FN(fc_dw_args) *a = (const FC_FN(fc_dw_args) *)args;
     const fc_conv *g = a->g;
     const ptrdiff_t C = g->c, CO = g->cout, M = CO / C, khw = g->kh * g->kw;
-    const ptrdiff_t nb = (CO + FC_DW_CB - 1) / FC_DW_CB, gi = it / nb;
-    const ptrdiff_t c0 = (it % nb) * FC_DW_CB;
-    const ptrdiff_t cw = (CO - c0 < FC_DW_CB) ? CO - c0 : FC_DW_CB;
+    const ptrdiff_t nb = (CO + a->cb - 1) / a->cb, gi = it / nb;
+    const ptrdiff_t c0 = (it % nb) * a->cb;
+    const ptrdiff_t cw = (CO - c0 < a->cb) ? CO - c0 : a->cb;
     const ptrdiff_t n1 = (gi + 1) * a->n_per < g->n ? (gi + 1) * a->n_per : g->n;
     ptrdiff_t *xo = (ptrdiff_t *)sc[0], *wo = xo + khw;
     FC_T *dst = a->y + gi * khw * CO + c0;
@@ -412,7 +414,7 @@ static void FC_FN(fc_dw_gw_plane)(const void *args, ptrdiff_t it, void *const *s
 static int FC_FN(fc_dw_run)(const fc_isa *isa, const fc_conv *g, fc_item_fn item,
                             ptrdiff_t items, int plane, const FC_T *x, const FC_T *w,
                             const FC_T *bias, const FC_T *gy, FC_T *y, ptrdiff_t n_per,
-                            int relu)
+                            ptrdiff_t cb, int relu)
 {
     const ptrdiff_t khw = g->kh * g->kw;
     const double macs = (double)g->n * g->oh * g->ow * g->cout * khw;
@@ -428,6 +430,7 @@ static int FC_FN(fc_dw_run)(const fc_isa *isa, const fc_conv *g, fc_item_fn item
     a.gy = gy;
     a.y = y;
     a.n_per = n_per;
+    a.cb = cb;
     a.relu = relu;
     if (plane) {
         ptrdiff_t Hp, Wq;
@@ -450,7 +453,7 @@ static int FC_FN(fc_dw_forward)(const fc_isa *isa, const fc_conv *g, const FC_T 
     double rows_cost, flat_cost;
     if (g->last)
         return FC_FN(fc_dw_run)(isa, g, FC_FN(fc_dw_fwd_row), g->n * g->oh, 0, x, wk, bias,
-                                NULL, y, 0, relu);
+                                NULL, y, 0, FC_DW_CB, relu);
     /* Rows shorter than a few vectors leave scalar tails: one run over all rows at the
      * padded pitch (computing the columns between them too) where that costs fewer
      * vector steps, a scalar counted as one.  (n_per carries the choice.) */
@@ -459,7 +462,7 @@ static int FC_FN(fc_dw_forward)(const fc_isa *isa, const fc_conv *g, const FC_T 
     flat_cost = (double)(((g->oh - 1) * g->sy * Wq + g->ow + vl - 1) / vl);
     flat = flat_cost < rows_cost;
     return FC_FN(fc_dw_run)(isa, g, FC_FN(fc_dw_fwd_plane), g->n * g->c, 1, x, wk, bias,
-                            NULL, y, flat, relu);
+                            NULL, y, flat, FC_DW_CB, relu);
 }
 
 /* gx = the input gradient of grad_y gy (every element written). */
@@ -468,9 +471,9 @@ static int FC_FN(fc_dw_grad_input)(const fc_isa *isa, const fc_conv *g, const FC
 {
     if (g->last)
         return FC_FN(fc_dw_run)(isa, g, FC_FN(fc_dw_gin_row), g->n * g->h, 0, NULL, wk,
-                                NULL, gy, gx, 0, 0);
+                                NULL, gy, gx, 0, FC_DW_CB, 0);
     return FC_FN(fc_dw_run)(isa, g, FC_FN(fc_dw_gin_plane), g->n * g->c, 1, NULL, wk,
-                            NULL, gy, gx, 0, 0);
+                            NULL, gy, gx, 0, FC_DW_CB, 0);
 }
 
 /* part (zeroed) += the weight gradient's partial sums, one per group of n_per images:
@@ -479,10 +482,20 @@ static int FC_FN(fc_dw_grad_weight)(const fc_isa *isa, const fc_conv *g, const F
                                     const FC_T *gy, FC_T *part, ptrdiff_t n_per)
 {
     const ptrdiff_t groups = (g->n + n_per - 1) / n_per;
-    if (g->last)
+    if (g->last) {
+        /* fewer items than threads (batch 1 with few channels): narrower blocks, whole
+         * vectors of channels (each channel's sums are its own: the same bits however
+         * cut) */
+        const double macs = (double)g->n * g->oh * g->ow * g->cout * g->kh * g->kw;
+        const ptrdiff_t vl = isa->FC_FN(vl), nv = (g->cout + vl - 1) / vl;
+        const ptrdiff_t parts = fc_parts_per_group(macs, groups, nv);
+        ptrdiff_t cb = FC_DW_CB;
+        if (macs >= FC_DW_MIN_PARALLEL_MACS && parts > (g->cout + FC_DW_CB - 1) / FC_DW_CB)
+            cb = (nv + parts - 1) / parts * vl;
         return FC_FN(fc_dw_run)(isa, g, FC_FN(fc_dw_gw_block),
-                                groups * ((g->cout + FC_DW_CB - 1) / FC_DW_CB), 0, x, NULL,
-                                NULL, gy, part, n_per, 0);
+                                groups * ((g->cout + cb - 1) / cb), 0, x, NULL, NULL, gy,
+                                part, n_per, cb, 0);
+    }
     return FC_FN(fc_dw_run)(isa, g, FC_FN(fc_dw_gw_plane), groups * g->c, 1, x, NULL,
-                            NULL, gy, part, n_per, 0);
+                            NULL, gy, part, n_per, FC_DW_CB, 0);
 }
