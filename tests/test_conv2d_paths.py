@@ -342,17 +342,9 @@ def test_pixel_forward_of_one_image_splits_its_pixels():
     w = rng.standard_normal((3, 3, 3, 29))
     b = rng.standard_normal(29)
     assert _runs(x.shape, w.shape, np.float64, stride=2, padding=1) == "pixel"
-    before = fastconv.get_num_threads()
-    out = []
-    try:
-        for threads in (1, 2, 3):
-            fastconv.set_num_threads(threads)
-            out.append(fastconv.conv2d(x, w, b, stride=2, padding=1,
-                                       data_format="channels_last"))
-    finally:
-        fastconv.set_num_threads(before)
-    for other in out[1:]:
-        np.testing.assert_array_equal(out[0], other)
+    out = _on_thread_counts(lambda: fastconv.conv2d(x, w, b, stride=2, padding=1,
+                                                    data_format="channels_last"))
+    _assert_all_equal(out)
     want = ref.conv2d_forward(ref.to_channels_first(x), w.transpose(3, 2, 0, 1), b,
                               stride=(2, 2), pads=((1, 1), (1, 1)))
     np.testing.assert_allclose(out[0], ref.to_channels_last(want), rtol=1e-12,
@@ -369,18 +361,9 @@ def test_depthwise_weight_gradient_of_one_image_splits_its_channels():
     gy = rng.standard_normal((1, 90, 90, 40))
     assert _runs(x.shape, w.shape, np.float64, "grad_weight", padding=1,
                  groups=40) == "depthwise"
-    before = fastconv.get_num_threads()
-    out = []
-    try:
-        for threads in (1, 2, 3):
-            fastconv.set_num_threads(threads)
-            out.append(fastconv.conv2d_backward(gy, x, w, padding=1, groups=40,
-                                                data_format="channels_last")[1:])
-    finally:
-        fastconv.set_num_threads(before)
-    for other in out[1:]:
-        for a, o in zip(out[0], other):
-            np.testing.assert_array_equal(a, o)
+    out = _on_thread_counts(lambda: tuple(fastconv.conv2d_backward(
+        gy, x, w, padding=1, groups=40, data_format="channels_last")[1:]))
+    _assert_all_equal(out)
     want = ref.conv2d_grad_weight(ref.to_channels_first(gy), ref.to_channels_first(x),
                                   (40, 1, 3, 3), pads=((1, 1), (1, 1)), groups=40)
     np.testing.assert_allclose(out[0][0], want.transpose(2, 3, 1, 0), rtol=1e-11,
@@ -397,17 +380,9 @@ def test_narrow_forward_of_one_image_splits_its_pixels():
     w = rng.standard_normal((3, 3, 32, 5))
     b = rng.standard_normal(5)
     assert _runs(x.shape, w.shape, np.float64, padding=(0, 1)) == "narrow"
-    before = fastconv.get_num_threads()
-    out = []
-    try:
-        for threads in (1, 2, 3):
-            fastconv.set_num_threads(threads)
-            out.append(fastconv.conv2d(x, w, b, padding=(0, 1),
-                                       data_format="channels_last"))
-    finally:
-        fastconv.set_num_threads(before)
-    for other in out[1:]:
-        np.testing.assert_array_equal(out[0], other)
+    out = _on_thread_counts(lambda: fastconv.conv2d(x, w, b, padding=(0, 1),
+                                                    data_format="channels_last"))
+    _assert_all_equal(out)
     assert out[0].shape == (1, 17, 19, 5)
     want = ref.conv2d_forward(ref.to_channels_first(x), w.transpose(3, 2, 0, 1), b,
                               pads=((0, 0), (1, 1)))
@@ -707,6 +682,27 @@ def test_results_identical_for_any_thread_count(data_format):
             np.testing.assert_array_equal(a, o)
 
 
+def _on_thread_counts(run, counts=(1, 2, 3)):
+    """[run() with fastconv on each thread count], the count restored after."""
+    before = fastconv.get_num_threads()
+    out = []
+    try:
+        for threads in counts:
+            fastconv.set_num_threads(threads)
+            out.append(run())
+    finally:
+        fastconv.set_num_threads(before)
+    return out
+
+
+def _assert_all_equal(results):
+    """Every result (a tuple of arrays, or an array) bit-equal to the first."""
+    first = results[0] if isinstance(results[0], tuple) else (results[0],)
+    for other in results[1:]:
+        for a, o in zip(first, other if isinstance(other, tuple) else (other,)):
+            np.testing.assert_array_equal(a, o)
+
+
 def test_pixel_weight_gradient_of_one_image_splits_its_tiles():
     """A batch of one is one group of images: the pixel-row weight gradient cuts its
     tiles (column block x row block) into parts instead (work for several threads).
@@ -716,19 +712,12 @@ def test_pixel_weight_gradient_of_one_image_splits_its_tiles():
     x = rng.standard_normal((1, 9, 11, 13))
     w = rng.standard_normal((3, 3, 13, 150))
     gy = rng.standard_normal((1, 9, 11, 150))
-    before = fastconv.get_num_threads()
-    results = []
-    try:
-        for threads in (1, 2, 3):
-            fastconv.set_num_threads(threads)
-            with fastconv.force_conv_algorithm(grad_weight="pixel"):
-                results.append(fastconv.conv2d_backward(gy, x, w, padding=1,
-                                                        data_format="channels_last")[1:])
-    finally:
-        fastconv.set_num_threads(before)
-    for other in results[1:]:
-        for a, o in zip(results[0], other):
-            np.testing.assert_array_equal(a, o)
+    def run():
+        with fastconv.force_conv_algorithm(grad_weight="pixel"):
+            return tuple(fastconv.conv2d_backward(gy, x, w, padding=1,
+                                                  data_format="channels_last")[1:])
+    results = _on_thread_counts(run)
+    _assert_all_equal(results)
     gw, gb = results[0]
     want = ref.conv2d_grad_weight(ref.to_channels_first(gy), ref.to_channels_first(x),
                                   w.transpose(3, 2, 0, 1).shape, pads=((1, 1), (1, 1)))

@@ -65,86 +65,6 @@ def _output_pass(bias, act, c_out):
     return run
 
 
-class PointwiseBlas(Algorithm):
-    """(P, C_in) @ (C_in, C_out) on NumPy's BLAS where the batch has fewer pixels than a
-    pixel-row tile (batch-1 latency at a network's last stages: the tiles would be
-    mostly empty), every pass where C_out is at most Tuning.pointwise_blas_max_c_out
-    (a segmentation head's 1x1: the kernels' output vectors would be mostly empty),
-    and the input gradient where the weight is too large for the L2 cache (the
-    pixel-row kernels pack it on every call and stream all of it for every image; the
-    BLAS keeps blocks of it in cache)."""
-    name = "pointwise_blas"
-    passes = (FORWARD, GRAD_INPUT, GRAD_WEIGHT)
-    on_layout = True   # takes the weight in the call's layout
-    relu6 = True       # (bias_act: act 2)
-
-    def _supports(self, q):
-        return pointwise_refusal(q.g)
-
-    def declines(self, q):
-        g = q.g
-        if g.c_out <= q.tuning.pointwise_blas_max_c_out:
-            return None   # (every kernel's output tile would be mostly empty lanes)
-        if q.pass_ == GRAD_WEIGHT:
-            return ("the pixel-row weight gradient's partial sums are as fast "
-                    "(docs/design/algorithms.md)")
-        pixels, mr = g.n * g.oh * g.ow, pixel_tile(q.dtype)[0]
-        if pixels < mr:
-            return None   # (the pixel-row tiles would be mostly empty)
-        weight = g.c_in * g.c_out * np.dtype(q.dtype).itemsize
-        if q.pass_ == GRAD_INPUT and weight > q.tuning.pointwise_weight_bytes:
-            return None
-        reason = f"{pixels} pixels fill the {mr}-pixel tiles of the pixel-row kernels"
-        if q.pass_ == FORWARD:
-            return reason + ", which read the weight packed once for inference"
-        return reason + f" and the weight of {weight} bytes stays in the L2 cache"
-
-    def plan(self, q):
-        return Plan(q.pass_, self, q.g, q.dtype,
-                    n_per=partials_of(q),
-                    isa=q.isa)
-
-    def details(self, plan):
-        g = plan.g
-        p = g.n * g.oh * g.ow
-        m, k, n = {FORWARD: (p, g.c_in, g.c_out), GRAD_INPUT: (p, g.c_out, g.c_in),
-                   GRAD_WEIGHT: (g.c_in, p, g.c_out)}[plan.pass_]
-        return [f"({m}, {k}) @ ({k}, {n}) on NumPy's BLAS"]
-
-    def forward_layout(self, plan, x, weight, bias, relu, tanh):
-        g, t = plan.g, _tuning.current()
-        p = g.n * g.oh * g.ow
-        y = _arena.empty((p, g.c_out), plan.dtype)
-        if y.size:
-            _product(np.ascontiguousarray(x).reshape(p, g.c_in),
-                     weight.reshape(g.c_in, g.c_out), y, t,
-                     _output_pass(bias, int(relu), g.c_out))
-        if tanh:
-            _activations._tanh_inplace(y)
-        return y.reshape(g.y_shape)
-
-    def grad_input_layout(self, plan, grad_y, weight):
-        g, t = plan.g, _tuning.current()
-        p = g.n * g.oh * g.ow
-        gx = _arena.empty((p, g.c_in), plan.dtype)
-        _product(np.ascontiguousarray(grad_y).reshape(p, g.c_out),
-                 weight.reshape(g.c_in, g.c_out).T, gx, t)
-        return gx.reshape(g.x_shape)
-
-    def grad_weight_layout(self, plan, grad_y, x, with_bias):
-        """x^T @ grad_y as partial products over bands of the pixels, added in order."""
-        g, t = plan.g, _tuning.current()
-        p = g.n * g.oh * g.ow
-        a = np.ascontiguousarray(x).reshape(p, g.c_in)
-        b = np.ascontiguousarray(grad_y).reshape(p, g.c_out)
-        if p == 0:
-            gw = np.zeros(g.weight_shape, plan.dtype)
-            return gw, (np.zeros(g.c_out, plan.dtype) if with_bias else None)
-        gw = _reduction_product(a, b, t).reshape(g.weight_shape)
-        gb = grad_bias(g, grad_y, plan.dtype, plan.n_per) if with_bias else None
-        return gw, gb
-
-
 def _reduction_product(a, b, t):
     """a^T @ b (a (P, K), b (P, N), P >= 1): in bands of the output where P is the
     shortest side (a few pixels' weight gradient), else as partial products over
@@ -225,8 +145,9 @@ class Im2colBlas(Algorithm):
     512-1024 channels)."""
     name = "im2col_blas"
     passes = (FORWARD, GRAD_INPUT, GRAD_WEIGHT)
-    on_layout = True
-    relu6 = True
+    on_layout = True   # takes the weight in the call's layout
+    relu6 = True       # (bias_act: act 2)
+    over = " over a column matrix"   # (in details)
 
     def _supports(self, q):
         g = q.g
@@ -257,7 +178,7 @@ class Im2colBlas(Algorithm):
         p, k = g.n * g.oh * g.ow, g.k_group
         m, k, n = {FORWARD: (p, k, g.c_out), GRAD_INPUT: (p, g.c_out, k),
                    GRAD_WEIGHT: (k, p, g.c_out)}[plan.pass_]
-        return [f"({m}, {k}) @ ({k}, {n}) on NumPy's BLAS over a column matrix"]
+        return [f"({m}, {k}) @ ({k}, {n}) on NumPy's BLAS{self.over}"]
 
     def forward_layout(self, plan, x, weight, bias, relu, tanh):
         g, t = plan.g, _tuning.current()
@@ -271,23 +192,54 @@ class Im2colBlas(Algorithm):
         return y.reshape(g.y_shape)
 
     def grad_input_layout(self, plan, grad_y, weight):
+        """(The caller runs no pass of an empty grad_y or x.)"""
         g, t = plan.g, _tuning.current()
         p = g.n * g.oh * g.ow
-        if p == 0:
-            return np.zeros(g.x_shape, plan.dtype)
-        dcol = np.empty((p, g.k_group), plan.dtype)
+        direct = pointwise_refusal(g) is None   # (the column gradient is grad_x)
+        dcol = (_arena.empty if direct else np.empty)((p, g.k_group), plan.dtype)
         _product(np.ascontiguousarray(grad_y).reshape(p, g.c_out),
                  weight.reshape(g.k_group, g.c_out).T, dcol, t)
-        return add_columns(g, dcol, plan.dtype)
+        return dcol.reshape(g.x_shape) if direct else add_columns(g, dcol, plan.dtype)
 
     def grad_weight_layout(self, plan, grad_y, x, with_bias):
+        """col^T @ grad_y (the caller runs no weight gradient of an empty shape)."""
         g, t = plan.g, _tuning.current()
         p = g.n * g.oh * g.ow
-        if p == 0:
-            gw = np.zeros(g.weight_shape, plan.dtype)
-        else:
-            gw = _reduction_product(columns(g, x),
-                                    np.ascontiguousarray(grad_y).reshape(p, g.c_out),
-                                    t).reshape(g.weight_shape)
+        gw = _reduction_product(columns(g, x),
+                                np.ascontiguousarray(grad_y).reshape(p, g.c_out),
+                                t).reshape(g.weight_shape)
         gb = grad_bias(g, grad_y, plan.dtype, plan.n_per) if with_bias else None
         return gw, gb
+
+
+class PointwiseBlas(Im2colBlas):
+    """(P, C_in) @ (C_in, C_out) on NumPy's BLAS where the batch has fewer pixels than a
+    pixel-row tile (batch-1 latency at a network's last stages: the tiles would be
+    mostly empty), every pass where C_out is at most Tuning.pointwise_blas_max_c_out
+    (a segmentation head's 1x1: the kernels' output vectors would be mostly empty),
+    and the input gradient where the weight is too large for the L2 cache (the
+    pixel-row kernels pack it on every call and stream all of it for every image; the
+    BLAS keeps blocks of it in cache)."""
+    name = "pointwise_blas"
+    over = ""   # (its column matrix is x's pixels, copied none)
+
+    def _supports(self, q):
+        return pointwise_refusal(q.g)
+
+    def declines(self, q):
+        g = q.g
+        if g.c_out <= q.tuning.pointwise_blas_max_c_out:
+            return None   # (every kernel's output tile would be mostly empty lanes)
+        if q.pass_ == GRAD_WEIGHT:
+            return ("the pixel-row weight gradient's partial sums are as fast "
+                    "(docs/design/algorithms.md)")
+        pixels, mr = g.n * g.oh * g.ow, pixel_tile(q.dtype)[0]
+        if pixels < mr:
+            return None   # (the pixel-row tiles would be mostly empty)
+        weight = g.c_in * g.c_out * np.dtype(q.dtype).itemsize
+        if q.pass_ == GRAD_INPUT and weight > q.tuning.pointwise_weight_bytes:
+            return None
+        reason = f"{pixels} pixels fill the {mr}-pixel tiles of the pixel-row kernels"
+        if q.pass_ == FORWARD:
+            return reason + ", which read the weight packed once for inference"
+        return reason + f" and the weight of {weight} bytes stays in the L2 cache"
