@@ -24,6 +24,8 @@ CASES = [
     pytest.param(2, 3, 1, 1, 1, 3, 1, 1, 1, id="1x1-image"),
     pytest.param(1, 35, 6, 29, 1, 3, 1, 0, 1, id="wide-rows-35ch"),
     pytest.param(1, 3, 4, 32, 1, 3, 1, "same", 1, id="rows-of-whole-vectors"),
+    pytest.param(2, 21, 5, 37, 1, 3, 2, 1, 1, id="3x3-s2-wide-rows-21ch"),
+    pytest.param(1, 33, 3, 30, 1, 3, 1, "valid", 1, id="3x3-s1-blocks-of-8-4-2-33ch"),
     pytest.param(1, 7, 4, 5, 3, 2, 1, ((0, 1), (1, 0)), 1, id="2x2-asymmetric-pad"),
 ]
 
@@ -125,6 +127,28 @@ def test_depthwise_relu_and_non_finite_weights_follow_the_reference():
     np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
     assert np.isnan(y[:, 1]).all()   # (the padding's zeros times NaN: every pixel)
     np.testing.assert_allclose(y[:, [0, 2, 3]], want[:, [0, 2, 3]], atol=1e-12)
+
+
+@pytest.mark.parametrize("stride, width", [(1, 31), (2, 45)])
+def test_depthwise_channels_last_activations_follow_the_reference(isa, stride, width):
+    """ReLU and ReLU6 in the channels_last output pass, over rows long enough for every
+    pixel block of the three-column kernels (8, 4, 2, 1) and a scalar channel tail,
+    with and without a bias."""
+    for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-5)):
+        x, wt, b = _arrays(2, 37, 4, width, 1, 3, dtype, seed=3)
+        x *= 3
+        xl = ref.to_channels_last(x)
+        wl = np.ascontiguousarray(wt.transpose(2, 3, 1, 0))
+        for bias in (b, None):
+            plain = ref.conv2d_forward(x.astype(np.float64), wt.astype(np.float64),
+                                       None if bias is None else bias.astype(np.float64),
+                                       (stride, stride), ((1, 1), (1, 1)), groups=37)
+            for relu, want in ((True, np.maximum(plain, 0)),
+                               (fastconv.ops.conv.plan.RELU6, np.clip(plain, 0, 6))):
+                y = fastconv.ops.conv.conv2d_act(xl, wl, bias, stride, 1, 1, 37,
+                                                 "channels_last", relu=relu)
+                np.testing.assert_allclose(ref.to_channels_first(y), want, rtol=0,
+                                           atol=tol * np.abs(plain).max())
 
 
 def test_depthwise_refuses_other_groupings():

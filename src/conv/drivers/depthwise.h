@@ -27,6 +27,9 @@
  * multiply-add per load its work per multiply-add is small, and a second thread costs
  * more than it saves (docs/design/algorithms.md, depthwise). */
 #define FC_DW_MIN_PARALLEL_MACS 2.0e6
+#ifndef FC_DW_CHUNK
+#define FC_DW_CHUNK 0
+#endif
 /* The padded, phase-split plane of channels_first: rows Hp, columns per phase Wq. */
 static void fc_dw_dims(const fc_conv *g, ptrdiff_t *Hp, ptrdiff_t *Wq)
 {
@@ -182,9 +185,13 @@ static void FC_FN(fc_dw_fwd_row)(const void *args, ptrdiff_t it, void *const *sc
             wo[nt] = (ki * g->kw + kj) * CO;
         }
     }
-    if (hi > lo)
-        a->k->fwd(nt, xo, wo, ximg + (lo * g->sx - g->pl) * C, g->sx * C, a->w, a->bias,
-                  yrow + lo * CO, CO, hi - lo, C, a->relu);
+    if (hi > lo) {
+        /* whole rows of three columns (every row's taps in x) go to fwd3 */
+        const int three = g->kw == 3 && g->dx == 1 && (g->sx == 1 || g->sx == 2);
+        (three ? a->k->fwd3[g->sx - 1] : a->k->fwd)(
+            nt, xo, wo, ximg + (lo * g->sx - g->pl) * C, g->sx * C, a->w, a->bias,
+            yrow + lo * CO, CO, hi - lo, C, a->relu);
+    }
     for (ox = 0; ox < g->ow; ox++) {
         const ptrdiff_t ix0 = ox * g->sx - g->pl;
         ptrdiff_t ne = 0;
@@ -418,7 +425,7 @@ static int FC_FN(fc_dw_run)(const fc_isa *isa, const fc_conv *g, fc_item_fn item
 {
     const ptrdiff_t khw = g->kh * g->kw;
     const double macs = (double)g->n * g->oh * g->ow * g->cout * khw;
-    fc_loop lp = fc_loop_of(macs, items, 1);
+    fc_loop lp = fc_loop_of(macs, items, FC_DW_CHUNK);
     FC_FN(fc_dw_args) a;
     if (macs < FC_DW_MIN_PARALLEL_MACS)
         lp.threads = 1;

@@ -13,6 +13,12 @@
  *       y[o] = b + sum_t wt[t] * x[xo[t] + o]
  *   axpy: y[o] += a * x[o], o < len
  *   dot: sum_r sum_o a[r * lda + o] * b[r * ldb + o], r < nr, o < len
+ *   fwd3[sx - 1]: fwd where the taps are whole rows of three columns (kw 3, dilation
+ *       1: xo[3 r + j] = xo[3 r] + j C) and xs = sx C: each row's three weight vectors
+ *       stay in registers and each loaded input vector serves every pixel of a block
+ *       whose window holds it (8 pixels: 10 loads for 24 multiply-adds at stride 1,
+ *       17 at stride 2, where fwd loads two per multiply-add's pair and a weight);
+ *       the same sums in the same order as fwd
  *   gw (channels_last weight gradient), c < C:
  *       part[wo[t] + c] += sum_p gy[p * gs + c] * x[p * xs + xo[t] + c]          */
 #ifndef FASTCONV_UK_DEPTHWISE
@@ -33,6 +39,10 @@
         void (*gw)(ptrdiff_t nt, const ptrdiff_t *xo, const ptrdiff_t *wo, const T *x,  \
                    ptrdiff_t xs, const T *gy, ptrdiff_t gs, ptrdiff_t np, ptrdiff_t C,  \
                    T *part);                                                             \
+        /* fwd of three-column windows (kw 3, dilation 1) at stride 1 and 2 */          \
+        void (*fwd3[2])(ptrdiff_t nt, const ptrdiff_t *xo, const ptrdiff_t *wo,         \
+                        const T *x, ptrdiff_t xs, const T *w, const T *bias, T *y,      \
+                        ptrdiff_t ys, ptrdiff_t np, ptrdiff_t C, int act);              \
     } fc_dwk_##S;
 
 FC_DWK_TYPES(float, f)
@@ -82,7 +92,28 @@ FC_DWK_TYPES(double, d)
                 STORE(yp + 2 * ys + c, a20); STORE(yp + 2 * ys + c + VL, a21);           \
                 STORE(yp + 3 * ys + c, a30); STORE(yp + 3 * ys + c + VL, a31);           \
             }                                                                            \
-            if (c < C) /* the channels past the last pair of vectors, pixel by pixel */  \
+            if (c + VL <= C) { /* a last single vector: the four pixels' sums */         \
+                VEC a0 = bias ? LOAD(bias + c) : ZERO, a1 = a0, a2 = a0, a3 = a0;        \
+                for (t = 0; t < nt; t++) {                                               \
+                    const T *s = xp + xo[t] + c;                                         \
+                    const VEC wv = LOAD(w + wo[t] + c);                                  \
+                    a0 = FMA(LOAD(s), wv, a0);                                           \
+                    a1 = FMA(LOAD(s + xs), wv, a1);                                      \
+                    a2 = FMA(LOAD(s + 2 * xs), wv, a2);                                  \
+                    a3 = FMA(LOAD(s + 3 * xs), wv, a3);                                  \
+                }                                                                        \
+                if (act) {                                                               \
+                    const VEC z = ZERO, six = SET1((T)6);                                \
+                    a0 = FC_DW_ACTV(a0, act, z, six, MAXV, MINV);                        \
+                    a1 = FC_DW_ACTV(a1, act, z, six, MAXV, MINV);                        \
+                    a2 = FC_DW_ACTV(a2, act, z, six, MAXV, MINV);                        \
+                    a3 = FC_DW_ACTV(a3, act, z, six, MAXV, MINV);                        \
+                }                                                                        \
+                STORE(yp + c, a0); STORE(yp + ys + c, a1);                               \
+                STORE(yp + 2 * ys + c, a2); STORE(yp + 3 * ys + c, a3);                  \
+                c += VL;                                                                 \
+            }                                                                            \
+            if (c < C) /* the scalar channels, pixel by pixel */                         \
                 fc_dwf1_##SUF(nt, xo, wo, xp, xs, w, bias, yp, ys, 4, C, c, act);        \
         }                                                                                \
         if (p < np)                                                                      \
@@ -196,7 +227,8 @@ FC_DWK_TYPES(double, d)
     }                                                                                    \
                                                                                          \
     static const fc_dwk_##S fc_dwk_##SUF = {fc_dwf_##SUF, fc_dwr_##SUF, fc_dwa_##SUF,   \
-                                            fc_dwd_##SUF, fc_dwg_##SUF};
+                                            fc_dwd_##SUF, fc_dwg_##SUF,                 \
+                                            {fc_dw3f1_##SUF, fc_dw3f2_##SUF}};
 
 /* The output pass's activation on a vector (or scalar) v: act 1 ReLU, 2 ReLU6
  * (FC_RELU6), with MAXV(z, v) = z > v ? z : v and MINV(six, v) = six < v ? six : v (the
@@ -207,7 +239,28 @@ FC_DWK_TYPES(double, d)
 #define FC_DW_SCALAR_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define FC_DW_SCALAR_MIN(a, b) ((a) < (b) ? (a) : (b))
 
-/* fwd's pixels one at a time from channel c0 on: whole vectors, then scalars. */
+/* fwd's pixels one at a time from channel c0 on: blocks of four vectors (four sums in
+ * flight: one vector's nine-tap chain alone waits on the multiply-add's latency), then
+ * pairs, single vectors and scalars.  Each value's sum runs over the taps in order
+ * whatever the block, so the bits do not depend on it. */
+#define FC_DW1_BLOCK(NV, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)         \
+    for (; c + (NV) * VL <= C; c += (NV) * VL) {                                          \
+        VEC a[NV];                                                                       \
+        int v;                                                                           \
+        for (v = 0; v < (NV); v++)                                                       \
+            a[v] = bias ? LOAD(bias + c + v * VL) : ZERO;                                \
+        for (t = 0; t < nt; t++) {                                                       \
+            const T *s = xp + xo[t] + c, *ws = w + wo[t] + c;                            \
+            for (v = 0; v < (NV); v++)                                                   \
+                a[v] = FMA(LOAD(s + v * VL), LOAD(ws + v * VL), a[v]);                   \
+        }                                                                                \
+        for (v = 0; v < (NV); v++) {                                                     \
+            if (act)                                                                     \
+                a[v] = FC_DW_ACTV(a[v], act, ZERO, SET1((T)6), MAXV, MINV);              \
+            STORE(yp + c + v * VL, a[v]);                                                \
+        }                                                                                \
+    }
+
 #define FC_DW1(SUF, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)       \
     ATTR static void fc_dwf1_##SUF(ptrdiff_t nt, const ptrdiff_t *xo,                    \
                                    const ptrdiff_t *wo, const T *x, ptrdiff_t xs,       \
@@ -218,14 +271,10 @@ FC_DWK_TYPES(double, d)
         for (p = 0; p < np; p++) {                                                       \
             const T *xp = x + p * xs;                                                    \
             T *yp = y + p * ys;                                                          \
-            for (c = c0; c + VL <= C; c += VL) {                                         \
-                VEC a0 = bias ? LOAD(bias + c) : ZERO;                                   \
-                for (t = 0; t < nt; t++)                                                 \
-                    a0 = FMA(LOAD(xp + xo[t] + c), LOAD(w + wo[t] + c), a0);             \
-                if (act)                                                                 \
-                    a0 = FC_DW_ACTV(a0, act, ZERO, SET1((T)6), MAXV, MINV);              \
-                STORE(yp + c, a0);                                                       \
-            }                                                                            \
+            c = c0;                                                                      \
+            FC_DW1_BLOCK(4, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)        \
+            FC_DW1_BLOCK(2, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)        \
+            FC_DW1_BLOCK(1, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)        \
             for (; c < C; c++) {                                                         \
                 T a0 = bias ? bias[c] : (T)0;                                            \
                 for (t = 0; t < nt; t++)                                                 \
@@ -238,8 +287,66 @@ FC_DWK_TYPES(double, d)
         }                                                                                \
     }
 
+/* fwd3's block of U pixels from pixel p, channels [0, C - C % VL): per row of taps,
+ * input column q of the block (q < (U - 1) SX + 3) is loaded once and added to each
+ * pixel u whose window holds it (q = u SX + j, weight j), so every pixel's sum still
+ * runs over the taps in order (the conditions fold at compile time: U, SX constant). */
+#define FC_DW3_BLOCK(U, SX, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)      \
+    for (; p + (U) <= np; p += (U))                                                      \
+        for (c = 0; c + VL <= C; c += VL) {                                              \
+            VEC a[U];                                                                    \
+            int u, q;                                                                    \
+            for (u = 0; u < (U); u++)                                                    \
+                a[u] = bias ? LOAD(bias + c) : ZERO;                                     \
+            for (r = 0; r < nt; r += 3) {                                                \
+                const T *xr = x + p * xs + xo[r] + c, *wr = w + wo[r] + c;              \
+                const VEC w0 = LOAD(wr), w1 = LOAD(wr + C), w2 = LOAD(wr + 2 * C);      \
+                _Pragma("GCC unroll 32")                                                 \
+                for (q = 0; q < ((U) - 1) * (SX) + 3; q++) {                             \
+                    VEC xv = LOAD(xr + q * C);                                           \
+                    FC_DW_IN_REGISTER(xv);                                               \
+                    if (q % (SX) == 0 && q / (SX) < (U))                                 \
+                        a[q / (SX)] = FMA(xv, w0, a[q / (SX)]);                          \
+                    if (q >= 1 && (q - 1) % (SX) == 0 && (q - 1) / (SX) < (U))           \
+                        a[(q - 1) / (SX)] = FMA(xv, w1, a[(q - 1) / (SX)]);              \
+                    if (q >= 2 && (q - 2) % (SX) == 0 && (q - 2) / (SX) < (U))           \
+                        a[(q - 2) / (SX)] = FMA(xv, w2, a[(q - 2) / (SX)]);              \
+                }                                                                        \
+            }                                                                            \
+            for (u = 0; u < (U); u++) {                                                  \
+                if (act)                                                                 \
+                    a[u] = FC_DW_ACTV(a[u], act, ZERO, SET1((T)6), MAXV, MINV);          \
+                STORE(y + (p + u) * ys + c, a[u]);                                       \
+            }                                                                            \
+        }
+
+/* Keeps a loaded vector in its register: without it GCC folds the load into each of
+ * the (up to three) multiply-adds that use it, loading it again for each. */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define FC_DW_IN_REGISTER(v) __asm__("" : "+v"(v))
+#else
+#define FC_DW_IN_REGISTER(v) ((void)0)
+#endif
+
+#define FC_DW3(SUF, SX, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)    \
+    ATTR static void fc_dw3f##SX##_##SUF(ptrdiff_t nt, const ptrdiff_t *xo,              \
+                                         const ptrdiff_t *wo, const T *x, ptrdiff_t xs, \
+                                         const T *w, const T *bias, T *y, ptrdiff_t ys, \
+                                         ptrdiff_t np, ptrdiff_t C, int act)            \
+    {                                                                                    \
+        ptrdiff_t p = 0, c, r;                                                           \
+        FC_DW3_BLOCK(8, SX, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)        \
+        FC_DW3_BLOCK(4, SX, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)        \
+        FC_DW3_BLOCK(2, SX, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)        \
+        FC_DW3_BLOCK(1, SX, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)        \
+        if (C % VL) /* the scalar channels */                                            \
+            fc_dwf1_##SUF(nt, xo, wo, x, xs, w, bias, y, ys, np, C, C - C % VL, act);   \
+    }
+
 #define FC_DW_ALL(SUF, S, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)   \
     FC_DW1(SUF, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)              \
+    FC_DW3(SUF, 1, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)           \
+    FC_DW3(SUF, 2, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)           \
     FC_DW(SUF, S, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)
 
 #define FC_DW_SCALAR_STORE(p, v) (*(p) = (v))
