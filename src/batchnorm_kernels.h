@@ -8,14 +8,15 @@
  * Channels go in blocks of FC_BN_CB whose sums stay in registers over all the rows
  * (a row's block is one or two cache lines; the rows are C apart, which the hardware
  * prefetchers follow), instead of loading and storing each channel's sums on every
- * row.  Each channel's sum takes its rows in order, so the result depends on the
- * shapes only.  Built for AVX-512, AVX2 and the baseline (target_clones, picked at load
+ * row.  Each channel's sum takes its rows in order (whole blocks of 16: the even rows
+ * and the odd rows apart, then added), so the result depends on the shapes only.  Built for AVX-512, AVX2 and the baseline (target_clones, picked at load
  * time).
  */
 #ifndef FASTCONV_BATCHNORM_KERNELS_H
 #define FASTCONV_BATCHNORM_KERNELS_H
 
 #include <stddef.h>
+#include <string.h>
 
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 6 && defined(__linux__) &&  \
     (defined(__x86_64__) || defined(__i386__))
@@ -101,6 +102,113 @@ static inline double fc_bn_keep_double(double v, int keep)
         }                                                                               \
     } while (0)
 
+/* Blocks of 16 channels as GCC vector types (each clone lowers them to its registers:
+ * one, two or four per 8 values): the sums of 16 channels are 8 vectors held over the
+ * rows, the even rows' and the odd rows' apart (two chains of additions instead of one:
+ * a row costs no more than an addition's latency), added at the end.  (As arrays the
+ * compiler kept half of the sums on the stack: a store and a load per row.) */
+#if defined(__GNUC__)
+#define FC_BN_VECTORS 1
+typedef double fc_bn_v8d __attribute__((vector_size(64)));
+typedef float fc_bn_v8f __attribute__((vector_size(32)));
+typedef int fc_bn_v8i __attribute__((vector_size(32)));
+typedef long long fc_bn_v8l __attribute__((vector_size(64)));
+
+/* *out = 8 values from p in float64; with act (grad with an activation): where y's 8
+ * values pass the activation's gradient (act 1: y > 0; act 2: 0 < y < 6), else +0
+ * (bits masked).  (Through a pointer: a vector returned by value changes the ABI
+ * between the clones, which GCC warns of.) */
+static inline void fc_bn_v8_float(fc_bn_v8d *out, const float *p, const float *y, int act)
+{
+    fc_bn_v8f v, yv;
+    memcpy(&v, p, sizeof v);
+    if (act) {
+        fc_bn_v8i keep;
+        memcpy(&yv, y, sizeof yv);
+        keep = yv > 0;
+        if (act == 2)
+            keep &= yv < 6;
+        v = (fc_bn_v8f)((fc_bn_v8i)v & keep);
+    }
+    *out = __builtin_convertvector(v, fc_bn_v8d);
+}
+static inline void fc_bn_v8_double(fc_bn_v8d *out, const double *p, const double *y,
+                                   int act)
+{
+    fc_bn_v8d v, yv;
+    memcpy(&v, p, sizeof v);
+    if (act) {
+        fc_bn_v8l keep;
+        memcpy(&yv, y, sizeof yv);
+        keep = yv > 0;
+        if (act == 2)
+            keep &= yv < 6;
+        v = (fc_bn_v8d)((fc_bn_v8l)v & keep);
+    }
+    *out = v;
+}
+
+/* Row r's 16 values added into the sums (s1 lo/hi, s2 lo/hi) of one parity. */
+#define FC_BN_ROW16(T, r, A, B, C2, D)                                                  \
+    do {                                                                                \
+        const T *xr = x + (r) * C + c0, *gr = g + (r) * C + c0, *yr = y + (r) * C + c0; \
+        fc_bn_v8d d0, d1, v0, v1;                                                       \
+        fc_bn_v8_##T(&d0, xr, xr, 0);                                                   \
+        fc_bn_v8_##T(&d1, xr + 8, xr, 0);                                               \
+        d0 -= sh0;                                                                      \
+        d1 -= sh1;                                                                      \
+        if (!grad) {                                                                    \
+            A += d0;                                                                    \
+            B += d1;                                                                    \
+            C2 += d0 * d0;                                                              \
+            D += d1 * d1;                                                               \
+        } else {                                                                        \
+            fc_bn_v8_##T(&v0, gr, yr, act);                                             \
+            fc_bn_v8_##T(&v1, gr + 8, yr + 8, act);                                     \
+            A += v0;                                                                    \
+            B += v1;                                                                    \
+            C2 += v0 * d0;                                                              \
+            D += v1 * d1;                                                               \
+        }                                                                               \
+    } while (0)
+
+#define FC_BN_BLOCK16(T)                                                                \
+    do {                                                                                \
+        fc_bn_v8d sh0, sh1, e1a = {0}, e1b = {0}, e2a = {0}, e2b = {0};                 \
+        fc_bn_v8d o1a = {0}, o1b = {0}, o2a = {0}, o2b = {0};                           \
+        double lanes[4][8];                                                             \
+        ptrdiff_t r, j;                                                                 \
+        memcpy(&sh0, shift + c0, sizeof sh0);                                           \
+        memcpy(&sh1, shift + c0 + 8, sizeof sh1);                                       \
+        for (r = 0; r + 2 <= rows; r += 2) {                                            \
+            FC_BN_ROW16(T, r, e1a, e1b, e2a, e2b);                                      \
+            FC_BN_ROW16(T, r + 1, o1a, o1b, o2a, o2b);                                  \
+        }                                                                               \
+        if (r < rows)                                                                   \
+            FC_BN_ROW16(T, r, e1a, e1b, e2a, e2b);                                      \
+        e1a += o1a;                                                                     \
+        e1b += o1b;                                                                     \
+        e2a += o2a;                                                                     \
+        e2b += o2b;                                                                     \
+        memcpy(lanes[0], &e1a, sizeof e1a);                                             \
+        memcpy(lanes[1], &e1b, sizeof e1b);                                             \
+        memcpy(lanes[2], &e2a, sizeof e2a);                                             \
+        memcpy(lanes[3], &e2b, sizeof e2b);                                             \
+        for (j = 0; j < 8; j++) {                                                       \
+            p1[c0 + j] += lanes[0][j];                                                  \
+            p1[c0 + 8 + j] += lanes[1][j];                                              \
+            p2[c0 + j] += lanes[2][j];                                                  \
+            p2[c0 + 8 + j] += lanes[3][j];                                              \
+        }                                                                               \
+    } while (0)
+#endif
+
+#if defined(FC_BN_VECTORS)
+#define FC_BN_FULL_BLOCK(T) FC_BN_BLOCK16(T)
+#else
+#define FC_BN_FULL_BLOCK(T) FC_BN_BLOCK(T, FC_BN_CB)
+#endif
+
 #define FC_BN_SUMS_LAST(T, NAME)                                                        \
     FC_BN_CLONES static void NAME(const T *x, const T *g, const T *y,                   \
                                   const double *shift, ptrdiff_t rows, ptrdiff_t C,     \
@@ -108,7 +216,7 @@ static inline double fc_bn_keep_double(double v, int keep)
     {                                                                                   \
         ptrdiff_t c0 = 0;                                                               \
         for (; c0 + FC_BN_CB <= C; c0 += FC_BN_CB)                                      \
-            FC_BN_BLOCK(T, FC_BN_CB);                                                   \
+            FC_BN_FULL_BLOCK(T);                                                        \
         if (c0 < C) {                                                                   \
             const ptrdiff_t rest = C - c0;                                              \
             FC_BN_BLOCK(T, rest);                                                       \
