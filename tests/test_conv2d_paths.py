@@ -260,6 +260,11 @@ PIXEL_ROW_CASES = [
     pytest.param(2, 3, 4, 5, 17, 3, 3, 1, 4, 1, id="tiles-wholly-in-padding"),
     pytest.param(2, 3, 7, 6, 20, 3, 3, (2, 1), ((5, 3), (1, 1)), (2, 1),
                  id="padded-rows-strided-dilated"),
+    # images whose input outgrows the forward's chunk of pixels (FC_PX_CHUNK_BYTES),
+    # over several channel blocks (batches of 4 and more take all blocks per image):
+    # the chunks and their last partial one
+    pytest.param(4, 64, 30, 30, 40, 1, 1, 1, "valid", 1, id="1x1-pixel-chunks"),
+    pytest.param(4, 16, 36, 36, 40, 3, 3, 1, 1, 1, id="3x3-pixel-chunks"),
 ]
 
 

@@ -96,6 +96,28 @@ static inline void FC_FN(fc_tile_store)(FC_T *dst, const FC_T *src, const FC_T *
     }
 }
 
+#ifndef FC_PX_CHUNK_BYTES
+/* The forward's pixels in chunks whose input (and the weight blocks they run on) stay
+ * in the L2 cache while every block of output channels takes them: without, each
+ * block streamed the whole image from memory again (docs/design/algorithms.md). */
+#define FC_PX_CHUNK_BYTES (192 * 1024)
+/* Pixels per chunk of fc_px_forward_image over ncb channel blocks: the chunk's rows
+ * of x (at most kh input rows of C values per output pixel) within FC_PX_CHUNK_BYTES,
+ * a multiple of mr; the whole range (no chunks) for one block, or where the blocks'
+ * weights alone outgrow that budget (re-read for every chunk, they would cost more
+ * than the chunks save). */
+static ptrdiff_t fc_px_chunk(const fc_conv *g, ptrdiff_t ncb, size_t item)
+{
+    const double per_px = (double)g->kh * g->c * item;
+    const double weights = (double)ncb * g->kg * g->nr * item;
+    ptrdiff_t px;
+    if (ncb < 2 || weights > FC_PX_CHUNK_BYTES)
+        return PTRDIFF_MAX;
+    px = (ptrdiff_t)(FC_PX_CHUNK_BYTES / per_px) / g->mr * g->mr;
+    return px < g->mr ? g->mr : px;
+}
+#endif
+
 /* Forward of image n (channels_last, one group): its channel blocks [cb0, cb1) and
  * output pixels [p_lo, p_hi) (p_lo a multiple of mr).  bpk: the weights packed
  * (ceil(cout/nr), kg, nr) with k = (ki, kj, c), zero beyond cout.  Scratch: xp (see
@@ -109,7 +131,8 @@ FC_CLONES static void FC_FN(fc_px_forward_image)(const fc_conv *g, FC_FN(fc_kpx_
     const ptrdiff_t mr = g->mr, nr = g->nr, C = g->c, P = g->oh * g->ow;
     const ptrdiff_t P_pad = (P + mr - 1) / mr * mr;
     ptrdiff_t *off = idx, *sega = idx + P_pad, *segb = sega + g->kh * g->kw;
-    ptrdiff_t ws, nseg, len, s, cb, p0, i, p, oy, ox;
+    const ptrdiff_t chunk = fc_px_chunk(g, cb1 - cb0, sizeof(FC_T));
+    ptrdiff_t ws, nseg, len, s, cb, p0, i, p, oy, ox, c0, c1;
     const FC_T *xa = FC_FN(fc_px_image)(g, x, n, xp, &ws);
     /* (oy, ox) walks the pixels in order: a division per pixel was a visible share of
      * a layer's time (docs/design/algorithms.md).  Rows past the image repeat pixel 0
@@ -134,9 +157,10 @@ FC_CLONES static void FC_FN(fc_px_forward_image)(const fc_conv *g, FC_FN(fc_kpx_
     }
     for (s = 0; s < nseg; s++)
         segb[s] = s * len * nr;
-    for (cb = cb0; cb < cb1; cb++) {
+    for (c0 = p_lo; c0 < p_hi; c0 = c1)
+    for (c1 = p_hi - c0 > chunk ? c0 + chunk : p_hi, cb = cb0; cb < cb1; cb++) {
         const ptrdiff_t co0 = cb * nr, cols = (g->cout - co0 < nr) ? g->cout - co0 : nr;
-        for (p0 = p_lo; p0 < p_hi; p0 += mr) {
+        for (p0 = c0; p0 < c1; p0 += mr) {
             const ptrdiff_t cnt = (P - p0 < mr) ? P - p0 : mr;
             /* Kernel rows ki that read inside the image for some pixel of the tile
              * (output rows oy0..oy1): the others multiply zero padding, skipped (the
