@@ -294,9 +294,10 @@ static void FC_FN(fc_dw_gw_block)(const void *args, ptrdiff_t it, void *const *s
                     wo[nt] = (ki * g->kw + kj) * CO;
                 }
             }
-            if (hi > lo)
-                a->k->gw(nt, xo, wo, ximg + (lo * g->sx - g->pl) * C + c0, g->sx * C,
-                         gyrow + lo * CO, CO, hi - lo, cw, dst);
+            if (hi > lo)  /* (gw3: rows of three columns at stride 1) */
+                (g->kw == 3 && g->dx == 1 && g->sx == 1 ? a->k->gw3 : a->k->gw)(
+                    nt, xo, wo, ximg + (lo * g->sx - g->pl) * C + c0, g->sx * C,
+                    gyrow + lo * CO, CO, hi - lo, cw, dst);
             for (ox = 0; ox < g->ow; ox++) {
                 const ptrdiff_t ix0 = ox * g->sx - g->pl;
                 ptrdiff_t ne = 0;

@@ -20,7 +20,12 @@
  *       17 at stride 2, where fwd loads two per multiply-add's pair and a weight);
  *       the same sums in the same order as fwd
  *   gw (channels_last weight gradient), c < C:
- *       part[wo[t] + c] += sum_p gy[p * gs + c] * x[p * xs + xo[t] + c]          */
+ *       part[wo[t] + c] += sum_p gy[p * gs + c] * x[p * xs + xo[t] + c]
+ *   gw3: gw where the taps are at most three whole rows of three columns and xs = C
+ *       (stride 1): each input column is loaded once for the three taps of its row
+ *       that read it (with the last three pixels' gradients held: 4 loads per 9
+ *       multiply-adds, where gw loads two per multiply-add); the same sums in the
+ *       same order as gw                                                          */
 #ifndef FASTCONV_UK_DEPTHWISE
 #define FASTCONV_UK_DEPTHWISE
 
@@ -39,6 +44,10 @@
         void (*gw)(ptrdiff_t nt, const ptrdiff_t *xo, const ptrdiff_t *wo, const T *x,  \
                    ptrdiff_t xs, const T *gy, ptrdiff_t gs, ptrdiff_t np, ptrdiff_t C,  \
                    T *part);                                                             \
+        /* gw of three-column windows (kw 3, dilation 1) at stride 1, kh <= 3 */        \
+        void (*gw3)(ptrdiff_t nt, const ptrdiff_t *xo, const ptrdiff_t *wo, const T *x, \
+                    ptrdiff_t xs, const T *gy, ptrdiff_t gs, ptrdiff_t np, ptrdiff_t C, \
+                    T *part);                                                            \
         /* fwd of three-column windows (kw 3, dilation 1) at stride 1 and 2 */          \
         void (*fwd3[2])(ptrdiff_t nt, const ptrdiff_t *xo, const ptrdiff_t *wo,         \
                         const T *x, ptrdiff_t xs, const T *w, const T *bias, T *y,      \
@@ -224,11 +233,8 @@ FC_DWK_TYPES(double, d)
                     a0 += gy[p * gs + c] * x[p * xs + xo[t] + c];                        \
                 part[wo[t] + c] += a0;                                                   \
             }                                                                            \
-    }                                                                                    \
-                                                                                         \
-    static const fc_dwk_##S fc_dwk_##SUF = {fc_dwf_##SUF, fc_dwr_##SUF, fc_dwa_##SUF,   \
-                                            fc_dwd_##SUF, fc_dwg_##SUF,                 \
-                                            {fc_dw3f1_##SUF, fc_dw3f2_##SUF}};
+    }
+
 
 /* The output pass's activation on a vector (or scalar) v: act 1 ReLU, 2 ReLU6
  * (FC_RELU6), with MAXV(z, v) = z > v ? z : v and MINV(six, v) = six < v ? six : v (the
@@ -244,7 +250,7 @@ FC_DWK_TYPES(double, d)
  * pairs, single vectors and scalars.  Each value's sum runs over the taps in order
  * whatever the block, so the bits do not depend on it. */
 #define FC_DW1_BLOCK(NV, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)         \
-    for (; c + (NV) * VL <= C; c += (NV) * VL) {                                          \
+    for (; c + (NV) * VL <= C; c += (NV) * VL) {                                         \
         VEC a[NV];                                                                       \
         int v;                                                                           \
         for (v = 0; v < (NV); v++)                                                       \
@@ -343,11 +349,84 @@ FC_DWK_TYPES(double, d)
             fc_dwf1_##SUF(nt, xo, wo, x, xs, w, bias, y, ys, np, C, C - C % VL, act);   \
     }
 
+/* gw3's input column q of tap row R (pointer XR, sums A0..A2 of its taps kj 0..2):
+ * column q serves pixel q with kj 0 (gradient G0), q - 1 with kj 1 (G1), q - 2 with kj
+ * 2 (G2); K0, K1, K2 say which of those pixels exist (constants at each use). */
+#define FC_DW3G_COL(VEC, LOAD, FMA, XR, q, A0, A1, A2, K0, K1, K2)                      \
+    do {                                                                                 \
+        VEC xv_ = LOAD((XR) + (q) * C);                                                  \
+        FC_DW_IN_REGISTER(xv_);                                                          \
+        if (K0)                                                                          \
+            A0 = FMA(g0, xv_, A0);                                                       \
+        if (K1)                                                                          \
+            A1 = FMA(g1, xv_, A1);                                                       \
+        if (K2)                                                                          \
+            A2 = FMA(g2, xv_, A2);                                                       \
+    } while (0)
+#define FC_DW3G_COLS(VEC, LOAD, FMA, q, K0, K1, K2)                                     \
+    do {                                                                                 \
+        FC_DW3G_COL(VEC, LOAD, FMA, x0, q, a00, a01, a02, K0, K1, K2);                   \
+        if (nr > 1)                                                                      \
+            FC_DW3G_COL(VEC, LOAD, FMA, x1, q, a10, a11, a12, K0, K1, K2);               \
+        if (nr > 2)                                                                      \
+            FC_DW3G_COL(VEC, LOAD, FMA, x2, q, a20, a21, a22, K0, K1, K2);               \
+    } while (0)
+
+#define FC_DW3G(SUF, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA)                    \
+    ATTR static void fc_dw3g_##SUF(ptrdiff_t nt, const ptrdiff_t *xo, const ptrdiff_t *wo,\
+                                   const T *x, ptrdiff_t xs, const T *gy, ptrdiff_t gs, \
+                                   ptrdiff_t np, ptrdiff_t C, T *part)                  \
+    {                                                                                    \
+        const ptrdiff_t nr = nt / 3;                                                     \
+        ptrdiff_t c = 0, q, r, j;                                                        \
+        if (nt % 3 || nr < 1 || nr > 3 || np < 2 || xs != C) {                           \
+            fc_dwg_##SUF(nt, xo, wo, x, xs, gy, gs, np, C, part);                        \
+            return;                                                                      \
+        }                                                                                \
+        for (; c + VL <= C; c += VL) {                                                   \
+            VEC a00 = ZERO, a01 = ZERO, a02 = ZERO, a10 = ZERO, a11 = ZERO, a12 = ZERO;  \
+            VEC a20 = ZERO, a21 = ZERO, a22 = ZERO, g0, g1 = ZERO, g2 = ZERO;            \
+            const T *x0 = x + xo[0] + c, *x1 = x + xo[nr > 1 ? 3 : 0] + c;             \
+            const T *x2 = x + xo[nr > 2 ? 6 : 0] + c, *gp = gy + c;                     \
+            g0 = LOAD(gp);                                   /* column 0: pixel 0 */     \
+            FC_DW3G_COLS(VEC, LOAD, FMA, 0, 1, 0, 0);                                    \
+            g1 = g0;                                         /* column 1 */              \
+            g0 = LOAD(gp + gs);                                                          \
+            FC_DW3G_COLS(VEC, LOAD, FMA, 1, 1, 1, 0);                                    \
+            for (q = 2; q < np; q++) {                                                   \
+                g2 = g1;                                                                 \
+                g1 = g0;                                                                 \
+                g0 = LOAD(gp + q * gs);                                                  \
+                FC_DW3G_COLS(VEC, LOAD, FMA, q, 1, 1, 1);                                \
+            }                                                                            \
+            g2 = g1;                                         /* column np */             \
+            g1 = g0;                                                                     \
+            FC_DW3G_COLS(VEC, LOAD, FMA, np, 0, 1, 1);                                   \
+            g2 = g1;                                         /* column np + 1 */         \
+            FC_DW3G_COLS(VEC, LOAD, FMA, np + 1, 0, 0, 1);                               \
+            {                                                                            \
+                const VEC sums[3][3] = {{a00, a01, a02}, {a10, a11, a12},                \
+                                        {a20, a21, a22}};                                \
+                for (r = 0; r < nr; r++)                                                 \
+                    for (j = 0; j < 3; j++) {                                            \
+                        T *dst = part + wo[3 * r + j] + c;                               \
+                        STORE(dst, FMA(sums[r][j], SET1((T)1), LOAD(dst)));              \
+                    }                                                                    \
+            }                                                                            \
+        }                                                                                \
+        if (c < C) /* the scalar channels */                                             \
+            fc_dwg_##SUF(nt, xo, wo, x + c, xs, gy + c, gs, np, C - c, part + c);        \
+    }
+
 #define FC_DW_ALL(SUF, S, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)   \
     FC_DW1(SUF, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)              \
     FC_DW3(SUF, 1, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)           \
     FC_DW3(SUF, 2, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)           \
-    FC_DW(SUF, S, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)
+    FC_DW(SUF, S, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA, MAXV, MINV)            \
+    FC_DW3G(SUF, ATTR, T, VEC, VL, ZERO, LOAD, STORE, SET1, FMA)                         \
+    static const fc_dwk_##S fc_dwk_##SUF = {fc_dwf_##SUF, fc_dwr_##SUF, fc_dwa_##SUF,   \
+                                            fc_dwd_##SUF, fc_dwg_##SUF, fc_dw3g_##SUF,  \
+                                            {fc_dw3f1_##SUF, fc_dw3f2_##SUF}};
 
 #define FC_DW_SCALAR_STORE(p, v) (*(p) = (v))
 #define FC_DW_SCALAR_LOAD(p) (*(p))

@@ -8,7 +8,7 @@ import numpy as np
 
 from .... import _ext
 from ..plan import FORWARD, GRAD_INPUT, GRAD_WEIGHT, Algorithm, Plan
-from .common import images_per_partial, sum_partials
+from .common import aligned_zeros, images_per_partial, sum_partials
 
 __all__ = ["Depthwise"]
 
@@ -88,8 +88,9 @@ class Depthwise(Algorithm):
         g = plan.g
         groups = -(-g.n // plan.n_per)
         khw = g.kh * g.kw
-        part = np.zeros((groups, khw, g.c_out) if _last(g) else (groups, g.c_out, khw),
-                        plan.dtype)
+        # (on a cache line: the threads' channel blocks of a tap share no line)
+        part = aligned_zeros(groups * khw * g.c_out, plan.dtype).reshape(
+            (groups, khw, g.c_out) if _last(g) else (groups, g.c_out, khw))
         _ext.conv2d.dw_grad_weight(x.reshape(-1), grad_y.reshape(-1), part.reshape(-1),
                                    g.c, plan.n_per)
         total = sum_partials(part)
