@@ -22,6 +22,8 @@ typedef fc_kia_f fc_kia_t_f;
 typedef fc_kia_d fc_kia_t_d;
 typedef fc_kpx_f fc_kpx_t_f;
 typedef fc_kpx_d fc_kpx_t_d;
+typedef fc_kpxo_f fc_kpxo_t_f;
+typedef fc_kpxo_d fc_kpxo_t_d;
 typedef fc_knr_f fc_knr_t_f;
 typedef fc_knr_d fc_knr_t_d;
 typedef fc_kwf_f fc_kwf_t_f;

@@ -27,6 +27,8 @@ typedef struct {
     int mr_px1_f, nr_px1_f, mr_px1_d, nr_px1_d;
     fc_kpx_f kpx1_f;
     fc_kpx_d kpx1_d;
+    fc_kpxo_f kpxo_f, kpxo1_f;   /* kpx and kpx1's forward tiles straight into y */
+    fc_kpxo_d kpxo_d, kpxo1_d;
     int mr_nr, vl_f, vl_d;  /* rows of the narrow kernels; their vector lengths */
     fc_knr_f knr_f;
     fc_knr_d knr_d;
@@ -105,6 +107,10 @@ static const fc_isa fc_isa_portable = {
     .nr_px1_d = 8,
     .kpx1_f = fc_kpx_portable_f,
     .kpx1_d = fc_kpx_portable_d,
+    .kpxo_f = fc_kpx_portable_f_out,
+    .kpxo_d = fc_kpx_portable_d_out,
+    .kpxo1_f = fc_kpx_portable_f_out,
+    .kpxo1_d = fc_kpx_portable_d_out,
     .mr_nr = 4,
     .vl_f = 1,
     .vl_d = 1,
@@ -147,6 +153,10 @@ static const fc_isa fc_isa_avx2 = {
     .nr_px1_d = 4,
     .kpx1_f = fc_kpx1_avx2_f,
     .kpx1_d = fc_kpx1_avx2_d,
+    .kpxo_f = fc_kpx_avx2_f_out,
+    .kpxo_d = fc_kpx_avx2_d_out,
+    .kpxo1_f = fc_kpx1_avx2_f_out,
+    .kpxo1_d = fc_kpx1_avx2_d_out,
     .mr_nr = 4,
     .vl_f = 8,
     .vl_d = 4,
@@ -188,6 +198,10 @@ static const fc_isa fc_isa_avx512 = {
     .nr_px1_d = 8,
     .kpx1_f = fc_kpx1_avx512_f,
     .kpx1_d = fc_kpx1_avx512_d,
+    .kpxo_f = fc_kpx_avx512_f_out,
+    .kpxo_d = fc_kpx_avx512_d_out,
+    .kpxo1_f = fc_kpx1_avx512_f_out,
+    .kpxo1_d = fc_kpx1_avx512_d_out,
     .mr_nr = 6,
     .vl_f = 16,
     .vl_d = 8,

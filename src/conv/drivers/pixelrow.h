@@ -123,6 +123,7 @@ static ptrdiff_t fc_px_chunk(const fc_conv *g, ptrdiff_t ncb, size_t item)
  * (ceil(cout/nr), kg, nr) with k = (ki, kj, c), zero beyond cout.  Scratch: xp (see
  * fc_px_image), tile mr*nr, idx ceil(P/mr)*mr + 2*kh*kw entries (P = oh*ow). */
 FC_CLONES static void FC_FN(fc_px_forward_image)(const fc_conv *g, FC_FN(fc_kpx_t) kpx,
+                                       FC_FN(fc_kpxo_t) kpxo,
                                        const FC_T *x, const FC_T *bpk, const FC_T *bias,
                                        FC_T *y, ptrdiff_t n, int relu, FC_T *xp,
                                        FC_T *tile, ptrdiff_t *idx, ptrdiff_t cb0,
@@ -173,6 +174,17 @@ FC_CLONES static void FC_FN(fc_px_forward_image)(const fc_conv *g, FC_FN(fc_kpx_
             hi = hi > g->kh ? g->kh : hi;
             if (hi < lo)
                 hi = lo;
+            if (cnt == mr && cols == nr) {  /* a whole tile: straight into y */
+                FC_T *y0 = y + (n * P + p0) * g->cout + co0;
+                kpxo((hi - lo) * per_ki, len, sega + lo * per_ki, segb + lo * per_ki, xa,
+                     off + p0, bpk + cb * g->kg * nr, y0, g->cout,
+                     bias ? bias + co0 : NULL);
+                if (relu)  /* (in place, in L1: the activation as fc_tile_store's) */
+                    for (i = 0; i < mr; i++)
+                        FC_FN(fc_tile_store)(y0 + i * g->cout, y0 + i * g->cout, NULL,
+                                             nr, relu);
+                continue;
+            }
             kpx((hi - lo) * per_ki, len, sega + lo * per_ki, segb + lo * per_ki, xa,
                 off + p0, 1, bpk + cb * g->kg * nr, nr, tile, nr, 0);
             for (i = 0; i < cnt; i++)
@@ -399,6 +411,7 @@ typedef struct {
     ptrdiff_t m, k, n, mr, nr;  /* fc_dense_forward */
     int x_t, w_t;
     ptrdiff_t pparts;           /* fc_px_forward: parts of an image's pixel tiles */
+    FC_FN(fc_kpxo_t) kpxo;      /* fc_px_forward: kpx's whole tiles into y */
 } FC_FN(fc_px_args);
 
 static void FC_FN(fc_px_forward_item)(const void *args, ptrdiff_t it, void *const *sc)
@@ -421,7 +434,8 @@ static void FC_FN(fc_px_forward_item)(const void *args, ptrdiff_t it, void *cons
     /* pooled: image n as image 0 of x + n * x_img, written to yimg */
     FC_T *out = pooled ? yimg : a->y + n * img;
     FC_T *qout = a->avg_pool ? a->y + n * q_img : (a->yq != NULL ? a->yq + n * q_img : NULL);
-    FC_FN(fc_px_forward_image)(g, a->kpx, pooled ? a->x + n * x_img : a->x, a->w, a->bias,
+    FC_FN(fc_px_forward_image)(g, a->kpx, a->kpxo, pooled ? a->x + n * x_img : a->x, a->w,
+                               a->bias,
                                pooled ? yimg : a->y, pooled ? 0 : n, a->relu,
                                (FC_T *)sc[0], (FC_T *)sc[1], (ptrdiff_t *)sc[2], cb0, cb1,
                                p_lo, p_hi < P ? p_hi : P);
@@ -457,7 +471,8 @@ static int FC_FN(fc_px_forward)(const fc_isa *isa, const fc_conv *g0, int half,
     fc_loop lp = fc_loop_of(macs, g.n * cparts * pparts, 1);
     FC_FN(fc_px_args) a = {&g, half ? isa->FC_FN(kpx1) : isa->FC_FN(kpx), x, bpk, NULL,
                            bias, y, yq, NULL, relu, act, max_pool, avg_pool, 0, 0,
-                           cparts * pparts, 0, 0, 0, 0, 0, 0, 0, pparts};
+                           cparts * pparts, 0, 0, 0, 0, 0, 0, 0, pparts,
+                           half ? isa->FC_FN(kpxo1) : isa->FC_FN(kpxo)};
     fc_scratch(&lp, FC_FN(fc_px_xp_len)(&g) * sizeof(FC_T));                              /* xp */
     fc_scratch(&lp, mr * nr * sizeof(FC_T));                                     /* tile */
     fc_scratch(&lp, idx_len * sizeof(ptrdiff_t));                                 /* idx */

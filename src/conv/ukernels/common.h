@@ -95,6 +95,16 @@ typedef void (*fc_kpx_d)(ptrdiff_t nseg, ptrdiff_t len, const ptrdiff_t *sega,
                          ptrdiff_t as, const double *B, ptrdiff_t bs, double *C,
                          ptrdiff_t ldc, int accumulate);
 
+/* The pixel-row kernel's forward tile written into y with the bias (the kernels'
+ * NAME_out, templates.h): rows as a kpx call with as = 1 and B packed (bs = its
+ * columns), C[i * ldc + j] = sum + bias[j] (bias NULL: the sum). */
+typedef void (*fc_kpxo_f)(ptrdiff_t nseg, ptrdiff_t len, const ptrdiff_t *sega,
+                          const ptrdiff_t *segb, const float *xa, const ptrdiff_t *off,
+                          const float *B, float *C, ptrdiff_t ldc, const float *bias);
+typedef void (*fc_kpxo_d)(ptrdiff_t nseg, ptrdiff_t len, const ptrdiff_t *sega,
+                          const ptrdiff_t *segb, const double *xa, const ptrdiff_t *off,
+                          const double *B, double *C, ptrdiff_t ldc, const double *bias);
+
 /* Narrow kernel (channels_last convolutions with few output channels): MR rows (output
  * pixels, read in place at xa + off[i]) x FC_NO output channels, vectorised along the
  * input channels instead -- the reduction:

@@ -199,6 +199,43 @@
                 STORE(d, accumulate ? ADD(acc[i][v], LOAD(d)) : acc[i][v]);            \
             }                                                                          \
     }                                                                                  \
+    /* NAME_out: the forward's whole tile (contiguous rows, packed B) written straight \
+     * into y (rows ldc apart) with the bias added on the registers, no tile buffer:  \
+     * acc + bias, rounded as fc_tile_store's src[j] + bc[j]. */                       \
+    ATTR static void NAME##_out(ptrdiff_t nseg, ptrdiff_t len, const ptrdiff_t *sega, \
+                                const ptrdiff_t *segb, const T *xa, const ptrdiff_t *off,\
+                                const T *B, T *C, ptrdiff_t ldc, const T *bias)       \
+    {                                                                                  \
+        VEC acc[MR][NV];                                                               \
+        ptrdiff_t d[MR];                                                               \
+        ptrdiff_t s, p;                                                                \
+        int i, v;                                                                      \
+        for (i = 0; i < MR; i++)                                                       \
+            for (v = 0; v < NV; v++)                                                   \
+                acc[i][v] = ZERO;                                                      \
+        for (i = 0; i < MR; i++)                                                       \
+            d[i] = off[i] - off[0];                                                    \
+        for (s = 0; s < nseg; s++) {                                                   \
+            const T *b = B + segb[s];                                                  \
+            const T *a0 = xa + off[0] + sega[s];                                       \
+            for (p = len; p > 0; p--) {                                                \
+                VEC bv[NV];                                                            \
+                for (v = 0; v < NV; v++)                                               \
+                    bv[v] = LOAD(b + v * VL);                                          \
+                for (i = 0; i < MR; i++) {                                             \
+                    const VEC av = SET1(i == 0 ? a0[0] : a0[d[i]]);                    \
+                    for (v = 0; v < NV; v++)                                           \
+                        acc[i][v] = FMA(av, bv[v], acc[i][v]);                         \
+                }                                                                      \
+                a0 += 1;                                                               \
+                b += NV * VL;                                                          \
+            }                                                                          \
+        }                                                                              \
+        for (i = 0; i < MR; i++)                                                       \
+            for (v = 0; v < NV; v++)                                                   \
+                STORE(C + i * ldc + v * VL,                                            \
+                      bias ? ADD(acc[i][v], LOAD(bias + v * VL)) : acc[i][v]);         \
+    }                                                                                  \
     /* The forward's case (contiguous rows, packed B) gets its own copy compiled with \
      * those strides as constants: fewer live registers in the inner loop. */          \
     ATTR static void NAME(ptrdiff_t nseg, ptrdiff_t len, const ptrdiff_t *sega,       \
