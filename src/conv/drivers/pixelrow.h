@@ -158,38 +158,41 @@ FC_CLONES static void FC_FN(fc_px_forward_image)(const fc_conv *g, FC_FN(fc_kpx_
     }
     for (s = 0; s < nseg; s++)
         segb[s] = s * len * nr;
-    for (c0 = p_lo; c0 < p_hi; c0 = c1)
-    for (c1 = p_hi - c0 > chunk ? c0 + chunk : p_hi, cb = cb0; cb < cb1; cb++) {
-        const ptrdiff_t co0 = cb * nr, cols = (g->cout - co0 < nr) ? g->cout - co0 : nr;
-        for (p0 = c0; p0 < c1; p0 += mr) {
-            const ptrdiff_t cnt = (P - p0 < mr) ? P - p0 : mr;
-            /* Kernel rows ki that read inside the image for some pixel of the tile
-             * (output rows oy0..oy1): the others multiply zero padding, skipped (the
-             * stride-1 input gradient's gather pads grad_y by kh - 1 rows). */
-            const ptrdiff_t oy0 = p0 / g->ow, oy1 = (p0 + cnt - 1) / g->ow;
-            ptrdiff_t lo = fc_ceil_div(g->pt - oy1 * g->sy, g->dy);
-            ptrdiff_t hi = fc_floor_div(g->h - 1 + g->pt - oy0 * g->sy, g->dy) + 1;
-            const ptrdiff_t per_ki = nseg / g->kh;  /* segments per kernel row */
-            lo = lo < 0 ? 0 : lo;
-            hi = hi > g->kh ? g->kh : hi;
-            if (hi < lo)
-                hi = lo;
-            if (cnt == mr && cols == nr) {  /* a whole tile: straight into y */
-                FC_T *y0 = y + (n * P + p0) * g->cout + co0;
-                kpxo((hi - lo) * per_ki, len, sega + lo * per_ki, segb + lo * per_ki, xa,
-                     off + p0, bpk + cb * g->kg * nr, y0, g->cout,
-                     bias ? bias + co0 : NULL);
-                if (relu)  /* (in place, in L1: the activation as fc_tile_store's) */
-                    for (i = 0; i < mr; i++)
-                        FC_FN(fc_tile_store)(y0 + i * g->cout, y0 + i * g->cout, NULL,
-                                             nr, relu);
-                continue;
+    for (c0 = p_lo; c0 < p_hi; c0 = c1) {  /* chunks of pixels, every block on each */
+        c1 = p_hi - c0 > chunk ? c0 + chunk : p_hi;
+        for (cb = cb0; cb < cb1; cb++) {
+            const ptrdiff_t co0 = cb * nr, cols = (g->cout - co0 < nr) ? g->cout - co0 : nr;
+            for (p0 = c0; p0 < c1; p0 += mr) {
+                const ptrdiff_t cnt = (P - p0 < mr) ? P - p0 : mr;
+                /* Kernel rows ki that read inside the image for some pixel of the tile
+                 * (output rows oy0..oy1): the others multiply zero padding, skipped (the
+                 * stride-1 input gradient's gather pads grad_y by kh - 1 rows). */
+                const ptrdiff_t oy0 = p0 / g->ow, oy1 = (p0 + cnt - 1) / g->ow;
+                ptrdiff_t lo = fc_ceil_div(g->pt - oy1 * g->sy, g->dy);
+                ptrdiff_t hi = fc_floor_div(g->h - 1 + g->pt - oy0 * g->sy, g->dy) + 1;
+                const ptrdiff_t per_ki = nseg / g->kh;  /* segments per kernel row */
+                lo = lo < 0 ? 0 : lo;
+                hi = hi > g->kh ? g->kh : hi;
+                if (hi < lo)
+                    hi = lo;
+                if (cnt == mr && cols == nr) {  /* a whole tile: straight into y */
+                    FC_T *y0 = y + (n * P + p0) * g->cout + co0;
+                    kpxo((hi - lo) * per_ki, len, sega + lo * per_ki,
+                         segb + lo * per_ki, xa, off + p0, bpk + cb * g->kg * nr, y0,
+                         g->cout, bias ? bias + co0 : NULL);
+                    if (relu)  /* (in place, in L1: the activation as fc_tile_store's) */
+                        for (i = 0; i < mr; i++)
+                            FC_FN(fc_tile_store)(y0 + i * g->cout, y0 + i * g->cout, NULL,
+                                                 nr, relu);
+                    continue;
+                }
+                kpx((hi - lo) * per_ki, len, sega + lo * per_ki, segb + lo * per_ki, xa,
+                    off + p0, 1, bpk + cb * g->kg * nr, nr, tile, nr, 0);
+                for (i = 0; i < cnt; i++)
+                    FC_FN(fc_tile_store)(y + (n * P + p0 + i) * g->cout + co0,
+                                         tile + i * nr, bias ? bias + co0 : NULL, cols,
+                                         relu);
             }
-            kpx((hi - lo) * per_ki, len, sega + lo * per_ki, segb + lo * per_ki, xa,
-                off + p0, 1, bpk + cb * g->kg * nr, nr, tile, nr, 0);
-            for (i = 0; i < cnt; i++)
-                FC_FN(fc_tile_store)(y + (n * P + p0 + i) * g->cout + co0, tile + i * nr,
-                                     bias ? bias + co0 : NULL, cols, relu);
         }
     }
 }
