@@ -25,8 +25,8 @@ CASES = [
     pytest.param(1, 35, 6, 29, 1, 3, 1, 0, 1, id="wide-rows-35ch"),
     pytest.param(1, 3, 4, 32, 1, 3, 1, "same", 1, id="rows-of-whole-vectors"),
     pytest.param(2, 21, 5, 37, 1, 3, 2, 1, 1, id="3x3-s2-wide-rows-21ch"),
-    pytest.param(1, 19, 9, 23, 1, 3, 2, 2, 2, id="3x3-s2-dilation2"),
-    pytest.param(1, 18, 8, 26, 1, 4, 2, ((1, 2), (2, 1)), 1, id="4x4-s2-asymmetric-pad"),
+    pytest.param(1, 19, 9, 35, 1, 3, 2, 2, 2, id="3x3-s2-dilation2"),
+    pytest.param(1, 18, 8, 34, 1, 4, 2, ((1, 2), (2, 1)), 1, id="4x4-s2-asymmetric-pad"),
     pytest.param(1, 33, 3, 30, 1, 3, 1, "valid", 1, id="3x3-s1-blocks-of-8-4-2-33ch"),
     pytest.param(1, 7, 4, 5, 3, 2, 1, ((0, 1), (1, 0)), 1, id="2x2-asymmetric-pad"),
 ]

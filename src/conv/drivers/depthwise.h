@@ -27,6 +27,10 @@
  * multiply-add per load its work per multiply-add is small, and a second thread costs
  * more than it saves (docs/design/algorithms.md, depthwise). */
 #define FC_DW_MIN_PARALLEL_MACS 2.0e6
+/* The strided channels_last input gradient's runs (fc_dw_gin_row): up to this many
+ * column phases, and runs of at least FC_DW_GIN_RUN pixels. */
+#define FC_DW_GIN_PHASES 8
+#define FC_DW_GIN_RUN 8
 #ifndef FC_DW_CHUNK
 #define FC_DW_CHUNK 0
 #endif
@@ -233,9 +237,52 @@ static void FC_FN(fc_dw_gin_row)(const void *args, ptrdiff_t it, void *const *sc
     const ptrdiff_t C = g->c, CO = g->cout, M = CO / C, n = it / g->h, iy = it % g->h;
     ptrdiff_t *go = (ptrdiff_t *)sc[0], *wo = go + g->kh * g->kw;
     FC_T *gxrow = a->y + (n * g->h + iy) * g->w * C;
-    ptrdiff_t ix, ki, kj, c, j, t;
+    ptrdiff_t ix, ki, kj, c, j, t, ph;
+    /* Strided, M = 1, rows of FC_DW_GIN_RUN pixels per phase or more: the pixels of one
+     * column phase (ix mod sx) read the same taps, at grad_y pixels one apart for
+     * pixels sx apart, so the phase's run of pixels whose taps all exist is one fwd
+     * call (the same sums in the same order); run[ph] holds its first and last pixel,
+     * the others go one by one below.  (Shorter rows and runs: the calls cost more
+     * than they save, docs/design/algorithms.md.) */
+    ptrdiff_t run[2 * FC_DW_GIN_PHASES];
+    const int runs = M == 1 && g->sx > 1 && g->sx <= FC_DW_GIN_PHASES &&
+                     g->w >= 2 * FC_DW_GIN_RUN * g->sx;
+    for (ph = 0; runs && ph < g->sx; ph++) {
+        ptrdiff_t lo = 0, hi = g->w - 1, first, nt = 0, cnt;
+        run[2 * ph] = 0;
+        run[2 * ph + 1] = -1;
+        for (kj = 0; kj < g->kw; kj++) {  /* the phase's taps: bounds of its run */
+            const ptrdiff_t k = kj * g->dx - g->pl;   /* nx = ix - k */
+            if (((ph - k) % g->sx + g->sx) % g->sx)
+                continue;
+            lo = k > lo ? k : lo;
+            hi = (g->ow - 1) * g->sx + k < hi ? (g->ow - 1) * g->sx + k : hi;
+        }
+        first = lo + ((ph - lo) % g->sx + g->sx) % g->sx;
+        cnt = first <= hi ? (hi - first) / g->sx + 1 : 0;
+        if (cnt < FC_DW_GIN_RUN)
+            continue;
+        for (ki = 0; ki < g->kh; ki++) {
+            const ptrdiff_t ny = iy + g->pt - ki * g->dy;
+            if (ny < 0 || ny % g->sy || ny / g->sy >= g->oh)
+                continue;
+            for (kj = 0; kj < g->kw; kj++) {
+                const ptrdiff_t nx = first + g->pl - kj * g->dx;
+                if (nx % g->sx)
+                    continue;
+                go[nt] = ((n * g->oh + ny / g->sy) * g->ow + nx / g->sx) * CO;
+                wo[nt++] = (ki * g->kw + kj) * CO;
+            }
+        }
+        a->k->fwd(nt, go, wo, a->gy, CO, a->w, NULL, gxrow + first * C, g->sx * C, cnt,
+                  C, 0);
+        run[2 * ph] = first;
+        run[2 * ph + 1] = first + (cnt - 1) * g->sx;
+    }
     for (ix = 0; ix < g->w; ix++) {
         ptrdiff_t nt = 0;
+        if (runs && ix >= run[2 * (ix % g->sx)] && ix <= run[2 * (ix % g->sx) + 1])
+            continue;
         for (ki = 0; ki < g->kh; ki++) {
             const ptrdiff_t ny = iy + g->pt - ki * g->dy;
             if (ny < 0 || ny % g->sy || ny / g->sy >= g->oh)
