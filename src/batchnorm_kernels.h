@@ -118,35 +118,23 @@ typedef long long fc_bn_v8l __attribute__((vector_size(64)));
  * values pass the activation's gradient (act 1: y > 0; act 2: 0 < y < 6), else +0
  * (bits masked).  (Through a pointer: a vector returned by value changes the ABI
  * between the clones, which GCC warns of.) */
-static inline void fc_bn_v8_float(fc_bn_v8d *out, const float *p, const float *y, int act)
-{
-    fc_bn_v8f v, yv;
-    memcpy(&v, p, sizeof v);
-    if (act) {
-        fc_bn_v8i keep;
-        memcpy(&yv, y, sizeof yv);
-        keep = yv > 0;
-        if (act == 2)
-            keep &= yv < 6;
-        v = (fc_bn_v8f)((fc_bn_v8i)v & keep);
+#define FC_BN_V8(T, VT, MT)                                                             \
+    static inline void fc_bn_v8_##T(fc_bn_v8d *out, const T *p, const T *y, int act)    \
+    {                                                                                   \
+        VT v, yv;                                                                       \
+        memcpy(&v, p, sizeof v);                                                        \
+        if (act) {                                                                      \
+            MT keep;                                                                    \
+            memcpy(&yv, y, sizeof yv);                                                  \
+            keep = yv > 0;                                                              \
+            if (act == 2)                                                               \
+                keep &= yv < 6;                                                         \
+            v = (VT)((MT)v & keep);                                                     \
+        }                                                                               \
+        *out = __builtin_convertvector(v, fc_bn_v8d);                                   \
     }
-    *out = __builtin_convertvector(v, fc_bn_v8d);
-}
-static inline void fc_bn_v8_double(fc_bn_v8d *out, const double *p, const double *y,
-                                   int act)
-{
-    fc_bn_v8d v, yv;
-    memcpy(&v, p, sizeof v);
-    if (act) {
-        fc_bn_v8l keep;
-        memcpy(&yv, y, sizeof yv);
-        keep = yv > 0;
-        if (act == 2)
-            keep &= yv < 6;
-        v = (fc_bn_v8d)((fc_bn_v8l)v & keep);
-    }
-    *out = v;
-}
+FC_BN_V8(float, fc_bn_v8f, fc_bn_v8i)
+FC_BN_V8(double, fc_bn_v8d, fc_bn_v8l)
 
 /* Row r's 16 values added into the sums (s1 lo/hi, s2 lo/hi) of one parity. */
 #define FC_BN_ROW16(T, r, A, B, C2, D)                                                  \

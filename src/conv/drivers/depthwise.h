@@ -52,6 +52,28 @@ static void fc_dw_plane_taps(const fc_conv *g, ptrdiff_t Hp, ptrdiff_t Wq, ptrdi
                                   (kj * g->dx) / g->sx;
 }
 
+/* The taps of input pixel (n, iy, ix) in the input gradient's gather, in (ki, kj)
+ * order: go[t] the grad_y offset of the output pixel that read it through tap t,
+ * wo[t] the tap's weight offset (channels_last); returns their count. */
+static ptrdiff_t fc_dw_gin_taps(const fc_conv *g, ptrdiff_t n, ptrdiff_t iy,
+                                ptrdiff_t ix, ptrdiff_t *go, ptrdiff_t *wo)
+{
+    ptrdiff_t ki, kj, nt = 0;
+    for (ki = 0; ki < g->kh; ki++) {
+        const ptrdiff_t ny = iy + g->pt - ki * g->dy;
+        if (ny < 0 || ny % g->sy || ny / g->sy >= g->oh)
+            continue;
+        for (kj = 0; kj < g->kw; kj++) {
+            const ptrdiff_t nx = ix + g->pl - kj * g->dx;
+            if (nx < 0 || nx % g->sx || nx / g->sx >= g->ow)
+                continue;
+            go[nt] = ((n * g->oh + ny / g->sy) * g->ow + nx / g->sx) * g->cout;
+            wo[nt++] = (ki * g->kw + kj) * g->cout;
+        }
+    }
+    return nt;
+}
+
 /* Output columns [lo, hi) whose whole window row lies inside the image. */
 static void fc_dw_interior(const fc_conv *g, ptrdiff_t *lo, ptrdiff_t *hi)
 {
@@ -237,7 +259,7 @@ static void FC_FN(fc_dw_gin_row)(const void *args, ptrdiff_t it, void *const *sc
     const ptrdiff_t C = g->c, CO = g->cout, M = CO / C, n = it / g->h, iy = it % g->h;
     ptrdiff_t *go = (ptrdiff_t *)sc[0], *wo = go + g->kh * g->kw;
     FC_T *gxrow = a->y + (n * g->h + iy) * g->w * C;
-    ptrdiff_t ix, ki, kj, c, j, t, ph;
+    ptrdiff_t ix, kj, c, j, t, ph;
     /* Strided, M = 1, rows of FC_DW_GIN_RUN pixels per phase or more: the pixels of one
      * column phase (ix mod sx) read the same taps, at grad_y pixels one apart for
      * pixels sx apart, so the phase's run of pixels whose taps all exist is one fwd
@@ -248,7 +270,7 @@ static void FC_FN(fc_dw_gin_row)(const void *args, ptrdiff_t it, void *const *sc
     const int runs = M == 1 && g->sx > 1 && g->sx <= FC_DW_GIN_PHASES &&
                      g->w >= 2 * FC_DW_GIN_RUN * g->sx;
     for (ph = 0; runs && ph < g->sx; ph++) {
-        ptrdiff_t lo = 0, hi = g->w - 1, first, nt = 0, cnt;
+        ptrdiff_t lo = 0, hi = g->w - 1, first, nt, cnt;
         run[2 * ph] = 0;
         run[2 * ph + 1] = -1;
         for (kj = 0; kj < g->kw; kj++) {  /* the phase's taps: bounds of its run */
@@ -262,39 +284,17 @@ static void FC_FN(fc_dw_gin_row)(const void *args, ptrdiff_t it, void *const *sc
         cnt = first <= hi ? (hi - first) / g->sx + 1 : 0;
         if (cnt < FC_DW_GIN_RUN)
             continue;
-        for (ki = 0; ki < g->kh; ki++) {
-            const ptrdiff_t ny = iy + g->pt - ki * g->dy;
-            if (ny < 0 || ny % g->sy || ny / g->sy >= g->oh)
-                continue;
-            for (kj = 0; kj < g->kw; kj++) {
-                const ptrdiff_t nx = first + g->pl - kj * g->dx;
-                if (nx % g->sx)
-                    continue;
-                go[nt] = ((n * g->oh + ny / g->sy) * g->ow + nx / g->sx) * CO;
-                wo[nt++] = (ki * g->kw + kj) * CO;
-            }
-        }
+        nt = fc_dw_gin_taps(g, n, iy, first, go, wo);  /* (pixel first + j sx: go + j) */
         a->k->fwd(nt, go, wo, a->gy, CO, a->w, NULL, gxrow + first * C, g->sx * C, cnt,
                   C, 0);
         run[2 * ph] = first;
         run[2 * ph + 1] = first + (cnt - 1) * g->sx;
     }
     for (ix = 0; ix < g->w; ix++) {
-        ptrdiff_t nt = 0;
+        ptrdiff_t nt;
         if (runs && ix >= run[2 * (ix % g->sx)] && ix <= run[2 * (ix % g->sx) + 1])
             continue;
-        for (ki = 0; ki < g->kh; ki++) {
-            const ptrdiff_t ny = iy + g->pt - ki * g->dy;
-            if (ny < 0 || ny % g->sy || ny / g->sy >= g->oh)
-                continue;
-            for (kj = 0; kj < g->kw; kj++) {
-                const ptrdiff_t nx = ix + g->pl - kj * g->dx;
-                if (nx < 0 || nx % g->sx || nx / g->sx >= g->ow)
-                    continue;
-                go[nt] = ((n * g->oh + ny / g->sy) * g->ow + nx / g->sx) * CO;
-                wo[nt++] = (ki * g->kw + kj) * CO;
-            }
-        }
+        nt = fc_dw_gin_taps(g, n, iy, ix, go, wo);
         if (M == 1) {
             a->k->fwd(nt, go, wo, a->gy, 0, a->w, NULL, gxrow + ix * C, 0, 1, C, 0);
             continue;

@@ -163,7 +163,7 @@
     ATTR static inline FC_ALWAYS_INLINE void NAME##_body(                              \
         ptrdiff_t nseg, ptrdiff_t len, const ptrdiff_t *sega, const ptrdiff_t *segb,   \
         const T *xa, const ptrdiff_t *off, ptrdiff_t as, const T *B, ptrdiff_t bs,     \
-        T *C, ptrdiff_t ldc, int accumulate)                                           \
+        T *C, ptrdiff_t ldc, int accumulate, const T *bias)                            \
     {                                                                                  \
         VEC acc[MR][NV];                                                               \
         ptrdiff_t d[MR];                                                               \
@@ -196,7 +196,8 @@
         for (i = 0; i < MR; i++)                                                       \
             for (v = 0; v < NV; v++) {                                                 \
                 T *d = C + i * ldc + v * VL;                                           \
-                STORE(d, accumulate ? ADD(acc[i][v], LOAD(d)) : acc[i][v]);            \
+                STORE(d, accumulate ? ADD(acc[i][v], LOAD(d))                          \
+                         : bias ? ADD(acc[i][v], LOAD(bias + v * VL)) : acc[i][v]);    \
             }                                                                          \
     }                                                                                  \
     /* NAME_out: the forward's whole tile (contiguous rows, packed B) written straight \
@@ -206,35 +207,7 @@
                                 const ptrdiff_t *segb, const T *xa, const ptrdiff_t *off,\
                                 const T *B, T *C, ptrdiff_t ldc, const T *bias)       \
     {                                                                                  \
-        VEC acc[MR][NV];                                                               \
-        ptrdiff_t d[MR];                                                               \
-        ptrdiff_t s, p;                                                                \
-        int i, v;                                                                      \
-        for (i = 0; i < MR; i++)                                                       \
-            for (v = 0; v < NV; v++)                                                   \
-                acc[i][v] = ZERO;                                                      \
-        for (i = 0; i < MR; i++)                                                       \
-            d[i] = off[i] - off[0];                                                    \
-        for (s = 0; s < nseg; s++) {                                                   \
-            const T *b = B + segb[s];                                                  \
-            const T *a0 = xa + off[0] + sega[s];                                       \
-            for (p = len; p > 0; p--) {                                                \
-                VEC bv[NV];                                                            \
-                for (v = 0; v < NV; v++)                                               \
-                    bv[v] = LOAD(b + v * VL);                                          \
-                for (i = 0; i < MR; i++) {                                             \
-                    const VEC av = SET1(i == 0 ? a0[0] : a0[d[i]]);                    \
-                    for (v = 0; v < NV; v++)                                           \
-                        acc[i][v] = FMA(av, bv[v], acc[i][v]);                         \
-                }                                                                      \
-                a0 += 1;                                                               \
-                b += NV * VL;                                                          \
-            }                                                                          \
-        }                                                                              \
-        for (i = 0; i < MR; i++)                                                       \
-            for (v = 0; v < NV; v++)                                                   \
-                STORE(C + i * ldc + v * VL,                                            \
-                      bias ? ADD(acc[i][v], LOAD(bias + v * VL)) : acc[i][v]);         \
+        NAME##_body(nseg, len, sega, segb, xa, off, 1, B, NV * VL, C, ldc, 0, bias);   \
     }                                                                                  \
     /* The forward's case (contiguous rows, packed B) gets its own copy compiled with \
      * those strides as constants: fewer live registers in the inner loop. */          \
@@ -245,13 +218,13 @@
     {                                                                                  \
         if (as == 1 && bs == NV * VL)                                                  \
             NAME##_body(nseg, len, sega, segb, xa, off, 1, B, NV * VL, C, ldc,         \
-                        accumulate);                                                   \
+                        accumulate, NULL);                                                   \
         else if (bs == NV * VL)                                                        \
             NAME##_body(nseg, len, sega, segb, xa, off, as, B, NV * VL, C, ldc,        \
-                        accumulate);                                                   \
+                        accumulate, NULL);                                                   \
         else                                                                           \
             NAME##_body(nseg, len, sega, segb, xa, off, as, B, bs, C, ldc,             \
-                        accumulate);                                                   \
+                        accumulate, NULL);                                                   \
     }
 
 #endif
