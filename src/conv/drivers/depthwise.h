@@ -23,10 +23,6 @@
 
 #ifndef FC_DW_CB
 #define FC_DW_CB 64  /* channels per weight-gradient work item (channels_last) */
-/* Below this many multiply-adds a depthwise call runs on one thread: with a
- * multiply-add per load its work per multiply-add is small, and a second thread costs
- * more than it saves (docs/design/algorithms.md, depthwise). */
-#define FC_DW_MIN_PARALLEL_MACS 2.0e6
 /* The strided channels_last input gradient's runs (fc_dw_gin_row): up to this many
  * column phases, and runs of at least FC_DW_GIN_RUN pixels. */
 #define FC_DW_GIN_PHASES 8
@@ -475,8 +471,6 @@ static int FC_FN(fc_dw_run)(const fc_isa *isa, const fc_conv *g, fc_item_fn item
     const double macs = (double)g->n * g->oh * g->ow * g->cout * khw;
     fc_loop lp = fc_loop_of(macs, items, FC_DW_CHUNK);
     FC_FN(fc_dw_args) a;
-    if (macs < FC_DW_MIN_PARALLEL_MACS)
-        lp.threads = 1;
     a.g = g;
     a.k = isa->FC_FN(dw);
     a.x = x;
@@ -545,7 +539,7 @@ static int FC_FN(fc_dw_grad_weight)(const fc_isa *isa, const fc_conv *g, const F
         const ptrdiff_t vl = isa->FC_FN(vl), nv = (g->cout + vl - 1) / vl;
         const ptrdiff_t parts = fc_parts_per_group(macs, groups, nv);
         ptrdiff_t cb = FC_DW_CB;
-        if (macs >= FC_DW_MIN_PARALLEL_MACS && parts > (g->cout + FC_DW_CB - 1) / FC_DW_CB)
+        if (parts > (g->cout + FC_DW_CB - 1) / FC_DW_CB)
             cb = (nv + parts - 1) / parts * vl;
         return FC_FN(fc_dw_run)(isa, g, FC_FN(fc_dw_gw_block),
                                 groups * ((g->cout + cb - 1) / cb), 0, x, NULL, NULL, gy,
