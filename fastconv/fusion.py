@@ -28,7 +28,7 @@ import numpy as np
 
 from . import conv as _conv
 from . import pooling as _pool
-from .ops.conv import plan as _plan
+from .ops.conv import expand_dw as _expand_dw, plan as _plan
 from .layers.activation_layers import ReLU
 from .layers.base import Layer
 from .layers.conv import Conv2D
@@ -159,14 +159,10 @@ def _conv_bn_ok(conv, bn, mode):
     return conv.activation == "linear" and bn.axis in channel_axes
 
 
-def _conv_bn_forward(conv, bn, x, training, tile, relu=False, padding=None):
-    """conv with bn's inference-mode normalization folded into its kernel and bias
-    (BatchNormalization.folded), then ReLU where relu (in the kernels' output pass),
-    the folded and packed kernels kept between calls while neither layer's weights
-    (nor the epsilon) change (Conv2D._prepared_for); padding: explicit padding in
-    place of the layer's (Conv2D._ready)."""
-    if training:
-        return None
+def _folded(conv, bn):
+    """(prepared, kernel, bias): conv's kernel and bias with bn's inference-mode
+    normalization folded in (BatchNormalization.folded), kept in conv's Prepared
+    while neither layer's weights (nor the epsilon) change (Conv2D._prepared_for)."""
     last = conv.data_format == "channels_last"
     bias = conv.bias if conv.use_bias else None
     prepared = conv._prepared_for(
@@ -175,6 +171,17 @@ def _conv_bn_forward(conv, bn, x, training, tile, relu=False, padding=None):
         np.float64(bn.epsilon))
     kernel, bias = prepared.get("folded", lambda: bn.folded(
         conv._op_kernel(conv.kernel), bias, 3 if last else 0))
+    return prepared, kernel, bias
+
+
+def _conv_bn_forward(conv, bn, x, training, tile, relu=False, padding=None):
+    """conv with bn's inference-mode normalization folded into its kernel and bias
+    (_folded), then ReLU where relu (in the kernels' output pass), the folded and
+    packed kernels kept between calls; padding: explicit padding in place of the
+    layer's (Conv2D._ready)."""
+    if training:
+        return None
+    prepared, kernel, bias = _folded(conv, bn)
     ready = conv._ready(x, kernel, bias, padding=padding)
     if ready is None:
         return None
@@ -215,6 +222,57 @@ def _pad_conv_bn_forward(pad, conv, bn, x, training, tile):
 def _pad_conv_bn_relu_forward(pad, conv, bn, relu, x, training, tile):
     return _conv_bn_forward(conv, bn, x, training, tile, padding=pad.padding,
                             relu=_relu_code(relu))
+
+
+def _expand_dw_ok(conv, bn1, relu1, dw, bn2, relu2, mode, pad=None):
+    """A 1x1 Conv2D (stride 1, one group), batch normalization and ReLU(6), then a
+    DepthwiseConv2D of one channel per channel, batch normalization and ReLU(6), all
+    channels_last (MobileNet's expansion or pointwise layer and the depthwise layer
+    after it); pad: a ZeroPadding2D between them, the depthwise convolution 'valid'."""
+    last = "channels_last"
+    return (type(conv) is Conv2D and conv.kernel_size == (1, 1) and
+            conv.strides == (1, 1) and conv.dilation_rate == (1, 1) and
+            conv.groups == 1 and conv.data_format == last and
+            type(dw) is DepthwiseConv2D and dw.depth_multiplier == 1 and
+            dw.data_format == last and
+            (pad is None or (pad.data_format == last and dw.padding == "valid")) and
+            _conv_bn_relu_ok(conv, bn1, relu1, mode) and
+            _conv_bn_relu_ok(dw, bn2, relu2, mode))
+
+
+def _expand_pad_dw_ok(conv, bn1, relu1, pad, dw, bn2, relu2, mode):
+    return _expand_dw_ok(conv, bn1, relu1, dw, bn2, relu2, mode, pad)
+
+
+def _expand_dw_forward(conv, bn1, relu1, dw, bn2, relu2, x, training, tile, pad=None):
+    """Both convolutions with their normalizations folded in and their activations,
+    in one pass (ops/conv/expand_dw.py), the expanded tensor never written; where that
+    pass does not run, the two as conv_batch_norm_relu runs each (None: the layers
+    one by one)."""
+    if training:
+        return None
+    padding = None if pad is None else pad.padding
+    pe, ke, be = _folded(conv, bn1)
+    ready = conv._ready(x, ke, be)
+    if ready is not None:
+        ge, dtype = ready
+        pd, kd, bd = _folded(dw, bn2)
+        gd = _conv._geometry(ge.y_shape, kd.shape, dw.strides,
+                             dw.padding if pad is None else padding, dw.dilation_rate,
+                             ge.c_out, dw.data_format)
+        y = _expand_dw.forward(ge, gd, x, ke, be, _relu_code(relu1), pe, kd, bd,
+                               _relu_code(relu2), pd, dtype)
+        if y is not None:
+            return y
+    y = _conv_bn_relu_forward(conv, bn1, relu1, x, training, tile)
+    if y is None:
+        return None
+    return _conv_bn_forward(dw, bn2, y, training, None, relu=_relu_code(relu2),
+                            padding=padding)
+
+
+def _expand_pad_dw_forward(conv, bn1, relu1, pad, dw, bn2, relu2, x, training, tile):
+    return _expand_dw_forward(conv, bn1, relu1, dw, bn2, relu2, x, training, tile, pad)
 
 
 def _pad_conv_alone_ok(pad, conv, mode):
@@ -293,6 +351,16 @@ PATTERNS = (
     # The CIFAR-10 network's conv + max pool pairs, in inference.
     Pattern("conv_max_pool", (Conv2D, MaxPooling2D), (INFERENCE,), _conv_max_ok,
             forward=_conv_max_forward, first_tile=_pool_tile),
+    # MobileNet's 1x1 expansion (or pointwise) layer and the depthwise layer after it,
+    # each with its batch normalization and ReLU(6), in inference: one pass, the
+    # expanded tensor kept in cache (where it is large: ops/conv/expand_dw.py).
+    Pattern("expand_depthwise",
+            (Conv2D, BatchNormalization, ReLU, DepthwiseConv2D, BatchNormalization, ReLU),
+            (INFERENCE,), _expand_dw_ok, forward=_expand_dw_forward),
+    Pattern("expand_pad_depthwise",
+            (Conv2D, BatchNormalization, ReLU, ZeroPadding2D, DepthwiseConv2D,
+             BatchNormalization, ReLU),
+            (INFERENCE,), _expand_pad_dw_ok, forward=_expand_pad_dw_forward),
     # A convolution, a batch normalization and a ReLU (ResNet, MobileNet) in
     # inference: one convolution with the normalization folded into its kernel and
     # bias and the ReLU in its output pass (ReLU6: then clipped in place).

@@ -101,6 +101,9 @@ cdef extern from "conv/conv.h" nogil:
                          const void *wk, void *gx)
     int fc_dw_grad_weight(bint dbl, const fc_isa *isa, const fc_conv *g, const void *x,
                           const void *gy, void *part, Py_ssize_t n_per)
+    int fc_edw_forward(bint dbl, const fc_isa *isa, const fc_conv *ge, const fc_conv *gd,
+                       const void *x, const void *we, const void *be, const void *wd,
+                       const void *bd, void *y, int acte, int actd)
 
 ctypedef fused floating:
     float

@@ -60,3 +60,42 @@ def dw_grad_weight(const floating[::1] x, const floating[::1] gy, floating[::1] 
         rc = fc_dw_grad_weight(floating is double, _isa, &g, _in(x), _in(gy), _out(part),
                                n_per)
     _check(rc, "conv2d")
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def edw_forward(const floating[::1] x, const floating[::1] we, const floating[::1] be,
+                const floating[::1] wd, const floating[::1] bd, floating[::1] y,
+                Geometry expand, Geometry depthwise, int acte=0, int actd=0):
+    """channels_last, inference: y = the depthwise convolution (depthwise, + bd, then
+    actd) of the 1x1 convolution (expand, + be, then acte) of x, the expanded tensor
+    never written out (src/conv/drivers/expand_dw.h); we packed for the pixel-row tile
+    (px_forward's bpk), wd as dw_forward's wk; acte / actd 0, 1 (ReLU) or RELU6.
+    Parallel over bands of output rows."""
+    cdef fc_conv ge = expand.g
+    cdef fc_conv gd = depthwise.g
+    cdef int nr = _isa.nr_px_d if floating is double else _isa.nr_px_f
+    if not (ge.last and gd.last and ge.kh == ge.kw == 1 and ge.sy == ge.sx == 1 and
+            ge.pt == 0 and ge.pl == 0 and ge.groups == 1 and ge.oh == ge.h and
+            ge.ow == ge.w):
+        raise ValueError("edw_forward: expand must be a channels_last 1x1 convolution "
+                         "of stride 1, one group, no padding")
+    if (gd.n != ge.n or gd.h != ge.oh or gd.w != ge.ow or gd.c != ge.cout or
+            gd.cout != gd.c):
+        raise ValueError("edw_forward: depthwise must read expand's output, one "
+                         "channel per channel")
+    _dw_check(gd, wd.shape[0], "wd")
+    if we.shape[0] != (ge.cout + nr - 1) // nr * ge.c * nr:
+        raise ValueError(f"edw_forward: we must hold the pixel-row panels of "
+                         f"{ge.c} x {ge.cout} weights, got {we.shape[0]} elements")
+    if x.shape[0] != ge.n * ge.h * ge.w * ge.c or y.shape[0] != gd.n * gd.oh * gd.ow * gd.cout:
+        raise ValueError("edw_forward: x or y does not hold its geometry's elements")
+    if (be is not None and be.shape[0] != ge.cout) or (bd is not None and bd.shape[0] != gd.cout):
+        raise ValueError("edw_forward: a bias of the wrong length")
+    if not (0 <= acte <= FC_RELU6 and 0 <= actd <= FC_RELU6):
+        raise ValueError(f"edw_forward: acte and actd must be 0, 1 or {FC_RELU6}")
+    cdef int rc
+    with nogil:
+        rc = fc_edw_forward(floating is double, _isa, &ge, &gd, _in(x), _in(we), _opt(be),
+                            _in(wd), _opt(bd), _out(y), acte, actd)
+    _check(rc, "conv2d")

@@ -101,5 +101,6 @@ static const double fc_wg5_G[7][3] = {
 #define fc_dw_forward(dbl, ...) FC_BY_DTYPE(dbl, fc_dw_forward, __VA_ARGS__)
 #define fc_dw_grad_input(dbl, ...) FC_BY_DTYPE(dbl, fc_dw_grad_input, __VA_ARGS__)
 #define fc_dw_grad_weight(dbl, ...) FC_BY_DTYPE(dbl, fc_dw_grad_weight, __VA_ARGS__)
+#define fc_edw_forward(dbl, ...) FC_BY_DTYPE(dbl, fc_edw_forward, __VA_ARGS__)
 
 #endif

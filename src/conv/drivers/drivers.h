@@ -35,3 +35,4 @@
 #include "winograd-transforms.h"
 #include "winograd.h"
 #include "depthwise.h"
+#include "expand_dw.h"

@@ -10,7 +10,7 @@ from .... import _ext
 from ..plan import FORWARD, GRAD_INPUT, GRAD_WEIGHT, Algorithm, Plan
 from .common import aligned_zeros, images_per_partial, sum_partials
 
-__all__ = ["Depthwise"]
+__all__ = ["Depthwise", "packed_weights"]
 
 
 def _last(g):
@@ -19,7 +19,7 @@ def _last(g):
     return g.channels_last or g.h == g.w == g.oh == g.ow == 1
 
 
-def _packed(g, w):
+def packed_weights(g, w):
     """w (C_out, 1, kh, kw) as the kernels read it: (kh*kw, C_out) for channels_last,
     (C_out, kh*kw) for channels_first."""
     wk = w.reshape(g.c_out, g.kh * g.kw)
@@ -63,7 +63,7 @@ class Depthwise(Algorithm):
         return out
 
     def pack(self, plan, w):
-        return _packed(plan.g, w)
+        return packed_weights(plan.g, w)
 
     def forward(self, plan, x, w, bias, y, relu, tanh, packed=None):
         g = plan.g
@@ -77,11 +77,11 @@ class Depthwise(Algorithm):
         if plan.run_g is not None:
             d = plan.run_g
             wf = np.ascontiguousarray(w[:, :, ::-1, ::-1])
-            _ext.conv2d.dw_forward(grad_y.reshape(-1), _packed(d, wf), None,
+            _ext.conv2d.dw_forward(grad_y.reshape(-1), packed_weights(d, wf), None,
                                    out.reshape(-1), d.c)
         else:
-            _ext.conv2d.dw_grad_input(grad_y.reshape(-1), _packed(g, w), out.reshape(-1),
-                                      g.c)
+            _ext.conv2d.dw_grad_input(grad_y.reshape(-1), packed_weights(g, w),
+                                      out.reshape(-1), g.c)
         return out
 
     def grad_weight(self, plan, grad_y, x, bsum):
