@@ -30,9 +30,11 @@ cdef enum:
 
 cdef extern from "batchnorm_kernels.h" nogil:
     void fc_bn_sums_last_f(const float *x, const float *g, const float *y,
+                           const float *as_, const float *at,
                            const double *shift, Py_ssize_t rows, Py_ssize_t C, int grad,
                            int act, double *p1, double *p2)
     void fc_bn_sums_last_d(const double *x, const double *g, const double *y,
+                           const double *as_, const double *at,
                            const double *shift, Py_ssize_t rows, Py_ssize_t C, int grad,
                            int act, double *p1, double *p2)
 
@@ -81,6 +83,17 @@ cdef void _grad_chunk(const floating *g, const floating *y, floating *out, Py_ss
             out[i] = _relu6_grad(g[i], y[i])
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef void _act_chunk(const floating *x, floating s, floating t, floating *out,
+                     Py_ssize_t n) noexcept nogil:
+    """out = x * s + t, n values: the activation's input as the forward computed it
+    (affine_act), whose mask then stands for its output's."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        out[i] = x[i] * s + t
+
+
 cdef inline floating _v(const floating *g, const floating *y, Py_ssize_t i,
                         int act) noexcept nogil:
     """g[i] through the activation act (0 none, 1 relu, 2 relu6) of output y[i]."""
@@ -95,14 +108,17 @@ cdef inline floating _v(const floating *g, const floating *y, Py_ssize_t i,
 @cython.wraparound(False)
 @cython.cdivision(True)
 cdef void _row_sums(const floating *xp, const floating *gp, const floating *yp, double m,
-                    Py_ssize_t n, int mode, int act, double *s, double *t) noexcept nogil:
+                    Py_ssize_t n, int mode, int act, double *s, double *t,
+                    bint affine, floating a_s, floating a_t) noexcept nogil:
     """s += sum of v, t += sum of v * d over n values, d = x - m, v = d (mode 0) or
-    g through act (mode 1), in four interleaved partial sums.  One loop per mode and
-    act, so each is straight-line code the compiler vectorises."""
+    g through act (mode 1), in four interleaved partial sums; affine: act's output
+    not read, its mask taken from x * a_s + a_t (see channel_sums_act).  One loop per
+    mode and act, so each is straight-line code the compiler vectorises."""
     cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0, t0 = 0, t1 = 0, t2 = 0, t3 = 0
     cdef double d0, d1, d2, d3, v0, v1, v2, v3
     cdef Py_ssize_t b = 0, j, k
     cdef floating buf[_CHUNK]
+    cdef floating ybuf[_CHUNK]
     if mode == 0:
         while b + 4 <= n:
             d0 = xp[b] - m
@@ -139,7 +155,11 @@ cdef void _row_sums(const floating *xp, const floating *gp, const floating *yp, 
         # so each value keeps its partial sum) at a time
         while b < n:
             k = min(<Py_ssize_t>_CHUNK, n - b)
-            _grad_chunk(gp + b, yp + b, buf, k, act)
+            if affine:
+                _act_chunk(xp + b, a_s, a_t, ybuf, k)
+                _grad_chunk(gp + b, ybuf, buf, k, act)
+            else:
+                _grad_chunk(gp + b, yp + b, buf, k, act)
             j = 0
             while j + 4 <= k:
                 s0 += buf[j]
@@ -170,6 +190,7 @@ cdef void _row_sums(const floating *xp, const floating *gp, const floating *yp, 
 @cython.wraparound(False)
 @cython.cdivision(True)
 cdef void _item_sums(const floating[::1] x, const floating[::1] g, const floating[::1] y,
+                     const floating *a_s, const floating *a_t,
                      const double[::1] shift, double[:, ::1] partial, Py_ssize_t item,
                      Py_ssize_t n_items, Py_ssize_t A, Py_ssize_t C, Py_ssize_t B,
                      int grad, int act) noexcept nogil:
@@ -191,14 +212,17 @@ cdef void _item_sums(const floating[::1] x, const floating[::1] g, const floatin
             for c in range(C):
                 off = (a * C + c) * B
                 _row_sums(xp + off, gp + off, yp + off, sh[c], B, grad, act, p1 + c,
-                          p2 + c)
+                          p2 + c, a_s != NULL, a_s[c] if a_s != NULL else 0,
+                          a_t[c] if a_s != NULL else 0)
         return
     # channels_last: blocks of channels summed in registers (batchnorm_kernels.h)
     off = a0 * C
     if floating is float:
-        fc_bn_sums_last_f(xp + off, gp + off, yp + off, sh, a1 - a0, C, grad, act, p1, p2)
+        fc_bn_sums_last_f(xp + off, gp + off, yp + off, a_s, a_t, sh, a1 - a0, C, grad,
+                          act, p1, p2)
     else:
-        fc_bn_sums_last_d(xp + off, gp + off, yp + off, sh, a1 - a0, C, grad, act, p1, p2)
+        fc_bn_sums_last_d(xp + off, gp + off, yp + off, a_s, a_t, sh, a1 - a0, C, grad,
+                          act, p1, p2)
 
 
 def n_items(Py_ssize_t A, Py_ssize_t C, Py_ssize_t B):
@@ -222,11 +246,24 @@ def channel_sums(const floating[::1] x, const floating[::1] g, const double[::1]
 def channel_sums_act(const floating[::1] x, const floating[::1] g,
                      const floating[::1] y, const double[::1] shift,
                      double[:, ::1] partial, Py_ssize_t A, Py_ssize_t C, Py_ssize_t B,
-                     int grad, int act):
+                     int grad, int act, const floating[::1] act_scale=None,
+                     const floating[::1] act_shift=None):
     """channel_sums with g taken through the activation act (0 none, 1 relu, 2 relu6)
     whose output is y: the backward sums of a batch normalization and the activation
-    after it, the activation's gradient never written."""
+    after it, the activation's gradient never written.  With act_scale and act_shift
+    (the forward's affine_act scale and shift): y is not read, its mask is taken from
+    x * act_scale[c] + act_shift[c], the values the forward activated, rounded alike
+    (one read of a tensor fewer)."""
     cdef Py_ssize_t items = partial.shape[0], i, c
+    cdef const floating *a_s = NULL
+    cdef const floating *a_t = NULL
+    if (act_scale is None) != (act_shift is None):
+        raise ValueError("act_scale and act_shift go together")
+    if act_scale is not None:
+        _check("act_scale", act_scale.shape[0], C)
+        _check("act_shift", act_shift.shape[0], C)
+        if C:
+            a_s, a_t = &act_scale[0], &act_shift[0]
     cdef int nt = _threads(A * C * B)
     _check("x", x.shape[0], A * C * B)
     _check("g", g.shape[0], A * C * B)
@@ -240,7 +277,7 @@ def channel_sums_act(const floating[::1] x, const floating[::1] g,
     if A * C * B == 0:
         return [0.0] * partial.shape[1]
     for i in prange(items, nogil=True, schedule="static", num_threads=nt):
-        _item_sums(x, g, y, shift, partial, i, items, A, C, B, grad, act)
+        _item_sums(x, g, y, a_s, a_t, shift, partial, i, items, A, C, B, grad, act)
     out = [0.0] * partial.shape[1]
     cdef double s
     for c in range(partial.shape[1]):
@@ -349,12 +386,24 @@ def backward_input_act(const floating[::1] g, const floating[::1] y,
                        const floating[::1] x, const floating[::1] mean,
                        const floating[::1] a_g, const floating[::1] a_x,
                        const floating[::1] const_, floating[::1] dx, Py_ssize_t A,
-                       Py_ssize_t C, Py_ssize_t B, int act):
+                       Py_ssize_t C, Py_ssize_t B, int act,
+                       const floating[::1] act_scale=None,
+                       const floating[::1] act_shift=None):
     """backward_input with g taken through the activation act whose output is y
     (_act_grad): v = act'(g); dx = v * a_g[c] + (x - mean[c]) * a_x[c] + const_[c].
-    dx may be g itself (the gradient overwritten in place)."""
+    dx may be g itself (the gradient overwritten in place).  With act_scale and
+    act_shift: y is not read (see channel_sums_act)."""
     cdef Py_ssize_t a, c, off
     cdef int nt = _threads(A * C * B)
+    cdef const floating *a_s = NULL
+    cdef const floating *a_t = NULL
+    if (act_scale is None) != (act_shift is None):
+        raise ValueError("act_scale and act_shift go together")
+    if act_scale is not None:
+        _check("act_scale", act_scale.shape[0], C)
+        _check("act_shift", act_shift.shape[0], C)
+        if C:
+            a_s, a_t = &act_scale[0], &act_shift[0]
     for name, arr in (("g", g), ("y", y), ("x", x), ("dx", dx)):
         _check(name, arr.shape[0], A * C * B)
     for name, arr in (("mean", mean), ("a_g", a_g), ("a_x", a_x), ("const_", const_)):
@@ -364,12 +413,13 @@ def backward_input_act(const floating[::1] g, const floating[::1] y,
     for a in prange(A, nogil=True, schedule="static", num_threads=nt):
         if B == 1:
             _bwd_row(&g[0], &y[0], &x[0], &mean[0], &a_g[0], &a_x[0], &const_[0],
-                     &dx[0], a * C, C, act)
+                     &dx[0], a * C, C, act, a_s, a_t)
         else:
             for c in range(C):
                 off = (a * C + c) * B
                 _bwd_channel(&g[off], &y[off], &x[off], mean[c], a_g[c], a_x[c],
-                             const_[c], &dx[off], B, act)
+                             const_[c], &dx[off], B, act, a_s != NULL,
+                             a_s[c] if a_s != NULL else 0, a_t[c] if a_s != NULL else 0)
 
 
 cdef void _affine_row(const floating *x, const floating *s, const floating *t,
@@ -392,8 +442,9 @@ cdef void _affine_row(const floating *x, const floating *s, const floating *t,
 cdef void _bwd_row(const floating *g, const floating *y, const floating *x,
                    const floating *mean, const floating *p, const floating *q,
                    const floating *r, floating *dx, Py_ssize_t off, Py_ssize_t C,
-                   int act) noexcept nogil:
-    """backward_input_act over one channels_last row of C values at off."""
+                   int act, const floating *a_s, const floating *a_t) noexcept nogil:
+    """backward_input_act over one channels_last row of C values at off (a_s, a_t not
+    NULL: the activation's mask from x * a_s + a_t, y not read)."""
     cdef Py_ssize_t c
     cdef floating v
     g = g + off
@@ -403,9 +454,17 @@ cdef void _bwd_row(const floating *g, const floating *y, const floating *x,
     if act == 0:
         for c in range(C):
             dx[c] = (g[c] * p[c] + (x[c] - mean[c]) * q[c]) + r[c]
+    elif act == 1 and a_s != NULL:
+        for c in range(C):
+            v = _relu_grad(g[c], x[c] * a_s[c] + a_t[c])
+            dx[c] = (v * p[c] + (x[c] - mean[c]) * q[c]) + r[c]
     elif act == 1:
         for c in range(C):
             v = _relu_grad(g[c], y[c])
+            dx[c] = (v * p[c] + (x[c] - mean[c]) * q[c]) + r[c]
+    elif a_s != NULL:
+        for c in range(C):
+            v = _relu6_grad(g[c], x[c] * a_s[c] + a_t[c])
             dx[c] = (v * p[c] + (x[c] - mean[c]) * q[c]) + r[c]
     else:
         for c in range(C):
@@ -417,13 +476,23 @@ cdef void _bwd_row(const floating *g, const floating *y, const floating *x,
 @cython.wraparound(False)
 cdef void _bwd_channel(const floating *g, const floating *y, const floating *x,
                        floating m, floating p, floating q, floating r, floating *dx,
-                       Py_ssize_t B, int act) noexcept nogil:
-    """backward_input_act over B values of one channel."""
+                       Py_ssize_t B, int act, bint affine, floating a_s,
+                       floating a_t) noexcept nogil:
+    """backward_input_act over B values of one channel (affine: the activation's mask
+    from x * a_s + a_t, y not read)."""
     cdef Py_ssize_t b
     cdef floating v
     if act == 0:
         for b in range(B):
             dx[b] = (g[b] * p + (x[b] - m) * q) + r
+    elif act == 1 and affine:
+        for b in range(B):
+            v = _relu_grad(g[b], x[b] * a_s + a_t)
+            dx[b] = (v * p + (x[b] - m) * q) + r
+    elif affine:
+        for b in range(B):
+            v = _relu6_grad(g[b], x[b] * a_s + a_t)
+            dx[b] = (v * p + (x[b] - m) * q) + r
     elif act == 1:
         for b in range(B):
             v = _relu_grad(g[b], y[b])

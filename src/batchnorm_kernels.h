@@ -4,7 +4,9 @@
  * rows x C values, channel c at column c.  For each channel, in row order:
  *   grad 0:  s1 += d, s2 += d * d,  d = x - shift[c] (in float64)
  *   grad 1:  s1 += v, s2 += v * d,  v = g through the activation act of output y
- *            (0 none, 1 relu: g where y > 0, 2 relu6: g where 0 < y < 6; else +0)
+ *            (0 none, 1 relu: g where y > 0, 2 relu6: g where 0 < y < 6; else +0);
+ *            with the activation's affine map (as, at): y's mask taken from
+ *            x * as[c] + at[c], the value the forward activated (so y is not read)
  * Channels go in blocks of FC_BN_CB whose sums stay in registers over all the rows
  * (a row's block is one or two cache lines; the rows are C apart, which the hardware
  * prefetchers follow), instead of loading and storing each channel's sums on every
@@ -64,6 +66,12 @@ static inline double fc_bn_keep_double(double v, int keep)
         }                                                                               \
         for (r = 0; r < rows; r++) {                                                    \
             const T *xr = x + r * C + c0, *gr = g + r * C + c0, *yr = y + r * C + c0;   \
+            T yt[FC_BN_CB];                                                             \
+            if (grad && act && as) {                                                    \
+                for (j = 0; j < (n); j++)                                               \
+                    yt[j] = xr[j] * as[c0 + j] + at[c0 + j];                            \
+                yr = yt;                                                                \
+            }                                                                           \
             if (!grad) {                                                                \
                 FC_BN_SIMD                                                              \
                 for (j = 0; j < (n); j++) {                                             \
@@ -141,6 +149,13 @@ FC_BN_V8(double, fc_bn_v8d, fc_bn_v8l)
     do {                                                                                \
         const T *xr = x + (r) * C + c0, *gr = g + (r) * C + c0, *yr = y + (r) * C + c0; \
         fc_bn_v8d d0, d1, v0, v1;                                                       \
+        T yt[16];                                                                       \
+        if (grad && act && as) {                                                        \
+            ptrdiff_t jj;                                                               \
+            for (jj = 0; jj < 16; jj++)                                                 \
+                yt[jj] = xr[jj] * as[c0 + jj] + at[c0 + jj];                            \
+            yr = yt;                                                                    \
+        }                                                                               \
         fc_bn_v8_##T(&d0, xr, xr, 0);                                                   \
         fc_bn_v8_##T(&d1, xr + 8, xr, 0);                                               \
         d0 -= sh0;                                                                      \
@@ -199,6 +214,7 @@ FC_BN_V8(double, fc_bn_v8d, fc_bn_v8l)
 
 #define FC_BN_SUMS_LAST(T, NAME)                                                        \
     FC_BN_CLONES static void NAME(const T *x, const T *g, const T *y,                   \
+                                  const T *as, const T *at,                             \
                                   const double *shift, ptrdiff_t rows, ptrdiff_t C,     \
                                   int grad, int act, double *p1, double *p2)            \
     {                                                                                   \

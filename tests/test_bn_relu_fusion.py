@@ -256,3 +256,59 @@ def test_fused_sums_equal_the_sums_of_the_unfused_gradient(shape, act):
     got = _ext.batchnorm.channel_sums_act(x, g, y, shift, np.empty((items, 2 * c)), a, c,
                                           b, 1, act)
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("act", [1, 2])
+@pytest.mark.parametrize("shape", [(40, 32, 1), (9, 17, 1), (6, 3, 1030), (5, 4, 7)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_mask_from_x_equals_the_mask_from_y(shape, act, dtype):
+    """channel_sums_act and backward_input_act with the forward's scale and shift (y
+    not read) give the bits they give with y = affine_act(x): the values at the
+    activation's edges (0, 6, NaN, -0.0 before it) included."""
+    rng = np.random.default_rng(43)
+    a, c, b = shape
+    x = rng.standard_normal(a * c * b).astype(dtype) * 3
+    x[:6] = [0.0, -0.0, 6.0, np.nan, 2.0, -1.0]   # (with scale 1, shift 0 on channel 0)
+    scale = rng.uniform(0.5, 2, c).astype(dtype)
+    shift = rng.standard_normal(c).astype(dtype) * 2
+    if b == 1:
+        scale[0], shift[0] = 1, 0
+    g = rng.standard_normal(x.size).astype(dtype)
+    y = np.empty_like(x)
+    _ext.batchnorm.affine_act(x, scale, shift, y, a, c, b, act)
+    mean = rng.standard_normal(c)
+    items = _ext.batchnorm.n_items(a, c, b)
+    want = _ext.batchnorm.channel_sums_act(x, g, y, mean, np.empty((items, 2 * c)), a, c,
+                                           b, 1, act)
+    got = _ext.batchnorm.channel_sums_act(x, g, x, mean, np.empty((items, 2 * c)), a, c,
+                                          b, 1, act, scale, shift)
+    np.testing.assert_array_equal(got, want)
+    args = [mean.astype(dtype)] + [rng.standard_normal(c).astype(dtype) for _ in range(3)]
+    dx_y, dx_x = np.empty_like(x), np.empty_like(x)
+    _ext.batchnorm.backward_input_act(g, y, x, *args, dx_y, a, c, b, act)
+    _ext.batchnorm.backward_input_act(g, x, x, *args, dx_x, a, c, b, act, scale, shift)
+    np.testing.assert_array_equal(dx_x, dx_y)
+
+
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_the_fused_backward_does_not_read_the_activation_output(axis):
+    """batch_norm_relu's backward takes the activation's mask from the normalization's
+    input and the forward's scale and shift: a y of other values changes nothing."""
+    rng = np.random.default_rng(44)
+    x = rng.standard_normal((6, 5, 4, 8)).astype(np.float32) * 3
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    bn = L.BatchNormalization(axis=axis)
+    bn.build(x.shape)
+    bn.beta[...] = rng.standard_normal(bn.beta.shape)
+    y = bn._normalize(x, True, 2)
+    want = bn._normalize_backward(g, True, y, 2).copy()
+    got = bn._normalize_backward(g, True, np.full_like(y, 3.0), 2)
+    np.testing.assert_array_equal(got, want)
+    assert bn._grads["gamma"] is not None
+
+
+def test_act_scale_and_shift_go_together():
+    x = np.ones(4)
+    with pytest.raises(ValueError, match="act_scale and act_shift go together"):
+        _ext.batchnorm.channel_sums_act(x, x, x, np.zeros(1), np.empty((1, 2)), 4, 1, 1, 1,
+                                        1, np.ones(1), None)

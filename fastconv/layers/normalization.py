@@ -50,7 +50,7 @@ class BatchNormalization(Layer):
     """Batch normalization over every axis but ``axis`` (see the module docstring)."""
 
     _min_ndim = 2
-    _cache_attrs = ("_x", "_stats")
+    _cache_attrs = ("_x", "_stats", "_act_affine")
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones",
@@ -144,14 +144,16 @@ class BatchNormalization(Layer):
             self._view_key = shape
         return self._view_val
 
-    def _sums(self, view, x, g, shift, grad, y=None, act=0):
+    def _sums(self, view, x, g, shift, grad, y=None, act=0, act_affine=(None, None)):
         """Per-channel float64 sums, d = x - shift: of d and d * d (grad False), of v
         and v * d (grad True), v = g through the activation act (0 none, 1 relu, 2
-        relu6) whose output is y (src/_batchnorm.pyx channel_sums_act)."""
+        relu6) whose output is y, or whose input was x * scale + shift with act_affine
+        (scale, shift): y then not read (src/_batchnorm.pyx channel_sums_act)."""
         a, c, b, items = view
         partial = np.empty((items, 2 * c), np.float64)
         sums = np.asarray(_ext.batchnorm.channel_sums_act(
-            x, g, g if y is None else y, shift, partial, a, c, b, int(grad), act))
+            x, g, g if y is None else y, shift, partial, a, c, b, int(grad), act,
+            *act_affine))
         return sums[:c], sums[c:]
 
     # ------------------------------------------------------------------ passes
@@ -211,11 +213,14 @@ class BatchNormalization(Layer):
             var = self.moving_variance.astype(np.float64)
         inv, scale, shift = self._affine(mean, var)
         y = _arena.empty(x.shape, x.dtype)   # (a pass output: fastconv/_arena.py)
+        affine = (scale.astype(x.dtype), shift.astype(x.dtype))
         if m:
-            _ext.batchnorm.affine_act(flat, scale.astype(x.dtype), shift.astype(x.dtype),
-                                      y.reshape(-1), a, c, b, act)
+            _ext.batchnorm.affine_act(flat, *affine, y.reshape(-1), a, c, b, act)
         self._x = x
         self._stats = (train, mean, inv, m)
+        # what the activation act read, x * scale + shift: its backward takes its mask
+        # from x again, not from y (a tensor read fewer per pass)
+        self._act_affine = (act, affine) if act else None
         return y
 
     def _linear_backward(self, grad, need_input_grad):
@@ -233,8 +238,13 @@ class BatchNormalization(Layer):
         dtype = grad.dtype
         flat_x, flat_g = x.reshape(-1), grad.reshape(-1)
         flat_y = flat_g if y is None else np.ascontiguousarray(y).reshape(-1)
+        kept = getattr(self, "_act_affine", None)
+        affine = (None, None)
+        if act and kept is not None and kept[0] == act and kept[1][0].dtype == dtype:
+            affine, flat_y = kept[1], flat_x   # (y not read)
         if m:
-            dbeta, dgamma = self._sums(view, flat_x, flat_g, mean, True, flat_y, act)
+            dbeta, dgamma = self._sums(view, flat_x, flat_g, mean, True, flat_y, act,
+                                       affine)
             dgamma = dgamma * inv
         else:
             dbeta = dgamma = np.zeros(c)
@@ -257,7 +267,7 @@ class BatchNormalization(Layer):
         _ext.batchnorm.backward_input_act(
             flat_g, flat_y, flat_x, mean.astype(dtype), k.astype(dtype),
             (-k * inv * dgamma / m).astype(dtype), (-k * dbeta / m).astype(dtype),
-            dx.reshape(-1), a, c, b, act)
+            dx.reshape(-1), a, c, b, act, *affine)
         return dx
 
     # ------------------------------------------------------------------ config
