@@ -1101,7 +1101,7 @@ def test_weight_gradient_from_the_average_pool_through_tanh(isa, dtype):
 # (n, c, h, w, c_out, dilation): 1x1 convolutions over images of a few pixels, one
 # pixel, odd sizes, dilation (a 1x1 kernel ignores it), a bias gradient over chunks
 POINTWISE_CASES = [(32, 24, 2, 2, 40, 1), (48, 16, 1, 1, 33, 1), (12, 5, 3, 5, 64, 2),
-                   (24, 64, 1, 3, 17, 1)]
+                   (24, 64, 1, 3, 17, 1), (26, 160, 1, 1, 648, 1)]
 
 
 @pytest.mark.parametrize("n,c,h,w,c_out,dilation", POINTWISE_CASES)
@@ -1119,8 +1119,25 @@ def test_pointwise_runs_the_batch_as_rows(isa, n, c, h, w, c_out, dilation, dtyp
         plan = fastconv.explain_conv(xs, ws, dilation=dilation, dtype=dtype,
                                      data_format="channels_last").plan
     d = plan.run_g
-    assert d.n * d.w == n * h * w and d.h == 1 and plan.inner.name == "pixel"
+    assert d.n * d.w == n * h * w and d.h == 1
+    # (one row of a large weight is a batch of one, which the planner may put on the
+    # BLAS: dense.ONE_ROW_WEIGHT_BYTES)
+    assert plan.inner.name == "pixel" or d.n == 1
     _case(31, n, c, h, w, c_out, 1, 1, 1, 0, dilation, 1, dtype, "channels_last", force)
+
+
+def test_pointwise_runs_a_large_weight_as_one_row():
+    """Over dense.ONE_ROW_WEIGHT_BYTES (and two output blocks) the batch's pixels are one
+    row (the weight read once); smaller weights keep a few rows."""
+    from fastconv.ops.conv.algorithms import dense
+    force = {p: "pointwise" for p in ("forward", "grad_input", "grad_weight")}
+    nr = _ext.conv2d.pixel_tile(False)[1]
+    big = dense.ONE_ROW_WEIGHT_BYTES // (4 * 4 * nr) + 1      # C_in of a 4 nr weight
+    for c_in, rows in ((big, 1), (16, None)):
+        with fastconv.force_conv_algorithm(**force):
+            d = fastconv.explain_conv((128, 1, 1, c_in), (1, 1, c_in, 4 * nr),
+                                      data_format="channels_last").plan.run_g
+        assert d.n * d.w == 128 and (d.n == 1) == (rows == 1), (c_in, d.n)
 
 
 def test_pointwise_is_for_small_images_and_refuses_the_rest():

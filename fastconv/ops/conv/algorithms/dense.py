@@ -156,12 +156,25 @@ def pointwise_refusal(g):
     return None
 
 
+#: a pointwise weight above this many bytes runs as one row of all the batch's pixels
+#: (where its output channels make two pixel-row blocks or more): each chunk reads the
+#: whole weight from L2 or memory again, and the pixel-row driver splits one image's
+#: channel blocks over the threads anyway (docs/design/algorithms.md, pointwise)
+ONE_ROW_WEIGHT_BYTES = 256 * 1024
+
+
 def as_rows(g, dtype):
     """The pointwise g as a 1x1 convolution of a few images of one long row each (the
-    batch's pixels in order: x.reshape is free), cut as dense_chunks cuts a batch;
-    None where no cut gives rows the pixel-row kernels take."""
+    batch's pixels in order: x.reshape is free), cut as dense_chunks cuts a batch, or
+    of one row where the weight is large (ONE_ROW_WEIGHT_BYTES); None where no cut
+    gives rows the pixel-row kernels take."""
     pixels = g.n * g.oh * g.ow
-    chunks = dense_chunks(pixels, pixel_tile(dtype)[0])
+    mr, nr = pixel_tile(dtype)
+    weight = g.c_in * g.c_out * np.dtype(dtype).itemsize
+    if pixels >= mr and weight > ONE_ROW_WEIGHT_BYTES and g.c_out > nr:
+        chunks = 1
+    else:
+        chunks = dense_chunks(pixels, mr)
     if chunks is None:
         return None
     d = g.as_dense(chunks, pixels // chunks, True)
