@@ -252,18 +252,19 @@ def _expand_dw_forward(conv, bn1, relu1, dw, bn2, relu2, x, training, tile, pad=
     if training:
         return None
     padding = None if pad is None else pad.padding
-    pe, ke, be = _folded(conv, bn1)
-    ready = conv._ready(x, ke, be)
+    ready = conv._ready(x, conv.kernel, None)   # (the geometry: the folded kernel's)
     if ready is not None:
         ge, dtype = ready
-        pd, kd, bd = _folded(dw, bn2)
-        gd = _conv._geometry(ge.y_shape, kd.shape, dw.strides,
-                             dw.padding if pad is None else padding, dw.dilation_rate,
-                             ge.c_out, dw.data_format)
-        y = _expand_dw.forward(ge, gd, x, ke, be, _relu_code(relu1), pe, kd, bd,
-                               _relu_code(relu2), pd, dtype)
-        if y is not None:
-            return y
+        gd = _conv._geometry(ge.y_shape, dw._op_weight_shape(dw.kernel.shape),
+                             dw.strides, dw.padding if pad is None else padding,
+                             dw.dilation_rate, ge.c_out, dw.data_format)
+        if _expand_dw.runs(ge, gd, dtype):   # (else each weight is folded once below)
+            pe, ke, be = _folded(conv, bn1)
+            pd, kd, bd = _folded(dw, bn2)
+            y = _expand_dw.forward(ge, gd, x, ke, be, _relu_code(relu1), pe, kd, bd,
+                                   _relu_code(relu2), pd, dtype)
+            if y is not None:
+                return y
     y = _conv_bn_relu_forward(conv, bn1, relu1, x, training, tile)
     if y is None:
         return None

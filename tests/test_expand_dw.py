@@ -170,12 +170,15 @@ def test_small_maps_and_small_tensors_run_as_two_folded_steps(monkeypatch, rng):
     model = _model(rng, (4, 4, 8), 48, 3, 1, "same")[0]
     x = rng.standard_normal((3, 4, 4, 8)).astype(np.float32)
     count = _runs(monkeypatch)
-    folds = []
-    real = fusion._conv_bn_forward
+    folds, checks = [], []
+    real, real_folded = fusion._conv_bn_forward, fusion._folded
     monkeypatch.setattr(fusion, "_conv_bn_forward",
                         lambda *a, **k: folds.append(1) or real(*a, **k))
+    monkeypatch.setattr(fusion, "_folded",
+                        lambda *a, **k: checks.append(1) or real_folded(*a, **k))
     y = model.predict_on_batch(x)
-    assert count[0] == 0 and len(folds) == 2
+    # (each weight checked and folded once: the rule is decided on shapes alone)
+    assert count[0] == 0 and len(folds) == 2 and len(checks) == 2
     model._fusion = False
     np.testing.assert_allclose(y, model.predict_on_batch(x), rtol=2e-5, atol=2e-5)
 
