@@ -225,3 +225,20 @@ def test_channels_first_and_training_do_not_fuse(rng):
     steps = model._plan(fusion.TRAINING, model._fused_outputs()).steps
     assert not any(s.pattern is not None and s.pattern.name.startswith("expand")
                    for s in steps)
+
+
+def test_one_and_two_threads_give_the_same_bits(monkeypatch, rng):
+    monkeypatch.setattr(E, "MIN_BYTES", 0)
+    model = _model(rng, (12, 12, 8), 64, 3, 2, None, 1, ((0, 1), (0, 1)))[0]
+    x = rng.standard_normal((6, 12, 12, 8)).astype(np.float32)
+    before = fastconv.get_num_threads()
+    try:
+        out = []
+        for n in (1, 2):
+            fastconv.set_num_threads(n)
+            count = _runs(monkeypatch)
+            out.append(model.predict_on_batch(x))
+            assert count[0] == 1
+    finally:
+        fastconv.set_num_threads(before)
+    np.testing.assert_array_equal(out[0], out[1])
