@@ -88,9 +88,11 @@ def edw_forward(const floating[::1] x, const floating[::1] we, const floating[::
     if we.shape[0] != (ge.cout + nr - 1) // nr * ge.c * nr:
         raise ValueError(f"edw_forward: we must hold the pixel-row panels of "
                          f"{ge.c} x {ge.cout} weights, got {we.shape[0]} elements")
-    if x.shape[0] != ge.n * ge.h * ge.w * ge.c or y.shape[0] != gd.n * gd.oh * gd.ow * gd.cout:
+    if (x.shape[0] != ge.n * ge.h * ge.w * ge.c or
+            y.shape[0] != gd.n * gd.oh * gd.ow * gd.cout):
         raise ValueError("edw_forward: x or y does not hold its geometry's elements")
-    if (be is not None and be.shape[0] != ge.cout) or (bd is not None and bd.shape[0] != gd.cout):
+    if ((be is not None and be.shape[0] != ge.cout) or
+            (bd is not None and bd.shape[0] != gd.cout)):
         raise ValueError("edw_forward: a bias of the wrong length")
     if not (0 <= acte <= FC_RELU6 and 0 <= actd <= FC_RELU6):
         raise ValueError(f"edw_forward: acte and actd must be 0, 1 or {FC_RELU6}")

@@ -40,8 +40,9 @@ def _model(rng, shape, c_exp, k=3, stride=1, padding="same", dilation=1, pad=Non
     layers += [dw, bn2, L.ReLU(act2)]
     model = Sequential(layers)
     model.compile(optimizer="sgd", loss="mse")
-    conv.set_weights([rng.normal(0, 0.3, w.shape).astype(dtype) for w in conv.get_weights()])
-    dw.set_weights([rng.normal(0, 0.3, w.shape).astype(dtype) for w in dw.get_weights()])
+    for layer in (conv, dw):
+        layer.set_weights([rng.normal(0, 0.3, w.shape).astype(dtype)
+                           for w in layer.get_weights()])
     bn1.set_weights([w.astype(dtype) for w in w1])
     bn2.set_weights([w.astype(dtype) for w in w2])
     return model, conv, bn1, dw, bn2
@@ -106,13 +107,14 @@ def test_float64_matches_the_reference_loops(case, acts, monkeypatch, rng):
     monkeypatch.setattr(E, "MIN_BYTES", 0)
     monkeypatch.setattr(E, "MIN_TILES", 0)
     count = _runs(monkeypatch)
-    model, conv, bn1, dw, bn2 = _model(rng, (h, w, c), ce, k, s, padding or "valid", d, pad,
-                                       *acts, use_bias=True, dtype="float64")
+    model, conv, bn1, dw, bn2 = _model(rng, (h, w, c), ce, k, s, padding or "valid", d,
+                                       pad, *acts, use_bias=True, dtype="float64")
     assert _steps(model) == ["expand_pad_depthwise" if pad else "expand_depthwise"]
     x = rng.standard_normal((n, h, w, c))
     y = model.predict_on_batch(x)
     assert count[0] == 1
-    want = _reference(x, conv, bn1, dw, bn2, acts[0], acts[1], _pads(dw, (h, w), pad), s, d)
+    want = _reference(x, conv, bn1, dw, bn2, acts[0], acts[1], _pads(dw, (h, w), pad),
+                      s, d)
     np.testing.assert_allclose(y, want, rtol=1e-10, atol=1e-10)
 
 
@@ -121,9 +123,9 @@ def _pads(dw, hw, pad):
     if pad is not None:
         return pad
     from fastconv.ops.conv.geometry import geometry
-    g = geometry((1,) + tuple(hw) + (dw.kernel.shape[2],), dw._op_kernel(dw.kernel).shape,
-                 dw.strides, dw.padding, dw.dilation_rate, dw.kernel.shape[2],
-                 "channels_last")
+    c = dw.kernel.shape[2]
+    g = geometry((1, *hw, c), dw._op_kernel(dw.kernel).shape, dw.strides, dw.padding,
+                 dw.dilation_rate, c, "channels_last")
     return ((g.pad_top, g.pad_bottom), (g.pad_left, g.pad_right))
 
 
@@ -186,7 +188,7 @@ def test_small_maps_and_small_tensors_run_as_two_folded_steps(monkeypatch, rng):
 def test_a_weight_that_is_not_finite_is_left_to_the_layers(monkeypatch, rng):
     monkeypatch.setattr(E, "MIN_BYTES", 0)
     monkeypatch.setattr(E, "MIN_TILES", 0)
-    model, conv, bn1, dw, bn2 = _model(rng, (8, 8, 8), 32, 3, 1, "same")
+    model, _, _, dw, _ = _model(rng, (8, 8, 8), 32, 3, 1, "same")
     kd = dw.get_weights()[0]
     kd[0, 0, 3, 0] = np.inf
     dw.set_weights([kd])
@@ -208,16 +210,17 @@ def test_a_weight_that_is_not_finite_is_left_to_the_layers(monkeypatch, rng):
 ])
 def test_other_pairs_do_not_take_the_pattern(make, rng):
     conv, dw = make()
-    model = Sequential([fastconv.Input((8, 8, 8)), conv, L.BatchNormalization(), L.ReLU(),
-                        dw, L.BatchNormalization(), L.ReLU()])
+    model = Sequential([fastconv.Input((8, 8, 8)), conv, L.BatchNormalization(),
+                        L.ReLU(), dw, L.BatchNormalization(), L.ReLU()])
     model.compile(optimizer="sgd", loss="mse")
     assert not any(name.startswith("expand") for name in _steps(model))
 
 
 def test_channels_first_and_training_do_not_fuse(rng):
-    model = Sequential([fastconv.Input((8, 6, 6)), L.Conv2D(16, 1, data_format="channels_first"),
+    first = "channels_first"
+    model = Sequential([fastconv.Input((8, 6, 6)), L.Conv2D(16, 1, data_format=first),
                         L.BatchNormalization(axis=1), L.ReLU(),
-                        L.DepthwiseConv2D(3, padding="same", data_format="channels_first"),
+                        L.DepthwiseConv2D(3, padding="same", data_format=first),
                         L.BatchNormalization(axis=1), L.ReLU()])
     model.compile(optimizer="sgd", loss="mse")
     assert not any(name.startswith("expand") for name in _steps(model))

@@ -47,7 +47,8 @@ def forward(ge, gd, x, ke, be, acte, pe, kd, bd, actd, pd, dtype):
     if not runs(ge, gd, dtype):
         return None
     we, wd = weight_oihw(ge, ke), weight_oihw(gd, kd)
-    if not (pe.get("finite", lambda: finite(we)) and pd.get("finite", lambda: finite(wd))):
+    if not (pe.get("finite", lambda: finite(we)) and
+            pd.get("finite", lambda: finite(wd))):
         return None
     isa = _ext.conv2d.isa()
     nr = pixel_tile(dtype)[1]

@@ -11,11 +11,11 @@
  * (FC_EDW_BYTES at most), and the depthwise row kernels read them there, in cache.
  * Neighbouring bands compute their shared halo rows twice.  Where a whole image fits
  * the buffer, an item is whole images, enough to fill FC_EDW_TILES pixel-row tiles in
- * one run of pixels (an 8x8 image alone fills 5.3 tiles of 12).  Each expanded pixel is the
- * same sum in the same order whichever band computes it (the pixel-row kernels' sums
- * run over k alone), and each depthwise output the same taps in the same order as the
- * depthwise forward's, so the bits are those of the two layers' forwards on the
- * pixel-row and depthwise kernels, whatever the bands.
+ * one run of pixels (a small image alone leaves its last tile partly empty).  Each
+ * expanded pixel is the same sum in the same order whichever item computes it (the
+ * pixel-row kernels' sums run over k alone), and each depthwise output the same taps
+ * in the same order as the depthwise forward's, so the bits are those of the two
+ * layers' forwards on the pixel-row and depthwise kernels, whatever the items.
  *
  * A template: conv/conv.h includes it once per dtype (FC_T, FC_FN), after pixelrow.h
  * and depthwise.h. */
@@ -25,9 +25,8 @@
 
 #ifndef FC_EDW_BYTES
 /* The expanded rows of a band: within a quarter of a core's L2 cache, beside the
- * band's input rows and the depthwise weights (a band of 3x3 stride-1 outputs
- * computes two halo rows again: 256 KiB left 56x56 x 144 at batch 8 no faster than
- * the two layers). */
+ * band's input rows and the depthwise weights; larger bands compute fewer halo rows
+ * twice (the measurements: docs/design/algorithms.md). */
 #define FC_EDW_BYTES (512 * 1024)
 /* Fewer images than this: bands of a few rows, so that an image's bands are work
  * items enough for the cores (the band depends on the shapes alone). */
