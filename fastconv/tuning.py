@@ -95,6 +95,11 @@ class Tuning:
     #: Most output channels of a pointwise convolution whose every pass runs on the
     #: BLAS (pointwise_blas): the kernels' output vectors would be mostly empty lanes.
     pointwise_blas_max_c_out: int = 4
+    #: Fewest pixels of a pointwise forward whose weight is packed on the call (not
+    #: kept packed, as inference keeps it) for the pixel-row kernels to take it: under
+    #: this, packing the weight costs more than the few pixels' products, and the BLAS
+    #: (pointwise_blas), which packs blocks of it as it goes, runs it.
+    pointwise_pack_pixels: int = 256
     #: Fewest weight bytes per output pixel of a call for im2col_blas to take it by
     #: default: each weight value then serves too few pixels for the kernels that
     #: pack (or transform) the weight on every call.

@@ -22,7 +22,9 @@ from fastconv import _ext, conv
 from fastconv import reference as ref
 from fastconv import tuning
 from fastconv.ops.conv.algorithms import winograd as _winograd
+from fastconv.ops.conv import plan as _plan
 from fastconv.ops.conv.algorithms.dense import dense_chunks
+from fastconv.ops.conv.geometry import geometry
 from fastconv.shapes import normalize_pair, normalize_padding, resolve_padding
 
 F64 = np.float64
@@ -1145,7 +1147,11 @@ def test_pointwise_is_for_small_images_and_refuses_the_rest():
     mr = _ext.conv2d.pixel_tile(False)[0]
     if mr > 4:   # (the portable build's 4-row tile is filled by a 2x2 image itself)
         assert _runs((128, 2, 2, 192), (1, 1, 192, 64), f32) == "pointwise"
-    assert _runs((128, 1, 1, 960), (1, 1, 960, 160), f32) == "pointwise"
+    # (inference keeps the weight packed; a call that packs it on its own runs 128
+    # pixels of a 600 KB weight on the BLAS: pointwise_blas, Tuning.pointwise_pack_pixels)
+    g = geometry((128, 1, 1, 960), (1, 1, 960, 160), 1, 0, 1, 1, "channels_last")
+    assert _plan.select(g, f32, _plan.FORWARD, packed=True).name == "pointwise"
+    assert _runs((128, 1, 1, 960), (1, 1, 960, 160), f32) == "pointwise_blas"
     assert _runs((8, 56, 56, 64), (1, 1, 64, 256), f32) != "pointwise"  # rows fill tiles
     for xs, ws, kw in [((32, 2, 2, 24), (1, 1, 24, 40), {"padding": 1}),
                        ((32, 4, 4, 24), (1, 1, 24, 40), {"stride": 2}),
@@ -1228,6 +1234,18 @@ def test_pointwise_blas_is_chosen_by_the_shape_rule():
     assert _runs((1, 1, 1, 320), (1, 1, 320, 1280), "float32") == "pointwise_blas"
     assert _runs((1, 1, mr - 1, 64), (1, 1, 64, 64), "float32") == "pointwise_blas"
     assert _runs((2, 8, 8, 64), (1, 1, 64, 64), "float32") != "pointwise_blas"
+    # a forward that packs its weight on the call (Tuning.pointwise_pack_pixels): few
+    # pixels, or fewer than that with a weight over pointwise_weight_bytes, on the BLAS;
+    # the same with the weight kept packed (inference) on the kernels
+    f32 = np.float32
+    few, big = tuning.current().pointwise_pack_pixels, tuning.current().pointwise_weight_bytes
+    assert 49 * 2 < few and 196 < few and 576 * 96 * 4 <= big < 512 * 512 * 4
+    for xs, ws, blas in (((1, 7, 7, 160), (1, 1, 160, 960), True),
+                         ((1, 14, 14, 576), (1, 1, 576, 96), False),
+                         ((1, 14, 14, 512), (1, 1, 512, 512), True)):
+        assert (_runs(xs, ws, "float32") == "pointwise_blas") == blas, xs
+        g = geometry(xs, ws, 1, 0, 1, 1, "channels_last")
+        assert _plan.select(g, f32, _plan.FORWARD, packed=True).name != "pointwise_blas"
     big = (1, 1, 512, 512)   # 1 MiB in float32
     assert tuning.current().pointwise_weight_bytes < 512 * 512 * 4
     assert _runs((2, 8, 8, 512), big, "float32", pass_="grad_input") == "pointwise_blas"

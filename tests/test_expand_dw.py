@@ -11,7 +11,8 @@ import pytest
 import fastconv
 from fastconv import fusion, layers as L, reference as ref
 from fastconv.models import Sequential
-from fastconv.ops.conv import expand_dw as E
+from fastconv.ops.conv import expand_dw as E, plan as _plan
+from fastconv.ops.conv.geometry import geometry
 
 
 @pytest.fixture
@@ -122,7 +123,6 @@ def _pads(dw, hw, pad):
     """The depthwise layer's ((top, bottom), (left, right)) on an h x w map."""
     if pad is not None:
         return pad
-    from fastconv.ops.conv.geometry import geometry
     c = dw.kernel.shape[2]
     g = geometry((1, *hw, c), dw._op_kernel(dw.kernel).shape, dw.strides, dw.padding,
                  dw.dilation_rate, c, "channels_last")
@@ -144,9 +144,11 @@ def test_float32_gives_the_bits_of_the_two_layers(case, monkeypatch, rng):
     assert count[0] == 1
     monkeypatch.setattr(E, "forward", lambda *a, **k: None)
     want = model.predict_on_batch(x)
-    first = str(fastconv.explain_conv((n, h, w, c), (1, 1, c, ce),
-                                      data_format="channels_last")).splitlines()[0]
-    assert "forward: pixel " in first or "forward: pointwise (" in first, first
+    # (what the model's inference forward of the 1x1 layer runs: its weight packed once)
+    g = geometry((n, h, w, c), (1, 1, c, ce), 1, 0, 1, 1, "channels_last")
+    plan = _plan.select(g, np.float32, _plan.FORWARD, packed=True)
+    assert plan.name == "pixel" or (plan.name == "pointwise" and
+                                    plan.inner.name == "pixel"), plan.describe()
     np.testing.assert_array_equal(y, want)
 
 

@@ -46,6 +46,7 @@ class Query(NamedTuple):
     tile: object     # the Winograd tile side the caller asks for (None: by size)
     isa: str
     tuning: _tuning.Tuning
+    packed: bool = False   # the forward's weight is kept packed between calls (Prepared)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -191,17 +192,19 @@ _CACHE = {}
 _CACHE_SIZE = 1024
 
 
-def select(g, dtype, pass_, finite=True, tile=None, forced=True):
+def select(g, dtype, pass_, finite=True, tile=None, forced=True, packed=False):
     """The Plan of pass_ for geometry g and dtype (cached).  finite: whether the weight
     is finite (forward and input gradient); tile: the Winograd tile the caller asks
-    for; forced=False ignores force() (the inner call of a rewrite)."""
+    for; forced=False ignores force() (the inner call of a rewrite); packed: the
+    weight's packed forms are kept between calls (an inference forward's Prepared)."""
     t = _tuning.current()
     f = _forced.get() if forced else None
     isa = _ext.conv2d.isa()
-    key = (g, dtype, pass_, finite, tile, isa, t.serial, f)
+    key = (g, dtype, pass_, finite, tile, isa, t.serial, f, packed)
     plan = _CACHE.get(key)
     if plan is None:
-        plan = _choose(Query(g, dtype, pass_, finite, tile, isa, t), _forced_for(f, pass_))
+        plan = _choose(Query(g, dtype, pass_, finite, tile, isa, t, packed),
+                       _forced_for(f, pass_))
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.clear()
         _CACHE[key] = plan

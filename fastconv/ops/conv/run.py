@@ -48,7 +48,8 @@ def _forward(g, x, weight, bias, dtype, relu=False, tanh=False, tile=None, finit
     inner call of a rewrite, which force_conv_algorithm does not reach; prepared: a
     Prepared (prepared.py) whose values are made from weight, where the packed weight
     and its finiteness are kept between calls (inference)."""
-    plan = select(g, dtype, FORWARD, True, tile, forced)
+    packed = prepared is not None
+    plan = select(g, dtype, FORWARD, True, tile, forced, packed)
     alg = plan.algorithm
     if ran is not None:
         ran.append(plan)
@@ -70,7 +71,7 @@ def _forward(g, x, weight, bias, dtype, relu=False, tanh=False, tile=None, finit
         finite_w = (finite(w) if prepared is None else
                     prepared.get("finite", lambda: finite(w)))
     if finite_w is False and FORWARD in alg.shortcuts:
-        plan = select(g, dtype, FORWARD, False, tile, forced)
+        plan = select(g, dtype, FORWARD, False, tile, forced, packed)
         alg = plan.algorithm
         if ran is not None:
             ran[-1] = plan

@@ -217,9 +217,13 @@ class PointwiseBlas(Im2colBlas):
     pixel-row tile (batch-1 latency at a network's last stages: the tiles would be
     mostly empty), every pass where C_out is at most Tuning.pointwise_blas_max_c_out
     (a segmentation head's 1x1: the kernels' output vectors would be mostly empty),
-    and the input gradient where the weight is too large for the L2 cache (the
-    pixel-row kernels pack it on every call and stream all of it for every image; the
-    BLAS keeps blocks of it in cache)."""
+    the input gradient where the weight is too large for the L2 cache (the pixel-row
+    kernels pack it on every call and stream all of it for every image; the BLAS
+    keeps blocks of it in cache), and a forward whose weight is packed on the call
+    (not kept packed, as inference keeps it: a training step, a functional call) over
+    fewer than half Tuning.pointwise_pack_pixels pixels, or fewer than that with a
+    large weight: packing the weight costs the kernels more than those few pixels'
+    products."""
     name = "pointwise_blas"
     over = ""   # (its column matrix is x's pixels, copied none)
 
@@ -237,9 +241,15 @@ class PointwiseBlas(Im2colBlas):
         if pixels < mr:
             return None   # (the pixel-row tiles would be mostly empty)
         weight = g.c_in * g.c_out * np.dtype(q.dtype).itemsize
-        if q.pass_ == GRAD_INPUT and weight > q.tuning.pointwise_weight_bytes:
+        large = weight > q.tuning.pointwise_weight_bytes
+        if q.pass_ == GRAD_INPUT and large:
             return None
+        few = q.tuning.pointwise_pack_pixels
+        if q.pass_ == FORWARD and not q.packed and (2 * pixels < few or
+                                                    (pixels < few and large)):
+            return None   # (the kernels would pack the weight for these few pixels)
         reason = f"{pixels} pixels fill the {mr}-pixel tiles of the pixel-row kernels"
         if q.pass_ == FORWARD:
-            return reason + ", which read the weight packed once for inference"
+            return reason + (", which read the weight packed once for inference"
+                             if q.packed else ", enough to pay for packing the weight")
         return reason + f" and the weight of {weight} bytes stays in the L2 cache"

@@ -124,7 +124,9 @@ class Dense1x1(Algorithm):
 
     def plan(self, q):
         d = self.run_geometry(q.g, q.dtype)
-        inner = select(d, q.dtype, q.pass_, q.finite, None, forced=False)
+        # (packed: the rows are for the kernels; whether packing the weight on the
+        # call pays was pointwise_blas's to decide for the call itself)
+        inner = select(d, q.dtype, q.pass_, q.finite, None, forced=False, packed=True)
         return Plan(q.pass_, self, q.g, q.dtype, run_g=d, inner=inner,
                     n_per=partials_of(q),
                     isa=q.isa)
