@@ -160,3 +160,22 @@ def test_depthwise_refuses_other_groupings():
         e = fastconv.explain_conv(x_shape, w_shape, padding=1, groups=groups)
         assert e.algorithm != "depthwise"
         assert "groups == C_in" in e.refused["depthwise"]
+
+
+def test_channels_first_small_planes_run_on_the_channels_last_kernels():
+    """The rule of algorithms/depthwise.py: forwards and input gradients of planes of
+    at most VIA_LAST_PLANE output pixels, weight gradients of at most
+    VIA_LAST_GRAD_WEIGHT_PLANE, run through transposed copies (the reference cases
+    above cover both sides in values)."""
+    from fastconv.ops.conv.algorithms import depthwise
+    small, mid = depthwise.VIA_LAST_PLANE, depthwise.VIA_LAST_GRAD_WEIGHT_PLANE
+    for side, passes in ((int(small ** 0.5), ("forward", "grad_input", "grad_weight")),
+                         (int(small ** 0.5) + 1, ("grad_weight",)),
+                         (int(mid ** 0.5) + 1, ())):
+        for pass_ in ("forward", "grad_input", "grad_weight"):
+            for fmt, xs, ws in (("channels_first", (2, 8, side, side), (8, 1, 3, 3)),
+                                ("channels_last", (2, side, side, 8), (3, 3, 1, 8))):
+                plan = fastconv.explain_conv(xs, ws, 1, 1, 1, 8, fmt,
+                                             pass_=pass_).plan
+                via = fmt == "channels_first" and pass_ in passes
+                assert (plan.last is not None) == via, (side, pass_, fmt)

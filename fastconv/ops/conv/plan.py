@@ -65,6 +65,9 @@ class Plan:
     split: int = 0               # images per partial weight gradient (wide, Winograd)
     inner: "Plan" = None         # the plan of the rewritten call (dense as 1x1)
     isa: str = ""
+    # a channels_first call run on the channels_last kernels, through transposed
+    # copies of its arrays: the channels_last twin of g (depthwise on small planes)
+    last: ConvGeometry = None
 
     @property
     def name(self):

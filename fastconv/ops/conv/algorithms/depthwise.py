@@ -3,7 +3,16 @@ output channel reads one input channel, so there is no reduction over channels t
 a matrix product.  The kernels (src/conv/drivers/depthwise.h) vectorise over the
 channels in channels_last and over the output row in channels_first, for every pass,
 stride, dilation and padding, and split the work over output rows or planes (and
-channel blocks for the weight gradient), so a single image uses every core."""
+channel blocks for the weight gradient), so a single image uses every core.
+
+A channels_first call of small planes runs on the channels_last kernels through
+transposed copies of its arrays (``VIA_LAST_PLANE``, ``VIA_LAST_GRAD_WEIGHT_PLANE``
+output pixels at most): the channels_first kernels pay per plane (a padded copy, rows
+of a few values), which on 2x2 and 4x4 planes cost more than both transposes, and their
+weight gradient sums each row's products across the vector (docs/design/algorithms.md,
+"Depthwise")."""
+import dataclasses
+
 import numpy as np
 
 from .... import _ext
@@ -17,6 +26,32 @@ def _last(g):
     """Whether the kernels address g channels_last (1x1 images in and out are the same
     memory in both layouts: ConvGeometry.c runs them channels_last)."""
     return g.channels_last or g.h == g.w == g.oh == g.ow == 1
+
+
+#: channels_first forwards and input gradients of planes of at most this many output
+#: pixels run on the channels_last kernels (through transposed copies)
+VIA_LAST_PLANE = 16
+#: and weight gradients, whose channels_first kernel is the slower
+VIA_LAST_GRAD_WEIGHT_PLANE = 784
+
+
+def _via_last(g, pass_):
+    """The channels_last twin of the channels_first g where its pass runs on the
+    channels_last kernels (small planes), else None."""
+    if _last(g):
+        return None
+    most = VIA_LAST_GRAD_WEIGHT_PLANE if pass_ == GRAD_WEIGHT else VIA_LAST_PLANE
+    if g.oh * g.ow > most:
+        return None
+    return dataclasses.replace(g, channels_last=True)
+
+
+def _to_last(a):
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1))
+
+
+def _to_first(a):
+    return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
 
 
 def packed_weights(g, w):
@@ -45,11 +80,14 @@ class Depthwise(Algorithm):
 
     def plan(self, q):
         g = q.g
+        last = _via_last(g, q.pass_)
+        k = last or g     # (the geometry the kernels address)
         run_g = None
         if q.pass_ == GRAD_INPUT and (g.sy, g.sx) == (1, 1) and g.c_out == g.c_in:
-            run_g = g.mirrored()
-        n_per = images_per_partial(g, np.dtype(q.dtype).itemsize, q.tuning)
-        return Plan(q.pass_, self, g, q.dtype, run_g=run_g, n_per=n_per, isa=q.isa)
+            run_g = k.mirrored()
+        n_per = images_per_partial(k, np.dtype(q.dtype).itemsize, q.tuning)
+        return Plan(q.pass_, self, g, q.dtype, run_g=run_g, n_per=n_per, isa=q.isa,
+                    last=last)
 
     def details(self, plan):
         g = plan.g
@@ -60,32 +98,44 @@ class Depthwise(Algorithm):
                        else "rows scattered into a padded plane")
         elif plan.pass_ == GRAD_WEIGHT:
             out.append(f"partial sums of {plan.n_per} images")
+        if plan.last is not None:
+            out.append("on the channels_last kernels (transposed copies)")
         return out
 
     def pack(self, plan, w):
-        return packed_weights(plan.g, w)
+        return packed_weights(plan.last or plan.g, w)
 
     def forward(self, plan, x, w, bias, y, relu, tanh, packed=None):
-        g = plan.g
+        g = plan.last or plan.g
         wp = self.pack(plan, w) if packed is None else packed
+        xk = x if plan.last is None else _to_last(x)
+        yk = y if plan.last is None else np.empty(g.y_shape, y.dtype)
         # (relu: True, or RELU6, applied as the other kernels' output pass applies it)
-        _ext.conv2d.dw_forward(x.reshape(-1), wp, bias, y.reshape(-1), g.c, int(relu))
+        _ext.conv2d.dw_forward(xk.reshape(-1), wp, bias, yk.reshape(-1), g.c, int(relu))
+        if plan.last is not None:
+            np.copyto(y, yk.transpose(0, 3, 1, 2))
         return False
 
     def grad_input(self, plan, grad_y, w, out):
-        g = plan.g
+        g = plan.last or plan.g
+        gy = grad_y if plan.last is None else _to_last(grad_y)
+        gx = out if plan.last is None else np.empty(g.x_shape, out.dtype)
         if plan.run_g is not None:
             d = plan.run_g
             wf = np.ascontiguousarray(w[:, :, ::-1, ::-1])
-            _ext.conv2d.dw_forward(grad_y.reshape(-1), packed_weights(d, wf), None,
-                                   out.reshape(-1), d.c)
+            _ext.conv2d.dw_forward(gy.reshape(-1), packed_weights(d, wf), None,
+                                   gx.reshape(-1), d.c)
         else:
-            _ext.conv2d.dw_grad_input(grad_y.reshape(-1), packed_weights(g, w),
-                                      out.reshape(-1), g.c)
+            _ext.conv2d.dw_grad_input(gy.reshape(-1), packed_weights(g, w),
+                                      gx.reshape(-1), g.c)
+        if plan.last is not None:
+            np.copyto(out, gx.transpose(0, 3, 1, 2))
         return out
 
     def grad_weight(self, plan, grad_y, x, bsum):
-        g = plan.g
+        if plan.last is not None:
+            grad_y, x = _to_last(grad_y), _to_last(x)
+        g, first = plan.last or plan.g, not plan.g.channels_last
         groups = -(-g.n // plan.n_per)
         khw = g.kh * g.kw
         # (on a cache line: the threads' channel blocks of a tap share no line)
@@ -94,8 +144,9 @@ class Depthwise(Algorithm):
         _ext.conv2d.dw_grad_weight(x.reshape(-1), grad_y.reshape(-1), part.reshape(-1),
                                    g.c, plan.n_per)
         total = sum_partials(part)
+        # (returned in the call's layout: (kh, kw, 1, C_out) or (C_out, 1, kh, kw))
         if _last(g):   # (kh*kw, C_out)
             gw = total.reshape(g.kh, g.kw, 1, g.c_out)
-            return gw if g.channels_last else np.ascontiguousarray(gw.transpose(3, 2, 0, 1))
+            return np.ascontiguousarray(gw.transpose(3, 2, 0, 1)) if first else gw
         gw = total.reshape(g.c_out, 1, g.kh, g.kw)
-        return np.ascontiguousarray(gw.transpose(2, 3, 1, 0)) if g.channels_last else gw
+        return gw if first else np.ascontiguousarray(gw.transpose(2, 3, 1, 0))
