@@ -47,11 +47,8 @@ def _via_last(g, pass_):
 
 
 def _to_last(a):
+    """An (N, C, H, W) array as a C-contiguous (N, H, W, C) copy."""
     return np.ascontiguousarray(a.transpose(0, 2, 3, 1))
-
-
-def _to_first(a):
-    return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
 
 
 def packed_weights(g, w):
