@@ -331,6 +331,11 @@ def _read_cifar_tarball(path):
                 parent, base = posixpath.split(norm)
                 if m.isfile() and base in wanted and posixpath.basename(parent) == _CIFAR_DIR:
                     blobs[base] = tar.extractfile(m).read()
+            # the compressed stream to its end: its checks (xz's block checks and
+            # index, gzip's CRC) run there, after the tar's last member -- without
+            # this a corrupted block reached the pickle parser as garbage
+            while tar.fileobj.read(1 << 20):
+                pass
     except (tarfile.TarError, EOFError, OSError, zlib.error) + _LZMA_ERRORS as exc:
         if isinstance(exc, FileNotFoundError):
             raise
