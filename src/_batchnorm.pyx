@@ -241,6 +241,21 @@ def channel_sums(const floating[::1] x, const floating[::1] g, const double[::1]
     return channel_sums_act(x, g, g, shift, partial, A, C, B, grad, 0)
 
 
+cdef int _act_affine(const floating[::1] act_scale, const floating[::1] act_shift,
+                     Py_ssize_t C, const floating **a_s,
+                     const floating **a_t) except -1:
+    """The optional activation scale and shift of channel_sums_act and
+    backward_input_act, checked: *a_s and *a_t point at them, or stay NULL."""
+    if (act_scale is None) != (act_shift is None):
+        raise ValueError("act_scale and act_shift go together")
+    if act_scale is not None:
+        _check("act_scale", act_scale.shape[0], C)
+        _check("act_shift", act_shift.shape[0], C)
+        if C:
+            a_s[0], a_t[0] = &act_scale[0], &act_shift[0]
+    return 0
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def channel_sums_act(const floating[::1] x, const floating[::1] g,
@@ -257,13 +272,7 @@ def channel_sums_act(const floating[::1] x, const floating[::1] g,
     cdef Py_ssize_t items = partial.shape[0], i, c
     cdef const floating *a_s = NULL
     cdef const floating *a_t = NULL
-    if (act_scale is None) != (act_shift is None):
-        raise ValueError("act_scale and act_shift go together")
-    if act_scale is not None:
-        _check("act_scale", act_scale.shape[0], C)
-        _check("act_shift", act_shift.shape[0], C)
-        if C:
-            a_s, a_t = &act_scale[0], &act_shift[0]
+    _act_affine(act_scale, act_shift, C, &a_s, &a_t)
     cdef int nt = _threads(A * C * B)
     _check("x", x.shape[0], A * C * B)
     _check("g", g.shape[0], A * C * B)
@@ -397,13 +406,7 @@ def backward_input_act(const floating[::1] g, const floating[::1] y,
     cdef int nt = _threads(A * C * B)
     cdef const floating *a_s = NULL
     cdef const floating *a_t = NULL
-    if (act_scale is None) != (act_shift is None):
-        raise ValueError("act_scale and act_shift go together")
-    if act_scale is not None:
-        _check("act_scale", act_scale.shape[0], C)
-        _check("act_shift", act_shift.shape[0], C)
-        if C:
-            a_s, a_t = &act_scale[0], &act_shift[0]
+    _act_affine(act_scale, act_shift, C, &a_s, &a_t)
     for name, arr in (("g", g), ("y", y), ("x", x), ("dx", dx)):
         _check(name, arr.shape[0], A * C * B)
     for name, arr in (("mean", mean), ("a_g", a_g), ("a_x", a_x), ("const_", const_)):

@@ -439,6 +439,14 @@ def test_cifar_broken_tarballs(tmp_path):
         ds.load_cifar10(tb)
 
 
+def damage(path, where):
+    """path with the 8 bytes at fraction `where` of its length inverted."""
+    blob = bytearray(path.read_bytes())
+    at = int(len(blob) * where)
+    blob[at:at + 8] = bytes(b ^ 0xFF for b in blob[at:at + 8])
+    path.write_bytes(bytes(blob))
+
+
 def test_cifar_corrupted_xz_and_bz2_tarballs_name_the_file(tmp_path):
     src = tmp_path / "src" / "cifar-10-batches-py"
     write_cifar_folder(src)
@@ -451,10 +459,8 @@ def test_cifar_corrupted_xz_and_bz2_tarballs_name_the_file(tmp_path):
         good = tb.read_bytes()
         # damage near the end (xz: the block data and index, which lzma checks)
         for where in (0.5, 0.9, 0.97):
-            blob = bytearray(good)
-            at = int(len(blob) * where)
-            blob[at:at + 8] = bytes(b ^ 0xFF for b in blob[at:at + 8])
-            tb.write_bytes(bytes(blob))
+            tb.write_bytes(good)
+            damage(tb, where)
             with pytest.raises(ValueError, match=rf"cifar\.tar\.{mode}: not a readable "
                                                  "CIFAR-10 tarball"):
                 ds.load_cifar10(tb)
@@ -620,10 +626,7 @@ def test_cifar_xz_damage_checked_after_the_last_member_is_corruption(tmp_path):
         tb = tmp_path / "cifar.tar.xz"
         with tarfile.open(tb, "w:xz") as t_:
             t_.add(src, arcname="cifar-10-batches-py")
-        blob = bytearray(tb.read_bytes())
-        at = int(len(blob) * where)
-        blob[at:at + 8] = bytes(b ^ 0xFF for b in blob[at:at + 8])
-        tb.write_bytes(bytes(blob))
+        damage(tb, where)
         with pytest.raises(ValueError, match=r"cifar\.tar\.xz: not a readable CIFAR-10 "
                                              "tarball"):
             ds.load_cifar10(tb)

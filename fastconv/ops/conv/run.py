@@ -130,11 +130,9 @@ def _grad_input(g, grad_y, weight, dtype, ran=None, forced=True):
             if ran is not None:
                 ran[-1] = plan
             return plan.algorithm.grad_input(plan, grad_y, w)
-        # (into x's shape: the output of plan.run_g, the forward a gather runs; a plan
-        # on the channels_last kernels' twin (plan.last) writes the call's layout)
-        shape = (g.x_shape if plan.run_g is None or plan.last is not None
-                 else plan.run_g.y_shape)
-        return alg.grad_input(plan, grad_y, w, _arena.empty(shape, dtype))
+        # (into x's shape, in the call's layout: a gather's forward on grad_y, g's
+        # mirror, gives exactly that)
+        return alg.grad_input(plan, grad_y, w, _arena.empty(g.x_shape, dtype))
     return alg.grad_input(plan, grad_y, w)
 
 
