@@ -19,12 +19,15 @@ inputs: flat C-contiguous arrays of one floating dtype and a consistent Geometry
 struct of one convolution built once from named fields (fastconv/ops/conv/geometry.py
 keeps one per checked geometry).
 """
+import os
+
 from libc.stdint cimport uint32_t, uint64_t
-from libc.string cimport memcmp, strcmp
+from libc.string cimport memcmp, memcpy, strcmp
 from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBuffer_Release,
                              PyObject_GetBuffer)
 
 cimport cython
+from omp_shim cimport fc_get_max_threads
 
 cdef extern from "conv/conv.h" nogil:
     enum: FC_WCO
@@ -34,6 +37,7 @@ cdef extern from "conv/conv.h" nogil:
     enum: FC_ENOMEM, FC_ENOMEM_TABLE
     enum: FC_WG_NRMAX
     ctypedef struct fc_isa:
+        int id
         const char *name
         int mr_f, nr_f, mr_d, nr_d
         int mr_px_f, nr_px_f, mr_px_d, nr_px_d
@@ -135,11 +139,69 @@ def set_isa(str name):
     _isa = p
 
 
+cdef extern from "digest.h" nogil:
+    enum: FC_DIGEST_KEYS
+    ctypedef void (*fc_digest_blocks_fn)(uint64_t *, const unsigned char *, size_t,
+                                         const uint64_t *)
+    void fc_digest_set_key(const unsigned char *key, int portable)
+    uint64_t fc_digest(const void *buf, size_t n, int threads)
+    fc_digest_blocks_fn fc_digest_pick(int portable)
+    uint64_t fc_digest_chunked(const uint64_t *key, fc_digest_blocks_fn blocks_fn,
+                               const void *buf, size_t n, int threads)
+
+fc_digest_set_key(os.urandom(FC_DIGEST_KEYS * 8), _isa.id == 0)
+
+
+def signature(a):
+    """(format, shape, digest) of a C-contiguous buffer (an array of any dtype, a NumPy
+    scalar): what the per-call check of the prepared weights keeps of an array instead
+    of a copy of it (fastconv/ops/conv/prepared.py).  The digest is keyed at random per
+    process (src/digest.h): equal signatures within a process mean the same bytes but
+    for a chance near 2^-60.  BufferError for a non-contiguous buffer."""
+    cdef Py_buffer v
+    cdef uint64_t h
+    cdef int d
+    PyObject_GetBuffer(a, &v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+    try:
+        with nogil:
+            h = fc_digest(v.buf, <size_t>v.len, fc_get_max_threads())
+        shape = tuple([v.shape[d] for d in range(v.ndim)]) if v.shape != NULL else ()
+        return (<bytes>v.format if v.format != NULL else b"B", shape, h)
+    finally:
+        PyBuffer_Release(&v)
+
+
+def digest(a, bytes key, bint portable=False, int threads=1):
+    """The digest of a's bytes (a C-contiguous buffer) under key (FC_DIGEST_KEYS * 8
+    bytes) rather than the process's, by the portable blocks or this CPU's best, on up
+    to threads threads: for testing src/digest.h against a reference."""
+    cdef Py_buffer v
+    cdef uint64_t h
+    cdef uint64_t words[FC_DIGEST_KEYS]
+    if len(key) != FC_DIGEST_KEYS * 8:
+        raise ValueError(f"key must have {FC_DIGEST_KEYS * 8} bytes, got {len(key)}")
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    memcpy(words, <const char *>key, sizeof(words))
+    PyObject_GetBuffer(a, &v, PyBUF_C_CONTIGUOUS)
+    try:
+        with nogil:
+            h = fc_digest_chunked(words, fc_digest_pick(portable), v.buf, <size_t>v.len,
+                                  threads)
+    finally:
+        PyBuffer_Release(&v)
+    return h
+
+
+#: Bytes of the key digest() takes.
+DIGEST_KEY_BYTES = FC_DIGEST_KEYS * 8
+
+
 def same_all(tuple kept, tuple arrays):
-    """Whether each of arrays holds the shape, format and bytes of the C-contiguous
-    copy kept at its place (None where None): the per-call check of the prepared
-    weights in one call.  False also where an array is not C-contiguous or exposes no
-    buffer (the caller then compares in Python, fastconv/ops/conv/prepared.py)."""
+    """Whether each of arrays has the signature kept at its place (None where None):
+    the per-call check of the prepared weights in one call.  False also where an array
+    is not C-contiguous or exposes no buffer (the caller then compares in Python,
+    fastconv/ops/conv/prepared.py)."""
     cdef Py_ssize_t i, n = len(kept)
     if len(arrays) != n:
         return False
@@ -148,43 +210,45 @@ def same_all(tuple kept, tuple arrays):
         if k is None or a is None:
             if not (k is None and a is None):
                 return False
-        elif not _same_buffer(k, a):
+        elif not _has_signature(k, a):
             return False
     return True
 
 
-cdef bint _same_buffer(object k, object a):
-    cdef Py_buffer vk, va
-    cdef bint same = False
-    cdef int d
+cdef bint _has_signature(object k, object a):
+    cdef Py_buffer v
+    cdef bint same
+    cdef Py_ssize_t d
+    if not (type(k) is tuple and len(k) == 3 and type(k[0]) is bytes and
+            type(k[1]) is tuple and type(k[2]) is int and 0 <= k[2] < 2 ** 64):
+        return False   # (not a signature)
+    cdef bytes fmt = k[0]
+    cdef tuple shape = k[1]
+    cdef uint64_t h = k[2]
     try:
-        PyObject_GetBuffer(a, &va, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+        PyObject_GetBuffer(a, &v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
     except (BufferError, TypeError, ValueError):
         return False
     try:
-        PyObject_GetBuffer(k, &vk, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-        try:
-            same = (va.len == vk.len and va.ndim == vk.ndim and
-                    va.itemsize == vk.itemsize and va.format != NULL and
-                    vk.format != NULL and strcmp(va.format, vk.format) == 0)
-            if same:
-                for d in range(va.ndim):
-                    if va.shape[d] != vk.shape[d]:
-                        same = False
-                        break
-            if same and va.len:
-                same = memcmp(va.buf, vk.buf, va.len) == 0
-        finally:
-            PyBuffer_Release(&vk)
+        same = (v.ndim == len(shape) and v.format != NULL and
+                strcmp(v.format, fmt) == 0)
+        if same:
+            for d in range(v.ndim):
+                if v.shape[d] != <Py_ssize_t>shape[d]:
+                    same = False
+                    break
+        if same:
+            with nogil:
+                same = fc_digest(v.buf, <size_t>v.len, fc_get_max_threads()) == h
     finally:
-        PyBuffer_Release(&va)
+        PyBuffer_Release(&v)
     return same
 
 
 def same_bytes(a, b):
     """Whether two C-contiguous buffers (arrays of any dtype) hold the same bytes (a
-    memcmp, no copies: the per-call check of the prepared weights,
-    fastconv/ops/conv/prepared.py).  BufferError for a non-contiguous one."""
+    memcmp, no copies; the tests' bit-for-bit comparison).  BufferError for a
+    non-contiguous one."""
     cdef Py_buffer va, vb
     cdef bint same
     PyObject_GetBuffer(a, &va, PyBUF_C_CONTIGUOUS)

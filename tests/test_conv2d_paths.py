@@ -1386,18 +1386,23 @@ def test_phases_take_strided_channels_last_gradients_by_the_rule():
 
 def test_same_all_compares_shape_format_and_bytes():
     """_ext.conv2d.same_all (Prepared.of's one-call check): True only where every array
-    has the kept copy's shape, dtype and bytes (None only for None); a non-contiguous
-    array or a non-buffer gives False (the Python comparison then decides)."""
-    same_all = _ext.conv2d.same_all
+    has the kept signature's shape, dtype and bytes (None only for None); a
+    non-contiguous array, a non-buffer or a kept value that is not a signature gives
+    False (the Python comparison then decides)."""
+    same_all, sig = _ext.conv2d.same_all, _ext.conv2d.signature
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
-    k = a.copy()
-    assert same_all((k, None, np.float64(1e-3)), (a, None, np.float64(1e-3)))
+    eps = np.float64(1e-3)
+    k = sig(a.copy())
+    assert same_all((k, None, sig(eps)), (a, None, np.float64(1e-3)))
     changed = a.copy()
     changed[1, 2] = -0.0 if changed[1, 2] == 0 else 0.0
     for other in (a.reshape(3, 2), a.astype(np.float64), a.T, changed, None, [0, 1],
-                  np.float64(2e-3)):
+                  np.float64(2e-3), a.view(np.int32), a[:, :2].copy()):
         assert not same_all((k,), (other,)), other
     assert not same_all((k, None), (a, a)) and not same_all((k,), (a, a))
+    for not_signature in (a, (b"f", (2, 3)), (b"f", (2, 3), -1), ("f", (2, 3), k[2]),
+                          (b"f", [2, 3], k[2]), (b"f", (2, 3), float(k[2]))):
+        assert not same_all((not_signature,), (a,)), not_signature
 
 
 def test_winograd_tiles_and_blocks_for_batch_one():

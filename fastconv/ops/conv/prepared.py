@@ -8,14 +8,17 @@ change, so this is done on every call; over predict() or evaluate() they do not,
 small batch spends most of its time here (ResNet-20 at batch 1: most of a call).
 
 A layer keeps a Prepared per weight set.  ``of(*arrays)`` compares the arrays the
-values are computed from -- the layer's own weights -- bit for bit with a private copy
-taken when the values were made, and forgets every value when one differs: an
-optimizer's update, set_weights, or a user writing into ``layer.kernel`` in place are
-all seen, at the cost of reading the weights once per call.  ``get(key, make)``
+values are computed from -- the layer's own weights -- with their signatures taken when
+the values were made (format, shape and a keyed 64-bit digest of the bytes,
+src/digest.h), and forgets every value when one differs: an optimizer's update,
+set_weights, or a user writing into ``layer.kernel`` in place are all seen, at the cost
+of reading the weights once per call.  (A kept copy compared with memcmp reads twice
+the bytes and holds a second copy of every weight; the digest's key is drawn at random
+per process, so no change of the bytes goes unseen but for a chance near 2^-60.)  ``get(key, make)``
 returns the value made for key since then, or makes it.  The values are what the
 kernels would have made on the call (the same bits): only the time differs.
 
-Memory: the copy of the source weights plus the prepared forms (a Winograd F(4x4)
+Memory: the prepared forms (a Winograd F(4x4)
 kernel holds 4x the weights, F(5x5) 5.4x), for as long as the layer lives.
 """
 import numpy as np
@@ -28,20 +31,9 @@ _MISSING = object()
 
 
 def _kept(a):
-    """What _same compares a with later: None, or a copy of a."""
-    return None if a is None else np.array(a, order="C", copy=True)
-
-
-def _same(kept, a):
-    """Whether array a (or None) holds the bits of the kept copy (or None)."""
-    if kept is None or a is None:
-        return kept is None and a is None
-    a = np.asarray(a)
-    if kept.shape != a.shape or kept.dtype != a.dtype:
-        return False
-    if not a.flags.c_contiguous:
-        a = np.ascontiguousarray(a)
-    return _ext.conv2d.same_bytes(kept, a)   # (a memcmp, no copy)
+    """What of() compares a with later: None, or a's signature (format, shape,
+    digest of its bytes in C order)."""
+    return None if a is None else _ext.conv2d.signature(np.asarray(a, order="C"))
 
 
 class Prepared:
@@ -58,10 +50,9 @@ class Prepared:
         kept = self._kept
         if kept is not None and _ext.conv2d.same_all(kept, arrays):
             return self   # (the common case, checked in one compiled call)
-        if (kept is None or len(kept) != len(arrays) or
-                not all(_same(k, a) for k, a in zip(kept, arrays))):
-            self._kept = tuple(_kept(a) for a in arrays)
-            self._values = {}
+        now = tuple(_kept(a) for a in arrays)   # (non-contiguous or not arrays)
+        if now != kept:
+            self._kept, self._values = now, {}
         return self
 
     def get(self, key, make):
