@@ -29,6 +29,7 @@ cdef enum:
 
 
 cdef extern from "batchnorm_kernels.h" nogil:
+    void fc_bn_pick()
     void fc_bn_sums_last_f(const float *x, const float *g, const float *y,
                            const float *as_, const float *at,
                            const double *shift, Py_ssize_t rows, Py_ssize_t C, int grad,
@@ -37,6 +38,9 @@ cdef extern from "batchnorm_kernels.h" nogil:
                            const double *as_, const double *at,
                            const double *shift, Py_ssize_t rows, Py_ssize_t C, int grad,
                            int act, double *p1, double *p2)
+
+
+fc_bn_pick()   # (the sums' build for this CPU)
 
 
 cdef inline int _threads(Py_ssize_t n) noexcept nogil:

@@ -7,12 +7,16 @@
  *            (0 none, 1 relu: g where y > 0, 2 relu6: g where 0 < y < 6; else +0);
  *            with the activation's affine map (as, at): y's mask taken from
  *            x * as[c] + at[c], the value the forward activated (so y is not read)
- * Channels go in blocks of FC_BN_CB whose sums stay in registers over all the rows
- * (a row's block is one or two cache lines; the rows are C apart, which the hardware
- * prefetchers follow), instead of loading and storing each channel's sums on every
- * row.  Each channel's sum takes its rows in order (whole blocks of 16: the even rows
- * and the odd rows apart, then added), so the result depends on the shapes only.  Built for AVX-512, AVX2 and the baseline (target_clones, picked at load
- * time).
+ * Each channel's sums take the even rows and the odd rows apart (two chains of
+ * additions instead of one: a row costs no more than an addition's latency), then add
+ * the two: the same order for every channel, on every ISA, so the result depends on
+ * the shapes only.  Channels go in blocks of W whose sums stay in registers over all
+ * the rows (the rows are C apart, which the hardware prefetchers follow), instead of
+ * loading and storing each channel's sums on every row: W = 16 on AVX-512, 8 on AVX2,
+ * 4 on the SSE2 baseline, so that the block's 4 W sums fill half the register file
+ * (more spill to the stack: a store and a load per row, 4x slower on AVX2 with 16
+ * channels); the channels past the last whole block in scalar code.  The build is picked
+ * once per process (fc_bn_pick).
  */
 #ifndef FASTCONV_BATCHNORM_KERNELS_H
 #define FASTCONV_BATCHNORM_KERNELS_H
@@ -20,20 +24,10 @@
 #include <stddef.h>
 #include <string.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 6 && defined(__linux__) &&  \
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 6 &&                          \
     (defined(__x86_64__) || defined(__i386__))
-#define FC_BN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define FC_BN_CLONES
+#define FC_BN_X86 1
 #endif
-
-#if defined(_OPENMP)
-#define FC_BN_SIMD _Pragma("omp simd")
-#else
-#define FC_BN_SIMD
-#endif
-
-#define FC_BN_CB 16 /* channels per register block */
 
 /* v where keep, else +0: a select on the bits (v's bits AND a mask of all ones or
  * zeros), which the compiler vectorises; as a conditional it compiled to a branch per
@@ -54,189 +48,203 @@ static inline double fc_bn_keep_double(double v, int keep)
     return b.f;
 }
 
-/* One block of n <= FC_BN_CB channels from c0, the sums added into p1, p2. */
+/* The scalar block: n channels from c0 (the channels past the whole vector blocks, and
+ * every channel where GCC's vector types are missing), the sums added into p1, p2. */
 #define FC_BN_BLOCK(T, n)                                                               \
     do {                                                                                \
-        double s1[FC_BN_CB], s2[FC_BN_CB], sh[FC_BN_CB];                                \
-        ptrdiff_t r, j;                                                                 \
-        for (j = 0; j < (n); j++) {                                                     \
-            s1[j] = 0;                                                                  \
-            s2[j] = 0;                                                                  \
-            sh[j] = shift[c0 + j];                                                      \
-        }                                                                               \
-        for (r = 0; r < rows; r++) {                                                    \
-            const T *xr = x + r * C + c0, *gr = g + r * C + c0, *yr = y + r * C + c0;   \
-            T yt[FC_BN_CB];                                                             \
-            if (grad && act && as) {                                                    \
-                for (j = 0; j < (n); j++)                                               \
-                    yt[j] = xr[j] * as[c0 + j] + at[c0 + j];                            \
-                yr = yt;                                                                \
-            }                                                                           \
-            if (!grad) {                                                                \
-                FC_BN_SIMD                                                              \
-                for (j = 0; j < (n); j++) {                                             \
-                    const double d = (double)xr[j] - sh[j];                             \
-                    s1[j] += d;                                                         \
-                    s2[j] += d * d;                                                     \
-                }                                                                       \
-            } else if (act == 0) {                                                      \
-                FC_BN_SIMD                                                              \
-                for (j = 0; j < (n); j++) {                                             \
-                    const double d = (double)xr[j] - sh[j], v = (double)gr[j];          \
-                    s1[j] += v;                                                         \
-                    s2[j] += v * d;                                                     \
-                }                                                                       \
-            } else if (act == 1) {                                                      \
-                FC_BN_SIMD                                                              \
-                for (j = 0; j < (n); j++) {                                             \
-                    const T gv = FC_BN_KEEP(T, gr[j], yr[j] > 0);                       \
-                    const double d = (double)xr[j] - sh[j], v = (double)gv;             \
-                    s1[j] += v;                                                         \
-                    s2[j] += v * d;                                                     \
-                }                                                                       \
-            } else {                                                                    \
-                FC_BN_SIMD                                                              \
-                for (j = 0; j < (n); j++) {                                             \
-                    const T gv = FC_BN_KEEP(T, gr[j], (yr[j] > 0) & (yr[j] < 6));       \
-                    const double d = (double)xr[j] - sh[j], v = (double)gv;             \
-                    s1[j] += v;                                                         \
-                    s2[j] += v * d;                                                     \
+        double e1[16], e2[16], o1[16], o2[16];                                          \
+        ptrdiff_t r, j, c1;                                                             \
+        for (c1 = c0; c1 < c0 + (n); c1 += 16) {                                        \
+            const ptrdiff_t m = c0 + (n) - c1 < 16 ? c0 + (n) - c1 : 16;               \
+            for (j = 0; j < m; j++)                                                     \
+                e1[j] = e2[j] = o1[j] = o2[j] = 0;                                      \
+            for (r = 0; r < rows; r++) {                                                \
+                const T *xr = x + r * C + c1, *gr = g + r * C + c1, *yr = y + r * C + c1; \
+                double *s1 = (r & 1) ? o1 : e1, *s2 = (r & 1) ? o2 : e2;                \
+                for (j = 0; j < m; j++) {                                               \
+                    const double d = (double)xr[j] - shift[c1 + j];                     \
+                    if (!grad) {                                                        \
+                        s1[j] += d;                                                     \
+                        s2[j] += d * d;                                                 \
+                    } else {                                                            \
+                        const T yv = (act && as) ? xr[j] * as[c1 + j] + at[c1 + j]      \
+                                                 : yr[j];                               \
+                        const int keep = act == 0 || (yv > 0 && (act == 1 || yv < 6));  \
+                        const double v = (double)FC_BN_KEEP(T, gr[j], keep);            \
+                        s1[j] += v;                                                     \
+                        s2[j] += v * d;                                                 \
+                    }                                                                   \
                 }                                                                       \
             }                                                                           \
-        }                                                                               \
-        for (j = 0; j < (n); j++) {                                                     \
-            p1[c0 + j] += s1[j];                                                        \
-            p2[c0 + j] += s2[j];                                                        \
+            for (j = 0; j < m; j++) {                                                   \
+                p1[c1 + j] += e1[j] + o1[j];                                            \
+                p2[c1 + j] += e2[j] + o2[j];                                            \
+            }                                                                           \
         }                                                                               \
     } while (0)
 
-/* Blocks of 16 channels as GCC vector types (each clone lowers them to its registers:
- * one, two or four per 8 values): the sums of 16 channels are 8 vectors held over the
- * rows, the even rows' and the odd rows' apart (two chains of additions instead of one:
- * a row costs no more than an addition's latency), added at the end.  (As arrays the
- * compiler kept half of the sums on the stack: a store and a load per row.) */
-#if defined(__GNUC__)
-#define FC_BN_VECTORS 1
-typedef double fc_bn_v8d __attribute__((vector_size(64)));
-typedef float fc_bn_v8f __attribute__((vector_size(32)));
-typedef int fc_bn_v8i __attribute__((vector_size(32)));
-typedef long long fc_bn_v8l __attribute__((vector_size(64)));
+/* The vector blocks, in GCC's vector types of NV lanes, NV doubles filling one
+ * register of the build (a wider type would be lowered through the stack): a block of
+ * W = 2 NV channels keeps its sums in 8 registers, the low and high halves of s1 and s2
+ * for the even rows and for the odd rows. */
+#if defined(FC_BN_X86)
+#define FC_BN_VTYPES(NV)                                                                \
+    typedef double fc_bn_d##NV __attribute__((vector_size(8 * NV)));                    \
+    typedef float fc_bn_f##NV __attribute__((vector_size(4 * NV)));                     \
+    typedef int fc_bn_i##NV __attribute__((vector_size(4 * NV)));                       \
+    typedef long long fc_bn_l##NV __attribute__((vector_size(8 * NV)));
+FC_BN_VTYPES(4)
+FC_BN_VTYPES(8)
 
-/* *out = 8 values from p in float64; with act (grad with an activation): where y's 8
- * values pass the activation's gradient (act 1: y > 0; act 2: 0 < y < 6), else +0
- * (bits masked).  (Through a pointer: a vector returned by value changes the ABI
- * between the clones, which GCC warns of.) */
-#define FC_BN_V8(T, VT, MT)                                                             \
-    static inline void fc_bn_v8_##T(fc_bn_v8d *out, const T *p, const T *y, int act)    \
-    {                                                                                   \
-        VT v, yv;                                                                       \
-        memcpy(&v, p, sizeof v);                                                        \
-        if (act) {                                                                      \
-            MT keep;                                                                    \
-            memcpy(&yv, y, sizeof yv);                                                  \
-            keep = yv > 0;                                                              \
+/* NV values of row pointer p (channel j0 of the block) through the activation mask of
+ * the matching y values (the forward's output yr, or x * as + at), in float64. */
+#define FC_BN_LOADV(T, NV, VT, MT, OUT, p, j0)                                          \
+    do {                                                                                \
+        VT v_, y_;                                                                      \
+        memcpy(&v_, (p) + (j0), sizeof v_);                                             \
+        if (grad && act && (p) == gr) {                                                 \
+            MT keep_;                                                                   \
+            if (as) {                                                                   \
+                VT x_;                                                                  \
+                memcpy(&x_, xr + (j0), sizeof x_);                                      \
+                y_ = x_ * asv[(j0) / NV] + atv[(j0) / NV];                              \
+            } else {                                                                    \
+                memcpy(&y_, yr + (j0), sizeof y_);                                      \
+            }                                                                           \
+            keep_ = y_ > 0;                                                             \
             if (act == 2)                                                               \
-                keep &= yv < 6;                                                         \
-            v = (VT)((MT)v & keep);                                                     \
+                keep_ &= y_ < 6;                                                        \
+            v_ = (VT)((MT)v_ & keep_);                                                  \
         }                                                                               \
-        *out = __builtin_convertvector(v, fc_bn_v8d);                                   \
-    }
-FC_BN_V8(float, fc_bn_v8f, fc_bn_v8i)
-FC_BN_V8(double, fc_bn_v8d, fc_bn_v8l)
+        OUT = __builtin_convertvector(v_, fc_bn_d##NV);                                 \
+    } while (0)
 
-/* Row r's 16 values added into the sums (s1 lo/hi, s2 lo/hi) of one parity. */
-#define FC_BN_ROW16(T, r, A, B, C2, D)                                                  \
+/* Row r's W values (channels c0 ..) added into the sums of one parity: S1 and S2 are
+ * arrays of two vectors (the low and high halves). */
+#define FC_BN_ROWV(T, NV, VT, MT, r, S1, S2)                                            \
     do {                                                                                \
         const T *xr = x + (r) * C + c0, *gr = g + (r) * C + c0, *yr = y + (r) * C + c0; \
-        fc_bn_v8d d0, d1, v0, v1;                                                       \
-        T yt[16];                                                                       \
-        if (grad && act && as) {                                                        \
-            ptrdiff_t jj;                                                               \
-            for (jj = 0; jj < 16; jj++)                                                 \
-                yt[jj] = xr[jj] * as[c0 + jj] + at[c0 + jj];                            \
-            yr = yt;                                                                    \
-        }                                                                               \
-        fc_bn_v8_##T(&d0, xr, xr, 0);                                                   \
-        fc_bn_v8_##T(&d1, xr + 8, xr, 0);                                               \
-        d0 -= sh0;                                                                      \
-        d1 -= sh1;                                                                      \
+        fc_bn_d##NV d0, d1, v0, v1;                                                     \
+        (void)yr;                                                                       \
+        FC_BN_LOADV(T, NV, VT, MT, d0, xr, 0);                                          \
+        FC_BN_LOADV(T, NV, VT, MT, d1, xr, NV);                                         \
+        d0 -= sh[0];                                                                    \
+        d1 -= sh[1];                                                                    \
         if (!grad) {                                                                    \
-            A += d0;                                                                    \
-            B += d1;                                                                    \
-            C2 += d0 * d0;                                                              \
-            D += d1 * d1;                                                               \
+            S1##0 += d0;                                                                \
+            S1##1 += d1;                                                                \
+            S2##0 += d0 * d0;                                                           \
+            S2##1 += d1 * d1;                                                           \
         } else {                                                                        \
-            fc_bn_v8_##T(&v0, gr, yr, act);                                             \
-            fc_bn_v8_##T(&v1, gr + 8, yr + 8, act);                                     \
-            A += v0;                                                                    \
-            B += v1;                                                                    \
-            C2 += v0 * d0;                                                              \
-            D += v1 * d1;                                                               \
+            FC_BN_LOADV(T, NV, VT, MT, v0, gr, 0);                                      \
+            FC_BN_LOADV(T, NV, VT, MT, v1, gr, NV);                                     \
+            S1##0 += v0;                                                                \
+            S1##1 += v1;                                                                \
+            S2##0 += v0 * d0;                                                           \
+            S2##1 += v1 * d1;                                                           \
         }                                                                               \
     } while (0)
 
-#define FC_BN_BLOCK16(T)                                                                \
-    do {                                                                                \
-        fc_bn_v8d sh0, sh1, e1a = {0}, e1b = {0}, e2a = {0}, e2b = {0};                 \
-        fc_bn_v8d o1a = {0}, o1b = {0}, o2a = {0}, o2b = {0};                           \
-        double lanes[4][8];                                                             \
-        ptrdiff_t r, j;                                                                 \
-        memcpy(&sh0, shift + c0, sizeof sh0);                                           \
-        memcpy(&sh1, shift + c0 + 8, sizeof sh1);                                       \
-        for (r = 0; r + 2 <= rows; r += 2) {                                            \
-            FC_BN_ROW16(T, r, e1a, e1b, e2a, e2b);                                      \
-            FC_BN_ROW16(T, r + 1, o1a, o1b, o2a, o2b);                                  \
-        }                                                                               \
-        if (r < rows)                                                                   \
-            FC_BN_ROW16(T, r, e1a, e1b, e2a, e2b);                                      \
-        e1a += o1a;                                                                     \
-        e1b += o1b;                                                                     \
-        e2a += o2a;                                                                     \
-        e2b += o2b;                                                                     \
-        memcpy(lanes[0], &e1a, sizeof e1a);                                             \
-        memcpy(lanes[1], &e1b, sizeof e1b);                                             \
-        memcpy(lanes[2], &e2a, sizeof e2a);                                             \
-        memcpy(lanes[3], &e2b, sizeof e2b);                                             \
-        for (j = 0; j < 8; j++) {                                                       \
-            p1[c0 + j] += lanes[0][j];                                                  \
-            p1[c0 + 8 + j] += lanes[1][j];                                              \
-            p2[c0 + j] += lanes[2][j];                                                  \
-            p2[c0 + 8 + j] += lanes[3][j];                                              \
-        }                                                                               \
-    } while (0)
-#endif
-
-#if defined(FC_BN_VECTORS)
-#define FC_BN_FULL_BLOCK(T) FC_BN_BLOCK16(T)
-#else
-#define FC_BN_FULL_BLOCK(T) FC_BN_BLOCK(T, FC_BN_CB)
-#endif
-
-#define FC_BN_SUMS_LAST(T, NAME)                                                        \
-    FC_BN_CLONES static void NAME(const T *x, const T *g, const T *y,                   \
-                                  const T *as, const T *at,                             \
-                                  const double *shift, ptrdiff_t rows, ptrdiff_t C,     \
-                                  int grad, int act, double *p1, double *p2)            \
+/* Sums of rows x C values of type T in blocks of 2 NV channels (VT, MT: T's vector
+ * and mask types of NV lanes), the rest in FC_BN_BLOCK. */
+#define FC_BN_SUMS_V(T, NV, VT, MT, NAME, TARGET)                                       \
+    TARGET static void NAME(const T *x, const T *g, const T *y, const T *as,           \
+                            const T *at, const double *shift, ptrdiff_t rows,            \
+                            ptrdiff_t C, int grad, int act, double *p1, double *p2)     \
     {                                                                                   \
         ptrdiff_t c0 = 0;                                                               \
-        for (; c0 + FC_BN_CB <= C; c0 += FC_BN_CB)                                      \
-            FC_BN_FULL_BLOCK(T);                                                        \
-        if (c0 < C) {                                                                   \
-            const ptrdiff_t rest = C - c0;                                              \
-            FC_BN_BLOCK(T, rest);                                                       \
+        for (; c0 + 2 * NV <= C; c0 += 2 * NV) {                                        \
+            fc_bn_d##NV sh[2], e10 = {0}, e11 = {0}, e20 = {0}, e21 = {0};              \
+            fc_bn_d##NV o10 = {0}, o11 = {0}, o20 = {0}, o21 = {0};                     \
+            VT asv[2] = {{0}}, atv[2] = {{0}};                                          \
+            double out[4][NV];                                                          \
+            ptrdiff_t r, j;                                                             \
+            memcpy(sh, shift + c0, sizeof sh);                                          \
+            if (as) {                                                                   \
+                memcpy(asv, as + c0, sizeof asv);                                       \
+                memcpy(atv, at + c0, sizeof atv);                                       \
+            }                                                                           \
+            for (r = 0; r + 2 <= rows; r += 2) {                                        \
+                FC_BN_ROWV(T, NV, VT, MT, r, e1, e2);                                   \
+                FC_BN_ROWV(T, NV, VT, MT, r + 1, o1, o2);                               \
+            }                                                                           \
+            if (r < rows)                                                               \
+                FC_BN_ROWV(T, NV, VT, MT, r, e1, e2);                                   \
+            e10 += o10;                                                                 \
+            e11 += o11;                                                                 \
+            e20 += o20;                                                                 \
+            e21 += o21;                                                                 \
+            memcpy(out[0], &e10, sizeof e10);                                           \
+            memcpy(out[1], &e11, sizeof e11);                                           \
+            memcpy(out[2], &e20, sizeof e20);                                           \
+            memcpy(out[3], &e21, sizeof e21);                                           \
+            for (j = 0; j < NV; j++) {                                                  \
+                p1[c0 + j] += out[0][j];                                                \
+                p1[c0 + NV + j] += out[1][j];                                           \
+                p2[c0 + j] += out[2][j];                                                \
+                p2[c0 + NV + j] += out[3][j];                                           \
+            }                                                                           \
         }                                                                               \
+        if (c0 < C)                                                                     \
+            FC_BN_BLOCK(T, C - c0);                                                     \
+    }
+#endif
+
+#define FC_BN_SUMS_SCALAR(T, NAME)                                                      \
+    static void NAME(const T *x, const T *g, const T *y, const T *as, const T *at,      \
+                     const double *shift, ptrdiff_t rows, ptrdiff_t C, int grad,        \
+                     int act, double *p1, double *p2)                                   \
+    {                                                                                   \
+        const ptrdiff_t c0 = 0;                                                         \
+        FC_BN_BLOCK(T, C);                                                              \
     }
 
-/* No fused multiply-adds: every ISA clone, and every case (with or without an
- * activation), rounds each product and sum alike. */
+typedef void (*fc_bn_sums_f)(const float *, const float *, const float *, const float *,
+                             const float *, const double *, ptrdiff_t, ptrdiff_t, int,
+                             int, double *, double *);
+typedef void (*fc_bn_sums_d)(const double *, const double *, const double *,
+                             const double *, const double *, const double *, ptrdiff_t,
+                             ptrdiff_t, int, int, double *, double *);
+
+/* No fused multiply-adds: every build, and every case (with or without an activation),
+ * rounds each product and sum alike. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=off")
 #endif
-FC_BN_SUMS_LAST(float, fc_bn_sums_last_f)
-FC_BN_SUMS_LAST(double, fc_bn_sums_last_d)
+FC_BN_SUMS_SCALAR(float, fc_bn_sums_scalar_f)
+FC_BN_SUMS_SCALAR(double, fc_bn_sums_scalar_d)
+#if defined(FC_BN_X86)
+FC_BN_SUMS_V(float, 8, fc_bn_f8, fc_bn_i8, fc_bn_sums_avx512_f,
+             __attribute__((target("avx512f"))))
+FC_BN_SUMS_V(double, 8, fc_bn_d8, fc_bn_l8, fc_bn_sums_avx512_d,
+             __attribute__((target("avx512f"))))
+FC_BN_SUMS_V(float, 4, fc_bn_f4, fc_bn_i4, fc_bn_sums_avx2_f,
+             __attribute__((target("avx2"))))
+FC_BN_SUMS_V(double, 4, fc_bn_d4, fc_bn_l4, fc_bn_sums_avx2_d,
+             __attribute__((target("avx2"))))
+#endif
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options
 #endif
+
+static fc_bn_sums_f fc_bn_sums_last_f = fc_bn_sums_scalar_f;
+static fc_bn_sums_d fc_bn_sums_last_d = fc_bn_sums_scalar_d;
+
+/* Picks the sums' build for this CPU (once, at import; every build gives the same
+ * bits). */
+static void fc_bn_pick(void)
+{
+#if defined(FC_BN_X86)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) {
+        fc_bn_sums_last_f = fc_bn_sums_avx512_f;
+        fc_bn_sums_last_d = fc_bn_sums_avx512_d;
+    } else if (__builtin_cpu_supports("avx2")) {
+        fc_bn_sums_last_f = fc_bn_sums_avx2_f;
+        fc_bn_sums_last_d = fc_bn_sums_avx2_d;
+    }
+#endif
+}
 
 #endif

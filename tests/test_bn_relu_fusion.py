@@ -312,3 +312,57 @@ def test_act_scale_and_shift_go_together():
     with pytest.raises(ValueError, match="act_scale and act_shift go together"):
         _ext.batchnorm.channel_sums_act(x, x, x, np.zeros(1), np.empty((1, 2)), 4, 1, 1, 1,
                                         1, np.ones(1), None)
+
+
+def _sums_oracle(x, g, y, shift, a, c, items, grad, act):
+    """channel_sums_act's channels_last sums in the order batchnorm_kernels.h states:
+    per work item, each channel's even rows and odd rows summed apart in row order, then
+    added; the items' sums added in item order (NumPy's cumsum adds in order)."""
+    x, g, y = (v.reshape(a, c) for v in (x, g, y))
+    d = x.astype(np.float64) - shift
+    if grad:
+        keep = np.ones(x.shape, bool) if act == 0 else (y > 0) & ((y < 6) | (act == 1))
+        v = np.where(keep, g, 0).astype(np.float64)
+        terms = (v, v * d)
+    else:
+        terms = (d, d * d)
+    out = []
+    for t in terms:
+        total = np.zeros(c)
+        for i in range(items):
+            rows = t[i * a // items:(i + 1) * a // items]
+            part = np.zeros(c)
+            for parity in (rows[0::2], rows[1::2]):
+                if len(parity):
+                    part = part + np.cumsum(parity, axis=0)[-1]
+            total = total + part
+        out.append(total)
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("c", [1, 3, 8, 9, 16, 20, 33, 64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_channels_last_sums_take_the_stated_order(c, dtype):
+    """The channels_last sums, bit for bit, in the order the kernels state: the same for
+    channels in a vector block and past it (whatever this CPU's block width), for the
+    moments and for the backward sums through each activation, y read or recomputed."""
+    rng = np.random.default_rng(c)
+    a = 37
+    x = (rng.standard_normal(a * c) * 3).astype(dtype)
+    g = rng.standard_normal(x.size).astype(dtype)
+    scale = rng.uniform(0.5, 2, c).astype(dtype)
+    at = rng.standard_normal(c).astype(dtype)
+    shift = rng.standard_normal(c)
+    items = 2   # (two work items of 18 and 19 rows: both parities end on each)
+    for grad, act in ((0, 0), (1, 0), (1, 1), (1, 2)):
+        y = np.empty_like(x)
+        _ext.batchnorm.affine_act(x, scale, at, y, a, c, 1, act)
+        want = _sums_oracle(x, g, y, shift, a, c, items, grad, act)
+        got = _ext.batchnorm.channel_sums_act(x, g, y, shift, np.empty((items, 2 * c)),
+                                              a, c, 1, grad, act)
+        np.testing.assert_array_equal(got, want, err_msg=f"grad {grad} act {act}")
+        if grad and act:
+            got = _ext.batchnorm.channel_sums_act(x, g, x, shift,
+                                                  np.empty((items, 2 * c)), a, c, 1,
+                                                  grad, act, scale, at)
+            np.testing.assert_array_equal(got, want, err_msg=f"affine, act {act}")
