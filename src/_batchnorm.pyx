@@ -24,12 +24,16 @@ ctypedef fused floating:
 cdef enum:
     # Below this many elements one thread does the whole call.
     _SERIAL_ELEMENTS = 65536
-    # The values of an activation's gradient staged at a time (a multiple of 4).
-    _CHUNK = 1024
 
 
 cdef extern from "batchnorm_kernels.h" nogil:
-    void fc_bn_pick()
+    void fc_bn_pick(int portable)
+    void fc_bn_run_sums_f(const float *x, const float *g, const float *y, int affine,
+                          float as_, float at, double m, Py_ssize_t n, int grad, int act,
+                          double *s, double *t)
+    void fc_bn_run_sums_d(const double *x, const double *g, const double *y, int affine,
+                          double as_, double at, double m, Py_ssize_t n, int grad,
+                          int act, double *s, double *t)
     void fc_bn_sums_last_f(const float *x, const float *g, const float *y,
                            const float *as_, const float *at,
                            const double *shift, Py_ssize_t rows, Py_ssize_t C, int grad,
@@ -40,7 +44,13 @@ cdef extern from "batchnorm_kernels.h" nogil:
                            int act, double *p1, double *p2)
 
 
-fc_bn_pick()   # (the sums' build for this CPU)
+def _portable():
+    """Whether the kernels run their portable build (FASTCONV_DISABLE_SIMD=1)."""
+    from fastconv import _conv2d
+    return _conv2d.isa() == "portable"
+
+
+fc_bn_pick(_portable())   # (the sums' build for this CPU)
 
 
 cdef inline int _threads(Py_ssize_t n) noexcept nogil:
@@ -75,123 +85,6 @@ cdef inline floating _relu6_grad(floating g, floating y) noexcept nogil:
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-cdef void _grad_chunk(const floating *g, const floating *y, floating *out, Py_ssize_t n,
-                      int act) noexcept nogil:
-    """out = g through the activation act (1 relu, 2 relu6) of output y, n values."""
-    cdef Py_ssize_t i
-    if act == 1:
-        for i in range(n):
-            out[i] = _relu_grad(g[i], y[i])
-    else:
-        for i in range(n):
-            out[i] = _relu6_grad(g[i], y[i])
-
-
-@cython.boundscheck(False)
-@cython.wraparound(False)
-cdef void _act_chunk(const floating *x, floating s, floating t, floating *out,
-                     Py_ssize_t n) noexcept nogil:
-    """out = x * s + t, n values: the activation's input as the forward computed it
-    (affine_act), whose mask then stands for its output's."""
-    cdef Py_ssize_t i
-    for i in range(n):
-        out[i] = x[i] * s + t
-
-
-cdef inline floating _v(const floating *g, const floating *y, Py_ssize_t i,
-                        int act) noexcept nogil:
-    """g[i] through the activation act (0 none, 1 relu, 2 relu6) of output y[i]."""
-    if act == 1:
-        return _relu_grad(g[i], y[i])
-    if act == 2:
-        return _relu6_grad(g[i], y[i])
-    return g[i]
-
-
-@cython.boundscheck(False)
-@cython.wraparound(False)
-@cython.cdivision(True)
-cdef void _row_sums(const floating *xp, const floating *gp, const floating *yp, double m,
-                    Py_ssize_t n, int mode, int act, double *s, double *t,
-                    bint affine, floating a_s, floating a_t) noexcept nogil:
-    """s += sum of v, t += sum of v * d over n values, d = x - m, v = d (mode 0) or
-    g through act (mode 1), in four interleaved partial sums; affine: act's output
-    not read, its mask taken from x * a_s + a_t (see channel_sums_act).  One loop per
-    mode and act, so each is straight-line code the compiler vectorises."""
-    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0, t0 = 0, t1 = 0, t2 = 0, t3 = 0
-    cdef double d0, d1, d2, d3, v0, v1, v2, v3
-    cdef Py_ssize_t b = 0, j, k
-    cdef floating buf[_CHUNK]
-    cdef floating ybuf[_CHUNK]
-    if mode == 0:
-        while b + 4 <= n:
-            d0 = xp[b] - m
-            d1 = xp[b + 1] - m
-            d2 = xp[b + 2] - m
-            d3 = xp[b + 3] - m
-            s0 += d0
-            s1 += d1
-            s2 += d2
-            s3 += d3
-            t0 += d0 * d0
-            t1 += d1 * d1
-            t2 += d2 * d2
-            t3 += d3 * d3
-            b += 4
-    elif act == 0:
-        while b + 4 <= n:
-            v0 = gp[b]
-            v1 = gp[b + 1]
-            v2 = gp[b + 2]
-            v3 = gp[b + 3]
-            s0 += v0
-            s1 += v1
-            s2 += v2
-            s3 += v3
-            t0 += v0 * (xp[b] - m)
-            t1 += v1 * (xp[b + 1] - m)
-            t2 += v2 * (xp[b + 2] - m)
-            t3 += v3 * (xp[b + 3] - m)
-            b += 4
-    else:
-        # the activation's gradient into buf first (a select the compiler vectorises;
-        # in the sums' loop it would be a branch), a chunk of _CHUNK (a multiple of 4,
-        # so each value keeps its partial sum) at a time
-        while b < n:
-            k = min(<Py_ssize_t>_CHUNK, n - b)
-            if affine:
-                _act_chunk(xp + b, a_s, a_t, ybuf, k)
-                _grad_chunk(gp + b, ybuf, buf, k, act)
-            else:
-                _grad_chunk(gp + b, yp + b, buf, k, act)
-            j = 0
-            while j + 4 <= k:
-                s0 += buf[j]
-                s1 += buf[j + 1]
-                s2 += buf[j + 2]
-                s3 += buf[j + 3]
-                t0 += buf[j] * (xp[b + j] - m)
-                t1 += buf[j + 1] * (xp[b + j + 1] - m)
-                t2 += buf[j + 2] * (xp[b + j + 2] - m)
-                t3 += buf[j + 3] * (xp[b + j + 3] - m)
-                j += 4
-            while j < k:  # (the last chunk only)
-                s0 += buf[j]
-                t0 += buf[j] * (xp[b + j] - m)
-                j += 1
-            b += k
-    while b < n:
-        d0 = xp[b] - m
-        v0 = d0 if mode == 0 else _v(gp, yp, b, act)
-        s0 += v0
-        t0 += v0 * d0
-        b += 1
-    s[0] += (s0 + s1) + (s2 + s3)
-    t[0] += (t0 + t1) + (t2 + t3)
-
-
-@cython.boundscheck(False)
-@cython.wraparound(False)
 @cython.cdivision(True)
 cdef void _item_sums(const floating[::1] x, const floating[::1] g, const floating[::1] y,
                      const floating *a_s, const floating *a_t,
@@ -215,9 +108,16 @@ cdef void _item_sums(const floating[::1] x, const floating[::1] g, const floatin
         for a in range(a0, a1):
             for c in range(C):
                 off = (a * C + c) * B
-                _row_sums(xp + off, gp + off, yp + off, sh[c], B, grad, act, p1 + c,
-                          p2 + c, a_s != NULL, a_s[c] if a_s != NULL else 0,
-                          a_t[c] if a_s != NULL else 0)
+                if floating is float:
+                    fc_bn_run_sums_f(xp + off, gp + off, yp + off, a_s != NULL,
+                                     a_s[c] if a_s != NULL else 0,
+                                     a_t[c] if a_s != NULL else 0, sh[c], B, grad, act,
+                                     p1 + c, p2 + c)
+                else:
+                    fc_bn_run_sums_d(xp + off, gp + off, yp + off, a_s != NULL,
+                                     a_s[c] if a_s != NULL else 0,
+                                     a_t[c] if a_s != NULL else 0, sh[c], B, grad, act,
+                                     p1 + c, p2 + c)
         return
     # channels_last: blocks of channels summed in registers (batchnorm_kernels.h)
     off = a0 * C

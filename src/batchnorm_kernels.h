@@ -16,7 +16,7 @@
  * 4 on the SSE2 baseline, so that the block's 4 W sums fill half the register file
  * (more spill to the stack: a store and a load per row, 4x slower on AVX2 with 16
  * channels); the channels past the last whole block in scalar code.  The build is picked
- * once per process (fc_bn_pick).
+ * once per process (fc_bn_pick; FASTCONV_DISABLE_SIMD=1: the scalar code).
  */
 #ifndef FASTCONV_BATCHNORM_KERNELS_H
 #define FASTCONV_BATCHNORM_KERNELS_H
@@ -199,6 +199,117 @@ FC_BN_VTYPES(8)
         FC_BN_BLOCK(T, C);                                                              \
     }
 
+/* channels_first: the sums of one channel's run of n contiguous values (a row of the
+ * (A, C, B) view), s += sum of v, t += sum of v * d, d = x - m, v = d (grad 0) or g
+ * through act (y's mask, or that of x * as + at with affine).  Value k goes into partial
+ * sum k mod 16; the 16 partials are added as a tree at the end (fc_bn_tree16): the same
+ * bits on every build (the vector builds hold the partials in 16 / NV registers of NV
+ * doubles). */
+static inline double fc_bn_tree16(const double *p)
+{
+    /* p[j] + p[j + 8], then + the sums 4 apart, 2 apart, 1 apart: a chain of 4 additions,
+     * not 15 (a run of 64 values is over before 15 would be). */
+    double r[8];
+    int j;
+    for (j = 0; j < 8; j++)
+        r[j] = p[j] + p[j + 8];
+    for (j = 0; j < 4; j++)
+        r[j] += r[j + 4];
+    r[0] += r[2];
+    r[1] += r[3];
+    return r[0] + r[1];
+}
+
+#define FC_BN_RUN_SCALAR(T, NAME)                                                       \
+    static void NAME(const T *x, const T *g, const T *y, int affine, T as, T at,        \
+                     double m, ptrdiff_t n, int grad, int act, double *s, double *t)    \
+    {                                                                                   \
+        double ps[16] = {0}, pt[16] = {0};                              \
+        ptrdiff_t k;                                                                    \
+        for (k = 0; k < n; k++) {                                                       \
+            const double d = (double)x[k] - m;                                          \
+            if (!grad) {                                                                \
+                ps[k & 15] += d;                                                        \
+                pt[k & 15] += d * d;                                                    \
+            } else {                                                                    \
+                const T yv = affine ? x[k] * as + at : y[k];                            \
+                const int keep = act == 0 || (yv > 0 && (act == 1 || yv < 6));          \
+                const double v = (double)FC_BN_KEEP(T, g[k], keep);                     \
+                ps[k & 15] += v;                                                        \
+                pt[k & 15] += v * d;                                                    \
+            }                                                                           \
+        }                                                                               \
+        *s += fc_bn_tree16(ps);                                                         \
+        *t += fc_bn_tree16(pt);                                                         \
+    }
+
+#if defined(FC_BN_X86)
+#define FC_BN_RUN_V(T, NV, VT, MT, NAME, TARGET)                                        \
+    TARGET static void NAME(const T *x, const T *g, const T *y, int affine, T as, T at, \
+                            double m, ptrdiff_t n, int grad, int act, double *s,        \
+                            double *t)                                                  \
+    {                                                                                   \
+        enum { Q = 16 / NV };                                                           \
+        fc_bn_d##NV vs[Q], vt[Q];                                                       \
+        double ps[16], pt[16];                                          \
+        ptrdiff_t k, q;                                                                 \
+        for (q = 0; q < Q; q++) {                                                       \
+            vs[q] = (fc_bn_d##NV){0};                                                   \
+            vt[q] = (fc_bn_d##NV){0};                                                   \
+        }                                                                               \
+        for (k = 0; k + 16 <= n; k += 16) {                                             \
+            for (q = 0; q < Q; q++) {                                                   \
+                VT xv, gv, yv;                                                          \
+                fc_bn_d##NV d, v;                                                       \
+                memcpy(&xv, x + k + q * NV, sizeof xv);                                 \
+                d = __builtin_convertvector(xv, fc_bn_d##NV) - m;                       \
+                if (!grad) {                                                            \
+                    vs[q] += d;                                                         \
+                    vt[q] += d * d;                                                     \
+                    continue;                                                           \
+                }                                                                       \
+                memcpy(&gv, g + k + q * NV, sizeof gv);                                 \
+                if (act) {                                                              \
+                    MT keep;                                                            \
+                    if (affine)                                                         \
+                        yv = xv * as + at;                                              \
+                    else                                                                \
+                        memcpy(&yv, y + k + q * NV, sizeof yv);                         \
+                    keep = yv > 0;                                                      \
+                    if (act == 2)                                                       \
+                        keep &= yv < 6;                                                 \
+                    gv = (VT)((MT)gv & keep);                                           \
+                }                                                                       \
+                v = __builtin_convertvector(gv, fc_bn_d##NV);                           \
+                vs[q] += v;                                                             \
+                vt[q] += v * d;                                                         \
+            }                                                                           \
+        }                                                                               \
+        memcpy(ps, vs, sizeof ps);                                                      \
+        memcpy(pt, vt, sizeof pt);                                                      \
+        for (; k < n; k++) {                                                            \
+            const double d = (double)x[k] - m;                                          \
+            if (!grad) {                                                                \
+                ps[k & 15] += d;                                                        \
+                pt[k & 15] += d * d;                                                    \
+            } else {                                                                    \
+                const T yv = affine ? x[k] * as + at : y[k];                            \
+                const int keep = act == 0 || (yv > 0 && (act == 1 || yv < 6));          \
+                const double v = (double)FC_BN_KEEP(T, g[k], keep);                     \
+                ps[k & 15] += v;                                                        \
+                pt[k & 15] += v * d;                                                    \
+            }                                                                           \
+        }                                                                               \
+        *s += fc_bn_tree16(ps);                                                         \
+        *t += fc_bn_tree16(pt);                                                         \
+    }
+#endif
+
+typedef void (*fc_bn_run_f)(const float *, const float *, const float *, int, float,
+                            float, double, ptrdiff_t, int, int, double *, double *);
+typedef void (*fc_bn_run_d)(const double *, const double *, const double *, int, double,
+                            double, double, ptrdiff_t, int, int, double *, double *);
+
 typedef void (*fc_bn_sums_f)(const float *, const float *, const float *, const float *,
                              const float *, const double *, ptrdiff_t, ptrdiff_t, int,
                              int, double *, double *);
@@ -214,6 +325,8 @@ typedef void (*fc_bn_sums_d)(const double *, const double *, const double *,
 #endif
 FC_BN_SUMS_SCALAR(float, fc_bn_sums_scalar_f)
 FC_BN_SUMS_SCALAR(double, fc_bn_sums_scalar_d)
+FC_BN_RUN_SCALAR(float, fc_bn_run_scalar_f)
+FC_BN_RUN_SCALAR(double, fc_bn_run_scalar_d)
 #if defined(FC_BN_X86)
 FC_BN_SUMS_V(float, 8, fc_bn_f8, fc_bn_i8, fc_bn_sums_avx512_f,
              __attribute__((target("avx512f"))))
@@ -223,6 +336,12 @@ FC_BN_SUMS_V(float, 4, fc_bn_f4, fc_bn_i4, fc_bn_sums_avx2_f,
              __attribute__((target("avx2"))))
 FC_BN_SUMS_V(double, 4, fc_bn_d4, fc_bn_l4, fc_bn_sums_avx2_d,
              __attribute__((target("avx2"))))
+FC_BN_RUN_V(float, 8, fc_bn_f8, fc_bn_i8, fc_bn_run_avx512_f,
+            __attribute__((target("avx512f"))))
+FC_BN_RUN_V(double, 8, fc_bn_d8, fc_bn_l8, fc_bn_run_avx512_d,
+            __attribute__((target("avx512f"))))
+FC_BN_RUN_V(float, 4, fc_bn_f4, fc_bn_i4, fc_bn_run_avx2_f, __attribute__((target("avx2"))))
+FC_BN_RUN_V(double, 4, fc_bn_d4, fc_bn_l4, fc_bn_run_avx2_d, __attribute__((target("avx2"))))
 #endif
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options
@@ -230,19 +349,27 @@ FC_BN_SUMS_V(double, 4, fc_bn_d4, fc_bn_l4, fc_bn_sums_avx2_d,
 
 static fc_bn_sums_f fc_bn_sums_last_f = fc_bn_sums_scalar_f;
 static fc_bn_sums_d fc_bn_sums_last_d = fc_bn_sums_scalar_d;
+static fc_bn_run_f fc_bn_run_sums_f = fc_bn_run_scalar_f;
+static fc_bn_run_d fc_bn_run_sums_d = fc_bn_run_scalar_d;
 
 /* Picks the sums' build for this CPU (once, at import; every build gives the same
- * bits). */
-static void fc_bn_pick(void)
+ * bits); portable: the scalar code (FASTCONV_DISABLE_SIMD=1). */
+static void fc_bn_pick(int portable)
 {
+    if (portable)
+        return;
 #if defined(FC_BN_X86)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f")) {
         fc_bn_sums_last_f = fc_bn_sums_avx512_f;
         fc_bn_sums_last_d = fc_bn_sums_avx512_d;
+        fc_bn_run_sums_f = fc_bn_run_avx512_f;
+        fc_bn_run_sums_d = fc_bn_run_avx512_d;
     } else if (__builtin_cpu_supports("avx2")) {
         fc_bn_sums_last_f = fc_bn_sums_avx2_f;
         fc_bn_sums_last_d = fc_bn_sums_avx2_d;
+        fc_bn_run_sums_f = fc_bn_run_avx2_f;
+        fc_bn_run_sums_d = fc_bn_run_avx2_d;
     }
 #endif
 }

@@ -366,3 +366,95 @@ def test_channels_last_sums_take_the_stated_order(c, dtype):
                                                   np.empty((items, 2 * c)), a, c, 1,
                                                   grad, act, scale, at)
             np.testing.assert_array_equal(got, want, err_msg=f"affine, act {act}")
+
+
+def _tree16(p):
+    r = p[:8] + p[8:]
+    r = r[:4] + r[4:]
+    return (r[0] + r[2]) + (r[1] + r[3])
+
+
+def _run_oracle(terms):
+    """One run's sum in the order batchnorm_kernels.h states for channels_first: value
+    k into partial k mod 16 (in order), the partials added as a tree."""
+    p = np.zeros(16)
+    for k, v in enumerate(terms):
+        p[k % 16] += v
+    return _tree16(p)
+
+
+@pytest.mark.parametrize("b", [2, 7, 16, 21, 69])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_channels_first_sums_take_the_stated_order(b, dtype):
+    """The channels_first sums (a run of B values per image and channel), bit for bit,
+    in the stated order, whatever this CPU's vector width: moments and backward sums
+    through each activation, y read or recomputed from x."""
+    rng = np.random.default_rng(b)
+    a, c = 3, 2
+    x = (rng.standard_normal(a * c * b) * 3).astype(dtype)
+    g = rng.standard_normal(x.size).astype(dtype)
+    scale = rng.uniform(0.5, 2, c).astype(dtype)
+    at = rng.standard_normal(c).astype(dtype)
+    shift = rng.standard_normal(c)
+    for grad, act in ((0, 0), (1, 0), (1, 1), (1, 2)):
+        y = np.empty_like(x)
+        _ext.batchnorm.affine_act(x, scale, at, y, a, c, b, act)
+        want = np.zeros(2 * c)
+        for ch in range(c):
+            for i in range(a):
+                run = slice((i * c + ch) * b, (i * c + ch + 1) * b)
+                d = x[run].astype(np.float64) - shift[ch]
+                if grad:
+                    yr = y[run]
+                    keep = np.ones(b, bool) if act == 0 else (yr > 0) & (
+                        (yr < 6) | (act == 1))
+                    v = np.where(keep, g[run], 0).astype(np.float64)
+                else:
+                    v = d
+                want[ch] += _run_oracle(v)
+                want[c + ch] += _run_oracle(v * d)
+        items = _ext.batchnorm.n_items(a, c, b)
+        assert items == 1   # (one work item: its sums are the call's)
+        got = _ext.batchnorm.channel_sums_act(x, g, y, shift, np.empty((items, 2 * c)),
+                                              a, c, b, grad, act)
+        np.testing.assert_array_equal(got, want, err_msg=f"grad {grad} act {act}")
+        if grad and act:
+            got2 = _ext.batchnorm.channel_sums_act(x, g, x, shift,
+                                                   np.empty((items, 2 * c)), a, c, b,
+                                                   grad, act, scale, at)
+            np.testing.assert_array_equal(got2, got, err_msg=f"affine, act {act}")
+
+
+def _all_sums(seed):
+    """channel_sums_act over both layouts' kernels (channels_last rows of 1-33
+    channels, channels_first runs of 2-69 values), every mode and activation."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for dtype in (np.float32, np.float64):
+        for a, c, b in ((37, 33, 1), (9, 3, 1), (5, 3, 69), (4, 2, 21), (3, 5, 2)):
+            x = (rng.standard_normal(a * c * b) * 3).astype(dtype)
+            g = rng.standard_normal(x.size).astype(dtype)
+            y = rng.uniform(-3, 9, x.size).astype(dtype)
+            shift = rng.standard_normal(c)
+            items = _ext.batchnorm.n_items(a, c, b)
+            for grad, act in ((0, 0), (1, 0), (1, 1), (1, 2)):
+                out.append(_ext.batchnorm.channel_sums_act(
+                    x, g, y, shift, np.empty((items, 2 * c)), a, c, b, grad, act))
+    return np.concatenate([np.asarray(o) for o in out])
+
+
+def test_the_portable_sums_give_the_vector_builds_bits(tmp_path):
+    """FASTCONV_DISABLE_SIMD=1 runs the scalar sums: the same bits as this CPU's build."""
+    import os
+    import subprocess
+    import sys
+    here = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, FASTCONV_DISABLE_SIMD="1")
+    env["PYTHONPATH"] = os.pathsep.join([here, tests, env.get("PYTHONPATH", "")])
+    out = str(tmp_path / "sums.npy")
+    code = ("import sys, numpy as np, fastconv; from fastconv import _ext; "
+            "from test_bn_relu_fusion import _all_sums; "
+            "assert _ext.conv2d.isa() == 'portable'; np.save(sys.argv[1], _all_sums(7))")
+    subprocess.run([sys.executable, "-c", code, out], check=True, env=env)
+    np.testing.assert_array_equal(np.load(out), _all_sums(7))
