@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv import reference as ref
+from fastconv import _ext, reference as ref
 from fastconv.shapes import resolve_padding
 
 # (id, N, C, H, W, multiplier, k, stride, padding, dilation)
@@ -29,6 +29,11 @@ CASES = [
     pytest.param(1, 18, 8, 34, 1, 4, 2, ((1, 2), (2, 1)), 1, id="4x4-s2-asymmetric-pad"),
     pytest.param(1, 33, 3, 30, 1, 3, 1, "valid", 1, id="3x3-s1-blocks-of-8-4-2-33ch"),
     pytest.param(1, 7, 4, 5, 3, 2, 1, ((0, 1), (1, 0)), 1, id="2x2-asymmetric-pad"),
+    # (channels_first planes over VIA_LAST_PLANE and VIA_LAST_GRAD_WEIGHT_PLANE output
+    # pixels: the channels_first kernels; the cases above run on the channels_last ones)
+    pytest.param(1, 5, 18, 19, 1, 3, 1, 1, 1, id="3x3-s1-plane-over-256"),
+    pytest.param(1, 3, 29, 29, 1, 3, 1, 1, 1, id="3x3-s1-plane-over-784"),
+    pytest.param(1, 3, 60, 58, 1, 3, 2, 1, 1, id="3x3-s2-plane-over-784"),
 ]
 
 
@@ -164,18 +169,54 @@ def test_depthwise_refuses_other_groupings():
 
 def test_channels_first_small_planes_run_on_the_channels_last_kernels():
     """The rule of algorithms/depthwise.py: forwards and input gradients of planes of
-    at most VIA_LAST_PLANE output pixels, weight gradients of at most
+    at most VIA_LAST_PLANE output pixels, strided input gradients of at most
+    VIA_LAST_STRIDED_GRAD_INPUT_PLANE, weight gradients of at most
     VIA_LAST_GRAD_WEIGHT_PLANE, run through transposed copies (the reference cases
     above cover both sides in values)."""
     from fastconv.ops.conv.algorithms import depthwise
     small, mid = depthwise.VIA_LAST_PLANE, depthwise.VIA_LAST_GRAD_WEIGHT_PLANE
-    for side, passes in ((int(small ** 0.5), ("forward", "grad_input", "grad_weight")),
-                         (int(small ** 0.5) + 1, ("grad_weight",)),
-                         (int(mid ** 0.5) + 1, ())):
-        for pass_ in ("forward", "grad_input", "grad_weight"):
-            for fmt, xs, ws in (("channels_first", (2, 8, side, side), (8, 1, 3, 3)),
-                                ("channels_last", (2, side, side, 8), (3, 3, 1, 8))):
-                plan = fastconv.explain_conv(xs, ws, 1, 1, 1, 8, fmt,
+    strided = depthwise.VIA_LAST_STRIDED_GRAD_INPUT_PLANE
+    everything = ("forward", "grad_input", "grad_weight")
+    for stride, side, passes in (
+            (1, int(small ** 0.5), everything),
+            (1, int(small ** 0.5) + 1, ("grad_weight",)),
+            (1, int(mid ** 0.5) + 1, ()),
+            (2, int(small ** 0.5), everything),
+            (2, int(small ** 0.5) + 1, ("grad_input", "grad_weight")),
+            (2, int(strided ** 0.5) + 1, ())):
+        h = side * stride   # (padding 1, 3x3: side output pixels a side)
+        for pass_ in everything:
+            for fmt, xs, ws in (("channels_first", (2, 8, h, h), (8, 1, 3, 3)),
+                                ("channels_last", (2, h, h, 8), (3, 3, 1, 8))):
+                plan = fastconv.explain_conv(xs, ws, stride, 1, 1, 8, fmt,
                                              pass_=pass_).plan
+                assert (plan.g.oh, plan.g.ow) == (side, side)
                 via = fmt == "channels_first" and pass_ in passes
-                assert (plan.last is not None) == via, (side, pass_, fmt)
+                assert (plan.last is not None) == via, (stride, side, pass_, fmt)
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_batched_transpose_against_numpy(dtype):
+    """_ext.conv2d.batched_transpose (the channels_first <-> channels_last copies):
+    NumPy's transpose, on shapes around the 8 x 8 blocks and 32 x 32 tiles, one image
+    and many, both directions; bad arguments raise naming them."""
+    rng = np.random.default_rng(5)
+    tr = _ext.conv2d.batched_transpose
+    for n, c, p in ((1, 1, 1), (2, 8, 8), (3, 13, 37), (2, 33, 65), (4, 96, 256),
+                    (130, 576, 4), (1, 7, 1)):
+        a = (rng.standard_normal((n, c, p)) * 100).astype(dtype)
+        out = tr(a, np.empty((n, p, c), dtype), n, c, p)
+        np.testing.assert_array_equal(out, a.transpose(0, 2, 1))
+        back = tr(out, np.empty_like(a), n, p, c)
+        np.testing.assert_array_equal(back, a)
+    a = np.zeros((2, 3, 4), dtype)
+    with pytest.raises(TypeError, match="one dtype of 4 or 8 bytes"):
+        tr(a, np.zeros((2, 4, 3), np.float16 if dtype != np.float16 else np.float32),
+           2, 3, 4)
+    with pytest.raises(ValueError, match="n \\* rows \\* cols = 30"):
+        tr(a, np.zeros((2, 4, 3), dtype), 2, 3, 5)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        tr(a, np.zeros((2, 3, 4), dtype).transpose(0, 2, 1), 2, 3, 4)
+    with pytest.raises(ValueError, match="must not overlap"):
+        tr(a, a, 2, 3, 4)
+    with pytest.raises(TypeError, match="must be ndarrays"):
+        tr([0.0], np.zeros(1, dtype), 1, 1, 1)

@@ -6,11 +6,12 @@ stride, dilation and padding, and split the work over output rows or planes (and
 channel blocks for the weight gradient), so a single image uses every core.
 
 A channels_first call of small planes runs on the channels_last kernels through
-transposed copies of its arrays (``VIA_LAST_PLANE``, ``VIA_LAST_GRAD_WEIGHT_PLANE``
-output pixels at most): the channels_first kernels pay per plane (a padded copy, rows
-of a few values), which on 2x2 and 4x4 planes cost more than both transposes, and their
-weight gradient sums each row's products across the vector (docs/design/algorithms.md,
-"Depthwise")."""
+transposed copies of its arrays (``VIA_LAST_PLANE`` output pixels at most, more for
+strided input gradients and weight gradients; the copies are a compiled tiled transpose,
+src/transpose.h): the channels_first kernels pay per plane (a padded copy, rows of a few
+values), which up to 16x16 planes cost more than both transposes, their strided input
+gradient scatters rows, and their weight gradient sums each row's products across the
+vector (docs/design/algorithms.md, "Depthwise")."""
 import dataclasses
 
 import numpy as np
@@ -30,8 +31,11 @@ def _last(g):
 
 #: channels_first forwards and input gradients of planes of at most this many output
 #: pixels run on the channels_last kernels (through transposed copies)
-VIA_LAST_PLANE = 16
-#: and weight gradients, whose channels_first kernel is the slower
+VIA_LAST_PLANE = 256
+#: and strided input gradients (the channels_first one scatters rows into a padded,
+#: phase-split plane) and weight gradients (its channels_first kernel sums each row's
+#: products across the vector), whose channels_first kernels are the slower
+VIA_LAST_STRIDED_GRAD_INPUT_PLANE = 784
 VIA_LAST_GRAD_WEIGHT_PLANE = 784
 
 
@@ -40,15 +44,32 @@ def _via_last(g, pass_):
     channels_last kernels (small planes), else None."""
     if _last(g):
         return None
-    most = VIA_LAST_GRAD_WEIGHT_PLANE if pass_ == GRAD_WEIGHT else VIA_LAST_PLANE
+    if pass_ == GRAD_WEIGHT:
+        most = VIA_LAST_GRAD_WEIGHT_PLANE
+    elif pass_ == GRAD_INPUT and (g.sy > 1 or g.sx > 1):
+        most = VIA_LAST_STRIDED_GRAD_INPUT_PLANE
+    else:
+        most = VIA_LAST_PLANE
     if g.oh * g.ow > most:
         return None
     return dataclasses.replace(g, channels_last=True)
 
 
 def _to_last(a):
-    """An (N, C, H, W) array as a C-contiguous (N, H, W, C) copy."""
-    return np.ascontiguousarray(a.transpose(0, 2, 3, 1))
+    """An (N, C, H, W) array as a C-contiguous (N, H, W, C) copy (a compiled
+    transpose: NumPy's copy of the transposed view ran at 3 GB/s)."""
+    a = np.ascontiguousarray(a)
+    n, c, h, w = a.shape
+    return _ext.conv2d.batched_transpose(a, np.empty((n, h, w, c), a.dtype), n, c, h * w)
+
+
+def _to_first(a, out):
+    """(N, H, W, C) array a into the (N, C, H, W) out."""
+    if not out.flags.c_contiguous:
+        np.copyto(out, a.transpose(0, 3, 1, 2))
+        return
+    n, c, h, w = out.shape
+    _ext.conv2d.batched_transpose(np.ascontiguousarray(a), out, n, h * w, c)
 
 
 def packed_weights(g, w):
@@ -110,7 +131,7 @@ class Depthwise(Algorithm):
         # (relu: True, or RELU6, applied as the other kernels' output pass applies it)
         _ext.conv2d.dw_forward(xk.reshape(-1), wp, bias, yk.reshape(-1), g.c, int(relu))
         if plan.last is not None:
-            np.copyto(y, yk.transpose(0, 3, 1, 2))
+            _to_first(yk, y)
         return False
 
     def grad_input(self, plan, grad_y, w, out):
@@ -126,7 +147,7 @@ class Depthwise(Algorithm):
             _ext.conv2d.dw_grad_input(gy.reshape(-1), packed_weights(g, w),
                                       gx.reshape(-1), g.c)
         if plan.last is not None:
-            np.copyto(out, gx.transpose(0, 3, 1, 2))
+            _to_first(gx, out)
         return out
 
     def grad_weight(self, plan, grad_y, x, bsum):
