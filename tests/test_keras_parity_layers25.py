@@ -24,6 +24,29 @@ KL = keras.layers
 RNG = np.random.default_rng(25)
 
 
+def keras_may_refuse(test):
+    """test, skipped where TensorFlow's CPU kernels refuse the case on this machine (its
+    builds without oneDNN run convolution gradients in NHWC only and undilated only,
+    depthwise strides equal only): the oracle cannot run, so nothing is compared."""
+    import functools
+
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        try:
+            return test(*args, **kwargs)
+        except Exception as exc:   # (TensorFlow's InvalidArgumentError and kin)
+            text = str(exc)
+            refusals = ("only supports NHWC", "only supports equal length strides",
+                        "do not yet support dilation rates")
+            if type(exc).__module__.startswith("tensorflow") and any(
+                    r in text for r in refusals):
+                pytest.skip("TensorFlow's CPU kernels refuse this case here: " +
+                            next(line for line in text.splitlines() if "support" in line
+                                 ).strip()[:200])
+            raise
+    return run
+
+
 def sample(shape, fmt):
     """A batch of 3 in fmt from a channels_last sample shape."""
     x = RNG.standard_normal((3,) + shape).astype(np.float32)
@@ -81,6 +104,7 @@ CONV_ARGS = [dict(), dict(strides=2, padding="same"), dict(strides=(2, 1)),
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("kw", CONV_ARGS)
 @pytest.mark.parametrize("dm", [1, 2])
+@keras_may_refuse
 def test_depthwise_conv2d_matches_keras(fmt, kw, dm):
     check_layer(lambda f: KL.DepthwiseConv2D((3, 2), depth_multiplier=dm, data_format=f,
                                              **kw),
@@ -91,6 +115,7 @@ def test_depthwise_conv2d_matches_keras(fmt, kw, dm):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("kw", CONV_ARGS)
+@keras_may_refuse
 def test_separable_conv2d_matches_keras(fmt, kw):
     check_layer(lambda f: KL.SeparableConv2D(5, (2, 3), depth_multiplier=2,
                                              activation="relu", data_format=f, **kw),
@@ -108,6 +133,7 @@ TRANSPOSE_ARGS = [dict(), dict(strides=2, padding="same"), dict(strides=(2, 3)),
 
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("kw", TRANSPOSE_ARGS)
+@keras_may_refuse
 def test_conv2d_transpose_matches_keras(fmt, kw):
     check_layer(lambda f: KL.Conv2DTranspose(4, (3, 2), data_format=f, **kw),
                 lambda f: fl.Conv2DTranspose(4, (3, 2), data_format=f, **kw),
@@ -176,6 +202,7 @@ def optimizers(name):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("opt", ["sgd", "rmsprop", "adam"])
+@keras_may_refuse
 def test_batch_norm_training_steps_match_keras(fmt, opt):
     k, f, shape = bn_pair(fmt)
     kopt, fopt = optimizers(opt)
@@ -285,6 +312,7 @@ def variants_pair(fmt):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("opt", ["sgd", "adam"])
+@keras_may_refuse
 def test_new_layers_train_as_keras(fmt, opt):
     """Three training steps through every new layer give Keras's weights: the
     gradients of each follow Keras's conventions and weight layouts."""
