@@ -159,7 +159,7 @@ def signature(a):
     scalar): what the per-call check of the prepared weights keeps of an array instead
     of a copy of it (fastconv/ops/conv/prepared.py).  The digest is keyed at random per
     process (src/digest.h): equal signatures within a process mean the same bytes but
-    for a chance near 2^-60.  BufferError for a non-contiguous buffer."""
+    for a chance near 2^-64.  BufferError for a non-contiguous buffer."""
     cdef Py_buffer v
     cdef uint64_t h
     cdef int d

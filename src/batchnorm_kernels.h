@@ -96,6 +96,16 @@ static inline double fc_bn_keep_double(double v, int keep)
 FC_BN_VTYPES(4)
 FC_BN_VTYPES(8)
 
+/* Vector v (type VT, mask type MT) kept where the activation's output yv passes its
+ * gradient (act 1: yv > 0; act 2: 0 < yv < 6), else +0 (bits masked). */
+#define FC_BN_MASKV(VT, MT, v, yv)                                                      \
+    do {                                                                                \
+        MT keep_ = (yv) > 0;                                                            \
+        if (act == 2)                                                                   \
+            keep_ &= (yv) < 6;                                                          \
+        (v) = (VT)((MT)(v) & keep_);                                                    \
+    } while (0)
+
 /* NV values of row pointer p (channel j0 of the block) through the activation mask of
  * the matching y values (the forward's output yr, or x * as + at), in float64. */
 #define FC_BN_LOADV(T, NV, VT, MT, OUT, p, j0)                                          \
@@ -103,7 +113,6 @@ FC_BN_VTYPES(8)
         VT v_, y_;                                                                      \
         memcpy(&v_, (p) + (j0), sizeof v_);                                             \
         if (grad && act && (p) == gr) {                                                 \
-            MT keep_;                                                                   \
             if (as) {                                                                   \
                 VT x_;                                                                  \
                 memcpy(&x_, xr + (j0), sizeof x_);                                      \
@@ -111,10 +120,7 @@ FC_BN_VTYPES(8)
             } else {                                                                    \
                 memcpy(&y_, yr + (j0), sizeof y_);                                      \
             }                                                                           \
-            keep_ = y_ > 0;                                                             \
-            if (act == 2)                                                               \
-                keep_ &= y_ < 6;                                                        \
-            v_ = (VT)((MT)v_ & keep_);                                                  \
+            FC_BN_MASKV(VT, MT, v_, y_);                                                \
         }                                                                               \
         OUT = __builtin_convertvector(v_, fc_bn_d##NV);                                 \
     } while (0)
@@ -220,25 +226,29 @@ static inline double fc_bn_tree16(const double *p)
     return r[0] + r[1];
 }
 
+/* Values k .. n - 1 of the run into the partial sums ps, pt, in scalar code. */
+#define FC_BN_RUN_REST(T)                                                               \
+    for (; k < n; k++) {                                                                \
+        const double d = (double)x[k] - m;                                              \
+        if (!grad) {                                                                    \
+            ps[k & 15] += d;                                                            \
+            pt[k & 15] += d * d;                                                        \
+        } else {                                                                        \
+            const T yv = affine ? x[k] * as + at : y[k];                                \
+            const int keep = act == 0 || (yv > 0 && (act == 1 || yv < 6));              \
+            const double v = (double)FC_BN_KEEP(T, g[k], keep);                         \
+            ps[k & 15] += v;                                                            \
+            pt[k & 15] += v * d;                                                        \
+        }                                                                               \
+    }
+
 #define FC_BN_RUN_SCALAR(T, NAME)                                                       \
     static void NAME(const T *x, const T *g, const T *y, int affine, T as, T at,        \
                      double m, ptrdiff_t n, int grad, int act, double *s, double *t)    \
     {                                                                                   \
-        double ps[16] = {0}, pt[16] = {0};                              \
-        ptrdiff_t k;                                                                    \
-        for (k = 0; k < n; k++) {                                                       \
-            const double d = (double)x[k] - m;                                          \
-            if (!grad) {                                                                \
-                ps[k & 15] += d;                                                        \
-                pt[k & 15] += d * d;                                                    \
-            } else {                                                                    \
-                const T yv = affine ? x[k] * as + at : y[k];                            \
-                const int keep = act == 0 || (yv > 0 && (act == 1 || yv < 6));          \
-                const double v = (double)FC_BN_KEEP(T, g[k], keep);                     \
-                ps[k & 15] += v;                                                        \
-                pt[k & 15] += v * d;                                                    \
-            }                                                                           \
-        }                                                                               \
+        double ps[16] = {0}, pt[16] = {0};                                              \
+        ptrdiff_t k = 0;                                                                \
+        FC_BN_RUN_REST(T);                                                              \
         *s += fc_bn_tree16(ps);                                                         \
         *t += fc_bn_tree16(pt);                                                         \
     }
@@ -251,7 +261,7 @@ static inline double fc_bn_tree16(const double *p)
     {                                                                                   \
         enum { Q = 16 / NV };                                                           \
         fc_bn_d##NV vs[Q], vt[Q];                                                       \
-        double ps[16], pt[16];                                          \
+        double ps[16], pt[16];                                                          \
         ptrdiff_t k, q;                                                                 \
         for (q = 0; q < Q; q++) {                                                       \
             vs[q] = (fc_bn_d##NV){0};                                                   \
@@ -270,15 +280,11 @@ static inline double fc_bn_tree16(const double *p)
                 }                                                                       \
                 memcpy(&gv, g + k + q * NV, sizeof gv);                                 \
                 if (act) {                                                              \
-                    MT keep;                                                            \
                     if (affine)                                                         \
                         yv = xv * as + at;                                              \
                     else                                                                \
                         memcpy(&yv, y + k + q * NV, sizeof yv);                         \
-                    keep = yv > 0;                                                      \
-                    if (act == 2)                                                       \
-                        keep &= yv < 6;                                                 \
-                    gv = (VT)((MT)gv & keep);                                           \
+                    FC_BN_MASKV(VT, MT, gv, yv);                                        \
                 }                                                                       \
                 v = __builtin_convertvector(gv, fc_bn_d##NV);                           \
                 vs[q] += v;                                                             \
@@ -287,19 +293,7 @@ static inline double fc_bn_tree16(const double *p)
         }                                                                               \
         memcpy(ps, vs, sizeof ps);                                                      \
         memcpy(pt, vt, sizeof pt);                                                      \
-        for (; k < n; k++) {                                                            \
-            const double d = (double)x[k] - m;                                          \
-            if (!grad) {                                                                \
-                ps[k & 15] += d;                                                        \
-                pt[k & 15] += d * d;                                                    \
-            } else {                                                                    \
-                const T yv = affine ? x[k] * as + at : y[k];                            \
-                const int keep = act == 0 || (yv > 0 && (act == 1 || yv < 6));          \
-                const double v = (double)FC_BN_KEEP(T, g[k], keep);                     \
-                ps[k & 15] += v;                                                        \
-                pt[k & 15] += v * d;                                                    \
-            }                                                                           \
-        }                                                                               \
+        FC_BN_RUN_REST(T);                                                              \
         *s += fc_bn_tree16(ps);                                                         \
         *t += fc_bn_tree16(pt);                                                         \
     }

@@ -12,14 +12,15 @@ values are computed from -- the layer's own weights -- with their signatures tak
 the values were made (format, shape and a keyed 64-bit digest of the bytes,
 src/digest.h), and forgets every value when one differs: an optimizer's update,
 set_weights, or a user writing into ``layer.kernel`` in place are all seen, at the cost
-of reading the weights once per call.  (A kept copy compared with memcmp reads twice
-the bytes and holds a second copy of every weight; the digest's key is drawn at random
-per process, so no change of the bytes goes unseen but for a chance near 2^-60.)  ``get(key, make)``
-returns the value made for key since then, or makes it.  The values are what the
-kernels would have made on the call (the same bits): only the time differs.
+of reading the weights once per call.  (A kept copy compared with memcmp read twice the
+bytes and held a second copy of every weight.  The digest's key is drawn at random per
+process, so a change of the bytes goes unseen with a chance near 2^-64.)
+``get(key, make)`` returns the value made for key since then, or makes it.  The values
+are what the kernels would have made on the call (the same bits): only the time
+differs.
 
-Memory: the prepared forms (a Winograd F(4x4)
-kernel holds 4x the weights, F(5x5) 5.4x), for as long as the layer lives.
+Memory: the prepared forms (a Winograd F(4x4) kernel holds 4x the weights, F(5x5)
+5.4x), for as long as the layer lives.
 """
 import numpy as np
 
