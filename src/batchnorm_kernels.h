@@ -322,20 +322,14 @@ FC_BN_SUMS_SCALAR(double, fc_bn_sums_scalar_d)
 FC_BN_RUN_SCALAR(float, fc_bn_run_scalar_f)
 FC_BN_RUN_SCALAR(double, fc_bn_run_scalar_d)
 #if defined(FC_BN_X86)
-FC_BN_SUMS_V(float, 8, fc_bn_f8, fc_bn_i8, fc_bn_sums_avx512_f,
-             __attribute__((target("avx512f"))))
-FC_BN_SUMS_V(double, 8, fc_bn_d8, fc_bn_l8, fc_bn_sums_avx512_d,
-             __attribute__((target("avx512f"))))
-FC_BN_SUMS_V(float, 4, fc_bn_f4, fc_bn_i4, fc_bn_sums_avx2_f,
-             __attribute__((target("avx2"))))
-FC_BN_SUMS_V(double, 4, fc_bn_d4, fc_bn_l4, fc_bn_sums_avx2_d,
-             __attribute__((target("avx2"))))
-FC_BN_RUN_V(float, 8, fc_bn_f8, fc_bn_i8, fc_bn_run_avx512_f,
-            __attribute__((target("avx512f"))))
-FC_BN_RUN_V(double, 8, fc_bn_d8, fc_bn_l8, fc_bn_run_avx512_d,
-            __attribute__((target("avx512f"))))
-FC_BN_RUN_V(float, 4, fc_bn_f4, fc_bn_i4, fc_bn_run_avx2_f, __attribute__((target("avx2"))))
-FC_BN_RUN_V(double, 4, fc_bn_d4, fc_bn_l4, fc_bn_run_avx2_d, __attribute__((target("avx2"))))
+/* One vector build: both kinds of sums in both dtypes, NV doubles a register. */
+#define FC_BN_BUILD(NV, ISA, TARGET)                                                    \
+    FC_BN_SUMS_V(float, NV, fc_bn_f##NV, fc_bn_i##NV, fc_bn_sums_##ISA##_f, TARGET)      \
+    FC_BN_SUMS_V(double, NV, fc_bn_d##NV, fc_bn_l##NV, fc_bn_sums_##ISA##_d, TARGET)     \
+    FC_BN_RUN_V(float, NV, fc_bn_f##NV, fc_bn_i##NV, fc_bn_run_##ISA##_f, TARGET)        \
+    FC_BN_RUN_V(double, NV, fc_bn_d##NV, fc_bn_l##NV, fc_bn_run_##ISA##_d, TARGET)
+FC_BN_BUILD(8, avx512, __attribute__((target("avx512f"))))
+FC_BN_BUILD(4, avx2, __attribute__((target("avx2"))))
 #endif
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options
@@ -354,17 +348,18 @@ static void fc_bn_pick(int portable)
         return;
 #if defined(FC_BN_X86)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) {
-        fc_bn_sums_last_f = fc_bn_sums_avx512_f;
-        fc_bn_sums_last_d = fc_bn_sums_avx512_d;
-        fc_bn_run_sums_f = fc_bn_run_avx512_f;
-        fc_bn_run_sums_d = fc_bn_run_avx512_d;
-    } else if (__builtin_cpu_supports("avx2")) {
-        fc_bn_sums_last_f = fc_bn_sums_avx2_f;
-        fc_bn_sums_last_d = fc_bn_sums_avx2_d;
-        fc_bn_run_sums_f = fc_bn_run_avx2_f;
-        fc_bn_run_sums_d = fc_bn_run_avx2_d;
-    }
+#define FC_BN_USE(ISA)                                                                  \
+    do {                                                                                \
+        fc_bn_sums_last_f = fc_bn_sums_##ISA##_f;                                       \
+        fc_bn_sums_last_d = fc_bn_sums_##ISA##_d;                                       \
+        fc_bn_run_sums_f = fc_bn_run_##ISA##_f;                                         \
+        fc_bn_run_sums_d = fc_bn_run_##ISA##_d;                                         \
+    } while (0)
+    if (__builtin_cpu_supports("avx512f"))
+        FC_BN_USE(avx512);
+    else if (__builtin_cpu_supports("avx2"))
+        FC_BN_USE(avx2);
+#undef FC_BN_USE
 #endif
 }
 

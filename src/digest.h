@@ -190,7 +190,8 @@ static uint64_t fc_digest_chunked(const uint64_t *key, fc_digest_blocks_fn block
     if (n <= FC_DIGEST_CHUNK)
         return fc_digest_with(key, blocks_fn, p, n);
     ptrdiff_t m = (ptrdiff_t)((n + FC_DIGEST_CHUNK - 1) / FC_DIGEST_CHUNK), i;
-    uint64_t *d = (uint64_t *)malloc((size_t)m * sizeof *d);
+    uint64_t local[64];   /* (the chunks' digests of buffers up to 4 MiB: no malloc) */
+    uint64_t *d = m <= 64 ? local : (uint64_t *)malloc((size_t)m * sizeof *d);
     uint64_t h = fc_digest_fmix((uint64_t)n ^ key[FC_DIGEST_KEY_LENGTH]);
     if (d == NULL) {   /* (no memory for the list: the same digest, serially) */
         for (i = 0; i < m; i++) {
@@ -213,7 +214,8 @@ static uint64_t fc_digest_chunked(const uint64_t *key, fc_digest_blocks_fn block
     }
     for (i = 0; i < m; i++)
         h = fc_digest_fmix(h ^ d[i]) + d[i];
-    free(d);
+    if (d != local)
+        free(d);
     return h;
 }
 

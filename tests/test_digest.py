@@ -146,3 +146,15 @@ def test_many_keys_each_see_the_changes():
 def test_the_digest_is_keyed():
     w = np.arange(1000, dtype=np.float32)
     assert _ext.conv2d.digest(w, _key(1)) != _ext.conv2d.digest(w, _key(2))
+
+
+def test_buffers_of_many_chunks_digest_alike_everywhere():
+    """Over 64 chunks (the chunks' digests then go to the heap): the same digest on one
+    and two threads, portable and vector blocks, and a one-bit change seen."""
+    key = _key(9)
+    a = np.random.default_rng(9).standard_normal(70 * CHUNK // 4 + 3).astype(np.float32)
+    want = _ext.conv2d.digest(a, key, True, 1)
+    assert all(_ext.conv2d.digest(a, key, p, t) == want
+               for p in (True, False) for t in (1, 2))
+    a.view(np.uint32)[-70] ^= np.uint32(1)
+    assert _ext.conv2d.digest(a, key, False, 2) != want
