@@ -27,13 +27,26 @@ cdef enum:
 
 
 cdef extern from "batchnorm_kernels.h" nogil:
-    void fc_bn_pick(int portable)
+    int fc_bn_use(int build)
     void fc_bn_run_sums_f(const float *x, const float *g, const float *y, int affine,
                           float as_, float at, double m, Py_ssize_t n, int grad, int act,
                           double *s, double *t)
     void fc_bn_run_sums_d(const double *x, const double *g, const double *y, int affine,
                           double as_, double at, double m, Py_ssize_t n, int grad,
                           int act, double *s, double *t)
+    void fc_bn_affine_act_f(const float *x, const float *s, const float *t, float *y,
+                            Py_ssize_t A, Py_ssize_t C, Py_ssize_t B, int act)
+    void fc_bn_affine_act_d(const double *x, const double *s, const double *t,
+                            double *y, Py_ssize_t A, Py_ssize_t C, Py_ssize_t B, int act)
+    void fc_bn_backward_act_f(const float *g, const float *y, const float *x,
+                              const float *m, const float *p, const float *q,
+                              const float *r, float *dx, Py_ssize_t A, Py_ssize_t C,
+                              Py_ssize_t B, int act, const float *as_, const float *at)
+    void fc_bn_backward_act_d(const double *g, const double *y, const double *x,
+                              const double *m, const double *p, const double *q,
+                              const double *r, double *dx, Py_ssize_t A, Py_ssize_t C,
+                              Py_ssize_t B, int act, const double *as_,
+                              const double *at)
     void fc_bn_sums_last_f(const float *x, const float *g, const float *y,
                            const float *as_, const float *at,
                            const double *shift, Py_ssize_t rows, Py_ssize_t C, int grad,
@@ -50,7 +63,32 @@ def _portable():
     return _conv2d.isa() == "portable"
 
 
-fc_bn_pick(_portable())   # (the sums' build for this CPU)
+_BUILDS = ("portable", "avx2", "avx512")
+
+
+def use_build(str name):
+    """Runs the kernels' build name ('portable', 'avx2' or 'avx512'; each gives the same
+    bits: tests compare them) from now on in this process.  ValueError where this CPU
+    lacks it."""
+    global _build
+    if name not in _BUILDS:
+        raise ValueError(f"name must be one of {_BUILDS}, got {name!r}")
+    if fc_bn_use(_BUILDS.index(name)) != 0:
+        raise ValueError(f"this CPU cannot run the {name!r} build")
+    _build = name
+
+
+def build():
+    """The kernels' build in use (see use_build)."""
+    return _build
+
+
+_build = "portable"
+if not _portable():    # (the best build for this CPU)
+    for _name in ("avx512", "avx2"):
+        if fc_bn_use(_BUILDS.index(_name)) == 0:
+            _build = _name
+            break
 
 
 cdef inline int _threads(Py_ssize_t n) noexcept nogil:
@@ -60,27 +98,6 @@ cdef inline int _threads(Py_ssize_t n) noexcept nogil:
 def _check(name, Py_ssize_t size, Py_ssize_t expected):
     if size != expected:
         raise ValueError(f"{name} has {size} values, the kernel expects {expected}")
-
-
-cdef inline floating _relu(floating z) noexcept nogil:
-    """As fastconv.activations.relu: NaN propagates, -0.0 becomes +0.0."""
-    return 0 if z <= 0 else z
-
-
-cdef inline floating _relu6(floating z) noexcept nogil:
-    """As np.clip(z, 0, 6): NaN propagates, -0.0 becomes +0.0."""
-    z = 0 if z <= 0 else z
-    return 6 if z >= 6 else z
-
-
-cdef inline floating _relu_grad(floating g, floating y) noexcept nogil:
-    """As relu_backward: g where y > 0, else +0."""
-    return g if y > 0 else 0
-
-
-cdef inline floating _relu6_grad(floating g, floating y) noexcept nogil:
-    """As relu6_backward: g where 0 < y < 6, else +0."""
-    return g if (y > 0) & (y < 6) else 0
 
 
 @cython.boundscheck(False)
@@ -201,72 +218,34 @@ def channel_sums_act(const floating[::1] x, const floating[::1] g,
     return out
 
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
 def affine(const floating[::1] x, const floating[::1] scale, const floating[::1] shift,
            floating[::1] y, Py_ssize_t A, Py_ssize_t C, Py_ssize_t B):
     """y = x * scale[c] + shift[c] over x's (A, C, B) view."""
-    cdef Py_ssize_t a, c, b, off
-    cdef floating s, t
-    cdef int nt = _threads(A * C * B)
-    _check("x", x.shape[0], A * C * B)
-    _check("y", y.shape[0], A * C * B)
-    _check("scale", scale.shape[0], C)
-    _check("shift", shift.shape[0], C)
-    for a in prange(A, nogil=True, schedule="static", num_threads=nt):
-        if B == 1:
-            for c in range(C):
-                y[a * C + c] = x[a * C + c] * scale[c] + shift[c]
-        else:
-            for c in range(C):
-                off = (a * C + c) * B
-                s = scale[c]
-                t = shift[c]
-                for b in range(B):
-                    y[off + b] = x[off + b] * s + t
+    affine_act(x, scale, shift, y, A, C, B, 0)
 
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
 def backward_input(const floating[::1] g, const floating[::1] x,
                    const floating[::1] mean, const floating[::1] a_g,
                    const floating[::1] a_x, const floating[::1] const_,
                    floating[::1] dx, Py_ssize_t A, Py_ssize_t C, Py_ssize_t B):
     """dx = g * a_g[c] + (x - mean[c]) * a_x[c] + const_[c] over the (A, C, B) view:
     batch normalization's input gradient in training, one pass."""
-    cdef Py_ssize_t a, c, b, off
-    cdef floating m, p, q, r
-    cdef int nt = _threads(A * C * B)
-    for name, arr in (("g", g), ("x", x), ("dx", dx)):
-        _check(name, arr.shape[0], A * C * B)
-    for name, arr in (("mean", mean), ("a_g", a_g), ("a_x", a_x), ("const_", const_)):
-        _check(name, arr.shape[0], C)
-    for a in prange(A, nogil=True, schedule="static", num_threads=nt):
-        if B == 1:
-            for c in range(C):
-                dx[a * C + c] = (g[a * C + c] * a_g[c] +
-                                 (x[a * C + c] - mean[c]) * a_x[c]) + const_[c]
-        else:
-            for c in range(C):
-                off = (a * C + c) * B
-                m = mean[c]
-                p = a_g[c]
-                q = a_x[c]
-                r = const_[c]
-                for b in range(B):
-                    dx[off + b] = (g[off + b] * p + (x[off + b] - m) * q) + r
+    backward_input_act(g, g, x, mean, a_g, a_x, const_, dx, A, C, B, 0)
 
 
+# The elementwise passes (batchnorm_kernels.h) run on parts of the view cut by units:
+# rows of C values (channels_last) or channels_first runs of B values, the runs of one
+# part cut again where a row ends (each call takes whole rows of its channels).
 @cython.boundscheck(False)
 @cython.wraparound(False)
+@cython.cdivision(True)
 def affine_act(const floating[::1] x, const floating[::1] scale,
                const floating[::1] shift, floating[::1] y, Py_ssize_t A, Py_ssize_t C,
                Py_ssize_t B, int act):
     """y = act(x * scale[c] + shift[c]) over x's (A, C, B) view (act 0 none, 1 relu,
     2 relu6): a batch normalization and the activation after it in one pass, rounded
     as the two passes round them."""
-    cdef Py_ssize_t a, c, b, off
-    cdef floating s, t
+    cdef Py_ssize_t i, u, u0, u1, n, units = A if B == 1 else A * C
     cdef int nt = _threads(A * C * B)
     _check("x", x.shape[0], A * C * B)
     _check("y", y.shape[0], A * C * B)
@@ -274,27 +253,40 @@ def affine_act(const floating[::1] x, const floating[::1] scale,
     _check("shift", shift.shape[0], C)
     if act < 0 or act > 2:
         raise ValueError(f"act must be 0, 1 or 2, got {act}")
-    for a in prange(A, nogil=True, schedule="static", num_threads=nt):
+    if A * C * B == 0:
+        return
+    for i in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        u0 = i * units // nt
+        u1 = (i + 1) * units // nt
         if B == 1:
-            _affine_row(&x[a * C], &scale[0], &shift[0], &y[a * C], C, act)
+            _affine_part(&x[0], &scale[0], &shift[0], &y[0], u0, u1 - u0, C, 1, act)
             continue
-        for c in range(C):
-            off = (a * C + c) * B
-            s = scale[c]
-            t = shift[c]
-            if act == 0:
-                for b in range(B):
-                    y[off + b] = x[off + b] * s + t
-            elif act == 1:
-                for b in range(B):
-                    y[off + b] = _relu(x[off + b] * s + t)
-            else:
-                for b in range(B):
-                    y[off + b] = _relu6(x[off + b] * s + t)
+        u = u0
+        while u < u1:
+            n = min(u1 - u, C - u % C)
+            _affine_part(&x[0], &scale[0], &shift[0], &y[0], u, n, C, B, act)
+            u = u + n
+
+
+@cython.cdivision(True)
+cdef inline void _affine_part(const floating *x, const floating *s, const floating *t,
+                              floating *y, Py_ssize_t u, Py_ssize_t n, Py_ssize_t C,
+                              Py_ssize_t B, int act) noexcept nogil:
+    """affine_act on n units from unit u: n rows of C values (B 1), or the runs of B
+    values of channels u % C .. u % C + n - 1 of one row."""
+    cdef Py_ssize_t off = u * C * B if B == 1 else u * B
+    cdef Py_ssize_t c = 0 if B == 1 else u % C
+    cdef Py_ssize_t rows = n if B == 1 else 1
+    cdef Py_ssize_t width = C if B == 1 else n
+    if floating is float:
+        fc_bn_affine_act_f(x + off, s + c, t + c, y + off, rows, width, B, act)
+    else:
+        fc_bn_affine_act_d(x + off, s + c, t + c, y + off, rows, width, B, act)
 
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
+@cython.cdivision(True)
 def backward_input_act(const floating[::1] g, const floating[::1] y,
                        const floating[::1] x, const floating[::1] mean,
                        const floating[::1] a_g, const floating[::1] a_x,
@@ -302,11 +294,12 @@ def backward_input_act(const floating[::1] g, const floating[::1] y,
                        Py_ssize_t C, Py_ssize_t B, int act,
                        const floating[::1] act_scale=None,
                        const floating[::1] act_shift=None):
-    """backward_input with g taken through the activation act whose output is y
-    (_act_grad): v = act'(g); dx = v * a_g[c] + (x - mean[c]) * a_x[c] + const_[c].
-    dx may be g itself (the gradient overwritten in place).  With act_scale and
-    act_shift: y is not read (see channel_sums_act)."""
-    cdef Py_ssize_t a, c, off
+    """backward_input with g taken through the activation act whose output is y:
+    v = act'(g) (g where y > 0, and y < 6 for relu6, else +0);
+    dx = v * a_g[c] + (x - mean[c]) * a_x[c] + const_[c].  dx may be g itself (the
+    gradient overwritten in place).  With act_scale and act_shift: y is not read, the
+    mask is that of x * act_scale[c] + act_shift[c] (see channel_sums_act)."""
+    cdef Py_ssize_t i, u, u0, u1, n, units = A if B == 1 else A * C
     cdef int nt = _threads(A * C * B)
     cdef const floating *a_s = NULL
     cdef const floating *a_t = NULL
@@ -317,94 +310,41 @@ def backward_input_act(const floating[::1] g, const floating[::1] y,
         _check(name, arr.shape[0], C)
     if act < 0 or act > 2:
         raise ValueError(f"act must be 0, 1 or 2, got {act}")
-    for a in prange(A, nogil=True, schedule="static", num_threads=nt):
+    if A * C * B == 0:
+        return
+    for i in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        u0 = i * units // nt
+        u1 = (i + 1) * units // nt
         if B == 1:
-            _bwd_row(&g[0], &y[0], &x[0], &mean[0], &a_g[0], &a_x[0], &const_[0],
-                     &dx[0], a * C, C, act, a_s, a_t)
-        else:
-            for c in range(C):
-                off = (a * C + c) * B
-                _bwd_channel(&g[off], &y[off], &x[off], mean[c], a_g[c], a_x[c],
-                             const_[c], &dx[off], B, act, a_s != NULL,
-                             a_s[c] if a_s != NULL else 0, a_t[c] if a_s != NULL else 0)
+            _backward_part(&g[0], &y[0], &x[0], &mean[0], &a_g[0], &a_x[0], &const_[0],
+                           &dx[0], a_s, a_t, u0, u1 - u0, C, 1, act)
+            continue
+        u = u0
+        while u < u1:
+            n = min(u1 - u, C - u % C)
+            _backward_part(&g[0], &y[0], &x[0], &mean[0], &a_g[0], &a_x[0], &const_[0],
+                           &dx[0], a_s, a_t, u, n, C, B, act)
+            u = u + n
 
 
-cdef void _affine_row(const floating *x, const floating *s, const floating *t,
-                     floating *y, Py_ssize_t C, int act) noexcept nogil:
-    """affine_act over one channels_last row of C values."""
-    cdef Py_ssize_t c
-    if act == 0:
-        for c in range(C):
-            y[c] = x[c] * s[c] + t[c]
-    elif act == 1:
-        for c in range(C):
-            y[c] = _relu(x[c] * s[c] + t[c])
+@cython.cdivision(True)
+cdef inline void _backward_part(const floating *g, const floating *y,
+                                const floating *x, const floating *m,
+                                const floating *p, const floating *q,
+                                const floating *r, floating *dx, const floating *a_s,
+                                const floating *a_t, Py_ssize_t u, Py_ssize_t n,
+                                Py_ssize_t C, Py_ssize_t B, int act) noexcept nogil:
+    """backward_input_act on n units from unit u (as _affine_part)."""
+    cdef Py_ssize_t off = u * C * B if B == 1 else u * B
+    cdef Py_ssize_t c = 0 if B == 1 else u % C
+    cdef Py_ssize_t rows = n if B == 1 else 1
+    cdef Py_ssize_t width = C if B == 1 else n
+    if a_s != NULL:
+        a_s = a_s + c
+        a_t = a_t + c
+    if floating is float:
+        fc_bn_backward_act_f(g + off, y + off, x + off, m + c, p + c, q + c, r + c,
+                             dx + off, rows, width, B, act, a_s, a_t)
     else:
-        for c in range(C):
-            y[c] = _relu6(x[c] * s[c] + t[c])
-
-
-@cython.boundscheck(False)
-@cython.wraparound(False)
-cdef void _bwd_row(const floating *g, const floating *y, const floating *x,
-                   const floating *mean, const floating *p, const floating *q,
-                   const floating *r, floating *dx, Py_ssize_t off, Py_ssize_t C,
-                   int act, const floating *a_s, const floating *a_t) noexcept nogil:
-    """backward_input_act over one channels_last row of C values at off (a_s, a_t not
-    NULL: the activation's mask from x * a_s + a_t, y not read)."""
-    cdef Py_ssize_t c
-    cdef floating v
-    g = g + off
-    y = y + off
-    x = x + off
-    dx = dx + off
-    if act == 0:
-        for c in range(C):
-            dx[c] = (g[c] * p[c] + (x[c] - mean[c]) * q[c]) + r[c]
-    elif act == 1 and a_s != NULL:
-        for c in range(C):
-            v = _relu_grad(g[c], x[c] * a_s[c] + a_t[c])
-            dx[c] = (v * p[c] + (x[c] - mean[c]) * q[c]) + r[c]
-    elif act == 1:
-        for c in range(C):
-            v = _relu_grad(g[c], y[c])
-            dx[c] = (v * p[c] + (x[c] - mean[c]) * q[c]) + r[c]
-    elif a_s != NULL:
-        for c in range(C):
-            v = _relu6_grad(g[c], x[c] * a_s[c] + a_t[c])
-            dx[c] = (v * p[c] + (x[c] - mean[c]) * q[c]) + r[c]
-    else:
-        for c in range(C):
-            v = _relu6_grad(g[c], y[c])
-            dx[c] = (v * p[c] + (x[c] - mean[c]) * q[c]) + r[c]
-
-
-@cython.boundscheck(False)
-@cython.wraparound(False)
-cdef void _bwd_channel(const floating *g, const floating *y, const floating *x,
-                       floating m, floating p, floating q, floating r, floating *dx,
-                       Py_ssize_t B, int act, bint affine, floating a_s,
-                       floating a_t) noexcept nogil:
-    """backward_input_act over B values of one channel (affine: the activation's mask
-    from x * a_s + a_t, y not read)."""
-    cdef Py_ssize_t b
-    cdef floating v
-    if act == 0:
-        for b in range(B):
-            dx[b] = (g[b] * p + (x[b] - m) * q) + r
-    elif act == 1 and affine:
-        for b in range(B):
-            v = _relu_grad(g[b], x[b] * a_s + a_t)
-            dx[b] = (v * p + (x[b] - m) * q) + r
-    elif affine:
-        for b in range(B):
-            v = _relu6_grad(g[b], x[b] * a_s + a_t)
-            dx[b] = (v * p + (x[b] - m) * q) + r
-    elif act == 1:
-        for b in range(B):
-            v = _relu_grad(g[b], y[b])
-            dx[b] = (v * p + (x[b] - m) * q) + r
-    else:
-        for b in range(B):
-            v = _relu6_grad(g[b], y[b])
-            dx[b] = (v * p + (x[b] - m) * q) + r
+        fc_bn_backward_act_d(g + off, y + off, x + off, m + c, p + c, q + c, r + c,
+                             dx + off, rows, width, B, act, a_s, a_t)

@@ -16,7 +16,7 @@
  * 4 on the SSE2 baseline, so that the block's 4 W sums fill half the register file
  * (more spill to the stack: a store and a load per row, 4x slower on AVX2 with 16
  * channels); the channels past the last whole block in scalar code.  The build is picked
- * once per process (fc_bn_pick; FASTCONV_DISABLE_SIMD=1: the scalar code).
+ * at import (src/_batchnorm.pyx, fc_bn_use; FASTCONV_DISABLE_SIMD=1: the scalar code).
  */
 #ifndef FASTCONV_BATCHNORM_KERNELS_H
 #define FASTCONV_BATCHNORM_KERNELS_H
@@ -93,8 +93,10 @@ static inline double fc_bn_keep_double(double v, int keep)
     typedef float fc_bn_f##NV __attribute__((vector_size(4 * NV)));                     \
     typedef int fc_bn_i##NV __attribute__((vector_size(4 * NV)));                       \
     typedef long long fc_bn_l##NV __attribute__((vector_size(8 * NV)));
+FC_BN_VTYPES(2)
 FC_BN_VTYPES(4)
 FC_BN_VTYPES(8)
+FC_BN_VTYPES(16)
 
 /* Vector v (type VT, mask type MT) kept where the activation's output yv passes its
  * gradient (act 1: yv > 0; act 2: 0 < yv < 6), else +0 (bits masked). */
@@ -299,6 +301,138 @@ static inline double fc_bn_tree16(const double *p)
     }
 #endif
 
+/* The elementwise passes over an (A, C, B) view (channels_last: B = 1), A rows of C B
+ * values, the parameters per channel c:
+ *   affine:   y = act(x * s[c] + t[c])                       (act 0 none, 1 relu, 2 relu6)
+ *   backward: dx = (v * p[c] + (x - m[c]) * q[c]) + r[c],    v = g through the mask of
+ *             the activation act of output y (or of x * as[c] + at[c] when as is set)
+ * relu maps z <= 0 to +0 and keeps NaN; relu6 then maps z >= 6 to 6; the gradient
+ * masks keep g where y > 0 (and y < 6), else +0.  Each value is rounded as the scalar
+ * expression rounds it (no fused multiply-adds), so every build gives the same bits.
+ * dx may be g itself: each vector is loaded before the one at the same place is
+ * stored. */
+static inline float fc_bn_act_float(float z, int act)
+{
+    z = z <= 0 ? 0.0f : z;
+    return act == 2 && z >= 6 ? 6.0f : z;
+}
+static inline double fc_bn_act_double(double z, int act)
+{
+    z = z <= 0 ? 0.0 : z;
+    return act == 2 && z >= 6 ? 6.0 : z;
+}
+#define FC_BN_ACT(T, z) (act ? fc_bn_act_##T((z), act) : (z))
+
+/* Value k of the pass with (per-channel) parameters taken from index j: the scalar
+ * form every build uses for what its vectors do not cover. */
+#define FC_BN_AFF1(T, k, j) y[k] = FC_BN_ACT(T, x[k] * s[j] + t[j])
+#define FC_BN_BWD1(T, k, j)                                                             \
+    do {                                                                                \
+        const T yv = as ? x[k] * as[j] + at[j] : y[k];                                  \
+        const int keep = act == 0 || (yv > 0 && (act == 1 || yv < 6));                  \
+        const T v = FC_BN_KEEP(T, g[k], keep);                                          \
+        dx[k] = (v * p[j] + (x[k] - m[j]) * q[j]) + r[j];                               \
+    } while (0)
+
+/* The loops of one pass over the A rows of C B values: per value the scalar step
+ * ONE(T, k, j) (k the value's index, j its channel's), and where the build has vectors
+ * the step VEC(k, j, along) of L values from k, then VEC2 of L2 < L values for what is
+ * left (along 1: channels_last, channels j ..; along 0: a channels_first run of channel
+ * j).  L 1 and FC_BN_NOVEC: the scalar build. */
+#define FC_BN_LOOP(T, L, VEC, L2, VEC2, ONE)                                            \
+    do {                                                                                \
+        ptrdiff_t a_, c_, k_;                                                           \
+        for (a_ = 0; a_ < A; a_++) {                                                    \
+            if (B == 1) {                                                               \
+                const ptrdiff_t o_ = a_ * C;                                            \
+                for (c_ = 0; L > 1 && c_ + L <= C; c_ += L)                             \
+                    VEC(o_ + c_, c_, 1);                                                \
+                for (; L2 > 1 && c_ + L2 <= C; c_ += L2)                                \
+                    VEC2(o_ + c_, c_, 1);                                               \
+                for (; c_ < C; c_++)                                                    \
+                    ONE(T, o_ + c_, c_);                                                \
+                continue;                                                               \
+            }                                                                           \
+            for (c_ = 0; c_ < C; c_++) {                                                \
+                const ptrdiff_t o_ = (a_ * C + c_) * B;                                 \
+                for (k_ = 0; L > 1 && k_ + L <= B; k_ += L)                             \
+                    VEC(o_ + k_, c_, 0);                                                \
+                for (; L2 > 1 && k_ + L2 <= B; k_ += L2)                                \
+                    VEC2(o_ + k_, c_, 0);                                               \
+                for (; k_ < B; k_++)                                                    \
+                    ONE(T, o_ + k_, c_);                                                \
+            }                                                                           \
+        }                                                                               \
+    } while (0)
+#define FC_BN_NOVEC(k, j, along) ((void)0)
+
+/* The two passes of one build, AFF and BWD over T, with the vector steps (AFFV, BWDV)
+ * of L lanes and (AFFV2, BWDV2) of L2. */
+#define FC_BN_ELEM(T, L, AFFV, BWDV, L2, AFFV2, BWDV2, AFF, BWD, TARGET)                \
+    TARGET static void AFF(const T *x, const T *s, const T *t, T *y, ptrdiff_t A,      \
+                           ptrdiff_t C, ptrdiff_t B, int act)                           \
+    {                                                                                   \
+        FC_BN_LOOP(T, L, AFFV, L2, AFFV2, FC_BN_AFF1);                                  \
+    }                                                                                   \
+    TARGET static void BWD(const T *g, const T *y, const T *x, const T *m, const T *p, \
+                           const T *q, const T *r, T *dx, ptrdiff_t A, ptrdiff_t C,     \
+                           ptrdiff_t B, int act, const T *as, const T *at)              \
+    {                                                                                   \
+        FC_BN_LOOP(T, L, BWDV, L2, BWDV2, FC_BN_BWD1);                                  \
+    }
+
+#if defined(FC_BN_X86)
+/* dst (a vector VT) = the parameter arr's values from channel j (along), or arr[j] in
+ * every lane (arr[j] - 0 in each lane is arr[j] exactly, -0.0 and NaN included). */
+#define FC_BN_PARAM(VT, dst, arr, j, along)                                             \
+    VT dst;                                                                             \
+    if (along)                                                                          \
+        memcpy(&dst, (arr) + (j), sizeof dst);                                          \
+    else                                                                                \
+        dst = (arr)[j] - (VT){0};
+
+/* The vector steps of the two passes, the scalar steps' expressions on L lanes. */
+#define FC_BN_AFFV(T, L, VT, MT, k, j, along)                                           \
+    do {                                                                                \
+        FC_BN_PARAM(VT, sv_, s, j, along)                                            \
+        FC_BN_PARAM(VT, tv_, t, j, along)                                            \
+        VT v_;                                                                          \
+        memcpy(&v_, x + (k), sizeof v_);                                                \
+        v_ = v_ * sv_ + tv_;                                                            \
+        if (act) {                                                                      \
+            v_ = (VT)((MT)v_ & ~(v_ <= 0));                                             \
+            if (act == 2) {                                                             \
+                const MT hi_ = v_ >= 6;                                                 \
+                const VT six_ = (VT){0} + 6;                                            \
+                v_ = (VT)(((MT)v_ & ~hi_) | ((MT)six_ & hi_));                          \
+            }                                                                           \
+        }                                                                               \
+        memcpy(y + (k), &v_, sizeof v_);                                                \
+    } while (0)
+#define FC_BN_BWDV(T, L, VT, MT, k, j, along)                                           \
+    do {                                                                                \
+        FC_BN_PARAM(VT, mv_, m, j, along)                                            \
+        FC_BN_PARAM(VT, pv_, p, j, along)                                            \
+        FC_BN_PARAM(VT, qv_, q, j, along)                                            \
+        FC_BN_PARAM(VT, rv_, r, j, along)                                            \
+        VT g_, x_, y_;                                                                  \
+        memcpy(&g_, g + (k), sizeof g_);                                                \
+        memcpy(&x_, x + (k), sizeof x_);                                                \
+        if (act) {                                                                      \
+            if (as) {                                                                   \
+                FC_BN_PARAM(VT, av_, as, j, along)                                   \
+                FC_BN_PARAM(VT, bv_, at, j, along)                                   \
+                y_ = x_ * av_ + bv_;                                                    \
+            } else {                                                                    \
+                memcpy(&y_, y + (k), sizeof y_);                                        \
+            }                                                                           \
+            FC_BN_MASKV(VT, MT, g_, y_);                                                \
+        }                                                                               \
+        g_ = (g_ * pv_ + (x_ - mv_) * qv_) + rv_;                                       \
+        memcpy(dx + (k), &g_, sizeof g_);                                               \
+    } while (0)
+#endif
+
 typedef void (*fc_bn_run_f)(const float *, const float *, const float *, int, float,
                             float, double, ptrdiff_t, int, int, double *, double *);
 typedef void (*fc_bn_run_d)(const double *, const double *, const double *, int, double,
@@ -321,13 +455,36 @@ FC_BN_SUMS_SCALAR(float, fc_bn_sums_scalar_f)
 FC_BN_SUMS_SCALAR(double, fc_bn_sums_scalar_d)
 FC_BN_RUN_SCALAR(float, fc_bn_run_scalar_f)
 FC_BN_RUN_SCALAR(double, fc_bn_run_scalar_d)
+FC_BN_ELEM(float, 1, FC_BN_NOVEC, FC_BN_NOVEC, 1, FC_BN_NOVEC, FC_BN_NOVEC,
+           fc_bn_affine_scalar_f, fc_bn_backward_scalar_f, )
+FC_BN_ELEM(double, 1, FC_BN_NOVEC, FC_BN_NOVEC, 1, FC_BN_NOVEC, FC_BN_NOVEC,
+           fc_bn_affine_scalar_d, fc_bn_backward_scalar_d, )
 #if defined(FC_BN_X86)
 /* One vector build: both kinds of sums in both dtypes, NV doubles a register. */
 #define FC_BN_BUILD(NV, ISA, TARGET)                                                    \
     FC_BN_SUMS_V(float, NV, fc_bn_f##NV, fc_bn_i##NV, fc_bn_sums_##ISA##_f, TARGET)      \
     FC_BN_SUMS_V(double, NV, fc_bn_d##NV, fc_bn_l##NV, fc_bn_sums_##ISA##_d, TARGET)     \
     FC_BN_RUN_V(float, NV, fc_bn_f##NV, fc_bn_i##NV, fc_bn_run_##ISA##_f, TARGET)        \
-    FC_BN_RUN_V(double, NV, fc_bn_d##NV, fc_bn_l##NV, fc_bn_run_##ISA##_d, TARGET)
+    FC_BN_RUN_V(double, NV, fc_bn_d##NV, fc_bn_l##NV, fc_bn_run_##ISA##_d, TARGET)      \
+    FC_BN_ELEM(float, 2 * NV, FC_BN_AFFV_F##NV, FC_BN_BWDV_F##NV, 4, FC_BN_AFFV_F2,      \
+               FC_BN_BWDV_F2, fc_bn_affine_##ISA##_f, fc_bn_backward_##ISA##_f, TARGET)   \
+    FC_BN_ELEM(double, NV, FC_BN_AFFV_D##NV, FC_BN_BWDV_D##NV, 2, FC_BN_AFFV_D1,          \
+               FC_BN_BWDV_D1, fc_bn_affine_##ISA##_d, fc_bn_backward_##ISA##_d, TARGET)
+/* The elementwise steps of each width (named by NV, the doubles a register holds): a
+ * register of floats (2 NV) or of doubles (NV); F2 and D1 the 16-byte steps of the
+ * tails. */
+#define FC_BN_AFFV_F8(k, j, al) FC_BN_AFFV(float, 16, fc_bn_f16, fc_bn_i16, k, j, al)
+#define FC_BN_BWDV_F8(k, j, al) FC_BN_BWDV(float, 16, fc_bn_f16, fc_bn_i16, k, j, al)
+#define FC_BN_AFFV_D8(k, j, al) FC_BN_AFFV(double, 8, fc_bn_d8, fc_bn_l8, k, j, al)
+#define FC_BN_BWDV_D8(k, j, al) FC_BN_BWDV(double, 8, fc_bn_d8, fc_bn_l8, k, j, al)
+#define FC_BN_AFFV_F4(k, j, al) FC_BN_AFFV(float, 8, fc_bn_f8, fc_bn_i8, k, j, al)
+#define FC_BN_BWDV_F4(k, j, al) FC_BN_BWDV(float, 8, fc_bn_f8, fc_bn_i8, k, j, al)
+#define FC_BN_AFFV_D4(k, j, al) FC_BN_AFFV(double, 4, fc_bn_d4, fc_bn_l4, k, j, al)
+#define FC_BN_BWDV_D4(k, j, al) FC_BN_BWDV(double, 4, fc_bn_d4, fc_bn_l4, k, j, al)
+#define FC_BN_AFFV_F2(k, j, al) FC_BN_AFFV(float, 4, fc_bn_f4, fc_bn_i4, k, j, al)
+#define FC_BN_BWDV_F2(k, j, al) FC_BN_BWDV(float, 4, fc_bn_f4, fc_bn_i4, k, j, al)
+#define FC_BN_AFFV_D1(k, j, al) FC_BN_AFFV(double, 2, fc_bn_d2, fc_bn_l2, k, j, al)
+#define FC_BN_BWDV_D1(k, j, al) FC_BN_BWDV(double, 2, fc_bn_d2, fc_bn_l2, k, j, al)
 FC_BN_BUILD(8, avx512, __attribute__((target("avx512f"))))
 FC_BN_BUILD(4, avx2, __attribute__((target("avx2"))))
 #endif
@@ -335,32 +492,61 @@ FC_BN_BUILD(4, avx2, __attribute__((target("avx2"))))
 #pragma GCC pop_options
 #endif
 
+/* The build in use (fc_bn_use): the scalar code until one is picked. */
 static fc_bn_sums_f fc_bn_sums_last_f = fc_bn_sums_scalar_f;
 static fc_bn_sums_d fc_bn_sums_last_d = fc_bn_sums_scalar_d;
 static fc_bn_run_f fc_bn_run_sums_f = fc_bn_run_scalar_f;
 static fc_bn_run_d fc_bn_run_sums_d = fc_bn_run_scalar_d;
+typedef void (*fc_bn_affine_f)(const float *, const float *, const float *, float *,
+                               ptrdiff_t, ptrdiff_t, ptrdiff_t, int);
+typedef void (*fc_bn_affine_d)(const double *, const double *, const double *, double *,
+                               ptrdiff_t, ptrdiff_t, ptrdiff_t, int);
+typedef void (*fc_bn_backward_f)(const float *, const float *, const float *,
+                                 const float *, const float *, const float *,
+                                 const float *, float *, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+                                 int, const float *, const float *);
+typedef void (*fc_bn_backward_d)(const double *, const double *, const double *,
+                                 const double *, const double *, const double *,
+                                 const double *, double *, ptrdiff_t, ptrdiff_t,
+                                 ptrdiff_t, int, const double *, const double *);
+static fc_bn_affine_f fc_bn_affine_act_f = fc_bn_affine_scalar_f;
+static fc_bn_affine_d fc_bn_affine_act_d = fc_bn_affine_scalar_d;
+static fc_bn_backward_f fc_bn_backward_act_f = fc_bn_backward_scalar_f;
+static fc_bn_backward_d fc_bn_backward_act_d = fc_bn_backward_scalar_d;
 
-/* Picks the sums' build for this CPU (once, at import; every build gives the same
- * bits); portable: the scalar code (FASTCONV_DISABLE_SIMD=1). */
-static void fc_bn_pick(int portable)
+/* Selects the kernels' build: 2 AVX-512, 1 AVX2, 0 the scalar code (every build gives
+ * the same bits).  Returns 0, or -1 (nothing changed) where this CPU or compiler lacks
+ * the build. */
+static int fc_bn_use(int build)
 {
-    if (portable)
-        return;
-#if defined(FC_BN_X86)
-    __builtin_cpu_init();
-#define FC_BN_USE(ISA)                                                                  \
+#define FC_BN_SET(ISA)                                                                  \
     do {                                                                                \
         fc_bn_sums_last_f = fc_bn_sums_##ISA##_f;                                       \
         fc_bn_sums_last_d = fc_bn_sums_##ISA##_d;                                       \
         fc_bn_run_sums_f = fc_bn_run_##ISA##_f;                                         \
         fc_bn_run_sums_d = fc_bn_run_##ISA##_d;                                         \
+        fc_bn_affine_act_f = fc_bn_affine_##ISA##_f;                                    \
+        fc_bn_affine_act_d = fc_bn_affine_##ISA##_d;                                    \
+        fc_bn_backward_act_f = fc_bn_backward_##ISA##_f;                                \
+        fc_bn_backward_act_d = fc_bn_backward_##ISA##_d;                                \
     } while (0)
-    if (__builtin_cpu_supports("avx512f"))
-        FC_BN_USE(avx512);
-    else if (__builtin_cpu_supports("avx2"))
-        FC_BN_USE(avx2);
-#undef FC_BN_USE
+    if (build == 0) {
+        FC_BN_SET(scalar);
+        return 0;
+    }
+#if defined(FC_BN_X86)
+    __builtin_cpu_init();
+    if (build == 2 && __builtin_cpu_supports("avx512f")) {
+        FC_BN_SET(avx512);
+        return 0;
+    }
+    if (build == 1 && __builtin_cpu_supports("avx2")) {
+        FC_BN_SET(avx2);
+        return 0;
+    }
 #endif
+#undef FC_BN_SET
+    return -1;
 }
 
 #endif

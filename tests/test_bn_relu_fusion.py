@@ -443,8 +443,90 @@ def _all_sums(seed):
     return np.concatenate([np.asarray(o) for o in out])
 
 
-def test_the_portable_sums_give_the_vector_builds_bits(tmp_path):
-    """FASTCONV_DISABLE_SIMD=1 runs the scalar sums: the same bits as this CPU's build."""
+def _elementwise_oracle(x, g, y, params, c, b, act, act_affine):
+    """The stated expressions of affine_act and backward_input_act in NumPy (each
+    product and sum rounded in x's dtype, as the kernels round them)."""
+    def per_channel(v):
+        return np.repeat(np.tile(v, x.size // (c * b)), b)
+    s, t, m, p, q, r = (per_channel(v) for v in params)
+    z = x * s + t
+    if act:
+        z = np.where(z <= 0, np.zeros_like(z), z)
+        if act == 2:
+            z = np.where(z >= 6, np.full_like(z, 6), z)
+    if act_affine is not None:
+        y = x * per_channel(act_affine[0]) + per_channel(act_affine[1])
+    keep = np.ones(x.shape, bool) if not act else (y > 0) & ((act == 1) | (y < 6))
+    v = np.where(keep, g, np.zeros_like(g))
+    return z, (v * p + (x - m) * q) + r
+
+
+def _all_elementwise(seed):
+    """affine_act and backward_input_act on rows of 1-40 channels (channels_last: the
+    vectors along the channels and the channels past them) and runs of 1-37 values
+    (channels_first), every activation, NaN, infinities and signed zeros among x."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for dtype in (np.float32, np.float64):
+        for a, c, b in ((23, 16, 1), (9, 40, 1), (7, 24, 1), (11, 3, 1), (3, 5, 37),
+                        (4, 2, 16), (2, 7, 1), (3, 6, 9)):
+            x = (rng.standard_normal(a * c * b) * 4).astype(dtype)
+            x[:5] = [np.nan, -0.0, np.inf, -np.inf, 0.0]   # (then channel 0's edges)
+            g = rng.standard_normal(x.size).astype(dtype)
+            y = rng.uniform(-3, 9, x.size).astype(dtype)
+            y[:3] = [0.0, 6.0, np.nan]
+            params = [(rng.standard_normal(c) * 2).astype(dtype) for _ in range(6)]
+            # channel 0 maps x to itself: the activation's edges reach its output
+            params[0][0], params[1][0] = 1, -0.0   # (-0.0 + -0.0: -0.0 reaches relu)
+            ch0 = (np.arange(a)[:, None] * c * b + np.arange(b)).reshape(-1)[:6]
+            x[ch0] = [6.0, -0.0, np.nan, 0.0, 7.0, -1.0][:ch0.size]
+            for act in (0, 1, 2):
+                for act_affine in ((None, None), tuple(params[:2])):
+                    if act_affine[0] is not None and not act:
+                        continue
+                    z, dx = np.empty_like(x), np.empty_like(x)
+                    _ext.batchnorm.affine_act(x, params[0], params[1], z, a, c, b, act)
+                    _ext.batchnorm.backward_input_act(g, y, x, *params[2:], dx, a, c, b,
+                                                      act, *act_affine)
+                    out.append((x, g, y, params, c, b, act,
+                                None if act_affine[0] is None else act_affine, z, dx))
+    return out
+
+
+def test_elementwise_passes_take_the_stated_expressions():
+    """affine_act and backward_input_act bit for bit as NumPy rounds the stated
+    expressions (no fused multiply-add in any build), in both layouts, at every
+    vector width's edges; dx may be g itself."""
+    for x, g, y, params, c, b, act, act_affine, z, dx in _all_elementwise(45):
+        want_z, want_dx = _elementwise_oracle(x, g, y, params, c, b, act, act_affine)
+        msg = f"{x.dtype} c {c} b {b} act {act} affine {act_affine is not None}"
+        np.testing.assert_array_equal(_bits(z), _bits(want_z), err_msg=msg)
+        np.testing.assert_array_equal(_bits(dx), _bits(want_dx), err_msg=msg)
+        same = g.copy()
+        a = x.size // (c * b)
+        extra = () if act_affine is None else act_affine
+        _ext.batchnorm.backward_input_act(same, y, x, *params[2:], same, a, c, b, act,
+                                          *extra)
+        np.testing.assert_array_equal(_bits(same), _bits(want_dx), err_msg="in place: " + msg)
+
+
+def _bits(a):
+    """a's values as unsigned integers of their width (signed zeros and NaNs apart)."""
+    return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
+
+
+def _all_elementwise_outputs(seed):
+    return np.concatenate([_bits(np.concatenate([r[-2], r[-1]])).astype(np.uint64)
+                           for r in _all_elementwise(seed)])
+
+
+def _all_outputs():
+    return np.concatenate([_all_sums(7).view(np.uint64), _all_elementwise_outputs(8)])
+
+
+def test_every_build_gives_the_portable_builds_bits(tmp_path):
+    """FASTCONV_DISABLE_SIMD=1 runs the scalar sums and elementwise passes (a
+    subprocess); each vector build this CPU runs (use_build) gives the same bits."""
     import os
     import subprocess
     import sys
@@ -454,7 +536,27 @@ def test_the_portable_sums_give_the_vector_builds_bits(tmp_path):
     env["PYTHONPATH"] = os.pathsep.join([here, tests, env.get("PYTHONPATH", "")])
     out = str(tmp_path / "sums.npy")
     code = ("import sys, numpy as np, fastconv; from fastconv import _ext; "
-            "from test_bn_relu_fusion import _all_sums; "
-            "assert _ext.conv2d.isa() == 'portable'; np.save(sys.argv[1], _all_sums(7))")
+            "from test_bn_relu_fusion import _all_outputs; "
+            "assert _ext.conv2d.isa() == 'portable'; "
+            "assert _ext.batchnorm.build() == 'portable'; "
+            "np.save(sys.argv[1], _all_outputs())")
     subprocess.run([sys.executable, "-c", code, out], check=True, env=env)
-    np.testing.assert_array_equal(np.load(out), _all_sums(7))
+    portable = np.load(out)
+    best = _ext.batchnorm.build()
+    tried = []
+    try:
+        for name in ("portable", "avx2", "avx512"):
+            try:
+                _ext.batchnorm.use_build(name)
+            except ValueError:
+                continue
+            tried.append(name)
+            np.testing.assert_array_equal(_all_outputs(), portable, err_msg=name)
+    finally:
+        _ext.batchnorm.use_build(best)
+    assert "portable" in tried and best in tried
+
+
+def test_use_build_names_the_bad_build():
+    with pytest.raises(ValueError, match="name must be one of .* got 'sse9'"):
+        _ext.batchnorm.use_build("sse9")
