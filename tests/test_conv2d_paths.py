@@ -4,7 +4,8 @@ The conv engine (fastconv/ops/conv) picks an algorithm per pass: for the forward
 weight gradient Winograd, narrow, wide, pixel-row, the stride-1 "shifted" kernels
 (padded image + offset table) or the generic implicit GEMM (im2col into packed panels);
 for the input gradient, one of the forward's on grad_y with flipped weights (stride 1,
-output at least kernel-sized) or a scatter over groups of whole images.  Each is checked
+output at least kernel-sized) or a scatter over groups of whole images; channels_first
+calls of 3x3 and larger kernels on the channels_last ones (via_last).  Each is checked
 here (forced with force_conv_algorithm where the default would not take it) on shapes
 that leave remainders in every blocking (channel counts that are not multiples of the
 micro-tile, pixel counts that are not multiples of a strip, several partial
@@ -24,6 +25,7 @@ from fastconv import tuning
 from fastconv.ops.conv.algorithms import winograd as _winograd
 from fastconv.ops.conv import plan as _plan
 from fastconv.ops.conv.algorithms.dense import dense_chunks
+from fastconv.ops.conv.algorithms.via_last import VIA_LAST_MIN_CHANNELS
 from fastconv.ops.conv.geometry import geometry
 from fastconv.shapes import normalize_pair, normalize_padding, resolve_padding
 
@@ -1481,3 +1483,175 @@ def test_winograd_products_take_the_half_tile_for_few_output_channels():
     with tuning.override(pixel_half=False):
         assert not _explain((8, 16, 16, 32), (3, 3, 32, half_nr), "float32",
                             padding=1).plan.half
+
+
+# -- via_last: channels_first calls on the channels_last algorithms -------------------
+# (fastconv/ops/conv/algorithms/via_last.py) Each case against the naive reference, and
+# against the channels_last call of the same convolution, whose kernels it runs: the
+# same bits in every pass.  The rule (which calls take it) on both sides of its edges.
+LOW = VIA_LAST_MIN_CHANNELS
+
+VIA_LAST_CASES = [
+    # n, c, h, w, c_out, kh, kw, stride, padding, dilation
+    pytest.param(3, 16, 9, 8, 20, 3, 3, 1, "valid", 1, id="winograd-twin"),
+    pytest.param(2, 17, 7, 7, 33, 3, 3, 1, "same", 1, id="winograd-remainders"),
+    pytest.param(3, 18, 11, 10, 16, 3, 3, 2, 1, 1, id="stride2"),
+    pytest.param(2, 16, 12, 13, 24, 3, 3, 1, "same", (2, 3), id="dilated"),
+    pytest.param(2, 20, 9, 11, 17, 3, 3, 1, ((2, 0), (1, 3)), 1, id="asymmetric-pad"),
+    pytest.param(2, 16, 13, 12, 21, 5, 5, 2, 2, 1, id="5x5-stride2"),
+    pytest.param(1, 16, 2, 2, 16, 3, 3, 1, "same", 1, id="one-tile"),
+    pytest.param(2, 16, 1, 1, 16, 3, 3, 1, 1, 1, id="one-pixel-padded"),
+    pytest.param(19, 24, 6, 5, 40, 3, 3, 1, 1, 1, id="many-images-partials"),
+    pytest.param(3, 3, 10, 9, 16, 3, 3, 1, 1, 1, id="first-layer-weight-gradient-only"),
+]
+
+
+def _passes_of(n, c, h, w, c_out, kh, kw, stride, padding, dilation, dtype):
+    """{pass: algorithm} the default chooses for the channels_first case."""
+    out = {}
+    for pass_ in ("forward", "grad_input", "grad_weight"):
+        out[pass_] = _explain((n, c, h, w), (c_out, c, kh, kw), dtype, pass_, stride,
+                              padding, dilation, 1, "channels_first").algorithm
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n,c,h,w,c_out,kh,kw,stride,padding,dilation", VIA_LAST_CASES)
+def test_via_last_against_the_reference(isa, dtype, n, c, h, w, c_out, kh, kw, stride,
+                                        padding, dilation):
+    """Every pass of each case (the ones the rule gives via_last, and the rest where it
+    does not) within the reference's tolerance; the grad_bias identity of _case."""
+    chosen = _passes_of(n, c, h, w, c_out, kh, kw, stride, padding, dilation, dtype)
+    assert chosen["grad_weight"] == "via_last"
+    wide = min(c, c_out) >= LOW
+    for pass_ in ("forward", "grad_input"):
+        assert (chosen[pass_] == "via_last") == wide, (pass_, chosen)
+    _case(21, n, c, h, w, c_out, kh, kw, stride, padding, dilation, 1, dtype,
+          "channels_first")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n,c,h,w,c_out,kh,kw,stride,padding,dilation", VIA_LAST_CASES)
+def test_via_last_gives_the_channels_last_calls_bits(dtype, n, c, h, w, c_out, kh, kw,
+                                                     stride, padding, dilation):
+    """Forced, via_last runs the channels_last call's plan: forward, input and weight
+    gradient and bias gradient equal the channels_last results, transposed, bit for
+    bit (with a fused ReLU too)."""
+    rng = np.random.default_rng(22)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((c_out, c, kh, kw)).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype)
+    args = (stride, padding, dilation, 1)
+    with fastconv.force_conv_algorithm("via_last"):
+        y = fastconv.conv2d(x, wt, b, *args, "channels_first")
+        gy = rng.standard_normal(y.shape).astype(dtype)
+        gx, gw, gb = fastconv.conv2d_backward(gy, x, wt, *args, "channels_first")
+    xl, gyl = ref.to_channels_last(x), ref.to_channels_last(gy)
+    wl = np.ascontiguousarray(wt.transpose(2, 3, 1, 0))
+    yl = fastconv.conv2d(xl, wl, b, *args, "channels_last")
+    gxl, gwl, gbl = fastconv.conv2d_backward(gyl, xl, wl, *args, "channels_last")
+    np.testing.assert_array_equal(y, ref.to_channels_first(yl))
+    np.testing.assert_array_equal(gx, ref.to_channels_first(gxl))
+    np.testing.assert_array_equal(gw, gwl.transpose(3, 2, 0, 1))
+    np.testing.assert_allclose(gb, gbl, rtol=1e-12 if dtype == np.float64 else 1e-6)
+    assert gw.flags.c_contiguous and gx.flags.c_contiguous and y.flags.c_contiguous
+
+
+def test_the_rule_at_its_edges():
+    """1x1 kernels decline; under VIA_LAST_MIN_CHANNELS in or out the forward and input
+    gradient decline (the weight gradient takes it); groups and channels_last refuse."""
+    f32 = np.float32
+
+    def algs(x_shape, w_shape, groups=1, data_format="channels_first"):
+        return [_explain(x_shape, w_shape, f32, p, 1, 1 if w_shape[-1] > 1 else 0, 1,
+                         groups, data_format).algorithm
+                for p in ("forward", "grad_input", "grad_weight")]
+
+    assert algs((2, LOW, 8, 8), (LOW, LOW, 3, 3)) == ["via_last"] * 3
+    low = algs((2, LOW - 1, 8, 8), (LOW, LOW - 1, 3, 3))
+    assert "via_last" not in low[:2] and low[2] == "via_last"
+    low_out = algs((2, LOW, 8, 8), (LOW - 1, LOW, 3, 3))
+    assert "via_last" not in low_out[:2] and low_out[2] == "via_last"
+    assert "via_last" not in algs((2, 32, 8, 8), (32, 32, 1, 1))
+    assert "via_last" not in algs((2, 32, 8, 8), (32, 16, 3, 3), groups=2)
+    assert "via_last" not in algs((2, 8, 8, 32), (3, 3, 32, 32),
+                                  data_format="channels_last")
+    e = _explain((2, 32, 8, 8), (32, 32, 1, 1), f32, data_format="channels_first")
+    assert "1x1 kernel" in e.refused["via_last"]
+    e = _explain((2, 32, 8, 8), (32, 16, 3, 3), f32, groups=2, padding=1,
+                 data_format="channels_first")
+    assert "2 groups" in e.refused["via_last"]
+    with pytest.raises(ValueError, match="via_last cannot run"):
+        with fastconv.force_conv_algorithm("via_last"):
+            fastconv.conv2d(np.ones((1, 5, 5, 8), f32), np.ones((3, 3, 8, 8), f32),
+                            data_format="channels_last")
+
+
+def test_explain_names_the_twins_plan():
+    e = _explain((4, 32, 16, 16), (32, 32, 3, 3), np.float32, padding=1,
+                 data_format="channels_first")
+    assert e.algorithm == "via_last"
+    assert "through transposed copies, then winograd_f" in str(e)
+
+
+def test_a_channels_first_layer_in_inference_equals_its_channels_last_twin():
+    """A Conv2D + BatchNormalization + ReLU model in channels_first (folded, the packed
+    weights kept between calls) predicts what its channels_last twin does, and sees a
+    change written into the kernel in place."""
+    rng = np.random.default_rng(23)
+
+    def model(fmt, shape):
+        m = fastconv.models.Sequential([
+            fastconv.layers.Input(shape),
+            fastconv.layers.Conv2D(24, 3, padding="same", data_format=fmt),
+            fastconv.layers.BatchNormalization(axis=1 if fmt == "channels_first" else -1),
+            fastconv.layers.ReLU()])
+        return m
+
+    first, last = model("channels_first", (16, 9, 9)), model("channels_last", (9, 9, 16))
+    weights = [rng.standard_normal(w.shape).astype(np.float32) * 0.3
+               for w in last.get_weights()]
+    weights[-1] = np.abs(weights[-1]) + 0.5    # (moving variance)
+    last.set_weights(weights)
+    first.set_weights(weights)
+    x = rng.standard_normal((3, 9, 9, 16)).astype(np.float32)
+    xf = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    for _ in range(2):   # (the second call on the kept, packed weights)
+        np.testing.assert_array_equal(first.predict_on_batch(xf),
+                                      last.predict_on_batch(x).transpose(0, 3, 1, 2))
+    first.layers[0].kernel[0, 0, 0, 0] += 1.0
+    last.layers[0].kernel[0, 0, 0, 0] += 1.0
+    np.testing.assert_array_equal(first.predict_on_batch(xf),
+                                  last.predict_on_batch(x).transpose(0, 3, 1, 2))
+
+
+def test_inference_on_a_blas_twin_keeps_its_weight_copy():
+    """A batch-1 channels_first layer whose channels_last twin runs im2col_blas (a large
+    weight for its 4 output pixels): without a kept weight the forward declines
+    via_last (its weight would be copied every call); in inference it runs it, on a
+    copy kept with the layer's packed weights, equal to the channels_last layer's
+    output and renewed when the kernel is written in place."""
+    f32 = np.float32
+    e = _explain((1, 64, 2, 2), (64, 64, 3, 3), f32, padding=1,
+                 data_format="channels_first")
+    assert e.algorithm != "via_last" and "im2col_blas" in e.refused["via_last"]
+    rng = np.random.default_rng(24)
+
+    def conv(fmt):
+        layer = fastconv.layers.Conv2D(64, 3, padding="same", data_format=fmt)
+        shape = (64, 2, 2) if fmt == "channels_first" else (2, 2, 64)
+        return fastconv.models.Sequential([fastconv.layers.Input(shape), layer]), layer
+
+    (first, lf), (last, ll) = conv("channels_first"), conv("channels_last")
+    weights = [rng.standard_normal(w.shape).astype(f32) for w in last.get_weights()]
+    first.set_weights(weights)
+    last.set_weights(weights)
+    x = rng.standard_normal((1, 2, 2, 64)).astype(f32)
+    xf = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    for step in range(3):
+        if step == 2:
+            lf.kernel[1, 2, 3, 4] += 1.0
+            ll.kernel[1, 2, 3, 4] += 1.0
+        np.testing.assert_array_equal(first.predict_on_batch(xf),
+                                      last.predict_on_batch(x).transpose(0, 3, 1, 2))
+    assert "via_last weight" in lf._prepared["kernel"]._values

@@ -66,7 +66,8 @@ class Plan:
     inner: "Plan" = None         # the plan of the rewritten call (dense as 1x1)
     isa: str = ""
     # a channels_first call run on the channels_last kernels, through transposed
-    # copies of its arrays: the channels_last twin of g (depthwise on small planes)
+    # copies of its arrays: the channels_last twin of g (via_last; depthwise on small
+    # planes)
     last: ConvGeometry = None
 
     @property
@@ -90,6 +91,7 @@ class Algorithm:
     passes = ()
     shortcuts = ()
     rewrites = False     # runs the call as another convolution (see Plan.inner)
+    relayouts = False    # runs a channels_first call as its channels_last twin (Plan.last)
     relu6 = False        # forward takes relu=RELU6: ReLU6 in its output pass (run.py)
 
     def supports(self, q):

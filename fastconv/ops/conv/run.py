@@ -14,7 +14,8 @@ from . import plan as _plan
 from ... import tuning as _tuning
 from .algorithms import IM2COL
 from .algorithms.common import (bias_total, finite, grad_bias, images_per_partial,
-                                weight_oihw)
+                                to_first, to_last, weight_oihw)
+from .algorithms.via_last import twin_weight
 from .plan import FORWARD, GRAD_INPUT, GRAD_WEIGHT, RELU6, select
 
 __all__ = ["forward", "grad_input", "grad_weight", "forward_avg_pooled",
@@ -58,6 +59,10 @@ def _forward(g, x, weight, bias, dtype, relu=False, tanh=False, tile=None, finit
         return _forward(d, x.reshape(d.x_shape), weight.reshape(d.weight_shape), bias,
                         dtype, relu, tanh, forced=False,
                         prepared=prepared).reshape(g.y_shape)
+    if alg.relayouts:   # (via_last: the channels_last twin on transposed copies)
+        yl = _forward(plan.last, to_last(x), twin_weight(plan, weight, prepared), bias,
+                      dtype, relu, tanh, tile, finite_w, forced=False, prepared=prepared)
+        return to_first(yl, _arena.empty(g.y_shape, dtype))
     bound = relu == RELU6 and not alg.relu6   # ReLU6 as a clamp after the ReLU
     if bound:
         relu = True
@@ -121,6 +126,10 @@ def _grad_input(g, grad_y, weight, dtype, ran=None, forced=True):
         d = plan.run_g
         return _grad_input(d, grad_y.reshape(d.y_shape), weight.reshape(d.weight_shape),
                            dtype, forced=False).reshape(g.x_shape)
+    if alg.relayouts:
+        gx = _grad_input(plan.last, to_last(grad_y), twin_weight(plan, weight), dtype,
+                         forced=False)
+        return to_first(gx, _arena.empty(g.x_shape, dtype))
     if getattr(alg, "on_layout", False):
         return alg.grad_input_layout(plan, grad_y, weight)
     w = weight_oihw(g, weight)
@@ -156,6 +165,11 @@ def _grad_weight(g, grad_y, x, dtype, with_bias, ran=None, forced=True):
                              False, forced=False)
         gw = gw.reshape(g.weight_shape)
         # The bias gradient's partial sums as conv2d_grad_bias groups them (g's images).
+        gb = grad_bias(g, grad_y, dtype, plan.n_per) if with_bias else None
+    elif alg.relayouts:
+        gw, _ = _grad_weight(plan.last, to_last(grad_y), to_last(x), dtype, False,
+                             forced=False)
+        gw = np.ascontiguousarray(gw.transpose(3, 2, 0, 1))
         gb = grad_bias(g, grad_y, dtype, plan.n_per) if with_bias else None
     elif getattr(alg, "on_layout", False):
         gw, gb = alg.grad_weight_layout(plan, grad_y, x, with_bias)

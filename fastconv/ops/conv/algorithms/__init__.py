@@ -14,11 +14,13 @@ from .direct import Im2col, Scatter, Shifted
 from .narrow import Narrow
 from .phases import Phases
 from .pixel import PixelRows
+from .via_last import ViaLast
 from .wide import Wide
 from .winograd import Winograd, tile_for
 
 __all__ = ["DENSE", "DENSE_1X1", "POINTWISE_BLAS", "IM2COL_BLAS", "POINTWISE", "DEPTHWISE",
-           "WINOGRAD", "NARROW", "WIDE", "PIXEL", "SHIFTED", "IM2COL", "PHASES", "SCATTER", "Gather"]
+           "VIA_LAST", "WINOGRAD", "NARROW", "WIDE", "PIXEL", "SHIFTED", "IM2COL", "PHASES",
+           "SCATTER", "Gather"]
 
 
 class Gather(Algorithm):
@@ -77,16 +79,19 @@ POINTWISE_BLAS, IM2COL_BLAS = PointwiseBlas(), Im2colBlas()
 WINOGRAD = (Winograd(2), Winograd(4), Winograd(5))
 NARROW, WIDE, PIXEL = Narrow(), Wide(), PixelRows()
 SHIFTED, IM2COL, SCATTER = Shifted(), Im2col(), Scatter()
-PHASES = Phases()
+PHASES, VIA_LAST = Phases(), ViaLast()
 
-# (Depthwise runs its own stride-1 input gradient: not a Gather.)
+# (Depthwise runs its own stride-1 input gradient: not a Gather.  via_last comes
+# before every algorithm that runs channels_first calls of one group.)
 _FORWARD = [DENSE, DENSE_1X1, POINTWISE_BLAS, IM2COL_BLAS, POINTWISE, DEPTHWISE,
             *WINOGRAD, NARROW, WIDE, PIXEL, SHIFTED, IM2COL]
+_GATHERED = _FORWARD[6:]
+_FORWARD.insert(6, VIA_LAST)
 register({
     FORWARD: _FORWARD,
-    GRAD_INPUT: [DENSE, DENSE_1X1, POINTWISE_BLAS, IM2COL_BLAS, POINTWISE, DEPTHWISE]
-    + [Gather(a) for a in _FORWARD[6:]] + [PHASES, SCATTER],
+    GRAD_INPUT: [DENSE, DENSE_1X1, POINTWISE_BLAS, IM2COL_BLAS, POINTWISE, DEPTHWISE,
+                 VIA_LAST] + [Gather(a) for a in _GATHERED] + [PHASES, SCATTER],
     GRAD_WEIGHT: [DENSE, DENSE_1X1, POINTWISE_BLAS, IM2COL_BLAS, POINTWISE, DEPTHWISE,
-                  *WINOGRAD, WIDE, PIXEL, SHIFTED, IM2COL],
+                  VIA_LAST, *WINOGRAD, WIDE, PIXEL, SHIFTED, IM2COL],
 })
 

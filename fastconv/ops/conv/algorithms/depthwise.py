@@ -18,7 +18,7 @@ import numpy as np
 
 from .... import _ext
 from ..plan import FORWARD, GRAD_INPUT, GRAD_WEIGHT, Algorithm, Plan
-from .common import aligned_zeros, images_per_partial, sum_partials
+from .common import aligned_zeros, images_per_partial, sum_partials, to_first, to_last
 
 __all__ = ["Depthwise", "packed_weights"]
 
@@ -53,23 +53,6 @@ def _via_last(g, pass_):
     if g.oh * g.ow > most:
         return None
     return dataclasses.replace(g, channels_last=True)
-
-
-def _to_last(a):
-    """An (N, C, H, W) array as a C-contiguous (N, H, W, C) copy (a compiled
-    transpose: NumPy's copy of the transposed view ran at 3 GB/s)."""
-    a = np.ascontiguousarray(a)
-    n, c, h, w = a.shape
-    return _ext.conv2d.batched_transpose(a, np.empty((n, h, w, c), a.dtype), n, c, h * w)
-
-
-def _to_first(a, out):
-    """(N, H, W, C) array a into the (N, C, H, W) out."""
-    if not out.flags.c_contiguous:
-        np.copyto(out, a.transpose(0, 3, 1, 2))
-        return
-    n, c, h, w = out.shape
-    _ext.conv2d.batched_transpose(np.ascontiguousarray(a), out, n, h * w, c)
 
 
 def packed_weights(g, w):
@@ -126,17 +109,17 @@ class Depthwise(Algorithm):
     def forward(self, plan, x, w, bias, y, relu, tanh, packed=None):
         g = plan.last or plan.g
         wp = self.pack(plan, w) if packed is None else packed
-        xk = x if plan.last is None else _to_last(x)
+        xk = x if plan.last is None else to_last(x)
         yk = y if plan.last is None else np.empty(g.y_shape, y.dtype)
         # (relu: True, or RELU6, applied as the other kernels' output pass applies it)
         _ext.conv2d.dw_forward(xk.reshape(-1), wp, bias, yk.reshape(-1), g.c, int(relu))
         if plan.last is not None:
-            _to_first(yk, y)
+            to_first(yk, y)
         return False
 
     def grad_input(self, plan, grad_y, w, out):
         g = plan.last or plan.g
-        gy = grad_y if plan.last is None else _to_last(grad_y)
+        gy = grad_y if plan.last is None else to_last(grad_y)
         gx = out if plan.last is None else np.empty(g.x_shape, out.dtype)
         if plan.run_g is not None:
             d = plan.run_g
@@ -147,12 +130,12 @@ class Depthwise(Algorithm):
             _ext.conv2d.dw_grad_input(gy.reshape(-1), packed_weights(g, w),
                                       gx.reshape(-1), g.c)
         if plan.last is not None:
-            _to_first(gx, out)
+            to_first(gx, out)
         return out
 
     def grad_weight(self, plan, grad_y, x, bsum):
         if plan.last is not None:
-            grad_y, x = _to_last(grad_y), _to_last(x)
+            grad_y, x = to_last(grad_y), to_last(x)
         g, first = plan.last or plan.g, not plan.g.channels_last
         groups = -(-g.n // plan.n_per)
         khw = g.kh * g.kw
