@@ -60,8 +60,9 @@ def _forward(g, x, weight, bias, dtype, relu=False, tanh=False, tile=None, finit
                         dtype, relu, tanh, forced=False,
                         prepared=prepared).reshape(g.y_shape)
     if alg.relayouts:   # (via_last: the channels_last twin on transposed copies)
-        yl = _forward(plan.last, to_last(x), twin_weight(plan, weight, prepared), bias,
-                      dtype, relu, tanh, tile, finite_w, forced=False, prepared=prepared)
+        wl = twin_weight(plan, weight, prepared)
+        yl = _forward(plan.last, to_last(x, arena=True), wl, bias, dtype, relu, tanh,
+                      tile, finite_w, forced=False, prepared=prepared)
         return to_first(yl, _arena.empty(g.y_shape, dtype))
     bound = relu == RELU6 and not alg.relu6   # ReLU6 as a clamp after the ReLU
     if bound:
@@ -127,8 +128,8 @@ def _grad_input(g, grad_y, weight, dtype, ran=None, forced=True):
         return _grad_input(d, grad_y.reshape(d.y_shape), weight.reshape(d.weight_shape),
                            dtype, forced=False).reshape(g.x_shape)
     if alg.relayouts:
-        gx = _grad_input(plan.last, to_last(grad_y), twin_weight(plan, weight), dtype,
-                         forced=False)
+        gyl = to_last(grad_y, arena=True)
+        gx = _grad_input(plan.last, gyl, twin_weight(plan, weight), dtype, forced=False)
         return to_first(gx, _arena.empty(g.x_shape, dtype))
     if getattr(alg, "on_layout", False):
         return alg.grad_input_layout(plan, grad_y, weight)
@@ -167,8 +168,8 @@ def _grad_weight(g, grad_y, x, dtype, with_bias, ran=None, forced=True):
         # The bias gradient's partial sums as conv2d_grad_bias groups them (g's images).
         gb = grad_bias(g, grad_y, dtype, plan.n_per) if with_bias else None
     elif alg.relayouts:
-        gw, _ = _grad_weight(plan.last, to_last(grad_y), to_last(x), dtype, False,
-                             forced=False)
+        gw, _ = _grad_weight(plan.last, to_last(grad_y, arena=True),
+                             to_last(x, arena=True), dtype, False, forced=False)
         gw = np.ascontiguousarray(gw.transpose(3, 2, 0, 1))
         gb = grad_bias(g, grad_y, dtype, plan.n_per) if with_bias else None
     elif getattr(alg, "on_layout", False):

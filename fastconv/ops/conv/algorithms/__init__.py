@@ -18,9 +18,9 @@ from .via_last import ViaLast
 from .wide import Wide
 from .winograd import Winograd, tile_for
 
-__all__ = ["DENSE", "DENSE_1X1", "POINTWISE_BLAS", "IM2COL_BLAS", "POINTWISE", "DEPTHWISE",
-           "VIA_LAST", "WINOGRAD", "NARROW", "WIDE", "PIXEL", "SHIFTED", "IM2COL", "PHASES",
-           "SCATTER", "Gather"]
+__all__ = ["DENSE", "DENSE_1X1", "POINTWISE_BLAS", "IM2COL_BLAS", "POINTWISE",
+           "DEPTHWISE", "VIA_LAST", "WINOGRAD", "NARROW", "WIDE", "PIXEL", "SHIFTED",
+           "IM2COL", "PHASES", "SCATTER", "Gather"]
 
 
 class Gather(Algorithm):

@@ -32,7 +32,7 @@ import dataclasses
 import numpy as np
 
 from ..plan import FORWARD, GRAD_INPUT, GRAD_WEIGHT, Algorithm, Plan, select
-from .common import partials_of, to_first, to_last
+from .common import partials_of
 
 __all__ = ["ViaLast", "VIA_LAST_MIN_CHANNELS", "twin_weight"]
 
@@ -96,8 +96,9 @@ class ViaLast(Algorithm):
     def plan(self, q):
         # (n_per: the bias gradient's partial sums, taken on the call's own layout as
         # conv2d_grad_bias takes them)
+        twin = dataclasses.replace(q.g, channels_last=True)
         return Plan(q.pass_, self, q.g, q.dtype, isa=q.isa, n_per=partials_of(q),
-                    last=dataclasses.replace(q.g, channels_last=True), inner=_twin_plan(q))
+                    last=twin, inner=_twin_plan(q))
 
     def details(self, plan):
         return [f"through transposed copies, then {plan.inner.describe()}"]
