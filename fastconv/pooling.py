@@ -32,6 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _arena, _ext
+from ._layout import to_first, to_last
 from ._validation import (_FLOATS, as_array, check_data_format, check_ndim,
                           common_float_dtype)
 from .shapes import (layout_shape, memoised, normalize_pair, normalize_padding,
@@ -172,12 +173,38 @@ def _check_flag(value, name):
     return bool(value)
 
 
+def _is_2x2(g):
+    """2x2 windows at stride 2, each inside the input: the kernels' fast rows (in
+    channels_first, SSE2 rows of the planes)."""
+    return (g.kernel_args() == (2, 2, 2, 2, 0, 0) and 2 * g.oh <= g.h and
+            2 * g.ow <= g.w)
+
+
 def _max_forward(g, x, store):
+    if not (g.channels_last or _is_2x2(g)):
+        return _max_forward_via_last(g, x, store)
     y = _arena.empty(g.y_shape, x.dtype)
     idx = _arena.empty(g.y_shape if store else (1, 1, 1, 1), g.index_dtype)
     kernel = _ext.pool2d.max_pool_nhwc if g.channels_last else _ext.pool2d.max_pool_nchw
     kernel(x, y, idx, store, *g.kernel_args())
     return y, idx
+
+
+def _max_forward_via_last(g, x, store):
+    """A channels_first max pool of other windows than _is_2x2's on the channels_last
+    kernel (vectorised over the channels) through transposed copies: the
+    channels_first kernel takes one output at a time, its windows' maxima a chain of
+    dependent selects (ResNet's 3x3/2 pool at 8 x 64 x 112 x 112: 23-28 ms against
+    4.8, docs/design/algorithms.md).  The same maxima, winners and indices (each a
+    position inside its window, whatever the layout)."""
+    n, c, oh, ow = g.y_shape
+    yl = np.empty((n, oh, ow, c), x.dtype)
+    il = np.empty((n, oh, ow, c) if store else (1, 1, 1, 1), g.index_dtype)
+    _ext.pool2d.max_pool_nhwc(to_last(x), yl, il, store, *g.kernel_args())
+    y = to_first(yl, _arena.empty(g.y_shape, x.dtype))
+    if not store:
+        return y, il
+    return y, to_first(il, _arena.empty(g.y_shape, g.index_dtype))
 
 
 def max_pool2d(x, pool_size, stride=None, padding=0, data_format="channels_first",

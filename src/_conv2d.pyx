@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-from libc.stdint cimport uint32_t, uint64_t
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, strcmp
 from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBuffer_Release,
                              PyObject_GetBuffer)
@@ -252,6 +252,8 @@ cdef extern from "transpose.h" nogil:
                                Py_ssize_t rows, Py_ssize_t cols, int threads, int simd)
     void fc_transpose_uint64_t(const uint64_t *src, uint64_t *dst, Py_ssize_t n,
                                Py_ssize_t rows, Py_ssize_t cols, int threads, int simd)
+    void fc_transpose_uint8_t(const uint8_t *src, uint8_t *dst, Py_ssize_t n,
+                              Py_ssize_t rows, Py_ssize_t cols, int threads, int simd)
     int fc_tr_simd(int portable)
 
 cdef int _tr_simd = fc_tr_simd(_isa.id == 0)
@@ -259,14 +261,14 @@ cdef int _tr_simd = fc_tr_simd(_isa.id == 0)
 
 def batched_transpose(a, out, Py_ssize_t n, Py_ssize_t rows, Py_ssize_t cols):
     """out[m, j, i] = a[m, i, j] for n matrices of rows x cols (src/transpose.h): a and
-    out C-contiguous arrays of one dtype of 4 or 8 bytes and n * rows * cols elements,
-    not overlapping.  (N, C, H, W) -> (N, H, W, C) is rows = C, cols = H * W."""
+    out C-contiguous arrays of one dtype of 1, 4 or 8 bytes and n * rows * cols
+    elements, not overlapping.  (N, C, H, W) -> (N, H, W, C) is rows = C, cols = H * W."""
     if not (isinstance(a, np.ndarray) and isinstance(out, np.ndarray)):
         raise TypeError(f"a and out must be ndarrays, got {type(a).__name__} and "
                         f"{type(out).__name__}")
-    if a.dtype != out.dtype or a.dtype.itemsize not in (4, 8):
-        raise TypeError(f"a and out must have one dtype of 4 or 8 bytes, got {a.dtype} "
-                        f"and {out.dtype}")
+    if a.dtype != out.dtype or a.dtype.itemsize not in (1, 4, 8):
+        raise TypeError(f"a and out must have one dtype of 1, 4 or 8 bytes, got "
+                        f"{a.dtype} and {out.dtype}")
     if not (a.flags.c_contiguous and out.flags.c_contiguous and out.flags.writeable):
         raise ValueError("a and out must be C-contiguous (out writeable)")
     if n < 0 or rows < 0 or cols < 0 or a.size != n * rows * cols or out.size != a.size:
@@ -282,7 +284,13 @@ def batched_transpose(a, out, Py_ssize_t n, Py_ssize_t rows, Py_ssize_t cols):
     cdef uint32_t[::1] o4
     cdef const uint64_t[::1] a8
     cdef uint64_t[::1] o8
-    if a.dtype.itemsize == 4:
+    cdef const uint8_t[::1] a1
+    cdef uint8_t[::1] o1
+    if a.dtype.itemsize == 1:
+        a1, o1 = a.reshape(-1).view(np.uint8), out.reshape(-1).view(np.uint8)
+        with nogil:
+            fc_transpose_uint8_t(&a1[0], &o1[0], n, rows, cols, threads, 0)
+    elif a.dtype.itemsize == 4:
         a4, o4 = a.reshape(-1).view(np.uint32), out.reshape(-1).view(np.uint32)
         with nogil:
             fc_transpose_uint32_t(&a4[0], &o4[0], n, rows, cols, threads, _tr_simd)

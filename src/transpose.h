@@ -30,6 +30,7 @@
             for (i = i0; i < i1; i++)                                                   \
                 d[j * rows + i] = s[i * cols + j];                                      \
     }
+FC_TR_TILE_C(uint8_t)
 FC_TR_TILE_C(uint32_t)
 FC_TR_TILE_C(uint64_t)
 
@@ -110,6 +111,7 @@ FC_TR_TILES(uint32_t, fc_tr_tile_avx2)
 FC_TR_TILES(uint32_t, fc_tr_tile_uint32_t)
 #endif
 FC_TR_TILES(uint64_t, fc_tr_tile_uint64_t)
+FC_TR_TILES(uint8_t, fc_tr_tile_uint8_t)   /* (max-pool indices) */
 
 /* Whether the 4-byte transposes may run the AVX2 tiles on this CPU. */
 static int fc_tr_simd(int portable)

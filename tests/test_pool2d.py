@@ -604,3 +604,47 @@ def test_fused_average_pool_and_tanh_gradient_is_the_two_passes(dtype, shape):
         pooling._geometry(a.shape, 3, 2, "valid", "channels_last"),
         np.zeros((shape[0], (shape[1] - 1) // 2, (shape[2] - 1) // 2, shape[3]), dtype),
         a) is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape,pool,stride,padding", [
+    ((2, 17, 11, 10), 3, 2, 1),          # ResNet's stem pool, odd channel count
+    ((3, 1, 9, 9), 3, 1, "same"),        # one channel
+    ((2, 3, 8, 7), (2, 3), (1, 2), 0),   # rectangular windows and strides
+    ((2, 5, 6, 6), 2, 1, 0),             # 2x2 at stride 1: not the fast rows
+    ((1, 4, 7, 7), 2, 2, "same"),        # 2x2/2 with a padded last window
+    ((2, 6, 9, 9), 2, 2, 0),             # the fast rows (2x2/2 inside): no copies
+    ((1, 2, 20, 20), 17, 1, 0),          # 289 cells: int64 indices
+])
+def test_channels_first_max_pool_is_the_channels_last_pool_transposed(
+        x_shape, pool, stride, padding, dtype):
+    """channels_first max pooling runs its windows (all but 2x2/2 inside the input) on
+    the channels_last kernel through transposed copies: the same maxima, NaN and tied
+    winners and indices as the channels_last call, bit for bit, and its gradient."""
+    rng = np.random.default_rng(31)
+    x = rng.integers(-3, 4, x_shape).astype(dtype)   # (many ties)
+    x[0, 0, 1, 1] = np.nan
+    xl = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    y, idx = fastconv.max_pool2d(x, pool, stride, padding, return_indices=True)
+    yl, idxl = fastconv.max_pool2d(xl, pool, stride, padding, "channels_last",
+                                   return_indices=True)
+    np.testing.assert_array_equal(y, yl.transpose(0, 3, 1, 2))
+    assert idx.dtype == idxl.dtype and idx.flags.c_contiguous
+    np.testing.assert_array_equal(idx, idxl.transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(fastconv.max_pool2d(x, pool, stride, padding), y)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gyl = np.ascontiguousarray(gy.transpose(0, 2, 3, 1))
+    gx = fastconv.max_pool2d_backward(gy, x, pool, stride, padding)
+    gxl = fastconv.max_pool2d_backward(gyl, xl, pool, stride, padding, "channels_last")
+    np.testing.assert_array_equal(gx, gxl.transpose(0, 3, 1, 2))
+
+
+def test_batched_transpose_of_one_byte_elements():
+    """The max pool's uint8 indices take the compiled transpose too."""
+    a = np.arange(3 * 5 * 37, dtype=np.uint8).reshape(3, 5, 37) * 7
+    out = np.empty((3, 37, 5), np.uint8)
+    fastconv._ext.conv2d.batched_transpose(a, out, 3, 5, 37)
+    np.testing.assert_array_equal(out, a.transpose(0, 2, 1))
+    with pytest.raises(TypeError, match="one dtype of 1, 4 or 8 bytes"):
+        fastconv._ext.conv2d.batched_transpose(a.astype(np.int16),
+                                               out.astype(np.int16), 3, 5, 37)

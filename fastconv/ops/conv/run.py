@@ -13,8 +13,9 @@ from ... import activations as _activations
 from . import plan as _plan
 from ... import tuning as _tuning
 from .algorithms import IM2COL
+from ..._layout import to_first, to_last
 from .algorithms.common import (bias_total, finite, grad_bias, images_per_partial,
-                                to_first, to_last, weight_oihw)
+                                weight_oihw)
 from .algorithms.via_last import twin_weight
 from .plan import FORWARD, GRAD_INPUT, GRAD_WEIGHT, RELU6, select
 

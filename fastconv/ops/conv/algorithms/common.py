@@ -1,8 +1,8 @@
-"""Helpers the algorithms share: micro-tile sizes, layout copies, weight packing, aligned
-buffers, partial sums added in a fixed order, and the finite-weight check."""
+"""Helpers the algorithms share: micro-tile sizes, weight packing, aligned buffers,
+partial sums added in a fixed order, and the finite-weight check."""
 import numpy as np
 
-from .... import _arena, _ext
+from .... import _ext
 
 FLOAT64 = np.dtype(np.float64)
 
@@ -23,29 +23,6 @@ def pixel_tile(dtype, half=False):
 def weight_oihw(g, weight):
     """The weight as (C_out, C_in/groups, kh, kw) whatever the layout."""
     return weight.transpose(3, 2, 0, 1) if g.channels_last else weight
-
-
-def to_last(a, arena=False):
-    """An (N, C, H, W) array as a C-contiguous (N, H, W, C) copy: a compiled transpose
-    (NumPy's copy of the transposed view ran at 3 GB/s).  A new array, or with arena
-    one of the pass's arena (no page faults on every call, but held until the next
-    pass: via_last's copies are worth it, ResNet-20's NCHW training step 0.75x -> 0.65x
-    the shifted kernels' for 36 MB more at its peak; the depthwise's small planes
-    are not, MobileNetV2's NCHW step peaked 44 MB higher for no gain)."""
-    a = np.ascontiguousarray(a)
-    n, c, h, w = a.shape
-    out = (_arena.empty if arena else np.empty)((n, h, w, c), a.dtype)
-    return _ext.conv2d.batched_transpose(a, out, n, c, h * w)
-
-
-def to_first(a, out):
-    """(N, H, W, C) array a into the (N, C, H, W) out."""
-    if not out.flags.c_contiguous:
-        np.copyto(out, a.transpose(0, 3, 1, 2))
-        return out
-    n, c, h, w = out.shape
-    _ext.conv2d.batched_transpose(np.ascontiguousarray(a), out, n, h * w, c)
-    return out
 
 
 def pack_rows(mat, mr):

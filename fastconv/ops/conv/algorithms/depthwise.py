@@ -17,8 +17,9 @@ import dataclasses
 import numpy as np
 
 from .... import _ext
+from ...._layout import to_first, to_last
 from ..plan import FORWARD, GRAD_INPUT, GRAD_WEIGHT, Algorithm, Plan
-from .common import aligned_zeros, images_per_partial, sum_partials, to_first, to_last
+from .common import aligned_zeros, images_per_partial, sum_partials
 
 __all__ = ["Depthwise", "packed_weights"]
 
