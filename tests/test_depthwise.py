@@ -220,3 +220,25 @@ def test_batched_transpose_against_numpy(dtype):
         tr(a, a, 2, 3, 4)
     with pytest.raises(TypeError, match="must be ndarrays"):
         tr([0.0], np.zeros(1, dtype), 1, 1, 1)
+
+
+def test_inference_packing_follows_the_layout_the_kernels_address():
+    """A channels_first DepthwiseConv2D in inference keeps its packed weight between
+    calls; small planes run on the channels_last kernels (another packing) and large
+    ones on the channels_first kernels.  Calls alternating between the two get each
+    its own packing (they once shared one: a silent wrong answer on the second)."""
+    rng = np.random.default_rng(51)
+    m = fastconv.models.Sequential([
+        fastconv.layers.Input((8, None, None)),
+        fastconv.layers.DepthwiseConv2D(3, padding="same", data_format="channels_first")])
+    weights = [rng.standard_normal(a.shape).astype(np.float32) for a in m.get_weights()]
+    m.set_weights(weights)
+    wt = weights[0].transpose(2, 3, 0, 1).astype(np.float64)   # (C, 1, kh, kw)
+    from fastconv.ops.conv.algorithms import depthwise
+    side = int(np.sqrt(depthwise.VIA_LAST_PLANE))
+    for hw in (side - 2, side + 4, side - 2, side + 4):   # small, large, small, large
+        x = rng.standard_normal((2, 8, hw, hw)).astype(np.float32)
+        want = ref.conv2d_forward(x.astype(np.float64), wt, weights[1].astype(np.float64),
+                                  (1, 1), ((1, 1), (1, 1)), (1, 1), 8)
+        np.testing.assert_allclose(m.predict_on_batch(x), want, rtol=1e-5,
+                                   atol=1e-5 * np.abs(want).max())

@@ -110,11 +110,16 @@ def _bound6_if(y, bound):
 
 def _packed(prepared, plan, w):
     """plan's packed form of w (Algorithm.pack) kept in prepared, None where there is
-    no prepared or the algorithm reads w as it is.  Kept by algorithm, tile and ISA:
-    the panels' widths are the ISA's."""
+    no prepared or the algorithm reads w as it is.  Kept by algorithm, tile, ISA (the
+    panels' widths are the ISA's) and the layout its kernels address: a channels_first
+    layer's calls may run on its channels_last kernels too (the depthwise's small
+    planes, via_last), whose packing differs (before the layout was in the key, a
+    depthwise layer called on a small input and then on a large one read the small
+    one's packing)."""
     if prepared is None:
         return None
-    return prepared.get((plan.algorithm.name, plan.tile, plan.isa),
+    last = (plan.last or plan.g).channels_last
+    return prepared.get((plan.algorithm.name, plan.tile, plan.isa, last),
                         lambda: plan.algorithm.pack(plan, w))
 
 
