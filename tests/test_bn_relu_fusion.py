@@ -560,3 +560,27 @@ def test_every_build_gives_the_portable_builds_bits(tmp_path):
 def test_use_build_names_the_bad_build():
     with pytest.raises(ValueError, match="name must be one of .* got 'sse9'"):
         _ext.batchnorm.use_build("sse9")
+
+
+@pytest.mark.parametrize("hw", [(2, 2), (3, 5), (1, 15)])
+@pytest.mark.parametrize("act", [0, 1, 2])
+def test_short_channels_first_runs_are_summed_as_channels_last_rows(hw, act):
+    """Planes of fewer than 16 values (MobileNetV2's 2x2 and 4x4 maps) are summed over a
+    channels_last copy: the channels_first layer's training forward and backward give
+    the channels_last layer's bits, transposed (its sums are the same kernel's on the
+    same rows), and match the NumPy reference."""
+    rng = np.random.default_rng(46)
+    x = (rng.standard_normal((5, 7) + hw) * 3 + 1).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    gamma, beta = rng.standard_normal(7) * 2, rng.standard_normal(7)
+    first = bn_act_fused(x, gamma, beta, g, act, 1e-3, 1)
+    last = bn_act_fused(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), gamma, beta,
+                        np.ascontiguousarray(g.transpose(0, 2, 3, 1)), act, 1e-3, -1)
+    np.testing.assert_array_equal(first[0], last[0].transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(first[1], last[1].transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(first[2], last[2])
+    np.testing.assert_array_equal(first[3], last[3])
+    want = bn_act_reference(x.astype(np.float64), gamma, beta, g.astype(np.float64), act,
+                            1e-3, 1)
+    for got, w in zip(first, want):
+        np.testing.assert_allclose(got, w, rtol=1e-4, atol=1e-4 * np.abs(w).max())

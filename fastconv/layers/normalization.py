@@ -35,6 +35,16 @@ from .base import Layer
 
 __all__ = ["BatchNormalization"]
 
+#: channels_first runs (a channel's H x W values in one image) shorter than this are
+#: summed over a channels_last copy: the run kernel's per-run cost (16 partial sums
+#: and their tree) took 5x the copy and the channels_last sums on 2x2 planes
+_MIN_RUN = 16
+
+
+def _rows_last(v, a, c, b):
+    """Flat v of an (a, c, b) view as the flat (a, b, c) copy: channels_last rows."""
+    return _ext.conv2d.batched_transpose(v, np.empty_like(v), a, c, b)
+
 
 def _real(value, name, low=None, high=None):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
@@ -148,8 +158,17 @@ class BatchNormalization(Layer):
         """Per-channel float64 sums, d = x - shift: of d and d * d (grad False), of v
         and v * d (grad True), v = g through the activation act (0 none, 1 relu, 2
         relu6) whose output is y, or whose input was x * scale + shift with act_affine
-        (scale, shift): y then not read (src/_batchnorm.pyx channel_sums_act)."""
+        (scale, shift): y then not read (src/_batchnorm.pyx channel_sums_act).
+        channels_first runs shorter than _MIN_RUN are summed as the channels_last
+        rows of a transposed copy (the order of those sums, fixed by the shapes)."""
         a, c, b, items = view
+        if 1 < b < _MIN_RUN:
+            copies = {}   # (x, g and y are often one array: copied once)
+            for v in (x, g, y):
+                if v is not None and id(v) not in copies:
+                    copies[id(v)] = _rows_last(v, a, c, b)
+            x, g, y = (None if v is None else copies[id(v)] for v in (x, g, y))
+            a, b, items = a * b, 1, _ext.batchnorm.n_items(a * b, c, 1)
         partial = np.empty((items, 2 * c), np.float64)
         sums = np.asarray(_ext.batchnorm.channel_sums_act(
             x, g, g if y is None else y, shift, partial, a, c, b, int(grad), act,
