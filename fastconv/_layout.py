@@ -1,6 +1,6 @@
 """Copies between the channels_first (N, C, H, W) and channels_last (N, H, W, C)
 layouts, by the compiled batched transpose (src/transpose.h: tiles of 32, 8x8 AVX2
-blocks, both threads): NumPy's copy of a transposed view ran at 3 GB/s.  The kernels
+blocks, both threads), several times NumPy's copy of a transposed view.  The kernels
 that are faster in channels_last take channels_first calls through them (the conv
 engine's via_last and depthwise, the pooling's general windows)."""
 import numpy as np
@@ -11,12 +11,10 @@ __all__ = ["to_last", "to_first"]
 
 
 def to_last(a, arena=False):
-    """An (N, C, H, W) array as a C-contiguous (N, H, W, C) copy: a compiled transpose
-    (NumPy's copy of the transposed view ran at 3 GB/s).  A new array, or with arena
-    one of the pass's arena (no page faults on every call, but held until the next
-    pass: via_last's copies are worth it, ResNet-20's NCHW training step 0.75x -> 0.65x
-    the shifted kernels' for 36 MB more at its peak; the depthwise's small planes
-    are not, MobileNetV2's NCHW step peaked 44 MB higher for no gain)."""
+    """An (N, C, H, W) array as a C-contiguous (N, H, W, C) copy.  A new array, or with
+    arena one of the pass's arena: no page faults on every call, but held until the
+    next pass (worth it for via_last's copies, not for the depthwise's small planes:
+    docs/design/algorithms.md, "channels_first through channels_last")."""
     a = np.ascontiguousarray(a)
     n, c, h, w = a.shape
     out = (_arena.empty if arena else np.empty)((n, h, w, c), a.dtype)

@@ -194,9 +194,9 @@ def _max_forward_via_last(g, x, store):
     """A channels_first max pool of other windows than _is_2x2's on the channels_last
     kernel (vectorised over the channels) through transposed copies: the
     channels_first kernel takes one output at a time, its windows' maxima a chain of
-    dependent selects (ResNet's 3x3/2 pool at 8 x 64 x 112 x 112: 23-28 ms against
-    4.8, docs/design/algorithms.md).  The same maxima, winners and indices (each a
-    position inside its window, whatever the layout)."""
+    dependent selects, several times slower (docs/design/algorithms.md, "Pooling").
+    The same maxima, winners and indices (each a position inside its window, whatever
+    the layout)."""
     n, c, oh, ow = g.y_shape
     yl = np.empty((n, oh, ow, c), x.dtype)
     il = np.empty((n, oh, ow, c) if store else (1, 1, 1, 1), g.index_dtype)

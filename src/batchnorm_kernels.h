@@ -391,11 +391,11 @@ static inline double fc_bn_act_double(double z, int act)
     else                                                                                \
         dst = (arr)[j] - (VT){0};
 
-/* The vector steps of the two passes, the scalar steps' expressions on L lanes. */
-#define FC_BN_AFFV(T, L, VT, MT, k, j, along)                                           \
+/* The vector steps of the two passes: the scalar steps' expressions on VT's lanes. */
+#define FC_BN_AFFV(VT, MT, k, j, along)                                                 \
     do {                                                                                \
-        FC_BN_PARAM(VT, sv_, s, j, along)                                            \
-        FC_BN_PARAM(VT, tv_, t, j, along)                                            \
+        FC_BN_PARAM(VT, sv_, s, j, along)                                               \
+        FC_BN_PARAM(VT, tv_, t, j, along)                                               \
         VT v_;                                                                          \
         memcpy(&v_, x + (k), sizeof v_);                                                \
         v_ = v_ * sv_ + tv_;                                                            \
@@ -409,19 +409,19 @@ static inline double fc_bn_act_double(double z, int act)
         }                                                                               \
         memcpy(y + (k), &v_, sizeof v_);                                                \
     } while (0)
-#define FC_BN_BWDV(T, L, VT, MT, k, j, along)                                           \
+#define FC_BN_BWDV(VT, MT, k, j, along)                                                 \
     do {                                                                                \
-        FC_BN_PARAM(VT, mv_, m, j, along)                                            \
-        FC_BN_PARAM(VT, pv_, p, j, along)                                            \
-        FC_BN_PARAM(VT, qv_, q, j, along)                                            \
-        FC_BN_PARAM(VT, rv_, r, j, along)                                            \
+        FC_BN_PARAM(VT, mv_, m, j, along)                                               \
+        FC_BN_PARAM(VT, pv_, p, j, along)                                               \
+        FC_BN_PARAM(VT, qv_, q, j, along)                                               \
+        FC_BN_PARAM(VT, rv_, r, j, along)                                               \
         VT g_, x_, y_;                                                                  \
         memcpy(&g_, g + (k), sizeof g_);                                                \
         memcpy(&x_, x + (k), sizeof x_);                                                \
         if (act) {                                                                      \
             if (as) {                                                                   \
-                FC_BN_PARAM(VT, av_, as, j, along)                                   \
-                FC_BN_PARAM(VT, bv_, at, j, along)                                   \
+                FC_BN_PARAM(VT, av_, as, j, along)                                          \
+                FC_BN_PARAM(VT, bv_, at, j, along)                                          \
                 y_ = x_ * av_ + bv_;                                                    \
             } else {                                                                    \
                 memcpy(&y_, y + (k), sizeof y_);                                        \
@@ -473,18 +473,18 @@ FC_BN_ELEM(double, 1, FC_BN_NOVEC, FC_BN_NOVEC, 1, FC_BN_NOVEC, FC_BN_NOVEC,
 /* The elementwise steps of each width (named by NV, the doubles a register holds): a
  * register of floats (2 NV) or of doubles (NV); F2 and D1 the 16-byte steps of the
  * tails. */
-#define FC_BN_AFFV_F8(k, j, al) FC_BN_AFFV(float, 16, fc_bn_f16, fc_bn_i16, k, j, al)
-#define FC_BN_BWDV_F8(k, j, al) FC_BN_BWDV(float, 16, fc_bn_f16, fc_bn_i16, k, j, al)
-#define FC_BN_AFFV_D8(k, j, al) FC_BN_AFFV(double, 8, fc_bn_d8, fc_bn_l8, k, j, al)
-#define FC_BN_BWDV_D8(k, j, al) FC_BN_BWDV(double, 8, fc_bn_d8, fc_bn_l8, k, j, al)
-#define FC_BN_AFFV_F4(k, j, al) FC_BN_AFFV(float, 8, fc_bn_f8, fc_bn_i8, k, j, al)
-#define FC_BN_BWDV_F4(k, j, al) FC_BN_BWDV(float, 8, fc_bn_f8, fc_bn_i8, k, j, al)
-#define FC_BN_AFFV_D4(k, j, al) FC_BN_AFFV(double, 4, fc_bn_d4, fc_bn_l4, k, j, al)
-#define FC_BN_BWDV_D4(k, j, al) FC_BN_BWDV(double, 4, fc_bn_d4, fc_bn_l4, k, j, al)
-#define FC_BN_AFFV_F2(k, j, al) FC_BN_AFFV(float, 4, fc_bn_f4, fc_bn_i4, k, j, al)
-#define FC_BN_BWDV_F2(k, j, al) FC_BN_BWDV(float, 4, fc_bn_f4, fc_bn_i4, k, j, al)
-#define FC_BN_AFFV_D1(k, j, al) FC_BN_AFFV(double, 2, fc_bn_d2, fc_bn_l2, k, j, al)
-#define FC_BN_BWDV_D1(k, j, al) FC_BN_BWDV(double, 2, fc_bn_d2, fc_bn_l2, k, j, al)
+#define FC_BN_AFFV_F8(k, j, al) FC_BN_AFFV(fc_bn_f16, fc_bn_i16, k, j, al)
+#define FC_BN_BWDV_F8(k, j, al) FC_BN_BWDV(fc_bn_f16, fc_bn_i16, k, j, al)
+#define FC_BN_AFFV_D8(k, j, al) FC_BN_AFFV(fc_bn_d8, fc_bn_l8, k, j, al)
+#define FC_BN_BWDV_D8(k, j, al) FC_BN_BWDV(fc_bn_d8, fc_bn_l8, k, j, al)
+#define FC_BN_AFFV_F4(k, j, al) FC_BN_AFFV(fc_bn_f8, fc_bn_i8, k, j, al)
+#define FC_BN_BWDV_F4(k, j, al) FC_BN_BWDV(fc_bn_f8, fc_bn_i8, k, j, al)
+#define FC_BN_AFFV_D4(k, j, al) FC_BN_AFFV(fc_bn_d4, fc_bn_l4, k, j, al)
+#define FC_BN_BWDV_D4(k, j, al) FC_BN_BWDV(fc_bn_d4, fc_bn_l4, k, j, al)
+#define FC_BN_AFFV_F2(k, j, al) FC_BN_AFFV(fc_bn_f4, fc_bn_i4, k, j, al)
+#define FC_BN_BWDV_F2(k, j, al) FC_BN_BWDV(fc_bn_f4, fc_bn_i4, k, j, al)
+#define FC_BN_AFFV_D1(k, j, al) FC_BN_AFFV(fc_bn_d2, fc_bn_l2, k, j, al)
+#define FC_BN_BWDV_D1(k, j, al) FC_BN_BWDV(fc_bn_d2, fc_bn_l2, k, j, al)
 FC_BN_BUILD(8, avx512, __attribute__((target("avx512f"))))
 FC_BN_BUILD(4, avx2, __attribute__((target("avx2"))))
 #endif

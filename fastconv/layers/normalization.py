@@ -37,7 +37,8 @@ __all__ = ["BatchNormalization"]
 
 #: channels_first runs (a channel's H x W values in one image) shorter than this are
 #: summed over a channels_last copy: the run kernel's per-run cost (16 partial sums
-#: and their tree) took 5x the copy and the channels_last sums on 2x2 planes
+#: and their tree) is more than the copy and the channels_last sums (docs/design/
+#: algorithms.md, "BatchNormalization's short channels_first runs")
 _MIN_RUN = 16
 
 

@@ -4,7 +4,7 @@ copies of their arrays.
 Most of the engine's fast kernels are channels_last: Winograd (3x3 stride 1: 4x fewer
 multiply-adds), the pixel-row tiles (a window's (kj, c) row contiguous), the BLAS
 column products.  In channels_first the same calls ran on the shifted and im2col
-kernels, 1.5-4x slower on 3x3 layers with 16 channels or more (docs/design/
+kernels, several times slower on 3x3 layers with 16 channels or more (docs/design/
 algorithms.md, "channels_first through channels_last").  This algorithm runs such a
 call as the convolution of its channels_last twin: x (or grad_y) copied to (N, H, W, C)
 by the compiled batched transpose, the twin's own plan run by the drivers (run.py)
@@ -19,8 +19,8 @@ route where the twin's kernels save more than that:
   of a network (3 -> 16) and the stem (3 -> 64, 7x7 stride 2) ran slower that way),
   and a twin that does not read the weight in its own layout (the BLAS products of
   im2col_blas at batch 1 and large weights), unless the forward's weight is kept
-  between calls (inference: its copy in that layout kept too; NumPy's copy of the
-  transposed 512 -> 512 3x3 weight took 4.7 ms, the product 2);
+  between calls (inference: its copy in that layout kept too; for 512 -> 512 3x3
+  weights NumPy's copy took longer than the product);
 - the weight gradient takes it at any channel count (its channels_last kernels reduce
   over the pixels, rows of kh kw C_in values).
 
