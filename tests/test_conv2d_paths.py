@@ -1503,6 +1503,8 @@ VIA_LAST_CASES = [
     pytest.param(2, 16, 1, 1, 16, 3, 3, 1, 1, 1, id="one-pixel-padded"),
     pytest.param(19, 24, 6, 5, 40, 3, 3, 1, 1, 1, id="many-images-partials"),
     pytest.param(3, 3, 10, 9, 16, 3, 3, 1, 1, 1, id="first-layer-weight-gradient-only"),
+    pytest.param(2, 3, 13, 12, 20, 3, 3, 2, ((0, 1), (0, 1)), 1, id="strided-stem"),
+    pytest.param(2, 3, 16, 15, 24, 7, 7, 2, 3, 1, id="strided-7x7-stem"),
 ]
 
 
@@ -1524,8 +1526,11 @@ def test_via_last_against_the_reference(isa, dtype, n, c, h, w, c_out, kh, kw, s
     chosen = _passes_of(n, c, h, w, c_out, kh, kw, stride, padding, dilation, dtype)
     assert chosen["grad_weight"] == "via_last"
     wide = min(c, c_out) >= LOW
-    for pass_ in ("forward", "grad_input"):
-        assert (chosen[pass_] == "via_last") == wide, (pass_, chosen)
+    twin = _explain((n, h, w, c), (kh, kw, c, c_out), dtype, "forward", stride, padding,
+                    dilation).algorithm
+    strided = stride > 1 and twin != "im2col"
+    assert (chosen["forward"] == "via_last") == (wide or strided), (chosen, twin)
+    assert (chosen["grad_input"] == "via_last") == wide, chosen
     _case(21, n, c, h, w, c_out, kh, kw, stride, padding, dilation, 1, dtype,
           "channels_first")
 
@@ -1558,8 +1563,9 @@ def test_via_last_gives_the_channels_last_calls_bits(dtype, n, c, h, w, c_out, k
 
 
 def test_the_rule_at_its_edges():
-    """1x1 kernels decline; under VIA_LAST_MIN_CHANNELS in or out the forward and input
-    gradient decline (the weight gradient takes it); groups and channels_last refuse."""
+    """1x1 kernels decline; under VIA_LAST_MIN_CHANNELS in or out the forward (but a
+    strided one) and input gradient decline (the weight gradient takes it); groups and
+    channels_last refuse."""
     f32 = np.float32
 
     def algs(x_shape, w_shape, groups=1, data_format="channels_first"):
@@ -1572,6 +1578,11 @@ def test_the_rule_at_its_edges():
     assert "via_last" not in low[:2] and low[2] == "via_last"
     low_out = algs((2, LOW, 8, 8), (LOW - 1, LOW, 3, 3))
     assert "via_last" not in low_out[:2] and low_out[2] == "via_last"
+    strided = [_explain((2, 3, 9, 9), (LOW, 3, 3, 3), f32, p, 2, 1, 1, 1,
+                        "channels_first").algorithm
+               for p in ("forward", "grad_input", "grad_weight")]
+    assert strided[0] == "via_last" and strided[1] != "via_last"
+    assert strided[2] == "via_last"
     assert "via_last" not in algs((2, 32, 8, 8), (32, 32, 1, 1))
     assert "via_last" not in algs((2, 32, 8, 8), (32, 16, 3, 3), groups=2)
     assert "via_last" not in algs((2, 8, 8, 32), (3, 3, 32, 32),

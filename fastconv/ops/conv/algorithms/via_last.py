@@ -15,8 +15,11 @@ route where the twin's kernels save more than that:
 - a kernel larger than 1x1: the channels_first kernels read a 1x1 layer's rows in
   place, as fast as the channels_last ones, and the copies would be all loss;
 - forward and input gradient: at least ``VIA_LAST_MIN_CHANNELS`` channels in and out
-  (the channels_last kernels vectorise over the channels; with fewer, the first layer
-  of a network (3 -> 16) and the stem (3 -> 64, 7x7 stride 2) ran slower that way),
+  (the channels_last kernels vectorise over the channels; with fewer, a network's
+  first layer at stride 1 (3 -> 16) and the stem's input gradient ran slower that way),
+  except strided forwards whose twin does not run im2col (a 3-channel stem: the
+  channels_first im2col packs every window per call, a pixel-row twin reads them in
+  place),
   and a twin that does not read the weight in its own layout (the BLAS products of
   im2col_blas at batch 1 and large weights), unless the forward's weight is kept
   between calls (inference: its copy in that layout kept too; for 512 -> 512 3x3
@@ -84,10 +87,14 @@ class ViaLast(Algorithm):
         if q.pass_ == GRAD_WEIGHT:
             return None
         least = min(g.c_in, g.c_out)
-        if least < VIA_LAST_MIN_CHANNELS:
+        strided = g.sy > 1 or g.sx > 1
+        if least < VIA_LAST_MIN_CHANNELS and not (q.pass_ == FORWARD and strided):
             return (f"{least} channels (under {VIA_LAST_MIN_CHANNELS}: the channels_last "
                     "kernels vectorise over the channels)")
         inner = _twin_plan(q)
+        if least < VIA_LAST_MIN_CHANNELS and inner.name == "im2col":
+            return (f"{least} channels, and the channels_last twin would run im2col "
+                    "too (the copies for nothing)")
         if getattr(inner.algorithm, "on_layout", False) and not q.packed:
             return (f"the channels_last twin runs {inner.name}, which would need the "
                     "weight copied into its layout on every call")
