@@ -173,15 +173,9 @@ def _check_flag(value, name):
     return bool(value)
 
 
-def _is_2x2(g):
-    """2x2 windows at stride 2, each inside the input: the kernels' fast rows (in
-    channels_first, SSE2 rows of the planes)."""
-    return (g.kernel_args() == (2, 2, 2, 2, 0, 0) and 2 * g.oh <= g.h and
-            2 * g.ow <= g.w)
-
-
 def _max_forward(g, x, store):
-    if not (g.channels_last or _is_2x2(g)):
+    if not (g.channels_last or
+            _ext.pool2d.is_2x2(*g.kernel_args(), g.h, g.w, g.oh, g.ow)):
         return _max_forward_via_last(g, x, store)
     y = _arena.empty(g.y_shape, x.dtype)
     idx = _arena.empty(g.y_shape if store else (1, 1, 1, 1), g.index_dtype)
@@ -191,12 +185,13 @@ def _max_forward(g, x, store):
 
 
 def _max_forward_via_last(g, x, store):
-    """A channels_first max pool of other windows than _is_2x2's on the channels_last
-    kernel (vectorised over the channels) through transposed copies: the
-    channels_first kernel takes one output at a time, its windows' maxima a chain of
-    dependent selects, several times slower (docs/design/algorithms.md, "Pooling").
-    The same maxima, winners and indices (each a position inside its window, whatever
-    the layout)."""
+    """A channels_first max pool of other windows than 2x2/2 inside the input (the
+    kernels' fast rows, src/_pool2d.pyx is_2x2) on the channels_last kernel
+    (vectorised over the channels) through transposed copies: the channels_first
+    kernel takes one output at a time, its windows' maxima a chain of dependent
+    selects, several times slower (docs/design/algorithms.md, "Pooling").  The same
+    maxima, winners and indices (each a position inside its window, whatever the
+    layout)."""
     n, c, oh, ow = g.y_shape
     yl = np.empty((n, oh, ow, c), x.dtype)
     il = np.empty((n, oh, ow, c) if store else (1, 1, 1, 1), g.index_dtype)

@@ -236,6 +236,14 @@ def backward_input(const floating[::1] g, const floating[::1] x,
 # The elementwise passes (batchnorm_kernels.h) run on parts of the view cut by units:
 # rows of C values (channels_last) or channels_first runs of B values, the runs of one
 # part cut again where a row ends (each call takes whole rows of its channels).
+@cython.cdivision(True)
+cdef inline Py_ssize_t _piece(Py_ssize_t u, Py_ssize_t u1, Py_ssize_t C,
+                              Py_ssize_t B) noexcept nogil:
+    """The units of one kernel call from unit u, at most to u1: all of them for
+    channels_last rows (B 1), else the runs up to the end of u's row."""
+    return u1 - u if B == 1 else min(u1 - u, C - u % C)
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 @cython.cdivision(True)
@@ -258,12 +266,9 @@ def affine_act(const floating[::1] x, const floating[::1] scale,
     for i in prange(nt, nogil=True, schedule="static", num_threads=nt):
         u0 = i * units // nt
         u1 = (i + 1) * units // nt
-        if B == 1:
-            _affine_part(&x[0], &scale[0], &shift[0], &y[0], u0, u1 - u0, C, 1, act)
-            continue
         u = u0
         while u < u1:
-            n = min(u1 - u, C - u % C)
+            n = _piece(u, u1, C, B)
             _affine_part(&x[0], &scale[0], &shift[0], &y[0], u, n, C, B, act)
             u = u + n
 
@@ -315,13 +320,9 @@ def backward_input_act(const floating[::1] g, const floating[::1] y,
     for i in prange(nt, nogil=True, schedule="static", num_threads=nt):
         u0 = i * units // nt
         u1 = (i + 1) * units // nt
-        if B == 1:
-            _backward_part(&g[0], &y[0], &x[0], &mean[0], &a_g[0], &a_x[0], &const_[0],
-                           &dx[0], a_s, a_t, u0, u1 - u0, C, 1, act)
-            continue
         u = u0
         while u < u1:
-            n = min(u1 - u, C - u % C)
+            n = _piece(u, u1, C, B)
             _backward_part(&g[0], &y[0], &x[0], &mean[0], &a_g[0], &a_x[0], &const_[0],
                            &dx[0], a_s, a_t, u, n, C, B, act)
             u = u + n

@@ -418,6 +418,12 @@ cdef inline bint _is_2x2(Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sy, Py_ssize_t
             and 2 * OH <= H and 2 * OW <= W)
 
 
+def is_2x2(Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sy, Py_ssize_t sx, Py_ssize_t pt,
+           Py_ssize_t pl, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW):
+    """Whether the kernels take a pooling's fast 2x2/2 rows (fastconv/pooling.py)."""
+    return _is_2x2(kh, kw, sy, sx, pt, pl, H, W, OH, OW)
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def max_pool_nchw(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,

@@ -103,9 +103,9 @@ class ViaLast(Algorithm):
     def plan(self, q):
         # (n_per: the bias gradient's partial sums, taken on the call's own layout as
         # conv2d_grad_bias takes them)
-        twin = dataclasses.replace(q.g, channels_last=True)
+        inner = _twin_plan(q)
         return Plan(q.pass_, self, q.g, q.dtype, isa=q.isa, n_per=partials_of(q),
-                    last=twin, inner=_twin_plan(q))
+                    last=inner.g, inner=inner)
 
     def details(self, plan):
         return [f"through transposed copies, then {plan.inner.describe()}"]
