@@ -106,6 +106,11 @@ class Tuning:
     blas_weight_bytes_per_pixel: int = 16 << 10
     #: Largest column matrix (bytes) im2col_blas makes.
     blas_col_bytes: int = 64 << 20
+    #: Fewest multiply-adds per image of a channels_first 1x1 convolution for
+    #: planes_blas (one BLAS product per image) to take it by default: below, each
+    #: product's call and packing cost more than the channels_first kernels' whole
+    #: image.
+    planes_min_macs: int = 1 << 20
     #: Fewest multiply-adds for fastconv's own product kernel: below, the call costs
     #: more than the BLAS's packing it saves.
     kernel_min_macs: int = 1 << 19

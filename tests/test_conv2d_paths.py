@@ -653,6 +653,9 @@ def test_fused_relu6_cases_reach_the_relu6_kernels():
                                           stride, (kh - 1) // 2, 1, groups,
                                           "channels_last", dtype="float32").runnable)
     assert {"pixel", "pointwise", "depthwise"} <= seen
+    # (planes_blas runs channels_first only: its ReLU6 is checked against the
+    # reference in tests/test_conv_planes_blas.py)
+    seen.update(fastconv.explain_conv((1, 64, 32, 32), (128, 64, 1, 1)).runnable)
     assert fused and fused <= seen, fused - seen
 
 

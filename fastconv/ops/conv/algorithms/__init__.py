@@ -13,13 +13,14 @@ from .depthwise import Depthwise
 from .direct import Im2col, Scatter, Shifted
 from .narrow import Narrow
 from .phases import Phases
+from .planes import PlanesBlas
 from .pixel import PixelRows
 from .via_last import ViaLast
 from .wide import Wide
 from .winograd import Winograd, tile_for
 
 __all__ = ["DENSE", "DENSE_1X1", "POINTWISE_BLAS", "IM2COL_BLAS", "POINTWISE",
-           "DEPTHWISE", "VIA_LAST", "WINOGRAD", "NARROW", "WIDE", "PIXEL", "SHIFTED",
+           "DEPTHWISE", "PLANES_BLAS", "VIA_LAST", "WINOGRAD", "NARROW", "WIDE", "PIXEL", "SHIFTED",
            "IM2COL", "PHASES", "SCATTER", "Gather"]
 
 
@@ -79,19 +80,19 @@ POINTWISE_BLAS, IM2COL_BLAS = PointwiseBlas(), Im2colBlas()
 WINOGRAD = (Winograd(2), Winograd(4), Winograd(5))
 NARROW, WIDE, PIXEL = Narrow(), Wide(), PixelRows()
 SHIFTED, IM2COL, SCATTER = Shifted(), Im2col(), Scatter()
-PHASES, VIA_LAST = Phases(), ViaLast()
+PHASES, VIA_LAST, PLANES_BLAS = Phases(), ViaLast(), PlanesBlas()
 
 # (Depthwise runs its own stride-1 input gradient: not a Gather.  via_last comes
 # before every algorithm that runs channels_first calls of one group.)
-_FORWARD = [DENSE, DENSE_1X1, POINTWISE_BLAS, IM2COL_BLAS, POINTWISE, DEPTHWISE,
-            *WINOGRAD, NARROW, WIDE, PIXEL, SHIFTED, IM2COL]
-_GATHERED = _FORWARD[6:]
-_FORWARD.insert(6, VIA_LAST)
+_FORWARD = [DENSE, DENSE_1X1, POINTWISE_BLAS, IM2COL_BLAS, POINTWISE, PLANES_BLAS,
+            DEPTHWISE, *WINOGRAD, NARROW, WIDE, PIXEL, SHIFTED, IM2COL]
+_GATHERED = _FORWARD[7:]
+_FORWARD.insert(7, VIA_LAST)
 register({
     FORWARD: _FORWARD,
-    GRAD_INPUT: [DENSE, DENSE_1X1, POINTWISE_BLAS, IM2COL_BLAS, POINTWISE, DEPTHWISE,
-                 VIA_LAST] + [Gather(a) for a in _GATHERED] + [PHASES, SCATTER],
-    GRAD_WEIGHT: [DENSE, DENSE_1X1, POINTWISE_BLAS, IM2COL_BLAS, POINTWISE, DEPTHWISE,
-                  VIA_LAST, *WINOGRAD, WIDE, PIXEL, SHIFTED, IM2COL],
+    GRAD_INPUT: [DENSE, DENSE_1X1, POINTWISE_BLAS, IM2COL_BLAS, POINTWISE, PLANES_BLAS,
+                 DEPTHWISE, VIA_LAST] + [Gather(a) for a in _GATHERED] + [PHASES, SCATTER],
+    GRAD_WEIGHT: [DENSE, DENSE_1X1, POINTWISE_BLAS, IM2COL_BLAS, POINTWISE, PLANES_BLAS,
+                  DEPTHWISE, VIA_LAST, *WINOGRAD, WIDE, PIXEL, SHIFTED, IM2COL],
 })
 
