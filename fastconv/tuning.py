@@ -111,6 +111,10 @@ class Tuning:
     #: product's call and packing cost more than the channels_first kernels' whole
     #: image.
     planes_min_macs: int = 1 << 20
+    #: Most bands a planes_blas batch's products are cut into (images count as
+    #: bands): each band is a BLAS call that packs the weight again and is started
+    #: under the GIL, so more bands than cores cost more than they balance.
+    planes_bands: int = 2
     #: Fewest multiply-adds for fastconv's own product kernel: below, the call costs
     #: more than the BLAS's packing it saves.
     kernel_min_macs: int = 1 << 19

@@ -65,15 +65,16 @@ def _output_pass(bias, act, c_out):
     return run
 
 
-def _reduction_product(a, b, t):
+def _reduction_product(a, b, t, most=None):
     """a^T @ b (a (P, K), b (P, N), P >= 1): in bands of the output where P is the
     shortest side (a few pixels' weight gradient), else as partial products over
-    bands of the P rows added in order (the same bits on any thread count)."""
+    bands of the P rows (at most most) added in order (the same bits on any thread
+    count)."""
     p, k = a.shape
     n = b.shape[1]
     if p < min(k, n):
         return _product(a.T, b, np.empty((k, n), np.result_type(a, b)), t)
-    edges = _blas.bands(p, _parts(p * k * n, t), 64)
+    edges = _blas.bands(p, min(_parts(p * k * n, t), most or t.blas_max_bands), 64)
     part = np.empty((len(edges) - 1, k, n), np.result_type(a, b))
     _blas.run_products([(a[lo:hi].T, b[lo:hi], part[i])
                         for i, (lo, hi) in enumerate(zip(edges, edges[1:]))])

@@ -10,16 +10,17 @@ kernels (shifted) read the planes in place too, but the BLAS packs both operands
 cache-sized blocks and runs near the matrix-product peak, where the products are
 large enough (``Tuning.planes_min_macs`` per image: the default from there).
 
-Forward and input gradient: each image's product cut into bands of its output's
-longer side (rows of channels or columns of pixels, the bands per image from the
-product's size alone), one-thread BLAS products started on the kernels' OpenMP
-threads (_blas.run_products): the same bits on any thread count.  Weight gradient:
-at batch 1 one product in bands (blas._reduction_product), the default; else (forced
-only: over a batch the kernels' partial sums are as fast) one partial sum per group
-of images (the groups common.images_per_partial makes), each group's images'
-products added in order on one thread, the partials added in order.  Workspace: the
-strided copy of x (N * C_in * P values), the partials (groups x C_out x C_in).  Bias
-and the activation follow the products in one compiled pass over y.
+Forward and input gradient: each image's product, at batch 1 cut in bands of its
+output's longer side (rows of channels or columns of pixels, how many from the
+product's size alone, at most Tuning.planes_bands), one-thread BLAS products
+started on the kernels' OpenMP threads (_blas.run_products): the same bits on any
+thread count.  Weight gradient: at batch 1 one product in bands (at most
+planes_bands) of its reduction, partial sums added in order (blas._reduction_product),
+the default; over a batch (forced only: there the kernels' partial sums are as fast)
+one partial sum per group of images (the groups common.images_per_partial makes),
+each group's products added in order on one thread, the partials added in order.
+Workspace: the strided copy of x (N * C_in * P values), the partials (groups x C_out
+x C_in).  Bias and the activation follow the products in compiled passes over y.
 """
 import numpy as np
 
@@ -43,13 +44,13 @@ def _sampled(g, x):
 
 
 def _per_image(w, xs, ys, t):
-    """ys[i] = w @ xs[i] for each image, each product cut into bands of its output's
-    longer side (rows aligned to 16, columns to 64), as many per image as the
-    product's size asks (_parts) over the images."""
+    """ys[i] = w @ xs[i] for each image, the batch's products cut into at most
+    Tuning.planes_bands bands (as many as the product's size asks: _parts) of their
+    output's longer side (rows or columns, aligned to 16)."""
     n, k, p = ys.shape
-    per = max(1, _parts(n * k * w.shape[1] * p, t) // n)
+    per = max(1, min(_parts(n * k * w.shape[1] * p, t), t.planes_bands) // n)
     rows = k >= p
-    edges = _blas.bands(k if rows else p, per, 16 if rows else 64)
+    edges = _blas.bands(k if rows else p, per, 16)
     bands = list(zip(edges, edges[1:]))
     _blas.run_products([(w[lo:hi], xs[i], ys[i, lo:hi]) if rows else
                         (w, xs[i][:, lo:hi], ys[i][:, lo:hi])
@@ -172,7 +173,7 @@ class PlanesBlas(Algorithm):
         gy = np.ascontiguousarray(grad_y).reshape(g.n, g.c_out, -1)
         xs = _sampled(g, x)
         if g.n == 1:
-            gw = _reduction_product(gy[0].T, xs[0].T, t)
+            gw = _reduction_product(gy[0].T, xs[0].T, t, t.planes_bands)
         else:
             gw = _image_partials(gy, xs, plan.n_per, plan.dtype)
         gb = grad_bias(g, grad_y, plan.dtype, plan.n_per) if with_bias else None
