@@ -71,7 +71,7 @@ def _image_partials(gy, xs, n_per, dtype):
     n, k, c = gy.shape[0], gy.shape[1], xs.shape[1]
     edges = list(range(0, n, n_per)) + [n]
     part = np.empty((len(edges) - 1, k, c), dtype)
-    scratch = np.empty_like(part)
+    scratch = np.empty_like(part) if n_per > 1 else None
 
     def rest(j, lo, hi):
         def run(total):
