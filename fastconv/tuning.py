@@ -115,6 +115,11 @@ class Tuning:
     #: bands): each band is a BLAS call that packs the weight again and is started
     #: under the GIL, so more bands than cores cost more than they balance.
     planes_bands: int = 2
+    #: Fewest weight bytes per output pixel of a channels_first call above 1x1 for
+    #: planes_blas (one product per image over its column matrices) to take it:
+    #: each image's product streams the whole weight (im2col_blas's one product over
+    #: the batch streams it once), so it needs more than blas_weight_bytes_per_pixel.
+    planes_weight_bytes_per_pixel: int = 32 << 10
     #: Fewest multiply-adds for fastconv's own product kernel: below, the call costs
     #: more than the BLAS's packing it saves.
     kernel_min_macs: int = 1 << 19
