@@ -138,6 +138,29 @@ def add_columns(g, dcol, dtype):
     return gx
 
 
+def column_refusal(q, what):
+    """None, or why q's column matrices (P * kh * kw * C_in values over the call) are
+    too large (Tuning.blas_col_bytes)."""
+    g = q.g
+    col = g.n * g.oh * g.ow * g.k_group * np.dtype(q.dtype).itemsize
+    if col > q.tuning.blas_col_bytes:
+        return f"{what} of {col} bytes (Tuning.blas_col_bytes: {q.tuning.blas_col_bytes})"
+    return None
+
+
+def pixels_refusal(q, per_pixel):
+    """None where q's weight has per_pixel bytes or more per output pixel of the call
+    (each weight value serves too few pixels for the kernels that pack it per call),
+    else the reason."""
+    g = q.g
+    pixels = g.n * g.oh * g.ow
+    weight = g.k_group * g.c_out * np.dtype(q.dtype).itemsize
+    if weight < pixels * per_pixel:
+        return (f"{pixels} output pixels use the weight of {weight} bytes enough for "
+                "the kernels that pack it per call")
+    return None
+
+
 class Im2colBlas(Algorithm):
     """Any channels_last convolution of one group as products over its column matrix
     on NumPy's BLAS (see the module's docstring); the default where the weight has
@@ -156,20 +179,10 @@ class Im2colBlas(Algorithm):
             return "channels_first (the column matrix's rows are channels_last pixels)"
         if g.groups != 1:
             return f"{g.groups} groups (one group only)"
-        col = g.n * g.oh * g.ow * g.k_group * np.dtype(q.dtype).itemsize
-        if col > q.tuning.blas_col_bytes:
-            return (f"a column matrix of {col} bytes (Tuning.blas_col_bytes: "
-                    f"{q.tuning.blas_col_bytes})")
-        return None
+        return column_refusal(q, "a column matrix")
 
     def declines(self, q):
-        g, t = q.g, q.tuning
-        pixels = g.n * g.oh * g.ow
-        weight = g.k_group * g.c_out * np.dtype(q.dtype).itemsize
-        if weight < pixels * t.blas_weight_bytes_per_pixel:
-            return (f"{pixels} output pixels use the weight of {weight} bytes enough "
-                    "for the kernels that pack it per call")
-        return None
+        return pixels_refusal(q, q.tuning.blas_weight_bytes_per_pixel)
 
     def plan(self, q):
         return Plan(q.pass_, self, q.g, q.dtype, n_per=partials_of(q), isa=q.isa)

@@ -39,7 +39,7 @@ from .... import _arena, _blas, _ext
 from .... import activations as _activations
 from .... import tuning as _tuning
 from ..plan import FORWARD, GRAD_INPUT, GRAD_WEIGHT, Algorithm, Plan
-from .blas import _pads, _parts, _reduction_product
+from .blas import _pads, _parts, _reduction_product, column_refusal, pixels_refusal
 from .common import grad_bias, partials_of, sum_partials
 
 __all__ = ["PlanesBlas"]
@@ -174,21 +174,12 @@ class PlanesBlas(Algorithm):
             return "channels_last (pointwise_blas and im2col_blas run those)"
         if g.groups != 1:
             return f"{g.groups} groups (one group only)"
-        col = g.n * g.oh * g.ow * g.k_group * np.dtype(q.dtype).itemsize
-        if not _pointwise(g) and col > q.tuning.blas_col_bytes:
-            return (f"column matrices of {col} bytes (Tuning.blas_col_bytes: "
-                    f"{q.tuning.blas_col_bytes})")
-        return None
+        return None if _pointwise(g) else column_refusal(q, "column matrices")
 
     def declines(self, q):
         g, t = q.g, q.tuning
         if not _pointwise(g):
-            pixels = g.n * g.oh * g.ow
-            weight = g.k_group * g.c_out * np.dtype(q.dtype).itemsize
-            if weight < pixels * t.planes_weight_bytes_per_pixel:
-                return (f"{pixels} output pixels use the weight of {weight} bytes "
-                        "enough for the kernels that pack it per call")
-            return None
+            return pixels_refusal(q, t.planes_weight_bytes_per_pixel)
         macs = g.c_in * g.c_out * g.oh * g.ow
         if macs < t.planes_min_macs:
             return (f"{macs} multiply-adds per image (Tuning.planes_min_macs: "
