@@ -115,9 +115,10 @@ def _per_image(w, xs, ys, t):
                         for i in range(n) for lo, hi in bands])
 
 
-def _products(w, xs, dtype, t):
-    """w (K, C) @ xs[i] (C, P) for every image into a new arena array (N, K, P)."""
-    y = _arena.empty((xs.shape[0], w.shape[0], xs.shape[2]), dtype)
+def _products(w, xs, dtype, t, empty=_arena.empty):
+    """w (K, C) @ xs[i] (C, P) for every image into a new array (N, K, P) of empty
+    (the pass's arena, or NumPy's for what the pass should not hold)."""
+    y = empty((xs.shape[0], w.shape[0], xs.shape[2]), dtype)
     _per_image(w, xs, y, t)
     return y
 
@@ -217,7 +218,9 @@ class PlanesBlas(Algorithm):
         """(The caller runs no pass of an empty grad_y or x.)"""
         g, t = plan.g, _tuning.current()
         gy = np.ascontiguousarray(grad_y).reshape(g.n, g.c_out, -1)
-        dcol = _products(weight.reshape(g.c_out, g.k_group).T, gy, plan.dtype, t)
+        direct = _pointwise(g) and (g.sy, g.sx) == (1, 1)   # (the columns are grad_x)
+        dcol = _products(weight.reshape(g.c_out, g.k_group).T, gy, plan.dtype, t,
+                         _arena.empty if direct else np.empty)
         return _add_columns(g, dcol, plan.dtype)
 
     def grad_weight_layout(self, plan, grad_y, x, with_bias):
