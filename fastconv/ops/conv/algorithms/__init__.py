@@ -20,8 +20,8 @@ from .wide import Wide
 from .winograd import Winograd, tile_for
 
 __all__ = ["DENSE", "DENSE_1X1", "POINTWISE_BLAS", "IM2COL_BLAS", "POINTWISE",
-           "DEPTHWISE", "PLANES_BLAS", "VIA_LAST", "WINOGRAD", "NARROW", "WIDE", "PIXEL", "SHIFTED",
-           "IM2COL", "PHASES", "SCATTER", "Gather"]
+           "PLANES_BLAS", "DEPTHWISE", "VIA_LAST", "WINOGRAD", "NARROW", "WIDE", "PIXEL",
+           "SHIFTED", "IM2COL", "PHASES", "SCATTER", "Gather"]
 
 
 class Gather(Algorithm):
@@ -82,8 +82,9 @@ NARROW, WIDE, PIXEL = Narrow(), Wide(), PixelRows()
 SHIFTED, IM2COL, SCATTER = Shifted(), Im2col(), Scatter()
 PHASES, VIA_LAST, PLANES_BLAS = Phases(), ViaLast(), PlanesBlas()
 
-# (Depthwise runs its own stride-1 input gradient: not a Gather.  via_last comes
-# before every algorithm that runs channels_first calls of one group.)
+# (Depthwise runs its own stride-1 input gradient: not a Gather.  planes_blas, then
+# via_last, come before every other algorithm that runs channels_first calls of one
+# group: the BLAS over the planes where its rules hold, else the channels_last twin.)
 _FORWARD = [DENSE, DENSE_1X1, POINTWISE_BLAS, IM2COL_BLAS, POINTWISE, PLANES_BLAS,
             DEPTHWISE, *WINOGRAD, NARROW, WIDE, PIXEL, SHIFTED, IM2COL]
 _GATHERED = _FORWARD[7:]
