@@ -235,13 +235,31 @@ def backward_input(const floating[::1] g, const floating[::1] x,
 
 # The elementwise passes (batchnorm_kernels.h) run on parts of the view cut by units:
 # rows of C values (channels_last) or channels_first runs of B values, the runs of one
-# part cut again where a row ends (each call takes whole rows of its channels).
+# part cut again where a row ends (each call takes whole rows of its channels).  A
+# _Piece is one call's share: n units from value offset off and channel c, as the
+# call's rows and width (channels).
+ctypedef struct _Piece:
+    Py_ssize_t n
+    Py_ssize_t off
+    Py_ssize_t c
+    Py_ssize_t rows
+    Py_ssize_t width
+
+
 @cython.cdivision(True)
-cdef inline Py_ssize_t _piece(Py_ssize_t u, Py_ssize_t u1, Py_ssize_t C,
-                              Py_ssize_t B) noexcept nogil:
-    """The units of one kernel call from unit u, at most to u1: all of them for
-    channels_last rows (B 1), else the runs up to the end of u's row."""
-    return u1 - u if B == 1 else min(u1 - u, C - u % C)
+cdef inline _Piece _piece(Py_ssize_t u, Py_ssize_t u1, Py_ssize_t C,
+                          Py_ssize_t B) noexcept nogil:
+    """One kernel call's piece from unit u, at most to u1: all the channels_last rows
+    (B 1: n rows of C values), else the runs of B values of channels u % C .. up to the
+    end of u's row (one row of n channels)."""
+    cdef _Piece p
+    if B == 1:
+        p.n = u1 - u
+        p.off, p.c, p.rows, p.width = u * C, 0, p.n, C
+    else:
+        p.n = min(u1 - u, C - u % C)
+        p.off, p.c, p.rows, p.width = u * B, u % C, 1, p.n
+    return p
 
 
 @cython.boundscheck(False)
@@ -253,7 +271,8 @@ def affine_act(const floating[::1] x, const floating[::1] scale,
     """y = act(x * scale[c] + shift[c]) over x's (A, C, B) view (act 0 none, 1 relu,
     2 relu6): a batch normalization and the activation after it in one pass, rounded
     as the two passes round them."""
-    cdef Py_ssize_t i, u, u0, u1, n, units = A if B == 1 else A * C
+    cdef Py_ssize_t i, u, u0, u1, units = A if B == 1 else A * C
+    cdef _Piece p
     cdef int nt = _threads(A * C * B)
     _check("x", x.shape[0], A * C * B)
     _check("y", y.shape[0], A * C * B)
@@ -268,25 +287,20 @@ def affine_act(const floating[::1] x, const floating[::1] scale,
         u1 = (i + 1) * units // nt
         u = u0
         while u < u1:
-            n = _piece(u, u1, C, B)
-            _affine_part(&x[0], &scale[0], &shift[0], &y[0], u, n, C, B, act)
-            u = u + n
+            p = _piece(u, u1, C, B)
+            _affine_part(&x[0], &scale[0], &shift[0], &y[0], p, B, act)
+            u = u + p.n
 
 
-@cython.cdivision(True)
 cdef inline void _affine_part(const floating *x, const floating *s, const floating *t,
-                              floating *y, Py_ssize_t u, Py_ssize_t n, Py_ssize_t C,
-                              Py_ssize_t B, int act) noexcept nogil:
-    """affine_act on n units from unit u: n rows of C values (B 1), or the runs of B
-    values of channels u % C .. u % C + n - 1 of one row."""
-    cdef Py_ssize_t off = u * C * B if B == 1 else u * B
-    cdef Py_ssize_t c = 0 if B == 1 else u % C
-    cdef Py_ssize_t rows = n if B == 1 else 1
-    cdef Py_ssize_t width = C if B == 1 else n
+                              floating *y, _Piece p, Py_ssize_t B, int act) noexcept nogil:
+    """affine_act on the piece p."""
     if floating is float:
-        fc_bn_affine_act_f(x + off, s + c, t + c, y + off, rows, width, B, act)
+        fc_bn_affine_act_f(x + p.off, s + p.c, t + p.c, y + p.off, p.rows, p.width, B,
+                           act)
     else:
-        fc_bn_affine_act_d(x + off, s + c, t + c, y + off, rows, width, B, act)
+        fc_bn_affine_act_d(x + p.off, s + p.c, t + p.c, y + p.off, p.rows, p.width, B,
+                           act)
 
 
 @cython.boundscheck(False)
@@ -304,7 +318,8 @@ def backward_input_act(const floating[::1] g, const floating[::1] y,
     dx = v * a_g[c] + (x - mean[c]) * a_x[c] + const_[c].  dx may be g itself (the
     gradient overwritten in place).  With act_scale and act_shift: y is not read, the
     mask is that of x * act_scale[c] + act_shift[c] (see channel_sums_act)."""
-    cdef Py_ssize_t i, u, u0, u1, n, units = A if B == 1 else A * C
+    cdef Py_ssize_t i, u, u0, u1, units = A if B == 1 else A * C
+    cdef _Piece p
     cdef int nt = _threads(A * C * B)
     cdef const floating *a_s = NULL
     cdef const floating *a_t = NULL
@@ -322,30 +337,26 @@ def backward_input_act(const floating[::1] g, const floating[::1] y,
         u1 = (i + 1) * units // nt
         u = u0
         while u < u1:
-            n = _piece(u, u1, C, B)
+            p = _piece(u, u1, C, B)
             _backward_part(&g[0], &y[0], &x[0], &mean[0], &a_g[0], &a_x[0], &const_[0],
-                           &dx[0], a_s, a_t, u, n, C, B, act)
-            u = u + n
+                           &dx[0], a_s, a_t, p, B, act)
+            u = u + p.n
 
 
-@cython.cdivision(True)
 cdef inline void _backward_part(const floating *g, const floating *y,
                                 const floating *x, const floating *m,
-                                const floating *p, const floating *q,
+                                const floating *p_, const floating *q,
                                 const floating *r, floating *dx, const floating *a_s,
-                                const floating *a_t, Py_ssize_t u, Py_ssize_t n,
-                                Py_ssize_t C, Py_ssize_t B, int act) noexcept nogil:
-    """backward_input_act on n units from unit u (as _affine_part)."""
-    cdef Py_ssize_t off = u * C * B if B == 1 else u * B
-    cdef Py_ssize_t c = 0 if B == 1 else u % C
-    cdef Py_ssize_t rows = n if B == 1 else 1
-    cdef Py_ssize_t width = C if B == 1 else n
+                                const floating *a_t, _Piece p, Py_ssize_t B,
+                                int act) noexcept nogil:
+    """backward_input_act on the piece p."""
+    cdef Py_ssize_t o = p.off, c = p.c
     if a_s != NULL:
         a_s = a_s + c
         a_t = a_t + c
     if floating is float:
-        fc_bn_backward_act_f(g + off, y + off, x + off, m + c, p + c, q + c, r + c,
-                             dx + off, rows, width, B, act, a_s, a_t)
+        fc_bn_backward_act_f(g + o, y + o, x + o, m + c, p_ + c, q + c, r + c, dx + o,
+                             p.rows, p.width, B, act, a_s, a_t)
     else:
-        fc_bn_backward_act_d(g + off, y + off, x + off, m + c, p + c, q + c, r + c,
-                             dx + off, rows, width, B, act, a_s, a_t)
+        fc_bn_backward_act_d(g + o, y + o, x + o, m + c, p_ + c, q + c, r + c, dx + o,
+                             p.rows, p.width, B, act, a_s, a_t)
